@@ -1,0 +1,152 @@
+// The storage engine: partitions of records in SQLite WAL databases.
+//
+// What it owns: Q partitions (a power of two, fixed when the data directory is created and
+// recorded in it), each a WITHOUT ROWID table keyed by key, and per partition a change log
+// with a gapless, monotonic sequence number. Values above a threshold are stored
+// zstd-compressed. Writes are last-write-wins on Version: applying a record whose version
+// is not newer than the stored one changes nothing, so replays are idempotent.
+//
+// Time: the store never reads a clock. Every call that depends on time takes `now`, so TTL
+// tests set the time instead of sleeping. Expiry is an absolute WallTime set by whoever
+// built the record (the coordinator), so all replicas agree.
+//
+// Threads: reads (get, read_changes, stats, last_seq) may be called from any thread
+// concurrently; each thread reads through its own connection. Writes (apply, sweep) are
+// queued to the writer thread(s), which commit concurrent writes in one transaction (group
+// commit) and then run each write's callback, on the writer thread, after its transaction
+// committed (and, with sync=full, was fsync'd). A callback must be quick: hand the result
+// to another thread rather than doing work in it.
+//
+// On-disk format: store/FORMAT.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/version.h"
+
+namespace edgekv::store {
+
+enum class SyncMode {
+  kNormal,  // survives a crash of the process (SQLite synchronous=NORMAL in WAL mode)
+  kFull,    // also survives a power cut: each commit group is fsync'd before acks
+};
+
+struct StoreOptions {
+  std::filesystem::path dir;
+  uint32_t partitions = 64;  // a power of two, 1..65536; must match an existing directory
+  SyncMode sync = SyncMode::kNormal;
+  size_t compress_threshold_bytes = 1024;  // values longer than this are zstd-compressed
+  int compress_level = 1;                  // zstd level: fast, the store is write-heavy
+  // Most writes one commit group holds. Bounds the latency a group adds to its first write.
+  size_t group_commit_max = 1024;
+  // Most writes waiting for the writer before apply() answers OVERLOADED. Bounds memory.
+  size_t write_queue_max = 65536;
+  // Change-log entries kept per partition; older ones are trimmed by sweep(). A subscriber
+  // further behind than this must re-read the keys it cares about.
+  uint64_t changelog_keep = 100000;
+  // Tombstones older than this (by their version's wall-clock part) are purged by sweep().
+  int64_t tombstone_grace_ms = 24 * 3600 * 1000;
+};
+
+enum class ChangeOp : uint8_t { kPut = 1, kDelete = 2, kExpire = 3 };
+
+// A key's stored state. A tombstone is a delete: it keeps the version so that an older
+// write arriving later does not resurrect the key.
+struct Record {
+  std::string key;
+  std::string value;  // uncompressed; empty for tombstones
+  Version version;
+  WallTime expiry;  // 0: never expires
+  bool tombstone = false;
+};
+
+// One committed change, as the feed publishes it and read_changes returns it.
+struct ChangeEvent {
+  ChangeOp op = ChangeOp::kPut;
+  std::string key;
+  std::string value;  // for kPut only (see read_changes for superseded puts)
+  Version version;
+  WallTime expiry;
+  uint32_t partition = 0;
+  uint64_t seq = 0;
+};
+
+struct ApplyResult {
+  bool applied = false;  // false: the stored version was newer or equal; nothing changed
+  ChangeEvent event;     // the committed change when applied
+  Version current;       // the stored version after the call (winner)
+};
+
+struct StoreStats {
+  uint64_t keys = 0;  // live rows, tombstones and not-yet-swept expired rows excluded
+  uint64_t puts_applied = 0;
+  uint64_t deletes_applied = 0;
+  uint64_t writes_ignored = 0;  // not newer than the stored version
+  uint64_t expired = 0;
+  uint64_t tombstones_purged = 0;
+  uint64_t commit_groups = 0;
+  uint64_t group_writes = 0;  // writes committed in those groups (avg = ratio)
+  uint64_t bytes_on_disk = 0;
+};
+
+class Store {
+ public:
+  using ApplyCallback = std::function<void(Result<ApplyResult>)>;
+  using SweepCallback = std::function<void(Result<std::vector<ChangeEvent>>)>;
+
+  // Opens (creating if absent) the data directory. Fails with FAILED_PRECONDITION naming
+  // both values when the directory was created with another partition count, IO_ERROR
+  // naming the path when it cannot be created or written.
+  static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
+
+  virtual ~Store() = default;
+
+  virtual uint32_t partitions() const = 0;
+  uint32_t partition_of(std::string_view key) const;
+
+  // The live record for `key` at `now`: NOT_FOUND when absent, deleted or expired
+  // (expiry <= now), even if the sweeper has not removed it yet.
+  virtual Result<Record> get(std::string_view key, WallTime now) = 0;
+
+  // Queues a write (put or tombstone). LWW: applied only if record.version is greater
+  // than the stored version and the record is not already expired at `now`. `done` runs
+  // after the commit group holding it committed. Answers OVERLOADED (through `done`, at
+  // once) when write_queue_max writes are waiting, UNAVAILABLE once close() began.
+  virtual void apply(Record record, WallTime now, ApplyCallback done) = 0;
+
+  // Queues one sweep: deletes up to `max_rows` rows that expired at `now` (through the
+  // expiry index) and emits kExpire events for them; purges tombstones older than the
+  // grace period and trims change logs beyond changelog_keep. `done` gets the events.
+  virtual void sweep(WallTime now, size_t max_rows, SweepCallback done) = 0;
+
+  // Change-log entries of `partition` with seq >= from_seq, oldest first, at most `max`.
+  // A kPut whose key has since been overwritten is returned with an empty value: a later
+  // entry for the same key carries the newer state.
+  virtual Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
+                                                        size_t max) = 0;
+  virtual uint64_t last_seq(uint32_t partition) = 0;
+
+  virtual StoreStats stats() = 0;
+
+  // Stops taking writes, commits everything queued (running its callbacks), stops the
+  // writer threads and closes the databases. Idempotent; the destructor calls it.
+  virtual void close() = 0;
+
+  // Conveniences for tests and tools: apply/sweep and wait for the callback.
+  Result<ApplyResult> apply_sync(Record record, WallTime now);
+  Result<std::vector<ChangeEvent>> sweep_sync(WallTime now, size_t max_rows);
+};
+
+std::string_view change_op_name(ChangeOp op);  // "put", "delete", "expire"
+
+}  // namespace edgekv::store

@@ -1,0 +1,74 @@
+// edgekvd's configuration: one option table drives the config file, the command-line
+// flags, `--help` and the example configuration (etc/edgekv.conf).
+//
+// Sources, later ones winning: built-in defaults, the config file (INI-style
+// `name = value`; /etc/edgekv/edgekv.conf unless --config names another; the default file
+// may be absent, a named one may not), then command-line flags (`--name value` or
+// `--name=value`). Every option is accepted in both places.
+//
+// Thread-safety: parse once at start-up; Config is a plain value afterwards.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "store/store.h"
+
+namespace edgekv::daemon {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/edgekv/edgekv.conf";
+
+struct Config {
+  std::string node_id;  // default: the host name
+  std::filesystem::path data_dir = "/var/lib/edgekv";
+  std::string client_endpoint = "tcp://127.0.0.1:7400";
+  std::string feed_endpoint = "tcp://127.0.0.1:7403";
+  uint32_t partitions = 64;
+  store::SyncMode sync = store::SyncMode::kNormal;
+  size_t max_key_bytes = 1024;
+  size_t max_value_bytes = 4 * 1024 * 1024;
+  size_t compress_threshold_bytes = 1024;
+  int64_t ttl_sweep_interval_ms = 1000;
+  size_t ttl_sweep_batch_max = 1000;
+  size_t write_queue_max = 65536;
+  size_t group_commit_max = 1024;
+  uint64_t changelog_keep = 100000;
+  int64_t tombstone_grace_ms = 24 * 3600 * 1000;
+  LogLevel log_level = LogLevel::kInfo;
+  std::filesystem::path config_path;  // the file that was read; empty if none
+
+  store::StoreOptions store_options() const;
+};
+
+// What the command line asked for.
+struct ParsedArgs {
+  enum class Action { kRun, kPrintedHelp, kPrintedVersion };
+  Action action = Action::kRun;
+  Config config;
+};
+
+// Parses argv and the config file and validates every value. `--help` and `--version`
+// print to `out` and return kPrintedHelp / kPrintedVersion. Errors are INVALID_ARGUMENT
+// with one line naming the option and the problem, e.g.
+//   "--partitions: 100 is not a power of two between 1 and 65536"
+//   "unknown option 'colour' in /etc/edgekv/edgekv.conf"
+//   "cannot read config file /x.conf: No such file or directory"
+Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& out);
+// The same, reading `default_config_path` instead of kDefaultConfigPath when --config is
+// absent: tests pass a path that does not exist, so a config file installed on the
+// machine running them cannot change their results.
+Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& out,
+                              const std::filesystem::path& default_config_path);
+
+// `--help` text: usage line, then every option with its default and a line of help.
+std::string help_text();
+// The example configuration file: every option commented out at its default, with help.
+std::string example_config();
+
+}  // namespace edgekv::daemon

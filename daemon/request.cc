@@ -1,0 +1,92 @@
+#include "daemon/request.h"
+
+#include <string>
+
+#include "common/limits.h"
+
+namespace edgekv::daemon {
+namespace {
+
+Status check_key(std::string_view key, const RequestLimits& limits) {
+  if (key.empty()) return Status::invalid_argument("key is empty");
+  if (key.size() > limits.max_key_bytes) {
+    return Status::invalid_argument("key is " + std::to_string(key.size()) +
+                                    " bytes; max-key-bytes is " +
+                                    std::to_string(limits.max_key_bytes));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status validate_request(const pb::Request& request, const RequestLimits& limits) {
+  switch (request.op_case()) {
+    case pb::Request::kPut: {
+      const auto& put = request.put();
+      EDGEKV_RETURN_IF_ERROR(check_key(put.key(), limits));
+      if (put.value().size() > limits.max_value_bytes) {
+        return Status::invalid_argument("value is " + std::to_string(put.value().size()) +
+                                        " bytes; max-value-bytes is " +
+                                        std::to_string(limits.max_value_bytes));
+      }
+      if (put.ttl_ms() < 0) {
+        return Status::invalid_argument("ttl_ms is negative (" + std::to_string(put.ttl_ms()) +
+                                        "); use 0 for no expiry");
+      }
+      if (put.ttl_ms() > kMaxTtlMs) {
+        return Status::invalid_argument("ttl_ms " + std::to_string(put.ttl_ms()) +
+                                        " is over the maximum of " + std::to_string(kMaxTtlMs) +
+                                        " (100 years)");
+      }
+      return {};
+    }
+    case pb::Request::kGet: return check_key(request.get().key(), limits);
+    case pb::Request::kDel: return check_key(request.del().key(), limits);
+    case pb::Request::kStatus:
+    case pb::Request::kStats: return {};
+    case pb::Request::kChanges: {
+      const auto& changes = request.changes();
+      if (changes.partition() >= limits.partitions) {
+        return Status::invalid_argument("partition " + std::to_string(changes.partition()) +
+                                        " does not exist; this node has " +
+                                        std::to_string(limits.partitions) + " partitions");
+      }
+      if (changes.max_events() > limits.changes_max) {
+        return Status::invalid_argument("max_events " + std::to_string(changes.max_events()) +
+                                        " is over the limit of " +
+                                        std::to_string(limits.changes_max));
+      }
+      return {};
+    }
+    case pb::Request::OP_NOT_SET: break;
+  }
+  return Status::invalid_argument(
+      "unknown operation: the request sets none of put, get, del, status, stats, changes");
+}
+
+DecodedRequest decode_request(std::span<const std::string_view> frames,
+                              const RequestLimits& limits) {
+  DecodedRequest out;
+  if (frames.size() == 2 && frames[0].empty()) {
+    out.req_envelope = true;
+    frames = frames.subspan(1);
+  }
+  if (frames.size() != 1) {
+    out.status = Status::invalid_argument("expected 1 body frame after the routing envelope, got " +
+                                          std::to_string(frames.size()));
+    return out;
+  }
+  std::string_view body = frames[0];
+  if (body.size() > static_cast<size_t>(INT32_MAX) ||
+      !out.request.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    out.status = Status::invalid_argument("request body is not a valid edgekv.pb.Request (" +
+                                          std::to_string(body.size()) + " bytes)");
+    out.request.Clear();
+    return out;
+  }
+  out.id = out.request.id();
+  out.status = validate_request(out.request, limits);
+  return out;
+}
+
+}  // namespace edgekv::daemon

@@ -1,0 +1,45 @@
+// Decoding and validating client requests: the one place where bytes from a client become
+// a request the daemon acts on. Pure functions, no I/O, so they are unit-tested and fuzzed
+// (tests/fuzz/request_decoder_fuzz.cc).
+//
+// Framing on the client ROUTER socket (see docs/protocol.md): after the routing identity
+// a DEALER client sends exactly one body frame; a REQ client sends an empty delimiter
+// frame and then one body frame. The reply goes back with the same envelope.
+//
+// Thread-safety: pure; safe from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "proto/edgekv.pb.h"
+
+namespace edgekv::daemon {
+
+struct RequestLimits {
+  size_t max_key_bytes = 1024;
+  size_t max_value_bytes = 4 * 1024 * 1024;
+  uint32_t partitions = 64;
+  uint32_t changes_max = 10000;  // most change events one ChangesRequest may return
+};
+
+struct DecodedRequest {
+  pb::Request request;
+  Status status;     // OK: `request` is valid and within limits; else why it is not
+  uint64_t id = 0;   // the request id when the body decoded far enough to have one
+  bool req_envelope = false;  // the client used a REQ socket (empty delimiter frame)
+};
+
+// `frames` are the frames after the routing identity. Never fails hard: every problem is
+// reported in DecodedRequest::status as INVALID_ARGUMENT naming it.
+DecodedRequest decode_request(std::span<const std::string_view> frames,
+                              const RequestLimits& limits);
+
+// Checks a decoded request against the limits (also used by decode_request).
+Status validate_request(const pb::Request& request, const RequestLimits& limits);
+
+}  // namespace edgekv::daemon

@@ -1,0 +1,529 @@
+// Tests of edgekvd's configuration: sources and their precedence, every option in every
+// spelling, every validation error, --help, --version and the example configuration.
+#include "daemon/config.h"
+
+#include <gtest/gtest.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// The repository root, where etc/edgekv.conf lives. The build defines it; otherwise it is
+// found from this file's path, tests/unit/daemon/config_test.cc.
+#ifndef EDGEKV_SOURCE_DIR
+#define EDGEKV_SOURCE_DIR \
+  std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path()
+#endif
+
+namespace edgekv::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  EXPECT_EQ(gethostname(name, sizeof name - 1), 0) << std::strerror(errno);
+  return name;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << "cannot open " << path;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Every setting of `actual` but config_path equals `expected`'s.
+void expect_same_settings(const Config& actual, const Config& expected) {
+  EXPECT_EQ(actual.node_id, expected.node_id);
+  EXPECT_EQ(actual.data_dir, expected.data_dir);
+  EXPECT_EQ(actual.client_endpoint, expected.client_endpoint);
+  EXPECT_EQ(actual.feed_endpoint, expected.feed_endpoint);
+  EXPECT_EQ(actual.partitions, expected.partitions);
+  EXPECT_EQ(actual.sync, expected.sync);
+  EXPECT_EQ(actual.max_key_bytes, expected.max_key_bytes);
+  EXPECT_EQ(actual.max_value_bytes, expected.max_value_bytes);
+  EXPECT_EQ(actual.compress_threshold_bytes, expected.compress_threshold_bytes);
+  EXPECT_EQ(actual.ttl_sweep_interval_ms, expected.ttl_sweep_interval_ms);
+  EXPECT_EQ(actual.ttl_sweep_batch_max, expected.ttl_sweep_batch_max);
+  EXPECT_EQ(actual.write_queue_max, expected.write_queue_max);
+  EXPECT_EQ(actual.group_commit_max, expected.group_commit_max);
+  EXPECT_EQ(actual.changelog_keep, expected.changelog_keep);
+  EXPECT_EQ(actual.tombstone_grace_ms, expected.tombstone_grace_ms);
+  EXPECT_EQ(actual.log_level, expected.log_level);
+}
+
+// The configuration with no file and no flags.
+Config defaults() {
+  Config config;
+  config.node_id = host_name();
+  return config;
+}
+
+// Every option: a value other than its default, and how to see it in a Config.
+struct OptionCase {
+  std::string name;
+  std::string value;
+  std::function<bool(const Config&)> took_effect;
+};
+
+const std::vector<OptionCase>& every_option() {
+  static const std::vector<OptionCase> kCases = {
+      {"node-id", "node-7.a_b", [](const Config& c) { return c.node_id == "node-7.a_b"; }},
+      {"data-dir", "/srv/kv data", [](const Config& c) { return c.data_dir == "/srv/kv data"; }},
+      {"client-endpoint", "tcp://0.0.0.0:9000",
+       [](const Config& c) { return c.client_endpoint == "tcp://0.0.0.0:9000"; }},
+      {"feed-endpoint", "ipc:///run/edgekv/feed",
+       [](const Config& c) { return c.feed_endpoint == "ipc:///run/edgekv/feed"; }},
+      {"partitions", "256", [](const Config& c) { return c.partitions == 256; }},
+      {"sync", "full", [](const Config& c) { return c.sync == store::SyncMode::kFull; }},
+      {"max-key-bytes", "300", [](const Config& c) { return c.max_key_bytes == 300; }},
+      {"max-value-bytes", "65536", [](const Config& c) { return c.max_value_bytes == 65536; }},
+      {"compress-threshold-bytes", "0",
+       [](const Config& c) { return c.compress_threshold_bytes == 0; }},
+      {"ttl-sweep-interval-ms", "250",
+       [](const Config& c) { return c.ttl_sweep_interval_ms == 250; }},
+      {"ttl-sweep-batch-max", "77", [](const Config& c) { return c.ttl_sweep_batch_max == 77; }},
+      {"write-queue-max", "5", [](const Config& c) { return c.write_queue_max == 5; }},
+      {"group-commit-max", "9", [](const Config& c) { return c.group_commit_max == 9; }},
+      {"changelog-keep", "12345", [](const Config& c) { return c.changelog_keep == 12345; }},
+      {"tombstone-grace-ms", "60000",
+       [](const Config& c) { return c.tombstone_grace_ms == 60000; }},
+      {"log-level", "debug", [](const Config& c) { return c.log_level == LogLevel::kDebug; }},
+  };
+  return kCases;
+}
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "edgekv-config-test-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
+    dir_ = pattern;
+  }
+
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+
+  fs::path write_file(const std::string& name, std::string_view text) {
+    fs::path path = dir_ / name;
+    std::ofstream file(path, std::ios::binary);
+    file << text;
+    EXPECT_TRUE(file.good()) << "cannot write " << path;
+    return path;
+  }
+
+  // The default config path the tests use: absent unless a test writes it.
+  fs::path default_config() const { return dir_ / "default.conf"; }
+
+  // Parses `args` (argv[0] is added); what edgekvd would print lands in `printed`.
+  Result<ParsedArgs> parse(const std::vector<std::string>& args, std::string* printed = nullptr) {
+    std::vector<const char*> argv = {"edgekvd"};
+    for (const std::string& arg : args) argv.push_back(arg.c_str());
+    std::ostringstream out;
+    Result<ParsedArgs> result =
+        parse_args(static_cast<int>(argv.size()), argv.data(), out, default_config());
+    if (printed != nullptr) *printed = out.str();
+    return result;
+  }
+
+  // `args` fail with INVALID_ARGUMENT, in one line holding every one of `parts`.
+  void expect_invalid(const std::vector<std::string>& args, const std::vector<std::string>& parts) {
+    std::string trace = "args:";
+    for (const std::string& arg : args) trace += " [" + arg + "]";
+    SCOPED_TRACE(trace);
+    Result<ParsedArgs> result = parse(args);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), Code::kInvalidArgument);
+    const std::string& message = result.status().message();
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    for (const std::string& part : parts) {
+      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
+    }
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ConfigTest, NoArgumentsAndNoFileGiveTheDefaults) {
+  Result<ParsedArgs> result = parse({});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  EXPECT_EQ(result->action, ParsedArgs::Action::kRun);
+  expect_same_settings(result->config, defaults());
+  EXPECT_TRUE(result->config.config_path.empty());
+}
+
+TEST_F(ConfigTest, TheDefaultConfigFileIsReadWhenPresent) {
+  write_file("default.conf", "partitions = 8\n");
+  Result<ParsedArgs> result = parse({});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  EXPECT_EQ(result->config.partitions, 8u);
+  EXPECT_EQ(result->config.config_path, default_config());
+}
+
+TEST_F(ConfigTest, FileOverridesDefaults) {
+  fs::path file = write_file("a.conf",
+                             "partitions = 16\n"
+                             "sync = full\n"
+                             "log-level = warning\n");
+  Result<ParsedArgs> result = parse({"--config", file.string()});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  Config expected = defaults();
+  expected.partitions = 16;
+  expected.sync = store::SyncMode::kFull;
+  expected.log_level = LogLevel::kWarning;
+  expect_same_settings(result->config, expected);
+  EXPECT_EQ(result->config.config_path, file);
+}
+
+TEST_F(ConfigTest, FlagsOverrideFile) {
+  fs::path file = write_file("a.conf",
+                             "partitions = 16\n"
+                             "node-id = from-file\n"
+                             "max-key-bytes = 100\n");
+  Result<ParsedArgs> result =
+      parse({"--partitions=32", "--config=" + file.string(), "--node-id", "from-flag"});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  Config expected = defaults();
+  expected.partitions = 32;
+  expected.node_id = "from-flag";
+  expected.max_key_bytes = 100;  // only in the file
+  expect_same_settings(result->config, expected);
+}
+
+TEST_F(ConfigTest, EveryOptionTakesEffectFromEitherFlagSpellingAndFromTheFile) {
+  for (const OptionCase& option : every_option()) {
+    SCOPED_TRACE(option.name);
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"--" + option.name + "=" + option.value},
+          std::vector<std::string>{"--" + option.name, option.value}}) {
+      Result<ParsedArgs> result = parse(args);
+      ASSERT_TRUE(result.ok()) << result.status().to_string();
+      EXPECT_TRUE(option.took_effect(result->config)) << args[0];
+      EXPECT_FALSE(option.took_effect(defaults())) << "the test value is the default";
+    }
+    fs::path file = write_file("one.conf", option.name + " = " + option.value + "\n");
+    Result<ParsedArgs> result = parse({"--config", file.string()});
+    ASSERT_TRUE(result.ok()) << result.status().to_string();
+    EXPECT_TRUE(option.took_effect(result->config)) << "from the file";
+  }
+}
+
+TEST_F(ConfigTest, FileAcceptsCommentsBlankLinesAndLooseSpacing) {
+  fs::path file = write_file("a.conf",
+                             "# a comment\n"
+                             "\n"
+                             "   # an indented comment\n"
+                             "partitions=8\n"
+                             "\t sync   =   full   \n"
+                             "log-level = debug  # why: chasing a bug\n"
+                             "\n");
+  Result<ParsedArgs> result = parse({"--config", file.string()});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  EXPECT_EQ(result->config.partitions, 8u);
+  EXPECT_EQ(result->config.sync, store::SyncMode::kFull);
+  EXPECT_EQ(result->config.log_level, LogLevel::kDebug);
+}
+
+TEST_F(ConfigTest, ANamedConfigFileMustBeReadable) {
+  fs::path missing = dir_ / "missing.conf";
+  expect_invalid({"--config", missing.string()},
+                 {"cannot read config file " + missing.string(), "No such file or directory"});
+  expect_invalid({"--config", dir_.string()}, {dir_.string(), "Is a directory"});
+}
+
+TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
+  const std::string long_id(65, 'a');
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> kCases = {
+      // Unknown options, positional arguments, repeats, missing values.
+      {{"--colour", "blue"}, {"unknown option '--colour'"}},
+      {{"--colour=blue"}, {"unknown option '--colour'"}},
+      {{"-x"}, {"unknown option '-x'"}},
+      {{"--part", "8"}, {"unknown option '--part'"}},  // no abbreviations
+      {{"--Partitions", "8"}, {"unknown option '--Partitions'"}},
+      {{"stray"}, {"unexpected argument 'stray'"}},
+      {{"--partitions", "8", "9"}, {"unexpected argument '9'"}},
+      {{"--", "--partitions"}, {"unexpected argument '--partitions'"}},
+      {{"--partitions", "8", "--partitions", "16"}, {"--partitions", "twice"}},
+      {{"--config", "a", "--config=b"}, {"--config", "twice"}},
+      {{"--partitions"}, {"--partitions: missing value"}},
+      {{"--partitions="}, {"--partitions: missing value"}},
+      {{"--data-dir", ""}, {"--data-dir: missing value"}},
+      {{"--config="}, {"--config: missing value"}},
+      {{"--data-dir", "--partitions", "8"}, {"--data-dir: missing value", "--partitions"}},
+      {{"--help=yes"}, {"--help: takes no value"}},
+      {{"--node-id", "bad\nid"}, {"--node-id", "\\x0a"}},  // control bytes stay escaped
+      // Numbers: strict syntax, the field's range, and the range in the message.
+      {{"--partitions", "abc"}, {"--partitions", "'abc' is not a power of two"}},
+      {{"--partitions", "100"}, {"--partitions: 100 is not a power of two between 1 and 65536"}},
+      {{"--partitions", "0"}, {"--partitions", "1 and 65536"}},
+      {{"--partitions", "131072"}, {"--partitions", "1 and 65536"}},
+      {{"--partitions", "-4"}, {"--partitions", "1 and 65536"}},
+      {{"--max-key-bytes", "12abc"}, {"--max-key-bytes", "'12abc' is not an integer", "1..65535"}},
+      {{"--max-key-bytes", "1e3"}, {"--max-key-bytes", "not an integer", "1..65535"}},
+      {{"--max-key-bytes", " 5"}, {"--max-key-bytes", "not an integer"}},
+      {{"--max-key-bytes", "5 "}, {"--max-key-bytes", "not an integer"}},
+      {{"--max-key-bytes", "+5"}, {"--max-key-bytes", "not an integer"}},
+      {{"--max-key-bytes", "0x10"}, {"--max-key-bytes", "not an integer"}},
+      {{"--max-key-bytes", "1.5"}, {"--max-key-bytes", "not an integer"}},
+      {{"--max-key-bytes", "-1"}, {"--max-key-bytes", "-1 is out of range (1..65535)"}},
+      {{"--max-key-bytes=-1"}, {"--max-key-bytes", "out of range (1..65535)"}},
+      {{"--max-key-bytes", "0"}, {"--max-key-bytes", "out of range (1..65535)"}},
+      {{"--max-key-bytes", "65536"}, {"--max-key-bytes", "out of range (1..65535)"}},
+      {{"--max-key-bytes", "99999999999999999999999"}, {"--max-key-bytes", "out of range"}},
+      {{"--max-value-bytes", "0"}, {"--max-value-bytes", "1..67108864"}},
+      {{"--max-value-bytes", "67108865"}, {"--max-value-bytes", "1..67108864"}},
+      {{"--compress-threshold-bytes", "-1"}, {"--compress-threshold-bytes", "0..67108864"}},
+      {{"--compress-threshold-bytes", "67108865"}, {"--compress-threshold-bytes", "0..67108864"}},
+      {{"--ttl-sweep-interval-ms", "9"}, {"--ttl-sweep-interval-ms", "10..3600000"}},
+      {{"--ttl-sweep-interval-ms", "3600001"}, {"--ttl-sweep-interval-ms", "10..3600000"}},
+      {{"--ttl-sweep-interval-ms", "1000ms"}, {"--ttl-sweep-interval-ms", "not an integer"}},
+      {{"--ttl-sweep-batch-max", "0"}, {"--ttl-sweep-batch-max", "1..1000000"}},
+      {{"--ttl-sweep-batch-max", "1000001"}, {"--ttl-sweep-batch-max", "1..1000000"}},
+      {{"--write-queue-max", "0"}, {"--write-queue-max", "1..1048576"}},
+      {{"--write-queue-max", "1048577"}, {"--write-queue-max", "1..1048576"}},
+      {{"--group-commit-max", "0"}, {"--group-commit-max", "1..65536"}},
+      {{"--group-commit-max", "65537"}, {"--group-commit-max", "1..65536"}},
+      {{"--changelog-keep", "0"}, {"--changelog-keep", "1..1000000000"}},
+      {{"--changelog-keep", "18446744073709551616"}, {"--changelog-keep", "out of range"}},
+      {{"--tombstone-grace-ms", "-1"}, {"--tombstone-grace-ms", "0..31536000000"}},
+      {{"--tombstone-grace-ms", "31536000001"}, {"--tombstone-grace-ms", "0..31536000000"}},
+      // Words.
+      {{"--sync", "fast"}, {"--sync", "'fast' is not one of: normal, full"}},
+      {{"--sync", "Full"}, {"--sync", "normal, full"}},
+      {{"--log-level", "verbose"}, {"--log-level", "error, warning, notice, info, debug"}},
+      {{"--log-level", "INFO"}, {"--log-level", "error, warning, notice, info, debug"}},
+      // Endpoints.
+      {{"--client-endpoint", "127.0.0.1:7400"}, {"--client-endpoint", "tcp://HOST:PORT"}},
+      {{"--client-endpoint", "http://h:1"}, {"--client-endpoint", "not an endpoint"}},
+      {{"--client-endpoint", "tcp://host"}, {"--client-endpoint", "no port"}},
+      {{"--client-endpoint", "tcp://:7400"}, {"--client-endpoint", "no host"}},
+      {{"--client-endpoint", "tcp://host:0"}, {"--client-endpoint", "1..65535"}},
+      {{"--client-endpoint", "tcp://host:65536"}, {"--client-endpoint", "1..65535"}},
+      {{"--client-endpoint", "tcp://host:http"}, {"--client-endpoint", "1..65535"}},
+      {{"--client-endpoint", "tcp://host:"}, {"--client-endpoint", "1..65535"}},
+      {{"--client-endpoint", "tcp://::1:7400"}, {"--client-endpoint", "brackets"}},
+      {{"--client-endpoint", "tcp://a b:1"}, {"--client-endpoint", "malformed host"}},
+      {{"--feed-endpoint", "ipc://"}, {"--feed-endpoint", "no path"}},
+      {{"--feed-endpoint", "udp://h:1"}, {"--feed-endpoint", "not an endpoint"}},
+      {{"--feed-endpoint", "tcp://127.0.0.1:7400"}, {"client-endpoint", "feed-endpoint", "differ"}},
+      {{"--client-endpoint", "ipc:///x", "--feed-endpoint=ipc:///x"},
+       {"client-endpoint", "feed-endpoint", "differ"}},
+      // Node ids.
+      {{"--node-id", "a b"}, {"--node-id", "letters, digits"}},
+      {{"--node-id", "node/1"}, {"--node-id", "'/'"}},
+      {{"--node-id", "caf\xc3\xa9"}, {"--node-id", "letters, digits"}},
+      {{"--node-id", long_id}, {"--node-id", "65 bytes", "64"}},
+  };
+  for (const auto& [args, parts] : kCases) expect_invalid(args, parts);
+}
+
+TEST_F(ConfigTest, ValuesAtTheBoundsAreAccepted) {
+  const std::vector<std::pair<std::vector<std::string>, std::function<bool(const Config&)>>>
+      kCases = {
+          {{"--partitions=1"}, [](const Config& c) { return c.partitions == 1; }},
+          {{"--partitions=65536"}, [](const Config& c) { return c.partitions == 65536; }},
+          {{"--max-key-bytes=1"}, [](const Config& c) { return c.max_key_bytes == 1; }},
+          {{"--max-key-bytes=65535"}, [](const Config& c) { return c.max_key_bytes == 65535; }},
+          {{"--max-key-bytes=007"}, [](const Config& c) { return c.max_key_bytes == 7; }},
+          {{"--max-value-bytes=67108864"},
+           [](const Config& c) { return c.max_value_bytes == 67108864; }},
+          {{"--ttl-sweep-interval-ms=10"},
+           [](const Config& c) { return c.ttl_sweep_interval_ms == 10; }},
+          {{"--ttl-sweep-interval-ms=3600000"},
+           [](const Config& c) { return c.ttl_sweep_interval_ms == 3600000; }},
+          {{"--ttl-sweep-batch-max=1000000"},
+           [](const Config& c) { return c.ttl_sweep_batch_max == 1000000; }},
+          {{"--write-queue-max=1048576"},
+           [](const Config& c) { return c.write_queue_max == 1048576; }},
+          {{"--group-commit-max=65536"},
+           [](const Config& c) { return c.group_commit_max == 65536; }},
+          {{"--changelog-keep=1000000000"},
+           [](const Config& c) { return c.changelog_keep == 1000000000; }},
+          {{"--tombstone-grace-ms=0"}, [](const Config& c) { return c.tombstone_grace_ms == 0; }},
+          {{"--tombstone-grace-ms=31536000000"},
+           [](const Config& c) { return c.tombstone_grace_ms == 31536000000; }},
+          {{"--node-id", std::string(64, 'z')},
+           [](const Config& c) { return c.node_id == std::string(64, 'z'); }},
+          {{"--client-endpoint=tcp://[::1]:65535"},
+           [](const Config& c) { return c.client_endpoint == "tcp://[::1]:65535"; }},
+          {{"--client-endpoint=tcp://*:1"},
+           [](const Config& c) { return c.client_endpoint == "tcp://*:1"; }},
+          {{"--client-endpoint=ipc:///run/edgekv/client.sock"},
+           [](const Config& c) { return c.client_endpoint == "ipc:///run/edgekv/client.sock"; }},
+          {{"--data-dir", "-"}, [](const Config& c) { return c.data_dir == "-"; }},
+          {{"--data-dir=--odd"}, [](const Config& c) { return c.data_dir == "--odd"; }},
+      };
+  for (const auto& [args, took_effect] : kCases) {
+    SCOPED_TRACE(args[0]);
+    Result<ParsedArgs> result = parse(args);
+    ASSERT_TRUE(result.ok()) << result.status().to_string();
+    EXPECT_TRUE(took_effect(result->config));
+  }
+}
+
+TEST_F(ConfigTest, FileErrorsNameTheOptionAndTheFile) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> kCases = {
+      {"colour = blue\n", {"unknown option 'colour' in "}},
+      {"config = other.conf\n", {"unknown option 'config' in "}},  // command line only
+      {"help = 1\n", {"unknown option 'help' in "}},
+      {"[store]\npartitions = 8\n", {"unknown option 'store.partitions' in "}},
+      {"partitions = 100\n", {"partitions in ", "100 is not a power of two"}},
+      {"partitions = 8\npartitions = 16\n", {"partitions in ", "given twice"}},
+      {"partitions =\n", {"partitions in ", "missing value"}},
+      {"partitions\n", {"invalid line 'partitions' in "}},
+      {"max-key-bytes = 12abc\n", {"max-key-bytes in ", "'12abc' is not an integer"}},
+      {"sync = sometimes\n", {"sync in ", "normal, full"}},
+      {"node-id = a b\n", {"node-id in ", "letters, digits"}},
+      {"client-endpoint = tcp://h:1\nfeed-endpoint = tcp://h:1\n", {"differ"}},
+      // A bad value in the file is an error even when a flag would override it.
+      {"partitions = 3\n", {"partitions in "}},
+  };
+  for (const auto& [text, parts] : kCases) {
+    SCOPED_TRACE(text);
+    fs::path file = write_file("bad.conf", text);
+    std::vector<std::string> expected = parts;
+    if (text.find("feed-endpoint") == std::string::npos) expected.push_back(file.string());
+    expect_invalid({"--config", file.string(), "--partitions", "8"}, expected);
+  }
+}
+
+TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
+  const std::vector<std::pair<std::string, std::string>> kDefaults = {
+      {"node-id", "<host name>"},
+      {"data-dir", "/var/lib/edgekv"},
+      {"client-endpoint", "tcp://127.0.0.1:7400"},
+      {"feed-endpoint", "tcp://127.0.0.1:7403"},
+      {"partitions", "64"},
+      {"sync", "normal"},
+      {"max-key-bytes", "1024"},
+      {"max-value-bytes", "4194304"},
+      {"compress-threshold-bytes", "1024"},
+      {"ttl-sweep-interval-ms", "1000"},
+      {"ttl-sweep-batch-max", "1000"},
+      {"write-queue-max", "65536"},
+      {"group-commit-max", "1024"},
+      {"changelog-keep", "100000"},
+      {"tombstone-grace-ms", "86400000"},
+      {"log-level", "info"},
+  };
+  ASSERT_EQ(kDefaults.size(), every_option().size());
+  std::string printed;
+  Result<ParsedArgs> result = parse({"--help"}, &printed);
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  EXPECT_EQ(result->action, ParsedArgs::Action::kPrintedHelp);
+  EXPECT_EQ(printed, help_text());
+  EXPECT_TRUE(printed.starts_with("Usage: edgekvd")) << printed;
+  for (const auto& [name, value] : kDefaults) {
+    EXPECT_NE(printed.find("  --" + name + " (default: " + value + ")\n"), std::string::npos)
+        << name;
+  }
+  for (const char* flag : {"  --config FILE\n", "  --help\n", "  --version\n"}) {
+    EXPECT_NE(printed.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST_F(ConfigTest, HelpWinsOverOtherArgumentsAndTheConfigFile) {
+  fs::path broken = write_file("broken.conf", "colour = blue\n");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--partitions", "3", "--help"},
+        std::vector<std::string>{"--config", broken.string(), "--help"},
+        std::vector<std::string>{"--version", "--help"}}) {
+    std::string printed;
+    Result<ParsedArgs> result = parse(args, &printed);
+    ASSERT_TRUE(result.ok()) << result.status().to_string();
+    EXPECT_EQ(result->action, ParsedArgs::Action::kPrintedHelp);
+    EXPECT_EQ(printed, help_text());
+  }
+}
+
+TEST_F(ConfigTest, VersionPrintsTheProgramAndItsVersion) {
+  std::string printed;
+  Result<ParsedArgs> result = parse({"--version"}, &printed);
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  EXPECT_EQ(result->action, ParsedArgs::Action::kPrintedVersion);
+#ifdef EDGEKV_VERSION
+  EXPECT_EQ(printed, "edgekvd " EDGEKV_VERSION "\n");
+#else
+  EXPECT_TRUE(printed.starts_with("edgekvd ")) << printed;
+  EXPECT_TRUE(printed.ends_with("\n")) << printed;
+#endif
+}
+
+TEST_F(ConfigTest, ExampleConfigIsCommentedOutAndFitsATerminal) {
+  std::string example = example_config();
+  ASSERT_TRUE(example.ends_with("\n"));
+  std::istringstream lines(example);
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_TRUE(line.empty() || line.starts_with("#")) << line;
+    EXPECT_LE(line.size(), 80u) << line;
+    EXPECT_FALSE(line.ends_with(" ")) << "trailing space: " << line;
+  }
+  // As it stands it changes nothing.
+  fs::path file = write_file("example.conf", example);
+  Result<ParsedArgs> result = parse({"--config", file.string()});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  expect_same_settings(result->config, defaults());
+}
+
+TEST_F(ConfigTest, ExampleConfigWithEverySettingUncommentedGivesTheDefaults) {
+  std::istringstream lines(example_config());
+  std::string uncommented;
+  size_t settings = 0;
+  std::string line;
+  while (std::getline(lines, line)) {
+    // Settings are "#name = default"; help and prose are "# text" or "#".
+    if (line.size() > 1 && line[0] == '#' && line[1] >= 'a' && line[1] <= 'z') {
+      line.erase(0, 1);
+      ++settings;
+      // The default node id is the host name of whichever machine runs the daemon.
+      if (line == "node-id = <host name>") line = "node-id = " + host_name();
+    }
+    uncommented += line + "\n";
+  }
+  EXPECT_EQ(settings, every_option().size());
+  fs::path file = write_file("uncommented.conf", uncommented);
+  Result<ParsedArgs> result = parse({"--config", file.string()});
+  ASSERT_TRUE(result.ok()) << result.status().to_string() << "\n" << uncommented;
+  expect_same_settings(result->config, defaults());
+}
+
+TEST_F(ConfigTest, CommittedExampleFileIsExampleConfig) {
+  fs::path committed = fs::path(EDGEKV_SOURCE_DIR) / "etc" / "edgekv.conf";
+  EXPECT_EQ(read_text(committed), example_config())
+      << committed << " is stale: regenerate it from example_config()";
+}
+
+TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
+  Result<ParsedArgs> result =
+      parse({"--data-dir=/d", "--partitions=8", "--sync=full", "--compress-threshold-bytes=10",
+             "--group-commit-max=11", "--write-queue-max=12", "--changelog-keep=13",
+             "--tombstone-grace-ms=14"});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  store::StoreOptions options = result->config.store_options();
+  EXPECT_EQ(options.dir, "/d");
+  EXPECT_EQ(options.partitions, 8u);
+  EXPECT_EQ(options.sync, store::SyncMode::kFull);
+  EXPECT_EQ(options.compress_threshold_bytes, 10u);
+  EXPECT_EQ(options.group_commit_max, 11u);
+  EXPECT_EQ(options.write_queue_max, 12u);
+  EXPECT_EQ(options.changelog_keep, 13u);
+  EXPECT_EQ(options.tombstone_grace_ms, 14);
+  EXPECT_EQ(options.compress_level, store::StoreOptions{}.compress_level);
+}
+
+}  // namespace
+}  // namespace edgekv::daemon

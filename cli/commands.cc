@@ -1,0 +1,480 @@
+#include "cli/commands.h"
+
+#include <algorithm>
+#include <charconv>
+#include <climits>
+#include <cstdint>
+#include <limits>
+
+#include "common/limits.h"
+
+namespace edgekv::cli {
+namespace {
+
+constexpr int64_t kMaxTtlSeconds = kMaxTtlMs / 1000;
+
+constexpr ArgSpec kKeyArg{"KEY", false, "the key: any bytes"};
+
+constexpr ArgSpec kPutArgs[] = {
+    kKeyArg,
+    {"VALUE", false, "the value: any bytes; '-' reads it from standard input"},
+};
+constexpr FlagSpec kPutFlags[] = {
+    {"--ttl", "", "SECONDS", FlagKind::kPositiveInt, kMaxTtlSeconds,
+     "expire the key SECONDS after the write (a whole number, at least 1)"},
+};
+
+constexpr ArgSpec kGetArgs[] = {kKeyArg};
+constexpr ArgSpec kDelArgs[] = {kKeyArg};
+
+constexpr ArgSpec kWatchArgs[] = {
+    {"PREFIX", true, "only keys starting with PREFIX (default: every key)"},
+};
+constexpr FlagSpec kWatchFlags[] = {
+    {"--count", "", "N", FlagKind::kPositiveInt, std::numeric_limits<int64_t>::max(),
+     "exit after N events"},
+    {"--feed-endpoint", "", "URL", FlagKind::kEndpoint, 0,
+     "the change feed to subscribe to (default: the one the node's status reports)"},
+};
+
+constexpr ArgSpec kHelpArgs[] = {
+    {"COMMAND", true, "the command to describe"},
+};
+
+constexpr CommandSpec kCommands[] = {
+    {
+        .id = CommandId::kPut,
+        .name = "put",
+        .args = kPutArgs,
+        .flags = kPutFlags,
+        .summary = "Store VALUE under KEY.",
+        .description =
+            "Stores VALUE under KEY, replacing what was there. Prints OK and the version the "
+            "node gave the write (and when it expires, with --ttl); with --json an object with "
+            "key, version and expiry_ms.",
+    },
+    {
+        .id = CommandId::kGet,
+        .name = "get",
+        .args = kGetArgs,
+        .summary = "Print the value stored under KEY.",
+        .description =
+            "Writes the value stored under KEY to standard output exactly as stored, with no "
+            "newline added. Exits 1 when KEY has no value. With --json prints an object with "
+            "key, value, version and expiry_ms instead (see 'watch' for how bytes are written "
+            "in JSON).",
+    },
+    {
+        .id = CommandId::kDel,
+        .name = "del",
+        .args = kDelArgs,
+        .summary = "Delete KEY.",
+        .description = "Deletes KEY. Prints OK and the version of the deletion; with --json an "
+                       "object with key and version. Exits 1 when the node reports KEY not "
+                       "found.",
+    },
+    {
+        .id = CommandId::kWatch,
+        .name = "watch",
+        .args = kWatchArgs,
+        .flags = kWatchFlags,
+        .summary = "Print changes to keys as they happen.",
+        .description =
+            "Subscribes to the node's change feed and prints one line per change to a key "
+            "starting with PREFIX: 'put KEY VALUE', 'delete KEY' or 'expire KEY'. In KEY and "
+            "VALUE, bytes other than printable ASCII are escaped as \\n, \\t, \\r or \\xHH "
+            "and a backslash as \\\\; spaces in KEY are escaped as \\x20, so the first space "
+            "after KEY starts VALUE. With --json prints one object per line with op, key, "
+            "value (null unless op is put), version, expiry_ms, partition and seq; a key or "
+            "value that is not valid UTF-8 is given base64-encoded as key_base64 or "
+            "value_base64 instead. Runs until interrupted, or until N events with --count. "
+            "Only changes made after the subscription connected are seen. A malformed event "
+            "is reported on standard error and skipped.",
+    },
+    {
+        .id = CommandId::kStatus,
+        .name = "status",
+        .summary = "Show the node's status.",
+        .description = "Prints the node's id, version, uptime, partitions, key count, sync "
+                       "mode, data directory and endpoints, one per line; with --json an "
+                       "object.",
+    },
+    {
+        .id = CommandId::kStats,
+        .name = "stats",
+        .summary = "Show the node's counters.",
+        .description = "Prints the node's counters, one 'name value' per line in the node's "
+                       "order; with --json an object of name: value.",
+    },
+    {
+        .id = CommandId::kHelp,
+        .name = "help",
+        .args = kHelpArgs,
+        .summary = "Show help for kvcli or for COMMAND.",
+        .description = "Prints kvcli's usage, or COMMAND's when given. 'kvcli --help' and "
+                       "'kvcli COMMAND --help' do the same.",
+    },
+};
+
+constexpr FlagSpec kGlobalFlags[] = {
+    {"--endpoint", "", "URL", FlagKind::kEndpoint, 0,
+     "the node's client endpoint (default: $EDGEKV_ENDPOINT, else tcp://127.0.0.1:7400)"},
+    {"--timeout", "", "MS", FlagKind::kPositiveInt, INT_MAX,
+     "how long to wait for the node's answer, in milliseconds (default: 5000)"},
+    {"--json", "", "", FlagKind::kSwitch, 0, "print JSON instead of text"},
+    {"--help", "-h", "", FlagKind::kSwitch, 0, "show help, for COMMAND when one is given"},
+    {"--version", "", "", FlagKind::kSwitch, 0, "print kvcli's version"},
+};
+
+constexpr ExitCodeSpec kExitCodes[] = {
+    {kExitOk, "success"},
+    {kExitNotFound, "the key was not found"},
+    {kExitUsage,
+     "usage error: unknown command or flag, missing or extra arguments, bad flag value"},
+    {kExitUnavailable, "the node is unreachable, overloaded, or did not answer within --timeout"},
+    {kExitError, "any other error"},
+};
+
+const FlagSpec* find_flag(std::span<const FlagSpec> flags, std::string_view name) {
+  for (const FlagSpec& flag : flags) {
+    if (flag.name == name || (!flag.short_name.empty() && flag.short_name == name)) return &flag;
+  }
+  return nullptr;
+}
+
+std::optional<int64_t> parse_positive(std::string_view text, int64_t max) {
+  if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;
+  int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  if (value < 1 || value > max) return std::nullopt;
+  return value;
+}
+
+std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+std::string see_help(const CommandSpec* command) {
+  return command ? "see 'kvcli " + std::string(command->name) + " --help'" : "see 'kvcli help'";
+}
+
+Status check_value(const FlagSpec& flag, std::string_view value) {
+  switch (flag.kind) {
+    case FlagKind::kSwitch: return Status();
+    case FlagKind::kText:
+      if (value.empty()) {
+        return Status::invalid_argument(std::string(flag.name) + " " +
+                                        std::string(flag.value_name) + " must not be empty");
+      }
+      return Status();
+    case FlagKind::kEndpoint:
+      // ZeroMQ checks the rest when connecting; this catches a host or port given alone.
+      if (value.find("://") == std::string_view::npos) {
+        return Status::invalid_argument(std::string(flag.name) + " " +
+                                        std::string(flag.value_name) +
+                                        " must be a ZeroMQ endpoint such as "
+                                        "tcp://127.0.0.1:7400, got " +
+                                        quoted(value));
+      }
+      return Status();
+    case FlagKind::kPositiveInt:
+      if (!parse_positive(value, flag.max)) {
+        return Status::invalid_argument(std::string(flag.name) + " " +
+                                        std::string(flag.value_name) +
+                                        " must be a whole number from 1 to " +
+                                        std::to_string(flag.max) + ", got " + quoted(value));
+      }
+      return Status();
+  }
+  return Status();
+}
+
+// Greedy word wrap of one paragraph, each line starting with `indent`.
+std::string wrap(std::string_view text, size_t indent, size_t width = 80) {
+  std::string out;
+  size_t column = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(' ', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view word = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (word.empty()) continue;
+    if (column == 0) {
+      out.append(indent, ' ');
+      column = indent;
+    } else if (column + 1 + word.size() > width) {
+      out += '\n';
+      out.append(indent, ' ');
+      column = indent;
+    } else {
+      out += ' ';
+      ++column;
+    }
+    out += word;
+    column += word.size();
+  }
+  out += '\n';
+  return out;
+}
+
+std::string flag_label(const FlagSpec& flag) {
+  std::string label;
+  if (!flag.short_name.empty()) label = std::string(flag.short_name) + ", ";
+  label += flag.name;
+  if (!flag.value_name.empty()) label += " " + std::string(flag.value_name);
+  return label;
+}
+
+// Rows of "  LABEL   help", the help column aligned and wrapped.
+std::string table(const std::vector<std::pair<std::string, std::string_view>>& rows) {
+  // A label too long to leave room for its help gets the help on the next line.
+  constexpr size_t kMaxLabelWidth = 32;
+  size_t label_width = 0;
+  for (const auto& row : rows) {
+    if (row.first.size() <= kMaxLabelWidth) label_width = std::max(label_width, row.first.size());
+  }
+  const size_t help_column = 2 + label_width + 3;
+  std::string out;
+  for (const auto& [label, help] : rows) {
+    std::string line = "  " + label;
+    if (line.size() > help_column - 1) {
+      out += line + "\n" + wrap(help, help_column);
+      continue;
+    }
+    line.append(help_column - line.size(), ' ');
+    std::string wrapped = wrap(help, help_column);
+    out += line + wrapped.substr(help_column);
+  }
+  return out;
+}
+
+std::string flag_rows(std::span<const FlagSpec> flags) {
+  std::vector<std::pair<std::string, std::string_view>> rows;
+  for (const FlagSpec& flag : flags) rows.emplace_back(flag_label(flag), flag.help);
+  return table(rows);
+}
+
+std::string exit_code_rows() {
+  std::vector<std::pair<std::string, std::string_view>> rows;
+  for (const ExitCodeSpec& exit : kExitCodes)
+    rows.emplace_back(std::to_string(exit.code), exit.meaning);
+  return table(rows);
+}
+
+}  // namespace
+
+std::span<const CommandSpec> commands() { return kCommands; }
+std::span<const FlagSpec> global_flags() { return kGlobalFlags; }
+std::span<const ExitCodeSpec> exit_codes() { return kExitCodes; }
+
+const CommandSpec* find_command(std::string_view name) {
+  for (const CommandSpec& command : kCommands) {
+    if (command.name == name) return &command;
+  }
+  return nullptr;
+}
+
+const std::string* Invocation::flag(std::string_view name) const {
+  auto it = flags.find(name);
+  return it == flags.end() ? nullptr : &it->second;
+}
+
+std::optional<int64_t> Invocation::number_flag(std::string_view name) const {
+  const std::string* text = flag(name);
+  if (!text) return std::nullopt;
+  return parse_positive(*text, std::numeric_limits<int64_t>::max());
+}
+
+Result<Invocation> parse_args(std::span<const std::string_view> args,
+                              std::string_view env_endpoint) {
+  Invocation inv;
+  if (!env_endpoint.empty()) inv.endpoint = std::string(env_endpoint);
+  bool help = false;
+  bool version = false;
+  bool flags_ended = false;
+  std::map<std::string_view, std::string> globals;  // global flags given, by name
+  std::optional<Status> error;                      // the first usage error
+  auto fail = [&](std::string message) {
+    if (!error) error = Status::invalid_argument(std::move(message));
+  };
+
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (!flags_ended && arg == "--") {
+      flags_ended = true;
+      continue;
+    }
+    if (flags_ended || arg.size() < 2 || arg.front() != '-') {
+      if (inv.command == nullptr) {
+        inv.command = find_command(arg);
+        if (inv.command == nullptr) {
+          fail("unknown command " + quoted(arg) + "; see 'kvcli help'");
+          break;  // the rest cannot be understood without a command
+        }
+      } else {
+        inv.args.emplace_back(arg);
+      }
+      continue;
+    }
+
+    std::string_view name = arg;
+    std::optional<std::string_view> inline_value;
+    if (size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    const FlagSpec* spec = find_flag(kGlobalFlags, name);
+    const bool is_global = spec != nullptr;
+    if (!spec && inv.command) spec = find_flag(inv.command->flags, name);
+    if (!spec) {
+      bool belongs_to_a_command = false;
+      for (const CommandSpec& command : kCommands) {
+        if (find_flag(command.flags, name)) belongs_to_a_command = true;
+      }
+      if (inv.command) {
+        fail(std::string(inv.command->name) + " has no flag " + quoted(name) + "; " +
+             see_help(inv.command));
+      } else if (belongs_to_a_command) {
+        fail("flag " + quoted(name) + " must come after its command; see 'kvcli help'");
+      } else {
+        fail("unknown flag " + quoted(name) + "; see 'kvcli help'");
+      }
+      continue;
+    }
+
+    std::string value;
+    if (spec->kind == FlagKind::kSwitch) {
+      if (inline_value) {
+        fail(std::string(spec->name) + " takes no value");
+        continue;
+      }
+    } else if (inline_value) {
+      value = std::string(*inline_value);
+    } else if (i + 1 < args.size()) {
+      value = std::string(args[++i]);
+    } else {
+      fail(std::string(spec->name) + " needs a value (" + std::string(spec->value_name) + ")");
+      continue;
+    }
+    if (Status checked = check_value(*spec, value); !checked.ok()) {
+      fail(checked.message());
+      continue;
+    }
+    const bool repeated = is_global ? !globals.emplace(spec->name, value).second
+                                    : !inv.flags.emplace(std::string(spec->name), value).second;
+    if (repeated) fail(std::string(spec->name) + " given more than once");
+  }
+
+  if (globals.contains("--help")) help = true;
+  if (globals.contains("--version")) version = true;
+  // Asking for help wins over mistakes elsewhere on the line, unless the command itself is
+  // unknown: then there is nothing to show help for.
+  if (help && (inv.command || !error)) {
+    inv.action = Invocation::Action::kHelp;
+    if (inv.command && inv.command->id == CommandId::kHelp) {
+      inv.command = inv.args.empty() ? nullptr : find_command(inv.args.front());
+    }
+    return inv;
+  }
+  if (error) return *error;
+  if (version) {
+    inv.action = Invocation::Action::kVersion;
+    return inv;
+  }
+  if (inv.command == nullptr) return Status::invalid_argument("no command given; see 'kvcli help'");
+
+  size_t required = 0;
+  for (const ArgSpec& arg : inv.command->args) required += arg.optional ? 0 : 1;
+  if (inv.args.size() < required) {
+    std::string missing;
+    for (size_t i = inv.args.size(); i < required; ++i) {
+      missing += (missing.empty() ? "" : " ") + std::string(inv.command->args[i].name);
+    }
+    return Status::invalid_argument(std::string(inv.command->name) + ": missing " + missing +
+                                    " (usage: kvcli " + synopsis(*inv.command) + ")");
+  }
+  if (inv.args.size() > inv.command->args.size()) {
+    return Status::invalid_argument(std::string(inv.command->name) + ": unexpected argument " +
+                                    quoted(inv.args[inv.command->args.size()]) + " (usage: kvcli " +
+                                    synopsis(*inv.command) + ")");
+  }
+
+  if (auto it = globals.find("--endpoint"); it != globals.end()) {
+    inv.endpoint = it->second;
+  } else if (inv.endpoint.find("://") == std::string::npos) {
+    return Status::invalid_argument(
+        "EDGEKV_ENDPOINT must be a ZeroMQ endpoint such as "
+        "tcp://127.0.0.1:7400, got " +
+        quoted(inv.endpoint));
+  }
+  if (auto it = globals.find("--timeout"); it != globals.end()) {
+    inv.timeout_ms = static_cast<int>(*parse_positive(it->second, INT_MAX));
+  }
+  inv.json = globals.contains("--json");
+
+  if (inv.command->id == CommandId::kHelp) {
+    inv.action = Invocation::Action::kHelp;
+    inv.command = nullptr;
+    if (!inv.args.empty()) {
+      inv.command = find_command(inv.args.front());
+      if (!inv.command) {
+        return Status::invalid_argument("unknown command " + quoted(inv.args.front()) +
+                                        "; see 'kvcli help'");
+      }
+    }
+  }
+  return inv;
+}
+
+std::string synopsis(const CommandSpec& command) {
+  std::string out(command.name);
+  for (const ArgSpec& arg : command.args) {
+    out += arg.optional ? " [" + std::string(arg.name) + "]" : " " + std::string(arg.name);
+  }
+  for (const FlagSpec& flag : command.flags) {
+    out += " [" + std::string(flag.name);
+    if (!flag.value_name.empty()) out += " " + std::string(flag.value_name);
+    out += "]";
+  }
+  return out;
+}
+
+std::string usage_text() {
+  std::string out = "Usage: kvcli [FLAGS] COMMAND [ARGS]\n\n";
+  out += wrap("Reads, writes, deletes and watches keys on an edgekv node.", 0);
+  out += "\nCommands:\n";
+  std::vector<std::pair<std::string, std::string_view>> rows;
+  for (const CommandSpec& command : kCommands)
+    rows.emplace_back(synopsis(command), command.summary);
+  out += table(rows);
+  out += "\nFlags (before or after the command):\n";
+  out += flag_rows(kGlobalFlags);
+  out += "\nExit status:\n";
+  out += exit_code_rows();
+  out += "\n";
+  out += wrap(
+      "Run 'kvcli help COMMAND' for more about a command. Put -- before a KEY or VALUE "
+      "that starts with '-'.",
+      0);
+  return out;
+}
+
+std::string command_help(const CommandSpec& command) {
+  std::string out = "Usage: kvcli [FLAGS] " + synopsis(command) + "\n\n";
+  out += wrap(command.description, 0);
+  if (!command.args.empty()) {
+    out += "\nArguments:\n";
+    std::vector<std::pair<std::string, std::string_view>> rows;
+    for (const ArgSpec& arg : command.args) rows.emplace_back(std::string(arg.name), arg.help);
+    out += table(rows);
+  }
+  if (!command.flags.empty()) {
+    out += "\nFlags:\n";
+    out += flag_rows(command.flags);
+  }
+  out += "\nGlobal flags:\n";
+  out += flag_rows(kGlobalFlags);
+  return out;
+}
+
+}  // namespace edgekv::cli

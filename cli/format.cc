@@ -1,0 +1,355 @@
+#include "cli/format.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <utility>
+
+namespace edgekv::cli {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void append_hex_escape(std::string& out, unsigned char c) {
+  out += "\\x";
+  out += kHex[c >> 4];
+  out += kHex[c & 0xf];
+}
+
+// Length of the well-formed UTF-8 sequence starting at s[i], or 0 when there is none
+// there (stray continuation byte, truncated, overlong, surrogate, or above U+10FFFF).
+size_t utf8_length_at(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  uint32_t code_point = 0;
+  if ((c & 0xe0) == 0xc0) {
+    n = 2;
+    code_point = c & 0x1f;
+  } else if ((c & 0xf0) == 0xe0) {
+    n = 3;
+    code_point = c & 0x0f;
+  } else if ((c & 0xf8) == 0xf0) {
+    n = 4;
+    code_point = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (n > s.size() - i) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    const auto next = static_cast<unsigned char>(s[i + k]);
+    if ((next & 0xc0) != 0x80) return 0;
+    code_point = (code_point << 6) | (next & 0x3f);
+  }
+  static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (code_point < kSmallest[n] || code_point > 0x10ffff) return 0;
+  if (code_point >= 0xd800 && code_point <= 0xdfff) return 0;
+  return n;
+}
+
+std::string aligned_rows(const std::vector<std::pair<std::string, std::string>>& rows) {
+  size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.first.size());
+  std::string out;
+  for (const auto& [name, value] : rows) {
+    out += name;
+    out.append(width - name.size() + 2, ' ');
+    out += value;
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string escape_bytes(std::string_view bytes, bool escape_space) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c > 0x20 && c < 0x7f) {
+          out += ch;
+        } else if (c == ' ' && !escape_space) {
+          out += ch;
+        } else {
+          append_hex_escape(out, c);
+        }
+    }
+  }
+  return out;
+}
+
+std::string one_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      append_hex_escape(out, c);
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+bool is_valid_utf8(std::string_view bytes) {
+  for (size_t i = 0; i < bytes.size();) {
+    const size_t n = utf8_length_at(bytes, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+std::string base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const uint32_t n = (uint32_t{static_cast<unsigned char>(bytes[i])} << 16) |
+                       (uint32_t{static_cast<unsigned char>(bytes[i + 1])} << 8) |
+                       uint32_t{static_cast<unsigned char>(bytes[i + 2])};
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += kAlphabet[(n >> 6) & 63];
+    out += kAlphabet[n & 63];
+  }
+  const size_t rest = bytes.size() - i;
+  if (rest > 0) {
+    uint32_t n = uint32_t{static_cast<unsigned char>(bytes[i])} << 16;
+    if (rest == 2) n |= uint32_t{static_cast<unsigned char>(bytes[i + 1])} << 8;
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += rest == 2 ? kAlphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string json_string(std::string_view utf8) {
+  std::string out = "\"";
+  out.reserve(utf8.size() + 2);
+  for (size_t i = 0; i < utf8.size();) {
+    const auto c = static_cast<unsigned char>(utf8[i]);
+    if (c >= 0x80) {
+      const size_t n = utf8_length_at(utf8, i);
+      if (n == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(utf8.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    ++i;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string format_wall_time(WallTime time) {
+  int64_t seconds = time.ms / 1000;
+  int64_t millis = time.ms % 1000;
+  if (millis < 0) {
+    millis += 1000;
+    --seconds;
+  }
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return std::to_string(time.ms) + " ms";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(millis));
+  return buf;
+}
+
+std::string format_duration_ms(uint64_t ms) {
+  if (ms < 1000) return std::to_string(ms) + " ms";
+  uint64_t s = ms / 1000;
+  const uint64_t days = s / 86400;
+  const uint64_t hours = s / 3600 % 24;
+  const uint64_t minutes = s / 60 % 60;
+  s %= 60;
+  std::string out;
+  if (days > 0) out += std::to_string(days) + "d ";
+  if (days > 0 || hours > 0) out += std::to_string(hours) + "h ";
+  if (days > 0 || hours > 0 || minutes > 0) out += std::to_string(minutes) + "m ";
+  out += std::to_string(s) + "s";
+  return out;
+}
+
+void JsonObject::start(std::string_view name) {
+  if (body_.size() > 1) body_ += ',';
+  body_ += json_string(name);
+  body_ += ':';
+}
+
+JsonObject& JsonObject::text(std::string_view name, std::string_view utf8) {
+  start(name);
+  body_ += json_string(utf8);
+  return *this;
+}
+
+JsonObject& JsonObject::bytes(std::string_view name, std::string_view bytes) {
+  if (is_valid_utf8(bytes)) return text(name, bytes);
+  start(std::string(name) + "_base64");
+  body_ += '"' + base64(bytes) + '"';
+  return *this;
+}
+
+JsonObject& JsonObject::number(std::string_view name, int64_t value) {
+  start(name);
+  body_ += std::to_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::unsigned_number(std::string_view name, uint64_t value) {
+  start(name);
+  body_ += std::to_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::null(std::string_view name) {
+  start(name);
+  body_ += "null";
+  return *this;
+}
+
+std::string event_text(const client::ChangeEvent& event) {
+  std::string out(client::change_op_name(event.op));
+  out += ' ';
+  out += escape_bytes(event.key, /*escape_space=*/true);
+  if (event.op == client::ChangeOp::kPut) {
+    out += ' ';
+    out += escape_bytes(event.value);
+  }
+  out += '\n';
+  return out;
+}
+
+std::string event_json(const client::ChangeEvent& event) {
+  JsonObject json;
+  json.text("op", client::change_op_name(event.op)).bytes("key", event.key);
+  if (event.op == client::ChangeOp::kPut) {
+    json.bytes("value", event.value);
+  } else {
+    json.null("value");
+  }
+  json.text("version", event.version.to_string())
+      .number("expiry_ms", event.expiry.ms)
+      .unsigned_number("partition", event.partition)
+      .unsigned_number("seq", event.seq);
+  return json.str() + "\n";
+}
+
+std::string put_text(const client::PutReply& reply) {
+  std::string out = "OK version " + reply.version.to_string();
+  if (reply.expiry.ms != 0) out += " expires " + format_wall_time(reply.expiry);
+  return out + "\n";
+}
+
+std::string put_json(std::string_view key, const client::PutReply& reply) {
+  JsonObject json;
+  json.bytes("key", key)
+      .text("version", reply.version.to_string())
+      .number("expiry_ms", reply.expiry.ms);
+  return json.str() + "\n";
+}
+
+std::string get_json(std::string_view key, const client::GetReply& reply) {
+  JsonObject json;
+  json.bytes("key", key)
+      .bytes("value", reply.value)
+      .text("version", reply.version.to_string())
+      .number("expiry_ms", reply.expiry.ms);
+  return json.str() + "\n";
+}
+
+std::string delete_text(const client::DeleteReply& reply) {
+  return "OK version " + reply.version.to_string() + "\n";
+}
+
+std::string delete_json(std::string_view key, const client::DeleteReply& reply) {
+  JsonObject json;
+  json.bytes("key", key).text("version", reply.version.to_string());
+  return json.str() + "\n";
+}
+
+std::string status_text(const client::NodeStatus& status) {
+  return aligned_rows({
+      {"node_id", one_line(status.node_id)},
+      {"server_version", one_line(status.server_version)},
+      {"uptime", format_duration_ms(status.uptime_ms)},
+      {"partitions", std::to_string(status.partitions)},
+      {"keys", std::to_string(status.keys)},
+      {"sync", one_line(status.sync)},
+      {"data_dir", one_line(status.data_dir)},
+      {"client_endpoint", one_line(status.client_endpoint)},
+      {"feed_endpoint", one_line(status.feed_endpoint)},
+  });
+}
+
+std::string status_json(const client::NodeStatus& status) {
+  JsonObject json;
+  json.text("node_id", status.node_id)
+      .text("server_version", status.server_version)
+      .unsigned_number("uptime_ms", status.uptime_ms)
+      .unsigned_number("partitions", status.partitions)
+      .unsigned_number("keys", status.keys)
+      .text("sync", status.sync)
+      .text("data_dir", status.data_dir)
+      .text("client_endpoint", status.client_endpoint)
+      .text("feed_endpoint", status.feed_endpoint);
+  return json.str() + "\n";
+}
+
+std::string stats_text(const std::vector<client::Stat>& stats) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  rows.reserve(stats.size());
+  for (const client::Stat& stat : stats) {
+    rows.emplace_back(escape_bytes(stat.name, /*escape_space=*/true), std::to_string(stat.value));
+  }
+  return aligned_rows(rows);
+}
+
+std::string stats_json(const std::vector<client::Stat>& stats) {
+  JsonObject json;
+  for (const client::Stat& stat : stats) json.unsigned_number(stat.name, stat.value);
+  return json.str() + "\n";
+}
+
+}  // namespace edgekv::cli

@@ -1,0 +1,68 @@
+// kvcli's output formats: text for people, JSON for programs.
+//
+// What it owns: how bytes from the store reach a terminal or a JSON parser intact.
+//  - Text: escape_bytes() writes printable ASCII as itself and everything else as \n, \t,
+//    \r or \xHH, and a backslash as \\, so a line is one line and shows every byte.
+//  - JSON: one object per line. Strings from the node (node id, stat names) are UTF-8;
+//    keys and values are bytes, written as a JSON string when they are valid UTF-8 and
+//    otherwise base64-encoded under the field name plus "_base64" — never both — so any
+//    bytes survive a round trip through a JSON parser.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "client/types.h"
+#include "common/clock.h"
+
+namespace edgekv::cli {
+
+// Text form of arbitrary bytes; escape_space also writes ' ' as \x20 (for a key followed
+// by more text on the same line).
+std::string escape_bytes(std::string_view bytes, bool escape_space = false);
+// A message for one stderr line: control characters escaped, everything else kept.
+std::string one_line(std::string_view text);
+bool is_valid_utf8(std::string_view bytes);
+std::string base64(std::string_view bytes);
+// A JSON string literal, quotes included; invalid UTF-8 becomes U+FFFD.
+std::string json_string(std::string_view utf8);
+// "2023-11-14T22:13:20.000Z"
+std::string format_wall_time(WallTime time);
+// "3d 4h 5m 6s", "1h 0m 0s", "42s", "850 ms"
+std::string format_duration_ms(uint64_t ms);
+
+// Builds one JSON object, fields in the order added.
+class JsonObject {
+ public:
+  JsonObject& text(std::string_view name, std::string_view utf8);
+  // `name` when the bytes are valid UTF-8, else `name`_base64.
+  JsonObject& bytes(std::string_view name, std::string_view bytes);
+  JsonObject& number(std::string_view name, int64_t value);
+  JsonObject& unsigned_number(std::string_view name, uint64_t value);
+  JsonObject& null(std::string_view name);
+  std::string str() const { return body_ + "}"; }
+
+ private:
+  void start(std::string_view name);
+  std::string body_ = "{";
+};
+
+// Each returns one line, newline included.
+std::string event_text(const client::ChangeEvent& event);  // "put KEY VALUE", "delete KEY"
+std::string event_json(const client::ChangeEvent& event);
+std::string put_text(const client::PutReply& reply);  // "OK version V[ expires T]"
+std::string put_json(std::string_view key, const client::PutReply& reply);
+std::string get_json(std::string_view key, const client::GetReply& reply);
+std::string delete_text(const client::DeleteReply& reply);
+std::string delete_json(std::string_view key, const client::DeleteReply& reply);
+// Several lines for text; one for JSON.
+std::string status_text(const client::NodeStatus& status);
+std::string status_json(const client::NodeStatus& status);
+std::string stats_text(const std::vector<client::Stat>& stats);
+std::string stats_json(const std::vector<client::Stat>& stats);
+
+}  // namespace edgekv::cli

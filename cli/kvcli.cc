@@ -1,0 +1,190 @@
+#include "cli/kvcli.h"
+
+#include <istream>
+#include <iterator>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli/format.h"
+#include "client/client.h"
+#include "client/subscription.h"
+
+namespace edgekv::cli {
+namespace {
+
+// Reports `status` as one line on stderr and returns its exit code.
+int fail(Io io, const Status& status) {
+  std::string message = status.message();
+  if (message.empty()) message = std::string(code_name(status.code()));
+  io.err << "kvcli: " << one_line(message) << '\n';
+  io.err.flush();
+  return exit_code_for(status.code());
+}
+
+int fail_not_found(Io io, std::string_view key) {
+  return fail(io, Status::not_found("not found: " + escape_bytes(key)));
+}
+
+// Output that could not be written (a full disk, a closed pipe) is an error, not success.
+int finish(Io io) {
+  io.out.flush();
+  if (!io.out) return fail(io, Status::io_error("cannot write to standard output"));
+  return kExitOk;
+}
+
+client::Client make_client(const Invocation& inv) {
+  client::ClientOptions options;
+  options.endpoint = inv.endpoint;
+  options.timeout_ms = inv.timeout_ms;
+  return client::Client(std::move(options));
+}
+
+int run_put(const Invocation& inv, Io io) {
+  const std::string& key = inv.args[0];
+  std::string value;
+  if (inv.args[1] == "-") {
+    value.assign(std::istreambuf_iterator<char>(io.in), std::istreambuf_iterator<char>());
+    if (io.in.bad()) return fail(io, Status::io_error("cannot read the value from standard input"));
+  } else {
+    value = inv.args[1];
+  }
+  const int64_t ttl_ms = inv.number_flag("--ttl").value_or(0) * 1000;
+  client::Client client = make_client(inv);
+  Result<client::PutReply> reply = client.put(key, value, ttl_ms);
+  if (!reply.ok()) return fail(io, reply.status());
+  io.out << (inv.json ? put_json(key, *reply) : put_text(*reply));
+  return finish(io);
+}
+
+int run_get(const Invocation& inv, Io io) {
+  const std::string& key = inv.args[0];
+  client::Client client = make_client(inv);
+  Result<client::GetReply> reply = client.get(key);
+  if (!reply.ok()) {
+    if (reply.status().code() == Code::kNotFound) return fail_not_found(io, key);
+    return fail(io, reply.status());
+  }
+  if (inv.json) {
+    io.out << get_json(key, *reply);
+  } else {
+    io.out.write(reply->value.data(), static_cast<std::streamsize>(reply->value.size()));
+  }
+  return finish(io);
+}
+
+int run_del(const Invocation& inv, Io io) {
+  const std::string& key = inv.args[0];
+  client::Client client = make_client(inv);
+  Result<client::DeleteReply> reply = client.del(key);
+  if (!reply.ok()) {
+    if (reply.status().code() == Code::kNotFound) return fail_not_found(io, key);
+    return fail(io, reply.status());
+  }
+  io.out << (inv.json ? delete_json(key, *reply) : delete_text(*reply));
+  return finish(io);
+}
+
+int run_status(const Invocation& inv, Io io) {
+  client::Client client = make_client(inv);
+  Result<client::NodeStatus> status = client.status();
+  if (!status.ok()) return fail(io, status.status());
+  io.out << (inv.json ? status_json(*status) : status_text(*status));
+  return finish(io);
+}
+
+int run_stats(const Invocation& inv, Io io) {
+  client::Client client = make_client(inv);
+  Result<std::vector<client::Stat>> stats = client.stats();
+  if (!stats.ok()) return fail(io, stats.status());
+  io.out << (inv.json ? stats_json(*stats) : stats_text(*stats));
+  return finish(io);
+}
+
+int run_watch(const Invocation& inv, Io io) {
+  client::SubscriptionOptions options;
+  if (const std::string* feed = inv.flag("--feed-endpoint")) {
+    options.feed_endpoint = *feed;
+  } else {
+    client::Client client = make_client(inv);
+    Result<client::NodeStatus> status = client.status();
+    if (!status.ok()) return fail(io, status.status());
+    if (status->feed_endpoint.empty()) {
+      return fail(io, Status::failed_precondition(inv.endpoint +
+                                                  " reports no change feed; pass --feed-endpoint"));
+    }
+    options.feed_endpoint = client::connectable_feed_endpoint(status->feed_endpoint, inv.endpoint);
+  }
+  if (!inv.args.empty()) options.prefixes.push_back(inv.args[0]);
+  const std::optional<int64_t> count = inv.number_flag("--count");
+
+  client::Subscription subscription(std::move(options));
+  for (int64_t seen = 0; !count || seen < *count;) {
+    Result<client::ChangeEvent> event = subscription.next(-1);
+    if (!event.ok()) {
+      if (event.status().code() == Code::kTimeout) continue;
+      if (event.status().code() == Code::kCorruption) {
+        // One bad message should not end a long-running watch; say so and go on.
+        io.err << "kvcli: skipping malformed event: " << one_line(event.status().message()) << '\n';
+        io.err.flush();
+        continue;
+      }
+      return fail(io, event.status());
+    }
+    io.out << (inv.json ? event_json(*event) : event_text(*event));
+    io.out.flush();  // a watcher reads lines as they come, often through a pipe
+    if (!io.out) return fail(io, Status::io_error("cannot write to standard output"));
+    ++seen;
+  }
+  return finish(io);
+}
+
+}  // namespace
+
+int exit_code_for(Code code) {
+  switch (code) {
+    case Code::kOk: return kExitOk;
+    case Code::kNotFound: return kExitNotFound;
+    case Code::kUnavailable:
+    case Code::kTimeout:
+    case Code::kOverloaded: return kExitUnavailable;
+    default: return kExitError;
+  }
+}
+
+int execute(const Invocation& inv, Io io) {
+  switch (inv.action) {
+    case Invocation::Action::kHelp:
+      io.out << (inv.command ? command_help(*inv.command) : usage_text());
+      return finish(io);
+    case Invocation::Action::kVersion:
+      io.out << "kvcli " << EDGEKV_VERSION << '\n';
+      return finish(io);
+    case Invocation::Action::kRun: break;
+  }
+  if (inv.command == nullptr) return fail(io, Status::invalid_argument("no command given"));
+  switch (inv.command->id) {
+    case CommandId::kPut: return run_put(inv, io);
+    case CommandId::kGet: return run_get(inv, io);
+    case CommandId::kDel: return run_del(inv, io);
+    case CommandId::kWatch: return run_watch(inv, io);
+    case CommandId::kStatus: return run_status(inv, io);
+    case CommandId::kStats: return run_stats(inv, io);
+    case CommandId::kHelp: io.out << usage_text(); return finish(io);
+  }
+  return fail(io, Status::internal("command without an implementation"));
+}
+
+int run_kvcli(std::span<const std::string_view> args, std::string_view env_endpoint, Io io) {
+  Result<Invocation> invocation = parse_args(args, env_endpoint);
+  if (!invocation.ok()) {
+    io.err << "kvcli: " << one_line(invocation.status().message()) << '\n';
+    io.err.flush();
+    return kExitUsage;
+  }
+  return execute(*invocation, io);
+}
+
+}  // namespace edgekv::cli

@@ -1,0 +1,82 @@
+// The values libedgekv hands back: replies to requests and change-feed events.
+//
+// Plain structs with no ZeroMQ or protobuf in sight, so callers of the client library need
+// neither. Keys and values are std::string holding arbitrary bytes (NULs included).
+//
+// Thread-safety: plain values; safe to copy between threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/version.h"
+
+namespace edgekv::client {
+
+// Chosen by the client, unique for the life of a Client (never reused, even across
+// reconnections), so a late reply can never be taken for the answer to a newer request.
+using RequestId = uint64_t;
+
+// What a request asked for; a Completion says which kind it answers.
+enum class RequestKind : uint8_t { kPut, kGet, kDelete, kStatus, kStats, kChanges };
+std::string_view request_kind_name(RequestKind kind);  // "put", "get", "delete", ...
+
+struct PutReply {
+  Version version;  // the version the node gave the write
+  WallTime expiry;  // absolute; 0 ms: never expires
+};
+
+struct GetReply {
+  std::string value;
+  Version version;
+  WallTime expiry;  // absolute; 0 ms: never expires
+};
+
+struct DeleteReply {
+  Version version;  // the tombstone's version
+};
+
+// What `status` reports about the node the client talks to.
+struct NodeStatus {
+  std::string node_id;
+  std::string server_version;
+  uint64_t uptime_ms = 0;
+  uint32_t partitions = 0;
+  std::string data_dir;
+  std::string client_endpoint;
+  std::string feed_endpoint;  // where the node publishes its change feed (may be a bind address)
+  std::string sync;
+  uint64_t keys = 0;
+};
+
+// One counter from `stats`; the node sends them in a stable order with snake_case names.
+struct Stat {
+  std::string name;
+  uint64_t value = 0;
+};
+
+// Values match proto ChangeOp.
+enum class ChangeOp : uint8_t { kPut = 1, kDelete = 2, kExpire = 3 };
+std::string_view change_op_name(ChangeOp op);  // "put", "delete", "expire"
+
+// One committed change, from the feed (Subscription) or a change-log read (Client::changes).
+struct ChangeEvent {
+  ChangeOp op = ChangeOp::kPut;
+  std::string key;
+  std::string value;  // kPut only; empty otherwise
+  Version version;
+  WallTime expiry;  // absolute; 0 ms: never expires
+  uint32_t partition = 0;
+  uint64_t seq = 0;  // per-partition change sequence number, gapless per partition
+};
+
+// A slice of one partition's change log.
+struct Changes {
+  std::vector<ChangeEvent> events;
+  uint64_t last_seq = 0;  // the partition's newest sequence number when the node answered
+};
+
+}  // namespace edgekv::client

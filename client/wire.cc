@@ -1,0 +1,197 @@
+#include "client/wire.h"
+
+#include <climits>
+#include <string>
+#include <utility>
+
+namespace edgekv::client::internal {
+namespace {
+
+Version version_from_pb(const pb::Version& v) { return Version{v.hlc(), v.origin()}; }
+
+std::string_view body_name(pb::Response::BodyCase body) {
+  switch (body) {
+    case pb::Response::kPut: return "put";
+    case pb::Response::kGet: return "get";
+    case pb::Response::kDel: return "delete";
+    case pb::Response::kStatus: return "status";
+    case pb::Response::kStats: return "stats";
+    case pb::Response::kChanges: return "changes";
+    case pb::Response::BODY_NOT_SET: return "no";
+  }
+  return "an unknown";
+}
+
+pb::Response::BodyCase expected_body(RequestKind kind) {
+  switch (kind) {
+    case RequestKind::kPut: return pb::Response::kPut;
+    case RequestKind::kGet: return pb::Response::kGet;
+    case RequestKind::kDelete: return pb::Response::kDel;
+    case RequestKind::kStatus: return pb::Response::kStatus;
+    case RequestKind::kStats: return pb::Response::kStats;
+    case RequestKind::kChanges: return pb::Response::kChanges;
+  }
+  return pb::Response::BODY_NOT_SET;
+}
+
+bool code_is_known(int code) {
+  return code >= static_cast<int>(Code::kOk) && code <= static_cast<int>(Code::kFailedPrecondition);
+}
+
+}  // namespace
+
+Result<zmq::message_t> encode_request(const pb::Request& request) {
+  size_t size = request.ByteSizeLong();
+  if (size > static_cast<size_t>(INT_MAX)) {
+    return Status::invalid_argument("request is " + std::to_string(size) +
+                                    " bytes, more than protobuf can encode");
+  }
+  zmq::message_t message(size);
+  if (!request.SerializeToArray(message.data(), static_cast<int>(size))) {
+    return Status::invalid_argument("request does not encode");
+  }
+  return message;
+}
+
+Result<pb::Response> decode_response(const Frames& frames, std::string_view endpoint) {
+  if (frames.size() != 1) {
+    return Status::internal("reply from " + std::string(endpoint) + " has " +
+                            std::to_string(frames.size()) + " frames, expected 1");
+  }
+  const zmq::message_t& frame = frames.front();
+  pb::Response response;
+  if (frame.size() > static_cast<size_t>(INT_MAX) ||
+      !response.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
+    return Status::internal("undecodable reply (" + std::to_string(frame.size()) + " bytes) from " +
+                            std::string(endpoint));
+  }
+  return response;
+}
+
+void complete_from_response(pb::Response& response, std::string_view endpoint,
+                            Completion* completion) {
+  completion->reply = std::monostate();
+  const int code = static_cast<int>(response.code());
+  if (!code_is_known(code)) {
+    completion->status = Status::internal(std::string(endpoint) + " answered with unknown code " +
+                                          std::to_string(code) + ": " + response.message());
+    return;
+  }
+  if (code != static_cast<int>(Code::kOk)) {
+    std::string message = response.message();
+    if (message.empty()) {
+      message = std::string(endpoint) + " answered " +
+                std::string(code_name(static_cast<Code>(code))) + " without a message";
+    }
+    completion->status = Status(static_cast<Code>(code), std::move(message));
+    return;
+  }
+  const pb::Response::BodyCase want = expected_body(completion->kind);
+  if (response.body_case() != want) {
+    completion->status = Status::internal(
+        std::string(endpoint) + " answered a " + std::string(request_kind_name(completion->kind)) +
+        " request with " + std::string(body_name(response.body_case())) + " body");
+    return;
+  }
+  completion->status = Status();
+  switch (completion->kind) {
+    case RequestKind::kPut: {
+      const pb::PutResponse& put = response.put();
+      completion->reply = PutReply{version_from_pb(put.version()), WallTime{put.expiry_ms()}};
+      return;
+    }
+    case RequestKind::kGet: {
+      pb::GetResponse* get = response.mutable_get();
+      completion->reply = GetReply{std::move(*get->mutable_value()),
+                                   version_from_pb(get->version()), WallTime{get->expiry_ms()}};
+      return;
+    }
+    case RequestKind::kDelete:
+      completion->reply = DeleteReply{version_from_pb(response.del().version())};
+      return;
+    case RequestKind::kStatus: {
+      pb::StatusResponse* s = response.mutable_status();
+      NodeStatus status;
+      status.node_id = std::move(*s->mutable_node_id());
+      status.server_version = std::move(*s->mutable_server_version());
+      status.uptime_ms = s->uptime_ms();
+      status.partitions = s->partitions();
+      status.data_dir = std::move(*s->mutable_data_dir());
+      status.client_endpoint = std::move(*s->mutable_client_endpoint());
+      status.feed_endpoint = std::move(*s->mutable_feed_endpoint());
+      status.sync = std::move(*s->mutable_sync());
+      status.keys = s->keys();
+      completion->reply = std::move(status);
+      return;
+    }
+    case RequestKind::kStats: {
+      std::vector<Stat> stats;
+      stats.reserve(static_cast<size_t>(response.stats().stats_size()));
+      for (pb::Stat& stat : *response.mutable_stats()->mutable_stats()) {
+        stats.push_back(Stat{std::move(*stat.mutable_name()), stat.value()});
+      }
+      completion->reply = std::move(stats);
+      return;
+    }
+    case RequestKind::kChanges: {
+      Changes changes;
+      changes.last_seq = response.changes().last_seq();
+      changes.events.reserve(static_cast<size_t>(response.changes().events_size()));
+      for (pb::ChangeEvent& pb_event : *response.mutable_changes()->mutable_events()) {
+        Result<ChangeEvent> event = event_from_pb(pb_event);
+        if (!event.ok()) {
+          completion->status = Status::internal("change log from " + std::string(endpoint) + ": " +
+                                                event.status().message());
+          return;
+        }
+        changes.events.push_back(std::move(event).value());
+      }
+      completion->reply = std::move(changes);
+      return;
+    }
+  }
+  completion->status = Status::internal("request of unknown kind");
+}
+
+Result<ChangeEvent> event_from_pb(pb::ChangeEvent& event) {
+  ChangeEvent out;
+  switch (event.op()) {
+    case pb::PUT: out.op = ChangeOp::kPut; break;
+    case pb::DELETE: out.op = ChangeOp::kDelete; break;
+    case pb::EXPIRE: out.op = ChangeOp::kExpire; break;
+    default:
+      return Status::corruption("change event with unknown op " +
+                                std::to_string(static_cast<int>(event.op())));
+  }
+  out.key = std::move(*event.mutable_key());
+  if (out.op == ChangeOp::kPut) out.value = std::move(*event.mutable_value());
+  out.version = version_from_pb(event.version());
+  out.expiry = WallTime{event.expiry_ms()};
+  out.partition = event.partition();
+  out.seq = event.seq();
+  return out;
+}
+
+Result<ChangeEvent> decode_feed_message(const Frames& frames) {
+  if (frames.size() != 2) {
+    return Status::corruption("change-feed message has " + std::to_string(frames.size()) +
+                              " frames, expected 2 ([key][event])");
+  }
+  const zmq::message_t& body = frames[1];
+  pb::ChangeEvent event;
+  if (body.size() > static_cast<size_t>(INT_MAX) ||
+      !event.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    return Status::corruption("change-feed event does not decode (" + std::to_string(body.size()) +
+                              " bytes)");
+  }
+  // The first frame is what SUB filters on: an event filed under another key would slip
+  // through (or past) the subscriber's prefixes.
+  if (frame_view(frames[0]) != event.key()) {
+    return Status::corruption("change-feed message's key frame does not match its event's key");
+  }
+  Result<ChangeEvent> out = event_from_pb(event);
+  if (!out.ok()) return Status::corruption(out.status().message());
+  return out;
+}
+
+}  // namespace edgekv::client::internal

@@ -1,0 +1,261 @@
+// Test doubles for the client tests: a stand-in edgekvd (a ROUTER socket served by its own
+// thread) and a stand-in change feed (a PUB socket). Both bind to an ephemeral port on
+// 127.0.0.1 and report the endpoint ZeroMQ chose.
+//
+// Thread-safety: FakeServer's handler runs on the server thread and owns whatever state it
+// captures; the test thread reads only the atomics and, after the server stopped, the rest.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "proto/edgekv.pb.h"
+
+namespace edgekv::client::testing {
+
+inline std::string bound_endpoint(zmq::socket_t& socket) {
+  return socket.get(zmq::sockopt::last_endpoint);
+}
+
+inline std::string serialize(const google::protobuf::MessageLite& message) {
+  std::string out;
+  message.SerializeToString(&out);
+  return out;
+}
+
+class FakeServer {
+ public:
+  // One request as the server received it.
+  struct Incoming {
+    std::string routing_id;
+    std::vector<std::string> frames;  // after the routing id
+    pb::Request request;              // parsed from frames[0] when there is one frame
+    bool parsed = false;
+  };
+  using Handler = std::function<void(FakeServer&, const Incoming&)>;
+
+  explicit FakeServer(Handler handler, std::string bind_endpoint = "tcp://127.0.0.1:*")
+      : handler_(std::move(handler)), socket_(context_, zmq::socket_type::router) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind(bind_endpoint);
+    endpoint_ = bound_endpoint(socket_);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeServer() { stop(); }
+  FakeServer(const FakeServer&) = delete;
+  FakeServer& operator=(const FakeServer&) = delete;
+
+  const std::string& endpoint() const { return endpoint_; }
+  int requests_seen() const { return requests_seen_.load(); }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    stop_ = true;
+    thread_.join();
+  }
+
+  // ---- server thread only (from the handler)
+
+  void send_frames(const std::string& routing_id, const std::vector<std::string>& frames) {
+    std::vector<zmq::const_buffer> parts;
+    parts.push_back(zmq::buffer(routing_id));
+    for (const std::string& frame : frames) parts.push_back(zmq::buffer(frame));
+    zmq::send_multipart(socket_, parts);
+  }
+  void reply_raw(const Incoming& to, const std::string& bytes) {
+    send_frames(to.routing_id, {bytes});
+  }
+  void reply(const Incoming& to, const pb::Response& response) {
+    reply_raw(to, serialize(response));
+  }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(20)) <= 0) continue;
+      std::vector<zmq::message_t> parts;
+      if (!zmq::recv_multipart(socket_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+        continue;
+      }
+      if (parts.empty()) continue;
+      Incoming in;
+      in.routing_id = parts[0].to_string();
+      for (size_t i = 1; i < parts.size(); ++i) in.frames.push_back(parts[i].to_string());
+      in.parsed = in.frames.size() == 1 && in.request.ParseFromString(in.frames[0]);
+      ++requests_seen_;
+      handler_(*this, in);
+    }
+  }
+
+  Handler handler_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_seen_{0};
+  std::thread thread_;
+};
+
+// A handler that behaves like a one-node edgekvd with an in-memory map. Versions count up
+// from hlc 1, origin 7; expiry is 1'000'000 + ttl_ms; key "fail:N" answers code N.
+class MemoryNode {
+ public:
+  FakeServer::Handler handler() {
+    return [this](FakeServer& server, const FakeServer::Incoming& in) {
+      if (!in.parsed) return;
+      server.reply(in, answer(in.request));
+    };
+  }
+
+  pb::Response answer(const pb::Request& request) {
+    pb::Response response;
+    response.set_id(request.id());
+    switch (request.op_case()) {
+      case pb::Request::kPut: {
+        const pb::PutRequest& put = request.put();
+        if (put.key().starts_with("fail:")) {
+          response.set_code(static_cast<pb::Code>(std::stoi(put.key().substr(5))));
+          response.set_message("failed as asked");
+          break;
+        }
+        last_ttl_ms = put.ttl_ms();
+        Entry& entry = data_[put.key()];
+        entry.value = put.value();
+        entry.hlc = ++hlc_;
+        entry.expiry_ms = put.ttl_ms() ? 1'000'000 + put.ttl_ms() : 0;
+        pb::PutResponse* out = response.mutable_put();
+        out->mutable_version()->set_hlc(entry.hlc);
+        out->mutable_version()->set_origin(7);
+        out->set_expiry_ms(entry.expiry_ms);
+        break;
+      }
+      case pb::Request::kGet: {
+        auto it = data_.find(request.get().key());
+        if (it == data_.end()) {
+          response.set_code(pb::NOT_FOUND);
+          response.set_message("key not found");
+          break;
+        }
+        pb::GetResponse* out = response.mutable_get();
+        out->set_value(it->second.value);
+        out->mutable_version()->set_hlc(it->second.hlc);
+        out->mutable_version()->set_origin(7);
+        out->set_expiry_ms(it->second.expiry_ms);
+        break;
+      }
+      case pb::Request::kDel: {
+        if (data_.erase(request.del().key()) == 0) {
+          response.set_code(pb::NOT_FOUND);
+          response.set_message("key not found");
+          break;
+        }
+        pb::DeleteResponse* out = response.mutable_del();
+        out->mutable_version()->set_hlc(++hlc_);
+        out->mutable_version()->set_origin(7);
+        break;
+      }
+      case pb::Request::kStatus: {
+        pb::StatusResponse* out = response.mutable_status();
+        out->set_node_id("node-a");
+        out->set_server_version("0.1.0");
+        out->set_uptime_ms(3'723'000);
+        out->set_partitions(64);
+        out->set_data_dir("/var/lib/edgekv");
+        out->set_client_endpoint("tcp://0.0.0.0:7400");
+        out->set_feed_endpoint(feed_endpoint);
+        out->set_sync("normal");
+        out->set_keys(data_.size());
+        break;
+      }
+      case pb::Request::kStats: {
+        pb::StatsResponse* out = response.mutable_stats();
+        pb::Stat* a = out->add_stats();
+        a->set_name("puts_total");
+        a->set_value(12);
+        pb::Stat* b = out->add_stats();
+        b->set_name("gets_total");
+        b->set_value(345);
+        break;
+      }
+      case pb::Request::kChanges: {
+        pb::ChangesResponse* out = response.mutable_changes();
+        out->set_last_seq(request.changes().from_seq() + 1);
+        for (uint64_t seq = request.changes().from_seq(); seq <= request.changes().from_seq() + 1;
+             ++seq) {
+          pb::ChangeEvent* event = out->add_events();
+          event->set_op(pb::PUT);
+          event->set_key("k" + std::to_string(seq));
+          event->set_value("v");
+          event->set_partition(request.changes().partition());
+          event->set_seq(seq);
+        }
+        break;
+      }
+      case pb::Request::OP_NOT_SET:
+        response.set_code(pb::INVALID_ARGUMENT);
+        response.set_message("request has no op");
+        break;
+    }
+    return response;
+  }
+
+  std::string feed_endpoint;  // what status reports
+  std::atomic<int64_t> last_ttl_ms{-1};
+
+ private:
+  struct Entry {
+    std::string value;
+    uint64_t hlc = 0;
+    int64_t expiry_ms = 0;
+  };
+  std::map<std::string, Entry> data_;
+  uint64_t hlc_ = 0;
+};
+
+// A stand-in change feed.
+class FakeFeed {
+ public:
+  FakeFeed() : socket_(context_, zmq::socket_type::pub) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind("tcp://127.0.0.1:*");
+    endpoint_ = bound_endpoint(socket_);
+  }
+  const std::string& endpoint() const { return endpoint_; }
+
+  void publish_frames(const std::vector<std::string>& frames) {
+    std::vector<zmq::const_buffer> parts;
+    for (const std::string& frame : frames) parts.push_back(zmq::buffer(frame));
+    zmq::send_multipart(socket_, parts);
+  }
+  void publish(const pb::ChangeEvent& event) { publish_frames({event.key(), serialize(event)}); }
+
+  static pb::ChangeEvent event(pb::ChangeOp op, std::string key, std::string value = "",
+                               uint64_t seq = 1) {
+    pb::ChangeEvent e;
+    e.set_op(op);
+    e.set_key(std::move(key));
+    e.set_value(std::move(value));
+    e.mutable_version()->set_hlc(uint64_t{1'700'000'000'000} << 16 | 3);
+    e.mutable_version()->set_origin(0xabc);
+    e.set_expiry_ms(op == pb::PUT ? 1'700'000'100'000 : 0);
+    e.set_partition(5);
+    e.set_seq(seq);
+    return e;
+  }
+
+ private:
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::string endpoint_;
+};
+
+}  // namespace edgekv::client::testing

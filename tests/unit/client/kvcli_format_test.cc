@@ -1,0 +1,164 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cli/format.h"
+
+namespace edgekv::cli {
+namespace {
+
+using namespace std::string_literals;
+
+TEST(KvcliFormatTest, EscapeBytesShowsEveryByteOnOneLine) {
+  EXPECT_EQ(escape_bytes("plain text"), "plain text");
+  EXPECT_EQ(escape_bytes("a\nb\tc\rd\\e"), "a\\nb\\tc\\rd\\\\e");
+  EXPECT_EQ(escape_bytes("\0\x01\x7f\x80\xff"s), "\\x00\\x01\\x7f\\x80\\xff");
+  EXPECT_EQ(escape_bytes("caf\xc3\xa9"), "caf\\xc3\\xa9");
+  EXPECT_EQ(escape_bytes("a b", /*escape_space=*/true), "a\\x20b");
+  EXPECT_EQ(escape_bytes(""), "");
+}
+
+TEST(KvcliFormatTest, OneLineEscapesOnlyControlCharacters) {
+  EXPECT_EQ(one_line("bad\nthing\x01 caf\xc3\xa9 \\"), "bad\\nthing\\x01 caf\xc3\xa9 \\");
+}
+
+TEST(KvcliFormatTest, Utf8Validation) {
+  EXPECT_TRUE(is_valid_utf8(""));
+  EXPECT_TRUE(is_valid_utf8("ascii \0 nul"s));
+  EXPECT_TRUE(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(is_valid_utf8("\x80"));              // stray continuation byte
+  EXPECT_FALSE(is_valid_utf8("\xc3"));              // truncated
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate U+D800
+  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(is_valid_utf8("\xff"));
+}
+
+TEST(KvcliFormatTest, Base64) {
+  EXPECT_EQ(base64(""), "");
+  EXPECT_EQ(base64("f"), "Zg==");
+  EXPECT_EQ(base64("fo"), "Zm8=");
+  EXPECT_EQ(base64("foo"), "Zm9v");
+  EXPECT_EQ(base64("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64("\xff\x00\xfe"s), "/wD+");
+}
+
+TEST(KvcliFormatTest, JsonStringEscapes) {
+  EXPECT_EQ(json_string("a\"b\\c"), R"("a\"b\\c")");
+  EXPECT_EQ(json_string("\n\t\r\b\f"), R"("\n\t\r\b\f")");
+  EXPECT_EQ(json_string("\0\x1f\x7f"s), R"("\u0000\u001f\u007f")");
+  EXPECT_EQ(json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+  EXPECT_EQ(json_string("bad\xff"), R"("bad\ufffd")");
+}
+
+TEST(KvcliFormatTest, JsonBytesFallBackToBase64) {
+  JsonObject json;
+  json.bytes("key", "k\n")
+      .bytes("value", "\xff\x00"s)
+      .number("n", -3)
+      .unsigned_number("u", 18446744073709551615u)
+      .null("z");
+  EXPECT_EQ(json.str(),
+            R"({"key":"k\n","value_base64":"/wA=","n":-3,"u":18446744073709551615,"z":null})");
+  EXPECT_EQ(JsonObject().str(), "{}");
+}
+
+client::ChangeEvent sample_event(client::ChangeOp op) {
+  client::ChangeEvent event;
+  event.op = op;
+  event.key = "user 1\n";
+  event.value = op == client::ChangeOp::kPut ? "hello world\x01" : "";
+  event.version = Version{uint64_t{1'700'000'000'000} << 16 | 3, 0xabc};
+  event.expiry = WallTime{op == client::ChangeOp::kPut ? 1'700'000'100'000 : 0};
+  event.partition = 5;
+  event.seq = 42;
+  return event;
+}
+
+TEST(KvcliFormatTest, EventText) {
+  EXPECT_EQ(event_text(sample_event(client::ChangeOp::kPut)),
+            "put user\\x201\\n hello world\\x01\n");
+  EXPECT_EQ(event_text(sample_event(client::ChangeOp::kDelete)), "delete user\\x201\\n\n");
+  EXPECT_EQ(event_text(sample_event(client::ChangeOp::kExpire)), "expire user\\x201\\n\n");
+}
+
+TEST(KvcliFormatTest, EventJson) {
+  EXPECT_EQ(event_json(sample_event(client::ChangeOp::kPut)),
+            R"({"op":"put","key":"user 1\n","value":"hello world\u0001",)"
+            R"("version":"1700000000000.3@0000000000000abc","expiry_ms":1700000100000,)"
+            R"("partition":5,"seq":42})"
+            "\n");
+  client::ChangeEvent binary = sample_event(client::ChangeOp::kDelete);
+  binary.key = "\xff\xfe";
+  EXPECT_EQ(event_json(binary), R"({"op":"delete","key_base64":"//4=","value":null,)"
+                                R"("version":"1700000000000.3@0000000000000abc","expiry_ms":0,)"
+                                R"("partition":5,"seq":42})"
+                                "\n");
+}
+
+TEST(KvcliFormatTest, ReplyFormats) {
+  client::PutReply put{Version{uint64_t{1'700'000'000'000} << 16, 1}, WallTime{0}};
+  EXPECT_EQ(put_text(put), "OK version 1700000000000.0@0000000000000001\n");
+  put.expiry = WallTime{1'700'000'000'123};
+  EXPECT_EQ(put_text(put),
+            "OK version 1700000000000.0@0000000000000001 expires 2023-11-14T22:13:20.123Z\n");
+  EXPECT_EQ(put_json("k", put),
+            R"({"key":"k","version":"1700000000000.0@0000000000000001","expiry_ms":1700000000123})"
+            "\n");
+  client::GetReply get{"v\xff", put.version, WallTime{0}};
+  EXPECT_EQ(get_json("k", get),
+            R"({"key":"k","value_base64":"dv8=","version":"1700000000000.0@0000000000000001",)"
+            R"("expiry_ms":0})"
+            "\n");
+  client::DeleteReply del{put.version};
+  EXPECT_EQ(delete_text(del), "OK version 1700000000000.0@0000000000000001\n");
+  EXPECT_EQ(delete_json("k", del), R"({"key":"k","version":"1700000000000.0@0000000000000001"})"
+                                   "\n");
+}
+
+TEST(KvcliFormatTest, StatusAndStats) {
+  client::NodeStatus status;
+  status.node_id = "n1";
+  status.server_version = "0.1.0";
+  status.uptime_ms = 90'061'000;
+  status.partitions = 64;
+  status.keys = 7;
+  status.sync = "full";
+  status.data_dir = "/d";
+  status.client_endpoint = "tcp://*:7400";
+  status.feed_endpoint = "tcp://*:7403";
+  EXPECT_EQ(status_text(status),
+            "node_id          n1\n"
+            "server_version   0.1.0\n"
+            "uptime           1d 1h 1m 1s\n"
+            "partitions       64\n"
+            "keys             7\n"
+            "sync             full\n"
+            "data_dir         /d\n"
+            "client_endpoint  tcp://*:7400\n"
+            "feed_endpoint    tcp://*:7403\n");
+  EXPECT_EQ(status_json(status),
+            R"({"node_id":"n1","server_version":"0.1.0","uptime_ms":90061000,"partitions":64,)"
+            R"("keys":7,"sync":"full","data_dir":"/d","client_endpoint":"tcp://*:7400",)"
+            R"("feed_endpoint":"tcp://*:7403"})"
+            "\n");
+
+  std::vector<client::Stat> stats{{"puts_total", 12}, {"gets", 3}};
+  EXPECT_EQ(stats_text(stats), "puts_total  12\ngets        3\n");
+  EXPECT_EQ(stats_json(stats), R"({"puts_total":12,"gets":3})"
+                               "\n");
+  EXPECT_EQ(stats_text({}), "");
+  EXPECT_EQ(stats_json({}), "{}\n");
+}
+
+TEST(KvcliFormatTest, Durations) {
+  EXPECT_EQ(format_duration_ms(0), "0 ms");
+  EXPECT_EQ(format_duration_ms(999), "999 ms");
+  EXPECT_EQ(format_duration_ms(1000), "1s");
+  EXPECT_EQ(format_duration_ms(61'000), "1m 1s");
+  EXPECT_EQ(format_duration_ms(3'600'000), "1h 0m 0s");
+  EXPECT_EQ(format_wall_time(WallTime{0}), "1970-01-01T00:00:00.000Z");
+}
+
+}  // namespace
+}  // namespace edgekv::cli

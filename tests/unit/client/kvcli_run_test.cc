@@ -1,0 +1,284 @@
+// kvcli run in-process against the fake node and feed.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/kvcli.h"
+#include "client/client.h"
+#include "tests/unit/client/fake_server.h"
+
+namespace edgekv::cli {
+namespace {
+
+using client::testing::FakeFeed;
+using client::testing::FakeServer;
+using client::testing::MemoryNode;
+using namespace std::string_literals;
+
+struct Ran {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+Ran run(const std::vector<std::string>& args, const std::string& stdin_bytes = "") {
+  std::istringstream in(stdin_bytes);
+  std::ostringstream out;
+  std::ostringstream err;
+  std::vector<std::string_view> views(args.begin(), args.end());
+  Ran ran;
+  ran.code = run_kvcli(views, "", {in, out, err});
+  ran.out = out.str();
+  ran.err = err.str();
+  return ran;
+}
+
+// stderr holds exactly one line, starting "kvcli: ".
+void expect_one_error_line(const Ran& ran) {
+  EXPECT_EQ(ran.err.rfind("kvcli: ", 0), 0u) << ran.err;
+  ASSERT_FALSE(ran.err.empty());
+  EXPECT_EQ(ran.err.back(), '\n');
+  EXPECT_EQ(ran.err.find('\n'), ran.err.size() - 1) << ran.err;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// Publishes a cycle of events (and one malformed message) every couple of milliseconds
+// until destroyed, so a watcher that joins at any moment soon sees some.
+class Publisher {
+ public:
+  Publisher() : thread_([this] { loop(); }) {}
+  ~Publisher() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  const std::string& endpoint() const { return feed_.endpoint(); }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    uint64_t seq = 0;
+    while (!stop_) {
+      feed_.publish(FakeFeed::event(pb::PUT, "a/k 1", "v\x01", ++seq));
+      feed_.publish(FakeFeed::event(pb::DELETE, "a/k2", "", ++seq));
+      feed_.publish(FakeFeed::event(pb::EXPIRE, "b/k3", "", ++seq));
+      feed_.publish_frames({"a/bad", "\xff\xff"});
+      wake_.wait_for(lock, std::chrono::milliseconds(2), [this] { return stop_; });
+    }
+  }
+
+  FakeFeed feed_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+TEST(KvcliRunTest, PutFromStdinThenGetPrintsExactlyTheBytes) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  const std::string value = "line1\n\0\xff no newline at the end"s;
+  Ran put = run({"--endpoint", server.endpoint(), "put", "k", "-"}, value);
+  EXPECT_EQ(put.code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK version 0.1@0000000000000007\n");
+  EXPECT_EQ(put.err, "");
+
+  Ran get = run({"get", "k", "--endpoint", server.endpoint()});
+  EXPECT_EQ(get.code, 0) << get.err;
+  EXPECT_EQ(get.out, value);
+  EXPECT_EQ(get.err, "");
+
+  Ran json = run({"get", "--json", "k", "--endpoint", server.endpoint()});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(json.out.rfind(R"({"key":"k","value_base64":")", 0), 0u) << json.out;
+}
+
+TEST(KvcliRunTest, PutWithTtlSendsMilliseconds) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran put = run({"--endpoint", server.endpoint(), "put", "k", "v", "--ttl", "5"});
+  EXPECT_EQ(put.code, 0) << put.err;
+  EXPECT_EQ(node.last_ttl_ms.load(), 5000);
+  EXPECT_EQ(put.out, "OK version 0.1@0000000000000007 expires 1970-01-01T00:16:45.000Z\n");
+
+  Ran json = run({"--endpoint", server.endpoint(), "--json", "put", "k", "v"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(json.out, R"({"key":"k","version":"0.2@0000000000000007","expiry_ms":0})"
+                      "\n");
+}
+
+TEST(KvcliRunTest, NotFoundExitsOneWithOneLine) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  for (const char* command : {"get", "del"}) {
+    Ran ran = run({"--endpoint", server.endpoint(), command, "no\nsuch"});
+    EXPECT_EQ(ran.code, 1) << command;
+    EXPECT_EQ(ran.out, "");
+    EXPECT_EQ(ran.err, "kvcli: not found: no\\nsuch\n");
+  }
+  ASSERT_EQ(run({"--endpoint", server.endpoint(), "put", "k", "v"}).code, 0);
+  Ran del = run({"--endpoint", server.endpoint(), "del", "k"});
+  EXPECT_EQ(del.code, 0) << del.err;
+  EXPECT_EQ(del.out, "OK version 0.2@0000000000000007\n");
+}
+
+TEST(KvcliRunTest, ServerErrorsMapToExitCodes) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  struct Case {
+    int server_code;
+    int exit_code;
+  };
+  for (Case c :
+       {Case{2, 4}, Case{3, 3}, Case{4, 3}, Case{5, 3}, Case{6, 4}, Case{7, 4}, Case{9, 4}}) {
+    Ran ran =
+        run({"--endpoint", server.endpoint(), "put", "fail:" + std::to_string(c.server_code), "v"});
+    EXPECT_EQ(ran.code, c.exit_code) << "server code " << c.server_code;
+    EXPECT_EQ(ran.err, "kvcli: failed as asked\n");
+  }
+}
+
+TEST(KvcliRunTest, NoAnswerExitsThreeNamingTheEndpointAndTimeout) {
+  FakeServer server([](FakeServer&, const FakeServer::Incoming&) {});
+  Ran ran = run({"--endpoint", server.endpoint(), "--timeout", "200", "get", "k"});
+  EXPECT_EQ(ran.code, 3);
+  EXPECT_EQ(ran.out, "");
+  EXPECT_EQ(ran.err,
+            "kvcli: no answer from " + server.endpoint() + " within 200 ms; is edgekvd running?\n");
+}
+
+TEST(KvcliRunTest, StatusAndStats) {
+  MemoryNode node;
+  node.feed_endpoint = "tcp://*:7403";
+  FakeServer server(node.handler());
+  Ran status = run({"--endpoint", server.endpoint(), "status"});
+  EXPECT_EQ(status.code, 0) << status.err;
+  EXPECT_NE(status.out.find("node_id          node-a\n"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("uptime           1h 2m 3s\n"), std::string::npos) << status.out;
+
+  Ran json = run({"--endpoint", server.endpoint(), "status", "--json"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(
+      json.out.rfind(R"({"node_id":"node-a","server_version":"0.1.0","uptime_ms":3723000,)", 0), 0u)
+      << json.out;
+
+  Ran stats = run({"--endpoint", server.endpoint(), "stats"});
+  EXPECT_EQ(stats.code, 0) << stats.err;
+  EXPECT_EQ(stats.out, "puts_total  12\ngets_total  345\n");
+  Ran stats_json = run({"--endpoint", server.endpoint(), "--json", "stats"});
+  EXPECT_EQ(stats_json.out, R"({"puts_total":12,"gets_total":345})"
+                            "\n");
+}
+
+TEST(KvcliRunTest, WatchPrintsEventsAndStopsAfterCount) {
+  Publisher publisher;
+  Ran ran = run({"watch", "--feed-endpoint", publisher.endpoint(), "--count", "6"});
+  EXPECT_EQ(ran.code, 0) << ran.err;
+  const std::set<std::string> expected = {"put a/k\\x201 v\\x01", "delete a/k2", "expire b/k3"};
+  std::vector<std::string> lines = lines_of(ran.out);
+  ASSERT_EQ(lines.size(), 6u) << ran.out;
+  for (const std::string& line : lines) EXPECT_TRUE(expected.contains(line)) << line;
+  // The malformed message in the cycle is reported, one line each, and skipped.
+  for (const std::string& line : lines_of(ran.err)) {
+    EXPECT_EQ(line.rfind("kvcli: skipping malformed event: ", 0), 0u) << line;
+  }
+}
+
+TEST(KvcliRunTest, WatchFindsTheFeedThroughStatusAndFiltersByPrefixAsJson) {
+  Publisher publisher;
+  MemoryNode node;
+  // Reported as a bind address, as a node listening on every interface would.
+  const std::string port = publisher.endpoint().substr(publisher.endpoint().rfind(':'));
+  node.feed_endpoint = "tcp://0.0.0.0" + port;
+  FakeServer server(node.handler());
+  Ran ran = run({"--json", "--endpoint", server.endpoint(), "watch", "a/", "--count", "4"});
+  EXPECT_EQ(ran.code, 0) << ran.err;
+  std::vector<std::string> lines = lines_of(ran.out);
+  ASSERT_EQ(lines.size(), 4u) << ran.out;
+  for (const std::string& line : lines) {
+    EXPECT_EQ(line.find("b/k3"), std::string::npos) << "prefix filter let through: " << line;
+    EXPECT_TRUE(line.starts_with(R"({"op":"put","key":"a/k 1","value":"v\u0001","version":")") ||
+                line.starts_with(R"({"op":"delete","key":"a/k2","value":null,"version":")"))
+        << line;
+    EXPECT_NE(line.find(R"("partition":5,"seq":)"), std::string::npos) << line;
+  }
+}
+
+TEST(KvcliRunTest, WatchWithoutANodeExitsThree) {
+  FakeServer server([](FakeServer&, const FakeServer::Incoming&) {});
+  Ran ran = run({"--endpoint", server.endpoint(), "--timeout", "100", "watch"});
+  EXPECT_EQ(ran.code, 3);
+  expect_one_error_line(ran);
+}
+
+TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{},
+                                               {"nope"},
+                                               {"get"},
+                                               {"get", "a", "b"},
+                                               {"put", "k", "v", "--ttl", "x"},
+                                               {"--timeout", "-1", "get", "k"},
+                                               {"watch", "--count"}}) {
+    Ran ran = run(args);
+    EXPECT_EQ(ran.code, 2);
+    EXPECT_EQ(ran.out, "");
+    expect_one_error_line(ran);
+  }
+}
+
+TEST(KvcliRunTest, HelpAndVersionGoToStdout) {
+  Ran help = run({"--help"});
+  EXPECT_EQ(help.code, 0);
+  EXPECT_EQ(help.out, usage_text());
+  EXPECT_EQ(help.err, "");
+  Ran put_help = run({"put", "--help"});
+  EXPECT_EQ(put_help.code, 0);
+  EXPECT_EQ(put_help.out, command_help(*find_command("put")));
+  EXPECT_EQ(run({"help", "watch"}).out, command_help(*find_command("watch")));
+  Ran version = run({"--version"});
+  EXPECT_EQ(version.code, 0);
+  EXPECT_EQ(version.out, "kvcli "s + EDGEKV_VERSION + "\n");
+}
+
+TEST(KvcliRunTest, OutputThatCannotBeWrittenIsAnError) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  std::istringstream in;
+  std::ostringstream out;
+  std::ostringstream err;
+  out.setstate(std::ios::badbit);
+  std::vector<std::string_view> args = {"--endpoint", server.endpoint(), "stats"};
+  EXPECT_EQ(run_kvcli(args, "", {in, out, err}), 4);
+  EXPECT_EQ(err.str(), "kvcli: cannot write to standard output\n");
+}
+
+TEST(KvcliRunTest, ExitCodes) {
+  EXPECT_EQ(exit_code_for(Code::kOk), 0);
+  EXPECT_EQ(exit_code_for(Code::kNotFound), 1);
+  EXPECT_EQ(exit_code_for(Code::kUnavailable), 3);
+  EXPECT_EQ(exit_code_for(Code::kTimeout), 3);
+  EXPECT_EQ(exit_code_for(Code::kOverloaded), 3);
+  EXPECT_EQ(exit_code_for(Code::kInvalidArgument), 4);
+  EXPECT_EQ(exit_code_for(Code::kInternal), 4);
+  EXPECT_EQ(exit_code_for(Code::kCorruption), 4);
+}
+
+}  // namespace
+}  // namespace edgekv::cli

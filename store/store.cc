@@ -1,2 +1,399 @@
-// placeholder until the engine lands
+// Store::open and the Store implementation: it validates options, takes the directory's
+// LOCK, opens or creates the database files (schema.h), starts one Writer per file and
+// routes reads to the ReaderPool.
 #include "store/store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <system_error>
+#include <utility>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "store/engine.h"
+#include "store/reader.h"
+#include "store/schema.h"
+#include "store/writer.h"
+
+namespace edgekv::store {
+namespace {
+
+constexpr uint32_t kMaxPartitions = 65536;
+// Sanity bounds far above the daemon's limits (common/limits.h) and below SQLite's 1 GB per
+// row: a write past them is refused alone, instead of failing its whole commit group.
+constexpr size_t kMaxKeyBytes = 1 << 20;
+constexpr size_t kMaxValueBytes = 256 << 20;
+constexpr uint32_t kMaxDbFiles = 16;
+// Database files of a new directory. Measured, see store/FORMAT.md ("How many files").
+constexpr uint32_t kDefaultDbFiles = 2;
+
+// The directory's LOCK file, held with flock for the Store's lifetime, so two stores (in
+// one process or two) never write the same files. The kernel drops it when the process
+// dies, so a crash leaves nothing to clean up.
+class DirLock {
+ public:
+  DirLock() = default;
+  explicit DirLock(int fd) : fd_(fd) {}
+  DirLock(DirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  DirLock& operator=(DirLock&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  ~DirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+Status validate(const StoreOptions& o) {
+  if (o.dir.empty()) return Status::invalid_argument("store directory is empty");
+  if (!std::has_single_bit(o.partitions) || o.partitions > kMaxPartitions) {
+    return Status::invalid_argument("partitions is " + std::to_string(o.partitions) +
+                                    "; it must be a power of two from 1 to 65536");
+  }
+  if (o.db_files > kMaxDbFiles || o.db_files > o.partitions) {
+    return Status::invalid_argument("db_files is " + std::to_string(o.db_files) +
+                                    "; it must be at most 16 and at most partitions");
+  }
+  if (o.group_commit_max == 0 || o.write_queue_max == 0 || o.read_connections_max == 0) {
+    return Status::invalid_argument(
+        "group_commit_max, write_queue_max and read_connections_max must be at least 1");
+  }
+  if (o.tombstone_grace_ms < 0) {
+    return Status::invalid_argument("tombstone_grace_ms is negative");
+  }
+  return Status();
+}
+
+Status check_record(const Record& record) {
+  if (record.version.is_zero()) {
+    return Status::invalid_argument("record version is zero; every write has one");
+  }
+  if (record.key.size() > kMaxKeyBytes) {
+    return Status::invalid_argument("key is " + std::to_string(record.key.size()) +
+                                    " bytes; the store takes at most " +
+                                    std::to_string(kMaxKeyBytes));
+  }
+  if (record.value.size() > kMaxValueBytes) {
+    return Status::invalid_argument("value is " + std::to_string(record.value.size()) +
+                                    " bytes; the store takes at most " +
+                                    std::to_string(kMaxValueBytes));
+  }
+  return Status();
+}
+
+Result<DirLock> lock_dir(const Layout& layout) {
+  std::error_code ec;
+  std::filesystem::create_directories(layout.dir, ec);
+  if (ec) {
+    return Status::io_error("cannot create data directory " + layout.dir.string() + ": " +
+                            ec.message());
+  }
+  int fd = ::open(layout.lock_path().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Status::io_error("cannot write in data directory " + layout.dir.string() + ": " +
+                            std::strerror(errno));
+  }
+  DirLock lock(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Status::failed_precondition("data directory " + layout.dir.string() +
+                                         " is in use by another store (its LOCK is held)");
+    }
+    return Status::io_error("cannot lock " + layout.lock_path().string() + ": " +
+                            std::strerror(errno));
+  }
+  return lock;
+}
+
+Result<sql::Db> open_writer_db(const Layout& layout, uint32_t file, bool create,
+                               const StoreOptions& options) {
+  Result<sql::Db> db = sql::Db::open(layout.file_path(file), create);
+  if (!db.ok()) {
+    if (!create && db.status().code() == Code::kIoError) {
+      return Status::corruption("data directory " + layout.dir.string() + " is missing " +
+                                layout.file_path(file).filename().string() + " (" +
+                                db.status().message() + ")");
+    }
+    return db.status();
+  }
+  EDGEKV_RETURN_IF_ERROR(
+      configure_connection(*db, ConnectionRole::kWriter, options.sync, options.max_db_bytes));
+  return db;
+}
+
+// Checks a file's meta against the directory's layout (from file 0).
+Status check_meta(const Layout& layout, uint32_t file, const FileMeta& meta) {
+  if (meta.format_version != kFormatVersion || meta.partitions != layout.partitions ||
+      meta.db_files != layout.db_files || meta.file_index != file) {
+    return Status::corruption(
+        layout.file_path(file).string() + " does not belong with the rest of data directory " +
+        layout.dir.string() + " (its meta says format " + std::to_string(meta.format_version) +
+        ", partitions=" + std::to_string(meta.partitions) + ", db_files=" +
+        std::to_string(meta.db_files) + ", file " + std::to_string(meta.file_index) + ")");
+  }
+  return Status();
+}
+
+// The layout recorded by an existing directory, refused when the options disagree.
+Result<Layout> layout_of_existing(const StoreOptions& options, const FileMeta& meta) {
+  const std::string dir = options.dir.string();
+  if (meta.format_version > kFormatVersion) {
+    return Status::failed_precondition(
+        "data directory " + dir + " has format version " + std::to_string(meta.format_version) +
+        "; this build reads format version " + std::to_string(kFormatVersion));
+  }
+  if (meta.format_version < 1 || meta.file_index != 0 || meta.db_files == 0 ||
+      meta.db_files > meta.partitions || !std::has_single_bit(meta.partitions)) {
+    return Status::corruption("data directory " + dir + " has an invalid meta table");
+  }
+  if (meta.partitions != options.partitions) {
+    return Status::failed_precondition(
+        "data directory " + dir +
+        " was created with partitions=" + std::to_string(meta.partitions) +
+        "; refusing to open it with partitions=" + std::to_string(options.partitions));
+  }
+  if (options.db_files != 0 && meta.db_files != options.db_files) {
+    return Status::failed_precondition(
+        "data directory " + dir + " was created with db_files=" + std::to_string(meta.db_files) +
+        "; refusing to open it with db_files=" + std::to_string(options.db_files));
+  }
+  return Layout{options.dir, meta.partitions, meta.db_files};
+}
+
+// Opens every database file of the directory, creating the missing ones when the
+// directory is new. File 0 is created last: its meta table marks the directory complete,
+// so a crash while creating leaves a directory that the next open finishes.
+Result<std::vector<sql::Db>> open_files(const StoreOptions& options, Layout* layout) {
+  layout->dir = options.dir;
+  Result<sql::Db> db0 = open_writer_db(*layout, 0, /*create=*/true, options);
+  if (!db0.ok()) return db0.status();
+  Result<std::optional<FileMeta>> meta0 = read_meta(*db0);
+  if (!meta0.ok()) return meta0.status();
+
+  const bool created = meta0->has_value();
+  if (created) {
+    Result<Layout> existing = layout_of_existing(options, **meta0);
+    if (!existing.ok()) return existing.status();
+    *layout = *existing;
+  } else {
+    layout->partitions = options.partitions;
+    layout->db_files = options.db_files != 0
+                           ? options.db_files
+                           : std::min<uint32_t>(kDefaultDbFiles, options.partitions);
+  }
+
+  std::vector<sql::Db> dbs(layout->db_files);
+  for (uint32_t f = layout->db_files - 1; f >= 1; --f) {
+    Result<sql::Db> db = open_writer_db(*layout, f, /*create=*/!created, options);
+    if (!db.ok()) return db.status();
+    Result<std::optional<FileMeta>> meta = read_meta(*db);
+    if (!meta.ok()) return meta.status();
+    if (meta->has_value()) {
+      EDGEKV_RETURN_IF_ERROR(check_meta(*layout, f, **meta));
+    } else if (created) {
+      return Status::corruption("data directory " + layout->dir.string() + " has an empty " +
+                                layout->file_path(f).filename().string());
+    } else {
+      EDGEKV_RETURN_IF_ERROR(create_schema(*db, *layout, f));
+    }
+    dbs[f] = std::move(*db);
+  }
+  if (!created) EDGEKV_RETURN_IF_ERROR(create_schema(*db0, *layout, 0));
+  dbs[0] = std::move(*db0);
+  return dbs;
+}
+
+uint64_t file_bytes(const std::filesystem::path& path) {
+  std::error_code ec;
+  uintmax_t size = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<uint64_t>(size);
+}
+
+class StoreImpl final : public Store {
+ public:
+  StoreImpl(std::unique_ptr<EngineState> state, DirLock lock)
+      : state_(std::move(state)), lock_(std::move(lock)), readers_(*state_) {}
+  ~StoreImpl() override { close(); }
+
+  Status start(std::vector<sql::Db> dbs) {
+    for (uint32_t f = 0; f < dbs.size(); ++f) {
+      Result<std::unique_ptr<Writer>> writer = Writer::open(*state_, f, std::move(dbs[f]));
+      if (!writer.ok()) return writer.status();
+      writers_.push_back(std::move(*writer));
+    }
+    for (size_t f = 0; f + 1 < writers_.size(); ++f) writers_[f]->set_next(writers_[f + 1].get());
+    for (auto& writer : writers_) writer->start();
+    return Status();
+  }
+
+  uint32_t partitions() const override { return state_->layout.partitions; }
+
+  Result<Record> get(std::string_view key, WallTime now) override {
+    state_->observe_now(now);
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->get(key, partition_of(key), now);
+  }
+
+  void apply(Record record, WallTime now, ApplyCallback done) override {
+    if (Status bad = check_record(record); !bad.ok()) {
+      if (done) done(std::move(bad));
+      return;
+    }
+    state_->observe_now(now);
+    const uint32_t partition = partition_of(record.key);
+    Writer& writer = *writers_[state_->layout.file_of(partition)];
+    writer.submit(Writer::ApplyTask{std::move(record), now, partition, std::move(done)});
+  }
+
+  void sweep(WallTime now, size_t max_rows, SweepCallback done) override {
+    state_->observe_now(now);
+    auto job = std::make_shared<SweepJob>();
+    job->now = now;
+    job->expire_left = job->purge_left = job->trim_left = max_rows;
+    job->done = std::move(done);
+    writers_.front()->submit(Writer::SweepTask{std::move(job)});
+  }
+
+  Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
+                                                size_t max) override {
+    if (partition >= partitions()) {
+      return Status::invalid_argument(
+          "partition " + std::to_string(partition) +
+          " is out of range (partitions=" + std::to_string(partitions()) + ")");
+    }
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->read_changes(partition, from_seq, max);
+  }
+
+  uint64_t last_seq(uint32_t partition) override {
+    if (partition >= partitions()) return 0;
+    return state_->partitions[partition].last_seq.load();
+  }
+
+  StoreStats stats() override {
+    StoreStats s;
+    const Counters& c = state_->counters;
+    s.puts_applied = c.puts_applied.load(std::memory_order_relaxed);
+    s.deletes_applied = c.deletes_applied.load(std::memory_order_relaxed);
+    s.writes_ignored = c.writes_ignored.load(std::memory_order_relaxed);
+    s.expired = c.expired.load(std::memory_order_relaxed);
+    s.tombstones_purged = c.tombstones_purged.load(std::memory_order_relaxed);
+    s.commit_groups = c.commit_groups.load(std::memory_order_relaxed);
+    s.group_writes = c.group_writes.load(std::memory_order_relaxed);
+
+    int64_t live = 0;
+    for (uint32_t p = 0; p < partitions(); ++p) live += state_->partitions[p].live_rows.load();
+    // Rows already expired but not yet swept: an index range count per partition, as small
+    // as the sweeper keeps that backlog.
+    const WallTime latest{state_->latest_now_ms.load()};
+    if (latest.ms > 0 && live > 0) {
+      Result<ReaderPool::Lease> lease = readers_.acquire();
+      for (uint32_t p = 0; lease.ok() && p < partitions(); ++p) {
+        Result<uint64_t> expired = (*lease)->count_expired(p, latest);
+        if (!expired.ok()) {
+          EDGEKV_LOG(kWarning) << "store: stats: " << expired.status().to_string();
+          break;
+        }
+        live -= static_cast<int64_t>(*expired);
+      }
+    }
+    s.keys = live > 0 ? static_cast<uint64_t>(live) : 0;
+
+    for (uint32_t f = 0; f < state_->layout.db_files; ++f) {
+      std::filesystem::path db = state_->layout.file_path(f);
+      s.bytes_on_disk += file_bytes(db) + file_bytes(db.string() + "-wal");
+    }
+    return s;
+  }
+
+  void close() override {
+    std::lock_guard lock(close_mu_);
+    if (closed_) return;
+    closed_ = true;
+    for (auto& writer : writers_) writer->stop_accepting();
+    // In file order: a sweep still travelling from file to file finds the next writer up.
+    for (auto& writer : writers_) writer->drain_and_join();
+    readers_.close();
+    // Closing the last connection checkpoints the WAL into the database and removes it.
+    for (auto& writer : writers_) writer->close_connection();
+    lock_ = DirLock();
+    EDGEKV_LOG(kInfo) << "store: closed " << state_->layout.dir.string();
+  }
+
+ private:
+  std::unique_ptr<EngineState> state_;
+  DirLock lock_;
+  ReaderPool readers_;
+  std::vector<std::unique_ptr<Writer>> writers_;  // by file; kept after close to refuse
+  std::mutex close_mu_;
+  bool closed_ = false;  // guarded by close_mu_
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
+  EDGEKV_RETURN_IF_ERROR(validate(options));
+  Layout layout;
+  layout.dir = options.dir;
+  Result<DirLock> lock = lock_dir(layout);
+  if (!lock.ok()) return lock.status();
+  Result<std::vector<sql::Db>> dbs = open_files(options, &layout);
+  if (!dbs.ok()) return dbs.status();
+
+  StoreOptions resolved = options;
+  resolved.dir = layout.dir;
+  resolved.partitions = layout.partitions;
+  resolved.db_files = layout.db_files;
+  auto state = std::make_unique<EngineState>(layout, resolved);
+  auto store = std::make_unique<StoreImpl>(std::move(state), std::move(*lock));
+  EDGEKV_RETURN_IF_ERROR(store->start(std::move(*dbs)));
+  StoreStats stats = store->stats();
+  EDGEKV_LOG(kInfo) << "store: opened " << layout.dir.string()
+                    << " (partitions=" << layout.partitions << ", db_files=" << layout.db_files
+                    << ", format " << kFormatVersion << ", " << stats.keys << " keys)";
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+uint32_t Store::partition_of(std::string_view key) const {
+  return edgekv::partition_of(key, partitions());
+}
+
+Result<ApplyResult> Store::apply_sync(Record record, WallTime now) {
+  std::promise<Result<ApplyResult>> promise;
+  std::future<Result<ApplyResult>> future = promise.get_future();
+  apply(std::move(record), now,
+        [&promise](Result<ApplyResult> result) { promise.set_value(std::move(result)); });
+  return future.get();
+}
+
+Result<std::vector<ChangeEvent>> Store::sweep_sync(WallTime now, size_t max_rows) {
+  std::promise<Result<std::vector<ChangeEvent>>> promise;
+  auto future = promise.get_future();
+  sweep(now, max_rows, [&promise](Result<std::vector<ChangeEvent>> result) {
+    promise.set_value(std::move(result));
+  });
+  return future.get();
+}
+
+std::string_view change_op_name(ChangeOp op) {
+  switch (op) {
+    case ChangeOp::kPut: return "put";
+    case ChangeOp::kDelete: return "delete";
+    case ChangeOp::kExpire: return "expire";
+  }
+  return "unknown";
+}
+
+}  // namespace edgekv::store

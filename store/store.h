@@ -11,11 +11,14 @@
 // built the record (the coordinator), so all replicas agree.
 //
 // Threads: reads (get, read_changes, stats, last_seq) may be called from any thread
-// concurrently; each thread reads through its own connection. Writes (apply, sweep) are
-// queued to the writer thread(s), which commit concurrent writes in one transaction (group
-// commit) and then run each write's callback, on the writer thread, after its transaction
-// committed (and, with sync=full, was fsync'd). A callback must be quick: hand the result
-// to another thread rather than doing work in it.
+// concurrently; each read runs on a connection of its own, lent from a pool for the call
+// (at most read_connections_max; readers never wait for the writers). Writes (apply,
+// sweep) are queued to the writer thread(s), which commit concurrent writes in one
+// transaction (group commit) and then run each write's callback, on the writer thread,
+// after its transaction committed (and, with sync=full, was fsync'd). A callback must be
+// quick and must not throw: hand the result to another thread rather than doing work in it,
+// and never call close(), apply_sync() or sweep_sync() from it (they would wait for the
+// thread running the callback). A directory is used by one Store at a time (a LOCK file).
 //
 // On-disk format: store/FORMAT.md.
 #pragma once
@@ -56,6 +59,17 @@ struct StoreOptions {
   uint64_t changelog_keep = 100000;
   // Tombstones older than this (by their version's wall-clock part) are purged by sweep().
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
+  // Most read connections (sets: one connection per database file) open at once; a read
+  // beyond that waits for one to be free. Bounds file handles and page-cache memory.
+  size_t read_connections_max = 32;
+  // Database files holding the partitions, each with its own writer thread; fixed when the
+  // directory is created (store/FORMAT.md says why the default is what it is). 0: the
+  // directory's recorded value, or the default for a new directory; otherwise 1..16 and at
+  // most `partitions`, and it must match an existing directory.
+  uint32_t db_files = 0;
+  // Caps each database file's size (0: no cap). A commit group that would grow a file past
+  // it fails with IO_ERROR, as on a full disk.
+  uint64_t max_db_bytes = 0;
 };
 
 enum class ChangeOp : uint8_t { kPut = 1, kDelete = 2, kExpire = 3 };
@@ -88,7 +102,9 @@ struct ApplyResult {
 };
 
 struct StoreStats {
-  uint64_t keys = 0;  // live rows, tombstones and not-yet-swept expired rows excluded
+  // Live rows, tombstones and not-yet-swept expired rows excluded ("expired" as of the
+  // latest `now` any call handed the store, since the store never reads a clock).
+  uint64_t keys = 0;
   uint64_t puts_applied = 0;
   uint64_t deletes_applied = 0;
   uint64_t writes_ignored = 0;  // not newer than the stored version
@@ -122,11 +138,17 @@ class Store {
   // than the stored version and the record is not already expired at `now`. `done` runs
   // after the commit group holding it committed. Answers OVERLOADED (through `done`, at
   // once) when write_queue_max writes are waiting, UNAVAILABLE once close() began.
+  // INVALID_ARGUMENT (at once) for a zero version (no write has one), a key over 1 MiB or
+  // a value over 256 MiB (sanity bounds far above the daemon's limits). A tombstone is
+  // stored without value and without expiry: it hides the key until purged.
   virtual void apply(Record record, WallTime now, ApplyCallback done) = 0;
 
   // Queues one sweep: deletes up to `max_rows` rows that expired at `now` (through the
   // expiry index) and emits kExpire events for them; purges tombstones older than the
   // grace period and trims change logs beyond changelog_keep. `done` gets the events.
+  // Purging and trimming are each bounded by `max_rows` rows per call too. With several
+  // database files the sweep is one transaction per file, visited in turn; if one fails,
+  // `done` gets its error, and the files swept before it keep their (logged) kExpire entries.
   virtual void sweep(WallTime now, size_t max_rows, SweepCallback done) = 0;
 
   // Change-log entries of `partition` with seq >= from_seq, oldest first, at most `max`.

@@ -1,0 +1,162 @@
+// Throwaway measurement behind the default number of database files (store/FORMAT.md):
+// 16 threads submit apply() for `seconds` against a fresh store with 1, 2 and 4 files,
+// sync normal and full, each thread keeping `window` writes in flight (1: each thread
+// waits for its ack before the next write, like a client per thread; 32: pipelined).
+//
+// Usage: store_bench [seconds=3] [dir=/tmp] [only=FILES:SYNC:WINDOW, e.g. 1:normal:32]
+//        store_bench open KEYS [dir=/tmp]   time to reopen a store holding KEYS keys
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <semaphore>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/hlc.h"
+#include "store/store.h"
+
+namespace {
+
+using edgekv::Version;
+using edgekv::WallTime;
+using edgekv::store::Record;
+using edgekv::store::Store;
+using edgekv::store::StoreOptions;
+using edgekv::store::SyncMode;
+
+constexpr int kThreads = 16;
+constexpr size_t kValueBytes = 100;
+
+struct Run {
+  double writes_per_s = 0;
+  double avg_group = 0;
+};
+
+Run run_once(const std::filesystem::path& base, uint32_t db_files, SyncMode sync, int window,
+             double seconds) {
+  std::string tmpl = (base / "edgekv-bench-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  StoreOptions options;
+  options.dir = tmpl;
+  options.db_files = db_files;
+  options.sync = sync;
+  auto opened = Store::open(options);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "open: %s\n", opened.status().to_string().c_str());
+    std::exit(1);
+  }
+  std::unique_ptr<Store> store = std::move(*opened);
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> acked{0};
+  std::atomic<uint64_t> failed{0};
+  std::vector<std::thread> threads;
+  const uint64_t hlc_base = edgekv::HybridClock::pack(1'700'000'000'000, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::counting_semaphore<1024> slots(window);
+      std::string value(kValueBytes, static_cast<char>('a' + t));
+      for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        slots.acquire();
+        Record r;
+        r.key = "k" + std::to_string(t) + "-" + std::to_string(i);
+        r.value = value;
+        r.version = Version{hlc_base + i, static_cast<uint64_t>(t) + 1};
+        store->apply(std::move(r), WallTime{1},
+                     [&](edgekv::Result<edgekv::store::ApplyResult> res) {
+                       (res.ok() ? acked : failed).fetch_add(1, std::memory_order_relaxed);
+                       slots.release();
+                     });
+      }
+      for (int w = 0; w < window; ++w) slots.acquire();  // wait for this thread's acks
+    });
+  }
+  auto start = std::chrono::steady_clock::now();
+  uint64_t acked_at_start = acked.load();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  uint64_t acked_at_end = acked.load();
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stop = true;
+  for (auto& th : threads) th.join();
+  auto stats = store->stats();
+  store->close();
+  std::filesystem::remove_all(tmpl);
+  if (failed.load() != 0)
+    std::fprintf(stderr, "%llu writes failed\n", (unsigned long long)failed.load());
+  Run run;
+  run.writes_per_s = static_cast<double>(acked_at_end - acked_at_start) / elapsed;
+  run.avg_group = stats.commit_groups ? static_cast<double>(stats.group_writes) /
+                                            static_cast<double>(stats.commit_groups)
+                                      : 0;
+  return run;
+}
+
+}  // namespace
+
+// Fills a store with `keys` keys, closes it and times open() (which counts live rows).
+int time_open(uint64_t keys, const std::filesystem::path& base) {
+  std::string tmpl = (base / "edgekv-bench-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  StoreOptions options;
+  options.dir = tmpl;
+  {
+    auto store = Store::open(options).value();
+    std::counting_semaphore<1024> slots(1024);
+    const std::string value(kValueBytes, 'v');
+    for (uint64_t i = 0; i < keys; ++i) {
+      slots.acquire();
+      Record r;
+      r.key = "key-" + std::to_string(i);
+      r.value = value;
+      r.version = Version{i + 1, 1};
+      store->apply(std::move(r), WallTime{1},
+                   [&](edgekv::Result<edgekv::store::ApplyResult>) { slots.release(); });
+    }
+    for (int w = 0; w < 1024; ++w) slots.acquire();
+  }
+  for (int round = 0; round < 2; ++round) {
+    auto start = std::chrono::steady_clock::now();
+    auto store = Store::open(options).value();
+    double open_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    start = std::chrono::steady_clock::now();
+    auto stats = store->stats();
+    double stats_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::printf("open with %llu keys: %.1f ms (stats %.2f ms, %llu bytes on disk)\n",
+                (unsigned long long)stats.keys, open_ms, stats_ms,
+                (unsigned long long)stats.bytes_on_disk);
+  }
+  std::filesystem::remove_all(tmpl);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "open") {
+    return time_open(std::stoull(argv[2]), argc > 3 ? argv[3] : "/tmp");
+  }
+  double seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
+  std::filesystem::path base = argc > 2 ? argv[2] : "/tmp";
+  std::string only = argc > 3 ? argv[3] : "";
+  std::printf("%-6s %-8s %-7s %14s %10s\n", "files", "sync", "window", "writes/s", "avg group");
+  for (SyncMode sync : {SyncMode::kNormal, SyncMode::kFull}) {
+    for (int window : {1, 32}) {
+      for (uint32_t files : {1u, 2u, 4u}) {
+        std::string name = std::to_string(files) + ":" +
+                           (sync == SyncMode::kNormal ? "normal" : "full") + ":" +
+                           std::to_string(window);
+        if (!only.empty() && only != name) continue;
+        Run r = run_once(base, files, sync, window, seconds);
+        std::printf("%-6u %-8s %-7d %14.0f %10.1f\n", files,
+                    sync == SyncMode::kNormal ? "normal" : "full", window, r.writes_per_s,
+                    r.avg_group);
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,58 @@
+// State shared by a store's writers and readers: the layout, the options, per-partition
+// sequence numbers and row counts, and the statistics counters.
+//
+// Owns: nothing beyond these values. Thread-safety: the layout and options are fixed after
+// open; everything else is atomic. Each partition's values are written only by the writer
+// of its file, after the transaction that changed them committed, so readers see
+// committed state.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "store/schema.h"
+#include "store/store.h"
+
+namespace edgekv::store {
+
+struct PartitionState {
+  std::atomic<uint64_t> last_seq{0};  // newest committed change-log entry
+  std::atomic<int64_t> live_rows{0};  // rows that are not tombstones (expired ones included)
+};
+
+struct Counters {
+  std::atomic<uint64_t> puts_applied{0};
+  std::atomic<uint64_t> deletes_applied{0};
+  std::atomic<uint64_t> writes_ignored{0};
+  std::atomic<uint64_t> expired{0};
+  std::atomic<uint64_t> tombstones_purged{0};
+  std::atomic<uint64_t> commit_groups{0};
+  std::atomic<uint64_t> group_writes{0};
+};
+
+struct EngineState {
+  EngineState(Layout layout_in, StoreOptions options_in)
+      : layout(std::move(layout_in)),
+        options(std::move(options_in)),
+        partitions(std::make_unique<PartitionState[]>(layout.partitions)) {}
+
+  const Layout layout;
+  const StoreOptions options;  // validated; db_files resolved
+  std::unique_ptr<PartitionState[]> partitions;
+  Counters counters;
+  // Tasks waiting in all writer queues, against write_queue_max.
+  std::atomic<size_t> queued{0};
+  // The latest `now` any call handed the store: stats() counts rows expired by then as
+  // gone, since the store never reads a clock itself.
+  std::atomic<int64_t> latest_now_ms{0};
+
+  void observe_now(WallTime now) {
+    int64_t seen = latest_now_ms.load(std::memory_order_relaxed);
+    while (now.ms > seen &&
+           !latest_now_ms.compare_exchange_weak(seen, now.ms, std::memory_order_relaxed)) {
+    }
+  }
+};
+
+}  // namespace edgekv::store

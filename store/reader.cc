@@ -1,0 +1,173 @@
+#include "store/reader.h"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "store/schema.h"
+
+namespace edgekv::store {
+namespace {
+
+int64_t clamp_limit(size_t n) {
+  return static_cast<int64_t>(std::min<uint64_t>(n, std::numeric_limits<int64_t>::max()));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Reader>> Reader::open(const EngineState& state) {
+  std::unique_ptr<Reader> reader(new Reader(state));
+  for (uint32_t f = 0; f < state.layout.db_files; ++f) {
+    Result<sql::Db> db = sql::Db::open(state.layout.file_path(f), /*create=*/false);
+    if (!db.ok()) return db.status();
+    EDGEKV_RETURN_IF_ERROR(
+        configure_connection(*db, ConnectionRole::kReader, state.options.sync, 0));
+    reader->dbs_.push_back(std::move(*db));
+  }
+  reader->statements_.resize(state.layout.partitions);
+  return reader;
+}
+
+Result<Reader::Statements*> Reader::statements(uint32_t partition) {
+  Statements& s = statements_[partition];
+  if (s.get.valid()) return &s;
+  sql::Db& db = dbs_[state_.layout.file_of(partition)];
+  const std::string kv = kv_table(partition);
+  const std::string log = log_table(partition);
+  Result<sql::Stmt> get = db.prepare(
+      "SELECT hlc, origin, expiry_ms, tombstone, codec, value FROM " + kv + " WHERE key = ?1",
+      "get");
+  if (!get.ok()) return get.status();
+  // A put's value is not copied into the log: it is joined from the row, and only while
+  // the row still holds that put (same seq).
+  Result<sql::Stmt> changes = db.prepare(
+      "SELECT l.seq, l.op, l.hlc, l.origin, l.expiry_ms, l.key, k.seq IS NOT NULL, k.codec,"
+      " k.value FROM " +
+          log + " AS l LEFT JOIN " + kv +
+          " AS k ON l.op = 1 AND k.key = l.key AND k.seq = l.seq"
+          " WHERE l.seq >= ?1 ORDER BY l.seq LIMIT ?2",
+      "read changes");
+  if (!changes.ok()) return changes.status();
+  Result<sql::Stmt> expired = db.prepare(
+      "SELECT count(*) FROM " + kv + " WHERE expiry_ms > 0 AND expiry_ms <= ?1", "count expired");
+  if (!expired.ok()) return expired.status();
+  s.get = std::move(*get);
+  s.changes = std::move(*changes);
+  s.expired = std::move(*expired);
+  return &s;
+}
+
+Result<Record> Reader::get(std::string_view key, uint32_t partition, WallTime now) {
+  Result<Statements*> s = statements(partition);
+  if (!s.ok()) return s.status();
+  sql::Stmt& stmt = (*s)->get;
+  sql::StmtScope scope(stmt);
+  stmt.bind_blob(1, key);
+  Result<bool> row = stmt.step();
+  if (!row.ok()) return row.status();
+  if (!*row) return Status::not_found("key not found");
+  const int64_t expiry_ms = stmt.int64_at(2);
+  if (stmt.int64_at(3) != 0) return Status::not_found("key was deleted");
+  if (expiry_ms != 0 && expiry_ms <= now.ms) return Status::not_found("key expired");
+  Result<std::string> value = decoder_.decode(stmt.int64_at(4), stmt.blob_at(5));
+  if (!value.ok()) {
+    return Status(value.status().code(), dbs_[state_.layout.file_of(partition)].path() + ": " +
+                                             kv_table(partition) + ": " + value.status().message());
+  }
+  Record record;
+  record.key = std::string(key);
+  record.value = std::move(*value);
+  record.version = Version{stmt.u64_at(0), stmt.u64_at(1)};
+  record.expiry = WallTime{expiry_ms};
+  return record;
+}
+
+Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64_t from_seq,
+                                                      size_t max) {
+  std::vector<ChangeEvent> events;
+  if (max == 0) return events;
+  Result<Statements*> s = statements(partition);
+  if (!s.ok()) return s.status();
+  sql::Stmt& stmt = (*s)->changes;
+  sql::StmtScope scope(stmt);
+  stmt.bind_u64(1, from_seq);
+  stmt.bind_int64(2, clamp_limit(max));
+  for (;;) {
+    Result<bool> row = stmt.step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    int64_t op = stmt.int64_at(1);
+    if (op < static_cast<int64_t>(ChangeOp::kPut) || op > static_cast<int64_t>(ChangeOp::kExpire)) {
+      return Status::corruption(dbs_[state_.layout.file_of(partition)].path() + ": " +
+                                log_table(partition) + ": unknown change op " + std::to_string(op));
+    }
+    ChangeEvent event;
+    event.seq = stmt.u64_at(0);
+    event.op = static_cast<ChangeOp>(op);
+    event.version = Version{stmt.u64_at(2), stmt.u64_at(3)};
+    event.expiry = WallTime{stmt.int64_at(4)};
+    event.key = std::string(stmt.blob_at(5));
+    event.partition = partition;
+    if (stmt.int64_at(6) != 0) {  // the row still holds this put
+      Result<std::string> value = decoder_.decode(stmt.int64_at(7), stmt.blob_at(8));
+      if (!value.ok()) return value.status();
+      event.value = std::move(*value);
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+Result<uint64_t> Reader::count_expired(uint32_t partition, WallTime now) {
+  Result<Statements*> s = statements(partition);
+  if (!s.ok()) return s.status();
+  sql::Stmt& stmt = (*s)->expired;
+  sql::StmtScope scope(stmt);
+  stmt.bind_int64(1, now.ms);
+  Result<bool> row = stmt.step();
+  if (!row.ok()) return row.status();
+  return static_cast<uint64_t>(stmt.int64_at(0));
+}
+
+Result<ReaderPool::Lease> ReaderPool::acquire() {
+  {
+    std::unique_lock lock(mu_);
+    returned_.wait(lock, [this] {
+      return closed_ || !idle_.empty() || open_ < state_.options.read_connections_max;
+    });
+    if (closed_) {
+      return Status::unavailable("store " + state_.layout.dir.string() + " is closed");
+    }
+    if (!idle_.empty()) {
+      std::unique_ptr<Reader> reader = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(reader));
+    }
+    ++open_;  // reserve the slot; open outside the lock (opening parses the schema)
+  }
+  Result<std::unique_ptr<Reader>> reader = Reader::open(state_);
+  if (!reader.ok()) {
+    std::lock_guard lock(mu_);
+    --open_;
+    returned_.notify_all();
+    return reader.status();
+  }
+  return Lease(this, std::move(*reader));
+}
+
+void ReaderPool::give_back(std::unique_ptr<Reader> reader) {
+  std::lock_guard lock(mu_);
+  idle_.push_back(std::move(reader));
+  returned_.notify_all();
+}
+
+void ReaderPool::close() {
+  std::unique_lock lock(mu_);
+  closed_ = true;
+  returned_.notify_all();
+  returned_.wait(lock, [this] { return idle_.size() == open_; });
+  idle_.clear();
+  open_ = 0;
+}
+
+}  // namespace edgekv::store

@@ -1,0 +1,88 @@
+// Reads: a pool of read connections, so that concurrent readers never share a connection
+// and never wait for the writers (WAL readers see the last committed state).
+//
+// A Reader holds one connection per database file, prepared lazily per partition, and a
+// zstd decompression context. The pool lends each caller a Reader of its own for the
+// duration of one call; it opens Readers on demand up to read_connections_max and keeps
+// them, and a caller beyond that waits for one to come back. Pooling per call rather than
+// per thread keeps every connection owned by its Store: none outlives close(), and a
+// thread that reads from several stores holds nothing between calls.
+//
+// Thread-safety: ReaderPool is safe from any thread; a leased Reader belongs to its lease.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "store/codec.h"
+#include "store/engine.h"
+#include "store/sqlite.h"
+#include "store/store.h"
+
+namespace edgekv::store {
+
+class Reader {
+ public:
+  static Result<std::unique_ptr<Reader>> open(const EngineState& state);
+
+  Result<Record> get(std::string_view key, uint32_t partition, WallTime now);
+  Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq, size_t max);
+  // Rows of `partition` with 0 < expiry <= now (through the expiry index).
+  Result<uint64_t> count_expired(uint32_t partition, WallTime now);
+
+ private:
+  struct Statements {
+    sql::Stmt get;
+    sql::Stmt changes;
+    sql::Stmt expired;
+  };
+  explicit Reader(const EngineState& state) : state_(state) {}
+  // The partition's statements, prepared on first use.
+  Result<Statements*> statements(uint32_t partition);
+
+  const EngineState& state_;
+  std::vector<sql::Db> dbs_;            // by file
+  std::vector<Statements> statements_;  // by partition
+  ValueDecoder decoder_;
+};
+
+class ReaderPool {
+ public:
+  explicit ReaderPool(const EngineState& state) : state_(state) {}
+
+  class Lease {
+   public:
+    Lease(ReaderPool* pool, std::unique_ptr<Reader> reader)
+        : pool_(pool), reader_(std::move(reader)) {}
+    Lease(Lease&&) = default;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (reader_) pool_->give_back(std::move(reader_));
+    }
+    Reader* operator->() { return reader_.get(); }
+
+   private:
+    ReaderPool* pool_;
+    std::unique_ptr<Reader> reader_;
+  };
+
+  // A reader of the caller's own; UNAVAILABLE once the pool is closed.
+  Result<Lease> acquire();
+  // Refuses new leases, waits for the lent ones to come back, closes every connection.
+  void close();
+
+ private:
+  void give_back(std::unique_ptr<Reader> reader);
+
+  const EngineState& state_;
+  std::mutex mu_;
+  std::condition_variable returned_;
+  std::vector<std::unique_ptr<Reader>> idle_;  // guarded by mu_
+  size_t open_ = 0;                            // idle + lent + being opened; guarded by mu_
+  bool closed_ = false;                        // guarded by mu_
+};
+
+}  // namespace edgekv::store

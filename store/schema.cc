@@ -1,0 +1,163 @@
+#include "store/schema.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace edgekv::store {
+namespace {
+
+// Per-connection page cache (negative: KiB). The writer touches every table of its file;
+// readers mostly look up single rows.
+constexpr int kWriterCacheKib = 16 * 1024;
+constexpr int kReaderCacheKib = 4 * 1024;
+// How long a connection waits on a lock held by another connection of this process (a
+// checkpoint, a reader recovering the WAL index) before giving up with UNAVAILABLE.
+constexpr int kBusyTimeoutMs = 5000;
+// After a checkpoint, the WAL file is truncated to this size, so one burst does not leave
+// a huge WAL behind for good.
+constexpr int64_t kJournalSizeLimitBytes = 64 * 1024 * 1024;
+// Checkpoint (copy WAL pages back into the database, and fsync) when the WAL reaches this
+// many pages. Random keys dirty about one page per write in each commit; checkpointing
+// less often copies a page rewritten by many commits once. 8192 pages instead of SQLite's
+// 1000 measured +30-60% write throughput (store/FORMAT.md); crash recovery replays at
+// most this much WAL.
+constexpr int kWalAutocheckpointPages = 8192;
+constexpr int64_t kPageBytes = 4096;  // SQLite's default, stated so max_page_count is exact
+
+std::string table_name(const char* prefix, uint32_t partition) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s_%05u", prefix, partition);
+  return buf;
+}
+
+// Replaces every `{name}` in `text` with `value`.
+std::string substitute(std::string text, std::string_view name, const std::string& value) {
+  const std::string placeholder = "{" + std::string(name) + "}";
+  for (size_t at = text.find(placeholder); at != std::string::npos;
+       at = text.find(placeholder, at + value.size())) {
+    text.replace(at, placeholder.size(), value);
+  }
+  return text;
+}
+
+// Small fixed-width columns first and the value last: reading hlc or tombstone never
+// walks a large value's overflow pages.
+constexpr const char* kPartitionDdl = R"sql(
+CREATE TABLE {kv} (
+  key BLOB NOT NULL PRIMARY KEY, hlc INTEGER NOT NULL, origin INTEGER NOT NULL,
+  expiry_ms INTEGER NOT NULL, tombstone INTEGER NOT NULL, seq INTEGER NOT NULL,
+  codec INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX {kv}_expiry ON {kv} (expiry_ms) WHERE expiry_ms > 0;
+CREATE INDEX {kv}_tombstone ON {kv} (hlc) WHERE tombstone = 1;
+CREATE TABLE {log} (
+  seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, hlc INTEGER NOT NULL,
+  origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL, key BLOB NOT NULL);
+)sql";
+
+std::string partition_ddl(uint32_t partition) {
+  return substitute(substitute(kPartitionDdl, "kv", kv_table(partition)), "log",
+                    log_table(partition));
+}
+
+}  // namespace
+
+std::filesystem::path Layout::file_path(uint32_t file) const {
+  return dir / ("data-" + std::to_string(file) + ".db");
+}
+
+std::filesystem::path Layout::lock_path() const { return dir / "LOCK"; }
+
+std::string kv_table(uint32_t partition) { return table_name("kv", partition); }
+std::string log_table(uint32_t partition) { return table_name("log", partition); }
+
+Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync,
+                            uint64_t max_db_bytes) {
+  std::string pragmas = "PRAGMA busy_timeout=" + std::to_string(kBusyTimeoutMs) + ";";
+  if (role == ConnectionRole::kReader) {
+    pragmas += "PRAGMA query_only=1;PRAGMA cache_size=-" + std::to_string(kReaderCacheKib) + ";";
+    return db.exec(pragmas, "configure reader");
+  }
+  Result<std::string> mode = db.query_text("PRAGMA journal_mode=WAL", "set WAL mode");
+  if (!mode.ok()) return mode.status();
+  if (*mode != "wal") {
+    return Status::io_error(db.path() + ": cannot use WAL mode (journal_mode is '" + *mode +
+                            "'); the file system must support shared memory maps");
+  }
+  pragmas += sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;";
+  // Debian builds SQLite with SECURE_DELETE, which zeroes every freed page: extra writes
+  // on each overwrite and delete that buy nothing here (the disk is not a privacy boundary).
+  pragmas += "PRAGMA secure_delete=OFF;PRAGMA temp_store=MEMORY;";
+  pragmas += "PRAGMA cache_size=-" + std::to_string(kWriterCacheKib) + ";";
+  pragmas += "PRAGMA journal_size_limit=" + std::to_string(kJournalSizeLimitBytes) + ";";
+  pragmas += "PRAGMA wal_autocheckpoint=" + std::to_string(kWalAutocheckpointPages) + ";";
+  if (max_db_bytes > 0) {
+    uint64_t pages = std::max<uint64_t>(1, max_db_bytes / kPageBytes);
+    pragmas += "PRAGMA max_page_count=" + std::to_string(pages) + ";";
+  }
+  return db.exec(pragmas, "configure writer");
+}
+
+Result<std::optional<FileMeta>> read_meta(sql::Db& db) {
+  Result<std::string> app = db.query_text("PRAGMA application_id", "read application_id");
+  if (!app.ok()) return app.status();
+  Result<std::string> objects = db.query_text("SELECT count(*) FROM sqlite_schema", "read schema");
+  if (!objects.ok()) return objects.status();
+  Result<std::string> has_meta = db.query_text(
+      "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'", "read schema");
+  if (!has_meta.ok()) return has_meta.status();
+  bool foreign_app = *app != "0" && *app != std::to_string(kApplicationId);
+  if (foreign_app || (*has_meta == "0" && *objects != "0")) {
+    return Status::failed_precondition(db.path() + " is not an edgekv data file");
+  }
+  if (*has_meta == "0") return std::optional<FileMeta>();
+
+  Result<sql::Stmt> stmt = db.prepare("SELECT name, value FROM meta", "read meta");
+  if (!stmt.ok()) return stmt.status();
+  sql::StmtScope scope(*stmt);
+  FileMeta meta;
+  int seen = 0;
+  for (;;) {
+    Result<bool> row = stmt->step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    std::string_view name = stmt->blob_at(0);
+    int64_t value = stmt->int64_at(1);
+    if (name == "format_version") {
+      meta.format_version = value;
+    } else if (name == "partitions") {
+      meta.partitions = static_cast<uint32_t>(value);
+    } else if (name == "db_files") {
+      meta.db_files = static_cast<uint32_t>(value);
+    } else if (name == "file_index") {
+      meta.file_index = static_cast<uint32_t>(value);
+    } else {
+      continue;  // a newer build's extra setting; format_version says whether we may read on
+    }
+    ++seen;
+  }
+  if (seen != 4) return Status::corruption(db.path() + ": meta table is incomplete");
+  return std::optional<FileMeta>(meta);
+}
+
+Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
+  std::string sql = "BEGIN IMMEDIATE;";
+  sql += "PRAGMA application_id=" + std::to_string(kApplicationId) + ";";
+  sql +=
+      "CREATE TABLE meta (name TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL) "
+      "WITHOUT ROWID;";
+  sql += "INSERT INTO meta (name, value) VALUES ('format_version', " +
+         std::to_string(kFormatVersion) + "), ('partitions', " + std::to_string(layout.partitions) +
+         "), ('db_files', " + std::to_string(layout.db_files) + "), ('file_index', " +
+         std::to_string(file_index) + ");";
+  for (uint32_t p = file_index; p < layout.partitions; p += layout.db_files) {
+    sql += partition_ddl(p);
+  }
+  sql += "COMMIT;";
+  Status status = db.exec(sql, "create schema");
+  if (!status.ok() && db.in_transaction()) {
+    (void)db.exec("ROLLBACK", "roll back schema creation");
+  }
+  return status;
+}
+
+}  // namespace edgekv::store

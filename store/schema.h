@@ -1,0 +1,65 @@
+// The store's on-disk format (described for people in store/FORMAT.md): which file holds
+// which partition, the tables and indexes, the per-connection pragmas and the meta table
+// that records the format version and the settings fixed at creation.
+//
+// Owns: nothing; functions over a connection. Thread-safety: as the connection's.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "store/sqlite.h"
+#include "store/store.h"
+
+namespace edgekv::store {
+
+// Bumped when the format changes incompatibly; an older build refuses a newer directory.
+inline constexpr int64_t kFormatVersion = 1;
+// SQLite's header field for "which application's file is this": "EKV1".
+inline constexpr int64_t kApplicationId = 0x454b5631;
+
+// Where partitions live. Fixed when the directory is created.
+struct Layout {
+  std::filesystem::path dir;
+  uint32_t partitions = 0;
+  uint32_t db_files = 0;
+
+  uint32_t file_of(uint32_t partition) const { return partition % db_files; }
+  // A partition's position among its file's partitions.
+  uint32_t slot_of(uint32_t partition) const { return partition / db_files; }
+  uint32_t partitions_in_file(uint32_t file) const {
+    return (partitions - file + db_files - 1) / db_files;
+  }
+  std::filesystem::path file_path(uint32_t file) const;  // <dir>/data-<file>.db
+  std::filesystem::path lock_path() const;               // <dir>/LOCK
+};
+
+// The meta table of one file.
+struct FileMeta {
+  int64_t format_version = 0;
+  uint32_t partitions = 0;
+  uint32_t db_files = 0;
+  uint32_t file_index = 0;
+};
+
+std::string kv_table(uint32_t partition);   // "kv_00005"
+std::string log_table(uint32_t partition);  // "log_00005"
+
+enum class ConnectionRole { kWriter, kReader };
+
+// Sets the pragmas of a connection: WAL mode and the sync level for the writer, read-only
+// for readers. `max_db_bytes` (0: none) caps the file size through max_page_count.
+Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync, uint64_t max_db_bytes);
+
+// The file's meta table; nullopt for a new (empty) file. FAILED_PRECONDITION when the
+// file holds something other than edgekv data.
+Result<std::optional<FileMeta>> read_meta(sql::Db& db);
+
+// Creates file `file_index` of `layout` in one transaction: the meta table and the tables
+// and indexes of its partitions.
+Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
+
+}  // namespace edgekv::store

@@ -1,0 +1,137 @@
+// A writer: the thread that owns one database file's only write connection. It takes the
+// tasks queued for its file in groups of at most group_commit_max, runs each group in ONE
+// transaction, commits, and only then runs the tasks' callbacks (group commit). When the
+// transaction fails, every task in the group gets the error and nothing of it is applied.
+//
+// A sweep visits every file: it starts on writer 0 and each writer hands what is left of
+// its budget to the next (set_next), so max_rows bounds the whole sweep.
+//
+// Owns: the write connection and its prepared statements, the queue, the thread, and the
+// in-transaction (not yet committed) sequence numbers of its file's partitions.
+// Thread-safety: submit, stop_accepting and drain_and_join may be called from any thread
+// (drain_and_join not from a callback); the rest runs on the writer thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "store/codec.h"
+#include "store/engine.h"
+#include "store/sqlite.h"
+#include "store/store.h"
+
+namespace edgekv::store {
+
+// One sweep as it travels from file to file. Budgets count rows still allowed.
+struct SweepJob {
+  WallTime now;
+  size_t expire_left = 0;
+  size_t purge_left = 0;
+  size_t trim_left = 0;
+  std::vector<ChangeEvent> events;
+  Store::SweepCallback done;
+};
+
+class Writer {
+ public:
+  struct ApplyTask {
+    Record record;
+    WallTime now;
+    uint32_t partition = 0;
+    Store::ApplyCallback done;
+  };
+  struct SweepTask {
+    std::shared_ptr<SweepJob> job;
+  };
+  using Task = std::variant<ApplyTask, SweepTask>;
+
+  // Takes over `db` (already configured as a writer), loads its partitions' sequence
+  // numbers and row counts into `state`, and prepares the statements. Starts no thread.
+  static Result<std::unique_ptr<Writer>> open(EngineState& state, uint32_t file, sql::Db db);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void set_next(Writer* next) { next_ = next; }
+  void start();
+
+  // Queues a task. When it cannot be queued (write_queue_max reached: OVERLOADED; closing:
+  // UNAVAILABLE), answers its callback at once, on the calling thread.
+  void submit(Task task);
+  // Refuses further submit() calls; queued tasks stay queued.
+  void stop_accepting();
+  // Commits everything queued (running the callbacks), then stops the thread.
+  void drain_and_join();
+  // Finalizes the statements and closes the connection; after drain_and_join.
+  void close_connection();
+
+ private:
+  struct Queued {
+    Task task;
+    bool counted;  // counts against write_queue_max (false: a sweep handed on by a writer)
+  };
+  // A partition of this file: its statements and its not-yet-committed state.
+  struct Slot {
+    uint32_t partition = 0;
+    uint64_t seq = 0;        // newest sequence number, including the open transaction
+    int64_t live_delta = 0;  // change of live_rows in the open transaction
+    bool touched = false;
+    sql::Stmt select_row;
+    sql::Stmt upsert_row;
+    sql::Stmt delete_row;
+    sql::Stmt insert_log;
+    sql::Stmt select_expired;
+    sql::Stmt purge_tombstones;
+    sql::Stmt trim_log;
+  };
+  // What one task produced inside the transaction, reported after it commits.
+  struct Outcome {
+    ApplyResult apply;
+    std::vector<ChangeEvent> events;  // a sweep's
+  };
+  struct GroupTotals {
+    uint64_t puts = 0, deletes = 0, ignored = 0, expired = 0, purged = 0, writes = 0;
+  };
+
+  Writer(EngineState& state, uint32_t file, sql::Db db);
+  Status prepare_statements();
+  Status load_partition_state();
+
+  void run();
+  void commit_group(std::vector<Queued>& group);
+  Status apply_one(ApplyTask& task, Outcome* out, GroupTotals* totals);
+  Status sweep_file(SweepJob& job, Outcome* out, GroupTotals* totals);
+  Status expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* totals);
+  Slot& touch(uint32_t partition);
+  void publish(const GroupTotals& totals);
+  void abandon();
+  // Queues a sweep handed on by the previous writer (not counted against the queue bound).
+  void hand_on(std::shared_ptr<SweepJob> job);
+  static void answer(Task& task, const Status& status);
+
+  EngineState& state_;
+  const uint32_t file_;
+  sql::Db db_;
+  sql::Stmt begin_, commit_, rollback_;
+  std::vector<Slot> slots_;  // by Layout::slot_of(partition)
+  std::vector<uint32_t> touched_;
+  ValueEncoder encoder_;
+  uint32_t sweep_cursor_ = 0;  // rotates so that a small budget reaches every partition
+  bool failing_ = false;       // the last group failed: log recovery once
+  Writer* next_ = nullptr;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<Queued> queue_;  // guarded by mu_
+  bool accepting_ = true;     // guarded by mu_
+  bool stopping_ = false;     // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace edgekv::store

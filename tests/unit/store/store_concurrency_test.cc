@@ -1,0 +1,266 @@
+// Group commit and its edges: concurrent writers, LWW inside one group, the write queue
+// bound, close() draining, a failing transaction, and readers running beside the writers.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "common/random.h"
+#include "store/store.h"
+#include "tests/unit/store/store_test_util.h"
+
+namespace edgekv::store {
+namespace {
+
+using namespace testing;  // NOLINT: the helpers of this suite
+
+TEST(StoreGroupCommitTest, ConcurrentWritersShareCommitGroups) {
+  TempDir dir;
+  auto store = open_or_die(options_for(dir));
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 300;
+  Acks acks;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        store->apply(put(key, "value of " + key, hlc_at(i), t + 1), kNow, acks.callback());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(acks.wait_for(kThreads * kPerThread));
+  EXPECT_TRUE(acks.errors().empty());
+  for (const ApplyResult& r : acks.results()) EXPECT_TRUE(r.applied);
+
+  StoreStats stats = store->stats();
+  EXPECT_EQ(stats.group_writes, static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_LT(stats.commit_groups, stats.group_writes);
+  EXPECT_EQ(stats.keys, static_cast<uint64_t>(kThreads * kPerThread));
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+      Result<Record> got = store->get(key, kNow);
+      ASSERT_TRUE(got.ok()) << key;
+      EXPECT_EQ(got->value, "value of " + key);
+    }
+  }
+}
+
+TEST(StoreGroupCommitTest, WritesToOneKeyInOneGroupObeyLwwInSubmissionOrder) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;  // one writer, so that the gate holds every write
+  auto store = open_or_die(options);
+  Gate gate;
+  ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
+  const uint64_t groups_before = store->stats().commit_groups;
+
+  Acks acks;
+  store->apply(put("k", "a", hlc_at(10)), kNow, acks.callback());
+  store->apply(put("k", "b (older)", hlc_at(5)), kNow, acks.callback());
+  store->apply(put("k", "c", hlc_at(20)), kNow, acks.callback());
+  store->apply(tombstone("k", hlc_at(15)), kNow, acks.callback());
+  store->apply(put("k", "d (equal)", hlc_at(20)), kNow, acks.callback());
+  store->apply(tombstone("k2", hlc_at(20)), kNow, acks.callback());
+  store->apply(put("k2", "e (older than the tombstone)", hlc_at(19)), kNow, acks.callback());
+  gate.open();
+  ASSERT_TRUE(acks.wait_for(7));
+  ASSERT_TRUE(acks.errors().empty());
+
+  std::vector<ApplyResult> results = acks.results();
+  ASSERT_EQ(results.size(), 7u);
+  std::vector<bool> applied;
+  for (const ApplyResult& r : results) applied.push_back(r.applied);
+  EXPECT_EQ(applied, (std::vector<bool>{true, false, true, false, false, true, false}));
+  EXPECT_EQ(results[1].current, (Version{hlc_at(10), 1}));
+  EXPECT_EQ(results[3].current, (Version{hlc_at(20), 1}));
+  EXPECT_EQ(store->get("k", kNow)->value, "c");
+  EXPECT_EQ(store->get("k2", kNow).status().code(), Code::kNotFound);
+  // All seven were one transaction.
+  EXPECT_EQ(store->stats().commit_groups, groups_before + 1);
+}
+
+TEST(StoreGroupCommitTest, FullWriteQueueAnswersOverloadedAtOnce) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.write_queue_max = 4;
+  auto store = open_or_die(options);
+  Gate gate;
+  ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
+
+  Acks queued;
+  for (int i = 0; i < 4; ++i) {
+    store->apply(put("k" + std::to_string(i), "v", hlc_at(0)), kNow, queued.callback());
+  }
+  // Refusals are answered on this thread before apply() returns; the shared state keeps
+  // a wrongly queued write's late callback harmless.
+  auto overloaded = std::make_shared<std::optional<Status>>();
+  store->apply(put("one too many", "v", hlc_at(0)), kNow,
+               [overloaded](Result<ApplyResult> r) { *overloaded = r.status(); });
+  ASSERT_TRUE(overloaded->has_value());
+  EXPECT_EQ((*overloaded)->code(), Code::kOverloaded);
+  auto sweep_refused = std::make_shared<std::optional<Status>>();
+  store->sweep(kNow, 10, [sweep_refused](Result<std::vector<ChangeEvent>> r) {
+    *sweep_refused = r.status();
+  });
+  ASSERT_TRUE(sweep_refused->has_value());
+  EXPECT_EQ((*sweep_refused)->code(), Code::kOverloaded);
+
+  gate.open();
+  ASSERT_TRUE(queued.wait_for(4));
+  EXPECT_TRUE(queued.errors().empty());
+  EXPECT_EQ(store->get("one too many", kNow).status().code(), Code::kNotFound);
+  // Room again once the writer took the queue.
+  EXPECT_TRUE(store->apply_sync(put("later", "v", hlc_at(0)), kNow)->applied);
+}
+
+TEST(StoreGroupCommitTest, CloseCommitsEverythingQueuedThenRefusesWrites) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  auto store = open_or_die(options);
+  Gate gate;
+  ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
+  Acks acks;
+  constexpr int kQueued = 100;
+  for (int i = 0; i < kQueued; ++i) {
+    store->apply(put("q" + std::to_string(i), "v", hlc_at(0)), kNow, acks.callback());
+  }
+
+  std::thread closer([&] { store->close(); });
+  // Writes submitted before close() began are queued (and committed) too; from the moment
+  // it began they are refused at once.
+  // Each attempt gets its own answer slot: an accepted write calls back much later.
+  struct Answer {
+    std::atomic<bool> answered{false};
+    Status status;
+  };
+  int accepted_late = 0;
+  Status refused;
+  Acks late_acks;
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto answer = std::make_shared<Answer>();
+    store->apply(put("late" + std::to_string(accepted_late), "v", hlc_at(0)), kNow,
+                 [answer, ack = late_acks.callback()](Result<ApplyResult> r) {
+                   answer->status = r.status();
+                   answer->answered = true;
+                   ack(std::move(r));
+                 });
+    if (answer->answered) {  // at once: refused
+      refused = answer->status;
+      break;
+    }
+    ++accepted_late;
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(refused.code(), Code::kUnavailable);
+  gate.open();
+  closer.join();
+
+  // close() returned only after every queued callback ran.
+  EXPECT_EQ(acks.results().size(), static_cast<size_t>(kQueued));
+  EXPECT_TRUE(acks.errors().empty());
+  EXPECT_EQ(late_acks.results().size(), static_cast<size_t>(accepted_late));
+  EXPECT_EQ(store->get("q0", kNow).status().code(), Code::kUnavailable);
+  EXPECT_EQ(store->sweep_sync(kNow, 10).status().code(), Code::kUnavailable);
+  store->close();  // idempotent
+
+  auto reopened = open_or_die(options);
+  for (int i = 0; i < kQueued; ++i) {
+    EXPECT_TRUE(reopened->get("q" + std::to_string(i), kNow).ok()) << i;
+  }
+  for (int i = 0; i < accepted_late; ++i) {
+    EXPECT_TRUE(reopened->get("late" + std::to_string(i), kNow).ok()) << i;
+  }
+}
+
+TEST(StoreGroupCommitTest, AFailedTransactionFailsEveryWriteInItAndAppliesNone) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.partitions = 1;
+  options.db_files = 1;
+  options.max_db_bytes = 64 * 1024;  // a small "disk"
+  auto store = open_or_die(options);
+  ASSERT_TRUE(store->apply_sync(put("before", "v", hlc_at(0)), kNow)->applied);
+  const uint64_t seq_before = store->last_seq(0);
+  const uint64_t groups_before = store->stats().commit_groups;
+
+  Gate gate;
+  ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
+  Acks acks;
+  store->apply(put("small-1", "v", hlc_at(1)), kNow, acks.callback());
+  store->apply(put("small-2", "v", hlc_at(1)), kNow, acks.callback());
+  std::string huge(256 * 1024, '\0');
+  Random rng(7);
+  for (char& c : huge) c = static_cast<char>(rng.next());  // incompressible: really 256 KiB
+  store->apply(put("huge", huge, hlc_at(1)), kNow, acks.callback());
+  store->apply(put("small-3", "v", hlc_at(1)), kNow, acks.callback());
+  gate.open();
+  ASSERT_TRUE(acks.wait_for(4));
+  std::vector<Status> errors = acks.errors();
+  ASSERT_EQ(errors.size(), 4u);
+  for (const Status& s : errors) EXPECT_EQ(s.code(), Code::kIoError) << s.to_string();
+
+  for (const char* key : {"small-1", "small-2", "huge", "small-3"}) {
+    EXPECT_EQ(store->get(key, kNow).status().code(), Code::kNotFound) << key;
+  }
+  EXPECT_EQ(store->last_seq(0), seq_before + 1);  // only the gate's write
+  EXPECT_EQ(store->stats().commit_groups, groups_before + 1);
+  EXPECT_EQ(store->stats().keys, 2u);
+
+  // The store goes on; sequence numbers stay gapless after the rolled-back group.
+  Result<ApplyResult> after = store->apply_sync(put("after", "v", hlc_at(2)), kNow);
+  ASSERT_TRUE(after.ok()) << after.status().to_string();
+  EXPECT_EQ(after->event.seq, seq_before + 2);
+  Result<std::vector<ChangeEvent>> log = store->read_changes(0, 0, 100);
+  ASSERT_TRUE(log.ok());
+  for (size_t i = 0; i < log->size(); ++i) EXPECT_EQ((*log)[i].seq, i + 1);
+}
+
+TEST(StoreGroupCommitTest, ReadersRunBesideWriters) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.read_connections_max = 2;  // fewer than the readers: some wait for a connection
+  auto store = open_or_die(options);
+  constexpr int kKeys = 200;
+  std::atomic<bool> done{false};
+  std::atomic<int> read_errors{0};
+  std::atomic<int> reads{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 4; ++r) {
+    readers.emplace_back([&, r] {
+      Random rng(r);
+      while (!done.load()) {
+        std::string key = "k" + std::to_string(rng.uniform(kKeys));
+        Result<Record> got = store->get(key, kNow);
+        if (!got.ok() && got.status().code() != Code::kNotFound) ++read_errors;
+        if (got.ok() && got->value != "v-" + key) ++read_errors;
+        Result<std::vector<ChangeEvent>> changes =
+            store->read_changes(static_cast<uint32_t>(rng.uniform(64)), 0, 20);
+        if (!changes.ok()) ++read_errors;
+        (void)store->stats();
+        ++reads;
+      }
+    });
+  }
+  Acks acks;
+  for (int i = 0; i < kKeys; ++i) {
+    std::string key = "k" + std::to_string(i);
+    store->apply(put(key, "v-" + key, hlc_at(0)), kNow, acks.callback());
+  }
+  ASSERT_TRUE(acks.wait_for(kKeys));
+  done = true;
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(read_errors.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_TRUE(acks.errors().empty());
+}
+
+}  // namespace
+}  // namespace edgekv::store

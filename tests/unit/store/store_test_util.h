@@ -1,0 +1,235 @@
+// Helpers for the store tests: temporary data directories, records, waiting for callbacks
+// with deadlines, holding a writer thread, and peeking at the database files directly.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/hlc.h"
+#include "store/store.h"
+
+namespace edgekv::store::testing {
+
+using namespace std::chrono_literals;
+
+inline constexpr WallTime kNow{1'700'000'000'000};
+inline constexpr auto kDeadline = 20s;
+
+// An hlc reading `ms` milliseconds after kNow.
+inline uint64_t hlc_at(int64_t ms_after_now, uint64_t logical = 0) {
+  return HybridClock::pack(kNow.ms + ms_after_now, logical);
+}
+
+inline Record put(std::string key, std::string value, uint64_t hlc, NodeOrigin origin = 1,
+                  WallTime expiry = WallTime{0}) {
+  Record r;
+  r.key = std::move(key);
+  r.value = std::move(value);
+  r.version = Version{hlc, origin};
+  r.expiry = expiry;
+  return r;
+}
+
+inline Record tombstone(std::string key, uint64_t hlc, NodeOrigin origin = 1) {
+  Record r;
+  r.key = std::move(key);
+  r.version = Version{hlc, origin};
+  r.tombstone = true;
+  return r;
+}
+
+// A fresh directory under TMPDIR (or /tmp), removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TMPDIR");
+    std::string tmpl =
+        std::string(base != nullptr && *base != 0 ? base : "/tmp") + "/edgekv-store-test-XXXXXX";
+    EDGEKV_ASSERT(mkdtemp(tmpl.data()) != nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path data() const { return path_ / "data"; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline StoreOptions options_for(const TempDir& dir) {
+  StoreOptions o;
+  o.dir = dir.data();
+  return o;
+}
+
+inline std::unique_ptr<Store> open_or_die(const StoreOptions& options) {
+  Result<std::unique_ptr<Store>> store = Store::open(options);
+  EDGEKV_ASSERT(store.ok());
+  return std::move(*store);
+}
+
+// Counts callbacks and their failures; waits for a count with a deadline.
+class Acks {
+ public:
+  Store::ApplyCallback callback() {
+    return [this](Result<ApplyResult> result) {
+      std::lock_guard lock(mu_);
+      if (result.ok()) {
+        results_.push_back(*result);
+      } else {
+        errors_.push_back(result.status());
+      }
+      changed_.notify_all();
+    };
+  }
+  bool wait_for(size_t n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, kDeadline,
+                             [&] { return results_.size() + errors_.size() >= n; });
+  }
+  std::vector<ApplyResult> results() {
+    std::lock_guard lock(mu_);
+    return results_;
+  }
+  std::vector<Status> errors() {
+    std::lock_guard lock(mu_);
+    return errors_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::vector<ApplyResult> results_;
+  std::vector<Status> errors_;
+};
+
+// Holds a writer thread inside a callback, so that writes submitted meanwhile queue up and
+// are then committed together as one group.
+class Gate {
+ public:
+  ~Gate() { open(); }
+  Store::ApplyCallback hold() {
+    return [this](Result<ApplyResult>) {
+      std::unique_lock lock(mu_);
+      entered_ = true;
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return open_; });
+    };
+  }
+  // Applies a write whose callback holds the writer; returns once the writer is held.
+  bool close_on(Store& store, Record record) {
+    store.apply(std::move(record), kNow, hold());
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, kDeadline, [this] { return entered_; });
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool entered_ = false;
+  bool open_ = false;
+};
+
+// A separate SQLite connection to the store's files, to look at what is really stored.
+class RawDb {
+ public:
+  explicit RawDb(const std::filesystem::path& file) {
+    EDGEKV_ASSERT(sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+    sqlite3_busy_timeout(db_, 5000);
+  }
+  ~RawDb() { sqlite3_close_v2(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  bool has_table(const std::string& name) {
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db_, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1", -1,
+                       &s, nullptr);
+    sqlite3_bind_text(s, 1, name.c_str(), -1, SQLITE_TRANSIENT);
+    bool found = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return found;
+  }
+  // codec and stored length of the row of `key` in `table`.
+  std::optional<std::pair<int64_t, int64_t>> codec_and_length(const std::string& table,
+                                                              std::string_view key) {
+    sqlite3_stmt* s = nullptr;
+    std::string sql = "SELECT codec, length(value) FROM " + table + " WHERE key = ?1";
+    EDGEKV_ASSERT(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    sqlite3_bind_blob(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    std::optional<std::pair<int64_t, int64_t>> out;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+      out = std::make_pair(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1));
+    }
+    sqlite3_finalize(s);
+    return out;
+  }
+  std::string stored_value(const std::string& table, std::string_view key) {
+    sqlite3_stmt* s = nullptr;
+    std::string sql = "SELECT value FROM " + table + " WHERE key = ?1";
+    EDGEKV_ASSERT(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    sqlite3_bind_blob(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    std::string out;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+      out.assign(static_cast<const char*>(sqlite3_column_blob(s, 0)),
+                 static_cast<size_t>(sqlite3_column_bytes(s, 0)));
+    }
+    sqlite3_finalize(s);
+    return out;
+  }
+  void set_value(const std::string& table, std::string_view key, std::string_view value,
+                 int64_t codec) {
+    sqlite3_stmt* s = nullptr;
+    std::string sql = "UPDATE " + table + " SET value = ?2, codec = ?3 WHERE key = ?1";
+    EDGEKV_ASSERT(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    sqlite3_bind_blob(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 2, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, codec);
+    EDGEKV_ASSERT(sqlite3_step(s) == SQLITE_DONE);
+    EDGEKV_ASSERT(sqlite3_changes(db_) == 1);
+    sqlite3_finalize(s);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// The data file holding `table` (the tests do not assume which file a partition is in).
+inline std::filesystem::path file_with_table(const std::filesystem::path& data_dir,
+                                             const std::string& table) {
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("data-") && name.ends_with(".db") &&
+        RawDb(entry.path()).has_table(table)) {
+      return entry.path();
+    }
+  }
+  return {};
+}
+
+inline std::string kv_table_of(uint32_t partition) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "kv_%05u", partition);
+  return buf;
+}
+
+}  // namespace edgekv::store::testing

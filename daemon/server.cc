@@ -100,12 +100,10 @@ struct Counters {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(const Config& config, const Clock& clock, int stop_fd,
-             std::unique_ptr<store::Store> store)
+  ServerImpl(const Config& config, const Clock& clock, int stop_fd)
       : config_(config),
         clock_(clock),
         stop_fd_(stop_fd),
-        store_(std::move(store)),
         hlc_(clock),
         origin_(origin_of(config.node_id)),
         context_(1),
@@ -114,7 +112,16 @@ class ServerImpl final : public Server {
         started_(clock.mono_now()) {
     limits_.max_key_bytes = config.max_key_bytes;
     limits_.max_value_bytes = config.max_value_bytes;
+  }
+
+  // After bind(): a node whose endpoints are taken fails before it creates or touches
+  // its data directory.
+  Status open_store() {
+    auto store = store::Store::open(config_.store_options());
+    if (!store.ok()) return store.status();
+    store_ = std::move(store).value();
     limits_.partitions = store_->partitions();
+    return {};
   }
 
   Status bind() {
@@ -339,12 +346,12 @@ class ServerImpl final : public Server {
     body->set_client_endpoint(config_.client_endpoint);
     body->set_feed_endpoint(config_.feed_endpoint);
     body->set_sync(sync_name(config_.sync));
-    body->set_keys(store_->stats().keys);
+    body->set_keys(store_->stats(clock_.wall_now()).keys);
     send_reply(to, resp);
   }
 
   void handle_stats(const ReplyTo& to, const pb::Request& req) {
-    store::StoreStats s = store_->stats();
+    store::StoreStats s = store_->stats(clock_.wall_now());
     const std::pair<const char*, uint64_t> rows[] = {
         {"requests", counters_.requests},
         {"puts", counters_.puts},
@@ -512,10 +519,9 @@ class ServerImpl final : public Server {
 
 Result<std::unique_ptr<Server>> Server::start(const Config& config, const Clock& clock,
                                               int stop_fd) {
-  auto store = store::Store::open(config.store_options());
-  if (!store.ok()) return store.status();
-  auto server = std::make_unique<ServerImpl>(config, clock, stop_fd, std::move(*store));
+  auto server = std::make_unique<ServerImpl>(config, clock, stop_fd);
   EDGEKV_RETURN_IF_ERROR(server->bind());
+  EDGEKV_RETURN_IF_ERROR(server->open_store());
   return std::unique_ptr<Server>(std::move(server));
 }
 

@@ -43,16 +43,6 @@ struct EngineState {
   Counters counters;
   // Tasks waiting in all writer queues, against write_queue_max.
   std::atomic<size_t> queued{0};
-  // The latest `now` any call handed the store: stats() counts rows expired by then as
-  // gone, since the store never reads a clock itself.
-  std::atomic<int64_t> latest_now_ms{0};
-
-  void observe_now(WallTime now) {
-    int64_t seen = latest_now_ms.load(std::memory_order_relaxed);
-    while (now.ms > seen &&
-           !latest_now_ms.compare_exchange_weak(seen, now.ms, std::memory_order_relaxed)) {
-    }
-  }
 };
 
 }  // namespace edgekv::store

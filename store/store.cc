@@ -239,7 +239,6 @@ class StoreImpl final : public Store {
   uint32_t partitions() const override { return state_->layout.partitions; }
 
   Result<Record> get(std::string_view key, WallTime now) override {
-    state_->observe_now(now);
     Result<ReaderPool::Lease> lease = readers_.acquire();
     if (!lease.ok()) return lease.status();
     return (*lease)->get(key, partition_of(key), now);
@@ -250,14 +249,12 @@ class StoreImpl final : public Store {
       if (done) done(std::move(bad));
       return;
     }
-    state_->observe_now(now);
     const uint32_t partition = partition_of(record.key);
     Writer& writer = *writers_[state_->layout.file_of(partition)];
     writer.submit(Writer::ApplyTask{std::move(record), now, partition, std::move(done)});
   }
 
   void sweep(WallTime now, size_t max_rows, SweepCallback done) override {
-    state_->observe_now(now);
     auto job = std::make_shared<SweepJob>();
     job->now = now;
     job->expire_left = job->purge_left = job->trim_left = max_rows;
@@ -282,7 +279,7 @@ class StoreImpl final : public Store {
     return state_->partitions[partition].last_seq.load();
   }
 
-  StoreStats stats() override {
+  StoreStats stats(WallTime now) override {
     StoreStats s;
     const Counters& c = state_->counters;
     s.puts_applied = c.puts_applied.load(std::memory_order_relaxed);
@@ -297,11 +294,10 @@ class StoreImpl final : public Store {
     for (uint32_t p = 0; p < partitions(); ++p) live += state_->partitions[p].live_rows.load();
     // Rows already expired but not yet swept: an index range count per partition, as small
     // as the sweeper keeps that backlog.
-    const WallTime latest{state_->latest_now_ms.load()};
-    if (latest.ms > 0 && live > 0) {
+    if (live > 0) {
       Result<ReaderPool::Lease> lease = readers_.acquire();
       for (uint32_t p = 0; lease.ok() && p < partitions(); ++p) {
-        Result<uint64_t> expired = (*lease)->count_expired(p, latest);
+        Result<uint64_t> expired = (*lease)->count_expired(p, now);
         if (!expired.ok()) {
           EDGEKV_LOG(kWarning) << "store: stats: " << expired.status().to_string();
           break;
@@ -359,7 +355,8 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   auto state = std::make_unique<EngineState>(layout, resolved);
   auto store = std::make_unique<StoreImpl>(std::move(state), std::move(*lock));
   EDGEKV_RETURN_IF_ERROR(store->start(std::move(*dbs)));
-  StoreStats stats = store->stats();
+  // Rows count as live here until a sweep or a read with a real `now` says otherwise.
+  StoreStats stats = store->stats(WallTime{0});
   EDGEKV_LOG(kInfo) << "store: opened " << layout.dir.string()
                     << " (partitions=" << layout.partitions << ", db_files=" << layout.db_files
                     << ", format " << kFormatVersion << ", " << stats.keys << " keys)";

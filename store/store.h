@@ -158,7 +158,9 @@ class Store {
                                                         size_t max) = 0;
   virtual uint64_t last_seq(uint32_t partition) = 0;
 
-  virtual StoreStats stats() = 0;
+  // Counters, and the live key count at `now` (rows expired by then count as gone, swept
+  // or not).
+  virtual StoreStats stats(WallTime now) = 0;
 
   // Stops taking writes, commits everything queued (running its callbacks), stops the
   // writer threads and closes the databases. Idempotent; the destructor calls it.

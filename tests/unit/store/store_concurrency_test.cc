@@ -36,7 +36,7 @@ TEST(StoreGroupCommitTest, ConcurrentWritersShareCommitGroups) {
   EXPECT_TRUE(acks.errors().empty());
   for (const ApplyResult& r : acks.results()) EXPECT_TRUE(r.applied);
 
-  StoreStats stats = store->stats();
+  StoreStats stats = store->stats(kNow);
   EXPECT_EQ(stats.group_writes, static_cast<uint64_t>(kThreads * kPerThread));
   EXPECT_LT(stats.commit_groups, stats.group_writes);
   EXPECT_EQ(stats.keys, static_cast<uint64_t>(kThreads * kPerThread));
@@ -57,7 +57,7 @@ TEST(StoreGroupCommitTest, WritesToOneKeyInOneGroupObeyLwwInSubmissionOrder) {
   auto store = open_or_die(options);
   Gate gate;
   ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
-  const uint64_t groups_before = store->stats().commit_groups;
+  const uint64_t groups_before = store->stats(kNow).commit_groups;
 
   Acks acks;
   store->apply(put("k", "a", hlc_at(10)), kNow, acks.callback());
@@ -81,7 +81,7 @@ TEST(StoreGroupCommitTest, WritesToOneKeyInOneGroupObeyLwwInSubmissionOrder) {
   EXPECT_EQ(store->get("k", kNow)->value, "c");
   EXPECT_EQ(store->get("k2", kNow).status().code(), Code::kNotFound);
   // All seven were one transaction.
-  EXPECT_EQ(store->stats().commit_groups, groups_before + 1);
+  EXPECT_EQ(store->stats(kNow).commit_groups, groups_before + 1);
 }
 
 TEST(StoreGroupCommitTest, FullWriteQueueAnswersOverloadedAtOnce) {
@@ -189,7 +189,7 @@ TEST(StoreGroupCommitTest, AFailedTransactionFailsEveryWriteInItAndAppliesNone) 
   auto store = open_or_die(options);
   ASSERT_TRUE(store->apply_sync(put("before", "v", hlc_at(0)), kNow)->applied);
   const uint64_t seq_before = store->last_seq(0);
-  const uint64_t groups_before = store->stats().commit_groups;
+  const uint64_t groups_before = store->stats(kNow).commit_groups;
 
   Gate gate;
   ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
@@ -211,8 +211,8 @@ TEST(StoreGroupCommitTest, AFailedTransactionFailsEveryWriteInItAndAppliesNone) 
     EXPECT_EQ(store->get(key, kNow).status().code(), Code::kNotFound) << key;
   }
   EXPECT_EQ(store->last_seq(0), seq_before + 1);  // only the gate's write
-  EXPECT_EQ(store->stats().commit_groups, groups_before + 1);
-  EXPECT_EQ(store->stats().keys, 2u);
+  EXPECT_EQ(store->stats(kNow).commit_groups, groups_before + 1);
+  EXPECT_EQ(store->stats(kNow).keys, 2u);
 
   // The store goes on; sequence numbers stay gapless after the rolled-back group.
   Result<ApplyResult> after = store->apply_sync(put("after", "v", hlc_at(2)), kNow);
@@ -244,7 +244,7 @@ TEST(StoreGroupCommitTest, ReadersRunBesideWriters) {
         Result<std::vector<ChangeEvent>> changes =
             store->read_changes(static_cast<uint32_t>(rng.uniform(64)), 0, 20);
         if (!changes.ok()) ++read_errors;
-        (void)store->stats();
+        (void)store->stats(kNow);
         ++reads;
       }
     });

@@ -120,7 +120,7 @@ TEST(StoreTest, LastWriteWinsByVersionAndOriginBreaksTies) {
   EXPECT_EQ(store->get("k", kNow)->value, "newer");
   EXPECT_EQ(store->get("k", kNow)->version, (Version{hlc_at(101), 1}));
 
-  StoreStats stats = store->stats();
+  StoreStats stats = store->stats(kNow);
   EXPECT_EQ(stats.puts_applied, 3u);
   EXPECT_EQ(stats.writes_ignored, 3u);
   EXPECT_EQ(stats.keys, 1u);
@@ -137,7 +137,7 @@ TEST(StoreTest, TombstoneHidesKeyAndBlocksOlderWrites) {
   EXPECT_TRUE(del->applied);
   EXPECT_EQ(del->event.op, ChangeOp::kDelete);
   EXPECT_EQ(store->get("k", kNow).status().code(), Code::kNotFound);
-  EXPECT_EQ(store->stats().keys, 0u);
+  EXPECT_EQ(store->stats(kNow).keys, 0u);
 
   Result<ApplyResult> resurrect = store->apply_sync(put("k", "zombie", hlc_at(150)), kNow);
   EXPECT_FALSE(resurrect->applied);
@@ -151,7 +151,7 @@ TEST(StoreTest, TombstoneHidesKeyAndBlocksOlderWrites) {
 
   EXPECT_TRUE(store->apply_sync(put("k", "reborn", hlc_at(300)), kNow)->applied);
   EXPECT_EQ(store->get("k", kNow)->value, "reborn");
-  StoreStats stats = store->stats();
+  StoreStats stats = store->stats(kNow);
   EXPECT_EQ(stats.deletes_applied, 2u);
   EXPECT_EQ(stats.keys, 1u);
 }
@@ -237,9 +237,10 @@ TEST(StoreTest, ExpiredKeysAreNotFoundBeforeAnySweep) {
   EXPECT_TRUE(store->get("ttl", WallTime{expiry.ms - 1}).ok());
   EXPECT_EQ(store->get("ttl", expiry).status().code(), Code::kNotFound);
   EXPECT_EQ(store->get("ttl", WallTime{expiry.ms + 5000}).status().code(), Code::kNotFound);
-  // Not swept: still a row, but stats no longer count it (the store has seen a later now).
-  EXPECT_EQ(store->stats().expired, 0u);
-  EXPECT_EQ(store->stats().keys, 0u);
+  // Not swept: still a row, counted live before its expiry and gone at it.
+  EXPECT_EQ(store->stats(kNow).expired, 0u);
+  EXPECT_EQ(store->stats(kNow).keys, 1u);
+  EXPECT_EQ(store->stats(expiry).keys, 0u);
 }
 
 TEST(StoreTest, RecordAlreadyExpiredWhenAppliedIsNotApplied) {
@@ -255,7 +256,7 @@ TEST(StoreTest, RecordAlreadyExpiredWhenAppliedIsNotApplied) {
   EXPECT_EQ(store->get("gone", WallTime{0}).status().code(), Code::kNotFound);
   EXPECT_EQ(store->last_seq(p), 0u);
   EXPECT_TRUE(store->read_changes(p, 0, 10)->empty());
-  EXPECT_EQ(store->stats().writes_ignored, 2u);
+  EXPECT_EQ(store->stats(kNow).writes_ignored, 2u);
 }
 
 TEST(StoreTest, SweepDeletesExpiredRowsInBoundedBatchesWithEvents) {
@@ -320,7 +321,7 @@ TEST(StoreTest, SweepDeletesExpiredRowsInBoundedBatchesWithEvents) {
     EXPECT_TRUE(store->get("keep-" + std::to_string(i), sweep_at).ok());
     EXPECT_TRUE(store->get("later-" + std::to_string(i), sweep_at).ok());
   }
-  StoreStats stats = store->stats();
+  StoreStats stats = store->stats(kNow);
   EXPECT_EQ(stats.expired, 25u);
   EXPECT_EQ(stats.keys, 10u);
 }
@@ -333,13 +334,13 @@ TEST(StoreTest, SweepPurgesTombstonesOnlyAfterTheGracePeriod) {
   ASSERT_TRUE(store->apply_sync(tombstone("k", hlc_at(0)), kNow)->applied);
 
   ASSERT_TRUE(store->sweep_sync(WallTime{kNow.ms + 999}, 100).ok());
-  EXPECT_EQ(store->stats().tombstones_purged, 0u);
+  EXPECT_EQ(store->stats(kNow).tombstones_purged, 0u);
   EXPECT_FALSE(store->apply_sync(put("k", "older", hlc_at(-10)), kNow)->applied);
 
   Result<std::vector<ChangeEvent>> events = store->sweep_sync(WallTime{kNow.ms + 1001}, 100);
   ASSERT_TRUE(events.ok());
   EXPECT_TRUE(events->empty());  // purging is silent: the delete is already in the log
-  EXPECT_EQ(store->stats().tombstones_purged, 1u);
+  EXPECT_EQ(store->stats(kNow).tombstones_purged, 1u);
   // The tombstone is gone, so the older write is no longer blocked.
   EXPECT_TRUE(store->apply_sync(put("k", "older", hlc_at(-10)), kNow)->applied);
   EXPECT_EQ(store->get("k", kNow)->value, "older");
@@ -500,7 +501,7 @@ TEST(StoreTest, BadInputGetsAStatus) {
   Result<ApplyResult> huge_key =
       store->apply_sync(put(std::string((1 << 20) + 1, 'k'), "v", hlc_at(0)), kNow);
   EXPECT_EQ(huge_key.status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(store->stats().group_writes, 0u);  // refused before reaching a writer
+  EXPECT_EQ(store->stats(kNow).group_writes, 0u);  // refused before reaching a writer
   EXPECT_EQ(store->read_changes(64, 0, 10).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(store->last_seq(64), 0u);
 }
@@ -550,7 +551,7 @@ TEST(StoreTest, StatsCountLiveKeysAcrossReopenAndDiskBytes) {
     ASSERT_TRUE(store->apply_sync(tombstone("k1", hlc_at(1)), kNow).ok());
     ASSERT_TRUE(store->apply_sync(tombstone("k2", hlc_at(1)), kNow).ok());
     ASSERT_TRUE(store->apply_sync(tombstone("never-written", hlc_at(1)), kNow).ok());
-    StoreStats stats = store->stats();
+    StoreStats stats = store->stats(kNow);
     EXPECT_EQ(stats.keys, 8u);  // 10 written, 2 deleted
     EXPECT_EQ(stats.puts_applied, 11u);
     EXPECT_EQ(stats.deletes_applied, 3u);
@@ -558,7 +559,7 @@ TEST(StoreTest, StatsCountLiveKeysAcrossReopenAndDiskBytes) {
     EXPECT_GT(stats.bytes_on_disk, 0u);
   }
   auto store = open_or_die(options_for(dir));
-  EXPECT_EQ(store->stats().keys, 8u);
+  EXPECT_EQ(store->stats(kNow).keys, 8u);
 }
 
 TEST(StoreTest, ChangeOpNames) {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "common/limits.h"
+#include "common/text.h"
 
 namespace edgekv::cli {
 namespace {
@@ -188,33 +189,11 @@ Status check_value(const FlagSpec& flag, std::string_view value) {
   return Status();
 }
 
-// Greedy word wrap of one paragraph, each line starting with `indent`.
-std::string wrap(std::string_view text, size_t indent, size_t width = 80) {
-  std::string out;
-  size_t column = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find(' ', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view word = text.substr(pos, end - pos);
-    pos = end + 1;
-    if (word.empty()) continue;
-    if (column == 0) {
-      out.append(indent, ' ');
-      column = indent;
-    } else if (column + 1 + word.size() > width) {
-      out += '\n';
-      out.append(indent, ' ');
-      column = indent;
-    } else {
-      out += ' ';
-      ++column;
-    }
-    out += word;
-    column += word.size();
-  }
-  out += '\n';
-  return out;
+// One paragraph word-wrapped to 80 columns, indented by `indent` spaces (a lone newline
+// for empty text, so help layouts keep their blank lines).
+std::string wrap(std::string_view text, size_t indent) {
+  std::string out = wrap_text(text, std::string(indent, ' '));
+  return out.empty() ? "\n" : out;
 }
 
 std::string flag_label(const FlagSpec& flag) {

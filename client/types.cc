@@ -14,13 +14,4 @@ std::string_view request_kind_name(RequestKind kind) {
   return "unknown";
 }
 
-std::string_view change_op_name(ChangeOp op) {
-  switch (op) {
-    case ChangeOp::kPut: return "put";
-    case ChangeOp::kDelete: return "delete";
-    case ChangeOp::kExpire: return "expire";
-  }
-  return "unknown";
-}
-
 }  // namespace edgekv::client

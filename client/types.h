@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/change.h"
 #include "common/clock.h"
 #include "common/version.h"
 
@@ -58,20 +59,10 @@ struct Stat {
   uint64_t value = 0;
 };
 
-// Values match proto ChangeOp.
-enum class ChangeOp : uint8_t { kPut = 1, kDelete = 2, kExpire = 3 };
-std::string_view change_op_name(ChangeOp op);  // "put", "delete", "expire"
-
 // One committed change, from the feed (Subscription) or a change-log read (Client::changes).
-struct ChangeEvent {
-  ChangeOp op = ChangeOp::kPut;
-  std::string key;
-  std::string value;  // kPut only; empty otherwise
-  Version version;
-  WallTime expiry;  // absolute; 0 ms: never expires
-  uint32_t partition = 0;
-  uint64_t seq = 0;  // per-partition change sequence number, gapless per partition
-};
+using edgekv::ChangeEvent;
+using edgekv::ChangeOp;
+using edgekv::change_op_name;
 
 // A slice of one partition's change log.
 struct Changes {

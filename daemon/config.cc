@@ -24,6 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
+
 #ifndef EDGEKV_VERSION
 #define EDGEKV_VERSION "0.0.0-unversioned"  // the real build defines it (CMakeLists.txt)
 #endif
@@ -361,29 +363,7 @@ constexpr int kCommandLineStyle =
 
 // Appends `text` word-wrapped to kTextWidth, each line starting with `indent`.
 void append_wrapped(std::string& out, std::string_view text, std::string_view indent) {
-  std::string line(indent);
-  bool line_empty = true;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find(' ', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view word = text.substr(pos, end - pos);
-    pos = end + 1;
-    if (word.empty()) continue;
-    if (!line_empty && line.size() + 1 + word.size() > kTextWidth) {
-      out += line;
-      out += '\n';
-      line = indent;
-      line_empty = true;
-    }
-    if (!line_empty) line += ' ';
-    line += word;
-    line_empty = false;
-  }
-  if (!line_empty) {
-    out += line;
-    out += '\n';
-  }
+  out += wrap_text(text, indent, kTextWidth);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -384,13 +384,4 @@ Result<std::vector<ChangeEvent>> Store::sweep_sync(WallTime now, size_t max_rows
   return future.get();
 }
 
-std::string_view change_op_name(ChangeOp op) {
-  switch (op) {
-    case ChangeOp::kPut: return "put";
-    case ChangeOp::kDelete: return "delete";
-    case ChangeOp::kExpire: return "expire";
-  }
-  return "unknown";
-}
-
 }  // namespace edgekv::store

@@ -33,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/change.h"
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/version.h"
@@ -72,7 +73,9 @@ struct StoreOptions {
   uint64_t max_db_bytes = 0;
 };
 
-enum class ChangeOp : uint8_t { kPut = 1, kDelete = 2, kExpire = 3 };
+// Committed changes (common/change.h); read_changes returns superseded puts without value.
+using edgekv::ChangeEvent;
+using edgekv::ChangeOp;
 
 // A key's stored state. A tombstone is a delete: it keeps the version so that an older
 // write arriving later does not resurrect the key.
@@ -82,17 +85,6 @@ struct Record {
   Version version;
   WallTime expiry;  // 0: never expires
   bool tombstone = false;
-};
-
-// One committed change, as the feed publishes it and read_changes returns it.
-struct ChangeEvent {
-  ChangeOp op = ChangeOp::kPut;
-  std::string key;
-  std::string value;  // for kPut only (see read_changes for superseded puts)
-  Version version;
-  WallTime expiry;
-  uint32_t partition = 0;
-  uint64_t seq = 0;
 };
 
 struct ApplyResult {
@@ -170,7 +162,5 @@ class Store {
   Result<ApplyResult> apply_sync(Record record, WallTime now);
   Result<std::vector<ChangeEvent>> sweep_sync(WallTime now, size_t max_rows);
 };
-
-std::string_view change_op_name(ChangeOp op);  // "put", "delete", "expire"
 
 }  // namespace edgekv::store

@@ -18,16 +18,16 @@
 
 namespace edgekv::daemon {
 
-struct WriteDone {
+struct StoreWriteDone {
   uint64_t token = 0;  // identifies the pending request
   Result<store::ApplyResult> result = Status::internal("unset");
 };
 
-struct SweepDone {
+struct StoreSweepDone {
   Result<std::vector<store::ChangeEvent>> result = Status::internal("unset");
 };
 
-using Completion = std::variant<WriteDone, SweepDone>;
+using Completion = std::variant<StoreWriteDone, StoreSweepDone>;
 
 class CompletionQueue {
  public:

@@ -19,6 +19,7 @@
 #include "daemon/completion_queue.h"
 #include "daemon/notify.h"
 #include "daemon/request.h"
+#include "daemon/request_path.h"
 #include "proto/edgekv.pb.h"
 #include "store/store.h"
 
@@ -77,13 +78,6 @@ struct ReplyTo {
   bool req_envelope = false;
 };
 
-struct PendingWrite {
-  ReplyTo to;
-  uint64_t id = 0;
-  store::Record record;  // kept to retry once with a newer version (see on_write_done)
-  bool retried = false;
-};
-
 // Counters for STATS, in the order they are reported.
 struct Counters {
   uint64_t requests = 0;
@@ -104,8 +98,6 @@ class ServerImpl final : public Server {
       : config_(config),
         clock_(clock),
         stop_fd_(stop_fd),
-        hlc_(clock),
-        origin_(origin_of(config.node_id)),
         context_(1),
         router_(context_, zmq::socket_type::router),
         feed_(context_, zmq::socket_type::pub),
@@ -121,6 +113,9 @@ class ServerImpl final : public Server {
     if (!store.ok()) return store.status();
     store_ = std::move(store).value();
     limits_.partitions = store_->partitions();
+    path_ = std::make_unique<RequestPath>(
+        clock_, origin_of(config_.node_id), *store_, completions_,
+        [this](const store::ChangeEvent& event) { publish(event); });
     return {};
   }
 
@@ -148,12 +143,12 @@ class ServerImpl final : public Server {
     next_status_ = now + kStatusInterval;
     if (auto wd = notifier_.watchdog_interval()) next_watchdog_ = now + *wd;
 
-    while (!stopping_ || !pending_.empty() || sweep_in_flight_) {
+    while (!stopping_ || path_->writes_in_flight() > 0 || sweep_in_flight_) {
       poll_once();
     }
     notifier_.stopping("closing the store");
     store_->close();
-    // Completions that raced with close() (none are expected: pending_ is empty).
+    // Completions that raced with close() (none are expected: no write is in flight).
     handle_completions();
     EDGEKV_LOG(kNotice) << "edgekvd stopped cleanly after " << counters_.requests
                         << " requests";
@@ -197,7 +192,7 @@ class ServerImpl final : public Server {
 
   void begin_stop() {
     stopping_ = true;
-    EDGEKV_LOG(kNotice) << "stopping: finishing " << pending_.size()
+    EDGEKV_LOG(kNotice) << "stopping: finishing " << path_->writes_in_flight()
                         << " requests in flight, then closing the store";
     notifier_.stopping("finishing requests in flight");
     // The client socket stays open to answer the requests in flight, but is read no more:
@@ -240,7 +235,7 @@ class ServerImpl final : public Server {
     const pb::Request& req = decoded.request;
     switch (req.op_case()) {
       case pb::Request::kPut: return handle_put(std::move(to), req);
-      case pb::Request::kGet: return handle_get(to, req);
+      case pb::Request::kGet: return handle_get(std::move(to), req);
       case pb::Request::kDel: return handle_del(std::move(to), req);
       case pb::Request::kStatus: return handle_status(to, req);
       case pb::Request::kStats: return handle_stats(to, req);
@@ -252,85 +247,47 @@ class ServerImpl final : public Server {
   void handle_put(ReplyTo to, const pb::Request& req) {
     ++counters_.puts;
     const auto& put = req.put();
-    WallTime now = clock_.wall_now();
-    store::Record record;
-    record.key = put.key();
-    record.value = put.value();
-    record.version = Version{hlc_.now(), origin_};
-    record.expiry = put.ttl_ms() > 0 ? WallTime{now.ms + put.ttl_ms()} : WallTime{0};
-    submit_write(PendingWrite{std::move(to), req.id(), std::move(record)}, now);
+    WallTime expiry{put.ttl_ms() > 0 ? path_->wall_now().ms + put.ttl_ms() : 0};
+    path_->put(put.key(), put.value(), expiry,
+               [this, to = std::move(to), id = req.id()](Result<WriteOutcome> outcome) {
+                 if (!outcome.ok()) return reply_error(to, id, outcome.status());
+                 pb::Response resp;
+                 resp.set_id(id);
+                 set_version(resp.mutable_put()->mutable_version(), outcome->version);
+                 resp.mutable_put()->set_expiry_ms(outcome->expiry.ms);
+                 send_reply(to, resp);
+               });
   }
 
   void handle_del(ReplyTo to, const pb::Request& req) {
     ++counters_.deletes;
-    store::Record record;
-    record.key = req.del().key();
-    record.version = Version{hlc_.now(), origin_};
-    record.tombstone = true;
-    submit_write(PendingWrite{std::move(to), req.id(), std::move(record)}, clock_.wall_now());
+    path_->del(req.del().key(),
+               [this, to = std::move(to), id = req.id()](Result<WriteOutcome> outcome) {
+                 if (!outcome.ok()) return reply_error(to, id, outcome.status());
+                 pb::Response resp;
+                 resp.set_id(id);
+                 set_version(resp.mutable_del()->mutable_version(), outcome->version);
+                 send_reply(to, resp);
+               });
   }
 
-  void submit_write(PendingWrite pending, WallTime now) {
-    uint64_t token = next_token_++;
-    store::Record record = pending.record;
-    pending_.emplace(token, std::move(pending));
-    store_->apply(std::move(record), now, [queue = &completions_, token](auto result) {
-      queue->push(WriteDone{token, std::move(result)});
-    });
-  }
-
-  void on_write_done(WriteDone done) {
-    auto it = pending_.find(done.token);
-    EDGEKV_ASSERT(it != pending_.end());
-    PendingWrite& pending = it->second;
-    if (!done.result.ok()) {
-      reply_error(pending.to, pending.id, done.result.status());
-      pending_.erase(it);
-      return;
-    }
-    store::ApplyResult& applied = *done.result;
-    if (!applied.applied && !pending.retried && applied.current > pending.record.version) {
-      // The stored version is newer than this node's clock: written before a restart
-      // with a clock that was ahead, or (later) by another node. Move the clock past it
-      // and write again, once, so that the newest request wins as the client expects.
-      hlc_.observe(applied.current.hlc);
-      PendingWrite retry = std::move(pending);
-      pending_.erase(it);
-      retry.retried = true;
-      retry.record.version = Version{hlc_.now(), origin_};
-      submit_write(std::move(retry), clock_.wall_now());
-      return;
-    }
-    pb::Response resp;
-    resp.set_id(pending.id);
-    if (pending.record.tombstone) {
-      set_version(resp.mutable_del()->mutable_version(), applied.current);
-    } else {
-      auto* body = resp.mutable_put();
-      set_version(body->mutable_version(), applied.current);
-      body->set_expiry_ms(pending.record.expiry.ms);
-    }
-    if (applied.applied) publish(applied.event);
-    send_reply(pending.to, resp);
-    pending_.erase(it);
-  }
-
-  void handle_get(const ReplyTo& to, const pb::Request& req) {
+  void handle_get(ReplyTo to, const pb::Request& req) {
     ++counters_.gets;
-    Result<store::Record> record = store_->get(req.get().key(), clock_.wall_now());
-    if (!record.ok()) {
-      if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
-      reply_error(to, req.id(), record.status());
-      return;
-    }
-    ++counters_.get_hits;
-    pb::Response resp;
-    resp.set_id(req.id());
-    auto* body = resp.mutable_get();
-    body->set_value(std::move(record->value));
-    set_version(body->mutable_version(), record->version);
-    body->set_expiry_ms(record->expiry.ms);
-    send_reply(to, resp);
+    path_->get(req.get().key(), [this, to = std::move(to),
+                                 id = req.id()](Result<store::Record> record) {
+      if (!record.ok()) {
+        if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
+        return reply_error(to, id, record.status());
+      }
+      ++counters_.get_hits;
+      pb::Response resp;
+      resp.set_id(id);
+      auto* body = resp.mutable_get();
+      body->set_value(std::move(record->value));
+      set_version(body->mutable_version(), record->version);
+      body->set_expiry_ms(record->expiry.ms);
+      send_reply(to, resp);
+    });
   }
 
   void handle_status(const ReplyTo& to, const pb::Request& req) {
@@ -361,7 +318,7 @@ class ServerImpl final : public Server {
         {"get_misses", counters_.get_misses},
         {"invalid_requests", counters_.invalid_requests},
         {"errors", counters_.errors},
-        {"writes_in_flight", pending_.size()},
+        {"writes_in_flight", path_->writes_in_flight()},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
         {"keys", s.keys},
@@ -445,15 +402,15 @@ class ServerImpl final : public Server {
 
   void handle_completions() {
     for (Completion& c : completions_.drain()) {
-      if (auto* w = std::get_if<WriteDone>(&c)) {
-        on_write_done(std::move(*w));
+      if (auto* w = std::get_if<StoreWriteDone>(&c)) {
+        path_->on_write_done(std::move(*w));
       } else {
-        on_sweep_done(std::move(std::get<SweepDone>(c)));
+        on_sweep_done(std::move(std::get<StoreSweepDone>(c)));
       }
     }
   }
 
-  void on_sweep_done(SweepDone done) {
+  void on_sweep_done(StoreSweepDone done) {
     sweep_in_flight_ = false;
     if (!done.result.ok()) {
       EDGEKV_LOG(kWarning) << "expiry sweep failed: " << done.result.status().to_string();
@@ -474,7 +431,7 @@ class ServerImpl final : public Server {
       sweep_in_flight_ = true;
       store_->sweep(clock_.wall_now(), config_.ttl_sweep_batch_max,
                     [queue = &completions_](auto result) {
-                      queue->push(SweepDone{std::move(result)});
+                      queue->push(StoreSweepDone{std::move(result)});
                     });
     }
     if (next_watchdog_ && now >= *next_watchdog_) {
@@ -489,20 +446,21 @@ class ServerImpl final : public Server {
 
   std::string status_line() const {
     return "serving " + config_.client_endpoint + "; " + std::to_string(counters_.requests) +
-           " requests, " + std::to_string(pending_.size()) + " writes in flight";
+           " requests, " + std::to_string(path_ ? path_->writes_in_flight() : 0) +
+           " writes in flight";
   }
 
   Config config_;
   const Clock& clock_;
   int stop_fd_;
+  // Before store_: the store's writer threads push into it until the store is closed.
+  CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
-  HybridClock hlc_;
-  NodeOrigin origin_;
+  std::unique_ptr<RequestPath> path_;  // after store_: it refers to it
   RequestLimits limits_;
   zmq::context_t context_;
   zmq::socket_t router_;
   zmq::socket_t feed_;
-  CompletionQueue completions_;
   ServiceNotifier notifier_;
   MonoTime started_;
   MonoTime next_sweep_{};
@@ -510,8 +468,6 @@ class ServerImpl final : public Server {
   std::optional<MonoTime> next_watchdog_;
   bool stopping_ = false;
   bool sweep_in_flight_ = false;
-  uint64_t next_token_ = 1;
-  std::unordered_map<uint64_t, PendingWrite> pending_;
   Counters counters_;
 };
 

@@ -9,6 +9,7 @@ packages=(
   libboost-program-options-dev libsystemd-dev libgtest-dev libgmock-dev
   protobuf-compiler libprotobuf-dev libxxhash-dev
   python3-pytest python3-zmq python3-protobuf
+  redis-tools python3-redis
 )
 
 missing=()

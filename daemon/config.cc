@@ -205,6 +205,19 @@ Status check_endpoint(std::string_view text) {
   return Status::ok_status();
 }
 
+// The RESP listener is a plain TCP socket: tcp://HOST:PORT, or empty to disable it.
+Status set_resp_endpoint(std::string_view text, Config& config) {
+  if (!text.empty()) {
+    if (!text.starts_with("tcp://")) {
+      return invalid(single_quoted(text) +
+                     " is not a TCP endpoint (expected tcp://HOST:PORT, or empty to disable)");
+    }
+    EDGEKV_RETURN_IF_ERROR(check_endpoint(text));
+  }
+  config.resp_endpoint = std::string(text);
+  return Status::ok_status();
+}
+
 template <std::string Config::*kField>
 Status set_endpoint(std::string_view text, Config& config) {
   EDGEKV_RETURN_IF_ERROR(check_endpoint(text));
@@ -220,8 +233,9 @@ struct OptionSpec {
   const char* name;          // `--name` on the command line, `name = ` in the config file
   const char* default_text;  // the default as --help and the example configuration show it
   const char* help;          // one paragraph: what it is, and for a bound why its default
-  // Parses, validates and stores a non-empty text. The message names the problem only.
+  // Parses, validates and stores the text. The message names the problem only.
   Status (*set)(std::string_view text, Config& config);
+  bool may_be_empty;  // an empty value means something (resp-endpoint: disabled)
 };
 
 // Shown for node-id in place of a value: the default is whatever host this runs on.
@@ -233,74 +247,79 @@ constexpr OptionSpec kOptions[] = {
      "coordinates and breaks ties between writes made in the same millisecond, so two nodes "
      "sharing a name could keep different values for one key. 1 to 64 bytes (the longest "
      "host name) of letters, digits, '.', '_' and '-'. Defaults to the host name.",
-     set_node_id},
+     set_node_id, false},
     {"data-dir", "/var/lib/edgekv",
      "Directory holding the partition databases and their change logs; created if absent.",
-     set_data_dir},
+     set_data_dir, false},
     {"client-endpoint", "tcp://127.0.0.1:7400",
      "Where the daemon listens for client requests: tcp://HOST:PORT (an IPv6 HOST in "
      "brackets) or ipc://PATH.",
-     set_endpoint<&Config::client_endpoint>},
+     set_endpoint<&Config::client_endpoint>, false},
     {"feed-endpoint", "tcp://127.0.0.1:7403",
      "Where the daemon publishes the change feed (every committed put, delete and expiry): "
      "tcp://HOST:PORT or ipc://PATH. Must differ from client-endpoint.",
-     set_endpoint<&Config::feed_endpoint>},
+     set_endpoint<&Config::feed_endpoint>, false},
+    {"resp-endpoint", "tcp://127.0.0.1:7379",
+     "Where the daemon serves the Redis protocol (RESP2), so redis-cli and Redis client "
+     "libraries work: tcp://HOST:PORT. Requests take the same path as on client-endpoint, "
+     "with the same limits. Empty disables it.",
+     set_resp_endpoint, true},
     {"partitions", "64",
      "Number of partitions the keys are spread over, each with its own change log and "
      "sequence numbers: a power of two from 1 to 65536. It is recorded when the data "
      "directory is created; the daemon refuses to open that directory with another value.",
-     set_partitions},
+     set_partitions, false},
     {"sync", "normal",
      "When a write is acknowledged. normal: once committed, which survives a crash of the "
      "daemon. full: once its commit group is also flushed to disk (fsync), which survives a "
      "power cut but makes every write wait for the disk.",
-     set_sync},
+     set_sync, false},
     {"max-key-bytes", "1024",
      "Longest key accepted, in bytes (1..65535). A key is stored in its partition, in the "
      "change log and in every feed event, so long keys cost everywhere; 1024 is ample for "
      "structured names.",
-     set_integer<&Config::max_key_bytes, 1, 65535>},
+     set_integer<&Config::max_key_bytes, 1, 65535>, false},
     {"max-value-bytes", "4194304",
      "Largest value accepted, in bytes (1..67108864, 64 MiB). A value is held in memory whole "
      "while it is queued, written and published, so this bounds what one request can cost; "
      "4 MiB by default. Store bigger objects elsewhere and keep a reference here.",
-     set_integer<&Config::max_value_bytes, 1, 64 * kMiB>},
+     set_integer<&Config::max_value_bytes, 1, 64 * kMiB>, false},
     {"compress-threshold-bytes", "1024",
      "Values longer than this many bytes are stored zstd-compressed (0..67108864). Shorter "
      "values gain little and would cost a decompression on every read.",
-     set_integer<&Config::compress_threshold_bytes, 0, 64 * kMiB>},
+     set_integer<&Config::compress_threshold_bytes, 0, 64 * kMiB>, false},
     {"ttl-sweep-interval-ms", "1000",
      "How often, in milliseconds, expired keys are deleted and announced on the feed "
      "(10..3600000). Reads never return an expired key, so this only trades the disk space "
      "and lateness of expiry events against the work of sweeping.",
-     set_integer<&Config::ttl_sweep_interval_ms, 10, 3600 * 1000>},
+     set_integer<&Config::ttl_sweep_interval_ms, 10, 3600 * 1000>, false},
     {"ttl-sweep-batch-max", "1000",
      "Most expired keys one sweep deletes (1..1000000). Writes wait while the writer sweeps, "
      "so 1000 keeps that pause short; a larger backlog is cleared by the following sweeps.",
-     set_integer<&Config::ttl_sweep_batch_max, 1, 1000000>},
+     set_integer<&Config::ttl_sweep_batch_max, 1, 1000000>, false},
     {"write-queue-max", "65536",
      "Most writes waiting for the writer before new ones are refused as OVERLOADED "
      "(1..1048576). Every waiting write holds its value in memory, so this bounds memory "
      "under overload, and a prompt refusal lets clients back off instead of timing out.",
-     set_integer<&Config::write_queue_max, 1, 1048576>},
+     set_integer<&Config::write_queue_max, 1, 1048576>, false},
     {"group-commit-max", "1024",
      "Most writes committed in one transaction (1..65536). Grouping spreads the cost of a "
      "commit (with sync = full, of an fsync) over many writes; 1024 bounds how long the "
      "first write of a group waits for the others.",
-     set_integer<&Config::group_commit_max, 1, 65536>},
+     set_integer<&Config::group_commit_max, 1, 65536>, false},
     {"changelog-keep", "100000",
      "Change-log entries kept per partition (1..1000000000); the sweeper trims older ones. A "
      "feed subscriber further behind than this cannot catch up from the log and must re-read "
      "the keys it cares about.",
-     set_integer<&Config::changelog_keep, 1, 1000000000>},
+     set_integer<&Config::changelog_keep, 1, 1000000000>, false},
     {"tombstone-grace-ms", "86400000",
      "How long, in milliseconds, a deleted key's tombstone is kept before it is purged "
      "(0..31536000000, a year). The tombstone stops an older write that arrives late, e.g. "
      "from a replica that was down, from bringing the key back, so keep it longer than any "
      "outage you expect to recover from; a day by default.",
-     set_integer<&Config::tombstone_grace_ms, 0, int64_t{365} * 24 * 3600 * 1000>},
+     set_integer<&Config::tombstone_grace_ms, 0, int64_t{365} * 24 * 3600 * 1000>, false},
     {"log-level", "info", "Least severe messages logged: error, warning, notice, info or debug.",
-     set_log_level},
+     set_log_level, false},
 };
 
 // Options of the command line only; they are not settings of the daemon.
@@ -417,11 +436,11 @@ Status apply_config_file(const std::string& text, const std::filesystem::path& p
       return invalid("unknown option " + single_quoted(name) + " in " + file);
     std::string where = name + " in " + file;
     if (!seen.insert(name).second) return invalid(where + ": given twice");
-    if (option.value.empty() || option.value.front().empty()) {
-      return invalid(where + ": missing value");
-    }
     const OptionSpec* spec = find_option(name);
     EDGEKV_ASSERT(spec != nullptr);  // registered above from the same table
+    if (option.value.empty() || (option.value.front().empty() && !spec->may_be_empty)) {
+      return invalid(where + ": missing value");
+    }
     Status status = spec->set(option.value.front(), *config);
     if (!status.ok()) return invalid(where + ": " + status.message());
   }
@@ -528,7 +547,10 @@ Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& o
     const std::string flag = "--" + name;
     if (!seen.insert(name).second) return invalid(flag + ": given twice on the command line");
     const std::string value = option.value.empty() ? "" : option.value.front();
-    if (value.empty()) return invalid(flag + ": missing value");
+    const OptionSpec* value_spec = find_option(name);
+    if (value.empty() && !(value_spec != nullptr && value_spec->may_be_empty)) {
+      return invalid(flag + ": missing value");
+    }
     // Boost takes the next argument as the value even when it is an option, so
     // `--data-dir --partitions 8` would quietly make a directory named "--partitions".
     if (option.original_tokens.size() > 1 && value.starts_with("--")) {
@@ -568,6 +590,11 @@ Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& o
   if (config.client_endpoint == config.feed_endpoint) {
     return invalid("client-endpoint and feed-endpoint are both " +
                    single_quoted(config.client_endpoint) + "; they must differ");
+  }
+  if (config.resp_endpoint == config.client_endpoint ||
+      config.resp_endpoint == config.feed_endpoint) {
+    return invalid("resp-endpoint " + single_quoted(config.resp_endpoint) +
+                   " is also the client-endpoint or feed-endpoint; they must differ");
   }
   return result;
 }

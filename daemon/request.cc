@@ -5,8 +5,6 @@
 #include "common/limits.h"
 
 namespace edgekv::daemon {
-namespace {
-
 Status check_key(std::string_view key, const RequestLimits& limits) {
   if (key.empty()) return Status::invalid_argument("key is empty");
   if (key.size() > limits.max_key_bytes) {
@@ -17,28 +15,35 @@ Status check_key(std::string_view key, const RequestLimits& limits) {
   return {};
 }
 
-}  // namespace
+Status check_value(std::string_view value, const RequestLimits& limits) {
+  if (value.size() > limits.max_value_bytes) {
+    return Status::invalid_argument("value is " + std::to_string(value.size()) +
+                                    " bytes; max-value-bytes is " +
+                                    std::to_string(limits.max_value_bytes));
+  }
+  return {};
+}
+
+Status check_ttl_ms(int64_t ttl_ms) {
+  if (ttl_ms < 0) {
+    return Status::invalid_argument("ttl_ms is negative (" + std::to_string(ttl_ms) +
+                                    "); use 0 for no expiry");
+  }
+  if (ttl_ms > kMaxTtlMs) {
+    return Status::invalid_argument("ttl_ms " + std::to_string(ttl_ms) +
+                                    " is over the maximum of " + std::to_string(kMaxTtlMs) +
+                                    " (100 years)");
+  }
+  return {};
+}
 
 Status validate_request(const pb::Request& request, const RequestLimits& limits) {
   switch (request.op_case()) {
     case pb::Request::kPut: {
       const auto& put = request.put();
       EDGEKV_RETURN_IF_ERROR(check_key(put.key(), limits));
-      if (put.value().size() > limits.max_value_bytes) {
-        return Status::invalid_argument("value is " + std::to_string(put.value().size()) +
-                                        " bytes; max-value-bytes is " +
-                                        std::to_string(limits.max_value_bytes));
-      }
-      if (put.ttl_ms() < 0) {
-        return Status::invalid_argument("ttl_ms is negative (" + std::to_string(put.ttl_ms()) +
-                                        "); use 0 for no expiry");
-      }
-      if (put.ttl_ms() > kMaxTtlMs) {
-        return Status::invalid_argument("ttl_ms " + std::to_string(put.ttl_ms()) +
-                                        " is over the maximum of " + std::to_string(kMaxTtlMs) +
-                                        " (100 years)");
-      }
-      return {};
+      EDGEKV_RETURN_IF_ERROR(check_value(put.value(), limits));
+      return check_ttl_ms(put.ttl_ms());
     }
     case pb::Request::kGet: return check_key(request.get().key(), limits);
     case pb::Request::kDel: return check_key(request.del().key(), limits);

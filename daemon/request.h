@@ -42,4 +42,10 @@ DecodedRequest decode_request(std::span<const std::string_view> frames,
 // Checks a decoded request against the limits (also used by decode_request).
 Status validate_request(const pb::Request& request, const RequestLimits& limits);
 
+// The key and value rules every front-end applies (INVALID_ARGUMENT naming the limit).
+Status check_key(std::string_view key, const RequestLimits& limits);
+Status check_value(std::string_view value, const RequestLimits& limits);
+// A TTL in ms: 0 (none) up to kMaxTtlMs.
+Status check_ttl_ms(int64_t ttl_ms);
+
 }  // namespace edgekv::daemon

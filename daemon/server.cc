@@ -20,6 +20,7 @@
 #include "daemon/notify.h"
 #include "daemon/request.h"
 #include "daemon/request_path.h"
+#include "daemon/resp_server.h"
 #include "proto/edgekv.pb.h"
 #include "store/store.h"
 
@@ -116,6 +117,7 @@ class ServerImpl final : public Server {
     path_ = std::make_unique<RequestPath>(
         clock_, origin_of(config_.node_id), *store_, completions_,
         [this](const store::ChangeEvent& event) { publish(event); });
+    if (resp_) resp_->attach(*path_, [this] { return store_->stats(clock_.wall_now()); });
     return {};
   }
 
@@ -128,13 +130,23 @@ class ServerImpl final : public Server {
     feed_.set(zmq::sockopt::sndhwm, kFeedSendHwm);
     EDGEKV_RETURN_IF_ERROR(bind_one(router_, "client-endpoint", config_.client_endpoint));
     EDGEKV_RETURN_IF_ERROR(bind_one(feed_, "feed-endpoint", config_.feed_endpoint));
+    if (!config_.resp_endpoint.empty()) {
+      RespOptions options;
+      options.limits = limits_;
+      options.node_id = config_.node_id;
+      auto resp = RespServer::listen(config_.resp_endpoint, std::move(options));
+      if (!resp.ok()) return resp.status();
+      resp_ = std::move(resp).value();
+    }
     return {};
   }
 
   Status run() override {
     EDGEKV_LOG(kNotice) << "edgekvd " << EDGEKV_VERSION << " node " << config_.node_id
                         << " serving clients on " << config_.client_endpoint
-                        << ", change feed on " << config_.feed_endpoint << ", "
+                        << ", change feed on " << config_.feed_endpoint
+                        << (resp_ ? ", Redis protocol on " + config_.resp_endpoint : std::string())
+                        << ", "
                         << store_->partitions() << " partitions in " << config_.data_dir.string()
                         << " (sync=" << sync_name(config_.sync) << ")";
     notifier_.ready(status_line());
@@ -167,13 +179,14 @@ class ServerImpl final : public Server {
   }
 
   void poll_once() {
-    // Once stopping, only completions are waited for.
-    std::array<zmq::pollitem_t, 3> items{{
+    // Once stopping, only completions and the RESP replies still to send are waited for.
+    std::array<zmq::pollitem_t, 4> items{{
         {nullptr, completions_.fd(), ZMQ_POLLIN, 0},
+        {nullptr, resp_ ? resp_->fd() : -1, static_cast<short>(resp_ ? ZMQ_POLLIN : 0), 0},
         {router_.handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, stop_fd_, ZMQ_POLLIN, 0},
     }};
-    size_t count = stopping_ ? 1 : items.size();
+    size_t count = stopping_ ? 2 : items.size();
     MonoTime now = clock_.mono_now();
     MonoTime deadline = std::min(next_sweep_, next_status_);
     if (next_watchdog_) deadline = std::min(deadline, *next_watchdog_);
@@ -184,9 +197,13 @@ class ServerImpl final : public Server {
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
-    if (items[0].revents & ZMQ_POLLIN) handle_completions();
-    if (items[1].revents & ZMQ_POLLIN) read_requests();
-    if (!stopping_ && (items[2].revents & ZMQ_POLLIN)) begin_stop();
+    if (items[0].revents & ZMQ_POLLIN) {
+      handle_completions();
+      if (resp_) resp_->flush_dirty();
+    }
+    if (items[1].revents & ZMQ_POLLIN) resp_->on_ready();
+    if (!stopping_ && (items[2].revents & ZMQ_POLLIN)) read_requests();
+    if (!stopping_ && (items[3].revents & ZMQ_POLLIN)) begin_stop();
     run_timers(clock_.mono_now());
   }
 
@@ -195,6 +212,7 @@ class ServerImpl final : public Server {
     EDGEKV_LOG(kNotice) << "stopping: finishing " << path_->writes_in_flight()
                         << " requests in flight, then closing the store";
     notifier_.stopping("finishing requests in flight");
+    if (resp_) resp_->stop_reading();
     // The client socket stays open to answer the requests in flight, but is read no more:
     // requests queued behind them are not taken and their clients time out.
   }
@@ -321,6 +339,10 @@ class ServerImpl final : public Server {
         {"writes_in_flight", path_->writes_in_flight()},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
+        {"resp_connections", resp_ ? resp_->connections() : 0},
+        {"resp_connections_received", resp_ ? resp_->counters().connections_received : 0},
+        {"resp_commands", resp_ ? resp_->counters().commands : 0},
+        {"resp_protocol_errors", resp_ ? resp_->counters().protocol_errors : 0},
         {"keys", s.keys},
         {"store_puts_applied", s.puts_applied},
         {"store_deletes_applied", s.deletes_applied},
@@ -457,6 +479,7 @@ class ServerImpl final : public Server {
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<RequestPath> path_;  // after store_: it refers to it
+  std::unique_ptr<RespServer> resp_;   // after path_: it refers to it; null when disabled
   RequestLimits limits_;
   zmq::context_t context_;
   zmq::socket_t router_;

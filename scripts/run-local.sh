@@ -8,22 +8,25 @@ data="$top/run/data"
 mkdir -p "$data"
 client=${EDGEKV_ENDPOINT:-tcp://127.0.0.1:7400}
 feed=${EDGEKV_FEED_ENDPOINT:-tcp://127.0.0.1:7403}
+resp=${EDGEKV_RESP_ENDPOINT:-tcp://127.0.0.1:7379}
 kvcli="$top/$build/cli/kvcli"
 
 cat <<MSG
 edgekvd: data in $data
   client API   $client
   change feed  $feed
+  Redis (RESP) $resp
 Try, in another terminal:
   $kvcli put greeting hello
   $kvcli get greeting
   $kvcli put session:42 token --ttl 30
   $kvcli watch session:
   $kvcli status
+  redis-cli -p ${resp##*:} set hello world
 Ctrl-C stops edgekvd.
 MSG
 
 # The example configuration holds every default; flags set what differs for a local run.
 exec "$top/$build/daemon/edgekvd" --config "$top/etc/edgekv.conf" \
   --node-id "${EDGEKV_NODE_ID:-local}" --data-dir "$data" \
-  --client-endpoint "$client" --feed-endpoint "$feed"
+  --client-endpoint "$client" --feed-endpoint "$feed" --resp-endpoint "$resp"

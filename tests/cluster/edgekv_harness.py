@@ -186,6 +186,7 @@ class Daemon:
         self.notify = NotifySocket(self.workdir, f"{name}.notify")
         self.client_port = 0
         self.feed_port = 0
+        self.resp_port = 0
         # Fixed (client, feed) endpoints, e.g. ipc://; None: free loopback TCP ports.
         self.endpoints = endpoints
         self.proc: Optional[subprocess.Popen] = None
@@ -203,6 +204,21 @@ class Daemon:
     @property
     def feed_endpoint(self) -> str:
         return self.endpoints[1] if self.endpoints else tcp_endpoint(self.feed_port)
+
+    @property
+    def resp_endpoint(self) -> str:
+        # With fixed endpoints (ipc://) the RESP listener is off: it would need a TCP port.
+        if self.endpoints:
+            return ""
+        if not self.resp_port:  # tests that set client/feed ports by hand
+            self.resp_port = free_port()
+        return tcp_endpoint(self.resp_port)
+
+    def _pick_ports(self) -> None:
+        ports: set[int] = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        self.client_port, self.feed_port, self.resp_port = sorted(ports)
 
     @property
     def stderr_path(self) -> Path:
@@ -228,6 +244,7 @@ class Daemon:
             "--data-dir", str(self.data_dir),
             "--client-endpoint", self.client_endpoint,
             "--feed-endpoint", self.feed_endpoint,
+            "--resp-endpoint", self.resp_endpoint,
             *self.args,
             *extra,
         ]
@@ -255,9 +272,7 @@ class Daemon:
         attempts = 1 if keep_ports or self.endpoints else 4
         for attempt in range(attempts):
             if not self.endpoints and (not keep_ports or not self.client_port):
-                self.client_port, self.feed_port = free_port(), free_port()
-                while self.feed_port == self.client_port:
-                    self.feed_port = free_port()
+                self._pick_ports()
             self.notify.drain()
             ready_before = len(self.notify.messages)
             self.proc = self._spawn(extra)
@@ -293,7 +308,7 @@ class Daemon:
     def run_to_exit(self, extra: Sequence[str] = (), timeout: float = START_TIMEOUT):
         """Runs edgekvd expecting it to exit by itself (bad configuration): (rc, stderr)."""
         if not self.client_port and not self.endpoints:
-            self.client_port, self.feed_port = free_port(), free_port()
+            self._pick_ports()
         self.proc = self._spawn(extra)
         try:
             rc = self.proc.wait(timeout)
@@ -679,3 +694,167 @@ class Watch:
         self._reader.join(10)
         self._err.close()
         return self.proc.returncode
+
+
+# ---------------------------------------------------------------------------- RESP (Redis protocol)
+
+REDIS_CLI = "/usr/bin/redis-cli"
+# How long one RESP reply or one redis-cli run may take before the test gives up on it.
+RESP_TIMEOUT = 15.0
+
+
+class RespError(str):
+    """An error reply ("-ERR ..."), as its text without the leading '-'."""
+
+
+def resp_encode(*args) -> bytes:
+    """A command as Redis clients send it: an array of bulk strings (str or bytes or int)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+class _NeedMore(Exception):
+    pass
+
+
+def _parse_reply(buf: bytes, pos: int):
+    """(value, next position) of the RESP2 reply at buf[pos:]; raises _NeedMore."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _NeedMore
+    kind, line = buf[pos:pos + 1], buf[pos + 1:end]
+    nxt = end + 2
+    if kind == b"+":
+        return line.decode("utf-8", "replace"), nxt
+    if kind == b"-":
+        return RespError(line.decode("utf-8", "replace")), nxt
+    if kind == b":":
+        return int(line), nxt
+    if kind == b"$":
+        n = int(line)
+        if n < 0:
+            return None, nxt
+        if len(buf) < nxt + n + 2:
+            raise _NeedMore
+        assert buf[nxt + n:nxt + n + 2] == b"\r\n", f"bulk not ended by CRLF: {buf[pos:pos + 80]!r}"
+        return buf[nxt:nxt + n], nxt + n + 2
+    if kind == b"*":
+        n = int(line)
+        if n < 0:
+            return None, nxt
+        items = []
+        for _ in range(n):
+            item, nxt = _parse_reply(buf, nxt)
+            items.append(item)
+        return items, nxt
+    raise AssertionError(f"not a RESP2 reply: {buf[pos:pos + 80]!r}")
+
+
+class RespConn:
+    """A raw TCP connection to a RESP listener: send any bytes, read parsed replies.
+
+    Replies: str (simple string), RespError, int, bytes (bulk), None (nil), list (array).
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = RESP_TIMEOUT):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.pos = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, *args):
+        """Sends one multibulk command and returns its reply."""
+        self.send(resp_encode(*args))
+        return self.reply()
+
+    def _fill(self, deadline: float) -> bool:
+        """Reads more bytes; False when the peer closed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no complete RESP reply within {self.timeout} s; "
+                                 f"have {self.buf[self.pos:self.pos + 200]!r}")
+        self.sock.settimeout(left)
+        try:
+            data = self.sock.recv(1 << 20)
+        except socket.timeout:
+            raise AssertionError(f"no complete RESP reply within {self.timeout} s; "
+                                 f"have {self.buf[self.pos:self.pos + 200]!r}") from None
+        if not data:
+            return False
+        if self.pos > (1 << 20):
+            self.buf, self.pos = self.buf[self.pos:], 0
+        self.buf += data
+        return True
+
+    def reply(self, timeout: Optional[float] = None):
+        """The next reply; AssertionError when none comes in time or the peer closes."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            try:
+                value, self.pos = _parse_reply(self.buf, self.pos)
+                return value
+            except _NeedMore:
+                pass
+            if not self._fill(deadline):
+                raise AssertionError(f"connection closed before a complete reply; "
+                                     f"have {self.buf[self.pos:self.pos + 200]!r}")
+
+    def replies(self, count: int, timeout: Optional[float] = None) -> list:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        return [self.reply(max(deadline - time.monotonic(), 0.001)) for _ in range(count)]
+
+    def pending_bytes(self) -> bytes:
+        return self.buf[self.pos:]
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection within `timeout` s (any unread
+        bytes are kept); False when it stays open that long."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if not self._fill(deadline):
+                    return True
+            except AssertionError:
+                return False
+            except ConnectionResetError:
+                return True
+
+
+def redis_cli(port: int, *args: str, input: Optional[bytes] = None,
+              options: Sequence[str] = (), timeout: float = RESP_TIMEOUT
+              ) -> subprocess.CompletedProcess:
+    """Runs redis-cli -h 127.0.0.1 -p PORT OPTIONS ARGS; stdout/stderr are bytes."""
+    cmd = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *options, *args]
+    env = dict(os.environ)
+    env.pop("REDISCLI_AUTH", None)
+    env["REDISCLI_HISTFILE"] = "/dev/null"
+    env["REDISCLI_RCFILE"] = "/dev/null"
+    return subprocess.run(cmd, input=input if input is not None else b"",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                          timeout=timeout)
+
+
+def redis_client(daemon: "Daemon", **kwargs):
+    """A redis-py client (python3-redis) on the daemon's RESP listener."""
+    import redis  # python3-redis; imported here so the other tests do not need it
+    kwargs.setdefault("socket_timeout", RESP_TIMEOUT)
+    kwargs.setdefault("socket_connect_timeout", RESP_TIMEOUT)
+    return redis.Redis(host="127.0.0.1", port=daemon.resp_port, **kwargs)

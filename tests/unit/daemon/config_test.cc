@@ -85,6 +85,8 @@ const std::vector<OptionCase>& every_option() {
        [](const Config& c) { return c.client_endpoint == "tcp://0.0.0.0:9000"; }},
       {"feed-endpoint", "ipc:///run/edgekv/feed",
        [](const Config& c) { return c.feed_endpoint == "ipc:///run/edgekv/feed"; }},
+      {"resp-endpoint", "tcp://[::1]:6380",
+       [](const Config& c) { return c.resp_endpoint == "tcp://[::1]:6380"; }},
       {"partitions", "256", [](const Config& c) { return c.partitions == 256; }},
       {"sync", "full", [](const Config& c) { return c.sync == store::SyncMode::kFull; }},
       {"max-key-bytes", "300", [](const Config& c) { return c.max_key_bytes == 300; }},
@@ -406,6 +408,7 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"data-dir", "/var/lib/edgekv"},
       {"client-endpoint", "tcp://127.0.0.1:7400"},
       {"feed-endpoint", "tcp://127.0.0.1:7403"},
+      {"resp-endpoint", "tcp://127.0.0.1:7379"},
       {"partitions", "64"},
       {"sync", "normal"},
       {"max-key-bytes", "1024"},
@@ -523,6 +526,32 @@ TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
   EXPECT_EQ(options.changelog_keep, 13u);
   EXPECT_EQ(options.tombstone_grace_ms, 14);
   EXPECT_EQ(options.compress_level, store::StoreOptions{}.compress_level);
+}
+
+}  // namespace
+}  // namespace edgekv::daemon
+
+namespace edgekv::daemon {
+namespace {
+
+TEST(RespEndpointConfigTest, EmptyDisablesAndOnlyTcpIsAccepted) {
+  std::ostringstream out;
+  const char* disabled[] = {"edgekvd", "--resp-endpoint", ""};
+  auto parsed = parse_args(3, disabled, out, "/nonexistent/edgekv-default.conf");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_EQ(parsed->config.resp_endpoint, "");
+
+  for (const char* bad : {"ipc:///tmp/resp", "tcp://127.0.0.1", "redis://127.0.0.1:6379"}) {
+    const char* argv[] = {"edgekvd", "--resp-endpoint", bad};
+    auto r = parse_args(3, argv, out, "/nonexistent/edgekv-default.conf");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("--resp-endpoint"), std::string::npos)
+        << r.status().message();
+  }
+  const char* clash[] = {"edgekvd", "--resp-endpoint", "tcp://127.0.0.1:7400"};
+  auto r = parse_args(3, clash, out, "/nonexistent/edgekv-default.conf");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("must differ"), std::string::npos) << r.status().message();
 }
 
 }  // namespace

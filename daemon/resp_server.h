@@ -1,0 +1,75 @@
+// edgekvd's Redis-compatible listener: RESP2 over plain TCP (resp-endpoint), so redis-cli,
+// redis-benchmark and Redis client libraries work against edgekv.
+//
+// What it owns: the listening socket, the client connections (each with its RESP parser,
+// its ordered reply slots and its output buffer), an epoll instance over all of them, and
+// the command table that drives dispatch, arity checks and the COMMAND reply. Commands go
+// through the same RequestPath as the ZeroMQ API, so the key, value and TTL rules and the
+// per-key ordering are the same.
+//
+// Replies leave in request order per connection even though writes complete later: every
+// command takes a reply slot when it is parsed, and slots are sent from the front as they
+// fill. Reading pauses (backpressure) while a connection has pipeline_max replies pending
+// or output_max bytes unsent, so no client makes the server buffer without bound.
+//
+// Event loop integration: the server's loop polls fd() (the epoll fd) with its ZeroMQ
+// sockets and calls on_ready() when it is readable. Everything runs on the network thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "daemon/request.h"
+#include "daemon/request_path.h"
+#include "store/store.h"
+
+namespace edgekv::daemon {
+
+struct RespCounters {
+  uint64_t connections_received = 0;
+  uint64_t connections_rejected = 0;  // over clients_max
+  uint64_t commands = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t keyspace_hits = 0;
+  uint64_t keyspace_misses = 0;
+};
+
+struct RespOptions {
+  RequestLimits limits;
+  std::string node_id;
+  // Most connections at once; more are told so and closed. Bounds descriptors and memory.
+  size_t clients_max = 10000;
+  // Replies one connection may have pending before reading from it pauses. Deep enough for
+  // redis-benchmark -P 16 and generous pipelines, shallow enough to bound per-client memory.
+  size_t pipeline_max = 1024;
+  // Unsent reply bytes one connection may accumulate before reading from it pauses.
+  size_t output_max_bytes = 16 * 1024 * 1024;
+};
+
+class RespServer {
+ public:
+  // Binds and listens on `endpoint` (tcp://HOST:PORT; HOST may be *). The error names the
+  // option and the endpoint.
+  static Result<std::unique_ptr<RespServer>> listen(const std::string& endpoint,
+                                                    RespOptions options);
+  virtual ~RespServer() = default;
+
+  // Starts serving requests through `path`; `stats` gives the store's figures for INFO.
+  virtual void attach(RequestPath& path, std::function<store::StoreStats()> stats) = 0;
+  // The epoll descriptor to poll for readability.
+  virtual int fd() const = 0;
+  // Handles whatever is ready, without blocking.
+  virtual void on_ready() = 0;
+  // Sends the replies that callbacks filled since the last call; the server calls it after
+  // handing completions to the request path.
+  virtual void flush_dirty() = 0;
+  // Stops accepting connections and reading requests; replies in flight are still sent.
+  virtual void stop_reading() = 0;
+  virtual size_t connections() const = 0;
+  virtual const RespCounters& counters() const = 0;
+};
+
+}  // namespace edgekv::daemon

@@ -39,12 +39,13 @@ std::vector<Completion> CompletionQueue::drain() {
   {
     std::lock_guard lock(mu_);
     out.swap(items_);
-    if (signalled_) {
-      uint64_t value = 0;
-      ssize_t n = ::read(event_fd_, &value, sizeof value);
-      EDGEKV_ASSERT(n == sizeof value || (n < 0 && errno == EAGAIN));
-      signalled_ = false;
-    }
+    // Always consume the wake-up, flag or not: a pusher may have set the flag and written
+    // the eventfd after an earlier drain cleared the flag, and a wake-up left behind would
+    // keep the descriptor readable with nothing queued.
+    uint64_t value = 0;
+    ssize_t n = ::read(event_fd_, &value, sizeof value);
+    EDGEKV_ASSERT(n == sizeof value || (n < 0 && errno == EAGAIN));
+    signalled_ = false;
   }
   return out;
 }

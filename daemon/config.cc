@@ -297,6 +297,12 @@ constexpr OptionSpec kOptions[] = {
      "Most expired keys one sweep deletes (1..1000000). Writes wait while the writer sweeps, "
      "so 1000 keeps that pause short; a larger backlog is cleared by the following sweeps.",
      set_integer<&Config::ttl_sweep_batch_max, 1, 1000000>, false},
+    {"read-cache-bytes", "67108864",
+     "Memory for the cache of recently read and written records in front of the store "
+     "(0..64 GiB; 0 disables it). A read of a cached key costs a hash lookup instead of a "
+     "database read; the cache always holds the committed state, so it changes speed, "
+     "never answers. 64 MiB holds the hot set of most edge workloads.",
+     set_integer<&Config::read_cache_bytes, 0, 64 * 1024 * kMiB>, false},
     {"write-queue-max", "65536",
      "Most writes waiting for the writer before new ones are refused as OVERLOADED "
      "(1..1048576). Every waiting write holds its value in memory, so this bounds memory "

@@ -38,6 +38,7 @@ struct Config {
   int64_t ttl_sweep_interval_ms = 1000;
   size_t ttl_sweep_batch_max = 1000;
   size_t write_queue_max = 65536;
+  size_t read_cache_bytes = 64 * 1024 * 1024;
   size_t group_commit_max = 1024;
   uint64_t changelog_keep = 100000;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;

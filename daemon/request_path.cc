@@ -7,13 +7,15 @@
 namespace edgekv::daemon {
 
 RequestPath::RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
-                         CompletionQueue& completions, Publish publish)
+                         CompletionQueue& completions, Publish publish,
+                         size_t read_cache_bytes)
     : clock_(clock),
       hlc_(clock),
       origin_(origin),
       store_(store),
       completions_(completions),
-      publish_(std::move(publish)) {}
+      publish_(std::move(publish)),
+      cache_(read_cache_bytes) {}
 
 void RequestPath::get(std::string_view key, ReadDone done) {
   read_modify_write(key, std::move(done));
@@ -65,7 +67,23 @@ void RequestPath::run_in_order(std::string_view key, std::function<void()> op) {
 }
 
 void RequestPath::read_now(const std::string& key, const ReadDone& done) {
-  done(store_.get(key, clock_.wall_now()));
+  WallTime now = clock_.wall_now();
+  store::Record cached;
+  switch (cache_.get(key, now, &cached)) {
+    case ReadCache::Lookup::kFound: return done(std::move(cached));
+    case ReadCache::Lookup::kAbsent: return done(Status::not_found("key not found"));
+    case ReadCache::Lookup::kMiss: break;
+  }
+  Result<store::Record> record = store_.get(key, now);
+  if (record.ok()) {
+    cache_.put(*record);
+  } else if (record.status().code() == Code::kNotFound) {
+    store::Record absent;
+    absent.key = key;
+    absent.tombstone = true;
+    cache_.put(absent);
+  }
+  done(std::move(record));
 }
 
 void RequestPath::submit(std::string key, store::Record record, WriteDone done, bool retried) {
@@ -97,9 +115,15 @@ void RequestPath::on_write_done(StoreWriteDone done) {
       submit(std::move(pending.key), std::move(pending.record), std::move(pending.done), true);
       return;
     }
-    if (applied.applied) publish_(applied.event);
+    if (applied.applied) {
+      cache_.put(pending.record);  // now the committed state of the key
+      publish_(applied.event);
+    } else {
+      cache_.erase(pending.key);  // a newer version is stored; read it when asked
+    }
     pending.done(WriteOutcome{applied.current, pending.record.expiry});
   } else {
+    cache_.erase(pending.key);
     pending.done(done.result.status());
   }
   auto key_it = keys_.find(pending.key);

@@ -32,6 +32,7 @@
 #include "common/status.h"
 #include "common/version.h"
 #include "daemon/completion_queue.h"
+#include "daemon/read_cache.h"
 #include "store/store.h"
 
 namespace edgekv::daemon {
@@ -47,8 +48,9 @@ class RequestPath {
   using WriteDone = std::function<void(Result<WriteOutcome>)>;
   using Publish = std::function<void(const store::ChangeEvent&)>;
 
+  // `read_cache_bytes`: memory for the ReadCache (0: every read goes to the store).
   RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
-              CompletionQueue& completions, Publish publish);
+              CompletionQueue& completions, Publish publish, size_t read_cache_bytes);
 
   // The live record of `key` (NOT_FOUND when absent, deleted or expired).
   void get(std::string_view key, ReadDone done);
@@ -63,7 +65,11 @@ class RequestPath {
   // Hands a finished store write back (the server routes WriteDone completions here).
   void on_write_done(StoreWriteDone done);
 
+  // A key the sweeper removed: forget any cached copy.
+  void on_expired(std::string_view key) { cache_.erase(key); }
+
   WallTime wall_now() const { return clock_.wall_now(); }
+  const ReadCache& cache() const { return cache_; }
   size_t writes_in_flight() const { return pending_.size(); }
 
  private:
@@ -92,6 +98,7 @@ class RequestPath {
   store::Store& store_;
   CompletionQueue& completions_;
   Publish publish_;
+  ReadCache cache_;
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, PendingWrite> pending_;
   // Only keys with a write in flight or operations waiting have an entry.

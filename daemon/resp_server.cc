@@ -43,11 +43,18 @@ std::string wrong_arity(std::string_view name) {
   return "wrong number of arguments for '" + lower(name) + "' command";
 }
 
-// Redis's text for an unknown command: the name and the first few arguments, quoted.
+// Redis's text for an unknown command: the name and the start of the arguments, quoted,
+// with the same bounds as Redis (128 bytes of name, 128 of arguments) so that a huge
+// argument cannot make a huge error reply.
 std::string unknown_command(const Args& args) {
-  std::string msg = "unknown command '" + args[0] + "', with args beginning with: ";
-  for (size_t i = 1; i < args.size() && i <= 16; ++i) msg += "'" + args[i] + "' ";
-  return msg;
+  constexpr size_t kQuotedMax = 128;
+  std::string msg = "unknown command '" + args[0].substr(0, kQuotedMax) +
+                    "', with args beginning with: ";
+  std::string quoted;
+  for (size_t i = 1; i < args.size() && quoted.size() < kQuotedMax; ++i) {
+    quoted += "'" + args[i].substr(0, kQuotedMax - quoted.size()) + "' ";
+  }
+  return msg + quoted;
 }
 
 struct Slot {
@@ -64,6 +71,7 @@ struct Conn {
   uint64_t first_slot = 0;  // the sequence number of slots.front()
   std::string out;          // encoded replies not yet sent, from out_sent
   size_t out_sent = 0;
+  size_t slot_bytes = 0;    // bytes of filled slots not yet moved to `out`
   bool reading = true;      // EPOLLIN is registered
   bool writing = false;     // EPOLLOUT is registered
   bool close_after_flush = false;
@@ -72,7 +80,9 @@ struct Conn {
   std::string name;         // CLIENT SETNAME
 
   explicit Conn(const resp::ParserLimits& limits) : parser(limits) {}
+  // Reply bytes held for this client: filled slots and unsent output.
   size_t unsent() const { return out.size() - out_sent; }
+  size_t held() const { return unsent() + slot_bytes; }
 };
 
 class RespServerImpl;
@@ -102,9 +112,11 @@ class RespServerImpl final : public RespServer {
     ::close(epoll_fd_);
   }
 
-  void attach(RequestPath& path, std::function<store::StoreStats()> stats) override {
+  void attach(RequestPath& path, std::function<store::StoreStats()> stats,
+              uint32_t partitions) override {
     path_ = &path;
     stats_ = std::move(stats);
+    options_.limits.partitions = partitions;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = 0;  // connection ids start at 1: 0 is the listener
@@ -151,6 +163,11 @@ class RespServerImpl final : public RespServer {
       Conn& conn = *it->second;
       if (what & EPOLLOUT) {
         if (!flush(conn)) continue;
+        // Output drained: flush_dirty() resumes commands buffered while it was too full.
+        if (!conn.dirty) {
+          conn.dirty = true;
+          dirty_.push_back(id);
+        }
       }
       if (what & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_from(conn);
     }
@@ -201,7 +218,7 @@ class RespServerImpl final : public RespServer {
 
   bool may_read(const Conn& conn) const {
     return !conn.stopped && !conn.close_after_flush && !stopping_ &&
-           conn.slots.size() < options_.pipeline_max && conn.unsent() < options_.output_max_bytes;
+           conn.slots.size() < options_.pipeline_max && conn.held() < options_.output_max_bytes;
   }
 
   void update_interest(Conn& conn) {
@@ -232,8 +249,13 @@ class RespServerImpl final : public RespServer {
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n < 0 && errno == EINTR) continue;
-      close_conn(id);  // the client closed (n == 0) or the connection failed
-      return;
+      if (n < 0 || (conn.slots.empty() && conn.unsent() == 0)) {
+        close_conn(id);  // the connection failed, or the client closed with nothing owed
+        return;
+      }
+      // The client half-closed (shutdown(SHUT_WR)) with replies owed: send them, then close.
+      conn.close_after_flush = true;
+      break;
     }
     if (!conn.dirty) {
       conn.dirty = true;
@@ -269,6 +291,7 @@ class RespServerImpl final : public RespServer {
   void fill(Conn& conn, uint64_t slot, std::string reply) {
     Slot& s = conn.slots[slot - conn.first_slot];
     s.ready = true;
+    conn.slot_bytes += reply.size();
     s.data = std::move(reply);
   }
 
@@ -297,13 +320,17 @@ class RespServerImpl final : public RespServer {
         if (it == conns_.end()) continue;
         Conn& conn = *it->second;
         conn.dirty = false;
-        bool was_paused = !conn.reading;
         send_ready(conn);
         if (!conns_.contains(id)) continue;
-        // Room again: parse what was buffered while reading was paused.
-        if (was_paused && may_read(conn) && conn.parser.buffered_bytes() > 0) {
+        // Room again: run the commands already buffered. No new bytes may ever arrive to
+        // wake this connection (a client that sent everything and now waits for replies).
+        if (may_read(conn) && conn.parser.buffered_bytes() > 0) {
+          // Only commands that ran can have replies; the rest may be a partial command
+          // waiting for bytes, which must not be retried here forever.
+          uint64_t ran_before = counters_.commands + counters_.protocol_errors;
           run_commands(conn);
-          if (conns_.contains(id) && !conn.dirty) {
+          bool ran = counters_.commands + counters_.protocol_errors != ran_before;
+          if (ran && conns_.contains(id) && !conn.dirty) {
             conn.dirty = true;
             dirty_.push_back(id);
           }
@@ -317,6 +344,7 @@ class RespServerImpl final : public RespServer {
   // Moves filled slots from the front into the output buffer and sends what it can.
   void send_ready(Conn& conn) {
     while (!conn.slots.empty() && conn.slots.front().ready) {
+      conn.slot_bytes -= conn.slots.front().data.size();
       if (conn.out.empty()) {
         conn.out = std::move(conn.slots.front().data);
       } else {
@@ -397,9 +425,11 @@ class RespServerImpl final : public RespServer {
     return out;
   }
 
-  // Checks each key (args[first..] stepping by `step`) against the limits.
-  bool keys_ok(Conn& conn, uint64_t slot, const Args& args, size_t first, size_t step) {
-    for (size_t i = first; i < args.size(); i += step) {
+  // Checks the keys args[first], args[first + step], ... before args[end] (0: the end).
+  bool keys_ok(Conn& conn, uint64_t slot, const Args& args, size_t first, size_t step,
+               size_t end = 0) {
+    if (end == 0) end = args.size();
+    for (size_t i = first; i < end; i += step) {
       Status s = check_key(args[i], options_.limits);
       if (!s.ok()) {
         reply_error(conn, slot, s.message());
@@ -606,7 +636,12 @@ class RespServerImpl final : public RespServer {
     }
     if (wants("keyspace")) {
       text += "# Keyspace\r\n";
-      if (s.keys > 0) line("db0", "keys=" + std::to_string(s.keys));
+      // Redis's shape (key=value pairs), which client libraries parse into a map.
+      if (s.keys > 0) {
+        line("db0", "keys=" + std::to_string(s.keys) + ",expires=" +
+                        std::to_string(s.keys_with_expiry) + ",partitions=" +
+                        std::to_string(options_.limits.partitions));
+      }
       text += "\r\n";
     }
     if (text.size() >= 2) text.resize(text.size() - 2);  // no blank line after the last section
@@ -678,20 +713,25 @@ class RespServerImpl final : public RespServer {
         return reply_error(conn, slot, "syntax error");
       }
     }
-    if (!keys_ok(conn, slot, args, 1, 1)) return;
+    if (!keys_ok(conn, slot, args, 1, 1, 2)) return;
     Status value_ok = check_value(args[2], options_.limits);
     if (!value_ok.ok()) return reply_error(conn, slot, value_ok.message());
 
     uint64_t id = conn.id;
+    // An absolute expiry already past (EXAT/PXAT): the key ends up absent, as in Redis. The
+    // store refuses records that are expired on arrival, so this write is a delete.
+    bool expired_on_arrival = expire_at_ms != 0 && expire_at_ms <= now.ms;
     if (!nx && !xx && !get && !keep_ttl) {
-      path_->put(args[1], std::move(args[2]), WallTime{expire_at_ms},
-                 [this, id, slot](Result<WriteOutcome> r) {
-                   fill_later(id, slot, r.ok() ? "+OK\r\n" : error_text(r.status()));
-                 });
+      auto done = [this, id, slot](Result<WriteOutcome> r) {
+        fill_later(id, slot, r.ok() ? "+OK\r\n" : error_text(r.status()));
+      };
+      if (expired_on_arrival) return path_->del(args[1], std::move(done));
+      path_->put(args[1], std::move(args[2]), WallTime{expire_at_ms}, std::move(done));
       return;
     }
     path_->read_modify_write(
-        args[1], [this, id, slot, nx, xx, get, keep_ttl, expire_at_ms, key = args[1],
+        args[1], [this, id, slot, nx, xx, get, keep_ttl, expire_at_ms, expired_on_arrival,
+                  key = args[1],
                   value = std::move(args[2])](Result<store::Record> current) mutable {
           if (!current.ok() && current.status().code() != Code::kNotFound) {
             return fill_later(id, slot, error_text(current.status()));
@@ -709,11 +749,12 @@ class RespServerImpl final : public RespServer {
             return fill_later(id, slot, get ? old : std::string("$-1\r\n"));
           }
           WallTime expiry{keep_ttl && exists ? current->expiry.ms : expire_at_ms};
-          path_->put(key, std::move(value), expiry,
-                     [this, id, slot, get, old = std::move(old)](Result<WriteOutcome> r) {
-                       if (!r.ok()) return fill_later(id, slot, error_text(r.status()));
-                       fill_later(id, slot, get ? old : std::string("+OK\r\n"));
-                     });
+          auto done = [this, id, slot, get, old = std::move(old)](Result<WriteOutcome> r) {
+            if (!r.ok()) return fill_later(id, slot, error_text(r.status()));
+            fill_later(id, slot, get ? old : std::string("+OK\r\n"));
+          };
+          if (expired_on_arrival) return path_->del(key, std::move(done));
+          path_->put(key, std::move(value), expiry, std::move(done));
         });
   }
 
@@ -833,7 +874,7 @@ class RespServerImpl final : public RespServer {
     if (ttl_ms > kMaxTtlMs) {
       return reply_error(conn, slot, "invalid expire time in '" + lower(args[0]) + "' command");
     }
-    if (!keys_ok(conn, slot, args, 1, 1)) return;
+    if (!keys_ok(conn, slot, args, 1, 1, 2)) return;
     path_->read_modify_write(
         args[1], [this, id = conn.id, slot, ttl_ms, key = args[1]](Result<store::Record> r) {
           if (!r.ok()) {

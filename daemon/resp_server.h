@@ -57,8 +57,10 @@ class RespServer {
                                                     RespOptions options);
   virtual ~RespServer() = default;
 
-  // Starts serving requests through `path`; `stats` gives the store's figures for INFO.
-  virtual void attach(RequestPath& path, std::function<store::StoreStats()> stats) = 0;
+  // Starts serving requests through `path`; `stats` gives the store's figures for INFO,
+  // and `partitions` is the store's partition count.
+  virtual void attach(RequestPath& path, std::function<store::StoreStats()> stats,
+                      uint32_t partitions) = 0;
   // The epoll descriptor to poll for readability.
   virtual int fd() const = 0;
   // Handles whatever is ready, without blocking.

@@ -116,8 +116,11 @@ class ServerImpl final : public Server {
     limits_.partitions = store_->partitions();
     path_ = std::make_unique<RequestPath>(
         clock_, origin_of(config_.node_id), *store_, completions_,
-        [this](const store::ChangeEvent& event) { publish(event); });
-    if (resp_) resp_->attach(*path_, [this] { return store_->stats(clock_.wall_now()); });
+        [this](const store::ChangeEvent& event) { publish(event); }, config_.read_cache_bytes);
+    if (resp_) {
+      resp_->attach(*path_, [this] { return store_->stats(clock_.wall_now()); },
+                    store_->partitions());
+    }
     return {};
   }
 
@@ -344,6 +347,10 @@ class ServerImpl final : public Server {
         {"resp_commands", resp_ ? resp_->counters().commands : 0},
         {"resp_protocol_errors", resp_ ? resp_->counters().protocol_errors : 0},
         {"keys", s.keys},
+        {"read_cache_bytes", path_->cache().bytes()},
+        {"read_cache_entries", path_->cache().entries()},
+        {"read_cache_hits", path_->cache().hits()},
+        {"read_cache_misses", path_->cache().misses()},
         {"store_puts_applied", s.puts_applied},
         {"store_deletes_applied", s.deletes_applied},
         {"store_writes_ignored", s.writes_ignored},
@@ -440,6 +447,7 @@ class ServerImpl final : public Server {
     }
     for (const auto& event : *done.result) {
       ++counters_.expired_events;
+      path_->on_expired(event.key);
       publish(event);
     }
     // A full batch means more rows are due: sweep again on the next turn instead of

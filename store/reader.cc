@@ -49,7 +49,9 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
       "read changes");
   if (!changes.ok()) return changes.status();
   Result<sql::Stmt> expired = db.prepare(
-      "SELECT count(*) FROM " + kv + " WHERE expiry_ms > 0 AND expiry_ms <= ?1", "count expired");
+      "SELECT coalesce(sum(expiry_ms <= ?1), 0), coalesce(sum(expiry_ms > ?1), 0) FROM " + kv +
+          " WHERE expiry_ms > 0",
+      "count expiring rows");
   if (!expired.ok()) return expired.status();
   s.get = std::move(*get);
   s.changes = std::move(*changes);
@@ -118,7 +120,7 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
   return events;
 }
 
-Result<uint64_t> Reader::count_expired(uint32_t partition, WallTime now) {
+Result<ExpiryCounts> Reader::count_expiry(uint32_t partition, WallTime now) {
   Result<Statements*> s = statements(partition);
   if (!s.ok()) return s.status();
   sql::Stmt& stmt = (*s)->expired;
@@ -126,7 +128,8 @@ Result<uint64_t> Reader::count_expired(uint32_t partition, WallTime now) {
   stmt.bind_int64(1, now.ms);
   Result<bool> row = stmt.step();
   if (!row.ok()) return row.status();
-  return static_cast<uint64_t>(stmt.int64_at(0));
+  return ExpiryCounts{static_cast<uint64_t>(stmt.int64_at(0)),
+                      static_cast<uint64_t>(stmt.int64_at(1))};
 }
 
 Result<ReaderPool::Lease> ReaderPool::acquire() {

@@ -24,14 +24,19 @@
 
 namespace edgekv::store {
 
+struct ExpiryCounts {
+  uint64_t expired = 0;   // 0 < expiry <= now: not swept yet, no longer live
+  uint64_t expiring = 0;  // expiry > now: live keys with a TTL
+};
+
 class Reader {
  public:
   static Result<std::unique_ptr<Reader>> open(const EngineState& state);
 
   Result<Record> get(std::string_view key, uint32_t partition, WallTime now);
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq, size_t max);
-  // Rows of `partition` with 0 < expiry <= now (through the expiry index).
-  Result<uint64_t> count_expired(uint32_t partition, WallTime now);
+  // Rows of `partition` that expired by `now` and that expire later (the expiry index).
+  Result<ExpiryCounts> count_expiry(uint32_t partition, WallTime now);
 
  private:
   struct Statements {

@@ -292,17 +292,18 @@ class StoreImpl final : public Store {
 
     int64_t live = 0;
     for (uint32_t p = 0; p < partitions(); ++p) live += state_->partitions[p].live_rows.load();
-    // Rows already expired but not yet swept: an index range count per partition, as small
-    // as the sweeper keeps that backlog.
+    // Rows already expired but not yet swept are not live; rows expiring later are the
+    // keys with a TTL. Counted through the expiry index: as many entries as keys with a TTL.
     if (live > 0) {
       Result<ReaderPool::Lease> lease = readers_.acquire();
       for (uint32_t p = 0; lease.ok() && p < partitions(); ++p) {
-        Result<uint64_t> expired = (*lease)->count_expired(p, now);
-        if (!expired.ok()) {
-          EDGEKV_LOG(kWarning) << "store: stats: " << expired.status().to_string();
+        Result<ExpiryCounts> counts = (*lease)->count_expiry(p, now);
+        if (!counts.ok()) {
+          EDGEKV_LOG(kWarning) << "store: stats: " << counts.status().to_string();
           break;
         }
-        live -= static_cast<int64_t>(*expired);
+        live -= static_cast<int64_t>(counts->expired);
+        s.keys_with_expiry += counts->expiring;
       }
     }
     s.keys = live > 0 ? static_cast<uint64_t>(live) : 0;

@@ -97,6 +97,7 @@ struct StoreStats {
   // Live rows, tombstones and not-yet-swept expired rows excluded ("expired" as of the
   // latest `now` any call handed the store, since the store never reads a clock).
   uint64_t keys = 0;
+  uint64_t keys_with_expiry = 0;  // of those, the ones with a TTL
   uint64_t puts_applied = 0;
   uint64_t deletes_applied = 0;
   uint64_t writes_ignored = 0;  // not newer than the stored version

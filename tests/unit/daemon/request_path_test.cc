@@ -18,7 +18,8 @@
 namespace edgekv::daemon {
 namespace {
 
-class RequestPathTest : public ::testing::Test {
+// Every test runs with the read cache off (0) and on, so caching can change speed only.
+class RequestPathTest : public ::testing::TestWithParam<size_t> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/edgekv-request-path-XXXXXX";
@@ -32,7 +33,7 @@ class RequestPathTest : public ::testing::Test {
     store_ = std::move(store).value();
     path_ = std::make_unique<RequestPath>(
         clock_, origin_of("n1"), *store_, completions_,
-        [this](const store::ChangeEvent& e) { published_.push_back(e); });
+        [this](const store::ChangeEvent& e) { published_.push_back(e); }, GetParam());
   }
   void TearDown() override {
     path_.reset();
@@ -71,13 +72,13 @@ class RequestPathTest : public ::testing::Test {
   std::vector<store::ChangeEvent> published_;
 };
 
-TEST_F(RequestPathTest, ReadOfAnIdleKeyAnswersAtOnce) {
+TEST_P(RequestPathTest, ReadOfAnIdleKeyAnswersAtOnce) {
   std::vector<std::string> log;
   path_->get("absent", record_read(log));
   ASSERT_EQ(log, std::vector<std::string>{"read:NOT_FOUND"});
 }
 
-TEST_F(RequestPathTest, OperationsOnOneKeyTakeEffectInArrivalOrder) {
+TEST_P(RequestPathTest, OperationsOnOneKeyTakeEffectInArrivalOrder) {
   std::vector<std::string> log;
   path_->put("k", "a", WallTime{0}, record_write(log, "put-a"));
   path_->get("k", record_read(log));
@@ -96,7 +97,7 @@ TEST_F(RequestPathTest, OperationsOnOneKeyTakeEffectInArrivalOrder) {
   EXPECT_EQ(published_[2].op, ChangeOp::kDelete);
 }
 
-TEST_F(RequestPathTest, DifferentKeysDoNotWaitForEachOther) {
+TEST_P(RequestPathTest, DifferentKeysDoNotWaitForEachOther) {
   std::vector<std::string> log;
   path_->put("a", "1", WallTime{0}, record_write(log, "a"));
   path_->put("b", "2", WallTime{0}, record_write(log, "b"));
@@ -107,7 +108,7 @@ TEST_F(RequestPathTest, DifferentKeysDoNotWaitForEachOther) {
   EXPECT_EQ(log.size(), 3u);
 }
 
-TEST_F(RequestPathTest, ReadModifyWriteWritesBeforeLaterOperations) {
+TEST_P(RequestPathTest, ReadModifyWriteWritesBeforeLaterOperations) {
   std::vector<std::string> log;
   path_->put("k", "1", WallTime{0}, record_write(log, "put-1"));
   // An increment, queued behind put-1; the get arrives after it and must see its result.
@@ -121,7 +122,7 @@ TEST_F(RequestPathTest, ReadModifyWriteWritesBeforeLaterOperations) {
   EXPECT_EQ(log, (std::vector<std::string>{"put-1:ok", "put-2:ok", "read:2"}));
 }
 
-TEST_F(RequestPathTest, ExpiryIsWrittenAndReadsHonourIt) {
+TEST_P(RequestPathTest, ExpiryIsWrittenAndReadsHonourIt) {
   std::vector<std::string> log;
   WallTime expiry{clock_.wall_now().ms + 1000};
   path_->put("t", "v", expiry, [&](Result<WriteOutcome> r) {
@@ -135,7 +136,7 @@ TEST_F(RequestPathTest, ExpiryIsWrittenAndReadsHonourIt) {
   EXPECT_EQ(log, (std::vector<std::string>{"read:v", "read:NOT_FOUND"}));
 }
 
-TEST_F(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
+TEST_P(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
   // A record written under a clock one hour ahead, as after a restart with a stepped clock.
   store::Record ahead;
   ahead.key = "k";
@@ -152,6 +153,77 @@ TEST_F(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
   std::vector<std::string> log;
   path_->get("k", record_read(log));
   EXPECT_EQ(log, std::vector<std::string>{"read:new"});
+}
+
+TEST_P(RequestPathTest, RepeatedReadsOfAKeyAreServedFromTheCacheWhenItIsOn) {
+  path_->put("hot", "v1", WallTime{0}, [](Result<WriteOutcome> r) { ASSERT_TRUE(r.ok()); });
+  settle();
+  std::vector<std::string> log;
+  for (int i = 0; i < 5; ++i) path_->get("hot", record_read(log));
+  path_->get("cold", record_read(log));
+  path_->get("cold", record_read(log));
+  EXPECT_EQ(log, (std::vector<std::string>{"read:v1", "read:v1", "read:v1", "read:v1", "read:v1",
+                                           "read:NOT_FOUND", "read:NOT_FOUND"}));
+  if (GetParam() == 0) {
+    EXPECT_EQ(path_->cache().hits(), 0u);
+  } else {
+    EXPECT_EQ(path_->cache().hits(), 6u);  // the write filled "hot"; the first miss, "cold"
+    EXPECT_EQ(path_->cache().misses(), 1u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CacheOffAndOn, RequestPathTest, ::testing::Values(0, 1 << 20));
+
+store::Record rec(std::string key, std::string value, int64_t expiry_ms = 0) {
+  store::Record r;
+  r.key = std::move(key);
+  r.value = std::move(value);
+  r.version = Version{1, 1};
+  r.expiry = WallTime{expiry_ms};
+  return r;
+}
+
+TEST(ReadCacheTest, FindsRemembersAbsenceAndHonoursExpiry) {
+  ReadCache cache(1 << 20);
+  store::Record out;
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kMiss);
+  cache.put(rec("k", "v", 100));
+  ASSERT_EQ(cache.get("k", WallTime{99}, &out), ReadCache::Lookup::kFound);
+  EXPECT_EQ(out.value, "v");
+  EXPECT_EQ(cache.get("k", WallTime{100}, &out), ReadCache::Lookup::kAbsent);
+  store::Record gone = rec("k", "");
+  gone.tombstone = true;
+  cache.put(gone);
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kAbsent);
+  cache.erase("k");
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kMiss);
+  EXPECT_EQ(cache.entries(), 0u);
+  EXPECT_EQ(cache.bytes(), 0u);
+}
+
+TEST(ReadCacheTest, EvictsLeastRecentlyUsedWithinItsCapacity) {
+  ReadCache cache(4096);
+  store::Record out;
+  for (int i = 0; i < 100; ++i) {
+    cache.put(rec("key" + std::to_string(i), std::string(100, 'x')));
+    ASSERT_LE(cache.bytes(), 4096u);
+    // Keep key0 hot: it must survive while colder keys go.
+    ASSERT_EQ(cache.get("key0", WallTime{0}, &out), ReadCache::Lookup::kFound) << i;
+  }
+  EXPECT_EQ(cache.get("key1", WallTime{0}, &out), ReadCache::Lookup::kMiss);
+  EXPECT_EQ(cache.get("key99", WallTime{0}, &out), ReadCache::Lookup::kFound);
+  EXPECT_GT(cache.entries(), 5u);
+}
+
+TEST(ReadCacheTest, AValueTooLargeForItIsNotCachedAndDropsAStaleCopy) {
+  ReadCache cache(8192);
+  store::Record out;
+  cache.put(rec("big", "small"));
+  cache.put(rec("big", std::string(4096, 'x')));  // over an eighth of the capacity
+  EXPECT_EQ(cache.get("big", WallTime{0}, &out), ReadCache::Lookup::kMiss);
+  ReadCache off(0);
+  off.put(rec("k", "v"));
+  EXPECT_EQ(off.get("k", WallTime{0}, &out), ReadCache::Lookup::kMiss);
 }
 
 }  // namespace

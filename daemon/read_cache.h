@@ -1,0 +1,56 @@
+// A bounded in-memory cache of records in front of the store, so that reads of hot keys
+// cost a hash lookup instead of a SQLite read transaction.
+//
+// What it owns: up to capacity_bytes of records (key, value, version, expiry, or a
+// tombstone marking a key known to be absent), evicted least recently used first.
+//
+// Exactness: the request path fills it from store reads and from committed writes, and
+// never reads a key while a write to it is in flight (per-key ordering), so an entry is
+// always the key's committed state. Expiry is checked on every hit against the caller's
+// `now`, exactly as the store does.
+//
+// Thread-safety: none; owned by the network thread.
+#pragma once
+
+#include <cstddef>
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "store/store.h"
+
+namespace edgekv::daemon {
+
+class ReadCache {
+ public:
+  explicit ReadCache(size_t capacity_bytes) : capacity_bytes_(capacity_bytes) {}
+
+  enum class Lookup { kMiss, kFound, kAbsent };
+  // kFound fills `out`; kAbsent: the key is known to have no live value at `now`.
+  Lookup get(std::string_view key, WallTime now, store::Record* out);
+  // Remembers `record` (a tombstone remembers the key as absent).
+  void put(const store::Record& record);
+  void erase(std::string_view key);
+
+  size_t bytes() const { return bytes_; }
+  size_t entries() const { return index_.size(); }
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+
+ private:
+  using Lru = std::list<store::Record>;  // front: most recently used
+  static size_t charge(const store::Record& r);
+  void evict_to(size_t limit);
+
+  size_t capacity_bytes_;
+  size_t bytes_ = 0;
+  Lru lru_;
+  std::unordered_map<std::string_view, Lru::iterator> index_;  // views into lru_ keys
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+};
+
+}  // namespace edgekv::daemon

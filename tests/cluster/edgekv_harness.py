@@ -858,3 +858,38 @@ def redis_client(daemon: "Daemon", **kwargs):
     kwargs.setdefault("socket_timeout", RESP_TIMEOUT)
     kwargs.setdefault("socket_connect_timeout", RESP_TIMEOUT)
     return redis.Redis(host="127.0.0.1", port=daemon.resp_port, **kwargs)
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports (IPv4 and IPv6) process `pid` is listening on, from /proc."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+            if fields[3] == "0A" and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def process_memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak resident set) of process `pid`, in KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            out[name] = int(value.split()[0])
+    return out

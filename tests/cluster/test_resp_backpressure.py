@@ -1,0 +1,205 @@
+"""RESP under load: deep pipelines are answered whole and in order, a client that does not
+read is throttled (the server stops reading from it instead of buffering without bound),
+many connections at once are served, and clients vanishing mid-pipeline do not disturb
+the node."""
+
+import select
+import socket
+import struct
+import time
+
+import edgekv_harness as h
+
+# RespOptions::pipeline_max: replies one connection may have pending before reading pauses.
+PIPELINE_MAX = 1024
+MiB = 1 << 20
+
+
+def test_20000_pipelined_gets_sent_before_reading_are_all_answered_in_order(node):
+    # A reply that is not there 3 s after the one before will not come.
+    with h.RespConn(node.resp_port, timeout=3) as c:
+        assert c.command("MSET", *[x for i in range(100) for x in (f"g{i}", f"value-{i}")]) == "OK"
+        count = 20_000
+        keys = [f"g{i % 150}" for i in range(count)]  # a third of them missing
+        c.send(b"".join(h.resp_encode("GET", k) for k in keys))  # all sent, nothing read
+        got = []
+        try:
+            for _ in range(count):
+                got.append(c.reply())
+        except AssertionError as e:
+            raise AssertionError(f"only {len(got)} of {count} replies arrived: {e}") from None
+        want = [f"value-{i % 150}".encode() if i % 150 < 100 else None for i in range(count)]
+        assert got == want
+        assert c.command("PING") == "PONG"
+
+
+def test_pipeline_longer_than_pipeline_max_in_one_write(node):
+    # One more command than the server takes before it pauses reading, all in one write:
+    # the commands it had already read must be run when it resumes.
+    count = PIPELINE_MAX + 1
+    with h.RespConn(node.resp_port, timeout=3) as c:
+        c.send(b"".join(h.resp_encode("ECHO", str(i)) for i in range(count)))
+        got = []
+        try:
+            for _ in range(count):
+                got.append(c.reply())
+        except AssertionError as e:
+            raise AssertionError(f"only {len(got)} of {count} replies arrived: {e}") from None
+        assert got == [str(i).encode() for i in range(count)]
+
+
+def test_redis_py_pipeline_of_1500_gets(node):
+    import redis
+    r = h.redis_client(node, socket_timeout=3)
+    try:
+        assert r.set("k", "v") is True
+        pipe = r.pipeline(transaction=False)
+        for _ in range(1500):
+            pipe.get("k")
+        try:
+            results = pipe.execute()
+        except redis.TimeoutError as e:
+            raise AssertionError(f"a pipeline of 1500 GETs got no complete answer: {e}") from None
+        assert results == [b"v"] * 1500
+    finally:
+        r.close()
+
+
+def test_pipelined_writes_deeper_than_pipeline_max_are_all_answered(node):
+    # Writes complete later (after the commit): reading pauses at pipeline_max pending
+    # replies and resumes as they are sent.
+    count = 5 * PIPELINE_MAX
+    with h.RespConn(node.resp_port, timeout=20) as c:
+        data = []
+        for i in range(count):
+            data.append(h.resp_encode("SET", f"w{i % 300}", f"v{i}"))
+            if i % 10 == 9:
+                data.append(h.resp_encode("GET", f"w{i % 300}"))
+        c.send(b"".join(data))
+        got = c.replies(len(data))
+        want = []
+        for i in range(count):
+            want.append("OK")
+            if i % 10 == 9:
+                want.append(f"v{i}".encode())
+        assert got == want
+
+
+def _send_until_blocked(sock: socket.socket, chunk: bytes, cap: int, stall: float) -> int:
+    """Sends `chunk` over and over without reading until no byte can be sent for `stall`
+    seconds or `cap` bytes went out; returns the bytes sent."""
+    sock.setblocking(False)
+    sent = 0
+    view = memoryview(chunk)
+    offset = 0
+    while sent < cap:
+        _, writable, _ = select.select([], [sock], [], stall)
+        if not writable:
+            return sent
+        try:
+            n = sock.send(view[offset:])
+        except BlockingIOError:
+            continue
+        sent += n
+        offset = (offset + n) % len(chunk)
+    return sent
+
+
+def test_client_that_does_not_read_is_throttled(node):
+    value = b"x" * (64 * 1024)
+    with h.RespConn(node.resp_port) as setup:
+        assert setup.command("MSET", "big", value) == "OK"
+    # Every 22-byte GET asks for 64 KiB: a server that kept reading would buffer replies
+    # without bound. It must stop reading, so the client's sends block.
+    cap = 256 * MiB
+    sock = socket.create_connection(("127.0.0.1", node.resp_port), timeout=10)
+    try:
+        sent = _send_until_blocked(sock, h.resp_encode("GET", "big") * 4096, cap, stall=1.0)
+        assert sent < cap, f"the server read {sent} bytes of GETs from a client that reads nothing"
+        # Requests it read are bounded by pipeline_max per pause plus the socket buffers.
+        with node.client() as native:
+            commands = native.stats()["resp_commands"]
+        assert commands < 64 * PIPELINE_MAX, f"{commands} GETs taken from a non-reading client"
+    finally:
+        sock.close()
+    with h.RespConn(node.resp_port) as c:  # the node still serves others
+        assert c.command("GET", "big") == value
+
+
+def test_reply_memory_of_a_non_reading_client_is_bounded(node):
+    # output_max_bytes (16 MiB) bounds the replies one connection may hold unsent; a few
+    # hundred pipelined GETs of a 1 MiB value (9 KiB of requests) must not make the node
+    # hold hundreds of MiB.
+    count = 200
+    value = b"y" * MiB
+    with h.RespConn(node.resp_port) as c, node.client() as native:
+        assert c.command("MSET", "big", value) == "OK"
+        before = h.process_memory_kib(node.pid)
+        commands_before = native.stats()["resp_commands"]
+        c.send(h.resp_encode("GET", "big") * count)  # and read nothing yet
+        # It takes at least the 16 GETs that fill its output bound; then wait for it to
+        # stop taking more.
+        h.wait_for(lambda: native.stats()["resp_commands"] >= commands_before + 16,
+                   10, "the node to take the GETs")
+        seen = [native.stats()["resp_commands"]]
+
+        def settled():
+            h.pause(0.2)
+            seen.append(native.stats()["resp_commands"])
+            return seen[-1] == seen[-2]
+        h.wait_for(settled, 10, "the node to stop taking GETs")
+        after = h.process_memory_kib(node.pid)
+        grown_mib = (after["VmHWM"] - before["VmRSS"]) / 1024
+        got = c.replies(count, timeout=60)
+        assert all(g == value for g in got)
+    assert grown_mib < 96, (f"the node's peak memory grew by {grown_mib:.0f} MiB for {count} "
+                            f"unread replies of 1 MiB (output bound 16 MiB)")
+
+
+def test_200_concurrent_connections(node):
+    conns = [h.RespConn(node.resp_port) for _ in range(200)]
+    try:
+        # Every connection has a request in flight before any reply is read.
+        for i, c in enumerate(conns):
+            c.send(h.resp_encode("SET", f"c{i}", f"v{i}")
+                   + h.resp_encode("CLIENT", "SETNAME", f"n{i}"))
+        for i, c in enumerate(conns):
+            assert c.replies(2) == ["OK", "OK"], i
+        for i, c in enumerate(conns):
+            c.send(h.resp_encode("GET", f"c{i}") + h.resp_encode("GET", f"c{(i + 1) % 200}")
+                   + h.resp_encode("CLIENT", "GETNAME"))
+        for i, c in enumerate(conns):
+            assert c.replies(3) == [f"v{i}".encode(), f"v{(i + 1) % 200}".encode(),
+                                    f"n{i}".encode()], i
+        info = conns[0].command("INFO", "clients").decode()
+        assert "connected_clients:200\r\n" in info, info
+        ids = {c.command("CLIENT", "ID") for c in conns}
+        assert len(ids) == 200
+    finally:
+        for c in conns:
+            c.close()
+    with node.client() as native:
+        h.wait_for(lambda: native.stats()["resp_connections"] == 0, 10,
+                   "the 200 connections to be closed")
+
+
+def test_clients_disconnecting_with_requests_in_flight_do_not_disturb_the_node(node):
+    for n in range(5):
+        sock = socket.create_connection(("127.0.0.1", node.resp_port), timeout=10)
+        data = []
+        for i in range(3000):
+            data.append(h.resp_encode("SET", f"gone{n}:{i % 500}", "v" * 100))
+            data.append(h.resp_encode("GET", f"gone{n}:{i % 500}"))
+        sock.sendall(b"".join(data))
+        if n % 2:  # half of them reset the connection instead of closing it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    with h.RespConn(node.resp_port) as c:
+        assert c.command("PING") == "PONG"
+        assert c.command("SET", "after", "fine") == "OK"
+        assert c.command("GET", "after") == b"fine"
+    with node.client() as native:
+        h.wait_for(lambda: native.stats()["resp_connections"] == 0, 10,
+                   "the abandoned connections to be closed")
+        assert native.get(b"after").get.value == b"fine"
+    assert node.stop() == 0

@@ -3,6 +3,7 @@
 #   make test                      install deps, build (warnings are errors), run every test
 #   make test SANITIZE=address,undefined
 #   make fuzz                      run the fuzz targets longer (FUZZ_SECONDS each)
+#   make bench                     edgekv side by side with Redis (docs/performance.md)
 SANITIZE ?=
 FUZZ_SECONDS ?= 300
 JOBS ?= $(shell nproc)
@@ -18,7 +19,7 @@ comma := ,
 
 CMAKE_FLAGS := -G Ninja -DEDGEKV_WERROR=ON -DEDGEKV_SANITIZE=$(SANITIZE)
 
-.PHONY: all deps build fuzz-build run test fuzz clean
+.PHONY: all deps build fuzz-build run test fuzz bench clean
 
 all: build
 
@@ -38,6 +39,9 @@ run: build
 
 test: build fuzz-build
 	@cd $(BUILD) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@bench/run.sh $(BUILD)
 
 fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD)/tests/fuzz $(FUZZ_SECONDS)

@@ -6,6 +6,7 @@
 #   make bench                     edgekv side by side with Redis (docs/performance.md)
 SANITIZE ?=
 FUZZ_SECONDS ?= 300
+BENCH_ARGS ?=
 JOBS ?= $(shell nproc)
 
 ifeq ($(SANITIZE),)
@@ -41,7 +42,7 @@ test: build fuzz-build
 	@cd $(BUILD) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
 bench: build
-	@bench/run.sh $(BUILD)
+	@bench/run.sh $(BUILD) $(BENCH_ARGS)
 
 fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD)/tests/fuzz $(FUZZ_SECONDS)

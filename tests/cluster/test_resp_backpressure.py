@@ -3,6 +3,7 @@ read is throttled (the server stops reading from it instead of buffering without
 many connections at once are served, and clients vanishing mid-pipeline do not disturb
 the node."""
 
+import os
 import select
 import socket
 import struct
@@ -152,8 +153,11 @@ def test_reply_memory_of_a_non_reading_client_is_bounded(node):
         grown_mib = (after["VmHWM"] - before["VmRSS"]) / 1024
         got = c.replies(count, timeout=60)
         assert all(g == value for g in got)
-    assert grown_mib < 96, (f"the node's peak memory grew by {grown_mib:.0f} MiB for {count} "
-                            f"unread replies of 1 MiB (output bound 16 MiB)")
+    # AddressSanitizer holds freed memory in quarantine, which raises the peak by itself;
+    # without the bound the growth was about 330 MiB in a plain build.
+    bound_mib = 200 if os.environ.get("EDGEKV_SANITIZE") else 96
+    assert grown_mib < bound_mib, (f"the node's peak memory grew by {grown_mib:.0f} MiB for "
+                                   f"{count} unread replies of 1 MiB (output bound 16 MiB)")
 
 
 def test_200_concurrent_connections(node):

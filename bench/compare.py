@@ -533,15 +533,20 @@ HEADERS = ["case", "shape", "edgekv", "Redis", "edgekv/Redis", "goal", "edgekv r
            "Redis runs"]
 
 
-def text_table(rows: list[Row]) -> str:
-    cells = [HEADERS] + [row_cells(r) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
+def text_cells(headers: list[str], body: list[list[str]]) -> str:
+    """A plain-text table: columns padded to their widest cell, a rule under the header."""
+    cells = [headers] + body
+    widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
     out = []
     for i, c in enumerate(cells):
         out.append("  ".join(x.ljust(w) for x, w in zip(c, widths)).rstrip())
         if i == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def text_table(rows: list[Row]) -> str:
+    return text_cells(HEADERS, [row_cells(r) for r in rows])
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -580,14 +585,7 @@ def cpu_cells(rows: list[Row]) -> list[list[str]]:
 
 
 def cpu_text_table(rows: list[Row]) -> str:
-    cells = [CPU_HEADERS] + cpu_cells(rows)
-    widths = [max(len(c[i]) for c in cells) for i in range(len(CPU_HEADERS))]
-    out = []
-    for i, c in enumerate(cells):
-        out.append("  ".join(x.ljust(w) for x, w in zip(c, widths)).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return text_cells(CPU_HEADERS, cpu_cells(rows))
 
 
 def cpu_markdown_table(rows: list[Row]) -> str:

@@ -553,8 +553,9 @@ Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& o
     const std::string flag = "--" + name;
     if (!seen.insert(name).second) return invalid(flag + ": given twice on the command line");
     const std::string value = option.value.empty() ? "" : option.value.front();
-    const OptionSpec* value_spec = find_option(name);
-    if (value.empty() && !(value_spec != nullptr && value_spec->may_be_empty)) {
+    // Null for --config, which is not in the option table.
+    const OptionSpec* spec = find_option(name);
+    if (value.empty() && !(spec != nullptr && spec->may_be_empty)) {
       return invalid(flag + ": missing value");
     }
     // Boost takes the next argument as the value even when it is an option, so
@@ -567,7 +568,6 @@ Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& o
     if (name == kConfigOption) {
       named_config = std::filesystem::path(value);
     } else {
-      const OptionSpec* spec = find_option(name);
       EDGEKV_ASSERT(spec != nullptr);  // registered from the same table
       flags.emplace_back(spec, value);
     }

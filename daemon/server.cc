@@ -1,19 +1,13 @@
 #include "daemon/server.h"
 
-#include <sys/signalfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <string>
-#include <unordered_map>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "common/hlc.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/completion_queue.h"

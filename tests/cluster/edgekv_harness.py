@@ -310,15 +310,20 @@ class Daemon:
         if not self.client_port and not self.endpoints:
             self._pick_ports()
         self.proc = self._spawn(extra)
+        rc = self._wait_exit(timeout, f"was expected to exit by itself but ran {timeout} s")
+        return rc, self.stderr_text()
+
+    def _wait_exit(self, timeout: float, failure: str) -> int:
+        """Waits for the process to exit and records its status; kills it and fails with
+        `failure` if it is still running after `timeout` seconds."""
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(
-                f"edgekvd {self.name} was expected to exit by itself but ran {timeout} s\n"
-                f"stderr:\n{self.stderr_text()}")
+                f"edgekvd {self.name} {failure}\nstderr:\n{self.stderr_text()}")
         self.returncodes.append(rc)
-        return rc, self.stderr_text()
+        return rc
 
     @property
     def pid(self) -> int:
@@ -333,15 +338,7 @@ class Daemon:
         assert self.proc is not None, "not started"
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"edgekvd {self.name} did not exit within {timeout} s of signal {sig}\n"
-                f"stderr:\n{self.stderr_text()}")
-        self.returncodes.append(rc)
-        return rc
+        return self._wait_exit(timeout, f"did not exit within {timeout} s of signal {sig}")
 
     def kill(self) -> None:
         """SIGKILL by PID (no-op when the process already exited) and reap it."""

@@ -83,7 +83,8 @@ class Writer {
     int64_t live_delta = 0;  // change of live_rows in the open transaction
     bool touched = false;
     sql::Stmt select_row;
-    sql::Stmt upsert_row;
+    sql::Stmt insert_row;
+    sql::Stmt update_row;
     sql::Stmt delete_row;
     sql::Stmt insert_log;
     sql::Stmt select_expired;

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -329,9 +329,12 @@ class Edgekvd(Server):
 
     # resp: wait for and use the RESP listener. has_resp_option: edgekvd has
     # --resp-endpoint (on by default there, so it always gets a free port of its own).
+    # more_endpoints: other endpoint options of this edgekvd (gossip, peer) that bind by
+    # default, so each gets a free port too.
     def __init__(self, workdir: Path, binary: Path, sync: str, resp: bool,
-                 has_resp_option: bool):
+                 has_resp_option: bool, more_endpoints: Sequence[str] = ()):
         super().__init__(workdir)
+        self.more_endpoints = list(more_endpoints)
         self.binary = binary
         self.sync = sync
         self.resp = resp
@@ -354,6 +357,8 @@ class Edgekvd(Server):
                    "--feed-endpoint", f"tcp://127.0.0.1:{self.feed_port}", "--sync", self.sync]
             if self.has_resp_option:
                 cmd += ["--resp-endpoint", f"tcp://127.0.0.1:{self.resp_port}"]
+            for option in self.more_endpoints:
+                cmd += [option, f"tcp://127.0.0.1:{free_port()}"]
             notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             name = f"edgekv-bench-{os.getpid()}-{time.monotonic_ns()}"
             notify.bind("\0" + name)  # abstract address: no path length limit, no file
@@ -658,8 +663,10 @@ def make_rows() -> dict[str, Row]:
 
 
 class Bench:
-    def __init__(self, args, tools: Tools, root: Path, resp: bool, has_resp_option: bool):
+    def __init__(self, args, tools: Tools, root: Path, resp: bool, has_resp_option: bool,
+                 more_endpoints: Sequence[str] = ()):
         self.has_resp_option = has_resp_option
+        self.more_endpoints = list(more_endpoints)
         self.args = args
         self.tools = tools
         self.root = root
@@ -715,7 +722,7 @@ class Bench:
                  f"{case.value_bytes} B)")
         casedir = Path(tempfile.mkdtemp(prefix=f"case{case.key}-", dir=self.root))
         ekv = Edgekvd(casedir / "edgekv", self.tools.edgekvd, case.edgekv_sync, self.resp,
-                      self.has_resp_option)
+                      self.has_resp_option, self.more_endpoints)
         red = Redis(casedir / "redis", case.redis_persistence)
         rows = [t.row for t in case.tests]
         natives = [t.native for t in case.tests if t.native]
@@ -830,7 +837,7 @@ class Bench:
         self.log(f"case 7: memory and disk after loading {keys} keys of 100 B")
         casedir = Path(tempfile.mkdtemp(prefix="case7-", dir=self.root))
         ekv = Edgekvd(casedir / "edgekv", self.tools.edgekvd, "normal", self.resp,
-                      self.has_resp_option)
+                      self.has_resp_option, self.more_endpoints)
         red = Redis(casedir / "redis", "everysec")
         try:
             ekv.start()
@@ -995,6 +1002,7 @@ def main(argv: list[str]) -> int:
     help_text = subprocess.run([str(tools.edgekvd), "--help"], capture_output=True,
                                text=True).stdout
     has_resp = "--resp-endpoint" in help_text
+    more_endpoints = [o for o in ("--gossip-endpoint", "--peer-endpoint") if o in help_text]
     resp = has_resp and not args.no_resp
 
     for s in (signal.SIGTERM, signal.SIGHUP):
@@ -1005,7 +1013,7 @@ def main(argv: list[str]) -> int:
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(root)], capture_output=True,
                         text=True).stdout.strip()
 
-    bench = Bench(args, tools, root, resp, has_resp)
+    bench = Bench(args, tools, root, resp, has_resp, more_endpoints)
     load_before = load_after()
     fsync_before = fsync_rate(root)
     started = time.monotonic()

@@ -4,9 +4,11 @@
 #   make test SANITIZE=address,undefined
 #   make fuzz                      run the fuzz targets longer (FUZZ_SECONDS each)
 #   make bench                     edgekv side by side with Redis (docs/performance.md)
+#   make sim                       the simulation scenarios with more seeds and sizes (docs/gossip.md)
 SANITIZE ?=
 FUZZ_SECONDS ?= 300
 BENCH_ARGS ?=
+SIM_ARGS ?=
 JOBS ?= $(shell nproc)
 
 ifeq ($(SANITIZE),)
@@ -20,7 +22,7 @@ comma := ,
 
 CMAKE_FLAGS := -G Ninja -DEDGEKV_WERROR=ON -DEDGEKV_SANITIZE=$(SANITIZE)
 
-.PHONY: all deps build fuzz-build run test fuzz bench clean
+.PHONY: all deps build fuzz-build run test fuzz bench sim clean
 
 all: build
 
@@ -43,6 +45,9 @@ test: build fuzz-build
 
 bench: build
 	@bench/run.sh $(BUILD) $(BENCH_ARGS)
+
+sim: build
+	@EDGEKV_SIM_SWEEP=1 $(BUILD)/tests/sim/sim_tests $(SIM_ARGS)
 
 fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD)/tests/fuzz $(FUZZ_SECONDS)

@@ -93,12 +93,30 @@ constexpr CommandSpec kCommands[] = {
             "is reported on standard error and skipped.",
     },
     {
+        .id = CommandId::kMembers,
+        .name = "members",
+        .summary = "List the cluster members the node knows of.",
+        .description =
+            "Prints the cluster membership as the node knows it from gossip, itself "
+            "included (marked *): one line per member with its node id, datacenter, state "
+            "(alive, suspect, dead or left), incarnation, how long it has been in that "
+            "state, and its client, peer, feed and gossip endpoints ('-' when it has none). "
+            "A suspect member failed a probe and is declared dead unless it refutes the "
+            "suspicion in time; dead and departed members are listed until they are "
+            "forgotten (gossip-reap-after-ms). With --json prints one object per member per "
+            "line, with cluster_name, node_id, datacenter, state, incarnation, state_age_ms, "
+            "the four endpoints and self.",
+    },
+    {
         .id = CommandId::kStatus,
         .name = "status",
         .summary = "Show the node's status.",
         .description = "Prints the node's id, version, uptime, partitions, key count, sync "
-                       "mode, data directory and endpoints, one per line; with --json an "
-                       "object.",
+                       "mode, data directory and endpoints, then its cluster: the cluster "
+                       "name, its datacenter, the cluster size as the node sees it (members "
+                       "alive / members known, dead and departed ones included), its "
+                       "incarnation, and its gossip and peer endpoints; one per line, with "
+                       "--json an object.",
     },
     {
         .id = CommandId::kStats,
@@ -420,7 +438,10 @@ std::string synopsis(const CommandSpec& command) {
 
 std::string usage_text() {
   std::string out = "Usage: kvcli [FLAGS] COMMAND [ARGS]\n\n";
-  out += wrap("Reads, writes, deletes and watches keys on an edgekv node.", 0);
+  out += wrap(
+      "Reads, writes, deletes and watches keys on an edgekv node, and shows the node's "
+      "status, counters and view of the cluster.",
+      0);
   out += "\nCommands:\n";
   std::vector<std::pair<std::string, std::string_view>> rows;
   for (const CommandSpec& command : kCommands)

@@ -62,7 +62,7 @@ struct ArgSpec {
   std::string_view help;
 };
 
-enum class CommandId : uint8_t { kPut, kGet, kDel, kWatch, kStatus, kStats, kHelp };
+enum class CommandId : uint8_t { kPut, kGet, kDel, kWatch, kMembers, kStatus, kStats, kHelp };
 
 struct CommandSpec {
   CommandId id = CommandId::kHelp;

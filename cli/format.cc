@@ -60,6 +60,30 @@ std::string aligned_rows(const std::vector<std::pair<std::string, std::string>>&
   return out;
 }
 
+// Columns of text, each as wide as its widest cell, separated by two spaces; no trailing
+// spaces.
+std::string aligned_columns(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i > 0) line.append(widths[i - 1] - row[i - 1].size() + 2, ' ');
+      line += row[i];
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line;
+    out += '\n';
+  }
+  return out;
+}
+
+std::string or_dash(std::string_view text) { return text.empty() ? "-" : one_line(text); }
+
 }  // namespace
 
 std::string escape_bytes(std::string_view bytes, bool escape_space) {
@@ -243,6 +267,12 @@ JsonObject& JsonObject::unsigned_number(std::string_view name, uint64_t value) {
   return *this;
 }
 
+JsonObject& JsonObject::boolean(std::string_view name, bool value) {
+  start(name);
+  body_ += value ? "true" : "false";
+  return *this;
+}
+
 JsonObject& JsonObject::null(std::string_view name) {
   start(name);
   body_ += "null";
@@ -320,7 +350,65 @@ std::string status_text(const client::NodeStatus& status) {
       {"data_dir", one_line(status.data_dir)},
       {"client_endpoint", one_line(status.client_endpoint)},
       {"feed_endpoint", one_line(status.feed_endpoint)},
+      {"cluster_name", one_line(status.cluster_name)},
+      {"datacenter", one_line(status.datacenter)},
+      {"cluster_size", cluster_size_text(status)},
+      {"incarnation", std::to_string(status.incarnation)},
+      {"gossip_endpoint", one_line(status.gossip_endpoint)},
+      {"peer_endpoint", one_line(status.peer_endpoint)},
+      {"gossip_timing", gossip_timing_text(status)},
   });
+}
+
+std::string gossip_timing_text(const client::NodeStatus& status) {
+  return one_line(status.gossip_preset) + ": protocol period " +
+         std::to_string(status.gossip_protocol_period_ms) + " ms, probe timeout " +
+         std::to_string(status.gossip_probe_timeout_ms) + " ms, suspicion x" +
+         std::to_string(status.gossip_suspicion_mult) + " (up to x" +
+         std::to_string(status.gossip_suspicion_max_mult) + "), reap after " +
+         format_duration_ms(status.gossip_reap_after_ms);
+}
+
+std::string cluster_size_text(const client::NodeStatus& status) {
+  std::string out = std::to_string(status.members_alive) + " alive / " +
+                    std::to_string(status.members_known) + " known";
+  if (status.members_suspect > 0) out += " (" + std::to_string(status.members_suspect) + " suspect)";
+  return out;
+}
+
+std::string members_text(const client::Members& members) {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(members.members.size() + 1);
+  rows.push_back({"NODE", "DATACENTER", "STATE", "INCARNATION", "SINCE", "CLIENT", "PEER", "FEED",
+                  "GOSSIP"});
+  for (const client::MemberInfo& m : members.members) {
+    rows.push_back({one_line(m.node_id) + (m.self ? " *" : ""), or_dash(m.datacenter),
+                    std::string(client::member_state_name(m.state)),
+                    std::to_string(m.incarnation), format_duration_ms(m.state_age_ms),
+                    or_dash(m.client_endpoint), or_dash(m.peer_endpoint),
+                    or_dash(m.feed_endpoint), or_dash(m.gossip_endpoint)});
+  }
+  return aligned_columns(rows);
+}
+
+std::string members_json(const client::Members& members) {
+  std::string out;
+  for (const client::MemberInfo& m : members.members) {
+    JsonObject json;
+    json.text("cluster_name", members.cluster_name)
+        .text("node_id", m.node_id)
+        .text("datacenter", m.datacenter)
+        .text("state", client::member_state_name(m.state))
+        .unsigned_number("incarnation", m.incarnation)
+        .unsigned_number("state_age_ms", m.state_age_ms)
+        .text("client_endpoint", m.client_endpoint)
+        .text("peer_endpoint", m.peer_endpoint)
+        .text("feed_endpoint", m.feed_endpoint)
+        .text("gossip_endpoint", m.gossip_endpoint)
+        .boolean("self", m.self);
+    out += json.str() + "\n";
+  }
+  return out;
 }
 
 std::string status_json(const client::NodeStatus& status) {
@@ -333,7 +421,21 @@ std::string status_json(const client::NodeStatus& status) {
       .text("sync", status.sync)
       .text("data_dir", status.data_dir)
       .text("client_endpoint", status.client_endpoint)
-      .text("feed_endpoint", status.feed_endpoint);
+      .text("feed_endpoint", status.feed_endpoint)
+      .text("cluster_name", status.cluster_name)
+      .text("datacenter", status.datacenter)
+      .unsigned_number("members_alive", status.members_alive)
+      .unsigned_number("members_suspect", status.members_suspect)
+      .unsigned_number("members_known", status.members_known)
+      .unsigned_number("incarnation", status.incarnation)
+      .text("gossip_endpoint", status.gossip_endpoint)
+      .text("peer_endpoint", status.peer_endpoint)
+      .text("gossip_preset", status.gossip_preset)
+      .unsigned_number("gossip_protocol_period_ms", status.gossip_protocol_period_ms)
+      .unsigned_number("gossip_probe_timeout_ms", status.gossip_probe_timeout_ms)
+      .unsigned_number("gossip_suspicion_mult", status.gossip_suspicion_mult)
+      .unsigned_number("gossip_suspicion_max_mult", status.gossip_suspicion_max_mult)
+      .unsigned_number("gossip_reap_after_ms", status.gossip_reap_after_ms);
   return json.str() + "\n";
 }
 

@@ -43,6 +43,7 @@ class JsonObject {
   JsonObject& bytes(std::string_view name, std::string_view bytes);
   JsonObject& number(std::string_view name, int64_t value);
   JsonObject& unsigned_number(std::string_view name, uint64_t value);
+  JsonObject& boolean(std::string_view name, bool value);
   JsonObject& null(std::string_view name);
   std::string str() const { return body_ + "}"; }
 
@@ -62,6 +63,14 @@ std::string delete_json(std::string_view key, const client::DeleteReply& reply);
 // Several lines for text; one for JSON.
 std::string status_text(const client::NodeStatus& status);
 std::string status_json(const client::NodeStatus& status);
+// "3 alive / 5 known", with " (1 suspect)" when there are suspects.
+std::string cluster_size_text(const client::NodeStatus& status);
+// "lan: protocol period 1000 ms, probe timeout 500 ms, suspicion x4 (up to x6), reap ..."
+std::string gossip_timing_text(const client::NodeStatus& status);
+// A table, a header line and one line per member (the answering node marked " *"); JSON:
+// one object per member per line.
+std::string members_text(const client::Members& members);
+std::string members_json(const client::Members& members);
 std::string stats_text(const std::vector<client::Stat>& stats);
 std::string stats_json(const std::vector<client::Stat>& stats);
 

@@ -103,6 +103,14 @@ int run_stats(const Invocation& inv, Io io) {
   return finish(io);
 }
 
+int run_members(const Invocation& inv, Io io) {
+  client::Client client = make_client(inv);
+  Result<client::Members> members = client.members();
+  if (!members.ok()) return fail(io, members.status());
+  io.out << (inv.json ? members_json(*members) : members_text(*members));
+  return finish(io);
+}
+
 int run_watch(const Invocation& inv, Io io) {
   client::SubscriptionOptions options;
   if (const std::string* feed = inv.flag("--feed-endpoint")) {
@@ -170,6 +178,7 @@ int execute(const Invocation& inv, Io io) {
     case CommandId::kGet: return run_get(inv, io);
     case CommandId::kDel: return run_del(inv, io);
     case CommandId::kWatch: return run_watch(inv, io);
+    case CommandId::kMembers: return run_members(inv, io);
     case CommandId::kStatus: return run_status(inv, io);
     case CommandId::kStats: return run_stats(inv, io);
     case CommandId::kHelp: io.out << usage_text(); return finish(io);

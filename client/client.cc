@@ -280,6 +280,12 @@ Result<Changes> Client::changes(uint32_t partition, uint64_t from_seq, uint32_t 
   return impl_->call<Changes>(RequestKind::kChanges, request);
 }
 
+Result<Members> Client::members() {
+  pb::Request request;
+  request.mutable_members();
+  return impl_->call<Members>(RequestKind::kMembers, request);
+}
+
 RequestId Client::put_async(std::string_view key, std::string_view value, int64_t ttl_ms) {
   pb::Request request = put_request(key, value, ttl_ms);
   return impl_->submit(RequestKind::kPut, request);

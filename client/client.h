@@ -5,7 +5,7 @@
 // completions not yet handed to the caller.
 //
 // Two ways to call:
-//  - Synchronous: put/get/del/status/stats/changes send one request and wait up to
+//  - Synchronous: put/get/del/status/stats/changes/members send one request and wait up to
 //    options.timeout_ms for its answer.
 //  - Pipelined: put_async/get_async/del_async send a request and return its RequestId at
 //    once; poll() hands back Completions as answers arrive, in whatever order the node sends
@@ -64,7 +64,7 @@ struct ClientOptions {
 // The answer to a pipelined request: `reply` holds the alternative for `kind` when `status`
 // is OK (PutReply for kPut, GetReply for kGet, ...), and std::monostate otherwise.
 using Reply = std::variant<std::monostate, PutReply, GetReply, DeleteReply, NodeStatus,
-                           std::vector<Stat>, Changes>;
+                           std::vector<Stat>, Changes, Members>;
 
 struct Completion {
   RequestId id = 0;
@@ -104,6 +104,8 @@ class Client {
   Result<std::vector<Stat>> stats();
   // Reads a partition's change log from from_seq; max_events 0 means the node's default.
   Result<Changes> changes(uint32_t partition, uint64_t from_seq, uint32_t max_events = 0);
+  // The node's view of the cluster membership, itself included.
+  Result<Members> members();
 
   // ---- pipelined: each sends one request and returns its id without waiting. A request
   // that cannot even be sent (bad options, send queue full) still gets an id, and its

@@ -10,6 +10,18 @@ std::string_view request_kind_name(RequestKind kind) {
     case RequestKind::kStatus: return "status";
     case RequestKind::kStats: return "stats";
     case RequestKind::kChanges: return "changes";
+    case RequestKind::kMembers: return "members";
+  }
+  return "unknown";
+}
+
+std::string_view member_state_name(MemberState state) {
+  switch (state) {
+    case MemberState::kAlive: return "alive";
+    case MemberState::kSuspect: return "suspect";
+    case MemberState::kDead: return "dead";
+    case MemberState::kLeft: return "left";
+    case MemberState::kUnknown: break;
   }
   return "unknown";
 }

@@ -22,7 +22,7 @@ namespace edgekv::client {
 using RequestId = uint64_t;
 
 // What a request asked for; a Completion says which kind it answers.
-enum class RequestKind : uint8_t { kPut, kGet, kDelete, kStatus, kStats, kChanges };
+enum class RequestKind : uint8_t { kPut, kGet, kDelete, kStatus, kStats, kChanges, kMembers };
 std::string_view request_kind_name(RequestKind kind);  // "put", "get", "delete", ...
 
 struct PutReply {
@@ -51,6 +51,45 @@ struct NodeStatus {
   std::string feed_endpoint;  // where the node publishes its change feed (may be a bind address)
   std::string sync;
   uint64_t keys = 0;
+  // Membership, as the node sees it.
+  std::string cluster_name;
+  std::string datacenter;
+  uint32_t members_alive = 0;    // in state alive, the node itself included
+  uint32_t members_suspect = 0;  // suspected of having failed, not yet declared dead
+  uint32_t members_known = 0;    // every member the node knows of, dead and left included
+  std::string gossip_endpoint;
+  std::string peer_endpoint;
+  uint64_t incarnation = 0;
+  // The membership protocol's effective timing: the preset with the gossip-* overrides.
+  std::string gossip_preset;
+  uint64_t gossip_protocol_period_ms = 0;
+  uint64_t gossip_probe_timeout_ms = 0;
+  uint32_t gossip_suspicion_mult = 0;
+  uint32_t gossip_suspicion_max_mult = 0;
+  uint64_t gossip_reap_after_ms = 0;
+};
+
+// A member's state as the node sees it (gossip/swim.h).
+enum class MemberState : uint8_t { kUnknown = 0, kAlive = 1, kSuspect = 2, kDead = 3, kLeft = 4 };
+std::string_view member_state_name(MemberState state);  // "alive", "suspect", ...
+
+struct MemberInfo {
+  std::string node_id;
+  std::string datacenter;
+  MemberState state = MemberState::kUnknown;
+  uint64_t incarnation = 0;
+  std::string client_endpoint;
+  std::string peer_endpoint;
+  std::string feed_endpoint;
+  std::string gossip_endpoint;
+  uint64_t state_age_ms = 0;  // how long ago the node saw the member enter its state
+  bool self = false;          // the member is the node that answered
+};
+
+// What `members` reports: the node's view of the cluster, itself included.
+struct Members {
+  std::string cluster_name;
+  std::vector<MemberInfo> members;  // sorted by node id
 };
 
 // One counter from `stats`; the node sends them in a stable order with snake_case names.

@@ -17,6 +17,7 @@ std::string_view body_name(pb::Response::BodyCase body) {
     case pb::Response::kStatus: return "status";
     case pb::Response::kStats: return "stats";
     case pb::Response::kChanges: return "changes";
+    case pb::Response::kMembers: return "members";
     case pb::Response::BODY_NOT_SET: return "no";
   }
   return "an unknown";
@@ -30,8 +31,19 @@ pb::Response::BodyCase expected_body(RequestKind kind) {
     case RequestKind::kStatus: return pb::Response::kStatus;
     case RequestKind::kStats: return pb::Response::kStats;
     case RequestKind::kChanges: return pb::Response::kChanges;
+    case RequestKind::kMembers: return pb::Response::kMembers;
   }
   return pb::Response::BODY_NOT_SET;
+}
+
+MemberState member_state_from_pb(pb::MemberState state) {
+  switch (state) {
+    case pb::MEMBER_ALIVE: return MemberState::kAlive;
+    case pb::MEMBER_SUSPECT: return MemberState::kSuspect;
+    case pb::MEMBER_DEAD: return MemberState::kDead;
+    case pb::MEMBER_LEFT: return MemberState::kLeft;
+    default: return MemberState::kUnknown;  // a newer node's state: shown, not fatal
+  }
 }
 
 bool code_is_known(int code) {
@@ -121,6 +133,20 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
       status.feed_endpoint = std::move(*s->mutable_feed_endpoint());
       status.sync = std::move(*s->mutable_sync());
       status.keys = s->keys();
+      status.cluster_name = std::move(*s->mutable_cluster_name());
+      status.datacenter = std::move(*s->mutable_datacenter());
+      status.members_alive = s->members_alive();
+      status.members_suspect = s->members_suspect();
+      status.members_known = s->members_known();
+      status.gossip_endpoint = std::move(*s->mutable_gossip_endpoint());
+      status.peer_endpoint = std::move(*s->mutable_peer_endpoint());
+      status.incarnation = s->incarnation();
+      status.gossip_preset = std::move(*s->mutable_gossip()->mutable_preset());
+      status.gossip_protocol_period_ms = s->gossip().protocol_period_ms();
+      status.gossip_probe_timeout_ms = s->gossip().probe_timeout_ms();
+      status.gossip_suspicion_mult = s->gossip().suspicion_mult();
+      status.gossip_suspicion_max_mult = s->gossip().suspicion_max_mult();
+      status.gossip_reap_after_ms = s->gossip().reap_after_ms();
       completion->reply = std::move(status);
       return;
     }
@@ -147,6 +173,28 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         changes.events.push_back(std::move(event).value());
       }
       completion->reply = std::move(changes);
+      return;
+    }
+    case RequestKind::kMembers: {
+      pb::MembersResponse* body = response.mutable_members();
+      Members members;
+      members.cluster_name = std::move(*body->mutable_cluster_name());
+      members.members.reserve(static_cast<size_t>(body->members_size()));
+      for (pb::Member& m : *body->mutable_members()) {
+        MemberInfo info;
+        info.node_id = std::move(*m.mutable_node_id());
+        info.datacenter = std::move(*m.mutable_datacenter());
+        info.state = member_state_from_pb(m.state());
+        info.incarnation = m.incarnation();
+        info.client_endpoint = std::move(*m.mutable_client_endpoint());
+        info.peer_endpoint = std::move(*m.mutable_peer_endpoint());
+        info.feed_endpoint = std::move(*m.mutable_feed_endpoint());
+        info.gossip_endpoint = std::move(*m.mutable_gossip_endpoint());
+        info.state_age_ms = m.state_age_ms();
+        info.self = m.self();
+        members.members.push_back(std::move(info));
+      }
+      completion->reply = std::move(members);
       return;
     }
   }

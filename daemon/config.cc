@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <charconv>
@@ -140,8 +141,10 @@ Status set_log_level(std::string_view text, Config& config) {
   return Status::ok_status();
 }
 
-Status check_node_id(std::string_view text) {
-  if (text.empty()) return invalid("the node id is empty");
+// A node id, datacenter or cluster name: 1..64 bytes of [A-Za-z0-9._-]. These travel in
+// gossip messages and frame topics, where the restricted alphabet keeps them unambiguous.
+Status check_name(std::string_view text, std::string_view what) {
+  if (text.empty()) return invalid("the " + std::string(what) + " is empty");
   if (text.size() > kMaxNodeIdBytes) {
     return invalid(single_quoted(text) + " is " + std::to_string(text.size()) + " bytes; at most " +
                    std::to_string(kMaxNodeIdBytes) + " are allowed");
@@ -156,6 +159,8 @@ Status check_node_id(std::string_view text) {
   }
   return Status::ok_status();
 }
+
+Status check_node_id(std::string_view text) { return check_name(text, "node id"); }
 
 Status set_node_id(std::string_view text, Config& config) {
   EDGEKV_RETURN_IF_ERROR(check_node_id(text));
@@ -203,6 +208,127 @@ Status check_endpoint(std::string_view text) {
                    "; a port is 1..65535");
   }
   return Status::ok_status();
+}
+
+// Other nodes connect to the gossip and peer endpoints as advertised, so a wildcard host
+// (which only means something to bind) cannot serve.
+Status check_reachable(std::string_view text) {
+  if (!text.starts_with("tcp://")) return Status::ok_status();
+  std::string_view rest = text.substr(6);
+  std::string_view host = rest.substr(0, rest.rfind(':'));
+  if (host == "*" || host == "0.0.0.0" || host == "[::]" || host == "[::0]" || host == "[*]") {
+    return invalid(single_quoted(text) +
+                   " is a wildcard address; other nodes connect to the address given here, so "
+                   "name one they can reach, e.g. this host's IP address");
+  }
+  return Status::ok_status();
+}
+
+template <std::string Config::*kField>
+Status set_reachable_endpoint(std::string_view text, Config& config) {
+  EDGEKV_RETURN_IF_ERROR(check_endpoint(text));
+  EDGEKV_RETURN_IF_ERROR(check_reachable(text));
+  config.*kField = std::string(text);
+  return Status::ok_status();
+}
+
+std::string_view trim_blanks(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// More seeds than this is a misunderstanding: a node needs one live seed to join, and the
+// list is tried on every join attempt.
+constexpr size_t kSeedsMax = 64;
+
+Status set_seeds(std::string_view text, Config& config) {
+  std::vector<std::string> seeds;
+  if (!trim_blanks(text).empty()) {
+    for (;;) {
+      size_t comma = text.find(',');
+      std::string_view item = trim_blanks(text.substr(0, comma));
+      if (item.empty()) {
+        return invalid("empty entry in the list (expected ENDPOINT[,ENDPOINT]..., e.g. "
+                       "tcp://10.0.0.1:7402,tcp://10.0.0.2:7402)");
+      }
+      EDGEKV_RETURN_IF_ERROR(check_endpoint(item));
+      EDGEKV_RETURN_IF_ERROR(check_reachable(item));
+      if (std::find(seeds.begin(), seeds.end(), item) == seeds.end()) seeds.emplace_back(item);
+      if (seeds.size() > kSeedsMax) {
+        return invalid("more than " + std::to_string(kSeedsMax) +
+                       " seeds; a few per datacenter are enough");
+      }
+      if (comma == std::string_view::npos) break;
+      text.remove_prefix(comma + 1);
+    }
+  }
+  config.seeds = std::move(seeds);
+  return Status::ok_status();
+}
+
+template <std::string Config::*kField, const char* kWhat>
+Status set_name(std::string_view text, Config& config) {
+  EDGEKV_RETURN_IF_ERROR(check_name(text, kWhat));
+  config.*kField = std::string(text);
+  return Status::ok_status();
+}
+
+constexpr char kDatacenterWhat[] = "datacenter name";
+constexpr char kClusterNameWhat[] = "cluster name";
+
+Status set_gossip_preset(std::string_view text, Config& config) {
+  if (!gossip::Options::preset(text).ok()) {
+    return invalid(single_quoted(text) + " is not one of: lan, local, wan");
+  }
+  config.gossip_preset = std::string(text);
+  return Status::ok_status();
+}
+
+// The gossip machine names its fields in its messages (gossip/swim.h); people know the
+// options. Longest first, so that no name is replaced inside a longer one.
+constexpr std::pair<std::string_view, std::string_view> kGossipFieldOptions[] = {
+    {"join_retry_min/max", "gossip-join-retry-min-ms and gossip-join-retry-max-ms"},
+    {"push_pull_interval", "gossip-push-pull-interval-ms"},
+    {"suspicion_max_mult", "gossip-suspicion-max-mult"},
+    {"max_message_bytes", "gossip-max-message-bytes"},
+    {"protocol_period", "gossip-protocol-period-ms"},
+    {"retransmit_mult", "gossip-retransmit-mult"},
+    {"indirect_probes", "gossip-indirect-probes"},
+    {"join_retry_min", "gossip-join-retry-min-ms"},
+    {"join_retry_max", "gossip-join-retry-max-ms"},
+    {"suspicion_mult", "gossip-suspicion-mult"},
+    {"gossip_to_dead", "gossip-to-dead-ms"},
+    {"probe_timeout", "gossip-probe-timeout-ms"},
+    {"leave_timeout", "gossip-leave-timeout-ms"},
+    {"awareness_max", "gossip-awareness-max"},
+    {"cluster_name", "cluster-name"},
+    {"gossip_interval", "gossip-interval-ms"},
+    {"gossip_fanout", "gossip-fanout"},
+    {"reap_after", "gossip-reap-after-ms"},
+};
+
+bool is_word_byte(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// `message` with every whole-word gossip field name replaced by its option's name.
+std::string with_option_names(std::string message) {
+  for (const auto& [field, option] : kGossipFieldOptions) {
+    size_t at = 0;
+    while ((at = message.find(field, at)) != std::string::npos) {
+      size_t end = at + field.size();
+      bool whole = (at == 0 || !is_word_byte(message[at - 1])) &&
+                   (end == message.size() || !is_word_byte(message[end]));
+      if (whole) {
+        message.replace(at, field.size(), option);
+        at += option.size();
+      } else {
+        at = end;
+      }
+    }
+  }
+  return message;
 }
 
 // The RESP listener is a plain TCP socket: tcp://HOST:PORT, or empty to disable it.
@@ -324,6 +450,108 @@ constexpr OptionSpec kOptions[] = {
      "from a replica that was down, from bringing the key back, so keep it longer than any "
      "outage you expect to recover from; a day by default.",
      set_integer<&Config::tombstone_grace_ms, 0, int64_t{365} * 24 * 3600 * 1000>, false},
+    {"cluster-name", "edgekv",
+     "Name of the cluster this node belongs to; every gossip message carries it, and "
+     "messages from another cluster are dropped, so two clusters sharing a network (or a "
+     "node given the wrong seeds) never merge. 1 to 64 bytes of letters, digits, '.', '_' "
+     "and '-'; the same on every node of the cluster.",
+     set_name<&Config::cluster_name, kClusterNameWhat>, false},
+    {"datacenter", "dc1",
+     "Datacenter this node is in, as the other members see it: replicas are placed per "
+     "datacenter. 1 to 64 bytes of letters, digits, '.', '_' and '-'.",
+     set_name<&Config::datacenter, kDatacenterWhat>, false},
+    {"seeds", "",
+     "Gossip endpoints of nodes to join the cluster through, comma-separated, e.g. "
+     "tcp://10.0.0.1:7402,tcp://10.0.0.2:7402. Empty: this node starts a new cluster. The "
+     "list may include this node's own gossip-endpoint, so every node can share one "
+     "configuration. A node keeps retrying its seeds until one answers; one live seed is "
+     "enough, so list a few (at most 64).",
+     set_seeds, true},
+    {"gossip-endpoint", "tcp://127.0.0.1:7402",
+     "Where this node receives membership (gossip) messages: tcp://HOST:PORT or ipc://PATH. "
+     "Other nodes send to this very address, so HOST must be one they reach (not a wildcard "
+     "such as * or 0.0.0.0).",
+     set_reachable_endpoint<&Config::gossip_endpoint>, false},
+    {"peer-endpoint", "tcp://127.0.0.1:7401",
+     "Where this node will take replica traffic from other nodes: tcp://HOST:PORT or "
+     "ipc://PATH, reachable by them like gossip-endpoint. For now it is only announced to "
+     "the cluster, not served.",
+     set_reachable_endpoint<&Config::peer_endpoint>, false},
+    {"gossip-preset", "lan",
+     "Timing of failure detection: lan (a datacenter network: 1 s protocol period), wan "
+     "(links between datacenters: slower, more tolerant) or local (one machine, for tests: "
+     "fast). Each gossip-* option below overrides one value of the preset; 0 keeps the "
+     "preset's.",
+     set_gossip_preset, false},
+    {"gossip-protocol-period-ms", "0",
+     "Milliseconds between two probes of a random member (0..600000; 0: the preset's). "
+     "Detection time and gossip traffic both scale with it.",
+     set_integer<&Config::gossip_protocol_period_ms, 0, 600000>, false},
+    {"gossip-probe-timeout-ms", "0",
+     "Milliseconds to wait for a direct probe's answer before asking other members to probe "
+     "indirectly (0..600000; 0: the preset's). Above the network's round trip, below the "
+     "protocol period.",
+     set_integer<&Config::gossip_probe_timeout_ms, 0, 600000>, false},
+    {"gossip-indirect-probes", "0",
+     "Members asked to probe a member that did not answer (0..16; 0: the preset's). More "
+     "helpers make a lossy path to one member less likely to get it suspected.",
+     set_integer<&Config::gossip_indirect_probes, 0, 16>, false},
+    {"gossip-retransmit-mult", "0",
+     "Each membership update is passed on about this many times ceil(log10(n+1)) times, n "
+     "the cluster size (0..64; 0: the preset's). Higher spreads news more reliably over "
+     "lossy links, at the cost of message space.",
+     set_integer<&Config::gossip_retransmit_mult, 0, 64>, false},
+    {"gossip-suspicion-mult", "0",
+     "A suspected member is declared dead no sooner than this many times max(1, log10(n)) "
+     "probe timeouts unless it refutes the suspicion (0..1000; 0: the preset's). It bounds "
+     "how long a paused or slow node may stay silent without being declared dead.",
+     set_integer<&Config::gossip_suspicion_mult, 0, 1000>, false},
+    {"gossip-suspicion-max-mult", "0",
+     "The suspicion timeout starts at this many times the minimum above and shrinks toward "
+     "the minimum as other members confirm the suspicion (0..100; 0: the preset's).",
+     set_integer<&Config::gossip_suspicion_max_mult, 0, 100>, false},
+    {"gossip-awareness-max", "0",
+     "Ceiling of the local health score: when this node itself is slow (missed acks, "
+     "refuted suspicions) its timeouts are stretched up to this many times plus one (0..64; "
+     "0: the preset's), so a struggling node does not accuse healthy ones.",
+     set_integer<&Config::gossip_awareness_max, 0, 64>, false},
+    {"gossip-interval-ms", "0",
+     "Milliseconds between sends of waiting membership news to a few random members, on top "
+     "of what rides on probes (0..600000; 0: the preset's). Nothing is sent when no news "
+     "waits.",
+     set_integer<&Config::gossip_interval_ms, 0, 600000>, false},
+    {"gossip-fanout", "0",
+     "Members each such send goes to (0..16; 0: the preset's).",
+     set_integer<&Config::gossip_fanout, 0, 16>, false},
+    {"gossip-push-pull-interval-ms", "0",
+     "Milliseconds between full membership exchanges with one random member (0..3600000; "
+     "0: the preset's). They repair views after a partition heals or lost updates.",
+     set_integer<&Config::gossip_push_pull_interval_ms, 0, 3600 * 1000>, false},
+    {"gossip-to-dead-ms", "0",
+     "Milliseconds to keep gossiping about a member declared dead, so that the news reaches "
+     "everyone (0..86400000; 0: the preset's).",
+     set_integer<&Config::gossip_dead_gossip_ms, 0, 24 * 3600 * 1000>, false},
+    {"gossip-reap-after-ms", "0",
+     "Milliseconds after which a dead or departed member is forgotten (0..604800000, a "
+     "week; 0: the preset's). Until then it is listed by kvcli members, and a node coming "
+     "back under its id rejoins with a higher incarnation.",
+     set_integer<&Config::gossip_reap_after_ms, 0, int64_t{7} * 24 * 3600 * 1000>, false},
+    {"gossip-join-retry-min-ms", "0",
+     "First wait, in milliseconds, before retrying a join that got no answer; it doubles up "
+     "to gossip-join-retry-max-ms (0..600000; 0: the preset's).",
+     set_integer<&Config::gossip_join_retry_min_ms, 0, 600000>, false},
+    {"gossip-join-retry-max-ms", "0",
+     "Longest wait, in milliseconds, between join attempts while no seed answers "
+     "(0..600000; 0: the preset's).",
+     set_integer<&Config::gossip_join_retry_max_ms, 0, 600000>, false},
+    {"gossip-leave-timeout-ms", "0",
+     "On stop, how long in milliseconds the node waits for its leave announcement to go out "
+     "before it exits anyway (0..600000; 0: the preset's).",
+     set_integer<&Config::gossip_leave_timeout_ms, 0, 600000>, false},
+    {"gossip-max-message-bytes", "0",
+     "Piggybacked membership updates stop before a gossip message reaches this size "
+     "(0 or 512..65536; 0: the preset's).",
+     set_integer<&Config::gossip_max_message_bytes, 0, 65536>, false},
     {"log-level", "info", "Least severe messages logged: error, warning, notice, info or debug.",
      set_log_level, false},
 };
@@ -499,6 +727,46 @@ store::StoreOptions Config::store_options() const {
   return options;
 }
 
+Result<gossip::Options> Config::gossip_options() const {
+  Result<gossip::Options> preset = gossip::Options::preset(gossip_preset);
+  if (!preset.ok()) {
+    return invalid("gossip-preset: " + single_quoted(gossip_preset) +
+                   " is not one of: lan, local, wan");
+  }
+  gossip::Options options = std::move(preset).value();
+  options.cluster_name = cluster_name;
+  options.seeds = seeds;
+  auto millis = [](int64_t ms, gossip::Millis* out) {
+    if (ms > 0) *out = gossip::Millis(ms);
+  };
+  auto count = [](uint32_t value, uint32_t* out) {
+    if (value > 0) *out = value;
+  };
+  millis(gossip_protocol_period_ms, &options.protocol_period);
+  millis(gossip_probe_timeout_ms, &options.probe_timeout);
+  count(gossip_indirect_probes, &options.indirect_probes);
+  count(gossip_retransmit_mult, &options.retransmit_mult);
+  count(gossip_suspicion_mult, &options.suspicion_mult);
+  count(gossip_suspicion_max_mult, &options.suspicion_max_mult);
+  count(gossip_awareness_max, &options.awareness_max);
+  millis(gossip_interval_ms, &options.gossip_interval);
+  count(gossip_fanout, &options.gossip_fanout);
+  millis(gossip_push_pull_interval_ms, &options.push_pull_interval);
+  millis(gossip_dead_gossip_ms, &options.gossip_to_dead);
+  millis(gossip_reap_after_ms, &options.reap_after);
+  millis(gossip_join_retry_min_ms, &options.join_retry_min);
+  millis(gossip_join_retry_max_ms, &options.join_retry_max);
+  millis(gossip_leave_timeout_ms, &options.leave_timeout);
+  count(gossip_max_message_bytes, &options.max_message_bytes);
+  Status status = options.validate();
+  if (!status.ok()) {
+    return invalid("gossip settings (gossip-preset " + gossip_preset +
+                   " and the gossip-* options) do not fit together: " +
+                   with_option_names(status.message()));
+  }
+  return options;
+}
+
 Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& out) {
   return parse_args(argc, argv, out, kDefaultConfigPath);
 }
@@ -602,6 +870,22 @@ Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& o
     return invalid("resp-endpoint " + single_quoted(config.resp_endpoint) +
                    " is also the client-endpoint or feed-endpoint; they must differ");
   }
+  const std::pair<const char*, const std::string*> endpoints[] = {
+      {"client-endpoint", &config.client_endpoint}, {"feed-endpoint", &config.feed_endpoint},
+      {"resp-endpoint", &config.resp_endpoint},     {"gossip-endpoint", &config.gossip_endpoint},
+      {"peer-endpoint", &config.peer_endpoint},
+  };
+  for (size_t i = 3; i < std::size(endpoints); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (*endpoints[i].second == *endpoints[j].second) {
+        return invalid(std::string(endpoints[i].first) + " and " + endpoints[j].first +
+                       " are both " + single_quoted(*endpoints[i].second) +
+                       "; they must differ");
+      }
+    }
+  }
+  Result<gossip::Options> gossip = config.gossip_options();
+  if (!gossip.ok()) return gossip.status();
   return result;
 }
 
@@ -632,7 +916,7 @@ std::string help_text() {
     out += "  --";
     out += option.name;
     out += " (default: ";
-    out += option.default_text;
+    out += *option.default_text != '\0' ? option.default_text : "empty";
     out += ")\n";
     append_wrapped(out, option.help, "      ");
   }
@@ -662,8 +946,11 @@ std::string example_config() {
     append_wrapped(out, option.help, "# ");
     out += '#';
     out += option.name;
-    out += " = ";
-    out += option.default_text;
+    out += " =";
+    if (*option.default_text != '\0') {
+      out += ' ';
+      out += option.default_text;
+    }
     out += '\n';
   }
   return out;

@@ -15,9 +15,11 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "common/status.h"
+#include "gossip/swim.h"
 #include "store/store.h"
 
 namespace edgekv::daemon {
@@ -43,9 +45,39 @@ struct Config {
   uint64_t changelog_keep = 100000;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
   LogLevel log_level = LogLevel::kInfo;
+
+  // Cluster membership (gossip).
+  std::vector<std::string> seeds;  // gossip endpoints; empty: start a new cluster
+  std::string datacenter = "dc1";
+  std::string cluster_name = "edgekv";
+  std::string gossip_endpoint = "tcp://127.0.0.1:7402";
+  std::string peer_endpoint = "tcp://127.0.0.1:7401";  // advertised only, for now
+  std::string gossip_preset = "lan";
+  // Overrides of the preset's timing; 0 keeps the preset's value.
+  int64_t gossip_protocol_period_ms = 0;
+  int64_t gossip_probe_timeout_ms = 0;
+  uint32_t gossip_indirect_probes = 0;
+  uint32_t gossip_retransmit_mult = 0;
+  uint32_t gossip_suspicion_mult = 0;
+  uint32_t gossip_suspicion_max_mult = 0;
+  uint32_t gossip_awareness_max = 0;
+  int64_t gossip_interval_ms = 0;
+  uint32_t gossip_fanout = 0;
+  int64_t gossip_push_pull_interval_ms = 0;
+  int64_t gossip_dead_gossip_ms = 0;
+  int64_t gossip_reap_after_ms = 0;
+  int64_t gossip_join_retry_min_ms = 0;
+  int64_t gossip_join_retry_max_ms = 0;
+  int64_t gossip_leave_timeout_ms = 0;
+  uint32_t gossip_max_message_bytes = 0;
+
   std::filesystem::path config_path;  // the file that was read; empty if none
 
   store::StoreOptions store_options() const;
+  // The membership protocol's options: gossip-preset, then the gossip-* overrides, the
+  // seeds and the cluster name. INVALID_ARGUMENT naming the options when they do not fit
+  // together (parse_args has already checked that they do).
+  Result<gossip::Options> gossip_options() const;
 };
 
 // What the command line asked for.

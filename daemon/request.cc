@@ -48,7 +48,8 @@ Status validate_request(const pb::Request& request, const RequestLimits& limits)
     case pb::Request::kGet: return check_key(request.get().key(), limits);
     case pb::Request::kDel: return check_key(request.del().key(), limits);
     case pb::Request::kStatus:
-    case pb::Request::kStats: return {};
+    case pb::Request::kStats:
+    case pb::Request::kMembers: return {};
     case pb::Request::kChanges: {
       const auto& changes = request.changes();
       if (changes.partition() >= limits.partitions) {
@@ -66,7 +67,8 @@ Status validate_request(const pb::Request& request, const RequestLimits& limits)
     case pb::Request::OP_NOT_SET: break;
   }
   return Status::invalid_argument(
-      "unknown operation: the request sets none of put, get, del, status, stats, changes");
+      "unknown operation: the request sets none of put, get, del, status, stats, changes, "
+      "members");
 }
 
 DecodedRequest decode_request(std::span<const std::string_view> frames,

@@ -11,10 +11,13 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/completion_queue.h"
+#include "daemon/gossip_transport.h"
+#include "daemon/membership.h"
 #include "daemon/notify.h"
 #include "daemon/request.h"
 #include "daemon/request_path.h"
 #include "daemon/resp_server.h"
+#include "gossip/swim.h"
 #include "proto/edgekv.pb.h"
 #include "store/store.h"
 
@@ -35,6 +38,36 @@ constexpr int kFeedSendHwm = 100'000;
 constexpr int64_t kMessageSlackBytes = 1 << 20;
 // How often STATUS= is refreshed for systemctl status.
 constexpr milliseconds kStatusInterval{5000};
+// Gossip datagrams handed to the membership machine per loop turn: bounds the turn under a
+// flood while staying far above what SWIM sends (a few messages per member and period).
+constexpr size_t kGossipPerTurnMax = 256;
+// At shutdown, how long the sockets to peers may take to deliver the leave announcement.
+constexpr milliseconds kGossipShutdownLingerMax{1000};
+// Idle peer sockets are closed after the reap time, but never sooner than this: reopening
+// one costs a connection and a subscription round trip.
+constexpr milliseconds kGossipIdleCloseMin{60000};
+
+pb::MemberState to_pb(gossip::MemberState state) {
+  switch (state) {
+    case gossip::MemberState::kAlive: return pb::MEMBER_ALIVE;
+    case gossip::MemberState::kSuspect: return pb::MEMBER_SUSPECT;
+    case gossip::MemberState::kDead: return pb::MEMBER_DEAD;
+    case gossip::MemberState::kLeft: return pb::MEMBER_LEFT;
+  }
+  return pb::MEMBER_STATE_UNSPECIFIED;
+}
+
+// The incarnation a starting node announces itself with. A node restarted under the same
+// id must rejoin above whatever incarnation the cluster remembers of its previous run
+// (alive, suspect or dead): the wall clock in milliseconds is above it unless the clock
+// went back by more than the node was down plus the refutations it made, and it needs no
+// state on disk, so it holds for a node whose data directory was wiped too. Should the
+// clock be behind, the machine still refutes the older record when it hears of it, one
+// round trip later.
+uint64_t starting_incarnation(const Clock& clock) {
+  int64_t ms = clock.wall_now().ms;
+  return ms > 0 ? static_cast<uint64_t>(ms) : 1;
+}
 
 pb::Code to_pb(Code code) { return static_cast<pb::Code>(code); }
 
@@ -85,6 +118,7 @@ struct Counters {
   uint64_t errors = 0;
   uint64_t feed_events = 0;
   uint64_t expired_events = 0;
+  uint64_t members_requests = 0;
 };
 
 class ServerImpl final : public Server {
@@ -97,6 +131,10 @@ class ServerImpl final : public Server {
         router_(context_, zmq::socket_type::router),
         feed_(context_, zmq::socket_type::pub),
         started_(clock.mono_now()) {
+    // parse_args validated the gossip settings; this cannot fail for a parsed Config.
+    Result<gossip::Options> options = config_.gossip_options();
+    EDGEKV_ASSERT(options.ok());
+    gossip_options_ = std::move(options).value();
     limits_.max_key_bytes = config.max_key_bytes;
     limits_.max_value_bytes = config.max_value_bytes;
   }
@@ -127,6 +165,7 @@ class ServerImpl final : public Server {
     feed_.set(zmq::sockopt::sndhwm, kFeedSendHwm);
     EDGEKV_RETURN_IF_ERROR(bind_one(router_, "client-endpoint", config_.client_endpoint));
     EDGEKV_RETURN_IF_ERROR(bind_one(feed_, "feed-endpoint", config_.feed_endpoint));
+    EDGEKV_RETURN_IF_ERROR(bind_gossip());
     if (!config_.resp_endpoint.empty()) {
       RespOptions options;
       options.limits = limits_;
@@ -146,15 +185,26 @@ class ServerImpl final : public Server {
                         << ", "
                         << store_->partitions() << " partitions in " << config_.data_dir.string()
                         << " (sync=" << sync_name(config_.sync) << ")";
-    notifier_.ready(status_line());
     MonoTime now = clock_.mono_now();
+    start_gossip(now);
+    // Ready before the join completes: the node serves its own data meanwhile, and a seed
+    // that is down must not hold up the start (the join keeps retrying).
+    notifier_.ready(status_line());
     next_sweep_ = now + milliseconds(config_.ttl_sweep_interval_ms);
     next_status_ = now + kStatusInterval;
     if (auto wd = notifier_.watchdog_interval()) next_watchdog_ = now + *wd;
 
-    while (!stopping_ || path_->writes_in_flight() > 0 || sweep_in_flight_) {
+    while (!stopping_ || path_->writes_in_flight() > 0 || sweep_in_flight_ || !gossip_done()) {
       poll_once();
     }
+    if (!swim_->left()) {
+      EDGEKV_LOG(kWarning) << "gossip: the leave announcement did not go out within "
+                           << gossip_options_.leave_timeout.count() << " ms; stopping anyway";
+    }
+    // The leave announcement may still sit in the peer sockets: give them a moment to
+    // deliver it when they are closed, instead of dropping it.
+    gossip_transport_->set_linger_for_shutdown(
+        std::min(gossip_options_.leave_timeout, kGossipShutdownLingerMax));
     notifier_.stopping("closing the store");
     store_->close();
     // Completions that raced with close() (none are expected: no write is in flight).
@@ -176,39 +226,55 @@ class ServerImpl final : public Server {
   }
 
   void poll_once() {
-    // Once stopping, only completions and the RESP replies still to send are waited for.
-    std::array<zmq::pollitem_t, 4> items{{
+    // Once stopping, the client socket and the stop signal are no longer read: only
+    // completions, the RESP replies still to send and gossip (the leave) are waited for.
+    const short client_events = stopping_ ? 0 : ZMQ_POLLIN;
+    poll_items_.assign({
         {nullptr, completions_.fd(), ZMQ_POLLIN, 0},
         {nullptr, resp_ ? resp_->fd() : -1, static_cast<short>(resp_ ? ZMQ_POLLIN : 0), 0},
-        {router_.handle(), 0, ZMQ_POLLIN, 0},
-        {nullptr, stop_fd_, ZMQ_POLLIN, 0},
-    }};
-    size_t count = stopping_ ? 2 : items.size();
+        {router_.handle(), 0, client_events, 0},
+        {nullptr, stop_fd_, client_events, 0},
+    });
+    constexpr size_t kGossipItems = 4;
+    gossip_transport_->append_poll_items(&poll_items_);
     MonoTime now = clock_.mono_now();
-    MonoTime deadline = std::min(next_sweep_, next_status_);
+    MonoTime deadline = std::min(next_status_, swim_->next_deadline());
+    // While stopping no sweep starts, so its (past) time must not make the poll spin.
+    if (!stopping_) deadline = std::min(deadline, next_sweep_);
+    if (stopping_) deadline = std::min(deadline, leave_deadline_);
     if (next_watchdog_) deadline = std::min(deadline, *next_watchdog_);
-    auto wait = std::chrono::duration_cast<milliseconds>(deadline - now);
+    auto wait = std::chrono::ceil<milliseconds>(deadline - now);
     wait = std::clamp(wait, milliseconds(0), milliseconds(1000));
     try {
-      zmq::poll(items.data(), count, wait);
+      zmq::poll(poll_items_.data(), poll_items_.size(), wait);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
-    if (items[0].revents & ZMQ_POLLIN) {
+    if (poll_items_[0].revents & ZMQ_POLLIN) {
       handle_completions();
       if (resp_) resp_->flush_dirty();
     }
-    if (items[1].revents & ZMQ_POLLIN) resp_->on_ready();
-    if (!stopping_ && (items[2].revents & ZMQ_POLLIN)) read_requests();
-    if (!stopping_ && (items[3].revents & ZMQ_POLLIN)) begin_stop();
+    if (poll_items_[1].revents & ZMQ_POLLIN) resp_->on_ready();
+    if (!stopping_ && (poll_items_[2].revents & ZMQ_POLLIN)) read_requests();
+    now = clock_.mono_now();
+    gossip_transport_->on_poll(
+        std::span<const zmq::pollitem_t>(poll_items_).subspan(kGossipItems), now,
+        [this, now](std::string_view datagram) { swim_->receive(datagram, now); },
+        kGossipPerTurnMax);
+    if (!stopping_ && (poll_items_[3].revents & ZMQ_POLLIN)) begin_stop();
     run_timers(clock_.mono_now());
   }
 
   void begin_stop() {
     stopping_ = true;
-    EDGEKV_LOG(kNotice) << "stopping: finishing " << path_->writes_in_flight()
+    EDGEKV_LOG(kNotice) << "stopping: leaving the cluster, finishing "
+                        << path_->writes_in_flight()
                         << " requests in flight, then closing the store";
-    notifier_.stopping("finishing requests in flight");
+    notifier_.stopping("leaving the cluster, finishing requests in flight");
+    MonoTime now = clock_.mono_now();
+    leave_deadline_ = now + gossip_options_.leave_timeout;
+    swim_->leave(now);
+    drive_gossip(now);
     if (resp_) resp_->stop_reading();
     // The client socket stays open to answer the requests in flight, but is read no more:
     // requests queued behind them are not taken and their clients time out.
@@ -255,6 +321,7 @@ class ServerImpl final : public Server {
       case pb::Request::kStatus: return handle_status(to, req);
       case pb::Request::kStats: return handle_stats(to, req);
       case pb::Request::kChanges: return handle_changes(to, req);
+      case pb::Request::kMembers: return handle_members(to, req);
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }
@@ -319,11 +386,66 @@ class ServerImpl final : public Server {
     body->set_feed_endpoint(config_.feed_endpoint);
     body->set_sync(sync_name(config_.sync));
     body->set_keys(store_->stats(clock_.wall_now()).keys);
+    MembershipCounts counts = membership_->counts();
+    body->set_cluster_name(config_.cluster_name);
+    body->set_datacenter(config_.datacenter);
+    body->set_members_alive(static_cast<uint32_t>(counts.alive));
+    body->set_members_suspect(static_cast<uint32_t>(counts.suspect));
+    body->set_members_known(static_cast<uint32_t>(counts.known));
+    body->set_gossip_endpoint(config_.gossip_endpoint);
+    body->set_peer_endpoint(config_.peer_endpoint);
+    body->set_incarnation(swim_->incarnation());
+    const gossip::Options& o = gossip_options_;
+    pb::GossipSettings* g = body->mutable_gossip();
+    g->set_preset(config_.gossip_preset);
+    g->set_protocol_period_ms(static_cast<uint64_t>(o.protocol_period.count()));
+    g->set_probe_timeout_ms(static_cast<uint64_t>(o.probe_timeout.count()));
+    g->set_indirect_probes(o.indirect_probes);
+    g->set_retransmit_mult(o.retransmit_mult);
+    g->set_suspicion_mult(o.suspicion_mult);
+    g->set_suspicion_max_mult(o.suspicion_max_mult);
+    g->set_awareness_max(o.awareness_max);
+    g->set_push_pull_interval_ms(static_cast<uint64_t>(o.push_pull_interval.count()));
+    g->set_gossip_to_dead_ms(static_cast<uint64_t>(o.gossip_to_dead.count()));
+    g->set_reap_after_ms(static_cast<uint64_t>(o.reap_after.count()));
+    g->set_join_retry_min_ms(static_cast<uint64_t>(o.join_retry_min.count()));
+    g->set_join_retry_max_ms(static_cast<uint64_t>(o.join_retry_max.count()));
+    g->set_leave_timeout_ms(static_cast<uint64_t>(o.leave_timeout.count()));
+    g->set_max_message_bytes(o.max_message_bytes);
+    g->set_gossip_interval_ms(static_cast<uint64_t>(o.gossip_interval.count()));
+    g->set_gossip_fanout(o.gossip_fanout);
+    send_reply(to, resp);
+  }
+
+  void handle_members(const ReplyTo& to, const pb::Request& req) {
+    ++counters_.members_requests;
+    const MonoTime now = clock_.mono_now();
+    pb::Response resp;
+    resp.set_id(req.id());
+    auto* body = resp.mutable_members();
+    body->set_cluster_name(config_.cluster_name);
+    for (const gossip::Member& member : membership_->members()) {
+      pb::Member* out = body->add_members();
+      out->set_node_id(member.info.id);
+      out->set_datacenter(member.info.datacenter);
+      out->set_state(to_pb(member.state));
+      out->set_incarnation(member.incarnation);
+      out->set_client_endpoint(member.info.endpoints.client);
+      out->set_peer_endpoint(member.info.endpoints.peer);
+      out->set_feed_endpoint(member.info.endpoints.feed);
+      out->set_gossip_endpoint(member.info.endpoints.gossip);
+      auto age = std::chrono::duration_cast<milliseconds>(now - member.since).count();
+      out->set_state_age_ms(age > 0 ? static_cast<uint64_t>(age) : 0);
+      out->set_self(member.info.id == config_.node_id);
+    }
     send_reply(to, resp);
   }
 
   void handle_stats(const ReplyTo& to, const pb::Request& req) {
     store::StoreStats s = store_->stats(clock_.wall_now());
+    const MembershipCounts members = membership_->counts();
+    const gossip::Counters& g = swim_->counters();
+    const GossipTransportCounters& t = gossip_transport_->counters();
     const std::pair<const char*, uint64_t> rows[] = {
         {"requests", counters_.requests},
         {"puts", counters_.puts},
@@ -336,6 +458,7 @@ class ServerImpl final : public Server {
         {"writes_in_flight", path_->writes_in_flight()},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
+        {"members_requests", counters_.members_requests},
         {"resp_connections", resp_ ? resp_->connections() : 0},
         {"resp_connections_received", resp_ ? resp_->counters().connections_received : 0},
         {"resp_commands", resp_ ? resp_->counters().commands : 0},
@@ -353,6 +476,28 @@ class ServerImpl final : public Server {
         {"store_commit_groups", s.commit_groups},
         {"store_group_writes", s.group_writes},
         {"store_bytes_on_disk", s.bytes_on_disk},
+        {"gossip_members_alive", members.alive},
+        {"gossip_members_suspect", members.suspect},
+        {"gossip_members_dead", members.dead},
+        {"gossip_members_left", members.left},
+        {"gossip_members_known", members.known},
+        {"gossip_incarnation", swim_->incarnation()},
+        {"gossip_health_score", swim_->health_score()},
+        {"gossip_probes", g.probes_sent},
+        {"gossip_indirect_probes", g.indirect_probes_sent},
+        {"gossip_acks", g.acks_received},
+        {"gossip_nacks", g.nacks_received},
+        {"gossip_suspicions", g.suspicions},
+        {"gossip_refutations", g.refutations},
+        {"gossip_false_alarms", g.false_alarms},
+        {"gossip_dead_declared", g.dead_declared},
+        {"gossip_push_pulls", g.push_pulls},
+        {"gossip_messages_in", g.messages_in},
+        {"gossip_messages_out", g.messages_out},
+        {"gossip_messages_dropped", g.messages_dropped},
+        {"gossip_send_dropped", t.send_dropped},
+        {"gossip_receive_malformed", t.receive_malformed},
+        {"gossip_peer_sockets", gossip_transport_->peers()},
     };
     pb::Response resp;
     resp.set_id(req.id());
@@ -466,13 +611,138 @@ class ServerImpl final : public Server {
       next_status_ = now + kStatusInterval;
       if (!stopping_) notifier_.status(status_line());
     }
+    drive_gossip(now);
   }
 
   std::string status_line() const {
-    return "serving " + config_.client_endpoint + "; " + std::to_string(counters_.requests) +
-           " requests, " + std::to_string(path_ ? path_->writes_in_flight() : 0) +
-           " writes in flight";
+    std::string members;
+    if (membership_) {
+      MembershipCounts counts = membership_->counts();
+      members = "cluster " + config_.cluster_name + ": " + std::to_string(counts.alive) + " of " +
+                std::to_string(counts.known) + " members alive" +
+                (swim_->joined() ? "" : " (joining)") + "; ";
+    }
+    return "serving " + config_.client_endpoint + "; " + members +
+           std::to_string(counters_.requests) + " requests, " +
+           std::to_string(path_ ? path_->writes_in_flight() : 0) + " writes in flight";
   }
+
+  // ------------------------------------------------------------------ gossip
+
+  Status bind_gossip() {
+    GossipTransportOptions options;
+    options.self_id = config_.node_id;
+    options.endpoint = config_.gossip_endpoint;
+    options.idle_close = std::max(milliseconds(gossip_options_.reap_after), kGossipIdleCloseMin);
+    // The largest datagram the machine sends is a full-state push-pull.
+    options.max_message_bytes = int64_t{gossip_options_.max_push_pull_bytes} + 64 * 1024;
+    auto transport = GossipTransport::open(context_, std::move(options));
+    if (!transport.ok()) return transport.status();
+    gossip_transport_ = std::move(transport).value();
+    gossip::NodeInfo self;
+    self.id = config_.node_id;
+    self.datacenter = config_.datacenter;
+    self.endpoints.client = config_.client_endpoint;
+    self.endpoints.peer = config_.peer_endpoint;
+    self.endpoints.feed = config_.feed_endpoint;
+    self.endpoints.gossip = config_.gossip_endpoint;
+    // Only the member shuffles and helper choices depend on the seed; no two nodes, and
+    // no two runs of one node, should shuffle alike.
+    const uint64_t seed =
+        origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms);
+    swim_ = std::make_unique<gossip::Swim>(std::move(self), gossip_options_, seed);
+    membership_ = std::make_unique<Membership>(config_.cluster_name, config_.node_id);
+    return {};
+  }
+
+  void start_gossip(MonoTime now) {
+    swim_->start(now, starting_incarnation(clock_));
+    membership_->reset(swim_->members());
+    self_incarnation_ = swim_->incarnation();
+    if (config_.seeds.empty()) {
+      EDGEKV_LOG(kNotice) << "gossip: starting cluster " << config_.cluster_name << " as "
+                          << config_.node_id << " (datacenter " << config_.datacenter
+                          << ") on " << config_.gossip_endpoint << ", incarnation "
+                          << swim_->incarnation();
+    } else {
+      std::string seeds;
+      for (const std::string& seed : config_.seeds) seeds += (seeds.empty() ? "" : ",") + seed;
+      EDGEKV_LOG(kNotice) << "gossip: joining cluster " << config_.cluster_name << " through "
+                          << seeds << " as " << config_.node_id << " (datacenter "
+                          << config_.datacenter << ") on " << config_.gossip_endpoint
+                          << ", incarnation " << swim_->incarnation();
+    }
+    drive_gossip(now);
+  }
+
+  // Runs the machine's timers when due and carries out what it asks for.
+  void drive_gossip(MonoTime now) {
+    if (now >= swim_->next_deadline()) swim_->tick(now);
+    for (const gossip::Outgoing& message : swim_->take_messages()) {
+      gossip_transport_->send(message, now);
+    }
+    std::vector<gossip::MemberEvent> events = swim_->take_events();
+    if (!events.empty()) {
+      const size_t alive_before = membership_->counts().alive;
+      for (const gossip::MemberEvent& event : events) on_member_event(event);
+      if (!stopping_ && membership_->counts().alive != alive_before) {
+        notifier_.status(status_line());
+      }
+    }
+    if (swim_->incarnation() != self_incarnation_) {
+      self_incarnation_ = swim_->incarnation();
+      for (const gossip::Member& member : swim_->members()) {
+        if (member.info.id == config_.node_id) membership_->set_self(member);
+      }
+    }
+    if (!joined_logged_ && swim_->joined()) {
+      joined_logged_ = true;
+      MembershipCounts counts = membership_->counts();
+      EDGEKV_LOG(kNotice) << "gossip: member of cluster " << config_.cluster_name << ", "
+                          << counts.alive << " of " << counts.known << " members alive";
+    }
+    gossip_transport_->maintain(now);
+  }
+
+  void on_member_event(const gossip::MemberEvent& event) {
+    const gossip::Member& m = event.member;
+    switch (event.kind) {
+      case gossip::MemberEvent::Kind::kJoined:
+        EDGEKV_LOG(kNotice) << "gossip: member " << m.info.id << " joined (datacenter "
+                            << m.info.datacenter << ", gossip " << m.info.endpoints.gossip
+                            << ", incarnation " << m.incarnation << ")";
+        break;
+      case gossip::MemberEvent::Kind::kUpdated:
+        EDGEKV_LOG(kInfo) << "gossip: member " << m.info.id << " updated its metadata"
+                          << " (incarnation " << m.incarnation << ")";
+        break;
+      case gossip::MemberEvent::Kind::kSuspect:
+        EDGEKV_LOG(kWarning) << "gossip: member " << m.info.id
+                             << " is suspected of having failed (incarnation " << m.incarnation
+                             << ")";
+        break;
+      case gossip::MemberEvent::Kind::kAlive:
+        EDGEKV_LOG(kNotice) << "gossip: member " << m.info.id
+                            << " refuted the suspicion and is alive (incarnation "
+                            << m.incarnation << ")";
+        break;
+      case gossip::MemberEvent::Kind::kDead:
+        EDGEKV_LOG(kWarning) << "gossip: member " << m.info.id << " declared dead (incarnation "
+                             << m.incarnation << ")";
+        break;
+      case gossip::MemberEvent::Kind::kLeft:
+        EDGEKV_LOG(kNotice) << "gossip: member " << m.info.id << " left the cluster";
+        break;
+      case gossip::MemberEvent::Kind::kReaped:
+        EDGEKV_LOG(kInfo) << "gossip: member " << m.info.id << " forgotten";
+        gossip_transport_->forget(m.info.endpoints.gossip);
+        break;
+    }
+    membership_->apply(event);
+  }
+
+  // Whether the leave is done: announced, or given up on at the leave timeout.
+  bool gossip_done() const { return swim_->left() || clock_.mono_now() >= leave_deadline_; }
 
   Config config_;
   const Clock& clock_;
@@ -486,6 +756,15 @@ class ServerImpl final : public Server {
   zmq::context_t context_;
   zmq::socket_t router_;
   zmq::socket_t feed_;
+  // After context_: the transport's sockets must be closed before the context is.
+  std::unique_ptr<GossipTransport> gossip_transport_;
+  gossip::Options gossip_options_;
+  std::unique_ptr<gossip::Swim> swim_;
+  std::unique_ptr<Membership> membership_;
+  uint64_t self_incarnation_ = 0;
+  bool joined_logged_ = false;
+  MonoTime leave_deadline_ = MonoTime::max();
+  std::vector<zmq::pollitem_t> poll_items_;
   ServiceNotifier notifier_;
   MonoTime started_;
   MonoTime next_sweep_{};

@@ -5,6 +5,8 @@
             it does not stop, and its stderr is attached to the report of a failed test.
   node      one started daemon with default options.
   watches   a factory of running `kvcli watch` processes, stopped at teardown.
+  timings   record(what, seconds, bound): a measured duration, printed at once (visible
+            with -s) and again in the run's summary (visible in ctest's log).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ class DaemonFactory:
         self.tmp_path = tmp_path
         self.daemons: list[h.Daemon] = []
 
-    def new(self, name: str = "node1", args=(), data_dir=None, endpoints=None) -> h.Daemon:
+    def new(self, name: str = "node1", args=(), data_dir=None, endpoints=None,
+            gossip_port: int = 0) -> h.Daemon:
         daemon = h.Daemon(self.tmp_path, name=name, args=args, data_dir=data_dir,
-                          endpoints=endpoints)
+                          endpoints=endpoints, gossip_port=gossip_port)
         self.daemons.append(daemon)
         return daemon
 
@@ -95,3 +98,25 @@ def pytest_runtest_makereport(item, call):
     for watch in getattr(item, "_edgekv_watches", []):
         report.sections.append((f"kvcli watch stderr ({' '.join(watch.cmd[1:])})",
                                 watch.stderr_text()))
+
+
+_TIMINGS: list[str] = []
+
+
+class Timings:
+    def record(self, what: str, seconds: float, bound: float) -> None:
+        line = f"{what}: {seconds:.3f} s (bound {bound:.1f} s)"
+        _TIMINGS.append(line)
+        print(f"TIMING {line}", flush=True)
+
+
+@pytest.fixture
+def timings():
+    return Timings()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _TIMINGS:
+        terminalreporter.write_sep("-", "edgekv timings")
+        for line in _TIMINGS:
+            terminalreporter.write_line(line)

@@ -175,7 +175,8 @@ class Daemon:
 
     def __init__(self, workdir: Path, name: str = "node1", args: Sequence[str] = (),
                  data_dir: Optional[Path] = None,
-                 endpoints: Optional[tuple[str, str]] = None):
+                 endpoints: Optional[tuple[str, str]] = None,
+                 gossip_port: int = 0):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -187,6 +188,12 @@ class Daemon:
         self.client_port = 0
         self.feed_port = 0
         self.resp_port = 0
+        # Membership: always loopback TCP, so a node with fixed (ipc://) endpoints joins too.
+        self.gossip_port = gossip_port
+        self.peer_port = 0
+        # A gossip port given by the test (e.g. a seed's address known in advance) is kept
+        # across starts; otherwise every start without keep_ports picks new ports.
+        self.pinned_gossip_port = gossip_port
         # Fixed (client, feed) endpoints, e.g. ipc://; None: free loopback TCP ports.
         self.endpoints = endpoints
         self.proc: Optional[subprocess.Popen] = None
@@ -214,11 +221,26 @@ class Daemon:
             self.resp_port = free_port()
         return tcp_endpoint(self.resp_port)
 
+    @property
+    def gossip_endpoint(self) -> str:
+        if not self.gossip_port:  # tests that set the other ports by hand, fixed endpoints
+            self.gossip_port = free_port()
+        return tcp_endpoint(self.gossip_port)
+
+    @property
+    def peer_endpoint(self) -> str:
+        if not self.peer_port:
+            self.peer_port = free_port()
+        return tcp_endpoint(self.peer_port)
+
     def _pick_ports(self) -> None:
         ports: set[int] = set()
-        while len(ports) < 3:
+        while len(ports) < 5:
             ports.add(free_port())
-        self.client_port, self.feed_port, self.resp_port = sorted(ports)
+        (self.client_port, self.feed_port, self.resp_port, self.gossip_port,
+         self.peer_port) = sorted(ports)
+        if self.pinned_gossip_port:
+            self.gossip_port = self.pinned_gossip_port
 
     @property
     def stderr_path(self) -> Path:
@@ -245,6 +267,8 @@ class Daemon:
             "--client-endpoint", self.client_endpoint,
             "--feed-endpoint", self.feed_endpoint,
             "--resp-endpoint", self.resp_endpoint,
+            "--gossip-endpoint", self.gossip_endpoint,
+            "--peer-endpoint", self.peer_endpoint,
             *self.args,
             *extra,
         ]
@@ -491,6 +515,14 @@ class NativeClient:
             events.extend(resp.changes.events)
             seq = events[-1].seq
 
+    def members(self) -> dict[str, "pb.Member"]:
+        """The node's membership view: node id -> pb.Member."""
+        req = self.new_request()
+        req.members.SetInParent()
+        resp = self.call(req)
+        assert resp.code == pb.OK, f"members failed: {code_name(resp.code)} {resp.message}"
+        return {m.node_id: m for m in resp.members.members}
+
     def stats(self) -> dict[str, int]:
         req = self.new_request()
         req.stats.SetInParent()
@@ -582,6 +614,56 @@ class FeedSubscriber:
 
 def code_name(code: int) -> str:
     return pb.Code.Name(code)
+
+
+# ---------------------------------------------------------------------------- membership
+
+# Set by tests/cluster/CMakeLists.txt for sanitizer builds, which run several times slower.
+SANITIZED = bool(os.environ.get("EDGEKV_SANITIZE"))
+# Timing bounds in the membership tests are derived from the gossip settings the nodes
+# report, multiplied by this: a loaded 2-core CI machine runs five daemons and the tests.
+TIMING_SLACK = 4.0 if SANITIZED else 2.0
+
+MEMBER_STATE = {pb.MEMBER_ALIVE: "alive", pb.MEMBER_SUSPECT: "suspect",
+                pb.MEMBER_DEAD: "dead", pb.MEMBER_LEFT: "left"}
+
+
+def state_name(member: "pb.Member") -> str:
+    return MEMBER_STATE.get(member.state, f"unknown({member.state})")
+
+
+class ClusterView:
+    """One native client per daemon, for polling membership views quickly."""
+
+    def __init__(self, daemons: Iterable[Daemon]):
+        self.daemons = list(daemons)
+        self.clients: dict[str, NativeClient] = {}
+
+    def client(self, daemon: Daemon) -> NativeClient:
+        c = self.clients.get(daemon.name)
+        if c is None or c.endpoint != daemon.client_endpoint:
+            if c is not None:
+                c.close()
+            c = daemon.client(timeout=5.0)
+            self.clients[daemon.name] = c
+        return c
+
+    def views(self, among: Optional[Iterable[Daemon]] = None) -> dict[str, dict[str, "pb.Member"]]:
+        """Each running daemon's view: observer name -> (member id -> pb.Member)."""
+        out = {}
+        for daemon in (among if among is not None else self.daemons):
+            if daemon.running():
+                out[daemon.name] = self.client(daemon).members()
+        return out
+
+    def states(self, among: Optional[Iterable[Daemon]] = None) -> dict[str, dict[str, str]]:
+        return {observer: {mid: state_name(m) for mid, m in view.items()}
+                for observer, view in self.views(among).items()}
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+        self.clients.clear()
 
 
 # ---------------------------------------------------------------------------- kvcli

@@ -174,6 +174,37 @@ class MemoryNode {
         out->set_feed_endpoint(feed_endpoint);
         out->set_sync("normal");
         out->set_keys(data_.size());
+        out->set_cluster_name("edgekv");
+        out->set_datacenter("dc1");
+        out->set_members_alive(2);
+        out->set_members_suspect(1);
+        out->set_members_known(4);
+        out->set_gossip_endpoint("tcp://10.0.0.1:7402");
+        out->set_peer_endpoint("tcp://10.0.0.1:7401");
+        out->set_incarnation(5);
+        break;
+      }
+      case pb::Request::kMembers: {
+        pb::MembersResponse* out = response.mutable_members();
+        out->set_cluster_name("edgekv");
+        pb::Member* a = out->add_members();
+        a->set_node_id("node-a");
+        a->set_datacenter("dc1");
+        a->set_state(pb::MEMBER_ALIVE);
+        a->set_incarnation(5);
+        a->set_client_endpoint("tcp://10.0.0.1:7400");
+        a->set_peer_endpoint("tcp://10.0.0.1:7401");
+        a->set_feed_endpoint("tcp://10.0.0.1:7403");
+        a->set_gossip_endpoint("tcp://10.0.0.1:7402");
+        a->set_state_age_ms(61'000);
+        a->set_self(true);
+        pb::Member* b = out->add_members();
+        b->set_node_id("node-b");
+        b->set_datacenter("dc2");
+        b->set_state(pb::MEMBER_DEAD);
+        b->set_incarnation(12);
+        b->set_gossip_endpoint("tcp://10.0.0.2:7402");
+        b->set_state_age_ms(500);
         break;
       }
       case pb::Request::kStats: {

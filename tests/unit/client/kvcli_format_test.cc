@@ -127,6 +127,19 @@ TEST(KvcliFormatTest, StatusAndStats) {
   status.data_dir = "/d";
   status.client_endpoint = "tcp://*:7400";
   status.feed_endpoint = "tcp://*:7403";
+  status.cluster_name = "edgekv";
+  status.datacenter = "dc1";
+  status.members_alive = 3;
+  status.members_known = 5;
+  status.incarnation = 1700000000000;
+  status.gossip_endpoint = "tcp://10.0.0.1:7402";
+  status.peer_endpoint = "tcp://10.0.0.1:7401";
+  status.gossip_preset = "lan";
+  status.gossip_protocol_period_ms = 1000;
+  status.gossip_probe_timeout_ms = 500;
+  status.gossip_suspicion_mult = 4;
+  status.gossip_suspicion_max_mult = 6;
+  status.gossip_reap_after_ms = 60000;
   EXPECT_EQ(status_text(status),
             "node_id          n1\n"
             "server_version   0.1.0\n"
@@ -136,12 +149,28 @@ TEST(KvcliFormatTest, StatusAndStats) {
             "sync             full\n"
             "data_dir         /d\n"
             "client_endpoint  tcp://*:7400\n"
-            "feed_endpoint    tcp://*:7403\n");
+            "feed_endpoint    tcp://*:7403\n"
+            "cluster_name     edgekv\n"
+            "datacenter       dc1\n"
+            "cluster_size     3 alive / 5 known\n"
+            "incarnation      1700000000000\n"
+            "gossip_endpoint  tcp://10.0.0.1:7402\n"
+            "peer_endpoint    tcp://10.0.0.1:7401\n"
+            "gossip_timing    lan: protocol period 1000 ms, probe timeout 500 ms, suspicion x4 "
+            "(up to x6), reap after 1m 0s\n");
   EXPECT_EQ(status_json(status),
             R"({"node_id":"n1","server_version":"0.1.0","uptime_ms":90061000,"partitions":64,)"
             R"("keys":7,"sync":"full","data_dir":"/d","client_endpoint":"tcp://*:7400",)"
-            R"("feed_endpoint":"tcp://*:7403"})"
+            R"("feed_endpoint":"tcp://*:7403","cluster_name":"edgekv","datacenter":"dc1",)"
+            R"("members_alive":3,"members_suspect":0,"members_known":5,)"
+            R"("incarnation":1700000000000,"gossip_endpoint":"tcp://10.0.0.1:7402",)"
+            R"("peer_endpoint":"tcp://10.0.0.1:7401","gossip_preset":"lan",)"
+            R"("gossip_protocol_period_ms":1000,"gossip_probe_timeout_ms":500,)"
+            R"("gossip_suspicion_mult":4,"gossip_suspicion_max_mult":6,)"
+            R"("gossip_reap_after_ms":60000})"
             "\n");
+  status.members_suspect = 1;
+  EXPECT_EQ(cluster_size_text(status), "3 alive / 5 known (1 suspect)");
 
   std::vector<client::Stat> stats{{"puts_total", 12}, {"gets", 3}};
   EXPECT_EQ(stats_text(stats), "puts_total  12\ngets        3\n");
@@ -149,6 +178,52 @@ TEST(KvcliFormatTest, StatusAndStats) {
                                "\n");
   EXPECT_EQ(stats_text({}), "");
   EXPECT_EQ(stats_json({}), "{}\n");
+}
+
+TEST(KvcliFormatTest, Members) {
+  client::Members members;
+  members.cluster_name = "edgekv";
+  client::MemberInfo a;
+  a.node_id = "a";
+  a.datacenter = "dc1";
+  a.state = client::MemberState::kAlive;
+  a.incarnation = 1700000000000;
+  a.state_age_ms = 61'000;
+  a.client_endpoint = "tcp://10.0.0.1:7400";
+  a.peer_endpoint = "tcp://10.0.0.1:7401";
+  a.feed_endpoint = "tcp://10.0.0.1:7403";
+  a.gossip_endpoint = "tcp://10.0.0.1:7402";
+  a.self = true;
+  client::MemberInfo b;
+  b.node_id = "node-b\n";
+  b.datacenter = "dc2";
+  b.state = client::MemberState::kSuspect;
+  b.incarnation = 3;
+  b.state_age_ms = 20;
+  b.gossip_endpoint = "tcp://10.0.0.2:7402";
+  members.members = {a, b};
+  EXPECT_EQ(members_text(members),
+            "NODE      DATACENTER  STATE    INCARNATION    SINCE  CLIENT               "
+            "PEER                 FEED                 GOSSIP\n"
+            "a *       dc1         alive    1700000000000  1m 1s  tcp://10.0.0.1:7400  "
+            "tcp://10.0.0.1:7401  tcp://10.0.0.1:7403  tcp://10.0.0.1:7402\n"
+            "node-b\\n  dc2         suspect  3              20 ms  -                    "
+            "-                    -                    tcp://10.0.0.2:7402\n");
+  EXPECT_EQ(members_json(members),
+            R"({"cluster_name":"edgekv","node_id":"a","datacenter":"dc1","state":"alive",)"
+            R"("incarnation":1700000000000,"state_age_ms":61000,)"
+            R"("client_endpoint":"tcp://10.0.0.1:7400","peer_endpoint":"tcp://10.0.0.1:7401",)"
+            R"("feed_endpoint":"tcp://10.0.0.1:7403","gossip_endpoint":"tcp://10.0.0.1:7402",)"
+            R"("self":true})"
+            "\n"
+            R"({"cluster_name":"edgekv","node_id":"node-b\n","datacenter":"dc2",)"
+            R"("state":"suspect","incarnation":3,"state_age_ms":20,"client_endpoint":"",)"
+            R"("peer_endpoint":"","feed_endpoint":"","gossip_endpoint":"tcp://10.0.0.2:7402",)"
+            R"("self":false})"
+            "\n");
+  EXPECT_EQ(members_text(client::Members{}),
+            "NODE  DATACENTER  STATE  INCARNATION  SINCE  CLIENT  PEER  FEED  GOSSIP\n");
+  EXPECT_EQ(members_json(client::Members{}), "");
 }
 
 TEST(KvcliFormatTest, Durations) {

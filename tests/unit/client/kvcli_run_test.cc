@@ -187,6 +187,38 @@ TEST(KvcliRunTest, StatusAndStats) {
                             "\n");
 }
 
+TEST(KvcliRunTest, MembersAndTheClusterInStatus) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran members = run({"--endpoint", server.endpoint(), "members"});
+  EXPECT_EQ(members.code, 0) << members.err;
+  std::vector<std::string> lines = lines_of(members.out);
+  ASSERT_EQ(lines.size(), 3u) << members.out;
+  EXPECT_EQ(lines[0].rfind("NODE", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[1].rfind("node-a *  dc1", 0), 0u) << lines[1];
+  EXPECT_NE(lines[1].find(" alive "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find(" dead "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find(" 12 "), std::string::npos) << lines[2];
+
+  Ran json = run({"--endpoint", server.endpoint(), "members", "--json"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  lines = lines_of(json.out);
+  ASSERT_EQ(lines.size(), 2u) << json.out;
+  EXPECT_NE(lines[1].find(R"("node_id":"node-b","datacenter":"dc2","state":"dead")"),
+            std::string::npos)
+      << lines[1];
+
+  Ran status = run({"--endpoint", server.endpoint(), "status"});
+  EXPECT_EQ(status.code, 0) << status.err;
+  EXPECT_NE(status.out.find("cluster_name     edgekv\n"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("cluster_size     2 alive / 4 known (1 suspect)\n"),
+            std::string::npos)
+      << status.out;
+
+  Ran extra = run({"--endpoint", server.endpoint(), "members", "x"});
+  EXPECT_EQ(extra.code, 2);
+}
+
 TEST(KvcliRunTest, WatchPrintsEventsAndStopsAfterCount) {
   Publisher publisher;
   Ran ran = run({"watch", "--feed-endpoint", publisher.endpoint(), "--count", "6"});

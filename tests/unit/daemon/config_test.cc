@@ -61,6 +61,28 @@ void expect_same_settings(const Config& actual, const Config& expected) {
   EXPECT_EQ(actual.changelog_keep, expected.changelog_keep);
   EXPECT_EQ(actual.tombstone_grace_ms, expected.tombstone_grace_ms);
   EXPECT_EQ(actual.log_level, expected.log_level);
+  EXPECT_EQ(actual.seeds, expected.seeds);
+  EXPECT_EQ(actual.datacenter, expected.datacenter);
+  EXPECT_EQ(actual.cluster_name, expected.cluster_name);
+  EXPECT_EQ(actual.gossip_endpoint, expected.gossip_endpoint);
+  EXPECT_EQ(actual.peer_endpoint, expected.peer_endpoint);
+  EXPECT_EQ(actual.gossip_preset, expected.gossip_preset);
+  EXPECT_EQ(actual.gossip_protocol_period_ms, expected.gossip_protocol_period_ms);
+  EXPECT_EQ(actual.gossip_probe_timeout_ms, expected.gossip_probe_timeout_ms);
+  EXPECT_EQ(actual.gossip_indirect_probes, expected.gossip_indirect_probes);
+  EXPECT_EQ(actual.gossip_retransmit_mult, expected.gossip_retransmit_mult);
+  EXPECT_EQ(actual.gossip_suspicion_mult, expected.gossip_suspicion_mult);
+  EXPECT_EQ(actual.gossip_suspicion_max_mult, expected.gossip_suspicion_max_mult);
+  EXPECT_EQ(actual.gossip_awareness_max, expected.gossip_awareness_max);
+  EXPECT_EQ(actual.gossip_interval_ms, expected.gossip_interval_ms);
+  EXPECT_EQ(actual.gossip_fanout, expected.gossip_fanout);
+  EXPECT_EQ(actual.gossip_push_pull_interval_ms, expected.gossip_push_pull_interval_ms);
+  EXPECT_EQ(actual.gossip_dead_gossip_ms, expected.gossip_dead_gossip_ms);
+  EXPECT_EQ(actual.gossip_reap_after_ms, expected.gossip_reap_after_ms);
+  EXPECT_EQ(actual.gossip_join_retry_min_ms, expected.gossip_join_retry_min_ms);
+  EXPECT_EQ(actual.gossip_join_retry_max_ms, expected.gossip_join_retry_max_ms);
+  EXPECT_EQ(actual.gossip_leave_timeout_ms, expected.gossip_leave_timeout_ms);
+  EXPECT_EQ(actual.gossip_max_message_bytes, expected.gossip_max_message_bytes);
 }
 
 // The configuration with no file and no flags.
@@ -103,6 +125,48 @@ const std::vector<OptionCase>& every_option() {
       {"tombstone-grace-ms", "60000",
        [](const Config& c) { return c.tombstone_grace_ms == 60000; }},
       {"log-level", "debug", [](const Config& c) { return c.log_level == LogLevel::kDebug; }},
+      {"cluster-name", "prod.eu-1",
+       [](const Config& c) { return c.cluster_name == "prod.eu-1"; }},
+      {"datacenter", "ams_2", [](const Config& c) { return c.datacenter == "ams_2"; }},
+      {"seeds", "tcp://10.0.0.1:7402, tcp://[fd00::2]:7402,ipc:///run/edgekv/gossip",
+       [](const Config& c) {
+         return c.seeds == std::vector<std::string>{"tcp://10.0.0.1:7402", "tcp://[fd00::2]:7402",
+                                                    "ipc:///run/edgekv/gossip"};
+       }},
+      {"gossip-endpoint", "tcp://10.0.0.9:7502",
+       [](const Config& c) { return c.gossip_endpoint == "tcp://10.0.0.9:7502"; }},
+      {"peer-endpoint", "tcp://10.0.0.9:7501",
+       [](const Config& c) { return c.peer_endpoint == "tcp://10.0.0.9:7501"; }},
+      {"gossip-preset", "wan", [](const Config& c) { return c.gossip_preset == "wan"; }},
+      {"gossip-protocol-period-ms", "5000",
+       [](const Config& c) { return c.gossip_protocol_period_ms == 5000; }},
+      {"gossip-probe-timeout-ms", "300",
+       [](const Config& c) { return c.gossip_probe_timeout_ms == 300; }},
+      {"gossip-indirect-probes", "5",
+       [](const Config& c) { return c.gossip_indirect_probes == 5; }},
+      {"gossip-retransmit-mult", "6",
+       [](const Config& c) { return c.gossip_retransmit_mult == 6; }},
+      {"gossip-suspicion-mult", "7",
+       [](const Config& c) { return c.gossip_suspicion_mult == 7; }},
+      {"gossip-suspicion-max-mult", "3",
+       [](const Config& c) { return c.gossip_suspicion_max_mult == 3; }},
+      {"gossip-awareness-max", "4", [](const Config& c) { return c.gossip_awareness_max == 4; }},
+      {"gossip-interval-ms", "70", [](const Config& c) { return c.gossip_interval_ms == 70; }},
+      {"gossip-fanout", "2", [](const Config& c) { return c.gossip_fanout == 2; }},
+      {"gossip-push-pull-interval-ms", "45000",
+       [](const Config& c) { return c.gossip_push_pull_interval_ms == 45000; }},
+      {"gossip-to-dead-ms", "40000",
+       [](const Config& c) { return c.gossip_dead_gossip_ms == 40000; }},
+      {"gossip-reap-after-ms", "120000",
+       [](const Config& c) { return c.gossip_reap_after_ms == 120000; }},
+      {"gossip-join-retry-min-ms", "100",
+       [](const Config& c) { return c.gossip_join_retry_min_ms == 100; }},
+      {"gossip-join-retry-max-ms", "9000",
+       [](const Config& c) { return c.gossip_join_retry_max_ms == 9000; }},
+      {"gossip-leave-timeout-ms", "3000",
+       [](const Config& c) { return c.gossip_leave_timeout_ms == 3000; }},
+      {"gossip-max-message-bytes", "8000",
+       [](const Config& c) { return c.gossip_max_message_bytes == 8000; }},
   };
   return kCases;
 }
@@ -329,6 +393,48 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--node-id", "node/1"}, {"--node-id", "'/'"}},
       {{"--node-id", "caf\xc3\xa9"}, {"--node-id", "letters, digits"}},
       {{"--node-id", long_id}, {"--node-id", "65 bytes", "64"}},
+      // Cluster membership.
+      {{"--cluster-name", "my cluster"}, {"--cluster-name", "letters, digits"}},
+      {{"--cluster-name", long_id}, {"--cluster-name", "65 bytes"}},
+      {{"--datacenter", "dc/1"}, {"--datacenter", "'/'"}},
+      {{"--datacenter="}, {"--datacenter: missing value"}},
+      {{"--seeds", "10.0.0.1:7402"}, {"--seeds", "'10.0.0.1:7402' is not an endpoint"}},
+      {{"--seeds", "tcp://a:1,,tcp://b:1"}, {"--seeds", "empty entry"}},
+      {{"--seeds", "tcp://a:1,"}, {"--seeds", "empty entry"}},
+      {{"--seeds", "tcp://a:99999"}, {"--seeds", "1..65535"}},
+      {{"--seeds", "tcp://*:7402"}, {"--seeds", "wildcard"}},
+      {{"--gossip-endpoint", "tcp://0.0.0.0:7402"}, {"--gossip-endpoint", "wildcard"}},
+      {{"--gossip-endpoint", "tcp://*:7402"}, {"--gossip-endpoint", "wildcard"}},
+      {{"--gossip-endpoint", "udp://h:1"}, {"--gossip-endpoint", "not an endpoint"}},
+      {{"--peer-endpoint", "tcp://[::]:7401"}, {"--peer-endpoint", "wildcard"}},
+      {{"--peer-endpoint", "tcp://h"}, {"--peer-endpoint", "no port"}},
+      {{"--gossip-endpoint", "tcp://127.0.0.1:7400"},
+       {"gossip-endpoint", "client-endpoint", "differ"}},
+      {{"--peer-endpoint", "tcp://127.0.0.1:7402"}, {"peer-endpoint", "gossip-endpoint", "differ"}},
+      {{"--resp-endpoint", "tcp://127.0.0.1:7401"}, {"peer-endpoint", "resp-endpoint", "differ"}},
+      {{"--gossip-preset", "fast"}, {"--gossip-preset", "'fast' is not one of: lan, local, wan"}},
+      {{"--gossip-preset", "LAN"}, {"--gossip-preset", "lan, local, wan"}},
+      {{"--gossip-protocol-period-ms", "-1"}, {"--gossip-protocol-period-ms", "0..600000"}},
+      {{"--gossip-protocol-period-ms", "600001"}, {"--gossip-protocol-period-ms", "0..600000"}},
+      {{"--gossip-probe-timeout-ms", "1s"}, {"--gossip-probe-timeout-ms", "not an integer"}},
+      {{"--gossip-indirect-probes", "17"}, {"--gossip-indirect-probes", "0..16"}},
+      {{"--gossip-interval-ms", "-1"}, {"--gossip-interval-ms", "0..600000"}},
+      {{"--gossip-fanout", "17"}, {"--gossip-fanout", "0..16"}},
+      {{"--gossip-max-message-bytes", "100"}, {"gossip-max-message-bytes", "512..65536"}},
+      {{"--gossip-join-retry-min-ms", "5000", "--gossip-join-retry-max-ms", "100"},
+       {"gossip-join-retry-min-ms", "gossip-join-retry-max-ms"}},
+      {{"--gossip-retransmit-mult", "-2"}, {"--gossip-retransmit-mult", "0..64"}},
+      {{"--gossip-suspicion-mult", "1001"}, {"--gossip-suspicion-mult", "0..1000"}},
+      {{"--gossip-suspicion-max-mult", "101"}, {"--gossip-suspicion-max-mult", "0..100"}},
+      {{"--gossip-awareness-max", "x"}, {"--gossip-awareness-max", "not an integer"}},
+      {{"--gossip-push-pull-interval-ms", "3600001"},
+       {"--gossip-push-pull-interval-ms", "0..3600000"}},
+      {{"--gossip-to-dead-ms", "86400001"}, {"--gossip-to-dead-ms", "0..86400000"}},
+      {{"--gossip-reap-after-ms", "-5"}, {"--gossip-reap-after-ms", "0..604800000"}},
+      {{"--gossip-join-retry-min-ms", "600001"}, {"--gossip-join-retry-min-ms", "0..600000"}},
+      {{"--gossip-join-retry-max-ms", "1e3"}, {"--gossip-join-retry-max-ms", "not an integer"}},
+      {{"--gossip-leave-timeout-ms", "600001"}, {"--gossip-leave-timeout-ms", "0..600000"}},
+      {{"--gossip-max-message-bytes", "65537"}, {"--gossip-max-message-bytes", "0..65536"}},
   };
   for (const auto& [args, parts] : kCases) expect_invalid(args, parts);
 }
@@ -423,6 +529,28 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"changelog-keep", "100000"},
       {"tombstone-grace-ms", "86400000"},
       {"log-level", "info"},
+      {"cluster-name", "edgekv"},
+      {"datacenter", "dc1"},
+      {"seeds", "empty"},
+      {"gossip-endpoint", "tcp://127.0.0.1:7402"},
+      {"peer-endpoint", "tcp://127.0.0.1:7401"},
+      {"gossip-preset", "lan"},
+      {"gossip-protocol-period-ms", "0"},
+      {"gossip-probe-timeout-ms", "0"},
+      {"gossip-indirect-probes", "0"},
+      {"gossip-retransmit-mult", "0"},
+      {"gossip-suspicion-mult", "0"},
+      {"gossip-suspicion-max-mult", "0"},
+      {"gossip-awareness-max", "0"},
+      {"gossip-interval-ms", "0"},
+      {"gossip-fanout", "0"},
+      {"gossip-push-pull-interval-ms", "0"},
+      {"gossip-to-dead-ms", "0"},
+      {"gossip-reap-after-ms", "0"},
+      {"gossip-join-retry-min-ms", "0"},
+      {"gossip-join-retry-max-ms", "0"},
+      {"gossip-leave-timeout-ms", "0"},
+      {"gossip-max-message-bytes", "0"},
   };
   ASSERT_EQ(kDefaults.size(), every_option().size());
   std::string printed;
@@ -554,6 +682,79 @@ TEST(RespEndpointConfigTest, EmptyDisablesAndOnlyTcpIsAccepted) {
   auto r = parse_args(3, clash, out, "/nonexistent/edgekv-default.conf");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("must differ"), std::string::npos) << r.status().message();
+}
+
+}  // namespace
+}  // namespace edgekv::daemon
+
+namespace edgekv::daemon {
+namespace {
+
+Result<ParsedArgs> parse_only(std::vector<const char*> argv) {
+  argv.insert(argv.begin(), "edgekvd");
+  std::ostringstream out;
+  return parse_args(static_cast<int>(argv.size()), argv.data(), out,
+                    "/nonexistent/edgekv-default.conf");
+}
+
+TEST(GossipConfigTest, ThePresetIsTheBaseAndNonZeroOptionsOverrideIt) {
+  auto parsed = parse_only({"--gossip-preset", "local", "--seeds", "tcp://127.0.0.1:9"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  Result<gossip::Options> options = parsed->config.gossip_options();
+  ASSERT_TRUE(options.ok()) << options.status().to_string();
+  gossip::Options local = gossip::Options::local();
+  EXPECT_EQ(options->protocol_period, local.protocol_period);
+  EXPECT_EQ(options->probe_timeout, local.probe_timeout);
+  EXPECT_EQ(options->suspicion_mult, local.suspicion_mult);
+  EXPECT_EQ(options->reap_after, local.reap_after);
+  EXPECT_EQ(options->seeds, std::vector<std::string>{"tcp://127.0.0.1:9"});
+  EXPECT_EQ(options->cluster_name, "edgekv");
+
+  parsed = parse_only({"--gossip-preset=wan", "--gossip-suspicion-mult=9",
+                       "--gossip-reap-after-ms=123456", "--cluster-name=c2"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  options = parsed->config.gossip_options();
+  ASSERT_TRUE(options.ok()) << options.status().to_string();
+  gossip::Options wan = gossip::Options::wan();
+  EXPECT_EQ(options->protocol_period, wan.protocol_period);
+  EXPECT_EQ(options->suspicion_mult, 9u);
+  EXPECT_EQ(options->reap_after, gossip::Millis(123456));
+  EXPECT_EQ(options->cluster_name, "c2");
+  EXPECT_TRUE(options->seeds.empty());
+}
+
+TEST(GossipConfigTest, TheDefaultsAreTheLanPreset) {
+  auto parsed = parse_only({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  Result<gossip::Options> options = parsed->config.gossip_options();
+  ASSERT_TRUE(options.ok()) << options.status().to_string();
+  gossip::Options lan = gossip::Options::lan();
+  EXPECT_EQ(options->protocol_period, lan.protocol_period);
+  EXPECT_EQ(options->probe_timeout, lan.probe_timeout);
+  EXPECT_EQ(options->indirect_probes, lan.indirect_probes);
+  EXPECT_EQ(options->push_pull_interval, lan.push_pull_interval);
+  EXPECT_EQ(options->leave_timeout, lan.leave_timeout);
+}
+
+TEST(GossipConfigTest, SeedsMayBeEmptyRepeatedOrIncludeTheOwnEndpoint) {
+  auto parsed = parse_only({"--seeds", ""});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_TRUE(parsed->config.seeds.empty());
+  parsed = parse_only({"--seeds", "tcp://127.0.0.1:7402,tcp://h:1,tcp://127.0.0.1:7402"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_EQ(parsed->config.seeds,
+            (std::vector<std::string>{"tcp://127.0.0.1:7402", "tcp://h:1"}));
+}
+
+TEST(GossipConfigTest, SettingsThatDoNotFitTogetherAreRejectedNamingTheOptions) {
+  // A probe timeout longer than the protocol period cannot work: the next probe would
+  // start before the last one timed out.
+  auto parsed = parse_only({"--gossip-protocol-period-ms=100", "--gossip-probe-timeout-ms=5000"});
+  ASSERT_FALSE(parsed.ok());
+  const std::string& message = parsed.status().message();
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  EXPECT_NE(message.find("gossip-probe-timeout-ms"), std::string::npos) << message;
+  EXPECT_EQ(message.find("probe_timeout"), std::string::npos) << message;
 }
 
 }  // namespace

@@ -1,0 +1,67 @@
+// The daemon's view of the cluster membership, kept from the SWIM machine's events.
+//
+// What it owns: one entry per member the node knows of (itself included), as the gossip
+// machine last reported it, and the observers told of each change. The event loop feeds it
+// (reset() once the machine has started, apply() for every MemberEvent, set_self() when
+// this node's own entry changed); the rest of the daemon reads it (the members and status
+// requests, STATUS=) and the replication work to come observes it (add_observer()), e.g.
+// to move partitions when a member joins or is declared dead.
+//
+// Thread-safety: none. The network thread owns it, like the machine it mirrors; observers
+// run on that thread, synchronously inside apply(), and must not block.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gossip/swim.h"
+
+namespace edgekv::daemon {
+
+struct MembershipCounts {
+  size_t alive = 0;
+  size_t suspect = 0;
+  size_t dead = 0;
+  size_t left = 0;
+  size_t known = 0;  // all of the above
+};
+
+class Membership {
+ public:
+  using Observer = std::function<void(const gossip::MemberEvent&)>;
+  using ObserverId = size_t;
+
+  Membership(std::string cluster_name, std::string self_id);
+
+  // Replaces the view with `members` (the machine's own list). Observers are not told.
+  void reset(const std::vector<gossip::Member>& members);
+  // Applies one change and tells every observer, in the order they were added.
+  void apply(const gossip::MemberEvent& event);
+  // This node's own entry (the machine reports its own changes through its accessors,
+  // not always as events).
+  void set_self(const gossip::Member& self);
+
+  const std::string& cluster_name() const { return cluster_name_; }
+  const std::string& self_id() const { return self_id_; }
+  // Null when `id` is not known (never heard of, or reaped).
+  const gossip::Member* find(std::string_view id) const;
+  // Every member, sorted by id.
+  std::vector<gossip::Member> members() const;
+  MembershipCounts counts() const;
+
+  ObserverId add_observer(Observer observer);
+  void remove_observer(ObserverId id);
+
+ private:
+  std::string cluster_name_;
+  std::string self_id_;
+  std::map<std::string, gossip::Member, std::less<>> members_;
+  std::map<ObserverId, Observer> observers_;
+  ObserverId next_observer_ = 1;
+};
+
+}  // namespace edgekv::daemon

@@ -5,6 +5,7 @@
 #   make fuzz                      run the fuzz targets longer (FUZZ_SECONDS each)
 #   make bench                     edgekv side by side with Redis (docs/performance.md)
 #   make sim                       the simulation scenarios with more seeds and sizes (docs/gossip.md)
+#   make deb                       the Debian package, build/deb/edgekv_<version>_<arch>.deb (docs/packaging.md)
 SANITIZE ?=
 FUZZ_SECONDS ?= 300
 BENCH_ARGS ?=
@@ -51,6 +52,10 @@ sim: build
 
 fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD)/tests/fuzz $(FUZZ_SECONDS)
+
+.PHONY: deb
+deb: deps
+	@JOBS=$(JOBS) packaging/deb/build.sh
 
 clean:
 	rm -rf build

@@ -10,6 +10,7 @@ packages=(
   protobuf-compiler libprotobuf-dev libxxhash-dev
   python3-pytest python3-zmq python3-protobuf
   redis-tools python3-redis
+  debhelper lintian mandoc man-db systemd-container debootstrap procps
 )
 
 missing=()

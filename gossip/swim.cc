@@ -268,12 +268,18 @@ struct Swim::Impl {
     if (rebroadcast) broadcast(make_update(r.member, MemberState::kAlive, ""));
   }
 
+  // Someone claims this node is suspect or dead at incarnation `inc`: refute it unless the
+  // claim is stale or this node is leaving anyway.
+  void refute_claim_about_self(uint64_t inc, MonoTime now) {
+    if (leaving || inc < incarnation) return;
+    ++counters.refutations;
+    awareness.apply(1);  // Lifeguard: having to refute hints that we are the slow one
+    refute(inc, now);
+  }
+
   void on_suspect(const std::string& id, uint64_t inc, const std::string& from, MonoTime now) {
     if (id == self.id) {
-      if (leaving || inc < incarnation) return;
-      ++counters.refutations;
-      awareness.apply(1);  // Lifeguard: having to refute hints that we are the slow one
-      refute(inc, now);
+      refute_claim_about_self(inc, now);
       return;
     }
     auto it = members.find(id);
@@ -310,10 +316,7 @@ struct Swim::Impl {
   void on_dead(const std::string& id, uint64_t inc, const std::string& from, bool graceful,
                MonoTime now) {
     if (id == self.id) {
-      if (leaving || inc < incarnation) return;
-      ++counters.refutations;
-      awareness.apply(1);
-      refute(inc, now);
+      refute_claim_about_self(inc, now);
       return;
     }
     auto it = members.find(id);

@@ -10,8 +10,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "store/schema.h"
+#include "store/staging.h"
 #include "store/store.h"
 
 namespace edgekv::store {
@@ -29,18 +31,26 @@ struct Counters {
   std::atomic<uint64_t> tombstones_purged{0};
   std::atomic<uint64_t> commit_groups{0};
   std::atomic<uint64_t> group_writes{0};
+  std::atomic<uint64_t> apply_batches{0};
 };
 
 struct EngineState {
   EngineState(Layout layout_in, StoreOptions options_in)
       : layout(std::move(layout_in)),
         options(std::move(options_in)),
-        partitions(std::make_unique<PartitionState[]>(layout.partitions)) {}
+        partitions(std::make_unique<PartitionState[]>(layout.partitions)) {
+    for (uint32_t f = 0; f < layout.db_files; ++f) {
+      staged.push_back(
+          std::make_unique<StagedWrites>(layout.db_files, layout.partitions_in_file(f)));
+    }
+  }
 
   const Layout layout;
   const StoreOptions options;  // validated; db_files resolved
   std::unique_ptr<PartitionState[]> partitions;
   Counters counters;
+  // Per file: writes staged but not yet applied to their partitions (staging.h).
+  std::vector<std::unique_ptr<StagedWrites>> staged;
   // Tasks waiting in all writer queues, against write_queue_max.
   std::atomic<size_t> queued{0};
 };

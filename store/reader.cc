@@ -60,6 +60,26 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
 }
 
 Result<Record> Reader::get(std::string_view key, uint32_t partition, WallTime now) {
+  // A staged write is newer than the key's row. Looked up before the row: a write applied
+  // meanwhile left the staged writes only after its transaction committed, so the row read
+  // below (a snapshot taken later) has it.
+  const uint32_t file = state_.layout.file_of(partition);
+  StagedWrite staged;
+  if (state_.staged[file]->find(key, &staged)) {
+    if (staged.tombstone) return Status::not_found("key was deleted");
+    if (staged.expiry_ms != 0 && staged.expiry_ms <= now.ms) {
+      return Status::not_found("key expired");
+    }
+    Result<std::string> value =
+        decoder_.decode(static_cast<int64_t>(staged.codec), staged.value);
+    if (!value.ok()) return value.status();
+    Record record;
+    record.key = std::move(staged.key);
+    record.value = std::move(*value);
+    record.version = staged.version;
+    record.expiry = WallTime{staged.expiry_ms};
+    return record;
+  }
   Result<Statements*> s = statements(partition);
   if (!s.ok()) return s.status();
   sql::Stmt& stmt = (*s)->get;
@@ -88,9 +108,14 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
                                                       size_t max) {
   std::vector<ChangeEvent> events;
   if (max == 0) return events;
+  // Staged entries first, then the log: an entry applied in between is in both (and taken
+  // from the log), never in neither. Staged entries are newer than every logged one.
+  const StagedWrites& staged_writes = *state_.staged[state_.layout.file_of(partition)];
+  std::vector<StagedChange> staged = staged_writes.changes(partition, from_seq, max);
   Result<Statements*> s = statements(partition);
   if (!s.ok()) return s.status();
   sql::Stmt& stmt = (*s)->changes;
+  {
   sql::StmtScope scope(stmt);
   stmt.bind_u64(1, from_seq);
   stmt.bind_int64(2, clamp_limit(max));
@@ -116,6 +141,39 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
       event.value = std::move(*value);
     }
     events.push_back(std::move(event));
+  }
+  }
+  // A logged put whose key has a staged write is superseded: no value, as for the log's own.
+  std::vector<std::string_view> keys;
+  std::vector<size_t> with_value;
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (events[i].op == ChangeOp::kPut && !events[i].value.empty()) {
+      keys.push_back(events[i].key);
+      with_value.push_back(i);
+    }
+  }
+  if (!keys.empty() && staged_writes.size() > 0) {
+    std::vector<bool> superseded = staged_writes.staged_keys(keys);
+    for (size_t k = 0; k < keys.size(); ++k) {
+      if (superseded[k]) events[with_value[k]].value.clear();
+    }
+  }
+  const uint64_t logged_to = events.empty() ? 0 : events.back().seq;
+  for (StagedChange& c : staged) {
+    if (events.size() >= max) break;
+    if (c.seq <= logged_to) continue;
+    ChangeEvent& event = events.emplace_back();
+    event.seq = c.seq;
+    event.op = c.op;
+    event.version = c.version;
+    event.expiry = WallTime{c.expiry_ms};
+    event.key = std::move(c.key);
+    event.partition = partition;
+    if (c.current && c.op == ChangeOp::kPut) {
+      Result<std::string> value = decoder_.decode(static_cast<int64_t>(c.codec), c.value);
+      if (!value.ok()) return value.status();
+      event.value = std::move(*value);
+    }
   }
   return events;
 }

@@ -57,6 +57,15 @@ CREATE TABLE {log} (
   origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL, key BLOB NOT NULL);
 )sql";
 
+// Writes acknowledged but not yet applied to their partitions (store/staging.h), in
+// staging order. Rows are appended at the end and deleted from the front.
+constexpr const char* kStageDdl = R"sql(
+CREATE TABLE stage (
+  id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, seq INTEGER NOT NULL, key BLOB NOT NULL,
+  hlc INTEGER NOT NULL, origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,
+  tombstone INTEGER NOT NULL, codec INTEGER NOT NULL, value BLOB NOT NULL);
+)sql";
+
 std::string partition_ddl(uint32_t partition) {
   return substitute(substitute(kPartitionDdl, "kv", kv_table(partition)), "log",
                     log_table(partition));
@@ -155,6 +164,7 @@ Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
          std::to_string(kFormatVersion) + "), ('partitions', " + std::to_string(layout.partitions) +
          "), ('db_files', " + std::to_string(layout.db_files) + "), ('file_index', " +
          std::to_string(file_index) + ");";
+  sql += kStageDdl;
   for (uint32_t p = file_index; p < layout.partitions; p += layout.db_files) {
     sql += partition_ddl(p);
   }
@@ -164,6 +174,23 @@ Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
     (void)db.exec("ROLLBACK", "roll back schema creation");
   }
   return status;
+}
+
+
+Status migrate(sql::Db& db, FileMeta* meta) {
+  if (meta->format_version == 1) {
+    // Version 2 adds the stage table; version 1 files have nothing staged.
+    std::string sql = "BEGIN IMMEDIATE;";
+    sql += kStageDdl;
+    sql += "UPDATE meta SET value = 2 WHERE name = 'format_version';COMMIT;";
+    Status status = db.exec(sql, "migrate format 1 to 2");
+    if (!status.ok()) {
+      if (db.in_transaction()) (void)db.exec("ROLLBACK", "roll back migration");
+      return status;
+    }
+    meta->format_version = 2;
+  }
+  return Status();
 }
 
 }  // namespace edgekv::store

@@ -17,7 +17,7 @@
 namespace edgekv::store {
 
 // Bumped when the format changes incompatibly; an older build refuses a newer directory.
-inline constexpr int64_t kFormatVersion = 1;
+inline constexpr int64_t kFormatVersion = 2;
 // SQLite's header field for "which application's file is this": "EKV1".
 inline constexpr int64_t kApplicationId = 0x454b5631;
 
@@ -58,8 +58,13 @@ Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync, uin
 // file holds something other than edgekv data.
 Result<std::optional<FileMeta>> read_meta(sql::Db& db);
 
-// Creates file `file_index` of `layout` in one transaction: the meta table and the tables
-// and indexes of its partitions.
+// Creates file `file_index` of `layout` in one transaction: the meta table, the stage table
+// and the tables and indexes of its partitions.
 Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
+
+// Brings a file of an older format up to kFormatVersion, one step per version, each in one
+// transaction that also records the new version in `meta`; updates `meta`. Does nothing
+// for a file of the current format.
+Status migrate(sql::Db& db, FileMeta* meta);
 
 }  // namespace edgekv::store

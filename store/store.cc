@@ -12,6 +12,7 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <shared_mutex>
 #include <system_error>
 #include <utility>
 
@@ -199,6 +200,8 @@ Result<std::vector<sql::Db>> open_files(const StoreOptions& options, Layout* lay
     Result<std::optional<FileMeta>> meta = read_meta(*db);
     if (!meta.ok()) return meta.status();
     if (meta->has_value()) {
+      // Only after file 0 said the directory's format is one this build reads.
+      EDGEKV_RETURN_IF_ERROR(migrate(*db, &**meta));
       EDGEKV_RETURN_IF_ERROR(check_meta(*layout, f, **meta));
     } else if (created) {
       return Status::corruption("data directory " + layout->dir.string() + " has an empty " +
@@ -208,7 +211,13 @@ Result<std::vector<sql::Db>> open_files(const StoreOptions& options, Layout* lay
     }
     dbs[f] = std::move(*db);
   }
-  if (!created) EDGEKV_RETURN_IF_ERROR(create_schema(*db0, *layout, 0));
+  if (created) {
+    // File 0 last, so a directory whose file 0 is migrated has every file migrated.
+    FileMeta meta = **meta0;
+    EDGEKV_RETURN_IF_ERROR(migrate(*db0, &meta));
+  } else {
+    EDGEKV_RETURN_IF_ERROR(create_schema(*db0, *layout, 0));
+  }
   dbs[0] = std::move(*db0);
   return dbs;
 }
@@ -289,9 +298,14 @@ class StoreImpl final : public Store {
     s.tombstones_purged = c.tombstones_purged.load(std::memory_order_relaxed);
     s.commit_groups = c.commit_groups.load(std::memory_order_relaxed);
     s.group_writes = c.group_writes.load(std::memory_order_relaxed);
+    s.apply_batches = c.apply_batches.load(std::memory_order_relaxed);
+    for (const auto& staged : state_->staged) s.staged += staged->size();
 
     int64_t live = 0;
     for (uint32_t p = 0; p < partitions(); ++p) live += state_->partitions[p].live_rows.load();
+    // No batch of staged writes lands while the tables are counted (staging.h).
+    std::vector<std::shared_lock<std::shared_mutex>> no_batches;
+    for (const auto& staged : state_->staged) no_batches.push_back(staged->lock_for_counts());
     // Rows already expired but not yet swept are not live; rows expiring later are the
     // keys with a TTL. Counted through the expiry index: as many entries as keys with a TTL.
     if (live > 0) {
@@ -305,6 +319,15 @@ class StoreImpl final : public Store {
         live -= static_cast<int64_t>(counts->expired);
         s.keys_with_expiry += counts->expiring;
       }
+    }
+    // Staged writes are not in the expiry indexes yet: each key's newest one stands in for
+    // its row.
+    for (const auto& staged : state_->staged) {
+      if (staged->size() == 0) continue;
+      ExpiryAdjustment adjust = staged->expiry_adjustment(now);
+      live -= adjust.expired;
+      s.keys_with_expiry = static_cast<uint64_t>(
+          std::max<int64_t>(0, static_cast<int64_t>(s.keys_with_expiry) + adjust.expiring));
     }
     s.keys = live > 0 ? static_cast<uint64_t>(live) : 0;
 

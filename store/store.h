@@ -68,6 +68,16 @@ struct StoreOptions {
   // directory's recorded value, or the default for a new directory; otherwise 1..16 and at
   // most `partitions`, and it must match an existing directory.
   uint32_t db_files = 0;
+  // Staging (store/FORMAT.md, "Staging"): a commit group is appended to its file's staging
+  // table and acknowledged; staged writes are applied to their partitions' tables and
+  // change logs later, in batches. A file applies its oldest `stage_apply_batch` staged
+  // writes whenever it holds at least `stage_apply_at` of them or `stage_apply_bytes` of
+  // them in memory (0: after every commit group). Larger batches share more table pages
+  // between writes; each batch holds up the file's commit groups while it runs. Staged
+  // writes are also applied before every sweep and at close.
+  size_t stage_apply_at = 8192;
+  size_t stage_apply_batch = 4096;
+  uint64_t stage_apply_bytes = 32 << 20;
   // Caps each database file's size (0: no cap). A commit group that would grow a file past
   // it fails with IO_ERROR, as on a full disk.
   uint64_t max_db_bytes = 0;
@@ -105,6 +115,8 @@ struct StoreStats {
   uint64_t tombstones_purged = 0;
   uint64_t commit_groups = 0;
   uint64_t group_writes = 0;  // writes committed in those groups (avg = ratio)
+  uint64_t staged = 0;        // acknowledged writes not yet applied to their partitions
+  uint64_t apply_batches = 0;  // batches of staged writes applied
   uint64_t bytes_on_disk = 0;
 };
 

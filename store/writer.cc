@@ -28,7 +28,8 @@ Writer::Writer(EngineState& state, uint32_t file, sql::Db db)
     : state_(state),
       file_(file),
       db_(std::move(db)),
-      encoder_(state.options.compress_threshold_bytes, state.options.compress_level) {}
+      encoder_(state.options.compress_threshold_bytes, state.options.compress_level),
+      staged_(*state.staged[file]) {}
 
 Writer::~Writer() {
   if (thread_.joinable()) drain_and_join();
@@ -37,6 +38,7 @@ Writer::~Writer() {
 Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, sql::Db db) {
   std::unique_ptr<Writer> writer(new Writer(state, file, std::move(db)));
   EDGEKV_RETURN_IF_ERROR(writer->prepare_statements());
+  EDGEKV_RETURN_IF_ERROR(writer->apply_left_staged());
   EDGEKV_RETURN_IF_ERROR(writer->load_partition_state());
   return writer;
 }
@@ -51,6 +53,13 @@ Status Writer::prepare_statements() {
   EDGEKV_RETURN_IF_ERROR(prepare(&begin_, "BEGIN IMMEDIATE", "begin"));
   EDGEKV_RETURN_IF_ERROR(prepare(&commit_, "COMMIT", "commit"));
   EDGEKV_RETURN_IF_ERROR(prepare(&rollback_, "ROLLBACK", "rollback"));
+  EDGEKV_RETURN_IF_ERROR(prepare(&insert_stage_,
+                                 "INSERT INTO stage (id, partition, seq, key, hlc, origin,"
+                                 " expiry_ms, tombstone, codec, value)"
+                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                 "stage write"));
+  EDGEKV_RETURN_IF_ERROR(
+      prepare(&delete_staged_, "DELETE FROM stage WHERE id <= ?1", "delete applied stage rows"));
 
   const Layout& layout = state_.layout;
   slots_.resize(layout.partitions_in_file(file_));
@@ -59,15 +68,19 @@ Status Writer::prepare_statements() {
     slot.partition = p;
     const std::string kv = kv_table(p);
     const std::string log = log_table(p);
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.select_row,
-                                   "SELECT hlc, origin, tombstone FROM " + kv + " WHERE key = ?1",
-                                   "read row"));
-    // apply_one() has just read the row, so it knows which of the two applies: a plain
-    // INSERT or UPDATE is one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE.
+    EDGEKV_RETURN_IF_ERROR(prepare(
+        &slot.select_row,
+        "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1", "read row"));
+    // Staging read the row, so applying mostly knows whether it exists: a plain UPDATE is
+    // one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE, which is kept for
+    // new keys and for rows that went away meanwhile.
     EDGEKV_RETURN_IF_ERROR(prepare(&slot.insert_row,
                                    "INSERT INTO " + kv +
                                        " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
-                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                                       " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
+                                       " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
+                                       " value = ?8",
                                    "insert row"));
     EDGEKV_RETURN_IF_ERROR(prepare(&slot.update_row,
                                    "UPDATE " + kv +
@@ -200,11 +213,16 @@ void Writer::run() {
     {
       std::unique_lock lock(mu_);
       wake_.wait(lock, [this] { return !queue_.empty() || stopping_; });
-      if (queue_.empty()) return;  // stopping, and everything queued is committed
+      if (queue_.empty()) break;  // stopping, and everything queued is committed
+      // A sweep is a group of its own: it applies everything staged first, so it sees
+      // every write in the partition tables, and no write of its group is left staged.
       size_t n = std::min(queue_.size(), state_.options.group_commit_max);
       for (size_t i = 0; i < n; ++i) {
+        bool sweep = std::holds_alternative<SweepTask>(queue_.front().task);
+        if (sweep && !group.empty()) break;
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        if (sweep) break;
       }
     }
     size_t counted =
@@ -212,16 +230,26 @@ void Writer::run() {
     state_.queued.fetch_sub(counted);
     commit_group(group);
     group.clear();
+    apply_if_due();
+  }
+  // A clean stop leaves nothing staged, so the stage table of a closed store is empty.
+  Status applied = apply_all_staged();
+  if (!applied.ok()) {
+    EDGEKV_LOG(kError) << "store: " << db_.path() << ": " << staged_.size()
+                       << " staged writes stay staged until the next open: "
+                       << applied.to_string();
   }
 }
 
 void Writer::commit_group(std::vector<Queued>& group) {
   std::vector<Outcome> outcomes(group.size());
   GroupTotals totals;
-  Status status = begin_.run();
+  Status status;
+  if (std::holds_alternative<SweepTask>(group.front().task)) status = apply_all_staged();
+  if (status.ok()) status = begin_.run();
   for (size_t i = 0; status.ok() && i < group.size(); ++i) {
     if (auto* apply = std::get_if<ApplyTask>(&group[i].task)) {
-      status = apply_one(*apply, &outcomes[i], &totals);
+      status = stage_one(*apply, &outcomes[i], &totals);
     } else {
       status = sweep_file(*std::get<SweepTask>(group[i].task).job, &outcomes[i], &totals);
     }
@@ -229,6 +257,8 @@ void Writer::commit_group(std::vector<Queued>& group) {
   if (status.ok()) status = commit_.run();
 
   if (status.ok()) {
+    staged_.add(pending_);
+    pending_newest_.clear();
     publish(totals);
     if (failing_) {
       failing_ = false;
@@ -241,6 +271,8 @@ void Writer::commit_group(std::vector<Queued>& group) {
         EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
       }
     }
+    pending_.clear();
+    pending_newest_.clear();
     abandon();
     if (!failing_) {  // once per run of failures, not once per group
       failing_ = true;
@@ -309,15 +341,29 @@ void Writer::abandon() {
   touched_.clear();
 }
 
-Status Writer::apply_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
+Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
   ++totals->writes;
   Record& record = task.record;
   Slot& slot = slots_[state_.layout.slot_of(task.partition)];
 
+  // What the key holds now: its newest staged write (of this group, else of earlier
+  // groups), else its row. A key's staged writes share the row they found (`base`).
+  const StagedWrite* newest = nullptr;
+  if (auto it = pending_newest_.find(record.key); it != pending_newest_.end()) {
+    newest = it->second;
+  } else {
+    newest = staged_.newest(record.key);
+  }
+  RowState base;
   bool exists = false;
   bool stored_tombstone = false;
   Version stored;
-  {
+  if (newest != nullptr) {
+    base = newest->base;
+    exists = true;
+    stored = newest->version;
+    stored_tombstone = newest->tombstone;
+  } else {
     sql::StmtScope scope(slot.select_row);
     slot.select_row.bind_blob(1, record.key);
     Result<bool> row = slot.select_row.step();
@@ -327,6 +373,7 @@ Status Writer::apply_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
       stored.hlc = slot.select_row.u64_at(0);
       stored.origin = slot.select_row.u64_at(1);
       stored_tombstone = slot.select_row.int64_at(2) != 0;
+      base = RowState{true, stored_tombstone, slot.select_row.int64_at(3)};
     }
   }
   out->apply.current = stored;
@@ -337,50 +384,197 @@ Status Writer::apply_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
   }
 
   touch(task.partition);
-  const uint64_t seq = slot.seq + 1;
+  StagedWrite& w = pending_.emplace_back();
+  w.id = next_stage_id_++;
+  w.partition = task.partition;
+  w.seq = slot.seq + 1;
+  w.version = record.version;
+  w.tombstone = record.tombstone;
   // A tombstone hides the key whatever its expiry, and the sweeper must not remove it
   // before the grace period: it is stored without value and without expiry.
-  const int64_t expiry_ms = record.tombstone ? 0 : record.expiry.ms;
+  w.expiry_ms = record.tombstone ? 0 : record.expiry.ms;
   if (record.tombstone) record.value.clear();
-  Codec codec = Codec::kRaw;
-  std::string_view stored_value = encoder_.encode(record.value, &codec);
+  w.value = encoder_.encode(record.value, &w.codec);
+  w.key = record.key;
+  w.base = base;
   {
-    sql::Stmt& s = exists ? slot.update_row : slot.insert_row;
-    s.bind_blob(1, record.key);
-    s.bind_u64(2, record.version.hlc);
-    s.bind_u64(3, record.version.origin);
-    s.bind_int64(4, expiry_ms);
-    s.bind_int64(5, record.tombstone ? 1 : 0);
-    s.bind_u64(6, seq);
-    s.bind_int64(7, static_cast<int64_t>(codec));
-    s.bind_blob(8, stored_value);
+    sql::Stmt& s = insert_stage_;
+    s.bind_u64(1, w.id);
+    s.bind_int64(2, w.partition);
+    s.bind_u64(3, w.seq);
+    s.bind_blob(4, w.key);
+    s.bind_u64(5, w.version.hlc);
+    s.bind_u64(6, w.version.origin);
+    s.bind_int64(7, w.expiry_ms);
+    s.bind_int64(8, w.tombstone ? 1 : 0);
+    s.bind_int64(9, static_cast<int64_t>(w.codec));
+    s.bind_blob(10, w.value);
     EDGEKV_RETURN_IF_ERROR(s.run());
   }
-  const ChangeOp op = record.tombstone ? ChangeOp::kDelete : ChangeOp::kPut;
-  {
-    sql::Stmt& s = slot.insert_log;
-    s.bind_u64(1, seq);
-    s.bind_int64(2, static_cast<int64_t>(op));
-    s.bind_u64(3, record.version.hlc);
-    s.bind_u64(4, record.version.origin);
-    s.bind_int64(5, expiry_ms);
-    s.bind_blob(6, record.key);
-    EDGEKV_RETURN_IF_ERROR(s.run());
-  }
-  slot.seq = seq;
-  slot.live_delta += (record.tombstone ? 0 : 1) - ((exists && !stored_tombstone) ? 1 : 0);
-  ++(record.tombstone ? totals->deletes : totals->puts);
+  pending_newest_[w.key] = &w;
+  slot.seq = w.seq;
+  slot.live_delta += (w.tombstone ? 0 : 1) - ((exists && !stored_tombstone) ? 1 : 0);
+  ++(w.tombstone ? totals->deletes : totals->puts);
 
   out->apply.applied = true;
-  out->apply.current = record.version;
+  out->apply.current = w.version;
   ChangeEvent& event = out->apply.event;
-  event.op = op;
+  event.op = w.op();
   event.key = std::move(record.key);
   event.value = std::move(record.value);
-  event.version = record.version;
-  event.expiry = WallTime{expiry_ms};
+  event.version = w.version;
+  event.expiry = WallTime{w.expiry_ms};
   event.partition = task.partition;
-  event.seq = seq;
+  event.seq = w.seq;
+  return Status();
+}
+
+Status Writer::write_row(Slot& slot, const StagedWrite& w, bool row_exists) {
+  auto bind = [&w](sql::Stmt& s) {
+    s.bind_blob(1, w.key);
+    s.bind_u64(2, w.version.hlc);
+    s.bind_u64(3, w.version.origin);
+    s.bind_int64(4, w.expiry_ms);
+    s.bind_int64(5, w.tombstone ? 1 : 0);
+    s.bind_u64(6, w.seq);
+    s.bind_int64(7, static_cast<int64_t>(w.codec));
+    s.bind_blob(8, w.value);
+  };
+  if (row_exists) {
+    bind(slot.update_row);
+    EDGEKV_RETURN_IF_ERROR(slot.update_row.run());
+    if (sqlite3_changes64(db_.handle()) > 0) return Status();
+    // The row went away since staging read it (e.g. a tombstone purged): insert it.
+  }
+  bind(slot.insert_row);
+  return slot.insert_row.run();
+}
+
+Status Writer::append_log(Slot& slot, uint64_t seq, ChangeOp op, Version version,
+                          int64_t expiry_ms, std::string_view key) {
+  sql::Stmt& s = slot.insert_log;
+  s.bind_u64(1, seq);
+  s.bind_int64(2, static_cast<int64_t>(op));
+  s.bind_u64(3, version.hlc);
+  s.bind_u64(4, version.origin);
+  s.bind_int64(5, expiry_ms);
+  s.bind_blob(6, key);
+  return s.run();
+}
+
+Status Writer::apply_staged(size_t max) {
+  const std::deque<StagedWrite>& staged = staged_.oldest();
+  const size_t n = std::min(max, staged.size());
+  if (n == 0) return Status();
+  Status status = begin_.run();
+  for (size_t i = 0; status.ok() && i < n; ++i) {
+    const StagedWrite& w = staged[i];
+    Slot& slot = slots_[state_.layout.slot_of(w.partition)];
+    // Only a key's newest staged write reaches the table; every write reaches the log.
+    if (staged_.newest(w.key) == &w) status = write_row(slot, w, w.base.exists);
+    if (status.ok()) status = append_log(slot, w.seq, w.op(), w.version, w.expiry_ms, w.key);
+  }
+  if (status.ok()) {
+    delete_staged_.bind_u64(1, staged[n - 1].id);
+    status = delete_staged_.run();
+  }
+  std::unique_lock<std::shared_mutex> counting = staged_.lock_for_apply();
+  if (status.ok()) status = commit_.run();
+  if (!status.ok()) {
+    counting.unlock();
+    if (db_.in_transaction()) {
+      Status rolled_back = rollback_.run();
+      if (!rolled_back.ok()) {
+        EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
+      }
+    }
+    if (!apply_failing_) {
+      apply_failing_ = true;
+      EDGEKV_LOG(kError) << "store: applying " << n << " staged writes failed; they stay staged: "
+                         << status.to_string();
+    }
+    return status;
+  }
+  if (apply_failing_) {
+    apply_failing_ = false;
+    EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": staged writes apply again";
+  }
+  staged_.remove_oldest(n);
+  state_.counters.apply_batches.fetch_add(1, std::memory_order_relaxed);
+  return Status();
+}
+
+Status Writer::apply_all_staged() {
+  const size_t batch = std::max<size_t>(state_.options.stage_apply_batch, 1);
+  while (staged_.size() > 0) EDGEKV_RETURN_IF_ERROR(apply_staged(batch));
+  return Status();
+}
+
+void Writer::apply_if_due() {
+  const StoreOptions& o = state_.options;
+  if (staged_.size() == 0) return;
+  if (staged_.size() < o.stage_apply_at && staged_.bytes() < o.stage_apply_bytes) return;
+  // Failures are logged by apply_staged; the writes stay staged (and readable) and the
+  // next group retries.
+  (void)apply_staged(std::max<size_t>(o.stage_apply_batch, 1));
+}
+
+Status Writer::apply_left_staged() {
+  Result<sql::Stmt> select = db_.prepare(
+      "SELECT id, partition, seq, key, hlc, origin, expiry_ms, tombstone, codec, value"
+      " FROM stage ORDER BY id",
+      "read stage table");
+  if (!select.ok()) return select.status();
+  uint64_t applied = 0;
+  Status status = begin_.run();
+  {
+    sql::StmtScope scope(*select);
+    while (status.ok()) {
+      Result<bool> row = select->step();
+      if (!row.ok()) {
+        status = row.status();
+        break;
+      }
+      if (!*row) break;
+      StagedWrite w;
+      w.id = select->u64_at(0);
+      int64_t partition = select->int64_at(1);
+      w.seq = select->u64_at(2);
+      w.key = std::string(select->blob_at(3));
+      w.version = Version{select->u64_at(4), select->u64_at(5)};
+      w.expiry_ms = select->int64_at(6);
+      w.tombstone = select->int64_at(7) != 0;
+      int64_t codec = select->int64_at(8);
+      w.value = std::string(select->blob_at(9));
+      if (partition < 0 || partition >= state_.layout.partitions ||
+          state_.layout.file_of(static_cast<uint32_t>(partition)) != file_ ||
+          (codec != static_cast<int64_t>(Codec::kRaw) &&
+           codec != static_cast<int64_t>(Codec::kZstd))) {
+        status = Status::corruption(db_.path() + ": stage row " + std::to_string(w.id) +
+                                    " names partition " + std::to_string(partition) +
+                                    " and codec " + std::to_string(codec) +
+                                    ", which this file does not hold");
+        break;
+      }
+      w.partition = static_cast<uint32_t>(partition);
+      w.codec = static_cast<Codec>(codec);
+      Slot& slot = slots_[state_.layout.slot_of(w.partition)];
+      // Staging checked last-write-wins; the rows apply in staging order.
+      status = write_row(slot, w, /*row_exists=*/true);
+      if (status.ok()) status = append_log(slot, w.seq, w.op(), w.version, w.expiry_ms, w.key);
+      ++applied;
+    }
+  }
+  if (status.ok()) status = db_.exec("DELETE FROM stage", "empty stage table");
+  if (status.ok()) status = commit_.run();
+  if (!status.ok()) {
+    if (db_.in_transaction()) (void)rollback_.run();
+    return status;
+  }
+  if (applied > 0) {
+    EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": applied " << applied
+                        << " staged writes left by the previous run";
+  }
   return Status();
 }
 
@@ -446,14 +640,8 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
     slot.delete_row.bind_blob(1, row.key);
     EDGEKV_RETURN_IF_ERROR(slot.delete_row.run());
     const uint64_t seq = slot.seq + 1;
-    sql::Stmt& s = slot.insert_log;
-    s.bind_u64(1, seq);
-    s.bind_int64(2, static_cast<int64_t>(ChangeOp::kExpire));
-    s.bind_u64(3, row.version.hlc);
-    s.bind_u64(4, row.version.origin);
-    s.bind_int64(5, row.expiry_ms);
-    s.bind_blob(6, row.key);
-    EDGEKV_RETURN_IF_ERROR(s.run());
+    EDGEKV_RETURN_IF_ERROR(
+        append_log(slot, seq, ChangeOp::kExpire, row.version, row.expiry_ms, row.key));
     slot.seq = seq;
     slot.live_delta -= 1;  // only live rows carry an expiry (tombstones are stored without)
     ++totals->expired;

@@ -1,13 +1,17 @@
 // A writer: the thread that owns one database file's only write connection. It takes the
-// tasks queued for its file in groups of at most group_commit_max, runs each group in ONE
-// transaction, commits, and only then runs the tasks' callbacks (group commit). When the
-// transaction fails, every task in the group gets the error and nothing of it is applied.
+// tasks queued for its file in groups of at most group_commit_max, stages each group's
+// writes in ONE transaction (appends to the file's stage table), commits, and only then
+// runs the tasks' callbacks (group commit). When the transaction fails, every task in the
+// group gets the error and nothing of it is staged. Between groups it applies staged writes
+// to their partitions' tables and change logs in batches (staging.h); a sweep is a group of
+// its own and applies everything staged before it runs, and so does stopping.
 //
 // A sweep visits every file: it starts on writer 0 and each writer hands what is left of
 // its budget to the next (set_next), so max_rows bounds the whole sweep.
 //
-// Owns: the write connection and its prepared statements, the queue, the thread, and the
-// in-transaction (not yet committed) sequence numbers of its file's partitions.
+// Owns: the write connection and its prepared statements, the queue, the thread, the
+// in-transaction (not yet committed) sequence numbers of its file's partitions and the
+// group's not yet committed staged writes.
 // Thread-safety: submit, stop_accepting and drain_and_join may be called from any thread
 // (drain_and_join not from a callback); the rest runs on the writer thread.
 #pragma once
@@ -17,13 +21,16 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
 #include "store/codec.h"
 #include "store/engine.h"
 #include "store/sqlite.h"
+#include "store/staging.h"
 #include "store/store.h"
 
 namespace edgekv::store {
@@ -51,8 +58,9 @@ class Writer {
   };
   using Task = std::variant<ApplyTask, SweepTask>;
 
-  // Takes over `db` (already configured as a writer), loads its partitions' sequence
-  // numbers and row counts into `state`, and prepares the statements. Starts no thread.
+  // Takes over `db` (already configured as a writer), prepares the statements, applies
+  // whatever the previous run left staged, and loads its partitions' sequence numbers and
+  // row counts into `state`. Starts no thread.
   static Result<std::unique_ptr<Writer>> open(EngineState& state, uint32_t file, sql::Db db);
   ~Writer();
   Writer(const Writer&) = delete;
@@ -83,7 +91,7 @@ class Writer {
     int64_t live_delta = 0;  // change of live_rows in the open transaction
     bool touched = false;
     sql::Stmt select_row;
-    sql::Stmt insert_row;
+    sql::Stmt insert_row;  // upsert: applying a staged write over a row it did not see
     sql::Stmt update_row;
     sql::Stmt delete_row;
     sql::Stmt insert_log;
@@ -103,10 +111,24 @@ class Writer {
   Writer(EngineState& state, uint32_t file, sql::Db db);
   Status prepare_statements();
   Status load_partition_state();
+  // Applies, in one transaction, the stage table's rows left by a run that ended without
+  // applying them (a crash), in staging order.
+  Status apply_left_staged();
 
   void run();
   void commit_group(std::vector<Queued>& group);
-  Status apply_one(ApplyTask& task, Outcome* out, GroupTotals* totals);
+  Status stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals);
+  // Applies the oldest staged writes, at most `max`, in one transaction.
+  Status apply_staged(size_t max);
+  // Applies every staged write, batch by batch.
+  Status apply_all_staged();
+  // Applies a batch when the staged writes reach the thresholds.
+  void apply_if_due();
+  // Writes a row of a partition table: an UPDATE when the row is known to exist, falling
+  // back to the upsert (which also covers a row that is not there).
+  Status write_row(Slot& slot, const StagedWrite& w, bool row_exists);
+  Status append_log(Slot& slot, uint64_t seq, ChangeOp op, Version version, int64_t expiry_ms,
+                    std::string_view key);
   Status sweep_file(SweepJob& job, Outcome* out, GroupTotals* totals);
   Status expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* totals);
   Slot& touch(uint32_t partition);
@@ -120,12 +142,21 @@ class Writer {
   const uint32_t file_;
   sql::Db db_;
   sql::Stmt begin_, commit_, rollback_;
+  sql::Stmt insert_stage_, delete_staged_;
   std::vector<Slot> slots_;  // by Layout::slot_of(partition)
   std::vector<uint32_t> touched_;
   ValueEncoder encoder_;
   uint32_t sweep_cursor_ = 0;  // rotates so that a small budget reaches every partition
   bool failing_ = false;       // the last group failed: log recovery once
   Writer* next_ = nullptr;
+
+  StagedWrites& staged_;  // state_.staged[file_]
+  // The open group's staged writes, added to staged_ once it commits; and each key's
+  // newest of them (views into pending_, whose elements never move).
+  std::deque<StagedWrite> pending_;
+  std::unordered_map<std::string_view, const StagedWrite*> pending_newest_;
+  uint64_t next_stage_id_ = 1;
+  bool apply_failing_ = false;  // the last batch failed: log recovery once
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -70,9 +70,15 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// EDGEKV_TEST_STAGE_APPLY_AT overrides StoreOptions::stage_apply_at, so that the whole
+// suite also runs with every write applied right after its commit group (ctest runs it
+// both ways; see CMakeLists.txt).
 inline StoreOptions options_for(const TempDir& dir) {
   StoreOptions o;
   o.dir = dir.data();
+  if (const char* at = getenv("EDGEKV_TEST_STAGE_APPLY_AT"); at != nullptr && *at != 0) {
+    o.stage_apply_at = std::stoull(at);
+  }
   return o;
 }
 

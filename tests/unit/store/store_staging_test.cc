@@ -1,0 +1,388 @@
+// Staging: writes are acknowledged once appended to their file's stage table and applied
+// to their partitions later, in batches. These tests hold the store with staging to the
+// store without it (every write applied right after its group), check what is on disk
+// while writes are staged, and what happens to staged writes at a crash, at open and when
+// an old directory is migrated.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "common/random.h"
+#include "store/store.h"
+#include "tests/unit/store/store_test_util.h"
+
+namespace edgekv::store {
+namespace {
+
+using namespace testing;  // NOLINT: the helpers of this suite
+
+int64_t count_rows(const std::filesystem::path& file, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EDGEKV_ASSERT(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  EDGEKV_ASSERT(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+  EDGEKV_ASSERT(sqlite3_step(s) == SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close_v2(db);
+  return n;
+}
+
+void exec_sql(const std::filesystem::path& file, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EDGEKV_ASSERT(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  EDGEKV_ASSERT(rc == SQLITE_OK);
+  sqlite3_close_v2(db);
+}
+
+int64_t staged_rows(const TempDir& dir) {
+  int64_t n = 0;
+  for (int f = 0; f < 2; ++f) {
+    n += count_rows(dir.data() / ("data-" + std::to_string(f) + ".db"),
+                    "SELECT count(*) FROM stage");
+  }
+  return n;
+}
+
+// What a reader can observe of a store: every key, the stats and every partition's log.
+struct Observed {
+  std::map<std::string, std::string> values;  // key -> "value@hlc/origin exp" or the error
+  uint64_t keys = 0, keys_with_expiry = 0, puts = 0, deletes = 0, ignored = 0, expired = 0;
+  std::vector<std::string> log;  // one line per entry, all partitions
+
+  std::vector<uint64_t> counts() const {
+    return {keys, keys_with_expiry, puts, deletes, ignored, expired};
+  }
+};
+
+std::string describe(const ChangeEvent& e) {
+  return std::to_string(e.partition) + "#" + std::to_string(e.seq) + " " +
+         std::string(change_op_name(e.op)) + " " + e.key + " " + std::to_string(e.version.hlc) +
+         "/" + std::to_string(e.version.origin) + " exp " + std::to_string(e.expiry.ms) + " '" +
+         e.value + "'";
+}
+
+Observed observe(Store& store, const std::vector<std::string>& keys, WallTime now,
+                 uint64_t from_seq, size_t max) {
+  Observed o;
+  for (const std::string& key : keys) {
+    Result<Record> r = store.get(key, now);
+    o.values[key] = r.ok() ? r->value + "@" + std::to_string(r->version.hlc) + "/" +
+                                 std::to_string(r->version.origin) + " exp " +
+                                 std::to_string(r->expiry.ms)
+                           : r.status().to_string();
+  }
+  StoreStats s = store.stats(now);
+  o.keys = s.keys;
+  o.keys_with_expiry = s.keys_with_expiry;
+  o.puts = s.puts_applied;
+  o.deletes = s.deletes_applied;
+  o.ignored = s.writes_ignored;
+  o.expired = s.expired;
+  for (uint32_t p = 0; p < store.partitions(); ++p) {
+    Result<std::vector<ChangeEvent>> log = store.read_changes(p, from_seq, max);
+    EDGEKV_ASSERT(log.ok());
+    for (const ChangeEvent& e : *log) o.log.push_back(describe(e));
+    o.log.push_back("last " + std::to_string(store.last_seq(p)));
+  }
+  return o;
+}
+
+// The same random writes, deletes, stale writes, expiries and sweeps go to three stores:
+// one that applies every group at once, one that applies small batches often (so that
+// reads straddle staged and applied writes), one that keeps everything staged until a
+// sweep. Everything a reader can see must agree after every step, and across a reopen.
+void run_differential(uint64_t seed) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Random rng(seed);
+  TempDir dirs[3];
+  StoreOptions options[3];
+  for (int i = 0; i < 3; ++i) {
+    options[i].dir = dirs[i].data();
+    options[i].partitions = 8;
+    options[i].compress_threshold_bytes = 64;
+  }
+  options[0].stage_apply_at = 0;
+  options[1].stage_apply_at = 7;
+  options[1].stage_apply_batch = 5;
+  options[2].stage_apply_at = 1'000'000;
+  std::unique_ptr<Store> stores[3];
+  for (int i = 0; i < 3; ++i) stores[i] = open_or_die(options[i]);
+
+  std::vector<std::string> keys;
+  for (int k = 0; k < 24; ++k) keys.push_back("key-" + std::to_string(k));
+  int64_t now_ms = kNow.ms;
+  uint64_t hlc = hlc_at(0);
+  uint64_t batches = 0;
+  for (int step = 0; step < 600; ++step) {
+    const WallTime now{now_ms};
+    const std::string& key = keys[rng.uniform(keys.size())];
+    const uint64_t pick = rng.uniform(100);
+    if (pick < 8) {
+      // A sweep: in the staging stores it applies everything first.
+      std::vector<std::string> events[3];
+      const size_t budget = 1 + rng.uniform(4);
+      for (int i = 0; i < 3; ++i) {
+        Result<std::vector<ChangeEvent>> r = stores[i]->sweep_sync(now, budget);
+        ASSERT_TRUE(r.ok()) << r.status().to_string();
+        for (const ChangeEvent& e : *r) events[i].push_back(describe(e));
+      }
+      ASSERT_EQ(events[0], events[1]);
+      ASSERT_EQ(events[0], events[2]);
+    } else if (pick < 10) {
+      batches += stores[1]->stats(now).apply_batches;  // counters start again at open
+      for (int i = 0; i < 3; ++i) {
+        stores[i].reset();
+        stores[i] = open_or_die(options[i]);
+        EXPECT_EQ(stores[i]->stats(now).staged, 0u) << "a clean close applies everything";
+      }
+    } else {
+      Record record;
+      if (pick < 25) {
+        record = tombstone(key, hlc += 7);
+      } else if (pick < 32) {
+        record = put(key, "stale", hlc - 1000 * (1 + rng.uniform(5)));  // loses to the stored
+      } else {
+        // Small values and values long enough to be compressed.
+        std::string value = "v" + std::to_string(step) +
+                            std::string(rng.uniform(2) == 0 ? 3 : 200, 'a' + (step % 26));
+        WallTime expiry{rng.uniform(3) == 0 ? now_ms + 1 + static_cast<int64_t>(rng.uniform(50))
+                                            : 0};
+        record = put(key, value, hlc += 7, 1 + rng.uniform(2), expiry);
+      }
+      ApplyResult results[3];
+      for (int i = 0; i < 3; ++i) {
+        Result<ApplyResult> r = stores[i]->apply_sync(record, now);
+        ASSERT_TRUE(r.ok()) << r.status().to_string();
+        results[i] = *r;
+      }
+      for (int i = 1; i < 3; ++i) {
+        EXPECT_EQ(results[i].applied, results[0].applied);
+        EXPECT_EQ(results[i].current, results[0].current);
+        EXPECT_EQ(results[i].event.seq, results[0].event.seq);
+      }
+    }
+    now_ms += static_cast<int64_t>(rng.uniform(10));
+    if (step % 5 == 0) {
+      const uint64_t from = rng.uniform(4) == 0 ? 0 : rng.uniform(40);
+      const size_t max = 1 + rng.uniform(60);
+      Observed expected = observe(*stores[0], keys, WallTime{now_ms}, from, max);
+      for (int i = 1; i < 3; ++i) {
+        SCOPED_TRACE("store " + std::to_string(i) + ", step " + std::to_string(step));
+        Observed got = observe(*stores[i], keys, WallTime{now_ms}, from, max);
+        ASSERT_EQ(got.values, expected.values);
+        ASSERT_EQ(got.log, expected.log);
+        ASSERT_EQ(got.counts(), expected.counts());
+      }
+    }
+  }
+  // Something was really staged, and really applied in batches, on the way.
+  batches += stores[1]->stats(WallTime{now_ms}).apply_batches;
+  EXPECT_GT(batches, 20u);
+}
+
+TEST(StoreStagingTest, StagedAndAppliedWritesLookTheSameToReaders) {
+  for (uint64_t seed : {1, 2, 3, 4}) run_differential(seed);
+}
+
+TEST(StoreStagingTest, OnlyTheNewestWriteOfAKeyReachesItsTableButEveryOneIsLogged) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.stage_apply_at = 1'000'000;
+  auto store = open_or_die(options);
+  for (int i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(store->apply_sync(put("k", "v" + std::to_string(i), hlc_at(i)), kNow)->applied);
+  }
+  const uint32_t p = store->partition_of("k");
+  const std::string table = kv_table_of(p);
+  const std::filesystem::path file = file_with_table(dir.data(), table);
+  EXPECT_EQ(staged_rows(dir), 5);
+  EXPECT_EQ(count_rows(file, "SELECT count(*) FROM " + table), 0);
+  EXPECT_EQ(store->stats(kNow).staged, 5u);
+  EXPECT_EQ(store->get("k", kNow)->value, "v5");
+
+  ASSERT_TRUE(store->sweep_sync(kNow, 10).ok());  // applies everything staged
+  EXPECT_EQ(staged_rows(dir), 0);
+  EXPECT_EQ(store->stats(kNow).staged, 0u);
+  EXPECT_EQ(store->stats(kNow).apply_batches, 1u);
+  EXPECT_EQ(RawDb(file).stored_value(table, "k"), "v5");
+  Result<std::vector<ChangeEvent>> log = store->read_changes(p, 0, 100);
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(log->size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ((*log)[i].seq, i + 1);
+    EXPECT_EQ((*log)[i].version.hlc, hlc_at(static_cast<int64_t>(i) + 1));
+    // Superseded puts come without value; the newest carries it.
+    EXPECT_EQ((*log)[i].value, i == 4 ? "v5" : "");
+  }
+}
+
+TEST(StoreStagingTest, BatchesApplyAtTheThresholdOldestFirst) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.stage_apply_at = 10;
+  options.stage_apply_batch = 4;
+  auto store = open_or_die(options);
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_TRUE(store->apply_sync(put("k" + std::to_string(i), "v", hlc_at(0)), kNow).ok());
+  }
+  EXPECT_EQ(store->stats(kNow).staged, 9u);
+  EXPECT_EQ(store->stats(kNow).apply_batches, 0u);
+  ASSERT_TRUE(store->apply_sync(put("k9", "v", hlc_at(0)), kNow).ok());
+  // The tenth write reached the threshold: one batch of the four oldest is applied, after
+  // the write was acknowledged and before the writer takes the next group. So once the
+  // next write is acknowledged, the batch is done.
+  ASSERT_TRUE(store->apply_sync(put("k10", "v", hlc_at(0)), kNow).ok());
+  EXPECT_EQ(store->stats(kNow).staged, 7u);
+  EXPECT_EQ(store->stats(kNow).apply_batches, 1u);
+  EXPECT_EQ(count_rows(dir.data() / "data-0.db", "SELECT min(id) FROM stage"), 5);
+  for (int i = 0; i <= 10; ++i) EXPECT_TRUE(store->get("k" + std::to_string(i), kNow).ok());
+}
+
+TEST(StoreStagingTest, WritesLeftStagedByACrashAreAppliedAtOpen) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.stage_apply_at = 1'000'000;
+  constexpr int kKeys = 200;
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Acknowledged writes, then an exit that never closes the store (no final apply).
+    Result<std::unique_ptr<Store>> store = Store::open(options);
+    if (!store.ok()) _exit(2);
+    for (int i = 0; i < kKeys; ++i) {
+      Result<ApplyResult> r = (*store)->apply_sync(
+          put("k" + std::to_string(i), "v" + std::to_string(i), hlc_at(i)), kNow);
+      if (!r.ok() || !r->applied) _exit(3);
+    }
+    Result<ApplyResult> r = (*store)->apply_sync(tombstone("k0", hlc_at(1000)), kNow);
+    if (!r.ok()) _exit(4);
+    _exit(0);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << wstatus;
+  EXPECT_EQ(staged_rows(dir), kKeys + 1);
+
+  auto store = open_or_die(options);
+  EXPECT_EQ(store->stats(kNow).staged, 0u);
+  EXPECT_EQ(staged_rows(dir), 0);
+  EXPECT_EQ(store->get("k0", kNow).status().code(), Code::kNotFound);
+  for (int i = 1; i < kKeys; ++i) {
+    EXPECT_EQ(store->get("k" + std::to_string(i), kNow)->value, "v" + std::to_string(i));
+  }
+  EXPECT_EQ(store->stats(kNow).keys, static_cast<uint64_t>(kKeys - 1));
+  uint64_t logged = 0;
+  for (uint32_t p = 0; p < store->partitions(); ++p) {
+    Result<std::vector<ChangeEvent>> log = store->read_changes(p, 0, 1000);
+    ASSERT_TRUE(log.ok());
+    for (size_t k = 0; k < log->size(); ++k) ASSERT_EQ((*log)[k].seq, k + 1);
+    EXPECT_EQ(store->last_seq(p), log->size());
+    logged += log->size();
+  }
+  EXPECT_EQ(logged, static_cast<uint64_t>(kKeys + 1));
+}
+
+TEST(StoreStagingTest, AStageRowForAnotherFilesPartitionIsCorruption) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  { auto store = open_or_die(options); }
+  // Partition 1 lives in file 1, not file 0.
+  exec_sql(dir.data() / "data-0.db",
+           "INSERT INTO stage VALUES (1, 1, 1, 'k', 1, 1, 0, 0, 0, 'v')");
+  Result<std::unique_ptr<Store>> store = Store::open(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), Code::kCorruption);
+  EXPECT_NE(store.status().message().find("stage row 1 names partition 1"), std::string::npos)
+      << store.status().to_string();
+}
+
+TEST(StoreStagingTest, AFormatOneDirectoryIsMigratedWithItsData) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  {
+    auto store = open_or_die(options);
+    ASSERT_TRUE(store->apply_sync(put("kept", "v", hlc_at(0)), kNow).ok());
+  }
+  // What format 1 looked like: no stage table, version 1 in meta.
+  for (int f = 0; f < 2; ++f) {
+    exec_sql(dir.data() / ("data-" + std::to_string(f) + ".db"),
+             "DROP TABLE stage; UPDATE meta SET value = 1 WHERE name = 'format_version';");
+  }
+  auto store = open_or_die(options);
+  EXPECT_EQ(store->get("kept", kNow)->value, "v");
+  ASSERT_TRUE(store->apply_sync(put("new", "w", hlc_at(1)), kNow).ok());
+  EXPECT_EQ(store->get("new", kNow)->value, "w");
+  for (int f = 0; f < 2; ++f) {
+    EXPECT_EQ(count_rows(dir.data() / ("data-" + std::to_string(f) + ".db"),
+                         "SELECT value FROM meta WHERE name = 'format_version'"),
+              2);
+  }
+}
+
+TEST(StoreStagingTest, ReadersNeverSeeAKeyGoBackWhileBatchesApply) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.partitions = 4;
+  options.stage_apply_at = 16;
+  options.stage_apply_batch = 8;
+  auto store = open_or_die(options);
+  constexpr int kKeys = 8;
+  constexpr int kRounds = 300;
+  std::atomic<bool> done{false};
+  std::atomic<int> regressions{0};  // a key read older than before
+  std::atomic<int> gaps{0};         // a log entry missing, or one short of last_seq
+  std::atomic<uint64_t> reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      std::vector<uint64_t> seen(kKeys, 0);
+      std::vector<uint64_t> last_seq(4, 0);
+      while (!done.load()) {
+        for (int k = 0; k < kKeys; ++k) {
+          Result<Record> r = store->get("k" + std::to_string(k), kNow);
+          if (!r.ok()) continue;
+          if (r->version.hlc < seen[k]) ++regressions;
+          seen[k] = r->version.hlc;
+          ++reads;
+        }
+        for (uint32_t p = 0; p < 4; ++p) {
+          // Every entry up to last_seq is there, with no gap, staged or applied.
+          uint64_t last = store->last_seq(p);
+          Result<std::vector<ChangeEvent>> log = store->read_changes(p, last_seq[p] + 1, 100000);
+          if (!log.ok()) {
+            ++gaps;
+            continue;
+          }
+          uint64_t expect = last_seq[p] + 1;
+          for (const ChangeEvent& e : *log) {
+            if (e.seq != expect++) ++gaps;
+          }
+          if (!log->empty()) last_seq[p] = log->back().seq;
+          if (last_seq[p] < last) ++gaps;
+        }
+      }
+    });
+  }
+  for (int round = 1; round <= kRounds; ++round) {
+    for (int k = 0; k < kKeys; ++k) {
+      ASSERT_TRUE(store->apply_sync(put("k" + std::to_string(k), "v", hlc_at(round)), kNow).ok());
+    }
+  }
+  done = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(regressions.load(), 0);
+  EXPECT_EQ(gaps.load(), 0);
+  EXPECT_GT(reads.load(), 0u);
+  EXPECT_GT(store->stats(kNow).apply_batches, 100u);
+}
+
+}  // namespace
+}  // namespace edgekv::store

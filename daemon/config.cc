@@ -439,6 +439,17 @@ constexpr OptionSpec kOptions[] = {
      "commit (with sync = full, of an fsync) over many writes; 1024 bounds how long the "
      "first write of a group waits for the others.",
      set_integer<&Config::group_commit_max, 1, 65536>, false},
+    {"stage-apply-at", "8192",
+     "Writes are acknowledged once appended to a staging table, and applied to their "
+     "partitions later in batches. Staged writes per database file (0..1048576) at which "
+     "the oldest stage-apply-batch of them are applied; 0 applies after every commit. "
+     "Larger values let more writes share pages and skip overwritten ones, and hold more "
+     "staged writes in memory.",
+     set_integer<&Config::stage_apply_at, 0, 1048576>, false},
+    {"stage-apply-batch", "4096",
+     "Most staged writes applied in one transaction (1..1048576). Writes to the same "
+     "database file wait while a batch is applied, so this bounds that pause.",
+     set_integer<&Config::stage_apply_batch, 1, 1048576>, false},
     {"changelog-keep", "100000",
      "Change-log entries kept per partition (1..1000000000); the sweeper trims older ones. A "
      "feed subscriber further behind than this cannot catch up from the log and must re-read "
@@ -721,6 +732,8 @@ store::StoreOptions Config::store_options() const {
   options.sync = sync;
   options.compress_threshold_bytes = compress_threshold_bytes;
   options.group_commit_max = group_commit_max;
+  options.stage_apply_at = stage_apply_at;
+  options.stage_apply_batch = stage_apply_batch;
   options.write_queue_max = write_queue_max;
   options.changelog_keep = changelog_keep;
   options.tombstone_grace_ms = tombstone_grace_ms;

@@ -42,6 +42,8 @@ struct Config {
   size_t write_queue_max = 65536;
   size_t read_cache_bytes = 64 * 1024 * 1024;
   size_t group_commit_max = 1024;
+  size_t stage_apply_at = 8192;
+  size_t stage_apply_batch = 4096;
   uint64_t changelog_keep = 100000;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
   LogLevel log_level = LogLevel::kInfo;

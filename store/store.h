@@ -13,9 +13,11 @@
 // Threads: reads (get, read_changes, stats, last_seq) may be called from any thread
 // concurrently; each read runs on a connection of its own, lent from a pool for the call
 // (at most read_connections_max; readers never wait for the writers). Writes (apply,
-// sweep) are queued to the writer thread(s), which commit concurrent writes in one
+// sweep) are queued to the writer thread(s), which stage concurrent writes in one
 // transaction (group commit) and then run each write's callback, on the writer thread,
-// after its transaction committed (and, with sync=full, was fsync'd). A callback must be
+// after its transaction committed (and, with sync=full, was fsync'd). Staged writes are
+// applied to their partitions' tables later, in batches; reads see them either way
+// (store/FORMAT.md, "Staging"). A callback must be
 // quick and must not throw: hand the result to another thread rather than doing work in it,
 // and never call close(), apply_sync() or sweep_sync() from it (they would wait for the
 // thread running the callback). A directory is used by one Store at a time (a LOCK file).

@@ -58,6 +58,8 @@ void expect_same_settings(const Config& actual, const Config& expected) {
   EXPECT_EQ(actual.ttl_sweep_batch_max, expected.ttl_sweep_batch_max);
   EXPECT_EQ(actual.write_queue_max, expected.write_queue_max);
   EXPECT_EQ(actual.group_commit_max, expected.group_commit_max);
+  EXPECT_EQ(actual.stage_apply_at, expected.stage_apply_at);
+  EXPECT_EQ(actual.stage_apply_batch, expected.stage_apply_batch);
   EXPECT_EQ(actual.changelog_keep, expected.changelog_keep);
   EXPECT_EQ(actual.tombstone_grace_ms, expected.tombstone_grace_ms);
   EXPECT_EQ(actual.log_level, expected.log_level);
@@ -121,6 +123,8 @@ const std::vector<OptionCase>& every_option() {
       {"read-cache-bytes", "0", [](const Config& c) { return c.read_cache_bytes == 0; }},
       {"write-queue-max", "5", [](const Config& c) { return c.write_queue_max == 5; }},
       {"group-commit-max", "9", [](const Config& c) { return c.group_commit_max == 9; }},
+      {"stage-apply-at", "0", [](const Config& c) { return c.stage_apply_at == 0; }},
+      {"stage-apply-batch", "300", [](const Config& c) { return c.stage_apply_batch == 300; }},
       {"changelog-keep", "12345", [](const Config& c) { return c.changelog_keep == 12345; }},
       {"tombstone-grace-ms", "60000",
        [](const Config& c) { return c.tombstone_grace_ms == 60000; }},
@@ -526,6 +530,8 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"read-cache-bytes", "67108864"},
       {"write-queue-max", "65536"},
       {"group-commit-max", "1024"},
+      {"stage-apply-at", "8192"},
+      {"stage-apply-batch", "4096"},
       {"changelog-keep", "100000"},
       {"tombstone-grace-ms", "86400000"},
       {"log-level", "info"},
@@ -644,7 +650,7 @@ TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
   Result<ParsedArgs> result =
       parse({"--data-dir=/d", "--partitions=8", "--sync=full", "--compress-threshold-bytes=10",
              "--group-commit-max=11", "--write-queue-max=12", "--changelog-keep=13",
-             "--tombstone-grace-ms=14"});
+             "--tombstone-grace-ms=14", "--stage-apply-at=15", "--stage-apply-batch=16"});
   ASSERT_TRUE(result.ok()) << result.status().to_string();
   store::StoreOptions options = result->config.store_options();
   EXPECT_EQ(options.dir, "/d");
@@ -655,6 +661,8 @@ TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
   EXPECT_EQ(options.write_queue_max, 12u);
   EXPECT_EQ(options.changelog_keep, 13u);
   EXPECT_EQ(options.tombstone_grace_ms, 14);
+  EXPECT_EQ(options.stage_apply_at, 15u);
+  EXPECT_EQ(options.stage_apply_batch, 16u);
   EXPECT_EQ(options.compress_level, store::StoreOptions{}.compress_level);
 }
 

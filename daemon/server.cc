@@ -1,9 +1,12 @@
 #include "daemon/server.h"
 
+#include <poll.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <string>
+#include <system_error>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -225,18 +228,32 @@ class ServerImpl final : public Server {
     return {};
   }
 
+  // The loop waits in one poll(2) over plain descriptors: the completion eventfd, the RESP
+  // epoll instance, the stop signal, and each ZeroMQ socket's ZMQ_FD. zmq_poll() would cost
+  // two poll(2) calls plus a getpid and a poll(2) per ZeroMQ socket on every turn (it reads
+  // ZMQ_EVENTS on each pass), all for sockets that are idle while the RESP listener is busy.
+  //
+  // ZMQ_FD is edge-like: it signals that the socket's commands changed, and any operation
+  // on the socket may consume that signal while messages remain. So ZMQ_EVENTS is read
+  // (which re-arms the descriptor) whenever a ZMQ_FD fired, whenever a ZeroMQ socket was
+  // used since the last read (zmq_touched_; the wait is then not allowed to block), and on
+  // every turn that timed out, a backstop bounding any missed edge by the 1 s wait limit.
   void poll_once() {
     // Once stopping, the client socket and the stop signal are no longer read: only
     // completions, the RESP replies still to send and gossip (the leave) are waited for.
     const short client_events = stopping_ ? 0 : ZMQ_POLLIN;
-    poll_items_.assign({
-        {nullptr, completions_.fd(), ZMQ_POLLIN, 0},
-        {nullptr, resp_ ? resp_->fd() : -1, static_cast<short>(resp_ ? ZMQ_POLLIN : 0), 0},
-        {router_.handle(), 0, client_events, 0},
-        {nullptr, stop_fd_, client_events, 0},
+    zmq_items_.assign({{router_.handle(), 0, client_events, 0}});
+    constexpr size_t kGossipItems = 1;
+    gossip_transport_->append_poll_items(&zmq_items_);
+    enum : size_t { kCompletionsFd, kRespFd, kStopFd, kZmqFds };
+    poll_fds_.assign({
+        {completions_.fd(), POLLIN, 0},
+        {resp_ ? resp_->fd() : -1, POLLIN, 0},  // poll(2) skips negative descriptors
+        {stopping_ ? -1 : stop_fd_, POLLIN, 0},
     });
-    constexpr size_t kGossipItems = 4;
-    gossip_transport_->append_poll_items(&poll_items_);
+    for (const zmq::pollitem_t& item : zmq_items_) {
+      poll_fds_.push_back({item.events != 0 ? zmq_fd(item.socket) : -1, POLLIN, 0});
+    }
     MonoTime now = clock_.mono_now();
     MonoTime deadline = std::min(next_status_, swim_->next_deadline());
     // While stopping no sweep starts, so its (past) time must not make the poll spin.
@@ -245,24 +262,55 @@ class ServerImpl final : public Server {
     if (next_watchdog_) deadline = std::min(deadline, *next_watchdog_);
     auto wait = std::chrono::ceil<milliseconds>(deadline - now);
     wait = std::clamp(wait, milliseconds(0), milliseconds(1000));
-    try {
-      zmq::poll(poll_items_.data(), poll_items_.size(), wait);
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
+    if (zmq_touched_) wait = milliseconds(0);
+    int ready = ::poll(poll_fds_.data(), poll_fds_.size(), static_cast<int>(wait.count()));
+    if (ready < 0) {
+      if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+      for (pollfd& p : poll_fds_) p.revents = 0;
     }
-    if (poll_items_[0].revents & ZMQ_POLLIN) {
+    if (poll_fds_[kCompletionsFd].revents & POLLIN) {
       handle_completions();
       if (resp_) resp_->flush_dirty();
     }
-    if (poll_items_[1].revents & ZMQ_POLLIN) resp_->on_ready();
-    if (!stopping_ && (poll_items_[2].revents & ZMQ_POLLIN)) read_requests();
+    if (poll_fds_[kRespFd].revents & POLLIN) resp_->on_ready();
+    bool zmq_signalled = ready == 0 || zmq_touched_;
+    for (size_t i = kZmqFds; i < poll_fds_.size(); ++i) {
+      if (poll_fds_[i].revents != 0) zmq_signalled = true;
+    }
+    if (zmq_signalled) {
+      zmq_touched_ = false;
+      for (zmq::pollitem_t& item : zmq_items_) {
+        if (item.events == 0) continue;
+        item.revents = static_cast<short>(zmq_events(item.socket) & item.events);
+      }
+    }
+    if (!stopping_ && (zmq_items_[0].revents & ZMQ_POLLIN)) read_requests();
     now = clock_.mono_now();
+    auto gossip_items = std::span<const zmq::pollitem_t>(zmq_items_).subspan(kGossipItems);
+    for (const zmq::pollitem_t& item : gossip_items) {
+      if (item.revents != 0) zmq_touched_ = true;  // on_poll() reads or sends on it
+    }
     gossip_transport_->on_poll(
-        std::span<const zmq::pollitem_t>(poll_items_).subspan(kGossipItems), now,
+        gossip_items, now,
         [this, now](std::string_view datagram) { swim_->receive(datagram, now); },
         kGossipPerTurnMax);
-    if (!stopping_ && (poll_items_[3].revents & ZMQ_POLLIN)) begin_stop();
+    if (!stopping_ && (poll_fds_[kStopFd].revents & POLLIN)) begin_stop();
     run_timers(clock_.mono_now());
+  }
+
+  static int zmq_fd(void* socket) {
+    int fd = -1;
+    size_t size = sizeof fd;
+    if (zmq_getsockopt(socket, ZMQ_FD, &fd, &size) != 0) throw zmq::error_t();
+    return fd;
+  }
+
+  // Reading ZMQ_EVENTS processes the socket's pending commands, which re-arms its ZMQ_FD.
+  static int zmq_events(void* socket) {
+    int events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) != 0) throw zmq::error_t();
+    return events;
   }
 
   void begin_stop() {
@@ -283,6 +331,7 @@ class ServerImpl final : public Server {
   // ------------------------------------------------------------------ requests
 
   void read_requests() {
+    zmq_touched_ = true;
     std::vector<zmq::message_t> frames;
     std::vector<std::string_view> body;
     for (int i = 0; i < kRequestsPerTurnMax && !stopping_; ++i) {
@@ -539,6 +588,7 @@ class ServerImpl final : public Server {
   }
 
   void send_reply(const ReplyTo& to, const pb::Response& resp) {
+    zmq_touched_ = true;
     std::string body = resp.SerializeAsString();
     try {
       router_.send(zmq::buffer(to.identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
@@ -680,6 +730,7 @@ class ServerImpl final : public Server {
     if (now >= swim_->next_deadline()) swim_->tick(now);
     for (const gossip::Outgoing& message : swim_->take_messages()) {
       gossip_transport_->send(message, now);
+      zmq_touched_ = true;
     }
     std::vector<gossip::MemberEvent> events = swim_->take_events();
     if (!events.empty()) {
@@ -764,7 +815,10 @@ class ServerImpl final : public Server {
   uint64_t self_incarnation_ = 0;
   bool joined_logged_ = false;
   MonoTime leave_deadline_ = MonoTime::max();
-  std::vector<zmq::pollitem_t> poll_items_;
+  std::vector<zmq::pollitem_t> zmq_items_;  // the client socket, then the gossip sockets
+  std::vector<pollfd> poll_fds_;
+  // A ZeroMQ socket was used since ZMQ_EVENTS was last read (see poll_once()).
+  bool zmq_touched_ = true;
   ServiceNotifier notifier_;
   MonoTime started_;
   MonoTime next_sweep_{};

@@ -70,8 +70,7 @@ Result<Record> Reader::get(std::string_view key, uint32_t partition, WallTime no
     if (staged.expiry_ms != 0 && staged.expiry_ms <= now.ms) {
       return Status::not_found("key expired");
     }
-    Result<std::string> value =
-        decoder_.decode(static_cast<int64_t>(staged.codec), staged.value);
+    Result<std::string> value = decoder_.decode(static_cast<int64_t>(staged.codec), staged.value);
     if (!value.ok()) return value.status();
     Record record;
     record.key = std::move(staged.key);
@@ -116,32 +115,34 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
   if (!s.ok()) return s.status();
   sql::Stmt& stmt = (*s)->changes;
   {
-  sql::StmtScope scope(stmt);
-  stmt.bind_u64(1, from_seq);
-  stmt.bind_int64(2, clamp_limit(max));
-  for (;;) {
-    Result<bool> row = stmt.step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    int64_t op = stmt.int64_at(1);
-    if (op < static_cast<int64_t>(ChangeOp::kPut) || op > static_cast<int64_t>(ChangeOp::kExpire)) {
-      return Status::corruption(dbs_[state_.layout.file_of(partition)].path() + ": " +
-                                log_table(partition) + ": unknown change op " + std::to_string(op));
+    sql::StmtScope scope(stmt);
+    stmt.bind_u64(1, from_seq);
+    stmt.bind_int64(2, clamp_limit(max));
+    for (;;) {
+      Result<bool> row = stmt.step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      int64_t op = stmt.int64_at(1);
+      if (op < static_cast<int64_t>(ChangeOp::kPut) ||
+          op > static_cast<int64_t>(ChangeOp::kExpire)) {
+        return Status::corruption(dbs_[state_.layout.file_of(partition)].path() + ": " +
+                                  log_table(partition) + ": unknown change op " +
+                                  std::to_string(op));
+      }
+      ChangeEvent event;
+      event.seq = stmt.u64_at(0);
+      event.op = static_cast<ChangeOp>(op);
+      event.version = Version{stmt.u64_at(2), stmt.u64_at(3)};
+      event.expiry = WallTime{stmt.int64_at(4)};
+      event.key = std::string(stmt.blob_at(5));
+      event.partition = partition;
+      if (stmt.int64_at(6) != 0) {  // the row still holds this put
+        Result<std::string> value = decoder_.decode(stmt.int64_at(7), stmt.blob_at(8));
+        if (!value.ok()) return value.status();
+        event.value = std::move(*value);
+      }
+      events.push_back(std::move(event));
     }
-    ChangeEvent event;
-    event.seq = stmt.u64_at(0);
-    event.op = static_cast<ChangeOp>(op);
-    event.version = Version{stmt.u64_at(2), stmt.u64_at(3)};
-    event.expiry = WallTime{stmt.int64_at(4)};
-    event.key = std::string(stmt.blob_at(5));
-    event.partition = partition;
-    if (stmt.int64_at(6) != 0) {  // the row still holds this put
-      Result<std::string> value = decoder_.decode(stmt.int64_at(7), stmt.blob_at(8));
-      if (!value.ok()) return value.status();
-      event.value = std::move(*value);
-    }
-    events.push_back(std::move(event));
-  }
   }
   // A logged put whose key has a staged write is superseded: no value, as for the log's own.
   std::vector<std::string_view> keys;

@@ -176,7 +176,6 @@ Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
   return status;
 }
 
-
 Status migrate(sql::Db& db, FileMeta* meta) {
   if (meta->format_version == 1) {
     // Version 2 adds the stage table; version 1 files have nothing staged.

@@ -295,8 +295,7 @@ TEST(StoreStagingTest, AStageRowForAnotherFilesPartitionIsCorruption) {
   StoreOptions options = options_for(dir);
   { auto store = open_or_die(options); }
   // Partition 1 lives in file 1, not file 0.
-  exec_sql(dir.data() / "data-0.db",
-           "INSERT INTO stage VALUES (1, 1, 1, 'k', 1, 1, 0, 0, 0, 'v')");
+  exec_sql(dir.data() / "data-0.db", "INSERT INTO stage VALUES (1, 1, 1, 'k', 1, 1, 0, 0, 0, 'v')");
   Result<std::unique_ptr<Store>> store = Store::open(options);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), Code::kCorruption);

@@ -110,7 +110,7 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
   // Staged entries first, then the log: an entry applied in between is in both (and taken
   // from the log), never in neither. Staged entries are newer than every logged one.
   const StagedWrites& staged_writes = *state_.staged[state_.layout.file_of(partition)];
-  std::vector<StagedChange> staged = staged_writes.changes(partition, from_seq, max);
+  StagedChanges staged = staged_writes.changes(partition, from_seq, max);
   Result<Statements*> s = statements(partition);
   if (!s.ok()) return s.status();
   sql::Stmt& stmt = (*s)->changes;
@@ -144,23 +144,18 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
       events.push_back(std::move(event));
     }
   }
-  // A logged put whose key has a staged write is superseded: no value, as for the log's own.
-  std::vector<std::string_view> keys;
-  std::vector<size_t> with_value;
-  for (size_t i = 0; i < events.size(); ++i) {
-    if (events[i].op == ChangeOp::kPut && !events[i].value.empty()) {
-      keys.push_back(events[i].key);
-      with_value.push_back(i);
-    }
-  }
-  if (!keys.empty() && staged_writes.size() > 0) {
-    std::vector<bool> superseded = staged_writes.staged_keys(keys);
-    for (size_t k = 0; k < keys.size(); ++k) {
-      if (superseded[k]) events[with_value[k]].value.clear();
+  // A logged put whose key had a newer staged write when the staged entries were taken is
+  // superseded: no value, as for the log's own superseded puts. (Looked up in that
+  // snapshot, not now: the staged write may have been applied since.)
+  if (!staged.newest_seq.empty()) {
+    for (ChangeEvent& event : events) {
+      if (event.op != ChangeOp::kPut || event.value.empty()) continue;
+      auto it = staged.newest_seq.find(event.key);
+      if (it != staged.newest_seq.end() && it->second > event.seq) event.value.clear();
     }
   }
   const uint64_t logged_to = events.empty() ? 0 : events.back().seq;
-  for (StagedChange& c : staged) {
+  for (StagedChange& c : staged.entries) {
     if (events.size() >= max) break;
     if (c.seq <= logged_to) continue;
     ChangeEvent& event = events.emplace_back();

@@ -86,16 +86,16 @@ bool StagedWrites::find(std::string_view key, StagedWrite* out) const {
   return true;
 }
 
-std::vector<StagedChange> StagedWrites::changes(uint32_t partition, uint64_t from_seq,
-                                                size_t max) const {
-  std::vector<StagedChange> out;
+StagedChanges StagedWrites::changes(uint32_t partition, uint64_t from_seq, size_t max) const {
+  StagedChanges out;
   std::lock_guard lock(mu_);
   const std::deque<const StagedWrite*>& in_slot = by_slot_[partition / db_files_];
+  for (const StagedWrite* w : in_slot) out.newest_seq[w->key] = w->seq;  // in seq order
   auto first = std::lower_bound(in_slot.begin(), in_slot.end(), from_seq,
                                 [](const StagedWrite* w, uint64_t seq) { return w->seq < seq; });
-  for (auto it = first; it != in_slot.end() && out.size() < max; ++it) {
+  for (auto it = first; it != in_slot.end() && out.entries.size() < max; ++it) {
     const StagedWrite& w = **it;
-    StagedChange& c = out.emplace_back();
+    StagedChange& c = out.entries.emplace_back();
     c.seq = w.seq;
     c.op = w.op();
     c.version = w.version;
@@ -108,13 +108,6 @@ std::vector<StagedChange> StagedWrites::changes(uint32_t partition, uint64_t fro
       c.value = w.value;
     }
   }
-  return out;
-}
-
-std::vector<bool> StagedWrites::staged_keys(const std::vector<std::string_view>& keys) const {
-  std::vector<bool> out(keys.size());
-  std::lock_guard lock(mu_);
-  for (size_t i = 0; i < keys.size(); ++i) out[i] = newest_.count(keys[i]) != 0;
   return out;
 }
 

@@ -73,6 +73,11 @@ struct StagedChange {
   std::string value;  // as stored; only when `current` and a put
 };
 
+struct StagedChanges {
+  std::vector<StagedChange> entries;
+  std::unordered_map<std::string, uint64_t> newest_seq;  // per key staged in the partition
+};
+
 struct ExpiryAdjustment {
   int64_t expired = 0;   // change to the count of rows expired but not swept
   int64_t expiring = 0;  // change to the count of live rows with a TTL
@@ -101,10 +106,9 @@ class StagedWrites {
   // Any thread. The key's newest staged write, copied; false when the key has none.
   bool find(std::string_view key, StagedWrite* out) const;
   // Any thread. Staged entries of `partition` with seq >= from_seq, oldest first, at most
-  // `max`.
-  std::vector<StagedChange> changes(uint32_t partition, uint64_t from_seq, size_t max) const;
-  // Any thread. For each key, whether it has a staged write.
-  std::vector<bool> staged_keys(const std::vector<std::string_view>& keys) const;
+  // `max`; and, taken at the same moment, each key staged in the partition with the seq
+  // of its newest staged write (every logged put of the key older than that is superseded).
+  StagedChanges changes(uint32_t partition, uint64_t from_seq, size_t max) const;
   // Any thread. How the staged writes change the partition tables' expiry counts at `now`:
   // each key's newest staged write replaces its row's contribution.
   ExpiryAdjustment expiry_adjustment(WallTime now) const;

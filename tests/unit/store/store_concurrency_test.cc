@@ -249,11 +249,20 @@ TEST(StoreGroupCommitTest, ReadersRunBesideWriters) {
       }
     });
   }
+  // Half the writes, then wait for reads to finish among them, then the other half: a fast
+  // writer must not finish before any reader has run (threads may start late).
   Acks acks;
-  for (int i = 0; i < kKeys; ++i) {
-    std::string key = "k" + std::to_string(i);
-    store->apply(put(key, "v-" + key, hlc_at(0)), kNow, acks.callback());
-  }
+  auto write = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      std::string key = "k" + std::to_string(i);
+      store->apply(put(key, "v-" + key, hlc_at(0)), kNow, acks.callback());
+    }
+  };
+  write(0, kKeys / 2);
+  EXPECT_TRUE(eventually([&] { return reads.load() >= 4; }));
+  const int reads_before_second_half = reads.load();
+  write(kKeys / 2, kKeys);
+  EXPECT_TRUE(eventually([&] { return reads.load() > reads_before_second_half; }));
   ASSERT_TRUE(acks.wait_for(kKeys));
   done = true;
   for (auto& th : readers) th.join();

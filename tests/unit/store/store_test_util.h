@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/hlc.h"
@@ -23,6 +24,18 @@ using namespace std::chrono_literals;
 
 inline constexpr WallTime kNow{1'700'000'000'000};
 inline constexpr auto kDeadline = 20s;
+
+// Yields until `done()` holds or kDeadline passes; returns whether it held. For waiting on
+// other threads' progress counters, which have nothing to notify.
+template <typename Pred>
+bool eventually(Pred done) {
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // An hlc reading `ms` milliseconds after kNow.
 inline uint64_t hlc_at(int64_t ms_after_now, uint64_t logical = 0) {

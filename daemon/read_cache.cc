@@ -19,21 +19,38 @@ ReadCache::Lookup ReadCache::get(std::string_view key, WallTime now, store::Reco
   return Lookup::kFound;
 }
 
-void ReadCache::put(const store::Record& record) {
+void ReadCache::put(store::Record record) {
   if (capacity_bytes_ == 0) return;
-  erase(record.key);
-  size_t cost = charge(record);
-  if (cost > capacity_bytes_ / 8) return;  // one huge value must not flush the whole cache
-  lru_.push_front(record);
-  if (lru_.front().tombstone) lru_.front().value.clear();
-  index_.emplace(lru_.front().key, lru_.begin());
+  if (record.tombstone) record.value.clear();
+  const size_t cost = charge(record);
+  auto it = index_.find(record.key);
+  if (cost > capacity_bytes_ / 8) {  // one huge value must not flush the whole cache
+    if (it != index_.end()) erase(it);
+    return;
+  }
+  if (it != index_.end()) {
+    // In place: the node's key stays (the index views it), everything else is replaced.
+    store::Record& cached = *it->second;
+    bytes_ -= charge(cached);
+    cached.value = std::move(record.value);
+    cached.version = record.version;
+    cached.expiry = record.expiry;
+    cached.tombstone = record.tombstone;
+    lru_.splice(lru_.begin(), lru_, it->second);
+  } else {
+    lru_.push_front(std::move(record));
+    index_.emplace(lru_.front().key, lru_.begin());
+  }
   bytes_ += cost;
   evict_to(capacity_bytes_);
 }
 
 void ReadCache::erase(std::string_view key) {
   auto it = index_.find(key);
-  if (it == index_.end()) return;
+  if (it != index_.end()) erase(it);
+}
+
+void ReadCache::erase(Index::iterator it) {
   Lru::iterator node = it->second;
   index_.erase(it);  // before the node: the index key views the node's string
   bytes_ -= charge(*node);
@@ -41,7 +58,7 @@ void ReadCache::erase(std::string_view key) {
 }
 
 void ReadCache::evict_to(size_t limit) {
-  while (bytes_ > limit && !lru_.empty()) erase(lru_.back().key);
+  while (bytes_ > limit && !lru_.empty()) erase(index_.find(lru_.back().key));
 }
 
 }  // namespace edgekv::daemon

@@ -31,8 +31,10 @@ class ReadCache {
   enum class Lookup { kMiss, kFound, kAbsent };
   // kFound fills `out`; kAbsent: the key is known to have no live value at `now`.
   Lookup get(std::string_view key, WallTime now, store::Record* out);
-  // Remembers `record` (a tombstone remembers the key as absent).
-  void put(const store::Record& record);
+  // Remembers `record` (a tombstone remembers the key as absent). Taken by value: a caller
+  // done with its record moves it in, and a key already cached is updated in place, so a
+  // write of a hot key costs one lookup and no allocation.
+  void put(store::Record record);
   void erase(std::string_view key);
 
   size_t bytes() const { return bytes_; }
@@ -42,13 +44,15 @@ class ReadCache {
 
  private:
   using Lru = std::list<store::Record>;  // front: most recently used
+  using Index = std::unordered_map<std::string_view, Lru::iterator>;
   static size_t charge(const store::Record& r);
+  void erase(Index::iterator it);
   void evict_to(size_t limit);
 
   size_t capacity_bytes_;
   size_t bytes_ = 0;
   Lru lru_;
-  std::unordered_map<std::string_view, Lru::iterator> index_;  // views into lru_ keys
+  Index index_;  // views into lru_ keys
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
 };

@@ -7,8 +7,7 @@
 namespace edgekv::daemon {
 
 RequestPath::RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
-                         CompletionQueue& completions, Publish publish,
-                         size_t read_cache_bytes)
+                         CompletionQueue& completions, Publish publish, size_t read_cache_bytes)
     : clock_(clock),
       hlc_(clock),
       origin_(origin),
@@ -22,9 +21,8 @@ void RequestPath::get(std::string_view key, ReadDone done) {
 }
 
 void RequestPath::read_modify_write(std::string_view key, ReadDone fn) {
-  auto it = keys_.find(std::string(key));
-  if (it == keys_.end()) {
-    read_now(std::string(key), fn);  // idle key: the common case, no queueing
+  if (keys_.find(key) == keys_.end()) {
+    read_now(key, fn);  // idle key: the common case, no queueing
     return;
   }
   run_in_order(key, [this, k = std::string(key), fn = std::move(fn)] { read_now(k, fn); });
@@ -35,38 +33,56 @@ void RequestPath::put(std::string_view key, std::string value, WallTime expiry, 
   record.key = std::string(key);
   record.value = std::move(value);
   record.expiry = expiry;
-  run_in_order(key, [this, record = std::move(record), done = std::move(done)]() mutable {
-    std::string k = record.key;
-    submit(std::move(k), std::move(record), std::move(done), false);
-  });
+  write_in_order(std::move(record), std::move(done));
 }
 
 void RequestPath::del(std::string_view key, WriteDone done) {
   store::Record record;
   record.key = std::string(key);
   record.tombstone = true;
-  run_in_order(key, [this, record = std::move(record), done = std::move(done)]() mutable {
-    std::string k = record.key;
-    submit(std::move(k), std::move(record), std::move(done), false);
-  });
+  write_in_order(std::move(record), std::move(done));
+}
+
+bool RequestPath::must_wait(std::string_view key) const {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return false;
+  if (draining_ != nullptr && *draining_ == it->first) return false;
+  return it->second.write_in_flight || !it->second.waiting.empty();
+}
+
+void RequestPath::write_in_order(store::Record record, WriteDone done) {
+  if (!must_wait(record.key)) {
+    submit(std::move(record), std::move(done), false);
+    return;
+  }
+  auto it = keys_.find(record.key);
+  it->second.waiting.push_back(
+      [this, record = std::move(record), done = std::move(done)]() mutable {
+        submit(std::move(record), std::move(done), false);
+      });
 }
 
 void RequestPath::run_in_order(std::string_view key, std::function<void()> op) {
-  auto [it, inserted] = keys_.try_emplace(std::string(key));
-  KeyQueue& q = it->second;
-  bool draining_this = draining_ != nullptr && *draining_ == it->first;
-  if (!draining_this && (q.write_in_flight || !q.waiting.empty())) {
-    q.waiting.push_back(std::move(op));
+  if (must_wait(key)) {
+    keys_.find(key)->second.waiting.push_back(std::move(op));
     return;
   }
+  const bool draining_this = draining_ != nullptr && *draining_ == key;
   op();
-  // A read of an idle key leaves nothing behind; drain() cleans up when it is running. (By
-  // key: `op` may have inserted other keys, and a rehash invalidates iterators, not
-  // references.)
-  if (!draining_this && !q.write_in_flight && q.waiting.empty()) keys_.erase(std::string(key));
+  // A read of an idle key leaves nothing behind; drain() cleans up when it is running.
+  if (!draining_this) forget_if_idle(key);
 }
 
-void RequestPath::read_now(const std::string& key, const ReadDone& done) {
+void RequestPath::forget_if_idle(std::string_view key) {
+  // By lookup, not by a held iterator: an operation may have inserted other keys, and a
+  // rehash invalidates iterators.
+  auto it = keys_.find(key);
+  if (it != keys_.end() && !it->second.write_in_flight && it->second.waiting.empty()) {
+    keys_.erase(it);
+  }
+}
+
+void RequestPath::read_now(std::string_view key, const ReadDone& done) {
   WallTime now = clock_.wall_now();
   store::Record cached;
   switch (cache_.get(key, now, &cached)) {
@@ -79,31 +95,35 @@ void RequestPath::read_now(const std::string& key, const ReadDone& done) {
     cache_.put(*record);
   } else if (record.status().code() == Code::kNotFound) {
     store::Record absent;
-    absent.key = key;
+    absent.key = std::string(key);
     absent.tombstone = true;
-    cache_.put(absent);
+    cache_.put(std::move(absent));
   }
   done(std::move(record));
 }
 
-void RequestPath::submit(std::string key, store::Record record, WriteDone done, bool retried) {
+void RequestPath::submit(store::Record record, WriteDone done, bool retried) {
   // The version is taken when the write is submitted, after every earlier write to the key
   // was: versions of one key rise in the order its writes take effect.
   record.version = Version{hlc_.now(), origin_};
-  keys_[key].write_in_flight = true;
+  keys_.try_emplace(record.key).first->second.write_in_flight = true;
   uint64_t token = next_token_++;
   store::Record copy = record;
-  pending_.emplace(token, PendingWrite{std::move(key), std::move(record), std::move(done), retried});
+  pending_.emplace(token, PendingWrite{std::move(record), std::move(done), retried});
   store_.apply(std::move(copy), clock_.wall_now(), [queue = &completions_, token](auto result) {
     queue->push(StoreWriteDone{token, std::move(result)});
   });
 }
 
 void RequestPath::on_write_done(StoreWriteDone done) {
-  auto it = pending_.find(done.token);
-  EDGEKV_ASSERT(it != pending_.end());
-  PendingWrite pending = std::move(it->second);
-  pending_.erase(it);
+  auto node = pending_.extract(done.token);
+  EDGEKV_ASSERT(!node.empty());
+  PendingWrite& pending = node.mapped();
+  // The key's entry lives while its write is in flight; references to it survive rehashes.
+  auto key_it = keys_.find(pending.record.key);
+  EDGEKV_ASSERT(key_it != keys_.end());
+  const std::string& key = key_it->first;
+  KeyQueue& queue = key_it->second;
   if (done.result.ok()) {
     const store::ApplyResult& applied = *done.result;
     if (!applied.applied && !pending.retried && applied.current > pending.record.version) {
@@ -112,24 +132,23 @@ void RequestPath::on_write_done(StoreWriteDone done) {
       // again, once, so that the newest request wins as its client expects. The key stays
       // busy meanwhile.
       hlc_.observe(applied.current.hlc);
-      submit(std::move(pending.key), std::move(pending.record), std::move(pending.done), true);
+      submit(std::move(pending.record), std::move(pending.done), true);
       return;
     }
+    const WriteOutcome outcome{applied.current, pending.record.expiry};
     if (applied.applied) {
-      cache_.put(pending.record);  // now the committed state of the key
       publish_(applied.event);
+      cache_.put(std::move(pending.record));  // now the committed state of the key
     } else {
-      cache_.erase(pending.key);  // a newer version is stored; read it when asked
+      cache_.erase(key);  // a newer version is stored; read it when asked
     }
-    pending.done(WriteOutcome{applied.current, pending.record.expiry});
+    pending.done(outcome);
   } else {
-    cache_.erase(pending.key);
+    cache_.erase(key);
     pending.done(done.result.status());
   }
-  auto key_it = keys_.find(pending.key);
-  EDGEKV_ASSERT(key_it != keys_.end());
-  key_it->second.write_in_flight = false;
-  drain(pending.key);
+  queue.write_in_flight = false;
+  drain(key);
 }
 
 void RequestPath::drain(const std::string& key) {
@@ -144,7 +163,8 @@ void RequestPath::drain(const std::string& key) {
     op();
   }
   draining_ = outer;
-  if (!q.write_in_flight && q.waiting.empty()) keys_.erase(key);
+  // `key` may be the entry's own string: copy nothing, but find before erasing.
+  forget_if_idle(key);
 }
 
 }  // namespace edgekv::daemon

@@ -20,8 +20,8 @@
 // CompletionQueue.
 #pragma once
 
-#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -74,23 +74,36 @@ class RequestPath {
 
  private:
   struct PendingWrite {
-    std::string key;
     store::Record record;
     WriteDone done;
     bool retried = false;
   };
   struct KeyQueue {
     bool write_in_flight = false;
-    std::deque<std::function<void()>> waiting;  // operations in arrival order
+    // Operations in arrival order. A list, because most keys never queue anything and an
+    // empty list, unlike a deque, allocates nothing.
+    std::list<std::function<void()>> waiting;
   };
+  // Looks keys up by string_view without building a std::string.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+  };
+  using KeyMap = std::unordered_map<std::string, KeyQueue, KeyHash, std::equal_to<>>;
 
   // Runs `op` now if `key` is idle (or is being drained by a read-modify-write of it),
   // else queues it behind the key's earlier operations.
   void run_in_order(std::string_view key, std::function<void()> op);
-  void read_now(const std::string& key, const ReadDone& done);
-  void submit(std::string key, store::Record record, WriteDone done, bool retried);
+  // Whether an operation on `key` arriving now must wait behind earlier ones.
+  bool must_wait(std::string_view key) const;
+  // put() and del(): submits at once when the key is idle, else queues the write.
+  void write_in_order(store::Record record, WriteDone done);
+  void read_now(std::string_view key, const ReadDone& done);
+  void submit(store::Record record, WriteDone done, bool retried);
   // Runs what waits on `key` until a write is in flight again or nothing waits.
   void drain(const std::string& key);
+  // Forgets `key`'s entry if nothing is in flight or waiting on it.
+  void forget_if_idle(std::string_view key);
 
   const Clock& clock_;
   HybridClock hlc_;
@@ -102,7 +115,7 @@ class RequestPath {
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, PendingWrite> pending_;
   // Only keys with a write in flight or operations waiting have an entry.
-  std::unordered_map<std::string, KeyQueue> keys_;
+  KeyMap keys_;
   const std::string* draining_ = nullptr;  // the key whose queue drain() is running
 };
 

@@ -215,6 +215,44 @@ TEST(ReadCacheTest, EvictsLeastRecentlyUsedWithinItsCapacity) {
   EXPECT_GT(cache.entries(), 5u);
 }
 
+TEST(ReadCacheTest, RewritingACachedKeyUpdatesItInPlaceAndRecharges) {
+  ReadCache cache(1 << 20);
+  store::Record out;
+  cache.put(rec("hot", "one"));
+  cache.put(rec("cold", "c"));
+  const size_t before = cache.bytes();
+  store::Record next = rec("hot", std::string(50, 'v'), 500);
+  next.version = Version{42, 7};
+  cache.put(next);
+  EXPECT_EQ(cache.entries(), 2u);
+  EXPECT_EQ(cache.bytes(), before + 50 - 3);
+  ASSERT_EQ(cache.get("hot", WallTime{499}, &out), ReadCache::Lookup::kFound);
+  EXPECT_EQ(out.key, "hot");
+  EXPECT_EQ(out.value, std::string(50, 'v'));
+  EXPECT_EQ(out.version, (Version{42, 7}));
+  EXPECT_EQ(out.expiry.ms, 500);
+  EXPECT_EQ(cache.get("hot", WallTime{500}, &out), ReadCache::Lookup::kAbsent);
+  // A tombstone over a cached value: absent, and charged without the old value.
+  store::Record gone = rec("hot", "ignored");
+  gone.tombstone = true;
+  cache.put(gone);
+  EXPECT_EQ(cache.get("hot", WallTime{0}, &out), ReadCache::Lookup::kAbsent);
+  EXPECT_EQ(cache.entries(), 2u);
+  EXPECT_EQ(cache.bytes(), before - 3);
+  // The updated entry became the most recently used: a put that needs room evicts the
+  // entry written after it, not it.
+  ReadCache lru(8192);
+  lru.put(rec("a", "1"));  // each costs 130 bytes
+  lru.put(rec("b", "2"));
+  lru.put(rec("a", "3"));
+  for (int i = 0; i < 7; ++i) lru.put(rec("f" + std::to_string(i), std::string(870, 'x')));
+  ASSERT_EQ(lru.bytes(), 7260u);  // 1000 bytes per filler: all fit
+  lru.put(rec("f7", std::string(870, 'x')));
+  EXPECT_EQ(lru.get("b", WallTime{0}, &out), ReadCache::Lookup::kMiss);
+  ASSERT_EQ(lru.get("a", WallTime{0}, &out), ReadCache::Lookup::kFound);
+  EXPECT_EQ(out.value, "3");
+}
+
 TEST(ReadCacheTest, AValueTooLargeForItIsNotCachedAndDropsAStaleCopy) {
   ReadCache cache(8192);
   store::Record out;

@@ -123,7 +123,10 @@ constexpr CommandSpec kCommands[] = {
         .name = "stats",
         .summary = "Show the node's counters.",
         .description = "Prints the node's counters, one 'name value' per line in the node's "
-                       "order; with --json an object of name: value.",
+                       "order; with --json an object of name: value. The store's start with "
+                       "store_; store_staged_writes counts the writes acknowledged but not "
+                       "yet applied to their partitions, store_apply_batches the batches of "
+                       "staged writes applied (edgekv.conf(5), stage-apply-at).",
     },
     {
         .id = CommandId::kHelp,

@@ -631,6 +631,8 @@ class RespServerImpl final : public RespServer {
       line("keyspace_misses", std::to_string(counters_.keyspace_misses));
       line("total_error_replies_protocol", std::to_string(counters_.protocol_errors));
       line("commit_groups", std::to_string(s.commit_groups));
+      line("staged_writes", std::to_string(s.staged));
+      line("apply_batches", std::to_string(s.apply_batches));
       line("bytes_on_disk", std::to_string(s.bytes_on_disk));
       text += "\r\n";
     }

@@ -524,6 +524,8 @@ class ServerImpl final : public Server {
         {"store_tombstones_purged", s.tombstones_purged},
         {"store_commit_groups", s.commit_groups},
         {"store_group_writes", s.group_writes},
+        {"store_staged_writes", s.staged},
+        {"store_apply_batches", s.apply_batches},
         {"store_bytes_on_disk", s.bytes_on_disk},
         {"gossip_members_alive", members.alive},
         {"gossip_members_suspect", members.suspect},

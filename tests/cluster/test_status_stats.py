@@ -67,6 +67,10 @@ def test_stats_plain_and_json(node):
     assert stats["invalid_requests"] == 1
     assert stats["keys"] == 4
     assert stats["errors"] == 0
+    # Nothing forces an apply here (a sweep may), so only the bounds are known: at most the
+    # five puts and the delete can be staged.
+    assert 0 <= stats["store_staged_writes"] <= stats["store_group_writes"] == 6, stats
+    assert stats["store_apply_batches"] >= 0, stats
 
     with node.client() as c:
         wire = c.stats()
@@ -83,6 +87,60 @@ def test_stats_plain_and_json(node):
         rows[parts[0].rstrip(":")] = parts[-1]
     assert set(rows) == set(wire), text
     assert rows["puts"] == "5" and rows["invalid_requests"] == "1", text
+
+
+def _info_stats(node) -> dict[str, str]:
+    with h.RespConn(node.resp_port) as conn:
+        text = conn.command("INFO", "stats").decode()
+    rows = {}
+    for line in text.split("\r\n"):
+        if line and not line.startswith("#"):
+            name, _, value = line.partition(":")
+            rows[name] = value
+    return rows
+
+
+def test_staged_writes_and_apply_batches(daemons):
+    # One partition makes one database file, so one staging table counts every write;
+    # with batches of 4 at 4 staged, the counts after N writes one at a time are known.
+    # The hour-long sweep interval keeps sweeps (which apply everything staged) out of it.
+    node = daemons.start("staging-node", args=[
+        "--partitions", "1", "--stage-apply-at", "4", "--stage-apply-batch", "4",
+        "--ttl-sweep-interval-ms", "3600000"])
+    with node.client() as c:
+        for i in range(10):
+            assert c.put(b"staged%d" % i, b"v").code == h.pb.OK
+        # Writes 1-4 and 5-8 were each applied as one batch when the fourth of them was
+        # staged; 9 and 10 wait for two more. The apply runs after its write is
+        # acknowledged, hence the wait.
+        h.wait_for(lambda: c.stats()["store_apply_batches"] == 2, 10, "two applied batches")
+        wire = c.stats()
+    assert wire["store_staged_writes"] == 2, wire
+    assert wire["store_group_writes"] == 10 and wire["keys"] == 10, wire
+
+    r = kvcli("stats", endpoint=node.client_endpoint, global_args=["--json"])
+    assert r.returncode == h.EXIT_OK, describe(r)
+    stats = json.loads(r.stdout)
+    assert (stats["store_staged_writes"], stats["store_apply_batches"]) == (2, 2), stats
+    r = kvcli("stats", endpoint=node.client_endpoint)
+    assert r.returncode == h.EXIT_OK, describe(r)
+    rows = dict(line.split() for line in r.stdout.decode().splitlines())
+    assert (rows["store_staged_writes"], rows["store_apply_batches"]) == ("2", "2"), rows
+    info = _info_stats(node)
+    assert (info["staged_writes"], info["apply_batches"]) == ("2", "2"), info
+
+    # A clean stop applies what is staged, so the next run starts with nothing staged and
+    # nothing left over to apply, and still has every write.
+    assert node.stop() == 0
+    node.start()
+    assert "left by the previous run" not in node.stderr_text(), node.stderr_text()
+    with node.client() as c:
+        wire = c.stats()
+        assert c.get(b"staged9").get.value == b"v"
+    assert (wire["store_staged_writes"], wire["store_apply_batches"]) == (0, 0), wire
+    assert wire["keys"] == 10, wire
+    info = _info_stats(node)
+    assert (info["staged_writes"], info["apply_batches"]) == ("0", "0"), info
 
 
 def test_status_and_stats_of_unreachable_node_exit_3():

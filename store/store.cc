@@ -7,10 +7,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <shared_mutex>
 #include <system_error>
@@ -34,6 +36,8 @@ constexpr size_t kMaxValueBytes = 256 << 20;
 constexpr uint32_t kMaxDbFiles = 16;
 // Database files of a new directory. Measured, see store/FORMAT.md ("How many files").
 constexpr uint32_t kDefaultDbFiles = 2;
+// The least staged-bytes cap the store derives by itself (StoreOptions::stage_max_bytes).
+constexpr uint64_t kMinStageMaxBytes = 4 << 20;
 
 // The directory's LOCK file, held with flock for the Store's lifetime, so two stores (in
 // one process or two) never write the same files. The kernel drops it when the process
@@ -73,6 +77,20 @@ Status validate(const StoreOptions& o) {
     return Status::invalid_argument("tombstone_grace_ms is negative");
   }
   return Status();
+}
+
+// The cap on a file's staged bytes (StoreOptions::stage_max_bytes). Derived as 4 x
+// stage_apply_bytes: a batch is due at 1 x, so a file whose batches apply stays far below
+// it even when large commit groups land between batches, and only a file whose batches
+// keep failing gets there, after staging three thresholds' worth on top of the one it
+// could not apply. The floor matters when stage_apply_bytes is 0 or tiny (apply after
+// every group): there 4 x would refuse writes at the first failed batch.
+uint64_t stage_max_bytes(const StoreOptions& o) {
+  if (o.stage_max_bytes != 0) return o.stage_max_bytes;
+  const uint64_t derived = o.stage_apply_bytes > std::numeric_limits<uint64_t>::max() / 4
+                               ? std::numeric_limits<uint64_t>::max()
+                               : o.stage_apply_bytes * 4;
+  return std::max(derived, kMinStageMaxBytes);
 }
 
 Status check_record(const Record& record) {
@@ -376,6 +394,7 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   resolved.dir = layout.dir;
   resolved.partitions = layout.partitions;
   resolved.db_files = layout.db_files;
+  resolved.stage_max_bytes = stage_max_bytes(options);
   auto state = std::make_unique<EngineState>(layout, resolved);
   auto store = std::make_unique<StoreImpl>(std::move(state), std::move(*lock));
   EDGEKV_RETURN_IF_ERROR(store->start(std::move(*dbs)));

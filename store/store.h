@@ -80,6 +80,14 @@ struct StoreOptions {
   size_t stage_apply_at = 8192;
   size_t stage_apply_batch = 4096;
   uint64_t stage_apply_bytes = 32 << 20;
+  // Most bytes of staged writes a file holds in memory while applying them fails (an
+  // SQLite error): at it, apply() answers OVERLOADED for that file's writes, at once, until
+  // a batch applies again; the writer keeps retrying. A file whose batches apply never
+  // refuses: at the cap it applies batch after batch until it is below. 0: 4 x
+  // stage_apply_bytes, at least 4 MiB (the default: 128 MiB). Bytes and not a count,
+  // because memory is what runs out, and each write's bytes include its fixed overhead, so
+  // the count is bounded too.
+  uint64_t stage_max_bytes = 0;
   // Caps each database file's size (0: no cap). A commit group that would grow a file past
   // it fails with IO_ERROR, as on a full disk.
   uint64_t max_db_bytes = 0;
@@ -144,7 +152,8 @@ class Store {
   // Queues a write (put or tombstone). LWW: applied only if record.version is greater
   // than the stored version and the record is not already expired at `now`. `done` runs
   // after the commit group holding it committed. Answers OVERLOADED (through `done`, at
-  // once) when write_queue_max writes are waiting, UNAVAILABLE once close() began.
+  // once) when write_queue_max writes are waiting or when the key's file holds
+  // stage_max_bytes of staged writes that fail to apply, UNAVAILABLE once close() began.
   // INVALID_ARGUMENT (at once) for a zero version (no write has one), a key over 1 MiB or
   // a value over 256 MiB (sanity bounds far above the daemon's limits). A tombstone is
   // stored without value and without expiry: it hides the key until purged.

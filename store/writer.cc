@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <string>
 
@@ -11,6 +12,13 @@
 
 namespace edgekv::store {
 namespace {
+
+// While a file refuses writes at the cap, the writer retries a batch after this long
+// without tasks, doubling up to the maximum: a failure that clears soon (a trigger, a lock,
+// space freed) is noticed quickly, and one that lasts (a full disk) costs a failing
+// transaction a second, not a busy writer.
+constexpr std::chrono::milliseconds kFirstApplyRetry{10};
+constexpr std::chrono::milliseconds kMaxApplyRetry{1000};
 
 // Tombstones whose version's wall-clock part is older than `now - grace` may go: the
 // newest hlc that counts as old, as the (signed) INTEGER the table stores.
@@ -147,6 +155,10 @@ void Writer::submit(Task task) {
     std::lock_guard lock(mu_);
     if (!accepting_) {
       refused = Status::unavailable("store " + state_.layout.dir.string() + " is closed");
+    } else if (!refusal_.ok() && std::holds_alternative<ApplyTask>(task)) {
+      // At the cap: a write would only add to what cannot be applied. Sweeps still run,
+      // since they retry the apply first.
+      refused = refusal_;
     } else if (state_.queued.fetch_add(1) >= state_.options.write_queue_max) {
       state_.queued.fetch_sub(1);
       refused = Status::overloaded("store write queue is full (write_queue_max=" +
@@ -212,8 +224,14 @@ void Writer::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      wake_.wait(lock, [this] { return !queue_.empty() || stopping_; });
-      if (queue_.empty()) break;  // stopping, and everything queued is committed
+      auto ready = [this] { return !queue_.empty() || stopping_; };
+      if (refusal_.ok()) {
+        wake_.wait(lock, ready);
+      } else {
+        // Refused writes bring no groups, so the batch is retried when this runs out.
+        wake_.wait_for(lock, apply_retry_delay_, ready);
+      }
+      if (queue_.empty() && stopping_) break;  // everything queued is committed
       // A sweep is a group of its own: it applies everything staged first, so it sees
       // every write in the partition tables, and no write of its group is left staged.
       size_t n = std::min(queue_.size(), state_.options.group_commit_max);
@@ -225,12 +243,15 @@ void Writer::run() {
         if (sweep) break;
       }
     }
-    size_t counted =
-        std::count_if(group.begin(), group.end(), [](const Queued& q) { return q.counted; });
-    state_.queued.fetch_sub(counted);
-    commit_group(group);
-    group.clear();
+    if (!group.empty()) {
+      size_t counted =
+          std::count_if(group.begin(), group.end(), [](const Queued& q) { return q.counted; });
+      state_.queued.fetch_sub(counted);
+      commit_group(group);
+      group.clear();
+    }
     apply_if_due();
+    update_refusal();
   }
   // A clean stop leaves nothing staged, so the stage table of a closed store is empty.
   Status applied = apply_all_staged();
@@ -259,6 +280,7 @@ void Writer::commit_group(std::vector<Queued>& group) {
   if (status.ok()) {
     staged_.add(pending_);
     pending_newest_.clear();
+    pending_bytes_ = 0;
     publish(totals);
     if (failing_) {
       failing_ = false;
@@ -273,6 +295,7 @@ void Writer::commit_group(std::vector<Queued>& group) {
     }
     pending_.clear();
     pending_newest_.clear();
+    pending_bytes_ = 0;
     abandon();
     if (!failing_) {  // once per run of failures, not once per group
       failing_ = true;
@@ -286,6 +309,8 @@ void Writer::commit_group(std::vector<Queued>& group) {
     Task& task = group[i].task;
     if (!status.ok()) {
       answer(task, status);
+    } else if (!outcomes[i].refused.ok()) {
+      answer(task, outcomes[i].refused);
     } else if (auto* apply = std::get_if<ApplyTask>(&task)) {
       if (apply->done) apply->done(std::move(outcomes[i].apply));
     } else {
@@ -342,6 +367,12 @@ void Writer::abandon() {
 }
 
 Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
+  // Writes queued before the file reached the cap get there too: refused, not staged, so
+  // the cap holds to within one write. The rest of the group commits.
+  if (at_cap()) {
+    out->refused = cap_refusal();
+    return Status();
+  }
   ++totals->writes;
   Record& record = task.record;
   Slot& slot = slots_[state_.layout.slot_of(task.partition)];
@@ -412,6 +443,7 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
     EDGEKV_RETURN_IF_ERROR(s.run());
   }
   pending_newest_[w.key] = &w;
+  pending_bytes_ += StagedWrites::footprint(w);
   slot.seq = w.seq;
   slot.live_delta += (w.tombstone ? 0 : 1) - ((exists && !stored_tombstone) ? 1 : 0);
   ++(w.tombstone ? totals->deletes : totals->puts);
@@ -493,6 +525,7 @@ Status Writer::apply_staged(size_t max) {
       EDGEKV_LOG(kError) << "store: applying " << n << " staged writes failed; they stay staged: "
                          << status.to_string();
     }
+    last_apply_error_ = status;
     return status;
   }
   if (apply_failing_) {
@@ -513,10 +546,48 @@ Status Writer::apply_all_staged() {
 void Writer::apply_if_due() {
   const StoreOptions& o = state_.options;
   if (staged_.size() == 0) return;
-  if (staged_.size() < o.stage_apply_at && staged_.bytes() < o.stage_apply_bytes) return;
+  if (staged_.size() < o.stage_apply_at && staged_.bytes() < o.stage_apply_bytes &&
+      staged_.bytes() < o.stage_max_bytes) {
+    return;
+  }
   // Failures are logged by apply_staged; the writes stay staged (and readable) and the
-  // next group retries.
-  (void)apply_staged(std::max<size_t>(o.stage_apply_batch, 1));
+  // next group retries (at the cap, the writer's timer).
+  const size_t batch = std::max<size_t>(o.stage_apply_batch, 1);
+  Status applied = apply_staged(batch);
+  // At the cap (large groups between small batches), batch after batch until below it:
+  // a file whose batches apply never refuses writes.
+  while (applied.ok() && staged_.size() > 0 && staged_.bytes() >= o.stage_max_bytes) {
+    applied = apply_staged(batch);
+  }
+}
+
+bool Writer::at_cap() const {
+  return apply_failing_ && staged_.bytes() + pending_bytes_ >= state_.options.stage_max_bytes;
+}
+
+Status Writer::cap_refusal() const {
+  return Status::overloaded(
+      "staged writes not yet applied reached " + std::to_string(staged_.bytes() + pending_bytes_) +
+      " bytes (stage_max_bytes=" + std::to_string(state_.options.stage_max_bytes) +
+      "): applying them fails: " + last_apply_error_.to_string());
+}
+
+void Writer::update_refusal() {
+  const bool refuse = at_cap();
+  if (!refuse && !refusing_) return;  // the common case: nothing to publish, no lock
+  Status refusal = refuse ? cap_refusal() : Status();
+  if (refuse && !refusing_) {
+    EDGEKV_LOG(kError) << "store: " << db_.path() << ": refusing writes: " << refusal.message();
+    apply_retry_delay_ = kFirstApplyRetry;
+  } else if (refuse) {
+    apply_retry_delay_ = std::min(apply_retry_delay_ * 2, kMaxApplyRetry);
+  } else {
+    EDGEKV_LOG(kNotice) << "store: " << db_.path()
+                        << ": staged writes are below stage_max_bytes again; accepting writes";
+  }
+  refusing_ = refuse;
+  std::lock_guard lock(mu_);
+  refusal_ = std::move(refusal);
 }
 
 Status Writer::apply_left_staged() {

@@ -6,16 +6,23 @@
 // to their partitions' tables and change logs in batches (staging.h); a sweep is a group of
 // its own and applies everything staged before it runs, and so does stopping.
 //
+// When batches fail, staging goes on until the file's staged writes reach
+// stage_max_bytes. From then on the file's writes are refused with OVERLOADED (at submit,
+// and in the writer for those already queued), and the writer retries the batch on a
+// timer, since no new group comes to retry it, until one applies and the file is below the
+// cap again.
+//
 // A sweep visits every file: it starts on writer 0 and each writer hands what is left of
 // its budget to the next (set_next), so max_rows bounds the whole sweep.
 //
 // Owns: the write connection and its prepared statements, the queue, the thread, the
-// in-transaction (not yet committed) sequence numbers of its file's partitions and the
-// group's not yet committed staged writes.
+// in-transaction (not yet committed) sequence numbers of its file's partitions, the
+// group's not yet committed staged writes, and whether the file refuses writes at the cap.
 // Thread-safety: submit, stop_accepting and drain_and_join may be called from any thread
 // (drain_and_join not from a callback); the rest runs on the writer thread.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -101,6 +108,7 @@ class Writer {
   };
   // What one task produced inside the transaction, reported after it commits.
   struct Outcome {
+    Status refused;  // not OK: the write was not staged (the file is at the cap)
     ApplyResult apply;
     std::vector<ChangeEvent> events;  // a sweep's
   };
@@ -122,8 +130,16 @@ class Writer {
   Status apply_staged(size_t max);
   // Applies every staged write, batch by batch.
   Status apply_all_staged();
-  // Applies a batch when the staged writes reach the thresholds.
+  // Applies a batch when the staged writes reach the thresholds, and at the cap more
+  // batches until below it.
   void apply_if_due();
+  // Whether the next write must be refused: the staged writes (with the open group's)
+  // reached stage_max_bytes and the last batch failed.
+  bool at_cap() const;
+  // The OVERLOADED status refused writes get, naming the size and the last apply error.
+  Status cap_refusal() const;
+  // Publishes at_cap() to submit() (refusal_) and logs when it changes.
+  void update_refusal();
   // Writes a row of a partition table: an UPDATE when the row is known to exist, falling
   // back to the upsert (which also covers a row that is not there).
   Status write_row(Slot& slot, const StagedWrite& w, bool row_exists);
@@ -155,14 +171,20 @@ class Writer {
   // newest of them (views into pending_, whose elements never move).
   std::deque<StagedWrite> pending_;
   std::unordered_map<std::string_view, const StagedWrite*> pending_newest_;
+  uint64_t pending_bytes_ = 0;  // StagedWrites::footprint of pending_
   uint64_t next_stage_id_ = 1;
   bool apply_failing_ = false;  // the last batch failed: log recovery once
+  Status last_apply_error_;     // of the last failed batch, for cap_refusal()
+  bool refusing_ = false;       // at_cap() as last published in refusal_
+  // While refusing: how long the writer waits for a task before retrying a batch.
+  std::chrono::milliseconds apply_retry_delay_{0};
 
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<Queued> queue_;  // guarded by mu_
   bool accepting_ = true;     // guarded by mu_
   bool stopping_ = false;     // guarded by mu_
+  Status refusal_;            // guarded by mu_; not OK: refuse writes with it (at the cap)
   std::thread thread_;
 };
 

@@ -1,14 +1,18 @@
 // Staging: writes are acknowledged once appended to their file's stage table and applied
 // to their partitions later, in batches. These tests hold the store with staging to the
 // store without it (every write applied right after its group), check what is on disk
-// while writes are staged, and what happens to staged writes at a crash, at open and when
-// an old directory is migrated.
+// while writes are staged, what happens to staged writes at a crash, at open and when
+// an old directory is migrated, and how a file whose batches fail stops at its cap.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/random.h"
@@ -35,6 +39,8 @@ int64_t count_rows(const std::filesystem::path& file, const std::string& sql) {
 void exec_sql(const std::filesystem::path& file, const std::string& sql) {
   sqlite3* db = nullptr;
   EDGEKV_ASSERT(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+  // An open store's writer may be inside a transaction: wait for it rather than fail.
+  sqlite3_busy_timeout(db, 5000);
   char* error = nullptr;
   int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
   EDGEKV_ASSERT(rc == SQLITE_OK);
@@ -385,6 +391,235 @@ TEST(StoreStagingTest, ReadersNeverSeeAKeyGoBackWhileBatchesApply) {
   EXPECT_EQ(gaps.load(), 0);
   EXPECT_GT(reads.load(), 0u);
   EXPECT_GT(store->stats(kNow).apply_batches, 100u);
+}
+
+// Makes every batch of `file` fail from now on: each of its partition tables refuses new
+// and changed rows. Staging only appends to the stage table, so it goes on working.
+void fail_batches(const std::filesystem::path& file, uint32_t partitions) {
+  for (uint32_t p = 0; p < partitions; ++p) {
+    for (const std::string op : {"INSERT", "UPDATE"}) {
+      const std::string t = kv_table_of(p);
+      exec_sql(file, "CREATE TRIGGER fail_" + op + "_" + t + " BEFORE " + op + " ON " + t +
+                         " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    }
+  }
+}
+
+void let_batches_apply(const std::filesystem::path& file, uint32_t partitions) {
+  for (uint32_t p = 0; p < partitions; ++p) {
+    for (const std::string op : {"INSERT", "UPDATE"}) {
+      exec_sql(file, "DROP TRIGGER fail_" + op + "_" + kv_table_of(p));
+    }
+  }
+}
+
+// A value that stays uncompressed (below compress_threshold_bytes), so that each staged
+// write holds more than 1000 bytes and the cap is reached after a known few.
+std::string big_value(int i) { return std::to_string(i) + std::string(1000, 'x'); }
+
+// One write's answer, and whether it came on the calling thread before apply() returned.
+struct Answer {
+  Status status;
+  bool at_once = false;
+};
+
+Answer apply_and_wait(Store& store, Record record) {
+  struct Shared {
+    std::mutex mu;
+    std::optional<Status> status;
+    bool on_caller = false;
+  };
+  auto shared = std::make_shared<Shared>();
+  const std::thread::id caller = std::this_thread::get_id();
+  store.apply(std::move(record), kNow, [shared, caller](Result<ApplyResult> r) {
+    std::lock_guard lock(shared->mu);
+    shared->status = r.status();
+    shared->on_caller = std::this_thread::get_id() == caller;
+  });
+  EXPECT_TRUE(eventually([&] {
+    std::lock_guard lock(shared->mu);
+    return shared->status.has_value();
+  }));
+  std::lock_guard lock(shared->mu);
+  return Answer{shared->status.value_or(Status::internal("no answer")), shared->on_caller};
+}
+
+TEST(StoreStagingTest, AFileWhoseBatchesFailRefusesWritesAtTheCapAndRecovers) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.partitions = 4;
+  options.stage_apply_at = 4;
+  options.stage_apply_batch = 4;
+  options.stage_max_bytes = 16 << 10;  // about 13 writes of big_value()
+  const std::filesystem::path file = dir.data() / "data-0.db";
+  std::map<std::string, std::string> acked;
+  {
+    auto store = open_or_die(options);
+    fail_batches(file, options.partitions);
+
+    Status refused;
+    int i = 0;
+    for (; i < 1000 && refused.ok(); ++i) {
+      const std::string key = "k" + std::to_string(i);
+      Result<ApplyResult> r = store->apply_sync(put(key, big_value(i), hlc_at(i)), kNow);
+      if (r.ok()) {
+        ASSERT_TRUE(r->applied);
+        acked[key] = big_value(i);
+      } else {
+        refused = r.status();
+      }
+    }
+    ASSERT_FALSE(refused.ok()) << "1000 writes were staged without reaching the cap";
+    EXPECT_EQ(refused.code(), Code::kOverloaded) << refused.to_string();
+    EXPECT_NE(refused.message().find("staged writes not yet applied reached"), std::string::npos)
+        << refused.to_string();
+    EXPECT_NE(refused.message().find("stage_max_bytes=16384"), std::string::npos)
+        << refused.to_string();
+    EXPECT_NE(refused.message().find("injected"), std::string::npos) << refused.to_string();
+    // Batches were due from the fourth write on and failed; staging went on until the cap,
+    // and not past it: each write holds more than 1000 bytes.
+    EXPECT_GT(acked.size(), options.stage_apply_at);
+    EXPECT_LE(acked.size(), options.stage_max_bytes / 1000);
+    EXPECT_EQ(store->stats(kNow).staged, acked.size());
+    EXPECT_EQ(store->stats(kNow).apply_batches, 0u);
+    EXPECT_EQ(count_rows(file, "SELECT count(*) FROM stage"), static_cast<int64_t>(acked.size()));
+
+    // Once the writer has taken note, a write is refused at once, on the caller's thread.
+    EXPECT_TRUE(eventually([&] {
+      Answer a = apply_and_wait(*store, put("refused", "v", hlc_at(0)));
+      EXPECT_EQ(a.status.code(), Code::kOverloaded) << a.status.to_string();
+      return a.at_once;
+    }));
+    EXPECT_EQ(store->get("refused", kNow).status().code(), Code::kNotFound);
+    for (const auto& [key, value] : acked) {
+      Result<Record> r = store->get(key, kNow);
+      ASSERT_TRUE(r.ok()) << key << ": " << r.status().to_string();
+      EXPECT_EQ(r->value, value) << key;
+    }
+
+    // The writer retries by itself: with every write refused, no group comes to do it.
+    let_batches_apply(file, options.partitions);
+    EXPECT_TRUE(eventually([&] { return store->stats(kNow).staged < acked.size(); }));
+    EXPECT_GT(store->stats(kNow).apply_batches, 0u);
+    EXPECT_TRUE(eventually([&] {
+      Result<ApplyResult> r = store->apply_sync(put("after", "a", hlc_at(i)), kNow);
+      return r.ok() && r->applied;
+    }));
+    acked["after"] = "a";
+    for (int j = 0; j < 40; ++j) {
+      const std::string key = "later" + std::to_string(j);
+      Result<ApplyResult> r = store->apply_sync(put(key, big_value(j), hlc_at(i + 1)), kNow);
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+      acked[key] = big_value(j);
+    }
+  }
+
+  auto store = open_or_die(options);
+  EXPECT_EQ(count_rows(file, "SELECT count(*) FROM stage"), 0);
+  for (const auto& [key, value] : acked) {
+    Result<Record> r = store->get(key, kNow);
+    ASSERT_TRUE(r.ok()) << key << ": " << r.status().to_string();
+    EXPECT_EQ(r->value, value) << key;
+  }
+  EXPECT_EQ(store->stats(kNow).keys, acked.size());
+}
+
+TEST(StoreStagingTest, WritesQueuedWhenTheCapIsReachedAreRefusedNotStaged) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;  // one writer, so that the gate holds every write
+  options.partitions = 4;
+  options.stage_apply_at = 1;
+  options.stage_max_bytes = 16 << 10;
+  const std::filesystem::path file = dir.data() / "data-0.db";
+  constexpr int kWrites = 40;  // over 40000 bytes: far past the cap in one group
+  std::vector<Status> answers(kWrites);
+  {
+    std::mutex mu;
+    std::condition_variable answered;
+    int count = 0;
+    auto store = open_or_die(options);
+    fail_batches(file, options.partitions);
+    // A failed batch, well below the cap; then the gate holds the writer while the rest
+    // queue up, so they reach it as one group.
+    ASSERT_TRUE(store->apply_sync(put("first", "v", hlc_at(0)), kNow).ok());
+    Gate gate;
+    ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
+    for (int i = 0; i < kWrites; ++i) {
+      store->apply(put("k" + std::to_string(i), big_value(i), hlc_at(1)), kNow,
+                   [&, i](Result<ApplyResult> r) {
+                     std::lock_guard lock(mu);
+                     answers[i] = r.status();
+                     ++count;
+                     answered.notify_all();
+                   });
+    }
+    gate.open();
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(answered.wait_for(lock, kDeadline, [&] { return count == kWrites; }));
+  }
+  // The group staged writes in order until the cap, and refused the rest.
+  int accepted = 0;
+  while (accepted < kWrites && answers[accepted].ok()) ++accepted;
+  EXPECT_GT(accepted, 0);
+  EXPECT_LE(accepted, static_cast<int>(options.stage_max_bytes / 1000));
+  for (int i = accepted; i < kWrites; ++i) {
+    EXPECT_EQ(answers[i].code(), Code::kOverloaded) << i << ": " << answers[i].to_string();
+    EXPECT_NE(answers[i].message().find("injected"), std::string::npos) << answers[i].to_string();
+  }
+
+  // Closed with the batches failing: the acknowledged writes (with "first" and "gate")
+  // stayed in the stage table, and the next open applies them.
+  EXPECT_EQ(count_rows(file, "SELECT count(*) FROM stage"), accepted + 2);
+  let_batches_apply(file, options.partitions);
+  auto store = open_or_die(options);
+  EXPECT_EQ(count_rows(file, "SELECT count(*) FROM stage"), 0);
+  for (int i = 0; i < kWrites; ++i) {
+    Result<Record> r = store->get("k" + std::to_string(i), kNow);
+    if (i < accepted) {
+      ASSERT_TRUE(r.ok()) << i << ": " << r.status().to_string();
+      EXPECT_EQ(r->value, big_value(i));
+    } else {
+      EXPECT_EQ(r.status().code(), Code::kNotFound) << i;
+    }
+  }
+  EXPECT_EQ(store->get("first", kNow)->value, "v");
+  EXPECT_EQ(store->get("gate", kNow)->value, "g");
+}
+
+TEST(StoreStagingTest, AFileWhoseBatchesApplyNeverRefusesAtTheCap) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.stage_apply_at = 1'000'000;  // only the cap makes batches due
+  options.stage_apply_batch = 2;
+  options.stage_max_bytes = 8 << 10;  // below what one group of the writes below stages
+  auto store = open_or_die(options);
+  constexpr int kWrites = 40;
+  Gate gate;
+  ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));
+  Acks acks;
+  for (int i = 0; i < kWrites; ++i) {
+    store->apply(put("k" + std::to_string(i), big_value(i), hlc_at(1)), kNow, acks.callback());
+  }
+  gate.open();
+  ASSERT_TRUE(acks.wait_for(kWrites));
+  EXPECT_TRUE(acks.errors().empty()) << acks.errors().front().to_string();
+  // The group went past the cap; batch after batch brought the file below it before the
+  // next group.
+  for (int i = 0; i < kWrites; ++i) {
+    Result<ApplyResult> r =
+        store->apply_sync(put("s" + std::to_string(i), big_value(i), hlc_at(2)), kNow);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_LE(store->stats(kNow).staged, options.stage_max_bytes / 1000);
+  }
+  // Bringing the group's 40 writes below 8 took batches of 2, at least 16 of them.
+  EXPECT_GE(store->stats(kNow).apply_batches, static_cast<uint64_t>(kWrites - 8) / 2);
+  for (int i = 0; i < kWrites; ++i) {
+    EXPECT_EQ(store->get("k" + std::to_string(i), kNow)->value, big_value(i));
+    EXPECT_EQ(store->get("s" + std::to_string(i), kNow)->value, big_value(i));
+  }
 }
 
 }  // namespace

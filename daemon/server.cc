@@ -268,6 +268,8 @@ class ServerImpl final : public Server {
       if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
       for (pollfd& p : poll_fds_) p.revents = 0;
     }
+    // The writes of this turn wake the store's writers together when it ends.
+    store::WakeBatch batch;
     if (poll_fds_[kCompletionsFd].revents & POLLIN) {
       handle_completions();
       if (resp_) resp_->flush_dirty();

@@ -415,6 +415,7 @@ Result<ApplyResult> Store::apply_sync(Record record, WallTime now) {
   std::future<Result<ApplyResult>> future = promise.get_future();
   apply(std::move(record), now,
         [&promise](Result<ApplyResult> result) { promise.set_value(std::move(result)); });
+  WakeBatch::wake_deferred();  // waiting for a writer this thread has not woken yet
   return future.get();
 }
 
@@ -424,6 +425,7 @@ Result<std::vector<ChangeEvent>> Store::sweep_sync(WallTime now, size_t max_rows
   sweep(now, max_rows, [&promise](Result<std::vector<ChangeEvent>> result) {
     promise.set_value(std::move(result));
   });
+  WakeBatch::wake_deferred();
   return future.get();
 }
 

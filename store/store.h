@@ -130,6 +130,24 @@ struct StoreStats {
   uint64_t bytes_on_disk = 0;
 };
 
+// Writes a thread submits while a WakeBatch it created is alive are queued at once but
+// wake their writers only when the outermost batch on that thread ends. A front-end that
+// makes many writes per turn of its event loop (one per client with a request waiting)
+// opens one batch per turn: each writer then wakes once and commits that turn's writes as
+// one group, instead of waking for the first and committing the rest in further, smaller
+// groups, each with its own commit and thread switch. Stores must outlive the batches that
+// wrote to them. A batch changes when writers wake, never what is written; apply_sync()
+// and sweep_sync() wake what was deferred before they wait.
+class WakeBatch {
+ public:
+  WakeBatch();
+  ~WakeBatch();
+  WakeBatch(const WakeBatch&) = delete;
+  WakeBatch& operator=(const WakeBatch&) = delete;
+  // Wakes the writers this thread's open batches deferred, now.
+  static void wake_deferred();
+};
+
 class Store {
  public:
   using ApplyCallback = std::function<void(Result<ApplyResult>)>;

@@ -13,6 +13,11 @@
 namespace edgekv::store {
 namespace {
 
+// This thread's open WakeBatch scopes, and the writers they deferred waking (a handful:
+// one per database file written to).
+thread_local int t_batch_depth = 0;
+thread_local std::vector<Writer*> t_deferred;
+
 // While a file refuses writes at the cap, the writer retries a batch after this long
 // without tasks, doubling up to the maximum: a failure that clears soon (a trigger, a lock,
 // space freed) is noticed quickly, and one that lasts (a full disk) costs a failing
@@ -168,10 +173,25 @@ void Writer::submit(Task task) {
     }
   }
   if (refused.ok()) {
-    wake_.notify_one();
+    if (t_batch_depth == 0) {
+      wake_.notify_one();
+    } else if (std::find(t_deferred.begin(), t_deferred.end(), this) == t_deferred.end()) {
+      t_deferred.push_back(this);
+    }
   } else {
     answer(task, refused);
   }
+}
+
+WakeBatch::WakeBatch() { ++t_batch_depth; }
+
+WakeBatch::~WakeBatch() {
+  if (--t_batch_depth == 0) wake_deferred();
+}
+
+void WakeBatch::wake_deferred() {
+  for (Writer* writer : t_deferred) writer->wake();
+  t_deferred.clear();
 }
 
 void Writer::hand_on(std::shared_ptr<SweepJob> job) {

@@ -79,6 +79,8 @@ class Writer {
   // Queues a task. When it cannot be queued (write_queue_max reached: OVERLOADED; closing:
   // UNAVAILABLE), answers its callback at once, on the calling thread.
   void submit(Task task);
+  // Wakes the writer thread (submit() does, unless a WakeBatch defers it).
+  void wake() { wake_.notify_one(); }
   // Refuses further submit() calls; queued tasks stay queued.
   void stop_accepting();
   // Commits everything queued (running the callbacks), then stops the thread.

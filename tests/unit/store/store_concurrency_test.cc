@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -48,6 +50,68 @@ TEST(StoreGroupCommitTest, ConcurrentWritersShareCommitGroups) {
       EXPECT_EQ(got->value, "value of " + key);
     }
   }
+}
+
+// Whether every writer thread of this process ("edgekv-wr<N>") is asleep, i.e. waiting
+// for work: state S in /proc (a writer doing I/O would be D or R).
+bool writers_asleep() {
+  int writers = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("edgekv-wr", 0) != 0) continue;
+    ++writers;
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // pid (comm) state ...: the state follows the last ')'.
+    size_t close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'S') {
+      return false;
+    }
+  }
+  return writers > 0;
+}
+
+TEST(StoreGroupCommitTest, WritesSubmittedInAWakeBatchCommitAsOneGroupWhenItEnds) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  auto store = open_or_die(options);
+  constexpr int kWrites = 100;
+  // A writer that is awake takes whatever is queued, woken or not: start from one asleep.
+  ASSERT_TRUE(eventually(writers_asleep));
+  const uint64_t groups_before = store->stats(kNow).commit_groups;
+  Acks acks;
+  {
+    // The writer sleeps until the batch ends, so it finds every write queued: without the
+    // batch, it would wake for the first and commit the others in later groups.
+    WakeBatch batch;
+    for (int i = 0; i < kWrites; ++i) {
+      store->apply(put("k" + std::to_string(i), "v", hlc_at(0)), kNow, acks.callback());
+    }
+  }
+  ASSERT_TRUE(acks.wait_for(kWrites));
+  EXPECT_TRUE(acks.errors().empty());
+  EXPECT_EQ(store->stats(kNow).commit_groups - groups_before, 1u);
+  EXPECT_EQ(store->stats(kNow).group_writes, static_cast<uint64_t>(kWrites));
+
+  // Nested batches defer until the outermost ends; a synchronous write inside one wakes
+  // what was deferred instead of waiting for a writer nobody woke.
+  Acks more;
+  {
+    WakeBatch outer;
+    {
+      WakeBatch inner;
+      store->apply(put("deferred", "v", hlc_at(1)), kNow, more.callback());
+    }
+    Result<ApplyResult> sync = store->apply_sync(put("sync", "v", hlc_at(1)), kNow);
+    ASSERT_TRUE(sync.ok()) << sync.status().to_string();
+    EXPECT_TRUE(sync->applied);
+    ASSERT_TRUE(more.wait_for(1));
+  }
+  EXPECT_TRUE(store->get("deferred", kNow).ok());
 }
 
 TEST(StoreGroupCommitTest, WritesToOneKeyInOneGroupObeyLwwInSubmissionOrder) {

@@ -103,6 +103,11 @@ Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync,
   // on each overwrite and delete that buy nothing here (the disk is not a privacy boundary).
   pragmas += "PRAGMA secure_delete=OFF;PRAGMA temp_store=MEMORY;";
   pragmas += "PRAGMA cache_size=-" + std::to_string(kWriterCacheKib) + ";";
+  // Pages missing from the writer's cache (LWW checks and applies of keys not written
+  // lately, overflow chains freed by overwriting large values) are read through the map
+  // too, instead of a pread() each. Writes still go through write(), so a stray pointer
+  // cannot corrupt the file.
+  pragmas += "PRAGMA mmap_size=" + std::to_string(kReaderMmapBytes) + ";";
   pragmas += "PRAGMA journal_size_limit=" + std::to_string(kJournalSizeLimitBytes) + ";";
   pragmas += "PRAGMA wal_autocheckpoint=" + std::to_string(kWalAutocheckpointPages) + ";";
   if (max_db_bytes > 0) {

@@ -450,6 +450,12 @@ constexpr OptionSpec kOptions[] = {
      "Most staged writes applied in one transaction (1..1048576). Writes to the same "
      "database file wait while a batch is applied, so this bounds that pause.",
      set_integer<&Config::stage_apply_batch, 1, 1048576>, false},
+    {"stage-max-bytes", "134217728",
+     "Most memory, in bytes, the staged writes of one database file may hold while applying "
+     "them fails, e.g. on a full disk (1 MiB..64 GiB). At the limit the file's writes are "
+     "refused with OVERLOADED, naming the failure, until a retried batch applies; nothing "
+     "acknowledged is lost. A file whose batches apply stays far below it.",
+     set_integer<&Config::stage_max_bytes, kMiB, 64 * 1024 * kMiB>, false},
     {"changelog-keep", "100000",
      "Change-log entries kept per partition (1..1000000000); the sweeper trims older ones. A "
      "feed subscriber further behind than this cannot catch up from the log and must re-read "
@@ -734,6 +740,7 @@ store::StoreOptions Config::store_options() const {
   options.group_commit_max = group_commit_max;
   options.stage_apply_at = stage_apply_at;
   options.stage_apply_batch = stage_apply_batch;
+  options.stage_max_bytes = stage_max_bytes;
   options.write_queue_max = write_queue_max;
   options.changelog_keep = changelog_keep;
   options.tombstone_grace_ms = tombstone_grace_ms;

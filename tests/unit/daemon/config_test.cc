@@ -125,6 +125,8 @@ const std::vector<OptionCase>& every_option() {
       {"group-commit-max", "9", [](const Config& c) { return c.group_commit_max == 9; }},
       {"stage-apply-at", "0", [](const Config& c) { return c.stage_apply_at == 0; }},
       {"stage-apply-batch", "300", [](const Config& c) { return c.stage_apply_batch == 300; }},
+      {"stage-max-bytes", "8388608",
+       [](const Config& c) { return c.stage_max_bytes == 8388608; }},
       {"changelog-keep", "12345", [](const Config& c) { return c.changelog_keep == 12345; }},
       {"tombstone-grace-ms", "60000",
        [](const Config& c) { return c.tombstone_grace_ms == 60000; }},
@@ -352,6 +354,8 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--max-key-bytes", "-1"}, {"--max-key-bytes", "-1 is out of range (1..65535)"}},
       {{"--max-key-bytes=-1"}, {"--max-key-bytes", "out of range (1..65535)"}},
       {{"--max-key-bytes", "0"}, {"--max-key-bytes", "out of range (1..65535)"}},
+      {{"--stage-max-bytes", "1048575"},
+       {"--stage-max-bytes", "out of range (1048576..68719476736)"}},
       {{"--max-key-bytes", "65536"}, {"--max-key-bytes", "out of range (1..65535)"}},
       {{"--max-key-bytes", "99999999999999999999999"}, {"--max-key-bytes", "out of range"}},
       {{"--max-value-bytes", "0"}, {"--max-value-bytes", "1..67108864"}},
@@ -532,6 +536,7 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"group-commit-max", "1024"},
       {"stage-apply-at", "8192"},
       {"stage-apply-batch", "4096"},
+      {"stage-max-bytes", "134217728"},
       {"changelog-keep", "100000"},
       {"tombstone-grace-ms", "86400000"},
       {"log-level", "info"},
@@ -650,7 +655,8 @@ TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
   Result<ParsedArgs> result =
       parse({"--data-dir=/d", "--partitions=8", "--sync=full", "--compress-threshold-bytes=10",
              "--group-commit-max=11", "--write-queue-max=12", "--changelog-keep=13",
-             "--tombstone-grace-ms=14", "--stage-apply-at=15", "--stage-apply-batch=16"});
+             "--tombstone-grace-ms=14", "--stage-apply-at=15", "--stage-apply-batch=16",
+             "--stage-max-bytes=2097152"});
   ASSERT_TRUE(result.ok()) << result.status().to_string();
   store::StoreOptions options = result->config.store_options();
   EXPECT_EQ(options.dir, "/d");
@@ -663,6 +669,7 @@ TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
   EXPECT_EQ(options.tombstone_grace_ms, 14);
   EXPECT_EQ(options.stage_apply_at, 15u);
   EXPECT_EQ(options.stage_apply_batch, 16u);
+  EXPECT_EQ(options.stage_max_bytes, 2097152u);
   EXPECT_EQ(options.compress_level, store::StoreOptions{}.compress_level);
 }
 

@@ -865,8 +865,32 @@ class RespServerImpl final : public RespServer {
     }
   }
 
+  // EXPIRE key seconds [NX|XX|GT|LT] (PEXPIRE: milliseconds), Redis 7's options: NX only
+  // when the key has no expiry, XX only when it has one, GT only when the new expiry is
+  // later, LT only when it is earlier (a key without expiry counts as expiring never).
   void cmd_expire(Conn& conn, Args& args, uint64_t slot, bool millis) {
-    if (args.size() > 3) return reply_error(conn, slot, "Unsupported option " + args[3]);
+    bool nx = false, xx = false, gt = false, lt = false;
+    for (size_t i = 3; i < args.size(); ++i) {
+      const std::string option = lower(args[i]);
+      if (option == "nx") {
+        nx = true;
+      } else if (option == "xx") {
+        xx = true;
+      } else if (option == "gt") {
+        gt = true;
+      } else if (option == "lt") {
+        lt = true;
+      } else {
+        return reply_error(conn, slot, "Unsupported option " + args[i]);
+      }
+    }
+    if (nx && (xx || gt || lt)) {
+      return reply_error(conn, slot,
+                         "NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if (gt && lt) {
+      return reply_error(conn, slot, "GT and LT options at the same time are not compatible");
+    }
     auto value = resp::parse_int64(args[2]);
     if (!value) return reply_error(conn, slot, "value is not an integer or out of range");
     int64_t ttl_ms = *value;
@@ -877,20 +901,26 @@ class RespServerImpl final : public RespServer {
       return reply_error(conn, slot, "invalid expire time in '" + lower(args[0]) + "' command");
     }
     if (!keys_ok(conn, slot, args, 1, 1, 2)) return;
-    path_->read_modify_write(
-        args[1], [this, id = conn.id, slot, ttl_ms, key = args[1]](Result<store::Record> r) {
-          if (!r.ok()) {
-            return fill_later(id, slot, r.status().code() == Code::kNotFound
-                                            ? std::string(":0\r\n")
-                                            : error_text(r.status()));
-          }
-          auto done = [this, id, slot](Result<WriteOutcome> w) {
-            fill_later(id, slot, w.ok() ? ":1\r\n" : error_text(w.status()));
-          };
-          // A TTL of zero or less deletes the key, as in Redis.
-          if (ttl_ms <= 0) return path_->del(key, done);
-          path_->put(key, std::move(r->value), WallTime{path_->wall_now().ms + ttl_ms}, done);
-        });
+    path_->read_modify_write(args[1], [this, id = conn.id, slot, ttl_ms, nx, xx, gt, lt,
+                                       key = args[1]](Result<store::Record> r) {
+      if (!r.ok()) {
+        return fill_later(
+            id, slot,
+            r.status().code() == Code::kNotFound ? std::string(":0\r\n") : error_text(r.status()));
+      }
+      const int64_t at_ms = path_->wall_now().ms + ttl_ms;
+      const int64_t current_ms = r->expiry.ms;  // 0: never
+      const bool refused = (nx && current_ms != 0) || (xx && current_ms == 0) ||
+                           (gt && (current_ms == 0 || at_ms <= current_ms)) ||
+                           (lt && current_ms != 0 && at_ms >= current_ms);
+      if (refused) return fill_later(id, slot, ":0\r\n");
+      auto done = [this, id, slot](Result<WriteOutcome> w) {
+        fill_later(id, slot, w.ok() ? ":1\r\n" : error_text(w.status()));
+      };
+      // A TTL of zero or less deletes the key, as in Redis.
+      if (ttl_ms <= 0) return path_->del(key, done);
+      path_->put(key, std::move(r->value), WallTime{at_ms}, done);
+    });
   }
   void cmd_expire_s(Conn& conn, Args& args, uint64_t slot) { cmd_expire(conn, args, slot, false); }
   void cmd_expire_ms(Conn& conn, Args& args, uint64_t slot) { cmd_expire(conn, args, slot, true); }

@@ -207,6 +207,35 @@ def test_ttl_pttl_expire_persist(r):
     assert r.exists("k") == 0
 
 
+def test_expire_options_nx_xx_gt_lt(r):
+    assert r.set("k", "v") is True
+    # No expiry yet: XX and GT refuse (GT counts "never" as the latest), NX and LT apply.
+    assert r.expire("k", 100, xx=True) is False
+    assert r.expire("k", 100, gt=True) is False
+    assert r.ttl("k") == -1
+    assert r.expire("k", 100, nx=True) is True
+    assert 0 < r.ttl("k") <= 100
+    assert r.expire("k", 50, nx=True) is False  # has one now
+    assert r.expire("k", 200, lt=True) is False  # later than 100 s
+    assert r.expire("k", 200, gt=True) is True
+    assert 100 < r.ttl("k") <= 200
+    assert r.pexpire("k", 150_000, gt=True) is False
+    assert r.pexpire("k", 150_000, lt=True) is True
+    assert 100_000 < r.pttl("k") <= 150_000
+    assert r.expire("k", 300, xx=True) is True
+    assert 200 < r.ttl("k") <= 300
+    assert r.persist("k") is True
+    assert r.expire("k", 10, lt=True) is True  # "never" is later than anything
+    assert 0 < r.ttl("k") <= 10
+    assert r.get("k") == b"v"
+    assert r.expire("missing", 10, nx=True) is False
+    # A condition that fails changes nothing, even with a TTL that would delete the key.
+    assert r.expire("k", 0, gt=True) is False
+    assert r.exists("k") == 1
+    assert r.expire("k", 0, lt=True) is True
+    assert r.exists("k") == 0
+
+
 def test_connection_commands(r):
     assert r.ping() is True
     assert r.echo("hi") == b"hi"

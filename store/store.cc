@@ -76,6 +76,10 @@ Status validate(const StoreOptions& o) {
   if (o.tombstone_grace_ms < 0) {
     return Status::invalid_argument("tombstone_grace_ms is negative");
   }
+  if (o.checkpoint_pages < 1 || o.checkpoint_pages > (1 << 24)) {
+    return Status::invalid_argument("checkpoint_pages is " + std::to_string(o.checkpoint_pages) +
+                                    "; it must be from 1 to 16777216");
+  }
   return Status();
 }
 
@@ -317,6 +321,7 @@ class StoreImpl final : public Store {
     s.commit_groups = c.commit_groups.load(std::memory_order_relaxed);
     s.group_writes = c.group_writes.load(std::memory_order_relaxed);
     s.apply_batches = c.apply_batches.load(std::memory_order_relaxed);
+    s.checkpoints = c.checkpoints.load(std::memory_order_relaxed);
     for (const auto& staged : state_->staged) s.staged += staged->size();
 
     int64_t live = 0;

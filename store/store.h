@@ -91,6 +91,11 @@ struct StoreOptions {
   // Caps each database file's size (0: no cap). A commit group that would grow a file past
   // it fails with IO_ERROR, as on a full disk.
   uint64_t max_db_bytes = 0;
+  // A database file's WAL is copied back into it by a thread of its own once it holds this
+  // many pages (store/checkpointer.h); the writer does it inline, as SQLite would, only at
+  // four times as many. Larger: fewer copies of pages rewritten often, a longer WAL to
+  // replay after a crash.
+  int checkpoint_pages = 8192;
 };
 
 // Committed changes (common/change.h); read_changes returns superseded puts without value.
@@ -127,6 +132,7 @@ struct StoreStats {
   uint64_t group_writes = 0;  // writes committed in those groups (avg = ratio)
   uint64_t staged = 0;        // acknowledged writes not yet applied to their partitions
   uint64_t apply_batches = 0;  // batches of staged writes applied
+  uint64_t checkpoints = 0;    // WAL checkpoints run off the commit path (checkpointer.h)
   uint64_t bytes_on_disk = 0;
 };
 

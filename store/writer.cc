@@ -46,10 +46,16 @@ Writer::Writer(EngineState& state, uint32_t file, sql::Db db)
 
 Writer::~Writer() {
   if (thread_.joinable()) drain_and_join();
+  if (db_.valid()) sqlite3_wal_hook(db_.handle(), nullptr, nullptr);
 }
 
 Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, sql::Db db) {
   std::unique_ptr<Writer> writer(new Writer(state, file, std::move(db)));
+  Result<std::unique_ptr<Checkpointer>> checkpointer =
+      Checkpointer::open(writer->db_.path(), state.options.sync, state.options.checkpoint_pages,
+                         &state.counters.checkpoints);
+  if (!checkpointer.ok()) return checkpointer.status();
+  writer->checkpointer_ = std::move(*checkpointer);
   EDGEKV_RETURN_IF_ERROR(writer->prepare_statements());
   EDGEKV_RETURN_IF_ERROR(writer->apply_left_staged());
   EDGEKV_RETURN_IF_ERROR(writer->load_partition_state());
@@ -147,6 +153,7 @@ Status Writer::load_partition_state() {
 }
 
 void Writer::start() {
+  checkpointer_->start(db_.handle(), "edgekv-ck" + std::to_string(file_));
   thread_ = std::thread([this] {
     std::string name = "edgekv-wr" + std::to_string(file_);
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
@@ -218,10 +225,15 @@ void Writer::drain_and_join() {
   }
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
+  if (checkpointer_) checkpointer_->stop();
 }
 
 void Writer::close_connection() {
   EDGEKV_ASSERT(!thread_.joinable());
+  // The hook points at the checkpointer: unhook before it goes. Closing the last
+  // connection checkpoints whatever is left, as before.
+  if (db_.valid()) sqlite3_wal_hook(db_.handle(), nullptr, nullptr);
+  checkpointer_.reset();
   slots_.clear();  // statements first: a connection closes only once they are finalized
   begin_ = sql::Stmt();
   commit_ = sql::Stmt();

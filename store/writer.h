@@ -34,6 +34,7 @@
 #include <variant>
 #include <vector>
 
+#include "store/checkpointer.h"
 #include "store/codec.h"
 #include "store/engine.h"
 #include "store/sqlite.h"
@@ -188,6 +189,7 @@ class Writer {
   bool stopping_ = false;     // guarded by mu_
   Status refusal_;            // guarded by mu_; not OK: refuse writes with it (at the cap)
   std::thread thread_;
+  std::unique_ptr<Checkpointer> checkpointer_;  // this file's; started with the thread
 };
 
 }  // namespace edgekv::store

@@ -287,6 +287,40 @@ TEST(StoreGroupCommitTest, AFailedTransactionFailsEveryWriteInItAndAppliesNone) 
   for (size_t i = 0; i < log->size(); ++i) EXPECT_EQ((*log)[i].seq, i + 1);
 }
 
+TEST(StoreGroupCommitTest, CheckpointsRunOffTheCommitPathAndBoundTheWal) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.partitions = 4;
+  options.stage_apply_at = std::min<size_t>(options.stage_apply_at, 64);
+  options.stage_apply_batch = 64;
+  options.checkpoint_pages = 32;  // the writer checkpoints inline at 128
+  const std::filesystem::path wal = dir.data() / "data-0.db-wal";
+  constexpr int kWrites = 3000;  // each commit adds a few pages: thousands without checkpoints
+  constexpr uintmax_t kWalBoundBytes = 1500 * 4120;  // frames of 4 KiB plus their headers
+  {
+    auto store = open_or_die(options);
+    uintmax_t largest_wal = 0;
+    for (int i = 0; i < kWrites; ++i) {
+      ASSERT_TRUE(
+          store->apply_sync(put("k" + std::to_string(i), std::string(1000, 'v'), hlc_at(0)), kNow)
+              .ok());
+      largest_wal = std::max(largest_wal, std::filesystem::file_size(wal));
+    }
+    EXPECT_GT(store->stats(kNow).checkpoints, 0u);
+    // The WAL starts over after each checkpoint, so its file never outgrows the inline
+    // threshold by more than the commits of one stalled background checkpoint.
+    EXPECT_LT(largest_wal, kWalBoundBytes);
+  }
+  auto store = open_or_die(options);
+  EXPECT_EQ(store->stats(kNow).keys, static_cast<uint64_t>(kWrites));
+  for (int i = 0; i < kWrites; i += 97) {
+    Result<Record> got = store->get("k" + std::to_string(i), kNow);
+    ASSERT_TRUE(got.ok()) << i;
+    EXPECT_EQ(got->value, std::string(1000, 'v'));
+  }
+}
+
 TEST(StoreGroupCommitTest, ReadersRunBesideWriters) {
   TempDir dir;
   StoreOptions options = options_for(dir);

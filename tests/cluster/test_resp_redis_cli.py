@@ -147,6 +147,7 @@ def test_info_has_server_clients_stats_keyspace_and_counts_keys(node):
     # The MSET's three writes and the DEL's one, staged or already applied by a sweep.
     assert 0 <= int(stats["staged_writes"]) <= 4, stats
     assert int(stats["apply_batches"]) >= 0, stats
+    assert int(stats["checkpoints"]) == 0, stats
 
 
 def test_client_setname_getname_on_one_connection(node):

@@ -3,13 +3,11 @@
 #include <pthread.h>
 
 #include "common/log.h"
+#include "store/schema.h"
 
 namespace edgekv::store {
 namespace {
 
-// How long the checkpointer's connection waits on a lock held by another connection of
-// this process before giving up (and trying again at the next request).
-constexpr int kBusyTimeoutMs = 5000;
 // The writer checkpoints inline once the WAL holds this many times `pages`.
 constexpr int kInlineFactor = 4;
 
@@ -20,11 +18,7 @@ Result<std::unique_ptr<Checkpointer>> Checkpointer::open(const std::string& path
                                                          std::atomic<uint64_t>* completed) {
   Result<sql::Db> db = sql::Db::open(path, /*create=*/false);
   if (!db.ok()) return db.status();
-  // The checkpoint syncs the WAL and the file as this connection's synchronous says: the
-  // same as the writer's, so sync = full keeps its promise across checkpoints too.
-  std::string pragmas = "PRAGMA busy_timeout=" + std::to_string(kBusyTimeoutMs) + ";";
-  pragmas += sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;";
-  EDGEKV_RETURN_IF_ERROR(db->exec(pragmas, "configure checkpointer"));
+  EDGEKV_RETURN_IF_ERROR(configure_connection(*db, ConnectionRole::kCheckpointer, sync, 0));
   return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(*db), pages, completed));
 }
 

@@ -10,9 +10,9 @@ namespace {
 // readers mostly look up single rows.
 constexpr int kWriterCacheKib = 16 * 1024;
 constexpr int kReaderCacheKib = 4 * 1024;
-// Bytes of each database file a reader maps (PRAGMA mmap_size); larger files are read
-// past that with pread(). 1 GiB of address space per reader connection.
-constexpr int64_t kReaderMmapBytes = int64_t{1} << 30;
+// Bytes of each database file a reader or the writer maps (PRAGMA mmap_size); larger files
+// are read past that with pread(). 1 GiB of address space per connection.
+constexpr int64_t kMmapBytes = int64_t{1} << 30;
 // How long a connection waits on a lock held by another connection of this process (a
 // checkpoint, a reader recovering the WAL index) before giving up with UNAVAILABLE.
 constexpr int kBusyTimeoutMs = 5000;
@@ -89,8 +89,15 @@ Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync,
     pragmas += "PRAGMA query_only=1;PRAGMA cache_size=-" + std::to_string(kReaderCacheKib) + ";";
     // Reads map the database instead of copying pages in with pread(): a point read then
     // costs no system call for pages already in the page cache. Address space, not memory.
-    pragmas += "PRAGMA mmap_size=" + std::to_string(kReaderMmapBytes) + ";";
+    pragmas += "PRAGMA mmap_size=" + std::to_string(kMmapBytes) + ";";
     return db.exec(pragmas, "configure reader");
+  }
+  const char* synchronous =
+      sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;";
+  if (role == ConnectionRole::kCheckpointer) {
+    // A checkpoint syncs the WAL and the file as this says: as the writer's, so that
+    // sync = full keeps its promise across checkpoints too.
+    return db.exec(pragmas + synchronous, "configure checkpointer");
   }
   Result<std::string> mode = db.query_text("PRAGMA journal_mode=WAL", "set WAL mode");
   if (!mode.ok()) return mode.status();
@@ -98,7 +105,7 @@ Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync,
     return Status::io_error(db.path() + ": cannot use WAL mode (journal_mode is '" + *mode +
                             "'); the file system must support shared memory maps");
   }
-  pragmas += sync == SyncMode::kFull ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;";
+  pragmas += synchronous;
   // Debian builds SQLite with SECURE_DELETE, which zeroes every freed page: extra writes
   // on each overwrite and delete that buy nothing here (the disk is not a privacy boundary).
   pragmas += "PRAGMA secure_delete=OFF;PRAGMA temp_store=MEMORY;";
@@ -107,7 +114,7 @@ Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync,
   // lately, overflow chains freed by overwriting large values) are read through the map
   // too, instead of a pread() each. Writes still go through write(), so a stray pointer
   // cannot corrupt the file.
-  pragmas += "PRAGMA mmap_size=" + std::to_string(kReaderMmapBytes) + ";";
+  pragmas += "PRAGMA mmap_size=" + std::to_string(kMmapBytes) + ";";
   pragmas += "PRAGMA journal_size_limit=" + std::to_string(kJournalSizeLimitBytes) + ";";
   pragmas += "PRAGMA wal_autocheckpoint=" + std::to_string(kWalAutocheckpointPages) + ";";
   if (max_db_bytes > 0) {

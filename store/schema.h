@@ -48,10 +48,13 @@ struct FileMeta {
 std::string kv_table(uint32_t partition);   // "kv_00005"
 std::string log_table(uint32_t partition);  // "log_00005"
 
-enum class ConnectionRole { kWriter, kReader };
+// kCheckpointer: a second read-write connection that only runs WAL checkpoints
+// (checkpointer.h); it syncs as the writer does.
+enum class ConnectionRole { kWriter, kReader, kCheckpointer };
 
 // Sets the pragmas of a connection: WAL mode and the sync level for the writer, read-only
-// for readers. `max_db_bytes` (0: none) caps the file size through max_page_count.
+// for readers, the sync level for the checkpointer. `max_db_bytes` (0: none) caps the file
+// size through max_page_count.
 Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync, uint64_t max_db_bytes);
 
 // The file's meta table; nullopt for a new (empty) file. FAILED_PRECONDITION when the

@@ -633,6 +633,7 @@ class RespServerImpl final : public RespServer {
       line("commit_groups", std::to_string(s.commit_groups));
       line("staged_writes", std::to_string(s.staged));
       line("apply_batches", std::to_string(s.apply_batches));
+      line("apply_failures", std::to_string(s.apply_failures));
       line("checkpoints", std::to_string(s.checkpoints));
       line("bytes_on_disk", std::to_string(s.bytes_on_disk));
       text += "\r\n";

@@ -528,6 +528,7 @@ class ServerImpl final : public Server {
         {"store_group_writes", s.group_writes},
         {"store_staged_writes", s.staged},
         {"store_apply_batches", s.apply_batches},
+        {"store_apply_failures", s.apply_failures},
         {"store_checkpoints", s.checkpoints},
         {"store_bytes_on_disk", s.bytes_on_disk},
         {"gossip_members_alive", members.alive},

@@ -32,6 +32,7 @@ struct Counters {
   std::atomic<uint64_t> commit_groups{0};
   std::atomic<uint64_t> group_writes{0};
   std::atomic<uint64_t> apply_batches{0};
+  std::atomic<uint64_t> apply_failures{0};
   std::atomic<uint64_t> checkpoints{0};
 };
 

@@ -67,6 +67,8 @@ Result<Record> Reader::get(std::string_view key, uint32_t partition, WallTime no
   StagedWrite staged;
   if (state_.staged[file]->find(key, &staged)) {
     if (staged.tombstone) return Status::not_found("key was deleted");
+    // A sweep's expiry: the row is as good as deleted.
+    if (staged.expire) return Status::not_found("key not found");
     if (staged.expiry_ms != 0 && staged.expiry_ms <= now.ms) {
       return Status::not_found("key expired");
     }

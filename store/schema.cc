@@ -57,14 +57,92 @@ CREATE TABLE {log} (
   origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL, key BLOB NOT NULL);
 )sql";
 
-// Writes acknowledged but not yet applied to their partitions (store/staging.h), in
-// staging order. Rows are appended at the end and deleted from the front.
+// A stage file's table: writes acknowledged but not yet applied to their partitions
+// (store/staging.h), in staging order. Rows are appended at the end and deleted from the
+// front once applied. `op` is the ChangeOp the write logs: 1 put, 2 delete, 3 expire.
 constexpr const char* kStageDdl = R"sql(
+CREATE TABLE stage (
+  id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, seq INTEGER NOT NULL, key BLOB NOT NULL,
+  hlc INTEGER NOT NULL, origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,
+  op INTEGER NOT NULL, codec INTEGER NOT NULL, value BLOB NOT NULL);
+)sql";
+
+// Format 2's stage table, in the data file; migrated (and dropped) by version 3.
+constexpr const char* kStageDdlV2 = R"sql(
 CREATE TABLE stage (
   id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, seq INTEGER NOT NULL, key BLOB NOT NULL,
   hlc INTEGER NOT NULL, origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,
   tombstone INTEGER NOT NULL, codec INTEGER NOT NULL, value BLOB NOT NULL);
 )sql";
+
+std::string meta_sql(const Layout& layout, uint32_t file_index) {
+  std::string sql = "PRAGMA application_id=" + std::to_string(kApplicationId) + ";";
+  sql +=
+      "CREATE TABLE meta (name TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL) "
+      "WITHOUT ROWID;";
+  sql += "INSERT INTO meta (name, value) VALUES ('format_version', " +
+         std::to_string(kFormatVersion) + "), ('partitions', " + std::to_string(layout.partitions) +
+         "), ('db_files', " + std::to_string(layout.db_files) + "), ('file_index', " +
+         std::to_string(file_index) + ");";
+  return sql;
+}
+
+Status exec_transaction(sql::Db& db, const std::string& body, std::string_view what) {
+  Status status = db.exec("BEGIN IMMEDIATE;" + body + "COMMIT;", what);
+  if (!status.ok() && db.in_transaction()) (void)db.exec("ROLLBACK", "roll back");
+  return status;
+}
+
+// Version 2 to 3: the data file's stage rows go to the stage file, then the table goes.
+Status migrate_2_to_3(sql::Db& data, sql::Db& stage) {
+  Result<sql::Stmt> select = data.prepare(
+      "SELECT id, partition, seq, key, hlc, origin, expiry_ms, tombstone, codec, value"
+      " FROM stage ORDER BY id",
+      "read format 2 stage table");
+  if (!select.ok()) return select.status();
+  Result<sql::Stmt> insert = stage.prepare(
+      "INSERT OR IGNORE INTO stage (id, partition, seq, key, hlc, origin, expiry_ms, op, codec,"
+      " value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+      "copy stage rows");
+  if (!insert.ok()) return insert.status();
+  Status status = stage.exec("BEGIN IMMEDIATE", "begin");
+  {
+    sql::StmtScope scope(*select);
+    while (status.ok()) {
+      Result<bool> row = select->step();
+      if (!row.ok()) {
+        status = row.status();
+        break;
+      }
+      if (!*row) break;
+      // Columns 0-6 are the same in both tables (the key, 3, a blob).
+      for (int c = 0; c < 7; ++c) {
+        if (c == 3) {
+          insert->bind_blob(c + 1, select->blob_at(c));
+        } else {
+          insert->bind_int64(c + 1, select->int64_at(c));
+        }
+      }
+      // tombstone 1 was a delete (ChangeOp 2), 0 a put (1).
+      insert->bind_int64(8, select->int64_at(7) != 0 ? 2 : 1);
+      insert->bind_int64(9, select->int64_at(8));
+      insert->bind_blob(10, select->blob_at(9));
+      status = insert->run();
+    }
+  }
+  if (status.ok()) status = stage.exec("COMMIT", "commit copied stage rows");
+  if (!status.ok()) {
+    if (stage.in_transaction()) (void)stage.exec("ROLLBACK", "roll back");
+    return status;
+  }
+  return exec_transaction(data,
+                          "DROP TABLE stage;"
+                          "INSERT OR REPLACE INTO meta (name, value) VALUES ('" +
+                              std::string(kAppliedStageId) +
+                              "', 0);"
+                              "UPDATE meta SET value = 3 WHERE name = 'format_version';",
+                          "migrate format 2 to 3");
+}
 
 std::string partition_ddl(uint32_t partition) {
   return substitute(substitute(kPartitionDdl, "kv", kv_table(partition)), "log",
@@ -75,6 +153,10 @@ std::string partition_ddl(uint32_t partition) {
 
 std::filesystem::path Layout::file_path(uint32_t file) const {
   return dir / ("data-" + std::to_string(file) + ".db");
+}
+
+std::filesystem::path Layout::stage_path(uint32_t file) const {
+  return dir / ("stage-" + std::to_string(file) + ".db");
 }
 
 std::filesystem::path Layout::lock_path() const { return dir / "LOCK"; }
@@ -167,39 +249,29 @@ Result<std::optional<FileMeta>> read_meta(sql::Db& db) {
 }
 
 Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
-  std::string sql = "BEGIN IMMEDIATE;";
-  sql += "PRAGMA application_id=" + std::to_string(kApplicationId) + ";";
-  sql +=
-      "CREATE TABLE meta (name TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL) "
-      "WITHOUT ROWID;";
-  sql += "INSERT INTO meta (name, value) VALUES ('format_version', " +
-         std::to_string(kFormatVersion) + "), ('partitions', " + std::to_string(layout.partitions) +
-         "), ('db_files', " + std::to_string(layout.db_files) + "), ('file_index', " +
-         std::to_string(file_index) + ");";
-  sql += kStageDdl;
+  std::string sql = meta_sql(layout, file_index);
+  sql += "INSERT INTO meta (name, value) VALUES ('" + std::string(kAppliedStageId) + "', 0);";
   for (uint32_t p = file_index; p < layout.partitions; p += layout.db_files) {
     sql += partition_ddl(p);
   }
-  sql += "COMMIT;";
-  Status status = db.exec(sql, "create schema");
-  if (!status.ok() && db.in_transaction()) {
-    (void)db.exec("ROLLBACK", "roll back schema creation");
-  }
-  return status;
+  return exec_transaction(db, sql, "create schema");
 }
 
-Status migrate(sql::Db& db, FileMeta* meta) {
+Status create_stage_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
+  return exec_transaction(db, meta_sql(layout, file_index) + kStageDdl, "create stage schema");
+}
+
+Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta) {
   if (meta->format_version == 1) {
-    // Version 2 adds the stage table; version 1 files have nothing staged.
-    std::string sql = "BEGIN IMMEDIATE;";
-    sql += kStageDdl;
-    sql += "UPDATE meta SET value = 2 WHERE name = 'format_version';COMMIT;";
-    Status status = db.exec(sql, "migrate format 1 to 2");
-    if (!status.ok()) {
-      if (db.in_transaction()) (void)db.exec("ROLLBACK", "roll back migration");
-      return status;
-    }
+    // Version 2 added the stage table; version 1 files have nothing staged.
+    EDGEKV_RETURN_IF_ERROR(exec_transaction(
+        data, std::string(kStageDdlV2) + "UPDATE meta SET value = 2 WHERE name = 'format_version';",
+        "migrate format 1 to 2"));
     meta->format_version = 2;
+  }
+  if (meta->format_version == 2) {
+    EDGEKV_RETURN_IF_ERROR(migrate_2_to_3(data, stage));
+    meta->format_version = 3;
   }
   return Status();
 }

@@ -17,7 +17,7 @@
 namespace edgekv::store {
 
 // Bumped when the format changes incompatibly; an older build refuses a newer directory.
-inline constexpr int64_t kFormatVersion = 2;
+inline constexpr int64_t kFormatVersion = 3;
 // SQLite's header field for "which application's file is this": "EKV1".
 inline constexpr int64_t kApplicationId = 0x454b5631;
 
@@ -33,7 +33,8 @@ struct Layout {
   uint32_t partitions_in_file(uint32_t file) const {
     return (partitions - file + db_files - 1) / db_files;
   }
-  std::filesystem::path file_path(uint32_t file) const;  // <dir>/data-<file>.db
+  std::filesystem::path file_path(uint32_t file) const;   // <dir>/data-<file>.db
+  std::filesystem::path stage_path(uint32_t file) const;  // <dir>/stage-<file>.db
   std::filesystem::path lock_path() const;               // <dir>/LOCK
 };
 
@@ -48,8 +49,9 @@ struct FileMeta {
 std::string kv_table(uint32_t partition);   // "kv_00005"
 std::string log_table(uint32_t partition);  // "log_00005"
 
-// kCheckpointer: a second read-write connection that only runs WAL checkpoints
-// (checkpointer.h); it syncs as the writer does.
+// kWriter: the one connection that writes a file (the applier's for a data file, the
+// writer's for a stage file). kCheckpointer: a second read-write connection that only runs
+// WAL checkpoints (checkpointer.h); it syncs as the writer does.
 enum class ConnectionRole { kWriter, kReader, kCheckpointer };
 
 // Sets the pragmas of a connection: WAL mode and the sync level for the writer, read-only
@@ -57,17 +59,27 @@ enum class ConnectionRole { kWriter, kReader, kCheckpointer };
 // size through max_page_count.
 Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync, uint64_t max_db_bytes);
 
+// The meta entry of a data file that names the newest stage row applied to it (0: none).
+inline constexpr const char* kAppliedStageId = "applied_stage_id";
+
 // The file's meta table; nullopt for a new (empty) file. FAILED_PRECONDITION when the
 // file holds something other than edgekv data.
 Result<std::optional<FileMeta>> read_meta(sql::Db& db);
 
-// Creates file `file_index` of `layout` in one transaction: the meta table, the stage table
-// and the tables and indexes of its partitions.
+// Creates data file `file_index` of `layout` in one transaction: the meta table and the
+// tables and indexes of its partitions.
 Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
 
-// Brings a file of an older format up to kFormatVersion, one step per version, each in one
-// transaction that also records the new version in `meta`; updates `meta`. Does nothing
-// for a file of the current format.
-Status migrate(sql::Db& db, FileMeta* meta);
+// Creates stage file `file_index` of `layout` in one transaction: the meta table (as the
+// data file's) and the stage table.
+Status create_stage_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
+
+// Brings data file `data` of an older format up to kFormatVersion, one step per version,
+// each recording the new version in `meta`; updates `meta`. Version 3 moved the stage table
+// into a file of its own: the step copies the rows staged in `data` to `stage` (a created
+// stage file) and commits them there before it drops the table from `data`, so a crash in
+// between leaves them in both, and the step, run again, copies them again (the same ids).
+// Does nothing for a file of the current format.
+Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta);
 
 }  // namespace edgekv::store

@@ -26,19 +26,34 @@ uint64_t StagedWrites::footprint(const StagedWrite& w) {
   return sizeof(StagedWrite) + w.key.size() + w.value.size() + 64;
 }
 
-const StagedWrite* StagedWrites::newest(std::string_view key) const {
-  auto it = newest_.find(key);
-  return it == newest_.end() ? nullptr : it->second;
+void StagedWrites::collect(uint64_t after_id, size_t max, std::vector<const StagedWrite*>* writes,
+                           std::vector<bool>* write_row) const {
+  std::lock_guard lock(mu_);
+  auto first = std::upper_bound(writes_.begin(), writes_.end(), after_id,
+                                [](uint64_t id, const StagedWrite& w) { return id < w.id; });
+  for (auto it = first; it != writes_.end() && max > 0; ++it, --max) {
+    writes->push_back(&*it);
+    auto newest = newest_.find(it->key);
+    write_row->push_back(newest != newest_.end() && newest->second == &*it);
+  }
 }
 
 void StagedWrites::add(std::deque<StagedWrite>& writes) {
   uint64_t added_bytes = 0;
   {
     std::lock_guard lock(mu_);
+    // Writes are applied oldest first: an id below the oldest staged one was applied.
+    const uint64_t oldest = writes_.empty() ? UINT64_MAX : writes_.front().id;
     for (StagedWrite& w : writes) {
       EDGEKV_ASSERT(writes_.empty() || w.id > writes_.back().id);
+      if (w.base_from != 0 && w.base_from < oldest) {
+        // Its key's newest write was applied while this one was being staged; it wrote
+        // the row (it was handed on while it was the newest), which this one now finds.
+        w.base = w.base_if_applied;
+        w.base_from = 0;
+      }
       added_bytes += footprint(w);
-      const StagedWrite& kept = writes_.emplace_back(std::move(w));
+      StagedWrite& kept = writes_.emplace_back(std::move(w));
       // The index's key must view the newest write's own key: the older write, and the
       // string its view points into, go away first.
       if (auto it = newest_.find(kept.key); it != newest_.end()) {
@@ -57,7 +72,7 @@ void StagedWrites::add(std::deque<StagedWrite>& writes) {
   writes.clear();
 }
 
-void StagedWrites::remove_oldest(size_t n) {
+void StagedWrites::remove_applied(size_t n, const std::vector<bool>& wrote_row) {
   n = std::min(n, writes_.size());
   uint64_t removed_bytes = 0;
   {
@@ -66,7 +81,13 @@ void StagedWrites::remove_oldest(size_t n) {
       const StagedWrite& w = writes_.front();
       removed_bytes += footprint(w);
       auto it = newest_.find(w.key);
-      if (it != newest_.end() && it->second == &w) newest_.erase(it);
+      if (it != newest_.end() && it->second == &w) {
+        newest_.erase(it);
+      } else if (it != newest_.end() && i < wrote_row.size() && wrote_row[i]) {
+        // The key was written again after this write was handed to the applier: the
+        // newer write now stands on the row this one left.
+        it->second->base = w.row_after();
+      }
       // A partition's writes were staged in seq order, so its oldest is at the front.
       std::deque<const StagedWrite*>& in_slot = by_slot_[w.partition / db_files_];
       EDGEKV_ASSERT(!in_slot.empty() && in_slot.front() == &w);
@@ -83,6 +104,23 @@ bool StagedWrites::find(std::string_view key, StagedWrite* out) const {
   auto it = newest_.find(key);
   if (it == newest_.end()) return false;
   *out = *it->second;
+  return true;
+}
+
+bool StagedWrites::find_state(std::string_view key, StagedWrite* out) const {
+  std::lock_guard lock(mu_);
+  auto it = newest_.find(key);
+  if (it == newest_.end()) return false;
+  const StagedWrite& w = *it->second;
+  out->id = w.id;
+  out->partition = w.partition;
+  out->seq = w.seq;
+  out->version = w.version;
+  out->expiry_ms = w.expiry_ms;
+  out->tombstone = w.tombstone;
+  out->expire = w.expire;
+  out->codec = w.codec;
+  out->base = w.base;
   return true;
 }
 
@@ -103,10 +141,22 @@ StagedChanges StagedWrites::changes(uint32_t partition, uint64_t from_seq, size_
     c.key = w.key;
     auto newest = newest_.find(w.key);
     c.current = newest != newest_.end() && newest->second == &w;
-    if (c.current && !w.tombstone) {
+    if (c.current && w.live()) {
       c.codec = w.codec;
       c.value = w.value;
     }
+  }
+  return out;
+}
+
+std::vector<StagedWrite> StagedWrites::expired(uint32_t partition, WallTime now) const {
+  std::vector<StagedWrite> out;
+  std::lock_guard lock(mu_);
+  for (const StagedWrite* w : by_slot_[partition / db_files_]) {
+    if (!w->live() || w->expiry_ms == 0 || w->expiry_ms > now.ms) continue;
+    auto newest = newest_.find(w->key);
+    if (newest == newest_.end() || newest->second != w) continue;
+    out.push_back(*w);
   }
   return out;
 }
@@ -115,7 +165,7 @@ ExpiryAdjustment StagedWrites::expiry_adjustment(WallTime now) const {
   ExpiryAdjustment total;
   std::lock_guard lock(mu_);
   for (const auto& [key, w] : newest_) {
-    ExpiryAdjustment mine = contribution(true, w->tombstone, w->expiry_ms, now);
+    ExpiryAdjustment mine = contribution(w->live(), false, w->expiry_ms, now);
     ExpiryAdjustment row = contribution(w->base.exists, w->base.tombstone, w->base.expiry_ms, now);
     total.expired += mine.expired - row.expired;
     total.expiring += mine.expiring - row.expiring;

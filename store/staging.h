@@ -13,9 +13,10 @@
 //
 // Owns: one file's staged writes, oldest first, an index of each key's newest one and, per
 // partition, its staged writes in sequence order.
-// Thread-safety: only the file's writer thread adds and removes (taking the mutex); readers
-// call the const lookups from any thread (they take the mutex). The writer's own lookups
-// (newest, oldest) need no lock, since it is the only thread that changes anything.
+// Thread-safety: the file's writer thread adds, its applier thread removes, and any thread
+// looks up; all of them take the mutex. The applier reads the writes of the batches it was
+// handed without it: a deque's elements never move, and only the applier removes them,
+// after it applied them.
 #pragma once
 
 #include <atomic>
@@ -51,14 +52,29 @@ struct StagedWrite {
   Version version;
   int64_t expiry_ms = 0;  // 0 for tombstones, as in the tables
   bool tombstone = false;
+  // A sweep's expiry of the key's row: applying it deletes the row. Carries the row's
+  // version and expiry_ms, like its change-log entry.
+  bool expire = false;
   Codec codec = Codec::kRaw;
-  std::string value;  // as stored: compressed or raw; empty for tombstones
+  std::string value;  // as stored: compressed or raw; empty for tombstones and expiries
   // The key's partition-table row as it stands until the key's newest staged write is
   // applied: only a key's newest staged write is ever written to the table, so all of a
   // key's staged writes share the row they found. Statistics use it.
   RowState base;
+  // When `base` came from an older staged write of the key (its id, else 0), and the row
+  // that write leaves: should it be applied before this write joins the index, the row
+  // is that (a write handed to the applier while its key's newest writes its row).
+  uint64_t base_from = 0;
+  RowState base_if_applied;
 
-  ChangeOp op() const { return tombstone ? ChangeOp::kDelete : ChangeOp::kPut; }
+  // The row this write leaves once applied.
+  RowState row_after() const { return RowState{!expire, tombstone, expiry_ms}; }
+
+  ChangeOp op() const {
+    return expire ? ChangeOp::kExpire : tombstone ? ChangeOp::kDelete : ChangeOp::kPut;
+  }
+  // Whether the key has a live value once this write is applied.
+  bool live() const { return !tombstone && !expire; }
 };
 
 // One staged change-log entry, as read_changes needs it.
@@ -91,31 +107,41 @@ class StagedWrites {
   StagedWrites(const StagedWrites&) = delete;
   StagedWrites& operator=(const StagedWrites&) = delete;
 
-  // Writer thread only. The key's newest staged write, or nullptr.
-  const StagedWrite* newest(std::string_view key) const;
-  // Writer thread only. All staged writes, oldest first.
-  const std::deque<StagedWrite>& oldest() const { return writes_; }
   // Writer thread only. Adds committed writes (in staging order) and empties `writes`.
   void add(std::deque<StagedWrite>& writes);
-  // Writer thread only. Forgets the `n` oldest writes (they were applied).
-  void remove_oldest(size_t n);
+  // Writer thread only. Appends to `writes` the oldest staged writes with an id above
+  // `after_id`, at most `max`, and to `write_row` whether each is its key's newest.
+  void collect(uint64_t after_id, size_t max, std::vector<const StagedWrite*>* writes,
+               std::vector<bool>* write_row) const;
+  // Applier thread only, holding lock_for_apply() (so stats() sees each write once, staged
+  // or applied). Forgets the `n` oldest writes, which were just applied; `wrote_row[i]`:
+  // the i-th was written to its key's row, which a newer staged write of the key now
+  // finds as its `base`.
+  void remove_applied(size_t n, const std::vector<bool>& wrote_row);
 
   size_t size() const { return count_.load(std::memory_order_relaxed); }
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
 
   // Any thread. The key's newest staged write, copied; false when the key has none.
   bool find(std::string_view key, StagedWrite* out) const;
+  // Any thread. The key's newest staged write without its key and value (what
+  // last-write-wins and the row counts need); false when the key has none.
+  bool find_state(std::string_view key, StagedWrite* out) const;
   // Any thread. Staged entries of `partition` with seq >= from_seq, oldest first, at most
   // `max`; and, taken at the same moment, each key staged in the partition with the seq
   // of its newest staged write (every logged put of the key older than that is superseded).
   StagedChanges changes(uint32_t partition, uint64_t from_seq, size_t max) const;
+  // Any thread. The newest staged writes of `partition`'s keys that are puts expired at
+  // `now`, copied, in staging order.
+  std::vector<StagedWrite> expired(uint32_t partition, WallTime now) const;
   // Any thread. How the staged writes change the partition tables' expiry counts at `now`:
   // each key's newest staged write replaces its row's contribution.
   ExpiryAdjustment expiry_adjustment(WallTime now) const;
 
-  // Held by the writer (exclusively) from committing a batch until it removed the batch
-  // from here, and by stats() (shared) while it counts the tables' expiry indexes and
-  // adjusts for staged writes: the counts then see each write once, staged or applied.
+  // Held by the applier (exclusively) from committing a batch until it removed the batch
+  // from here, and by stats() (shared) while it counts the tables' expiry
+  // indexes and adjusts for the staged writes not applied yet: the counts then see each
+  // write once, staged or applied.
   std::unique_lock<std::shared_mutex> lock_for_apply() { return std::unique_lock(apply_mu_); }
   std::shared_lock<std::shared_mutex> lock_for_counts() const {
     return std::shared_lock(apply_mu_);
@@ -130,7 +156,7 @@ class StagedWrites {
   mutable std::mutex mu_;
   std::deque<StagedWrite> writes_;  // oldest first; elements never move (deque ends only)
   // Views into writes_' keys.
-  std::unordered_map<std::string_view, const StagedWrite*> newest_;
+  std::unordered_map<std::string_view, StagedWrite*> newest_;
   std::vector<std::deque<const StagedWrite*>> by_slot_;  // per partition, in seq order
   std::atomic<size_t> count_{0};
   std::atomic<uint64_t> bytes_{0};

@@ -14,12 +14,14 @@
 #include <future>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <system_error>
 #include <utility>
 
 #include "common/hash.h"
 #include "common/log.h"
+#include "store/applier.h"
 #include "store/engine.h"
 #include "store/reader.h"
 #include "store/schema.h"
@@ -138,8 +140,11 @@ Result<DirLock> lock_dir(const Layout& layout) {
   return lock;
 }
 
-Result<sql::Db> open_writer_db(const Layout& layout, uint32_t file, bool create,
-                               const StoreOptions& options) {
+// A data file's write connection (the applier's). Always synchronous=FULL: stage rows are
+// deleted once their batch committed here, so the batch must outlive a power cut whenever
+// the deletion does; it costs one fsync per batch of thousands of writes.
+Result<sql::Db> open_data_db(const Layout& layout, uint32_t file, bool create,
+                             const StoreOptions& options) {
   Result<sql::Db> db = sql::Db::open(layout.file_path(file), create);
   if (!db.ok()) {
     if (!create && db.status().code() == Code::kIoError) {
@@ -150,16 +155,27 @@ Result<sql::Db> open_writer_db(const Layout& layout, uint32_t file, bool create,
     return db.status();
   }
   EDGEKV_RETURN_IF_ERROR(
+      configure_connection(*db, ConnectionRole::kWriter, SyncMode::kFull, options.max_db_bytes));
+  return db;
+}
+
+// A stage file's write connection (the writer's): commit groups sync as `sync` says.
+// Created when missing: a directory of format 2 or older has none yet.
+Result<sql::Db> open_stage_db(const Layout& layout, uint32_t file, const StoreOptions& options) {
+  Result<sql::Db> db = sql::Db::open(layout.stage_path(file), /*create=*/true);
+  if (!db.ok()) return db.status();
+  EDGEKV_RETURN_IF_ERROR(
       configure_connection(*db, ConnectionRole::kWriter, options.sync, options.max_db_bytes));
   return db;
 }
 
 // Checks a file's meta against the directory's layout (from file 0).
-Status check_meta(const Layout& layout, uint32_t file, const FileMeta& meta) {
+Status check_meta(const Layout& layout, const std::filesystem::path& path, uint32_t file,
+                  const FileMeta& meta) {
   if (meta.format_version != kFormatVersion || meta.partitions != layout.partitions ||
       meta.db_files != layout.db_files || meta.file_index != file) {
     return Status::corruption(
-        layout.file_path(file).string() + " does not belong with the rest of data directory " +
+        path.string() + " does not belong with the rest of data directory " +
         layout.dir.string() + " (its meta says format " + std::to_string(meta.format_version) +
         ", partitions=" + std::to_string(meta.partitions) + ", db_files=" +
         std::to_string(meta.db_files) + ", file " + std::to_string(meta.file_index) + ")");
@@ -193,12 +209,40 @@ Result<Layout> layout_of_existing(const StoreOptions& options, const FileMeta& m
   return Layout{options.dir, meta.partitions, meta.db_files};
 }
 
+// One file's connections as open_files leaves them.
+struct FileDbs {
+  sql::Db data;
+  sql::Db stage;
+};
+
+// Opens (creating it when new, with its schema) file `f`'s stage file and brings the data
+// file `data` (of an existing directory) to the current format.
+Status open_stage(const Layout& layout, uint32_t f, const StoreOptions& options, sql::Db& data,
+                  std::optional<FileMeta> data_meta, FileDbs* out) {
+  Result<sql::Db> stage = open_stage_db(layout, f, options);
+  if (!stage.ok()) return stage.status();
+  Result<std::optional<FileMeta>> meta = read_meta(*stage);
+  if (!meta.ok()) return meta.status();
+  if (meta->has_value()) {
+    EDGEKV_RETURN_IF_ERROR(check_meta(layout, layout.stage_path(f), f, **meta));
+  } else {
+    EDGEKV_RETURN_IF_ERROR(create_stage_schema(*stage, layout, f));
+  }
+  if (data_meta.has_value()) {
+    EDGEKV_RETURN_IF_ERROR(migrate(data, *stage, &*data_meta));
+    EDGEKV_RETURN_IF_ERROR(check_meta(layout, layout.file_path(f), f, *data_meta));
+  }
+  out->stage = std::move(*stage);
+  return Status();
+}
+
 // Opens every database file of the directory, creating the missing ones when the
-// directory is new. File 0 is created last: its meta table marks the directory complete,
-// so a crash while creating leaves a directory that the next open finishes.
-Result<std::vector<sql::Db>> open_files(const StoreOptions& options, Layout* layout) {
+// directory is new. Data file 0 is created last: its meta table marks the directory
+// complete, so a crash while creating leaves a directory that the next open finishes.
+// Stage files are created before their data files are migrated or created.
+Result<std::vector<FileDbs>> open_files(const StoreOptions& options, Layout* layout) {
   layout->dir = options.dir;
-  Result<sql::Db> db0 = open_writer_db(*layout, 0, /*create=*/true, options);
+  Result<sql::Db> db0 = open_data_db(*layout, 0, /*create=*/true, options);
   if (!db0.ok()) return db0.status();
   Result<std::optional<FileMeta>> meta0 = read_meta(*db0);
   if (!meta0.ok()) return meta0.status();
@@ -215,32 +259,25 @@ Result<std::vector<sql::Db>> open_files(const StoreOptions& options, Layout* lay
                            : std::min<uint32_t>(kDefaultDbFiles, options.partitions);
   }
 
-  std::vector<sql::Db> dbs(layout->db_files);
+  std::vector<FileDbs> dbs(layout->db_files);
   for (uint32_t f = layout->db_files - 1; f >= 1; --f) {
-    Result<sql::Db> db = open_writer_db(*layout, f, /*create=*/!created, options);
+    Result<sql::Db> db = open_data_db(*layout, f, /*create=*/!created, options);
     if (!db.ok()) return db.status();
     Result<std::optional<FileMeta>> meta = read_meta(*db);
     if (!meta.ok()) return meta.status();
-    if (meta->has_value()) {
-      // Only after file 0 said the directory's format is one this build reads.
-      EDGEKV_RETURN_IF_ERROR(migrate(*db, &**meta));
-      EDGEKV_RETURN_IF_ERROR(check_meta(*layout, f, **meta));
-    } else if (created) {
+    if (!meta->has_value() && created) {
       return Status::corruption("data directory " + layout->dir.string() + " has an empty " +
                                 layout->file_path(f).filename().string());
-    } else {
-      EDGEKV_RETURN_IF_ERROR(create_schema(*db, *layout, f));
     }
-    dbs[f] = std::move(*db);
+    // Only after file 0 said the directory's format is one this build reads.
+    EDGEKV_RETURN_IF_ERROR(open_stage(*layout, f, options, *db, *meta, &dbs[f]));
+    if (!meta->has_value()) EDGEKV_RETURN_IF_ERROR(create_schema(*db, *layout, f));
+    dbs[f].data = std::move(*db);
   }
-  if (created) {
-    // File 0 last, so a directory whose file 0 is migrated has every file migrated.
-    FileMeta meta = **meta0;
-    EDGEKV_RETURN_IF_ERROR(migrate(*db0, &meta));
-  } else {
-    EDGEKV_RETURN_IF_ERROR(create_schema(*db0, *layout, 0));
-  }
-  dbs[0] = std::move(*db0);
+  // File 0 last, so a directory whose file 0 is migrated has every file migrated.
+  EDGEKV_RETURN_IF_ERROR(open_stage(*layout, 0, options, *db0, *meta0, &dbs[0]));
+  if (!created) EDGEKV_RETURN_IF_ERROR(create_schema(*db0, *layout, 0));
+  dbs[0].data = std::move(*db0);
   return dbs;
 }
 
@@ -256,9 +293,18 @@ class StoreImpl final : public Store {
       : state_(std::move(state)), lock_(std::move(lock)), readers_(*state_) {}
   ~StoreImpl() override { close(); }
 
-  Status start(std::vector<sql::Db> dbs) {
+  Status start(std::vector<FileDbs> dbs) {
     for (uint32_t f = 0; f < dbs.size(); ++f) {
-      Result<std::unique_ptr<Writer>> writer = Writer::open(*state_, f, std::move(dbs[f]));
+      Result<std::unique_ptr<Applier>> applier =
+          Applier::open(*state_, f, std::move(dbs[f].data));
+      if (!applier.ok()) return applier.status();
+      // The writer's last-write-wins reads go through a reader connection of its own.
+      Result<sql::Db> read = sql::Db::open(state_->layout.file_path(f), /*create=*/false);
+      if (!read.ok()) return read.status();
+      EDGEKV_RETURN_IF_ERROR(
+          configure_connection(*read, ConnectionRole::kReader, state_->options.sync, 0));
+      Result<std::unique_ptr<Writer>> writer = Writer::open(
+          *state_, f, std::move(dbs[f].stage), std::move(*read), std::move(*applier));
       if (!writer.ok()) return writer.status();
       writers_.push_back(std::move(*writer));
     }
@@ -321,6 +367,7 @@ class StoreImpl final : public Store {
     s.commit_groups = c.commit_groups.load(std::memory_order_relaxed);
     s.group_writes = c.group_writes.load(std::memory_order_relaxed);
     s.apply_batches = c.apply_batches.load(std::memory_order_relaxed);
+    s.apply_failures = c.apply_failures.load(std::memory_order_relaxed);
     s.checkpoints = c.checkpoints.load(std::memory_order_relaxed);
     for (const auto& staged : state_->staged) s.staged += staged->size();
 
@@ -355,8 +402,10 @@ class StoreImpl final : public Store {
     s.keys = live > 0 ? static_cast<uint64_t>(live) : 0;
 
     for (uint32_t f = 0; f < state_->layout.db_files; ++f) {
-      std::filesystem::path db = state_->layout.file_path(f);
-      s.bytes_on_disk += file_bytes(db) + file_bytes(db.string() + "-wal");
+      for (const std::filesystem::path& db :
+           {state_->layout.file_path(f), state_->layout.stage_path(f)}) {
+        s.bytes_on_disk += file_bytes(db) + file_bytes(db.string() + "-wal");
+      }
     }
     return s;
   }
@@ -392,7 +441,7 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   layout.dir = options.dir;
   Result<DirLock> lock = lock_dir(layout);
   if (!lock.ok()) return lock.status();
-  Result<std::vector<sql::Db>> dbs = open_files(options, &layout);
+  Result<std::vector<FileDbs>> dbs = open_files(options, &layout);
   if (!dbs.ok()) return dbs.status();
 
   StoreOptions resolved = options;

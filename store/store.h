@@ -88,8 +88,9 @@ struct StoreOptions {
   // because memory is what runs out, and each write's bytes include its fixed overhead, so
   // the count is bounded too.
   uint64_t stage_max_bytes = 0;
-  // Caps each database file's size (0: no cap). A commit group that would grow a file past
-  // it fails with IO_ERROR, as on a full disk.
+  // Caps each database file's size, data and stage files alike (0: no cap). A commit group
+  // that would grow a stage file past it fails with IO_ERROR, as on a full disk; a batch
+  // that would grow a data file past it fails and stays staged (stage_max_bytes).
   uint64_t max_db_bytes = 0;
   // A database file's WAL is copied back into it by a thread of its own once it holds this
   // many pages (store/checkpointer.h); the writer does it inline, as SQLite would, only at
@@ -132,6 +133,7 @@ struct StoreStats {
   uint64_t group_writes = 0;  // writes committed in those groups (avg = ratio)
   uint64_t staged = 0;        // acknowledged writes not yet applied to their partitions
   uint64_t apply_batches = 0;  // batches of staged writes applied
+  uint64_t apply_failures = 0;  // batches that failed to apply (and stayed staged)
   uint64_t checkpoints = 0;    // WAL checkpoints run off the commit path (checkpointer.h)
   uint64_t bytes_on_disk = 0;
 };

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <limits>
 #include <string>
+#include <unordered_set>
 
 #include "common/hlc.h"
 #include "common/log.h"
@@ -25,23 +26,16 @@ thread_local std::vector<Writer*> t_deferred;
 constexpr std::chrono::milliseconds kFirstApplyRetry{10};
 constexpr std::chrono::milliseconds kMaxApplyRetry{1000};
 
-// Tombstones whose version's wall-clock part is older than `now - grace` may go: the
-// newest hlc that counts as old, as the (signed) INTEGER the table stores.
-int64_t tombstone_cutoff(WallTime now, int64_t grace_ms) {
-  if (now.ms <= grace_ms) return 0;  // nothing is that old (and no underflow)
-  int64_t physical = now.ms - grace_ms;
-  constexpr int64_t kMaxPhysical = std::numeric_limits<int64_t>::max() >> HybridClock::kLogicalBits;
-  if (physical > kMaxPhysical) return std::numeric_limits<int64_t>::max();
-  return static_cast<int64_t>(HybridClock::pack(physical, 0));
-}
-
 }  // namespace
 
-Writer::Writer(EngineState& state, uint32_t file, sql::Db db)
+Writer::Writer(EngineState& state, uint32_t file, sql::Db stage, sql::Db read,
+               std::unique_ptr<Applier> applier)
     : state_(state),
       file_(file),
-      db_(std::move(db)),
+      db_(std::move(stage)),
+      read_db_(std::move(read)),
       encoder_(state.options.compress_threshold_bytes, state.options.compress_level),
+      applier_(std::move(applier)),
       staged_(*state.staged[file]) {}
 
 Writer::~Writer() {
@@ -49,8 +43,10 @@ Writer::~Writer() {
   if (db_.valid()) sqlite3_wal_hook(db_.handle(), nullptr, nullptr);
 }
 
-Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, sql::Db db) {
-  std::unique_ptr<Writer> writer(new Writer(state, file, std::move(db)));
+Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, sql::Db stage,
+                                             sql::Db read, std::unique_ptr<Applier> applier) {
+  std::unique_ptr<Writer> writer(
+      new Writer(state, file, std::move(stage), std::move(read), std::move(applier)));
   Result<std::unique_ptr<Checkpointer>> checkpointer =
       Checkpointer::open(writer->db_.path(), state.options.sync, state.options.checkpoint_pages,
                          &state.counters.checkpoints);
@@ -63,22 +59,22 @@ Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, 
 }
 
 Status Writer::prepare_statements() {
-  auto prepare = [this](sql::Stmt* out, const std::string& sql, std::string_view what) {
-    Result<sql::Stmt> stmt = db_.prepare(sql, what);
+  auto prepare = [](sql::Db& db, sql::Stmt* out, const std::string& sql, std::string_view what) {
+    Result<sql::Stmt> stmt = db.prepare(sql, what);
     if (!stmt.ok()) return stmt.status();
     *out = std::move(*stmt);
     return Status();
   };
-  EDGEKV_RETURN_IF_ERROR(prepare(&begin_, "BEGIN IMMEDIATE", "begin"));
-  EDGEKV_RETURN_IF_ERROR(prepare(&commit_, "COMMIT", "commit"));
-  EDGEKV_RETURN_IF_ERROR(prepare(&rollback_, "ROLLBACK", "rollback"));
-  EDGEKV_RETURN_IF_ERROR(prepare(&insert_stage_,
+  EDGEKV_RETURN_IF_ERROR(prepare(db_, &begin_, "BEGIN IMMEDIATE", "begin"));
+  EDGEKV_RETURN_IF_ERROR(prepare(db_, &commit_, "COMMIT", "commit"));
+  EDGEKV_RETURN_IF_ERROR(prepare(db_, &rollback_, "ROLLBACK", "rollback"));
+  EDGEKV_RETURN_IF_ERROR(prepare(db_, &insert_stage_,
                                  "INSERT INTO stage (id, partition, seq, key, hlc, origin,"
-                                 " expiry_ms, tombstone, codec, value)"
+                                 " expiry_ms, op, codec, value)"
                                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                                  "stage write"));
-  EDGEKV_RETURN_IF_ERROR(
-      prepare(&delete_staged_, "DELETE FROM stage WHERE id <= ?1", "delete applied stage rows"));
+  EDGEKV_RETURN_IF_ERROR(prepare(db_, &delete_staged_, "DELETE FROM stage WHERE id <= ?1",
+                                 "delete applied stage rows"));
 
   const Layout& layout = state_.layout;
   slots_.resize(layout.partitions_in_file(file_));
@@ -86,65 +82,33 @@ Status Writer::prepare_statements() {
     Slot& slot = slots_[layout.slot_of(p)];
     slot.partition = p;
     const std::string kv = kv_table(p);
-    const std::string log = log_table(p);
     EDGEKV_RETURN_IF_ERROR(prepare(
-        &slot.select_row,
+        read_db_, &slot.select_row,
         "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1", "read row"));
-    // Staging read the row, so applying mostly knows whether it exists: a plain UPDATE is
-    // one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE, which is kept for
-    // new keys and for rows that went away meanwhile.
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.insert_row,
-                                   "INSERT INTO " + kv +
-                                       " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
-                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                                       " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
-                                       " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
-                                       " value = ?8",
-                                   "insert row"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.update_row,
-                                   "UPDATE " + kv +
-                                       " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                                       " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1",
-                                   "update row"));
-    EDGEKV_RETURN_IF_ERROR(
-        prepare(&slot.delete_row, "DELETE FROM " + kv + " WHERE key = ?1", "delete row"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.insert_log,
-                                   "INSERT INTO " + log +
-                                       " (seq, op, hlc, origin, expiry_ms, key)"
-                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                   "append change log"));
     // `expiry_ms > 0` is spelled out so the planner may use the partial expiry index.
     EDGEKV_RETURN_IF_ERROR(
-        prepare(&slot.select_expired,
+        prepare(read_db_, &slot.select_expired,
                 "SELECT key, hlc, origin, expiry_ms FROM " + kv +
-                    " WHERE expiry_ms > 0 AND expiry_ms <= ?1 ORDER BY expiry_ms LIMIT ?2",
+                    " WHERE expiry_ms > 0 AND expiry_ms <= ?1 ORDER BY expiry_ms, key LIMIT ?2",
                 "find expired rows"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.purge_tombstones,
-                                   "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
-                                       " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
-                                   "purge tombstones"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.trim_log,
-                                   "DELETE FROM " + log + " WHERE seq IN (SELECT seq FROM " + log +
-                                       " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
-                                   "trim change log"));
   }
   return Status();
 }
 
 Status Writer::load_partition_state() {
-  for (Slot& slot : slots_) {
+  Result<std::vector<uint64_t>> logged = applier_->last_logged();
+  if (!logged.ok()) return logged.status();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& slot = slots_[i];
     const std::string kv = kv_table(slot.partition);
-    Result<std::string> seq = db_.query_text(
-        "SELECT coalesce(max(seq), 0) FROM " + log_table(slot.partition), "read last seq");
-    if (!seq.ok()) return seq.status();
     // Total minus tombstones: both counts walk b-tree pages only (never value overflow
     // pages), the second one only the small partial tombstone index.
     Result<std::string> live =
-        db_.query_text("SELECT (SELECT count(*) FROM " + kv + ") - (SELECT count(*) FROM " + kv +
-                           " WHERE tombstone = 1)",
-                       "count rows");
+        read_db_.query_text("SELECT (SELECT count(*) FROM " + kv + ") - (SELECT count(*) FROM " +
+                                kv + " WHERE tombstone = 1)",
+                            "count rows");
     if (!live.ok()) return live.status();
-    slot.seq = std::stoull(*seq);
+    slot.seq = (*logged)[i];
     PartitionState& ps = state_.partitions[slot.partition];
     ps.last_seq.store(slot.seq);
     ps.live_rows.store(std::stoll(*live));
@@ -153,7 +117,14 @@ Status Writer::load_partition_state() {
 }
 
 void Writer::start() {
-  checkpointer_->start(db_.handle(), "edgekv-ck" + std::to_string(file_));
+  applier_->start([this](uint64_t epoch, size_t writes, uint64_t last_id, const Status& status) {
+    {
+      std::lock_guard lock(mu_);
+      reports_.push_back(Report{epoch, writes, last_id, status});
+    }
+    wake_.notify_one();
+  });
+  checkpointer_->start(db_.handle(), "edgekv-cs" + std::to_string(file_));
   thread_ = std::thread([this] {
     std::string name = "edgekv-wr" + std::to_string(file_);
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
@@ -225,6 +196,9 @@ void Writer::drain_and_join() {
   }
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
+  // Runs what is still queued (a sweep's tail hands the sweep to the next writer, which is
+  // still running: close() drains in file order), then closes the data file.
+  if (applier_) applier_->stop();
   if (checkpointer_) checkpointer_->stop();
 }
 
@@ -234,11 +208,15 @@ void Writer::close_connection() {
   // connection checkpoints whatever is left, as before.
   if (db_.valid()) sqlite3_wal_hook(db_.handle(), nullptr, nullptr);
   checkpointer_.reset();
+  applier_.reset();
   slots_.clear();  // statements first: a connection closes only once they are finalized
   begin_ = sql::Stmt();
   commit_ = sql::Stmt();
   rollback_ = sql::Stmt();
+  insert_stage_ = sql::Stmt();
+  delete_staged_ = sql::Stmt();
   db_ = sql::Db();
+  read_db_ = sql::Db();
 }
 
 void Writer::answer(Task& task, const Status& status) {
@@ -253,20 +231,27 @@ void Writer::answer(Task& task, const Status& status) {
 void Writer::run() {
   std::vector<Queued> group;
   group.reserve(std::min<size_t>(state_.options.group_commit_max, 4096));
+  std::vector<Report> reports;
   for (;;) {
+    bool stop = false;
+    bool timed_out = false;
     {
       std::unique_lock lock(mu_);
-      auto ready = [this] { return !queue_.empty() || stopping_; };
+      auto ready = [this] {
+        return !reports_.empty() || stopping_ || (!queue_.empty() && !throttled());
+      };
       if (refusal_.ok()) {
         wake_.wait(lock, ready);
       } else {
         // Refused writes bring no groups, so the batch is retried when this runs out.
-        wake_.wait_for(lock, apply_retry_delay_, ready);
+        timed_out = !wake_.wait_for(lock, apply_retry_delay_, ready);
       }
-      if (queue_.empty() && stopping_) break;  // everything queued is committed
-      // A sweep is a group of its own: it applies everything staged first, so it sees
-      // every write in the partition tables, and no write of its group is left staged.
-      size_t n = std::min(queue_.size(), state_.options.group_commit_max);
+      reports.swap(reports_);
+      stop = queue_.empty() && stopping_;  // everything queued is committed
+      // A sweep is a group of its own, so that its expiries are the only writes of the
+      // group and it hands on everything staged before it.
+      const size_t n =
+          throttled() && !stopping_ ? 0 : std::min(queue_.size(), state_.options.group_commit_max);
       for (size_t i = 0; i < n; ++i) {
         bool sweep = std::holds_alternative<SweepTask>(queue_.front().task);
         if (sweep && !group.empty()) break;
@@ -275,31 +260,88 @@ void Writer::run() {
         if (sweep) break;
       }
     }
+    take_reports(reports);
+    if (stop) break;
+    // After a failed batch, one is handed on again after the next group, or on the timer
+    // when writes are refused: not in a loop of failing transactions.
+    bool may_retry = timed_out;
     if (!group.empty()) {
       size_t counted =
           std::count_if(group.begin(), group.end(), [](const Queued& q) { return q.counted; });
       state_.queued.fetch_sub(counted);
       commit_group(group);
       group.clear();
+      may_retry = true;
+    } else if (applied_id_ > deleted_id_) {
+      // Idle: delete the applied writes' stage rows now rather than with the next group.
+      Status deleted = begin_.run();
+      if (deleted.ok()) deleted = delete_applied();
+      if (deleted.ok()) deleted = commit_.run();
+      if (!deleted.ok()) {
+        if (db_.in_transaction()) (void)rollback_.run();
+        deleted_id_ = 0;  // tried again with the next group; deleting is idempotent
+        EDGEKV_LOG(kWarning) << "store: deleting applied stage rows failed: "
+                             << deleted.to_string();
+      }
     }
-    apply_if_due();
+    if (!apply_failing_ || may_retry) post_if_due();
     update_refusal();
   }
   // A clean stop leaves nothing staged, so the stage table of a closed store is empty.
-  Status applied = apply_all_staged();
-  if (!applied.ok()) {
+  post_all();
+  while (in_flight_ > 0) {
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [this] { return !reports_.empty(); });
+      reports.swap(reports_);
+    }
+    take_reports(reports);
+    if (apply_failing_) break;  // logged by the applier
+  }
+  Status deleted = begin_.run();
+  if (deleted.ok()) deleted = delete_applied();
+  if (deleted.ok()) deleted = commit_.run();
+  if (!deleted.ok() && db_.in_transaction()) (void)rollback_.run();
+  if (staged_.size() > 0) {
     EDGEKV_LOG(kError) << "store: " << db_.path() << ": " << staged_.size()
                        << " staged writes stay staged until the next open: "
-                       << applied.to_string();
+                       << last_apply_error_.to_string();
   }
+}
+
+void Writer::take_reports(std::vector<Report>& reports) {
+  for (Report& r : reports) {
+    if (r.epoch != epoch_) continue;  // dropped behind a failure already taken
+    if (r.status.ok()) {
+      in_flight_ -= std::min(in_flight_, r.writes);
+      applied_id_ = std::max(applied_id_, r.last_id);
+      apply_failing_ = false;
+    } else {
+      // The applier drops the rest of this epoch; hand everything on again, oldest first.
+      apply_failing_ = true;
+      last_apply_error_ = r.status;
+      ++epoch_;
+      in_flight_ = 0;
+      posted_id_ = applied_id_;
+    }
+  }
+  reports.clear();
+}
+
+Status Writer::delete_applied() {
+  if (applied_id_ <= deleted_id_) return Status();
+  delete_staged_.bind_u64(1, applied_id_);
+  EDGEKV_RETURN_IF_ERROR(delete_staged_.run());
+  deleted_id_ = applied_id_;
+  return Status();
 }
 
 void Writer::commit_group(std::vector<Queued>& group) {
   std::vector<Outcome> outcomes(group.size());
   GroupTotals totals;
-  Status status;
-  if (std::holds_alternative<SweepTask>(group.front().task)) status = apply_all_staged();
-  if (status.ok()) status = begin_.run();
+  const uint64_t deleted_before = deleted_id_;
+  Status status = begin_.run();
+  if (status.ok()) status = delete_applied();
   for (size_t i = 0; status.ok() && i < group.size(); ++i) {
     if (auto* apply = std::get_if<ApplyTask>(&group[i].task)) {
       status = stage_one(*apply, &outcomes[i], &totals);
@@ -325,6 +367,7 @@ void Writer::commit_group(std::vector<Queued>& group) {
         EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
       }
     }
+    deleted_id_ = deleted_before;
     pending_.clear();
     pending_newest_.clear();
     pending_bytes_ = 0;
@@ -349,12 +392,22 @@ void Writer::commit_group(std::vector<Queued>& group) {
       std::shared_ptr<SweepJob>& job = std::get<SweepTask>(task).job;
       std::move(outcomes[i].events.begin(), outcomes[i].events.end(),
                 std::back_inserter(job->events));
-      if (next_ != nullptr) {
-        next_->hand_on(std::move(job));
-      } else if (job->done) {
-        job->done(std::move(job->events));
-      }
+      // The applier purges and trims once everything staged so far is applied.
+      post_all();
+      applier_->post(Applier::SweepTail{epoch_, job, [this, job](Status done) {
+                                          finish_sweep(job, done);
+                                        }});
     }
+  }
+}
+
+void Writer::finish_sweep(std::shared_ptr<SweepJob> job, const Status& status) {
+  if (!status.ok()) {
+    if (job->done) job->done(status);
+  } else if (next_ != nullptr) {
+    next_->hand_on(std::move(job));
+  } else if (job->done) {
+    job->done(std::move(job->events));
   }
 }
 
@@ -382,7 +435,6 @@ void Writer::publish(const GroupTotals& totals) {
   c.deletes_applied.fetch_add(totals.deletes, std::memory_order_relaxed);
   c.writes_ignored.fetch_add(totals.ignored, std::memory_order_relaxed);
   c.expired.fetch_add(totals.expired, std::memory_order_relaxed);
-  c.tombstones_purged.fetch_add(totals.purged, std::memory_order_relaxed);
   c.group_writes.fetch_add(totals.writes, std::memory_order_relaxed);
   c.commit_groups.fetch_add(1, std::memory_order_relaxed);
 }
@@ -398,6 +450,68 @@ void Writer::abandon() {
   touched_.clear();
 }
 
+Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
+  KeyState state;
+  StagedWrite staged;
+  const StagedWrite* newest = nullptr;
+  if (auto it = pending_newest_.find(key); it != pending_newest_.end()) {
+    newest = it->second;
+  } else if (staged_.find_state(key, &staged)) {
+    newest = &staged;
+  }
+  if (newest != nullptr) {
+    // A key's staged writes share the row they found (`base`).
+    state.staged = true;
+    state.exists = !newest->expire;
+    state.tombstone = newest->tombstone;
+    state.version = newest->version;
+    state.base = newest->base;
+    if (newest == &staged) {
+      state.base_from = staged.id;
+      state.base_if_applied = staged.row_after();
+    } else {
+      state.base_from = newest->base_from;
+      state.base_if_applied = newest->base_if_applied;
+    }
+    return state;
+  }
+  // Not staged: its row. A batch applied meanwhile left the staged writes only after it
+  // committed, and each statement reads the newest commit, so a write is found in one
+  // place or the other.
+  sql::StmtScope scope(slot.select_row);
+  slot.select_row.bind_blob(1, key);
+  Result<bool> row = slot.select_row.step();
+  if (!row.ok()) return row.status();
+  if (*row) {
+    state.exists = true;
+    state.version = Version{slot.select_row.u64_at(0), slot.select_row.u64_at(1)};
+    state.tombstone = slot.select_row.int64_at(2) != 0;
+    state.base = RowState{true, state.tombstone, slot.select_row.int64_at(3)};
+  }
+  return state;
+}
+
+Status Writer::stage_write(Slot& slot, StagedWrite& w) {
+  w.id = next_stage_id_++;
+  w.seq = slot.seq + 1;
+  sql::Stmt& s = insert_stage_;
+  s.bind_u64(1, w.id);
+  s.bind_int64(2, w.partition);
+  s.bind_u64(3, w.seq);
+  s.bind_blob(4, w.key);
+  s.bind_u64(5, w.version.hlc);
+  s.bind_u64(6, w.version.origin);
+  s.bind_int64(7, w.expiry_ms);
+  s.bind_int64(8, static_cast<int64_t>(w.op()));
+  s.bind_int64(9, static_cast<int64_t>(w.codec));
+  s.bind_blob(10, w.value);
+  EDGEKV_RETURN_IF_ERROR(s.run());
+  pending_newest_[w.key] = &w;
+  pending_bytes_ += StagedWrites::footprint(w);
+  slot.seq = w.seq;
+  return Status();
+}
+
 Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
   // Writes queued before the file reached the cap get there too: refused, not staged, so
   // the cap holds to within one write. The rest of the group commits.
@@ -408,49 +522,19 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
   ++totals->writes;
   Record& record = task.record;
   Slot& slot = slots_[state_.layout.slot_of(task.partition)];
-
-  // What the key holds now: its newest staged write (of this group, else of earlier
-  // groups), else its row. A key's staged writes share the row they found (`base`).
-  const StagedWrite* newest = nullptr;
-  if (auto it = pending_newest_.find(record.key); it != pending_newest_.end()) {
-    newest = it->second;
-  } else {
-    newest = staged_.newest(record.key);
-  }
-  RowState base;
-  bool exists = false;
-  bool stored_tombstone = false;
-  Version stored;
-  if (newest != nullptr) {
-    base = newest->base;
-    exists = true;
-    stored = newest->version;
-    stored_tombstone = newest->tombstone;
-  } else {
-    sql::StmtScope scope(slot.select_row);
-    slot.select_row.bind_blob(1, record.key);
-    Result<bool> row = slot.select_row.step();
-    if (!row.ok()) return row.status();
-    if (*row) {
-      exists = true;
-      stored.hlc = slot.select_row.u64_at(0);
-      stored.origin = slot.select_row.u64_at(1);
-      stored_tombstone = slot.select_row.int64_at(2) != 0;
-      base = RowState{true, stored_tombstone, slot.select_row.int64_at(3)};
-    }
-  }
-  out->apply.current = stored;
+  Result<KeyState> key = key_state(slot, record.key);
+  if (!key.ok()) return key.status();
+  const bool live_before = key->exists && !key->tombstone;
+  out->apply.current = key->version;
   bool expired = record.expiry.ms != 0 && record.expiry <= task.now;
-  if (expired || (exists && !(record.version > stored))) {
+  if (expired || (key->exists && !(record.version > key->version))) {
     ++totals->ignored;
     return Status();
   }
 
   touch(task.partition);
   StagedWrite& w = pending_.emplace_back();
-  w.id = next_stage_id_++;
   w.partition = task.partition;
-  w.seq = slot.seq + 1;
   w.version = record.version;
   w.tombstone = record.tombstone;
   // A tombstone hides the key whatever its expiry, and the sweeper must not remove it
@@ -459,25 +543,15 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
   if (record.tombstone) record.value.clear();
   w.value = encoder_.encode(record.value, &w.codec);
   w.key = record.key;
-  w.base = base;
-  {
-    sql::Stmt& s = insert_stage_;
-    s.bind_u64(1, w.id);
-    s.bind_int64(2, w.partition);
-    s.bind_u64(3, w.seq);
-    s.bind_blob(4, w.key);
-    s.bind_u64(5, w.version.hlc);
-    s.bind_u64(6, w.version.origin);
-    s.bind_int64(7, w.expiry_ms);
-    s.bind_int64(8, w.tombstone ? 1 : 0);
-    s.bind_int64(9, static_cast<int64_t>(w.codec));
-    s.bind_blob(10, w.value);
-    EDGEKV_RETURN_IF_ERROR(s.run());
+  w.base = key->base;
+  w.base_from = key->base_from;
+  w.base_if_applied = key->base_if_applied;
+  Status staged = stage_write(slot, w);
+  if (!staged.ok()) {
+    pending_.pop_back();
+    return staged;
   }
-  pending_newest_[w.key] = &w;
-  pending_bytes_ += StagedWrites::footprint(w);
-  slot.seq = w.seq;
-  slot.live_delta += (w.tombstone ? 0 : 1) - ((exists && !stored_tombstone) ? 1 : 0);
+  slot.live_delta += (w.tombstone ? 0 : 1) - (live_before ? 1 : 0);
   ++(w.tombstone ? totals->deletes : totals->puts);
 
   out->apply.applied = true;
@@ -493,104 +567,42 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
   return Status();
 }
 
-Status Writer::write_row(Slot& slot, const StagedWrite& w, bool row_exists) {
-  auto bind = [&w](sql::Stmt& s) {
-    s.bind_blob(1, w.key);
-    s.bind_u64(2, w.version.hlc);
-    s.bind_u64(3, w.version.origin);
-    s.bind_int64(4, w.expiry_ms);
-    s.bind_int64(5, w.tombstone ? 1 : 0);
-    s.bind_u64(6, w.seq);
-    s.bind_int64(7, static_cast<int64_t>(w.codec));
-    s.bind_blob(8, w.value);
-  };
-  if (row_exists) {
-    bind(slot.update_row);
-    EDGEKV_RETURN_IF_ERROR(slot.update_row.run());
-    if (sqlite3_changes64(db_.handle()) > 0) return Status();
-    // The row went away since staging read it (e.g. a tombstone purged): insert it.
-  }
-  bind(slot.insert_row);
-  return slot.insert_row.run();
+void Writer::post_batch(size_t max) {
+  Applier::Batch batch;
+  batch.epoch = epoch_;
+  staged_.collect(posted_id_, max, &batch.writes, &batch.write_row);
+  if (batch.writes.empty()) return;
+  posted_id_ = batch.writes.back()->id;
+  in_flight_ += batch.writes.size();
+  applier_->post(std::move(batch));
 }
 
-Status Writer::append_log(Slot& slot, uint64_t seq, ChangeOp op, Version version,
-                          int64_t expiry_ms, std::string_view key) {
-  sql::Stmt& s = slot.insert_log;
-  s.bind_u64(1, seq);
-  s.bind_int64(2, static_cast<int64_t>(op));
-  s.bind_u64(3, version.hlc);
-  s.bind_u64(4, version.origin);
-  s.bind_int64(5, expiry_ms);
-  s.bind_blob(6, key);
-  return s.run();
-}
-
-Status Writer::apply_staged(size_t max) {
-  const std::deque<StagedWrite>& staged = staged_.oldest();
-  const size_t n = std::min(max, staged.size());
-  if (n == 0) return Status();
-  Status status = begin_.run();
-  for (size_t i = 0; status.ok() && i < n; ++i) {
-    const StagedWrite& w = staged[i];
-    Slot& slot = slots_[state_.layout.slot_of(w.partition)];
-    // Only a key's newest staged write reaches the table; every write reaches the log.
-    if (staged_.newest(w.key) == &w) status = write_row(slot, w, w.base.exists);
-    if (status.ok()) status = append_log(slot, w.seq, w.op(), w.version, w.expiry_ms, w.key);
-  }
-  if (status.ok()) {
-    delete_staged_.bind_u64(1, staged[n - 1].id);
-    status = delete_staged_.run();
-  }
-  std::unique_lock<std::shared_mutex> counting = staged_.lock_for_apply();
-  if (status.ok()) status = commit_.run();
-  if (!status.ok()) {
-    counting.unlock();
-    if (db_.in_transaction()) {
-      Status rolled_back = rollback_.run();
-      if (!rolled_back.ok()) {
-        EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
-      }
-    }
-    if (!apply_failing_) {
-      apply_failing_ = true;
-      EDGEKV_LOG(kError) << "store: applying " << n << " staged writes failed; they stay staged: "
-                         << status.to_string();
-    }
-    last_apply_error_ = status;
-    return status;
-  }
-  if (apply_failing_) {
-    apply_failing_ = false;
-    EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": staged writes apply again";
-  }
-  staged_.remove_oldest(n);
-  state_.counters.apply_batches.fetch_add(1, std::memory_order_relaxed);
-  return Status();
-}
-
-Status Writer::apply_all_staged() {
+void Writer::post_all() {
   const size_t batch = std::max<size_t>(state_.options.stage_apply_batch, 1);
-  while (staged_.size() > 0) EDGEKV_RETURN_IF_ERROR(apply_staged(batch));
-  return Status();
+  while (staged_.size() > in_flight_) {
+    const uint64_t before = posted_id_;
+    post_batch(batch);
+    if (posted_id_ == before) break;  // the rest is on its way already
+  }
 }
 
-void Writer::apply_if_due() {
+void Writer::post_if_due() {
   const StoreOptions& o = state_.options;
-  if (staged_.size() == 0) return;
+  // One batch on its way at a time: the next one is due, if at all, when it applied.
+  if (in_flight_ > 0 || staged_.size() == 0) return;
   if (staged_.size() < o.stage_apply_at && staged_.bytes() < o.stage_apply_bytes &&
       staged_.bytes() < o.stage_max_bytes) {
     return;
   }
-  // Failures are logged by apply_staged; the writes stay staged (and readable) and the
-  // next group retries (at the cap, the writer's timer).
+  // The oldest stage_apply_batch, or more when the applier fell behind: as many as leave
+  // stage_apply_at - stage_apply_batch staged, where a file that keeps up stays.
   const size_t batch = std::max<size_t>(o.stage_apply_batch, 1);
-  Status applied = apply_staged(batch);
-  // At the cap (large groups between small batches), batch after batch until below it:
-  // a file whose batches apply never refuses writes.
-  while (applied.ok() && staged_.size() > 0 && staged_.bytes() >= o.stage_max_bytes) {
-    applied = apply_staged(batch);
-  }
+  const size_t over = staged_.size() > o.stage_apply_at ? staged_.size() - o.stage_apply_at : 0;
+  post_batch(batch + over);
+}
+
+bool Writer::throttled() const {
+  return !apply_failing_ && in_flight_ > 0 && staged_.bytes() >= state_.options.stage_max_bytes;
 }
 
 bool Writer::at_cap() const {
@@ -623,59 +635,60 @@ void Writer::update_refusal() {
 }
 
 Status Writer::apply_left_staged() {
+  const uint64_t applied = applier_->applied_stage_id();
   Result<sql::Stmt> select = db_.prepare(
-      "SELECT id, partition, seq, key, hlc, origin, expiry_ms, tombstone, codec, value"
-      " FROM stage ORDER BY id",
+      "SELECT id, partition, seq, key, hlc, origin, expiry_ms, op, codec, value"
+      " FROM stage WHERE id > ?1 ORDER BY id",
       "read stage table");
   if (!select.ok()) return select.status();
-  uint64_t applied = 0;
-  Status status = begin_.run();
+  Result<std::string> max_id = db_.query_text("SELECT coalesce(max(id), 0) FROM stage",
+                                              "read newest stage id");
+  if (!max_id.ok()) return max_id.status();
+  std::deque<StagedWrite> left;
   {
     sql::StmtScope scope(*select);
-    while (status.ok()) {
+    select->bind_u64(1, applied);
+    for (;;) {
       Result<bool> row = select->step();
-      if (!row.ok()) {
-        status = row.status();
-        break;
-      }
+      if (!row.ok()) return row.status();
       if (!*row) break;
-      StagedWrite w;
+      StagedWrite& w = left.emplace_back();
       w.id = select->u64_at(0);
-      int64_t partition = select->int64_at(1);
+      const int64_t partition = select->int64_at(1);
       w.seq = select->u64_at(2);
       w.key = std::string(select->blob_at(3));
       w.version = Version{select->u64_at(4), select->u64_at(5)};
       w.expiry_ms = select->int64_at(6);
-      w.tombstone = select->int64_at(7) != 0;
-      int64_t codec = select->int64_at(8);
+      const int64_t op = select->int64_at(7);
+      const int64_t codec = select->int64_at(8);
       w.value = std::string(select->blob_at(9));
       if (partition < 0 || partition >= state_.layout.partitions ||
           state_.layout.file_of(static_cast<uint32_t>(partition)) != file_ ||
+          op < static_cast<int64_t>(ChangeOp::kPut) ||
+          op > static_cast<int64_t>(ChangeOp::kExpire) ||
           (codec != static_cast<int64_t>(Codec::kRaw) &&
            codec != static_cast<int64_t>(Codec::kZstd))) {
-        status = Status::corruption(db_.path() + ": stage row " + std::to_string(w.id) +
-                                    " names partition " + std::to_string(partition) +
-                                    " and codec " + std::to_string(codec) +
-                                    ", which this file does not hold");
-        break;
+        return Status::corruption(db_.path() + ": stage row " + std::to_string(w.id) +
+                                  " names partition " + std::to_string(partition) + ", op " +
+                                  std::to_string(op) + " and codec " + std::to_string(codec) +
+                                  ", which this file does not hold");
       }
       w.partition = static_cast<uint32_t>(partition);
+      w.tombstone = op == static_cast<int64_t>(ChangeOp::kDelete);
+      w.expire = op == static_cast<int64_t>(ChangeOp::kExpire);
       w.codec = static_cast<Codec>(codec);
-      Slot& slot = slots_[state_.layout.slot_of(w.partition)];
-      // Staging checked last-write-wins; the rows apply in staging order.
-      status = write_row(slot, w, /*row_exists=*/true);
-      if (status.ok()) status = append_log(slot, w.seq, w.op(), w.version, w.expiry_ms, w.key);
-      ++applied;
+      // The rows apply in staging order; a row that is not there is inserted.
+      w.base = RowState{true, false, 0};
     }
   }
-  if (status.ok()) status = db_.exec("DELETE FROM stage", "empty stage table");
-  if (status.ok()) status = commit_.run();
-  if (!status.ok()) {
-    if (db_.in_transaction()) (void)rollback_.run();
-    return status;
-  }
-  if (applied > 0) {
-    EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": applied " << applied
+  EDGEKV_RETURN_IF_ERROR(applier_->apply_now(left));
+  // Ids go on above every id used, applied or not, so that the data file's applied id
+  // never covers a new write.
+  next_stage_id_ = std::max<uint64_t>(applied, std::stoull(*max_id)) + 1;
+  applied_id_ = posted_id_ = deleted_id_ = next_stage_id_ - 1;
+  EDGEKV_RETURN_IF_ERROR(db_.exec("DELETE FROM stage", "empty stage table"));
+  if (!left.empty()) {
+    EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": applied " << left.size()
                         << " staged writes left by the previous run";
   }
   return Status();
@@ -686,33 +699,8 @@ Status Writer::sweep_file(SweepJob& job, Outcome* out, GroupTotals* totals) {
   if (n == 0) return Status();
   const uint32_t start = sweep_cursor_;
   sweep_cursor_ = (sweep_cursor_ + 1) % n;
-
   for (uint32_t i = 0; i < n && job.expire_left > 0; ++i) {
     EDGEKV_RETURN_IF_ERROR(expire_in(slots_[(start + i) % n], job, out, totals));
-  }
-
-  const int64_t cutoff = tombstone_cutoff(job.now, state_.options.tombstone_grace_ms);
-  for (uint32_t i = 0; i < n && job.purge_left > 0 && cutoff > 0; ++i) {
-    sql::Stmt& s = slots_[(start + i) % n].purge_tombstones;
-    s.bind_int64(1, cutoff);
-    s.bind_int64(2, static_cast<int64_t>(std::min<size_t>(job.purge_left, INT64_MAX)));
-    EDGEKV_RETURN_IF_ERROR(s.run());
-    auto purged = static_cast<uint64_t>(sqlite3_changes64(db_.handle()));
-    job.purge_left -= std::min<size_t>(job.purge_left, purged);
-    totals->purged += purged;
-  }
-
-  // Keep at least the newest entry: after a restart, last_seq is read from the log.
-  const uint64_t keep = std::max<uint64_t>(state_.options.changelog_keep, 1);
-  for (uint32_t i = 0; i < n && job.trim_left > 0; ++i) {
-    Slot& slot = slots_[(start + i) % n];
-    if (slot.seq <= keep) continue;
-    sql::Stmt& s = slot.trim_log;
-    s.bind_u64(1, slot.seq - keep + 1);  // entries below this seq go
-    s.bind_int64(2, static_cast<int64_t>(std::min<size_t>(job.trim_left, INT64_MAX)));
-    EDGEKV_RETURN_IF_ERROR(s.run());
-    auto trimmed = static_cast<uint64_t>(sqlite3_changes64(db_.handle()));
-    job.trim_left -= std::min<size_t>(job.trim_left, trimmed);
   }
   return Status();
 }
@@ -722,43 +710,79 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
     std::string key;
     Version version;
     int64_t expiry_ms;
+    RowState base;
+    uint64_t base_from = 0;  // as in StagedWrite
+    RowState base_if_applied;
   };
-  std::vector<Expired> rows;
+  // The partition's expired keys, soonest expiry first (then by key, as the expiry index
+  // orders rows): rows with no staged write, and keys whose newest staged write is an
+  // expired put.
+  std::vector<Expired> found;
+  std::unordered_set<std::string_view> staged_keys;
+  for (const StagedWrite& w : staged_.expired(slot.partition, job.now)) {
+    found.push_back(Expired{w.key, w.version, w.expiry_ms, w.base, w.id, w.row_after()});
+  }
+  for (const Expired& e : found) staged_keys.insert(e.key);
+  std::vector<std::string> rows;
   {
     sql::Stmt& s = slot.select_expired;
     sql::StmtScope scope(s);
     s.bind_int64(1, job.now.ms);
-    s.bind_int64(2, static_cast<int64_t>(std::min<size_t>(job.expire_left, INT64_MAX)));
+    // Rows of keys staged since are skipped below; read enough to fill the budget anyway.
+    s.bind_int64(2, static_cast<int64_t>(std::min<size_t>(
+                        job.expire_left + staged_.size() + pending_.size(), INT64_MAX)));
     for (;;) {
       Result<bool> row = s.step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      rows.push_back(
-          Expired{std::string(s.blob_at(0)), Version{s.u64_at(1), s.u64_at(2)}, s.int64_at(3)});
+      if (staged_keys.count(s.blob_at(0)) == 0) rows.emplace_back(s.blob_at(0));
     }
   }
-  if (rows.empty()) return Status();
+  // The scan's snapshot may predate a batch applied meanwhile: each key's state is taken
+  // again, staged writes first (key_state), and kept if it is an expired row.
+  for (std::string& key : rows) {
+    Result<KeyState> state = key_state(slot, key);
+    if (!state.ok()) return state.status();
+    if (state->staged || !state->exists || state->tombstone) continue;
+    const int64_t expiry_ms = state->base.expiry_ms;
+    if (expiry_ms == 0 || expiry_ms > job.now.ms) continue;
+    found.push_back(
+        Expired{std::move(key), state->version, expiry_ms, state->base, 0, RowState{}});
+  }
+  std::sort(found.begin(), found.end(), [](const Expired& a, const Expired& b) {
+    return a.expiry_ms != b.expiry_ms ? a.expiry_ms < b.expiry_ms : a.key < b.key;
+  });
+  if (found.size() > job.expire_left) found.resize(job.expire_left);
+  if (found.empty()) return Status();
   touch(slot.partition);
-  for (Expired& row : rows) {
-    slot.delete_row.bind_blob(1, row.key);
-    EDGEKV_RETURN_IF_ERROR(slot.delete_row.run());
-    const uint64_t seq = slot.seq + 1;
-    EDGEKV_RETURN_IF_ERROR(
-        append_log(slot, seq, ChangeOp::kExpire, row.version, row.expiry_ms, row.key));
-    slot.seq = seq;
-    slot.live_delta -= 1;  // only live rows carry an expiry (tombstones are stored without)
+  for (Expired& e : found) {
+    StagedWrite& w = pending_.emplace_back();
+    w.partition = slot.partition;
+    w.key = e.key;
+    w.version = e.version;
+    w.expiry_ms = e.expiry_ms;
+    w.expire = true;
+    w.base = e.base;
+    w.base_from = e.base_from;
+    w.base_if_applied = e.base_if_applied;
+    Status staged = stage_write(slot, w);
+    if (!staged.ok()) {
+      pending_.pop_back();
+      return staged;
+    }
+    slot.live_delta -= 1;  // only live keys carry an expiry (tombstones are stored without)
     ++totals->expired;
 
     ChangeEvent event;
     event.op = ChangeOp::kExpire;
-    event.key = std::move(row.key);
-    event.version = row.version;
-    event.expiry = WallTime{row.expiry_ms};
+    event.key = std::move(e.key);
+    event.version = e.version;
+    event.expiry = WallTime{e.expiry_ms};
     event.partition = slot.partition;
-    event.seq = seq;
+    event.seq = w.seq;
     out->events.push_back(std::move(event));
   }
-  job.expire_left -= rows.size();
+  job.expire_left -= found.size();
   return Status();
 }
 

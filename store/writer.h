@@ -1,23 +1,28 @@
-// A writer: the thread that owns one database file's only write connection. It takes the
-// tasks queued for its file in groups of at most group_commit_max, stages each group's
-// writes in ONE transaction (appends to the file's stage table), commits, and only then
-// runs the tasks' callbacks (group commit). When the transaction fails, every task in the
-// group gets the error and nothing of it is staged. Between groups it applies staged writes
-// to their partitions' tables and change logs in batches (staging.h); a sweep is a group of
-// its own and applies everything staged before it runs, and so does stopping.
+// A writer: the thread that owns one file's stage connection. It takes the tasks queued
+// for its file in groups of at most group_commit_max, stages each group's writes in ONE
+// transaction (appends to the stage file's table), commits, and only then runs the tasks'
+// callbacks (group commit). When the transaction fails, every task in the group gets the
+// error and nothing of it is staged. It hands the oldest staged writes to its applier
+// (applier.h) in batches, which applies them to the data file on a thread of its own, and
+// deletes stage rows once they are applied. Last-write-wins checks read the key's newest
+// staged write, else its row through a read connection to the data file.
+//
+// A sweep is a group of its own: it stages an expiry for each expired key (row or staged
+// write), then hands everything staged to the applier, followed by the sweep's purge and
+// trim. When that is done, the sweep goes on to the next file's writer (set_next), with
+// what is left of its budget, so max_rows bounds the whole sweep.
 //
 // When batches fail, staging goes on until the file's staged writes reach
 // stage_max_bytes. From then on the file's writes are refused with OVERLOADED (at submit,
-// and in the writer for those already queued), and the writer retries the batch on a
-// timer, since no new group comes to retry it, until one applies and the file is below the
-// cap again.
+// and in the writer for those already queued), and the writer hands the batch on again on
+// a timer, since no new group comes to do it, until one applies and the file is below the
+// cap again. While batches apply but the file is at the cap, the writer takes no new group
+// until a batch has applied.
 //
-// A sweep visits every file: it starts on writer 0 and each writer hands what is left of
-// its budget to the next (set_next), so max_rows bounds the whole sweep.
-//
-// Owns: the write connection and its prepared statements, the queue, the thread, the
-// in-transaction (not yet committed) sequence numbers of its file's partitions, the
-// group's not yet committed staged writes, and whether the file refuses writes at the cap.
+// Owns: the stage connection, the read connection and their prepared statements, the
+// applier, the queue, the thread, the in-transaction (not yet committed) sequence numbers
+// of its file's partitions, the group's not yet committed staged writes, and whether the
+// file refuses writes at the cap.
 // Thread-safety: submit, stop_accepting and drain_and_join may be called from any thread
 // (drain_and_join not from a callback); the rest runs on the writer thread.
 #pragma once
@@ -34,6 +39,7 @@
 #include <variant>
 #include <vector>
 
+#include "store/applier.h"
 #include "store/checkpointer.h"
 #include "store/codec.h"
 #include "store/engine.h"
@@ -42,16 +48,6 @@
 #include "store/store.h"
 
 namespace edgekv::store {
-
-// One sweep as it travels from file to file. Budgets count rows still allowed.
-struct SweepJob {
-  WallTime now;
-  size_t expire_left = 0;
-  size_t purge_left = 0;
-  size_t trim_left = 0;
-  std::vector<ChangeEvent> events;
-  Store::SweepCallback done;
-};
 
 class Writer {
  public:
@@ -66,10 +62,12 @@ class Writer {
   };
   using Task = std::variant<ApplyTask, SweepTask>;
 
-  // Takes over `db` (already configured as a writer), prepares the statements, applies
-  // whatever the previous run left staged, and loads its partitions' sequence numbers and
-  // row counts into `state`. Starts no thread.
-  static Result<std::unique_ptr<Writer>> open(EngineState& state, uint32_t file, sql::Db db);
+  // Takes over `stage` (the stage file, configured as a writer), `read` (the data file,
+  // configured as a reader) and `applier`, prepares the statements, applies whatever the
+  // previous run left staged, and loads its partitions' sequence numbers and row counts
+  // into `state`. Starts no thread.
+  static Result<std::unique_ptr<Writer>> open(EngineState& state, uint32_t file, sql::Db stage,
+                                              sql::Db read, std::unique_ptr<Applier> applier);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -84,9 +82,10 @@ class Writer {
   void wake() { wake_.notify_one(); }
   // Refuses further submit() calls; queued tasks stay queued.
   void stop_accepting();
-  // Commits everything queued (running the callbacks), then stops the thread.
+  // Commits everything queued (running the callbacks), applies everything staged, then
+  // stops the threads.
   void drain_and_join();
-  // Finalizes the statements and closes the connection; after drain_and_join.
+  // Finalizes the statements and closes the connections; after drain_and_join.
   void close_connection();
 
  private:
@@ -100,14 +99,8 @@ class Writer {
     uint64_t seq = 0;        // newest sequence number, including the open transaction
     int64_t live_delta = 0;  // change of live_rows in the open transaction
     bool touched = false;
-    sql::Stmt select_row;
-    sql::Stmt insert_row;  // upsert: applying a staged write over a row it did not see
-    sql::Stmt update_row;
-    sql::Stmt delete_row;
-    sql::Stmt insert_log;
-    sql::Stmt select_expired;
-    sql::Stmt purge_tombstones;
-    sql::Stmt trim_log;
+    sql::Stmt select_row;      // on the read connection
+    sql::Stmt select_expired;  // likewise
   };
   // What one task produced inside the transaction, reported after it commits.
   struct Outcome {
@@ -116,26 +109,56 @@ class Writer {
     std::vector<ChangeEvent> events;  // a sweep's
   };
   struct GroupTotals {
-    uint64_t puts = 0, deletes = 0, ignored = 0, expired = 0, purged = 0, writes = 0;
+    uint64_t puts = 0, deletes = 0, ignored = 0, expired = 0, writes = 0;
+  };
+  // An applier's report on a batch (Applier::Report).
+  struct Report {
+    uint64_t epoch;
+    size_t writes;
+    uint64_t last_id;
+    Status status;
+  };
+  // The state a key has for last-write-wins and the row counts: its newest staged write
+  // (of the open group, else of the file), else its row.
+  struct KeyState {
+    bool staged = false;  // from a staged write, else from the row
+    bool exists = false;  // a row or a staged put or delete (an expiry leaves nothing)
+    bool tombstone = false;
+    Version version;
+    RowState base;
+    uint64_t base_from = 0;  // as in StagedWrite
+    RowState base_if_applied;
   };
 
-  Writer(EngineState& state, uint32_t file, sql::Db db);
+  Writer(EngineState& state, uint32_t file, sql::Db stage, sql::Db read,
+         std::unique_ptr<Applier> applier);
   Status prepare_statements();
   Status load_partition_state();
-  // Applies, in one transaction, the stage table's rows left by a run that ended without
-  // applying them (a crash), in staging order.
+  // Applies, in one transaction, the stage rows left by a run that ended without applying
+  // them (a crash), in staging order, and empties the stage table.
   Status apply_left_staged();
 
   void run();
   void commit_group(std::vector<Queued>& group);
   Status stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals);
-  // Applies the oldest staged writes, at most `max`, in one transaction.
-  Status apply_staged(size_t max);
-  // Applies every staged write, batch by batch.
-  Status apply_all_staged();
-  // Applies a batch when the staged writes reach the thresholds, and at the cap more
-  // batches until below it.
-  void apply_if_due();
+  Result<KeyState> key_state(Slot& slot, std::string_view key);
+  // Appends `w` (filled in but for id and seq) to the open group: the stage row, the
+  // group's index and the partition's sequence number.
+  Status stage_write(Slot& slot, StagedWrite& w);
+  Status sweep_file(SweepJob& job, Outcome* out, GroupTotals* totals);
+  Status expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* totals);
+  // Hands the applier a batch when the staged writes reach the thresholds (or the cap),
+  // and again after a failed batch.
+  void post_if_due();
+  // Hands the applier every staged write not handed on yet, in batches.
+  void post_all();
+  void post_batch(size_t max);
+  void take_reports(std::vector<Report>& reports);
+  // Deletes the stage rows of applied writes, inside the open transaction.
+  Status delete_applied();
+  // Whether the writer must wait for a batch before it takes another group: the file is at
+  // the cap with a batch on its way.
+  bool throttled() const;
   // Whether the next write must be refused: the staged writes (with the open group's)
   // reached stage_max_bytes and the last batch failed.
   bool at_cap() const;
@@ -143,23 +166,19 @@ class Writer {
   Status cap_refusal() const;
   // Publishes at_cap() to submit() (refusal_) and logs when it changes.
   void update_refusal();
-  // Writes a row of a partition table: an UPDATE when the row is known to exist, falling
-  // back to the upsert (which also covers a row that is not there).
-  Status write_row(Slot& slot, const StagedWrite& w, bool row_exists);
-  Status append_log(Slot& slot, uint64_t seq, ChangeOp op, Version version, int64_t expiry_ms,
-                    std::string_view key);
-  Status sweep_file(SweepJob& job, Outcome* out, GroupTotals* totals);
-  Status expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* totals);
   Slot& touch(uint32_t partition);
   void publish(const GroupTotals& totals);
   void abandon();
   // Queues a sweep handed on by the previous writer (not counted against the queue bound).
   void hand_on(std::shared_ptr<SweepJob> job);
+  // Ends a sweep in this file: on to the next writer, or its callback.
+  void finish_sweep(std::shared_ptr<SweepJob> job, const Status& status);
   static void answer(Task& task, const Status& status);
 
   EngineState& state_;
   const uint32_t file_;
-  sql::Db db_;
+  sql::Db db_;       // the stage file
+  sql::Db read_db_;  // the data file, read-only
   sql::Stmt begin_, commit_, rollback_;
   sql::Stmt insert_stage_, delete_staged_;
   std::vector<Slot> slots_;  // by Layout::slot_of(partition)
@@ -168,6 +187,7 @@ class Writer {
   uint32_t sweep_cursor_ = 0;  // rotates so that a small budget reaches every partition
   bool failing_ = false;       // the last group failed: log recovery once
   Writer* next_ = nullptr;
+  std::unique_ptr<Applier> applier_;
 
   StagedWrites& staged_;  // state_.staged[file_]
   // The open group's staged writes, added to staged_ once it commits; and each key's
@@ -176,6 +196,13 @@ class Writer {
   std::unordered_map<std::string_view, const StagedWrite*> pending_newest_;
   uint64_t pending_bytes_ = 0;  // StagedWrites::footprint of pending_
   uint64_t next_stage_id_ = 1;
+  // Batches: the epoch (Applier::Report), the newest stage id handed on, how many writes
+  // are on their way, the newest id applied and the newest whose stage row is deleted.
+  uint64_t epoch_ = 1;
+  uint64_t posted_id_ = 0;
+  size_t in_flight_ = 0;
+  uint64_t applied_id_ = 0;
+  uint64_t deleted_id_ = 0;
   bool apply_failing_ = false;  // the last batch failed: log recovery once
   Status last_apply_error_;     // of the last failed batch, for cap_refusal()
   bool refusing_ = false;       // at_cap() as last published in refusal_
@@ -184,12 +211,13 @@ class Writer {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<Queued> queue_;  // guarded by mu_
-  bool accepting_ = true;     // guarded by mu_
-  bool stopping_ = false;     // guarded by mu_
-  Status refusal_;            // guarded by mu_; not OK: refuse writes with it (at the cap)
+  std::deque<Queued> queue_;    // guarded by mu_
+  std::vector<Report> reports_;  // guarded by mu_
+  bool accepting_ = true;        // guarded by mu_
+  bool stopping_ = false;        // guarded by mu_
+  Status refusal_;  // guarded by mu_; not OK: refuse writes with it (at the cap)
   std::thread thread_;
-  std::unique_ptr<Checkpointer> checkpointer_;  // this file's; started with the thread
+  std::unique_ptr<Checkpointer> checkpointer_;  // the stage file's; started with the thread
 };
 
 }  // namespace edgekv::store

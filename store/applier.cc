@@ -1,0 +1,357 @@
+#include "store/applier.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "common/hlc.h"
+#include "common/log.h"
+#include "store/schema.h"
+
+namespace edgekv::store {
+namespace {
+
+// Tombstones whose version's wall-clock part is older than `now - grace` may go: the
+// newest hlc that counts as old, as the (signed) INTEGER the table stores.
+int64_t tombstone_cutoff(WallTime now, int64_t grace_ms) {
+  if (now.ms <= grace_ms) return 0;  // nothing is that old (and no underflow)
+  int64_t physical = now.ms - grace_ms;
+  constexpr int64_t kMaxPhysical = std::numeric_limits<int64_t>::max() >> HybridClock::kLogicalBits;
+  if (physical > kMaxPhysical) return std::numeric_limits<int64_t>::max();
+  return static_cast<int64_t>(HybridClock::pack(physical, 0));
+}
+
+int64_t clamp_budget(size_t n) {
+  return static_cast<int64_t>(std::min<size_t>(n, std::numeric_limits<int64_t>::max()));
+}
+
+}  // namespace
+
+Applier::Applier(EngineState& state, uint32_t file, sql::Db db)
+    : state_(state), file_(file), db_(std::move(db)), staged_(*state.staged[file]) {}
+
+Applier::~Applier() { stop(); }
+
+Result<std::unique_ptr<Applier>> Applier::open(EngineState& state, uint32_t file, sql::Db db) {
+  std::unique_ptr<Applier> applier(new Applier(state, file, std::move(db)));
+  // Always fsync'd: the writer deletes stage rows once their batch committed, so the batch
+  // must outlive a power cut whenever the deletion does.
+  Result<std::unique_ptr<Checkpointer>> checkpointer =
+      Checkpointer::open(applier->db_.path(), SyncMode::kFull, state.options.checkpoint_pages,
+                         &state.counters.checkpoints);
+  if (!checkpointer.ok()) return checkpointer.status();
+  applier->checkpointer_ = std::move(*checkpointer);
+  EDGEKV_RETURN_IF_ERROR(applier->prepare_statements());
+  Result<std::string> applied = applier->db_.query_text(
+      "SELECT coalesce((SELECT value FROM meta WHERE name = '" + std::string(kAppliedStageId) +
+          "'), 0)",
+      "read applied stage id");
+  if (!applied.ok()) return applied.status();
+  applier->applied_id_ = std::stoull(*applied);
+  Result<std::vector<uint64_t>> logged = applier->last_logged();
+  if (!logged.ok()) return logged.status();
+  for (size_t i = 0; i < logged->size(); ++i) applier->slots_[i].logged_seq = (*logged)[i];
+  return applier;
+}
+
+Status Applier::prepare_statements() {
+  auto prepare = [this](sql::Stmt* out, const std::string& sql, std::string_view what) {
+    Result<sql::Stmt> stmt = db_.prepare(sql, what);
+    if (!stmt.ok()) return stmt.status();
+    *out = std::move(*stmt);
+    return Status();
+  };
+  EDGEKV_RETURN_IF_ERROR(prepare(&begin_, "BEGIN IMMEDIATE", "begin"));
+  EDGEKV_RETURN_IF_ERROR(prepare(&commit_, "COMMIT", "commit"));
+  EDGEKV_RETURN_IF_ERROR(prepare(&rollback_, "ROLLBACK", "rollback"));
+  EDGEKV_RETURN_IF_ERROR(prepare(&set_applied_,
+                                 "INSERT OR REPLACE INTO meta (name, value) VALUES ('" +
+                                     std::string(kAppliedStageId) + "', ?1)",
+                                 "record applied stage id"));
+
+  const Layout& layout = state_.layout;
+  slots_.resize(layout.partitions_in_file(file_));
+  for (uint32_t p = file_; p < layout.partitions; p += layout.db_files) {
+    Slot& slot = slots_[layout.slot_of(p)];
+    slot.partition = p;
+    const std::string kv = kv_table(p);
+    const std::string log = log_table(p);
+    // Staging read the row, so applying mostly knows whether it exists: a plain UPDATE is
+    // one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE, which is kept for
+    // new keys and for rows that went away meanwhile.
+    EDGEKV_RETURN_IF_ERROR(prepare(&slot.insert_row,
+                                   "INSERT INTO " + kv +
+                                       " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
+                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                                       " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
+                                       " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
+                                       " value = ?8",
+                                   "insert row"));
+    EDGEKV_RETURN_IF_ERROR(prepare(&slot.update_row,
+                                   "UPDATE " + kv +
+                                       " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
+                                       " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1",
+                                   "update row"));
+    EDGEKV_RETURN_IF_ERROR(
+        prepare(&slot.delete_row, "DELETE FROM " + kv + " WHERE key = ?1", "delete row"));
+    EDGEKV_RETURN_IF_ERROR(prepare(&slot.insert_log,
+                                   "INSERT INTO " + log +
+                                       " (seq, op, hlc, origin, expiry_ms, key)"
+                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                   "append change log"));
+    EDGEKV_RETURN_IF_ERROR(prepare(&slot.purge_tombstones,
+                                   "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
+                                       " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
+                                   "purge tombstones"));
+    EDGEKV_RETURN_IF_ERROR(prepare(&slot.trim_log,
+                                   "DELETE FROM " + log + " WHERE seq IN (SELECT seq FROM " + log +
+                                       " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
+                                   "trim change log"));
+  }
+  return Status();
+}
+
+Result<std::vector<uint64_t>> Applier::last_logged() {
+  std::vector<uint64_t> seqs(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Result<std::string> seq = db_.query_text(
+        "SELECT coalesce(max(seq), 0) FROM " + log_table(slots_[i].partition), "read last seq");
+    if (!seq.ok()) return seq.status();
+    seqs[i] = std::stoull(*seq);
+  }
+  return seqs;
+}
+
+void Applier::start(Report report) {
+  report_ = std::move(report);
+  checkpointer_->start(db_.handle(), "edgekv-ck" + std::to_string(file_));
+  thread_ = std::thread([this] {
+    std::string name = "edgekv-ap" + std::to_string(file_);
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+    run();
+  });
+}
+
+void Applier::post(Batch batch) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.emplace_back(std::move(batch));
+  }
+  wake_.notify_one();
+}
+
+void Applier::post(SweepTail tail) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.emplace_back(std::move(tail));
+  }
+  wake_.notify_one();
+}
+
+void Applier::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+  if (checkpointer_) checkpointer_->stop();
+  if (db_.valid()) sqlite3_wal_hook(db_.handle(), nullptr, nullptr);
+  checkpointer_.reset();
+  // Statements first: a connection closes only once they are finalized. Closing the last
+  // connection checkpoints whatever is left.
+  slots_.clear();
+  begin_ = sql::Stmt();
+  commit_ = sql::Stmt();
+  rollback_ = sql::Stmt();
+  set_applied_ = sql::Stmt();
+  db_ = sql::Db();
+}
+
+void Applier::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [this] { return !jobs_.empty() || stopping_; });
+      if (jobs_.empty()) return;  // stopping, and everything queued done
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    if (auto* batch = std::get_if<Batch>(&job)) {
+      const uint64_t last_id = batch->writes.empty() ? 0 : batch->writes.back()->id;
+      Status status = failed_;
+      if (batch->epoch > failed_epoch_) {
+        status = apply(batch->writes, batch->write_row);
+        if (!status.ok()) {
+          failed_epoch_ = batch->epoch;
+          failed_ = status;
+        }
+      }
+      report_(batch->epoch, batch->writes.size(), last_id, status);
+    } else {
+      SweepTail& tail = std::get<SweepTail>(job);
+      tail.done(tail.epoch > failed_epoch_ ? sweep(*tail.job) : failed_);
+    }
+  }
+}
+
+Status Applier::rollback(Status status) {
+  if (db_.in_transaction()) {
+    Status rolled_back = rollback_.run();
+    if (!rolled_back.ok()) {
+      EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
+    }
+  }
+  return status;
+}
+
+Status Applier::write_one(const StagedWrite& w, bool write_row) {
+  Slot& slot = slots_[state_.layout.slot_of(w.partition)];
+  if (write_row) {
+    if (w.expire) {
+      slot.delete_row.bind_blob(1, w.key);
+      EDGEKV_RETURN_IF_ERROR(slot.delete_row.run());
+    } else {
+      auto bind = [&w](sql::Stmt& s) {
+        s.bind_blob(1, w.key);
+        s.bind_u64(2, w.version.hlc);
+        s.bind_u64(3, w.version.origin);
+        s.bind_int64(4, w.expiry_ms);
+        s.bind_int64(5, w.tombstone ? 1 : 0);
+        s.bind_u64(6, w.seq);
+        s.bind_int64(7, static_cast<int64_t>(w.codec));
+        s.bind_blob(8, w.value);
+      };
+      bool updated = false;
+      if (w.base.exists) {
+        bind(slot.update_row);
+        EDGEKV_RETURN_IF_ERROR(slot.update_row.run());
+        updated = sqlite3_changes64(db_.handle()) > 0;
+        // Else the row went away since staging read it (e.g. a tombstone purged).
+      }
+      if (!updated) {
+        bind(slot.insert_row);
+        EDGEKV_RETURN_IF_ERROR(slot.insert_row.run());
+      }
+    }
+  }
+  sql::Stmt& log = slot.insert_log;
+  log.bind_u64(1, w.seq);
+  log.bind_int64(2, static_cast<int64_t>(w.op()));
+  log.bind_u64(3, w.version.hlc);
+  log.bind_u64(4, w.version.origin);
+  log.bind_int64(5, w.expiry_ms);
+  log.bind_blob(6, w.key);
+  return log.run();
+}
+
+Status Applier::apply(const std::vector<const StagedWrite*>& writes,
+                      const std::vector<bool>& write_row) {
+  if (writes.empty()) return Status();
+  Status status = begin_.run();
+  for (size_t i = 0; status.ok() && i < writes.size(); ++i) {
+    status = write_one(*writes[i], write_row[i]);
+  }
+  const uint64_t last_id = writes.back()->id;
+  if (status.ok()) {
+    set_applied_.bind_u64(1, last_id);
+    status = set_applied_.run();
+  }
+  std::unique_lock<std::shared_mutex> counting = staged_.lock_for_apply();
+  if (status.ok()) status = commit_.run();
+  if (!status.ok()) {
+    counting.unlock();
+    (void)rollback(status);
+    state_.counters.apply_failures.fetch_add(1, std::memory_order_relaxed);
+    if (!failing_) {
+      failing_ = true;
+      EDGEKV_LOG(kError) << "store: applying " << writes.size()
+                         << " staged writes failed; they stay staged: " << status.to_string();
+    }
+    return status;
+  }
+  for (const StagedWrite* w : writes) {
+    Slot& slot = slots_[state_.layout.slot_of(w->partition)];
+    slot.logged_seq = std::max(slot.logged_seq, w->seq);
+  }
+  // The writes go away here: nothing below may look at them.
+  staged_.remove_applied(writes.size(), write_row);
+  counting.unlock();
+  applied_id_ = last_id;
+  if (failing_) {
+    failing_ = false;
+    EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": staged writes apply again";
+  }
+  state_.counters.apply_batches.fetch_add(1, std::memory_order_relaxed);
+  return Status();
+}
+
+Status Applier::apply_now(const std::deque<StagedWrite>& writes) {
+  if (writes.empty()) return Status();
+  std::vector<const StagedWrite*> pointers;
+  std::vector<bool> write_row;
+  pointers.reserve(writes.size());
+  for (const StagedWrite& w : writes) {
+    pointers.push_back(&w);
+    // Staging checked last-write-wins; the rows apply in staging order, each one written
+    // (they are not in the index, so nothing to remove or to rebase).
+    write_row.push_back(true);
+  }
+  Status status = begin_.run();
+  for (size_t i = 0; status.ok() && i < pointers.size(); ++i) {
+    status = write_one(*pointers[i], true);
+  }
+  if (status.ok()) {
+    set_applied_.bind_u64(1, writes.back().id);
+    status = set_applied_.run();
+  }
+  if (status.ok()) status = commit_.run();
+  if (!status.ok()) return rollback(status);
+  applied_id_ = writes.back().id;
+  for (const StagedWrite& w : writes) {
+    Slot& slot = slots_[state_.layout.slot_of(w.partition)];
+    slot.logged_seq = std::max(slot.logged_seq, w.seq);
+  }
+  return Status();
+}
+
+Status Applier::sweep(SweepJob& job) {
+  const uint32_t n = static_cast<uint32_t>(slots_.size());
+  if (n == 0) return Status();
+  const int64_t cutoff = tombstone_cutoff(job.now, state_.options.tombstone_grace_ms);
+  const uint64_t keep = std::max<uint64_t>(state_.options.changelog_keep, 1);
+  uint64_t purged_total = 0;
+  Status status = begin_.run();
+  for (uint32_t i = 0; status.ok() && i < n && job.purge_left > 0 && cutoff > 0; ++i) {
+    sql::Stmt& s = slots_[(sweep_cursor_ + i) % n].purge_tombstones;
+    s.bind_int64(1, cutoff);
+    s.bind_int64(2, clamp_budget(job.purge_left));
+    status = s.run();
+    if (!status.ok()) break;
+    auto purged = static_cast<uint64_t>(sqlite3_changes64(db_.handle()));
+    job.purge_left -= std::min<size_t>(job.purge_left, purged);
+    purged_total += purged;
+  }
+  // Keep at least the newest entry: after a restart, last_seq is read from the log.
+  for (uint32_t i = 0; status.ok() && i < n && job.trim_left > 0; ++i) {
+    Slot& slot = slots_[(sweep_cursor_ + i) % n];
+    if (slot.logged_seq <= keep) continue;
+    sql::Stmt& s = slot.trim_log;
+    s.bind_u64(1, slot.logged_seq - keep + 1);  // entries below this seq go
+    s.bind_int64(2, clamp_budget(job.trim_left));
+    status = s.run();
+    if (!status.ok()) break;
+    auto trimmed = static_cast<uint64_t>(sqlite3_changes64(db_.handle()));
+    job.trim_left -= std::min<size_t>(job.trim_left, trimmed);
+  }
+  sweep_cursor_ = (sweep_cursor_ + 1) % n;
+  if (status.ok()) status = commit_.run();
+  if (!status.ok()) return rollback(status);
+  state_.counters.tombstones_purged.fetch_add(purged_total, std::memory_order_relaxed);
+  return Status();
+}
+
+}  // namespace edgekv::store

@@ -77,6 +77,7 @@ void StagedWrites::remove_applied(size_t n, const std::vector<bool>& wrote_row) 
   uint64_t removed_bytes = 0;
   {
     std::lock_guard lock(mu_);
+    removals_.fetch_add(1);
     for (size_t i = 0; i < n; ++i) {
       const StagedWrite& w = writes_.front();
       removed_bytes += footprint(w);

@@ -120,6 +120,10 @@ class StagedWrites {
   void remove_applied(size_t n, const std::vector<bool>& wrote_row);
 
   size_t size() const { return count_.load(std::memory_order_relaxed); }
+  // Counts the batches removed (remove_applied). It moves before their writes leave, so a
+  // thread that misses a write here and then sees the count unchanged since it began a
+  // read transaction knows the write was not applied before that transaction began.
+  uint64_t removals() const { return removals_.load(); }
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
 
   // Any thread. The key's newest staged write, copied; false when the key has none.
@@ -160,6 +164,7 @@ class StagedWrites {
   std::vector<std::deque<const StagedWrite*>> by_slot_;  // per partition, in seq order
   std::atomic<size_t> count_{0};
   std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> removals_{0};
 };
 
 }  // namespace edgekv::store

@@ -303,6 +303,8 @@ class StoreImpl final : public Store {
       if (!read.ok()) return read.status();
       EDGEKV_RETURN_IF_ERROR(
           configure_connection(*read, ConnectionRole::kReader, state_->options.sync, 0));
+      // It looks up keys all over the file, as the writer's connection did: the same cache.
+      EDGEKV_RETURN_IF_ERROR(read->exec("PRAGMA cache_size=-16384", "size lookup cache"));
       Result<std::unique_ptr<Writer>> writer = Writer::open(
           *state_, f, std::move(dbs[f].stage), std::move(*read), std::move(*applier));
       if (!writer.ok()) return writer.status();

@@ -75,6 +75,8 @@ Status Writer::prepare_statements() {
                                  "stage write"));
   EDGEKV_RETURN_IF_ERROR(prepare(db_, &delete_staged_, "DELETE FROM stage WHERE id <= ?1",
                                  "delete applied stage rows"));
+  EDGEKV_RETURN_IF_ERROR(prepare(read_db_, &read_begin_, "BEGIN", "begin read"));
+  EDGEKV_RETURN_IF_ERROR(prepare(read_db_, &read_end_, "COMMIT", "end read"));
 
   const Layout& layout = state_.layout;
   slots_.resize(layout.partitions_in_file(file_));
@@ -215,6 +217,8 @@ void Writer::close_connection() {
   rollback_ = sql::Stmt();
   insert_stage_ = sql::Stmt();
   delete_staged_ = sql::Stmt();
+  read_begin_ = sql::Stmt();
+  read_end_ = sql::Stmt();
   db_ = sql::Db();
   read_db_ = sql::Db();
 }
@@ -350,6 +354,8 @@ void Writer::commit_group(std::vector<Queued>& group) {
     }
   }
   if (status.ok()) status = commit_.run();
+  // Ends the group's reads: an open read transaction would hold checkpoints back.
+  end_read();
 
   if (status.ok()) {
     staged_.add(pending_);
@@ -476,8 +482,9 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
     return state;
   }
   // Not staged: its row. A batch applied meanwhile left the staged writes only after it
-  // committed, and each statement reads the newest commit, so a write is found in one
+  // committed, and fresh_read() takes a snapshot that has it, so a write is found in one
   // place or the other.
+  EDGEKV_RETURN_IF_ERROR(fresh_read());
   sql::StmtScope scope(slot.select_row);
   slot.select_row.bind_blob(1, key);
   Result<bool> row = slot.select_row.step();
@@ -489,6 +496,23 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
     state.base = RowState{true, state.tombstone, slot.select_row.int64_at(3)};
   }
   return state;
+}
+
+Status Writer::fresh_read() {
+  const uint64_t removals = staged_.removals();
+  if (reading_ && removals == read_removals_) return Status();
+  if (reading_) end_read();
+  read_removals_ = removals;
+  EDGEKV_RETURN_IF_ERROR(read_begin_.run());
+  reading_ = true;
+  return Status();
+}
+
+void Writer::end_read() {
+  if (!reading_) return;
+  reading_ = false;
+  // A read transaction ends without error; if it did not, the next BEGIN says so.
+  (void)read_end_.run();
 }
 
 Status Writer::stage_write(Slot& slot, StagedWrite& w) {
@@ -724,6 +748,7 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
   }
   for (const Expired& e : found) staged_keys.insert(e.key);
   std::vector<std::string> rows;
+  EDGEKV_RETURN_IF_ERROR(fresh_read());
   {
     sql::Stmt& s = slot.select_expired;
     sql::StmtScope scope(s);

@@ -142,6 +142,11 @@ class Writer {
   void commit_group(std::vector<Queued>& group);
   Status stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals);
   Result<KeyState> key_state(Slot& slot, std::string_view key);
+  // Makes the read connection's transaction see every batch removed from the staged
+  // writes: begins one, or begins it again when a batch was removed since it began. A
+  // group's reads share one transaction (StagedWrites::removals says why that is safe).
+  Status fresh_read();
+  void end_read();
   // Appends `w` (filled in but for id and seq) to the open group: the stage row, the
   // group's index and the partition's sequence number.
   Status stage_write(Slot& slot, StagedWrite& w);
@@ -181,6 +186,9 @@ class Writer {
   sql::Db read_db_;  // the data file, read-only
   sql::Stmt begin_, commit_, rollback_;
   sql::Stmt insert_stage_, delete_staged_;
+  sql::Stmt read_begin_, read_end_;  // on read_db_
+  bool reading_ = false;             // read_db_ is in a transaction
+  uint64_t read_removals_ = 0;       // StagedWrites::removals when it began
   std::vector<Slot> slots_;  // by Layout::slot_of(partition)
   std::vector<uint32_t> touched_;
   ValueEncoder encoder_;

@@ -265,7 +265,6 @@ Status Applier::apply(const std::vector<const StagedWrite*>& writes,
   if (!status.ok()) {
     counting.unlock();
     (void)rollback(status);
-    state_.counters.apply_failures.fetch_add(1, std::memory_order_relaxed);
     if (!failing_) {
       failing_ = true;
       EDGEKV_LOG(kError) << "store: applying " << writes.size()
@@ -277,6 +276,7 @@ Status Applier::apply(const std::vector<const StagedWrite*>& writes,
     Slot& slot = slots_[state_.layout.slot_of(w->partition)];
     slot.logged_seq = std::max(slot.logged_seq, w->seq);
   }
+  state_.counters.apply_batches.fetch_add(1, std::memory_order_relaxed);
   // The writes go away here: nothing below may look at them.
   staged_.remove_applied(writes.size(), write_row);
   counting.unlock();
@@ -285,7 +285,6 @@ Status Applier::apply(const std::vector<const StagedWrite*>& writes,
     failing_ = false;
     EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": staged writes apply again";
   }
-  state_.counters.apply_batches.fetch_add(1, std::memory_order_relaxed);
   return Status();
 }
 

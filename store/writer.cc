@@ -322,6 +322,8 @@ void Writer::take_reports(std::vector<Report>& reports) {
       apply_failing_ = false;
     } else {
       // The applier drops the rest of this epoch; hand everything on again, oldest first.
+      // Counted here, once the writer knows: from then on it refuses writes at the cap.
+      state_.counters.apply_failures.fetch_add(1, std::memory_order_relaxed);
       apply_failing_ = true;
       last_apply_error_ = r.status;
       ++epoch_;

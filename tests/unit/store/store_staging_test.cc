@@ -613,7 +613,7 @@ TEST(StoreStagingTest, WritesQueuedWhenTheCapIsReachedAreRefusedNotStaged) {
     // A failed batch, well below the cap; then the gate holds the writer while the rest
     // queue up, so they reach it as one group.
     ASSERT_TRUE(store->apply_sync(put("first", "v", hlc_at(0)), kNow).ok());
-    // The batch fails beside the writer; the writer takes note before its next group.
+    // The batch fails beside the writer; wait until the writer took note.
     EXPECT_TRUE(eventually([&] { return store->stats(kNow).apply_failures > 0; }));
     Gate gate;
     ASSERT_TRUE(gate.close_on(*store, put("gate", "g", hlc_at(0))));

@@ -304,6 +304,95 @@ TEST(StoreStagingTest, WritesLeftStagedByACrashAreAppliedAtOpen) {
   EXPECT_EQ(logged, static_cast<uint64_t>(kKeys + 1));
 }
 
+// Batches apply on the applier's thread, to the data file; commit groups go to the stage
+// file. So a batch that cannot get the data file (here: another connection holds its
+// write lock) holds no write up: writes are acknowledged meanwhile, and applied once the
+// data file is free again.
+TEST(StoreStagingTest, CommitGroupsGoOnWhileABatchWaitsForTheDataFile) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.partitions = 4;
+  options.stage_apply_at = 4;
+  options.stage_apply_batch = 4;
+  auto store = open_or_die(options);
+  const std::filesystem::path file = dir.data() / "data-0.db";
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(file.c_str(), &holder, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  constexpr int kWrites = 200;
+  for (int i = 0; i < kWrites; ++i) {
+    Result<ApplyResult> r =
+        store->apply_sync(put("k" + std::to_string(i), "v" + std::to_string(i), hlc_at(i)), kNow);
+    ASSERT_TRUE(r.ok() && r->applied) << i << ": " << r.status().to_string();
+  }
+  // Every write was acknowledged, none applied: the applier still waits for the lock.
+  EXPECT_EQ(store->stats(kNow).apply_batches, 0u);
+  EXPECT_EQ(store->stats(kNow).staged, static_cast<uint64_t>(kWrites));
+  EXPECT_EQ(store->get("k7", kNow)->value, "v7");
+  ASSERT_EQ(sqlite3_exec(holder, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close_v2(holder);
+
+  ASSERT_TRUE(store->apply_sync(put("last", "l", hlc_at(kWrites)), kNow).ok());
+  EXPECT_TRUE(eventually([&] { return store->stats(kNow).apply_batches > 0; }));
+  ASSERT_TRUE(store->sweep_sync(kNow, 10).ok());  // applies everything staged
+  EXPECT_EQ(store->stats(kNow).staged, 0u);
+  EXPECT_EQ(count_rows(file, "SELECT " + std::string("(SELECT count(*) FROM kv_00000) +") +
+                                 " (SELECT count(*) FROM kv_00001) + (SELECT count(*) FROM" +
+                                 " kv_00002) + (SELECT count(*) FROM kv_00003)"),
+            kWrites + 1);
+  EXPECT_TRUE(eventually([&] { return staged_rows_in(stage_file(dir, 0)) == 0; }));
+}
+
+// A crash after a batch committed to the data file and before its stage rows were deleted
+// leaves them in the stage file. The data file records the newest stage id it applied, so
+// the next open applies only what came after and deletes the rest.
+TEST(StoreStagingTest, StageRowsTheDataFileAlreadyAppliedAreNotAppliedAgain) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.partitions = 4;
+  uint32_t partition = 0;
+  uint64_t seq = 0;
+  {
+    auto store = open_or_die(options);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(store->apply_sync(put("k", "v" + std::to_string(i), hlc_at(i)), kNow).ok());
+    }
+    partition = store->partition_of("k");
+    seq = store->last_seq(partition);
+  }
+  const int64_t applied = count_rows(dir.data() / "data-0.db",
+                                     "SELECT value FROM meta WHERE name = 'applied_stage_id'");
+  ASSERT_GE(applied, 5);
+  // What such a crash leaves: an applied write (id <= applied) still in the stage file,
+  // and one staged after it. The first must not come back; the second must be applied.
+  const std::string p = std::to_string(partition);
+  exec_sql(stage_file(dir, 0),
+           "INSERT INTO stage VALUES (" + std::to_string(applied) + ", " + p + ", " +
+               std::to_string(seq) + ", CAST('k' AS BLOB), " + std::to_string(hlc_at(4)) +
+               ", 1, 0, 1, 0, CAST('v4' AS BLOB));"
+               "INSERT INTO stage VALUES (" + std::to_string(applied + 1) + ", " + p + ", " +
+               std::to_string(seq + 1) + ", CAST('k' AS BLOB), " + std::to_string(hlc_at(9)) +
+               ", 1, 0, 1, 0, CAST('v9' AS BLOB));");
+  auto store = open_or_die(options);
+  EXPECT_EQ(store->get("k", kNow)->value, "v9");
+  EXPECT_EQ(store->last_seq(partition), seq + 1);
+  Result<std::vector<ChangeEvent>> log = store->read_changes(partition, 0, 100);
+  ASSERT_TRUE(log.ok());
+  ASSERT_EQ(log->size(), seq + 1);  // each entry once: nothing applied twice
+  for (size_t i = 0; i < log->size(); ++i) EXPECT_EQ((*log)[i].seq, i + 1);
+  EXPECT_EQ(staged_rows_in(stage_file(dir, 0)), 0);
+  // New writes take ids above both.
+  ASSERT_TRUE(store->apply_sync(put("k", "v10", hlc_at(10)), kNow).ok());
+  store.reset();
+  EXPECT_GT(count_rows(dir.data() / "data-0.db",
+                       "SELECT value FROM meta WHERE name = 'applied_stage_id'"),
+            applied + 1);
+  store = open_or_die(options);
+  EXPECT_EQ(store->get("k", kNow)->value, "v10");
+}
+
 TEST(StoreStagingTest, AStageRowForAnotherFilesPartitionIsCorruption) {
   TempDir dir;
   StoreOptions options = options_for(dir);

@@ -440,15 +440,16 @@ constexpr OptionSpec kOptions[] = {
      "first write of a group waits for the others.",
      set_integer<&Config::group_commit_max, 1, 65536>, false},
     {"stage-apply-at", "8192",
-     "Writes are acknowledged once appended to a staging table, and applied to their "
-     "partitions later in batches. Staged writes per database file (0..1048576) at which "
-     "the oldest stage-apply-batch of them are applied; 0 applies after every commit. "
+     "Writes are acknowledged once appended to a stage file, and applied to their "
+     "partitions later in batches, on a thread of their own. Staged writes per database "
+     "file (0..1048576) at which the oldest stage-apply-batch of them are applied; 0 "
+     "applies after every commit. "
      "Larger values let more writes share pages and skip overwritten ones, and hold more "
      "staged writes in memory.",
      set_integer<&Config::stage_apply_at, 0, 1048576>, false},
     {"stage-apply-batch", "4096",
-     "Most staged writes applied in one transaction (1..1048576). Writes to the same "
-     "database file wait while a batch is applied, so this bounds that pause.",
+     "Staged writes applied in one transaction (1..1048576); more when applying falls "
+     "behind. Writes go on while a batch is applied.",
      set_integer<&Config::stage_apply_batch, 1, 1048576>, false},
     {"stage-max-bytes", "134217728",
      "Most memory, in bytes, the staged writes of one database file may hold while applying "

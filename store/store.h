@@ -16,8 +16,8 @@
 // sweep) are queued to the writer thread(s), which stage concurrent writes in one
 // transaction (group commit) and then run each write's callback, on the writer thread,
 // after its transaction committed (and, with sync=full, was fsync'd). Staged writes are
-// applied to their partitions' tables later, in batches; reads see them either way
-// (store/FORMAT.md, "Staging"). A callback must be
+// applied to their partitions' tables later, in batches, by an applier thread per file
+// beside the writer; reads see them either way (store/FORMAT.md, "Staging"). A callback must be
 // quick and must not throw: hand the result to another thread rather than doing work in it,
 // and never call close(), apply_sync() or sweep_sync() from it (they would wait for the
 // thread running the callback). A directory is used by one Store at a time (a LOCK file).
@@ -70,20 +70,21 @@ struct StoreOptions {
   // directory's recorded value, or the default for a new directory; otherwise 1..16 and at
   // most `partitions`, and it must match an existing directory.
   uint32_t db_files = 0;
-  // Staging (store/FORMAT.md, "Staging"): a commit group is appended to its file's staging
-  // table and acknowledged; staged writes are applied to their partitions' tables and
-  // change logs later, in batches. A file applies its oldest `stage_apply_batch` staged
-  // writes whenever it holds at least `stage_apply_at` of them or `stage_apply_bytes` of
-  // them in memory (0: after every commit group). Larger batches share more table pages
-  // between writes; each batch holds up the file's commit groups while it runs. Staged
-  // writes are also applied before every sweep and at close.
+  // Staging (store/FORMAT.md, "Staging"): a commit group is appended to its file's stage
+  // file and acknowledged; staged writes are applied to their partitions' tables and
+  // change logs later, in batches, by the file's applier thread. A file hands its oldest
+  // `stage_apply_batch` staged writes (more when the applier fell behind) to the applier
+  // whenever it holds at least `stage_apply_at` of them or `stage_apply_bytes` of them in
+  // memory (0: after every commit group), one batch at a time. Larger batches share more
+  // table pages between writes. Staged writes are also applied before a sweep purges and
+  // at close.
   size_t stage_apply_at = 8192;
   size_t stage_apply_batch = 4096;
   uint64_t stage_apply_bytes = 32 << 20;
   // Most bytes of staged writes a file holds in memory while applying them fails (an
   // SQLite error): at it, apply() answers OVERLOADED for that file's writes, at once, until
   // a batch applies again; the writer keeps retrying. A file whose batches apply never
-  // refuses: at the cap it applies batch after batch until it is below. 0: 4 x
+  // refuses: at the cap its writer waits for a batch before it takes a new group. 0: 4 x
   // stage_apply_bytes, at least 4 MiB (the default: 128 MiB). Bytes and not a count,
   // because memory is what runs out, and each write's bytes include its fixed overhead, so
   // the count is bounded too.

@@ -44,10 +44,10 @@ Result<std::unique_ptr<Applier>> Applier::open(EngineState& state, uint32_t file
   if (!checkpointer.ok()) return checkpointer.status();
   applier->checkpointer_ = std::move(*checkpointer);
   EDGEKV_RETURN_IF_ERROR(applier->prepare_statements());
-  Result<std::string> applied = applier->db_.query_text(
-      "SELECT coalesce((SELECT value FROM meta WHERE name = '" + std::string(kAppliedStageId) +
-          "'), 0)",
-      "read applied stage id");
+  Result<std::string> applied =
+      applier->db_.query_text("SELECT coalesce((SELECT value FROM meta WHERE name = '" +
+                                  std::string(kAppliedStageId) + "'), 0)",
+                              "read applied stage id");
   if (!applied.ok()) return applied.status();
   applier->applied_id_ = std::stoull(*applied);
   Result<std::vector<uint64_t>> logged = applier->last_logged();
@@ -81,14 +81,15 @@ Status Applier::prepare_statements() {
     // Staging read the row, so applying mostly knows whether it exists: a plain UPDATE is
     // one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE, which is kept for
     // new keys and for rows that went away meanwhile.
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.insert_row,
-                                   "INSERT INTO " + kv +
-                                       " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
-                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                                       " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
-                                       " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
-                                       " value = ?8",
-                                   "insert row"));
+    EDGEKV_RETURN_IF_ERROR(
+        prepare(&slot.insert_row,
+                "INSERT INTO " + kv +
+                    " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
+                    " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
+                    " value = ?8",
+                "insert row"));
     EDGEKV_RETURN_IF_ERROR(prepare(&slot.update_row,
                                    "UPDATE " + kv +
                                        " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"

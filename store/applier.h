@@ -126,7 +126,7 @@ class Applier {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<Job> jobs_;  // guarded by mu_
+  std::deque<Job> jobs_;   // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
   std::thread thread_;
 };

@@ -174,11 +174,12 @@ Status check_meta(const Layout& layout, const std::filesystem::path& path, uint3
                   const FileMeta& meta) {
   if (meta.format_version != kFormatVersion || meta.partitions != layout.partitions ||
       meta.db_files != layout.db_files || meta.file_index != file) {
-    return Status::corruption(
-        path.string() + " does not belong with the rest of data directory " +
-        layout.dir.string() + " (its meta says format " + std::to_string(meta.format_version) +
-        ", partitions=" + std::to_string(meta.partitions) + ", db_files=" +
-        std::to_string(meta.db_files) + ", file " + std::to_string(meta.file_index) + ")");
+    return Status::corruption(path.string() + " does not belong with the rest of data directory " +
+                              layout.dir.string() + " (its meta says format " +
+                              std::to_string(meta.format_version) +
+                              ", partitions=" + std::to_string(meta.partitions) +
+                              ", db_files=" + std::to_string(meta.db_files) + ", file " +
+                              std::to_string(meta.file_index) + ")");
   }
   return Status();
 }
@@ -295,8 +296,7 @@ class StoreImpl final : public Store {
 
   Status start(std::vector<FileDbs> dbs) {
     for (uint32_t f = 0; f < dbs.size(); ++f) {
-      Result<std::unique_ptr<Applier>> applier =
-          Applier::open(*state_, f, std::move(dbs[f].data));
+      Result<std::unique_ptr<Applier>> applier = Applier::open(*state_, f, std::move(dbs[f].data));
       if (!applier.ok()) return applier.status();
       // The writer's last-write-wins reads go through a reader connection of its own.
       Result<sql::Db> read = sql::Db::open(state_->layout.file_path(f), /*create=*/false);
@@ -305,8 +305,8 @@ class StoreImpl final : public Store {
           configure_connection(*read, ConnectionRole::kReader, state_->options.sync, 0));
       // It looks up keys all over the file, as the writer's connection did: the same cache.
       EDGEKV_RETURN_IF_ERROR(read->exec("PRAGMA cache_size=-16384", "size lookup cache"));
-      Result<std::unique_ptr<Writer>> writer = Writer::open(
-          *state_, f, std::move(dbs[f].stage), std::move(*read), std::move(*applier));
+      Result<std::unique_ptr<Writer>> writer =
+          Writer::open(*state_, f, std::move(dbs[f].stage), std::move(*read), std::move(*applier));
       if (!writer.ok()) return writer.status();
       writers_.push_back(std::move(*writer));
     }

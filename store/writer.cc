@@ -4,11 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <limits>
+#include <cstdint>
 #include <string>
 #include <unordered_set>
 
-#include "common/hlc.h"
 #include "common/log.h"
 
 namespace edgekv::store {
@@ -402,9 +401,8 @@ void Writer::commit_group(std::vector<Queued>& group) {
                 std::back_inserter(job->events));
       // The applier purges and trims once everything staged so far is applied.
       post_all();
-      applier_->post(Applier::SweepTail{epoch_, job, [this, job](Status done) {
-                                          finish_sweep(job, done);
-                                        }});
+      applier_->post(
+          Applier::SweepTail{epoch_, job, [this, job](Status done) { finish_sweep(job, done); }});
     }
   }
 }
@@ -667,8 +665,8 @@ Status Writer::apply_left_staged() {
       " FROM stage WHERE id > ?1 ORDER BY id",
       "read stage table");
   if (!select.ok()) return select.status();
-  Result<std::string> max_id = db_.query_text("SELECT coalesce(max(id), 0) FROM stage",
-                                              "read newest stage id");
+  Result<std::string> max_id =
+      db_.query_text("SELECT coalesce(max(id), 0) FROM stage", "read newest stage id");
   if (!max_id.ok()) return max_id.status();
   std::deque<StagedWrite> left;
   {
@@ -773,8 +771,7 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
     if (state->staged || !state->exists || state->tombstone) continue;
     const int64_t expiry_ms = state->base.expiry_ms;
     if (expiry_ms == 0 || expiry_ms > job.now.ms) continue;
-    found.push_back(
-        Expired{std::move(key), state->version, expiry_ms, state->base, 0, RowState{}});
+    found.push_back(Expired{std::move(key), state->version, expiry_ms, state->base, 0, RowState{}});
   }
   std::sort(found.begin(), found.end(), [](const Expired& a, const Expired& b) {
     return a.expiry_ms != b.expiry_ms ? a.expiry_ms < b.expiry_ms : a.key < b.key;

@@ -219,11 +219,11 @@ class Writer {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<Queued> queue_;    // guarded by mu_
+  std::deque<Queued> queue_;     // guarded by mu_
   std::vector<Report> reports_;  // guarded by mu_
   bool accepting_ = true;        // guarded by mu_
   bool stopping_ = false;        // guarded by mu_
-  Status refusal_;  // guarded by mu_; not OK: refuse writes with it (at the cap)
+  Status refusal_;               // guarded by mu_; not OK: refuse writes with it (at the cap)
   std::thread thread_;
   std::unique_ptr<Checkpointer> checkpointer_;  // the stage file's; started with the thread
 };

@@ -25,6 +25,9 @@ thread_local std::vector<Writer*> t_deferred;
 constexpr std::chrono::milliseconds kFirstApplyRetry{10};
 constexpr std::chrono::milliseconds kMaxApplyRetry{1000};
 
+// The largest batch handed to the applier, in stage_apply_batch units (post_if_due).
+constexpr size_t kMaxCatchUp = 4;
+
 }  // namespace
 
 Writer::Writer(EngineState& state, uint32_t file, sql::Db stage, sql::Db read,
@@ -619,10 +622,12 @@ void Writer::post_if_due() {
     return;
   }
   // The oldest stage_apply_batch, or more when the applier fell behind: as many as leave
-  // stage_apply_at - stage_apply_batch staged, where a file that keeps up stays.
+  // stage_apply_at - stage_apply_batch staged, where a file that keeps up stays. At most
+  // kMaxCatchUp batches' worth, so that dropping a batch from the index (under the lock
+  // that reads take) stays short; further behind, the cap throttles the writer.
   const size_t batch = std::max<size_t>(o.stage_apply_batch, 1);
   const size_t over = staged_.size() > o.stage_apply_at ? staged_.size() - o.stage_apply_at : 0;
-  post_batch(batch + over);
+  post_batch(std::min(batch + over, kMaxCatchUp * batch));
 }
 
 bool Writer::throttled() const {

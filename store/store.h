@@ -98,6 +98,11 @@ struct StoreOptions {
   // four times as many. Larger: fewer copies of pages rewritten often, a longer WAL to
   // replay after a crash.
   int checkpoint_pages = 8192;
+  // Keys per database file whose row state (version, expiry, whether there is a row) the
+  // writer remembers after their last write was applied, so that the next write of such a
+  // key skips reading its row for last-write-wins (0: none). Each costs about 100 bytes
+  // plus its key; when full, a random one makes room.
+  size_t row_cache_entries = 65536;
 };
 
 // Committed changes (common/change.h); read_changes returns superseded puts without value.

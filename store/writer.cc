@@ -362,6 +362,7 @@ void Writer::commit_group(std::vector<Queued>& group) {
   end_read();
 
   if (status.ok()) {
+    for (const StagedWrite& w : pending_) remember_written(w);
     staged_.add(pending_);
     pending_newest_.clear();
     pending_bytes_ = 0;
@@ -484,9 +485,16 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
     }
     return state;
   }
-  // Not staged: its row. A batch applied meanwhile left the staged writes only after it
-  // committed, and fresh_read() takes a snapshot that has it, so a write is found in one
-  // place or the other.
+  // Not staged: its row, as last written (the row cache) or read.
+  if (auto it = row_cache_.find(key); it != row_cache_.end()) {
+    state.exists = it->second.row.exists;
+    state.version = it->second.version;
+    state.base = it->second.row;
+    return state;
+  }
+  // A batch applied meanwhile left the staged writes only after it committed, and
+  // fresh_read() takes a snapshot that has it, so a write is found in one place or the
+  // other.
   EDGEKV_RETURN_IF_ERROR(fresh_read());
   sql::StmtScope scope(slot.select_row);
   slot.select_row.bind_blob(1, key);
@@ -498,7 +506,35 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
     state.tombstone = slot.select_row.int64_at(2) != 0;
     state.base = RowState{true, state.tombstone, slot.select_row.int64_at(3)};
   }
+  if (!state.tombstone) remember_row(key, state.base, state.version);
   return state;
+}
+
+void Writer::remember_row(std::string_view key, const RowState& row, Version version) {
+  const size_t max = state_.options.row_cache_entries;
+  if (max == 0) return;
+  if (auto it = row_cache_.find(key); it != row_cache_.end()) {
+    it->second = CachedRow{version, row};
+    return;
+  }
+  if (row_cache_.size() >= max) {
+    // Forget the first key of a random bucket: no order to keep up on every write, and
+    // keys written again soon are remembered again when they are.
+    size_t bucket = cache_rng_.uniform(row_cache_.bucket_count());
+    while (row_cache_.bucket_size(bucket) == 0) bucket = (bucket + 1) % row_cache_.bucket_count();
+    row_cache_.erase(row_cache_.find(row_cache_.begin(bucket)->first));
+  }
+  row_cache_.emplace(std::string(key), CachedRow{version, row});
+}
+
+void Writer::remember_written(const StagedWrite& w) {
+  if (w.tombstone) {
+    if (auto it = row_cache_.find(std::string_view(w.key)); it != row_cache_.end()) {
+      row_cache_.erase(it);
+    }
+    return;
+  }
+  remember_row(w.key, w.row_after(), w.version);
 }
 
 Status Writer::fresh_read() {
@@ -605,11 +641,13 @@ void Writer::post_batch(size_t max) {
 }
 
 void Writer::post_all() {
+  // Until nothing is left that was not handed on. (Not from the counts: the applier drops
+  // a batch from the staged writes before the writer hears it applied.)
   const size_t batch = std::max<size_t>(state_.options.stage_apply_batch, 1);
-  while (staged_.size() > in_flight_) {
+  for (;;) {
     const uint64_t before = posted_id_;
     post_batch(batch);
-    if (posted_id_ == before) break;  // the rest is on its way already
+    if (posted_id_ == before) break;
   }
 }
 

@@ -39,6 +39,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/random.h"
 #include "store/applier.h"
 #include "store/checkpointer.h"
 #include "store/codec.h"
@@ -147,6 +148,13 @@ class Writer {
   // group's reads share one transaction (StagedWrites::removals says why that is safe).
   Status fresh_read();
   void end_read();
+  // The row cache: what a key's row holds, for keys not staged. Every change of a row is a
+  // staged write of this writer (puts, deletes, expiries), so a key's entry is set from its
+  // newest write when that write's group commits, and from its row when it is read; it
+  // holds once the write left the index. Tombstones are not kept: the applier purges old
+  // ones without the writer (after which an older write is accepted again).
+  void remember_row(std::string_view key, const RowState& row, Version version);
+  void remember_written(const StagedWrite& w);
   // Appends `w` (filled in but for id and seq) to the open group: the stage row, the
   // group's index and the partition's sequence number.
   Status stage_write(Slot& slot, StagedWrite& w);
@@ -196,6 +204,16 @@ class Writer {
   bool failing_ = false;       // the last group failed: log recovery once
   Writer* next_ = nullptr;
   std::unique_ptr<Applier> applier_;
+  struct CachedRow {
+    Version version;
+    RowState row;  // never a tombstone
+  };
+  struct KeyHash {  // looks keys up by string_view
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+  };
+  std::unordered_map<std::string, CachedRow, KeyHash, std::equal_to<>> row_cache_;
+  Random cache_rng_{0x726f77};  // picks what a full cache forgets
 
   StagedWrites& staged_;  // state_.staged[file_]
   // The open group's staged writes, added to staged_ once it commits; and each key's

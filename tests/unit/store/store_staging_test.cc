@@ -109,6 +109,8 @@ Observed observe(Store& store, const std::vector<std::string>& keys, WallTime no
 // one that applies every group at once, one that applies small batches often (so that
 // reads straddle staged and applied writes), one that keeps everything staged until a
 // sweep. Everything a reader can see must agree after every step, and across a reopen.
+// The first reads every row it checks (no row cache), the second has a row cache of 4
+// keys (forgetting all the time), the third one large enough for every key.
 void run_differential(uint64_t seed) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   Random rng(seed);
@@ -120,8 +122,10 @@ void run_differential(uint64_t seed) {
     options[i].compress_threshold_bytes = 64;
   }
   options[0].stage_apply_at = 0;
+  options[0].row_cache_entries = 0;
   options[1].stage_apply_at = 7;
   options[1].stage_apply_batch = 5;
+  options[1].row_cache_entries = 4;
   options[2].stage_apply_at = 1'000'000;
   std::unique_ptr<Store> stores[3];
   for (int i = 0; i < 3; ++i) stores[i] = open_or_die(options[i]);

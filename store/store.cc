@@ -164,6 +164,13 @@ Result<sql::Db> open_data_db(const Layout& layout, uint32_t file, bool create,
 Result<sql::Db> open_stage_db(const Layout& layout, uint32_t file, const StoreOptions& options) {
   Result<sql::Db> db = sql::Db::open(layout.stage_path(file), /*create=*/true);
   if (!db.ok()) return db.status();
+  // Rows come and go in bursts: a new stage file keeps what it needs to give free pages
+  // back (Writer::shrink_stage_file). Possible only before WAL mode and the first table.
+  Result<std::string> pages = db->query_text("PRAGMA page_count", "read stage file size");
+  if (!pages.ok()) return pages.status();
+  if (*pages == "0") {
+    EDGEKV_RETURN_IF_ERROR(db->exec("PRAGMA auto_vacuum=INCREMENTAL", "set auto_vacuum"));
+  }
   EDGEKV_RETURN_IF_ERROR(
       configure_connection(*db, ConnectionRole::kWriter, options.sync, options.max_db_bytes));
   return db;

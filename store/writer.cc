@@ -28,6 +28,11 @@ constexpr std::chrono::milliseconds kMaxApplyRetry{1000};
 // The largest batch handed to the applier, in stage_apply_batch units (post_if_due).
 constexpr size_t kMaxCatchUp = 4;
 
+// Free pages (4 KiB) in an empty stage file above which the writer gives them back: a
+// burst (or a time of failing batches) leaves the file no larger than this for good,
+// while the pages steady staging reuses stay.
+constexpr int64_t kStageShrinkPages = 4096;
+
 }  // namespace
 
 Writer::Writer(EngineState& state, uint32_t file, sql::Db stage, sql::Db read,
@@ -288,6 +293,8 @@ void Writer::run() {
         deleted_id_ = 0;  // tried again with the next group; deleting is idempotent
         EDGEKV_LOG(kWarning) << "store: deleting applied stage rows failed: "
                              << deleted.to_string();
+      } else if (staged_.size() == 0) {
+        shrink_stage_file();
       }
     }
     if (!apply_failing_ || may_retry) post_if_due();
@@ -334,6 +341,17 @@ void Writer::take_reports(std::vector<Report>& reports) {
     }
   }
   reports.clear();
+}
+
+void Writer::shrink_stage_file() {
+  Result<std::string> free_pages = db_.query_text("PRAGMA freelist_count", "count free pages");
+  if (!free_pages.ok() || std::stoll(*free_pages) < kStageShrinkPages) return;
+  // Gives the free pages back to the file system (the stage file is created with
+  // auto_vacuum=INCREMENTAL); the WAL's next checkpoint truncates the file.
+  Status shrunk = db_.exec("PRAGMA incremental_vacuum", "shrink stage file");
+  if (!shrunk.ok()) {
+    EDGEKV_LOG(kWarning) << "store: " << shrunk.to_string();
+  }
 }
 
 Status Writer::delete_applied() {

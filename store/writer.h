@@ -169,6 +169,9 @@ class Writer {
   void take_reports(std::vector<Report>& reports);
   // Deletes the stage rows of applied writes, inside the open transaction.
   Status delete_applied();
+  // With nothing staged: gives the stage file's free pages back to the file system when
+  // they are many.
+  void shrink_stage_file();
   // Whether the writer must wait for a batch before it takes another group: the file is at
   // the cap with a batch on its way.
   bool throttled() const;

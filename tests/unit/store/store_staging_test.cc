@@ -786,5 +786,29 @@ TEST(StoreStagingTest, AFileWhoseBatchesApplyNeverRefusesAtTheCap) {
   }
 }
 
+// A burst of staged writes grows the stage file; once they are applied and nothing is
+// staged, the writer gives the free pages back, so the file does not keep the burst's size.
+TEST(StoreStagingTest, TheStageFileShrinksOnceABurstIsApplied) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.partitions = 4;
+  options.stage_apply_at = 1'000'000;  // nothing applies until the sweep
+  const std::filesystem::path stage = stage_file(dir, 0);
+  auto store = open_or_die(options);
+  Acks acks;
+  constexpr int kWrites = 20000;  // about 22 MB staged: over 5000 pages
+  for (int i = 0; i < kWrites; ++i) {
+    store->apply(put("k" + std::to_string(i), big_value(i), hlc_at(i)), kNow, acks.callback());
+  }
+  ASSERT_TRUE(acks.wait_for(kWrites));
+  const int64_t burst_pages = count_rows(stage, "PRAGMA page_count");
+  EXPECT_GT(burst_pages, 4096);  // where the writer starts giving pages back
+  ASSERT_TRUE(store->sweep_sync(kNow, 10).ok());  // applies everything staged
+  EXPECT_TRUE(eventually([&] { return count_rows(stage, "PRAGMA page_count") < 100; }))
+      << count_rows(stage, "PRAGMA page_count") << " pages, " << burst_pages << " at the burst";
+  EXPECT_EQ(store->get("k7", kNow)->value, big_value(7));
+}
+
 }  // namespace
 }  // namespace edgekv::store

@@ -11,8 +11,9 @@
 // so its commits never wait for the data file's lock.
 //
 // Owns: the data file's write connection and its prepared statements, its checkpointer,
-// the queue of jobs and the thread. Thread-safety: post, stop and the open-time calls
-// (apply_now, last_logged) from the writer's thread; the rest runs on the applier thread.
+// the queue of jobs and the thread. Thread-safety: post from the writer's thread; the
+// calls before start (apply_now, last_logged) and stop from the thread that opens or closes
+// the store; the rest runs on the applier thread, the report callback included.
 #pragma once
 
 #include <condition_variable>

@@ -73,31 +73,43 @@ void StagedWrites::add(std::deque<StagedWrite>& writes) {
 }
 
 void StagedWrites::remove_applied(size_t n, const std::vector<bool>& wrote_row) {
-  n = std::min(n, writes_.size());
-  uint64_t removed_bytes = 0;
-  {
-    std::lock_guard lock(mu_);
-    removals_.fetch_add(1);
-    for (size_t i = 0; i < n; ++i) {
-      const StagedWrite& w = writes_.front();
-      removed_bytes += footprint(w);
-      auto it = newest_.find(w.key);
-      if (it != newest_.end() && it->second == &w) {
-        newest_.erase(it);
-      } else if (it != newest_.end() && i < wrote_row.size() && wrote_row[i]) {
-        // The key was written again after this write was handed to the applier: the
-        // newer write now stands on the row this one left.
-        it->second->base = w.row_after();
+  // In slices, each under the lock: the writer's lookups and readers wait for a slice, not
+  // for a whole batch of thousands. A write is in its table already (the batch committed),
+  // so a reader that misses it here finds it there.
+  constexpr size_t kSlice = 256;
+  bool first = true;
+  for (size_t done = 0; done < n;) {
+    uint64_t removed_bytes = 0;
+    size_t removed = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (first) {
+        removals_.fetch_add(1);  // before anything leaves (see removals())
+        first = false;
       }
-      // A partition's writes were staged in seq order, so its oldest is at the front.
-      std::deque<const StagedWrite*>& in_slot = by_slot_[w.partition / db_files_];
-      EDGEKV_ASSERT(!in_slot.empty() && in_slot.front() == &w);
-      in_slot.pop_front();
-      writes_.pop_front();
+      const size_t end = std::min(n, done + kSlice);
+      for (; done < end && !writes_.empty(); ++done, ++removed) {
+        const StagedWrite& w = writes_.front();
+        removed_bytes += footprint(w);
+        auto it = newest_.find(w.key);
+        if (it != newest_.end() && it->second == &w) {
+          newest_.erase(it);
+        } else if (it != newest_.end() && done < wrote_row.size() && wrote_row[done]) {
+          // The key was written again after this write was handed to the applier: the
+          // newer write now stands on the row this one left.
+          it->second->base = w.row_after();
+        }
+        // A partition's writes were staged in seq order, so its oldest is at the front.
+        std::deque<const StagedWrite*>& in_slot = by_slot_[w.partition / db_files_];
+        EDGEKV_ASSERT(!in_slot.empty() && in_slot.front() == &w);
+        in_slot.pop_front();
+        writes_.pop_front();
+      }
     }
+    count_.fetch_sub(removed, std::memory_order_relaxed);
+    bytes_.fetch_sub(removed_bytes, std::memory_order_relaxed);
+    if (removed == 0) break;  // nothing left (n was more than there is)
   }
-  count_.fetch_sub(n, std::memory_order_relaxed);
-  bytes_.fetch_sub(removed_bytes, std::memory_order_relaxed);
 }
 
 bool StagedWrites::find(std::string_view key, StagedWrite* out) const {

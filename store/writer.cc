@@ -25,6 +25,9 @@ thread_local std::vector<Writer*> t_deferred;
 constexpr std::chrono::milliseconds kFirstApplyRetry{10};
 constexpr std::chrono::milliseconds kMaxApplyRetry{1000};
 
+// Applied stage rows a commit group deletes at most; an idle writer deletes the rest.
+constexpr uint64_t kDeleteSlice = 256;
+
 // The largest batch handed to the applier, in stage_apply_batch units (post_if_due).
 constexpr size_t kMaxCatchUp = 4;
 
@@ -284,13 +287,14 @@ void Writer::run() {
       group.clear();
       may_retry = true;
     } else if (applied_id_ > deleted_id_) {
-      // Idle: delete the applied writes' stage rows now rather than with the next group.
+      // Idle: delete the applied writes' stage rows now rather than with the next groups.
+      const uint64_t deleted_before = deleted_id_;
       Status deleted = begin_.run();
-      if (deleted.ok()) deleted = delete_applied();
+      if (deleted.ok()) deleted = delete_applied(UINT64_MAX);
       if (deleted.ok()) deleted = commit_.run();
       if (!deleted.ok()) {
         if (db_.in_transaction()) (void)rollback_.run();
-        deleted_id_ = 0;  // tried again with the next group; deleting is idempotent
+        deleted_id_ = deleted_before;  // tried again with the next group
         EDGEKV_LOG(kWarning) << "store: deleting applied stage rows failed: "
                              << deleted.to_string();
       } else if (staged_.size() == 0) {
@@ -312,7 +316,7 @@ void Writer::run() {
     if (apply_failing_) break;  // logged by the applier
   }
   Status deleted = begin_.run();
-  if (deleted.ok()) deleted = delete_applied();
+  if (deleted.ok()) deleted = delete_applied(UINT64_MAX);
   if (deleted.ok()) deleted = commit_.run();
   if (!deleted.ok() && db_.in_transaction()) (void)rollback_.run();
   if (staged_.size() > 0) {
@@ -354,11 +358,12 @@ void Writer::shrink_stage_file() {
   }
 }
 
-Status Writer::delete_applied() {
+Status Writer::delete_applied(uint64_t max_rows) {
   if (applied_id_ <= deleted_id_) return Status();
-  delete_staged_.bind_u64(1, applied_id_);
+  const uint64_t through = std::min(applied_id_, deleted_id_ + max_rows);
+  delete_staged_.bind_u64(1, through);
   EDGEKV_RETURN_IF_ERROR(delete_staged_.run());
-  deleted_id_ = applied_id_;
+  deleted_id_ = through;
   return Status();
 }
 
@@ -367,7 +372,8 @@ void Writer::commit_group(std::vector<Queued>& group) {
   GroupTotals totals;
   const uint64_t deleted_before = deleted_id_;
   Status status = begin_.run();
-  if (status.ok()) status = delete_applied();
+  // A slice per group: deleting a whole batch's rows would hold up this group's writes.
+  if (status.ok()) status = delete_applied(kDeleteSlice);
   for (size_t i = 0; status.ok() && i < group.size(); ++i) {
     if (auto* apply = std::get_if<ApplyTask>(&group[i].task)) {
       status = stage_one(*apply, &outcomes[i], &totals);

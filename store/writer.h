@@ -167,8 +167,9 @@ class Writer {
   void post_all();
   void post_batch(size_t max);
   void take_reports(std::vector<Report>& reports);
-  // Deletes the stage rows of applied writes, inside the open transaction.
-  Status delete_applied();
+  // Deletes the stage rows of applied writes, at most `max_rows` of the oldest, inside the
+  // open transaction.
+  Status delete_applied(uint64_t max_rows);
   // With nothing staged: gives the stage file's free pages back to the file system when
   // they are many.
   void shrink_stage_file();

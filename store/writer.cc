@@ -360,7 +360,8 @@ void Writer::shrink_stage_file() {
 
 Status Writer::delete_applied(uint64_t max_rows) {
   if (applied_id_ <= deleted_id_) return Status();
-  const uint64_t through = std::min(applied_id_, deleted_id_ + max_rows);
+  const uint64_t through =
+      applied_id_ - deleted_id_ <= max_rows ? applied_id_ : deleted_id_ + max_rows;
   delete_staged_.bind_u64(1, through);
   EDGEKV_RETURN_IF_ERROR(delete_staged_.run());
   deleted_id_ = through;

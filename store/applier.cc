@@ -1,13 +1,12 @@
 #include "store/applier.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <limits>
 #include <string>
 
 #include "common/hlc.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "store/schema.h"
 
 namespace edgekv::store {
@@ -128,11 +127,7 @@ Result<std::vector<uint64_t>> Applier::last_logged() {
 void Applier::start(Report report) {
   report_ = std::move(report);
   checkpointer_->start(db_.handle(), "edgekv-ck" + std::to_string(file_));
-  thread_ = std::thread([this] {
-    std::string name = "edgekv-ap" + std::to_string(file_);
-    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
-    run();
-  });
+  thread_ = start_named_thread("edgekv-ap" + std::to_string(file_), [this] { run(); });
 }
 
 void Applier::post(Batch batch) {

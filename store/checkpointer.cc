@@ -1,8 +1,7 @@
 #include "store/checkpointer.h"
 
-#include <pthread.h>
-
 #include "common/log.h"
+#include "common/thread.h"
 #include "store/schema.h"
 
 namespace edgekv::store {
@@ -26,10 +25,7 @@ Checkpointer::~Checkpointer() { stop(); }
 
 void Checkpointer::start(sqlite3* writer, const std::string& thread_name) {
   sqlite3_wal_hook(writer, &Checkpointer::wal_hook, this);
-  thread_ = std::thread([this, thread_name] {
-    pthread_setname_np(pthread_self(), thread_name.substr(0, 15).c_str());
-    run();
-  });
+  thread_ = start_named_thread(thread_name, [this] { run(); });
 }
 
 void Checkpointer::stop() {

@@ -1,7 +1,5 @@
 #include "store/writer.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -9,6 +7,7 @@
 #include <unordered_set>
 
 #include "common/log.h"
+#include "common/thread.h"
 
 namespace edgekv::store {
 namespace {
@@ -137,11 +136,7 @@ void Writer::start() {
     wake_.notify_one();
   });
   checkpointer_->start(db_.handle(), "edgekv-cs" + std::to_string(file_));
-  thread_ = std::thread([this] {
-    std::string name = "edgekv-wr" + std::to_string(file_);
-    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
-    run();
-  });
+  thread_ = start_named_thread("edgekv-wr" + std::to_string(file_), [this] { run(); });
 }
 
 void Writer::submit(Task task) {

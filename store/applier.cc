@@ -56,19 +56,13 @@ Result<std::unique_ptr<Applier>> Applier::open(EngineState& state, uint32_t file
 }
 
 Status Applier::prepare_statements() {
-  auto prepare = [this](sql::Stmt* out, const std::string& sql, std::string_view what) {
-    Result<sql::Stmt> stmt = db_.prepare(sql, what);
-    if (!stmt.ok()) return stmt.status();
-    *out = std::move(*stmt);
-    return Status();
-  };
-  EDGEKV_RETURN_IF_ERROR(prepare(&begin_, "BEGIN IMMEDIATE", "begin"));
-  EDGEKV_RETURN_IF_ERROR(prepare(&commit_, "COMMIT", "commit"));
-  EDGEKV_RETURN_IF_ERROR(prepare(&rollback_, "ROLLBACK", "rollback"));
-  EDGEKV_RETURN_IF_ERROR(prepare(&set_applied_,
-                                 "INSERT OR REPLACE INTO meta (name, value) VALUES ('" +
-                                     std::string(kAppliedStageId) + "', ?1)",
-                                 "record applied stage id"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&begin_, "BEGIN IMMEDIATE", "begin"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&commit_, "COMMIT", "commit"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&rollback_, "ROLLBACK", "rollback"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&set_applied_,
+                                          "INSERT OR REPLACE INTO meta (name, value) VALUES ('" +
+                                              std::string(kAppliedStageId) + "', ?1)",
+                                          "record applied stage id"));
 
   const Layout& layout = state_.layout;
   slots_.resize(layout.partitions_in_file(file_));
@@ -81,34 +75,37 @@ Status Applier::prepare_statements() {
     // one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE, which is kept for
     // new keys and for rows that went away meanwhile.
     EDGEKV_RETURN_IF_ERROR(
-        prepare(&slot.insert_row,
-                "INSERT INTO " + kv +
-                    " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                    " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
-                    " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
-                    " value = ?8",
-                "insert row"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.update_row,
-                                   "UPDATE " + kv +
-                                       " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                                       " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1",
-                                   "update row"));
+        db_.prepare_into(&slot.insert_row,
+                         "INSERT INTO " + kv +
+                             " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                             " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
+                             " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
+                             " value = ?8",
+                         "insert row"));
     EDGEKV_RETURN_IF_ERROR(
-        prepare(&slot.delete_row, "DELETE FROM " + kv + " WHERE key = ?1", "delete row"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.insert_log,
-                                   "INSERT INTO " + log +
-                                       " (seq, op, hlc, origin, expiry_ms, key)"
-                                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                   "append change log"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.purge_tombstones,
-                                   "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
-                                       " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
-                                   "purge tombstones"));
-    EDGEKV_RETURN_IF_ERROR(prepare(&slot.trim_log,
-                                   "DELETE FROM " + log + " WHERE seq IN (SELECT seq FROM " + log +
-                                       " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
-                                   "trim change log"));
+        db_.prepare_into(&slot.update_row,
+                         "UPDATE " + kv +
+                             " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
+                             " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1",
+                         "update row"));
+    EDGEKV_RETURN_IF_ERROR(
+        db_.prepare_into(&slot.delete_row, "DELETE FROM " + kv + " WHERE key = ?1", "delete row"));
+    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.insert_log,
+                                            "INSERT INTO " + log +
+                                                " (seq, op, hlc, origin, expiry_ms, key)"
+                                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                            "append change log"));
+    EDGEKV_RETURN_IF_ERROR(
+        db_.prepare_into(&slot.purge_tombstones,
+                         "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
+                             " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
+                         "purge tombstones"));
+    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.trim_log,
+                                            "DELETE FROM " + log +
+                                                " WHERE seq IN (SELECT seq FROM " + log +
+                                                " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
+                                            "trim change log"));
   }
   return Status();
 }

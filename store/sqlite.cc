@@ -123,6 +123,13 @@ Result<Stmt> Db::prepare(std::string_view sql, std::string_view what) {
   return Stmt(raw, std::move(context));
 }
 
+Status Db::prepare_into(Stmt* out, std::string_view sql, std::string_view what) {
+  Result<Stmt> stmt = prepare(sql, what);
+  if (!stmt.ok()) return stmt.status();
+  *out = std::move(*stmt);
+  return Status();
+}
+
 Status Db::error(int rc, std::string_view what) const {
   std::string context = path_ + ": " + std::string(what);
   return sqlite_status(rc, db_.get(), context);

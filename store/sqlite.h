@@ -89,6 +89,8 @@ class Db {
   Result<std::string> query_text(const std::string& sql, std::string_view what);
   // Prepares a statement kept for the connection's lifetime.
   Result<Stmt> prepare(std::string_view sql, std::string_view what);
+  // The same, into `out` (for a class preparing its statements one after another).
+  Status prepare_into(Stmt* out, std::string_view sql, std::string_view what);
 
   // An error in terms of this connection (its path and its last message).
   Status error(int rc, std::string_view what) const;

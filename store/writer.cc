@@ -68,24 +68,18 @@ Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, 
 }
 
 Status Writer::prepare_statements() {
-  auto prepare = [](sql::Db& db, sql::Stmt* out, const std::string& sql, std::string_view what) {
-    Result<sql::Stmt> stmt = db.prepare(sql, what);
-    if (!stmt.ok()) return stmt.status();
-    *out = std::move(*stmt);
-    return Status();
-  };
-  EDGEKV_RETURN_IF_ERROR(prepare(db_, &begin_, "BEGIN IMMEDIATE", "begin"));
-  EDGEKV_RETURN_IF_ERROR(prepare(db_, &commit_, "COMMIT", "commit"));
-  EDGEKV_RETURN_IF_ERROR(prepare(db_, &rollback_, "ROLLBACK", "rollback"));
-  EDGEKV_RETURN_IF_ERROR(prepare(db_, &insert_stage_,
-                                 "INSERT INTO stage (id, partition, seq, key, hlc, origin,"
-                                 " expiry_ms, op, codec, value)"
-                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                                 "stage write"));
-  EDGEKV_RETURN_IF_ERROR(prepare(db_, &delete_staged_, "DELETE FROM stage WHERE id <= ?1",
-                                 "delete applied stage rows"));
-  EDGEKV_RETURN_IF_ERROR(prepare(read_db_, &read_begin_, "BEGIN", "begin read"));
-  EDGEKV_RETURN_IF_ERROR(prepare(read_db_, &read_end_, "COMMIT", "end read"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&begin_, "BEGIN IMMEDIATE", "begin"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&commit_, "COMMIT", "commit"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&rollback_, "ROLLBACK", "rollback"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&insert_stage_,
+                                          "INSERT INTO stage (id, partition, seq, key, hlc, origin,"
+                                          " expiry_ms, op, codec, value)"
+                                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                          "stage write"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&delete_staged_, "DELETE FROM stage WHERE id <= ?1",
+                                          "delete applied stage rows"));
+  EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(&read_begin_, "BEGIN", "begin read"));
+  EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(&read_end_, "COMMIT", "end read"));
 
   const Layout& layout = state_.layout;
   slots_.resize(layout.partitions_in_file(file_));
@@ -93,15 +87,15 @@ Status Writer::prepare_statements() {
     Slot& slot = slots_[layout.slot_of(p)];
     slot.partition = p;
     const std::string kv = kv_table(p);
-    EDGEKV_RETURN_IF_ERROR(prepare(
-        read_db_, &slot.select_row,
-        "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1", "read row"));
+    EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(
+        &slot.select_row, "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1",
+        "read row"));
     // `expiry_ms > 0` is spelled out so the planner may use the partial expiry index.
-    EDGEKV_RETURN_IF_ERROR(
-        prepare(read_db_, &slot.select_expired,
-                "SELECT key, hlc, origin, expiry_ms FROM " + kv +
-                    " WHERE expiry_ms > 0 AND expiry_ms <= ?1 ORDER BY expiry_ms, key LIMIT ?2",
-                "find expired rows"));
+    EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(
+        &slot.select_expired,
+        "SELECT key, hlc, origin, expiry_ms FROM " + kv +
+            " WHERE expiry_ms > 0 AND expiry_ms <= ?1 ORDER BY expiry_ms, key LIMIT ?2",
+        "find expired rows"));
   }
   return Status();
 }

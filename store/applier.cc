@@ -77,18 +77,36 @@ Status Applier::prepare_statements() {
     EDGEKV_RETURN_IF_ERROR(
         db_.prepare_into(&slot.insert_row,
                          "INSERT INTO " + kv +
-                             " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value)"
-                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                             " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value,"
+                             " value_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                              " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
                              " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
-                             " value = ?8",
+                             " value = ?8, value_id = ?9",
                          "insert row"));
     EDGEKV_RETURN_IF_ERROR(
         db_.prepare_into(&slot.update_row,
                          "UPDATE " + kv +
                              " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                             " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1",
+                             " seq = ?6, codec = ?7, value = ?8, value_id = ?9 WHERE key = ?1",
                          "update row"));
+    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+        &slot.update_inline_row,
+        "UPDATE " + kv +
+            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
+            " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1 AND value_id IS NULL",
+        "update row"));
+    EDGEKV_RETURN_IF_ERROR(
+        db_.prepare_into(&slot.update_row_keep_value,
+                         "UPDATE " + kv +
+                             " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
+                             " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1"
+                             " AND value_id IS NOT NULL RETURNING value_id",
+                         "update row"));
+    const std::string val = val_table(p);
+    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+        &slot.insert_value, "INSERT INTO " + val + " (value) VALUES (?1)", "insert value"));
+    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+        &slot.update_value, "UPDATE " + val + " SET value = ?2 WHERE id = ?1", "update value"));
     EDGEKV_RETURN_IF_ERROR(
         db_.prepare_into(&slot.delete_row, "DELETE FROM " + kv + " WHERE key = ?1", "delete row"));
     EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.insert_log,
@@ -201,6 +219,66 @@ Status Applier::rollback(Status status) {
   return status;
 }
 
+// A value up to kInlineValueMaxBytes goes in the row; a longer one in the value table, the
+// row holding its id (store/FORMAT.md, "Large values"). Each statement is the cheapest for
+// its case: a row and its new value both in the row, or both out of it, are updated in
+// place without the triggers; a change from one to the other lets the update trigger
+// delete the old value; a new key (or a row gone since staging read it) is inserted.
+Status Applier::write_row_of(Slot& slot, const StagedWrite& w) {
+  const bool large = w.value.size() > kInlineValueMaxBytes;
+  auto bind_row = [&w, large](sql::Stmt& s) {
+    s.bind_blob(1, w.key);
+    s.bind_u64(2, w.version.hlc);
+    s.bind_u64(3, w.version.origin);
+    s.bind_int64(4, w.expiry_ms);
+    s.bind_int64(5, w.tombstone ? 1 : 0);
+    s.bind_u64(6, w.seq);
+    s.bind_int64(7, static_cast<int64_t>(w.codec));
+    s.bind_blob(8, large ? std::string_view() : std::string_view(w.value));
+  };
+  if (w.base.exists && !large) {
+    bind_row(slot.update_inline_row);
+    EDGEKV_RETURN_IF_ERROR(slot.update_inline_row.run());
+    if (sqlite3_changes64(db_.handle()) > 0) return Status();
+  }
+  if (w.base.exists && large) {
+    sql::Stmt& s = slot.update_row_keep_value;
+    sql::StmtScope scope(s);
+    bind_row(s);
+    Result<bool> row = s.step();
+    if (!row.ok()) return row.status();
+    if (*row) {
+      const int64_t value_id = s.int64_at(0);
+      s.reset();
+      slot.update_value.bind_int64(1, value_id);
+      slot.update_value.bind_blob(2, w.value);
+      return slot.update_value.run();
+    }
+  }
+  int64_t value_id = 0;
+  if (large) {
+    slot.insert_value.bind_blob(1, w.value);
+    EDGEKV_RETURN_IF_ERROR(slot.insert_value.run());
+    value_id = sqlite3_last_insert_rowid(db_.handle());
+  }
+  auto bind_value_id = [value_id](sql::Stmt& s) {
+    if (value_id != 0) {
+      s.bind_int64(9, value_id);
+    } else {
+      s.bind_null(9);
+    }
+  };
+  if (w.base.exists) {
+    bind_row(slot.update_row);
+    bind_value_id(slot.update_row);
+    EDGEKV_RETURN_IF_ERROR(slot.update_row.run());
+    if (sqlite3_changes64(db_.handle()) > 0) return Status();
+  }
+  bind_row(slot.insert_row);
+  bind_value_id(slot.insert_row);
+  return slot.insert_row.run();
+}
+
 Status Applier::write_one(const StagedWrite& w, bool write_row) {
   Slot& slot = slots_[state_.layout.slot_of(w.partition)];
   if (write_row) {
@@ -208,27 +286,7 @@ Status Applier::write_one(const StagedWrite& w, bool write_row) {
       slot.delete_row.bind_blob(1, w.key);
       EDGEKV_RETURN_IF_ERROR(slot.delete_row.run());
     } else {
-      auto bind = [&w](sql::Stmt& s) {
-        s.bind_blob(1, w.key);
-        s.bind_u64(2, w.version.hlc);
-        s.bind_u64(3, w.version.origin);
-        s.bind_int64(4, w.expiry_ms);
-        s.bind_int64(5, w.tombstone ? 1 : 0);
-        s.bind_u64(6, w.seq);
-        s.bind_int64(7, static_cast<int64_t>(w.codec));
-        s.bind_blob(8, w.value);
-      };
-      bool updated = false;
-      if (w.base.exists) {
-        bind(slot.update_row);
-        EDGEKV_RETURN_IF_ERROR(slot.update_row.run());
-        updated = sqlite3_changes64(db_.handle()) > 0;
-        // Else the row went away since staging read it (e.g. a tombstone purged).
-      }
-      if (!updated) {
-        bind(slot.insert_row);
-        EDGEKV_RETURN_IF_ERROR(slot.insert_row.run());
-      }
+      EDGEKV_RETURN_IF_ERROR(write_row_of(slot, w));
     }
   }
   sql::Stmt& log = slot.insert_log;

@@ -93,8 +93,17 @@ class Applier {
   struct Slot {
     uint32_t partition = 0;
     uint64_t logged_seq = 0;  // newest seq in the partition's log table
-    sql::Stmt insert_row;     // upsert: a row that went away, or a new key
+    // Row writes, chosen by Applier::write_row_of: an upsert (a new key, or a row that
+    // went away); an update that sets value_id, so the trigger deletes the old value; an
+    // update of a row whose old and new value are both in the row; one of a row whose old
+    // and new value are both in val_<p>, returning the value's id.
+    sql::Stmt insert_row;
     sql::Stmt update_row;
+    sql::Stmt update_inline_row;
+    sql::Stmt update_row_keep_value;
+    // A value over kInlineValueMaxBytes into val_<p>, or over the old one there, in place.
+    sql::Stmt insert_value;
+    sql::Stmt update_value;
     sql::Stmt delete_row;
     sql::Stmt insert_log;
     sql::Stmt purge_tombstones;
@@ -107,6 +116,7 @@ class Applier {
   void run();
   // Applies `writes` in one transaction; `write_row[i]` as in Batch.
   Status apply(const std::vector<const StagedWrite*>& writes, const std::vector<bool>& write_row);
+  Status write_row_of(Slot& slot, const StagedWrite& w);
   Status write_one(const StagedWrite& w, bool write_row);
   Status sweep(SweepJob& job);
   Status rollback(Status status);

@@ -34,18 +34,23 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
   sql::Db& db = dbs_[state_.layout.file_of(partition)];
   const std::string kv = kv_table(partition);
   const std::string log = log_table(partition);
+  const std::string val = val_table(partition);
+  // A large value is in the value table (format 4), a small one or one written before
+  // format 4 in the row.
   Result<sql::Stmt> get = db.prepare(
-      "SELECT hlc, origin, expiry_ms, tombstone, codec, value FROM " + kv + " WHERE key = ?1",
+      "SELECT k.hlc, k.origin, k.expiry_ms, k.tombstone, k.codec, coalesce(v.value, k.value)"
+      " FROM " +
+          kv + " AS k LEFT JOIN " + val + " AS v ON v.id = k.value_id WHERE k.key = ?1",
       "get");
   if (!get.ok()) return get.status();
   // A put's value is not copied into the log: it is joined from the row, and only while
   // the row still holds that put (same seq).
   Result<sql::Stmt> changes = db.prepare(
       "SELECT l.seq, l.op, l.hlc, l.origin, l.expiry_ms, l.key, k.seq IS NOT NULL, k.codec,"
-      " k.value FROM " +
+      " coalesce(v.value, k.value) FROM " +
           log + " AS l LEFT JOIN " + kv +
-          " AS k ON l.op = 1 AND k.key = l.key AND k.seq = l.seq"
-          " WHERE l.seq >= ?1 ORDER BY l.seq LIMIT ?2",
+          " AS k ON l.op = 1 AND k.key = l.key AND k.seq = l.seq LEFT JOIN " + val +
+          " AS v ON v.id = k.value_id WHERE l.seq >= ?1 ORDER BY l.seq LIMIT ?2",
       "read changes");
   if (!changes.ok()) return changes.status();
   Result<sql::Stmt> expired = db.prepare(

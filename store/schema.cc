@@ -44,17 +44,32 @@ std::string substitute(std::string text, std::string_view name, const std::strin
 }
 
 // Small fixed-width columns first and the value last: reading hlc or tombstone never
-// walks a large value's overflow pages.
+// walks a large value's overflow pages. Values longer than kInlineValueMaxBytes live in
+// {val}, a rowid table, and the row holds their id and an empty value: a WITHOUT ROWID
+// table's rows are its b-tree's keys, so a large one spills to overflow pages that every
+// comparison of a lookup reads back, and leaves few keys per interior page.
 constexpr const char* kPartitionDdl = R"sql(
 CREATE TABLE {kv} (
   key BLOB NOT NULL PRIMARY KEY, hlc INTEGER NOT NULL, origin INTEGER NOT NULL,
   expiry_ms INTEGER NOT NULL, tombstone INTEGER NOT NULL, seq INTEGER NOT NULL,
-  codec INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+  value_id INTEGER, codec INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX {kv}_expiry ON {kv} (expiry_ms) WHERE expiry_ms > 0;
 CREATE INDEX {kv}_tombstone ON {kv} (hlc) WHERE tombstone = 1;
 CREATE TABLE {log} (
   seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, hlc INTEGER NOT NULL,
   origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL, key BLOB NOT NULL);
+)sql";
+
+// The value table of a partition and the triggers that delete a value with the row that
+// pointed to it, however the row changed (overwritten, deleted, expired, purged). Format 4;
+// a format 3 table gets `value_id` added at its end.
+constexpr const char* kValueDdl = R"sql(
+CREATE TABLE {val} (id INTEGER PRIMARY KEY, value BLOB NOT NULL);
+CREATE TRIGGER {kv}_value_update AFTER UPDATE OF value_id ON {kv}
+  WHEN old.value_id IS NOT NULL AND old.value_id IS NOT new.value_id
+  BEGIN DELETE FROM {val} WHERE id = old.value_id; END;
+CREATE TRIGGER {kv}_value_delete AFTER DELETE ON {kv} WHEN old.value_id IS NOT NULL
+  BEGIN DELETE FROM {val} WHERE id = old.value_id; END;
 )sql";
 
 // A stage file's table: writes acknowledged but not yet applied to their partitions
@@ -144,9 +159,25 @@ Status migrate_2_to_3(sql::Db& data, sql::Db& stage) {
                           "migrate format 2 to 3");
 }
 
+std::string value_ddl(uint32_t partition) {
+  return substitute(substitute(kValueDdl, "kv", kv_table(partition)), "val", val_table(partition));
+}
+
 std::string partition_ddl(uint32_t partition) {
   return substitute(substitute(kPartitionDdl, "kv", kv_table(partition)), "log",
-                    log_table(partition));
+                    log_table(partition)) +
+         value_ddl(partition);
+}
+
+// Version 3 to 4: each partition gets its value table; rows keep their values inline
+// until they are next written.
+Status migrate_3_to_4(sql::Db& data, const FileMeta& meta) {
+  std::string sql;
+  for (uint32_t p = meta.file_index; p < meta.partitions; p += meta.db_files) {
+    sql += "ALTER TABLE " + kv_table(p) + " ADD COLUMN value_id INTEGER;" + value_ddl(p);
+  }
+  return exec_transaction(data, sql + "UPDATE meta SET value = 4 WHERE name = 'format_version';",
+                          "migrate format 3 to 4");
 }
 
 }  // namespace
@@ -163,6 +194,7 @@ std::filesystem::path Layout::lock_path() const { return dir / "LOCK"; }
 
 std::string kv_table(uint32_t partition) { return table_name("kv", partition); }
 std::string log_table(uint32_t partition) { return table_name("log", partition); }
+std::string val_table(uint32_t partition) { return table_name("val", partition); }
 
 Status configure_connection(sql::Db& db, ConnectionRole role, SyncMode sync,
                             uint64_t max_db_bytes) {
@@ -272,6 +304,10 @@ Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta) {
   if (meta->format_version == 2) {
     EDGEKV_RETURN_IF_ERROR(migrate_2_to_3(data, stage));
     meta->format_version = 3;
+  }
+  if (meta->format_version == 3) {
+    EDGEKV_RETURN_IF_ERROR(migrate_3_to_4(data, *meta));
+    meta->format_version = 4;
   }
   return Status();
 }

@@ -17,7 +17,7 @@
 namespace edgekv::store {
 
 // Bumped when the format changes incompatibly; an older build refuses a newer directory.
-inline constexpr int64_t kFormatVersion = 3;
+inline constexpr int64_t kFormatVersion = 4;
 // SQLite's header field for "which application's file is this": "EKV1".
 inline constexpr int64_t kApplicationId = 0x454b5631;
 
@@ -48,6 +48,11 @@ struct FileMeta {
 
 std::string kv_table(uint32_t partition);   // "kv_00005"
 std::string log_table(uint32_t partition);  // "log_00005"
+std::string val_table(uint32_t partition);  // "val_00005"
+
+// A put whose stored value (after compression) is longer than this keeps it in the
+// partition's value table, not in its row (format 4, store/FORMAT.md "Large values").
+inline constexpr size_t kInlineValueMaxBytes = 256;
 
 // kWriter: the one connection that writes a file (the applier's for a data file, the
 // writer's for a stage file). kCheckpointer: a second read-write connection that only runs
@@ -79,6 +84,7 @@ Status create_stage_schema(sql::Db& db, const Layout& layout, uint32_t file_inde
 // into a file of its own: the step copies the rows staged in `data` to `stage` (a created
 // stage file) and commits them there before it drops the table from `data`, so a crash in
 // between leaves them in both, and the step, run again, copies them again (the same ids).
+// Version 4 added the value tables: existing rows keep their values inline.
 // Does nothing for a file of the current format.
 Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta);
 

@@ -42,6 +42,11 @@ void Stmt::bind_int64(int index, int64_t value) {
   if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
 }
 
+void Stmt::bind_null(int index) {
+  int rc = sqlite3_bind_null(stmt_.get(), index);
+  if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+}
+
 void Stmt::bind_blob(int index, std::string_view bytes) {
   // A null pointer would bind NULL, which the NOT NULL columns refuse: use a static empty.
   static const char kEmpty = 0;

@@ -35,6 +35,7 @@ class Stmt {
   void bind_int64(int index, int64_t value);
   // uint64 versions are stored as INTEGER by a two's-complement cast: lossless both ways.
   void bind_u64(int index, uint64_t value) { bind_int64(index, static_cast<int64_t>(value)); }
+  void bind_null(int index);
   // Binds without copying: `bytes` must stay alive until reset(). Empty binds an empty
   // blob, never NULL.
   void bind_blob(int index, std::string_view bytes);

@@ -203,6 +203,68 @@ TEST(StoreTest, LargeValuesAreStoredCompressedAndReadBackIntact) {
   EXPECT_EQ(stored("noise"), std::make_pair(int64_t{0}, int64_t{8192}));  // would not shrink
 }
 
+// A value longer than kInlineValueMaxBytes once stored lives in its partition's value table
+// and the row points to it; overwriting, deleting or expiring the row takes the value along.
+TEST(StoreTest, LargeValuesLiveInTheValueTableAndGoWithTheirRow) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.db_files = 1;
+  options.partitions = 4;
+  const std::filesystem::path file = dir.data() / "data-0.db";
+  auto values_stored = [&] {
+    return RawDb(file).query_int(
+        "SELECT (SELECT count(*) FROM val_00000) + (SELECT count(*) FROM val_00001) +"
+        " (SELECT count(*) FROM val_00002) + (SELECT count(*) FROM val_00003)");
+  };
+  const std::string big = random_bytes(4096, 11);   // does not compress: 4096 bytes stored
+  const std::string other = random_bytes(300, 12);  // over the threshold, under compression's
+  const std::string small = std::string(256, 's');  // at the threshold: in the row
+  auto store = open_or_die(options);
+  const std::string table = kv_table_of(store->partition_of("k"));
+  // A sweep applies everything staged, so each step below is in the tables.
+  auto write = [&](Record r) {
+    Result<ApplyResult> applied = store->apply_sync(std::move(r), kNow);
+    ASSERT_TRUE(applied.ok() && applied->applied);
+    ASSERT_TRUE(store->sweep_sync(kNow, 0).ok());
+  };
+
+  write(put("k", big, hlc_at(0)));
+  EXPECT_TRUE(RawDb(file).value_out_of_row(table, "k"));
+  EXPECT_EQ(values_stored(), 1);
+  EXPECT_EQ(RawDb(file).stored_value(table, "k"), big);
+  EXPECT_EQ(store->get("k", kNow)->value, big);
+  Result<std::vector<ChangeEvent>> changes = store->read_changes(store->partition_of("k"), 0, 10);
+  ASSERT_TRUE(changes.ok() && !changes->empty());
+  EXPECT_EQ(changes->back().value, big);  // the change log joins the value table too
+
+  write(put("k", other, hlc_at(1)));
+  EXPECT_EQ(values_stored(), 1);  // the new value in, the old one out
+  EXPECT_EQ(store->get("k", kNow)->value, other);
+
+  write(put("k", small, hlc_at(2)));
+  EXPECT_FALSE(RawDb(file).value_out_of_row(table, "k"));
+  EXPECT_EQ(values_stored(), 0);
+  EXPECT_EQ(store->get("k", kNow)->value, small);
+
+  write(put("k", big, hlc_at(3)));
+  EXPECT_EQ(values_stored(), 1);
+  write(tombstone("k", hlc_at(4)));
+  EXPECT_EQ(values_stored(), 0);
+  EXPECT_EQ(store->get("k", kNow).status().code(), Code::kNotFound);
+
+  write(put("t", big, hlc_at(5), 1, WallTime{kNow.ms + 10}));
+  EXPECT_EQ(values_stored(), 1);
+  ASSERT_TRUE(store->sweep_sync(WallTime{kNow.ms + 1000}, 100).ok());
+  EXPECT_TRUE(eventually([&] { return values_stored() == 0; })) << values_stored();
+
+  write(put("r", big, hlc_at(6)));
+  store.reset();
+  store = open_or_die(options);
+  EXPECT_EQ(store->get("r", kNow)->value, big);
+  EXPECT_EQ(store->stats(kNow).keys, 1u);
+  EXPECT_EQ(values_stored(), 1);
+}
+
 TEST(StoreTest, CorruptCompressedValuesAreReportedNotCrashedOn) {
   TempDir dir;
   const std::string value = compressible(16 * 1024);

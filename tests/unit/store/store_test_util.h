@@ -188,11 +188,14 @@ class RawDb {
     sqlite3_finalize(s);
     return found;
   }
-  // codec and stored length of the row of `key` in `table`.
+  // codec and stored length of the value of `key` in kv table `table`, wherever it is (the
+  // row, or the partition's value table).
   std::optional<std::pair<int64_t, int64_t>> codec_and_length(const std::string& table,
                                                               std::string_view key) {
     sqlite3_stmt* s = nullptr;
-    std::string sql = "SELECT codec, length(value) FROM " + table + " WHERE key = ?1";
+    std::string sql = "SELECT k.codec, length(coalesce(v.value, k.value)) FROM " + table +
+                      " AS k LEFT JOIN " + value_table(table) +
+                      " AS v ON v.id = k.value_id WHERE k.key = ?1";
     EDGEKV_ASSERT(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
     sqlite3_bind_blob(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
     std::optional<std::pair<int64_t, int64_t>> out;
@@ -204,7 +207,8 @@ class RawDb {
   }
   std::string stored_value(const std::string& table, std::string_view key) {
     sqlite3_stmt* s = nullptr;
-    std::string sql = "SELECT value FROM " + table + " WHERE key = ?1";
+    std::string sql = "SELECT coalesce(v.value, k.value) FROM " + table + " AS k LEFT JOIN " +
+                      value_table(table) + " AS v ON v.id = k.value_id WHERE k.key = ?1";
     EDGEKV_ASSERT(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
     sqlite3_bind_blob(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
     std::string out;
@@ -215,10 +219,74 @@ class RawDb {
     sqlite3_finalize(s);
     return out;
   }
+  // Stores `value` in the row itself (its value-table entry, if any, goes).
+  // Whether the value of `key` lives in the partition's value table, not in its row.
+  bool value_out_of_row(const std::string& table, std::string_view key) {
+    return query_int("SELECT value_id IS NOT NULL FROM " + table + " WHERE key = ?1", key) == 1;
+  }
+  int64_t query_int(const std::string& sql, std::string_view bind = {}) {
+    sqlite3_stmt* s = nullptr;
+    EDGEKV_ASSERT(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    if (sqlite3_bind_parameter_count(s) > 0) {
+      sqlite3_bind_blob(s, 1, bind.data(), static_cast<int>(bind.size()), SQLITE_TRANSIENT);
+    }
+    int64_t out = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_finalize(s);
+    return out;
+  }
+  void exec(const std::string& sql) {
+    char* error = nullptr;
+    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+    EDGEKV_ASSERT(rc == SQLITE_OK);
+    sqlite3_free(error);
+  }
+  // Values in the file's value tables that no row points to, plus rows that point to a
+  // value that is not there: 0 when the value tables are consistent.
+  int64_t value_table_mismatches() {
+    int64_t n = 0;
+    for (const std::string& kv : kv_tables()) {
+      const std::string val = value_table(kv);
+      n += query_int("SELECT count(*) FROM " + val + " AS v WHERE NOT EXISTS (SELECT 1 FROM " + kv +
+                     " AS k WHERE k.value_id = v.id)");
+      n += query_int("SELECT count(*) FROM " + kv +
+                     " AS k WHERE k.value_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM " + val +
+                     " AS v WHERE v.id = k.value_id)");
+    }
+    return n;
+  }
+  std::vector<std::string> kv_tables() {
+    std::vector<std::string> names;
+    sqlite3_stmt* s = nullptr;
+    EDGEKV_ASSERT(sqlite3_prepare_v2(db_,
+                                     "SELECT name FROM sqlite_schema WHERE type = 'table'"
+                                     " AND name LIKE 'kv\\_%' ESCAPE '\\'",
+                                     -1, &s, nullptr) == SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+    }
+    sqlite3_finalize(s);
+    return names;
+  }
+
+  // Turns a format 4 data file back into format 3: values moved back into their rows, no
+  // value tables and their triggers, no value_id column, format_version 3.
+  void downgrade_to_format_3() {
+    std::string sql = "BEGIN;";
+    for (const std::string& kv : kv_tables()) {
+      sql += "UPDATE " + kv + " SET value = (SELECT v.value FROM " + value_table(kv) +
+             " AS v WHERE v.id = value_id), value_id = NULL WHERE value_id IS NOT NULL;";
+      sql += "DROP TRIGGER " + kv + "_value_update; DROP TRIGGER " + kv + "_value_delete;";
+      sql += "DROP TABLE " + value_table(kv) + "; ALTER TABLE " + kv + " DROP COLUMN value_id;";
+    }
+    sql += "UPDATE meta SET value = 3 WHERE name = 'format_version'; COMMIT;";
+    exec(sql);
+  }
+
   void set_value(const std::string& table, std::string_view key, std::string_view value,
                  int64_t codec) {
     sqlite3_stmt* s = nullptr;
-    std::string sql = "UPDATE " + table + " SET value = ?2, codec = ?3 WHERE key = ?1";
+    std::string sql =
+        "UPDATE " + table + " SET value = ?2, codec = ?3, value_id = NULL WHERE key = ?1";
     EDGEKV_ASSERT(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
     sqlite3_bind_blob(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
     sqlite3_bind_blob(s, 2, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
@@ -229,6 +297,10 @@ class RawDb {
   }
 
  private:
+  static std::string value_table(const std::string& kv_table) {
+    return "val" + kv_table.substr(2);  // kv_00005 -> val_00005
+  }
+
   sqlite3* db_ = nullptr;
 };
 

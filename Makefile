@@ -5,7 +5,7 @@
 #   make fuzz                      run the fuzz targets longer (FUZZ_SECONDS each)
 #   make bench                     edgekv side by side with Redis (docs/performance.md)
 #   make sim                       the simulation scenarios with more seeds and sizes (docs/gossip.md)
-#   make deb                       the Debian package, build/deb/edgekv_<version>_<arch>.deb (docs/packaging.md)
+#   make deb                       the Debian packages, build/deb/{edgekv,libedgekv-dev}_<version>_<arch>.deb (docs/packaging.md)
 SANITIZE ?=
 FUZZ_SECONDS ?= 300
 BENCH_ARGS ?=

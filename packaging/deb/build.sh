@@ -5,7 +5,7 @@
 #
 # Copies the source tree (without build outputs) to OUTDIR/src, adds packaging/deb/debian
 # as its debian/ folder and runs dpkg-buildpackage there, so the .deb files land in OUTDIR:
-# OUTDIR/edgekv_<version>_<arch>.deb. The version is CMake's project(VERSION); the build
+# OUTDIR/edgekv_<version>_<arch>.deb and OUTDIR/libedgekv-dev_<version>_<arch>.deb. The version is CMake's project(VERSION); the build
 # stops if debian/changelog says otherwise. JOBS sets the parallelism (default: nproc).
 # The full log is OUTDIR/build.log.
 set -euo pipefail
@@ -30,10 +30,11 @@ fi
 
 arch=$(dpkg --print-architecture)
 deb="$out/edgekv_${version}_${arch}.deb"
+devdeb="$out/libedgekv-dev_${version}_${arch}.deb"
 src="$out/src"
 log="$out/build.log"
 
-rm -rf "$src" "$deb"
+rm -rf "$src" "$deb" "$devdeb"
 mkdir -p "$src"
 # Everything but build outputs (OUTDIR too, wherever it is), local runs and caches;
 # packaging/ is not part of the source proper (its debian/ folder is added below).
@@ -51,4 +52,5 @@ if ! (cd "$src" && DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=$jobs" \
   die "dpkg-buildpackage failed; the full log is $log"
 fi
 [ -f "$deb" ] || die "dpkg-buildpackage succeeded but $deb is missing (see $log)"
-echo "edgekv: built $deb in $(( $(date +%s) - start )) s"
+[ -f "$devdeb" ] || die "dpkg-buildpackage succeeded but $devdeb is missing (see $log)"
+echo "edgekv: built $deb and $(basename "$devdeb") in $(( $(date +%s) - start )) s"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Debian package and checks it without installing it (ctest package.deb):
+# Builds the Debian packages and checks them without installing them (ctest package.deb):
 # lintian, contents with owners and modes, conffiles, maintainer scripts, the packaged
-# configuration and man pages against the packaged binaries, `systemd-analyze verify`.
+# configuration and man pages against the packaged binaries, `systemd-analyze verify`;
+# libedgekv-dev: its contents, and its example compiled against the extracted package and
+# run against the extracted daemon.
 #   deb_test.sh OUTDIR VERSION
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,13 +20,15 @@ if [ "${EDGEKV_DEB_PREBUILT:-0}" != 1 ]; then
 fi
 deb="$out/edgekv_${version}_$(dpkg --print-architecture).deb"
 [ -f "$deb" ] || { echo "FAIL: $deb was not built"; exit 1; }
+devdeb="$out/libedgekv-dev_${version}_$(dpkg --print-architecture).deb"
+[ -f "$devdeb" ] || { echo "FAIL: $devdeb was not built"; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # --- lintian, and a written reason for every override -------------------------------
 echo "== lintian"
-if ! lintian --fail-on error,warning "$deb" >"$work/lintian" 2>&1; then
+if ! lintian --fail-on error,warning "$deb" "$devdeb" >"$work/lintian" 2>&1; then
   fail "lintian --fail-on error,warning:"$'\n'"$(cat "$work/lintian")"
 fi
 cat "$work/lintian"
@@ -119,8 +123,53 @@ verify=$(cd "$work" && MANPATH="$r/usr/share/man" SYSTEMD_LOG_COLOR=0 \
   fail "systemd-analyze verify failed"
 [ -z "$verify" ] || fail "systemd-analyze verify:"$'\n'"$verify"
 
+# --- libedgekv-dev ----------------------------------------------------------------------
+echo "== libedgekv-dev"
+[ "$(dpkg-deb -f "$devdeb" Version)" = "$version" ] || fail "libedgekv-dev: Version is not $version"
+for dep in libprotobuf-dev libxxhash-dev libzmq3-dev; do
+  dpkg-deb -f "$devdeb" Depends | grep -qw "$dep" || fail "libedgekv-dev does not depend on $dep"
+done
+dpkg-deb --contents "$devdeb" | awk '{print $1, $2, $6}' >"$work/dev-contents"
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+for path in usr/include/edgekv/client/client.h usr/include/edgekv/client/subscription.h \
+            usr/include/edgekv/client/types.h usr/include/edgekv/common/status.h \
+            "usr/lib/$multiarch/libedgekv.a" "usr/lib/$multiarch/pkgconfig/edgekv.pc" \
+            usr/share/doc/libedgekv-dev/examples/put_get.cc usr/share/doc/libedgekv-dev/copyright; do
+  grep -qxF -e "-rw-r--r-- root/root ./$path" "$work/dev-contents" ||
+    fail "not in libedgekv-dev as -rw-r--r-- root/root: /$path"
+done
+grep -vE ' \./usr/(include/edgekv/|lib/'"$multiarch"'/|share/doc/libedgekv-dev/)' "$work/dev-contents" |
+  grep -v '^d' | sed 's/^/unexpected in libedgekv-dev: /' | grep . && fail "unexpected files in libedgekv-dev"
+# An application's build: the extracted package, its pkg-config file and nothing else of
+# this tree; then the program against the extracted daemon, over ipc:// endpoints.
+dpkg-deb -x "$devdeb" "$work/dev"
+example="$work/dev/usr/share/doc/libedgekv-dev/examples/put_get.cc"
+if ! flags=$(PKG_CONFIG_PATH="$work/dev/usr/lib/$multiarch/pkgconfig" pkg-config --cflags --libs edgekv); then
+  fail "pkg-config --cflags --libs edgekv fails on the packaged edgekv.pc"
+elif ! (cd "$work" && g++ -std=c++20 -Wall -Wextra -Werror "$example" $flags -o "$work/put_get") \
+        >"$work/compile.log" 2>&1; then
+  fail "the example does not build against libedgekv-dev:"$'\n'"$(cat "$work/compile.log")"
+else
+  "$r/usr/sbin/edgekvd" --config /dev/null --node-id deb-test --data-dir "$work/data" \
+    --client-endpoint "ipc://$work/client.sock" --feed-endpoint "ipc://$work/feed.sock" \
+    --resp-endpoint "" --gossip-endpoint "ipc://$work/gossip.sock" \
+    --peer-endpoint "ipc://$work/peer.sock" >"$work/edgekvd.log" 2>&1 &
+  daemon=$!
+  for _ in $(seq 300); do [ -S "$work/client.sock" ] && break; sleep 0.1; done
+  if ! got=$("$work/put_get" "ipc://$work/client.sock" greeting hello 2>&1); then
+    fail "the example against the packaged edgekvd: $got"$'\n'"$(cat "$work/edgekvd.log")"
+  fi
+  case "$got" in "greeting = hello (version "*) ;; *) fail "the example printed: $got" ;; esac
+  kill "$daemon"
+  wait "$daemon" || fail "edgekvd did not stop cleanly:"$'\n'"$(cat "$work/edgekvd.log")"
+  if got=$("$work/put_get" "ipc://$work/nobody.sock" k v 2>&1) ||
+     [[ "$got" != "put: TIMEOUT: "* ]]; then
+    fail "the example against no daemon did not time out: $got"
+  fi
+fi
+
 if [ "$failures" -gt 0 ]; then
-  echo "$failures problem(s) in $deb"
+  echo "$failures problem(s) in $deb or $devdeb"
   exit 1
 fi
-echo "$(basename "$deb"): OK"
+echo "$(basename "$deb"), $(basename "$devdeb"): OK"

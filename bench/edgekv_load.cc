@@ -243,8 +243,8 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(total.not_found),
         static_cast<unsigned long long>(total.errors), p50, p99, p999);
   } else {
-    std::printf("%-10s %10s %8s %8s %8s %8s %8s\n", "ops", "ops/s", "p50_us", "p99_us",
-                "p999_us", "notfound", "errors");
+    std::printf("%-10s %10s %8s %8s %8s %8s %8s\n", "ops", "ops/s", "p50_us", "p99_us", "p999_us",
+                "notfound", "errors");
     std::printf("%-10llu %10.0f %8u %8u %8u %8llu %8llu\n", static_cast<unsigned long long>(ops),
                 ops_per_s, p50, p99, p999, static_cast<unsigned long long>(total.not_found),
                 static_cast<unsigned long long>(total.errors));

@@ -372,21 +372,22 @@ std::string gossip_timing_text(const client::NodeStatus& status) {
 std::string cluster_size_text(const client::NodeStatus& status) {
   std::string out = std::to_string(status.members_alive) + " alive / " +
                     std::to_string(status.members_known) + " known";
-  if (status.members_suspect > 0) out += " (" + std::to_string(status.members_suspect) + " suspect)";
+  if (status.members_suspect > 0)
+    out += " (" + std::to_string(status.members_suspect) + " suspect)";
   return out;
 }
 
 std::string members_text(const client::Members& members) {
   std::vector<std::vector<std::string>> rows;
   rows.reserve(members.members.size() + 1);
-  rows.push_back({"NODE", "DATACENTER", "STATE", "INCARNATION", "SINCE", "CLIENT", "PEER", "FEED",
-                  "GOSSIP"});
+  rows.push_back(
+      {"NODE", "DATACENTER", "STATE", "INCARNATION", "SINCE", "CLIENT", "PEER", "FEED", "GOSSIP"});
   for (const client::MemberInfo& m : members.members) {
     rows.push_back({one_line(m.node_id) + (m.self ? " *" : ""), or_dash(m.datacenter),
-                    std::string(client::member_state_name(m.state)),
-                    std::to_string(m.incarnation), format_duration_ms(m.state_age_ms),
-                    or_dash(m.client_endpoint), or_dash(m.peer_endpoint),
-                    or_dash(m.feed_endpoint), or_dash(m.gossip_endpoint)});
+                    std::string(client::member_state_name(m.state)), std::to_string(m.incarnation),
+                    format_duration_ms(m.state_age_ms), or_dash(m.client_endpoint),
+                    or_dash(m.peer_endpoint), or_dash(m.feed_endpoint),
+                    or_dash(m.gossip_endpoint)});
   }
   return aligned_columns(rows);
 }

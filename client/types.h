@@ -99,9 +99,9 @@ struct Stat {
 };
 
 // One committed change, from the feed (Subscription) or a change-log read (Client::changes).
+using edgekv::change_op_name;
 using edgekv::ChangeEvent;
 using edgekv::ChangeOp;
-using edgekv::change_op_name;
 
 // A slice of one partition's change log.
 struct Changes {

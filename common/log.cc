@@ -29,8 +29,11 @@ const char* level_name(LogLevel level) {
 
 bool parse_log_level(std::string_view name, LogLevel* out) {
   static constexpr std::pair<std::string_view, LogLevel> kNames[] = {
-      {"error", LogLevel::kError}, {"warning", LogLevel::kWarning},
-      {"notice", LogLevel::kNotice}, {"info", LogLevel::kInfo}, {"debug", LogLevel::kDebug}};
+      {"error", LogLevel::kError},
+      {"warning", LogLevel::kWarning},
+      {"notice", LogLevel::kNotice},
+      {"info", LogLevel::kInfo},
+      {"debug", LogLevel::kDebug}};
   for (const auto& [n, level] : kNames) {
     if (n == name) {
       *out = level;
@@ -54,8 +57,8 @@ void log_write(LogLevel level, std::string_view message) {
     std::tm tm{};
     gmtime_r(&secs, &tm);
     char stamp[40];
-    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d ", tm.tm_hour, tm.tm_min,
-                  tm.tm_sec, static_cast<int>(ms.count() % 1000));
+    std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms.count() % 1000));
     line += stamp;
     line += level_name(level);
     line += ' ';

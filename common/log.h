@@ -42,7 +42,7 @@ class LogLine {
 
 }  // namespace edgekv
 
-#define EDGEKV_LOG(level)                                        \
-  if (!::edgekv::log_enabled(::edgekv::LogLevel::level)) {       \
-  } else                                                         \
+#define EDGEKV_LOG(level)                                  \
+  if (!::edgekv::log_enabled(::edgekv::LogLevel::level)) { \
+  } else                                                   \
     ::edgekv::LogLine(::edgekv::LogLevel::level)

@@ -27,8 +27,8 @@ enum class Code : uint8_t {
   kTimeout = 4,
   kOverloaded = 5,
   kInternal = 6,
-  kIoError = 7,     // the disk failed us (SQLite I/O error, full disk, permissions)
-  kCorruption = 8,  // stored data does not decode
+  kIoError = 7,             // the disk failed us (SQLite I/O error, full disk, permissions)
+  kCorruption = 8,          // stored data does not decode
   kFailedPrecondition = 9,  // e.g. data directory created with other settings
 };
 
@@ -69,7 +69,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
     EDGEKV_ASSERT(!status_.ok());
   }
@@ -102,8 +102,8 @@ class [[nodiscard]] Result {
 }  // namespace edgekv
 
 // Returns early from the enclosing function with the Status of `expr` when it is not OK.
-#define EDGEKV_RETURN_IF_ERROR(expr)             \
-  do {                                           \
-    ::edgekv::Status edgekv_status_ = (expr);    \
+#define EDGEKV_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::edgekv::Status edgekv_status_ = (expr);        \
     if (!edgekv_status_.ok()) return edgekv_status_; \
   } while (0)

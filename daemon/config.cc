@@ -249,8 +249,9 @@ Status set_seeds(std::string_view text, Config& config) {
       size_t comma = text.find(',');
       std::string_view item = trim_blanks(text.substr(0, comma));
       if (item.empty()) {
-        return invalid("empty entry in the list (expected ENDPOINT[,ENDPOINT]..., e.g. "
-                       "tcp://10.0.0.1:7402,tcp://10.0.0.2:7402)");
+        return invalid(
+            "empty entry in the list (expected ENDPOINT[,ENDPOINT]..., e.g. "
+            "tcp://10.0.0.1:7402,tcp://10.0.0.2:7402)");
       }
       EDGEKV_RETURN_IF_ERROR(check_endpoint(item));
       EDGEKV_RETURN_IF_ERROR(check_reachable(item));
@@ -538,8 +539,7 @@ constexpr OptionSpec kOptions[] = {
      "of what rides on probes (0..600000; 0: the preset's). Nothing is sent when no news "
      "waits.",
      set_integer<&Config::gossip_interval_ms, 0, 600000>, false},
-    {"gossip-fanout", "0",
-     "Members each such send goes to (0..16; 0: the preset's).",
+    {"gossip-fanout", "0", "Members each such send goes to (0..16; 0: the preset's).",
      set_integer<&Config::gossip_fanout, 0, 16>, false},
     {"gossip-push-pull-interval-ms", "0",
      "Milliseconds between full membership exchanges with one random member (0..3600000; "
@@ -781,9 +781,9 @@ Result<gossip::Options> Config::gossip_options() const {
   count(gossip_max_message_bytes, &options.max_message_bytes);
   Status status = options.validate();
   if (!status.ok()) {
-    return invalid("gossip settings (gossip-preset " + gossip_preset +
-                   " and the gossip-* options) do not fit together: " +
-                   with_option_names(status.message()));
+    return invalid(
+        "gossip settings (gossip-preset " + gossip_preset +
+        " and the gossip-* options) do not fit together: " + with_option_names(status.message()));
   }
   return options;
 }
@@ -900,8 +900,7 @@ Result<ParsedArgs> parse_args(int argc, const char* const* argv, std::ostream& o
     for (size_t j = 0; j < i; ++j) {
       if (*endpoints[i].second == *endpoints[j].second) {
         return invalid(std::string(endpoints[i].first) + " and " + endpoints[j].first +
-                       " are both " + single_quoted(*endpoints[i].second) +
-                       "; they must differ");
+                       " are both " + single_quoted(*endpoints[i].second) + "; they must differ");
       }
     }
   }

@@ -85,8 +85,7 @@ GossipTransport::Peer* GossipTransport::peer_for(const std::string& endpoint, Mo
     socket->set(zmq::sockopt::linger, 0);
     socket->set(zmq::sockopt::sndhwm, options_.send_hwm);
     socket->set(zmq::sockopt::maxmsgsize, kSubscriptionBytesMax);
-    socket->set(zmq::sockopt::reconnect_ivl_max,
-                static_cast<int>(options_.reconnect_max.count()));
+    socket->set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(options_.reconnect_max.count()));
     socket->connect(endpoint);
   } catch (const zmq::error_t& e) {
     // The endpoint came from a peer's gossip or from the seeds; it is not ours to trust.

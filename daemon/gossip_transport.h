@@ -75,10 +75,10 @@ struct GossipTransportOptions {
 };
 
 struct GossipTransportCounters {
-  uint64_t sent = 0;              // messages handed to a peer socket
-  uint64_t received = 0;          // datagrams delivered from the inbox
-  uint64_t send_dropped = 0;      // overflowed or aged out of a pending queue, or unsendable
-  uint64_t receive_malformed = 0; // inbox messages that were not [topic][datagram]
+  uint64_t sent = 0;               // messages handed to a peer socket
+  uint64_t received = 0;           // datagrams delivered from the inbox
+  uint64_t send_dropped = 0;       // overflowed or aged out of a pending queue, or unsendable
+  uint64_t receive_malformed = 0;  // inbox messages that were not [topic][datagram]
   uint64_t peers_opened = 0;
   uint64_t peers_closed = 0;
 };

@@ -29,8 +29,8 @@ struct RequestLimits {
 
 struct DecodedRequest {
   pb::Request request;
-  Status status;     // OK: `request` is valid and within limits; else why it is not
-  uint64_t id = 0;   // the request id when the body decoded far enough to have one
+  Status status;              // OK: `request` is valid and within limits; else why it is not
+  uint64_t id = 0;            // the request id when the body decoded far enough to have one
   bool req_envelope = false;  // the client used a REQ socket (empty delimiter frame)
 };
 

@@ -48,8 +48,8 @@ std::string wrong_arity(std::string_view name) {
 // argument cannot make a huge error reply.
 std::string unknown_command(const Args& args) {
   constexpr size_t kQuotedMax = 128;
-  std::string msg = "unknown command '" + args[0].substr(0, kQuotedMax) +
-                    "', with args beginning with: ";
+  std::string msg =
+      "unknown command '" + args[0].substr(0, kQuotedMax) + "', with args beginning with: ";
   std::string quoted;
   for (size_t i = 1; i < args.size() && quoted.size() < kQuotedMax; ++i) {
     quoted += "'" + args[i].substr(0, kQuotedMax - quoted.size()) + "' ";
@@ -67,17 +67,17 @@ struct Conn {
   int fd = -1;
   resp::Parser parser;
   Args command;
-  std::deque<Slot> slots;  // replies in request order; front() is the oldest pending
+  std::deque<Slot> slots;   // replies in request order; front() is the oldest pending
   uint64_t first_slot = 0;  // the sequence number of slots.front()
   std::string out;          // encoded replies not yet sent, from out_sent
   size_t out_sent = 0;
-  size_t slot_bytes = 0;    // bytes of filled slots not yet moved to `out`
-  bool reading = true;      // EPOLLIN is registered
-  bool writing = false;     // EPOLLOUT is registered
+  size_t slot_bytes = 0;  // bytes of filled slots not yet moved to `out`
+  bool reading = true;    // EPOLLIN is registered
+  bool writing = false;   // EPOLLOUT is registered
   bool close_after_flush = false;
-  bool dirty = false;       // has replies filled since the last flush (listed in dirty_)
-  bool stopped = false;     // the server stopped reading requests
-  std::string name;         // CLIENT SETNAME
+  bool dirty = false;    // has replies filled since the last flush (listed in dirty_)
+  bool stopped = false;  // the server stopped reading requests
+  std::string name;      // CLIENT SETNAME
 
   explicit Conn(const resp::ParserLimits& limits) : parser(limits) {}
   // Reply bytes held for this client: filled slots and unsent output.
@@ -90,7 +90,7 @@ using Handler = void (RespServerImpl::*)(Conn&, Args&, uint64_t slot);
 
 struct CommandSpec {
   const char* name;
-  int arity;  // Redis convention: N exactly N arguments (name included), -N at least N
+  int arity;          // Redis convention: N exactly N arguments (name included), -N at least N
   const char* flags;  // for COMMAND: space-separated
   int first_key, last_key, key_step;
   Handler handler;
@@ -340,7 +340,6 @@ class RespServerImpl final : public RespServer {
   }
 
  private:
-
   // Moves filled slots from the front into the output buffer and sends what it can.
   void send_ready(Conn& conn) {
     while (!conn.slots.empty() && conn.slots.front().ready) {
@@ -420,8 +419,8 @@ class RespServerImpl final : public RespServer {
   }
   static std::string error_text(const Status& status) {
     std::string out;
-    resp::append_error(out, status.message().empty() ? std::string(code_name(status.code()))
-                                                      : status.message());
+    resp::append_error(
+        out, status.message().empty() ? std::string(code_name(status.code())) : status.message());
     return out;
   }
 
@@ -471,7 +470,8 @@ class RespServerImpl final : public RespServer {
     size_t i = 1;
     if (args.size() > 1) {
       auto version = resp::parse_int64(args[1]);
-      if (!version) return reply_error(conn, slot, "Protocol version is not an integer or out of range");
+      if (!version)
+        return reply_error(conn, slot, "Protocol version is not an integer or out of range");
       if (*version != 2) {
         std::string out;
         resp::append_error(out, "unsupported protocol version", "NOPROTO");
@@ -534,8 +534,8 @@ class RespServerImpl final : public RespServer {
     }
     if (resp::iequals(sub, "setname") || resp::iequals(sub, "getname") ||
         resp::iequals(sub, "id")) {
-      return reply_error(conn, slot, "wrong number of arguments for 'client|" + lower(sub) +
-                                         "' command");
+      return reply_error(conn, slot,
+                         "wrong number of arguments for 'client|" + lower(sub) + "' command");
     }
     reply_error(conn, slot, "unknown subcommand '" + sub + "'. Try CLIENT HELP.");
   }
@@ -548,7 +548,8 @@ class RespServerImpl final : public RespServer {
       return reply(conn, slot, std::move(out));
     }
     const std::string& sub = args[1];
-    if (resp::iequals(sub, "count")) return reply_int(conn, slot, static_cast<int64_t>(commands().size()));
+    if (resp::iequals(sub, "count"))
+      return reply_int(conn, slot, static_cast<int64_t>(commands().size()));
     if (resp::iequals(sub, "docs")) {
       resp::append_array_header(out, 0);  // no docs: clients fall back to plain input
       return reply(conn, slot, std::move(out));
@@ -642,9 +643,9 @@ class RespServerImpl final : public RespServer {
       text += "# Keyspace\r\n";
       // Redis's shape (key=value pairs), which client libraries parse into a map.
       if (s.keys > 0) {
-        line("db0", "keys=" + std::to_string(s.keys) + ",expires=" +
-                        std::to_string(s.keys_with_expiry) + ",partitions=" +
-                        std::to_string(options_.limits.partitions));
+        line("db0", "keys=" + std::to_string(s.keys) +
+                        ",expires=" + std::to_string(s.keys_with_expiry) +
+                        ",partitions=" + std::to_string(options_.limits.partitions));
       }
       text += "\r\n";
     }
@@ -734,9 +735,9 @@ class RespServerImpl final : public RespServer {
       return;
     }
     path_->read_modify_write(
-        args[1], [this, id, slot, nx, xx, get, keep_ttl, expire_at_ms, expired_on_arrival,
-                  key = args[1],
-                  value = std::move(args[2])](Result<store::Record> current) mutable {
+        args[1],
+        [this, id, slot, nx, xx, get, keep_ttl, expire_at_ms, expired_on_arrival, key = args[1],
+         value = std::move(args[2])](Result<store::Record> current) mutable {
           if (!current.ok() && current.status().code() != Code::kNotFound) {
             return fill_later(id, slot, error_text(current.status()));
           }
@@ -929,18 +930,18 @@ class RespServerImpl final : public RespServer {
 
   void cmd_persist(Conn& conn, Args& args, uint64_t slot) {
     if (!keys_ok(conn, slot, args, 1, 1)) return;
-    path_->read_modify_write(
-        args[1], [this, id = conn.id, slot, key = args[1]](Result<store::Record> r) {
-          if (!r.ok()) {
-            return fill_later(id, slot, r.status().code() == Code::kNotFound
-                                            ? std::string(":0\r\n")
-                                            : error_text(r.status()));
-          }
-          if (r->expiry.ms == 0) return fill_later(id, slot, ":0\r\n");
-          path_->put(key, std::move(r->value), WallTime{0}, [this, id, slot](Result<WriteOutcome> w) {
-            fill_later(id, slot, w.ok() ? ":1\r\n" : error_text(w.status()));
-          });
-        });
+    path_->read_modify_write(args[1], [this, id = conn.id, slot,
+                                       key = args[1]](Result<store::Record> r) {
+      if (!r.ok()) {
+        return fill_later(
+            id, slot,
+            r.status().code() == Code::kNotFound ? std::string(":0\r\n") : error_text(r.status()));
+      }
+      if (r->expiry.ms == 0) return fill_later(id, slot, ":0\r\n");
+      path_->put(key, std::move(r->value), WallTime{0}, [this, id, slot](Result<WriteOutcome> w) {
+        fill_later(id, slot, w.ok() ? ":1\r\n" : error_text(w.status()));
+      });
+    });
   }
 
   void cmd_ttl(Conn& conn, Args& args, uint64_t slot, bool millis) {
@@ -948,7 +949,8 @@ class RespServerImpl final : public RespServer {
     path_->get(args[1], [this, id = conn.id, slot, millis](Result<store::Record> r) {
       std::string out;
       if (!r.ok()) {
-        if (r.status().code() != Code::kNotFound) return fill_later(id, slot, error_text(r.status()));
+        if (r.status().code() != Code::kNotFound)
+          return fill_later(id, slot, error_text(r.status()));
         resp::append_integer(out, -2);
       } else if (r->expiry.ms == 0) {
         resp::append_integer(out, -1);
@@ -1044,8 +1046,7 @@ Result<std::unique_ptr<RespServer>> RespServer::listen(const std::string& endpoi
     int err = errno;
     ::freeaddrinfo(found);
     ::close(fd);
-    return Status::unavailable("cannot bind resp-endpoint " + endpoint + ": " +
-                               std::strerror(err));
+    return Status::unavailable("cannot bind resp-endpoint " + endpoint + ": " + std::strerror(err));
   }
   ::freeaddrinfo(found);
   int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);

@@ -153,17 +153,17 @@ class ServerImpl final : public Server {
         clock_, origin_of(config_.node_id), *store_, completions_,
         [this](const store::ChangeEvent& event) { publish(event); }, config_.read_cache_bytes);
     if (resp_) {
-      resp_->attach(*path_, [this] { return store_->stats(clock_.wall_now()); },
-                    store_->partitions());
+      resp_->attach(
+          *path_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
     }
     return {};
   }
 
   Status bind() {
     router_.set(zmq::sockopt::linger, 0);
-    router_.set(zmq::sockopt::maxmsgsize,
-                static_cast<int64_t>(config_.max_value_bytes + config_.max_key_bytes) +
-                    kMessageSlackBytes);
+    router_.set(
+        zmq::sockopt::maxmsgsize,
+        static_cast<int64_t>(config_.max_value_bytes + config_.max_key_bytes) + kMessageSlackBytes);
     feed_.set(zmq::sockopt::linger, 0);
     feed_.set(zmq::sockopt::sndhwm, kFeedSendHwm);
     EDGEKV_RETURN_IF_ERROR(bind_one(router_, "client-endpoint", config_.client_endpoint));
@@ -182,12 +182,11 @@ class ServerImpl final : public Server {
 
   Status run() override {
     EDGEKV_LOG(kNotice) << "edgekvd " << EDGEKV_VERSION << " node " << config_.node_id
-                        << " serving clients on " << config_.client_endpoint
-                        << ", change feed on " << config_.feed_endpoint
+                        << " serving clients on " << config_.client_endpoint << ", change feed on "
+                        << config_.feed_endpoint
                         << (resp_ ? ", Redis protocol on " + config_.resp_endpoint : std::string())
-                        << ", "
-                        << store_->partitions() << " partitions in " << config_.data_dir.string()
-                        << " (sync=" << sync_name(config_.sync) << ")";
+                        << ", " << store_->partitions() << " partitions in "
+                        << config_.data_dir.string() << " (sync=" << sync_name(config_.sync) << ")";
     MonoTime now = clock_.mono_now();
     start_gossip(now);
     // Ready before the join completes: the node serves its own data meanwhile, and a seed
@@ -212,8 +211,7 @@ class ServerImpl final : public Server {
     store_->close();
     // Completions that raced with close() (none are expected: no write is in flight).
     handle_completions();
-    EDGEKV_LOG(kNotice) << "edgekvd stopped cleanly after " << counters_.requests
-                        << " requests";
+    EDGEKV_LOG(kNotice) << "edgekvd stopped cleanly after " << counters_.requests << " requests";
     return {};
   }
 
@@ -317,8 +315,7 @@ class ServerImpl final : public Server {
 
   void begin_stop() {
     stopping_ = true;
-    EDGEKV_LOG(kNotice) << "stopping: leaving the cluster, finishing "
-                        << path_->writes_in_flight()
+    EDGEKV_LOG(kNotice) << "stopping: leaving the cluster, finishing " << path_->writes_in_flight()
                         << " requests in flight, then closing the store";
     notifier_.stopping("leaving the cluster, finishing requests in flight");
     MonoTime now = clock_.mono_now();
@@ -406,21 +403,21 @@ class ServerImpl final : public Server {
 
   void handle_get(ReplyTo to, const pb::Request& req) {
     ++counters_.gets;
-    path_->get(req.get().key(), [this, to = std::move(to),
-                                 id = req.id()](Result<store::Record> record) {
-      if (!record.ok()) {
-        if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
-        return reply_error(to, id, record.status());
-      }
-      ++counters_.get_hits;
-      pb::Response resp;
-      resp.set_id(id);
-      auto* body = resp.mutable_get();
-      body->set_value(std::move(record->value));
-      set_version(body->mutable_version(), record->version);
-      body->set_expiry_ms(record->expiry.ms);
-      send_reply(to, resp);
-    });
+    path_->get(req.get().key(),
+               [this, to = std::move(to), id = req.id()](Result<store::Record> record) {
+                 if (!record.ok()) {
+                   if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
+                   return reply_error(to, id, record.status());
+                 }
+                 ++counters_.get_hits;
+                 pb::Response resp;
+                 resp.set_id(id);
+                 auto* body = resp.mutable_get();
+                 body->set_value(std::move(record->value));
+                 set_version(body->mutable_version(), record->version);
+                 body->set_expiry_ms(record->expiry.ms);
+                 send_reply(to, resp);
+               });
   }
 
   void handle_status(const ReplyTo& to, const pb::Request& req) {
@@ -654,10 +651,9 @@ class ServerImpl final : public Server {
     if (now >= next_sweep_ && !sweep_in_flight_ && !stopping_) {
       next_sweep_ = now + milliseconds(config_.ttl_sweep_interval_ms);
       sweep_in_flight_ = true;
-      store_->sweep(clock_.wall_now(), config_.ttl_sweep_batch_max,
-                    [queue = &completions_](auto result) {
-                      queue->push(StoreSweepDone{std::move(result)});
-                    });
+      store_->sweep(
+          clock_.wall_now(), config_.ttl_sweep_batch_max,
+          [queue = &completions_](auto result) { queue->push(StoreSweepDone{std::move(result)}); });
     }
     if (next_watchdog_ && now >= *next_watchdog_) {
       notifier_.watchdog();
@@ -704,8 +700,7 @@ class ServerImpl final : public Server {
     self.endpoints.gossip = config_.gossip_endpoint;
     // Only the member shuffles and helper choices depend on the seed; no two nodes, and
     // no two runs of one node, should shuffle alike.
-    const uint64_t seed =
-        origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms);
+    const uint64_t seed = origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms);
     swim_ = std::make_unique<gossip::Swim>(std::move(self), gossip_options_, seed);
     membership_ = std::make_unique<Membership>(config_.cluster_name, config_.node_id);
     return {};
@@ -717,9 +712,8 @@ class ServerImpl final : public Server {
     self_incarnation_ = swim_->incarnation();
     if (config_.seeds.empty()) {
       EDGEKV_LOG(kNotice) << "gossip: starting cluster " << config_.cluster_name << " as "
-                          << config_.node_id << " (datacenter " << config_.datacenter
-                          << ") on " << config_.gossip_endpoint << ", incarnation "
-                          << swim_->incarnation();
+                          << config_.node_id << " (datacenter " << config_.datacenter << ") on "
+                          << config_.gossip_endpoint << ", incarnation " << swim_->incarnation();
     } else {
       std::string seeds;
       for (const std::string& seed : config_.seeds) seeds += (seeds.empty() ? "" : ",") + seed;
@@ -780,8 +774,8 @@ class ServerImpl final : public Server {
         break;
       case gossip::MemberEvent::Kind::kAlive:
         EDGEKV_LOG(kNotice) << "gossip: member " << m.info.id
-                            << " refuted the suspicion and is alive (incarnation "
-                            << m.incarnation << ")";
+                            << " refuted the suspicion and is alive (incarnation " << m.incarnation
+                            << ")";
         break;
       case gossip::MemberEvent::Kind::kDead:
         EDGEKV_LOG(kWarning) << "gossip: member " << m.info.id << " declared dead (incarnation "

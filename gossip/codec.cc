@@ -26,14 +26,11 @@ bool valid_update(const pb::Update& u) {
   if (!valid_name(u.id())) return false;
   if (!u.from().empty() && !valid_name(u.from())) return false;
   switch (u.state()) {
-    case pb::ALIVE:
-      return u.has_node() && valid_node(u.node()) && u.node().id() == u.id();
+    case pb::ALIVE: return u.has_node() && valid_node(u.node()) && u.node().id() == u.id();
     case pb::SUSPECT:
     case pb::DEAD:
-    case pb::LEFT:
-      return !u.has_node() || (valid_node(u.node()) && u.node().id() == u.id());
-    default:
-      return false;
+    case pb::LEFT: return !u.has_node() || (valid_node(u.node()) && u.node().id() == u.id());
+    default: return false;
   }
 }
 
@@ -43,8 +40,7 @@ bool valid_body(const pb::Envelope& env) {
       return env.ping().target_id().empty() || valid_name(env.ping().target_id());
     case pb::Envelope::kAck:
     case pb::Envelope::kNack:
-    case pb::Envelope::kGossip:
-      return true;
+    case pb::Envelope::kGossip: return true;
     case pb::Envelope::kPingReq:
       return valid_name(env.ping_req().target_id()) &&
              valid_endpoint(env.ping_req().target_endpoint(), true);
@@ -57,8 +53,7 @@ bool valid_body(const pb::Envelope& env) {
       }
       return true;
     }
-    default:
-      return false;  // no body, or a message type this version does not know
+    default: return false;  // no body, or a message type this version does not know
   }
 }
 
@@ -116,11 +111,10 @@ Status check_node_info(const NodeInfo& info) {
   if (info.endpoints.gossip.empty()) {
     return Status::invalid_argument("gossip endpoint of node " + info.id + " is empty");
   }
-  const std::pair<const char*, const std::string*> fields[] = {
-      {"client", &info.endpoints.client},
-      {"peer", &info.endpoints.peer},
-      {"feed", &info.endpoints.feed},
-      {"gossip", &info.endpoints.gossip}};
+  const std::pair<const char*, const std::string*> fields[] = {{"client", &info.endpoints.client},
+                                                               {"peer", &info.endpoints.peer},
+                                                               {"feed", &info.endpoints.feed},
+                                                               {"gossip", &info.endpoints.gossip}};
   for (const auto& [name, value] : fields) {
     if (!valid_endpoint(*value, false)) {
       return Status::invalid_argument(std::string(name) + " endpoint of node " + info.id +

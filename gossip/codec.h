@@ -32,7 +32,7 @@ inline constexpr size_t kMaxUpdatesPerMessage = 65536;
 
 enum class DecodeResult : uint8_t {
   kOk = 0,
-  kMalformed = 1,     // does not parse, fails validation, or is too large
+  kMalformed = 1,  // does not parse, fails validation, or is too large
   kWrongCluster = 2,
   kWrongVersion = 3,
 };

@@ -68,8 +68,8 @@ Status Options::validate() const {
   }
   for (const std::string& seed : seeds) {
     if (seed.empty() || seed.size() > kMaxEndpointBytes) {
-      return out_of_range("seeds", "entries must be 1.." + std::to_string(kMaxEndpointBytes) +
-                                       " bytes");
+      return out_of_range("seeds",
+                          "entries must be 1.." + std::to_string(kMaxEndpointBytes) + " bytes");
     }
   }
   if (!in_range(protocol_period, Millis(10), Millis(600000))) {
@@ -97,8 +97,8 @@ Status Options::validate() const {
   if (gossip_fanout > 16) return out_of_range("gossip_fanout", "must be 0..16");
   if (push_pull_interval != Millis(0) &&
       !in_range(push_pull_interval, Millis(100), Millis(86400000))) {
-    return out_of_range("push_pull_interval", "is " + ms(push_pull_interval) +
-                                                  ", must be 0 (off) or 100..86400000 ms");
+    return out_of_range("push_pull_interval",
+                        "is " + ms(push_pull_interval) + ", must be 0 (off) or 100..86400000 ms");
   }
   if (!in_range(gossip_to_dead, Millis(0), Millis(86400000))) {
     return out_of_range("gossip_to_dead", "must be 0..86400000 ms");
@@ -114,13 +114,14 @@ Status Options::validate() const {
     return out_of_range("leave_timeout", "must be 1..600000 ms");
   }
   if (max_message_bytes < 512 || max_message_bytes > 65536) {
-    return out_of_range("max_message_bytes", "is " + std::to_string(max_message_bytes) +
-                                                 ", must be 512..65536");
+    return out_of_range("max_message_bytes",
+                        "is " + std::to_string(max_message_bytes) + ", must be 512..65536");
   }
   if (max_push_pull_bytes < max_message_bytes || max_push_pull_bytes > (64u << 20)) {
     return out_of_range("max_push_pull_bytes", "must be max_message_bytes..67108864");
   }
-  if (max_members < 2 || max_members > 65536) return out_of_range("max_members", "must be 2..65536");
+  if (max_members < 2 || max_members > 65536)
+    return out_of_range("max_members", "must be 2..65536");
   return Status::ok_status();
 }
 

@@ -25,8 +25,7 @@ Millis suspicion_min_timeout(const Options& options, size_t members) {
   return Millis(static_cast<int64_t>(std::ceil(ms)));
 }
 
-Suspicion::Suspicion(std::string accuser, uint32_t expected, Millis min, Millis max,
-                     MonoTime start)
+Suspicion::Suspicion(std::string accuser, uint32_t expected, Millis min, Millis max, MonoTime start)
     : accuser_(std::move(accuser)), expected_(expected), min_(min), max_(max), start_(start) {
   EDGEKV_ASSERT(min_ <= max_);
 }

@@ -83,7 +83,7 @@ struct Swim::Impl {
   Counters counters;
 
   std::map<std::string, Record, std::less<>> members;  // every member, self included
-  size_t live = 0;  // members alive or suspect, self included
+  size_t live = 0;                                     // members alive or suspect, self included
   uint64_t incarnation = 0;
   std::set<std::string, std::less<>> timed;  // others that are suspect, dead or left
 
@@ -178,8 +178,8 @@ struct Swim::Impl {
       if (id == self.id || id == exclude) continue;
       bool ok = r.member.state == MemberState::kAlive;
       if (include_recent_dead) {
-        ok = is_live(r.member.state) ||
-             (r.member.state == MemberState::kDead && now - r.member.since < options.gossip_to_dead);
+        ok = is_live(r.member.state) || (r.member.state == MemberState::kDead &&
+                                         now - r.member.since < options.gossip_to_dead);
       }
       if (ok) candidates.push_back(&r);
     }
@@ -350,9 +350,7 @@ struct Swim::Impl {
           on_dead(u.id(), u.incarnation(), from, false, now);
         }
         break;
-      case MemberState::kLeft:
-        on_dead(u.id(), u.incarnation(), u.id(), true, now);
-        break;
+      case MemberState::kLeft: on_dead(u.id(), u.incarnation(), u.id(), true, now); break;
     }
   }
 
@@ -428,8 +426,7 @@ struct Swim::Impl {
     // Helpers nack a little before our period ends, so the nack is here in time to count.
     int64_t window = std::chrono::duration_cast<Millis>(probe.period_end - now).count();
     uint32_t nack_after = static_cast<uint32_t>(std::max<int64_t>(1, window * 8 / 10));
-    for (const Record* helper :
-         random_members(options.indirect_probes, probe.target, false, now)) {
+    for (const Record* helper : random_members(options.indirect_probes, probe.target, false, now)) {
       pb::Envelope env;
       pb::PingReq* req = env.mutable_ping_req();
       req->set_seq(probe.seq);
@@ -694,8 +691,7 @@ struct Swim::Impl {
         break;
       }
       case pb::Envelope::kGossip:
-      default:
-        break;
+      default: break;
     }
   }
 };
@@ -731,14 +727,15 @@ void Swim::start(MonoTime now, uint64_t incarnation) {
   me.member.incarnation = d.incarnation;
   me.member.since = now;
   // Timers start at random phases so that nodes started together do not act in step.
-  d.next_probe_at = now + Millis(d.rng.uniform(
-                              static_cast<uint64_t>(d.options.protocol_period.count()) + 1));
+  d.next_probe_at =
+      now + Millis(d.rng.uniform(static_cast<uint64_t>(d.options.protocol_period.count()) + 1));
   d.next_gossip_at = now;
   // Our own alive claim rides on everything we send, so whoever hears from us learns of us.
   d.broadcast(d.make_update(me.member, MemberState::kAlive, ""));
   if (d.options.push_pull_interval.count() > 0) {
     d.next_push_pull_at =
-        now + Millis(1 + d.rng.uniform(static_cast<uint64_t>(d.options.push_pull_interval.count())));
+        now +
+        Millis(1 + d.rng.uniform(static_cast<uint64_t>(d.options.push_pull_interval.count())));
   }
   if (d.seeds.empty()) {
     d.joined = true;
@@ -754,8 +751,7 @@ void Swim::receive(std::string_view bytes, MonoTime now) {
   pb::Envelope env;
   size_t max_bytes = std::max<size_t>(d.options.max_push_pull_bytes, d.options.max_message_bytes);
   switch (decode(bytes, d.options.cluster_name, max_bytes, &env)) {
-    case DecodeResult::kOk:
-      break;
+    case DecodeResult::kOk: break;
     case DecodeResult::kMalformed:
       ++d.counters.messages_dropped;
       ++d.counters.dropped_malformed;
@@ -793,8 +789,9 @@ MonoTime Swim::next_deadline() const {
   for (const auto& [seq, relay] : d.relays) t = std::min(t, relay.nack_at);
   for (const std::string& id : d.timed) {
     const Impl::Record& r = d.members.at(id);
-    t = std::min(t, r.member.state == MemberState::kSuspect ? r.suspicion->deadline(d.suspicion_multiplier())
-                                                            : r.member.since + d.options.reap_after);
+    t = std::min(t, r.member.state == MemberState::kSuspect
+                        ? r.suspicion->deadline(d.suspicion_multiplier())
+                        : r.member.since + d.options.reap_after);
   }
   if (!d.queue.empty() && d.options.gossip_fanout > 0) t = std::min(t, d.next_gossip_at);
   if (!d.leaving) {

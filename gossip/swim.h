@@ -75,10 +75,10 @@ struct MemberEvent {
     kJoined = 1,   // first seen alive (or alive again after dead/left)
     kUpdated = 2,  // metadata changed, still alive
     kSuspect = 3,
-    kAlive = 4,    // a suspect refuted
+    kAlive = 4,  // a suspect refuted
     kDead = 5,
     kLeft = 6,
-    kReaped = 7,   // forgotten: no longer in members()
+    kReaped = 7,  // forgotten: no longer in members()
   };
   Kind kind;
   Member member;  // the member as it is after the change
@@ -131,18 +131,18 @@ struct Options {
   // Independent confirmations (suspect claims from other members) that shrink the suspicion
   // timeout all the way from max to min; capped at n - 2.
   uint32_t suspicion_confirmations = 2;
-  uint32_t awareness_max = 8;       // local health score ceiling (multiplier is score + 1)
+  uint32_t awareness_max = 8;  // local health score ceiling (multiplier is score + 1)
   // Updates waiting to be disseminated are also sent, every gossip_interval, in a message of
   // their own to gossip_fanout random members; nothing is sent when no update waits, so an
   // idle cluster only probes. 0 fanout: piggybacking alone.
   Millis gossip_interval{200};
   uint32_t gossip_fanout = 3;
-  Millis push_pull_interval{30000};  // full state exchange with one random member; 0 disables
-  Millis gossip_to_dead{30000};      // keep gossiping to a dead member this long (it may refute)
-  Millis reap_after{60000};          // forget dead and left members after this long
-  Millis join_retry_min{200};        // join backoff: doubles from min to max until answered;
-  Millis join_retry_max{5000};       // then, while no other member is live, every max
-  Millis leave_timeout{2000};        // leave(): wait at most this long for the broadcast to go out
+  Millis push_pull_interval{30000};   // full state exchange with one random member; 0 disables
+  Millis gossip_to_dead{30000};       // keep gossiping to a dead member this long (it may refute)
+  Millis reap_after{60000};           // forget dead and left members after this long
+  Millis join_retry_min{200};         // join backoff: doubles from min to max until answered;
+  Millis join_retry_max{5000};        // then, while no other member is live, every max
+  Millis leave_timeout{2000};         // leave(): wait at most this long for the broadcast to go out
   uint32_t max_message_bytes = 1400;  // piggybacked updates stop before this size
   // Bound of a push-pull (full state: roughly 100 bytes + endpoints per member); members
   // beyond it are left out of that exchange, a random subset each time. Larger datagrams
@@ -170,22 +170,22 @@ struct Options {
 };
 
 struct Counters {
-  uint64_t probes_sent = 0;         // direct probes
+  uint64_t probes_sent = 0;           // direct probes
   uint64_t indirect_probes_sent = 0;  // ping-req to helpers
   uint64_t acks_received = 0;
   uint64_t nacks_received = 0;
-  uint64_t suspicions = 0;          // members this node marked suspect (its own probe failed)
-  uint64_t refutations = 0;         // times this node refuted a suspicion of itself
-  uint64_t false_alarms = 0;        // members suspected, then seen alive at a higher incarnation
-  uint64_t dead_declared = 0;       // members this node declared dead
-  uint64_t messages_in = 0;         // datagrams that decoded (the rest: messages_dropped)
+  uint64_t suspicions = 0;     // members this node marked suspect (its own probe failed)
+  uint64_t refutations = 0;    // times this node refuted a suspicion of itself
+  uint64_t false_alarms = 0;   // members suspected, then seen alive at a higher incarnation
+  uint64_t dead_declared = 0;  // members this node declared dead
+  uint64_t messages_in = 0;    // datagrams that decoded (the rest: messages_dropped)
   uint64_t messages_out = 0;
-  uint64_t messages_dropped = 0;    // undecodable, wrong cluster, wrong version
-  uint64_t push_pulls = 0;          // full-state exchanges this node started (joins included)
+  uint64_t messages_dropped = 0;  // undecodable, wrong cluster, wrong version
+  uint64_t push_pulls = 0;        // full-state exchanges this node started (joins included)
   // messages_dropped, by cause.
-  uint64_t dropped_malformed = 0;   // does not decode, or fails validation, or too large
-  uint64_t dropped_cluster = 0;     // another cluster's
-  uint64_t dropped_version = 0;     // a protocol version this node does not speak
+  uint64_t dropped_malformed = 0;  // does not decode, or fails validation, or too large
+  uint64_t dropped_cluster = 0;    // another cluster's
+  uint64_t dropped_version = 0;    // a protocol version this node does not speak
 };
 
 class Swim {

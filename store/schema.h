@@ -35,7 +35,7 @@ struct Layout {
   }
   std::filesystem::path file_path(uint32_t file) const;   // <dir>/data-<file>.db
   std::filesystem::path stage_path(uint32_t file) const;  // <dir>/stage-<file>.db
-  std::filesystem::path lock_path() const;               // <dir>/LOCK
+  std::filesystem::path lock_path() const;                // <dir>/LOCK
 };
 
 // The meta table of one file.

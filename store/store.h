@@ -136,11 +136,11 @@ struct StoreStats {
   uint64_t expired = 0;
   uint64_t tombstones_purged = 0;
   uint64_t commit_groups = 0;
-  uint64_t group_writes = 0;  // writes committed in those groups (avg = ratio)
-  uint64_t staged = 0;        // acknowledged writes not yet applied to their partitions
-  uint64_t apply_batches = 0;  // batches of staged writes applied
+  uint64_t group_writes = 0;    // writes committed in those groups (avg = ratio)
+  uint64_t staged = 0;          // acknowledged writes not yet applied to their partitions
+  uint64_t apply_batches = 0;   // batches of staged writes applied
   uint64_t apply_failures = 0;  // batches that failed to apply (and stayed staged)
-  uint64_t checkpoints = 0;    // WAL checkpoints run off the commit path (checkpointer.h)
+  uint64_t checkpoints = 0;     // WAL checkpoints run off the commit path (checkpointer.h)
   uint64_t bytes_on_disk = 0;
 };
 

@@ -201,7 +201,7 @@ class Writer {
   sql::Stmt read_begin_, read_end_;  // on read_db_
   bool reading_ = false;             // read_db_ is in a transaction
   uint64_t read_removals_ = 0;       // StagedWrites::removals when it began
-  std::vector<Slot> slots_;  // by Layout::slot_of(partition)
+  std::vector<Slot> slots_;          // by Layout::slot_of(partition)
   std::vector<uint32_t> touched_;
   ValueEncoder encoder_;
   uint32_t sweep_cursor_ = 0;  // rotates so that a small budget reaches every partition

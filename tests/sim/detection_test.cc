@@ -1,10 +1,10 @@
 // Scenarios 1 and 2: joining through one seed, and how fast a crash is detected, with the
 // traffic an idle cluster costs.
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/sim/sim_util.h"
 #include "tests/sim/swim_node.h"
@@ -18,7 +18,7 @@ using gossip::Options;
 
 struct DetectionTrial {
   bool ok = false;
-  double detect_s = 0;        // crash -> every live member marks the victim dead
+  double detect_s = 0;              // crash -> every live member marks the victim dead
   double idle_msgs_per_node_s = 0;  // before the crash, push-pull excluded
 };
 

@@ -1,8 +1,8 @@
 // The simulator itself: same seed, same run; its faults behave as documented.
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/sim/sim_util.h"
 #include "tests/sim/swim_node.h"
@@ -72,7 +72,9 @@ class EchoNode final : public SimNode {
     for (Datagram& d : out_) out.push_back(std::move(d));
     out_.clear();
   }
-  void send(std::string to, std::string bytes) { out_.push_back({std::move(to), std::move(bytes)}); }
+  void send(std::string to, std::string bytes) {
+    out_.push_back({std::move(to), std::move(bytes)});
+  }
 
   std::vector<std::string> received;
   std::vector<MonoTime> times;
@@ -110,7 +112,8 @@ TEST(Simulator, DeliversAfterDelayAndRunsTimers) {
   EXPECT_EQ(p.node(0).received[0], "pong");
   EXPECT_EQ(p.node(0).times[0] - MonoTime{}, Millis(20));
   p.node(1).timer = p.sim.now() + Millis(50);
-  p.send(1, "nowhere", "lost");  // the poke also schedules the timer  // an unknown address is a loss
+  p.send(1, "nowhere",
+         "lost");  // the poke also schedules the timer  // an unknown address is a loss
   p.sim.run_for(Millis(100));
   ASSERT_EQ(p.node(1).ticks.size(), 1u);
   EXPECT_EQ(p.node(1).ticks[0] - MonoTime{}, Millis(150));

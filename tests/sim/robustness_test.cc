@@ -1,12 +1,12 @@
 // Scenarios 3 to 7: message loss, a slow node, pauses, a partition, traffic as the cluster
 // grows; the local and wan presets' detection bounds; determinism of the simulator.
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "gossip/suspicion.h"
 #include "tests/sim/sim_util.h"
@@ -30,7 +30,8 @@ bool form(SwimCluster& cluster, Millis settle = Millis(10000)) {
 // False deaths since `from`: members declared dead, other than those in `exclude`. A death
 // is observed by every member within a few seconds, so each member counts once per
 // 10-second window.
-size_t deaths(const SwimCluster& cluster, MonoTime from, const std::set<std::string>& exclude = {}) {
+size_t deaths(const SwimCluster& cluster, MonoTime from,
+              const std::set<std::string>& exclude = {}) {
   std::set<std::pair<std::string, int64_t>> windows;
   for (const Observation& o : cluster.observations()) {
     if (o.kind != MemberEvent::Kind::kDead || o.at < from || exclude.count(o.member) > 0) continue;
@@ -66,14 +67,14 @@ TEST_F(Robustness, MessageLoss) {
     size_t dead = deaths(cluster, from);
     figure(name + ".false_deaths", static_cast<double>(dead), "deaths");
     figure(name + ".false_deaths_per_minute", static_cast<double>(dead) / c.minutes, "/min");
-    figure(name + ".suspicions_per_minute",
-           static_cast<double>(cluster.sum(&gossip::Counters::suspicions) - suspicions0) /
-               c.minutes,
-           "/min");
-    figure(name + ".refutations_per_minute",
-           static_cast<double>(cluster.sum(&gossip::Counters::refutations) - refutations0) /
-               c.minutes,
-           "/min");
+    figure(
+        name + ".suspicions_per_minute",
+        static_cast<double>(cluster.sum(&gossip::Counters::suspicions) - suspicions0) / c.minutes,
+        "/min");
+    figure(
+        name + ".refutations_per_minute",
+        static_cast<double>(cluster.sum(&gossip::Counters::refutations) - refutations0) / c.minutes,
+        "/min");
     figure(name + ".mean_health_score", score_sum / (20.0 * 60 * c.minutes), "");
     EXPECT_LE(static_cast<double>(dead), c.max_deaths_per_minute * c.minutes) << name;
   }
@@ -96,8 +97,8 @@ TEST_F(Robustness, SlowNodeDoesNotKillHealthyOnes) {
   }
   size_t healthy_dead = deaths(cluster, from, {SwimCluster::id(slow)});
   figure("slow.healthy_declared_dead", static_cast<double>(healthy_dead), "deaths");
-  figure("slow.slow_node_declared_dead",
-         static_cast<double>(deaths(cluster, from) - healthy_dead), "deaths");
+  figure("slow.slow_node_declared_dead", static_cast<double>(deaths(cluster, from) - healthy_dead),
+         "deaths");
   figure("slow.slow_node_suspicions", static_cast<double>(cluster.swim(slow).counters().suspicions),
          "suspicions");
   figure("slow.slow_node_max_health_score", max_score, "");
@@ -135,8 +136,8 @@ TEST_F(Robustness, PauseShortAndLong) {
     cluster.sim().run_for(Millis(5000));
     cluster.sim().resume(victim);
     MonoTime resumed = cluster.sim().now();
-    ASSERT_TRUE(cluster.sim().run_until(
-        [&] { return cluster.converged(); }, Millis(60000), Millis(10)));
+    ASSERT_TRUE(
+        cluster.sim().run_until([&] { return cluster.converged(); }, Millis(60000), Millis(10)));
     back_alive.push_back(seconds(cluster.sim().now() - resumed));
   }
   figure("pause.short_pause", seconds(short_pause), "s");
@@ -166,8 +167,8 @@ TEST_F(Robustness, PartitionHeals) {
     EXPECT_EQ(cluster.seen_live_by(0), 9u);
     cluster.sim().heal();
     MonoTime healed = cluster.sim().now();
-    ASSERT_TRUE(cluster.sim().run_until([&] { return cluster.converged(); }, Millis(180000),
-                                        Millis(100)));
+    ASSERT_TRUE(
+        cluster.sim().run_until([&] { return cluster.converged(); }, Millis(180000), Millis(100)));
     heal_times.push_back(seconds(cluster.sim().now() - healed));
   }
   figure("partition.remerge_median", quantile(heal_times, 0.5), "s");
@@ -186,8 +187,8 @@ TEST_F(Robustness, TrafficIsFlatAsClusterGrows) {
     cluster.sim().reset_counts();
     Millis window(60000);
     cluster.sim().run_for(window);
-    double rate = static_cast<double>(cluster.sim().total_sent()) / static_cast<double>(n) /
-                  seconds(window);
+    double rate =
+        static_cast<double>(cluster.sim().total_sent()) / static_cast<double>(n) / seconds(window);
     rates.push_back(rate);
     figure("traffic.n" + std::to_string(n) + ".msgs_per_node_per_s", rate, "msg/s");
   }

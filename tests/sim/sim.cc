@@ -212,14 +212,9 @@ void Simulation::process(Event e) {
   }
   switch (s.state) {
     case State::kNew:
-    case State::kDown:
-      ++lost_;
-      return;
-    case State::kPaused:
-      s.held.emplace_back(std::move(e.to), std::move(e.bytes));
-      return;
-    case State::kUp:
-      break;
+    case State::kDown: ++lost_; return;
+    case State::kPaused: s.held.emplace_back(std::move(e.to), std::move(e.bytes)); return;
+    case State::kUp: break;
   }
   if (s.slow.count() > 0 && !e.handled_late) {
     e.handled_late = true;

@@ -139,7 +139,7 @@ class Simulation {
   void resume(NodeIndex node);
   // Every datagram the node receives is handled `delay` after it arrived (0: normal).
   void set_slow(NodeIndex node, Millis delay);
-  bool is_up(NodeIndex node) const;  // started, not crashed (a paused node is up)
+  bool is_up(NodeIndex node) const;       // started, not crashed (a paused node is up)
   bool is_running(NodeIndex node) const;  // up and not paused
 
   // ---- running

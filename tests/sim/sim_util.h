@@ -1,6 +1,8 @@
 // Helpers shared by the simulation scenarios: seeds, sweep mode, figures and percentiles.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -8,8 +10,6 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/clock.h"
 #include "tests/sim/sim.h"
@@ -22,9 +22,7 @@ inline bool sweep_mode() {
   return env != nullptr && *env != '\0' && *env != '0';
 }
 
-inline double seconds(MonoTime::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
+inline double seconds(MonoTime::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Prints one figure a scenario measured, one line each, easy to quote and to grep.
 inline void figure(const std::string& name, double value, const char* unit) {

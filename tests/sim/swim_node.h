@@ -22,8 +22,8 @@ namespace edgekv::sim {
 
 class SwimNode final : public SimNode {
  public:
-  using Observer = std::function<void(const std::string& observer, const gossip::MemberEvent&,
-                                      MonoTime now)>;
+  using Observer =
+      std::function<void(const std::string& observer, const gossip::MemberEvent&, MonoTime now)>;
 
   SwimNode(gossip::NodeInfo info, gossip::Options options, uint64_t seed, uint64_t incarnation,
            Observer observer);
@@ -56,8 +56,8 @@ class SwimCluster {
  public:
   // `size` nodes n000, n001, ... at sim://n000, ...; each joins through `seeds` (node
   // indexes; default: node 0). Nothing starts until start_all() or sim().start().
-  SwimCluster(uint64_t seed, size_t size, gossip::Options options,
-              NetworkOptions network = {}, std::vector<size_t> seeds = {0});
+  SwimCluster(uint64_t seed, size_t size, gossip::Options options, NetworkOptions network = {},
+              std::vector<size_t> seeds = {0});
 
   Simulation& sim() { return sim_; }
   const Simulation& sim() const { return sim_; }

@@ -211,8 +211,7 @@ TEST(KvcliRunTest, MembersAndTheClusterInStatus) {
   Ran status = run({"--endpoint", server.endpoint(), "status"});
   EXPECT_EQ(status.code, 0) << status.err;
   EXPECT_NE(status.out.find("cluster_name     edgekv\n"), std::string::npos) << status.out;
-  EXPECT_NE(status.out.find("cluster_size     2 alive / 4 known (1 suspect)\n"),
-            std::string::npos)
+  EXPECT_NE(status.out.find("cluster_size     2 alive / 4 known (1 suspect)\n"), std::string::npos)
       << status.out;
 
   Ran extra = run({"--endpoint", server.endpoint(), "members", "x"});

@@ -754,8 +754,7 @@ TEST(GossipConfigTest, SeedsMayBeEmptyRepeatedOrIncludeTheOwnEndpoint) {
   EXPECT_TRUE(parsed->config.seeds.empty());
   parsed = parse_only({"--seeds", "tcp://127.0.0.1:7402,tcp://h:1,tcp://127.0.0.1:7402"});
   ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
-  EXPECT_EQ(parsed->config.seeds,
-            (std::vector<std::string>{"tcp://127.0.0.1:7402", "tcp://h:1"}));
+  EXPECT_EQ(parsed->config.seeds, (std::vector<std::string>{"tcp://127.0.0.1:7402", "tcp://h:1"}));
 }
 
 TEST(GossipConfigTest, SettingsThatDoNotFitTogetherAreRejectedNamingTheOptions) {

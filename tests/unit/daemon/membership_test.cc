@@ -72,15 +72,12 @@ TEST(MembershipTest, ObserversSeeEveryChangeInOrderUntilRemoved) {
   auto first = view.add_observer([&](const gossip::MemberEvent& e) {
     seen.push_back("1:" + std::string(gossip::to_string(e.kind)) + ":" + e.member.info.id);
   });
-  view.add_observer([&](const gossip::MemberEvent& e) {
-    seen.push_back("2:" + e.member.info.id);
-  });
+  view.add_observer([&](const gossip::MemberEvent& e) { seen.push_back("2:" + e.member.info.id); });
   view.apply(event(Kind::kJoined, "b", MemberState::kAlive));
   view.remove_observer(first);
   view.apply(event(Kind::kDead, "b", MemberState::kDead));
-  EXPECT_EQ(seen, (std::vector<std::string>{"1:" + std::string(gossip::to_string(Kind::kJoined)) +
-                                                ":b",
-                                            "2:b", "2:b"}));
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "1:" + std::string(gossip::to_string(Kind::kJoined)) + ":b", "2:b", "2:b"}));
   // The view was updated before the observers ran.
   EXPECT_EQ(view.find("b")->state, MemberState::kDead);
 }

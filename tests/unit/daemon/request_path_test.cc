@@ -1,9 +1,10 @@
 // RequestPath against a real store in a temp dir: per-key ordering, read-modify-write, the
 // clock-skew retry and the feed hand-off.
-#include <poll.h>
-#include <stdlib.h>
+#include "daemon/request_path.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <stdlib.h>
 
 #include <chrono>
 #include <filesystem>
@@ -12,7 +13,6 @@
 
 #include "common/hlc.h"
 #include "daemon/completion_queue.h"
-#include "daemon/request_path.h"
 #include "store/store.h"
 
 namespace edgekv::daemon {
@@ -60,7 +60,8 @@ class RequestPathTest : public ::testing::TestWithParam<size_t> {
   }
   RequestPath::ReadDone record_read(std::vector<std::string>& log) {
     return [&log](Result<store::Record> r) {
-      log.push_back(r.ok() ? "read:" + r->value : "read:" + std::string(code_name(r.status().code())));
+      log.push_back(r.ok() ? "read:" + r->value
+                           : "read:" + std::string(code_name(r.status().code())));
     };
   }
 

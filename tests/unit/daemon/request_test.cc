@@ -1,3 +1,5 @@
+#include "daemon/request.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -5,7 +7,6 @@
 
 #include "common/limits.h"
 #include "common/random.h"
-#include "daemon/request.h"
 
 namespace edgekv::daemon {
 namespace {
@@ -100,8 +101,8 @@ TEST(RequestDecodeTest, InvalidRequestsNameTheProblem) {
 }
 
 TEST(RequestDecodeTest, LimitsAreInclusive) {
-  EXPECT_TRUE(decode_one(put("12345678", std::string(16, 'x'), kMaxTtlMs).SerializeAsString())
-                  .status.ok());
+  EXPECT_TRUE(
+      decode_one(put("12345678", std::string(16, 'x'), kMaxTtlMs).SerializeAsString()).status.ok());
 }
 
 TEST(RequestDecodeTest, WrongFrameCountsAreRejected) {

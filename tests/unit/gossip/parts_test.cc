@@ -32,9 +32,9 @@ TEST(SuspicionTimeout, MinScalesWithLog10OfClusterSize) {
   Options o;
   o.suspicion_mult = 2;
   o.probe_timeout = Millis(500);
-  EXPECT_EQ(suspicion_min_timeout(o, 1), Millis(1000));    // log10 floor of 1
+  EXPECT_EQ(suspicion_min_timeout(o, 1), Millis(1000));  // log10 floor of 1
   EXPECT_EQ(suspicion_min_timeout(o, 10), Millis(1000));
-  EXPECT_EQ(suspicion_min_timeout(o, 20), Millis(1302));   // 2 * 1.301 * 500, rounded up
+  EXPECT_EQ(suspicion_min_timeout(o, 20), Millis(1302));  // 2 * 1.301 * 500, rounded up
   EXPECT_EQ(suspicion_min_timeout(o, 100), Millis(2000));
   EXPECT_EQ(suspicion_min_timeout(o, 1000), Millis(3000));
 }

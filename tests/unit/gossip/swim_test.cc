@@ -1,17 +1,18 @@
 // The SWIM state machine, driven by hand: a few machines whose datagrams the test carries
 // (or drops) itself, at times it chooses. Each test checks state and what went out.
+#include "gossip/swim.h"
+
+#include <gtest/gtest.h>
+
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "common/random.h"
 #include "gossip/codec.h"
 #include "gossip/suspicion.h"
-#include "gossip/swim.h"
 #include "proto/gossip.pb.h"
 
 namespace edgekv::gossip {
@@ -87,7 +88,8 @@ class Net {
   }
   size_t count_events(const std::string& observer, Kind kind, const std::string& member) {
     size_t n = 0;
-    for (const MemberEvent& e : events[observer]) n += (e.kind == kind && e.member.info.id == member);
+    for (const MemberEvent& e : events[observer])
+      n += (e.kind == kind && e.member.info.id == member);
     return n;
   }
 
@@ -145,7 +147,7 @@ TEST(SwimJoin, SeedThatIsSelfIsIgnoredAndFirstMessageCarriesNodeInfo) {
   Swim& b = net.add("b", {info("a").endpoints.gossip, info("b").endpoints.gossip});
   EXPECT_FALSE(b.joined());
   std::vector<Outgoing> first = b.take_messages();
-  ASSERT_EQ(first.size(), 1u);  // to a only, not to itself
+  ASSERT_EQ(first.size(), 1u);    // to a only, not to itself
   EXPECT_EQ(first[0].to_id, "");  // a's id is not known yet
   EXPECT_EQ(first[0].to_endpoint, info("a").endpoints.gossip);
   pb::Envelope env = decode_ok(first[0].bytes);
@@ -259,11 +261,12 @@ TEST(SwimRefute, SuspicionOfSelfIsRefutedWithHigherIncarnation) {
   Net net(test_options());
   Swim& a = net.add("a");
   EXPECT_EQ(a.incarnation(), 0u);
-  a.receive(datagram("b", [](pb::Envelope& e) {
-              e.mutable_gossip();
-              add_claim(e, pb::ALIVE, "b", 0);
-              add_claim(e, pb::SUSPECT, "a", 0, "b");
-            }),
+  a.receive(datagram("b",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::ALIVE, "b", 0);
+                       add_claim(e, pb::SUSPECT, "a", 0, "b");
+                     }),
             net.now);
   EXPECT_EQ(a.incarnation(), 1u);
   EXPECT_EQ(a.counters().refutations, 1u);
@@ -279,24 +282,27 @@ TEST(SwimRefute, SuspicionOfSelfIsRefutedWithHigherIncarnation) {
   }
   EXPECT_TRUE(refuted);
   // A stale claim (older incarnation) changes nothing.
-  a.receive(datagram("b", [](pb::Envelope& e) {
-              e.mutable_gossip();
-              add_claim(e, pb::DEAD, "a", 0, "b");
-            }),
+  a.receive(datagram("b",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::DEAD, "a", 0, "b");
+                     }),
             net.now);
   EXPECT_EQ(a.incarnation(), 1u);
   // A dead claim at our incarnation is refuted too.
-  a.receive(datagram("b", [](pb::Envelope& e) {
-              e.mutable_gossip();
-              add_claim(e, pb::DEAD, "a", 1, "b");
-            }),
+  a.receive(datagram("b",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::DEAD, "a", 1, "b");
+                     }),
             net.now);
   EXPECT_EQ(a.incarnation(), 2u);
   // So is an alive claim from an older life of ours with a higher incarnation.
-  a.receive(datagram("b", [](pb::Envelope& e) {
-              e.mutable_gossip();
-              add_claim(e, pb::ALIVE, "a", 9);
-            }),
+  a.receive(datagram("b",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::ALIVE, "a", 9);
+                     }),
             net.now);
   EXPECT_EQ(a.incarnation(), 10u);
 }
@@ -305,10 +311,11 @@ TEST(SwimRefute, IncarnationRulesForOthers) {
   Net net(test_options());
   Swim& a = net.add("a");
   auto feed = [&](pb::State s, uint64_t inc) {
-    a.receive(datagram("z", [&](pb::Envelope& e) {
-                e.mutable_gossip();
-                add_claim(e, s, "b", inc, "z");
-              }),
+    a.receive(datagram("z",
+                       [&](pb::Envelope& e) {
+                         e.mutable_gossip();
+                         add_claim(e, s, "b", inc, "z");
+                       }),
               net.now);
   };
   feed(pb::ALIVE, 5);
@@ -345,26 +352,29 @@ TEST(SwimRefute, SuspicionTimeoutShrinksWithConfirmations) {
   Net net(o);
   Swim& a = net.add("a");
   for (const char* id : {"b", "c", "d", "e", "f"}) {
-    a.receive(datagram(id, [&](pb::Envelope& e) {
-                e.mutable_gossip();
-                add_claim(e, pb::ALIVE, id, 0);
-              }),
+    a.receive(datagram(id,
+                       [&](pb::Envelope& e) {
+                         e.mutable_gossip();
+                         add_claim(e, pb::ALIVE, id, 0);
+                       }),
               net.now);
   }
-  a.receive(datagram("c", [](pb::Envelope& e) {
-              e.mutable_gossip();
-              add_claim(e, pb::SUSPECT, "b", 0, "c");
-            }),
+  a.receive(datagram("c",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::SUSPECT, "b", 0, "c");
+                     }),
             net.now);
   Millis min = suspicion_min_timeout(o, 6);
   Millis max = min * o.suspicion_max_mult;
   EXPECT_LE(a.next_deadline(), net.now + max);
   // Two more members independently suspect b: the timeout drops to the minimum.
   for (const char* id : {"d", "e"}) {
-    a.receive(datagram(id, [&](pb::Envelope& e) {
-                e.mutable_gossip();
-                add_claim(e, pb::SUSPECT, "b", 0, id);
-              }),
+    a.receive(datagram(id,
+                       [&](pb::Envelope& e) {
+                         e.mutable_gossip();
+                         add_claim(e, pb::SUSPECT, "b", 0, id);
+                       }),
               net.now);
   }
   MonoTime dead_at = net.now + min;
@@ -416,10 +426,11 @@ TEST(SwimLeave, LeaveWithNobodyToTellIsImmediateAndTimesOutOtherwise) {
 TEST(SwimRestart, SameIdRejoinsAboveItsOldIncarnation) {
   Net net = three();
   // c refutes a few suspicions, then crashes and restarts with incarnation 0.
-  net["c"].receive(datagram("a", [](pb::Envelope& e) {
-                     e.mutable_gossip();
-                     add_claim(e, pb::SUSPECT, "c", 0, "a");
-                   }),
+  net["c"].receive(datagram("a",
+                            [](pb::Envelope& e) {
+                              e.mutable_gossip();
+                              add_claim(e, pb::SUSPECT, "c", 0, "a");
+                            }),
                    net.now);
   net.run_for(Millis(3000));
   ASSERT_EQ(net["c"].incarnation(), 1u);
@@ -484,10 +495,11 @@ TEST(SwimWire, PushPullIsBoundedToo) {
   Swim& a = net.add("a");
   for (int i = 0; i < 100; ++i) {
     std::string id = "m" + std::to_string(i);
-    a.receive(datagram(id, [&](pb::Envelope& e) {
-                e.mutable_gossip();
-                add_claim(e, pb::ALIVE, id, 0);
-              }),
+    a.receive(datagram(id,
+                       [&](pb::Envelope& e) {
+                         e.mutable_gossip();
+                         add_claim(e, pb::ALIVE, id, 0);
+                       }),
               net.now);
   }
   a.take_messages();
@@ -510,11 +522,12 @@ TEST(SwimWire, OtherClusterOtherVersionAndGarbageAreDroppedAndCounted) {
   a.receive("\x08\x96\x01garbage", net.now);
   a.receive(datagram("b", [](pb::Envelope&) {}), net.now);  // no body
   a.receive(datagram("bad id!", ping), net.now);
-  a.receive(datagram("b", [](pb::Envelope& e) {
-              e.mutable_gossip();
-              add_claim(e, pb::ALIVE, "c", 0);
-              e.mutable_updates(0)->mutable_node()->set_id("not-c");  // inconsistent
-            }),
+  a.receive(datagram("b",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::ALIVE, "c", 0);
+                       e.mutable_updates(0)->mutable_node()->set_id("not-c");  // inconsistent
+                     }),
             net.now);
   a.receive(std::string(Options::lan().max_push_pull_bytes + 1, 'x'), net.now);  // too large
   const Counters& c = a.counters();

@@ -275,8 +275,8 @@ TEST(StoreStagingTest, BatchesApplyAtTheThresholdOldestFirst) {
   EXPECT_TRUE(eventually([&] { return store->stats(kNow).staged == 6u; }));
   EXPECT_EQ(store->stats(kNow).apply_batches, 1u);
   ASSERT_TRUE(store->apply_sync(put("k10", "v", hlc_at(0)), kNow).ok());
-  EXPECT_TRUE(eventually(
-      [&] { return count_rows(stage_file(dir, 0), "SELECT min(id) FROM stage") == 5; }));
+  EXPECT_TRUE(
+      eventually([&] { return count_rows(stage_file(dir, 0), "SELECT min(id) FROM stage") == 5; }));
   EXPECT_EQ(store->stats(kNow).staged, 7u);
   EXPECT_EQ(store->stats(kNow).apply_batches, 1u);
   for (int i = 0; i <= 10; ++i) EXPECT_TRUE(store->get("k" + std::to_string(i), kNow).ok());
@@ -394,8 +394,9 @@ TEST(StoreStagingTest, StageRowsTheDataFileAlreadyAppliedAreNotAppliedAgain) {
            "INSERT INTO stage VALUES (" + std::to_string(applied) + ", " + p + ", " +
                std::to_string(seq) + ", CAST('k' AS BLOB), " + std::to_string(hlc_at(4)) +
                ", 1, 0, 1, 0, CAST('v4' AS BLOB));"
-               "INSERT INTO stage VALUES (" + std::to_string(applied + 1) + ", " + p + ", " +
-               std::to_string(seq + 1) + ", CAST('k' AS BLOB), " + std::to_string(hlc_at(9)) +
+               "INSERT INTO stage VALUES (" +
+               std::to_string(applied + 1) + ", " + p + ", " + std::to_string(seq + 1) +
+               ", CAST('k' AS BLOB), " + std::to_string(hlc_at(9)) +
                ", 1, 0, 1, 0, CAST('v9' AS BLOB));");
   auto store = open_or_die(options);
   EXPECT_EQ(store->get("k", kNow)->value, "v9");
@@ -482,14 +483,16 @@ TEST(StoreStagingTest, WritesAFormatTwoDirectoryLeftStagedAreApplied) {
            " seq INTEGER NOT NULL, key BLOB NOT NULL, hlc INTEGER NOT NULL,"
            " origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL, tombstone INTEGER NOT NULL,"
            " codec INTEGER NOT NULL, value BLOB NOT NULL);"
-           "INSERT INTO stage VALUES (7, " + std::to_string(partition) + ", " +
-               std::to_string(seq_new) + ", CAST('new' AS BLOB), " +
-               std::to_string(hlc_at(5)) + ", 1, 0, 0, 0, CAST('n' AS BLOB));"
-           "INSERT INTO stage VALUES (8, " + std::to_string(p_gone) + ", " +
-               std::to_string(seq_gone) + ", CAST('gone' AS BLOB), " +
-               std::to_string(hlc_at(6)) + ", 1, 0, 1, 0, CAST('' AS BLOB));"
-           "DELETE FROM meta WHERE name = 'applied_stage_id';"
-           "UPDATE meta SET value = 2 WHERE name = 'format_version';");
+           "INSERT INTO stage VALUES (7, " +
+               std::to_string(partition) + ", " + std::to_string(seq_new) +
+               ", CAST('new' AS BLOB), " + std::to_string(hlc_at(5)) +
+               ", 1, 0, 0, 0, CAST('n' AS BLOB));"
+               "INSERT INTO stage VALUES (8, " +
+               std::to_string(p_gone) + ", " + std::to_string(seq_gone) +
+               ", CAST('gone' AS BLOB), " + std::to_string(hlc_at(6)) +
+               ", 1, 0, 1, 0, CAST('' AS BLOB));"
+               "DELETE FROM meta WHERE name = 'applied_stage_id';"
+               "UPDATE meta SET value = 2 WHERE name = 'format_version';");
 
   auto store = open_or_die(options);
   EXPECT_EQ(store->get("old", kNow)->value, "o");

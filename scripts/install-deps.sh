@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   libzmq3-dev cppzmq-dev libsqlite3-dev libzstd-dev libssl-dev
   libboost-program-options-dev libsystemd-dev libgtest-dev libgmock-dev
   protobuf-compiler libprotobuf-dev libxxhash-dev

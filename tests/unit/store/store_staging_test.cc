@@ -522,18 +522,12 @@ TEST(StoreStagingTest, AFormatThreeDirectoryKeepsItsValuesInTheirRowsUntilRewrit
   StoreOptions options = options_for(dir);
   options.db_files = 1;
   options.partitions = 4;
-  auto noise = [](size_t n, uint64_t seed) {
-    Random rng(seed);
-    std::string out(n, '\0');
-    for (char& c : out) c = static_cast<char>(rng.next() & 0xff);
-    return out;
-  };
   const std::filesystem::path file = dir.data() / "data-0.db";
   std::string table;
   {
     auto store = open_or_die(options);
     table = kv_table_of(store->partition_of("big"));
-    ASSERT_TRUE(store->apply_sync(put("big", noise(3000, 1), hlc_at(0)), kNow).ok());
+    ASSERT_TRUE(store->apply_sync(put("big", random_bytes(3000, 1), hlc_at(0)), kNow).ok());
     ASSERT_TRUE(store->apply_sync(put("small", "s", hlc_at(0)), kNow).ok());
   }
   RawDb(file).downgrade_to_format_3();
@@ -543,24 +537,24 @@ TEST(StoreStagingTest, AFormatThreeDirectoryKeepsItsValuesInTheirRowsUntilRewrit
   EXPECT_EQ(count_rows(file, "SELECT value FROM meta WHERE name = 'format_version'"),
             kFormatVersion);
   EXPECT_FALSE(RawDb(file).value_out_of_row(table, "big"));
-  EXPECT_EQ(store->get("big", kNow)->value, noise(3000, 1));
+  EXPECT_EQ(store->get("big", kNow)->value, random_bytes(3000, 1));
   EXPECT_EQ(store->get("small", kNow)->value, "s");
   Result<std::vector<ChangeEvent>> changes =
       store->read_changes(store->partition_of("big"), 0, 100);
   ASSERT_TRUE(changes.ok());
   bool seen = false;
   for (const ChangeEvent& e : *changes) {
-    if (e.key == "big") seen = e.value == noise(3000, 1);
+    if (e.key == "big") seen = e.value == random_bytes(3000, 1);
   }
   EXPECT_TRUE(seen);
 
-  ASSERT_TRUE(store->apply_sync(put("big", noise(3000, 2), hlc_at(1)), kNow).ok());
+  ASSERT_TRUE(store->apply_sync(put("big", random_bytes(3000, 2), hlc_at(1)), kNow).ok());
   ASSERT_TRUE(store->sweep_sync(kNow, 0).ok());  // applies what is staged
   EXPECT_TRUE(RawDb(file).value_out_of_row(table, "big"));
-  EXPECT_EQ(store->get("big", kNow)->value, noise(3000, 2));
+  EXPECT_EQ(store->get("big", kNow)->value, random_bytes(3000, 2));
   store.reset();
   store = open_or_die(options);
-  EXPECT_EQ(store->get("big", kNow)->value, noise(3000, 2));
+  EXPECT_EQ(store->get("big", kNow)->value, random_bytes(3000, 2));
   EXPECT_EQ(store->stats(kNow).keys, 2u);
 }
 

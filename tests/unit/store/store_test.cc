@@ -17,13 +17,6 @@ namespace {
 
 using namespace testing;  // NOLINT: the helpers of this suite
 
-std::string random_bytes(size_t n, uint64_t seed) {
-  Random rng(seed);
-  std::string out(n, '\0');
-  for (char& c : out) c = static_cast<char>(rng.next() & 0xff);
-  return out;
-}
-
 std::string compressible(size_t n) {
   std::string out;
   while (out.size() < n) out += "edgekv stores values; this one repeats. ";

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/hlc.h"
+#include "common/random.h"
 #include "store/store.h"
 
 namespace edgekv::store::testing {
@@ -40,6 +41,14 @@ bool eventually(Pred done) {
 // An hlc reading `ms` milliseconds after kNow.
 inline uint64_t hlc_at(int64_t ms_after_now, uint64_t logical = 0) {
   return HybridClock::pack(kNow.ms + ms_after_now, logical);
+}
+
+// `n` bytes that do not compress, the same for the same seed.
+inline std::string random_bytes(size_t n, uint64_t seed) {
+  Random rng(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(rng.next() & 0xff);
+  return out;
 }
 
 inline Record put(std::string key, std::string value, uint64_t hlc, NodeOrigin origin = 1,

@@ -63,7 +63,9 @@ KVCLI_TIMEOUT = 30.0
 # ---------------------------------------------------------------------------- waiting
 
 def pause(seconds: float) -> None:
-    """Paces a polling loop; never used to wait for something to happen."""
+    """Deprecated: a fixed wait, which proves nothing happened. Wait with wait_for() on a
+    condition the node or the test can observe instead; kept until its last caller
+    (test_resp_backpressure.py) stops using it."""
     threading.Event().wait(seconds)
 
 
@@ -77,9 +79,11 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: fl
         value = cond()
         if value:
             return value
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-        pause(interval)
+        # The interval only paces the polling: the loop ends when cond() holds.
+        time.sleep(min(interval, left))
 
 
 # ---------------------------------------------------------------------------- ports
@@ -411,6 +415,9 @@ class NativeClient:
         self.socket_type = socket_type
         self.sock = zmq_context().socket(socket_type)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A send blocks while the socket has no way to the node (e.g. no reconnection):
+        # bounded like a reply, so such a test fails instead of hanging.
+        self.sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         self.sock.connect(endpoint)
         self.next_id = 1
         self.unclaimed: dict[int, "pb.Response"] = {}
@@ -427,7 +434,10 @@ class NativeClient:
     # -- raw frames
 
     def send_frames(self, frames: Sequence[bytes]) -> None:
-        self.sock.send_multipart(list(frames))
+        try:
+            self.sock.send_multipart(list(frames))
+        except zmq.Again:
+            raise NoReply(f"could not send to {self.endpoint} within {self.timeout} s") from None
 
     def recv_frames(self, timeout: Optional[float] = None) -> list[bytes]:
         timeout = self.timeout if timeout is None else timeout

@@ -10,6 +10,11 @@ import edgekv_harness as h
 SWEEP = ["--ttl-sweep-interval-ms", "50"]
 
 
+def now_ms() -> int:
+    """Wall time in ms, the clock TTL expiry is measured on."""
+    return time.time_ns() // 1_000_000
+
+
 @pytest.fixture
 def ttl_node(daemons):
     return daemons.start("ttl-node", args=SWEEP)
@@ -20,13 +25,43 @@ def test_set_px_expires_and_the_feed_announces_it(ttl_node, watches):
     with ttl_node.client() as native, h.RespConn(ttl_node.resp_port) as c:
         watch.sync(native, b"rttl:marker")
         assert c.command("SET", "rttl:stays", "forever") == "OK"
+        # A minute-long TTL: reads right after the write certainly find the key.
+        before_ms = now_ms()
+        assert c.command("SET", "rttl:long", "minute", "PX", "60000") == "OK"
+        pttl = c.command("PTTL", "rttl:long")
+        assert 60000 - (now_ms() - before_ms) - 1 <= pttl <= 60000, pttl
+        assert c.command("GET", "rttl:long") == b"minute"
+
+        # A 200 ms TTL: the key expires at a wall time between 200 ms after the SET was
+        # sent and 200 ms after its reply came. PTTL and GET are each checked against when
+        # they were asked and answered: before that span the key must be there, after it
+        # gone, within it either (1 ms either side for the node reading its clock at
+        # another moment).
         set_at = time.monotonic()
+        sent_ms = now_ms()
         assert c.command("SET", "rttl:k", "brief", "PX", "200") == "OK"
-        pttl = c.command("PTTL", "rttl:k")
-        assert isinstance(pttl, int) and pttl <= 200, pttl
-        if time.monotonic() - set_at < 0.15:  # not expired yet unless the machine stalled
-            assert pttl > 0, pttl
-            assert c.command("GET", "rttl:k") == b"brief"
+        expiry_span = (sent_ms + 200, now_ms() + 200)
+
+        def timed(*command):
+            asked_ms = now_ms()
+            reply = c.command(*command)
+            answered_ms = now_ms()
+            if answered_ms < expiry_span[0] - 1:
+                return "live", reply, answered_ms
+            if asked_ms > expiry_span[1] + 1:
+                return "gone", reply, asked_ms
+            return "either", reply, asked_ms
+
+        state, pttl, at_ms = timed("PTTL", "rttl:k")
+        if state == "live":
+            assert expiry_span[0] - at_ms - 1 <= pttl <= 200, (pttl, at_ms, expiry_span)
+        elif state == "gone":
+            assert pttl == -2, (pttl, at_ms, expiry_span)
+        else:
+            assert pttl == -2 or 0 < pttl <= 200, (pttl, at_ms, expiry_span)
+        state, got, at_ms = timed("GET", "rttl:k")
+        want = {"live": [b"brief"], "gone": [None], "either": [b"brief", None]}[state]
+        assert got in want, (state, got, at_ms, expiry_span)
 
         h.wait_for(lambda: c.command("GET", "rttl:k") is None, 10, "GET rttl:k to answer nil")
         assert time.monotonic() - set_at >= 0.19, "the key expired before its 200 ms TTL"
@@ -61,14 +96,19 @@ def test_pexpire_on_an_existing_key_expires_it(ttl_node, watches):
 
 
 def test_persist_cancels_an_expiry(ttl_node):
-    with h.RespConn(ttl_node.resp_port) as c:
+    with h.RespConn(ttl_node.resp_port) as c, ttl_node.client() as native:
         assert c.command("SET", "rttl:kept", "v", "PX", "300") == "OK"
         assert c.command("PERSIST", "rttl:kept") == 1
-        deadline_ms = time.time() * 1000 + 600
-        h.wait_for(lambda: time.time() * 1000 > deadline_ms, 5, "the old expiry to pass")
-        # Several sweeps (every 50 ms) ran since the old expiry: none removed the key.
+        # A canary with the same TTL, set after: it expires no sooner than rttl:kept would
+        # have, and one sweep covers every partition, so the sweep that removes the canary
+        # would have removed rttl:kept too had PERSIST left its expiry.
+        assert c.command("SET", "rttl:canary", "v", "PX", "300") == "OK"
+        h.wait_for(lambda: native.stats()["store_expired"] >= 1, 10,
+                   "the sweeper to expire the canary")
+        assert c.command("EXISTS", "rttl:canary") == 0
         assert c.command("GET", "rttl:kept") == b"v"
         assert c.command("TTL", "rttl:kept") == -1
+        assert native.stats()["store_expired"] == 1, "the sweeper expired more than the canary"
 
 
 def test_set_with_an_absolute_time_in_the_past_lands_expired(ttl_node):

@@ -40,9 +40,10 @@ def test_prefix_watch_sees_only_its_prefix_in_order(node, watches):
             raise AssertionError(f"watch --json printed a line that is not JSON: {raw!r}")
     for event in events:
         assert isinstance(event, dict), event
-        for field in ("op", "key", "seq"):
+        for field in ("op", "key", "seq", "partition", "version", "expiry_ms"):
             assert field in event, f"event without {field!r}: {event}"
         assert isinstance(event["seq"], int) and event["seq"] >= 1, event
+        assert isinstance(event["partition"], int) and 0 <= event["partition"], event
         assert event["key"].startswith("user:"), f"event outside the prefix: {event}"
         if event["op"] == "put":
             assert "value" in event, f"put event without a value: {event}"
@@ -55,11 +56,19 @@ def test_prefix_watch_sees_only_its_prefix_in_order(node, watches):
     # saw every user: event after the marker, but other prefixes share partitions).
     last_seq = {}
     for e in events:
-        part = e.get("partition")
-        if part is None:
-            continue
+        part = e["partition"]
         assert e["seq"] > last_seq.get(part, 0), (e, last_seq)
         last_seq[part] = e["seq"]
+
+    # Each event's partition and seq are where the node logged that change.
+    with node.client() as c:
+        partitions = c.status().status.partitions
+        for e in events:
+            assert e["partition"] < partitions, (e, partitions)
+            resp = c.changes(e["partition"], e["seq"], max_events=1)
+            assert resp.code == h.pb.OK, (e, h.code_name(resp.code), resp.message)
+            logged = resp.changes.events[0]
+            assert (logged.seq, logged.key.decode()) == (e["seq"], e["key"]), (e, logged)
 
 
 def test_plain_watch_prints_one_line_per_event(node, watches):

@@ -13,7 +13,8 @@ is what a power cut at that instant would have left on disk.
     were all acknowledged within the loss window store/FORMAT.md documents ("Sync modes
     and power cuts"). The counts and the window are measured and printed.
 The shim's own test proves it drops what was not synced, so these cannot pass because it
-does nothing. EDGEKV_POWERCUT_ROUNDS sets the rounds per mode (default 5).
+does nothing. EDGEKV_POWERCUT_ROUNDS sets the rounds per mode (default 5), and
+EDGEKV_POWERCUT_SWEEP_MS the daemon's ttl-sweep-interval-ms (default 250).
 """
 
 import json
@@ -48,8 +49,9 @@ KEYS_PER_THREAD = 200   # fewer than the writes per round: keys are overwritten
 ACKED = {"full": (3000, 1500), "normal": (12000, 3000)}
 # The sweep interval the daemon runs with: with sync=normal, each sweep applies (and
 # fsyncs) everything staged, so it bounds how old a lost write can be (store/FORMAT.md).
-# Shorter than the default 1000 ms so that every burst spans several sweeps.
-SWEEP_INTERVAL_MS = 250
+# Shorter than the default 1000 ms so that every burst spans several sweeps;
+# EDGEKV_POWERCUT_SWEEP_MS sets another (store/FORMAT.md gives figures for several).
+SWEEP_INTERVAL_MS = int(os.environ.get("EDGEKV_POWERCUT_SWEEP_MS", "250"))
 # What that bound allows beyond the interval: the sweep's own apply and fsync, and a late
 # timer on a loaded 2-core machine (several times slower under sanitizers).
 LOSS_SLACK_MS = 2500 if SANITIZE else 500

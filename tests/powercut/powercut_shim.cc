@@ -17,10 +17,11 @@
 //     since such a file system commits metadata in order. A created file whose data was
 //     never synced appears empty;
 //   - files opened with O_SYNC or O_DSYNC are synced after every write.
-// Not followed (SQLite, the one writer of these files, uses none of them): writes through
-// a shared mapping (SQLite writes its -shm index that way; it rebuilds it after a crash),
-// dup'd descriptors, copy_file_range/sendfile, truncate() by path, files moved in from
-// outside the watched directory.
+// Not followed (the store, SQLite included, uses none of them): writes through a shared
+// mapping (SQLite writes its -shm index that way, and rebuilds it after a crash), dup'd
+// descriptors, copy_file_range/sendfile, truncate() by path, files moved in from outside
+// the watched directory, and subdirectories (the image gets none: the shim aborts, naming
+// the file, when it cannot write the image).
 //
 // Thread-safety: every piece of state is behind one mutex; the shim calls the real
 // functions (never its own) while holding it. Its own test is tests/cluster/test_power_cut.py.

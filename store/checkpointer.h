@@ -34,9 +34,12 @@ namespace edgekv::store {
 class Checkpointer {
  public:
   // Opens a second connection to `path` (which the writer has in WAL mode already).
-  // `completed` counts the checkpoints it ran (StoreStats::checkpoints).
+  // `completed` counts the checkpoints it ran (StoreStats::checkpoints). While `eager` is
+  // set (the disk is full, disk_guard.h), every commit wakes the thread, so that the WAL
+  // starts over, reusing its file, instead of growing.
   static Result<std::unique_ptr<Checkpointer>> open(const std::string& path, SyncMode sync,
-                                                    int pages, std::atomic<uint64_t>* completed);
+                                                    int pages, std::atomic<uint64_t>* completed,
+                                                    const std::atomic<bool>* eager);
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
@@ -48,8 +51,9 @@ class Checkpointer {
   void stop();
 
  private:
-  Checkpointer(sql::Db db, int pages, std::atomic<uint64_t>* completed)
-      : db_(std::move(db)), pages_(pages), completed_(completed) {}
+  Checkpointer(sql::Db db, int pages, std::atomic<uint64_t>* completed,
+               const std::atomic<bool>* eager)
+      : db_(std::move(db)), pages_(pages), completed_(completed), eager_(eager) {}
   static int wal_hook(void* self, sqlite3* writer, const char* schema, int wal_pages);
   void run();
 
@@ -67,6 +71,7 @@ class Checkpointer {
   bool stopping_ = false;
   bool warned_ = false;  // a failed checkpoint is logged once per run of failures
   std::atomic<uint64_t>* completed_;
+  const std::atomic<bool>* eager_;
 };
 
 }  // namespace edgekv::store

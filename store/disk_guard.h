@@ -1,0 +1,87 @@
+// What a store does when its file system fills up (store/FORMAT.md, "A full disk").
+//
+// SQLite needs room to write anything, a delete included: a stage row and its WAL frames,
+// the batch that applies it, the checkpoint that copies the WAL back. So the guard keeps a
+// reserve file in the data directory (`disk_reserve_bytes` of allocated space). When a
+// commit fails because the disk is full, the store becomes "out of space": the reserve is
+// given back to the file system, and writes that add data (puts) are refused with an
+// IO_ERROR naming the full disk, while deletes and expiry sweeps go on and use the room
+// the reserve left. Checkpoints run after every commit meanwhile, so WAL space is reused
+// instead of grown. One group of puts per probe interval is let through (the first at
+// once, then after 10 ms, doubling up to a second): when such a group commits and its
+// file's batches apply, puts are accepted again, e.g. once deletes freed pages that SQLite
+// reuses. The reserve is taken again whenever the file system has room for it and as much
+// again (checked at most once a second).
+//
+// Owns: the reserve file and the out-of-space state. Thread-safety: every method may be
+// called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/status.h"
+
+namespace edgekv::store {
+
+class DiskGuard {
+ public:
+  DiskGuard(std::filesystem::path dir, uint64_t reserve_bytes, uint32_t files);
+
+  // Whether the store is out of space (puts are refused but for probes).
+  bool full() const { return full_.load(std::memory_order_relaxed); }
+  // The flag itself, for checkpointers that run eagerly while it is set.
+  const std::atomic<bool>* full_flag() const { return &full_; }
+
+  // A commit of `file` failed with `cause`, a full disk: gives the reserve back and refuses
+  // puts from now on. Idempotent while out of space.
+  void enter_full(const std::string& file, const Status& cause);
+  // Whether a group may stage puts: always when not out of space; else once per probe
+  // interval, and only once there is room again: the data files' free pages (which deletes
+  // and expiry leave, and SQLite reuses) and the file system's free space add up to twice
+  // the reserve (with no reserve configured, at once).
+  bool take_probe();
+  // The bytes of free pages data file `file` has, reported by its writer while out of
+  // space.
+  void set_free_pages(uint32_t file, uint64_t bytes);
+  // A probe committed and its file applies: accept puts again, and take the reserve back
+  // if there is room for it.
+  void resume(const std::string& file);
+  // The IO_ERROR refused puts get, naming the full disk and the failure.
+  Status refusal() const;
+
+  // Gives the reserve back (at open, so that recovering staged writes has its room).
+  void release_reserve();
+  // Takes the reserve when it is missing and the file system has room for it and as much
+  // again. Checks at most once a second unless `now_please`.
+  void maintain(bool now_please = false);
+
+  uint64_t reserve_held() const { return reserve_held_.load(std::memory_order_relaxed); }
+  uint64_t full_events() const { return full_events_.load(std::memory_order_relaxed); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  bool take_reserve_locked();
+  void release_reserve_locked();
+
+  const std::filesystem::path path_;  // the reserve file
+  const std::string dir_;
+  const uint64_t reserve_bytes_;
+  std::unique_ptr<std::atomic<uint64_t>[]> free_pages_;  // bytes, by data file
+  const uint32_t files_;
+  std::atomic<bool> full_{false};
+  std::atomic<uint64_t> reserve_held_{0};
+  std::atomic<uint64_t> full_events_{0};
+  mutable std::mutex mu_;
+  Status cause_;                   // guarded by mu_; the failure that made the store full
+  Clock::time_point next_probe_;   // guarded by mu_
+  Clock::duration probe_delay_{};  // guarded by mu_
+  Clock::time_point next_check_;   // guarded by mu_; of maintain()
+};
+
+}  // namespace edgekv::store

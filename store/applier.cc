@@ -37,9 +37,9 @@ Result<std::unique_ptr<Applier>> Applier::open(EngineState& state, uint32_t file
   std::unique_ptr<Applier> applier(new Applier(state, file, std::move(db)));
   // Always fsync'd: the writer deletes stage rows once their batch committed, so the batch
   // must outlive a power cut whenever the deletion does.
-  Result<std::unique_ptr<Checkpointer>> checkpointer =
-      Checkpointer::open(applier->db_.path(), SyncMode::kFull, state.options.checkpoint_pages,
-                         &state.counters.checkpoints, state.disk.full_flag());
+  Result<std::unique_ptr<Checkpointer>> checkpointer = Checkpointer::open(
+      applier->db_.path(), SyncMode::kFull, state.options.checkpoint_pages,
+      &state.counters.checkpoints, state.disk.eager_flag(), state.disk.full_flag());
   if (!checkpointer.ok()) return checkpointer.status();
   applier->checkpointer_ = std::move(*checkpointer);
   EDGEKV_RETURN_IF_ERROR(applier->prepare_statements());

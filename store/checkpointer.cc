@@ -15,11 +15,13 @@ constexpr int kInlineFactor = 4;
 Result<std::unique_ptr<Checkpointer>> Checkpointer::open(const std::string& path, SyncMode sync,
                                                          int pages,
                                                          std::atomic<uint64_t>* completed,
-                                                         const std::atomic<bool>* eager) {
+                                                         const std::atomic<bool>* eager,
+                                                         const std::atomic<bool>* full) {
   Result<sql::Db> db = sql::Db::open(path, /*create=*/false);
   if (!db.ok()) return db.status();
   EDGEKV_RETURN_IF_ERROR(configure_connection(*db, ConnectionRole::kCheckpointer, sync, 0));
-  return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(*db), pages, completed, eager));
+  return std::unique_ptr<Checkpointer>(
+      new Checkpointer(std::move(*db), pages, completed, eager, full));
 }
 
 Checkpointer::~Checkpointer() { stop(); }
@@ -69,9 +71,9 @@ void Checkpointer::run() {
     int rc = SQLITE_OK;
     {
       std::lock_guard checkpointing(checkpoint_mu_);
-      // On a full disk (eager), the WAL is truncated too, giving its space back; that
-      // waits for the writer's transaction and the readers, which a full disk makes rare.
-      const bool eager = eager_ != nullptr && eager_->load(std::memory_order_relaxed);
+      // On a full disk, the WAL is truncated too, giving its space back; that waits for
+      // the writer's transaction and the readers, which a full disk makes rare.
+      const bool eager = full_ != nullptr && full_->load(std::memory_order_relaxed);
       rc = sqlite3_wal_checkpoint_v2(db_.handle(), nullptr,
                                      eager ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
                                      nullptr, nullptr);

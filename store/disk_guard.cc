@@ -18,9 +18,13 @@ namespace {
 // then doubling up to a second, so a disk that stays full costs one failed group a second.
 constexpr std::chrono::milliseconds kFirstProbeDelay{10};
 constexpr std::chrono::milliseconds kMaxProbeDelay{1000};
-// How often maintain() looks at the file system's free space when the reserve is missing:
-// one statvfs(2) a second.
-constexpr std::chrono::milliseconds kCheckInterval{1000};
+// How often maintain() looks at the file system's free space: one statvfs(2) per 100 ms,
+// often enough to see a small disk fill.
+constexpr std::chrono::milliseconds kCheckInterval{100};
+// Free space under which checkpoints run after every commit (or 4 x the reserve, if more):
+// WALs then stay small. Four times the WAL a file holds before its checkpointer wakes
+// (8192 pages), so that a disk this close to full never holds WAL it could not copy back.
+constexpr uint64_t kLowSpaceBytes = uint64_t{4} * 8192 * 4096;
 
 // Bytes the file system holding `dir` has available to this process; 0 when unknown.
 uint64_t available_bytes(const std::string& dir) {
@@ -47,6 +51,7 @@ void DiskGuard::enter_full(const std::string& file, const Status& cause) {
   if (full_.load(std::memory_order_relaxed)) return;
   cause_ = cause;
   full_.store(true, std::memory_order_relaxed);
+  eager_.store(true, std::memory_order_relaxed);
   full_events_.fetch_add(1, std::memory_order_relaxed);
   const uint64_t released = reserve_held();
   release_reserve_locked();
@@ -84,6 +89,7 @@ void DiskGuard::resume(const std::string& file) {
     std::lock_guard lock(mu_);
     if (!full_.load(std::memory_order_relaxed)) return;
     full_.store(false, std::memory_order_relaxed);
+    eager_.store(low_.load(std::memory_order_relaxed), std::memory_order_relaxed);
     EDGEKV_LOG(kNotice) << "store: " << file << ": a write committed again in " << dir_
                         << "; accepting writes";
   }
@@ -113,13 +119,16 @@ void DiskGuard::release_reserve_locked() {
 }
 
 void DiskGuard::maintain(bool now_please) {
-  if (reserve_bytes_ == 0 || reserve_held() == reserve_bytes_ || full()) return;
   std::lock_guard lock(mu_);
   const Clock::time_point now = Clock::now();
   if (!now_please && now < next_check_) return;
   next_check_ = now + kCheckInterval;
-  if (full_.load(std::memory_order_relaxed) || reserve_held() == reserve_bytes_) return;
-  if (available_bytes(dir_) < 2 * reserve_bytes_) return;
+  const uint64_t available = available_bytes(dir_);
+  low_.store(available < std::max(kLowSpaceBytes, 4 * reserve_bytes_), std::memory_order_relaxed);
+  eager_.store(low_.load(std::memory_order_relaxed) || full_.load(std::memory_order_relaxed),
+               std::memory_order_relaxed);
+  if (reserve_bytes_ == 0 || reserve_held() == reserve_bytes_) return;
+  if (full_.load(std::memory_order_relaxed) || available < 2 * reserve_bytes_) return;
   if (take_reserve_locked()) {
     EDGEKV_LOG(kInfo) << "store: holding " << reserve_bytes_ << " bytes in " << path_.string()
                       << " for deletes on a full disk";

@@ -35,7 +35,11 @@ class DiskGuard {
 
   // Whether the store is out of space (puts are refused but for probes).
   bool full() const { return full_.load(std::memory_order_relaxed); }
-  // The flag itself, for checkpointers that run eagerly while it is set.
+  // Set while the disk is full or nearly so (less free than kLowSpaceBytes, or 4 x the
+  // reserve): checkpointers then run after every commit, so that WALs stay small instead of
+  // holding up to 4 x checkpoint_pages that a full disk could no longer copy back.
+  const std::atomic<bool>* eager_flag() const { return &eager_; }
+  bool eager() const { return eager_.load(std::memory_order_relaxed); }
   const std::atomic<bool>* full_flag() const { return &full_; }
 
   // A commit of `file` failed with `cause`, a full disk: gives the reserve back and refuses
@@ -57,8 +61,9 @@ class DiskGuard {
 
   // Gives the reserve back (at open, so that recovering staged writes has its room).
   void release_reserve();
-  // Takes the reserve when it is missing and the file system has room for it and as much
-  // again. Checks at most once a second unless `now_please`.
+  // Notes whether free space is low (eager checkpoints), and takes the reserve when it is
+  // missing and the file system has room for it and as much again. Looks at most every
+  // 100 ms unless `now_please`.
   void maintain(bool now_please = false);
 
   uint64_t reserve_held() const { return reserve_held_.load(std::memory_order_relaxed); }
@@ -75,6 +80,8 @@ class DiskGuard {
   std::unique_ptr<std::atomic<uint64_t>[]> free_pages_;  // bytes, by data file
   const uint32_t files_;
   std::atomic<bool> full_{false};
+  std::atomic<bool> low_{false};    // little free space left (maintain())
+  std::atomic<bool> eager_{false};  // full_ || low_
   std::atomic<uint64_t> reserve_held_{0};
   std::atomic<uint64_t> full_events_{0};
   mutable std::mutex mu_;

@@ -59,9 +59,9 @@ Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, 
                                              sql::Db read, std::unique_ptr<Applier> applier) {
   std::unique_ptr<Writer> writer(
       new Writer(state, file, std::move(stage), std::move(read), std::move(applier)));
-  Result<std::unique_ptr<Checkpointer>> checkpointer =
-      Checkpointer::open(writer->db_.path(), state.options.sync, state.options.checkpoint_pages,
-                         &state.counters.checkpoints, state.disk.full_flag());
+  Result<std::unique_ptr<Checkpointer>> checkpointer = Checkpointer::open(
+      writer->db_.path(), state.options.sync, state.options.checkpoint_pages,
+      &state.counters.checkpoints, state.disk.eager_flag(), state.disk.full_flag());
   if (!checkpointer.ok()) return checkpointer.status();
   writer->checkpointer_ = std::move(*checkpointer);
   EDGEKV_RETURN_IF_ERROR(writer->prepare_statements());
@@ -725,8 +725,10 @@ void Writer::post_if_due() {
   const StoreOptions& o = state_.options;
   // One batch on its way at a time: the next one is due, if at all, when it applied.
   if (in_flight_ > 0 || staged_.size() == 0) return;
-  if (staged_.size() < o.stage_apply_at && staged_.bytes() < o.stage_apply_bytes &&
-      staged_.bytes() < o.stage_max_bytes) {
+  // Nearly out of space, what is staged is applied at once: a full disk then finds little
+  // staged that still needs room in the data file (disk_guard.h).
+  if (!state_.disk.eager() && staged_.size() < o.stage_apply_at &&
+      staged_.bytes() < o.stage_apply_bytes && staged_.bytes() < o.stage_max_bytes) {
     return;
   }
   // The oldest stage_apply_batch, or more when the applier fell behind: as many as leave

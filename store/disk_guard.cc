@@ -119,10 +119,13 @@ void DiskGuard::release_reserve_locked() {
 }
 
 void DiskGuard::maintain(bool now_please) {
-  std::lock_guard lock(mu_);
+  const auto ns = [](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  };
   const Clock::time_point now = Clock::now();
-  if (!now_please && now < next_check_) return;
-  next_check_ = now + kCheckInterval;
+  if (!now_please && ns(now) < next_check_ns_.load(std::memory_order_relaxed)) return;
+  std::lock_guard lock(mu_);
+  next_check_ns_.store(ns(now + kCheckInterval), std::memory_order_relaxed);
   const uint64_t available = available_bytes(dir_);
   low_.store(available < std::max(kLowSpaceBytes, 4 * reserve_bytes_), std::memory_order_relaxed);
   eager_.store(low_.load(std::memory_order_relaxed) || full_.load(std::memory_order_relaxed),

@@ -1,20 +1,24 @@
 // What a store does when its file system fills up (store/FORMAT.md, "A full disk").
 //
 // SQLite needs room to write anything, a delete included: a stage row and its WAL frames,
-// the batch that applies it, the checkpoint that copies the WAL back. So the guard keeps a
-// reserve file in the data directory (`disk_reserve_bytes` of allocated space). When a
-// commit fails because the disk is full, the store becomes "out of space": the reserve is
-// given back to the file system, and writes that add data (puts) are refused with an
-// IO_ERROR naming the full disk, while deletes and expiry sweeps go on and use the room
-// the reserve left. Checkpoints run after every commit meanwhile, so WAL space is reused
-// instead of grown. One group of puts per probe interval is let through (the first at
-// once, then after 10 ms, doubling up to a second): when such a group commits and its
-// file's batches apply, puts are accepted again, e.g. once deletes freed pages that SQLite
-// reuses. The reserve is taken again whenever the file system has room for it and as much
-// again (checked at most once a second).
+// the batch that applies it, the checkpoint that copies the WAL back. So the guard:
 //
-// Owns: the reserve file and the out-of-space state. Thread-safety: every method may be
-// called from any thread.
+// - keeps a reserve file in the data directory (`disk_reserve_bytes` of allocated space);
+// - while free space is low (under 128 MiB or 4 x the reserve), makes checkpoints run after
+//   every commit and staged writes apply at once, so that a full disk finds little WAL or
+//   staging that still needs room;
+// - when a commit fails because the disk is full, makes the store "full": the reserve goes
+//   back to the file system, and writes that add data (puts) are refused with an IO_ERROR
+//   naming the full disk, while deletes and expiry sweeps go on in the room the reserve
+//   left, each commit followed by a checkpoint that truncates the WAL;
+// - once the data files' free pages (left by deletes and expiry; SQLite reuses them) and
+//   the free space add up to twice the reserve, lets one group of puts through per probe
+//   interval (the first at once, then after 10 ms, doubling up to a second): when such a
+//   group commits and its file's batches apply, puts are accepted again;
+// - takes the reserve again whenever the file system has room for it and as much again.
+//
+// Owns: the reserve file and the full and low-space states. Thread-safety: every method may
+// be called from any thread.
 #pragma once
 
 #include <atomic>
@@ -88,7 +92,9 @@ class DiskGuard {
   Status cause_;                   // guarded by mu_; the failure that made the store full
   Clock::time_point next_probe_;   // guarded by mu_
   Clock::duration probe_delay_{};  // guarded by mu_
-  Clock::time_point next_check_;   // guarded by mu_; of maintain()
+  // Of maintain(), as nanoseconds of Clock: read without the lock, so that the writers'
+  // call after every group costs a clock read until a check is due.
+  std::atomic<int64_t> next_check_ns_{0};
 };
 
 }  // namespace edgekv::store

@@ -3,7 +3,7 @@
 On a small tmpfs the test mounts itself, edgekvd fills the disk: writes are then refused
 with an error naming the full disk, while DEL (through the ZeroMQ API and RESP) and TTL
 expiry still work, writes are accepted again once deletes made room, and after a restart
-every acknowledged write reads back. Separately: failed commands count in `errors` from
+on the disk filled again every acknowledged write reads back. Separately: failed commands count in `errors` from
 every front-end.
 """
 
@@ -51,6 +51,23 @@ def is_disk_full_error(reply) -> bool:
     return isinstance(reply, h.RespError) and "disk full" in reply
 
 
+def fill(resp: h.RespConn, prefix: bytes, acked: dict[bytes, bytes]) -> int:
+    """SETs of VALUE_BYTES until one is refused naming the full disk; the acknowledged ones
+    go to `acked`. Returns how many were refused (an SQLite error may come first)."""
+    refused = 0
+    for i in range(DISK_BYTES // VALUE_BYTES * 4):
+        key, value = b"%s:%05d" % (prefix, i), os.urandom(VALUE_BYTES)
+        reply = resp.command("SET", key, value)
+        if reply == "OK":
+            acked[key] = value
+            continue
+        assert isinstance(reply, h.RespError), reply
+        refused += 1
+        if is_disk_full_error(reply):
+            return refused
+    pytest.fail(f"{len(acked)} SETs of {VALUE_BYTES} bytes never filled the disk")
+
+
 def test_full_disk_refuses_writes_but_deletes_and_expiry_work(small_disk, daemons):
     node = daemons.start("node1", data_dir=small_disk / "data", args=[
         "--disk-reserve-bytes", str(RESERVE_BYTES), "--ttl-sweep-interval-ms", "100",
@@ -64,21 +81,8 @@ def test_full_disk_refuses_writes_but_deletes_and_expiry_work(small_disk, daemon
         for key in ttl_keys:
             assert client.put(key, b"expires", ttl_ms=TTL_MS).code == pb.OK
 
-        # Fill the disk: SETs until one is refused naming the full disk.
         acked: dict[bytes, bytes] = {}
-        refused = 0
-        for i in range(DISK_BYTES // VALUE_BYTES * 4):
-            key, value = b"fill:%05d" % i, os.urandom(VALUE_BYTES)
-            reply = resp.command("SET", key, value)
-            if reply == "OK":
-                acked[key] = value
-                continue
-            assert isinstance(reply, h.RespError), reply
-            refused += 1
-            if is_disk_full_error(reply):
-                break
-        else:
-            pytest.fail(f"{len(acked)} SETs of {VALUE_BYTES} bytes never filled the disk")
+        refused = fill(resp, b"fill", acked)
         assert time.monotonic() - ttl_written < TTL_MS / 1000, "filling took longer than the TTL"
         stats = client.stats()
         assert stats["store_disk_full"] == 1, stats
@@ -133,11 +137,15 @@ def test_full_disk_refuses_writes_but_deletes_and_expiry_work(small_disk, daemon
                 h.pause(0.05)  # paces the loop: each turn deletes more
         assert client.get(b"after").get.value == b"room again"
         h.wait_for(lambda: client.stats()["store_disk_full"] == 0, 10, "the disk to count as not full")
+
+        # Fill it again, and restart on the full disk.
+        fill(resp, b"refill", acked)
+        assert client.stats()["store_disk_full"] == 1
     finally:
         client.close()
         resp.close()
 
-    # Nothing acknowledged is lost, nothing deleted comes back.
+    # The restart recovers: nothing acknowledged is lost, nothing deleted comes back.
     assert node.stop() == 0
     node.start()
     with node.client(timeout=30.0) as c:

@@ -458,6 +458,13 @@ constexpr OptionSpec kOptions[] = {
      "refused with OVERLOADED, naming the failure, until a retried batch applies; nothing "
      "acknowledged is lost. A file whose batches apply stays far below it.",
      set_integer<&Config::stage_max_bytes, kMiB, 64 * 1024 * kMiB>, false},
+    {"disk-reserve-bytes", "16777216",
+     "Bytes of disk held in a file of their own (reserve, in the data directory) and given "
+     "back when the disk fills (0..1 GiB; 0: none). On a full disk writes that add data are "
+     "refused, naming the full disk, while DEL, expiry and the store's own upkeep go on in "
+     "the room the reserve leaves; writes are accepted again once one fits. The reserve is "
+     "taken again when the file system has room for it twice over.",
+     set_integer<&Config::disk_reserve_bytes, 0, 1024 * kMiB>, false},
     {"changelog-keep", "100000",
      "Change-log entries kept per partition (1..1000000000); the sweeper trims older ones. A "
      "feed subscriber further behind than this cannot catch up from the log and must re-read "
@@ -742,6 +749,7 @@ store::StoreOptions Config::store_options() const {
   options.stage_apply_at = stage_apply_at;
   options.stage_apply_batch = stage_apply_batch;
   options.stage_max_bytes = stage_max_bytes;
+  options.disk_reserve_bytes = disk_reserve_bytes;
   options.write_queue_max = write_queue_max;
   options.changelog_keep = changelog_keep;
   options.tombstone_grace_ms = tombstone_grace_ms;

@@ -45,6 +45,7 @@ struct Config {
   size_t stage_apply_at = 8192;
   size_t stage_apply_batch = 4096;
   uint64_t stage_max_bytes = 128 * 1024 * 1024;
+  uint64_t disk_reserve_bytes = 16 * 1024 * 1024;
   uint64_t changelog_keep = 100000;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
   LogLevel log_level = LogLevel::kInfo;

@@ -289,6 +289,8 @@ class RespServerImpl final : public RespServer {
   }
 
   void fill(Conn& conn, uint64_t slot, std::string reply) {
+    // Every reply passes here, so every error reply is counted, whoever answered it.
+    if (!reply.empty() && reply[0] == '-') ++counters_.error_replies;
     Slot& s = conn.slots[slot - conn.first_slot];
     s.ready = true;
     conn.slot_bytes += reply.size();
@@ -300,7 +302,10 @@ class RespServerImpl final : public RespServer {
   // per reply, which is what makes pipelining pay.
   void fill_later(uint64_t conn_id, uint64_t slot, std::string reply) {
     auto it = conns_.find(conn_id);
-    if (it == conns_.end()) return;  // the client went away
+    if (it == conns_.end()) {  // the client went away; an error is an error all the same
+      if (!reply.empty() && reply[0] == '-') ++counters_.error_replies;
+      return;
+    }
     Conn& conn = *it->second;
     fill(conn, slot, std::move(reply));
     if (!conn.dirty) {
@@ -630,6 +635,7 @@ class RespServerImpl final : public RespServer {
       line("expired_keys", std::to_string(s.expired));
       line("keyspace_hits", std::to_string(counters_.keyspace_hits));
       line("keyspace_misses", std::to_string(counters_.keyspace_misses));
+      line("total_error_replies", std::to_string(counters_.error_replies));
       line("total_error_replies_protocol", std::to_string(counters_.protocol_errors));
       line("commit_groups", std::to_string(s.commit_groups));
       line("staged_writes", std::to_string(s.staged));

@@ -33,6 +33,7 @@ struct RespCounters {
   uint64_t connections_rejected = 0;  // over clients_max
   uint64_t commands = 0;
   uint64_t protocol_errors = 0;
+  uint64_t error_replies = 0;  // every error reply ("-..."), protocol errors included
   uint64_t keyspace_hits = 0;
   uint64_t keyspace_misses = 0;
 };

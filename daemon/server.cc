@@ -118,7 +118,9 @@ struct Counters {
   uint64_t get_hits = 0;
   uint64_t get_misses = 0;
   uint64_t invalid_requests = 0;
-  uint64_t errors = 0;
+  // ZeroMQ API requests answered with an error other than NOT_FOUND (reply_error); STATS
+  // reports `errors` as these plus the RESP listener's error replies.
+  uint64_t api_errors = 0;
   uint64_t feed_events = 0;
   uint64_t expired_events = 0;
   uint64_t members_requests = 0;
@@ -502,7 +504,9 @@ class ServerImpl final : public Server {
         {"get_hits", counters_.get_hits},
         {"get_misses", counters_.get_misses},
         {"invalid_requests", counters_.invalid_requests},
-        {"errors", counters_.errors},
+        {"errors", counters_.api_errors + (resp_ ? resp_->counters().error_replies : 0)},
+        {"api_errors", counters_.api_errors},
+        {"resp_errors", resp_ ? resp_->counters().error_replies : 0},
         {"writes_in_flight", path_->writes_in_flight()},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
@@ -528,6 +532,9 @@ class ServerImpl final : public Server {
         {"store_apply_failures", s.apply_failures},
         {"store_checkpoints", s.checkpoints},
         {"store_bytes_on_disk", s.bytes_on_disk},
+        {"store_disk_full", s.disk_full ? 1u : 0u},
+        {"store_disk_full_events", s.disk_full_events},
+        {"store_disk_reserve_bytes", s.disk_reserve_bytes},
         {"gossip_members_alive", members.alive},
         {"gossip_members_suspect", members.suspect},
         {"gossip_members_dead", members.dead},
@@ -579,8 +586,8 @@ class ServerImpl final : public Server {
   }
 
   void reply_error(const ReplyTo& to, uint64_t id, const Status& status) {
+    if (status.code() != Code::kNotFound) ++counters_.api_errors;
     if (status.code() != Code::kNotFound && status.code() != Code::kInvalidArgument) {
-      ++counters_.errors;
       EDGEKV_LOG(kWarning) << "request " << id << " failed: " << status.to_string();
     }
     pb::Response resp;

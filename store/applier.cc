@@ -37,9 +37,9 @@ Result<std::unique_ptr<Applier>> Applier::open(EngineState& state, uint32_t file
   std::unique_ptr<Applier> applier(new Applier(state, file, std::move(db)));
   // Always fsync'd: the writer deletes stage rows once their batch committed, so the batch
   // must outlive a power cut whenever the deletion does.
-  Result<std::unique_ptr<Checkpointer>> checkpointer =
-      Checkpointer::open(applier->db_.path(), SyncMode::kFull, state.options.checkpoint_pages,
-                         &state.counters.checkpoints);
+  Result<std::unique_ptr<Checkpointer>> checkpointer = Checkpointer::open(
+      applier->db_.path(), SyncMode::kFull, state.options.checkpoint_pages,
+      &state.counters.checkpoints, state.disk.eager_flag(), state.disk.full_flag());
   if (!checkpointer.ok()) return checkpointer.status();
   applier->checkpointer_ = std::move(*checkpointer);
   EDGEKV_RETURN_IF_ERROR(applier->prepare_statements());
@@ -315,6 +315,9 @@ Status Applier::apply(const std::vector<const StagedWrite*>& writes,
   if (status.ok()) status = commit_.run();
   if (!status.ok()) {
     counting.unlock();
+    // Before the rollback, which forgets the error: out of space, the guard gives its
+    // reserve back, and the retried batch has room for the deletes in it.
+    if (sql::is_disk_full(db_.handle())) state_.disk.enter_full(db_.path(), status);
     (void)rollback(status);
     if (!failing_) {
       failing_ = true;
@@ -399,7 +402,10 @@ Status Applier::sweep(SweepJob& job) {
   }
   sweep_cursor_ = (sweep_cursor_ + 1) % n;
   if (status.ok()) status = commit_.run();
-  if (!status.ok()) return rollback(status);
+  if (!status.ok()) {
+    if (sql::is_disk_full(db_.handle())) state_.disk.enter_full(db_.path(), status);
+    return rollback(status);
+  }
   state_.counters.tombstones_purged.fetch_add(purged_total, std::memory_order_relaxed);
   return Status();
 }

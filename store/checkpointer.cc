@@ -14,11 +14,14 @@ constexpr int kInlineFactor = 4;
 
 Result<std::unique_ptr<Checkpointer>> Checkpointer::open(const std::string& path, SyncMode sync,
                                                          int pages,
-                                                         std::atomic<uint64_t>* completed) {
+                                                         std::atomic<uint64_t>* completed,
+                                                         const std::atomic<bool>* eager,
+                                                         const std::atomic<bool>* full) {
   Result<sql::Db> db = sql::Db::open(path, /*create=*/false);
   if (!db.ok()) return db.status();
   EDGEKV_RETURN_IF_ERROR(configure_connection(*db, ConnectionRole::kCheckpointer, sync, 0));
-  return std::unique_ptr<Checkpointer>(new Checkpointer(std::move(*db), pages, completed));
+  return std::unique_ptr<Checkpointer>(
+      new Checkpointer(std::move(*db), pages, completed, eager, full));
 }
 
 Checkpointer::~Checkpointer() { stop(); }
@@ -46,7 +49,8 @@ int Checkpointer::wal_hook(void* self, sqlite3* writer, const char* schema, int 
     // WAL over, unless a reader still holds an old snapshot.
     std::lock_guard checkpointing(c->checkpoint_mu_);
     sqlite3_wal_checkpoint_v2(writer, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-  } else if (wal_pages >= c->pages_) {
+  } else if (wal_pages >= c->pages_ || (wal_pages > 0 && c->eager_ != nullptr &&
+                                        c->eager_->load(std::memory_order_relaxed))) {
     {
       std::lock_guard lock(c->mu_);
       c->due_ = true;
@@ -67,8 +71,12 @@ void Checkpointer::run() {
     int rc = SQLITE_OK;
     {
       std::lock_guard checkpointing(checkpoint_mu_);
-      rc = sqlite3_wal_checkpoint_v2(db_.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                     nullptr);
+      // On a full disk, the WAL is truncated too, giving its space back; that waits for
+      // the writer's transaction and the readers, which a full disk makes rare.
+      const bool eager = full_ != nullptr && full_->load(std::memory_order_relaxed);
+      rc = sqlite3_wal_checkpoint_v2(db_.handle(), nullptr,
+                                     eager ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
+                                     nullptr, nullptr);
     }
     if (rc != SQLITE_OK) {
       // The next commit past the threshold asks again; the writer's inline checkpoint

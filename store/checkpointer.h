@@ -34,9 +34,14 @@ namespace edgekv::store {
 class Checkpointer {
  public:
   // Opens a second connection to `path` (which the writer has in WAL mode already).
-  // `completed` counts the checkpoints it ran (StoreStats::checkpoints).
+  // `completed` counts the checkpoints it ran (StoreStats::checkpoints). While `eager` is
+  // set (the disk is full or nearly, disk_guard.h), every commit wakes the thread, so
+  // that the WAL starts over, reusing its file, instead of growing; while `full` is set,
+  // the checkpoint also truncates the WAL, giving its space back.
   static Result<std::unique_ptr<Checkpointer>> open(const std::string& path, SyncMode sync,
-                                                    int pages, std::atomic<uint64_t>* completed);
+                                                    int pages, std::atomic<uint64_t>* completed,
+                                                    const std::atomic<bool>* eager,
+                                                    const std::atomic<bool>* full);
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
@@ -48,8 +53,9 @@ class Checkpointer {
   void stop();
 
  private:
-  Checkpointer(sql::Db db, int pages, std::atomic<uint64_t>* completed)
-      : db_(std::move(db)), pages_(pages), completed_(completed) {}
+  Checkpointer(sql::Db db, int pages, std::atomic<uint64_t>* completed,
+               const std::atomic<bool>* eager, const std::atomic<bool>* full)
+      : db_(std::move(db)), pages_(pages), completed_(completed), eager_(eager), full_(full) {}
   static int wal_hook(void* self, sqlite3* writer, const char* schema, int wal_pages);
   void run();
 
@@ -67,6 +73,8 @@ class Checkpointer {
   bool stopping_ = false;
   bool warned_ = false;  // a failed checkpoint is logged once per run of failures
   std::atomic<uint64_t>* completed_;
+  const std::atomic<bool>* eager_;
+  const std::atomic<bool>* full_;
 };
 
 }  // namespace edgekv::store

@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "store/disk_guard.h"
 #include "store/schema.h"
 #include "store/staging.h"
 #include "store/store.h"
@@ -40,7 +41,8 @@ struct EngineState {
   EngineState(Layout layout_in, StoreOptions options_in)
       : layout(std::move(layout_in)),
         options(std::move(options_in)),
-        partitions(std::make_unique<PartitionState[]>(layout.partitions)) {
+        partitions(std::make_unique<PartitionState[]>(layout.partitions)),
+        disk(layout.dir, options.disk_reserve_bytes, layout.db_files) {
     for (uint32_t f = 0; f < layout.db_files; ++f) {
       staged.push_back(
           std::make_unique<StagedWrites>(layout.db_files, layout.partitions_in_file(f)));
@@ -55,6 +57,8 @@ struct EngineState {
   std::vector<std::unique_ptr<StagedWrites>> staged;
   // Tasks waiting in all writer queues, against write_queue_max.
   std::atomic<size_t> queued{0};
+  // The reserve file and whether the disk is full (disk_guard.h).
+  DiskGuard disk;
 };
 
 }  // namespace edgekv::store

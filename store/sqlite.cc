@@ -1,5 +1,6 @@
 #include "store/sqlite.h"
 
+#include <cerrno>
 #include <climits>
 
 namespace edgekv::store::sql {
@@ -35,6 +36,14 @@ Status sqlite_status(int rc, sqlite3* db, std::string_view what) {
     default:  // SQLITE_ERROR (bad SQL), SQLITE_MISUSE, SQLITE_NOMEM, ...: our bug or no memory
       return Status::internal(std::move(message));
   }
+}
+
+bool is_disk_full(sqlite3* db) {
+  if (db == nullptr) return false;
+  const int rc = sqlite3_extended_errcode(db) & 0xff;
+  if (rc == SQLITE_FULL) return true;
+  const int err = sqlite3_system_errno(db);
+  return rc == SQLITE_IOERR && (err == ENOSPC || err == EDQUOT);
 }
 
 void Stmt::bind_int64(int index, int64_t value) {

@@ -23,6 +23,11 @@ namespace edgekv::store::sql {
 // operation ("/data/data-0.db: commit"); the connection, when given, adds its message.
 Status sqlite_status(int rc, sqlite3* db, std::string_view what);
 
+// Whether the last error of connection `db` was a full disk (SQLITE_FULL, which a cap by
+// max_page_count gives too, or an I/O error with ENOSPC or EDQUOT). Ask before anything
+// else runs on the connection (a rollback resets it).
+bool is_disk_full(sqlite3* db);
+
 class Stmt {
  public:
   Stmt() = default;

@@ -319,6 +319,13 @@ class StoreImpl final : public Store {
     }
     for (size_t f = 0; f + 1 < writers_.size(); ++f) writers_[f]->set_next(writers_[f + 1].get());
     for (auto& writer : writers_) writer->start();
+    DiskGuard& disk = state_->disk;
+    disk.maintain(/*now_please=*/true);
+    if (disk.reserve_held() < state_->options.disk_reserve_bytes) {
+      EDGEKV_LOG(kWarning) << "store: no room for the " << state_->options.disk_reserve_bytes
+                           << "-byte reserve in " << state_->layout.dir.string()
+                           << " (it needs twice that free); it is taken once there is";
+    }
     return Status();
   }
 
@@ -379,6 +386,9 @@ class StoreImpl final : public Store {
     s.apply_failures = c.apply_failures.load(std::memory_order_relaxed);
     s.checkpoints = c.checkpoints.load(std::memory_order_relaxed);
     for (const auto& staged : state_->staged) s.staged += staged->size();
+    s.disk_full = state_->disk.full();
+    s.disk_full_events = state_->disk.full_events();
+    s.disk_reserve_bytes = state_->disk.reserve_held();
 
     int64_t live = 0;
     for (uint32_t p = 0; p < partitions(); ++p) live += state_->partitions[p].live_rows.load();
@@ -450,6 +460,9 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   layout.dir = options.dir;
   Result<DirLock> lock = lock_dir(layout);
   if (!lock.ok()) return lock.status();
+  // The reserve is given back first, so that recovering what a full disk left staged has
+  // its room; it is taken again once the writers run, if there is room (disk_guard.h).
+  DiskGuard(layout.dir, 0, 0).release_reserve();
   Result<std::vector<FileDbs>> dbs = open_files(options, &layout);
   if (!dbs.ok()) return dbs.status();
 

@@ -103,6 +103,12 @@ struct StoreOptions {
   // key skips reading its row for last-write-wins (0: none). Each costs about 100 bytes
   // plus its key; when full, a random one makes room.
   size_t row_cache_entries = 65536;
+  // Bytes of disk the store holds in a file of its own (`reserve` in the directory) and
+  // gives back when the disk fills, so that deletes, expiry, applying staged writes and
+  // checkpoints still have room while writes that add data are refused (disk_guard.h,
+  // store/FORMAT.md "A full disk"). 0: no reserve; deletes then work on a full disk only
+  // as far as SQLite finds free pages.
+  uint64_t disk_reserve_bytes = 0;
 };
 
 // Committed changes (common/change.h); read_changes returns superseded puts without value.
@@ -142,6 +148,9 @@ struct StoreStats {
   uint64_t apply_failures = 0;  // batches that failed to apply (and stayed staged)
   uint64_t checkpoints = 0;     // WAL checkpoints run off the commit path (checkpointer.h)
   uint64_t bytes_on_disk = 0;
+  bool disk_full = false;           // writes that add data are refused (disk_guard.h)
+  uint64_t disk_full_events = 0;    // times the disk was found full since open
+  uint64_t disk_reserve_bytes = 0;  // bytes the reserve file holds now
 };
 
 // Writes a thread submits while a WakeBatch it created is alive are queued at once but
@@ -186,6 +195,8 @@ class Store {
   // after the commit group holding it committed. Answers OVERLOADED (through `done`, at
   // once) when write_queue_max writes are waiting or when the key's file holds
   // stage_max_bytes of staged writes that fail to apply, UNAVAILABLE once close() began.
+  // While the disk is full a put is refused with IO_ERROR ("disk full: ..."), but for
+  // probes; a tombstone is not (disk_guard.h).
   // INVALID_ARGUMENT (at once) for a zero version (no write has one), a key over 1 MiB or
   // a value over 256 MiB (sanity bounds far above the daemon's limits). A tombstone is
   // stored without value and without expiry: it hides the key until purged.

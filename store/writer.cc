@@ -35,6 +35,9 @@ constexpr size_t kMaxCatchUp = 4;
 // while the pages steady staging reuses stay.
 constexpr int64_t kStageShrinkPages = 4096;
 
+// SQLite's default page size, which the store's files keep (store/FORMAT.md).
+constexpr uint64_t kPageBytes = 4096;
+
 }  // namespace
 
 Writer::Writer(EngineState& state, uint32_t file, sql::Db stage, sql::Db read,
@@ -56,9 +59,9 @@ Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, 
                                              sql::Db read, std::unique_ptr<Applier> applier) {
   std::unique_ptr<Writer> writer(
       new Writer(state, file, std::move(stage), std::move(read), std::move(applier)));
-  Result<std::unique_ptr<Checkpointer>> checkpointer =
-      Checkpointer::open(writer->db_.path(), state.options.sync, state.options.checkpoint_pages,
-                         &state.counters.checkpoints);
+  Result<std::unique_ptr<Checkpointer>> checkpointer = Checkpointer::open(
+      writer->db_.path(), state.options.sync, state.options.checkpoint_pages,
+      &state.counters.checkpoints, state.disk.eager_flag(), state.disk.full_flag());
   if (!checkpointer.ok()) return checkpointer.status();
   writer->checkpointer_ = std::move(*checkpointer);
   EDGEKV_RETURN_IF_ERROR(writer->prepare_statements());
@@ -292,6 +295,7 @@ void Writer::run() {
     }
     if (!apply_failing_ || may_retry) post_if_due();
     update_refusal();
+    state_.disk.maintain();
   }
   // A clean stop leaves nothing staged, so the stage table of a closed store is empty.
   post_all();
@@ -357,23 +361,72 @@ Status Writer::delete_applied(uint64_t max_rows) {
   return Status();
 }
 
-void Writer::commit_group(std::vector<Queued>& group) {
-  std::vector<Outcome> outcomes(group.size());
-  GroupTotals totals;
+Status Writer::stage_group(std::vector<Queued>& group, const Status& put_refusal,
+                           std::vector<Outcome>& outcomes, GroupTotals* totals,
+                           bool* out_of_space) {
   const uint64_t deleted_before = deleted_id_;
   Status status = begin_.run();
   // A slice per group: deleting a whole batch's rows would hold up this group's writes.
   if (status.ok()) status = delete_applied(kDeleteSlice);
   for (size_t i = 0; status.ok() && i < group.size(); ++i) {
     if (auto* apply = std::get_if<ApplyTask>(&group[i].task)) {
-      status = stage_one(*apply, &outcomes[i], &totals);
+      status = stage_one(*apply, &outcomes[i], totals, put_refusal);
     } else {
-      status = sweep_file(*std::get<SweepTask>(group[i].task).job, &outcomes[i], &totals);
+      status = sweep_file(*std::get<SweepTask>(group[i].task).job, &outcomes[i], totals);
     }
   }
   if (status.ok()) status = commit_.run();
   // Ends the group's reads: an open read transaction would hold checkpoints back.
   end_read();
+  if (status.ok()) return status;
+
+  *out_of_space = sql::is_disk_full(db_.handle());  // before the rollback forgets it
+  if (db_.in_transaction()) {
+    Status rolled_back = rollback_.run();
+    if (!rolled_back.ok()) {
+      EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
+    }
+  }
+  deleted_id_ = deleted_before;
+  pending_.clear();
+  pending_newest_.clear();
+  pending_bytes_ = 0;
+  abandon();
+  // Give the staged writes back their records (stage_one moved them into the events), so
+  // that the group can be staged again.
+  for (size_t i = 0; i < group.size(); ++i) {
+    auto* apply = std::get_if<ApplyTask>(&group[i].task);
+    if (apply == nullptr || !outcomes[i].apply.applied) continue;
+    apply->record.key = std::move(outcomes[i].apply.event.key);
+    apply->record.value = std::move(outcomes[i].apply.event.value);
+  }
+  return status;
+}
+
+void Writer::commit_group(std::vector<Queued>& group) {
+  DiskGuard& disk = state_.disk;
+  // Out of space, puts are refused but for a probe now and then (disk_guard.h).
+  const bool was_full = disk.full();
+  Status put_refusal = disk.take_probe() ? Status() : disk.refusal();
+  std::vector<Outcome> outcomes(group.size());
+  GroupTotals totals;
+  bool out_of_space = false;
+  Status status = stage_group(group, put_refusal, outcomes, &totals, &out_of_space);
+  if (!status.ok() && out_of_space) {
+    disk.enter_full(db_.path(), status);
+    // The room the reserve gave back is for deletes and expiry: stage the group again
+    // without its puts, which get the full disk's refusal.
+    const bool others = std::any_of(group.begin(), group.end(), [](const Queued& q) {
+      const auto* apply = std::get_if<ApplyTask>(&q.task);
+      return apply == nullptr || apply->record.tombstone;
+    });
+    if (put_refusal.ok() && others) {
+      put_refusal = disk.refusal();
+      outcomes.assign(group.size(), Outcome{});
+      totals = GroupTotals{};
+      status = stage_group(group, put_refusal, outcomes, &totals, &out_of_space);
+    }
+  }
 
   if (status.ok()) {
     for (const StagedWrite& w : pending_) remember_written(w);
@@ -385,23 +438,15 @@ void Writer::commit_group(std::vector<Queued>& group) {
       failing_ = false;
       EDGEKV_LOG(kNotice) << "store: " << db_.path() << ": commits succeed again";
     }
-  } else {
-    if (db_.in_transaction()) {
-      Status rolled_back = rollback_.run();
-      if (!rolled_back.ok()) {
-        EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
-      }
+    if (disk.full()) report_free_pages();
+    // A probe's puts committed, and this file's batches apply: there is room again.
+    if (was_full && put_refusal.ok() && totals.puts > 0 && !apply_failing_) {
+      disk.resume(db_.path());
     }
-    deleted_id_ = deleted_before;
-    pending_.clear();
-    pending_newest_.clear();
-    pending_bytes_ = 0;
-    abandon();
-    if (!failing_) {  // once per run of failures, not once per group
-      failing_ = true;
-      EDGEKV_LOG(kError) << "store: a commit group of " << group.size()
-                         << " tasks failed, none applied: " << status.to_string();
-    }
+  } else if (!failing_) {  // once per run of failures, not once per group
+    failing_ = true;
+    EDGEKV_LOG(kError) << "store: a commit group of " << group.size()
+                       << " tasks failed, none applied: " << status.to_string();
   }
 
   // Callbacks only now: an apply is acknowledged after its transaction committed.
@@ -423,6 +468,12 @@ void Writer::commit_group(std::vector<Queued>& group) {
           Applier::SweepTail{epoch_, job, [this, job](Status done) { finish_sweep(job, done); }});
     }
   }
+}
+
+void Writer::report_free_pages() {
+  // Outside a transaction: the newest snapshot, with the batches applied so far.
+  Result<std::string> pages = read_db_.query_text("PRAGMA freelist_count", "count free pages");
+  if (pages.ok()) state_.disk.set_free_pages(file_, std::stoull(*pages) * kPageBytes);
 }
 
 void Writer::finish_sweep(std::shared_ptr<SweepJob> job, const Status& status) {
@@ -589,11 +640,16 @@ Status Writer::stage_write(Slot& slot, StagedWrite& w) {
   return Status();
 }
 
-Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals) {
+Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
+                         const Status& put_refusal) {
   // Writes queued before the file reached the cap get there too: refused, not staged, so
   // the cap holds to within one write. The rest of the group commits.
   if (at_cap()) {
     out->refused = cap_refusal();
+    return Status();
+  }
+  if (!put_refusal.ok() && !task.record.tombstone) {
+    out->refused = put_refusal;
     return Status();
   }
   ++totals->writes;
@@ -669,8 +725,10 @@ void Writer::post_if_due() {
   const StoreOptions& o = state_.options;
   // One batch on its way at a time: the next one is due, if at all, when it applied.
   if (in_flight_ > 0 || staged_.size() == 0) return;
-  if (staged_.size() < o.stage_apply_at && staged_.bytes() < o.stage_apply_bytes &&
-      staged_.bytes() < o.stage_max_bytes) {
+  // Nearly out of space, what is staged is applied at once: a full disk then finds little
+  // staged that still needs room in the data file (disk_guard.h).
+  if (!state_.disk.eager() && staged_.size() < o.stage_apply_at &&
+      staged_.bytes() < o.stage_apply_bytes && staged_.bytes() < o.stage_max_bytes) {
     return;
   }
   // The oldest stage_apply_batch, or more when the applier fell behind: as many as leave

@@ -141,7 +141,12 @@ class Writer {
 
   void run();
   void commit_group(std::vector<Queued>& group);
-  Status stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals);
+  // Stages `group` in one transaction and commits it; puts get `put_refusal` instead when
+  // it is not OK. On failure everything is rolled back, the records are as they were, and
+  // `out_of_space` says whether the disk was full.
+  Status stage_group(std::vector<Queued>& group, const Status& put_refusal,
+                     std::vector<Outcome>& outcomes, GroupTotals* totals, bool* out_of_space);
+  Status stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals, const Status& put_refusal);
   Result<KeyState> key_state(Slot& slot, std::string_view key);
   // Makes the read connection's transaction see every batch removed from the staged
   // writes: begins one, or begins it again when a batch was removed since it began. A
@@ -188,6 +193,8 @@ class Writer {
   void abandon();
   // Queues a sweep handed on by the previous writer (not counted against the queue bound).
   void hand_on(std::shared_ptr<SweepJob> job);
+  // Tells the disk guard how many bytes of free pages the data file has (out of space).
+  void report_free_pages();
   // Ends a sweep in this file: on to the next writer, or its callback.
   void finish_sweep(std::shared_ptr<SweepJob> job, const Status& status);
   static void answer(Task& task, const Status& status);

@@ -69,7 +69,8 @@ def test_stats_plain_and_json(daemons):
     assert stats["get_misses"] == 1
     assert stats["invalid_requests"] == 1
     assert stats["keys"] == 4
-    assert stats["errors"] == 0
+    # The invalid request was answered with an error; the miss was not an error.
+    assert stats["errors"] == stats["api_errors"] == 1, stats
     # The five puts and the delete were committed and staged, and none was applied yet.
     assert stats["store_group_writes"] == 6, stats
     assert stats["store_staged_writes"] == 6, stats

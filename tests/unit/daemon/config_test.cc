@@ -61,6 +61,7 @@ void expect_same_settings(const Config& actual, const Config& expected) {
   EXPECT_EQ(actual.stage_apply_at, expected.stage_apply_at);
   EXPECT_EQ(actual.stage_apply_batch, expected.stage_apply_batch);
   EXPECT_EQ(actual.changelog_keep, expected.changelog_keep);
+  EXPECT_EQ(actual.disk_reserve_bytes, expected.disk_reserve_bytes);
   EXPECT_EQ(actual.tombstone_grace_ms, expected.tombstone_grace_ms);
   EXPECT_EQ(actual.log_level, expected.log_level);
   EXPECT_EQ(actual.seeds, expected.seeds);
@@ -127,6 +128,7 @@ const std::vector<OptionCase>& every_option() {
       {"stage-apply-batch", "300", [](const Config& c) { return c.stage_apply_batch == 300; }},
       {"stage-max-bytes", "8388608", [](const Config& c) { return c.stage_max_bytes == 8388608; }},
       {"changelog-keep", "12345", [](const Config& c) { return c.changelog_keep == 12345; }},
+      {"disk-reserve-bytes", "0", [](const Config& c) { return c.disk_reserve_bytes == 0; }},
       {"tombstone-grace-ms", "60000",
        [](const Config& c) { return c.tombstone_grace_ms == 60000; }},
       {"log-level", "debug", [](const Config& c) { return c.log_level == LogLevel::kDebug; }},
@@ -534,6 +536,7 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"stage-apply-at", "8192"},
       {"stage-apply-batch", "4096"},
       {"stage-max-bytes", "134217728"},
+      {"disk-reserve-bytes", "16777216"},
       {"changelog-keep", "100000"},
       {"tombstone-grace-ms", "86400000"},
       {"log-level", "info"},
@@ -653,7 +656,7 @@ TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
       parse({"--data-dir=/d", "--partitions=8", "--sync=full", "--compress-threshold-bytes=10",
              "--group-commit-max=11", "--write-queue-max=12", "--changelog-keep=13",
              "--tombstone-grace-ms=14", "--stage-apply-at=15", "--stage-apply-batch=16",
-             "--stage-max-bytes=2097152"});
+             "--stage-max-bytes=2097152", "--disk-reserve-bytes=17"});
   ASSERT_TRUE(result.ok()) << result.status().to_string();
   store::StoreOptions options = result->config.store_options();
   EXPECT_EQ(options.dir, "/d");
@@ -667,6 +670,7 @@ TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {
   EXPECT_EQ(options.stage_apply_at, 15u);
   EXPECT_EQ(options.stage_apply_batch, 16u);
   EXPECT_EQ(options.stage_max_bytes, 2097152u);
+  EXPECT_EQ(options.disk_reserve_bytes, 17u);
   EXPECT_EQ(options.compress_level, store::StoreOptions{}.compress_level);
 }
 

@@ -186,7 +186,33 @@ struct Counters {
   uint64_t dropped_malformed = 0;  // does not decode, or fails validation, or too large
   uint64_t dropped_cluster = 0;    // another cluster's
   uint64_t dropped_version = 0;    // a protocol version this node does not speak
+  // Claims ignored for their incarnation: above kIncarnationMax, or more than
+  // kMaxIncarnationLead above what this node holds of the member (docs/gossip.md).
+  uint64_t claims_rejected = 0;
+  // Alive claims about members this node has never seen, ignored because the view already
+  // holds options.max_members.
+  uint64_t members_refused = 0;
 };
+
+// Incarnation bounds. Messages are not authenticated yet, so any sender can claim anything
+// about any member; these bounds keep a made-up incarnation from wrapping a counter or from
+// keeping a live member dead.
+//
+// The highest incarnation a node holds or announces. Starting incarnations are the wall
+// clock in milliseconds (about 2^41 today), so 2^62 is some 146 million years away: only a
+// forged claim gets there. A suspect, dead or left claim must stay below it, so that the
+// member it names can always refute it with a higher one; an alive claim may reach it.
+// Arithmetic on incarnations saturates at it and never wraps.
+inline constexpr uint64_t kIncarnationMax = uint64_t{1} << 62;
+// How far above what this node holds of a member (or of itself) a claim may be. Claims
+// about a member carry an incarnation that member announced, and a node misses at most a
+// few of its refutations, so a legitimate claim is close above; a restart announces the
+// wall clock, at most the previous life's uptime above its old incarnation (2^32 ms is
+// 49 days). A node restarted after a longer uptime, while the others still remember it,
+// is relearned when they forget the old record (reap_after). Each forged claim within the
+// lead moves a member's incarnation up by at most this much: some 2^30 of them stand
+// between today's incarnations and kIncarnationMax.
+inline constexpr uint64_t kMaxIncarnationLead = uint64_t{1} << 32;
 
 class Swim {
  public:

@@ -111,7 +111,7 @@ struct Outgoing {
 // (tests/sim/, no message loss; median / 99th percentile / worst over the trials run):
 //   lan,   20 members: 3.0 s / 5.8 s / 9.2 s (200 trials; 6.7 s p99 over 1000); asserted
 //                      median <= 4.5 s and p99 <= 7 s. 50 members: 3.5 s, 128: 4.3 s median.
-//   local,  5 members: 1.3 s / 1.8 s / 1.9 s (300 trials); asserted: always within 3 s. A
+//   local,  5 members: 1.3 s / 1.8 s / 1.9 s (300 trials); asserted: always within 2.8 s. A
 //                      pause of 0.5 s (SIGSTOP) is never a death (asserted).
 //   wan,   20 members: 20 s median, 41 s worst (100 trials, 20-60 ms one way).
 // A pause shorter than the minimum suspicion timeout (lan, 20 members: 1.3 s) is never a
@@ -150,7 +150,7 @@ struct Options {
   uint32_t max_push_pull_bytes = 256 * 1024;
   // Members this node keeps in its view (self included); news of more is ignored. Bounds
   // memory against a flood of made-up members.
-  uint32_t max_members = 4096;
+  uint32_t max_members = 1024;
 
   // The defaults above.
   static Options lan();

@@ -1,4 +1,4 @@
-// Scenario 10: an unauthenticated sender keeps claiming that a live member is dead, at an
+// Scenario 8: an unauthenticated sender keeps claiming that a live member is dead, at an
 // absurd incarnation. Every member, the victim included, ignores the claims and counts them;
 // the victim stays alive in every view and its incarnation does not move.
 #include <gtest/gtest.h>

@@ -462,6 +462,34 @@ TEST(SwimIncarnation, RestartFarAboveTheOldIncarnationIsAccepted) {
   }
 }
 
+// The view holds at most max_members (self included): alive claims about more members are
+// ignored and counted; known members still change state.
+TEST(SwimMembers, TheViewIsBoundedAndNewsOfMoreIsCounted) {
+  Options o = test_options();
+  o.max_members = 4;
+  Net net(o);
+  Swim& a = net.add("a");
+  a.receive(datagram("x",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       for (int i = 0; i < 10; ++i)
+                         add_claim(e, pb::ALIVE, "m" + std::to_string(i), 1);
+                     }),
+            net.now);
+  EXPECT_EQ(a.members().size(), 4u);
+  EXPECT_EQ(a.counters().members_refused, 7u);
+  a.receive(datagram("x",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::ALIVE, "m0", 2);  // known: updated as usual
+                       add_claim(e, pb::ALIVE, "m9", 2);  // still no room
+                     }),
+            net.now);
+  EXPECT_EQ(a.members()[1].incarnation, 2u);
+  EXPECT_EQ(a.members().size(), 4u);
+  EXPECT_EQ(a.counters().members_refused, 8u);
+}
+
 TEST(SwimRefute, SuspicionTimeoutShrinksWithConfirmations) {
   Options o = test_options();
   Net net(o);

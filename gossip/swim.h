@@ -209,9 +209,10 @@ inline constexpr uint64_t kIncarnationMax = uint64_t{1} << 62;
 // few of its refutations, so a legitimate claim is close above; a restart announces the
 // wall clock, at most the previous life's uptime above its old incarnation (2^32 ms is
 // 49 days). A node restarted after a longer uptime, while the others still remember it,
-// is relearned when they forget the old record (reap_after). Each forged claim within the
-// lead moves a member's incarnation up by at most this much: some 2^30 of them stand
-// between today's incarnations and kIncarnationMax.
+// keeps its old record there until that is declared dead and forgotten (docs/gossip.md,
+// "Incarnation bounds"). Each forged claim within the lead moves a member's incarnation up
+// by at most this much: some 2^30 of them stand between today's incarnations and
+// kIncarnationMax.
 inline constexpr uint64_t kMaxIncarnationLead = uint64_t{1} << 32;
 
 class Swim {

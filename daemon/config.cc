@@ -306,6 +306,7 @@ constexpr std::pair<std::string_view, std::string_view> kGossipFieldOptions[] = 
     {"cluster_name", "cluster-name"},
     {"gossip_interval", "gossip-interval-ms"},
     {"gossip_fanout", "gossip-fanout"},
+    {"max_members", "gossip-max-members"},
     {"reap_after", "gossip-reap-after-ms"},
 };
 
@@ -577,6 +578,12 @@ constexpr OptionSpec kOptions[] = {
      "Piggybacked membership updates stop before a gossip message reaches this size "
      "(0 or 512..65536; 0: the preset's).",
      set_integer<&Config::gossip_max_message_bytes, 0, 65536>, false},
+    {"gossip-max-members", "1024",
+     "Members this node keeps in its view, itself included (2..65536); news of more is "
+     "ignored and counted (gossip_members_refused). Bounds the memory, peer sockets and log "
+     "lines a flood of made-up members can cost; the default leaves room for ten datacenters "
+     "of 100 nodes.",
+     set_integer<&Config::gossip_max_members, 2, 65536>, false},
     {"log-level", "info", "Least severe messages logged: error, warning, notice, info or debug.",
      set_log_level, false},
 };
@@ -787,6 +794,7 @@ Result<gossip::Options> Config::gossip_options() const {
   millis(gossip_join_retry_max_ms, &options.join_retry_max);
   millis(gossip_leave_timeout_ms, &options.leave_timeout);
   count(gossip_max_message_bytes, &options.max_message_bytes);
+  options.max_members = gossip_max_members;
   Status status = options.validate();
   if (!status.ok()) {
     return invalid(

@@ -74,6 +74,7 @@ struct Config {
   int64_t gossip_join_retry_max_ms = 0;
   int64_t gossip_leave_timeout_ms = 0;
   uint32_t gossip_max_message_bytes = 0;
+  uint32_t gossip_max_members = 1024;
 
   std::filesystem::path config_path;  // the file that was read; empty if none
 

@@ -74,6 +74,21 @@ void GossipTransport::send(const gossip::Outgoing& message, MonoTime now) {
 
 GossipTransport::Peer* GossipTransport::peer_for(const std::string& endpoint, MonoTime now) {
   if (auto it = peers_.find(endpoint); it != peers_.end()) return &it->second;
+  if (!open_tokens_started_) {
+    open_tokens_started_ = true;
+    open_tokens_ = options_.peers_open_burst;
+    open_tokens_at_ = now;
+  } else if (now > open_tokens_at_) {
+    double elapsed_s = std::chrono::duration<double>(now - open_tokens_at_).count();
+    open_tokens_ =
+        std::min(options_.peers_open_burst, open_tokens_ + elapsed_s * options_.peers_open_per_s);
+    open_tokens_at_ = now;
+  }
+  if (open_tokens_ < 1) {
+    ++counters_.peers_deferred;  // SWIM tolerates the loss; it sends again later
+    return nullptr;
+  }
+  open_tokens_ -= 1;
   if (peers_.size() >= options_.peers_max) {
     auto oldest = std::min_element(peers_.begin(), peers_.end(), [](const auto& a, const auto& b) {
       return a.second.last_used < b.second.last_used;

@@ -24,7 +24,8 @@
 //
 // Bounds: every socket has a send high-water mark and no linger (closing one drops what it
 // still holds); at most peers_max peer sockets are open (the least recently used is closed
-// to make room); a peer socket unused for idle_close is closed; the inbox refuses frames
+// to make room), and new ones open at most peers_open_per_s (after a burst); a peer socket
+// unused for idle_close is closed; the inbox refuses frames
 // over max_message_bytes (ZeroMQ drops the connection) and holds at most receive_hwm
 // messages per sender. Nothing here blocks: every send and receive is non-blocking.
 //
@@ -64,6 +65,12 @@ struct GossipTransportOptions {
   int64_t max_message_bytes = 1 << 20;
   // Peer sockets open at once. A cluster of a few hundred members needs one per member.
   size_t peers_max = 1024;
+  // New peer sockets opened per second, after a burst of peers_open_burst: each is a
+  // connection attempt to an endpoint some (unauthenticated) gossip named, so a flood of
+  // made-up members must not turn into as many connections at once. A joining node meets
+  // its members at a few per protocol period; a 128-node view fits in the burst.
+  double peers_open_per_s = 64;
+  double peers_open_burst = 256;
   // Messages waiting per peer for its subscription (the slow joiner), and how long one
   // may wait. A probe older than that is useless to SWIM anyway.
   size_t pending_max = 64;
@@ -81,6 +88,7 @@ struct GossipTransportCounters {
   uint64_t receive_malformed = 0;  // inbox messages that were not [topic][datagram]
   uint64_t peers_opened = 0;
   uint64_t peers_closed = 0;
+  uint64_t peers_deferred = 0;  // messages dropped as their new peer socket was over the rate
 };
 
 // The frame topic for `node_id` ("" for the broadcast topic).
@@ -158,6 +166,10 @@ class GossipTransport {
   std::map<std::string, Peer, std::less<>> peers_;  // by gossip endpoint
   std::vector<std::string> polled_;  // endpoints whose sockets follow the inbox in the poll set
   MonoTime next_maintenance_{};
+  // Token bucket of peer sockets that may be opened (peers_open_per_s, peers_open_burst).
+  double open_tokens_ = 0;
+  MonoTime open_tokens_at_{};
+  bool open_tokens_started_ = false;
   GossipTransportCounters counters_;
 };
 

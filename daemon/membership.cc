@@ -65,4 +65,30 @@ Membership::ObserverId Membership::add_observer(Observer observer) {
 
 void Membership::remove_observer(ObserverId id) { observers_.erase(id); }
 
+LogBudget::LogBudget(size_t per_window, std::chrono::milliseconds window)
+    : per_window_(per_window), window_(window) {}
+
+bool LogBudget::allow(MonoTime now) {
+  if (now >= window_end_ && suppressed_ == 0) {
+    window_end_ = now + window_;
+    used_ = 0;
+  }
+  if (used_ < per_window_) {
+    ++used_;
+    return true;
+  }
+  ++suppressed_;
+  ++suppressed_total_;
+  return false;
+}
+
+uint64_t LogBudget::take_suppressed(MonoTime now) {
+  if (now < window_end_ || suppressed_ == 0) return 0;
+  uint64_t n = suppressed_;
+  suppressed_ = 0;
+  window_end_ = now + window_;
+  used_ = 0;
+  return n;
+}
+
 }  // namespace edgekv::daemon

@@ -11,13 +11,16 @@
 // run on that thread, synchronously inside apply(), and must not block.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "gossip/swim.h"
 
 namespace edgekv::daemon {
@@ -62,6 +65,28 @@ class Membership {
   std::map<std::string, gossip::Member, std::less<>> members_;
   std::map<ObserverId, Observer> observers_;
   ObserverId next_observer_ = 1;
+};
+
+// How many membership changes of one kind are logged one by one: at most `per_window` per
+// `window`; the rest are counted and logged as one line when the window ends. Members come
+// from unauthenticated gossip, so without it a flood of made-up members is a flood of log
+// lines; a cluster starting up still logs its first joins by name.
+class LogBudget {
+ public:
+  LogBudget(size_t per_window, std::chrono::milliseconds window);
+  // True: log this change by itself. False: it is counted in suppressed().
+  bool allow(MonoTime now);
+  // Changes not logged in windows that ended by `now`, once (then 0), for a summary line.
+  uint64_t take_suppressed(MonoTime now);
+  uint64_t suppressed_total() const { return suppressed_total_; }
+
+ private:
+  size_t per_window_;
+  std::chrono::milliseconds window_;
+  MonoTime window_end_{};
+  size_t used_ = 0;
+  uint64_t suppressed_ = 0;  // in the current window
+  uint64_t suppressed_total_ = 0;
 };
 
 }  // namespace edgekv::daemon

@@ -49,6 +49,13 @@ constexpr milliseconds kGossipShutdownLingerMax{1000};
 // Idle peer sockets are closed after the reap time, but never sooner than this: reopening
 // one costs a connection and a subscription round trip.
 constexpr milliseconds kGossipIdleCloseMin{60000};
+// Joins logged by name per window; more are summed up in one line per window (members come
+// from unauthenticated gossip). A cluster's first 20 joins per 10 s are still named.
+constexpr size_t kJoinLogsPerWindow = 20;
+// A change in the number of live members is told to the service manager (STATUS=) at most
+// this often; the periodic status line carries it in any case.
+constexpr milliseconds kMemberStatusMinInterval{1000};
+constexpr milliseconds kJoinLogWindow{10000};
 
 pb::MemberState to_pb(gossip::MemberState state) {
   switch (state) {
@@ -256,6 +263,7 @@ class ServerImpl final : public Server {
     }
     MonoTime now = clock_.mono_now();
     MonoTime deadline = std::min(next_status_, swim_->next_deadline());
+    if (status_stale_) deadline = std::min(deadline, next_member_status_);
     // While stopping no sweep starts, so its (past) time must not make the poll spin.
     if (!stopping_) deadline = std::min(deadline, next_sweep_);
     if (stopping_) deadline = std::min(deadline, leave_deadline_);
@@ -557,6 +565,11 @@ class ServerImpl final : public Server {
         {"gossip_send_dropped", t.send_dropped},
         {"gossip_receive_malformed", t.receive_malformed},
         {"gossip_peer_sockets", gossip_transport_->peers()},
+        {"gossip_peer_sockets_opened", t.peers_opened},
+        {"gossip_peer_opens_deferred", t.peers_deferred},
+        {"gossip_claims_rejected", g.claims_rejected},
+        {"gossip_members_refused", g.members_refused},
+        {"gossip_joins_not_logged", join_log_.suppressed_total()},
     };
     pb::Response resp;
     resp.set_id(req.id());
@@ -743,9 +756,14 @@ class ServerImpl final : public Server {
     if (!events.empty()) {
       const size_t alive_before = membership_->counts().alive;
       for (const gossip::MemberEvent& event : events) on_member_event(event);
-      if (!stopping_ && membership_->counts().alive != alive_before) {
-        notifier_.status(status_line());
-      }
+      if (!stopping_ && membership_->counts().alive != alive_before) status_stale_ = true;
+    }
+    // sd_notify blocks when the service manager does not read: members joining and dying
+    // by the thousand (made-up ones) must not turn into as many notifications.
+    if (status_stale_ && now >= next_member_status_) {
+      status_stale_ = false;
+      next_member_status_ = now + kMemberStatusMinInterval;
+      notifier_.status(status_line());
     }
     if (swim_->incarnation() != self_incarnation_) {
       self_incarnation_ = swim_->incarnation();
@@ -759,6 +777,9 @@ class ServerImpl final : public Server {
       EDGEKV_LOG(kNotice) << "gossip: member of cluster " << config_.cluster_name << ", "
                           << counts.alive << " of " << counts.known << " members alive";
     }
+    if (uint64_t more = join_log_.take_suppressed(now); more > 0) {
+      EDGEKV_LOG(kNotice) << "gossip: " << more << " more members joined (not logged by name)";
+    }
     gossip_transport_->maintain(now);
   }
 
@@ -766,6 +787,7 @@ class ServerImpl final : public Server {
     const gossip::Member& m = event.member;
     switch (event.kind) {
       case gossip::MemberEvent::Kind::kJoined:
+        if (!join_log_.allow(clock_.mono_now())) break;
         EDGEKV_LOG(kNotice) << "gossip: member " << m.info.id << " joined (datacenter "
                             << m.info.datacenter << ", gossip " << m.info.endpoints.gossip
                             << ", incarnation " << m.incarnation << ")";
@@ -821,6 +843,9 @@ class ServerImpl final : public Server {
   std::unique_ptr<Membership> membership_;
   uint64_t self_incarnation_ = 0;
   bool joined_logged_ = false;
+  LogBudget join_log_{kJoinLogsPerWindow, kJoinLogWindow};
+  bool status_stale_ = false;  // the live member count changed since the last STATUS=
+  MonoTime next_member_status_{};
   MonoTime leave_deadline_ = MonoTime::max();
   std::vector<zmq::pollitem_t> zmq_items_;  // the client socket, then the gossip sockets
   std::vector<pollfd> poll_fds_;

@@ -42,6 +42,11 @@ MemberState state_from_proto(pb::State s) {
 
 bool is_live(MemberState s) { return s == MemberState::kAlive || s == MemberState::kSuspect; }
 
+// a + b, or kIncarnationMax if that is less: incarnations never wrap.
+uint64_t incarnation_add(uint64_t a, uint64_t b) {
+  return a >= kIncarnationMax || b >= kIncarnationMax - a ? kIncarnationMax : a + b;
+}
+
 }  // namespace
 
 struct Swim::Impl {
@@ -212,8 +217,10 @@ struct Swim::Impl {
 
   // ------------------------------------------------------------------ membership rules
 
+  // Claims reaching here are below kIncarnationMax (plausible() saw to it), so the
+  // refutation is always above the claim.
   void refute(uint64_t claimed, MonoTime now) {
-    incarnation = std::max(incarnation, claimed) + 1;
+    incarnation = incarnation_add(std::max(incarnation, claimed), 1);
     Record& me = self_record();
     me.member.incarnation = incarnation;
     me.member.since = now;
@@ -235,7 +242,10 @@ struct Swim::Impl {
     }
     auto it = members.find(info.id);
     if (it == members.end()) {
-      if (members.size() >= options.max_members) return;
+      if (members.size() >= options.max_members) {
+        ++counters.members_refused;
+        return;
+      }
       Record r;
       r.member.info = info;
       r.member.incarnation = inc;
@@ -331,11 +341,36 @@ struct Swim::Impl {
     broadcast(make_update(r.member, s, from));
   }
 
+  // Whether a claim at `inc` about member `id` (alive, or suspect/dead/left) is believable:
+  // not above kIncarnationMax (an alive claim) or not at or above it (any other, so that
+  // the member can refute it), and not more than kMaxIncarnationLead above what this node
+  // holds of the member. The member itself is held to the same lead about claims of it: a
+  // forged claim far above its own incarnation is ignored, not refuted, and whatever the
+  // others accept lies within the lead of what it announced. A member never seen has no
+  // record to compare with; only the ceiling applies.
+  bool plausible(const std::string& id, uint64_t inc, bool alive) const {
+    if (inc > (alive ? kIncarnationMax : kIncarnationMax - 1)) return false;
+    uint64_t known = 0;
+    if (id == self.id) {
+      known = incarnation;
+    } else if (auto it = members.find(id); it != members.end()) {
+      known = it->second.member.incarnation;
+    } else {
+      return true;
+    }
+    return inc <= incarnation_add(known, kMaxIncarnationLead);
+  }
+
   // One update, piggybacked (trusted as stated) or from a full state (`push_pull`: a dead
   // claim there is only a suspicion until verified here, as the sender may be behind).
   void apply(const pb::Update& u, const std::string& sender, bool push_pull, bool rebroadcast,
              MonoTime now) {
     const std::string& from = u.from().empty() ? sender : u.from();
+    const bool alive = state_from_proto(u.state()) == MemberState::kAlive;
+    if (!plausible(u.id(), u.incarnation(), alive)) {
+      ++counters.claims_rejected;
+      return;
+    }
     switch (state_from_proto(u.state())) {
       case MemberState::kAlive:
         on_alive(from_proto(u.node()), u.incarnation(), rebroadcast, now);
@@ -722,7 +757,7 @@ void Swim::start(MonoTime now, uint64_t incarnation) {
   Impl& d = *impl_;
   if (d.started) return;
   d.started = true;
-  d.incarnation = std::max(d.incarnation, incarnation);
+  d.incarnation = std::min(std::max(d.incarnation, incarnation), kIncarnationMax);
   Impl::Record& me = d.self_record();
   me.member.incarnation = d.incarnation;
   me.member.since = now;
@@ -834,7 +869,8 @@ void Swim::update_self(NodeInfo info, MonoTime now) {
   EDGEKV_ASSERT(check_node_info(info).ok());
   if (info == d.self) return;
   d.self = std::move(info);
-  ++d.incarnation;
+  // At kIncarnationMax the change stays local: nothing can outrank the record others hold.
+  d.incarnation = incarnation_add(d.incarnation, 1);
   Impl::Record& me = d.self_record();
   me.member.info = d.self;
   me.member.incarnation = d.incarnation;

@@ -344,12 +344,19 @@ class Daemon:
     def _wait_exit(self, timeout: float, failure: str) -> int:
         """Waits for the process to exit and records its status; kills it and fails with
         `failure` if it is still running after `timeout` seconds."""
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"edgekvd {self.name} {failure}\nstderr:\n{self.stderr_text()}")
+        # Reads the notifications meanwhile, as a service manager does: sd_notify blocks
+        # while the receiving socket's queue is full (net.unix.max_dgram_qlen, often 10).
+        deadline = time.monotonic() + timeout
+        while True:
+            self.notify.drain()
+            try:
+                rc = self.proc.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    self.kill()
+                    raise AssertionError(
+                        f"edgekvd {self.name} {failure}\nstderr:\n{self.stderr_text()}")
         self.returncodes.append(rc)
         return rc
 

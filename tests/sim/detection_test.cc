@@ -84,19 +84,30 @@ void report(const std::string& name, const DetectionStats& s) {
 
 class Detection : public SimTest {};
 
-// Scenario 1: 128 nodes join through one seed.
+// Scenario 1: 128 nodes join through one seed, over several seeds. The time is bimodal:
+// 4-5 s when every join's news spreads by gossip, about 30 s when some news died out
+// before reaching every member and the first periodic push-pull (push_pull_interval) fills
+// the gap. Measured over seeds 101..105: 4.35, 31.05, 30.70, 4.95, 30.25 s.
 TEST_F(Detection, JoinThroughOneSeed128) {
   uint64_t s = seed(101);
-  SwimCluster cluster(s, 128, Options::lan());
-  Simulation& sim = cluster.sim();
-  MonoTime begin = sim.now();
-  cluster.start_all(Millis(0));
-  ASSERT_TRUE(sim.run_until([&] { return cluster.converged(); }, Millis(120000)));
-  double complete = seconds(sim.now() - begin);
-  figure("join128.all_views_complete", complete, "s");
-  figure("join128.messages_per_node", static_cast<double>(sim.total_sent()) / 128.0, "msg");
-  EXPECT_LT(complete, 30.0);
-  for (size_t i = 0; i < cluster.size(); ++i) EXPECT_TRUE(cluster.swim(i).joined());
+  const int trials = sweep_mode() ? 20 : 5;
+  std::vector<double> complete;
+  for (int t = 0; t < trials; ++t) {
+    seed_ = s + static_cast<uint64_t>(t);
+    SwimCluster cluster(seed_, 128, Options::lan());
+    Simulation& sim = cluster.sim();
+    MonoTime begin = sim.now();
+    cluster.start_all(Millis(0));
+    ASSERT_TRUE(sim.run_until([&] { return cluster.converged(); }, Millis(120000), Millis(10)));
+    complete.push_back(seconds(sim.now() - begin));
+    if (t == 0) {
+      figure("join128.messages_per_node", static_cast<double>(sim.total_sent()) / 128.0, "msg");
+    }
+    for (size_t i = 0; i < cluster.size(); ++i) EXPECT_TRUE(cluster.swim(i).joined());
+  }
+  figure("join128.all_views_complete_median", quantile(complete, 0.5), "s");
+  figure("join128.all_views_complete_max", quantile(complete, 1.0), "s");
+  EXPECT_LE(quantile(complete, 1.0), 46.0);  // 1.5x the worst measured
 }
 
 // Scenario 2: crash one node of 20 (LAN preset): the goals are asserted.
@@ -117,7 +128,10 @@ TEST_F(Detection, CrashOneOf50And128Lan) {
     DetectionStats stats = run_trials(s, n, Options::lan(), trials);
     report("crash" + std::to_string(n) + ".lan", stats);
     // The suspicion timeout grows with log(n); detection stays within a few more seconds.
-    EXPECT_LE(quantile(stats.detect, 1.0), 15.0);
+    // Measured medians 3.45 s (50) and 4.30 s (128), worst 4.1 s and 4.5 s; sweep worst
+    // 8.3 s and 9.3 s.
+    EXPECT_LE(quantile(stats.detect, 0.5), n == 50 ? 5.2 : 6.5);
+    EXPECT_LE(quantile(stats.detect, 1.0), sweep_mode() ? 14.0 : 7.0);
     EXPECT_LE(quantile(stats.idle, 1.0), 2.2);
   }
 }

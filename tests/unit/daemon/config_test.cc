@@ -172,6 +172,10 @@ const std::vector<OptionCase>& every_option() {
        [](const Config& c) { return c.gossip_leave_timeout_ms == 3000; }},
       {"gossip-max-message-bytes", "8000",
        [](const Config& c) { return c.gossip_max_message_bytes == 8000; }},
+      {"gossip-max-members", "300",
+       [](const Config& c) {
+         return c.gossip_max_members == 300 && c.gossip_options()->max_members == 300;
+       }},
   };
   return kCases;
 }
@@ -442,6 +446,8 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--gossip-join-retry-max-ms", "1e3"}, {"--gossip-join-retry-max-ms", "not an integer"}},
       {{"--gossip-leave-timeout-ms", "600001"}, {"--gossip-leave-timeout-ms", "0..600000"}},
       {{"--gossip-max-message-bytes", "65537"}, {"--gossip-max-message-bytes", "0..65536"}},
+      {{"--gossip-max-members", "1"}, {"--gossip-max-members", "2..65536"}},
+      {{"--gossip-max-members", "65537"}, {"--gossip-max-members", "2..65536"}},
   };
   for (const auto& [args, parts] : kCases) expect_invalid(args, parts);
 }
@@ -562,6 +568,7 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"gossip-join-retry-max-ms", "0"},
       {"gossip-leave-timeout-ms", "0"},
       {"gossip-max-message-bytes", "0"},
+      {"gossip-max-members", "1024"},
   };
   ASSERT_EQ(kDefaults.size(), every_option().size());
   std::string printed;

@@ -259,6 +259,30 @@ TEST_F(GossipTransportTest, PeerSocketsAreBoundedForgottenAndClosedWhenIdle) {
   EXPECT_EQ(a.transport->peers(), 0u);
 }
 
+// New peer sockets open at a bounded rate: the burst, then peers_open_per_s. A message
+// whose new peer is over the rate is dropped and counted; known peers are not affected.
+TEST_F(GossipTransportTest, NewPeerSocketsOpenAtABoundedRate) {
+  GossipTransportOptions options;
+  options.peers_open_burst = 3;
+  options.peers_open_per_s = 2;
+  Node& a = open("a", options);
+  const MonoTime t0 = clock_.mono_now();
+  auto to = [&](int port, MonoTime at) {
+    a.transport->send(gossip::Outgoing{"x", "tcp://127.0.0.1:" + std::to_string(port), "m"}, at);
+  };
+  for (int port = 1; port <= 10; ++port) to(port, t0);
+  EXPECT_EQ(a.transport->peers(), 3u);
+  EXPECT_EQ(a.transport->counters().peers_opened, 3u);
+  EXPECT_EQ(a.transport->counters().peers_deferred, 7u);
+  to(1, t0);  // an open peer takes messages regardless
+  EXPECT_EQ(a.transport->counters().peers_deferred, 7u);
+  // Half a second later one more may open (2 per second), a second later two more.
+  for (int port = 4; port <= 10; ++port) to(port, t0 + milliseconds(500));
+  EXPECT_EQ(a.transport->peers(), 4u);
+  for (int port = 5; port <= 10; ++port) to(port, t0 + milliseconds(1500));
+  EXPECT_EQ(a.transport->peers(), 6u);
+}
+
 TEST_F(GossipTransportTest, AnEndpointThatDoesNotParseIsDroppedNotFatal) {
   Node& a = open("a");
   a.transport->send(gossip::Outgoing{"x", "not an endpoint", "m"}, clock_.mono_now());

@@ -82,5 +82,20 @@ TEST(MembershipTest, ObserversSeeEveryChangeInOrderUntilRemoved) {
   EXPECT_EQ(view.find("b")->state, MemberState::kDead);
 }
 
+// At most `per_window` changes logged by name per window; the rest are counted, handed out
+// once for a summary when the window ends, and a new window starts afresh.
+TEST(LogBudgetTest, LogsUpToTheBudgetThenSumsUpPerWindow) {
+  LogBudget budget(3, std::chrono::milliseconds(1000));
+  const MonoTime t0{std::chrono::seconds(100)};
+  int allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += budget.allow(t0 + std::chrono::milliseconds(i));
+  EXPECT_EQ(allowed, 3);
+  EXPECT_EQ(budget.take_suppressed(t0 + std::chrono::milliseconds(999)), 0u);  // window open
+  EXPECT_EQ(budget.take_suppressed(t0 + std::chrono::milliseconds(1000)), 7u);
+  EXPECT_EQ(budget.take_suppressed(t0 + std::chrono::milliseconds(3000)), 0u);  // told once
+  EXPECT_TRUE(budget.allow(t0 + std::chrono::milliseconds(3000)));
+  EXPECT_EQ(budget.suppressed_total(), 7u);
+}
+
 }  // namespace
 }  // namespace edgekv::daemon

@@ -347,6 +347,149 @@ TEST(SwimRefute, IncarnationRulesForOthers) {
                                       Kind::kJoined}));
 }
 
+// A forged dead claim at the largest incarnation a uint64 holds, sent to a bystander and to
+// the member it names: both ignore it and count it. Neither the victim's incarnation (which
+// refuting would have wrapped to 0) nor anyone's view changes, then or after a few periods.
+TEST(SwimIncarnation, DeadClaimAtTheTopOfTheRangeIsIgnoredEverywhere) {
+  Net net = three();
+  const uint64_t victim_before = net["b"].incarnation();
+  const std::string forged = datagram("x", [](pb::Envelope& e) {
+    e.mutable_gossip();
+    add_claim(e, pb::DEAD, "b", UINT64_MAX, "x");
+  });
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    net["a"].receive(forged, net.now);
+    net["b"].receive(forged, net.now);
+    net.run_for(Millis(2000));
+  }
+  EXPECT_EQ(net["a"].counters().claims_rejected, 3u);
+  EXPECT_EQ(net["b"].counters().claims_rejected, 3u);
+  EXPECT_EQ(net["b"].incarnation(), victim_before);
+  EXPECT_EQ(net["b"].counters().refutations, 0u);
+  EXPECT_EQ(net.state_of("a", "b"), MemberState::kAlive);
+  EXPECT_EQ(net.state_of("c", "b"), MemberState::kAlive);
+  EXPECT_EQ(net.count_events("a", Kind::kDead, "b"), 0u);
+  EXPECT_EQ(net.count_events("c", Kind::kDead, "b"), 0u);
+}
+
+// The lead: a claim more than kMaxIncarnationLead above what a node holds is ignored (about
+// another member and about itself); one just within it is believed, and the member refutes
+// it above the claim, so everyone sees it alive again.
+TEST(SwimIncarnation, ClaimsFarAboveWhatWasAnnouncedAreIgnoredCloseOnesRefuted) {
+  Net net = three();
+  const uint64_t b0 = net["b"].incarnation();
+  auto claim = [&](const std::string& to, pb::State state, uint64_t inc) {
+    net[to].receive(datagram("x",
+                             [&](pb::Envelope& e) {
+                               e.mutable_gossip();
+                               add_claim(e, state, "b", inc, "x");
+                             }),
+                    net.now);
+  };
+  claim("a", pb::SUSPECT, b0 + kMaxIncarnationLead + 1);
+  claim("a", pb::ALIVE, b0 + kMaxIncarnationLead + 1);
+  claim("b", pb::DEAD, b0 + kMaxIncarnationLead + 1);
+  claim("b", pb::ALIVE, b0 + kMaxIncarnationLead + 1);
+  EXPECT_EQ(net["a"].counters().claims_rejected, 2u);
+  EXPECT_EQ(net["b"].counters().claims_rejected, 2u);
+  EXPECT_EQ(net.state_of("a", "b"), MemberState::kAlive);
+  EXPECT_EQ(net["b"].incarnation(), b0);
+  EXPECT_EQ(net["a"].members()[1].incarnation, b0);
+
+  // Within the lead: a believes it, b refutes above it, and a takes b back.
+  claim("a", pb::DEAD, b0 + kMaxIncarnationLead);
+  EXPECT_EQ(net.state_of("a", "b"), MemberState::kDead);
+  net.run_for(Millis(3000));
+  EXPECT_EQ(net["b"].incarnation(), b0 + kMaxIncarnationLead + 1);
+  EXPECT_EQ(net.state_of("a", "b"), MemberState::kAlive);
+  EXPECT_EQ(net.state_of("c", "b"), MemberState::kAlive);
+  EXPECT_EQ(net["a"].counters().claims_rejected, 2u);
+}
+
+// Saturation at kIncarnationMax: a start above it is held at it; a suspicion just below it
+// is refuted to it; claims at or above it are ignored, so the incarnation stays there and
+// never wraps; others still see the member alive.
+TEST(SwimIncarnation, SaturatesAtTheCeilingAndNeverWraps) {
+  Net net(test_options());
+  Swim& a = net.add("a", {}, UINT64_MAX - 1);
+  EXPECT_EQ(a.incarnation(), kIncarnationMax);
+  net.remove("a");
+  Swim& b = net.add("b", {}, kIncarnationMax - 5);
+  Swim& c = net.add("c", {info("b").endpoints.gossip});
+  net.run_for(Millis(3000));
+  ASSERT_EQ(net.state_of("c", "b"), MemberState::kAlive);
+  auto claim = [&](Swim& to, pb::State state, uint64_t inc) {
+    to.receive(datagram("x",
+                        [&](pb::Envelope& e) {
+                          e.mutable_gossip();
+                          add_claim(e, state, "b", inc, "x");
+                        }),
+               net.now);
+  };
+  claim(b, pb::SUSPECT, kIncarnationMax - 1);
+  EXPECT_EQ(b.incarnation(), kIncarnationMax);
+  for (uint64_t inc : {kIncarnationMax, kIncarnationMax + 1, UINT64_MAX}) {
+    claim(b, pb::DEAD, inc);
+    claim(c, pb::DEAD, inc);
+  }
+  EXPECT_EQ(b.counters().claims_rejected, 3u);
+  EXPECT_EQ(c.counters().claims_rejected, 3u);
+  EXPECT_EQ(b.incarnation(), kIncarnationMax);
+  net.run_for(Millis(3000));
+  EXPECT_EQ(b.incarnation(), kIncarnationMax);
+  EXPECT_EQ(net.state_of("c", "b"), MemberState::kAlive);
+  // A metadata change at the ceiling stays at it too.
+  NodeInfo moved = info("b");
+  moved.endpoints.client = "tcp://b:7001";
+  b.update_self(moved, net.now);
+  EXPECT_EQ(b.incarnation(), kIncarnationMax);
+}
+
+// A restart announces an incarnation far above the old one (the wall clock, the previous
+// life's uptime above it): within the lead, the members that remember the old life take
+// the new one, relayed or not.
+TEST(SwimIncarnation, RestartFarAboveTheOldIncarnationIsAccepted) {
+  Net net = three();
+  net.remove("c");
+  const uint64_t restarted = kMaxIncarnationLead - 1;  // 49 days of uptime, in ms
+  net.add("c", {info("a").endpoints.gossip}, restarted);
+  net.run_for(Millis(3000));
+  EXPECT_EQ(net["c"].incarnation(), restarted);
+  for (const std::string observer : {"a", "b"}) {
+    EXPECT_EQ(net.state_of(observer, "c"), MemberState::kAlive) << observer;
+    EXPECT_EQ(net[observer].members()[2].incarnation, restarted) << observer;
+    EXPECT_EQ(net[observer].counters().claims_rejected, 0u) << observer;
+  }
+}
+
+// The view holds at most max_members (self included): alive claims about more members are
+// ignored and counted; known members still change state.
+TEST(SwimMembers, TheViewIsBoundedAndNewsOfMoreIsCounted) {
+  Options o = test_options();
+  o.max_members = 4;
+  Net net(o);
+  Swim& a = net.add("a");
+  a.receive(datagram("x",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       for (int i = 0; i < 10; ++i)
+                         add_claim(e, pb::ALIVE, "m" + std::to_string(i), 1);
+                     }),
+            net.now);
+  EXPECT_EQ(a.members().size(), 4u);
+  EXPECT_EQ(a.counters().members_refused, 7u);
+  a.receive(datagram("x",
+                     [](pb::Envelope& e) {
+                       e.mutable_gossip();
+                       add_claim(e, pb::ALIVE, "m0", 2);  // known: updated as usual
+                       add_claim(e, pb::ALIVE, "m9", 2);  // still no room
+                     }),
+            net.now);
+  EXPECT_EQ(a.members()[1].incarnation, 2u);
+  EXPECT_EQ(a.members().size(), 4u);
+  EXPECT_EQ(a.counters().members_refused, 8u);
+}
+
 TEST(SwimRefute, SuspicionTimeoutShrinksWithConfirmations) {
   Options o = test_options();
   Net net(o);

@@ -13,7 +13,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "daemon/config.h"
-#include "daemon/memory_release.h"
 #include "daemon/server.h"
 
 namespace {
@@ -31,7 +30,6 @@ int main(int argc, char** argv) {
   if (parsed->action != edgekv::daemon::ParsedArgs::Action::kRun) return 0;
   const edgekv::daemon::Config& config = parsed->config;
   edgekv::set_log_level(config.log_level);
-  edgekv::daemon::pin_malloc_thresholds();
 
   // Block the stop signals before any thread starts (the store's writers, ZeroMQ's I/O
   // threads inherit the mask), so they are delivered only through the signalfd.

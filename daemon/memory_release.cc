@@ -7,10 +7,6 @@
 namespace edgekv::daemon {
 namespace {
 
-// glibc's initial mmap threshold: blocks this large or larger (a value of 128 KiB and up,
-// a big reply) get a mapping of their own, so freeing one returns its pages at once.
-// Smaller blocks are too many for a system call each.
-constexpr int kMmapThresholdBytes = 128 * 1024;
 // Bytes in flight after which a release is due once the node is idle again: below this the
 // heap cannot have grown enough to be worth a walk of it.
 constexpr uint64_t kLoadedBytes = 8 << 20;
@@ -23,11 +19,6 @@ constexpr std::chrono::milliseconds kReleaseInterval{1000};
 
 }  // namespace
 
-void pin_malloc_thresholds() {
-  // Setting either threshold turns off glibc's dynamic adjustment of both.
-  mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
-}
-
 void MemoryReleaser::on_turn(uint64_t inflight_bytes, MonoTime now) {
   if (inflight_bytes >= kLoadedBytes) loaded_ = true;
   idle_waiting_ = false;
@@ -36,8 +27,10 @@ void MemoryReleaser::on_turn(uint64_t inflight_bytes, MonoTime now) {
     idle_waiting_ = true;
     return;
   }
-  malloc_trim(0);
-  loaded_ = false;
+  // The store's threads free values after their writes were acknowledged (the applier,
+  // once a staged batch is applied): release again a second later until a release finds
+  // nothing to return.
+  loaded_ = malloc_trim(0) != 0;
   next_allowed_ = now + kReleaseInterval;
   ++releases_;
 }

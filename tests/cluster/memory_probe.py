@@ -1,14 +1,14 @@
 """Measures edgekvd's memory under the loads of the memory-bounds issue: peak resident set
 (VmHWM) and resident set after the load, for
 
-  resp1   one RESP connection pipelining COUNT SETs of 1 MiB before reading any reply
+  resp1   one RESP connection pipelining 2000 SETs of 1 MiB before reading any reply
   resp4   4 RESP connections each pipelining 250 SETs of 4 MiB before reading any reply
   zmq     the ZeroMQ API sent 500 PUTs of 4 MiB before any reply is read
 
-Not a test: it prints figures. Run from tests/cluster with the environment ctest gives the
-cluster tests, e.g.
+Not a test: it prints figures. Run it with the environment ctest gives the cluster tests,
+e.g. from the top of the source tree:
 
-  B=build/release; EDGEKVD=$B/daemon/edgekvd KVCLI=$B/cli/kvcli \
+  B=$PWD/build/release; EDGEKVD=$B/daemon/edgekvd KVCLI=$B/cli/kvcli \
     EDGEKV_PB_DIR=$B/tests/cluster /usr/bin/python3 tests/cluster/memory_probe.py [ARGS...]
 
 ARGS are passed to edgekvd (e.g. --max-inflight-bytes 67108864).

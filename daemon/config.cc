@@ -436,6 +436,21 @@ constexpr OptionSpec kOptions[] = {
      "(1..1048576). Every waiting write holds its value in memory, so this bounds memory "
      "under overload, and a prompt refusal lets clients back off instead of timing out.",
      set_integer<&Config::write_queue_max, 1, 1048576>, false},
+    {"max-inflight-bytes", "268435456",
+     "Most memory, in bytes, the node holds for client requests in flight (1 MiB..1 TiB): "
+     "the keys and values of writes not yet acknowledged (counted twice once submitted, as "
+     "the store holds a copy) and the Redis-protocol connections' unanswered requests and "
+     "unsent replies. At it, the node stops reading Redis-protocol connections and answers "
+     "writes on client-endpoint OVERLOADED at once, until it drains. 256 MiB keeps a burst "
+     "of large values from exhausting memory while leaving the store a deep queue.",
+     set_integer<&Config::max_inflight_bytes, kMiB, 1024 * 1024 * kMiB>, false},
+    {"resp-client-buffer-bytes", "16777216",
+     "Most memory, in bytes, one Redis-protocol connection may hold (64 KiB..4 GiB): "
+     "requests read and not yet answered, and replies not yet sent. At it, the node stops "
+     "reading that connection until it drains, so a client that pipelines without reading "
+     "its replies is slowed down instead of growing the daemon. One command is always "
+     "taken, however large; 16 MiB lets a pipeline of big values keep the store busy.",
+     set_integer<&Config::resp_client_buffer_bytes, 64 * 1024, 4096 * kMiB>, false},
     {"group-commit-max", "1024",
      "Most writes committed in one transaction (1..65536). Grouping spreads the cost of a "
      "commit (with sync = full, of an fsync) over many writes; 1024 bounds how long the "

@@ -40,6 +40,8 @@ struct Config {
   int64_t ttl_sweep_interval_ms = 1000;
   size_t ttl_sweep_batch_max = 1000;
   size_t write_queue_max = 65536;
+  uint64_t max_inflight_bytes = 256 * 1024 * 1024;
+  size_t resp_client_buffer_bytes = 16 * 1024 * 1024;
   size_t read_cache_bytes = 64 * 1024 * 1024;
   size_t group_commit_max = 1024;
   size_t stage_apply_at = 8192;

@@ -5,6 +5,14 @@
 #include "common/assert.h"
 
 namespace edgekv::daemon {
+namespace {
+
+// What one copy of a write holds in memory, near enough: its key and value.
+uint64_t record_bytes(const store::Record& record) {
+  return record.key.size() + record.value.size();
+}
+
+}  // namespace
 
 RequestPath::RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
                          CompletionQueue& completions, Publish publish, size_t read_cache_bytes)
@@ -56,8 +64,10 @@ void RequestPath::write_in_order(store::Record record, WriteDone done) {
     return;
   }
   auto it = keys_.find(record.key);
+  inflight_bytes_ += record_bytes(record);
   it->second.waiting.push_back(
       [this, record = std::move(record), done = std::move(done)]() mutable {
+        inflight_bytes_ -= record_bytes(record);
         submit(std::move(record), std::move(done), false);
       });
 }
@@ -109,6 +119,7 @@ void RequestPath::submit(store::Record record, WriteDone done, bool retried) {
   keys_.try_emplace(record.key).first->second.write_in_flight = true;
   uint64_t token = next_token_++;
   store::Record copy = record;
+  inflight_bytes_ += 2 * record_bytes(record);
   pending_.emplace(token, PendingWrite{std::move(record), std::move(done), retried});
   store_.apply(std::move(copy), clock_.wall_now(), [queue = &completions_, token](auto result) {
     queue->push(StoreWriteDone{token, std::move(result)});
@@ -119,6 +130,7 @@ void RequestPath::on_write_done(StoreWriteDone done) {
   auto node = pending_.extract(done.token);
   EDGEKV_ASSERT(!node.empty());
   PendingWrite& pending = node.mapped();
+  inflight_bytes_ -= 2 * record_bytes(pending.record);
   // The key's entry lives while its write is in flight; references to it survive rehashes.
   auto key_it = keys_.find(pending.record.key);
   EDGEKV_ASSERT(key_it != keys_.end());

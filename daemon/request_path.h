@@ -71,6 +71,11 @@ class RequestPath {
   WallTime wall_now() const { return clock_.wall_now(); }
   const ReadCache& cache() const { return cache_; }
   size_t writes_in_flight() const { return pending_.size(); }
+  // Memory the writes in flight hold: the key and value of every write waiting behind its
+  // key, twice those of every write submitted (the store's copy, and the one kept here for
+  // the read cache and a retry). What the node's max-inflight-bytes bounds, with the
+  // front-ends' buffers.
+  uint64_t inflight_bytes() const { return inflight_bytes_; }
 
  private:
   struct PendingWrite {
@@ -117,6 +122,7 @@ class RequestPath {
   // Only keys with a write in flight or operations waiting have an entry.
   KeyMap keys_;
   const std::string* draining_ = nullptr;  // the key whose queue drain() is running
+  uint64_t inflight_bytes_ = 0;
 };
 
 }  // namespace edgekv::daemon

@@ -60,6 +60,7 @@ std::string unknown_command(const Args& args) {
 struct Slot {
   bool ready = false;
   std::string data;
+  size_t request_bytes = 0;  // the command's bytes, held until the reply fills the slot
 };
 
 struct Conn {
@@ -71,18 +72,24 @@ struct Conn {
   uint64_t first_slot = 0;  // the sequence number of slots.front()
   std::string out;          // encoded replies not yet sent, from out_sent
   size_t out_sent = 0;
-  size_t slot_bytes = 0;  // bytes of filled slots not yet moved to `out`
-  bool reading = true;    // EPOLLIN is registered
-  bool writing = false;   // EPOLLOUT is registered
+  size_t slot_bytes = 0;     // bytes of filled slots not yet moved to `out`
+  size_t request_bytes = 0;  // bytes of the commands whose slots are not filled yet
+  uint64_t accounted = 0;    // what this connection adds to the server's total_held_
+  bool reading = true;       // EPOLLIN is registered
+  bool writing = false;      // EPOLLOUT is registered
   bool close_after_flush = false;
-  bool dirty = false;    // has replies filled since the last flush (listed in dirty_)
-  bool stopped = false;  // the server stopped reading requests
-  std::string name;      // CLIENT SETNAME
+  bool dirty = false;           // has replies filled since the last flush (listed in dirty_)
+  bool stopped = false;         // the server stopped reading requests
+  bool paused = false;          // not read because of a bound (counted in paused_)
+  bool waits_for_node = false;  // listed in node_waiting_
+  std::string name;             // CLIENT SETNAME
 
   explicit Conn(const resp::ParserLimits& limits) : parser(limits) {}
   // Reply bytes held for this client: filled slots and unsent output.
   size_t unsent() const { return out.size() - out_sent; }
   size_t held() const { return unsent() + slot_bytes; }
+  // Everything held for this client: requests not answered too.
+  size_t held_all() const { return held() + request_bytes; }
 };
 
 class RespServerImpl;
@@ -125,6 +132,8 @@ class RespServerImpl final : public RespServer {
 
   int fd() const override { return epoll_fd_; }
   size_t connections() const override { return conns_.size(); }
+  size_t paused_connections() const override { return paused_; }
+  uint64_t held_bytes() const override { return total_held_; }
   const RespCounters& counters() const override { return counters_; }
 
   void stop_reading() override {
@@ -213,16 +222,50 @@ class RespServerImpl final : public RespServer {
     if (it == conns_.end()) return;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second->fd, nullptr);
     ::close(it->second->fd);
+    total_held_ -= it->second->accounted;
+    if (it->second->paused) --paused_;
     conns_.erase(it);
   }
 
   bool may_read(const Conn& conn) const {
-    return !conn.stopped && !conn.close_after_flush && !stopping_ &&
-           conn.slots.size() < options_.pipeline_max && conn.held() < options_.output_max_bytes;
+    return !conn.stopped && !conn.close_after_flush && !stopping_ && within_bounds(conn);
+  }
+
+  bool within_bounds(const Conn& conn) const {
+    return conn.slots.size() < options_.pipeline_max &&
+           conn.held_all() < options_.client_buffer_max_bytes && !node_full();
+  }
+
+  // Whether the node holds max-inflight-bytes for requests in flight, counting every
+  // protocol's writes (the request path's bytes) and this listener's buffers.
+  bool node_full() const {
+    return path_->inflight_bytes() + total_held_ >= options_.inflight_max_bytes;
+  }
+
+  // Brings total_held_ up to date with what `conn` holds now.
+  void account(Conn& conn) {
+    total_held_ -= conn.accounted;
+    conn.accounted = conn.held_all();
+    total_held_ += conn.accounted;
   }
 
   void update_interest(Conn& conn) {
     bool want_read = may_read(conn);
+    bool paused = !want_read && !conn.stopped && !conn.close_after_flush && !stopping_;
+    if (paused != conn.paused) {
+      conn.paused = paused;
+      if (paused) {
+        ++paused_;
+        ++counters_.pauses;
+      } else {
+        --paused_;
+      }
+    }
+    // Nothing this connection does may end the node's pause: flush_dirty() wakes it.
+    if (paused && !conn.waits_for_node && node_full()) {
+      conn.waits_for_node = true;
+      node_waiting_.push_back(conn.id);
+    }
     bool want_write = conn.unsent() > 0;
     if (want_read == conn.reading && want_write == conn.writing) return;
     epoll_event ev{};
@@ -295,6 +338,9 @@ class RespServerImpl final : public RespServer {
     s.ready = true;
     conn.slot_bytes += reply.size();
     s.data = std::move(reply);
+    conn.request_bytes -= s.request_bytes;
+    s.request_bytes = 0;
+    account(conn);
   }
 
   // A reply from a callback (a read answered at once, a write's commit). It is sent with
@@ -316,6 +362,7 @@ class RespServerImpl final : public RespServer {
 
  public:
   void flush_dirty() override {
+    wake_node_waiting();
     // Resuming a paused connection can dirty more connections (its own, again): loop.
     while (!dirty_.empty()) {
       std::vector<uint64_t> ids;
@@ -340,6 +387,26 @@ class RespServerImpl final : public RespServer {
             dirty_.push_back(id);
           }
         }
+      }
+      wake_node_waiting();
+    }
+  }
+
+ private:
+  // Once the node is below max-inflight-bytes again, the connections paused for it are
+  // dirtied: flush_dirty() runs their buffered commands and reading resumes.
+  void wake_node_waiting() {
+    if (node_waiting_.empty() || node_full()) return;
+    std::vector<uint64_t> ids;
+    ids.swap(node_waiting_);
+    for (uint64_t id : ids) {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) continue;
+      Conn& conn = *it->second;
+      conn.waits_for_node = false;
+      if (!conn.dirty) {
+        conn.dirty = true;
+        dirty_.push_back(id);
       }
     }
   }
@@ -384,6 +451,7 @@ class RespServerImpl final : public RespServer {
         return false;
       }
     }
+    account(conn);
     update_interest(conn);
     return true;
   }
@@ -392,6 +460,11 @@ class RespServerImpl final : public RespServer {
 
   void dispatch(Conn& conn, Args& args) {
     uint64_t slot = reserve(conn);
+    size_t bytes = 0;
+    for (const std::string& arg : args) bytes += arg.size();
+    conn.slots.back().request_bytes = bytes;
+    conn.request_bytes += bytes;
+    account(conn);
     const CommandSpec* spec = find_command(args[0]);
     if (spec == nullptr) return reply_error(conn, slot, unknown_command(args));
     int n = static_cast<int>(args.size());
@@ -978,7 +1051,10 @@ class RespServerImpl final : public RespServer {
   RequestPath* path_ = nullptr;
   std::function<store::StoreStats()> stats_;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
-  std::vector<uint64_t> dirty_;  // connections with replies to send (Conn::dirty)
+  std::vector<uint64_t> dirty_;         // connections with replies to send (Conn::dirty)
+  std::vector<uint64_t> node_waiting_;  // paused while the node is full (Conn::waits_for_node)
+  uint64_t total_held_ = 0;             // the sum of every connection's Conn::accounted
+  size_t paused_ = 0;                   // connections with Conn::paused
   uint64_t next_conn_id_ = 1;
   bool stopping_ = false;
   RespCounters counters_;

@@ -9,8 +9,11 @@
 //
 // Replies leave in request order per connection even though writes complete later: every
 // command takes a reply slot when it is parsed, and slots are sent from the front as they
-// fill. Reading pauses (backpressure) while a connection has pipeline_max replies pending
-// or output_max bytes unsent, so no client makes the server buffer without bound.
+// fill. Reading a connection pauses (backpressure) while it has pipeline_max replies
+// pending or client_buffer_max_bytes held (requests read and not answered, replies not
+// sent), and reading every connection pauses while the node holds inflight_max_bytes
+// (RequestPath::inflight_bytes() plus every connection's held bytes); each resumes as
+// those drain. So neither one client nor all of them make the server buffer without bound.
 //
 // Event loop integration: the server's loop polls fd() (the epoll fd) with its ZeroMQ
 // sockets and calls on_ready() when it is readable. Everything runs on the network thread.
@@ -36,6 +39,7 @@ struct RespCounters {
   uint64_t error_replies = 0;  // every error reply ("-..."), protocol errors included
   uint64_t keyspace_hits = 0;
   uint64_t keyspace_misses = 0;
+  uint64_t pauses = 0;  // times a connection stopped being read for one of the bounds
 };
 
 struct RespOptions {
@@ -46,8 +50,12 @@ struct RespOptions {
   // Replies one connection may have pending before reading from it pauses. Deep enough for
   // redis-benchmark -P 16 and generous pipelines, shallow enough to bound per-client memory.
   size_t pipeline_max = 1024;
-  // Unsent reply bytes one connection may accumulate before reading from it pauses.
-  size_t output_max_bytes = 16 * 1024 * 1024;
+  // Bytes one connection may hold (requests read and not yet answered, replies not yet
+  // sent) before reading from it pauses: resp-client-buffer-bytes.
+  size_t client_buffer_max_bytes = 16 * 1024 * 1024;
+  // Bytes the node may hold for requests in flight before reading from every connection
+  // pauses: max-inflight-bytes.
+  uint64_t inflight_max_bytes = 256 * 1024 * 1024;
 };
 
 class RespServer {
@@ -72,6 +80,10 @@ class RespServer {
   // Stops accepting connections and reading requests; replies in flight are still sent.
   virtual void stop_reading() = 0;
   virtual size_t connections() const = 0;
+  // Connections not being read now because of a bound (pipeline_max or a byte bound).
+  virtual size_t paused_connections() const = 0;
+  // Bytes every connection holds: requests read and not answered, replies not sent.
+  virtual uint64_t held_bytes() const = 0;
   virtual const RespCounters& counters() const = 0;
 };
 

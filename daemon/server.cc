@@ -16,6 +16,7 @@
 #include "daemon/completion_queue.h"
 #include "daemon/gossip_transport.h"
 #include "daemon/membership.h"
+#include "daemon/memory_release.h"
 #include "daemon/notify.h"
 #include "daemon/request.h"
 #include "daemon/request_path.h"
@@ -39,6 +40,13 @@ constexpr int kFeedSendHwm = 100'000;
 // off by ZeroMQ (connection dropped) instead of being read into memory; anything smaller
 // is read and answered INVALID_ARGUMENT.
 constexpr int64_t kMessageSlackBytes = 1 << 20;
+// libzmq queues each client's requests on its I/O thread, ahead of the node reading them,
+// bounded by a count (ZMQ_RCVHWM), not bytes. The count is what max-inflight-bytes holds
+// of the largest requests, so one client's queue holds about that much at most, but never
+// fewer than kClientReceiveHwmMin (a pipelining client of small requests must not wait on
+// the I/O thread) nor more than libzmq's default of 1000.
+constexpr int64_t kClientReceiveHwmMin = 64;
+constexpr int64_t kClientReceiveHwmMax = 1000;
 // How often STATUS= is refreshed for systemctl status.
 constexpr milliseconds kStatusInterval{5000};
 // Gossip datagrams handed to the membership machine per loop turn: bounds the turn under a
@@ -131,6 +139,7 @@ struct Counters {
   uint64_t feed_events = 0;
   uint64_t expired_events = 0;
   uint64_t members_requests = 0;
+  uint64_t requests_shed = 0;  // writes answered OVERLOADED for max-inflight-bytes
 };
 
 class ServerImpl final : public Server {
@@ -173,6 +182,12 @@ class ServerImpl final : public Server {
     router_.set(
         zmq::sockopt::maxmsgsize,
         static_cast<int64_t>(config_.max_value_bytes + config_.max_key_bytes) + kMessageSlackBytes);
+    const auto request_max_bytes =
+        static_cast<int64_t>(config_.max_value_bytes + config_.max_key_bytes) + kMessageSlackBytes;
+    router_.set(zmq::sockopt::rcvhwm,
+                static_cast<int>(
+                    std::clamp(static_cast<int64_t>(config_.max_inflight_bytes) / request_max_bytes,
+                               kClientReceiveHwmMin, kClientReceiveHwmMax)));
     feed_.set(zmq::sockopt::linger, 0);
     feed_.set(zmq::sockopt::sndhwm, kFeedSendHwm);
     EDGEKV_RETURN_IF_ERROR(bind_one(router_, "client-endpoint", config_.client_endpoint));
@@ -182,6 +197,8 @@ class ServerImpl final : public Server {
       RespOptions options;
       options.limits = limits_;
       options.node_id = config_.node_id;
+      options.client_buffer_max_bytes = config_.resp_client_buffer_bytes;
+      options.inflight_max_bytes = config_.max_inflight_bytes;
       auto resp = RespServer::listen(config_.resp_endpoint, std::move(options));
       if (!resp.ok()) return resp.status();
       resp_ = std::move(resp).value();
@@ -268,6 +285,7 @@ class ServerImpl final : public Server {
     if (!stopping_) deadline = std::min(deadline, next_sweep_);
     if (stopping_) deadline = std::min(deadline, leave_deadline_);
     if (next_watchdog_) deadline = std::min(deadline, *next_watchdog_);
+    deadline = std::min(deadline, releaser_.next_deadline());
     auto wait = std::chrono::ceil<milliseconds>(deadline - now);
     wait = std::clamp(wait, milliseconds(0), milliseconds(1000));
     if (zmq_touched_) wait = milliseconds(0);
@@ -384,8 +402,29 @@ class ServerImpl final : public Server {
     }
   }
 
+  // Bytes the node holds for client requests in flight: what max-inflight-bytes bounds.
+  uint64_t inflight_bytes() const {
+    return path_->inflight_bytes() + (resp_ ? resp_->held_bytes() : 0);
+  }
+
+  // A write arriving while the node holds max-inflight-bytes is answered OVERLOADED at once
+  // instead of held: libzmq's queues then stay short too, as the request is read either way.
+  bool shed_write(const ReplyTo& to, uint64_t id) {
+    if (inflight_bytes() < config_.max_inflight_bytes) return false;
+    ++counters_.requests_shed;
+    pb::Response resp;
+    resp.set_id(id);
+    resp.set_code(pb::OVERLOADED);
+    resp.set_message("node overloaded: " + std::to_string(inflight_bytes()) +
+                     " bytes of requests in flight, max-inflight-bytes=" +
+                     std::to_string(config_.max_inflight_bytes) + "; retry later");
+    send_reply(to, resp);
+    return true;
+  }
+
   void handle_put(ReplyTo to, const pb::Request& req) {
     ++counters_.puts;
+    if (shed_write(to, req.id())) return;
     const auto& put = req.put();
     WallTime expiry{put.ttl_ms() > 0 ? path_->wall_now().ms + put.ttl_ms() : 0};
     path_->put(put.key(), put.value(), expiry,
@@ -401,6 +440,7 @@ class ServerImpl final : public Server {
 
   void handle_del(ReplyTo to, const pb::Request& req) {
     ++counters_.deletes;
+    if (shed_write(to, req.id())) return;
     path_->del(req.del().key(),
                [this, to = std::move(to), id = req.id()](Result<WriteOutcome> outcome) {
                  if (!outcome.ok()) return reply_error(to, id, outcome.status());
@@ -523,6 +563,12 @@ class ServerImpl final : public Server {
         {"resp_connections_received", resp_ ? resp_->counters().connections_received : 0},
         {"resp_commands", resp_ ? resp_->counters().commands : 0},
         {"resp_protocol_errors", resp_ ? resp_->counters().protocol_errors : 0},
+        {"resp_connections_paused", resp_ ? resp_->paused_connections() : 0},
+        {"resp_pauses", resp_ ? resp_->counters().pauses : 0},
+        {"resp_held_bytes", resp_ ? resp_->held_bytes() : 0},
+        {"inflight_bytes", inflight_bytes()},
+        {"requests_shed", counters_.requests_shed},
+        {"memory_releases", releaser_.releases()},
         {"keys", s.keys},
         {"read_cache_bytes", path_->cache().bytes()},
         {"read_cache_entries", path_->cache().entries()},
@@ -684,6 +730,7 @@ class ServerImpl final : public Server {
       if (!stopping_) notifier_.status(status_line());
     }
     drive_gossip(now);
+    releaser_.on_turn(inflight_bytes(), now);
   }
 
   std::string status_line() const {
@@ -856,6 +903,7 @@ class ServerImpl final : public Server {
   MonoTime next_sweep_{};
   MonoTime next_status_{};
   std::optional<MonoTime> next_watchdog_;
+  MemoryReleaser releaser_;
   bool stopping_ = false;
   bool sweep_in_flight_ = false;
   Counters counters_;

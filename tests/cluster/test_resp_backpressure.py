@@ -4,10 +4,9 @@ many connections at once are served, and clients vanishing mid-pipeline do not d
 the node."""
 
 import os
-import select
 import socket
 import struct
-import time
+import threading
 
 import edgekv_harness as h
 
@@ -86,24 +85,34 @@ def test_pipelined_writes_deeper_than_pipeline_max_are_all_answered(node):
         assert got == want
 
 
-def _send_until_blocked(sock: socket.socket, chunk: bytes, cap: int, stall: float) -> int:
-    """Sends `chunk` over and over without reading until no byte can be sent for `stall`
-    seconds or `cap` bytes went out; returns the bytes sent."""
-    sock.setblocking(False)
-    sent = 0
-    view = memoryview(chunk)
-    offset = 0
-    while sent < cap:
-        _, writable, _ = select.select([], [sock], [], stall)
-        if not writable:
-            return sent
-        try:
-            n = sock.send(view[offset:])
-        except BlockingIOError:
-            continue
-        sent += n
-        offset = (offset + n) % len(chunk)
-    return sent
+class _Flood:
+    """Sends `chunk` over and over on `sock` from a thread, without reading, until `cap`
+    bytes went out or the socket is closed under it; a server that stops reading leaves
+    it blocked in sendall."""
+
+    def __init__(self, sock: socket.socket, chunk: bytes, cap: int):
+        self.sock = sock
+        self.sent = 0
+        self.done = threading.Event()
+
+        def run():
+            try:
+                while self.sent < cap:
+                    sock.sendall(chunk)
+                    self.sent += len(chunk)
+            except OSError:
+                pass  # closed by the test once it saw what it waited for
+            finally:
+                self.done.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
 
 
 def test_client_that_does_not_read_is_throttled(node):
@@ -111,53 +120,58 @@ def test_client_that_does_not_read_is_throttled(node):
     with h.RespConn(node.resp_port) as setup:
         assert setup.command("MSET", "big", value) == "OK"
     # Every 22-byte GET asks for 64 KiB: a server that kept reading would buffer replies
-    # without bound. It must stop reading, so the client's sends block.
+    # without bound. It must stop reading, and say so in its counters.
     cap = 256 * MiB
-    sock = socket.create_connection(("127.0.0.1", node.resp_port), timeout=10)
+    sock = socket.create_connection(("127.0.0.1", node.resp_port), timeout=None)
+    flood = _Flood(sock, h.resp_encode("GET", "big") * 4096, cap)
     try:
-        sent = _send_until_blocked(sock, h.resp_encode("GET", "big") * 4096, cap, stall=1.0)
-        assert sent < cap, f"the server read {sent} bytes of GETs from a client that reads nothing"
-        # Requests it read are bounded by pipeline_max per pause plus the socket buffers.
         with node.client() as native:
-            commands = native.stats()["resp_commands"]
-        assert commands < 64 * PIPELINE_MAX, f"{commands} GETs taken from a non-reading client"
+            def paused_or_done():
+                return native.stats()["resp_connections_paused"] == 1 or flood.done.is_set()
+            h.wait_for(paused_or_done, 30, "the node to pause reading the flooding connection")
+            assert not flood.done.is_set(), \
+                f"the server read {flood.sent} bytes of GETs from a client that reads nothing"
+            stats = native.stats()
+            assert stats["resp_pauses"] >= 1
+            # Requests it read are bounded by its per-connection bounds plus what the
+            # socket buffers took.
+            commands = stats["resp_commands"]
+            assert commands < 64 * PIPELINE_MAX, f"{commands} GETs taken from a non-reading client"
     finally:
-        sock.close()
+        flood.stop()
     with h.RespConn(node.resp_port) as c:  # the node still serves others
         assert c.command("GET", "big") == value
+    with node.client() as native:
+        h.wait_for(lambda: native.stats()["resp_connections_paused"] == 0, 10,
+                   "the closed connection to stop counting as paused")
 
 
 def test_reply_memory_of_a_non_reading_client_is_bounded(node):
-    # output_max_bytes (16 MiB) bounds the replies one connection may hold unsent; a few
-    # hundred pipelined GETs of a 1 MiB value (9 KiB of requests) must not make the node
-    # hold hundreds of MiB.
+    # resp-client-buffer-bytes (16 MiB) bounds what one connection may hold, unsent
+    # replies included; a few hundred pipelined GETs of a 1 MiB value (9 KiB of requests)
+    # must not make the node hold hundreds of MiB.
     count = 200
     value = b"y" * MiB
     with h.RespConn(node.resp_port) as c, node.client() as native:
         assert c.command("MSET", "big", value) == "OK"
         before = h.process_memory_kib(node.pid)
-        commands_before = native.stats()["resp_commands"]
         c.send(h.resp_encode("GET", "big") * count)  # and read nothing yet
-        # It takes at least the 16 GETs that fill its output bound; then wait for it to
-        # stop taking more.
-        h.wait_for(lambda: native.stats()["resp_commands"] >= commands_before + 16,
-                   10, "the node to take the GETs")
-        seen = [native.stats()["resp_commands"]]
-
-        def settled():
-            h.pause(0.2)
-            seen.append(native.stats()["resp_commands"])
-            return seen[-1] == seen[-2]
-        h.wait_for(settled, 10, "the node to stop taking GETs")
+        # The node stops reading once the replies it holds reach the bound.
+        h.wait_for(lambda: native.stats()["resp_connections_paused"] == 1, 10,
+                   "the node to pause reading the connection")
+        stats = native.stats()
+        assert stats["resp_commands"] < count, "the node took every GET without pausing"
         after = h.process_memory_kib(node.pid)
         grown_mib = (after["VmHWM"] - before["VmRSS"]) / 1024
         got = c.replies(count, timeout=60)
         assert all(g == value for g in got)
+        h.wait_for(lambda: native.stats()["resp_connections_paused"] == 0, 10,
+                   "the node to resume reading the connection")
     # AddressSanitizer holds freed memory in quarantine, which raises the peak by itself;
     # without the bound the growth was about 330 MiB in a plain build.
     bound_mib = 200 if os.environ.get("EDGEKV_SANITIZE") else 96
     assert grown_mib < bound_mib, (f"the node's peak memory grew by {grown_mib:.0f} MiB for "
-                                   f"{count} unread replies of 1 MiB (output bound 16 MiB)")
+                                   f"{count} unread replies of 1 MiB (client bound 16 MiB)")
 
 
 def test_200_concurrent_connections(node):

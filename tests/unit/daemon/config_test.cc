@@ -57,6 +57,8 @@ void expect_same_settings(const Config& actual, const Config& expected) {
   EXPECT_EQ(actual.ttl_sweep_interval_ms, expected.ttl_sweep_interval_ms);
   EXPECT_EQ(actual.ttl_sweep_batch_max, expected.ttl_sweep_batch_max);
   EXPECT_EQ(actual.write_queue_max, expected.write_queue_max);
+  EXPECT_EQ(actual.max_inflight_bytes, expected.max_inflight_bytes);
+  EXPECT_EQ(actual.resp_client_buffer_bytes, expected.resp_client_buffer_bytes);
   EXPECT_EQ(actual.group_commit_max, expected.group_commit_max);
   EXPECT_EQ(actual.stage_apply_at, expected.stage_apply_at);
   EXPECT_EQ(actual.stage_apply_batch, expected.stage_apply_batch);
@@ -123,6 +125,10 @@ const std::vector<OptionCase>& every_option() {
       {"ttl-sweep-batch-max", "77", [](const Config& c) { return c.ttl_sweep_batch_max == 77; }},
       {"read-cache-bytes", "0", [](const Config& c) { return c.read_cache_bytes == 0; }},
       {"write-queue-max", "5", [](const Config& c) { return c.write_queue_max == 5; }},
+      {"max-inflight-bytes", "2097152",
+       [](const Config& c) { return c.max_inflight_bytes == 2097152; }},
+      {"resp-client-buffer-bytes", "65536",
+       [](const Config& c) { return c.resp_client_buffer_bytes == 65536; }},
       {"group-commit-max", "9", [](const Config& c) { return c.group_commit_max == 9; }},
       {"stage-apply-at", "0", [](const Config& c) { return c.stage_apply_at == 0; }},
       {"stage-apply-batch", "300", [](const Config& c) { return c.stage_apply_batch == 300; }},
@@ -359,6 +365,10 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--max-key-bytes", "0"}, {"--max-key-bytes", "out of range (1..65535)"}},
       {{"--stage-max-bytes", "1048575"},
        {"--stage-max-bytes", "out of range (1048576..68719476736)"}},
+      {{"--max-inflight-bytes", "1048575"},
+       {"--max-inflight-bytes", "out of range (1048576..1099511627776)"}},
+      {{"--resp-client-buffer-bytes", "65535"},
+       {"--resp-client-buffer-bytes", "out of range (65536..4294967296)"}},
       {{"--max-key-bytes", "65536"}, {"--max-key-bytes", "out of range (1..65535)"}},
       {{"--max-key-bytes", "99999999999999999999999"}, {"--max-key-bytes", "out of range"}},
       {{"--max-value-bytes", "0"}, {"--max-value-bytes", "1..67108864"}},
@@ -538,6 +548,8 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"ttl-sweep-batch-max", "1000"},
       {"read-cache-bytes", "67108864"},
       {"write-queue-max", "65536"},
+      {"max-inflight-bytes", "268435456"},
+      {"resp-client-buffer-bytes", "16777216"},
       {"group-commit-max", "1024"},
       {"stage-apply-at", "8192"},
       {"stage-apply-batch", "4096"},

@@ -156,6 +156,25 @@ TEST_P(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
   EXPECT_EQ(log, std::vector<std::string>{"read:new"});
 }
 
+TEST_P(RequestPathTest, InflightBytesCountWhatWritesHoldUntilTheyComplete) {
+  const std::string value(1000, 'v');
+  EXPECT_EQ(path_->inflight_bytes(), 0u);
+  int done = 0;
+  auto count = [&](Result<WriteOutcome> r) {
+    ASSERT_TRUE(r.ok());
+    ++done;
+  };
+  path_->put("a", value, WallTime{0}, count);
+  // Submitted: the store's copy and the one kept for the cache and a retry.
+  EXPECT_EQ(path_->inflight_bytes(), 2 * (1 + value.size()));
+  path_->put("a", value, WallTime{0}, count);  // waits behind the first: one copy
+  path_->del("b", count);                      // submitted, a key alone
+  EXPECT_EQ(path_->inflight_bytes(), 3 * (1 + value.size()) + 2 * 1);
+  settle();
+  EXPECT_EQ(done, 3);
+  EXPECT_EQ(path_->inflight_bytes(), 0u);
+}
+
 TEST_P(RequestPathTest, RepeatedReadsOfAKeyAreServedFromTheCacheWhenItIsOn) {
   path_->put("hot", "v1", WallTime{0}, [](Result<WriteOutcome> r) { ASSERT_TRUE(r.ok()); });
   settle();

@@ -5,6 +5,7 @@
 // every input:
 //   - raw values decode to themselves; unknown codecs and bad frames are CORRUPTION;
 //   - a zstd value that decodes is exactly as long as its frame header says;
+//   - the decoder never holds more than a window of kMaxWindowLog (plus buffers);
 //   - whatever the encoder stores for the bytes decodes back to them.
 #include <zstd.h>
 
@@ -37,6 +38,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     EDGEKV_ASSERT(decoded.status().code() == Code::kCorruption);
     EDGEKV_ASSERT(!decoded.status().message().empty());
   }
+
+  // Whatever the header claims, the decoder holds at most a window of the largest size
+  // the store writes, plus its buffers.
+  EDGEKV_ASSERT(decoder.memory_bytes() <= (size_t{1} << edgekv::store::kMaxWindowLog) + (1 << 20));
 
   // The write side: compressed or not, what is stored reads back as written.
   static edgekv::store::ValueEncoder encoder(/*threshold_bytes=*/16, /*level=*/1);

@@ -29,11 +29,15 @@ for t in "${targets[@]}"; do
   artifacts="$artifact_root/$t"
   mkdir -p "$artifacts" "$work/$t"
   echo "fuzz: $t for ${seconds}s"
-  if ! "$exe" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$artifacts/" \
+  touch "$work/$t.start"
+  # An input taking over FUZZ_TIMEOUT seconds (inputs take milliseconds) is a hang: it is
+  # kept as timeout-*, well within ctest's limit for the run.
+  if ! "$exe" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-30}" -print_final_stats=1 \
+    -artifact_prefix="$artifacts/" \
     "$work/$t" "$src/tests/fuzz/corpus/$t"; then
     failed+=("$t")
-    echo "fuzz: $t FAILED; its input is in $artifacts/:" >&2
-    ls -t "$artifacts" | head -n 5 | sed 's/^/  /' >&2
+    echo "fuzz: $t FAILED; what it found is in $artifacts/:" >&2
+    find "$artifacts" -maxdepth 1 -type f -newer "$work/$t.start" -printf '  %f\n' >&2
   fi
   rm -rf "${work:?}/$t"
 done

@@ -30,10 +30,13 @@ for t in "${targets[@]}"; do
   mkdir -p "$artifacts" "$work/$t"
   echo "fuzz: $t for ${seconds}s"
   touch "$work/$t.start"
+  # A dictionary of the tokens a target's input is made of, where it has one.
+  dict=()
+  [ -f "$src/tests/fuzz/$t.dict" ] && dict=(-dict="$src/tests/fuzz/$t.dict")
   # An input taking over FUZZ_TIMEOUT seconds (inputs take milliseconds) is a hang: it is
   # kept as timeout-*, well within ctest's limit for the run.
   if ! "$exe" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-30}" -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" \
+    -artifact_prefix="$artifacts/" "${dict[@]}" \
     "$work/$t" "$src/tests/fuzz/corpus/$t"; then
     failed+=("$t")
     echo "fuzz: $t FAILED; what it found is in $artifacts/:" >&2

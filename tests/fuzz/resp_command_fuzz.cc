@@ -203,6 +203,13 @@ struct Harness {
   std::string session(std::string_view input) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     EDGEKV_ASSERT(fd >= 0);
+    // Each session comes from the next of 65536 loopback addresses: the client closes first,
+    // so its end of each connection stays in TIME_WAIT for a minute, and one address's
+    // ephemeral ports would run out after some 28000 sessions.
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    local.sin_addr.s_addr = htonl(0x7f010000u | (sessions++ & 0xffffu));  // 127.1.x.y
+    EDGEKV_ASSERT(::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) == 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(server->port());
@@ -244,6 +251,7 @@ struct Harness {
 
   MapKeyspace keys;
   std::unique_ptr<edgekv::daemon::RespServer> server;
+  uint32_t sessions = 0;
 };
 
 }  // namespace

@@ -75,6 +75,7 @@ class PathKeyspace final : public RespKeyspace {
     path_.read_modify_write(key, std::move(fn));
   }
   WallTime wall_now() const override { return path_.wall_now(); }
+  uint64_t inflight_bytes() const override { return path_.inflight_bytes(); }
 
  private:
   RequestPath& path_;

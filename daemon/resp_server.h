@@ -72,6 +72,9 @@ class RespKeyspace {
   virtual void del(std::string_view key, RequestPath::WriteDone done) = 0;
   virtual void read_modify_write(std::string_view key, RequestPath::ReadDone fn) = 0;
   virtual WallTime wall_now() const = 0;
+  // Bytes held for writes submitted and not yet answered; counts towards the node's
+  // max-inflight-bytes together with the connections' own buffers.
+  virtual uint64_t inflight_bytes() const = 0;
 };
 
 class RespServer {

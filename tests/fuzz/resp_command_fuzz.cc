@@ -81,6 +81,8 @@ class MapKeyspace final : public edgekv::daemon::RespKeyspace {
     fn(read(key));
   }
   WallTime wall_now() const override { return WallTime{kNowMs}; }
+  // Writes are held here, not in a request path; the node bound is not under test.
+  uint64_t inflight_bytes() const override { return 0; }
 
   // Acknowledges the writes made so far, oldest first; true if there were any.
   bool complete_writes() {

@@ -44,6 +44,8 @@ class RecordingKeyspace final : public RespKeyspace {
     fn(Status::not_found("absent"));
   }
   WallTime wall_now() const override { return WallTime{kNowMs}; }
+  // Writes are held here, not in a request path; the node bound is not under test.
+  uint64_t inflight_bytes() const override { return 0; }
 
   void complete_writes() {
     while (!acks_.empty()) {

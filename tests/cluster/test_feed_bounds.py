@@ -74,13 +74,14 @@ def zmtp_frame(body: bytes, more: bool = False) -> bytes:
 
 
 def zmtp_handshake() -> bytes:
-    """A SUB peer's ZMTP 3.0 greeting (NULL mechanism) and READY command."""
-    greeting = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00")
+    """The greeting (ZMTP 3.1, NULL mechanism) and READY command a libzmq SUB socket sends,
+    byte for byte."""
+    greeting = b"\xff" + b"\x00" * 7 + b"\x01\x7f" + b"\x03\x01" + b"NULL".ljust(20, b"\x00")
     greeting += b"\x00" * 32
     name = b"Socket-Type"
     props = bytes([len(name)]) + name + (3).to_bytes(4, "big") + b"SUB"
     ready = b"\x05READY" + props
-    return greeting + bytes([0x04, len(ready)]) + ready
+    return greeting, bytes([0x04, len(ready)]) + ready
 
 
 def raw_subscriber(node: h.Daemon, prefixes, rcvbuf: int = 0) -> socket.socket:
@@ -91,8 +92,18 @@ def raw_subscriber(node: h.Daemon, prefixes, rcvbuf: int = 0) -> socket.socket:
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.connect(("127.0.0.1", node.feed_port))
+    greeting, ready = zmtp_handshake()
+    # As libzmq does: the rest only once the publisher's greeting is in.
+    s.sendall(greeting)
+    s.settimeout(30)
+    got = b""
+    while len(got) < len(greeting):
+        chunk = s.recv(len(greeting) - len(got))
+        assert chunk, "the feed closed the connection during the greeting"
+        got += chunk
+    s.settimeout(None)
     try:
-        s.sendall(zmtp_handshake() + b"".join(zmtp_frame(b"\x01" + p) for p in prefixes))
+        s.sendall(ready + b"".join(zmtp_frame(b"\x01" + p) for p in prefixes))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the daemon closed it: what the abusive cases expect
     return s

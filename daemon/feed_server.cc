@@ -16,12 +16,12 @@
 #include <cstring>
 #include <deque>
 #include <map>
-#include <random>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "common/log.h"
+#include "common/random.h"
 #include "daemon/zmtp.h"
 
 namespace edgekv::daemon {
@@ -68,8 +68,8 @@ class Chunk {
 };
 using ChunkPtr = std::shared_ptr<const Chunk>;
 
-// The prefix index hashes with FNV-1a from a per-process random basis: publish() extends
-// the hash byte by byte along the key and looks up each subscribed prefix length with the
+// The prefix index hashes with FNV-1a from a basis drawn from FeedOptions::hash_seed: publish()
+// extends the hash byte by byte along the key and looks up each subscribed prefix length with the
 // hash it has, so matching costs O(key length), and peers cannot choose colliding prefixes
 // without knowing the basis.
 constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
@@ -159,7 +159,7 @@ class FeedServerImpl final : public FeedServer {
         unix_path_(std::move(unix_path)),
         options_(options),
         clock_(clock),
-        prefixes_(0, PrefixHash{std::random_device{}()}) {
+        prefixes_(0, PrefixHash{Random(options.hash_seed).next()}) {
     limits_.max_frame_bytes = 1 + options_.max_key_bytes + kFrameSlackBytes;
     epoll_event ev{};
     ev.events = EPOLLIN;

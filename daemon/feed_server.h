@@ -65,6 +65,9 @@ struct FeedOptions {
   // A connection that has not completed the ZMTP handshake by then is closed: a junk or
   // idle TCP connection holds a slot for no longer. libzmq peers finish in one round trip.
   std::chrono::milliseconds handshake_timeout{3000};
+  // Seeds the prefix index's hash, so that peers cannot choose prefixes that collide; the
+  // daemon draws it from the node id and the start time.
+  uint64_t hash_seed = 0;
 };
 
 class FeedServer {

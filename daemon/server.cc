@@ -629,6 +629,7 @@ class ServerImpl final : public Server {
     options.max_subscriptions = config_.feed_max_subscriptions;
     options.subscriber_buffer_bytes = config_.feed_subscriber_buffer_bytes;
     options.buffer_bytes_max = config_.feed_buffer_bytes_max;
+    options.hash_seed = origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms);
     auto feed = FeedServer::listen(config_.feed_endpoint, options, clock_);
     if (!feed.ok()) return feed.status();
     feed_ = std::move(feed).value();

@@ -101,11 +101,13 @@ def raw_subscriber(node: h.Daemon, prefixes, rcvbuf: int = 0) -> socket.socket:
         chunk = s.recv(len(greeting) - len(got))
         assert chunk, "the feed closed the connection during the greeting"
         got += chunk
-    s.settimeout(None)
     try:
         s.sendall(ready + b"".join(zmtp_frame(b"\x01" + p) for p in prefixes))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the daemon closed it: what the abusive cases expect
+    except socket.timeout:
+        raise AssertionError("the feed took no more subscriptions for 30 s")
+    s.settimeout(None)
     return s
 
 

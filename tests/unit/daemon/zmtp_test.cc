@@ -366,7 +366,9 @@ TEST_F(FeedServerTest, ConnectionsOverTheBoundAndSlowHandshakesAreClosed) {
   options.max_connections = 2;
   start(options);
   int a = raw_subscriber();
-  ASSERT_TRUE(pump_until([&] { return server_->connections() == 1; }));
+  send_all(a, frame("\x01"s));
+  // Its subscription taken: its handshake is complete.
+  ASSERT_TRUE(pump_until([&] { return server_->subscriptions() == 1; }));
   // Connected but silent: no greeting.
   int b = ::socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};

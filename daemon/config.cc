@@ -486,6 +486,37 @@ constexpr OptionSpec kOptions[] = {
      "feed subscriber further behind than this cannot catch up from the log and must re-read "
      "the keys it cares about.",
      set_integer<&Config::changelog_keep, 1, 1000000000>, false},
+    {"feed-max-connections", "1024",
+     "Most change-feed connections at once (1..65536); more are accepted and closed at "
+     "once, and counted (feed_connections_refused). Each costs a descriptor and its queued "
+     "output; a connection that has not completed the ZeroMQ handshake within 3 seconds is "
+     "closed, so stray TCP connections hold a slot only briefly.",
+     set_integer<&Config::feed_max_connections, 1, 65536>, false},
+    {"feed-max-subscriptions-per-connection", "64",
+     "Most subscriptions (key prefixes, each at most max-key-bytes) one feed connection may "
+     "hold (1..1048576). A subscriber going over it is disconnected and counted "
+     "(feed_bad_subscriptions), so that it notices instead of silently missing events. An "
+     "application watching a few key ranges needs a handful; 64 leaves room.",
+     set_integer<&Config::feed_max_subscriptions_per_connection, 1, 1048576>, false},
+    {"feed-max-subscriptions", "65536",
+     "Most feed subscriptions held by all connections together (1..16777216); a "
+     "subscription over it disconnects its subscriber, counted (feed_bad_subscriptions). "
+     "With max-key-bytes at 1024 this bounds what subscriptions can cost to about 64 MiB; "
+     "65536 is feed-max-connections times feed-max-subscriptions-per-connection.",
+     set_integer<&Config::feed_max_subscriptions, 1, 16777216>, false},
+    {"feed-subscriber-buffer-bytes", "67108864",
+     "Most change-feed output, in bytes, queued for one subscriber that reads too slowly "
+     "(64 KiB..64 GiB), beyond the one event it is being sent. A subscriber over it is "
+     "disconnected and counted (feed_subscribers_dropped), as Redis drops a pub/sub client "
+     "over its output buffer limit; it reconnects and recovers what it missed from the "
+     "change log. 64 MiB rides out bursts of large values.",
+     set_integer<&Config::feed_subscriber_buffer_bytes, 64 * 1024, 64 * 1024 * kMiB>, false},
+    {"feed-buffer-bytes-max", "268435456",
+     "Most change-feed output, in bytes, queued for all subscribers together (1 MiB..64 "
+     "GiB); an event queued for many subscribers is held, and counted, once. Over it the "
+     "subscribers with the most queued are disconnected first (feed_subscribers_dropped). "
+     "256 MiB is four subscribers at the default feed-subscriber-buffer-bytes.",
+     set_integer<&Config::feed_buffer_bytes_max, kMiB, 64 * 1024 * kMiB>, false},
     {"tombstone-grace-ms", "86400000",
      "How long, in milliseconds, a deleted key's tombstone is kept before it is purged "
      "(0..31536000000, a year). The tombstone stops an older write that arrives late, e.g. "

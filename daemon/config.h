@@ -49,6 +49,12 @@ struct Config {
   uint64_t stage_max_bytes = 128 * 1024 * 1024;
   uint64_t disk_reserve_bytes = 16 * 1024 * 1024;
   uint64_t changelog_keep = 100000;
+  // Change feed bounds (see daemon/feed_server.h).
+  size_t feed_max_connections = 1024;
+  size_t feed_max_subscriptions_per_connection = 64;
+  size_t feed_max_subscriptions = 65536;
+  size_t feed_subscriber_buffer_bytes = 64 * 1024 * 1024;
+  size_t feed_buffer_bytes_max = 256 * 1024 * 1024;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
   LogLevel log_level = LogLevel::kInfo;
 

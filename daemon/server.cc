@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/completion_queue.h"
+#include "daemon/feed_server.h"
 #include "daemon/gossip_transport.h"
 #include "daemon/membership.h"
 #include "daemon/memory_release.h"
@@ -33,9 +34,6 @@ using std::chrono::milliseconds;
 // Requests taken from the ROUTER per loop turn before completions and timers get a look
 // in: keeps acknowledgement latency bounded under a flood of reads.
 constexpr int kRequestsPerTurnMax = 512;
-// Change events the feed socket buffers per subscriber before dropping (ZeroMQ's PUB
-// semantics): a subscriber that far behind has a gap it detects by sequence number.
-constexpr int kFeedSendHwm = 100'000;
 // Slack above the largest valid request: a request this much over max-value-bytes is cut
 // off by ZeroMQ (connection dropped) instead of being read into memory; anything smaller
 // is read and answered INVALID_ARGUMENT.
@@ -150,7 +148,6 @@ class ServerImpl final : public Server {
         stop_fd_(stop_fd),
         context_(1),
         router_(context_, zmq::socket_type::router),
-        feed_(context_, zmq::socket_type::pub),
         started_(clock.mono_now()) {
     // parse_args validated the gossip settings; this cannot fail for a parsed Config.
     Result<gossip::Options> options = config_.gossip_options();
@@ -188,10 +185,8 @@ class ServerImpl final : public Server {
                 static_cast<int>(
                     std::clamp(static_cast<int64_t>(config_.max_inflight_bytes) / request_max_bytes,
                                kClientReceiveHwmMin, kClientReceiveHwmMax)));
-    feed_.set(zmq::sockopt::linger, 0);
-    feed_.set(zmq::sockopt::sndhwm, kFeedSendHwm);
     EDGEKV_RETURN_IF_ERROR(bind_one(router_, "client-endpoint", config_.client_endpoint));
-    EDGEKV_RETURN_IF_ERROR(bind_one(feed_, "feed-endpoint", config_.feed_endpoint));
+    EDGEKV_RETURN_IF_ERROR(bind_feed());
     EDGEKV_RETURN_IF_ERROR(bind_gossip());
     if (!config_.resp_endpoint.empty()) {
       RespOptions options;
@@ -237,6 +232,7 @@ class ServerImpl final : public Server {
     store_->close();
     // Completions that raced with close() (none are expected: no write is in flight).
     handle_completions();
+    feed_->flush();
     EDGEKV_LOG(kNotice) << "edgekvd stopped cleanly after " << counters_.requests << " requests";
     return {};
   }
@@ -253,8 +249,8 @@ class ServerImpl final : public Server {
   }
 
   // The loop waits in one poll(2) over plain descriptors: the completion eventfd, the RESP
-  // epoll instance, the stop signal, and each ZeroMQ socket's ZMQ_FD. zmq_poll() would cost
-  // two poll(2) calls plus a getpid and a poll(2) per ZeroMQ socket on every turn (it reads
+  // and feed epoll instances, the stop signal, and each ZeroMQ socket's ZMQ_FD. zmq_poll() would
+  // cost two poll(2) calls plus a getpid and a poll(2) per ZeroMQ socket on every turn (it reads
   // ZMQ_EVENTS on each pass), all for sockets that are idle while the RESP listener is busy.
   //
   // ZMQ_FD is edge-like: it signals that the socket's commands changed, and any operation
@@ -269,11 +265,12 @@ class ServerImpl final : public Server {
     zmq_items_.assign({{router_.handle(), 0, client_events, 0}});
     constexpr size_t kGossipItems = 1;
     gossip_transport_->append_poll_items(&zmq_items_);
-    enum : size_t { kCompletionsFd, kRespFd, kStopFd, kZmqFds };
+    enum : size_t { kCompletionsFd, kRespFd, kStopFd, kFeedFd, kZmqFds };
     poll_fds_.assign({
         {completions_.fd(), POLLIN, 0},
         {resp_ ? resp_->fd() : -1, POLLIN, 0},  // poll(2) skips negative descriptors
         {stopping_ ? -1 : stop_fd_, POLLIN, 0},
+        {feed_->fd(), POLLIN, 0},
     });
     for (const zmq::pollitem_t& item : zmq_items_) {
       poll_fds_.push_back({item.events != 0 ? zmq_fd(item.socket) : -1, POLLIN, 0});
@@ -301,6 +298,7 @@ class ServerImpl final : public Server {
       if (resp_) resp_->flush_dirty();
     }
     if (poll_fds_[kRespFd].revents & POLLIN) resp_->on_ready();
+    if (poll_fds_[kFeedFd].revents & POLLIN) feed_->on_ready();
     bool zmq_signalled = ready == 0 || zmq_touched_;
     for (size_t i = kZmqFds; i < poll_fds_.size(); ++i) {
       if (poll_fds_[i].revents != 0) zmq_signalled = true;
@@ -324,6 +322,8 @@ class ServerImpl final : public Server {
         kGossipPerTurnMax);
     if (!stopping_ && (poll_fds_[kStopFd].revents & POLLIN)) begin_stop();
     run_timers(clock_.mono_now());
+    // The events this turn published go out together, a bounded amount per turn.
+    feed_->flush();
   }
 
   static int zmq_fd(void* socket) {
@@ -351,6 +351,7 @@ class ServerImpl final : public Server {
     swim_->leave(now);
     drive_gossip(now);
     if (resp_) resp_->stop_reading();
+    feed_->stop_accepting();
     // The client socket stays open to answer the requests in flight, but is read no more:
     // requests queued behind them are not taken and their clients time out.
   }
@@ -569,6 +570,12 @@ class ServerImpl final : public Server {
         {"inflight_bytes", inflight_bytes()},
         {"requests_shed", counters_.requests_shed},
         {"memory_releases", releaser_.releases()},
+        {"feed_connections", feed_->connections()},
+        {"feed_subscriptions", feed_->subscriptions()},
+        {"feed_subscribers_dropped", feed_->counters().subscribers_dropped},
+        {"feed_connections_refused", feed_->counters().connections_refused},
+        {"feed_bad_subscriptions", feed_->counters().bad_subscriptions},
+        {"feed_queued_bytes", feed_->queued_bytes()},
         {"keys", s.keys},
         {"read_cache_bytes", path_->cache().bytes()},
         {"read_cache_entries", path_->cache().entries()},
@@ -673,16 +680,26 @@ class ServerImpl final : public Server {
   // ------------------------------------------------------------------ feed
 
   void publish(const store::ChangeEvent& event) {
+    ++counters_.feed_events;
+    if (!feed_->has_subscriptions()) return;  // no one to encode it for
     pb::ChangeEvent msg;
     fill_event(&msg, event);
-    std::string body = msg.SerializeAsString();
-    try {
-      feed_.send(zmq::buffer(event.key), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      feed_.send(zmq::message_t(body.data(), body.size()), zmq::send_flags::dontwait);
-      ++counters_.feed_events;
-    } catch (const zmq::error_t& e) {
-      EDGEKV_LOG(kWarning) << "cannot publish change event: " << e.what();
-    }
+    feed_->publish(event.key, msg.SerializeAsString());
+  }
+
+  Status bind_feed() {
+    FeedOptions options;
+    options.max_key_bytes = config_.max_key_bytes;
+    options.max_connections = config_.feed_max_connections;
+    options.max_subscriptions_per_connection = config_.feed_max_subscriptions_per_connection;
+    options.max_subscriptions = config_.feed_max_subscriptions;
+    options.subscriber_buffer_bytes = config_.feed_subscriber_buffer_bytes;
+    options.buffer_bytes_max = config_.feed_buffer_bytes_max;
+    options.hash_seed = origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms);
+    auto feed = FeedServer::listen(config_.feed_endpoint, options, clock_);
+    if (!feed.ok()) return feed.status();
+    feed_ = std::move(feed).value();
+    return {};
   }
 
   // ------------------------------------------------------------------ completions, timers
@@ -721,6 +738,7 @@ class ServerImpl final : public Server {
           clock_.wall_now(), config_.ttl_sweep_batch_max,
           [queue = &completions_](auto result) { queue->push(StoreSweepDone{std::move(result)}); });
     }
+    feed_->maintain(now);
     if (next_watchdog_ && now >= *next_watchdog_) {
       notifier_.watchdog();
       next_watchdog_ = now + *notifier_.watchdog_interval();
@@ -882,7 +900,7 @@ class ServerImpl final : public Server {
   RequestLimits limits_;
   zmq::context_t context_;
   zmq::socket_t router_;
-  zmq::socket_t feed_;
+  std::unique_ptr<FeedServer> feed_;
   // After context_: the transport's sockets must be closed before the context is.
   std::unique_ptr<GossipTransport> gossip_transport_;
   gossip::Options gossip_options_;

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <array>
@@ -20,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/assert.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "daemon/zmtp.h"
@@ -68,13 +70,11 @@ class Chunk {
 };
 using ChunkPtr = std::shared_ptr<const Chunk>;
 
-// The prefix index hashes with FNV-1a from a basis drawn from FeedOptions::hash_seed: publish()
-// extends the hash byte by byte along the key and looks up each subscribed prefix length with the
-// hash it has, so matching costs O(key length), and peers cannot choose colliding prefixes
-// without knowing the basis.
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
-uint64_t fnv_step(uint64_t h, char c) { return (h ^ static_cast<uint8_t>(c)) * kFnvPrime; }
-
+// The prefix index hashes with XXH3-64 under a seed drawn from FeedOptions::hash_seed, so
+// peers cannot choose colliding prefixes without knowing it. publish() feeds the key to one
+// streaming state and takes a digest at each subscribed prefix length (a digest leaves the
+// state as it was, and equals the one-shot hash of the bytes so far), so matching costs
+// O(key length) plus one digest per subscribed length.
 struct HashedPrefix {
   std::string_view text;
   uint64_t hash;
@@ -82,11 +82,9 @@ struct HashedPrefix {
 
 struct PrefixHash {
   using is_transparent = void;
-  uint64_t basis;
+  uint64_t seed;
   size_t operator()(std::string_view s) const {
-    uint64_t h = basis;
-    for (char c : s) h = fnv_step(h, c);
-    return static_cast<size_t>(h);
+    return static_cast<size_t>(XXH3_64bits_withSeed(s.data(), s.size(), seed));
   }
   size_t operator()(const std::string& s) const { return (*this)(std::string_view(s)); }
   size_t operator()(const HashedPrefix& p) const { return static_cast<size_t>(p.hash); }
@@ -160,6 +158,7 @@ class FeedServerImpl final : public FeedServer {
         options_(options),
         clock_(clock),
         prefixes_(0, PrefixHash{Random(options.hash_seed).next()}) {
+    EDGEKV_ASSERT(key_hash_ != nullptr);
     limits_.max_frame_bytes = 1 + options_.max_key_bytes + kFrameSlackBytes;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -210,12 +209,13 @@ class FeedServerImpl final : public FeedServer {
     if (prefixes_.empty()) return;
     ++stamp_;
     matched_.clear();
-    const PrefixHash& hasher = prefixes_.hash_function();
-    uint64_t h = hasher.basis;
+    XXH3_64bits_reset_withSeed(key_hash_.get(), prefixes_.hash_function().seed);
     size_t hashed = 0;
     for (const auto& [length, count] : lengths_) {
       if (length > key.size()) break;
-      for (; hashed < length; ++hashed) h = fnv_step(h, key[hashed]);
+      XXH3_64bits_update(key_hash_.get(), key.data() + hashed, length - hashed);
+      hashed = length;
+      const uint64_t h = XXH3_64bits_digest(key_hash_.get());
       auto it = prefixes_.find(HashedPrefix{key.substr(0, length), h});
       if (it == prefixes_.end()) continue;
       for (Conn* conn : it->second.subscribers) {
@@ -551,6 +551,9 @@ class FeedServerImpl final : public FeedServer {
   std::unordered_map<std::string, PrefixEntry, PrefixHash, PrefixEq> prefixes_;
   // Distinct subscribed prefix length -> how many distinct prefixes have it.
   std::map<size_t, size_t> lengths_;
+  // publish()'s streaming hash of the key, kept to avoid an allocation per event.
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> key_hash_{XXH3_createState(),
+                                                                            &XXH3_freeState};
   size_t total_subs_ = 0;
   // Connections in accept order with their handshake deadlines (all the same timeout, so
   // the deadlines are in order too).

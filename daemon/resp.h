@@ -43,7 +43,8 @@ inline constexpr size_t kMaxHeaderLineBytes = 64 * 1024;
 // Every command the parser yields obeys these: at most max_multibulk_count arguments, each
 // at most max_bulk_bytes, together at most max_command_bytes; an inline line is at most
 // max_inline_bytes before its '\n' (a CR ending the line counts). The parser refuses a bulk
-// from its "$<len>" header, so it never buffers more of a command than these allow.
+// from its "$<len>" header, so it never buffers more of a command than these allow, and
+// it allocates a bulk as its bytes arrive, so a header alone costs next to nothing.
 struct ParserLimits {
   size_t max_bulk_bytes = kDefaultMaxBulkBytes;
   size_t max_multibulk_count = kDefaultMaxMultibulkCount;
@@ -88,6 +89,13 @@ class Parser {
   // Bytes received and not yet consumed (bulk bytes already moved into an argument are
   // consumed). For memory accounting and tests.
   size_t buffered_bytes() const { return buf_.size() - pos_; }
+  // Memory this parser holds, in bytes: its buffer's capacity and the capacity of the
+  // arguments of the command being assembled. A bulk's argument grows as its bytes arrive
+  // (see kBulkGrowMinBytes in resp.cc), so this follows the bytes received, not the sizes
+  // that "$<len>" headers announce. What a connection's memory bound counts.
+  size_t memory_bytes() const {
+    return buf_.capacity() + args_.capacity() * sizeof(std::string) + args_capacity_;
+  }
 
  private:
   enum class State : uint8_t {
@@ -111,6 +119,8 @@ class Parser {
   std::optional<ParseOutcome> parse_inline(std::vector<std::string>& command);
   std::optional<ParseOutcome> parse_count();
   std::optional<ParseOutcome> parse_bulk_header();
+  // Appends bytes of the current bulk to its argument, growing it toward bulk_size_.
+  void append_bulk_bytes(std::string_view bytes);
 
   ParserLimits limits_;
   State state_ = State::kStart;
@@ -120,6 +130,8 @@ class Parser {
   std::vector<std::string> args_;  // the multibulk command being assembled
   size_t args_left_ = 0;           // bulks still to come for args_
   size_t bulk_left_ = 0;           // bytes of the current bulk still to come
+  size_t bulk_size_ = 0;           // the current bulk's announced size
+  size_t args_capacity_ = 0;       // sum of the capacities of args_
   size_t command_bytes_ = 0;       // sum of the announced bulk lengths of args_
   std::string error_;
 };

@@ -184,7 +184,7 @@ void Parser::append_bulk_bytes(std::string_view bytes) {
     std::string bigger;
     bigger.reserve(want);
     bigger.append(arg);
-    args_capacity_ = args_capacity_ - arg.capacity() + bigger.capacity();
+    args_capacity_ = args_capacity_ - heap_bytes(arg) + heap_bytes(bigger);
     arg.swap(bigger);
   }
   arg.append(bytes);
@@ -352,7 +352,7 @@ std::optional<ParseOutcome> Parser::parse_bulk_header() {
   consume(length + 2);
   command_bytes_ += bytes;
   // Nothing is reserved for the announced size: the argument grows as bytes arrive.
-  args_capacity_ += args_.emplace_back().capacity();
+  args_capacity_ += heap_bytes(args_.emplace_back());
   bulk_size_ = bytes;
   bulk_left_ = bytes;
   state_ = State::kBulkPayload;

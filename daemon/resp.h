@@ -94,7 +94,7 @@ class Parser {
   // (see kBulkGrowMinBytes in resp.cc), so this follows the bytes received, not the sizes
   // that "$<len>" headers announce. What a connection's memory bound counts.
   size_t memory_bytes() const {
-    return buf_.capacity() + args_.capacity() * sizeof(std::string) + args_capacity_;
+    return heap_bytes(buf_) + args_.capacity() * sizeof(std::string) + args_capacity_;
   }
 
  private:
@@ -108,6 +108,12 @@ class Parser {
     kFailed,
   };
   enum class Scan : uint8_t { kFound, kNeedMore, kTooLong };
+
+  // What a string holds on the heap: nothing while it fits in the string itself, so an
+  // idle parser reports 0.
+  static size_t heap_bytes(const std::string& s) {
+    return s.capacity() > std::string().capacity() ? s.capacity() : 0;
+  }
 
   // Finds `terminator` within the first max_line + 1 unconsumed bytes, setting `length` to
   // the bytes before it. kTooLong: more than max_line bytes arrived without it.

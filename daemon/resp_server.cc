@@ -61,6 +61,30 @@ std::string unknown_command(const Args& args) {
   return msg + quoted;
 }
 
+// The daemon's keyspace: its RequestPath, as it is.
+class PathKeyspace final : public RespKeyspace {
+ public:
+  explicit PathKeyspace(RequestPath& path) : path_(path) {}
+  void get(std::string_view key, RequestPath::ReadDone done) override {
+    path_.get(key, std::move(done));
+  }
+  void put(std::string_view key, std::string value, WallTime expiry,
+           RequestPath::WriteDone done) override {
+    path_.put(key, std::move(value), expiry, std::move(done));
+  }
+  void del(std::string_view key, RequestPath::WriteDone done) override {
+    path_.del(key, std::move(done));
+  }
+  void read_modify_write(std::string_view key, RequestPath::ReadDone fn) override {
+    path_.read_modify_write(key, std::move(fn));
+  }
+  WallTime wall_now() const override { return path_.wall_now(); }
+  uint64_t inflight_bytes() const override { return path_.inflight_bytes(); }
+
+ private:
+  RequestPath& path_;
+};
+
 struct Slot {
   bool ready = false;
   std::string data;
@@ -129,13 +153,30 @@ class RespServerImpl final : public RespServer {
 
   void attach(RequestPath& path, std::function<store::StoreStats()> stats,
               uint32_t partitions) override {
-    path_ = &path;
+    own_keys_ = std::make_unique<PathKeyspace>(path);
+    attach(*own_keys_, std::move(stats), partitions);
+  }
+
+  void attach(RespKeyspace& keys, std::function<store::StoreStats()> stats,
+              uint32_t partitions) override {
+    path_ = &keys;
     stats_ = std::move(stats);
     options_.limits.partitions = partitions;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = 0;  // connection ids start at 1: 0 is the listener
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
+
+  uint16_t port() const override {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    if (listen_fd_ < 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return 0;
+    }
+    if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
   }
 
   int fd() const override { return epoll_fd_; }
@@ -1108,7 +1149,8 @@ class RespServerImpl final : public RespServer {
   std::string endpoint_;
   RespOptions options_;
   resp::ParserLimits parser_limits_;
-  RequestPath* path_ = nullptr;
+  std::unique_ptr<RespKeyspace> own_keys_;  // when attached to a RequestPath
+  RespKeyspace* path_ = nullptr;
   std::function<store::StoreStats()> stats_;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
   std::vector<uint64_t> dirty_;         // connections with replies to send (Conn::dirty)

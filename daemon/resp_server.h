@@ -30,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 #include "daemon/request.h"
@@ -68,6 +69,24 @@ struct RespOptions {
   uint64_t inflight_max_bytes = 256 * 1024 * 1024;
 };
 
+// What the commands need of the request path: RequestPath's calls, with its contracts
+// (per-key ordering; read callbacks may run at once, write callbacks later). The daemon
+// serves through its RequestPath; the fuzz target (tests/fuzz/resp_command_fuzz.cc) through
+// a map, so the command layer runs without a store.
+class RespKeyspace {
+ public:
+  virtual ~RespKeyspace() = default;
+  virtual void get(std::string_view key, RequestPath::ReadDone done) = 0;
+  virtual void put(std::string_view key, std::string value, WallTime expiry,
+                   RequestPath::WriteDone done) = 0;
+  virtual void del(std::string_view key, RequestPath::WriteDone done) = 0;
+  virtual void read_modify_write(std::string_view key, RequestPath::ReadDone fn) = 0;
+  virtual WallTime wall_now() const = 0;
+  // Bytes held for writes submitted and not yet answered; counts towards the node's
+  // max-inflight-bytes together with the connections' own buffers.
+  virtual uint64_t inflight_bytes() const = 0;
+};
+
 class RespServer {
  public:
   // Binds and listens on `endpoint` (tcp://HOST:PORT; HOST may be *). The error names the
@@ -80,6 +99,11 @@ class RespServer {
   // and `partitions` is the store's partition count.
   virtual void attach(RequestPath& path, std::function<store::StoreStats()> stats,
                       uint32_t partitions) = 0;
+  // The same, serving through `keys` (which must outlive the server) instead.
+  virtual void attach(RespKeyspace& keys, std::function<store::StoreStats()> stats,
+                      uint32_t partitions) = 0;
+  // The port listened on; the one the kernel chose when the endpoint's port is 0.
+  virtual uint16_t port() const = 0;
   // The epoll descriptor to poll for readability.
   virtual int fd() const = 0;
   // Handles whatever is ready, without blocking.

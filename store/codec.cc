@@ -13,6 +13,7 @@ constexpr size_t kFirstChunkBytes = 64 * 1024;
 ValueEncoder::ValueEncoder(size_t threshold_bytes, int level)
     : cctx_(ZSTD_createCCtx()), threshold_bytes_(threshold_bytes), level_(level) {
   EDGEKV_ASSERT(cctx_ != nullptr);
+  EDGEKV_ASSERT(level >= 1 && level <= kMaxCompressLevel);  // its window fits kMaxWindowLog
 }
 
 ValueEncoder::~ValueEncoder() { ZSTD_freeCCtx(cctx_); }
@@ -30,7 +31,14 @@ std::string_view ValueEncoder::encode(std::string_view value, Codec* codec) {
   return std::string_view(buffer_.data(), n);
 }
 
-ValueDecoder::ValueDecoder() : dctx_(ZSTD_createDCtx()) { EDGEKV_ASSERT(dctx_ != nullptr); }
+ValueDecoder::ValueDecoder() : dctx_(ZSTD_createDCtx()) {
+  EDGEKV_ASSERT(dctx_ != nullptr);
+  // Refuse larger windows rather than allocate them (ZSTD_reset_session_only keeps this).
+  size_t rc = ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, kMaxWindowLog);
+  EDGEKV_ASSERT(!ZSTD_isError(rc));
+}
+
+size_t ValueDecoder::memory_bytes() const { return ZSTD_sizeof_DCtx(dctx_); }
 
 ValueDecoder::~ValueDecoder() { ZSTD_freeDCtx(dctx_); }
 

@@ -23,9 +23,17 @@ enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
 // Largest value the store will decompress: SQLite's own blob limit. A corrupt frame that
 // claims more is CORRUPTION rather than a huge allocation.
 inline constexpr uint64_t kMaxDecodedValueBytes = 1'000'000'000;
+// Largest zstd window (log2 bytes) a stored value may use: what zstd's standard levels
+// (1..19) use at most, 8 MiB; the encoder writes at those levels only. The decoder keeps a
+// buffer of the frame's window, up to the content size its header claims, so without this
+// a corrupt 20-byte value claiming a 128 MiB window costs each reader 128 MiB.
+inline constexpr int kMaxWindowLog = 23;
+// The standard levels' range (ultra levels 20..22 use windows up to 128 MiB).
+inline constexpr int kMaxCompressLevel = 19;
 
 class ValueEncoder {
  public:
+  // `level`: 1..kMaxCompressLevel.
   ValueEncoder(size_t threshold_bytes, int level);
   ~ValueEncoder();
   ValueEncoder(const ValueEncoder&) = delete;
@@ -53,6 +61,9 @@ class ValueDecoder {
   // The value stored as `bytes` with codec `codec` (the raw column value, so an unknown
   // codec is reported rather than assumed). CORRUPTION when it does not decode.
   Result<std::string> decode(int64_t codec, std::string_view bytes);
+
+  // Bytes the decompression context holds (its window and buffers), for tests.
+  size_t memory_bytes() const;
 
  private:
   ZSTD_DCtx_s* dctx_;

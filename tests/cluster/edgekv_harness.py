@@ -62,10 +62,10 @@ KVCLI_TIMEOUT = 30.0
 
 # ---------------------------------------------------------------------------- waiting
 
-def pause(seconds: float) -> None:
-    """Deprecated: a fixed wait, which proves nothing happened. Wait with wait_for() on a
-    condition the node or the test can observe instead; kept until its last caller
-    (test_resp_backpressure.py) stops using it."""
+def pace(seconds: float) -> None:
+    """Paces one turn of a polling loop that ends on a condition with a deadline (as
+    wait_for() does). Never a way to wait for something to happen: a fixed wait proves
+    nothing happened; wait with wait_for() on a condition the node or the test observes."""
     threading.Event().wait(seconds)
 
 
@@ -83,7 +83,7 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: fl
         if left <= 0:
             raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
         # The interval only paces the polling: the loop ends when cond() holds.
-        time.sleep(min(interval, left))
+        pace(min(interval, left))
 
 
 # ---------------------------------------------------------------------------- ports

@@ -134,7 +134,7 @@ def test_full_disk_refuses_writes_but_deletes_and_expiry_work(small_disk, daemon
                 after = reply
             else:
                 assert is_disk_full_error(reply), reply
-                h.pause(0.05)  # paces the loop: each turn deletes more
+                h.pace(0.05)  # paces the loop: each turn deletes more
         assert client.get(b"after").get.value == b"room again"
         h.wait_for(lambda: client.stats()["store_disk_full"] == 0, 10, "the disk to count as not full")
 

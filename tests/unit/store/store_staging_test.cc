@@ -15,6 +15,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/hash.h"
 #include "common/random.h"
 #include "store/schema.h"
 #include "store/store.h"
@@ -80,15 +81,18 @@ std::string describe(const ChangeEvent& e) {
          e.value + "'";
 }
 
+// A read: "value@hlc/origin exp ms", or the error's code.
+std::string describe(const Result<Record>& r) {
+  if (!r.ok()) return std::string(code_name(r.status().code()));
+  return r->value + "@" + std::to_string(r->version.hlc) + "/" + std::to_string(r->version.origin) +
+         " exp " + std::to_string(r->expiry.ms);
+}
+
 Observed observe(Store& store, const std::vector<std::string>& keys, WallTime now,
                  uint64_t from_seq, size_t max) {
   Observed o;
   for (const std::string& key : keys) {
-    Result<Record> r = store.get(key, now);
-    o.values[key] = r.ok() ? r->value + "@" + std::to_string(r->version.hlc) + "/" +
-                                 std::to_string(r->version.origin) + " exp " +
-                                 std::to_string(r->expiry.ms)
-                           : r.status().to_string();
+    o.values[key] = describe(store.get(key, now));
   }
   StoreStats s = store.stats(now);
   o.keys = s.keys;
@@ -106,10 +110,135 @@ Observed observe(Store& store, const std::vector<std::string>& keys, WallTime no
   return o;
 }
 
+// The reference for the differential test: what store.h and store/FORMAT.md say a store
+// holds, kept as plainly as it can be. A std::map of key -> row; apply is last-write-wins
+// on (hlc, origin) against whatever row the key has (live, expired or tombstone), and a
+// record already expired at `now` is ignored; a read sees a row that is no tombstone and
+// has no expiry or one after `now`; a sweep deletes rows expired at `now`. Each applied
+// write and each expiry takes the next seq of its partition's log.
+class Model {
+ public:
+  struct Row {
+    std::string value;
+    Version version;
+    WallTime expiry;
+    bool tombstone = false;
+    uint64_t seq = 0;  // the log entry that wrote the row
+  };
+
+  explicit Model(uint32_t partitions) : logs_(partitions) {}
+
+  // What apply(record, now) must answer; applies it.
+  ApplyResult apply(const Record& record, WallTime now) {
+    ApplyResult out;
+    auto it = rows_.find(record.key);
+    out.current = it == rows_.end() ? Version{} : it->second.version;
+    const bool expired = !record.tombstone && record.expiry.ms != 0 && record.expiry.ms <= now.ms;
+    if (record.version <= out.current || expired) {
+      ++ignored_;
+      return out;
+    }
+    out.applied = true;
+    out.current = record.version;
+    ChangeEvent& e = out.event;
+    e.op = record.tombstone ? ChangeOp::kDelete : ChangeOp::kPut;
+    e.key = record.key;
+    e.value = record.tombstone ? "" : record.value;
+    e.version = record.version;
+    e.expiry = record.tombstone ? WallTime{0} : record.expiry;
+    log(e);
+    rows_[record.key] = Row{e.value, e.version, e.expiry, record.tombstone, e.seq};
+    ++(record.tombstone ? deletes_ : puts_);
+    return out;
+  }
+
+  // Checks a sweep's events at `now` with budget `max_rows` (which expired rows go first
+  // is the store's choice: the model checks that each was due, that none was skipped while
+  // budget was left, and that each took the next seq), then applies them.
+  void sweep(const std::vector<ChangeEvent>& events, WallTime now, size_t max_rows) {
+    size_t due = 0;
+    for (const auto& [key, row] : rows_) due += is_expired(row, now) ? 1 : 0;
+    EXPECT_EQ(events.size(), std::min(due, max_rows)) << "rows expired at " << now.ms;
+    for (const ChangeEvent& got : events) {
+      auto it = rows_.find(got.key);
+      ASSERT_TRUE(it != rows_.end() && is_expired(it->second, now)) << describe(got);
+      ChangeEvent want;
+      want.op = ChangeOp::kExpire;
+      want.key = got.key;
+      want.version = it->second.version;
+      want.expiry = it->second.expiry;
+      log(want);
+      EXPECT_EQ(describe(got), describe(want));
+      rows_.erase(it);
+      ++expired_;
+    }
+  }
+
+  // A reopen: the data stays, the counters start again.
+  void reopen() { puts_ = deletes_ = ignored_ = expired_ = 0; }
+
+  // What observe() must see.
+  Observed observe(const std::vector<std::string>& keys, WallTime now, uint64_t from_seq,
+                   size_t max) const {
+    Observed o;
+    for (const std::string& key : keys) {
+      auto it = rows_.find(key);
+      if (it == rows_.end() || !is_live(it->second, now)) {
+        o.values[key] = describe(Result<Record>(Status::not_found(key)));
+        continue;
+      }
+      const Row& row = it->second;
+      o.values[key] = describe(Result<Record>(Record{key, row.value, row.version, row.expiry}));
+    }
+    for (const auto& [key, row] : rows_) {
+      if (!is_live(row, now)) continue;
+      ++o.keys;
+      if (row.expiry.ms != 0) ++o.keys_with_expiry;
+    }
+    o.puts = puts_;
+    o.deletes = deletes_;
+    o.ignored = ignored_;
+    o.expired = expired_;
+    for (uint32_t p = 0; p < logs_.size(); ++p) {
+      size_t n = 0;
+      for (ChangeEvent e : logs_[p]) {
+        if (e.seq < from_seq || n == max) continue;
+        ++n;
+        // A put the key's row no longer carries is read without its value.
+        auto it = rows_.find(e.key);
+        if (e.op == ChangeOp::kPut && (it == rows_.end() || it->second.seq != e.seq)) e.value = "";
+        o.log.push_back(describe(e));
+      }
+      o.log.push_back("last " + std::to_string(logs_[p].size()));
+    }
+    return o;
+  }
+
+ private:
+  static bool is_expired(const Row& row, WallTime now) {
+    return row.expiry.ms != 0 && row.expiry.ms <= now.ms;
+  }
+  static bool is_live(const Row& row, WallTime now) {
+    return !row.tombstone && !is_expired(row, now);
+  }
+  void log(ChangeEvent& e) {
+    e.partition = edgekv::partition_of(e.key, static_cast<uint32_t>(logs_.size()));
+    e.seq = logs_[e.partition].size() + 1;  // gapless from 1
+    logs_[e.partition].push_back(e);
+  }
+
+  std::map<std::string, Row> rows_;
+  std::vector<std::vector<ChangeEvent>> logs_;  // per partition, entry i has seq i + 1
+  uint64_t puts_ = 0, deletes_ = 0, ignored_ = 0, expired_ = 0;
+};
+
 // The same random writes, deletes, stale writes, expiries and sweeps go to three stores:
 // one that applies every group at once, one that applies small batches often (so that
 // reads straddle staged and applied writes), one that keeps everything staged until a
-// sweep. Everything a reader can see must agree after every step, and across a reopen.
+// sweep. Each is held to the Model above: every apply's answer and every sweep's events,
+// every key's read after every step, the logs and counters every few steps, and the final
+// state; so a store bug all three share (an older version winning, an expired key still
+// read) is caught too. Everything a reader can see must agree across a reopen.
 // The first reads every row it checks (no row cache), the second has a row cache of 4
 // keys (forgetting all the time), the third one large enough for every key.
 void run_differential(uint64_t seed) {
@@ -130,6 +259,7 @@ void run_differential(uint64_t seed) {
   options[2].stage_apply_at = 1'000'000;
   std::unique_ptr<Store> stores[3];
   for (int i = 0; i < 3; ++i) stores[i] = open_or_die(options[i]);
+  Model model(options[0].partitions);
 
   std::vector<std::string> keys;
   for (int k = 0; k < 24; ++k) keys.push_back("key-" + std::to_string(k));
@@ -143,14 +273,17 @@ void run_differential(uint64_t seed) {
     if (pick < 8) {
       // A sweep: in the staging stores it applies everything first.
       std::vector<std::string> events[3];
+      std::vector<ChangeEvent> swept;
       const size_t budget = 1 + rng.uniform(4);
       for (int i = 0; i < 3; ++i) {
         Result<std::vector<ChangeEvent>> r = stores[i]->sweep_sync(now, budget);
         ASSERT_TRUE(r.ok()) << r.status().to_string();
         for (const ChangeEvent& e : *r) events[i].push_back(describe(e));
+        if (i == 0) swept = *r;
       }
       ASSERT_EQ(events[0], events[1]);
       ASSERT_EQ(events[0], events[2]);
+      ASSERT_NO_FATAL_FAILURE(model.sweep(swept, now, budget));
     } else if (pick < 10) {
       batches += stores[1]->stats(now).apply_batches;  // counters start again at open
       for (int i = 0; i < 3; ++i) {
@@ -158,6 +291,7 @@ void run_differential(uint64_t seed) {
         stores[i] = open_or_die(options[i]);
         EXPECT_EQ(stores[i]->stats(now).staged, 0u) << "a clean close applies everything";
       }
+      model.reopen();
     } else {
       Record record;
       if (pick < 25) {
@@ -180,24 +314,32 @@ void run_differential(uint64_t seed) {
                                             : 0};
         record = put(key, value, hlc += 7, 1 + rng.uniform(2), expiry);
       }
-      ApplyResult results[3];
+      const ApplyResult want = model.apply(record, now);
       for (int i = 0; i < 3; ++i) {
+        SCOPED_TRACE("store " + std::to_string(i) + ", step " + std::to_string(step));
         Result<ApplyResult> r = stores[i]->apply_sync(record, now);
         ASSERT_TRUE(r.ok()) << r.status().to_string();
-        results[i] = *r;
-      }
-      for (int i = 1; i < 3; ++i) {
-        EXPECT_EQ(results[i].applied, results[0].applied);
-        EXPECT_EQ(results[i].current, results[0].current);
-        EXPECT_EQ(results[i].event.seq, results[0].event.seq);
+        EXPECT_EQ(r->applied, want.applied);
+        EXPECT_EQ(r->current, want.current);
+        if (want.applied) {
+          EXPECT_EQ(describe(r->event), describe(want.event));
+        }
       }
     }
     now_ms += static_cast<int64_t>(rng.uniform(10));
+    // Every key reads as the model says, in every store, after every step.
+    const Observed reads = model.observe(keys, WallTime{now_ms}, 0, 0);
+    for (int i = 0; i < 3; ++i) {
+      for (const std::string& k : keys) {
+        ASSERT_EQ(describe(stores[i]->get(k, WallTime{now_ms})), reads.values.at(k))
+            << "store " << i << ", step " << step;
+      }
+    }
     if (step % 5 == 0) {
       const uint64_t from = rng.uniform(4) == 0 ? 0 : rng.uniform(40);
       const size_t max = 1 + rng.uniform(60);
-      Observed expected = observe(*stores[0], keys, WallTime{now_ms}, from, max);
-      for (int i = 1; i < 3; ++i) {
+      Observed expected = model.observe(keys, WallTime{now_ms}, from, max);
+      for (int i = 0; i < 3; ++i) {
         SCOPED_TRACE("store " + std::to_string(i) + ", step " + std::to_string(step));
         Observed got = observe(*stores[i], keys, WallTime{now_ms}, from, max);
         ASSERT_EQ(got.values, expected.values);
@@ -208,6 +350,14 @@ void run_differential(uint64_t seed) {
   }
   // Something was really staged, and really applied in batches, on the way.
   batches += stores[1]->stats(WallTime{now_ms}).apply_batches;
+  // The final state, every log entry included, is the model's.
+  const Observed final_state = model.observe(keys, WallTime{now_ms}, 0, 1'000'000);
+  for (int i = 0; i < 3; ++i) {
+    const Observed got = observe(*stores[i], keys, WallTime{now_ms}, 0, 1'000'000);
+    EXPECT_EQ(got.values, final_state.values) << "store " << i;
+    EXPECT_EQ(got.log, final_state.log) << "store " << i;
+    EXPECT_EQ(got.counts(), final_state.counts()) << "store " << i;
+  }
   EXPECT_GT(batches, 20u);
   // Every value in a value table belongs to a row, and every row's value is there.
   for (int i = 0; i < 3; ++i) {

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <deque>
 #include <span>
@@ -33,7 +32,7 @@ constexpr size_t kReadPerTurnMax = 256 * 1024;
 constexpr int kEventsPerTurnMax = 256;
 // At most one log line per this about connections closed for the node's bound: a flood
 // of hogs must not become a flood of log lines (the count says how many).
-constexpr std::chrono::seconds kEvictLogInterval{10};
+constexpr int64_t kEvictLogIntervalMs = 10'000;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -330,15 +329,16 @@ class RespServerImpl final : public RespServer {
       ++evicted_unlogged_;
       const uint64_t own = worst->accounted_own;
       close_conn(worst->id);
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_evict_log_ >= kEvictLogInterval) {
+      // Wall time is what the keyspace offers; a step back just logs at once.
+      const int64_t since_ms = path_->wall_now().ms - last_evict_log_.ms;
+      if (since_ms >= kEvictLogIntervalMs || since_ms < 0) {
         EDGEKV_LOG(kWarning) << "resp: closed " << evicted_unlogged_
                              << " connection(s) holding the most unread replies and partial "
                                 "commands (the last held "
                              << own << " bytes) to bring the node under max-inflight-bytes="
                              << options_.inflight_max_bytes;
         evicted_unlogged_ = 0;
-        last_evict_log_ = now;
+        last_evict_log_ = path_->wall_now();
       }
     }
   }
@@ -1158,7 +1158,7 @@ class RespServerImpl final : public RespServer {
   uint64_t total_held_ = 0;             // the sum of every connection's Conn::accounted
   uint64_t total_own_ = 0;              // the sum of every connection's Conn::accounted_own
   uint64_t evicted_unlogged_ = 0;       // connections closed since the last log line about it
-  std::chrono::steady_clock::time_point last_evict_log_{};
+  WallTime last_evict_log_{};
   size_t paused_ = 0;  // connections with Conn::paused
   uint64_t next_conn_id_ = 1;
   bool stopping_ = false;

@@ -314,3 +314,32 @@ def test_a_paused_connection_reset_by_its_peer_is_closed_at_once(daemons):
             assert stats["resp_connections_paused"] == 0, stats["resp_connections_paused"]
     with node.client() as c:
         h.wait_for(lambda: c.stats()["inflight_bytes"] == 0, 60, "the writes to complete")
+
+
+def test_clients_that_stop_inside_large_commands_are_evicted_and_the_others_served(daemons):
+    """Connections that each send three quarters of a 4 MiB SET and stop hold partial
+    commands that together exceed max-inflight-bytes. They are counted in the node's
+    bound, the ones holding the most are closed until the node is under it, and another
+    client keeps being served."""
+    conns, value, part = 12, 4 * MiB, 3 * MiB
+    node = start(daemons)
+    socks = [h.RespConn(node.resp_port) for _ in range(conns)]
+    try:
+        for n, s in enumerate(socks):
+            s.send(b"*3\r\n$3\r\nSET\r\n$3\r\np%02d\r\n$%d\r\n" % (n, value) + b"p" * part)
+        with node.client() as c, h.RespConn(node.resp_port) as good:
+            h.wait_for(lambda: c.stats()["resp_clients_evicted"] > 0, 60,
+                       "the node to close a connection stopped inside a command")
+            for i in range(20):
+                good.send(h.resp_encode("SET", f"q{i}", b"%d" % i))
+                assert good.reply(timeout=10) == "OK", i
+            stats = c.stats()
+            evicted = stats["resp_clients_evicted"]
+            # 12 x 3 MiB is 36 MiB: closing one or two brings the node under 32 MiB.
+            assert 1 <= evicted < conns, evicted
+            assert stats["resp_connections"] == 1 + conns - evicted, stats["resp_connections"]
+            assert stats["inflight_bytes"] < MAX_INFLIGHT, stats["inflight_bytes"]
+            assert stats["resp_held_bytes"] >= (conns - evicted) * part, stats["resp_held_bytes"]
+    finally:
+        for s in socks:
+            s.close()

@@ -31,9 +31,6 @@ constexpr size_t kMaxArgsReserve = 1024;
 // memory stays within 1.5 times the bytes received plus 64 KiB, so a client that announces
 // a huge bulk and sends a few bytes costs a few bytes, not the announced size.
 constexpr size_t kBulkGrowMinBytes = 64 * 1024;
-// An idle buffer whose capacity is above this is released rather than kept for reuse, so
-// one burst of pipelined commands does not pin memory for the connection's lifetime.
-constexpr size_t kMaxIdleBufferBytes = 256 * 1024;
 
 // C's isspace in the "C" locale: what separates inline arguments.
 bool is_space(char c) {
@@ -159,11 +156,7 @@ void Parser::append(std::string_view bytes) {
   }
   if (bytes.empty()) return;
   if (pos_ == buf_.size()) {
-    if (buf_.capacity() > kMaxIdleBufferBytes) {
-      std::string().swap(buf_);
-    } else {
-      buf_.clear();
-    }
+    buf_.clear();
     pos_ = 0;
   } else if (pos_ >= buf_.size() - pos_) {
     // Moving the rest costs no more than the bytes consumed since the last move, so
@@ -225,6 +218,18 @@ Parser::Scan Parser::scan_line(char terminator, size_t max_line, size_t& length)
 }
 
 ParseOutcome Parser::next(std::vector<std::string>& command) {
+  const ParseOutcome outcome = parse_next(command);
+  // Drained: the buffer goes back, so an idle connection holds no memory (and counts none
+  // in the bounds). One allocation per read is what it costs.
+  if (outcome == ParseOutcome::kNeedMore && pos_ == buf_.size() && heap_bytes(buf_) > 0) {
+    std::string().swap(buf_);
+    pos_ = 0;
+    scanned_ = 0;
+  }
+  return outcome;
+}
+
+ParseOutcome Parser::parse_next(std::vector<std::string>& command) {
   for (;;) {
     const size_t avail = buf_.size() - pos_;
     std::optional<ParseOutcome> outcome;

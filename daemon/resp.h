@@ -122,6 +122,7 @@ class Parser {
   ParseOutcome fail(std::string message);
   // Each step either moves state_ on and returns nullopt (next() keeps going) or returns
   // what next() returns.
+  ParseOutcome parse_next(std::vector<std::string>& command);
   std::optional<ParseOutcome> parse_inline(std::vector<std::string>& command);
   std::optional<ParseOutcome> parse_count();
   std::optional<ParseOutcome> parse_bulk_header();

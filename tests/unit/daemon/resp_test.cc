@@ -320,6 +320,8 @@ TEST(RespParserTest, AHugeAnnouncedBulkCostsMemoryOnlyAsItsBytesArrive) {
   EXPECT_EQ(command[2].substr(0, 5), "abcdv");
   EXPECT_EQ(command[2].back(), 'w');
   EXPECT_LT(parser.memory_bytes(), 256u * 1024);  // handed over with the command
+  EXPECT_EQ(parser.next(command), ParseOutcome::kNeedMore);
+  EXPECT_EQ(parser.memory_bytes(), 0u);  // drained: nothing kept
 }
 
 TEST(RespParserTest, AnErrorIsFinal) {

@@ -114,11 +114,14 @@ def pipeline_sets(node: h.Daemon, conns: int, count: int, size: int) -> None:
                                    for i in range(count)))
 
         senders = [threading.Thread(target=send, args=(n,)) for n in range(conns)]
-        for t in senders:
-            t.start()
-        with node.client() as c:
-            # The node stops reading: it reports the connections paused for a bound.
-            h.wait_for(lambda: c.stats()["resp_pauses"] > 0, 60,
+        # A store as fast as the clients would never make the node pause: it takes no
+        # write while its stage files are locked, so the bounds are reached for sure.
+        with writes_held(node), node.client() as c:
+            for t in senders:
+                t.start()
+            # The node stops reading: it reports the connections paused for a bound. Well
+            # within the store's 5 s busy timeout, after which the writes would fail.
+            h.wait_for(lambda: c.stats()["resp_pauses"] > 0, 3,
                        "the node to pause reading a connection")
         for t in senders:
             t.join(120)

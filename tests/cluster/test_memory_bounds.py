@@ -301,13 +301,15 @@ def test_a_paused_connection_reset_by_its_peer_is_closed_at_once(daemons):
     with writes_held(node):
         s = h.RespConn(node.resp_port)
         value = b"r" * MiB
-        # More than resp-client-buffer-bytes of SETs: the node pauses reading it.
+        # Just over resp-client-buffer-bytes of SETs: the node pauses reading it, and the
+        # last one fits in the sockets' buffers, so that sending does not wait for the store.
         s.send(b"".join(h.resp_encode("SET", f"r{i}", value)
-                        for i in range(CLIENT_BUFFER // MiB + 4)))
+                        for i in range(CLIENT_BUFFER // MiB + 1)))
         with node.client() as c:
             h.wait_for(lambda: c.stats()["resp_connections_paused"] == 1, 10,
                        "the node to pause the connection")
             assert c.stats()["inflight_bytes"] > 0
+            taken = c.stats()["resp_commands"]  # the SETs the node read before pausing
             s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()  # sends a reset
             h.wait_for(lambda: c.stats()["resp_connections"] == 0, 3,
@@ -317,6 +319,11 @@ def test_a_paused_connection_reset_by_its_peer_is_closed_at_once(daemons):
             assert stats["resp_connections_paused"] == 0, stats["resp_connections_paused"]
     with node.client() as c:
         h.wait_for(lambda: c.stats()["inflight_bytes"] == 0, 60, "the writes to complete")
+    # The writes the closed connection submitted completed and are stored.
+    with h.RespConn(node.resp_port) as check:
+        assert taken > 0
+        for i in range(taken):
+            assert check.command("GET", f"r{i}") == value, i
 
 
 def test_clients_that_stop_inside_large_commands_are_evicted_and_the_others_served(daemons):

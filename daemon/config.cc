@@ -439,14 +439,18 @@ constexpr OptionSpec kOptions[] = {
     {"max-inflight-bytes", "268435456",
      "Most memory, in bytes, the node holds for client requests in flight (1 MiB..1 TiB): "
      "the keys and values of writes not yet acknowledged (counted twice once submitted, as "
-     "the store holds a copy) and the Redis-protocol connections' unanswered requests and "
-     "unsent replies. At it, the node stops reading Redis-protocol connections and answers "
-     "writes on client-endpoint OVERLOADED at once, until it drains. 256 MiB keeps a burst "
-     "of large values from exhausting memory while leaving the store a deep queue.",
+     "the store holds a copy) and the Redis-protocol connections' unanswered requests, "
+     "partial commands and unsent replies. At it, the node stops reading Redis-protocol "
+     "connections and answers writes on client-endpoint OVERLOADED at once, until it "
+     "drains; and while partial commands and unsent replies hold more than half of it, "
+     "it closes the connections holding the most of them, so clients that never read "
+     "cannot stall the others. 256 MiB keeps a burst of large values from exhausting "
+     "memory while leaving the store a deep queue.",
      set_integer<&Config::max_inflight_bytes, kMiB, 1024 * 1024 * kMiB>, false},
     {"resp-client-buffer-bytes", "16777216",
      "Most memory, in bytes, one Redis-protocol connection may hold (64 KiB..4 GiB): "
-     "requests read and not yet answered, and replies not yet sent. At it, the node stops "
+     "requests read and not yet answered, the partial command, and replies not yet sent. "
+     "At it, the node stops "
      "reading that connection until it drains, so a client that pipelines without reading "
      "its replies is slowed down instead of growing the daemon. One command is always "
      "taken, however large; 16 MiB lets a pipeline of big values keep the store busy.",

@@ -25,9 +25,12 @@ constexpr std::string_view kTooBigMultibulk = "Protocol error: too big multibulk
 // A "*<n>" header is trusted for at most this many argument slots up front; the rest grow
 // as bulks actually arrive, so "*1048576" alone does not allocate 32 MiB.
 constexpr size_t kMaxArgsReserve = 1024;
-// An idle buffer whose capacity is above this is released rather than kept for reuse, so
-// one burst of pipelined commands does not pin memory for the connection's lifetime.
-constexpr size_t kMaxIdleBufferBytes = 256 * 1024;
+// A bulk's argument is grown as its bytes arrive, never beyond its announced size, to
+// what has arrived plus max(this, half of what has arrived). A fixed chunk alone would copy
+// a 64 MiB bulk 256 times over (quadratic); growing by half keeps the copying linear while
+// memory stays within 1.5 times the bytes received plus 64 KiB, so a client that announces
+// a huge bulk and sends a few bytes costs a few bytes, not the announced size.
+constexpr size_t kBulkGrowMinBytes = 64 * 1024;
 
 // C's isspace in the "C" locale: what separates inline arguments.
 bool is_space(char c) {
@@ -147,17 +150,13 @@ void Parser::append(std::string_view bytes) {
   // Bulk bytes with nothing buffered ahead of them go straight into their argument.
   if (state_ == State::kBulkPayload && pos_ == buf_.size() && bulk_left_ > 0) {
     const size_t take = std::min(bytes.size(), bulk_left_);
-    args_.back().append(bytes.substr(0, take));
+    append_bulk_bytes(bytes.substr(0, take));
     bulk_left_ -= take;
     bytes.remove_prefix(take);
   }
   if (bytes.empty()) return;
   if (pos_ == buf_.size()) {
-    if (buf_.capacity() > kMaxIdleBufferBytes) {
-      std::string().swap(buf_);
-    } else {
-      buf_.clear();
-    }
+    buf_.clear();
     pos_ = 0;
   } else if (pos_ >= buf_.size() - pos_) {
     // Moving the rest costs no more than the bytes consumed since the last move, so
@@ -166,6 +165,22 @@ void Parser::append(std::string_view bytes) {
     pos_ = 0;
   }
   buf_.append(bytes);
+}
+
+void Parser::append_bulk_bytes(std::string_view bytes) {
+  std::string& arg = args_.back();
+  const size_t need = arg.size() + bytes.size();
+  if (need > arg.capacity()) {
+    const size_t want = std::min(bulk_size_, need + std::max(kBulkGrowMinBytes, need / 2));
+    // A fresh string reserves exactly `want`; reserve() on `arg` would round a request
+    // below twice its capacity up to twice, past the announced size.
+    std::string bigger;
+    bigger.reserve(want);
+    bigger.append(arg);
+    args_capacity_ = args_capacity_ - heap_bytes(arg) + heap_bytes(bigger);
+    arg.swap(bigger);
+  }
+  arg.append(bytes);
 }
 
 void Parser::consume(size_t bytes) {
@@ -180,6 +195,7 @@ ParseOutcome Parser::fail(std::string message) {
   pos_ = 0;
   scanned_ = 0;
   std::vector<std::string>().swap(args_);
+  args_capacity_ = 0;
   return ParseOutcome::kError;
 }
 
@@ -202,6 +218,18 @@ Parser::Scan Parser::scan_line(char terminator, size_t max_line, size_t& length)
 }
 
 ParseOutcome Parser::next(std::vector<std::string>& command) {
+  const ParseOutcome outcome = parse_next(command);
+  // Drained: the buffer goes back, so an idle connection holds no memory (and counts none
+  // in the bounds). One allocation per read is what it costs.
+  if (outcome == ParseOutcome::kNeedMore && pos_ == buf_.size() && heap_bytes(buf_) > 0) {
+    std::string().swap(buf_);
+    pos_ = 0;
+    scanned_ = 0;
+  }
+  return outcome;
+}
+
+ParseOutcome Parser::parse_next(std::vector<std::string>& command) {
   for (;;) {
     const size_t avail = buf_.size() - pos_;
     std::optional<ParseOutcome> outcome;
@@ -216,7 +244,7 @@ ParseOutcome Parser::next(std::vector<std::string>& command) {
       case State::kBulkHeader: outcome = parse_bulk_header(); break;
       case State::kBulkPayload: {
         const size_t take = std::min(avail, bulk_left_);
-        args_.back().append(buf_, pos_, take);
+        append_bulk_bytes(std::string_view(buf_).substr(pos_, take));
         consume(take);
         bulk_left_ -= take;
         if (bulk_left_ > 0) return ParseOutcome::kNeedMore;
@@ -236,6 +264,7 @@ ParseOutcome Parser::next(std::vector<std::string>& command) {
         // the connection.
         command = std::move(args_);
         args_ = std::vector<std::string>();
+        args_capacity_ = 0;
         state_ = State::kStart;
         return ParseOutcome::kCommand;
     }
@@ -294,6 +323,7 @@ std::optional<ParseOutcome> Parser::parse_count() {
   }
   args_left_ = static_cast<size_t>(*count);
   args_.clear();
+  args_capacity_ = 0;
   args_.reserve(std::min(args_left_, kMaxArgsReserve));
   command_bytes_ = 0;
   state_ = State::kBulkHeader;
@@ -326,9 +356,9 @@ std::optional<ParseOutcome> Parser::parse_bulk_header() {
   }
   consume(length + 2);
   command_bytes_ += bytes;
-  // The announced size is within the limits, so reserving it is bounded, and the bytes
-  // are then copied once as they arrive.
-  args_.emplace_back().reserve(bytes);
+  // Nothing is reserved for the announced size: the argument grows as bytes arrive.
+  args_capacity_ += heap_bytes(args_.emplace_back());
+  bulk_size_ = bytes;
   bulk_left_ = bytes;
   state_ = State::kBulkPayload;
   return std::nullopt;

@@ -43,7 +43,8 @@ inline constexpr size_t kMaxHeaderLineBytes = 64 * 1024;
 // Every command the parser yields obeys these: at most max_multibulk_count arguments, each
 // at most max_bulk_bytes, together at most max_command_bytes; an inline line is at most
 // max_inline_bytes before its '\n' (a CR ending the line counts). The parser refuses a bulk
-// from its "$<len>" header, so it never buffers more of a command than these allow.
+// from its "$<len>" header, so it never buffers more of a command than these allow, and
+// it allocates a bulk as its bytes arrive, so a header alone costs next to nothing.
 struct ParserLimits {
   size_t max_bulk_bytes = kDefaultMaxBulkBytes;
   size_t max_multibulk_count = kDefaultMaxMultibulkCount;
@@ -88,6 +89,13 @@ class Parser {
   // Bytes received and not yet consumed (bulk bytes already moved into an argument are
   // consumed). For memory accounting and tests.
   size_t buffered_bytes() const { return buf_.size() - pos_; }
+  // Memory this parser holds, in bytes: its buffer's capacity and the capacity of the
+  // arguments of the command being assembled. A bulk's argument grows as its bytes arrive
+  // (see kBulkGrowMinBytes in resp.cc), so this follows the bytes received, not the sizes
+  // that "$<len>" headers announce. What a connection's memory bound counts.
+  size_t memory_bytes() const {
+    return heap_bytes(buf_) + args_.capacity() * sizeof(std::string) + args_capacity_;
+  }
 
  private:
   enum class State : uint8_t {
@@ -101,6 +109,12 @@ class Parser {
   };
   enum class Scan : uint8_t { kFound, kNeedMore, kTooLong };
 
+  // What a string holds on the heap: nothing while it fits in the string itself, so an
+  // idle parser reports 0.
+  static size_t heap_bytes(const std::string& s) {
+    return s.capacity() > std::string().capacity() ? s.capacity() : 0;
+  }
+
   // Finds `terminator` within the first max_line + 1 unconsumed bytes, setting `length` to
   // the bytes before it. kTooLong: more than max_line bytes arrived without it.
   Scan scan_line(char terminator, size_t max_line, size_t& length);
@@ -108,9 +122,12 @@ class Parser {
   ParseOutcome fail(std::string message);
   // Each step either moves state_ on and returns nullopt (next() keeps going) or returns
   // what next() returns.
+  ParseOutcome parse_next(std::vector<std::string>& command);
   std::optional<ParseOutcome> parse_inline(std::vector<std::string>& command);
   std::optional<ParseOutcome> parse_count();
   std::optional<ParseOutcome> parse_bulk_header();
+  // Appends bytes of the current bulk to its argument, growing it toward bulk_size_.
+  void append_bulk_bytes(std::string_view bytes);
 
   ParserLimits limits_;
   State state_ = State::kStart;
@@ -120,6 +137,8 @@ class Parser {
   std::vector<std::string> args_;  // the multibulk command being assembled
   size_t args_left_ = 0;           // bulks still to come for args_
   size_t bulk_left_ = 0;           // bytes of the current bulk still to come
+  size_t bulk_size_ = 0;           // the current bulk's announced size
+  size_t args_capacity_ = 0;       // sum of the capacities of args_
   size_t command_bytes_ = 0;       // sum of the announced bulk lengths of args_
   std::string error_;
 };

@@ -30,6 +30,9 @@ using Args = std::vector<std::string>;
 constexpr size_t kReadPerTurnMax = 256 * 1024;
 // Events taken from epoll per on_ready() call.
 constexpr int kEventsPerTurnMax = 256;
+// At most one log line per this about connections closed for the node's bound: a flood
+// of hogs must not become a flood of log lines (the count says how many).
+constexpr int64_t kEvictLogIntervalMs = 10'000;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -96,11 +99,12 @@ struct Conn {
   uint64_t first_slot = 0;  // the sequence number of slots.front()
   std::string out;          // encoded replies not yet sent, from out_sent
   size_t out_sent = 0;
-  size_t slot_bytes = 0;     // bytes of filled slots not yet moved to `out`
-  size_t request_bytes = 0;  // bytes of the commands whose slots are not filled yet
-  uint64_t accounted = 0;    // what this connection adds to the server's total_held_
-  bool reading = true;       // EPOLLIN is registered
-  bool writing = false;      // EPOLLOUT is registered
+  size_t slot_bytes = 0;       // bytes of filled slots not yet moved to `out`
+  size_t request_bytes = 0;    // bytes of the commands whose slots are not filled yet
+  uint64_t accounted = 0;      // what this connection adds to the server's total_held_
+  uint64_t accounted_own = 0;  // what it adds to the server's total_own_
+  bool reading = true;         // EPOLLIN is registered
+  bool writing = false;        // EPOLLOUT is registered
   bool close_after_flush = false;
   bool dirty = false;           // has replies filled since the last flush (listed in dirty_)
   bool stopped = false;         // the server stopped reading requests
@@ -112,8 +116,11 @@ struct Conn {
   // Reply bytes held for this client: filled slots and unsent output.
   size_t unsent() const { return out.size() - out_sent; }
   size_t held() const { return unsent() + slot_bytes; }
+  // The connection's own buffers, which only the client can drain (by sending the rest of
+  // a command, by reading its replies): the parser's memory and the replies held.
+  size_t own() const { return parser.memory_bytes() + held(); }
   // Everything held for this client: requests not answered too.
-  size_t held_all() const { return held() + request_bytes; }
+  size_t held_all() const { return own() + request_bytes; }
 };
 
 class RespServerImpl;
@@ -220,6 +227,11 @@ class RespServerImpl final : public RespServer {
         }
       }
       if (what & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_from(conn);
+      // A reset (EPOLLERR) or a connection closed both ways (EPOLLHUP) is reported at every
+      // epoll_wait whether or not EPOLLIN is registered, so a paused connection left open
+      // would make the loop spin. Nothing more can be sent to it: close it now; writes it
+      // submitted still complete, and their replies are discarded.
+      if ((what & (EPOLLHUP | EPOLLERR)) != 0 && conns_.contains(id)) close_conn(id);
     }
     flush_dirty();
   }
@@ -264,6 +276,7 @@ class RespServerImpl final : public RespServer {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second->fd, nullptr);
     ::close(it->second->fd);
     total_held_ -= it->second->accounted;
+    total_own_ -= it->second->accounted_own;
     if (it->second->paused) --paused_;
     conns_.erase(it);
   }
@@ -273,8 +286,11 @@ class RespServerImpl final : public RespServer {
   }
 
   bool within_bounds(const Conn& conn) const {
-    return conn.slots.size() < options_.pipeline_max &&
-           conn.held_all() < options_.client_buffer_max_bytes && !node_full();
+    // The partial command counts, but alone it never stops reading: one command is always
+    // taken, however large (max_command_bytes bounds it), else it could never complete.
+    const size_t others = conn.held_all() - conn.parser.memory_bytes();
+    const bool conn_full = conn.held_all() >= options_.client_buffer_max_bytes && others > 0;
+    return conn.slots.size() < options_.pipeline_max && !conn_full && !node_full();
   }
 
   // Whether the node holds max-inflight-bytes for requests in flight, counting every
@@ -288,6 +304,43 @@ class RespServerImpl final : public RespServer {
     total_held_ -= conn.accounted;
     conn.accounted = conn.held_all();
     total_held_ += conn.accounted;
+    total_own_ -= conn.accounted_own;
+    conn.accounted_own = conn.own();
+    total_own_ += conn.accounted_own;
+  }
+
+  // The node's bound is split by who can drain it. Writes in flight drain by themselves,
+  // so for them reading pauses (node_full()). Connections' own buffers (partial commands,
+  // replies a client does not read) drain only if their clients act: while the node is
+  // over max-inflight-bytes and they hold more than half of it, the connection holding the
+  // most of them is closed, as Redis's maxmemory-clients does, until either is no longer
+  // so. Half: a node paused with its writes drained holds only such buffers, at least the
+  // whole bound, so it cannot stall; and legitimate partial commands of clients paused
+  // while the store catches up stay well below it. Writes the closed connection submitted
+  // still complete; their replies are discarded.
+  void evict_over_bound() {
+    while (node_full() && total_own_ > options_.inflight_max_bytes / 2) {
+      Conn* worst = nullptr;
+      for (auto& [id, conn] : conns_) {
+        if (worst == nullptr || conn->accounted_own > worst->accounted_own) worst = conn.get();
+      }
+      if (worst == nullptr || worst->accounted_own == 0) return;
+      ++counters_.clients_evicted;
+      ++evicted_unlogged_;
+      const uint64_t own = worst->accounted_own;
+      close_conn(worst->id);
+      // Wall time is what the keyspace offers; a step back just logs at once.
+      const int64_t since_ms = path_->wall_now().ms - last_evict_log_.ms;
+      if (since_ms >= kEvictLogIntervalMs || since_ms < 0) {
+        EDGEKV_LOG(kWarning) << "resp: closed " << evicted_unlogged_
+                             << " connection(s) holding the most unread replies and partial "
+                                "commands (the last held "
+                             << own << " bytes) to bring the node under max-inflight-bytes="
+                             << options_.inflight_max_bytes;
+        evicted_unlogged_ = 0;
+        last_evict_log_ = path_->wall_now();
+      }
+    }
   }
 
   void update_interest(Conn& conn) {
@@ -326,6 +379,7 @@ class RespServerImpl final : public RespServer {
       if (n > 0) {
         total += static_cast<size_t>(n);
         conn.parser.append(std::string_view(buf, static_cast<size_t>(n)));
+        account(conn);
         run_commands(conn);
         if (!conns_.contains(id)) return;
         if (static_cast<size_t>(n) < sizeof buf) break;  // drained for now
@@ -352,7 +406,10 @@ class RespServerImpl final : public RespServer {
     uint64_t id = conn.id;
     while (may_read(conn)) {
       resp::ParseOutcome outcome = conn.parser.next(conn.command);
-      if (outcome == resp::ParseOutcome::kNeedMore) return;
+      if (outcome == resp::ParseOutcome::kNeedMore) {
+        account(conn);  // the partial command's bytes count toward both bounds
+        return;
+      }
       if (outcome == resp::ParseOutcome::kError) {
         ++counters_.protocol_errors;
         std::string reply;
@@ -365,6 +422,7 @@ class RespServerImpl final : public RespServer {
       dispatch(conn, conn.command);
       if (!conns_.contains(id)) return;
     }
+    account(conn);
   }
 
   uint64_t reserve(Conn& conn) {
@@ -403,6 +461,7 @@ class RespServerImpl final : public RespServer {
 
  public:
   void flush_dirty() override {
+    evict_over_bound();
     wake_node_waiting();
     // Resuming a paused connection can dirty more connections (its own, again): loop.
     while (!dirty_.empty()) {
@@ -429,6 +488,7 @@ class RespServerImpl final : public RespServer {
           }
         }
       }
+      evict_over_bound();
       wake_node_waiting();
     }
   }
@@ -1096,7 +1156,10 @@ class RespServerImpl final : public RespServer {
   std::vector<uint64_t> dirty_;         // connections with replies to send (Conn::dirty)
   std::vector<uint64_t> node_waiting_;  // paused while the node is full (Conn::waits_for_node)
   uint64_t total_held_ = 0;             // the sum of every connection's Conn::accounted
-  size_t paused_ = 0;                   // connections with Conn::paused
+  uint64_t total_own_ = 0;              // the sum of every connection's Conn::accounted_own
+  uint64_t evicted_unlogged_ = 0;       // connections closed since the last log line about it
+  WallTime last_evict_log_{};
+  size_t paused_ = 0;  // connections with Conn::paused
   uint64_t next_conn_id_ = 1;
   bool stopping_ = false;
   RespCounters counters_;

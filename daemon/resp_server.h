@@ -14,6 +14,13 @@
 // sent), and reading every connection pauses while the node holds inflight_max_bytes
 // (RequestPath::inflight_bytes() plus every connection's held bytes); each resumes as
 // those drain. So neither one client nor all of them make the server buffer without bound.
+// Held bytes include the command being parsed, as memory the parser holds (which follows
+// the bytes received, not the sizes headers announce); alone it never pauses its
+// connection, since one command is always taken. Connections' own buffers (partial
+// commands, replies not sent) drain only when their clients act, so pausing everyone for
+// them would let a few clients that never read stall the node: while the node is over
+// inflight_max_bytes and those buffers hold more than half of it, the connection holding
+// the most is closed (counted in clients_evicted), as Redis's maxmemory-clients does.
 //
 // Event loop integration: the server's loop polls fd() (the epoll fd) with its ZeroMQ
 // sockets and calls on_ready() when it is readable. Everything runs on the network thread.
@@ -41,6 +48,9 @@ struct RespCounters {
   uint64_t keyspace_hits = 0;
   uint64_t keyspace_misses = 0;
   uint64_t pauses = 0;  // times a connection stopped being read for one of the bounds
+  // Connections closed because their unread replies and partial commands held the node
+  // over max-inflight-bytes (see RespServer).
+  uint64_t clients_evicted = 0;
 };
 
 struct RespOptions {

@@ -566,6 +566,7 @@ class ServerImpl final : public Server {
         {"resp_protocol_errors", resp_ ? resp_->counters().protocol_errors : 0},
         {"resp_connections_paused", resp_ ? resp_->paused_connections() : 0},
         {"resp_pauses", resp_ ? resp_->counters().pauses : 0},
+        {"resp_clients_evicted", resp_ ? resp_->counters().clients_evicted : 0},
         {"resp_held_bytes", resp_ ? resp_->held_bytes() : 0},
         {"inflight_bytes", inflight_bytes()},
         {"requests_shed", counters_.requests_shed},

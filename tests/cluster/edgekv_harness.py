@@ -126,7 +126,11 @@ def short_socket_path(directory: Path, name: str) -> Path:
 class NotifySocket:
     """The receiving end of the sd_notify protocol: an AF_UNIX datagram socket.
 
-    Every datagram received is kept, in order, as a list of its `NAME=value` lines.
+    Every datagram received is kept, in order, as a list of its `NAME=value` lines. A
+    thread reads them as they come, as a service manager does: libsystemd's sd_notify
+    blocks once the socket's queue is full (net.unix.max_dgram_qlen, often 10), and the
+    daemon sends STATUS= every few seconds, so a test that ran for a minute without
+    reading them would hang the daemon.
     """
 
     def __init__(self, directory: Path, name: str = "notify.sock"):
@@ -136,17 +140,45 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
         self.messages: list[list[str]] = []
+        self._cond = threading.Condition()
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._read_forever, daemon=True,
+                                        name=f"notify {name}")
+        self._reader.start()
+
+    def _read_available(self) -> int:
+        """Keeps every datagram waiting now; the caller holds self._cond."""
+        got = 0
+        while True:
+            try:
+                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+            except (BlockingIOError, OSError):
+                return got
+            self.messages.append(data.decode("utf-8", "replace").split("\n"))
+            got += 1
+
+    def _read_forever(self) -> None:
+        while not self._closing.is_set():
+            try:
+                ready, _, _ = select.select([self.sock], [], [], 0.1)
+            except (OSError, ValueError):
+                return  # closed
+            if ready:
+                with self._cond:
+                    if self._read_available():
+                        self._cond.notify_all()
 
     def drain(self, timeout: float = 0.0) -> None:
-        """Reads every datagram available, waiting up to `timeout` s for the first one."""
-        wait = timeout
-        while True:
-            ready, _, _ = select.select([self.sock], [], [], wait)
-            if not ready:
-                return
-            data = self.sock.recv(65536)
-            self.messages.append(data.decode("utf-8", "replace").split("\n"))
-            wait = 0.0
+        """Takes every datagram available, waiting up to `timeout` s for one if none is."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            before = len(self.messages)
+            self._read_available()
+            while len(self.messages) == before:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def lines(self) -> list[str]:
         """Every line received so far, in arrival order."""
@@ -157,6 +189,8 @@ class NotifySocket:
         return line in self.lines()
 
     def close(self) -> None:
+        self._closing.set()
+        self._reader.join()
         self.sock.close()
         try:
             self.path.unlink()

@@ -4,6 +4,7 @@
 //   - every command obeys the limits, and re-encoded as multibulk parses back to itself;
 //   - the result does not depend on how the bytes were split;
 //   - after draining, the parser holds at most one incomplete header or inline line;
+//   - its memory follows the bytes received, never the sizes "$<len>" headers announce;
 //   - an error is final: more bytes change nothing and are not buffered.
 #include <algorithm>
 #include <cstddef>
@@ -48,6 +49,10 @@ void check_command(const std::vector<std::string>& command, const ParserLimits& 
   EDGEKV_ASSERT(total <= limits.max_command_bytes);
 }
 
+// What the parser may hold beyond twice the bytes it received: a bulk's 64 KiB growth
+// chunk, 1024 argument slots reserved from a "*<n>" header, string headers.
+constexpr size_t kMemorySlackBytes = 64 * 1024 + 1024 * sizeof(std::string) + 4096;
+
 // Feeds `input` in pieces of `piece` bytes (0: all at once), draining after each.
 Run feed(std::string_view input, size_t piece, const ParserLimits& limits) {
   Parser parser(limits);
@@ -66,6 +71,9 @@ Run feed(std::string_view input, size_t piece, const ParserLimits& limits) {
     if (run.final == ParseOutcome::kNeedMore) {
       EDGEKV_ASSERT(!parser.failed());
       EDGEKV_ASSERT(parser.buffered_bytes() <= max_pending);
+      // A bulk grows to at most 1.5 times its bytes plus 64 KiB, the buffer to twice what
+      // it held, the argument slots to 1024 before they arrive: all from bytes received.
+      EDGEKV_ASSERT(parser.memory_bytes() <= 2 * (at + piece) + kMemorySlackBytes);
     }
   }
   if (run.final == ParseOutcome::kError) {

@@ -290,6 +290,40 @@ TEST(RespParserTest, LongLinesAreRefusedWithRedisTexts) {
   }
 }
 
+TEST(RespParserTest, AHugeAnnouncedBulkCostsMemoryOnlyAsItsBytesArrive) {
+  ParserLimits limits;
+  limits.max_bulk_bytes = 64 * 1024 * 1024;
+  limits.max_command_bytes = 65 * 1024 * 1024;
+  Parser parser(limits);
+  Command command;
+  parser.append("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$67108864\r\nabcd");
+  EXPECT_EQ(parser.next(command), ParseOutcome::kNeedMore);
+  // The header announced 64 MiB; four bytes came. What is held is a small chunk.
+  EXPECT_LT(parser.memory_bytes(), 256u * 1024);
+  // Memory follows the bytes as they come: at most 1.5 times them plus a 64 KiB chunk,
+  // and never past the announced size.
+  const std::string piece(1024 * 1024, 'v');
+  size_t received = 4;
+  for (int i = 0; i < 63; ++i) {
+    parser.append(piece);
+    EXPECT_EQ(parser.next(command), ParseOutcome::kNeedMore);
+    received += piece.size();
+    EXPECT_GE(parser.memory_bytes(), received);
+    EXPECT_LE(parser.memory_bytes(), received + received / 2 + 256 * 1024) << i;
+  }
+  parser.append(std::string(67108864 - received, 'w'));
+  parser.append("\r\n");
+  ASSERT_EQ(parser.next(command), ParseOutcome::kCommand);
+  ASSERT_EQ(command.size(), 3u);
+  EXPECT_EQ(command[2].size(), 67108864u);
+  EXPECT_EQ(command[2].capacity(), 67108864u);  // grown to the announced size, not past it
+  EXPECT_EQ(command[2].substr(0, 5), "abcdv");
+  EXPECT_EQ(command[2].back(), 'w');
+  EXPECT_LT(parser.memory_bytes(), 256u * 1024);  // handed over with the command
+  EXPECT_EQ(parser.next(command), ParseOutcome::kNeedMore);
+  EXPECT_EQ(parser.memory_bytes(), 0u);  // drained: nothing kept
+}
+
 TEST(RespParserTest, AnErrorIsFinal) {
   Parser parser;
   parser.append("*1\r\nX\r\n");

@@ -193,7 +193,7 @@ struct Harness {
     options.node_id = "fuzz";
     // Shallow, so that pipelines in one input pause and resume reading.
     options.pipeline_max = 4;
-    options.output_max_bytes = 256;
+    options.client_buffer_max_bytes = 256;
     auto listening = edgekv::daemon::RespServer::listen("tcp://127.0.0.1:0", options);
     EDGEKV_ASSERT(listening.ok());
     server = std::move(listening).value();

@@ -1,6 +1,5 @@
 #include "daemon/feed_server.h"
 
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -24,6 +23,7 @@
 #include "common/assert.h"
 #include "common/log.h"
 #include "common/random.h"
+#include "daemon/tcp_listen.h"
 #include "daemon/zmtp.h"
 
 namespace edgekv::daemon {
@@ -569,47 +569,13 @@ class FeedServerImpl final : public FeedServer {
 };
 
 Status bind_error(const std::string& endpoint, const std::string& what, int err) {
-  return Status::unavailable("cannot bind feed-endpoint " + endpoint + ": " + what +
-                             (err != 0 ? std::string(": ") + std::strerror(err) : ""));
+  return listen_error("feed-endpoint", endpoint, what, err);
 }
 
 struct Listening {
   int fd = -1;
   std::string unix_path;
 };
-
-Result<Listening> listen_tcp(const std::string& endpoint, std::string_view rest) {
-  size_t colon = rest.rfind(':');
-  if (colon == std::string_view::npos) return bind_error(endpoint, "no port", 0);
-  std::string host(rest.substr(0, colon));
-  std::string port(rest.substr(colon + 1));
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  int rc = ::getaddrinfo(host == "*" ? nullptr : host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) return bind_error(endpoint, gai_strerror(rc), 0);
-  int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    int err = errno;
-    ::freeaddrinfo(found);
-    return bind_error(endpoint, "socket", err);
-  }
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 511) != 0) {
-    int err = errno;
-    ::freeaddrinfo(found);
-    ::close(fd);
-    return Status::unavailable("cannot bind feed-endpoint " + endpoint + ": " + std::strerror(err));
-  }
-  ::freeaddrinfo(found);
-  return Listening{fd, {}};
-}
 
 Result<Listening> listen_unix(const std::string& endpoint, std::string_view path) {
   sockaddr_un addr{};
@@ -627,10 +593,10 @@ Result<Listening> listen_unix(const std::string& endpoint, std::string_view path
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return bind_error(endpoint, "socket", errno);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(fd, 511) != 0) {
+      ::listen(fd, kListenBacklog) != 0) {
     int err = errno;
     ::close(fd);
-    return Status::unavailable("cannot bind feed-endpoint " + endpoint + ": " + std::strerror(err));
+    return bind_error(endpoint, std::strerror(err), 0);
   }
   return Listening{fd, std::move(file)};
 }
@@ -643,7 +609,9 @@ Result<std::unique_ptr<FeedServer>> FeedServer::listen(const std::string& endpoi
   std::string_view rest(endpoint);
   Result<Listening> listening = Status::invalid_argument("unset");
   if (rest.starts_with("tcp://")) {
-    listening = listen_tcp(endpoint, rest.substr(6));
+    Result<int> fd = listen_tcp("feed-endpoint", endpoint, rest.substr(6));
+    if (!fd.ok()) return fd.status();
+    listening = Listening{fd.value(), {}};
   } else if (rest.starts_with("ipc://")) {
     listening = listen_unix(endpoint, rest.substr(6));
   } else {

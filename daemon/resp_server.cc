@@ -1,6 +1,5 @@
 #include "daemon/resp_server.h"
 
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -20,6 +19,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "daemon/resp.h"
+#include "daemon/tcp_listen.h"
 
 namespace edgekv::daemon {
 namespace {
@@ -1193,8 +1193,7 @@ const std::vector<CommandSpec>& RespServerImpl::commands() {
 }
 
 Status bind_error(const std::string& endpoint, const char* what, int err) {
-  return Status::unavailable("cannot bind resp-endpoint " + endpoint + ": " + what +
-                             (err != 0 ? std::string(": ") + std::strerror(err) : ""));
+  return listen_error("resp-endpoint", endpoint, what, err);
 }
 
 }  // namespace
@@ -1205,37 +1204,9 @@ Result<std::unique_ptr<RespServer>> RespServer::listen(const std::string& endpoi
   std::string_view rest(endpoint);
   if (!rest.starts_with("tcp://")) return bind_error(endpoint, "not a tcp:// endpoint", 0);
   rest.remove_prefix(6);
-  size_t colon = rest.rfind(':');
-  if (colon == std::string_view::npos) return bind_error(endpoint, "no port", 0);
-  std::string host(rest.substr(0, colon));
-  std::string port(rest.substr(colon + 1));
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  int rc = ::getaddrinfo(host == "*" ? nullptr : host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) {
-    return Status::unavailable("cannot bind resp-endpoint " + endpoint + ": " + gai_strerror(rc));
-  }
-  int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    int err = errno;
-    ::freeaddrinfo(found);
-    return bind_error(endpoint, "socket", err);
-  }
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 511) != 0) {
-    int err = errno;
-    ::freeaddrinfo(found);
-    ::close(fd);
-    return Status::unavailable("cannot bind resp-endpoint " + endpoint + ": " + std::strerror(err));
-  }
-  ::freeaddrinfo(found);
+  Result<int> listened = listen_tcp("resp-endpoint", endpoint, rest);
+  if (!listened.ok()) return listened.status();
+  int fd = listened.value();
   int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) {
     int err = errno;

@@ -24,14 +24,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import zmq
 
 import edgekv_harness as h
+import write_history as wh
 from edgekv_harness import pb
 
 SHIM = os.environ.get("EDGEKV_POWERCUT_SHIM", "")
@@ -40,8 +39,10 @@ CXX = os.environ.get("EDGEKV_CXX", "")
 
 ROUNDS = int(os.environ.get("EDGEKV_POWERCUT_ROUNDS", "5"))
 THREADS = 6
-WINDOW = 8              # pipelined requests in flight per client
-KEYS_PER_THREAD = 200   # fewer than the writes per round: keys are overwritten
+# Keys p<thread>:<n>, one write in six a delete, values of 30 bytes and more than the
+# compression threshold.
+WORKLOAD = wh.Workload(prefix=b"p", keys=200, delete_every=6, filler=b"v", small_pad=30,
+                       large_pad=1200)
 # Acknowledged writes before each cut, by sync mode: (first round, added each round), so
 # that the cuts fall at different points of the store's cycle (commit groups, batches,
 # checkpoints, sweeps). At 10-20k writes/s, a sync=normal burst outlasts the loss bound
@@ -175,116 +176,19 @@ def test_shim_keeps_only_synced_writes(tmp_path):
 
 # ---------------------------------------------------------------------------- writers
 
-class History:
-    """What one key was sent, in order, with each acknowledgement's time."""
-
-    def __init__(self, initial=None):
-        # Entries are values (bytes) or None for a delete. `initial` is what the previous
-        # recovery found: acknowledged by definition, at no particular time.
-        self.sent: list = [initial]
-        self.acked_at: dict[int, float] = {0: 0.0}
-        self.acked = 0
-
-    def found_index(self, value) -> int:
-        """The newest entry holding `value`, or -1 if the key was never sent it."""
-        for i in range(len(self.sent) - 1, -1, -1):
-            if self.sent[i] == value:
-                return i
-        return -1
-
-
-class Writer(threading.Thread):
-    """One client: pipelined puts and deletes of its own keys until told to stop."""
-
-    def __init__(self, endpoint, index, round_no, histories, stop):
-        super().__init__(daemon=True)
-        self.endpoint = endpoint
-        self.index = index
-        self.round_no = round_no
-        self.histories = histories
-        self.stop_event = stop
-        self.acked = 0
-        self.sent = 0
-        self.failure = None
-        self.unexpected: list[str] = []
-
-    def run(self):
-        try:
-            self._run()
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            self.failure = e
-
-    def _next_request(self, client):
-        n = self.sent
-        self.sent += 1
-        key = b"p%d:%03d" % (self.index, (n * 7) % KEYS_PER_THREAD)
-        history = self.histories.setdefault(key, History())
-        if n % 6 == 5:
-            req = client.new_request()
-            getattr(req, "del").key = key
-            history.sent.append(None)
-        else:
-            value = b"r%d:p%d:n%07d:" % (self.round_no, self.index, n)
-            value += b"v" * (1200 if n % 10 == 0 else 30)
-            req = client.put_request(key, value)
-            history.sent.append(value)
-        return req, key, len(history.sent) - 1
-
-    def _run(self):
-        client = h.NativeClient(self.endpoint, timeout=2.0)
-        in_flight: dict[int, tuple[bytes, int]] = {}
-        try:
-            while True:
-                while not self.stop_event.is_set() and len(in_flight) < WINDOW:
-                    req, key, pos = self._next_request(client)
-                    in_flight[client.send(req)] = (key, pos)
-                if not in_flight:
-                    return
-                if not client.sock.poll(200, zmq.POLLIN):
-                    if self.stop_event.is_set():
-                        return  # the node is gone: these stay unacknowledged
-                    continue
-                resp = client.recv_response()
-                now = time.monotonic()
-                key, pos = in_flight.pop(resp.id)
-                if resp.code == pb.OK:
-                    history = self.histories[key]
-                    history.acked_at[pos] = now
-                    history.acked = max(history.acked, pos)
-                    self.acked += 1
-                else:
-                    self.unexpected.append(f"{key!r}: {h.code_name(resp.code)} {resp.message}")
-        finally:
-            client.close()
-
-
 def burst_and_cut(node, round_no, histories, acked_target) -> float:
     """Writes until `acked_target` writes are acknowledged, then kill -9: the cut's time."""
-    stop = threading.Event()
-    writers = [Writer(node.client_endpoint, i, round_no, histories[i], stop)
-               for i in range(THREADS)]
-    for w in writers:
-        w.start()
+    burst = wh.Burst(node.client_endpoint, round_no, histories, WORKLOAD)
     try:
-        def enough_acked():
-            for w in writers:
-                if w.failure:
-                    raise AssertionError(f"writer {w.index} failed: {w.failure!r}")
-            return sum(w.acked for w in writers) >= acked_target
-        h.wait_for(enough_acked, 120, f"{acked_target} acknowledged writes")
+        h.wait_for(lambda: burst.acked() >= acked_target, 120,
+                   f"{acked_target} acknowledged writes")
         cut = time.monotonic()
         os.kill(node.pid, signal.SIGKILL)
         assert node.proc.wait(h.STOP_TIMEOUT) == -signal.SIGKILL
     finally:
-        stop.set()
-        for w in writers:
-            w.join(30)
-    for w in writers:
-        assert not w.is_alive(), f"writer {w.index} did not stop"
-        assert w.failure is None, f"writer {w.index}: {w.failure!r}"
-        assert not w.unexpected, w.unexpected[:5]
-    assert sum(w.sent for w in writers) > sum(w.acked for w in writers), (
-        "the cut did not come in the middle of the burst")
+        burst.stop()
+    burst.check()
+    assert burst.sent() > burst.acked(), "the cut did not come in the middle of the burst"
     return cut
 
 
@@ -317,41 +221,30 @@ class Loss:
 
 def verify(node, histories, cut, sync) -> tuple[list, Loss]:
     """Checks every key after the cut; returns histories reset to what was found."""
-    keys = [(t, key) for t in range(THREADS) for key in histories[t]]
     loss = Loss()
-    problems = []
     with node.client(timeout=30.0) as c:
-        got = c.get_many([key for _, key in keys], window=128)
-        for t, key in keys:
-            resp = got[key]
-            if resp.code == pb.OK:
-                found = resp.get.value
-            elif resp.code == pb.NOT_FOUND:
-                found = None
-            else:
-                problems.append(f"{key!r}: {h.code_name(resp.code)} {resp.message}")
-                continue
-            history = histories[t][key]
-            loss.acked += len(history.acked_at) - 1
-            at = history.found_index(found)
-            if at < 0:
-                problems.append(f"{key!r}: found {found!r:.40}, a value it was never sent")
-                continue
-            lost = [pos for pos in history.acked_at if pos > at]
-            if not lost:
-                continue
-            if sync == "full":
-                problems.append(
-                    f"{key!r}: found {found!r:.40} (#{at}), but #{history.acked} "
-                    f"({history.sent[history.acked]!r:.40}) was acknowledged "
-                    f"{(cut - history.acked_at[history.acked]) * 1000:.0f} ms before the cut")
-            loss.lost += len(lost)
-            oldest = min(history.acked_at[pos] for pos in lost)
-            loss.oldest_ms = max(loss.oldest_ms, (cut - oldest) * 1000)
+        read = wh.ReadBack(c, histories)
+    problems = read.problems
+    for key, history, found in read.found:
+        loss.acked += len(history.acked_at) - 1
+        at = history.found_index(found)
+        if at < 0:
+            problems.append(f"{key!r}: found {found!r:.40}, a value it was never sent")
+            continue
+        lost = [pos for pos in history.acked_at if pos > at]
+        if not lost:
+            continue
+        if sync == "full":
+            problems.append(
+                f"{key!r}: found {found!r:.40} (#{at}), but #{history.acked} "
+                f"({history.sent[history.acked]!r:.40}) was acknowledged "
+                f"{(cut - history.acked_at[history.acked]) * 1000:.0f} ms before the cut")
+        loss.lost += len(lost)
+        oldest = min(history.acked_at[pos] for pos in lost)
+        loss.oldest_ms = max(loss.oldest_ms, (cut - oldest) * 1000)
     assert not problems, (f"--sync {sync}: {len(problems)} keys wrong after a power cut:\n" +
                           "\n".join(problems[:10]))
-    return ([{key: History(got[key].get.value if got[key].code == pb.OK else None)
-              for key in histories[t]} for t in range(THREADS)], loss)
+    return read.fresh, loss
 
 
 def error_lines(node) -> list[str]:

@@ -57,8 +57,10 @@ expect -rw-r--r-- usr/share/man/man5/edgekv.conf.5.gz
 expect -rw-r--r-- usr/share/doc/edgekv/copyright
 expect -rw-r--r-- usr/share/doc/edgekv/changelog.gz
 expect -rw-r--r-- usr/share/doc/edgekv/packaging.md.gz
+# The lintian overrides for the maintainer's placeholder address (debian/*.lintian-overrides).
+expect -rw-r--r-- usr/share/lintian/overrides/edgekv
 # Nothing but directories, and files of those places.
-grep -vE ' \./(usr/(sbin|bin)/|etc/edgekv/|lib/systemd/system/|usr/lib/(sysusers|tmpfiles)\.d/|usr/share/(man|doc)/)' \
+grep -vE ' \./(usr/(sbin|bin)/|etc/edgekv/|lib/systemd/system/|usr/lib/(sysusers|tmpfiles)\.d/|usr/share/(man|doc)/|usr/share/lintian/overrides/edgekv$)' \
   "$work/contents" | grep -v '^d' | sed 's/^/unexpected: /' | grep . && fail "unexpected files in the package"
 grep -q ' \./var/lib' "$work/contents" && fail "/var/lib/edgekv must not be shipped (made at install)"
 
@@ -134,11 +136,12 @@ multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 for path in usr/include/edgekv/client/client.h usr/include/edgekv/client/subscription.h \
             usr/include/edgekv/client/types.h usr/include/edgekv/common/status.h \
             "usr/lib/$multiarch/libedgekv.a" "usr/lib/$multiarch/pkgconfig/edgekv.pc" \
-            usr/share/doc/libedgekv-dev/examples/put_get.cc usr/share/doc/libedgekv-dev/copyright; do
+            usr/share/doc/libedgekv-dev/examples/put_get.cc usr/share/doc/libedgekv-dev/copyright \
+            usr/share/lintian/overrides/libedgekv-dev; do
   grep -qxF -e "-rw-r--r-- root/root ./$path" "$work/dev-contents" ||
     fail "not in libedgekv-dev as -rw-r--r-- root/root: /$path"
 done
-grep -vE ' \./usr/(include/edgekv/|lib/'"$multiarch"'/|share/doc/libedgekv-dev/)' "$work/dev-contents" |
+grep -vE ' \./usr/(include/edgekv/|lib/'"$multiarch"'/|share/doc/libedgekv-dev/|share/lintian/overrides/libedgekv-dev$)' "$work/dev-contents" |
   grep -v '^d' | sed 's/^/unexpected in libedgekv-dev: /' | grep . && fail "unexpected files in libedgekv-dev"
 # An application's build: the extracted package, its pkg-config file and nothing else of
 # this tree; then the program against the extracted daemon, over ipc:// endpoints.

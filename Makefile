@@ -28,7 +28,8 @@ FUZZ_BUILD := build/fuzz
 # targets are their own address,undefined build, run once by the plain `make test`).
 # ThreadSanitizer runs the unit and simulator tests only: the cluster tests' edgekvd links
 # libzmq and SQLite uninstrumented, whose synchronisation TSan cannot see, and the
-# address,undefined run already drives the same processes.
+# address,undefined run already drives the same processes. Unit tests that use libzmq
+# in-process run with tests/tsan.supp, which says why.
 ifeq ($(SANITIZE),)
 CTEST_LABELS :=
 else ifeq ($(SANITIZE),thread)
@@ -58,7 +59,9 @@ run: build
 	@scripts/run-local.sh $(BUILD)
 
 test: build fuzz-build
-	@cd $(BUILD) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS) $(CTEST_LABELS)
+	@cd $(BUILD) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp \
+	  ctest --output-on-failure -j $(JOBS) $(CTEST_LABELS)
 
 bench: build
 	@bench/run.sh $(BUILD) $(BENCH_ARGS)

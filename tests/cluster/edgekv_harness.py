@@ -62,13 +62,6 @@ KVCLI_TIMEOUT = 30.0
 
 # ---------------------------------------------------------------------------- waiting
 
-def pace(seconds: float) -> None:
-    """Paces one turn of a polling loop that ends on a condition with a deadline (as
-    wait_for() does). Never a way to wait for something to happen: a fixed wait proves
-    nothing happened; wait with wait_for() on a condition the node or the test observes."""
-    threading.Event().wait(seconds)
-
-
 def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.005):
     """Polls cond() every `interval` s until it returns a truthy value, which is returned.
 
@@ -83,7 +76,7 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: fl
         if left <= 0:
             raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
         # The interval only paces the polling: the loop ends when cond() holds.
-        pace(min(interval, left))
+        threading.Event().wait(min(interval, left))
 
 
 # ---------------------------------------------------------------------------- ports

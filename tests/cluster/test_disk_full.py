@@ -120,21 +120,22 @@ def test_full_disk_refuses_writes_but_deletes_and_expiry_work(small_disk, daemon
             assert client.get(key).code == pb.NOT_FOUND, key
 
         # Deleting frees pages the store reuses: SETs are accepted again.
-        after = None
-        deadline = time.monotonic() + 60
         remaining = [k for k in keys if k not in deleted]
-        while after is None:
-            assert time.monotonic() < deadline, f"no SET accepted after deleting {len(deleted)} keys"
+
+        def delete_more_then_set():
+            # Each poll deletes 16 more keys, then tries a SET.
+            nonlocal remaining
             for key in remaining[:16]:
                 assert resp.command("DEL", key) == 1, key
                 deleted.add(key)
             remaining = remaining[16:]
             reply = resp.command("SET", "after", "room again")
             if reply == "OK":
-                after = reply
-            else:
-                assert is_disk_full_error(reply), reply
-                h.pace(0.05)  # paces the loop: each turn deletes more
+                return reply
+            assert is_disk_full_error(reply), reply
+            return None
+
+        h.wait_for(delete_more_then_set, 60, "a SET accepted after deleting keys", interval=0.05)
         assert client.get(b"after").get.value == b"room again"
         h.wait_for(lambda: client.stats()["store_disk_full"] == 0, 10, "the disk to count as not full")
 

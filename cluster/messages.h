@@ -1,0 +1,135 @@
+// What replication's protocol machines exchange: the consistency levels a request asks
+// for, read-modify-write operations as data, and the messages between a coordinator and the
+// replicas (peer messages). Plain values: the coordinator (cluster/coordinator.h) and the
+// replica side (cluster/replica.h) produce and consume them; cluster/peer_codec.h turns them
+// into the protobuf bodies of the peer channel (proto/peer.proto) and back, validating
+// whatever a peer sent.
+//
+// Thread-safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/version.h"
+#include "store/store.h"
+
+namespace edgekv::cluster {
+
+// A node's id as gossip knows it (gossip::NodeInfo::id).
+using NodeId = std::string;
+
+// How many replicas must answer before the coordinator does. Values are wire-stable (they
+// equal proto Consistency).
+enum class Consistency : uint8_t {
+  kOne = 1,          // one replica
+  kQuorum = 2,       // floor(N/2) + 1 replicas
+  kAll = 3,          // all N replicas
+  kLocalQuorum = 4,  // a quorum in the coordinator's datacenter; equal to kQuorum until
+                     // datacenters replicate to each other
+};
+
+struct RequestOptions {
+  Consistency consistency = Consistency::kQuorum;
+  // Counts home replicas only: a write that cannot reach enough of them answers
+  // UNAVAILABLE instead of leaving hints with fallbacks (sloppy quorum, the default).
+  bool strict = false;
+};
+
+// A read-modify-write as data, so that it can be forwarded to the node that runs every
+// read-modify-write of its partition (which makes them atomic per key across the cluster
+// while membership is stable). cluster/mutation.h decides what one does given the key's
+// current state.
+struct Mutation {
+  enum class Kind : uint8_t {
+    kSet = 1,      // SET with NX / XX / GET / KEEPTTL
+    kDelete = 2,   // DEL that reports whether the key existed
+    kExpire = 3,   // EXPIRE / PEXPIRE with NX / XX / GT / LT; ttl <= 0 deletes
+    kPersist = 4,  // PERSIST
+  };
+  Kind kind = Kind::kSet;
+  std::string value;  // kSet
+  // kSet: the absolute expiry to write (0: none; already past: the key ends up expired).
+  // kExpire: the new absolute expiry; at or before the time of the write, the key is deleted.
+  WallTime expiry;
+  bool if_absent = false;      // kSet NX
+  bool if_present = false;     // kSet XX
+  bool keep_ttl = false;       // kSet KEEPTTL
+  bool return_old = false;     // kSet GET: the outcome carries the old value
+  bool if_no_expiry = false;   // kExpire NX
+  bool if_has_expiry = false;  // kExpire XX
+  bool if_greater = false;     // kExpire GT
+  bool if_less = false;        // kExpire LT
+};
+
+struct MutationOutcome {
+  bool applied = false;                  // the mutation wrote (its condition held)
+  bool existed = false;                  // the key was live before it
+  std::optional<std::string> old_value;  // kSet with return_old, when the key was live
+  Version version;  // of the write when applied, else of the live record (zero: none)
+  WallTime expiry;  // the key's expiry after the mutation
+};
+
+// ------------------------------------------------------------------ peer messages
+// `req` is chosen by the sender of a request and echoed in its reply; ids are per sender.
+
+// Store `record` as a replica of its key. With `hint_for` set, the receiver is a fallback
+// standing in for that home replica, which was down: it keeps the record as a durable hint
+// naming the owner (store::Store::apply_hint) instead of in its partitions.
+struct WriteRequest {
+  uint64_t req = 0;
+  store::Record record;
+  NodeId hint_for;
+};
+
+struct WriteReply {
+  uint64_t req = 0;
+  Status status;  // OK: committed (applied or already superseded)
+  bool applied = false;
+  Version current;  // the replica's version of the key after the write
+};
+
+// The replica's stored state of `key`: tombstones (deletes and expired keys) included, so
+// the coordinator can tell "absent" from "deleted at version v" and repair by LWW.
+struct ReadRequest {
+  uint64_t req = 0;
+  std::string key;
+  bool include_hints = false;  // a fallback answers from the hints it holds for the key too
+};
+
+struct ReadReply {
+  uint64_t req = 0;
+  Status status;  // OK with or without a record; an error when the replica could not read
+  std::optional<store::Record> record;  // nullopt: no row (never written, or purged)
+};
+
+// A read-modify-write forwarded to the node that runs those of the key's partition.
+struct MutateRequest {
+  uint64_t req = 0;
+  std::string key;
+  Mutation mutation;
+  RequestOptions options;
+};
+
+struct MutateReply {
+  uint64_t req = 0;
+  Status status;
+  MutationOutcome outcome;
+};
+
+using PeerMessage =
+    std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest, MutateReply>;
+
+// A message to send. `to` may be the sending node itself: the driver then hands it to the
+// node's own replica side without a network hop.
+struct PeerOutgoing {
+  NodeId to;
+  PeerMessage message;
+};
+
+}  // namespace edgekv::cluster

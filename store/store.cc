@@ -486,6 +486,21 @@ uint32_t Store::partition_of(std::string_view key) const {
   return edgekv::partition_of(key, partitions());
 }
 
+// Until the SQLite store implements the format-5 reads and hints, they answer
+// FAILED_PRECONDITION; they become pure virtual once it does.
+Result<Record> Store::read(std::string_view, WallTime) {
+  return Status::failed_precondition("this store does not keep tombstones readable");
+}
+void Store::apply_hint(std::string, Record, WallTime, ApplyCallback done) {
+  done(Status::failed_precondition("this store does not keep hints"));
+}
+Result<std::vector<Record>> Store::read_hints(std::string_view, size_t) {
+  return Status::failed_precondition("this store does not keep hints");
+}
+Result<Record> Store::read_hint(std::string_view, WallTime) {
+  return Status::failed_precondition("this store does not keep hints");
+}
+
 Result<ApplyResult> Store::apply_sync(Record record, WallTime now) {
   std::promise<Result<ApplyResult>> promise;
   std::future<Result<ApplyResult>> future = promise.get_future();

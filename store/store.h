@@ -109,6 +109,10 @@ struct StoreOptions {
   // store/FORMAT.md "A full disk"). 0: no reserve; deletes then work on a full disk only
   // as far as SQLite finds free pages.
   uint64_t disk_reserve_bytes = 0;
+  // Most bytes of hints (keys, values and their fixed overhead) the store keeps; apply_hint
+  // answers OVERLOADED beyond it, so a long outage of one replica cannot fill the disk of
+  // the nodes standing in for it (anti-entropy repairs what hints could not hold).
+  uint64_t hints_max_bytes = uint64_t{1} << 30;
 };
 
 // Committed changes (common/change.h); read_changes returns superseded puts without value.
@@ -117,12 +121,19 @@ using edgekv::ChangeOp;
 
 // A key's stored state. A tombstone is a delete: it keeps the version so that an older
 // write arriving later does not resurrect the key.
+//
+// A key that expired leaves a tombstone too (format 5): it keeps the version and the expiry
+// it had (`tombstone` true, `expiry` non-zero), so that a late copy of an older version
+// does not bring the key back either. Delete tombstones have expiry 0.
 struct Record {
   std::string key;
   std::string value;  // uncompressed; empty for tombstones
   Version version;
-  WallTime expiry;  // 0: never expires
+  WallTime expiry;  // 0: never expires; for a tombstone, when the key expired (0: deleted)
   bool tombstone = false;
+
+  // A tombstone left by expiry rather than by a delete.
+  bool expired_tombstone() const { return tombstone && expiry.ms != 0; }
 };
 
 struct ApplyResult {
@@ -151,6 +162,8 @@ struct StoreStats {
   bool disk_full = false;           // writes that add data are refused (disk_guard.h)
   uint64_t disk_full_events = 0;    // times the disk was found full since open
   uint64_t disk_reserve_bytes = 0;  // bytes the reserve file holds now
+  uint64_t hints = 0;               // hints held for other replicas (apply_hint)
+  uint64_t hint_bytes = 0;          // their size, as hints_max_bytes counts it
 };
 
 // Writes a thread submits while a WakeBatch it created is alive are queued at once but
@@ -201,6 +214,24 @@ class Store {
   // a value over 256 MiB (sanity bounds far above the daemon's limits). A tombstone is
   // stored without value and without expiry: it hides the key until purged.
   virtual void apply(Record record, WallTime now, ApplyCallback done) = 0;
+
+  // The key's stored state, tombstones included, for replication (read repair, LWW between
+  // replicas): NOT_FOUND only when there is no row (never written, or its tombstone was
+  // purged). A live row expired at `now` is reported as the tombstone its expiry leaves:
+  // tombstone set, value empty, version and expiry kept.
+  virtual Result<Record> read(std::string_view key, WallTime now);
+
+  // Hints: records a fallback replica keeps for a home replica that was down (sloppy
+  // quorum), durably, in a table of their own, apart from the partitions. One hint per
+  // (owner, key): a hint replaces an older one (by version) for the same owner and key.
+  // `done` runs after the commit, like apply()'s; `applied` is false when the stored hint
+  // was newer or equal. OVERLOADED when the store holds hints_max_bytes of hints.
+  virtual void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done);
+  // The hints held for `owner`, oldest first, at most `max`.
+  virtual Result<std::vector<Record>> read_hints(std::string_view owner, size_t max);
+  // The newest hint held for `key`, whichever owner it is for (a sloppy read at a fallback);
+  // NOT_FOUND when none.
+  virtual Result<Record> read_hint(std::string_view key, WallTime now);
 
   // Queues one sweep: deletes up to `max_rows` rows that expired at `now` (through the
   // expiry index) and emits kExpire events for them; purges tombstones older than the

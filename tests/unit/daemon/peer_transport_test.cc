@@ -116,7 +116,6 @@ TEST(PeerTransport, ReconnectingToAnotherEndpointReplacesTheSocket) {
   auto got = deliver(*a, *b2, "b", "two");
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got.back(), "two");
-  for (const std::string& batch : got) EXPECT_NE(batch, "one");  // b1 is no longer sent to
   a->disconnect("b");
   EXPECT_FALSE(a->connected("b"));
   EXPECT_EQ(a->peers(), 0u);

@@ -143,7 +143,7 @@ void RequestPath::on_write_done(StoreWriteDone done) {
       // clock that was ahead (later: by another node). Move the clock past it and write
       // again, once, so that the newest request wins as its client expects. The key stays
       // busy meanwhile.
-      hlc_.observe(applied.current.hlc);
+      hlc_.advance_past(applied.current.hlc);
       submit(std::move(pending.record), std::move(pending.done), true);
       return;
     }

@@ -14,10 +14,11 @@ uint64_t record_bytes(const store::Record& record) {
 
 }  // namespace
 
-RequestPath::RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
-                         CompletionQueue& completions, Publish publish, size_t read_cache_bytes)
+RequestPath::RequestPath(const Clock& clock, HybridClock& hlc, NodeOrigin origin,
+                         store::Store& store, CompletionQueue& completions, Publish publish,
+                         size_t read_cache_bytes)
     : clock_(clock),
-      hlc_(clock),
+      hlc_(hlc),
       origin_(origin),
       store_(store),
       completions_(completions),
@@ -138,11 +139,13 @@ void RequestPath::on_write_done(StoreWriteDone done) {
   KeyQueue& queue = key_it->second;
   if (done.result.ok()) {
     const store::ApplyResult& applied = *done.result;
-    if (!applied.applied && !pending.retried && applied.current > pending.record.version) {
-      // The stored version is newer than this node's clock: written before a restart with a
-      // clock that was ahead (later: by another node). Move the clock past it and write
-      // again, once, so that the newest request wins as its client expects. The key stays
-      // busy meanwhile.
+    if (!applied.applied && !pending.retried && applied.current > pending.record.version &&
+        applied.current.origin == origin_) {
+      // The stored version is one this node made, under a clock that was ahead of the one
+      // it has now (before a restart): move the clock past it and write again, once, so
+      // that the newest request wins as its client expects. The key stays busy meanwhile.
+      // A newer version from another origin is a newer write, made elsewhere: this one is
+      // superseded, as last-write-wins has it, and answered with the winner's version.
       hlc_.advance_past(applied.current.hlc);
       submit(std::move(pending.record), std::move(pending.done), true);
       return;

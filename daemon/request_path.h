@@ -2,8 +2,8 @@
 // to read and write keys. Today it serves from the local store; it is the seam where the
 // cluster coordinator (N replicas, R/W quorums) takes over.
 //
-// What it owns: version assignment (hybrid logical clock + this node's origin), the writes
-// in flight, the change-feed hand-off for committed writes, and per-key ordering:
+// What it owns: version assignment (this node's hybrid logical clock and origin), the
+// writes in flight, the change-feed hand-off for committed writes, and per-key ordering:
 //
 //   Operations on one key take effect in the order they arrive. At most one write per key
 //   is in flight; a read, a write or a read-modify-write of a key that has a write in
@@ -49,7 +49,8 @@ class RequestPath {
   using Publish = std::function<void(const store::ChangeEvent&)>;
 
   // `read_cache_bytes`: memory for the ReadCache (0: every read goes to the store).
-  RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
+  // `hlc`: the node's clock, which stamps the versions of the writes coordinated here.
+  RequestPath(const Clock& clock, HybridClock& hlc, NodeOrigin origin, store::Store& store,
               CompletionQueue& completions, Publish publish, size_t read_cache_bytes);
 
   // The live record of `key` (NOT_FOUND when absent, deleted or expired).
@@ -111,7 +112,7 @@ class RequestPath {
   void forget_if_idle(std::string_view key);
 
   const Clock& clock_;
-  HybridClock hlc_;
+  HybridClock& hlc_;
   NodeOrigin origin_;
   store::Store& store_;
   CompletionQueue& completions_;

@@ -11,6 +11,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "cluster/clock_guard.h"
+#include "common/hlc.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/completion_queue.h"
@@ -146,6 +148,8 @@ class ServerImpl final : public Server {
       : config_(config),
         clock_(clock),
         stop_fd_(stop_fd),
+        hlc_(clock, config.max_clock_offset_ms),
+        clock_guard_(hlc_),
         context_(1),
         router_(context_, zmq::socket_type::router),
         started_(clock.mono_now()) {
@@ -165,7 +169,7 @@ class ServerImpl final : public Server {
     store_ = std::move(store).value();
     limits_.partitions = store_->partitions();
     path_ = std::make_unique<RequestPath>(
-        clock_, origin_of(config_.node_id), *store_, completions_,
+        clock_, hlc_, origin_of(config_.node_id), *store_, completions_,
         [this](const store::ChangeEvent& event) { publish(event); }, config_.read_cache_bytes);
     if (resp_) {
       resp_->attach(
@@ -557,6 +561,7 @@ class ServerImpl final : public Server {
         {"api_errors", counters_.api_errors},
         {"resp_errors", resp_ ? resp_->counters().error_replies : 0},
         {"writes_in_flight", path_->writes_in_flight()},
+        {"clock_offset_rejected", clock_guard_.counters().clock_offset_rejected},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
         {"members_requests", counters_.members_requests},
@@ -893,6 +898,9 @@ class ServerImpl final : public Server {
   Config config_;
   const Clock& clock_;
   int stop_fd_;
+  // The node's clock, and the check every version a peer sends passes before it folds in.
+  HybridClock hlc_;
+  cluster::ClockGuard clock_guard_;
   // Before store_: the store's writer threads push into it until the store is closed.
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;

@@ -32,7 +32,7 @@ class RequestPathTest : public ::testing::TestWithParam<size_t> {
     ASSERT_TRUE(store.ok()) << store.status().to_string();
     store_ = std::move(store).value();
     path_ = std::make_unique<RequestPath>(
-        clock_, origin_of("n1"), *store_, completions_,
+        clock_, hlc_, origin_of("n1"), *store_, completions_,
         [this](const store::ChangeEvent& e) { published_.push_back(e); }, GetParam());
   }
   void TearDown() override {
@@ -66,6 +66,7 @@ class RequestPathTest : public ::testing::TestWithParam<size_t> {
   }
 
   ManualClock clock_;
+  HybridClock hlc_{clock_};
   std::filesystem::path dir_;
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
@@ -137,12 +138,13 @@ TEST_P(RequestPathTest, ExpiryIsWrittenAndReadsHonourIt) {
   EXPECT_EQ(log, (std::vector<std::string>{"read:v", "read:NOT_FOUND"}));
 }
 
-TEST_P(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
-  // A record written under a clock one hour ahead, as after a restart with a stepped clock.
+TEST_P(RequestPathTest, AStoredVersionOfThisNodeAheadOfItsClockIsOvertakenByARetry) {
+  // A record this node wrote under a clock one hour ahead, as after a restart with a clock
+  // stepped back.
   store::Record ahead;
   ahead.key = "k";
   ahead.value = "old";
-  ahead.version = Version{HybridClock::pack(clock_.wall_now().ms + 3'600'000, 0), 7};
+  ahead.version = Version{HybridClock::pack(clock_.wall_now().ms + 3'600'000, 0), origin_of("n1")};
   ASSERT_TRUE(store_->apply_sync(ahead, clock_.wall_now())->applied);
   Version written;
   path_->put("k", "new", WallTime{0}, [&](Result<WriteOutcome> r) {
@@ -154,6 +156,33 @@ TEST_P(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
   std::vector<std::string> log;
   path_->get("k", record_read(log));
   EXPECT_EQ(log, std::vector<std::string>{"read:new"});
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].version, written);
+  // The clock moved past the stored version: later writes are versioned after it too.
+  EXPECT_GT(hlc_.now(), ahead.version.hlc);
+}
+
+TEST_P(RequestPathTest, ANewerVersionFromAnotherOriginSupersedesTheWriteWithoutARetry) {
+  // Another node's write, versioned ahead of this node's clock (within the bound or not:
+  // it is stored, so it is the newer write).
+  store::Record newer;
+  newer.key = "k";
+  newer.value = "theirs";
+  newer.version = Version{HybridClock::pack(clock_.wall_now().ms + 300, 0), origin_of("n2")};
+  ASSERT_TRUE(store_->apply_sync(newer, clock_.wall_now())->applied);
+  std::vector<std::string> log;
+  path_->get("k", record_read(log));  // fills the cache when it is on
+  Result<WriteOutcome> outcome = Status::internal("not answered");
+  path_->put("k", "mine", WallTime{0}, [&](Result<WriteOutcome> r) { outcome = std::move(r); });
+  settle();
+  ASSERT_TRUE(outcome.ok()) << outcome.status().to_string();
+  EXPECT_EQ(outcome->version, newer.version) << "answered with the winner's version";
+  EXPECT_TRUE(published_.empty()) << "nothing was applied";
+  path_->get("k", record_read(log));
+  EXPECT_EQ(log, (std::vector<std::string>{"read:theirs", "read:theirs"}));
+  // Nothing was re-stamped: the clock still follows the wall clock.
+  EXPECT_LT(hlc_.now(), newer.version.hlc);
+  EXPECT_EQ(store_->stats(clock_.wall_now()).puts_applied, 1u);
 }
 
 TEST_P(RequestPathTest, InflightBytesCountWhatWritesHoldUntilTheyComplete) {

@@ -15,6 +15,7 @@
 #include "common/hlc.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "daemon/applied.h"
 #include "daemon/completion_queue.h"
 #include "daemon/feed_server.h"
 #include "daemon/gossip_transport.h"
@@ -168,9 +169,11 @@ class ServerImpl final : public Server {
     if (!store.ok()) return store.status();
     store_ = std::move(store).value();
     limits_.partitions = store_->partitions();
-    path_ = std::make_unique<RequestPath>(
-        clock_, hlc_, origin_of(config_.node_id), *store_, completions_,
-        [this](const store::ChangeEvent& event) { publish(event); }, config_.read_cache_bytes);
+    applied_ = std::make_unique<AppliedChanges>(
+        config_.read_cache_bytes,
+        [this](const store::ChangeEvent& event, cluster::ChangeSource) { publish(event); });
+    path_ = std::make_unique<RequestPath>(clock_, hlc_, origin_of(config_.node_id), *store_,
+                                          completions_, *applied_);
     if (resp_) {
       resp_->attach(
           *path_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
@@ -726,10 +729,9 @@ class ServerImpl final : public Server {
       EDGEKV_LOG(kWarning) << "expiry sweep failed: " << done.result.status().to_string();
       return;
     }
-    for (const auto& event : *done.result) {
+    for (auto& event : *done.result) {
       ++counters_.expired_events;
-      path_->on_expired(event.key);
-      publish(event);
+      applied_->apply(std::move(event), cluster::ChangeSource::kExpiry);
     }
     // A full batch means more rows are due: sweep again on the next turn instead of
     // waiting a whole interval (bounded work per turn, no unbounded backlog).
@@ -904,7 +906,8 @@ class ServerImpl final : public Server {
   // Before store_: the store's writer threads push into it until the store is closed.
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<RequestPath> path_;  // after store_: it refers to it
+  std::unique_ptr<AppliedChanges> applied_;
+  std::unique_ptr<RequestPath> path_;  // after store_ and applied_: it refers to them
   std::unique_ptr<RespServer> resp_;   // after path_: it refers to it; null when disabled
   RequestLimits limits_;
   zmq::context_t context_;

@@ -31,9 +31,11 @@ class RequestPathTest : public ::testing::TestWithParam<size_t> {
     auto store = store::Store::open(options);
     ASSERT_TRUE(store.ok()) << store.status().to_string();
     store_ = std::move(store).value();
-    path_ = std::make_unique<RequestPath>(
-        clock_, hlc_, origin_of("n1"), *store_, completions_,
-        [this](const store::ChangeEvent& e) { published_.push_back(e); }, GetParam());
+    applied_ = std::make_unique<AppliedChanges>(
+        GetParam(),
+        [this](const store::ChangeEvent& e, cluster::ChangeSource) { published_.push_back(e); });
+    path_ = std::make_unique<RequestPath>(clock_, hlc_, origin_of("n1"), *store_, completions_,
+                                          *applied_);
   }
   void TearDown() override {
     path_.reset();
@@ -70,6 +72,7 @@ class RequestPathTest : public ::testing::TestWithParam<size_t> {
   std::filesystem::path dir_;
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<AppliedChanges> applied_;
   std::unique_ptr<RequestPath> path_;
   std::vector<store::ChangeEvent> published_;
 };

@@ -305,6 +305,35 @@ TEST(ReadCacheTest, RewritingACachedKeyUpdatesItInPlaceAndRecharges) {
   EXPECT_EQ(out.value, "3");
 }
 
+TEST(ReadCacheTest, PutIfNewerKeepsANewerCopyAndAddsOnlyWhenAsked) {
+  ReadCache cache(1 << 20);
+  store::Record out;
+  store::Record v2 = rec("k", "two");
+  v2.version = Version{2, 1};
+  store::Record v1 = rec("k", "one");
+  v1.version = Version{1, 9};
+  cache.put_if_newer(v2, ReadCache::Absent::kSkip);
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kMiss) << "skipped, not cached";
+  cache.put_if_newer(v2, ReadCache::Absent::kAdd);
+  cache.put_if_newer(v1, ReadCache::Absent::kAdd);
+  ASSERT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kFound);
+  EXPECT_EQ(out.value, "two");
+  // The expiry of that very version (a tombstone keeping it) replaces it...
+  store::Record expired = rec("k", "", 5);
+  expired.version = v2.version;
+  expired.tombstone = true;
+  cache.put_if_newer(expired, ReadCache::Absent::kSkip);
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kAbsent);
+  // ...and the record it ended, arriving again, does not come back over it.
+  cache.put_if_newer(v2, ReadCache::Absent::kAdd);
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kAbsent);
+  store::Record v3 = rec("k", "three");
+  v3.version = Version{3, 1};
+  cache.put_if_newer(v3, ReadCache::Absent::kSkip);
+  ASSERT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kFound);
+  EXPECT_EQ(out.value, "three");
+}
+
 TEST(ReadCacheTest, AValueTooLargeForItIsNotCachedAndDropsAStaleCopy) {
   ReadCache cache(8192);
   store::Record out;

@@ -11,8 +11,11 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "cluster/clock_guard.h"
+#include "common/hlc.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "daemon/applied.h"
 #include "daemon/completion_queue.h"
 #include "daemon/feed_server.h"
 #include "daemon/gossip_transport.h"
@@ -146,6 +149,8 @@ class ServerImpl final : public Server {
       : config_(config),
         clock_(clock),
         stop_fd_(stop_fd),
+        hlc_(clock, config.max_clock_offset_ms),
+        clock_guard_(hlc_),
         context_(1),
         router_(context_, zmq::socket_type::router),
         started_(clock.mono_now()) {
@@ -164,9 +169,11 @@ class ServerImpl final : public Server {
     if (!store.ok()) return store.status();
     store_ = std::move(store).value();
     limits_.partitions = store_->partitions();
-    path_ = std::make_unique<RequestPath>(
-        clock_, origin_of(config_.node_id), *store_, completions_,
-        [this](const store::ChangeEvent& event) { publish(event); }, config_.read_cache_bytes);
+    applied_ = std::make_unique<AppliedChanges>(
+        config_.read_cache_bytes,
+        [this](const store::ChangeEvent& event, cluster::ChangeSource) { publish(event); });
+    path_ = std::make_unique<RequestPath>(clock_, hlc_, origin_of(config_.node_id), *store_,
+                                          completions_, *applied_);
     if (resp_) {
       resp_->attach(
           *path_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
@@ -557,6 +564,7 @@ class ServerImpl final : public Server {
         {"api_errors", counters_.api_errors},
         {"resp_errors", resp_ ? resp_->counters().error_replies : 0},
         {"writes_in_flight", path_->writes_in_flight()},
+        {"clock_offset_rejected", clock_guard_.counters().clock_offset_rejected},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
         {"members_requests", counters_.members_requests},
@@ -721,10 +729,9 @@ class ServerImpl final : public Server {
       EDGEKV_LOG(kWarning) << "expiry sweep failed: " << done.result.status().to_string();
       return;
     }
-    for (const auto& event : *done.result) {
+    for (auto& event : *done.result) {
       ++counters_.expired_events;
-      path_->on_expired(event.key);
-      publish(event);
+      applied_->apply(std::move(event), cluster::ChangeSource::kExpiry);
     }
     // A full batch means more rows are due: sweep again on the next turn instead of
     // waiting a whole interval (bounded work per turn, no unbounded backlog).
@@ -893,10 +900,14 @@ class ServerImpl final : public Server {
   Config config_;
   const Clock& clock_;
   int stop_fd_;
+  // The node's clock, and the check every version a peer sends passes before it folds in.
+  HybridClock hlc_;
+  cluster::ClockGuard clock_guard_;
   // Before store_: the store's writer threads push into it until the store is closed.
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<RequestPath> path_;  // after store_: it refers to it
+  std::unique_ptr<AppliedChanges> applied_;
+  std::unique_ptr<RequestPath> path_;  // after store_ and applied_: it refers to them
   std::unique_ptr<RespServer> resp_;   // after path_: it refers to it; null when disabled
   RequestLimits limits_;
   zmq::context_t context_;

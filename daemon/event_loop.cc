@@ -121,8 +121,9 @@ void EventLoop::set_enabled(Id id, bool enabled) {
   Registration* r = find(id);
   if (r == nullptr) return;
   // A socket's edges went unread while it was disabled: read its events on the next turn.
-  if (enabled && !r->enabled && (r->kind == Kind::kZmq || r->kind == Kind::kZmqSet))
+  if (enabled && !r->enabled && (r->kind == Kind::kZmq || r->kind == Kind::kZmqSet)) {
     touched_ = true;
+  }
   r->enabled = enabled;
 }
 

@@ -83,6 +83,17 @@ bool readable_now(int fd) {
   return ::poll(&p, 1, 0) == 1;
 }
 
+// Sends on `socket` until the sends took its ZMQ_FD's edge: a send processes the socket's
+// commands (at most once a millisecond). Whether the edge went within kWaitMax.
+bool send_until_edge_taken(zmq::socket_t& socket) {
+  const int fd = zmq_fd_of(socket);
+  const auto give_up = std::chrono::steady_clock::now() + kWaitMax;
+  while (readable_now(fd) && std::chrono::steady_clock::now() < give_up) {
+    (void)socket.send(zmq::str_buffer("pong"), zmq::send_flags::dontwait);
+  }
+  return !readable_now(fd);
+}
+
 TEST(EventLoopTest, ADescriptorBecomingReadableRunsItsCallback) {
   ManualClock clock;
   VirtualPoll poll(&clock);
@@ -130,15 +141,42 @@ TEST(EventLoopTest, ASocketIsReadWithoutWaitingWhenASendTookItsEdge) {
   peer.send(zmq::str_buffer("ping"), zmq::send_flags::none);
   const int fd = zmq_fd_of(socket);
   ASSERT_TRUE(wait_readable(fd));
-  // Sending processes the socket's commands (at most once a millisecond), taking the edge
-  // while "ping" waits to be read.
-  const auto give_up = std::chrono::steady_clock::now() + kWaitMax;
-  while (readable_now(fd) && std::chrono::steady_clock::now() < give_up) {
-    (void)socket.send(zmq::str_buffer("pong"), zmq::send_flags::dontwait);
-  }
-  ASSERT_FALSE(readable_now(fd)) << "the sends never took the socket's edge";
+  // The sends take the edge while "ping" waits to be read.
+  ASSERT_TRUE(send_until_edge_taken(socket)) << "the sends never took the socket's edge";
   loop.touch();
 
+  loop.run_once();
+  EXPECT_EQ(poll.timeouts_ms.back(), 0);
+  EXPECT_EQ(received, std::vector<std::string>{"ping"});
+}
+
+// A disabled socket's events are not read when the loop is touched; enabling it again
+// reads them on the next turn, without waiting, whatever took its edge meanwhile.
+TEST(EventLoopTest, AReenabledSocketIsReadWithoutWaiting) {
+  ManualClock clock;
+  VirtualPoll poll(&clock);
+  EventLoop loop(clock, poll.function());
+  zmq::context_t context(1);
+  zmq::socket_t peer(context, zmq::socket_type::pair);
+  zmq::socket_t socket(context, zmq::socket_type::pair);
+  peer.bind("inproc://event-loop-reenable");
+  socket.connect("inproc://event-loop-reenable");
+  std::vector<std::string> received;
+  const EventLoop::Id id = loop.add_zmq(socket.handle(), ZMQ_POLLIN, [&](int) {
+    zmq::message_t message;
+    while (socket.recv(message, zmq::recv_flags::dontwait)) received.push_back(message.to_string());
+  });
+  loop.run_once();
+  loop.set_enabled(id, false);
+  peer.send(zmq::str_buffer("ping"), zmq::send_flags::none);
+  ASSERT_TRUE(wait_readable(zmq_fd_of(socket)));
+  ASSERT_TRUE(send_until_edge_taken(socket)) << "the sends never took the socket's edge";
+  loop.touch();
+  loop.run_once();  // reads the events of the sockets it polls: not this one
+  EXPECT_TRUE(received.empty());
+  EXPECT_FALSE(contains(poll.poll_sets.back(), zmq_fd_of(socket)));
+
+  loop.set_enabled(id, true);
   loop.run_once();
   EXPECT_EQ(poll.timeouts_ms.back(), 0);
   EXPECT_EQ(received, std::vector<std::string>{"ping"});

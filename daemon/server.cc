@@ -62,6 +62,10 @@ constexpr size_t kJoinLogsPerWindow = 20;
 // this often; the periodic status line carries it in any case.
 constexpr milliseconds kMemberStatusMinInterval{1000};
 constexpr milliseconds kJoinLogWindow{10000};
+// Gossip from nodes with another partition count is logged at most this often (one line
+// naming both counts and how many messages were dropped since): a misconfigured node
+// retries its join for as long as it runs.
+constexpr milliseconds kPartitionsMismatchLogInterval{10000};
 
 pb::MemberState to_pb(gossip::MemberState state) {
   switch (state) {
@@ -623,6 +627,7 @@ class ServerImpl final : public Server {
         {"gossip_peer_opens_deferred", t.peers_deferred},
         {"gossip_claims_rejected", g.claims_rejected},
         {"gossip_members_refused", g.members_refused},
+        {"gossip_dropped_partitions", g.dropped_partitions},
         {"gossip_joins_not_logged", join_log_.suppressed_total()},
     };
     pb::Response resp;
@@ -846,7 +851,23 @@ class ServerImpl final : public Server {
     if (uint64_t more = join_log_.take_suppressed(now); more > 0) {
       EDGEKV_LOG(kNotice) << "gossip: " << more << " more members joined (not logged by name)";
     }
+    log_partitions_mismatch(now);
     gossip_transport_->maintain(now);
+  }
+
+  void log_partitions_mismatch(MonoTime now) {
+    const uint64_t dropped = swim_->counters().dropped_partitions;
+    const gossip::PartitionsMismatch* last = swim_->partitions_mismatch();
+    if (dropped == partitions_mismatch_logged_ || last == nullptr ||
+        now < next_partitions_mismatch_log_) {
+      return;
+    }
+    EDGEKV_LOG(kError) << "gossip: refusing node " << last->id << " (" << last->endpoint
+                       << "): it has " << last->partitions << " partitions, this node "
+                       << config_.partitions << "; partitions must agree cluster-wide ("
+                       << dropped - partitions_mismatch_logged_ << " messages dropped)";
+    partitions_mismatch_logged_ = dropped;
+    next_partitions_mismatch_log_ = now + kPartitionsMismatchLogInterval;
   }
 
   void on_member_event(const gossip::MemberEvent& event) {
@@ -910,6 +931,8 @@ class ServerImpl final : public Server {
   uint64_t self_incarnation_ = 0;
   bool joined_logged_ = false;
   LogBudget join_log_{kJoinLogsPerWindow, kJoinLogWindow};
+  uint64_t partitions_mismatch_logged_ = 0;  // dropped_partitions when last logged
+  MonoTime next_partitions_mismatch_log_{};
   bool status_stale_ = false;  // the live member count changed since the last STATUS=
   MonoTime next_member_status_{};
   MonoTime leave_deadline_ = MonoTime::max();

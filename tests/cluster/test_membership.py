@@ -392,7 +392,7 @@ def test_nodes_with_different_partition_counts_refuse_each_other(daemons, view):
     # Each logs one line naming the other node and both counts.
     h.wait_for(lambda: "refusing node b" in a.stderr_text(), bounds.join, "a's log line")
     h.wait_for(lambda: "refusing node a" in b.stderr_text(), bounds.join, "b's log line")
-    line_a = next(l for l in a.stderr_text().splitlines() if "refusing node b" in l)
+    line_a = next(s for s in a.stderr_text().splitlines() if "refusing node b" in s)
     assert "it has 128 partitions, this node 64" in line_a, line_a
-    line_b = next(l for l in b.stderr_text().splitlines() if "refusing node a" in l)
+    line_b = next(s for s in b.stderr_text().splitlines() if "refusing node a" in s)
     assert "it has 64 partitions, this node 128" in line_b, line_b

@@ -11,12 +11,12 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "cluster/membership.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/completion_queue.h"
 #include "daemon/feed_server.h"
 #include "daemon/gossip_transport.h"
-#include "daemon/membership.h"
 #include "daemon/memory_release.h"
 #include "daemon/notify.h"
 #include "daemon/request.h"
@@ -489,7 +489,7 @@ class ServerImpl final : public Server {
     body->set_feed_endpoint(config_.feed_endpoint);
     body->set_sync(sync_name(config_.sync));
     body->set_keys(store_->stats(clock_.wall_now()).keys);
-    MembershipCounts counts = membership_->counts();
+    cluster::MembershipCounts counts = membership_->counts();
     body->set_cluster_name(config_.cluster_name);
     body->set_datacenter(config_.datacenter);
     body->set_members_alive(static_cast<uint32_t>(counts.alive));
@@ -546,7 +546,7 @@ class ServerImpl final : public Server {
 
   void handle_stats(const ReplyTo& to, const pb::Request& req) {
     store::StoreStats s = store_->stats(clock_.wall_now());
-    const MembershipCounts members = membership_->counts();
+    const cluster::MembershipCounts members = membership_->counts();
     const gossip::Counters& g = swim_->counters();
     const GossipTransportCounters& t = gossip_transport_->counters();
     const std::pair<const char*, uint64_t> rows[] = {
@@ -760,7 +760,7 @@ class ServerImpl final : public Server {
   std::string status_line() const {
     std::string members;
     if (membership_) {
-      MembershipCounts counts = membership_->counts();
+      cluster::MembershipCounts counts = membership_->counts();
       members = "cluster " + config_.cluster_name + ": " + std::to_string(counts.alive) + " of " +
                 std::to_string(counts.known) + " members alive" +
                 (swim_->joined() ? "" : " (joining)") + "; ";
@@ -793,7 +793,7 @@ class ServerImpl final : public Server {
     // no two runs of one node, should shuffle alike.
     const uint64_t seed = origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms);
     swim_ = std::make_unique<gossip::Swim>(std::move(self), gossip_options_, seed);
-    membership_ = std::make_unique<Membership>(config_.cluster_name, config_.node_id);
+    membership_ = std::make_unique<cluster::Membership>(config_.cluster_name, config_.node_id);
     return {};
   }
 
@@ -844,7 +844,7 @@ class ServerImpl final : public Server {
     }
     if (!joined_logged_ && swim_->joined()) {
       joined_logged_ = true;
-      MembershipCounts counts = membership_->counts();
+      cluster::MembershipCounts counts = membership_->counts();
       EDGEKV_LOG(kNotice) << "gossip: member of cluster " << config_.cluster_name << ", "
                           << counts.alive << " of " << counts.known << " members alive";
     }
@@ -927,10 +927,10 @@ class ServerImpl final : public Server {
   std::unique_ptr<GossipTransport> gossip_transport_;
   gossip::Options gossip_options_;
   std::unique_ptr<gossip::Swim> swim_;
-  std::unique_ptr<Membership> membership_;
+  std::unique_ptr<cluster::Membership> membership_;
   uint64_t self_incarnation_ = 0;
   bool joined_logged_ = false;
-  LogBudget join_log_{kJoinLogsPerWindow, kJoinLogWindow};
+  cluster::LogBudget join_log_{kJoinLogsPerWindow, kJoinLogWindow};
   uint64_t partitions_mismatch_logged_ = 0;  // dropped_partitions when last logged
   MonoTime next_partitions_mismatch_log_{};
   bool status_stale_ = false;  // the live member count changed since the last STATUS=

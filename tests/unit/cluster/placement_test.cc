@@ -244,6 +244,24 @@ TEST(Placement, CreateRefusesBadShapesAndIds) {
   EXPECT_EQ(p.epoch(), 0u);
 }
 
+TEST(Placement, WhatANodeHoldsAgreesWithTheHomeLists) {
+  Placement p = make(128, 3, names(0, 7));
+  for (const NodeId& id : p.members()) {
+    std::vector<uint32_t> held = p.partitions_of(id);
+    EXPECT_TRUE(std::is_sorted(held.begin(), held.end()));
+    EXPECT_EQ(held.size(), p.slots_of(id));
+    for (uint32_t part = 0; part < 128; ++part) {
+      const bool listed = std::binary_search(held.begin(), held.end(), part);
+      std::vector<NodeId> home = p.home(part);
+      EXPECT_EQ(listed, std::find(home.begin(), home.end(), id) != home.end());
+      EXPECT_EQ(listed, p.is_home(part, id));
+    }
+  }
+  EXPECT_TRUE(p.partitions_of("stranger").empty());
+  EXPECT_EQ(p.slots_of("stranger"), 0u);
+  EXPECT_FALSE(p.is_home(0, "stranger"));
+}
+
 TEST(Placement, RingWalkListsEveryOtherMemberOnceInHomeListOrder) {
   Placement p = make(64, 3, names(0, 9));
   for (uint32_t part = 0; part < 64; ++part) {

@@ -22,6 +22,9 @@ edgekv::gossip::Swim& machine() {
     self.endpoints.gossip = "tcp://a:7946";
     edgekv::gossip::Options options = edgekv::gossip::Options::local();
     options.max_push_pull_bytes = 64 * 1024;
+    // A partition count, so that messages stating another one (and joins among them, which
+    // are answered) are explored too.
+    options.partitions = 64;
     auto* s = new edgekv::gossip::Swim(self, options, 1);
     s->start(edgekv::MonoTime{});
     return s;

@@ -122,8 +122,21 @@ struct MutateReply {
   MutationOutcome outcome;
 };
 
-using PeerMessage =
-    std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest, MutateReply>;
+// Placement agreement (cluster/placement_keeper.h): a node tells a peer which table it
+// holds; whichever of the two holds the older one fetches the newer.
+struct PlacementDigest {
+  uint64_t epoch = 0;
+  uint64_t digest = 0;
+};
+
+struct PlacementFetch {};
+
+struct PlacementTable {
+  std::string encoded;  // Placement::encode(); the receiver decodes and validates it
+};
+
+using PeerMessage = std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest,
+                                 MutateReply, PlacementDigest, PlacementFetch, PlacementTable>;
 
 // A message to send. `to` may be the sending node itself: the driver then hands it to the
 // node's own replica side without a network hop.

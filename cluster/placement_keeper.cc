@@ -107,6 +107,16 @@ void PlacementKeeper::on_message(const NodeId& from, const PeerMessage& message,
   placement_ = std::move(decoded).value();
   ++counters_.adopted;
   changed_ = true;
+  std::vector<NodeId> again;
+  for (auto it = removed_.begin(); it != removed_.end();) {
+    if (now >= it->second) {
+      it = removed_.erase(it);
+      continue;
+    }
+    if (placement_.is_member(it->first)) again.push_back(it->first);
+    ++it;
+  }
+  if (!again.empty()) (void)placement_.remove(again);  // members of a decoded table: valid ids
   join_self_if_missing();
   changed(now);
 }
@@ -124,6 +134,9 @@ bool PlacementKeeper::take_changed() { return std::exchange(changed_, false); }
 Status PlacementKeeper::remove(const std::vector<NodeId>& ids, MonoTime now) {
   const uint64_t before = placement_.epoch();
   if (Status s = placement_.remove(ids); !s.ok()) return s;
+  for (const NodeId& id : ids) {
+    if (id != self_) removed_[id] = now + options_.removal_memory;
+  }
   if (placement_.epoch() != before) changed(now);
   return {};
 }

@@ -13,7 +13,9 @@
 // never added by others, so a member gossip still shows as alive but that runs with another
 // partition count, or an old version, never enters the table, and a dead member is never
 // dropped: it stays until it is removed (remove(), the operator's decision), its partitions
-// covered by fallbacks meanwhile.
+// covered by fallbacks meanwhile. A removal made here is re-applied on top of any table
+// adopted within removal_memory that still lists the removed node, so that a join made
+// concurrently elsewhere does not bring it back.
 //
 // A table from a peer whose partition count or replication factor differs from this node's
 // is refused and counted: the cluster must agree on both (gossip refuses a node whose Q
@@ -25,6 +27,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -43,6 +46,10 @@ struct PlacementKeeperOptions {
   std::chrono::milliseconds exchange_interval{1000};
   // Members told at once when this node's table changed.
   uint32_t change_fanout = 3;
+  // How long a removal made here is re-applied to tables adopted from peers that still
+  // list the removed node (made concurrently, before they heard of the removal). After it,
+  // a removed node that comes back and joins itself is a member again.
+  std::chrono::milliseconds removal_memory{60000};
 };
 
 struct PlacementKeeperCounters {
@@ -90,6 +97,7 @@ class PlacementKeeper {
   PlacementKeeperOptions options_;
   Random random_;
   std::set<NodeId> up_;
+  std::map<NodeId, MonoTime> removed_;  // removals made here, until when they are re-applied
   MonoTime next_exchange_ = MonoTime::max();
   bool started_ = false;
   bool changed_ = false;

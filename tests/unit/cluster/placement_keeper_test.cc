@@ -240,5 +240,26 @@ TEST(PlacementKeeper, RemoveTakesANodeOutAndSpreads) {
   EXPECT_FALSE(c.keepers["b"]->placement().is_member("d"));
 }
 
+TEST(PlacementKeeper, ARemovalSurvivesAConcurrentJoinElsewhere) {
+  Cluster c(13);
+  for (const char* id : {"a", "b", "c", "d"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  // a removes d while e joins through b, before either heard of the other's change.
+  c.keepers.erase("d");
+  for (auto& [id, k] : c.keepers) k->set_member_up("d", false, c.now);
+  ASSERT_TRUE(c.keepers["a"]->remove({"d"}, c.now).ok());
+  c.keepers["a"]->take_messages();  // the news of the removal is lost
+  Placement with_e = c.keepers["b"]->placement();
+  const NodeId e[] = {"e"};
+  ASSERT_TRUE(with_e.join(e).ok());
+  ASSERT_EQ(with_e.epoch(), c.keepers["a"]->placement().epoch());
+  // Whichever of the two same-epoch tables wins, d stays out once a hears of e's table.
+  c.keepers["a"]->on_message("b", PlacementTable{with_e.encode()}, c.now);
+  EXPECT_FALSE(c.keepers["a"]->placement().is_member("d"));
+  EXPECT_TRUE(c.keepers["a"]->placement().is_member("e") ||
+              !Placement::newer(with_e, c.keepers["a"]->placement()));
+}
+
 }  // namespace
 }  // namespace edgekv::cluster

@@ -56,15 +56,31 @@ EventLoop::EventLoop(const Clock& clock, PollFunction poll)
 
 EventLoop::~EventLoop() = default;
 
+EventLoop::Id EventLoop::add(std::unique_ptr<Registration> r) {
+  r->id = next_id_++;
+  Registrations& list = list_for(r->kind);
+  list.push_back(std::move(r));
+  return list.back()->id;
+}
+
+EventLoop::Registrations& EventLoop::list_for(Kind kind) {
+  switch (kind) {
+    case Kind::kFd:
+    case Kind::kZmq:
+    case Kind::kZmqSet: return sources_;
+    case Kind::kDeadline: return deadlines_;
+    case Kind::kTurnHooks: return hooks_;
+  }
+  return sources_;
+}
+
 EventLoop::Id EventLoop::add_fd(int fd, short events, FdCallback on_ready) {
   auto r = std::make_unique<Registration>();
   r->kind = Kind::kFd;
   r->fd = fd;
   r->events = events;
   r->on_fd = std::move(on_ready);
-  r->id = next_id_++;
-  registrations_.push_back(std::move(r));
-  return registrations_.back()->id;
+  return add(std::move(r));
 }
 
 EventLoop::Id EventLoop::add_zmq(void* socket, short events, ZmqCallback on_ready) {
@@ -74,9 +90,7 @@ EventLoop::Id EventLoop::add_zmq(void* socket, short events, ZmqCallback on_read
   r->fd = zmq_fd(socket);  // fixed for the socket's life
   r->events = events;
   r->on_zmq = std::move(on_ready);
-  r->id = next_id_++;
-  registrations_.push_back(std::move(r));
-  return registrations_.back()->id;
+  return add(std::move(r));
 }
 
 EventLoop::Id EventLoop::add_zmq_set(ZmqFill fill, ZmqSetCallback on_ready) {
@@ -84,9 +98,7 @@ EventLoop::Id EventLoop::add_zmq_set(ZmqFill fill, ZmqSetCallback on_ready) {
   r->kind = Kind::kZmqSet;
   r->fill = std::move(fill);
   r->on_set = std::move(on_ready);
-  r->id = next_id_++;
-  registrations_.push_back(std::move(r));
-  return registrations_.back()->id;
+  return add(std::move(r));
 }
 
 EventLoop::Id EventLoop::add_deadline(NextDeadline next, DeadlineCallback on_due) {
@@ -94,9 +106,7 @@ EventLoop::Id EventLoop::add_deadline(NextDeadline next, DeadlineCallback on_due
   r->kind = Kind::kDeadline;
   r->next = std::move(next);
   r->on_due = std::move(on_due);
-  r->id = next_id_++;
-  registrations_.push_back(std::move(r));
-  return registrations_.back()->id;
+  return add(std::move(r));
 }
 
 EventLoop::Id EventLoop::add_turn_hooks(BeforeTurn before, AfterTurn after) {
@@ -104,17 +114,17 @@ EventLoop::Id EventLoop::add_turn_hooks(BeforeTurn before, AfterTurn after) {
   r->kind = Kind::kTurnHooks;
   r->before = std::move(before);
   r->after = std::move(after);
-  r->id = next_id_++;
-  registrations_.push_back(std::move(r));
-  return registrations_.back()->id;
+  return add(std::move(r));
 }
 
 EventLoop::Registration* EventLoop::find(Id id) {
-  auto it =
-      std::lower_bound(registrations_.begin(), registrations_.end(), id,
-                       [](const std::unique_ptr<Registration>& r, Id v) { return r->id < v; });
-  if (it == registrations_.end() || (*it)->id != id || (*it)->removed) return nullptr;
-  return it->get();
+  for (Registrations* list : {&sources_, &deadlines_, &hooks_}) {
+    auto it =
+        std::lower_bound(list->begin(), list->end(), id,
+                         [](const std::unique_ptr<Registration>& r, Id v) { return r->id < v; });
+    if (it != list->end() && (*it)->id == id) return (*it)->removed ? nullptr : it->get();
+  }
+  return nullptr;
 }
 
 void EventLoop::set_enabled(Id id, bool enabled) {
@@ -141,19 +151,24 @@ void EventLoop::remove(Id id) {
 }
 
 size_t EventLoop::registrations() const {
-  return static_cast<size_t>(std::count_if(registrations_.begin(), registrations_.end(),
-                                           [](const auto& r) { return !r->removed; }));
+  size_t count = 0;
+  for (const Registrations* list : {&sources_, &deadlines_, &hooks_}) {
+    count += static_cast<size_t>(
+        std::count_if(list->begin(), list->end(), [](const auto& r) { return !r->removed; }));
+  }
+  return count;
 }
 
 void EventLoop::erase_removed() {
-  std::erase_if(registrations_, [](const std::unique_ptr<Registration>& r) { return r->removed; });
+  for (Registrations* list : {&sources_, &deadlines_, &hooks_}) {
+    std::erase_if(*list, [](const std::unique_ptr<Registration>& r) { return r->removed; });
+  }
   removed_in_turn_ = false;
 }
 
 void EventLoop::build_poll_set(MonoTime now, milliseconds* wait) {
   poll_fds_.clear();
-  MonoTime deadline = MonoTime::max();
-  for (const std::unique_ptr<Registration>& p : registrations_) {
+  for (const std::unique_ptr<Registration>& p : sources_) {
     Registration& r = *p;
     r.polled = false;
     if (!r.live()) continue;
@@ -174,9 +189,13 @@ void EventLoop::build_poll_set(MonoTime now, milliseconds* wait) {
           poll_fds_.push_back({item.events != 0 ? zmq_fd(item.socket) : -1, POLLIN, 0});
         }
         break;
-      case Kind::kDeadline: deadline = std::min(deadline, r.next()); break;
+      case Kind::kDeadline:
       case Kind::kTurnHooks: break;
     }
+  }
+  MonoTime deadline = MonoTime::max();
+  for (const std::unique_ptr<Registration>& r : deadlines_) {
+    if (r->live()) deadline = std::min(deadline, r->next());
   }
   if (touched_) {
     *wait = milliseconds(0);
@@ -221,14 +240,15 @@ void EventLoop::dispatch(Registration& r, bool zmq_signalled) {
 void EventLoop::run_deadlines(size_t count, MonoTime now) {
   due_.clear();
   for (size_t i = 0; i < count; ++i) {
-    Registration& r = *registrations_[i];
-    if (r.kind != Kind::kDeadline || !r.live() || !r.on_due) continue;
-    if (MonoTime at = r.next(); at <= now) due_.emplace_back(at, &r);
+    Registration& r = *deadlines_[i];
+    if (!r.live() || !r.on_due) continue;
+    if (MonoTime at = r.next(); at <= now) due_.emplace_back(at, i);
   }
-  std::stable_sort(due_.begin(), due_.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [at, r] : due_) {
-    if (r->live()) r->on_due(now);
+  // Earliest first; equal times in registration order.
+  std::sort(due_.begin(), due_.end());
+  for (const auto& [at, i] : due_) {
+    Registration& r = *deadlines_[i];
+    if (r.live()) r.on_due(now);
   }
 }
 
@@ -245,7 +265,9 @@ void EventLoop::run_once() {
   }
 
   // Registrations added by a callback join from the next turn; removed ones go at its end.
-  const size_t count = registrations_.size();
+  const size_t sources = sources_.size();
+  const size_t deadlines = deadlines_.size();
+  const size_t hooks = hooks_.size();
   struct TurnScope {
     EventLoop* loop;
     explicit TurnScope(EventLoop* l) : loop(l) { loop->in_turn_ = true; }
@@ -255,13 +277,13 @@ void EventLoop::run_once() {
     }
   } scope(this);
 
-  for (size_t i = 0; i < count; ++i) {
-    Registration& r = *registrations_[i];
-    if (r.kind == Kind::kTurnHooks && r.live() && r.before) r.before();
+  for (size_t i = 0; i < hooks; ++i) {
+    Registration& r = *hooks_[i];
+    if (r.live() && r.before) r.before();
   }
   bool zmq_fired = false;
-  for (size_t i = 0; i < count && !zmq_fired; ++i) {
-    const Registration& r = *registrations_[i];
+  for (size_t i = 0; i < sources && !zmq_fired; ++i) {
+    const Registration& r = *sources_[i];
     if (!r.polled || r.kind == Kind::kFd) continue;
     const size_t n = r.kind == Kind::kZmq ? 1 : r.zmq_items.size();
     for (size_t k = 0; k < n; ++k) zmq_fired = zmq_fired || poll_fds_[r.first_fd + k].revents != 0;
@@ -270,10 +292,10 @@ void EventLoop::run_once() {
   // sent on a socket (replies to completions) counts as a touch in this very turn.
   bool zmq_decided = false;
   bool zmq_signalled = false;
-  for (size_t i = 0; i < count; ++i) {
-    Registration& r = *registrations_[i];
+  for (size_t i = 0; i < sources; ++i) {
+    Registration& r = *sources_[i];
     if (!r.polled || !r.live()) continue;
-    if (!zmq_decided && (r.kind == Kind::kZmq || r.kind == Kind::kZmqSet)) {
+    if (!zmq_decided && r.kind != Kind::kFd) {
       zmq_decided = true;
       zmq_signalled = ready == 0 || touched_ || zmq_fired;
       if (zmq_signalled) touched_ = false;
@@ -282,10 +304,10 @@ void EventLoop::run_once() {
   }
   if (!zmq_decided) touched_ = false;  // no socket is polled: none has events to read
   const MonoTime now = clock_.mono_now();
-  run_deadlines(count, now);
-  for (size_t i = count; i-- > 0;) {
-    Registration& r = *registrations_[i];
-    if (r.kind == Kind::kTurnHooks && r.live() && r.after) r.after(now);
+  run_deadlines(deadlines, now);
+  for (size_t i = hooks; i-- > 0;) {
+    Registration& r = *hooks_[i];
+    if (r.live() && r.after) r.after(now);
   }
 }
 

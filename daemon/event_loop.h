@@ -114,7 +114,10 @@ class EventLoop {
  private:
   enum class Kind { kFd, kZmq, kZmqSet, kDeadline, kTurnHooks };
   struct Registration;
+  using Registrations = std::vector<std::unique_ptr<Registration>>;
 
+  Id add(std::unique_ptr<Registration> r);
+  Registrations& list_for(Kind kind);
   Registration* find(Id id);
   void build_poll_set(MonoTime now, std::chrono::milliseconds* wait);
   void dispatch(Registration& r, bool zmq_signalled);
@@ -123,11 +126,14 @@ class EventLoop {
 
   const Clock& clock_;
   PollFunction poll_;
-  // In registration order (ascending ids); removed ones are erased after the turn.
-  std::vector<std::unique_ptr<Registration>> registrations_;
+  // Each kind in registration order (ascending ids), so that a turn walks only the ones a
+  // phase needs; removed ones are erased after the turn.
+  Registrations sources_;  // descriptors, sockets and socket sets: what is polled
+  Registrations deadlines_;
+  Registrations hooks_;
   Id next_id_ = 1;
   std::vector<pollfd> poll_fds_;
-  std::vector<std::pair<MonoTime, Registration*>> due_;
+  std::vector<std::pair<MonoTime, size_t>> due_;  // deadlines come, by index in deadlines_
   bool in_turn_ = false;
   bool removed_in_turn_ = false;
   // A ZeroMQ socket was used since ZMQ_EVENTS was last read; true at first, so the first

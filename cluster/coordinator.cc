@@ -310,8 +310,12 @@ void Coordinator::admit(Op op, MonoTime now) {
   Op& held = ops_.emplace(id, std::move(op)).first->second;
   set_bytes(held, bytes);
   timers_.insert({held.deadline, id});
-  keys_[held.key].waiting.push_back(id);
-  drain(held.key, now);
+  KeyQueue& q = keys_[held.key];
+  if (!q.draining && q.waiting.empty() && can_start(q, held.kind)) {
+    run(q, held, now);  // the common case: nothing to wait for, nothing queued
+    return;
+  }
+  q.waiting.push_back(id);
 }
 
 bool Coordinator::can_start(const KeyQueue& q, OpKind kind) const {
@@ -337,18 +341,22 @@ void Coordinator::drain(std::string key, MonoTime now) {
     Op& op = ops_.at(q.waiting.front());
     if (!can_start(q, op.kind)) break;
     q.waiting.pop_front();
-    if (op.kind == OpKind::kRead) {
-      ++q.reads;
-    } else if (op.kind == OpKind::kWrite) {
-      ++q.writes;
-    } else {
-      q.exclusive = true;
-    }
-    op.running = true;
-    start(op, now);  // may answer at once, releasing the key
+    run(q, op, now);
   }
   q.draining = false;
   if (q.waiting.empty() && q.reads == 0 && q.writes == 0 && !q.exclusive) keys_.erase(key);
+}
+
+void Coordinator::run(KeyQueue& q, Op& op, MonoTime now) {
+  if (op.kind == OpKind::kRead) {
+    ++q.reads;
+  } else if (op.kind == OpKind::kWrite) {
+    ++q.writes;
+  } else {
+    q.exclusive = true;
+  }
+  op.running = true;
+  start(op, now);  // may answer at once, releasing the key (and forgetting its entry)
 }
 
 void Coordinator::release(Op& op, MonoTime now) {

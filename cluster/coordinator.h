@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <optional>
 #include <set>
 #include <string>
@@ -201,7 +202,9 @@ class Coordinator {
     size_t writes = 0;
     bool exclusive = false;  // a read-modify-write or a forwarded one is running
     bool draining = false;
-    std::deque<uint64_t> waiting;  // op ids, in arrival order
+    // Op ids in arrival order. A list, because most keys never queue anything and an empty
+    // list, unlike a deque, allocates nothing.
+    std::list<uint64_t> waiting;
   };
   struct KeyHash {
     using is_transparent = void;
@@ -214,6 +217,8 @@ class Coordinator {
   bool can_start(const KeyQueue& q, OpKind kind) const;
   // Starts the operations waiting on `key` that may run now, in order.
   void drain(std::string key, MonoTime now);
+  // Counts the op as running on its key and starts it.
+  void run(KeyQueue& q, Op& op, MonoTime now);
   // Begins the op's first phase (or answers it at once: UNAVAILABLE, ...).
   void start(Op& op, MonoTime now);
   // Releases the op's hold on its key (when it answers) and starts what waited behind it.

@@ -569,7 +569,10 @@ void Coordinator::read_complete(Op& op, MonoTime now) {
   // A read-modify-write: decide on what was read, at the instant of the write's version,
   // which is newer than everything read.
   if (op.winner) hlc_.observe(op.winner->version.hlc);
-  const uint64_t hlc = hlc_.now();
+  uint64_t hlc = hlc_.now();
+  // Should the clock decline to follow a version far ahead of it (a bound on a peer's
+  // offset), the write still follows what it decided on, or last-write-wins would drop it.
+  if (op.winner && hlc <= op.winner->version.hlc) hlc = op.winner->version.hlc + 1;
   MutationDecision d = decide(op.mutation, op.winner, WallTime{HybridClock::physical_ms(hlc)});
   if (!d.write) return answer_mutate(op, std::move(d.outcome), now);
   op.outcome = std::move(d.outcome);

@@ -849,5 +849,82 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
   }
 }
 
+// Replicas that store by last-write-wins, and a network that loses, reorders and delays
+// both requests and replies, under a stable membership: a QUORUM read returns every write
+// acknowledged at QUORUM before it began, and what any QUORUM read that answered before it
+// returned (monotonic quorum reads, also of versions written at ONE), or something newer.
+TEST_F(CoordinatorTest, QuorumReadsSeeAcknowledgedWritesAndAreMonotonic) {
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Random rng(seed);
+    make("n1", 5, 3);
+    std::map<NodeId, std::map<std::string, store::Record>> stored;
+    std::vector<std::pair<NodeId, PeerMessage>> replies;  // (from, reply) in flight
+    std::vector<PeerOutgoing> requests;
+    std::map<std::string, Version> floor;  // per key: acknowledged or read before now
+    size_t reads_checked = 0;
+    const RequestOptions quorum = at(Consistency::kQuorum);
+    for (int step = 0; step < 600; ++step) {
+      const std::string key = rng.chance(0.5) ? "a" : "b";
+      switch (rng.uniform(4)) {
+        case 0: {
+          // Writes at ONE leave versions on fewer than a quorum, which a read then finds.
+          const bool one = rng.chance(0.5);
+          c_->put(key, "v" + std::to_string(step), WallTime{0},
+                  one ? at(Consistency::kOne) : quorum, now_,
+                  [&floor, key, one](Result<WriteOutcome> r) {
+                    if (r.ok() && !one) floor[key] = std::max(floor[key], r->version);
+                  });
+          break;
+        }
+        case 1: {
+          const Version at_start = floor[key];
+          c_->get(key, quorum, now_,
+                  [&floor, &reads_checked, key, at_start](Result<store::Record> r) {
+                    if (!r.ok()) return;
+                    ++reads_checked;
+                    EXPECT_GE(r->version, at_start) << "key " << key;
+                    floor[key] = std::max(floor[key], r->version);
+                  });
+          break;
+        }
+        case 2: advance(milliseconds(rng.uniform(300))); break;
+        default: break;
+      }
+      for (PeerOutgoing& m : c_->take_messages()) requests.push_back(std::move(m));
+      // Replicas take some requests, in any order; some are lost.
+      for (size_t n = rng.uniform(6); n > 0 && !requests.empty(); --n) {
+        size_t pick = rng.uniform(requests.size());
+        PeerOutgoing m = std::move(requests[pick]);
+        requests.erase(requests.begin() + static_cast<long>(pick));
+        // Writes are lost more often, so that versions often sit on fewer than a quorum.
+        const bool write = std::holds_alternative<WriteRequest>(m.message);
+        if (rng.chance(write ? 0.4 : 0.1)) continue;
+        auto& rows = stored[m.to];
+        if (auto* w = std::get_if<WriteRequest>(&m.message)) {
+          store::Record& row = rows[w->record.key];
+          bool applied = w->record.version > row.version;
+          if (applied) row = w->record;
+          replies.push_back({m.to, WriteReply{w->req, Status(), applied, row.version}});
+        } else if (auto* r = std::get_if<ReadRequest>(&m.message)) {
+          auto it = rows.find(r->key);
+          std::optional<store::Record> rec;
+          if (it != rows.end()) rec = it->second;
+          replies.push_back({m.to, ReadReply{r->req, Status(), rec}});
+        }
+      }
+      // The coordinator gets some replies, in any order; some are lost.
+      for (size_t n = rng.uniform(6); n > 0 && !replies.empty(); --n) {
+        size_t pick = rng.uniform(replies.size());
+        auto [from, reply] = std::move(replies[pick]);
+        replies.erase(replies.begin() + static_cast<long>(pick));
+        if (rng.chance(0.1)) continue;
+        c_->on_message(from, std::move(reply), now_);
+      }
+    }
+    EXPECT_GT(reads_checked, 20u);
+  }
+}
+
 }  // namespace
 }  // namespace edgekv::cluster

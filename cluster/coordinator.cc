@@ -178,7 +178,7 @@ void Coordinator::on_read_reply(const NodeId& from, ReadReply reply, MonoTime no
     target.ok = true;
     ++op->oks;
     if (reply.record) {
-      hlc_.observe(reply.record->version.hlc);
+      static_cast<void>(hlc_.observe(reply.record->version.hlc));
       target.holds = reply.record->version;
       if (!op->winner || reply.record->version > op->winner->version) {
         op->winner = std::move(*reply.record);
@@ -200,7 +200,7 @@ void Coordinator::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   Op* op = lookup(reply.req, from, purpose, &t);
   if (op == nullptr) return;
   Target& target = op->targets[t];
-  if (reply.status.ok()) hlc_.observe(reply.current.hlc);
+  if (reply.status.ok()) static_cast<void>(hlc_.observe(reply.current.hlc));
   if (purpose == Purpose::kRepair) {
     target.repair_outstanding = false;
     if (reply.status.ok()) target.holds = std::max(target.holds, reply.current);
@@ -224,7 +224,7 @@ void Coordinator::on_mutate_reply(const NodeId& from, MutateReply reply, MonoTim
   Op* op = lookup(reply.req, from, Purpose::kForward, &t);
   if (op == nullptr) return;
   if (!reply.status.ok()) return fail(*op, std::move(reply.status), now);
-  hlc_.observe(reply.outcome.version.hlc);
+  static_cast<void>(hlc_.observe(reply.outcome.version.hlc));
   answer_mutate(*op, std::move(reply.outcome), now);
 }
 
@@ -567,7 +567,7 @@ void Coordinator::read_complete(Op& op, MonoTime now) {
   }
   // A read-modify-write: decide on what was read, at the instant of the write's version,
   // which is newer than everything read.
-  if (op.winner) hlc_.observe(op.winner->version.hlc);
+  if (op.winner) static_cast<void>(hlc_.observe(op.winner->version.hlc));
   uint64_t hlc = hlc_.now();
   // Should the clock decline to follow a version far ahead of it (a bound on a peer's
   // offset), the write still follows what it decided on, or last-write-wins would drop it.

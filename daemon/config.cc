@@ -527,6 +527,16 @@ constexpr OptionSpec kOptions[] = {
      "from a replica that was down, from bringing the key back, so keep it longer than any "
      "outage you expect to recover from; a day by default.",
      set_integer<&Config::tombstone_grace_ms, 0, int64_t{365} * 24 * 3600 * 1000>, false},
+    {"max-clock-offset-ms", "500",
+     "How far, in milliseconds, another node's clock may run ahead of this node's "
+     "(1..86400000, a day) for the versions it stamps to be accepted here. A write whose "
+     "version is further ahead is refused, with an error naming the writer's clock, the "
+     "offset and this bound, and counted (clock_offset_rejected, and per member): taking it "
+     "would move this node's clock, and every version it stamps after, as far into the "
+     "future, where they would win over newer writes made elsewhere. NTP keeps hosts within "
+     "tens of milliseconds of each other, so 500 refuses only a clock that is wrong (the "
+     "default CockroachDB chose for the same reason). Use one value on every node.",
+     set_integer<&Config::max_clock_offset_ms, 1, 24 * 3600 * 1000>, false},
     {"cluster-name", "edgekv",
      "Name of the cluster this node belongs to; every gossip message carries it, and "
      "messages from another cluster are dropped, so two clusters sharing a network (or a "

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/hlc.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "gossip/swim.h"
@@ -56,6 +57,7 @@ struct Config {
   size_t feed_subscriber_buffer_bytes = 64 * 1024 * 1024;
   size_t feed_buffer_bytes_max = 256 * 1024 * 1024;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
+  int64_t max_clock_offset_ms = HybridClock::kDefaultMaxOffsetMs;
   LogLevel log_level = LogLevel::kInfo;
 
   // Cluster membership (gossip).

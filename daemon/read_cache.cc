@@ -1,5 +1,7 @@
 #include "daemon/read_cache.h"
 
+#include <utility>
+
 namespace edgekv::daemon {
 
 // Bytes an entry costs: key and value, plus the list node, index slot and Record fields.
@@ -43,6 +45,18 @@ void ReadCache::put(store::Record record) {
   }
   bytes_ += cost;
   evict_to(capacity_bytes_);
+}
+
+void ReadCache::put_if_newer(store::Record record, Absent absent) {
+  auto it = index_.find(record.key);
+  if (it == index_.end()) {
+    if (absent == Absent::kSkip) return;
+  } else {
+    const store::Record& cached = *it->second;
+    if (cached.version > record.version) return;
+    if (cached.version == record.version && cached.tombstone && !record.tombstone) return;
+  }
+  put(std::move(record));
 }
 
 void ReadCache::erase(std::string_view key) {

@@ -4,9 +4,9 @@
 // What it owns: up to capacity_bytes of records (key, value, version, expiry, or a
 // tombstone marking a key known to be absent), evicted least recently used first.
 //
-// Exactness: the request path fills it from store reads and from committed writes, and
-// never reads a key while a write to it is in flight (per-key ordering), so an entry is
-// always the key's committed state. Expiry is checked on every hit against the caller's
+// Exactness: it is filled from store reads at a miss and from applied changes, through
+// AppliedChanges (daemon/applied.h), which says why an entry is always the key's committed
+// state. Expiry is checked on every hit against the caller's
 // `now`, exactly as the store does.
 //
 // Thread-safety: none; owned by the network thread.
@@ -35,6 +35,12 @@ class ReadCache {
   // done with its record moves it in, and a key already cached is updated in place, so a
   // write of a hot key costs one lookup and no allocation.
   void put(store::Record record);
+  // What put_if_newer does with a key that is not cached.
+  enum class Absent { kAdd, kSkip };
+  // Remembers `record` as put() does, unless the cached copy of its key is newer: a greater
+  // version, or the same version as a tombstone where `record` is live (an expiry keeps the
+  // version of the record it ended). A key not cached is added or skipped as `absent` says.
+  void put_if_newer(store::Record record, Absent absent);
   void erase(std::string_view key);
 
   size_t bytes() const { return bytes_; }

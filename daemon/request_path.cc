@@ -14,15 +14,14 @@ uint64_t record_bytes(const store::Record& record) {
 
 }  // namespace
 
-RequestPath::RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
-                         CompletionQueue& completions, Publish publish, size_t read_cache_bytes)
+RequestPath::RequestPath(const Clock& clock, HybridClock& hlc, NodeOrigin origin,
+                         store::Store& store, CompletionQueue& completions, AppliedChanges& applied)
     : clock_(clock),
-      hlc_(clock),
+      hlc_(hlc),
       origin_(origin),
       store_(store),
       completions_(completions),
-      publish_(std::move(publish)),
-      cache_(read_cache_bytes) {}
+      applied_(applied) {}
 
 void RequestPath::get(std::string_view key, ReadDone done) {
   read_modify_write(key, std::move(done));
@@ -95,20 +94,13 @@ void RequestPath::forget_if_idle(std::string_view key) {
 void RequestPath::read_now(std::string_view key, const ReadDone& done) {
   WallTime now = clock_.wall_now();
   store::Record cached;
-  switch (cache_.get(key, now, &cached)) {
+  switch (applied_.lookup(key, now, &cached)) {
     case ReadCache::Lookup::kFound: return done(std::move(cached));
     case ReadCache::Lookup::kAbsent: return done(Status::not_found("key not found"));
     case ReadCache::Lookup::kMiss: break;
   }
   Result<store::Record> record = store_.get(key, now);
-  if (record.ok()) {
-    cache_.put(*record);
-  } else if (record.status().code() == Code::kNotFound) {
-    store::Record absent;
-    absent.key = std::string(key);
-    absent.tombstone = true;
-    cache_.put(std::move(absent));
-  }
+  applied_.on_read(key, record);
   done(std::move(record));
 }
 
@@ -137,26 +129,27 @@ void RequestPath::on_write_done(StoreWriteDone done) {
   const std::string& key = key_it->first;
   KeyQueue& queue = key_it->second;
   if (done.result.ok()) {
-    const store::ApplyResult& applied = *done.result;
-    if (!applied.applied && !pending.retried && applied.current > pending.record.version) {
-      // The stored version is newer than this node's clock: written before a restart with a
-      // clock that was ahead (later: by another node). Move the clock past it and write
-      // again, once, so that the newest request wins as its client expects. The key stays
-      // busy meanwhile.
-      hlc_.observe(applied.current.hlc);
+    store::ApplyResult& applied = *done.result;
+    if (!applied.applied && !pending.retried && applied.current > pending.record.version &&
+        applied.current.origin == origin_) {
+      // The stored version is one this node made, under a clock that was ahead of the one
+      // it has now (before a restart): move the clock past it and write again, once, so
+      // that the newest request wins as its client expects. The key stays busy meanwhile.
+      // A newer version from another origin is a newer write, made elsewhere: this one is
+      // superseded, as last-write-wins has it, and answered with the winner's version.
+      hlc_.advance_past(applied.current.hlc);
       submit(std::move(pending.record), std::move(pending.done), true);
       return;
     }
     const WriteOutcome outcome{applied.current, pending.record.expiry};
     if (applied.applied) {
-      publish_(applied.event);
-      cache_.put(std::move(pending.record));  // now the committed state of the key
+      applied_.apply(std::move(applied.event), cluster::ChangeSource::kCoordinated);
     } else {
-      cache_.erase(key);  // a newer version is stored; read it when asked
+      applied_.forget(key);  // a newer version is stored; read it when asked
     }
     pending.done(outcome);
   } else {
-    cache_.erase(key);
+    applied_.forget(key);
     pending.done(done.result.status());
   }
   queue.write_in_flight = false;

@@ -2,8 +2,9 @@
 // to read and write keys. Today it serves from the local store; it is the seam where the
 // cluster coordinator (N replicas, R/W quorums) takes over.
 //
-// What it owns: version assignment (hybrid logical clock + this node's origin), the writes
-// in flight, the change-feed hand-off for committed writes, and per-key ordering:
+// What it owns: version assignment (this node's hybrid logical clock and origin), the
+// writes in flight, and per-key ordering (a committed write's change goes to
+// AppliedChanges, which keeps the read cache and feeds the change feed):
 //
 //   Operations on one key take effect in the order they arrive. At most one write per key
 //   is in flight; a read, a write or a read-modify-write of a key that has a write in
@@ -31,6 +32,7 @@
 #include "common/hlc.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "daemon/applied.h"
 #include "daemon/completion_queue.h"
 #include "daemon/read_cache.h"
 #include "store/store.h"
@@ -46,11 +48,10 @@ class RequestPath {
  public:
   using ReadDone = std::function<void(Result<store::Record>)>;
   using WriteDone = std::function<void(Result<WriteOutcome>)>;
-  using Publish = std::function<void(const store::ChangeEvent&)>;
-
-  // `read_cache_bytes`: memory for the ReadCache (0: every read goes to the store).
-  RequestPath(const Clock& clock, NodeOrigin origin, store::Store& store,
-              CompletionQueue& completions, Publish publish, size_t read_cache_bytes);
+  // `hlc`: the node's clock, which stamps the versions of the writes coordinated here.
+  // `applied`: where committed writes go, and the read cache reads go through.
+  RequestPath(const Clock& clock, HybridClock& hlc, NodeOrigin origin, store::Store& store,
+              CompletionQueue& completions, AppliedChanges& applied);
 
   // The live record of `key` (NOT_FOUND when absent, deleted or expired).
   void get(std::string_view key, ReadDone done);
@@ -65,15 +66,12 @@ class RequestPath {
   // Hands a finished store write back (the server routes WriteDone completions here).
   void on_write_done(StoreWriteDone done);
 
-  // A key the sweeper removed: forget any cached copy.
-  void on_expired(std::string_view key) { cache_.erase(key); }
-
   WallTime wall_now() const { return clock_.wall_now(); }
-  const ReadCache& cache() const { return cache_; }
+  const ReadCache& cache() const { return applied_.cache(); }
   size_t writes_in_flight() const { return pending_.size(); }
   // Memory the writes in flight hold: the key and value of every write waiting behind its
   // key, twice those of every write submitted (the store's copy, and the one kept here for
-  // the read cache and a retry). What the node's max-inflight-bytes bounds, with the
+  // a retry). What the node's max-inflight-bytes bounds, with the
   // front-ends' buffers.
   uint64_t inflight_bytes() const { return inflight_bytes_; }
 
@@ -111,12 +109,11 @@ class RequestPath {
   void forget_if_idle(std::string_view key);
 
   const Clock& clock_;
-  HybridClock hlc_;
+  HybridClock& hlc_;
   NodeOrigin origin_;
   store::Store& store_;
   CompletionQueue& completions_;
-  Publish publish_;
-  ReadCache cache_;
+  AppliedChanges& applied_;
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, PendingWrite> pending_;
   // Only keys with a write in flight or operations waiting have an entry.

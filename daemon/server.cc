@@ -1,19 +1,21 @@
 #include "daemon/server.h"
 
-#include <poll.h>
-
 #include <algorithm>
-#include <array>
-#include <cerrno>
+#include <optional>
+#include <span>
 #include <string>
-#include <system_error>
+#include <string_view>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "cluster/clock_guard.h"
+#include "common/hlc.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "daemon/applied.h"
 #include "daemon/completion_queue.h"
+#include "daemon/event_loop.h"
 #include "daemon/feed_server.h"
 #include "daemon/gossip_transport.h"
 #include "daemon/membership.h"
@@ -146,6 +148,8 @@ class ServerImpl final : public Server {
       : config_(config),
         clock_(clock),
         stop_fd_(stop_fd),
+        hlc_(clock, config.max_clock_offset_ms),
+        clock_guard_(hlc_),
         context_(1),
         router_(context_, zmq::socket_type::router),
         started_(clock.mono_now()) {
@@ -164,9 +168,11 @@ class ServerImpl final : public Server {
     if (!store.ok()) return store.status();
     store_ = std::move(store).value();
     limits_.partitions = store_->partitions();
-    path_ = std::make_unique<RequestPath>(
-        clock_, origin_of(config_.node_id), *store_, completions_,
-        [this](const store::ChangeEvent& event) { publish(event); }, config_.read_cache_bytes);
+    applied_ = std::make_unique<AppliedChanges>(
+        config_.read_cache_bytes,
+        [this](const store::ChangeEvent& event, cluster::ChangeSource) { publish(event); });
+    path_ = std::make_unique<RequestPath>(clock_, hlc_, origin_of(config_.node_id), *store_,
+                                          completions_, *applied_);
     if (resp_) {
       resp_->attach(
           *path_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
@@ -216,9 +222,10 @@ class ServerImpl final : public Server {
     next_sweep_ = now + milliseconds(config_.ttl_sweep_interval_ms);
     next_status_ = now + kStatusInterval;
     if (auto wd = notifier_.watchdog_interval()) next_watchdog_ = now + *wd;
+    register_with_loop();
 
     while (!stopping_ || path_->writes_in_flight() > 0 || sweep_in_flight_ || !gossip_done()) {
-      poll_once();
+      loop_.run_once();
     }
     if (!swim_->left()) {
       EDGEKV_LOG(kWarning) << "gossip: the leave announcement did not go out within "
@@ -248,97 +255,67 @@ class ServerImpl final : public Server {
     return {};
   }
 
-  // The loop waits in one poll(2) over plain descriptors: the completion eventfd, the RESP
-  // and feed epoll instances, the stop signal, and each ZeroMQ socket's ZMQ_FD. zmq_poll() would
-  // cost two poll(2) calls plus a getpid and a poll(2) per ZeroMQ socket on every turn (it reads
-  // ZMQ_EVENTS on each pass), all for sockets that are idle while the RESP listener is busy.
-  //
-  // ZMQ_FD is edge-like: it signals that the socket's commands changed, and any operation
-  // on the socket may consume that signal while messages remain. So ZMQ_EVENTS is read
-  // (which re-arms the descriptor) whenever a ZMQ_FD fired, whenever a ZeroMQ socket was
-  // used since the last read (zmq_touched_; the wait is then not allowed to block), and on
-  // every turn that timed out, a backstop bounding any missed edge by the 1 s wait limit.
-  void poll_once() {
-    // Once stopping, the client socket and the stop signal are no longer read: only
-    // completions, the RESP replies still to send and gossip (the leave) are waited for.
-    const short client_events = stopping_ ? 0 : ZMQ_POLLIN;
-    zmq_items_.assign({{router_.handle(), 0, client_events, 0}});
-    constexpr size_t kGossipItems = 1;
-    gossip_transport_->append_poll_items(&zmq_items_);
-    enum : size_t { kCompletionsFd, kRespFd, kStopFd, kFeedFd, kZmqFds };
-    poll_fds_.assign({
-        {completions_.fd(), POLLIN, 0},
-        {resp_ ? resp_->fd() : -1, POLLIN, 0},  // poll(2) skips negative descriptors
-        {stopping_ ? -1 : stop_fd_, POLLIN, 0},
-        {feed_->fd(), POLLIN, 0},
-    });
-    for (const zmq::pollitem_t& item : zmq_items_) {
-      poll_fds_.push_back({item.events != 0 ? zmq_fd(item.socket) : -1, POLLIN, 0});
-    }
-    MonoTime now = clock_.mono_now();
-    MonoTime deadline = std::min(next_status_, swim_->next_deadline());
-    if (status_stale_) deadline = std::min(deadline, next_member_status_);
-    // While stopping no sweep starts, so its (past) time must not make the poll spin.
-    if (!stopping_) deadline = std::min(deadline, next_sweep_);
-    if (stopping_) deadline = std::min(deadline, leave_deadline_);
-    if (next_watchdog_) deadline = std::min(deadline, *next_watchdog_);
-    deadline = std::min(deadline, releaser_.next_deadline());
-    auto wait = std::chrono::ceil<milliseconds>(deadline - now);
-    wait = std::clamp(wait, milliseconds(0), milliseconds(1000));
-    if (zmq_touched_) wait = milliseconds(0);
-    int ready = ::poll(poll_fds_.data(), poll_fds_.size(), static_cast<int>(wait.count()));
-    if (ready < 0) {
-      if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
-      for (pollfd& p : poll_fds_) p.revents = 0;
-    }
+  // The loop's turn (daemon/event_loop.h), in registration order: the store's WakeBatch
+  // opens; completions are answered, then the RESP and feed listeners served; client
+  // requests are read (at most kRequestsPerTurnMax), then gossip datagrams (at most
+  // kGossipPerTurnMax); a stop signal begins the shutdown; the timers that are due run; then
+  // the gossip machine's timers and messages, the memory releaser, the feed's upkeep and its
+  // events of the turn, and the WakeBatch closes, waking the store's writers once.
+  void register_with_loop() {
     // The writes of this turn wake the store's writers together when it ends.
-    store::WakeBatch batch;
-    if (poll_fds_[kCompletionsFd].revents & POLLIN) {
+    loop_.add_turn_hooks([this] { wake_batch_.emplace(); },
+                         [this](MonoTime) { wake_batch_.reset(); });
+    loop_.add_turn_hooks({}, [this](MonoTime now) {
+      feed_->maintain(now);
+      // The events this turn published go out together, a bounded amount per turn.
+      feed_->flush();
+    });
+    loop_.add_turn_hooks({}, [this](MonoTime now) { releaser_.on_turn(inflight_bytes(), now); });
+    loop_.add_turn_hooks({}, [this](MonoTime now) { drive_gossip(now); });
+
+    loop_.add_fd(completions_.fd(), POLLIN, [this](short) {
       handle_completions();
       if (resp_) resp_->flush_dirty();
-    }
-    if (poll_fds_[kRespFd].revents & POLLIN) resp_->on_ready();
-    if (poll_fds_[kFeedFd].revents & POLLIN) feed_->on_ready();
-    bool zmq_signalled = ready == 0 || zmq_touched_;
-    for (size_t i = kZmqFds; i < poll_fds_.size(); ++i) {
-      if (poll_fds_[i].revents != 0) zmq_signalled = true;
-    }
-    if (zmq_signalled) {
-      zmq_touched_ = false;
-      for (zmq::pollitem_t& item : zmq_items_) {
-        if (item.events == 0) continue;
-        item.revents = static_cast<short>(zmq_events(item.socket) & item.events);
-      }
-    }
-    if (!stopping_ && (zmq_items_[0].revents & ZMQ_POLLIN)) read_requests();
-    now = clock_.mono_now();
-    auto gossip_items = std::span<const zmq::pollitem_t>(zmq_items_).subspan(kGossipItems);
-    for (const zmq::pollitem_t& item : gossip_items) {
-      if (item.revents != 0) zmq_touched_ = true;  // on_poll() reads or sends on it
-    }
-    gossip_transport_->on_poll(
-        gossip_items, now,
-        [this, now](std::string_view datagram) { swim_->receive(datagram, now); },
-        kGossipPerTurnMax);
-    if (!stopping_ && (poll_fds_[kStopFd].revents & POLLIN)) begin_stop();
-    run_timers(clock_.mono_now());
-    // The events this turn published go out together, a bounded amount per turn.
-    feed_->flush();
-  }
+    });
+    if (resp_) loop_.add_fd(resp_->fd(), POLLIN, [this](short) { resp_->on_ready(); });
+    loop_.add_fd(feed_->fd(), POLLIN, [this](short) { feed_->on_ready(); });
+    client_registration_ =
+        loop_.add_zmq(router_.handle(), ZMQ_POLLIN, [this](int) { read_requests(); });
+    loop_.add_zmq_set(
+        [this](std::vector<zmq::pollitem_t>* items) {
+          gossip_transport_->append_poll_items(items);
+        },
+        [this](std::span<const zmq::pollitem_t> items) {
+          const MonoTime now = clock_.mono_now();
+          gossip_transport_->on_poll(
+              items, now, [this, now](std::string_view datagram) { swim_->receive(datagram, now); },
+              kGossipPerTurnMax);
+        });
+    stop_registration_ = loop_.add_fd(stop_fd_, POLLIN, [this](short) { begin_stop(); });
 
-  static int zmq_fd(void* socket) {
-    int fd = -1;
-    size_t size = sizeof fd;
-    if (zmq_getsockopt(socket, ZMQ_FD, &fd, &size) != 0) throw zmq::error_t();
-    return fd;
-  }
-
-  // Reading ZMQ_EVENTS processes the socket's pending commands, which re-arms its ZMQ_FD.
-  static int zmq_events(void* socket) {
-    int events = 0;
-    size_t size = sizeof events;
-    if (zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) != 0) throw zmq::error_t();
-    return events;
+    // While stopping no sweep starts, so its (past) time must not end the wait.
+    loop_.add_deadline([this] { return stopping_ ? MonoTime::max() : next_sweep_; },
+                       [this](MonoTime now) { start_sweep(now); });
+    loop_.add_deadline([this] { return next_watchdog_.value_or(MonoTime::max()); },
+                       [this](MonoTime now) {
+                         notifier_.watchdog();
+                         next_watchdog_ = now + *notifier_.watchdog_interval();
+                       });
+    loop_.add_deadline([this] { return next_status_; },
+                       [this](MonoTime now) {
+                         next_status_ = now + kStatusInterval;
+                         if (!stopping_) notifier_.status(status_line());
+                       });
+    // drive_gossip() runs every turn; these are when it has something to do on its own.
+    loop_.add_deadline(
+        [this] {
+          MonoTime deadline = swim_->next_deadline();
+          if (status_stale_) deadline = std::min(deadline, next_member_status_);
+          if (stopping_) deadline = std::min(deadline, leave_deadline_);
+          return deadline;
+        },
+        {});
+    loop_.add_deadline([this] { return releaser_.next_deadline(); }, {});
   }
 
   void begin_stop() {
@@ -352,6 +329,9 @@ class ServerImpl final : public Server {
     drive_gossip(now);
     if (resp_) resp_->stop_reading();
     feed_->stop_accepting();
+    // Only completions, the RESP replies still to send and gossip (the leave) are waited for.
+    loop_.set_enabled(client_registration_, false);
+    loop_.set_enabled(stop_registration_, false);
     // The client socket stays open to answer the requests in flight, but is read no more:
     // requests queued behind them are not taken and their clients time out.
   }
@@ -359,7 +339,7 @@ class ServerImpl final : public Server {
   // ------------------------------------------------------------------ requests
 
   void read_requests() {
-    zmq_touched_ = true;
+    loop_.touch();
     std::vector<zmq::message_t> frames;
     std::vector<std::string_view> body;
     for (int i = 0; i < kRequestsPerTurnMax && !stopping_; ++i) {
@@ -557,6 +537,7 @@ class ServerImpl final : public Server {
         {"api_errors", counters_.api_errors},
         {"resp_errors", resp_ ? resp_->counters().error_replies : 0},
         {"writes_in_flight", path_->writes_in_flight()},
+        {"clock_offset_rejected", clock_guard_.counters().clock_offset_rejected},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
         {"members_requests", counters_.members_requests},
@@ -665,7 +646,7 @@ class ServerImpl final : public Server {
   }
 
   void send_reply(const ReplyTo& to, const pb::Response& resp) {
-    zmq_touched_ = true;
+    loop_.touch();
     std::string body = resp.SerializeAsString();
     try {
       router_.send(zmq::buffer(to.identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
@@ -721,35 +702,22 @@ class ServerImpl final : public Server {
       EDGEKV_LOG(kWarning) << "expiry sweep failed: " << done.result.status().to_string();
       return;
     }
-    for (const auto& event : *done.result) {
+    for (auto& event : *done.result) {
       ++counters_.expired_events;
-      path_->on_expired(event.key);
-      publish(event);
+      applied_->apply(std::move(event), cluster::ChangeSource::kExpiry);
     }
     // A full batch means more rows are due: sweep again on the next turn instead of
     // waiting a whole interval (bounded work per turn, no unbounded backlog).
     if (done.result->size() >= config_.ttl_sweep_batch_max) next_sweep_ = clock_.mono_now();
   }
 
-  void run_timers(MonoTime now) {
-    if (now >= next_sweep_ && !sweep_in_flight_ && !stopping_) {
-      next_sweep_ = now + milliseconds(config_.ttl_sweep_interval_ms);
-      sweep_in_flight_ = true;
-      store_->sweep(
-          clock_.wall_now(), config_.ttl_sweep_batch_max,
-          [queue = &completions_](auto result) { queue->push(StoreSweepDone{std::move(result)}); });
-    }
-    feed_->maintain(now);
-    if (next_watchdog_ && now >= *next_watchdog_) {
-      notifier_.watchdog();
-      next_watchdog_ = now + *notifier_.watchdog_interval();
-    }
-    if (now >= next_status_) {
-      next_status_ = now + kStatusInterval;
-      if (!stopping_) notifier_.status(status_line());
-    }
-    drive_gossip(now);
-    releaser_.on_turn(inflight_bytes(), now);
+  void start_sweep(MonoTime now) {
+    if (sweep_in_flight_ || stopping_) return;
+    next_sweep_ = now + milliseconds(config_.ttl_sweep_interval_ms);
+    sweep_in_flight_ = true;
+    store_->sweep(
+        clock_.wall_now(), config_.ttl_sweep_batch_max,
+        [queue = &completions_](auto result) { queue->push(StoreSweepDone{std::move(result)}); });
   }
 
   std::string status_line() const {
@@ -816,7 +784,7 @@ class ServerImpl final : public Server {
     if (now >= swim_->next_deadline()) swim_->tick(now);
     for (const gossip::Outgoing& message : swim_->take_messages()) {
       gossip_transport_->send(message, now);
-      zmq_touched_ = true;
+      loop_.touch();
     }
     std::vector<gossip::MemberEvent> events = swim_->take_events();
     if (!events.empty()) {
@@ -893,10 +861,14 @@ class ServerImpl final : public Server {
   Config config_;
   const Clock& clock_;
   int stop_fd_;
+  // The node's clock, and the check every version a peer sends passes before it folds in.
+  HybridClock hlc_;
+  cluster::ClockGuard clock_guard_;
   // Before store_: the store's writer threads push into it until the store is closed.
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<RequestPath> path_;  // after store_: it refers to it
+  std::unique_ptr<AppliedChanges> applied_;
+  std::unique_ptr<RequestPath> path_;  // after store_ and applied_: it refers to them
   std::unique_ptr<RespServer> resp_;   // after path_: it refers to it; null when disabled
   RequestLimits limits_;
   zmq::context_t context_;
@@ -913,10 +885,10 @@ class ServerImpl final : public Server {
   bool status_stale_ = false;  // the live member count changed since the last STATUS=
   MonoTime next_member_status_{};
   MonoTime leave_deadline_ = MonoTime::max();
-  std::vector<zmq::pollitem_t> zmq_items_;  // the client socket, then the gossip sockets
-  std::vector<pollfd> poll_fds_;
-  // A ZeroMQ socket was used since ZMQ_EVENTS was last read (see poll_once()).
-  bool zmq_touched_ = true;
+  EventLoop loop_{clock_};
+  EventLoop::Id client_registration_ = 0;  // disabled once stopping, like the stop signal's
+  EventLoop::Id stop_registration_ = 0;
+  std::optional<store::WakeBatch> wake_batch_;  // open for the length of each loop turn
   ServiceNotifier notifier_;
   MonoTime started_;
   MonoTime next_sweep_{};

@@ -57,23 +57,97 @@ TEST(HybridClockTest, CountsLogicallyWithinAMillisecondAndWhenWallClockStepsBack
   EXPECT_EQ(HybridClock::physical_ms(c), 2'000);
 }
 
-TEST(HybridClockTest, ObservedRemoteReadingsOrderLaterLocalOnes) {
+TEST(HybridClockTest, AReadingWithinTheBoundIsFoldedIn) {
   ManualClock clock(WallTime{3'000});
-  HybridClock hlc(clock);
-  uint64_t remote = HybridClock::pack(9'000, 4);
-  hlc.observe(remote);
-  EXPECT_GT(hlc.now(), remote);
+  HybridClock hlc(clock, 500);
+  const uint64_t remote = HybridClock::pack(3'500, 4);  // exactly at the bound
+  EXPECT_EQ(hlc.offset_ms(remote), 500);
+  ASSERT_TRUE(hlc.observe(remote).ok());
+  EXPECT_EQ(hlc.last(), remote);
+  const uint64_t next = hlc.now();
+  EXPECT_GT(next, remote);
+  EXPECT_EQ(HybridClock::physical_ms(next), 3'500);
+  EXPECT_EQ(HybridClock::logical(next), 5u);
+  EXPECT_EQ(hlc.rejected(), 0u);
+}
+
+TEST(HybridClockTest, AReadingBeyondTheBoundIsRefusedAndLeavesTheClockUnchanged) {
+  ManualClock clock(WallTime{3'000});
+  HybridClock hlc(clock, 500);
+  const uint64_t before = hlc.now();
+  const Status refused = hlc.observe(HybridClock::pack(3'501, 0));
+  EXPECT_EQ(refused.code(), Code::kFailedPrecondition);
+  EXPECT_NE(refused.message().find("501 ms ahead"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("500 ms (max-clock-offset-ms)"), std::string::npos)
+      << refused.message();
+  EXPECT_EQ(hlc.last(), before);
+  EXPECT_EQ(hlc.rejected(), 1u);
+  // An hour ahead: refused too, and the next local reading follows the wall clock.
+  EXPECT_FALSE(hlc.observe(HybridClock::pack(3'000 + 3'600'000, 0)).ok());
+  EXPECT_EQ(hlc.rejected(), 2u);
+  clock.advance(std::chrono::milliseconds(1));
+  EXPECT_EQ(hlc.now(), HybridClock::pack(3'001, 0));
+}
+
+TEST(HybridClockTest, OwnReadingsAreAdvancedPastWithoutTheBound) {
+  ManualClock clock(WallTime{3'000});
+  HybridClock hlc(clock, 500);
+  const uint64_t own = HybridClock::pack(3'000 + 3'600'000, 2);
+  hlc.advance_past(own);
+  EXPECT_GT(hlc.now(), own);
+  EXPECT_EQ(hlc.rejected(), 0u);
 }
 
 TEST(HybridClockTest, LogicalOverflowCarriesAndStaysMonotonic) {
   ManualClock clock(WallTime{10});
   HybridClock hlc(clock);
   uint64_t prev = hlc.now();
+  EXPECT_EQ(prev, HybridClock::pack(10, 0));
+  // 65535 more readings in the same millisecond fill the logical counter...
+  for (int i = 0; i < 65'535; ++i) {
+    uint64_t next = hlc.now();
+    ASSERT_GT(next, prev);
+    prev = next;
+  }
+  EXPECT_EQ(prev, HybridClock::pack(10, 65'535));
+  // ...and the next one carries into the millisecond field.
+  uint64_t carried = hlc.now();
+  EXPECT_EQ(carried, HybridClock::pack(11, 0));
   for (int i = 0; i < 70'000; ++i) {
     uint64_t next = hlc.now();
     ASSERT_GT(next, prev);
     prev = next;
   }
+}
+
+TEST(HybridClockTest, AFullCounterObservedAtTheBoundCarriesOnTheNextReading) {
+  ManualClock clock(WallTime{1'000});
+  HybridClock hlc(clock, 500);
+  const uint64_t remote = HybridClock::pack(1'500, 65'535);
+  ASSERT_TRUE(hlc.observe(remote).ok());
+  const uint64_t next = hlc.now();
+  EXPECT_GT(next, remote);
+  EXPECT_EQ(next, HybridClock::pack(1'501, 0));
+}
+
+TEST(HybridClockTest, AfterTheWallClockStepsBackReadingsStillRiseAndTheBoundFollowsTheWall) {
+  ManualClock clock(WallTime{10'000});
+  HybridClock hlc(clock, 500);
+  const uint64_t before = hlc.now();
+  clock.set_wall(WallTime{5'000});  // stepped back 5 s
+  const uint64_t after = hlc.now();
+  EXPECT_GT(after, before);
+  EXPECT_EQ(HybridClock::physical_ms(after), 10'000);
+  // A peer at 9 s is 4 s ahead of this wall clock, but behind this clock: folding it in
+  // moves nothing, so it is accepted.
+  EXPECT_TRUE(hlc.observe(HybridClock::pack(9'000, 0)).ok());
+  EXPECT_EQ(hlc.last(), after);
+  // One past this clock and 5.4 s ahead of the wall: it would drag the clock, refused.
+  EXPECT_EQ(hlc.observe(HybridClock::pack(10'400, 0)).code(), Code::kFailedPrecondition);
+  EXPECT_EQ(hlc.last(), after);
+  // Within the bound of the stepped-back wall clock: folded in, though behind the clock.
+  EXPECT_TRUE(hlc.observe(HybridClock::pack(5'400, 0)).ok());
+  EXPECT_GT(hlc.now(), after);
 }
 
 TEST(VersionTest, OrdersByHlcThenOrigin) {

@@ -65,6 +65,7 @@ void expect_same_settings(const Config& actual, const Config& expected) {
   EXPECT_EQ(actual.changelog_keep, expected.changelog_keep);
   EXPECT_EQ(actual.disk_reserve_bytes, expected.disk_reserve_bytes);
   EXPECT_EQ(actual.tombstone_grace_ms, expected.tombstone_grace_ms);
+  EXPECT_EQ(actual.max_clock_offset_ms, expected.max_clock_offset_ms);
   EXPECT_EQ(actual.log_level, expected.log_level);
   EXPECT_EQ(actual.seeds, expected.seeds);
   EXPECT_EQ(actual.datacenter, expected.datacenter);
@@ -146,6 +147,7 @@ const std::vector<OptionCase>& every_option() {
        [](const Config& c) { return c.feed_buffer_bytes_max == 2097152; }},
       {"tombstone-grace-ms", "60000",
        [](const Config& c) { return c.tombstone_grace_ms == 60000; }},
+      {"max-clock-offset-ms", "250", [](const Config& c) { return c.max_clock_offset_ms == 250; }},
       {"log-level", "debug", [](const Config& c) { return c.log_level == LogLevel::kDebug; }},
       {"cluster-name", "prod.eu-1", [](const Config& c) { return c.cluster_name == "prod.eu-1"; }},
       {"datacenter", "ams_2", [](const Config& c) { return c.datacenter == "ams_2"; }},
@@ -400,6 +402,8 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--changelog-keep", "18446744073709551616"}, {"--changelog-keep", "out of range"}},
       {{"--tombstone-grace-ms", "-1"}, {"--tombstone-grace-ms", "0..31536000000"}},
       {{"--tombstone-grace-ms", "31536000001"}, {"--tombstone-grace-ms", "0..31536000000"}},
+      {{"--max-clock-offset-ms", "0"}, {"--max-clock-offset-ms", "1..86400000"}},
+      {{"--max-clock-offset-ms", "86400001"}, {"--max-clock-offset-ms", "1..86400000"}},
       // Words.
       {{"--sync", "fast"}, {"--sync", "'fast' is not one of: normal, full"}},
       {{"--sync", "Full"}, {"--sync", "normal, full"}},
@@ -574,6 +578,7 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"feed-subscriber-buffer-bytes", "67108864"},
       {"feed-buffer-bytes-max", "268435456"},
       {"tombstone-grace-ms", "86400000"},
+      {"max-clock-offset-ms", "500"},
       {"log-level", "info"},
       {"cluster-name", "edgekv"},
       {"datacenter", "dc1"},

@@ -31,9 +31,11 @@ class RequestPathTest : public ::testing::TestWithParam<size_t> {
     auto store = store::Store::open(options);
     ASSERT_TRUE(store.ok()) << store.status().to_string();
     store_ = std::move(store).value();
-    path_ = std::make_unique<RequestPath>(
-        clock_, origin_of("n1"), *store_, completions_,
-        [this](const store::ChangeEvent& e) { published_.push_back(e); }, GetParam());
+    applied_ = std::make_unique<AppliedChanges>(
+        GetParam(),
+        [this](const store::ChangeEvent& e, cluster::ChangeSource) { published_.push_back(e); });
+    path_ = std::make_unique<RequestPath>(clock_, hlc_, origin_of("n1"), *store_, completions_,
+                                          *applied_);
   }
   void TearDown() override {
     path_.reset();
@@ -66,9 +68,11 @@ class RequestPathTest : public ::testing::TestWithParam<size_t> {
   }
 
   ManualClock clock_;
+  HybridClock hlc_{clock_};
   std::filesystem::path dir_;
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<AppliedChanges> applied_;
   std::unique_ptr<RequestPath> path_;
   std::vector<store::ChangeEvent> published_;
 };
@@ -137,12 +141,13 @@ TEST_P(RequestPathTest, ExpiryIsWrittenAndReadsHonourIt) {
   EXPECT_EQ(log, (std::vector<std::string>{"read:v", "read:NOT_FOUND"}));
 }
 
-TEST_P(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
-  // A record written under a clock one hour ahead, as after a restart with a stepped clock.
+TEST_P(RequestPathTest, AStoredVersionOfThisNodeAheadOfItsClockIsOvertakenByARetry) {
+  // A record this node wrote under a clock one hour ahead, as after a restart with a clock
+  // stepped back.
   store::Record ahead;
   ahead.key = "k";
   ahead.value = "old";
-  ahead.version = Version{HybridClock::pack(clock_.wall_now().ms + 3'600'000, 0), 7};
+  ahead.version = Version{HybridClock::pack(clock_.wall_now().ms + 3'600'000, 0), origin_of("n1")};
   ASSERT_TRUE(store_->apply_sync(ahead, clock_.wall_now())->applied);
   Version written;
   path_->put("k", "new", WallTime{0}, [&](Result<WriteOutcome> r) {
@@ -154,6 +159,33 @@ TEST_P(RequestPathTest, AStoredVersionAheadOfTheClockIsOvertakenByARetry) {
   std::vector<std::string> log;
   path_->get("k", record_read(log));
   EXPECT_EQ(log, std::vector<std::string>{"read:new"});
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(published_[0].version, written);
+  // The clock moved past the stored version: later writes are versioned after it too.
+  EXPECT_GT(hlc_.now(), ahead.version.hlc);
+}
+
+TEST_P(RequestPathTest, ANewerVersionFromAnotherOriginSupersedesTheWriteWithoutARetry) {
+  // Another node's write, versioned ahead of this node's clock (within the bound or not:
+  // it is stored, so it is the newer write).
+  store::Record newer;
+  newer.key = "k";
+  newer.value = "theirs";
+  newer.version = Version{HybridClock::pack(clock_.wall_now().ms + 300, 0), origin_of("n2")};
+  ASSERT_TRUE(store_->apply_sync(newer, clock_.wall_now())->applied);
+  std::vector<std::string> log;
+  path_->get("k", record_read(log));  // fills the cache when it is on
+  Result<WriteOutcome> outcome = Status::internal("not answered");
+  path_->put("k", "mine", WallTime{0}, [&](Result<WriteOutcome> r) { outcome = std::move(r); });
+  settle();
+  ASSERT_TRUE(outcome.ok()) << outcome.status().to_string();
+  EXPECT_EQ(outcome->version, newer.version) << "answered with the winner's version";
+  EXPECT_TRUE(published_.empty()) << "nothing was applied";
+  path_->get("k", record_read(log));
+  EXPECT_EQ(log, (std::vector<std::string>{"read:theirs", "read:theirs"}));
+  // Nothing was re-stamped: the clock still follows the wall clock.
+  EXPECT_LT(hlc_.now(), newer.version.hlc);
+  EXPECT_EQ(store_->stats(clock_.wall_now()).puts_applied, 1u);
 }
 
 TEST_P(RequestPathTest, InflightBytesCountWhatWritesHoldUntilTheyComplete) {
@@ -271,6 +303,35 @@ TEST(ReadCacheTest, RewritingACachedKeyUpdatesItInPlaceAndRecharges) {
   EXPECT_EQ(lru.get("b", WallTime{0}, &out), ReadCache::Lookup::kMiss);
   ASSERT_EQ(lru.get("a", WallTime{0}, &out), ReadCache::Lookup::kFound);
   EXPECT_EQ(out.value, "3");
+}
+
+TEST(ReadCacheTest, PutIfNewerKeepsANewerCopyAndAddsOnlyWhenAsked) {
+  ReadCache cache(1 << 20);
+  store::Record out;
+  store::Record v2 = rec("k", "two");
+  v2.version = Version{2, 1};
+  store::Record v1 = rec("k", "one");
+  v1.version = Version{1, 9};
+  cache.put_if_newer(v2, ReadCache::Absent::kSkip);
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kMiss) << "skipped, not cached";
+  cache.put_if_newer(v2, ReadCache::Absent::kAdd);
+  cache.put_if_newer(v1, ReadCache::Absent::kAdd);
+  ASSERT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kFound);
+  EXPECT_EQ(out.value, "two");
+  // The expiry of that very version (a tombstone keeping it) replaces it...
+  store::Record expired = rec("k", "", 5);
+  expired.version = v2.version;
+  expired.tombstone = true;
+  cache.put_if_newer(expired, ReadCache::Absent::kSkip);
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kAbsent);
+  // ...and the record it ended, arriving again, does not come back over it.
+  cache.put_if_newer(v2, ReadCache::Absent::kAdd);
+  EXPECT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kAbsent);
+  store::Record v3 = rec("k", "three");
+  v3.version = Version{3, 1};
+  cache.put_if_newer(v3, ReadCache::Absent::kSkip);
+  ASSERT_EQ(cache.get("k", WallTime{0}, &out), ReadCache::Lookup::kFound);
+  EXPECT_EQ(out.value, "three");
 }
 
 TEST(ReadCacheTest, AValueTooLargeForItIsNotCachedAndDropsAStaleCopy) {

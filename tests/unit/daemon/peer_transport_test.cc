@@ -1,0 +1,135 @@
+#include "daemon/peer_transport.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace edgekv::daemon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<PeerTransport> open_on_free_port(zmq::context_t& context,
+                                                 int64_t max_batch_bytes = 1 << 20) {
+  PeerTransportOptions options;
+  options.endpoint = "tcp://127.0.0.1:*";
+  options.max_batch_bytes = max_batch_bytes;
+  auto transport = PeerTransport::open(context, options);
+  EXPECT_TRUE(transport.ok()) << transport.status().to_string();
+  return std::move(transport).value();
+}
+
+// Waits up to `deadline_ms` for the inbox to deliver a batch, polling it (no sleeps).
+std::vector<std::string> receive_within(PeerTransport& to, int deadline_ms, size_t want = 1) {
+  std::vector<std::string> got;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(deadline_ms);
+  while (got.size() < want && Clock::now() < deadline) {
+    zmq::pollitem_t item{to.inbox().handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    to.receive([&](std::string_view batch) { got.emplace_back(batch); }, 16);
+  }
+  return got;
+}
+
+// Sends `batch` until it arrives: a send over no completed connection fails at once, and
+// one taken by a connection that is being torn down is lost, as on any network. Between
+// attempts it waits on the receiver's inbox (no sleeps). Returns everything that arrived
+// until `batch` did, copies and earlier batches included.
+std::vector<std::string> deliver(PeerTransport& from, PeerTransport& to, const std::string& node,
+                                 const std::string& batch) {
+  std::vector<std::string> got;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline) {
+    from.send(node, batch);
+    for (std::string& arrived : receive_within(to, 100)) got.push_back(std::move(arrived));
+    for (const std::string& arrived : got) {
+      if (arrived == batch) return got;
+    }
+  }
+  return got;
+}
+
+TEST(PeerTransport, BatchTravelsFromDealerToTheInbox) {
+  zmq::context_t context(1);
+  auto a = open_on_free_port(context);
+  auto b = open_on_free_port(context);
+  a->connect("b", b->endpoint());
+  EXPECT_TRUE(a->connected("b"));
+  std::string batch(100000, 'x');
+  batch[0] = 'y';
+  auto got = deliver(*a, *b, "b", batch);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), batch);
+  EXPECT_EQ(b->counters().batches_received, got.size());
+  EXPECT_EQ(b->counters().bytes_received, batch.size() * got.size());
+  EXPECT_GE(a->counters().batches_sent, 1u);
+}
+
+TEST(PeerTransport, SendingToAnUnknownNodeFailsAndIsCounted) {
+  zmq::context_t context(1);
+  auto a = open_on_free_port(context);
+  EXPECT_FALSE(a->send("nobody", "batch"));
+  EXPECT_EQ(a->counters().send_failed, 1u);
+}
+
+TEST(PeerTransport, SendingToAPeerThatIsDownFailsAtOnce) {
+  zmq::context_t context(1);
+  auto a = open_on_free_port(context);
+  std::string endpoint;
+  {
+    auto b = open_on_free_port(context);
+    endpoint = b->endpoint();
+  }  // b is gone: nothing listens on its port
+  a->connect("b", endpoint);
+  EXPECT_FALSE(a->send("b", "request"));
+  EXPECT_EQ(a->counters().send_failed, 1u);
+  EXPECT_EQ(a->counters().batches_sent, 0u);
+}
+
+TEST(PeerTransport, OversizedBatchIsRefusedAndLaterOnesStillArrive) {
+  zmq::context_t context(1);
+  auto a = open_on_free_port(context);
+  auto b = open_on_free_port(context, /*max_batch_bytes=*/4096);
+  a->connect("b", b->endpoint());
+  ASSERT_FALSE(deliver(*a, *b, "b", "small").empty());
+  ASSERT_TRUE(a->send("b", std::string(8192, 'z')));
+  // The oversized batch costs its connection; ZeroMQ reconnects, and a later batch gets
+  // through. Whatever arrives is never the oversized one.
+  auto later = deliver(*a, *b, "b", "after");
+  ASSERT_FALSE(later.empty());
+  EXPECT_EQ(later.back(), "after");
+  for (const std::string& batch : later) EXPECT_NE(batch.size(), 8192u);
+}
+
+TEST(PeerTransport, ReconnectingToAnotherEndpointReplacesTheSocket) {
+  zmq::context_t context(1);
+  auto a = open_on_free_port(context);
+  auto b1 = open_on_free_port(context);
+  auto b2 = open_on_free_port(context);
+  a->connect("b", b1->endpoint());
+  ASSERT_FALSE(deliver(*a, *b1, "b", "one").empty());
+  a->connect("b", b2->endpoint());
+  EXPECT_EQ(a->counters().peers_connected, 2u);
+  EXPECT_EQ(a->counters().peers_disconnected, 1u);
+  auto got = deliver(*a, *b2, "b", "two");
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), "two");
+  a->disconnect("b");
+  EXPECT_FALSE(a->connected("b"));
+  EXPECT_EQ(a->peers(), 0u);
+}
+
+TEST(PeerTransport, BindFailureNamesTheOption) {
+  zmq::context_t context(1);
+  auto a = open_on_free_port(context);
+  PeerTransportOptions options;
+  options.endpoint = a->endpoint();
+  auto b = PeerTransport::open(context, options);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("peer-endpoint"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace edgekv::daemon

@@ -565,15 +565,26 @@ void Coordinator::read_complete(Op& op, MonoTime now) {
     advance_read(op, now);  // forgets the read once nothing more is expected
     return;
   }
-  // A read-modify-write: decide on what was read, at the instant of the write's version,
-  // which is newer than everything read.
-  if (op.winner) static_cast<void>(hlc_.observe(op.winner->version.hlc));
+  // A read-modify-write: decide on what was read, and write with a newer version.
+  const Version read = op.winner ? op.winner->version : Version{};
   uint64_t hlc = hlc_.now();
-  // Should the clock decline to follow a version far ahead of it (a bound on a peer's
-  // offset), the write still follows what it decided on, or last-write-wins would drop it.
-  if (op.winner && hlc <= op.winner->version.hlc) hlc = op.winner->version.hlc + 1;
   MutationDecision d = decide(op.mutation, op.winner, WallTime{HybridClock::physical_ms(hlc)});
   if (!d.write) return answer_mutate(op, std::move(d.outcome), now);
+  if (hlc <= read.hlc) {
+    // The clock did not fold the version in when the replies came: one this node made
+    // (before a restart) it moves past; one from a clock beyond max-clock-offset-ms it
+    // refuses, and so does the write, rather than stamp a version from the future or one
+    // that last-write-wins would drop.
+    if (read.origin == origin_) {
+      hlc_.advance_past(read.hlc);
+    } else if (Status s = hlc_.observe(read.hlc); !s.ok()) {
+      return answer_mutate(op,
+                           Status(s.code(), "cannot write after the key's version " +
+                                                read.to_string() + ": " + s.message()),
+                           now);
+    }
+    hlc = hlc_.now();
+  }
   op.outcome = std::move(d.outcome);
   op.record = store::Record{.key = op.key,
                             .value = std::move(d.write->value),

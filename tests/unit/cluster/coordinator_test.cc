@@ -576,8 +576,9 @@ TEST_F(CoordinatorTest, MutationAtTheLeaderReadsDecidesAndWritesANewerVersion) {
   c_->mutate("k", m, at(Consistency::kQuorum), now_, a.callback());
   auto reads = sent<ReadRequest>();
   ASSERT_EQ(reads.size(), 3u);
-  // A version from a clock ahead of ours: the write must still be newer.
-  const uint64_t ahead = HybridClock::pack(clock_.wall_now().ms + 60'000, 0);
+  // A version from a clock ahead of ours, within max-clock-offset-ms: the write must still
+  // be newer.
+  const uint64_t ahead = HybridClock::pack(clock_.wall_now().ms + 200, 0);
   reply(to(reads, "n1"), record("k", "old", ahead));
   reply(to(reads, "n2"), record("k", "old", ahead));
   auto writes = sent<WriteRequest>();
@@ -592,6 +593,39 @@ TEST_F(CoordinatorTest, MutationAtTheLeaderReadsDecidesAndWritesANewerVersion) {
   EXPECT_EQ(a.result->value().old_value, "old");
   EXPECT_EQ(a.result->value().version, writes[0].message.record.version);
   EXPECT_EQ(c_->stats().mutations, 1u);
+}
+
+TEST_F(CoordinatorTest, AMutationAfterAVersionFromTooFarAheadIsRefused) {
+  Mutation m;
+  m.kind = Mutation::Kind::kSet;
+  m.value = "new";
+  const uint64_t far = HybridClock::pack(clock_.wall_now().ms + 60'000, 0);
+  Answer<MutationOutcome> a;
+  c_->mutate("k", m, at(Consistency::kOne), now_, a.callback());
+  reply(sent<ReadRequest>()[0], record("k", "old", far));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kFailedPrecondition);
+  EXPECT_NE(a.message().find("cannot write after the key's version"), std::string::npos);
+  EXPECT_TRUE(sent<WriteRequest>().empty());
+  // One that writes nothing answers as usual.
+  m.if_absent = true;
+  Answer<MutationOutcome> nx;
+  c_->mutate("k", m, at(Consistency::kOne), now_, nx.callback());
+  reply(sent<ReadRequest>()[0], record("k", "old", far));
+  ASSERT_TRUE(nx.ok());
+  EXPECT_FALSE(nx.result->value().applied);
+  // A version this node made itself (before a restart) is moved past, however far ahead.
+  m.if_absent = false;
+  store::Record own = record("k", "old", far);
+  own.version.origin = origin_of("n1");
+  Answer<MutationOutcome> mine;
+  c_->mutate("k", m, at(Consistency::kOne), now_, mine.callback());
+  reply(sent<ReadRequest>()[0], own);
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);
+  EXPECT_GT(writes[0].message.record.version.hlc, far);
+  ack(writes[0]);
+  EXPECT_TRUE(mine.ok());
 }
 
 TEST_F(CoordinatorTest, MutationsOfOneKeyRunOneAtATime) {

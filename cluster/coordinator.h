@@ -76,7 +76,7 @@ struct CoordinatorOptions {
   // memory and the replicas' work one node can start.
   size_t max_requests = 65536;
   // Most bytes of keys and values the requests held keep (each request's once, however many
-  // replicas it goes to); a write beyond it answers OVERLOADED at once. Replies' values are
+  // replicas it goes to); a request beyond it answers OVERLOADED at once. Replies' values are
   // counted when they arrive but never refused (they are bounded by max_requests times the
   // largest value a replica stores).
   uint64_t max_request_bytes = uint64_t{256} << 20;

@@ -362,7 +362,9 @@ TEST_F(ReplicaSqlite, SourceFollowsSenderAndRepairMark) {
                                                          {"b", ChangeSource::kRepair},
                                                          {"c", ChangeSource::kRepair},
                                                          {"d", ChangeSource::kReplica}}));
-  EXPECT_EQ(store_->get("d", kNow)->value, "v");
+  Result<store::Record> d = store_->get("d", kNow);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d->value, "v");
   for (const PeerOutgoing& out : h.replies) {
     const auto& r = std::get<WriteReply>(out.message);
     EXPECT_EQ(out.to, r.req == 1 || r.req == 3 ? kSelf : kPeer);

@@ -1,5 +1,8 @@
 #include "cluster/peer_codec.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include <iterator>
 #include <optional>
 #include <type_traits>
@@ -349,6 +352,28 @@ Status check_status(const Status& s, std::string_view what) {
   return Status::ok_status();
 }
 
+// Counts the envelope's `messages` entries from its wire bytes, without building them,
+// stopping once there are more than `max`. Parsing first would let a peer's few bytes
+// per entry (an empty message takes two) become a decoded object of tens of bytes each
+// before the count could be checked: 16 MiB of them is hundreds of MiB. Bytes that do
+// not scan are left for the parser to refuse.
+size_t count_messages(std::string_view bytes, size_t max) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  size_t count = 0;
+  while (count <= max) {
+    uint32_t tag = in.ReadTag();
+    if (tag == 0) break;  // the end, or bytes that are no tag
+    if (WireFormatLite::GetTagFieldNumber(tag) == pb::Envelope::kMessagesFieldNumber &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      ++count;
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) break;
+  }
+  return count;
+}
+
 }  // namespace
 
 Status PeerLimits::check() const {
@@ -454,6 +479,10 @@ Result<PeerBatch> decode_batch(std::string_view bytes, std::string_view cluster,
     return invalid("peer batch is " + bytes_text(bytes.size()) + ", at most " +
                    bytes_text(limits.max_batch_bytes) + " are accepted");
   }
+  if (count_messages(bytes, limits.max_batch_messages) > limits.max_batch_messages) {
+    return invalid("peer batch holds more than " + std::to_string(limits.max_batch_messages) +
+                   " messages, the most accepted");
+  }
   pb::Envelope env;
   if (!env.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return invalid("peer batch of " + bytes_text(bytes.size()) + " does not parse");
@@ -473,11 +502,6 @@ Result<PeerBatch> decode_batch(std::string_view bytes, std::string_view cluster,
   if (env.wall_ms() <= 0 || env.wall_ms() > kMaxWallMs) {
     return invalid("peer batch sender clock " + std::to_string(env.wall_ms()) +
                    " ms is outside 1.." + std::to_string(kMaxWallMs));
-  }
-  if (static_cast<size_t>(env.messages_size()) > limits.max_batch_messages) {
-    return invalid("peer batch holds " + std::to_string(env.messages_size()) +
-                   " messages, at most " + std::to_string(limits.max_batch_messages) +
-                   " are accepted");
   }
 
   PeerBatch batch;

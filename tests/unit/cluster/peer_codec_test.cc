@@ -164,7 +164,7 @@ TEST(PeerCodec, EnvelopeBoundsAndGarbage) {
   std::vector<PeerMessage> four(4, PeerMessage(ReadRequest{1, "k", false}));
   Result<PeerBatch> got = decode(encode_batch(header(), four), limits);
   ASSERT_FALSE(got.ok());
-  EXPECT_NE(got.status().message().find("4 messages, at most 3"), std::string::npos)
+  EXPECT_NE(got.status().message().find("more than 3 messages"), std::string::npos)
       << got.status().message();
   EXPECT_TRUE(decode(encode_batch(header(), std::span(four).first(3)), limits).ok());
 
@@ -182,6 +182,23 @@ TEST(PeerCodec, EnvelopeBoundsAndGarbage) {
   EXPECT_NE(got.status().message().find("does not parse"), std::string::npos);
   // Empty bytes parse as an envelope of version 0.
   EXPECT_EQ(decode("").status().code(), Code::kFailedPrecondition);
+}
+
+TEST(PeerCodec, MessagesAreCountedBeforeTheyAreBuilt) {
+  // 16 MiB of empty messages, two bytes each: refused on their count, before the parser
+  // would have built eight million of them.
+  std::string bytes = envelope_bytes(valid_envelope());
+  const size_t header_bytes = bytes.size();
+  while (bytes.size() + 2 <= kDefaultPeerMaxBatchBytes) bytes += std::string("\x2a\x00", 2);
+  Result<PeerBatch> got = decode(bytes);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().message(), "peer batch holds more than 4096 messages, the most accepted");
+  // The same entries within the count are parsed, and each dropped as having no body.
+  bytes.resize(header_bytes + 2 * (kDefaultPeerMaxBatchMessages - 1));
+  got = decode(bytes);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(got->messages.size(), 1u);
+  EXPECT_EQ(got->dropped.size(), kDefaultPeerMaxBatchMessages - 1);
 }
 
 TEST(PeerCodec, BadMessageDroppedAloneWithAnErrorReplyForRequests) {

@@ -52,13 +52,12 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
     if (inflight_writes >= options.max_inflight_writes ||
         (inflight_writes > 0 && inflight_bytes + bytes > options.max_inflight_bytes)) {
       ++counters.overloaded;
-      reply(from, write_failed(request.req, Status::overloaded(
-                                                "replica has " + std::to_string(inflight_writes) +
-                                                " writes of " + std::to_string(inflight_bytes) +
-                                                " bytes in flight (replica-max-inflight-writes " +
-                                                std::to_string(options.max_inflight_writes) +
-                                                ", replica-max-inflight-bytes " +
-                                                std::to_string(options.max_inflight_bytes) + ")")));
+      std::string why =
+          "replica has " + std::to_string(inflight_writes) + " writes of " +
+          std::to_string(inflight_bytes) + " bytes in flight (replica-max-inflight-writes " +
+          std::to_string(options.max_inflight_writes) + ", replica-max-inflight-bytes " +
+          std::to_string(options.max_inflight_bytes) + ")";
+      reply(from, write_failed(request.req, Status::overloaded(std::move(why))));
       return;
     }
 

@@ -355,7 +355,7 @@ Status check_status(const Status& s, std::string_view what) {
 // Counts the envelope's `messages` entries from its wire bytes, without building them,
 // stopping once there are more than `max`. Parsing first would let a peer's few bytes
 // per entry (an empty message takes two) become a decoded object of tens of bytes each
-// before the count could be checked: 16 MiB of them is hundreds of MiB. Bytes that do
+// before the count could be checked: 8 MiB of them is hundreds of MiB. Bytes that do
 // not scan are left for the parser to refuse.
 size_t count_messages(std::string_view bytes, size_t max) {
   using google::protobuf::internal::WireFormatLite;

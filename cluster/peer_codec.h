@@ -48,10 +48,12 @@ inline constexpr size_t kMaxPeerStatusMessageBytes = 1024;
 // make the receiver allocate per message (a few hundred bytes of decoded structure each,
 // about 1 MiB at this count) small next to its byte bound.
 inline constexpr size_t kDefaultPeerMaxBatchMessages = 4096;
-// Bytes in one envelope: four of the largest values (max-value-bytes, 4 MiB) with their
-// keys, so a turn's writes leave in few envelopes, while one envelope costs its receiver a
-// bounded parse. Must hold at least one message of the largest key and value.
-inline constexpr size_t kDefaultPeerMaxBatchBytes = 16 * 1024 * 1024;
+// Bytes in one envelope: room for a message with the largest value (max-value-bytes,
+// 4 MiB) and key beside others, so that a turn's writes leave in few envelopes, while one
+// envelope costs its receiver a bounded parse. Must hold at least one message of the
+// largest key and value (PeerLimits::check), and equal what the peer channel lets ZeroMQ
+// read (its max_batch_bytes), or envelopes between the two would be cut off by ZeroMQ.
+inline constexpr size_t kDefaultPeerMaxBatchBytes = 8 * 1024 * 1024;
 // What an envelope's fields and a message's framing add to its keys and values, at most:
 // the size check of the bounds above allows for it.
 inline constexpr size_t kPeerEnvelopeOverheadBytes = 1024;

@@ -40,7 +40,7 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
 
   void on_write(const NodeId& from, WriteRequest request, WallTime now) {
     ++counters.writes;
-    if (Status s = observe_version(request.record.version); !s.ok()) {
+    if (Status s = observe_version(request.record.version, request.repair); !s.ok()) {
       ++counters.refused_versions;
       reply(from, write_failed(request.req, std::move(s)));
       return;

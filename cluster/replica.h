@@ -66,8 +66,11 @@ class Replica {
   // Runs `work` later on the owning thread. Called from the store's threads.
   using Post = std::function<void(std::function<void()> work)>;
   // Folds a received version into the node's clock, or refuses it (a peer's clock too far
-  // ahead): a non-OK Status is the reply to the write carrying it.
-  using ObserveVersion = std::function<Status(const Version& version)>;
+  // ahead): a non-OK Status is the reply to the write carrying it. `relayed` is true for a
+  // version that was not stamped just before it was sent (a read repair's, which may be
+  // old), so it tells nothing of its origin's clock; a coordinator's write, hint or not,
+  // carries a version it has just made.
+  using ObserveVersion = std::function<Status(const Version& version, bool relayed)>;
 
   struct Counters {
     uint64_t writes = 0;            // WriteRequests received

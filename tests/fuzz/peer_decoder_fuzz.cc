@@ -97,7 +97,7 @@ struct Node {
       "self", store, cluster::ReplicaOptions{},
       [this](std::function<void()> work) { posted.push_back(std::move(work)); },
       // Refuses some versions, as the clock bound does for peers far ahead.
-      [](const Version& v) {
+      [](const Version& v, bool) {
         return (v.hlc >> 60) != 0 ? Status::unavailable("clock too far ahead")
                                   : Status::ok_status();
       },

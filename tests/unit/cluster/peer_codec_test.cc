@@ -185,8 +185,8 @@ TEST(PeerCodec, EnvelopeBoundsAndGarbage) {
 }
 
 TEST(PeerCodec, MessagesAreCountedBeforeTheyAreBuilt) {
-  // 16 MiB of empty messages, two bytes each: refused on their count, before the parser
-  // would have built eight million of them.
+  // 8 MiB of empty messages, two bytes each: refused on their count, before the parser
+  // would have built four million of them.
   std::string bytes = envelope_bytes(valid_envelope());
   const size_t header_bytes = bytes.size();
   while (bytes.size() + 2 <= kDefaultPeerMaxBatchBytes) bytes += std::string("\x2a\x00", 2);

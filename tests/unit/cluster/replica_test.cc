@@ -211,8 +211,9 @@ struct Harness {
   explicit Harness(store::Store& store, ReplicaOptions options = {})
       : replica(
             kSelf, store, options, posted.hook(),
-            [this](const Version& v) {
+            [this](const Version& v, bool relayed) {
               observed.push_back(v);
+              relayed_flags.push_back(relayed);
               return v.hlc >= refuse_from_hlc
                          ? Status::unavailable("version too far ahead of this node's clock")
                          : Status::ok_status();
@@ -241,6 +242,7 @@ struct Harness {
   PostQueue posted;
   uint64_t refuse_from_hlc = UINT64_MAX;
   std::vector<Version> observed;
+  std::vector<bool> relayed_flags;  // per observed version
   std::vector<std::pair<ChangeEvent, ChangeSource>> changes;
   std::vector<PeerOutgoing> replies;
   Replica replica;
@@ -357,6 +359,8 @@ TEST_F(ReplicaSqlite, SourceFollowsSenderAndRepairMark) {
   // A hint naming this node is for this node's own partitions: an ordinary write.
   h.send(kPeer, write_request(4, put("d", "v", 100), kSelf));
   ASSERT_TRUE(h.wait_replies(4));
+  // Only the repairs' versions are relayed; the others were just made by a coordinator.
+  EXPECT_EQ(h.relayed_flags, (std::vector<bool>{false, true, true, false}));
   std::map<std::string, ChangeSource> by_key;
   for (auto& [event, source] : h.changes) by_key[event.key] = source;
   EXPECT_EQ(by_key, (std::map<std::string, ChangeSource>{{"a", ChangeSource::kCoordinated},
@@ -636,7 +640,7 @@ TEST(ReplicaFake, CompletionAfterTheReplicaIsGoneDoesNothing) {
   int hooked = 0;
   {
     Replica replica(
-        kSelf, store, {}, posted.hook(), [](const Version&) { return Status::ok_status(); },
+        kSelf, store, {}, posted.hook(), [](const Version&, bool) { return Status::ok_status(); },
         [&](const ChangeEvent&, ChangeSource) { ++hooked; });
     replica.on_message(kPeer, write_request(1, put("k", "v", 100), ""), kNow);
   }

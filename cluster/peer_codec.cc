@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "cluster/placement.h"
 #include "gossip/swim.h"
 #include "proto/peer.pb.h"
 
@@ -116,12 +117,20 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
           r->set_key(m.key);
           to_proto(m.mutation, r->mutable_mutation());
           to_proto(m.options, r->mutable_options());
-        } else {
-          static_assert(std::is_same_v<T, MutateReply>);
+        } else if constexpr (std::is_same_v<T, MutateReply>) {
           pb::MutateReply* r = out->mutable_mutate_reply();
           r->set_req(m.req);
           to_proto(m.status, r->mutable_status());
           to_proto(m.outcome, r->mutable_outcome());
+        } else if constexpr (std::is_same_v<T, PlacementDigest>) {
+          pb::PlacementDigest* d = out->mutable_placement_digest();
+          d->set_epoch(m.epoch);
+          d->set_digest(m.digest);
+        } else if constexpr (std::is_same_v<T, PlacementFetch>) {
+          out->mutable_placement_fetch();
+        } else {
+          static_assert(std::is_same_v<T, PlacementTable>);
+          out->mutable_placement_table()->set_encoded(m.encoded);
         }
       },
       message);
@@ -287,6 +296,19 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       out.outcome = from_proto(r.mutable_outcome());
       return PeerMessage(std::move(out));
     }
+    case pb::Message::kPlacementDigest:
+      return PeerMessage(
+          PlacementDigest{m.placement_digest().epoch(), m.placement_digest().digest()});
+    case pb::Message::kPlacementFetch: return PeerMessage(PlacementFetch{});
+    case pb::Message::kPlacementTable: {
+      if (m.placement_table().encoded().size() > kMaxPlacementBytes) {
+        return invalid("placement table of " +
+                       std::to_string(m.placement_table().encoded().size()) + " bytes, over " +
+                       std::to_string(kMaxPlacementBytes));
+      }
+      return PeerMessage(
+          PlacementTable{std::move(*mutable_m->mutable_placement_table()->mutable_encoded())});
+    }
     case pb::Message::BODY_NOT_SET: break;
   }
   return invalid("message has no body, or a kind this node does not know");
@@ -413,13 +435,20 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
           EDGEKV_RETURN_IF_ERROR(check_key(m.key, "mutate request key", limits));
           EDGEKV_RETURN_IF_ERROR(check_value(m.mutation.value, "mutation value", limits));
           EDGEKV_RETURN_IF_ERROR(check_wall(m.mutation.expiry, "mutation expiry"));
-        } else {
-          static_assert(std::is_same_v<T, MutateReply>);
+        } else if constexpr (std::is_same_v<T, MutateReply>) {
           EDGEKV_RETURN_IF_ERROR(check_status(m.status, "mutate reply status"));
           if (m.outcome.old_value.has_value()) {
             EDGEKV_RETURN_IF_ERROR(check_value(*m.outcome.old_value, "old value", limits));
           }
           EDGEKV_RETURN_IF_ERROR(check_wall(m.outcome.expiry, "mutation outcome expiry"));
+        } else if constexpr (std::is_same_v<T, PlacementTable>) {
+          // The table itself is validated by Placement::decode where it is used.
+          if (m.encoded.size() > kMaxPlacementBytes) {
+            return invalid("placement table of " + std::to_string(m.encoded.size()) +
+                           " bytes, over " + std::to_string(kMaxPlacementBytes));
+          }
+        } else {
+          static_assert(std::is_same_v<T, PlacementDigest> || std::is_same_v<T, PlacementFetch>);
         }
         return Status::ok_status();
       },
@@ -427,8 +456,9 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
 }
 
 std::string_view message_kind_name(const PeerMessage& message) {
-  static constexpr std::string_view kNames[] = {"write_request", "write_reply",    "read_request",
-                                                "read_reply",    "mutate_request", "mutate_reply"};
+  static constexpr std::string_view kNames[] = {
+      "write_request", "write_reply",      "read_request",    "read_reply",     "mutate_request",
+      "mutate_reply",  "placement_digest", "placement_fetch", "placement_table"};
   static_assert(std::size(kNames) == std::variant_size_v<PeerMessage>);
   return kNames[message.index()];
 }

@@ -1,0 +1,266 @@
+#include "daemon/cluster_node.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <system_error>
+
+#include "common/log.h"
+
+namespace edgekv::daemon {
+namespace {
+
+// Messages handed over in process per flush, at most: self-addressed messages can beget
+// more (a request to the own replica, its reply), but never without end; the bound turns a
+// bug into a log line instead of a wedged loop.
+constexpr int kLocalRoundsMax = 64;
+
+Result<std::string> read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::io_error("cannot read " + path.string());
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (!in && !in.eof()) return Status::io_error("cannot read " + path.string());
+  return bytes.str();
+}
+
+// Writes `bytes` to `path` atomically: a temporary file, fsync'd, renamed over it, and the
+// directory fsync'd, so a crash leaves the old table or the new one, never a torn file.
+Status write_file_atomically(const std::filesystem::path& path, const std::string& bytes) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::io_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return Status::io_error("cannot write " + tmp.string() + ": " + std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Status::io_error("cannot sync " + tmp.string() + ": " + std::strerror(err));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::io_error("cannot rename " + tmp.string() + ": " + std::strerror(errno));
+  }
+  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  return {};
+}
+
+bool is_replica_request(const cluster::PeerMessage& m) {
+  return std::holds_alternative<cluster::WriteRequest>(m) ||
+         std::holds_alternative<cluster::ReadRequest>(m);
+}
+
+bool is_placement(const cluster::PeerMessage& m) {
+  return std::holds_alternative<cluster::PlacementDigest>(m) ||
+         std::holds_alternative<cluster::PlacementFetch>(m) ||
+         std::holds_alternative<cluster::PlacementTable>(m);
+}
+
+}  // namespace
+
+ClusterNode::ClusterNode(ClusterNodeOptions options, const Clock& clock, HybridClock& hlc)
+    : options_(std::move(options)), clock_(clock), hlc_(hlc) {}
+
+ClusterNode::~ClusterNode() = default;
+
+Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
+    zmq::context_t& context, ClusterNodeOptions options, const Clock& clock, HybridClock& hlc,
+    cluster::ClockGuard& guard, store::Store& store, Post post, cluster::ChangeHook change_hook,
+    uint64_t seed) {
+  EDGEKV_RETURN_IF_ERROR(options.limits.check());
+  std::unique_ptr<ClusterNode> node(new ClusterNode(std::move(options), clock, hlc));
+  const ClusterNodeOptions& o = node->options_;
+
+  auto transport = PeerTransport::open(context, o.transport);
+  if (!transport.ok()) return transport.status();
+  node->transport_ = std::move(transport).value();
+
+  std::optional<cluster::Placement> placement;
+  std::error_code ec;
+  if (!o.placement_file.empty() && std::filesystem::exists(o.placement_file, ec)) {
+    auto bytes = read_file(o.placement_file);
+    if (!bytes.ok()) return bytes.status();
+    auto decoded = cluster::Placement::decode(*bytes);
+    if (!decoded.ok()) {
+      return Status::corruption("placement file " + o.placement_file.string() +
+                                " is damaged: " + decoded.status().message() +
+                                "; move it away to start from an empty table");
+    }
+    if (decoded->partitions() != o.partitions ||
+        decoded->replication_factor() != o.replication_factor) {
+      return Status::failed_precondition(
+          "placement file " + o.placement_file.string() + " holds " +
+          std::to_string(decoded->partitions()) + " partitions and replication factor " +
+          std::to_string(decoded->replication_factor()) +
+          ", but partitions=" + std::to_string(o.partitions) +
+          " and replication-factor=" + std::to_string(o.replication_factor) + " are configured");
+    }
+    placement = std::move(decoded).value();
+  } else {
+    auto fresh = cluster::Placement::create(o.partitions, o.replication_factor, {});
+    if (!fresh.ok()) return fresh.status();
+    placement = std::move(fresh).value();
+  }
+
+  ClusterNode* self = node.get();
+  node->view_ = std::make_unique<cluster::PlacementView>(
+      o.node_id, *placement, [self](const cluster::NodeId& id) { return self->is_up(id); });
+  node->keeper_ =
+      std::make_unique<cluster::PlacementKeeper>(o.node_id, std::move(*placement), o.keeper, seed);
+  node->coordinator_ = std::make_unique<cluster::Coordinator>(*node->view_, hlc, o.coordinator);
+  node->replica_ = std::make_unique<cluster::Replica>(
+      o.node_id, store, o.replica, std::move(post),
+      [&guard](const Version& version, bool relayed) {
+        return guard.observe(version, relayed ? cluster::ClockGuard::Stamp::kRelayed
+                                              : cluster::ClockGuard::Stamp::kFresh);
+      },
+      std::move(change_hook));
+  return node;
+}
+
+void ClusterNode::start(MonoTime now) {
+  keeper_->start(now);
+  if (keeper_->take_changed()) persist_placement();
+  route(keeper_->take_messages());
+}
+
+bool ClusterNode::is_up(const std::string& id) const {
+  return id == options_.node_id || up_.contains(id);
+}
+
+void ClusterNode::on_member(const gossip::Member& member, MonoTime now) {
+  const std::string& id = member.info.id;
+  if (id == options_.node_id) return;
+  const bool up =
+      member.state == gossip::MemberState::kAlive || member.state == gossip::MemberState::kSuspect;
+  if (up) {
+    up_.insert(id);
+    if (!member.info.endpoints.peer.empty()) transport_->connect(id, member.info.endpoints.peer);
+  } else {
+    up_.erase(id);
+  }
+  keeper_->set_member_up(id, up, now);
+  route(keeper_->take_messages());
+}
+
+void ClusterNode::on_member_forgotten(const std::string& id, MonoTime now) {
+  up_.erase(id);
+  transport_->disconnect(id);
+  keeper_->set_member_up(id, false, now);
+}
+
+void ClusterNode::on_inbox(MonoTime now) {
+  transport_->receive(
+      [&](std::string_view bytes) {
+        auto batch = cluster::decode_batch(bytes, options_.cluster_name, options_.limits);
+        if (!batch.ok()) {
+          ++counters_.batches_malformed;
+          EDGEKV_LOG(kDebug) << "peer channel: batch dropped: " << batch.status().message();
+          return;
+        }
+        counters_.messages_dropped += batch->dropped.size();
+        const cluster::NodeId& from = batch->header.from;
+        for (cluster::PeerMessage& reply : batch->error_replies) {
+          pending_.push_back({from, std::move(reply)});
+        }
+        for (cluster::PeerMessage& message : batch->messages) handle(from, std::move(message), now);
+      },
+      options_.batches_per_turn_max);
+}
+
+void ClusterNode::handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now) {
+  if (is_replica_request(message)) {
+    replica_->on_message(from, std::move(message), clock_.wall_now());
+    route(replica_->take_messages());
+  } else if (is_placement(message)) {
+    keeper_->on_message(from, message, now);
+    if (keeper_->take_changed()) persist_placement();
+    route(keeper_->take_messages());
+  } else {
+    coordinator_->on_message(from, std::move(message), now);
+    route(coordinator_->take_messages());
+  }
+}
+
+void ClusterNode::route(std::vector<cluster::PeerOutgoing> out) {
+  for (cluster::PeerOutgoing& m : out) pending_.push_back(std::move(m));
+}
+
+void ClusterNode::flush(MonoTime now) {
+  route(coordinator_->take_messages());
+  route(replica_->take_messages());
+  route(keeper_->take_messages());
+  // Self-addressed messages first, in process; what they beget joins the queue.
+  for (int round = 0; round < kLocalRoundsMax; ++round) {
+    std::vector<cluster::PeerOutgoing> local;
+    std::vector<cluster::PeerOutgoing> remote;
+    for (cluster::PeerOutgoing& m : pending_) {
+      (m.to == options_.node_id ? local : remote).push_back(std::move(m));
+    }
+    pending_ = std::move(remote);
+    if (local.empty()) break;
+    counters_.messages_local += local.size();
+    for (cluster::PeerOutgoing& m : local) handle(options_.node_id, std::move(m.message), now);
+    route(coordinator_->take_messages());
+    route(replica_->take_messages());
+  }
+  if (pending_.empty()) return;
+  std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> by_peer;
+  for (cluster::PeerOutgoing& m : pending_) {
+    if (m.to == options_.node_id) continue;  // beyond kLocalRoundsMax: dropped, times out
+    by_peer[m.to].push_back(std::move(m.message));
+  }
+  pending_.clear();
+  cluster::PeerHeader header{options_.cluster_name, options_.node_id, clock_.wall_now()};
+  for (auto& [to, messages] : by_peer) {
+    counters_.messages_out += messages.size();
+    // A batch the transport cannot take is lost like one lost on the way: the requests in
+    // it time out, and the transport counts it.
+    for (const std::string& batch : cluster::encode_batches(header, messages, options_.limits)) {
+      transport_->send(to, batch);
+    }
+  }
+}
+
+void ClusterNode::tick(MonoTime now) {
+  coordinator_->tick(now);
+  keeper_->tick(now);
+  route(keeper_->take_messages());
+}
+
+MonoTime ClusterNode::next_deadline() const {
+  return std::min(coordinator_->next_deadline(), keeper_->next_deadline());
+}
+
+void ClusterNode::persist_placement() {
+  view_->set_placement(keeper_->placement());
+  if (options_.placement_file.empty()) return;
+  Status written = write_file_atomically(options_.placement_file, keeper_->placement().encode());
+  if (written.ok()) {
+    ++counters_.placement_writes;
+  } else {
+    ++counters_.placement_write_failures;
+    EDGEKV_LOG(kWarning) << "placement: " << written.message()
+                         << "; the table is kept in memory and written again on its next change";
+  }
+}
+
+}  // namespace edgekv::daemon

@@ -1,0 +1,136 @@
+// A node's replication machinery wired to its peers: the coordinator, the replica side, the
+// placement and its agreement, over the peer channel.
+//
+// What it owns: the PeerTransport (a ROUTER inbox at peer-endpoint and a DEALER per peer),
+// the Coordinator (client requests), the Replica (this node's store as one of the replicas),
+// the PlacementKeeper and the PlacementView the coordinator reads placement and liveness
+// from, and the file the placement table is kept in. The event loop drives it: the inbox
+// is polled, flush() runs at the end of every turn (messages are batched per destination
+// per turn), tick() at next_deadline(); gossip's member events come in through
+// on_member(); store completions come back through the `post` hook the node is given.
+//
+// Messages a machine addresses to this node itself (a coordinator's request to its own
+// replica, that replica's reply) are handed over in process, without the peer channel.
+//
+// Thread-safety: none. The network thread owns it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+#include <zmq.hpp>
+
+#include "cluster/change_hook.h"
+#include "cluster/clock_guard.h"
+#include "cluster/coordinator.h"
+#include "cluster/peer_codec.h"
+#include "cluster/placement.h"
+#include "cluster/placement_keeper.h"
+#include "cluster/replica.h"
+#include "common/clock.h"
+#include "common/hlc.h"
+#include "common/status.h"
+#include "daemon/peer_transport.h"
+#include "gossip/swim.h"
+#include "store/store.h"
+
+namespace edgekv::daemon {
+
+struct ClusterNodeOptions {
+  std::string node_id;
+  std::string cluster_name;
+  uint32_t partitions = 64;         // the store's Q
+  uint32_t replication_factor = 3;  // N
+  // Where the placement table is kept between runs (in the data directory).
+  std::filesystem::path placement_file;
+  PeerTransportOptions transport;
+  cluster::PeerLimits limits;
+  cluster::CoordinatorOptions coordinator;
+  cluster::ReplicaOptions replica;
+  cluster::PlacementKeeperOptions keeper;
+  // Peer batches handled per loop turn: bounds a turn under a flood from peers.
+  size_t batches_per_turn_max = 256;
+};
+
+struct ClusterNodeCounters {
+  uint64_t batches_malformed = 0;  // batches that did not decode (wrong cluster, garbage)
+  uint64_t messages_dropped = 0;   // invalid messages inside batches that decoded
+  uint64_t messages_out = 0;       // handed to the transport for peers (self excluded)
+  uint64_t messages_local = 0;     // handed over in process
+  uint64_t placement_writes = 0;   // times the placement file was written
+  uint64_t placement_write_failures = 0;
+};
+
+class ClusterNode {
+ public:
+  using Post = cluster::Replica::Post;
+
+  // Binds the peer inbox and reads the placement file (a new table holding nobody when it
+  // does not exist; this node joins itself when the keeper starts). UNAVAILABLE naming
+  // peer-endpoint when the bind fails; FAILED_PRECONDITION naming both values when the
+  // file's table has another partition count or replication factor than configured.
+  static Result<std::unique_ptr<ClusterNode>> open(zmq::context_t& context,
+                                                   ClusterNodeOptions options, const Clock& clock,
+                                                   HybridClock& hlc, cluster::ClockGuard& guard,
+                                                   store::Store& store, Post post,
+                                                   cluster::ChangeHook change_hook, uint64_t seed);
+  ~ClusterNode();
+  ClusterNode(const ClusterNode&) = delete;
+  ClusterNode& operator=(const ClusterNode&) = delete;
+
+  void start(MonoTime now);
+
+  // ---- client operations (answers through the callbacks, on the network thread)
+  cluster::Coordinator& coordinator() { return *coordinator_; }
+
+  // ---- gossip: every member as gossip reports it (this node's own record is ignored)
+  void on_member(const gossip::Member& member, MonoTime now);
+  void on_member_forgotten(const std::string& id, MonoTime now);
+
+  // ---- event loop
+  zmq::socket_t& inbox() { return transport_->inbox(); }
+  // Reads and handles a bounded number of batches from the inbox.
+  void on_inbox(MonoTime now);
+  // Hands over what the machines produced: messages to self in process, the rest batched
+  // per destination and sent. Call at the end of every loop turn and after client calls.
+  void flush(MonoTime now);
+  void tick(MonoTime now);
+  MonoTime next_deadline() const;
+
+  const cluster::Placement& placement() const { return view_->placement(); }
+  const cluster::PlacementView& view() const { return *view_; }
+  const cluster::Replica& replica() const { return *replica_; }
+  const cluster::PlacementKeeper& keeper() const { return *keeper_; }
+  const PeerTransport& transport() const { return *transport_; }
+  const ClusterNodeCounters& counters() const { return counters_; }
+  const std::string& peer_endpoint() const { return transport_->endpoint(); }
+  bool is_up(const std::string& id) const;
+
+ private:
+  ClusterNode(ClusterNodeOptions options, const Clock& clock, HybridClock& hlc);
+
+  void handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now);
+  void route(std::vector<cluster::PeerOutgoing> out);
+  void persist_placement();
+
+  ClusterNodeOptions options_;
+  const Clock& clock_;
+  HybridClock& hlc_;
+  std::unique_ptr<PeerTransport> transport_;
+  std::set<std::string, std::less<>> up_;
+  std::unique_ptr<cluster::PlacementView> view_;
+  std::unique_ptr<cluster::PlacementKeeper> keeper_;
+  std::unique_ptr<cluster::Coordinator> coordinator_;
+  std::unique_ptr<cluster::Replica> replica_;
+  // Messages waiting for the end of the turn, by destination (self included).
+  std::vector<cluster::PeerOutgoing> pending_;
+  ClusterNodeCounters counters_;
+};
+
+}  // namespace edgekv::daemon

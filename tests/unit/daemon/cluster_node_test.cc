@@ -1,0 +1,343 @@
+// Several ClusterNodes in one process, each with its own SQLite store in a temporary
+// directory, talking over real peer sockets on loopback: the wiring of coordinator, replica,
+// placement agreement and peer channel, below the daemon's event loop.
+#include "daemon/cluster_node.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/hlc.h"
+
+namespace edgekv::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr uint32_t kQ = 16;
+
+// Work the store's threads hand back, run on the test's thread.
+struct PostQueue {
+  std::mutex mu;
+  std::deque<std::function<void()>> work;
+  void push(std::function<void()> w) {
+    std::lock_guard lock(mu);
+    work.push_back(std::move(w));
+  }
+  void run() {
+    std::deque<std::function<void()>> now;
+    {
+      std::lock_guard lock(mu);
+      now.swap(work);
+    }
+    for (auto& w : now) w();
+  }
+};
+
+struct TestNode {
+  std::string id;
+  fs::path dir;
+  HybridClock hlc;
+  cluster::ClockGuard guard;
+  std::unique_ptr<store::Store> store;
+  PostQueue posts;
+  std::unique_ptr<ClusterNode> node;
+  std::vector<ChangeEvent> applied;
+  bool running = true;
+
+  TestNode(const std::string& node_id, const fs::path& root, const Clock& clock)
+      : id(node_id), dir(root / node_id), hlc(clock), guard(hlc) {}
+};
+
+class ClusterNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("edgekv-cluster-node-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override {
+    for (auto& n : nodes_) {
+      n->node.reset();
+      if (n->store) n->store->close();
+    }
+    nodes_.clear();
+    fs::remove_all(root_);
+  }
+
+  TestNode& add(const std::string& id, uint32_t replication_factor = 3) {
+    auto n = std::make_unique<TestNode>(id, root_, clock_);
+    fs::create_directories(n->dir);
+    store::StoreOptions so;
+    so.dir = n->dir / "data";
+    so.partitions = kQ;
+    auto s = store::Store::open(so);
+    EXPECT_TRUE(s.ok()) << s.status().to_string();
+    n->store = std::move(s).value();
+    ClusterNodeOptions o;
+    o.node_id = id;
+    o.cluster_name = "test";
+    o.partitions = kQ;
+    o.replication_factor = replication_factor;
+    o.placement_file = n->dir / "placement";
+    o.transport.endpoint = "tcp://127.0.0.1:*";
+    o.coordinator.request_timeout = milliseconds(2000);
+    o.keeper.exchange_interval = milliseconds(50);
+    TestNode* raw = n.get();
+    auto node = ClusterNode::open(
+        context_, o, clock_, n->hlc, n->guard, *n->store,
+        [raw](std::function<void()> w) { raw->posts.push(std::move(w)); },
+        [raw](const ChangeEvent& e, cluster::ChangeSource) { raw->applied.push_back(e); },
+        nodes_.size() + 1);
+    EXPECT_TRUE(node.ok()) << node.status().to_string();
+    n->node = std::move(node).value();
+    nodes_.push_back(std::move(n));
+    return *nodes_.back();
+  }
+
+  // Every node learns every other as alive (what gossip would report), and starts.
+  void connect_all() {
+    for (auto& a : nodes_) {
+      for (auto& b : nodes_) {
+        if (a == b) continue;
+        gossip::Member m;
+        m.info.id = b->id;
+        m.info.datacenter = "dc";
+        m.info.endpoints.peer = b->node->peer_endpoint();
+        m.state = gossip::MemberState::kAlive;
+        a->node->on_member(m, clock_.mono_now());
+      }
+    }
+    for (auto& n : nodes_) n->node->start(clock_.mono_now());
+  }
+
+  void mark(const std::string& observer, const std::string& member, gossip::MemberState state) {
+    for (auto& a : nodes_) {
+      if (a->id != observer) continue;
+      for (auto& b : nodes_) {
+        if (b->id != member) continue;
+        gossip::Member m;
+        m.info.id = b->id;
+        m.info.datacenter = "dc";
+        m.info.endpoints.peer = b->node->peer_endpoint();
+        m.state = state;
+        a->node->on_member(m, clock_.mono_now());
+      }
+    }
+  }
+
+  // One turn of every running node's loop: inbox, posted store work, timers, flush. Waits
+  // for traffic on the inboxes at most `wait_ms`.
+  void turn(int wait_ms = 5) {
+    std::vector<zmq::pollitem_t> items;
+    for (auto& n : nodes_) {
+      if (n->running) items.push_back({n->node->inbox().handle(), 0, ZMQ_POLLIN, 0});
+    }
+    zmq::poll(items.data(), items.size(), milliseconds(wait_ms));
+    const MonoTime now = clock_.mono_now();
+    for (auto& n : nodes_) {
+      if (!n->running) continue;
+      n->node->on_inbox(now);
+      n->posts.run();
+      if (now >= n->node->next_deadline()) n->node->tick(now);
+      n->node->flush(now);
+    }
+  }
+
+  bool run_until(const std::function<bool()>& done, milliseconds limit = milliseconds(10000)) {
+    const auto deadline = SteadyClock::now() + limit;
+    while (SteadyClock::now() < deadline) {
+      turn();
+      if (done()) return true;
+    }
+    return false;
+  }
+
+  bool placements_agree() {
+    const cluster::Placement* first = nullptr;
+    for (auto& n : nodes_) {
+      if (!n->running) continue;
+      const cluster::Placement& p = n->node->placement();
+      if (p.members().size() != nodes_.size()) return false;
+      if (first && !(p == *first)) return false;
+      first = &p;
+    }
+    return true;
+  }
+
+  TestNode& node(const std::string& id) {
+    for (auto& n : nodes_) {
+      if (n->id == id) return *n;
+    }
+    throw std::out_of_range(id);
+  }
+
+  std::optional<Result<cluster::WriteOutcome>> put(TestNode& via, const std::string& key,
+                                                   const std::string& value,
+                                                   cluster::RequestOptions opts = {}) {
+    std::optional<Result<cluster::WriteOutcome>> out;
+    via.node->coordinator().put(key, value, WallTime{0}, opts, clock_.mono_now(),
+                                [&](Result<cluster::WriteOutcome> r) { out = std::move(r); });
+    via.node->flush(clock_.mono_now());
+    run_until([&] { return out.has_value(); });
+    return out;
+  }
+
+  std::optional<Result<store::Record>> get(TestNode& via, const std::string& key,
+                                           cluster::RequestOptions opts = {}) {
+    std::optional<Result<store::Record>> out;
+    via.node->coordinator().get(key, opts, clock_.mono_now(),
+                                [&](Result<store::Record> r) { out = std::move(r); });
+    via.node->flush(clock_.mono_now());
+    run_until([&] { return out.has_value(); });
+    return out;
+  }
+
+  RealClock clock_;
+  zmq::context_t context_{1};
+  fs::path root_;
+  std::vector<std::unique_ptr<TestNode>> nodes_;
+};
+
+TEST_F(ClusterNodeTest, NodesAgreeOnAPlacementHoldingThemAll) {
+  for (const char* id : {"a", "b", "c", "d"}) add(id);
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  // Each node keeps the table in its data directory.
+  for (auto& n : nodes_) EXPECT_TRUE(fs::exists(n->dir / "placement"));
+}
+
+TEST_F(ClusterNodeTest, AWriteThroughOneNodeIsReadThroughAnotherAndStoredOnItsHomeReplicas) {
+  for (const char* id : {"a", "b", "c", "d"}) add(id);
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  auto w = put(node("a"), "k1", "v1");
+  ASSERT_TRUE(w && w->ok()) << (w ? w->status().to_string() : "no answer");
+  auto r = get(node("b"), "k1");
+  ASSERT_TRUE(r && r->ok()) << (r ? r->status().to_string() : "no answer");
+  EXPECT_EQ((*r)->value, "v1");
+  EXPECT_EQ((*r)->version, (*w)->version);
+  // Every home replica ends up holding it (QUORUM answered after two; the third follows).
+  const auto& placement = node("a").node->placement();
+  const auto home = placement.home(node("a").store->partition_of("k1"));
+  ASSERT_EQ(home.size(), 3u);
+  EXPECT_TRUE(run_until([&] {
+    for (const auto& id : home) {
+      auto got = node(id).store->get("k1", clock_.wall_now());
+      if (!got.ok() || got->value != "v1") return false;
+    }
+    return true;
+  }));
+  // The change hook saw it on each home replica and nowhere else.
+  for (auto& n : nodes_) {
+    const bool is_home = std::find(home.begin(), home.end(), n->id) != home.end();
+    bool saw = false;
+    for (const ChangeEvent& e : n->applied) saw |= e.key == "k1";
+    EXPECT_EQ(saw, is_home) << n->id;
+  }
+}
+
+TEST_F(ClusterNodeTest, WithAHomeReplicaDownAQuorumWriteLeavesAHintWithAFallback) {
+  for (const char* id : {"a", "b", "c", "d"}) add(id);
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  const auto& placement = node("a").node->placement();
+  // A key whose home replicas are three of the four, one of them not a.
+  std::string key;
+  std::vector<cluster::NodeId> home;
+  for (int i = 0; i < 1000 && key.empty(); ++i) {
+    std::string k = "key" + std::to_string(i);
+    auto h = placement.home(node("a").store->partition_of(k));
+    if (std::find(h.begin(), h.end(), "a") != h.end() && h.size() == 3) {
+      key = k;
+      home = h;
+    }
+  }
+  ASSERT_FALSE(key.empty());
+  std::string down;
+  for (const auto& id : home) {
+    if (id != "a") down = id;
+  }
+  std::string fallback;
+  for (auto& n : nodes_) {
+    if (std::find(home.begin(), home.end(), n->id) == home.end()) fallback = n->id;
+  }
+  node(down).running = false;
+  for (auto& n : nodes_) {
+    if (n->id != down) mark(n->id, down, gossip::MemberState::kDead);
+  }
+  cluster::RequestOptions all;
+  all.consistency = cluster::Consistency::kAll;
+  auto w = put(node("a"), key, "hinted", all);
+  ASSERT_TRUE(w && w->ok()) << (w ? w->status().to_string() : "no answer");
+  // The fallback holds it as a hint for the replica that is down, durably.
+  auto hints = node(fallback).store->read_hints(down, 10);
+  ASSERT_TRUE(hints.ok()) << hints.status().to_string();
+  ASSERT_EQ(hints->size(), 1u);
+  EXPECT_EQ((*hints)[0].key, key);
+  EXPECT_EQ((*hints)[0].value, "hinted");
+  // Strict: only two home replicas are up, so ALL cannot be met.
+  cluster::RequestOptions strict_all = all;
+  strict_all.strict = true;
+  auto s = put(node("a"), key, "strict", strict_all);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->status().code(), Code::kUnavailable) << s->status().to_string();
+}
+
+TEST_F(ClusterNodeTest, AReadRepairsAReplicaThatMissedAWrite) {
+  for (const char* id : {"a", "b", "c"}) add(id);
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  node("c").running = false;  // c misses the write but nobody knows it is down
+  auto w = put(node("a"), "r", "new");
+  ASSERT_TRUE(w && w->ok()) << (w ? w->status().to_string() : "no answer");
+  EXPECT_FALSE(node("c").store->get("r", clock_.wall_now()).ok());
+  node("c").running = true;
+  auto r = get(node("b"), "r");
+  ASSERT_TRUE(r && r->ok());
+  EXPECT_TRUE(run_until([&] {
+    auto got = node("c").store->get("r", clock_.wall_now());
+    return got.ok() && got->value == "new";
+  }));
+}
+
+TEST_F(ClusterNodeTest, APlacementFileOfAnotherShapeIsRefusedNamingBoth) {
+  add("a");
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return node("a").node->placement().is_member("a"); }));
+  const fs::path file = node("a").dir / "placement";
+  ASSERT_TRUE(fs::exists(file));
+  ClusterNodeOptions o;
+  o.node_id = "a";
+  o.cluster_name = "test";
+  o.partitions = kQ;
+  o.replication_factor = 2;
+  o.placement_file = file;
+  o.transport.endpoint = "tcp://127.0.0.1:*";
+  HybridClock hlc(clock_);
+  cluster::ClockGuard guard(hlc);
+  auto again = ClusterNode::open(
+      context_, o, clock_, hlc, guard, *node("a").store, [](std::function<void()>) {}, {}, 1);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("replication factor 3"), std::string::npos)
+      << again.status().message();
+  EXPECT_NE(again.status().message().find("replication-factor=2"), std::string::npos)
+      << again.status().message();
+}
+
+}  // namespace
+}  // namespace edgekv::daemon

@@ -207,6 +207,12 @@ class MemoryNode {
         b->set_state_age_ms(500);
         break;
       }
+      case pb::Request::kChangesSince: {  // positions only: one partition at seq 7
+        pb::PartitionPosition* position = response.mutable_changes_since()->add_positions();
+        position->set_through_seq(7);
+        position->set_last_seq(7);
+        break;
+      }
       case pb::Request::kStats: {
         pb::StatsResponse* out = response.mutable_stats();
         pb::Stat* a = out->add_stats();

@@ -115,29 +115,43 @@ bool FeedCursor::take(std::string_view node_id, const ChangeEvent& event) {
   return true;
 }
 
-std::vector<FeedGap> FeedCursor::take_positions(std::string_view node_id,
-                                                const std::vector<PartitionPosition>& positions) {
+std::vector<FeedGap> FeedCursor::check_positions(std::string_view node_id,
+                                                 const std::vector<PartitionPosition>& positions) {
   std::vector<FeedGap> gaps;
   auto node = nodes_.find(node_id);
-  if (node == nodes_.end())
-    node = nodes_.emplace(std::string(node_id), std::map<uint32_t, uint64_t>()).first;
+  if (node == nodes_.end()) return gaps;
   for (const PartitionPosition& p : positions) {
     auto it = node->second.find(p.partition);
-    if (it != node->second.end()) {
-      if (p.lost_to > it->second) {
-        gaps.push_back(
-            FeedGap{std::string(node_id), p.partition, it->second + 1, p.lost_to, false});
-      }
-      if (it->second > p.last_seq) {
-        gaps.push_back(FeedGap{std::string(node_id), p.partition, it->second, p.last_seq, true});
-        it->second = p.last_seq;
-        continue;
-      }
-      it->second = std::max(it->second, p.through_seq);
-    } else {
-      node->second.emplace(p.partition, std::min(p.through_seq, p.last_seq));
+    if (it == node->second.end()) continue;
+    if (p.lost_to > it->second) {
+      gaps.push_back(FeedGap{std::string(node_id), p.partition, it->second + 1, p.lost_to, false});
+    }
+    if (it->second > p.last_seq) {
+      gaps.push_back(FeedGap{std::string(node_id), p.partition, it->second, p.last_seq, true});
+      it->second = p.last_seq;
     }
   }
+  return gaps;
+}
+
+void FeedCursor::advance_positions(std::string_view node_id,
+                                   const std::vector<PartitionPosition>& positions) {
+  auto node = nodes_.find(node_id);
+  if (node == nodes_.end()) {
+    node = nodes_.emplace(std::string(node_id), std::map<uint32_t, uint64_t>()).first;
+  }
+  for (const PartitionPosition& p : positions) {
+    // A node's answer never moves a partition past its own last_seq.
+    const uint64_t through = std::min(p.through_seq, p.last_seq);
+    auto [it, inserted] = node->second.emplace(p.partition, through);
+    if (!inserted) it->second = std::max(it->second, through);
+  }
+}
+
+std::vector<FeedGap> FeedCursor::take_positions(std::string_view node_id,
+                                                const std::vector<PartitionPosition>& positions) {
+  std::vector<FeedGap> gaps = check_positions(node_id, positions);
+  advance_positions(node_id, positions);
   return gaps;
 }
 

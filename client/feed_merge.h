@@ -106,8 +106,15 @@ class FeedCursor {
   // a jump is entries for other keys (the prefixes), so it does not stop the cursor.
   bool take(std::string_view node_id, const ChangeEvent& event);
 
-  // The end of a changes_since read: each partition moves to through_seq, and what was
-  // lost is returned.
+  // A changes_since answer as it arrives, before its events: what was lost between the
+  // cursor and the first entry still logged, and partitions whose log ends before the
+  // cursor (which then restarts at the log's end).
+  std::vector<FeedGap> check_positions(std::string_view node_id,
+                                       const std::vector<PartitionPosition>& positions);
+  // Once its events are taken: each partition moves to through_seq (a partition met for
+  // the first time starts there).
+  void advance_positions(std::string_view node_id, const std::vector<PartitionPosition>& positions);
+  // Both at once, for an answer without events (positions only).
   std::vector<FeedGap> take_positions(std::string_view node_id,
                                       const std::vector<PartitionPosition>& positions);
 

@@ -201,9 +201,7 @@ struct Subscription::Impl {
       if (std::optional<ChangeEvent> out = offer(node, std::move(event))) return out;
     }
     // The page is handed out: its positions account for what it did not carry.
-    for (const FeedGap& gap : cursor_.take_positions(node.node_id, node.page_positions)) {
-      pending_errors_.push_back(Status::failed_precondition("changes lost: " + gap.describe()));
-    }
+    cursor_.advance_positions(node.node_id, node.page_positions);
     node.page_positions.clear();
     node.page_active = false;
     if (node.page_more) node.read_back_wanted = true;
@@ -236,6 +234,10 @@ struct Subscription::Impl {
     node.page.assign(std::make_move_iterator(since->events.begin()),
                      std::make_move_iterator(since->events.end()));
     node.page_positions = std::move(since->positions);
+    // Losses come before the page's events, as they came before them in the log.
+    for (const FeedGap& gap : cursor_.check_positions(node.node_id, node.page_positions)) {
+      pending_errors_.push_back(Status::failed_precondition("changes lost: " + gap.describe()));
+    }
     (void)now;
   }
 

@@ -2,6 +2,7 @@
 every member, each once, in order per key, and what it missed from a node while cut off
 from it is read back from that node's change log once it is reachable again."""
 
+import re
 import signal
 from collections import Counter
 
@@ -169,7 +170,9 @@ def test_resume_file_carries_the_cursor_across_watch_runs(daemons, watches, tmp_
                            global_args=["--json"], name="second")
     with nodes[1].client() as c:
         assert c.put(b"r:~end", b"end").code == h.pb.OK
+    # The end marker and the gap come from different nodes, in either order.
     second.wait_line(lambda line: b"r:~end" in line, 20, "the end marker")
+    second.wait_line(lambda line: b"r:gap" in line, 20, "the change made between the runs")
     keys = [e["key"] for e in second.json_lines()]
     # The first watch followed node2 from before its first printed key was written (keys
     # written before it started are in neither run): the second prints the rest, once.
@@ -177,3 +180,78 @@ def test_resume_file_carries_the_cursor_across_watch_runs(daemons, watches, tmp_
     written_since = {f"r:a{i:03d}" for i in range(first_printed, n + 1)}
     want = sorted(written_since - printed | {"r:gap", "r:~end"})
     assert sorted(keys) == want, (keys, printed)
+
+
+def changes_since(c, from_seq, prefixes=(), max_events=0):
+    req = c.new_request()
+    for partition, seq in from_seq.items():
+        req.changes_since.from_seq[partition] = seq
+    req.changes_since.prefixes.extend(prefixes)
+    req.changes_since.max_events = max_events
+    return c.call(req)
+
+
+def test_changes_since_reads_past_a_cursor_filtered_paged_and_reports_trimming(daemons):
+    node = daemons.start("node1", args=["--partitions", "1", "--changelog-keep", "5",
+                                        "--ttl-sweep-interval-ms", "20"])
+    with node.client() as c:
+        # An empty map: positions only.
+        resp = changes_since(c, {})
+        assert resp.code == h.pb.OK, resp.message
+        assert [(p.partition, p.through_seq, p.last_seq) for p in
+                resp.changes_since.positions] == [(0, 0, 0)]
+        for key, value in [(b"a:1", b"x"), (b"b:1", b"y"), (b"a:2", b"z"), (b"a:1", b"w")]:
+            assert c.put(key, value).code == h.pb.OK
+        # Prefix-filtered, the overwritten put of a:1 (seq 1) left out, seq 4 accounted for.
+        resp = changes_since(c, {0: 1}, [b"a:"])
+        assert resp.code == h.pb.OK, resp.message
+        got = [(e.seq, e.key, e.value) for e in resp.changes_since.events]
+        assert got == [(3, b"a:2", b"z"), (4, b"a:1", b"w")], got
+        p = resp.changes_since.positions[0]
+        assert (p.through_seq, p.last_seq, p.lost_to, resp.changes_since.more) == (4, 4, 0, False)
+        # Paged: one event per reply, `more` until the end.
+        resp = changes_since(c, {0: 1}, [b"a:"], max_events=1)
+        assert [e.seq for e in resp.changes_since.events] == [3]
+        assert resp.changes_since.more and resp.changes_since.positions[0].through_seq == 3
+        # Bad input is refused, naming the problem.
+        resp = changes_since(c, {7: 1})
+        assert resp.code == h.pb.INVALID_ARGUMENT and "partition 7" in resp.message, resp
+        resp = changes_since(c, {0: 1}, [b"p"] * 65)
+        assert resp.code == h.pb.INVALID_ARGUMENT and "65 prefixes" in resp.message, resp
+        resp = changes_since(c, {0: 1}, [b"p" * 2000])
+        assert resp.code == h.pb.INVALID_ARGUMENT and "max-key-bytes" in resp.message, resp
+        # Trimmed to 5 entries: a read from seq 2 learns that 2..15 are gone.
+        c.put_many((b"t%02d" % i, b"v") for i in range(16))
+        h.wait_for(lambda: c.changes(0, 1).changes.events[0].seq == 16, 15, "trimming")
+        resp = changes_since(c, {0: 2})
+        p = resp.changes_since.positions[0]
+        assert (p.lost_to, p.through_seq, p.last_seq) == (15, 20, 20), p
+        assert [e.seq for e in resp.changes_since.events] == [16, 17, 18, 19, 20]
+
+
+def test_a_resumed_watch_reports_changes_trimmed_before_it_read_them(daemons, watches, tmp_path):
+    node = daemons.start("node1", args=["--partitions", "1", "--changelog-keep", "5",
+                                        "--ttl-sweep-interval-ms", "20"])
+    resume = tmp_path / "cursor"
+    first = watches.start(node.client_endpoint, "--resume-file", str(resume), "--count", "1",
+                          name="first")
+    with node.client() as c:
+        h.wait_for(lambda: first.proc.poll() is not None or
+                   c.put(b"first", b"v").code != h.pb.OK, 20, "the first watch to exit",
+                   interval=0.05)
+        assert first.stop() == h.EXIT_OK, first.stderr_text()
+        at = int(resume.read_text().split()[-1])  # "node1 0 SEQ"
+        # 20 changes while no watch runs: all but the last 5 are trimmed.
+        c.put_many((b"gone%02d" % i, b"v") for i in range(20))
+        h.wait_for(lambda: c.changes(0, 1).changes.events[0].seq > at + 1, 15, "trimming")
+    second = watches.start(node.client_endpoint, "--resume-file", str(resume), name="second")
+    with node.client() as c:
+        second.sync(c, b"~end")
+    pattern = re.compile(r"node node1 partition 0: changes seq (\d+) to (\d+) were trimmed")
+    found = h.wait_for(lambda: pattern.search(second.stderr_text()), 10,
+                       "the loss reported on stderr")
+    lost_from, lost_to = int(found.group(1)), int(found.group(2))
+    assert lost_from == at + 1, (found.group(0), at)
+    # gone<i> was logged at seq at + 1 + i: the ones the log still held were printed, once.
+    printed = [line.split()[1] for line in second.lines() if line.startswith(b"put gone")]
+    assert printed == [b"gone%02d" % i for i in range(lost_to - at, 20)], (printed, lost_to)

@@ -111,6 +111,23 @@ TEST(FeedCursorTest, PositionsAdvanceAndReportLostAndReplacedLogs) {
   EXPECT_EQ(cursor.at("n1", 2), 2u);
 }
 
+// A read-back page: its losses are checked before its events move the cursor, so events
+// after the trimmed stretch do not hide it.
+TEST(FeedCursorTest, LossesAreSeenBeforeThePagesEventsAndPositionsAfter) {
+  FeedCursor cursor;
+  cursor.take_positions("n1", {{0, 2, 2, 0}});
+  const std::vector<PartitionPosition> page = {{0, 22, 22, 17}};
+  std::vector<FeedGap> gaps = cursor.check_positions("n1", page);
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(std::tie(gaps[0].from_seq, gaps[0].to_seq), std::make_tuple(uint64_t{3}, uint64_t{17}));
+  for (uint64_t seq = 18; seq <= 20; ++seq) {
+    EXPECT_TRUE(cursor.take("n1", change("a", 1, ChangeOp::kPut, 1, 0, seq)));
+  }
+  cursor.advance_positions("n1", page);
+  EXPECT_EQ(cursor.at("n1", 0), 22u);
+  EXPECT_TRUE(cursor.check_positions("n1", page).empty());
+}
+
 TEST(FeedCursorTest, SerializesAndParsesBackAndRefusesGarbage) {
   FeedCursor cursor;
   cursor.take_positions("node-a",

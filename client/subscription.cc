@@ -140,9 +140,19 @@ struct Subscription::Impl {
   // departed one closed (its cursor is kept for its return).
   Status refresh_members() {
     next_refresh_ = clock_.mono_now() + std::chrono::milliseconds(options_.members_refresh_ms);
-    Result<Members> members = seed_->members();
+    // The node that answered last is asked first, so a node down costs one timeout, not
+    // one every refresh.
+    Result<Members> members = Status::unavailable("no node known");
+    auto answered_last = nodes_.find(members_from_);
+    if (answered_last != nodes_.end()) members = answered_last->second.client->members();
+    if (!members.ok()) {
+      members = seed_->members();
+      members_from_.clear();
+    }
     for (auto it = nodes_.begin(); !members.ok() && it != nodes_.end(); ++it) {
+      if (it == answered_last || !it->second.connected) continue;
       members = it->second.client->members();
+      if (members.ok()) members_from_ = it->first;
     }
     if (!members.ok()) return members.status();
     std::set<std::string> live;
@@ -344,6 +354,7 @@ struct Subscription::Impl {
   FeedDeduplicator dedup_;
   std::deque<Status> pending_errors_;
   MonoTime next_refresh_;
+  std::string members_from_;  // the node whose members answered last; empty: the seed
   uint64_t monitors_ = 0;
   SubscriptionCounters counters_;
 };

@@ -255,3 +255,22 @@ def test_a_resumed_watch_reports_changes_trimmed_before_it_read_them(daemons, wa
     # gone<i> was logged at seq at + 1 + i: the ones the log still held were printed, once.
     printed = [line.split()[1] for line in second.lines() if line.startswith(b"put gone")]
     assert printed == [b"gone%02d" % i for i in range(lost_to - at, 20)], (printed, lost_to)
+
+
+def test_watch_follows_a_joining_node_after_the_node_it_was_given_died(daemons, watches):
+    nodes = start_cluster(daemons)
+    node1, node2, node3 = nodes
+    watch = watches.start(node1.client_endpoint, "j:", global_args=["--json"])
+    for n in nodes:
+        with n.client() as c:
+            watch.sync(c, f"j:~sync-{n.name}".encode())
+    node1.kill()
+    with node2.client() as c:
+        assert c.put(b"j:from-node2", b"v").code == h.pb.OK
+    watch.wait_line(lambda line: b"j:from-node2" in line, 20, "a change through node2")
+    # A node joins through node2 while node1, the one the watch was given, is down: the
+    # members are re-read from the others, and the newcomer's changes come through.
+    node4 = daemons.new("node4", args=[*PRESET, "--seeds", node2.gossip_endpoint]).start()
+    with node4.client() as c:
+        watch.sync(c, b"j:from-node4", timeout=60)
+    assert Counter(e["key"] for e in watch.json_lines())[b"j:from-node2".decode()] == 1

@@ -35,7 +35,11 @@ constexpr FlagSpec kWatchFlags[] = {
     {"--count", "", "N", FlagKind::kPositiveInt, std::numeric_limits<int64_t>::max(),
      "exit after N events"},
     {"--feed-endpoint", "", "URL", FlagKind::kEndpoint, 0,
-     "the change feed to subscribe to (default: the one the node's status reports)"},
+     "watch only the change feed at URL, as it comes (default: the whole cluster, through "
+     "the node)"},
+    {"--resume-file", "", "PATH", FlagKind::kText, 0,
+     "resume from the cursor saved in PATH if it exists, and save the cursor there as "
+     "events are printed (at most every second, and on exit after --count)"},
 };
 
 constexpr ArgSpec kHelpArgs[] = {
@@ -81,7 +85,9 @@ constexpr CommandSpec kCommands[] = {
         .flags = kWatchFlags,
         .summary = "Print changes to keys as they happen.",
         .description =
-            "Subscribes to the node's change feed and prints one line per change to a key "
+            "Subscribes to the change feeds of every member of the node's cluster and prints "
+            "each change once, in version order per key, whichever node published it, one "
+            "line per change to a key "
             "starting with PREFIX: 'put KEY VALUE', 'delete KEY' or 'expire KEY'. In KEY and "
             "VALUE, bytes other than printable ASCII are escaped as \\n, \\t, \\r or \\xHH "
             "and a backslash as \\\\; spaces in KEY are escaped as \\x20, so the first space "
@@ -89,8 +95,11 @@ constexpr CommandSpec kCommands[] = {
             "value (null unless op is put), version, expiry_ms, partition and seq; a key or "
             "value that is not valid UTF-8 is given base64-encoded as key_base64 or "
             "value_base64 instead. Runs until interrupted, or until N events with --count. "
-            "Only changes made after the subscription connected are seen. A malformed event "
-            "is reported on standard error and skipped.",
+            "Changes made after the watch started are seen, also across a node's restart; "
+            "changes a node's change log no longer holds when they are read back are "
+            "reported on standard error. With --feed-endpoint only that feed is watched, "
+            "and only changes made after the subscription connected are seen. A malformed "
+            "event is reported on standard error and skipped.",
     },
     {
         .id = CommandId::kMembers,
@@ -463,7 +472,18 @@ std::string usage_text() {
 }
 
 std::string command_help(const CommandSpec& command) {
-  std::string out = "Usage: kvcli [FLAGS] " + synopsis(command) + "\n\n";
+  // A synopsis too long for one line goes on at the next flag, indented under the command.
+  constexpr size_t kColumns = 80;
+  const std::string lead = "Usage: kvcli [FLAGS] ";
+  std::string line = lead + synopsis(command);
+  std::string out;
+  while (line.size() > kColumns) {
+    size_t cut = line.rfind(" [", kColumns);
+    if (cut == std::string::npos || cut <= lead.size()) break;
+    out += line.substr(0, cut) + "\n";
+    line = std::string(lead.size() + command.name.size() + 1, ' ') + line.substr(cut + 1);
+  }
+  out += line + "\n\n";
   out += wrap(command.description, 0);
   if (!command.args.empty()) {
     out += "\nArguments:\n";

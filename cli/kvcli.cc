@@ -1,9 +1,15 @@
 #include "cli/kvcli.h"
 
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <istream>
 #include <iterator>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -111,28 +117,77 @@ int run_members(const Invocation& inv, Io io) {
   return finish(io);
 }
 
+// Replaces PATH with `text` through a file beside it, so a reader (or a crash) never sees
+// half a cursor.
+Status save_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) return Status::io_error("cannot write the cursor to " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::io_error("cannot replace " + path + ": " + std::strerror(errno));
+  }
+  return Status();
+}
+
 int run_watch(const Invocation& inv, Io io) {
+  // The resume file is saved at most this often while events are printed: a watch killed
+  // in between prints again at most a second of events when resumed, never misses one.
+  constexpr auto kSaveInterval = std::chrono::seconds(1);
   client::SubscriptionOptions options;
+  const std::string* resume_file = inv.flag("--resume-file");
   if (const std::string* feed = inv.flag("--feed-endpoint")) {
+    if (resume_file) {
+      return fail(
+          io, Status::invalid_argument("--resume-file needs the whole cluster; it does not go with "
+                                       "--feed-endpoint"));
+    }
     options.feed_endpoint = *feed;
   } else {
-    client::Client client = make_client(inv);
-    Result<client::NodeStatus> status = client.status();
-    if (!status.ok()) return fail(io, status.status());
-    if (status->feed_endpoint.empty()) {
-      return fail(io, Status::failed_precondition(inv.endpoint +
-                                                  " reports no change feed; pass --feed-endpoint"));
+    options.client_endpoint = inv.endpoint;
+    options.request_timeout_ms = inv.timeout_ms;
+  }
+  if (resume_file) {
+    std::ifstream in(*resume_file, std::ios::binary);
+    if (in) {
+      std::ostringstream text;
+      text << in.rdbuf();
+      options.cursor = text.str();
+      if (options.cursor.empty()) {
+        return fail(io, Status::invalid_argument(*resume_file + " is empty; not a saved cursor"));
+      }
     }
-    options.feed_endpoint = client::connectable_feed_endpoint(status->feed_endpoint, inv.endpoint);
   }
   if (!inv.args.empty()) options.prefixes.push_back(inv.args[0]);
   const std::optional<int64_t> count = inv.number_flag("--count");
 
   client::Subscription subscription(std::move(options));
+  auto last_save = std::chrono::steady_clock::now();
+  std::string saved;
+  auto save = [&]() -> Status {
+    last_save = std::chrono::steady_clock::now();
+    std::string cursor = subscription.cursor();
+    if (cursor == saved) return Status();
+    EDGEKV_RETURN_IF_ERROR(save_file(*resume_file, cursor));
+    saved = std::move(cursor);
+    return Status();
+  };
   for (int64_t seen = 0; !count || seen < *count;) {
-    Result<client::ChangeEvent> event = subscription.next(-1);
+    if (resume_file && std::chrono::steady_clock::now() - last_save >= kSaveInterval) {
+      if (Status s = save(); !s.ok()) return fail(io, s);
+    }
+    Result<client::ChangeEvent> event = subscription.next(resume_file ? 1000 : -1);
     if (!event.ok()) {
       if (event.status().code() == Code::kTimeout) continue;
+      if (event.status().code() == Code::kFailedPrecondition) {
+        // Changes lost before they could be read back: say which, and go on.
+        io.err << "kvcli: " << one_line(event.status().message()) << '\n';
+        io.err.flush();
+        continue;
+      }
       if (event.status().code() == Code::kCorruption) {
         // One bad message should not end a long-running watch; say so and go on.
         io.err << "kvcli: skipping malformed event: " << one_line(event.status().message()) << '\n';
@@ -145,6 +200,9 @@ int run_watch(const Invocation& inv, Io io) {
     io.out.flush();  // a watcher reads lines as they come, often through a pipe
     if (!io.out) return fail(io, Status::io_error("cannot write to standard output"));
     ++seen;
+  }
+  if (resume_file) {
+    if (Status s = save(); !s.ok()) return fail(io, s);
   }
   return finish(io);
 }

@@ -280,6 +280,17 @@ Result<Changes> Client::changes(uint32_t partition, uint64_t from_seq, uint32_t 
   return impl_->call<Changes>(RequestKind::kChanges, request);
 }
 
+Result<ChangesSince> Client::changes_since(
+    const std::vector<std::pair<uint32_t, uint64_t>>& from_seq,
+    const std::vector<std::string>& prefixes, uint32_t max_events) {
+  pb::Request request;
+  pb::ChangesSinceRequest* since = request.mutable_changes_since();
+  for (const auto& [partition, seq] : from_seq) (*since->mutable_from_seq())[partition] = seq;
+  for (const std::string& prefix : prefixes) since->add_prefixes(prefix);
+  since->set_max_events(max_events);
+  return impl_->call<ChangesSince>(RequestKind::kChangesSince, request);
+}
+
 Result<Members> Client::members() {
   pb::Request request;
   request.mutable_members();

@@ -64,7 +64,7 @@ struct ClientOptions {
 // The answer to a pipelined request: `reply` holds the alternative for `kind` when `status`
 // is OK (PutReply for kPut, GetReply for kGet, ...), and std::monostate otherwise.
 using Reply = std::variant<std::monostate, PutReply, GetReply, DeleteReply, NodeStatus,
-                           std::vector<Stat>, Changes, Members>;
+                           std::vector<Stat>, Changes, Members, ChangesSince>;
 
 struct Completion {
   RequestId id = 0;
@@ -106,6 +106,13 @@ class Client {
   Result<Changes> changes(uint32_t partition, uint64_t from_seq, uint32_t max_events = 0);
   // The node's view of the cluster membership, itself included.
   Result<Members> members();
+  // What the node's change logs hold after a cursor, across its partitions, for keys under
+  // `prefixes` (none: every key): partitions in `from_seq` (partition -> first seq wanted)
+  // are read from there, the others only reported. Bounded: `more` says to ask again from
+  // each position's through_seq + 1. max_events 0 means the node's default.
+  Result<ChangesSince> changes_since(const std::vector<std::pair<uint32_t, uint64_t>>& from_seq,
+                                     const std::vector<std::string>& prefixes,
+                                     uint32_t max_events = 0);
 
   // ---- pipelined: each sends one request and returns its id without waiting. A request
   // that cannot even be sent (bad options, send queue full) still gets an id, and its

@@ -11,6 +11,7 @@ std::string_view request_kind_name(RequestKind kind) {
     case RequestKind::kStats: return "stats";
     case RequestKind::kChanges: return "changes";
     case RequestKind::kMembers: return "members";
+    case RequestKind::kChangesSince: return "changes_since";
   }
   return "unknown";
 }

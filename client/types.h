@@ -22,7 +22,16 @@ namespace edgekv::client {
 using RequestId = uint64_t;
 
 // What a request asked for; a Completion says which kind it answers.
-enum class RequestKind : uint8_t { kPut, kGet, kDelete, kStatus, kStats, kChanges, kMembers };
+enum class RequestKind : uint8_t {
+  kPut,
+  kGet,
+  kDelete,
+  kStatus,
+  kStats,
+  kChanges,
+  kMembers,
+  kChangesSince,
+};
 std::string_view request_kind_name(RequestKind kind);  // "put", "get", "delete", ...
 
 struct PutReply {
@@ -107,6 +116,21 @@ using edgekv::ChangeOp;
 struct Changes {
   std::vector<ChangeEvent> events;
   uint64_t last_seq = 0;  // the partition's newest sequence number when the node answered
+};
+
+// Where a changes_since read left one partition of the node.
+struct PartitionPosition {
+  uint32_t partition = 0;
+  uint64_t through_seq = 0;  // every entry up to here is accounted for by the reply
+  uint64_t last_seq = 0;     // the partition's newest sequence number when the node answered
+  uint64_t lost_to = 0;      // entries from the asked from_seq up to here were trimmed; 0: none
+};
+
+// What a node's change logs hold after a cursor, for the keys under some prefixes.
+struct ChangesSince {
+  std::vector<ChangeEvent> events;           // by partition, then seq
+  std::vector<PartitionPosition> positions;  // one per partition of the node
+  bool more = false;  // a bound was reached: ask again from each through_seq + 1
 };
 
 }  // namespace edgekv::client

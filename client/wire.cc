@@ -18,6 +18,7 @@ std::string_view body_name(pb::Response::BodyCase body) {
     case pb::Response::kStats: return "stats";
     case pb::Response::kChanges: return "changes";
     case pb::Response::kMembers: return "members";
+    case pb::Response::kChangesSince: return "changes_since";
     case pb::Response::BODY_NOT_SET: return "no";
   }
   return "an unknown";
@@ -32,6 +33,7 @@ pb::Response::BodyCase expected_body(RequestKind kind) {
     case RequestKind::kStats: return pb::Response::kStats;
     case RequestKind::kChanges: return pb::Response::kChanges;
     case RequestKind::kMembers: return pb::Response::kMembers;
+    case RequestKind::kChangesSince: return pb::Response::kChangesSince;
   }
   return pb::Response::BODY_NOT_SET;
 }
@@ -195,6 +197,27 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         members.members.push_back(std::move(info));
       }
       completion->reply = std::move(members);
+      return;
+    }
+    case RequestKind::kChangesSince: {
+      pb::ChangesSinceResponse* body = response.mutable_changes_since();
+      ChangesSince since;
+      since.more = body->more();
+      since.events.reserve(static_cast<size_t>(body->events_size()));
+      for (pb::ChangeEvent& pb_event : *body->mutable_events()) {
+        Result<ChangeEvent> event = event_from_pb(pb_event);
+        if (!event.ok()) {
+          completion->status = Status::internal("change logs from " + std::string(endpoint) + ": " +
+                                                event.status().message());
+          return;
+        }
+        since.events.push_back(std::move(event).value());
+      }
+      for (const pb::PartitionPosition& p : body->positions()) {
+        since.positions.push_back(
+            PartitionPosition{p.partition(), p.through_seq(), p.last_seq(), p.lost_to()});
+      }
+      completion->reply = std::move(since);
       return;
     }
   }

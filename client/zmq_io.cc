@@ -1,6 +1,7 @@
 #include "client/zmq_io.h"
 
 #include <cerrno>
+#include <cstring>
 #include <iterator>
 #include <zmq_addon.hpp>
 
@@ -62,6 +63,49 @@ Result<std::unique_ptr<zmq::socket_t>> connect_socket(zmq::context_t& context,
     return zmq_error_status(e, "cannot connect to '" + endpoint + "'");
   }
   return socket;
+}
+
+Result<MonitoredSocket> connect_monitored_sub(zmq::context_t& context, const std::string& endpoint,
+                                              int64_t max_message_bytes, int receive_hwm,
+                                              const std::vector<std::string>& prefixes,
+                                              const std::string& monitor_endpoint) {
+  MonitoredSocket out;
+  try {
+    out.socket = std::make_unique<zmq::socket_t>(context, zmq::socket_type::sub);
+    out.socket->set(zmq::sockopt::linger, 0);
+    if (max_message_bytes > 0) out.socket->set(zmq::sockopt::maxmsgsize, max_message_bytes);
+    if (receive_hwm > 0) out.socket->set(zmq::sockopt::rcvhwm, receive_hwm);
+    for (const std::string& prefix : prefixes) {
+      out.socket->set(zmq::sockopt::subscribe, zmq::buffer(prefix));
+    }
+    if (zmq_socket_monitor(out.socket->handle(), monitor_endpoint.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0) {
+      throw zmq::error_t();
+    }
+    out.monitor = std::make_unique<zmq::socket_t>(context, zmq::socket_type::pair);
+    out.monitor->set(zmq::sockopt::linger, 0);
+    out.monitor->connect(monitor_endpoint);
+  } catch (const zmq::error_t& e) {
+    return zmq_error_status(e, "cannot set up a watched ZeroMQ SUB socket");
+  }
+  try {
+    out.socket->connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return zmq_error_status(e, "cannot connect to '" + endpoint + "'");
+  }
+  return out;
+}
+
+Result<int> try_receive_monitor_event(zmq::socket_t& monitor) {
+  Result<std::optional<Frames>> received = try_receive(monitor);
+  if (!received.ok()) return received.status();
+  if (!received->has_value()) return 0;
+  const Frames& frames = **received;
+  // First frame: a 16-bit event id and a 32-bit value, in host order; then the endpoint.
+  if (frames.empty() || frames[0].size() < 2) return -1;
+  uint16_t event = 0;
+  std::memcpy(&event, frames[0].data(), sizeof(event));
+  return static_cast<int>(event);
 }
 
 Result<bool> wait_readable(zmq::socket_t& socket, int timeout_ms) {

@@ -33,6 +33,24 @@ Result<std::unique_ptr<zmq::socket_t>> connect_socket(zmq::context_t& context,
                                                       int64_t max_message_bytes,
                                                       const std::vector<std::string>& prefixes);
 
+// A SUB socket as connect_socket makes one, watched: before it connects, a PAIR socket is
+// connected to its monitor (at `monitor_endpoint`, an inproc address unique in the
+// context), which reports each completed handshake and each disconnection, so a
+// subscriber knows when events may have been missed. receive_hwm bounds the messages
+// queued for the caller (0: ZeroMQ's default).
+struct MonitoredSocket {
+  std::unique_ptr<zmq::socket_t> monitor;  // declared first: closed after the socket
+  std::unique_ptr<zmq::socket_t> socket;
+};
+Result<MonitoredSocket> connect_monitored_sub(zmq::context_t& context, const std::string& endpoint,
+                                              int64_t max_message_bytes, int receive_hwm,
+                                              const std::vector<std::string>& prefixes,
+                                              const std::string& monitor_endpoint);
+
+// What a monitor reported: the ZMQ_EVENT_* value, 0 when nothing is waiting, negative for
+// a message that is not an event.
+Result<int> try_receive_monitor_event(zmq::socket_t& monitor);
+
 // Waits up to timeout_ms (negative: forever) for a message to read. false on timeout or
 // when a signal interrupted the wait (callers loop on their own deadline).
 Result<bool> wait_readable(zmq::socket_t& socket, int timeout_ms);

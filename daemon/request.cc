@@ -64,6 +64,34 @@ Status validate_request(const pb::Request& request, const RequestLimits& limits)
       }
       return {};
     }
+    case pb::Request::kChangesSince: {
+      const auto& since = request.changes_since();
+      for (const auto& [partition, from_seq] : since.from_seq()) {
+        if (partition >= limits.partitions) {
+          return Status::invalid_argument("changes_since: partition " + std::to_string(partition) +
+                                          " does not exist; this node has " +
+                                          std::to_string(limits.partitions) + " partitions");
+        }
+      }
+      if (since.max_events() > limits.changes_max) {
+        return Status::invalid_argument(
+            "changes_since: max_events " + std::to_string(since.max_events()) +
+            " is over the limit of " + std::to_string(limits.changes_max));
+      }
+      if (static_cast<size_t>(since.prefixes_size()) > kChangesSinceMaxPrefixes) {
+        return Status::invalid_argument("changes_since: " + std::to_string(since.prefixes_size()) +
+                                        " prefixes; at most " +
+                                        std::to_string(kChangesSinceMaxPrefixes) + " are taken");
+      }
+      for (const std::string& prefix : since.prefixes()) {
+        if (prefix.size() > limits.max_key_bytes) {
+          return Status::invalid_argument(
+              "changes_since: a prefix of " + std::to_string(prefix.size()) +
+              " bytes; max-key-bytes is " + std::to_string(limits.max_key_bytes));
+        }
+      }
+      return {};
+    }
     case pb::Request::OP_NOT_SET: break;
   }
   return Status::invalid_argument(

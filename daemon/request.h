@@ -20,6 +20,11 @@
 
 namespace edgekv::daemon {
 
+// Most key prefixes one ChangesSinceRequest may carry: a subscriber's prefixes, which the
+// feed itself takes up to feed-max-subscriptions-per-connection (default 64) of; each is
+// matched against every entry read, so the count bounds the work per entry.
+inline constexpr size_t kChangesSinceMaxPrefixes = 64;
+
 struct RequestLimits {
   size_t max_key_bytes = 1024;
   size_t max_value_bytes = 4 * 1024 * 1024;

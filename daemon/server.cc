@@ -383,6 +383,7 @@ class ServerImpl final : public Server {
       case pb::Request::kStats: return handle_stats(to, req);
       case pb::Request::kChanges: return handle_changes(to, req);
       case pb::Request::kMembers: return handle_members(to, req);
+      case pb::Request::kChangesSince: return handle_changes_since(to, req);
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }
@@ -636,6 +637,99 @@ class ServerImpl final : public Server {
     for (const auto& e : *events) fill_event(body->add_events(), e);
     body->set_last_seq(store_->last_seq(changes.partition()));
     send_reply(to, resp);
+  }
+
+  // What a feed subscriber missed since its cursor, across partitions, prefix-filtered
+  // (docs/protocol.md, "Change feed"). Bounded per request: entries read, events and bytes
+  // sent; past a bound the reply says `more` and where each partition was left.
+  void handle_changes_since(const ReplyTo& to, const pb::Request& req) {
+    // Entries read per request, sent or not: bounds the loop-thread time one request of a
+    // subscriber with narrow prefixes costs (20 000 entries took 45 ms, 5 000 take 6 ms);
+    // a subscriber further behind pages.
+    constexpr size_t kScanMax = 5'000;
+    // Reply bytes, past which no further event is added (the first always is): far under
+    // the client's default reply bound (64 MiB), large enough for whole pages of events.
+    constexpr size_t kReplyBytesMax = 8 * 1024 * 1024;
+    // Point reads telling an overwritten put from an empty value (superseded()): about 9 us
+    // each on the loop thread, so fewer than the entries read (1 000: 9 ms).
+    constexpr size_t kSupersededChecksMax = 1'000;
+    const auto& since = req.changes_since();
+    const size_t max_events = since.max_events() == 0 ? 1000 : since.max_events();
+    const WallTime now = clock_.wall_now();
+    auto wanted = [&](std::string_view key) {
+      if (since.prefixes().empty()) return true;
+      for (const std::string& prefix : since.prefixes()) {
+        if (key.starts_with(prefix)) return true;
+      }
+      return false;
+    };
+    pb::Response resp;
+    resp.set_id(req.id());
+    auto* body = resp.mutable_changes_since();
+    size_t scanned = 0;
+    size_t checks = 0;
+    size_t bytes = 0;
+    bool full = false;
+    for (uint32_t p = 0; p < store_->partitions(); ++p) {
+      const uint64_t last = store_->last_seq(p);
+      pb::PartitionPosition* position = body->add_positions();
+      position->set_partition(p);
+      position->set_last_seq(last);
+      auto from_it = since.from_seq().find(p);
+      if (from_it == since.from_seq().end()) {  // not asked for: from now
+        position->set_through_seq(last);
+        continue;
+      }
+      const uint64_t from = std::max<uint64_t>(from_it->second, 1);
+      uint64_t through = from - 1;
+      bool first_read = true;
+      while (!full && through < last) {
+        const size_t page = std::min<size_t>(1000, kScanMax - scanned);
+        auto events = store_->read_changes(p, through + 1, page);
+        if (!events.ok()) {
+          reply_error(to, req.id(), events.status());
+          return;
+        }
+        if (events->empty()) break;
+        if (first_read && events->front().seq > through + 1) {
+          position->set_lost_to(events->front().seq - 1);  // trimmed by changelog-keep
+        }
+        first_read = false;
+        for (const store::ChangeEvent& e : *events) {
+          const bool check = e.op == ChangeOp::kPut && e.value.empty() && wanted(e.key);
+          if (check && ++checks > kSupersededChecksMax) {
+            full = true;
+            break;
+          }
+          if (wanted(e.key) && !superseded(e, now)) {
+            if (body->events_size() >= static_cast<int>(max_events) ||
+                (body->events_size() > 0 &&
+                 bytes + e.key.size() + e.value.size() > kReplyBytesMax)) {
+              full = true;
+              break;
+            }
+            bytes += e.key.size() + e.value.size() + 64;
+            fill_event(body->add_events(), e);
+          }
+          through = e.seq;
+          if (++scanned >= kScanMax) full = true;
+          if (full) break;
+        }
+      }
+      position->set_through_seq(through);
+      if (through < last) body->set_more(true);
+    }
+    send_reply(to, resp);
+  }
+
+  // A logged put that a later entry of the log overwrote comes back from read_changes
+  // without its value, which an empty value cannot be told from: such a put is current only
+  // if the stored record still has its version. Superseded ones are not sent (the later
+  // entry is).
+  bool superseded(const store::ChangeEvent& e, WallTime now) {
+    if (e.op != ChangeOp::kPut || !e.value.empty()) return false;
+    Result<store::Record> stored = store_->get(e.key, now);
+    return !stored.ok() || stored->version != e.version;
   }
 
   void reply_error(const ReplyTo& to, uint64_t id, const Status& status) {

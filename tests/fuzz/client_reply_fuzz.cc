@@ -24,7 +24,7 @@ using edgekv::client::Completion;
 using edgekv::client::RequestKind;
 using edgekv::client::internal::Frames;
 
-constexpr int kRequestKinds = static_cast<int>(RequestKind::kMembers) + 1;
+constexpr int kRequestKinds = static_cast<int>(RequestKind::kChangesSince) + 1;
 
 // Splits `bytes` at 0xFF into at most `wanted` frames.
 Frames split_frames(std::string_view bytes, size_t wanted) {
@@ -50,6 +50,7 @@ bool reply_matches(RequestKind kind, const edgekv::client::Reply& reply) {
     case RequestKind::kStats: return std::holds_alternative<std::vector<Stat>>(reply);
     case RequestKind::kChanges: return std::holds_alternative<Changes>(reply);
     case RequestKind::kMembers: return std::holds_alternative<Members>(reply);
+    case RequestKind::kChangesSince: return std::holds_alternative<ChangesSince>(reply);
   }
   return false;
 }

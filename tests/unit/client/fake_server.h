@@ -192,9 +192,11 @@ class MemoryNode {
         a->set_datacenter("dc1");
         a->set_state(pb::MEMBER_ALIVE);
         a->set_incarnation(5);
-        a->set_client_endpoint("tcp://10.0.0.1:7400");
+        a->set_client_endpoint(member_client_endpoint.empty() ? "tcp://10.0.0.1:7400"
+                                                              : member_client_endpoint);
         a->set_peer_endpoint("tcp://10.0.0.1:7401");
-        a->set_feed_endpoint("tcp://10.0.0.1:7403");
+        a->set_feed_endpoint(member_client_endpoint.empty() ? "tcp://10.0.0.1:7403"
+                                                            : feed_endpoint);
         a->set_gossip_endpoint("tcp://10.0.0.1:7402");
         a->set_state_age_ms(61'000);
         a->set_self(true);
@@ -205,6 +207,12 @@ class MemoryNode {
         b->set_incarnation(12);
         b->set_gossip_endpoint("tcp://10.0.0.2:7402");
         b->set_state_age_ms(500);
+        break;
+      }
+      case pb::Request::kChangesSince: {  // positions only: one partition at seq 7
+        pb::PartitionPosition* position = response.mutable_changes_since()->add_positions();
+        position->set_through_seq(7);
+        position->set_last_seq(7);
         break;
       }
       case pb::Request::kStats: {
@@ -240,6 +248,9 @@ class MemoryNode {
   }
 
   std::string feed_endpoint;  // what status reports
+  // When set, members lists node-a at this client endpoint with feed_endpoint (the fake is
+  // the one live member), for cluster watches; else at made-up addresses.
+  std::string member_client_endpoint;
   std::atomic<int64_t> last_ttl_ms{-1};
 
  private:

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "cli/kvcli.h"
@@ -76,9 +77,14 @@ class Publisher {
     std::unique_lock<std::mutex> lock(mutex_);
     uint64_t seq = 0;
     while (!stop_) {
-      feed_.publish(FakeFeed::event(pb::PUT, "a/k 1", "v\x01", ++seq));
-      feed_.publish(FakeFeed::event(pb::DELETE, "a/k2", "", ++seq));
-      feed_.publish(FakeFeed::event(pb::EXPIRE, "b/k3", "", ++seq));
+      // Each a new change (a new version): a cluster watch prints each change once.
+      for (auto [op, key, value] :
+           {std::tuple{pb::PUT, "a/k 1", "v\x01"}, std::tuple{pb::DELETE, "a/k2", ""},
+            std::tuple{pb::EXPIRE, "b/k3", ""}}) {
+        pb::ChangeEvent event = FakeFeed::event(op, key, value, ++seq);
+        event.mutable_version()->set_hlc(event.version().hlc() + (seq << 16));
+        feed_.publish(event);
+      }
       feed_.publish_frames({"a/bad", "\xff\xff"});
       wake_.wait_for(lock, std::chrono::milliseconds(2), [this] { return stop_; });
     }
@@ -239,6 +245,7 @@ TEST(KvcliRunTest, WatchFindsTheFeedThroughStatusAndFiltersByPrefixAsJson) {
   const std::string port = publisher.endpoint().substr(publisher.endpoint().rfind(':'));
   node.feed_endpoint = "tcp://0.0.0.0" + port;
   FakeServer server(node.handler());
+  node.member_client_endpoint = server.endpoint();  // the one live member: this node
   Ran ran = run({"--json", "--endpoint", server.endpoint(), "watch", "a/", "--count", "4"});
   EXPECT_EQ(ran.code, 0) << ran.err;
   std::vector<std::string> lines = lines_of(ran.out);

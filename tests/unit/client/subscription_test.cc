@@ -12,6 +12,7 @@ namespace edgekv::client {
 namespace {
 
 using testing::FakeFeed;
+using testing::FakeServer;
 using namespace std::string_literals;
 
 SubscriptionOptions options_for(const std::string& endpoint, std::vector<std::string> prefixes) {
@@ -126,6 +127,33 @@ TEST(SubscriptionTest, BadEndpointFailsEveryCall) {
     ASSERT_FALSE(event.ok());
     EXPECT_EQ(event.status().code(), Code::kInvalidArgument);
   }
+}
+
+TEST(SubscriptionTest, ClusterModeRefusesACursorItCannotParse) {
+  SubscriptionOptions options;
+  options.client_endpoint = "tcp://127.0.0.1:1";  // never asked: the cursor fails first
+  options.cursor = "edgekv-feed-cursor 1\nnode-a zero 5\n";
+  Subscription subscription(options);
+  for (int i = 0; i < 2; ++i) {
+    Result<ChangeEvent> event = subscription.next(0);
+    ASSERT_FALSE(event.ok());
+    EXPECT_EQ(event.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(event.status().message().find("line 2"), std::string::npos)
+        << event.status().message();
+  }
+}
+
+TEST(SubscriptionTest, ClusterModeWithNoNodeAnsweringIsUnavailableNotATimeout) {
+  FakeServer silent([](FakeServer&, const FakeServer::Incoming&) {});
+  SubscriptionOptions options;
+  options.client_endpoint = silent.endpoint();
+  options.request_timeout_ms = 100;
+  Subscription subscription(options);
+  Result<ChangeEvent> event = subscription.next(0);
+  ASSERT_FALSE(event.ok());
+  // A caller that waits through timeouts (kvcli watch) must not wait on this.
+  EXPECT_EQ(event.status().code(), Code::kUnavailable) << event.status().to_string();
+  EXPECT_NE(event.status().message().find(silent.endpoint()), std::string::npos);
 }
 
 TEST(SubscriptionTest, MovedSubscriptionKeepsWorking) {

@@ -1,0 +1,220 @@
+#include "client/feed_merge.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "common/hlc.h"
+
+namespace edgekv::client {
+namespace {
+
+constexpr std::string_view kCursorHeader = "edgekv-feed-cursor 1";
+
+// What one remembered key costs beyond its bytes: the map and set nodes, the mark, and the
+// key held twice (the map and the ordered set), rounded up.
+constexpr uint64_t kEntryOverheadBytes = 160;
+
+uint8_t op_rank(ChangeOp op) {
+  switch (op) {
+    case ChangeOp::kPut: return 0;
+    case ChangeOp::kExpire: return 1;
+    case ChangeOp::kDelete: return 2;
+  }
+  return 0;
+}
+
+bool parse_u64(std::string_view text, uint64_t* out) {
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+ChangeMark change_mark(const ChangeEvent& event) {
+  return ChangeMark{event.version, op_rank(event.op)};
+}
+
+FeedDeduplicator::FeedDeduplicator(DedupOptions options) : options_(options) {}
+
+uint64_t FeedDeduplicator::entry_bytes(std::string_view key) {
+  return 2 * key.size() + kEntryOverheadBytes;
+}
+
+bool FeedDeduplicator::admit(const ChangeEvent& event) {
+  const ChangeMark mark = change_mark(event);
+  if (mark <= low_water_) {
+    ++counters_.below_window;
+    return false;
+  }
+  auto it = last_.find(event.key);
+  if (it != last_.end()) {
+    if (mark <= it->second) {
+      ++counters_.duplicates;
+      return false;
+    }
+    by_mark_.erase({it->second, event.key});
+    it->second = mark;
+  } else {
+    it = last_.emplace(event.key, mark).first;
+    bytes_ += entry_bytes(event.key);
+  }
+  by_mark_.emplace(mark, event.key);
+  newest_ms_ = std::max(newest_ms_, HybridClock::physical_ms(event.version.hlc));
+  ++counters_.delivered;
+  forget_old();
+  return true;
+}
+
+void FeedDeduplicator::forget_old() {
+  while (!by_mark_.empty()) {
+    const auto& [mark, key] = *by_mark_.begin();
+    const bool too_old =
+        HybridClock::physical_ms(mark.version.hlc) < newest_ms_ - options_.window_ms;
+    // The newest key is always kept, whatever its size.
+    if (!too_old && (bytes_ <= options_.max_bytes || by_mark_.size() == 1)) return;
+    low_water_ = std::max(low_water_, mark);
+    bytes_ -= entry_bytes(key);
+    last_.erase(key);
+    by_mark_.erase(by_mark_.begin());
+    ++counters_.forgotten;
+  }
+}
+
+std::string FeedGap::describe() const {
+  if (log_behind) {
+    return "node " + node_id + " partition " + std::to_string(partition) +
+           ": its change log ends at seq " + std::to_string(to_seq) + ", behind the cursor at " +
+           std::to_string(from_seq) +
+           " (its data was replaced?); following it from its end, changes before may be missed";
+  }
+  return "node " + node_id + " partition " + std::to_string(partition) + ": changes seq " +
+         std::to_string(from_seq) + " to " + std::to_string(to_seq) +
+         " were trimmed from its change log (changelog-keep) before they were read; they are "
+         "lost to this subscriber";
+}
+
+std::optional<uint64_t> FeedCursor::at(std::string_view node_id, uint32_t partition) const {
+  auto node = nodes_.find(node_id);
+  if (node == nodes_.end()) return std::nullopt;
+  auto it = node->second.find(partition);
+  if (it == node->second.end()) return std::nullopt;
+  return it->second;
+}
+
+bool FeedCursor::knows(std::string_view node_id) const { return nodes_.contains(node_id); }
+
+bool FeedCursor::take(std::string_view node_id, const ChangeEvent& event) {
+  auto node = nodes_.find(node_id);
+  if (node == nodes_.end())
+    node = nodes_.emplace(std::string(node_id), std::map<uint32_t, uint64_t>()).first;
+  auto [it, inserted] = node->second.emplace(event.partition, event.seq);
+  if (inserted) return true;
+  if (event.seq <= it->second) return false;
+  it->second = event.seq;
+  return true;
+}
+
+std::vector<FeedGap> FeedCursor::check_positions(std::string_view node_id,
+                                                 const std::vector<PartitionPosition>& positions) {
+  std::vector<FeedGap> gaps;
+  auto node = nodes_.find(node_id);
+  if (node == nodes_.end()) return gaps;
+  for (const PartitionPosition& p : positions) {
+    auto it = node->second.find(p.partition);
+    if (it == node->second.end()) continue;
+    if (p.lost_to > it->second) {
+      gaps.push_back(FeedGap{std::string(node_id), p.partition, it->second + 1, p.lost_to, false});
+    }
+    if (it->second > p.last_seq) {
+      gaps.push_back(FeedGap{std::string(node_id), p.partition, it->second, p.last_seq, true});
+      it->second = p.last_seq;
+    }
+  }
+  return gaps;
+}
+
+void FeedCursor::advance_positions(std::string_view node_id,
+                                   const std::vector<PartitionPosition>& positions) {
+  auto node = nodes_.find(node_id);
+  if (node == nodes_.end()) {
+    node = nodes_.emplace(std::string(node_id), std::map<uint32_t, uint64_t>()).first;
+  }
+  for (const PartitionPosition& p : positions) {
+    // A node's answer never moves a partition past its own last_seq.
+    const uint64_t through = std::min(p.through_seq, p.last_seq);
+    auto [it, inserted] = node->second.emplace(p.partition, through);
+    if (!inserted) it->second = std::max(it->second, through);
+  }
+}
+
+std::vector<FeedGap> FeedCursor::take_positions(std::string_view node_id,
+                                                const std::vector<PartitionPosition>& positions) {
+  std::vector<FeedGap> gaps = check_positions(node_id, positions);
+  advance_positions(node_id, positions);
+  return gaps;
+}
+
+std::vector<std::pair<uint32_t, uint64_t>> FeedCursor::from_seqs(std::string_view node_id) const {
+  std::vector<std::pair<uint32_t, uint64_t>> out;
+  auto node = nodes_.find(node_id);
+  if (node == nodes_.end()) return out;
+  for (const auto& [partition, seq] : node->second) out.emplace_back(partition, seq + 1);
+  return out;
+}
+
+std::string FeedCursor::serialize() const {
+  std::string out(kCursorHeader);
+  out += '\n';
+  for (const auto& [node, partitions] : nodes_) {
+    for (const auto& [partition, seq] : partitions) {
+      out += node + ' ' + std::to_string(partition) + ' ' + std::to_string(seq) + '\n';
+    }
+  }
+  return out;
+}
+
+Result<FeedCursor> FeedCursor::parse(std::string_view text) {
+  FeedCursor cursor;
+  size_t line_no = 0;
+  bool header = false;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    ++line_no;
+    auto bad = [&](std::string_view why) {
+      return Status::invalid_argument("feed cursor line " + std::to_string(line_no) + ": " +
+                                      std::string(why));
+    };
+    if (!header) {
+      if (line != kCursorHeader) {
+        return bad("expected '" + std::string(kCursorHeader) +
+                   "', not a cursor this library wrote");
+      }
+      header = true;
+      continue;
+    }
+    if (line.empty()) continue;
+    size_t s1 = line.find(' ');
+    size_t s2 = s1 == std::string_view::npos ? s1 : line.find(' ', s1 + 1);
+    if (s2 == std::string_view::npos) return bad("expected 'NODE PARTITION SEQ'");
+    std::string_view node = line.substr(0, s1);
+    uint64_t partition = 0;
+    uint64_t seq = 0;
+    if (node.empty()) return bad("empty node id");
+    if (!parse_u64(line.substr(s1 + 1, s2 - s1 - 1), &partition) || partition > UINT32_MAX) {
+      return bad("partition is not a number of at most 32 bits");
+    }
+    if (!parse_u64(line.substr(s2 + 1), &seq)) return bad("seq is not a 64-bit number");
+    auto& partitions = cursor.nodes_[std::string(node)];
+    if (!partitions.emplace(static_cast<uint32_t>(partition), seq).second) {
+      return bad("partition " + std::to_string(partition) + " of node " + std::string(node) +
+                 " given twice");
+    }
+  }
+  if (!header) return Status::invalid_argument("feed cursor is empty");
+  return cursor;
+}
+
+}  // namespace edgekv::client

@@ -38,7 +38,15 @@ Status check_ttl_ms(int64_t ttl_ms) {
 }
 
 Status validate_request(const pb::Request& request, const RequestLimits& limits) {
+  // proto3 enums are open: a value this node does not know decodes as a number.
+  if (request.consistency() < pb::CONSISTENCY_DEFAULT || request.consistency() > pb::LOCAL_QUORUM) {
+    return Status::invalid_argument(
+        "consistency " + std::to_string(request.consistency()) +
+        " is not one of ONE (1), QUORUM (2), ALL (3), LOCAL_QUORUM (4)");
+  }
   switch (request.op_case()) {
+    case pb::Request::kRing: return {};
+    case pb::Request::kReplicas: return check_key(request.replicas().key(), limits);
     case pb::Request::kPut: {
       const auto& put = request.put();
       EDGEKV_RETURN_IF_ERROR(check_key(put.key(), limits));

@@ -93,6 +93,10 @@ class Applier {
   struct Slot {
     uint32_t partition = 0;
     uint64_t logged_seq = 0;  // newest seq in the partition's log table
+    // Whether the partition's tables exist (format 5 creates them with its first write),
+    // and whether the statements below are prepared (on first use).
+    bool has_tables = false;
+    bool prepared = false;
     // Row writes, chosen by Applier::write_row_of: an upsert (a new key, or a row that
     // went away); an update that sets value_id, so the trigger deletes the old value; an
     // update of a row whose old and new value are both in the row; one of a row whose old
@@ -104,7 +108,6 @@ class Applier {
     // A value over kInlineValueMaxBytes into val_<p>, or over the old one there, in place.
     sql::Stmt insert_value;
     sql::Stmt update_value;
-    sql::Stmt delete_row;
     sql::Stmt insert_log;
     sql::Stmt purge_tombstones;
     sql::Stmt trim_log;
@@ -113,6 +116,12 @@ class Applier {
 
   Applier(EngineState& state, uint32_t file, sql::Db db);
   Status prepare_statements();
+  // The slot's statements, prepared; with `create`, its tables are created first if the
+  // partition has none, inside the open transaction (rollback() forgets them again).
+  // Without, a slot without tables stays unprepared.
+  Status ready(Slot& slot, bool create);
+  // After a commit: tells readers and the writer which partitions now have tables.
+  void publish_created();
   void run();
   // Applies `writes` in one transaction; `write_row[i]` as in Batch.
   Status apply(const std::vector<const StagedWrite*>& writes, const std::vector<bool>& write_row);
@@ -125,7 +134,8 @@ class Applier {
   const uint32_t file_;
   sql::Db db_;
   sql::Stmt begin_, commit_, rollback_, set_applied_;
-  std::vector<Slot> slots_;  // by Layout::slot_of(partition)
+  std::vector<Slot> slots_;        // by Layout::slot_of(partition)
+  std::vector<uint32_t> created_;  // slots whose tables the open transaction created
   StagedWrites& staged_;
   uint64_t applied_id_ = 0;
   std::unique_ptr<Checkpointer> checkpointer_;

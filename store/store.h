@@ -219,19 +219,19 @@ class Store {
   // replicas): NOT_FOUND only when there is no row (never written, or its tombstone was
   // purged). A live row expired at `now` is reported as the tombstone its expiry leaves:
   // tombstone set, value empty, version and expiry kept.
-  virtual Result<Record> read(std::string_view key, WallTime now);
+  virtual Result<Record> read(std::string_view key, WallTime now) = 0;
 
   // Hints: records a fallback replica keeps for a home replica that was down (sloppy
   // quorum), durably, in a table of their own, apart from the partitions. One hint per
   // (owner, key): a hint replaces an older one (by version) for the same owner and key.
   // `done` runs after the commit, like apply()'s; `applied` is false when the stored hint
   // was newer or equal. OVERLOADED when the store holds hints_max_bytes of hints.
-  virtual void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done);
+  virtual void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done) = 0;
   // The hints held for `owner`, oldest first, at most `max`.
-  virtual Result<std::vector<Record>> read_hints(std::string_view owner, size_t max);
+  virtual Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) = 0;
   // The newest hint held for `key`, whichever owner it is for (a sloppy read at a fallback);
   // NOT_FOUND when none.
-  virtual Result<Record> read_hint(std::string_view key, WallTime now);
+  virtual Result<Record> read_hint(std::string_view key, WallTime now) = 0;
 
   // Queues one sweep: deletes up to `max_rows` rows that expired at `now` (through the
   // expiry index) and emits kExpire events for them; purges tombstones older than the

@@ -143,8 +143,8 @@ struct ApplyResult {
 };
 
 struct StoreStats {
-  // Live rows, tombstones and not-yet-swept expired rows excluded ("expired" as of the
-  // latest `now` any call handed the store, since the store never reads a clock).
+  // Live rows, tombstones of both kinds and not-yet-swept expired rows excluded ("expired" as of
+  // the latest `now` any call handed the store, since the store never reads a clock).
   uint64_t keys = 0;
   uint64_t keys_with_expiry = 0;  // of those, the ones with a TTL
   uint64_t puts_applied = 0;
@@ -204,7 +204,9 @@ class Store {
   virtual Result<Record> get(std::string_view key, WallTime now) = 0;
 
   // Queues a write (put or tombstone). LWW: applied only if record.version is greater
-  // than the stored version and the record is not already expired at `now`. `done` runs
+  // than the stored version (a tombstone of either kind included). A put already expired
+  // at `now` is stored as the expiry tombstone it leaves (logged as kExpire, counted in
+  // `expired`), so that older copies arriving later stay out. `done` runs
   // after the commit group holding it committed. Answers OVERLOADED (through `done`, at
   // once) when write_queue_max writes are waiting or when the key's file holds
   // stage_max_bytes of staged writes that fail to apply, UNAVAILABLE once close() began.
@@ -212,7 +214,9 @@ class Store {
   // probes; a tombstone is not (disk_guard.h).
   // INVALID_ARGUMENT (at once) for a zero version (no write has one), a key over 1 MiB or
   // a value over 256 MiB (sanity bounds far above the daemon's limits). A tombstone is
-  // stored without value and without expiry: it hides the key until purged.
+  // stored without value, with the expiry it carries (0: a delete; otherwise an expiry
+  // tombstone copied from another replica, logged as kExpire): it hides the key until
+  // purged.
   virtual void apply(Record record, WallTime now, ApplyCallback done) = 0;
 
   // The key's stored state, tombstones included, for replication (read repair, LWW between
@@ -233,8 +237,9 @@ class Store {
   // NOT_FOUND when none.
   virtual Result<Record> read_hint(std::string_view key, WallTime now) = 0;
 
-  // Queues one sweep: deletes up to `max_rows` rows that expired at `now` (through the
-  // expiry index) and emits kExpire events for them; purges tombstones older than the
+  // Queues one sweep: turns up to `max_rows` rows that expired at `now` (through the
+  // expiry index) into expiry tombstones that keep their version and expiry (values
+  // freed) and emits kExpire events for them; purges tombstones of both kinds older than the
   // grace period and trims change logs beyond changelog_keep. `done` gets the events.
   // Purging and trimming are each bounded by `max_rows` rows per call too. With several
   // database files the sweep is one transaction per file, visited in turn; if one fails,

@@ -3,7 +3,9 @@
 // change logs, one transaction per batch, each recording the newest stage id it applied
 // (kAppliedStageId) and fsync'd whatever the sync mode, so the writer may then delete
 // those rows from the stage file. It also runs the parts of a sweep that only change the
-// data file (purging old tombstones, trimming change logs).
+// data file (purging old tombstones, trimming change logs). A partition's tables are
+// created by the batch that applies its first write (format 5), and its statements are
+// prepared when first needed.
 //
 // Why a thread of its own: a batch of thousands of writes takes tens of milliseconds.
 // Run by the writer, every commit group arriving meanwhile waited for it, which made the

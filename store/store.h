@@ -1,7 +1,8 @@
 // The storage engine: partitions of records in SQLite WAL databases.
 //
 // What it owns: Q partitions (a power of two, fixed when the data directory is created and
-// recorded in it), each a WITHOUT ROWID table keyed by key, and per partition a change log
+// recorded in it), each a WITHOUT ROWID table keyed by key (created by the partition's first
+// write, so a node keeps tables only for partitions it holds), and per partition a change log
 // with a gapless, monotonic sequence number. Values above a threshold are stored
 // zstd-compressed. Writes are last-write-wins on Version: applying a record whose version
 // is not newer than the stored one changes nothing, so replays are idempotent.
@@ -21,6 +22,9 @@
 // quick and must not throw: hand the result to another thread rather than doing work in it,
 // and never call close(), apply_sync() or sweep_sync() from it (they would wait for the
 // thread running the callback). A directory is used by one Store at a time (a LOCK file).
+//
+// Hints for other replicas (apply_hint) are kept durably beside the partitions, bounded by
+// hints_max_bytes.
 //
 // On-disk format: store/FORMAT.md.
 #pragma once

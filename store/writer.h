@@ -7,6 +7,10 @@
 // deletes stage rows once they are applied. Last-write-wins checks read the key's newest
 // staged write, else its row through a read connection to the data file.
 //
+// Hints (Store::apply_hint) are tasks of the writer too: each is upserted into the stage
+// file's hints table inside its commit group and answered after the commit, like a write;
+// they are never staged in memory nor applied to the partitions.
+//
 // A sweep is a group of its own: it stages an expiry for each expired key (row or staged
 // write), then hands everything staged to the applier, followed by the sweep's purge and
 // trim. When that is done, the sweep goes on to the next file's writer (set_next), with

@@ -362,6 +362,16 @@ class StoreImpl final : public Store {
     writer.submit(Writer::HintTask{std::move(owner), std::move(record), now, std::move(done)});
   }
 
+  void remove_hint(std::string owner, std::string key, Version version,
+                   ApplyCallback done) override {
+    Writer& writer = *writers_[state_->layout.file_of(partition_of(key))];
+    Record record;
+    record.key = std::move(key);
+    record.version = version;
+    writer.submit(
+        Writer::HintTask{std::move(owner), std::move(record), WallTime{0}, std::move(done), true});
+  }
+
   Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) override {
     Result<ReaderPool::Lease> lease = readers_.acquire();
     if (!lease.ok()) return lease.status();
@@ -523,6 +533,10 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
 
 uint32_t Store::partition_of(std::string_view key) const {
   return edgekv::partition_of(key, partitions());
+}
+
+void Store::remove_hint(std::string, std::string, Version, ApplyCallback done) {
+  if (done) done(Status::failed_precondition("this store keeps no hints"));
 }
 
 Result<ApplyResult> Store::apply_sync(Record record, WallTime now) {

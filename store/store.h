@@ -240,6 +240,11 @@ class Store {
   // The newest hint held for `key`, whichever owner it is for (a sloppy read at a fallback);
   // NOT_FOUND when none.
   virtual Result<Record> read_hint(std::string_view key, WallTime now) = 0;
+  // Forgets the hint for (owner, key) if it still has `version` (once delivered; a newer
+  // hint kept meanwhile stays). `done` runs after the commit; `applied` is whether a hint
+  // went, `current` the version held before. Its bytes count no more against
+  // hints_max_bytes. Stores that keep no hints answer FAILED_PRECONDITION.
+  virtual void remove_hint(std::string owner, std::string key, Version version, ApplyCallback done);
 
   // Queues one sweep: turns up to `max_rows` rows that expired at `now` (through the
   // expiry index) into expiry tombstones that keep their version and expiry (values

@@ -96,6 +96,8 @@ Status Writer::prepare_statements() {
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (owner, key) DO UPDATE SET"
       " hlc = ?3, origin = ?4, expiry_ms = ?5, tombstone = ?6, codec = ?7, value = ?8",
       "store hint"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &delete_hint_, "DELETE FROM hints WHERE owner = ?1 AND key = ?2", "remove hint"));
 
   // Partition statements are prepared on first use: most partitions of a large Q may never
   // have tables here.
@@ -258,6 +260,7 @@ void Writer::close_connection() {
   delete_staged_ = sql::Stmt();
   select_hint_ = sql::Stmt();
   upsert_hint_ = sql::Stmt();
+  delete_hint_ = sql::Stmt();
   read_begin_ = sql::Stmt();
   read_end_ = sql::Stmt();
   db_ = sql::Db();
@@ -464,6 +467,7 @@ void Writer::commit_group(std::vector<Queued>& group) {
     // without its puts and hints, which get the full disk's refusal.
     const bool others = std::any_of(group.begin(), group.end(), [](const Queued& q) {
       if (std::holds_alternative<SweepTask>(q.task)) return true;
+      if (const auto* hint = std::get_if<HintTask>(&q.task)) return hint->remove;
       const auto* apply = std::get_if<ApplyTask>(&q.task);
       return apply != nullptr && apply->record.tombstone;
     });
@@ -762,7 +766,7 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
 
 Status Writer::stage_hint(HintTask& task, Outcome* out, const Status& put_refusal) {
   // A hint adds data: refused on a full disk as a put is (disk_guard.h).
-  if (!put_refusal.ok()) {
+  if (!put_refusal.ok() && !task.remove) {
     out->refused = put_refusal;
     return Status();
   }
@@ -780,6 +784,16 @@ Status Writer::stage_hint(HintTask& task, Outcome* out, const Status& put_refusa
       out->apply.current = Version{select_hint_.u64_at(0), select_hint_.u64_at(1)};
       old_bytes = select_hint_.u64_at(2) + kHintOverheadBytes;
     }
+  }
+  if (task.remove) {
+    if (!exists || out->apply.current != record.version) return Status();
+    delete_hint_.bind_blob(1, task.owner);
+    delete_hint_.bind_blob(2, record.key);
+    EDGEKV_RETURN_IF_ERROR(delete_hint_.run());
+    hint_bytes_freed_ += old_bytes;
+    --hint_count_delta_;
+    out->apply.applied = true;
+    return Status();
   }
   if (exists && !(record.version > out->apply.current)) return Status();
 

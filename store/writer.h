@@ -72,6 +72,7 @@ class Writer {
     Record record;
     WallTime now;
     Store::ApplyCallback done;
+    bool remove = false;  // Store::remove_hint: `record` names the key and the version
   };
   using Task = std::variant<ApplyTask, SweepTask, HintTask>;
 
@@ -226,7 +227,7 @@ class Writer {
   sql::Db read_db_;  // the data file, read-only
   sql::Stmt begin_, commit_, rollback_;
   sql::Stmt insert_stage_, delete_staged_;
-  sql::Stmt select_hint_, upsert_hint_;
+  sql::Stmt select_hint_, upsert_hint_, delete_hint_;
   // Of the open group's hints: bytes added to EngineState::hint_bytes while staging them
   // (taken back if the group fails), bytes freed by replacing hints with smaller ones and
   // the change in the count (both published when it commits).

@@ -154,6 +154,47 @@ TEST(StoreHintsTest, HintsBeyondTheBoundAreRefusedNamingIt) {
             Code::kInvalidArgument);
 }
 
+Result<ApplyResult> remove_sync(Store& store, std::string owner, std::string key, Version version) {
+  std::promise<Result<ApplyResult>> promise;
+  auto future = promise.get_future();
+  store.remove_hint(std::move(owner), std::move(key), version,
+                    [&promise](Result<ApplyResult> r) { promise.set_value(std::move(r)); });
+  WakeBatch::wake_deferred();
+  EDGEKV_ASSERT(future.wait_for(kDeadline) == std::future_status::ready);
+  return future.get();
+}
+
+// Delivery's seam: a delivered hint goes if it still has the delivered version, and its
+// bytes count no more; a newer one kept meanwhile stays.
+TEST(StoreHintsTest, ARemovedHintGoesOnlyIfItStillHasTheDeliveredVersion) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  auto store = open_or_die(options);
+  ASSERT_TRUE(hint_sync(*store, "node-b", put("k1", "v1", hlc_at(1)))->applied);
+  ASSERT_TRUE(hint_sync(*store, "node-b", put("k2", "v2", hlc_at(2)))->applied);
+  const StoreStats two = store->stats(kNow);
+  // k1 was replaced by a newer hint after the old one was read for delivery.
+  ASSERT_TRUE(hint_sync(*store, "node-b", put("k1", "v1b", hlc_at(3)))->applied);
+  Result<ApplyResult> stale = remove_sync(*store, "node-b", "k1", Version{hlc_at(1), 1});
+  ASSERT_TRUE(stale.ok());
+  EXPECT_FALSE(stale->applied);
+  EXPECT_EQ(stale->current, (Version{hlc_at(3), 1}));
+  Result<ApplyResult> gone = remove_sync(*store, "node-b", "k2", Version{hlc_at(2), 1});
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->applied);
+  EXPECT_FALSE(remove_sync(*store, "node-b", "k2", Version{hlc_at(2), 1})->applied);
+  EXPECT_FALSE(remove_sync(*store, "node-c", "k1", Version{hlc_at(3), 1})->applied);
+  EXPECT_EQ(hints_of(*store, "node-b"),
+            std::vector<std::string>{describe(put("k1", "v1b", hlc_at(3)))});
+  const StoreStats one = store->stats(kNow);
+  EXPECT_EQ(one.hints, 1u);
+  EXPECT_LT(one.hint_bytes, two.hint_bytes);
+  store.reset();
+  store = open_or_die(options);
+  EXPECT_EQ(store->stats(kNow).hints, 1u);
+  EXPECT_EQ(store->stats(kNow).hint_bytes, one.hint_bytes);
+}
+
 constexpr uint64_t kHintAcksBeforeKill = 2000;
 
 // The child: hints until killed; each callback reports its index through the pipe.

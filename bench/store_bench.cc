@@ -5,6 +5,8 @@
 //
 // Usage: store_bench [seconds=3] [dir=/tmp] [only=FILES:SYNC:WINDOW, e.g. 1:normal:32]
 //        store_bench open KEYS [dir=/tmp]   time to reopen a store holding KEYS keys
+//        store_bench idle Q [dir=/tmp]      time to create, reopen and sweep an empty store
+//                                            of Q partitions (store/FORMAT.md, format 5)
 #include <stdlib.h>
 
 #include <atomic>
@@ -82,7 +84,7 @@ Run run_once(const std::filesystem::path& base, uint32_t db_files, SyncMode sync
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stop = true;
   for (auto& th : threads) th.join();
-  auto stats = store->stats();
+  auto stats = store->stats(WallTime{0});
   store->close();
   std::filesystem::remove_all(tmpl);
   if (failed.load() != 0)
@@ -124,7 +126,7 @@ int time_open(uint64_t keys, const std::filesystem::path& base) {
     double open_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     start = std::chrono::steady_clock::now();
-    auto stats = store->stats();
+    auto stats = store->stats(WallTime{0});
     double stats_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::printf("open with %llu keys: %.1f ms (stats %.2f ms, %llu bytes on disk)\n",
@@ -135,7 +137,47 @@ int time_open(uint64_t keys, const std::filesystem::path& base) {
   return 0;
 }
 
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+// Creates a store of `partitions` partitions with nothing in it, reopens it and sweeps it,
+// five times each in fresh directories, and prints each time.
+int time_idle(uint32_t partitions, const std::filesystem::path& base) {
+  for (int round = 0; round < 5; ++round) {
+    std::string tmpl = (base / "edgekv-bench-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    StoreOptions options;
+    options.dir = tmpl;
+    options.partitions = partitions;
+    auto start = std::chrono::steady_clock::now();
+    Store::open(options).value().reset();
+    const double create_ms = ms_since(start);
+    start = std::chrono::steady_clock::now();
+    auto store = Store::open(options).value();
+    const double open_ms = ms_since(start);
+    start = std::chrono::steady_clock::now();
+    if (!store->sweep_sync(WallTime{1'700'000'000'000}, 1000).ok()) std::abort();
+    const double sweep_ms = ms_since(start);
+    start = std::chrono::steady_clock::now();
+    if (!store->sweep_sync(WallTime{1'700'000'001'000}, 1000).ok()) std::abort();
+    const double sweep2_ms = ms_since(start);
+    const auto bytes = store->stats(WallTime{0}).bytes_on_disk;
+    store.reset();
+    std::printf(
+        "Q=%u: create+close %.1f ms, open %.1f ms, first sweep %.1f ms, next sweep %.1f ms, "
+        "%llu bytes\n",
+        partitions, create_ms, open_ms, sweep_ms, sweep2_ms, (unsigned long long)bytes);
+    std::filesystem::remove_all(tmpl);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "idle") {
+    return time_idle(static_cast<uint32_t>(std::stoul(argv[2])), argc > 3 ? argv[3] : "/tmp");
+  }
   if (argc > 2 && std::string(argv[1]) == "open") {
     return time_open(std::stoull(argv[2]), argc > 3 ? argv[3] : "/tmp");
   }

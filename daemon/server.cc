@@ -583,6 +583,8 @@ class ServerImpl final : public Server {
         {"store_disk_full", s.disk_full ? 1u : 0u},
         {"store_disk_full_events", s.disk_full_events},
         {"store_disk_reserve_bytes", s.disk_reserve_bytes},
+        {"store_hints", s.hints},
+        {"store_hint_bytes", s.hint_bytes},
         {"gossip_members_alive", members.alive},
         {"gossip_members_suspect", members.suspect},
         {"gossip_members_dead", members.dead},

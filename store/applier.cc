@@ -67,70 +67,95 @@ Status Applier::prepare_statements() {
   const Layout& layout = state_.layout;
   slots_.resize(layout.partitions_in_file(file_));
   for (uint32_t p = file_; p < layout.partitions; p += layout.db_files) {
-    Slot& slot = slots_[layout.slot_of(p)];
-    slot.partition = p;
-    const std::string kv = kv_table(p);
-    const std::string log = log_table(p);
-    // Staging read the row, so applying mostly knows whether it exists: a plain UPDATE is
-    // one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE, which is kept for
-    // new keys and for rows that went away meanwhile.
-    EDGEKV_RETURN_IF_ERROR(
-        db_.prepare_into(&slot.insert_row,
-                         "INSERT INTO " + kv +
-                             " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value,"
-                             " value_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                             " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
-                             " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
-                             " value = ?8, value_id = ?9",
-                         "insert row"));
-    EDGEKV_RETURN_IF_ERROR(
-        db_.prepare_into(&slot.update_row,
-                         "UPDATE " + kv +
-                             " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                             " seq = ?6, codec = ?7, value = ?8, value_id = ?9 WHERE key = ?1",
-                         "update row"));
-    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
-        &slot.update_inline_row,
-        "UPDATE " + kv +
-            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-            " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1 AND value_id IS NULL",
-        "update row"));
-    EDGEKV_RETURN_IF_ERROR(
-        db_.prepare_into(&slot.update_row_keep_value,
-                         "UPDATE " + kv +
-                             " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                             " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1"
-                             " AND value_id IS NOT NULL RETURNING value_id",
-                         "update row"));
-    const std::string val = val_table(p);
-    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
-        &slot.insert_value, "INSERT INTO " + val + " (value) VALUES (?1)", "insert value"));
-    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
-        &slot.update_value, "UPDATE " + val + " SET value = ?2 WHERE id = ?1", "update value"));
-    EDGEKV_RETURN_IF_ERROR(
-        db_.prepare_into(&slot.delete_row, "DELETE FROM " + kv + " WHERE key = ?1", "delete row"));
-    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.insert_log,
-                                            "INSERT INTO " + log +
-                                                " (seq, op, hlc, origin, expiry_ms, key)"
-                                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                            "append change log"));
-    EDGEKV_RETURN_IF_ERROR(
-        db_.prepare_into(&slot.purge_tombstones,
-                         "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
-                             " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
-                         "purge tombstones"));
-    EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.trim_log,
-                                            "DELETE FROM " + log +
-                                                " WHERE seq IN (SELECT seq FROM " + log +
-                                                " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
-                                            "trim change log"));
+    slots_[layout.slot_of(p)].partition = p;
+  }
+  Result<std::vector<uint32_t>> held = partitions_with_tables(db_);
+  if (!held.ok()) return held.status();
+  for (uint32_t p : *held) {
+    if (p >= layout.partitions || layout.file_of(p) != file_) {
+      return Status::corruption(db_.path() + " holds tables of partition " + std::to_string(p) +
+                                ", which belongs to another file");
+    }
+    slots_[layout.slot_of(p)].has_tables = true;
+    state_.partitions[p].has_tables.store(true);
   }
   return Status();
+}
+
+Status Applier::ready(Slot& slot, bool create) {
+  if (slot.prepared) return Status();
+  if (!slot.has_tables) {
+    if (!create) return Status();
+    EDGEKV_RETURN_IF_ERROR(db_.exec(partition_schema_sql(slot.partition), "create partition"));
+    slot.has_tables = true;
+    created_.push_back(state_.layout.slot_of(slot.partition));
+  }
+  const uint32_t p = slot.partition;
+  const std::string kv = kv_table(p);
+  const std::string log = log_table(p);
+  // Staging read the row, so applying mostly knows whether it exists: a plain UPDATE is
+  // one b-tree descent cheaper than INSERT ... ON CONFLICT DO UPDATE, which is kept for
+  // new keys and for rows that went away meanwhile.
+  EDGEKV_RETURN_IF_ERROR(
+      db_.prepare_into(&slot.insert_row,
+                       "INSERT INTO " + kv +
+                           " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value,"
+                           " value_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                           " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
+                           " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
+                           " value = ?8, value_id = ?9",
+                       "insert row"));
+  EDGEKV_RETURN_IF_ERROR(
+      db_.prepare_into(&slot.update_row,
+                       "UPDATE " + kv +
+                           " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
+                           " seq = ?6, codec = ?7, value = ?8, value_id = ?9 WHERE key = ?1",
+                       "update row"));
+  EDGEKV_RETURN_IF_ERROR(
+      db_.prepare_into(&slot.update_inline_row,
+                       "UPDATE " + kv +
+                           " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
+                           " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1 AND value_id IS NULL",
+                       "update row"));
+  EDGEKV_RETURN_IF_ERROR(
+      db_.prepare_into(&slot.update_row_keep_value,
+                       "UPDATE " + kv +
+                           " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
+                           " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1"
+                           " AND value_id IS NOT NULL RETURNING value_id",
+                       "update row"));
+  const std::string val = val_table(p);
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &slot.insert_value, "INSERT INTO " + val + " (value) VALUES (?1)", "insert value"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &slot.update_value, "UPDATE " + val + " SET value = ?2 WHERE id = ?1", "update value"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.insert_log,
+                                          "INSERT INTO " + log +
+                                              " (seq, op, hlc, origin, expiry_ms, key)"
+                                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                          "append change log"));
+  EDGEKV_RETURN_IF_ERROR(
+      db_.prepare_into(&slot.purge_tombstones,
+                       "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
+                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
+                       "purge tombstones"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.trim_log,
+                                          "DELETE FROM " + log + " WHERE seq IN (SELECT seq FROM " +
+                                              log + " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
+                                          "trim change log"));
+  slot.prepared = true;
+  return Status();
+}
+
+void Applier::publish_created() {
+  for (uint32_t i : created_) state_.partitions[slots_[i].partition].has_tables.store(true);
+  created_.clear();
 }
 
 Result<std::vector<uint64_t>> Applier::last_logged() {
   std::vector<uint64_t> seqs(slots_.size());
   for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!slots_[i].has_tables) continue;  // no log: nothing logged yet
     Result<std::string> seq = db_.query_text(
         "SELECT coalesce(max(seq), 0) FROM " + log_table(slots_[i].partition), "read last seq");
     if (!seq.ok()) return seq.status();
@@ -216,6 +241,14 @@ Status Applier::rollback(Status status) {
       EDGEKV_LOG(kError) << "store: rollback failed: " << rolled_back.to_string();
     }
   }
+  // Tables created by the transaction are gone with it: created again by the next write.
+  for (uint32_t i : created_) {
+    Slot fresh;
+    fresh.partition = slots_[i].partition;
+    fresh.logged_seq = slots_[i].logged_seq;
+    slots_[i] = std::move(fresh);
+  }
+  created_.clear();
   return status;
 }
 
@@ -281,14 +314,10 @@ Status Applier::write_row_of(Slot& slot, const StagedWrite& w) {
 
 Status Applier::write_one(const StagedWrite& w, bool write_row) {
   Slot& slot = slots_[state_.layout.slot_of(w.partition)];
-  if (write_row) {
-    if (w.expire) {
-      slot.delete_row.bind_blob(1, w.key);
-      EDGEKV_RETURN_IF_ERROR(slot.delete_row.run());
-    } else {
-      EDGEKV_RETURN_IF_ERROR(write_row_of(slot, w));
-    }
-  }
+  EDGEKV_RETURN_IF_ERROR(ready(slot, /*create=*/true));
+  // An expiry leaves its tombstone like a delete does (format 5): the row is rewritten
+  // without value, and the trigger frees a value kept in the value table.
+  if (write_row) EDGEKV_RETURN_IF_ERROR(write_row_of(slot, w));
   sql::Stmt& log = slot.insert_log;
   log.bind_u64(1, w.seq);
   log.bind_int64(2, static_cast<int64_t>(w.op()));
@@ -331,6 +360,8 @@ Status Applier::apply(const std::vector<const StagedWrite*>& writes,
     slot.logged_seq = std::max(slot.logged_seq, w->seq);
   }
   state_.counters.apply_batches.fetch_add(1, std::memory_order_relaxed);
+  // Before the writes leave the staged writes: whoever misses them there finds the tables.
+  publish_created();
   // The writes go away here: nothing below may look at them.
   staged_.remove_applied(writes.size(), write_row);
   counting.unlock();
@@ -363,6 +394,7 @@ Status Applier::apply_now(const std::deque<StagedWrite>& writes) {
   }
   if (status.ok()) status = commit_.run();
   if (!status.ok()) return rollback(status);
+  publish_created();
   applied_id_ = writes.back().id;
   for (const StagedWrite& w : writes) {
     Slot& slot = slots_[state_.layout.slot_of(w.partition)];
@@ -379,7 +411,11 @@ Status Applier::sweep(SweepJob& job) {
   uint64_t purged_total = 0;
   Status status = begin_.run();
   for (uint32_t i = 0; status.ok() && i < n && job.purge_left > 0 && cutoff > 0; ++i) {
-    sql::Stmt& s = slots_[(sweep_cursor_ + i) % n].purge_tombstones;
+    Slot& slot = slots_[(sweep_cursor_ + i) % n];
+    if (!slot.has_tables) continue;  // nothing to purge, nor to trim below
+    status = ready(slot, /*create=*/false);
+    if (!status.ok()) break;
+    sql::Stmt& s = slot.purge_tombstones;
     s.bind_int64(1, cutoff);
     s.bind_int64(2, clamp_budget(job.purge_left));
     status = s.run();
@@ -392,6 +428,8 @@ Status Applier::sweep(SweepJob& job) {
   for (uint32_t i = 0; status.ok() && i < n && job.trim_left > 0; ++i) {
     Slot& slot = slots_[(sweep_cursor_ + i) % n];
     if (slot.logged_seq <= keep) continue;
+    status = ready(slot, /*create=*/false);
+    if (!status.ok()) break;
     sql::Stmt& s = slot.trim_log;
     s.bind_u64(1, slot.logged_seq - keep + 1);  // entries below this seq go
     s.bind_int64(2, clamp_budget(job.trim_left));

@@ -3,7 +3,9 @@
 // change logs, one transaction per batch, each recording the newest stage id it applied
 // (kAppliedStageId) and fsync'd whatever the sync mode, so the writer may then delete
 // those rows from the stage file. It also runs the parts of a sweep that only change the
-// data file (purging old tombstones, trimming change logs).
+// data file (purging old tombstones, trimming change logs). A partition's tables are
+// created by the batch that applies its first write (format 5), and its statements are
+// prepared when first needed.
 //
 // Why a thread of its own: a batch of thousands of writes takes tens of milliseconds.
 // Run by the writer, every commit group arriving meanwhile waited for it, which made the
@@ -93,6 +95,10 @@ class Applier {
   struct Slot {
     uint32_t partition = 0;
     uint64_t logged_seq = 0;  // newest seq in the partition's log table
+    // Whether the partition's tables exist (format 5 creates them with its first write),
+    // and whether the statements below are prepared (on first use).
+    bool has_tables = false;
+    bool prepared = false;
     // Row writes, chosen by Applier::write_row_of: an upsert (a new key, or a row that
     // went away); an update that sets value_id, so the trigger deletes the old value; an
     // update of a row whose old and new value are both in the row; one of a row whose old
@@ -104,7 +110,6 @@ class Applier {
     // A value over kInlineValueMaxBytes into val_<p>, or over the old one there, in place.
     sql::Stmt insert_value;
     sql::Stmt update_value;
-    sql::Stmt delete_row;
     sql::Stmt insert_log;
     sql::Stmt purge_tombstones;
     sql::Stmt trim_log;
@@ -113,6 +118,12 @@ class Applier {
 
   Applier(EngineState& state, uint32_t file, sql::Db db);
   Status prepare_statements();
+  // The slot's statements, prepared; with `create`, its tables are created first if the
+  // partition has none, inside the open transaction (rollback() forgets them again).
+  // Without, a slot without tables stays unprepared.
+  Status ready(Slot& slot, bool create);
+  // After a commit: tells readers and the writer which partitions now have tables.
+  void publish_created();
   void run();
   // Applies `writes` in one transaction; `write_row[i]` as in Batch.
   Status apply(const std::vector<const StagedWrite*>& writes, const std::vector<bool>& write_row);
@@ -125,7 +136,8 @@ class Applier {
   const uint32_t file_;
   sql::Db db_;
   sql::Stmt begin_, commit_, rollback_, set_applied_;
-  std::vector<Slot> slots_;  // by Layout::slot_of(partition)
+  std::vector<Slot> slots_;        // by Layout::slot_of(partition)
+  std::vector<uint32_t> created_;  // slots whose tables the open transaction created
   StagedWrites& staged_;
   uint64_t applied_id_ = 0;
   std::unique_ptr<Checkpointer> checkpointer_;

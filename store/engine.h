@@ -22,6 +22,11 @@ namespace edgekv::store {
 struct PartitionState {
   std::atomic<uint64_t> last_seq{0};  // newest committed change-log entry
   std::atomic<int64_t> live_rows{0};  // rows that are not tombstones (expired ones included)
+  // Whether the partition's tables exist (format 5 creates them on its first write). Set
+  // by the file's applier once the batch creating them committed, before that batch's
+  // writes leave the staged writes: a reader or writer that no longer finds a write
+  // staged finds the tables too.
+  std::atomic<bool> has_tables{false};
 };
 
 struct Counters {
@@ -57,6 +62,11 @@ struct EngineState {
   std::vector<std::unique_ptr<StagedWrites>> staged;
   // Tasks waiting in all writer queues, against write_queue_max.
   std::atomic<size_t> queued{0};
+  // Hints held in all stage files, and their bytes as hints_max_bytes counts them. A
+  // writer adds a hint's bytes when it stages it (so that writers of several files share
+  // the bound exactly) and takes them back if its group fails.
+  std::atomic<uint64_t> hints{0};
+  std::atomic<uint64_t> hint_bytes{0};
   // The reserve file and whether the disk is full (disk_guard.h).
   DiskGuard disk;
 };

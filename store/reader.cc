@@ -25,12 +25,14 @@ Result<std::unique_ptr<Reader>> Reader::open(const EngineState& state) {
     reader->dbs_.push_back(std::move(*db));
   }
   reader->statements_.resize(state.layout.partitions);
+  reader->hints_.resize(state.layout.db_files);
   return reader;
 }
 
 Result<Reader::Statements*> Reader::statements(uint32_t partition) {
   Statements& s = statements_[partition];
   if (s.get.valid()) return &s;
+  if (!state_.partitions[partition].has_tables.load()) return nullptr;
   sql::Db& db = dbs_[state_.layout.file_of(partition)];
   const std::string kv = kv_table(partition);
   const std::string log = log_table(partition);
@@ -55,7 +57,7 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
   if (!changes.ok()) return changes.status();
   Result<sql::Stmt> expired = db.prepare(
       "SELECT coalesce(sum(expiry_ms <= ?1), 0), coalesce(sum(expiry_ms > ?1), 0) FROM " + kv +
-          " WHERE expiry_ms > 0",
+          " WHERE expiry_ms > 0 AND tombstone = 0",
       "count expiring rows");
   if (!expired.ok()) return expired.status();
   s.get = std::move(*get);
@@ -64,49 +66,145 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
   return &s;
 }
 
-Result<Record> Reader::get(std::string_view key, uint32_t partition, WallTime now) {
+Result<Record> Reader::stored(std::string_view key, uint32_t partition) {
   // A staged write is newer than the key's row. Looked up before the row: a write applied
   // meanwhile left the staged writes only after its transaction committed, so the row read
   // below (a snapshot taken later) has it.
   const uint32_t file = state_.layout.file_of(partition);
   StagedWrite staged;
   if (state_.staged[file]->find(key, &staged)) {
-    if (staged.tombstone) return Status::not_found("key was deleted");
-    // A sweep's expiry: the row is as good as deleted.
-    if (staged.expire) return Status::not_found("key not found");
-    if (staged.expiry_ms != 0 && staged.expiry_ms <= now.ms) {
-      return Status::not_found("key expired");
-    }
-    Result<std::string> value = decoder_.decode(static_cast<int64_t>(staged.codec), staged.value);
-    if (!value.ok()) return value.status();
     Record record;
+    if (!staged.tombstone) {
+      Result<std::string> value = decoder_.decode(static_cast<int64_t>(staged.codec), staged.value);
+      if (!value.ok()) return value.status();
+      record.value = std::move(*value);
+    }
     record.key = std::move(staged.key);
-    record.value = std::move(*value);
     record.version = staged.version;
     record.expiry = WallTime{staged.expiry_ms};
+    record.tombstone = staged.tombstone;
     return record;
   }
   Result<Statements*> s = statements(partition);
   if (!s.ok()) return s.status();
+  if (*s == nullptr) return Status::not_found("key not found");
   sql::Stmt& stmt = (*s)->get;
   sql::StmtScope scope(stmt);
   stmt.bind_blob(1, key);
   Result<bool> row = stmt.step();
   if (!row.ok()) return row.status();
   if (!*row) return Status::not_found("key not found");
-  const int64_t expiry_ms = stmt.int64_at(2);
-  if (stmt.int64_at(3) != 0) return Status::not_found("key was deleted");
-  if (expiry_ms != 0 && expiry_ms <= now.ms) return Status::not_found("key expired");
-  Result<std::string> value = decoder_.decode(stmt.int64_at(4), stmt.blob_at(5));
-  if (!value.ok()) {
-    return Status(value.status().code(), dbs_[state_.layout.file_of(partition)].path() + ": " +
-                                             kv_table(partition) + ": " + value.status().message());
-  }
   Record record;
   record.key = std::string(key);
-  record.value = std::move(*value);
   record.version = Version{stmt.u64_at(0), stmt.u64_at(1)};
-  record.expiry = WallTime{expiry_ms};
+  record.expiry = WallTime{stmt.int64_at(2)};
+  record.tombstone = stmt.int64_at(3) != 0;
+  if (record.tombstone) return record;
+  Result<std::string> value = decoder_.decode(stmt.int64_at(4), stmt.blob_at(5));
+  if (!value.ok()) {
+    return Status(value.status().code(),
+                  dbs_[file].path() + ": " + kv_table(partition) + ": " + value.status().message());
+  }
+  record.value = std::move(*value);
+  return record;
+}
+
+Result<Record> Reader::get(std::string_view key, uint32_t partition, WallTime now) {
+  Result<Record> record = stored(key, partition);
+  if (!record.ok()) return record;
+  if (record->expired_tombstone()) return Status::not_found("key expired");
+  if (record->tombstone) return Status::not_found("key was deleted");
+  if (record->expiry.ms != 0 && record->expiry <= now) return Status::not_found("key expired");
+  return record;
+}
+
+Result<Record> Reader::read(std::string_view key, uint32_t partition, WallTime now) {
+  Result<Record> record = stored(key, partition);
+  if (!record.ok()) return record;
+  // A live row expired at `now` is as good as the tombstone the sweep will leave.
+  if (!record->tombstone && record->expiry.ms != 0 && record->expiry <= now) {
+    record->tombstone = true;
+    record->value.clear();
+  }
+  return record;
+}
+
+Result<Reader::HintStatements*> Reader::hint_statements(uint32_t file) {
+  HintStatements& h = hints_[file];
+  if (h.by_key.valid()) return &h;
+  Result<sql::Db> db = sql::Db::open(state_.layout.stage_path(file), /*create=*/false);
+  if (!db.ok()) return db.status();
+  EDGEKV_RETURN_IF_ERROR(
+      configure_connection(*db, ConnectionRole::kReader, state_.options.sync, 0));
+  constexpr const char* kColumns =
+      "SELECT key, hlc, origin, expiry_ms, tombstone, codec, value FROM hints";
+  Result<sql::Stmt> by_owner = db->prepare(
+      std::string(kColumns) + " WHERE owner = ?1 ORDER BY hlc, origin LIMIT ?2", "read hints");
+  if (!by_owner.ok()) return by_owner.status();
+  Result<sql::Stmt> by_key =
+      db->prepare(std::string(kColumns) + " WHERE key = ?1 ORDER BY hlc DESC, origin DESC LIMIT 1",
+                  "read hint");
+  if (!by_key.ok()) return by_key.status();
+  h.db = std::move(*db);
+  h.by_owner = std::move(*by_owner);
+  h.by_key = std::move(*by_key);
+  return &h;
+}
+
+Result<Record> Reader::hint_at(sql::Stmt& stmt) {
+  Record record;
+  record.key = std::string(stmt.blob_at(0));
+  record.version = Version{stmt.u64_at(1), stmt.u64_at(2)};
+  record.expiry = WallTime{stmt.int64_at(3)};
+  record.tombstone = stmt.int64_at(4) != 0;
+  if (!record.tombstone) {
+    Result<std::string> value = decoder_.decode(stmt.int64_at(5), stmt.blob_at(6));
+    if (!value.ok()) return value.status();
+    record.value = std::move(*value);
+  }
+  return record;
+}
+
+Result<std::vector<Record>> Reader::read_hints(std::string_view owner, size_t max) {
+  std::vector<Record> out;
+  if (max == 0) return out;
+  // Each file's oldest `max`, merged: the oldest `max` of all.
+  for (uint32_t f = 0; f < state_.layout.db_files; ++f) {
+    Result<HintStatements*> h = hint_statements(f);
+    if (!h.ok()) return h.status();
+    sql::Stmt& stmt = (*h)->by_owner;
+    sql::StmtScope scope(stmt);
+    stmt.bind_blob(1, owner);
+    stmt.bind_int64(2, clamp_limit(max));
+    for (;;) {
+      Result<bool> row = stmt.step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      Result<Record> record = hint_at(stmt);
+      if (!record.ok()) return record.status();
+      out.push_back(std::move(*record));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Record& a, const Record& b) { return a.version < b.version; });
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+
+Result<Record> Reader::read_hint(std::string_view key, uint32_t partition, WallTime now) {
+  Result<HintStatements*> h = hint_statements(state_.layout.file_of(partition));
+  if (!h.ok()) return h.status();
+  sql::Stmt& stmt = (*h)->by_key;
+  sql::StmtScope scope(stmt);
+  stmt.bind_blob(1, key);
+  Result<bool> row = stmt.step();
+  if (!row.ok()) return row.status();
+  if (!*row) return Status::not_found("no hint for the key");
+  Result<Record> record = hint_at(stmt);
+  if (record.ok() && !record->tombstone && record->expiry.ms != 0 && record->expiry <= now) {
+    record->tombstone = true;  // as read() reports an expired row
+    record->value.clear();
+  }
   return record;
 }
 
@@ -120,8 +218,8 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
   StagedChanges staged = staged_writes.changes(partition, from_seq, max);
   Result<Statements*> s = statements(partition);
   if (!s.ok()) return s.status();
-  sql::Stmt& stmt = (*s)->changes;
-  {
+  if (*s != nullptr) {
+    sql::Stmt& stmt = (*s)->changes;
     sql::StmtScope scope(stmt);
     stmt.bind_u64(1, from_seq);
     stmt.bind_int64(2, clamp_limit(max));
@@ -184,6 +282,7 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
 Result<ExpiryCounts> Reader::count_expiry(uint32_t partition, WallTime now) {
   Result<Statements*> s = statements(partition);
   if (!s.ok()) return s.status();
+  if (*s == nullptr) return ExpiryCounts{};
   sql::Stmt& stmt = (*s)->expired;
   sql::StmtScope scope(stmt);
   stmt.bind_int64(1, now.ms);

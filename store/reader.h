@@ -34,6 +34,11 @@ class Reader {
   static Result<std::unique_ptr<Reader>> open(const EngineState& state);
 
   Result<Record> get(std::string_view key, uint32_t partition, WallTime now);
+  // Store::read: the stored state, tombstones included.
+  Result<Record> read(std::string_view key, uint32_t partition, WallTime now);
+  // Store::read_hints and read_hint, from the stage files' hints tables.
+  Result<std::vector<Record>> read_hints(std::string_view owner, size_t max);
+  Result<Record> read_hint(std::string_view key, uint32_t partition, WallTime now);
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq, size_t max);
   // Rows of `partition` that expired by `now` and that expire later (the expiry index).
   Result<ExpiryCounts> count_expiry(uint32_t partition, WallTime now);
@@ -44,13 +49,26 @@ class Reader {
     sql::Stmt changes;
     sql::Stmt expired;
   };
+  struct HintStatements {
+    sql::Db db;  // the stage file, read-only
+    sql::Stmt by_owner;
+    sql::Stmt by_key;
+  };
   explicit Reader(const EngineState& state) : state_(state) {}
-  // The partition's statements, prepared on first use.
+  // The partition's statements, prepared on first use; nullptr while the partition has no
+  // tables (it then holds nothing but staged writes).
   Result<Statements*> statements(uint32_t partition);
+  // The key's newest staged write, else its row, tombstones included (value decoded only
+  // for puts); NOT_FOUND when neither.
+  Result<Record> stored(std::string_view key, uint32_t partition);
+  // File `file`'s stage connection for hints, opened on first use (hints are read rarely).
+  Result<HintStatements*> hint_statements(uint32_t file);
+  Result<Record> hint_at(sql::Stmt& stmt);
 
   const EngineState& state_;
   std::vector<sql::Db> dbs_;            // by file
   std::vector<Statements> statements_;  // by partition
+  std::vector<HintStatements> hints_;   // by file
   ValueDecoder decoder_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
+#include <string_view>
 
 namespace edgekv::store {
 namespace {
@@ -47,15 +49,17 @@ std::string substitute(std::string text, std::string_view name, const std::strin
 // walks a large value's overflow pages. Values longer than kInlineValueMaxBytes live in
 // {val}, a rowid table, and the row holds their id and an empty value: a WITHOUT ROWID
 // table's rows are its b-tree's keys, so a large one spills to overflow pages that every
-// comparison of a lookup reads back, and leaves few keys per interior page.
+// comparison of a lookup reads back, and leaves few keys per interior page. A partition's
+// tables are created by its first applied write (format 5); IF NOT EXISTS makes that safe
+// for tables an operator or a test created meanwhile.
 constexpr const char* kPartitionDdl = R"sql(
-CREATE TABLE {kv} (
+CREATE TABLE IF NOT EXISTS {kv} (
   key BLOB NOT NULL PRIMARY KEY, hlc INTEGER NOT NULL, origin INTEGER NOT NULL,
   expiry_ms INTEGER NOT NULL, tombstone INTEGER NOT NULL, seq INTEGER NOT NULL,
   value_id INTEGER, codec INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE INDEX {kv}_expiry ON {kv} (expiry_ms) WHERE expiry_ms > 0;
-CREATE INDEX {kv}_tombstone ON {kv} (hlc) WHERE tombstone = 1;
-CREATE TABLE {log} (
+CREATE INDEX IF NOT EXISTS {kv}_expiry ON {kv} (expiry_ms) WHERE expiry_ms > 0 AND tombstone = 0;
+CREATE INDEX IF NOT EXISTS {kv}_tombstone ON {kv} (hlc) WHERE tombstone = 1;
+CREATE TABLE IF NOT EXISTS {log} (
   seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, hlc INTEGER NOT NULL,
   origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL, key BLOB NOT NULL);
 )sql";
@@ -64,11 +68,11 @@ CREATE TABLE {log} (
 // pointed to it, however the row changed (overwritten, deleted, expired, purged). Format 4;
 // a format 3 table gets `value_id` added at its end.
 constexpr const char* kValueDdl = R"sql(
-CREATE TABLE {val} (id INTEGER PRIMARY KEY, value BLOB NOT NULL);
-CREATE TRIGGER {kv}_value_update AFTER UPDATE OF value_id ON {kv}
+CREATE TABLE IF NOT EXISTS {val} (id INTEGER PRIMARY KEY, value BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS {kv}_value_update AFTER UPDATE OF value_id ON {kv}
   WHEN old.value_id IS NOT NULL AND old.value_id IS NOT new.value_id
   BEGIN DELETE FROM {val} WHERE id = old.value_id; END;
-CREATE TRIGGER {kv}_value_delete AFTER DELETE ON {kv} WHEN old.value_id IS NOT NULL
+CREATE TRIGGER IF NOT EXISTS {kv}_value_delete AFTER DELETE ON {kv} WHEN old.value_id IS NOT NULL
   BEGIN DELETE FROM {val} WHERE id = old.value_id; END;
 )sql";
 
@@ -80,6 +84,19 @@ CREATE TABLE stage (
   id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, seq INTEGER NOT NULL, key BLOB NOT NULL,
   hlc INTEGER NOT NULL, origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,
   op INTEGER NOT NULL, codec INTEGER NOT NULL, value BLOB NOT NULL);
+)sql";
+
+// Hints (format 5): records kept for a replica that was down, one per (owner, key), the
+// newest version. In the stage file, so a hint commits in the commit group that stages
+// it, as a write does (store/FORMAT.md, "Hints"). Read by owner in version order (delivery)
+// and by key (a sloppy read at a fallback).
+constexpr const char* kHintsDdl = R"sql(
+CREATE TABLE hints (
+  owner BLOB NOT NULL, key BLOB NOT NULL, hlc INTEGER NOT NULL, origin INTEGER NOT NULL,
+  expiry_ms INTEGER NOT NULL, tombstone INTEGER NOT NULL, codec INTEGER NOT NULL,
+  value BLOB NOT NULL, PRIMARY KEY (owner, key));
+CREATE INDEX hints_by_owner ON hints (owner, hlc, origin);
+CREATE INDEX hints_by_key ON hints (key);
 )sql";
 
 // Format 2's stage table, in the data file; migrated (and dropped) by version 3.
@@ -171,16 +188,65 @@ std::string partition_ddl(uint32_t partition) {
 
 // Version 3 to 4: each partition gets its value table; rows keep their values inline
 // until they are next written.
-Status migrate_3_to_4(sql::Db& data, const FileMeta& meta) {
+Status migrate_3_to_4(sql::Db& data) {
+  Result<std::vector<uint32_t>> held = partitions_with_tables(data);
+  if (!held.ok()) return held.status();
   std::string sql;
-  for (uint32_t p = meta.file_index; p < meta.partitions; p += meta.db_files) {
+  for (uint32_t p : *held) {
     sql += "ALTER TABLE " + kv_table(p) + " ADD COLUMN value_id INTEGER;" + value_ddl(p);
   }
   return exec_transaction(data, sql + "UPDATE meta SET value = 4 WHERE name = 'format_version';",
                           "migrate format 3 to 4");
 }
 
+// The partition whose row table is named `name` ("kv_00005"); nullopt for other names.
+std::optional<uint32_t> partition_of_table(std::string_view name) {
+  if (name.size() != 8 || name.substr(0, 3) != "kv_") return std::nullopt;
+  uint32_t p = 0;
+  for (char c : name.substr(3)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    p = p * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return p;
+}
+
+// Version 4 to 5: expired keys leave tombstones that keep their expiry, which the expiry
+// index must leave out (the sweep would find them again): its predicate gains
+// `tombstone = 0`. Format 4 stored tombstones without expiry, so the new index has the
+// same entries; building it reads each table once.
+Status migrate_4_to_5(sql::Db& data) {
+  Result<std::vector<uint32_t>> held = partitions_with_tables(data);
+  if (!held.ok()) return held.status();
+  std::string sql;
+  for (uint32_t p : *held) {
+    const std::string kv = kv_table(p);
+    sql += "DROP INDEX " + kv + "_expiry; CREATE INDEX " + kv + "_expiry ON " + kv +
+           " (expiry_ms) WHERE expiry_ms > 0 AND tombstone = 0;";
+  }
+  return exec_transaction(data, sql + "UPDATE meta SET value = 5 WHERE name = 'format_version';",
+                          "migrate format 4 to 5");
+}
+
 }  // namespace
+
+std::string partition_schema_sql(uint32_t partition) { return partition_ddl(partition); }
+
+Result<std::vector<uint32_t>> partitions_with_tables(sql::Db& db) {
+  Result<sql::Stmt> stmt = db.prepare(
+      "SELECT name FROM sqlite_schema WHERE type = 'table' AND name GLOB 'kv_[0-9]*'"
+      " ORDER BY name",
+      "list partition tables");
+  if (!stmt.ok()) return stmt.status();
+  sql::StmtScope scope(*stmt);
+  std::vector<uint32_t> out;
+  for (;;) {
+    Result<bool> row = stmt->step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    if (std::optional<uint32_t> p = partition_of_table(stmt->blob_at(0))) out.push_back(*p);
+  }
+  return out;
+}
 
 std::filesystem::path Layout::file_path(uint32_t file) const {
   return dir / ("data-" + std::to_string(file) + ".db");
@@ -283,14 +349,23 @@ Result<std::optional<FileMeta>> read_meta(sql::Db& db) {
 Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
   std::string sql = meta_sql(layout, file_index);
   sql += "INSERT INTO meta (name, value) VALUES ('" + std::string(kAppliedStageId) + "', 0);";
-  for (uint32_t p = file_index; p < layout.partitions; p += layout.db_files) {
-    sql += partition_ddl(p);
-  }
   return exec_transaction(db, sql, "create schema");
 }
 
 Status create_stage_schema(sql::Db& db, const Layout& layout, uint32_t file_index) {
-  return exec_transaction(db, meta_sql(layout, file_index) + kStageDdl, "create stage schema");
+  return exec_transaction(db, meta_sql(layout, file_index) + kStageDdl + kHintsDdl,
+                          "create stage schema");
+}
+
+Status migrate_stage(sql::Db& stage, FileMeta* meta) {
+  if (meta->format_version >= 5) return Status();
+  // Stage files were created at format 3 and changed nothing until 5, which adds the
+  // hints; one transaction, so a crash leaves the file at 4 or at 5.
+  EDGEKV_RETURN_IF_ERROR(exec_transaction(
+      stage, std::string(kHintsDdl) + "UPDATE meta SET value = 5 WHERE name = 'format_version';",
+      "migrate stage file to format 5"));
+  meta->format_version = 5;
+  return Status();
 }
 
 Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta) {
@@ -306,8 +381,12 @@ Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta) {
     meta->format_version = 3;
   }
   if (meta->format_version == 3) {
-    EDGEKV_RETURN_IF_ERROR(migrate_3_to_4(data, *meta));
+    EDGEKV_RETURN_IF_ERROR(migrate_3_to_4(data));
     meta->format_version = 4;
+  }
+  if (meta->format_version == 4) {
+    EDGEKV_RETURN_IF_ERROR(migrate_4_to_5(data));
+    meta->format_version = 5;
   }
   return Status();
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "store/sqlite.h"
@@ -17,7 +18,7 @@
 namespace edgekv::store {
 
 // Bumped when the format changes incompatibly; an older build refuses a newer directory.
-inline constexpr int64_t kFormatVersion = 4;
+inline constexpr int64_t kFormatVersion = 5;
 // SQLite's header field for "which application's file is this": "EKV1".
 inline constexpr int64_t kApplicationId = 0x454b5631;
 
@@ -71,20 +72,36 @@ inline constexpr const char* kAppliedStageId = "applied_stage_id";
 // file holds something other than edgekv data.
 Result<std::optional<FileMeta>> read_meta(sql::Db& db);
 
-// Creates data file `file_index` of `layout` in one transaction: the meta table and the
-// tables and indexes of its partitions.
+// Creates data file `file_index` of `layout` in one transaction: the meta table only. A
+// partition's tables are created by its first write (partition_schema_sql), so a node
+// keeps tables only for the partitions it holds (format 5).
 Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
 
+// The DDL of one partition: its row, value and log tables, their indexes and triggers.
+std::string partition_schema_sql(uint32_t partition);
+
+// The partitions of data file `db` that have tables, by the names in its schema.
+Result<std::vector<uint32_t>> partitions_with_tables(sql::Db& db);
+
 // Creates stage file `file_index` of `layout` in one transaction: the meta table (as the
-// data file's) and the stage table.
+// data file's), the stage table and the hints table.
 Status create_stage_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
+
+// Brings stage file `stage` (whose meta is `meta`) of an older format up to
+// kFormatVersion: format 5 added the hints table. Does nothing for a current one.
+Status migrate_stage(sql::Db& stage, FileMeta* meta);
+
+// Hints keep this many bytes per hint on top of their owner, key and value, against
+// hints_max_bytes: the row's fixed columns and its entries in the table's three indexes.
+inline constexpr uint64_t kHintOverheadBytes = 64;
 
 // Brings data file `data` of an older format up to kFormatVersion, one step per version,
 // each recording the new version in `meta`; updates `meta`. Version 3 moved the stage table
 // into a file of its own: the step copies the rows staged in `data` to `stage` (a created
 // stage file) and commits them there before it drops the table from `data`, so a crash in
 // between leaves them in both, and the step, run again, copies them again (the same ids).
-// Version 4 added the value tables: existing rows keep their values inline.
+// Version 4 added the value tables: existing rows keep their values inline. Version 5
+// keeps expiry tombstones: the expiry index leaves tombstones out.
 // Does nothing for a file of the current format.
 Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta);
 

@@ -50,13 +50,15 @@ struct StagedWrite {
   uint64_t seq = 0;  // the change-log entry it will become
   std::string key;
   Version version;
-  int64_t expiry_ms = 0;  // 0 for tombstones, as in the tables
-  bool tombstone = false;
-  // A sweep's expiry of the key's row: applying it deletes the row. Carries the row's
-  // version and expiry_ms, like its change-log entry.
+  // As in the tables: 0 for a delete tombstone; an expiry tombstone keeps the expiry.
+  int64_t expiry_ms = 0;
+  bool tombstone = false;  // a delete or an expiry: the key has no value once applied
+  // An expiry (format 5), logged as kExpire: a sweep's of the key's row, or a write that
+  // arrived already expired. Applying it leaves a tombstone that keeps the version and the
+  // expiry (`tombstone` is set too), so that an older write arriving later stays out.
   bool expire = false;
   Codec codec = Codec::kRaw;
-  std::string value;  // as stored: compressed or raw; empty for tombstones and expiries
+  std::string value;  // as stored: compressed or raw; empty for tombstones
   // The key's partition-table row as it stands until the key's newest staged write is
   // applied: only a key's newest staged write is ever written to the table, so all of a
   // key's staged writes share the row they found. Statistics use it.
@@ -68,13 +70,13 @@ struct StagedWrite {
   RowState base_if_applied;
 
   // The row this write leaves once applied.
-  RowState row_after() const { return RowState{!expire, tombstone, expiry_ms}; }
+  RowState row_after() const { return RowState{true, tombstone, expiry_ms}; }
 
   ChangeOp op() const {
     return expire ? ChangeOp::kExpire : tombstone ? ChangeOp::kDelete : ChangeOp::kPut;
   }
   // Whether the key has a live value once this write is applied.
-  bool live() const { return !tombstone && !expire; }
+  bool live() const { return !tombstone; }
 };
 
 // One staged change-log entry, as read_changes needs it.

@@ -232,6 +232,8 @@ Status open_stage(const Layout& layout, uint32_t f, const StoreOptions& options,
   Result<std::optional<FileMeta>> meta = read_meta(*stage);
   if (!meta.ok()) return meta.status();
   if (meta->has_value()) {
+    // Only after file 0 said the directory's format is one this build reads.
+    EDGEKV_RETURN_IF_ERROR(migrate_stage(*stage, &**meta));
     EDGEKV_RETURN_IF_ERROR(check_meta(layout, layout.stage_path(f), f, **meta));
   } else {
     EDGEKV_RETURN_IF_ERROR(create_stage_schema(*stage, layout, f));
@@ -337,6 +339,51 @@ class StoreImpl final : public Store {
     return (*lease)->get(key, partition_of(key), now);
   }
 
+  Result<Record> read(std::string_view key, WallTime now) override {
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->read(key, partition_of(key), now);
+  }
+
+  void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done) override {
+    Status bad = check_record(record);
+    if (bad.ok() && owner.empty()) bad = Status::invalid_argument("hint owner is empty");
+    if (bad.ok() && owner.size() > kMaxKeyBytes) {
+      bad = Status::invalid_argument("hint owner is " + std::to_string(owner.size()) +
+                                     " bytes; the store takes at most " +
+                                     std::to_string(kMaxKeyBytes));
+    }
+    if (!bad.ok()) {
+      if (done) done(std::move(bad));
+      return;
+    }
+    // In the stage file of the key's partition: the writer of the file that holds the key.
+    Writer& writer = *writers_[state_->layout.file_of(partition_of(record.key))];
+    writer.submit(Writer::HintTask{std::move(owner), std::move(record), now, std::move(done)});
+  }
+
+  void remove_hint(std::string owner, std::string key, Version version,
+                   ApplyCallback done) override {
+    Writer& writer = *writers_[state_->layout.file_of(partition_of(key))];
+    Record record;
+    record.key = std::move(key);
+    record.version = version;
+    writer.submit(
+        Writer::HintTask{std::move(owner), std::move(record), WallTime{0}, std::move(done), true});
+  }
+
+  Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) override {
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->read_hints(owner, max);
+  }
+
+  Result<Record> read_hint(std::string_view key, WallTime now) override {
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->read_hint(key, partition_of(key), now);
+  }
+
   void apply(Record record, WallTime now, ApplyCallback done) override {
     if (Status bad = check_record(record); !bad.ok()) {
       if (done) done(std::move(bad));
@@ -389,6 +436,8 @@ class StoreImpl final : public Store {
     s.disk_full = state_->disk.full();
     s.disk_full_events = state_->disk.full_events();
     s.disk_reserve_bytes = state_->disk.reserve_held();
+    s.hints = state_->hints.load();
+    s.hint_bytes = state_->hint_bytes.load();
 
     int64_t live = 0;
     for (uint32_t p = 0; p < partitions(); ++p) live += state_->partitions[p].live_rows.load();
@@ -486,19 +535,8 @@ uint32_t Store::partition_of(std::string_view key) const {
   return edgekv::partition_of(key, partitions());
 }
 
-// Until the SQLite store implements the format-5 reads and hints, they answer
-// FAILED_PRECONDITION; they become pure virtual once it does.
-Result<Record> Store::read(std::string_view, WallTime) {
-  return Status::failed_precondition("this store does not keep tombstones readable");
-}
-void Store::apply_hint(std::string, Record, WallTime, ApplyCallback done) {
-  done(Status::failed_precondition("this store does not keep hints"));
-}
-Result<std::vector<Record>> Store::read_hints(std::string_view, size_t) {
-  return Status::failed_precondition("this store does not keep hints");
-}
-Result<Record> Store::read_hint(std::string_view, WallTime) {
-  return Status::failed_precondition("this store does not keep hints");
+void Store::remove_hint(std::string, std::string, Version, ApplyCallback done) {
+  if (done) done(Status::failed_precondition("this store keeps no hints"));
 }
 
 Result<ApplyResult> Store::apply_sync(Record record, WallTime now) {

@@ -1,7 +1,8 @@
 // The storage engine: partitions of records in SQLite WAL databases.
 //
 // What it owns: Q partitions (a power of two, fixed when the data directory is created and
-// recorded in it), each a WITHOUT ROWID table keyed by key, and per partition a change log
+// recorded in it), each a WITHOUT ROWID table keyed by key (created by the partition's first
+// write, so a node keeps tables only for partitions it holds), and per partition a change log
 // with a gapless, monotonic sequence number. Values above a threshold are stored
 // zstd-compressed. Writes are last-write-wins on Version: applying a record whose version
 // is not newer than the stored one changes nothing, so replays are idempotent.
@@ -21,6 +22,9 @@
 // quick and must not throw: hand the result to another thread rather than doing work in it,
 // and never call close(), apply_sync() or sweep_sync() from it (they would wait for the
 // thread running the callback). A directory is used by one Store at a time (a LOCK file).
+//
+// Hints for other replicas (apply_hint) are kept durably beside the partitions, bounded by
+// hints_max_bytes.
 //
 // On-disk format: store/FORMAT.md.
 #pragma once
@@ -143,8 +147,8 @@ struct ApplyResult {
 };
 
 struct StoreStats {
-  // Live rows, tombstones and not-yet-swept expired rows excluded ("expired" as of the
-  // latest `now` any call handed the store, since the store never reads a clock).
+  // Live rows, tombstones of both kinds and not-yet-swept expired rows excluded ("expired" as of
+  // the latest `now` any call handed the store, since the store never reads a clock).
   uint64_t keys = 0;
   uint64_t keys_with_expiry = 0;  // of those, the ones with a TTL
   uint64_t puts_applied = 0;
@@ -204,7 +208,9 @@ class Store {
   virtual Result<Record> get(std::string_view key, WallTime now) = 0;
 
   // Queues a write (put or tombstone). LWW: applied only if record.version is greater
-  // than the stored version and the record is not already expired at `now`. `done` runs
+  // than the stored version (a tombstone of either kind included). A put already expired
+  // at `now` is stored as the expiry tombstone it leaves (logged as kExpire, counted in
+  // `expired`), so that older copies arriving later stay out. `done` runs
   // after the commit group holding it committed. Answers OVERLOADED (through `done`, at
   // once) when write_queue_max writes are waiting or when the key's file holds
   // stage_max_bytes of staged writes that fail to apply, UNAVAILABLE once close() began.
@@ -212,29 +218,37 @@ class Store {
   // probes; a tombstone is not (disk_guard.h).
   // INVALID_ARGUMENT (at once) for a zero version (no write has one), a key over 1 MiB or
   // a value over 256 MiB (sanity bounds far above the daemon's limits). A tombstone is
-  // stored without value and without expiry: it hides the key until purged.
+  // stored without value, with the expiry it carries (0: a delete; otherwise an expiry
+  // tombstone copied from another replica, logged as kExpire): it hides the key until
+  // purged.
   virtual void apply(Record record, WallTime now, ApplyCallback done) = 0;
 
   // The key's stored state, tombstones included, for replication (read repair, LWW between
   // replicas): NOT_FOUND only when there is no row (never written, or its tombstone was
   // purged). A live row expired at `now` is reported as the tombstone its expiry leaves:
   // tombstone set, value empty, version and expiry kept.
-  virtual Result<Record> read(std::string_view key, WallTime now);
+  virtual Result<Record> read(std::string_view key, WallTime now) = 0;
 
   // Hints: records a fallback replica keeps for a home replica that was down (sloppy
   // quorum), durably, in a table of their own, apart from the partitions. One hint per
   // (owner, key): a hint replaces an older one (by version) for the same owner and key.
   // `done` runs after the commit, like apply()'s; `applied` is false when the stored hint
   // was newer or equal. OVERLOADED when the store holds hints_max_bytes of hints.
-  virtual void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done);
+  virtual void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done) = 0;
   // The hints held for `owner`, oldest first, at most `max`.
-  virtual Result<std::vector<Record>> read_hints(std::string_view owner, size_t max);
+  virtual Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) = 0;
   // The newest hint held for `key`, whichever owner it is for (a sloppy read at a fallback);
   // NOT_FOUND when none.
-  virtual Result<Record> read_hint(std::string_view key, WallTime now);
+  virtual Result<Record> read_hint(std::string_view key, WallTime now) = 0;
+  // Forgets the hint for (owner, key) if it still has `version` (once delivered; a newer
+  // hint kept meanwhile stays). `done` runs after the commit; `applied` is whether a hint
+  // went, `current` the version held before. Its bytes count no more against
+  // hints_max_bytes. Stores that keep no hints answer FAILED_PRECONDITION.
+  virtual void remove_hint(std::string owner, std::string key, Version version, ApplyCallback done);
 
-  // Queues one sweep: deletes up to `max_rows` rows that expired at `now` (through the
-  // expiry index) and emits kExpire events for them; purges tombstones older than the
+  // Queues one sweep: turns up to `max_rows` rows that expired at `now` (through the
+  // expiry index) into expiry tombstones that keep their version and expiry (values
+  // freed) and emits kExpire events for them; purges tombstones of both kinds older than the
   // grace period and trims change logs beyond changelog_keep. `done` gets the events.
   // Purging and trimming are each bounded by `max_rows` rows per call too. With several
   // database files the sweep is one transaction per file, visited in turn; if one fails,

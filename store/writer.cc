@@ -6,6 +6,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/thread.h"
 
@@ -67,6 +68,7 @@ Result<std::unique_ptr<Writer>> Writer::open(EngineState& state, uint32_t file, 
   EDGEKV_RETURN_IF_ERROR(writer->prepare_statements());
   EDGEKV_RETURN_IF_ERROR(writer->apply_left_staged());
   EDGEKV_RETURN_IF_ERROR(writer->load_partition_state());
+  EDGEKV_RETURN_IF_ERROR(writer->load_hint_counts());
   return writer;
 }
 
@@ -83,23 +85,59 @@ Status Writer::prepare_statements() {
                                           "delete applied stage rows"));
   EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(&read_begin_, "BEGIN", "begin read"));
   EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(&read_end_, "COMMIT", "end read"));
+  EDGEKV_RETURN_IF_ERROR(
+      db_.prepare_into(&select_hint_,
+                       "SELECT hlc, origin, length(owner) + length(key) + length(value) FROM hints"
+                       " WHERE owner = ?1 AND key = ?2",
+                       "read hint"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &upsert_hint_,
+      "INSERT INTO hints (owner, key, hlc, origin, expiry_ms, tombstone, codec, value)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (owner, key) DO UPDATE SET"
+      " hlc = ?3, origin = ?4, expiry_ms = ?5, tombstone = ?6, codec = ?7, value = ?8",
+      "store hint"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &delete_hint_, "DELETE FROM hints WHERE owner = ?1 AND key = ?2", "remove hint"));
 
+  // Partition statements are prepared on first use: most partitions of a large Q may never
+  // have tables here.
   const Layout& layout = state_.layout;
   slots_.resize(layout.partitions_in_file(file_));
   for (uint32_t p = file_; p < layout.partitions; p += layout.db_files) {
-    Slot& slot = slots_[layout.slot_of(p)];
-    slot.partition = p;
-    const std::string kv = kv_table(p);
-    EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(
-        &slot.select_row, "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1",
-        "read row"));
-    // `expiry_ms > 0` is spelled out so the planner may use the partial expiry index.
-    EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(
-        &slot.select_expired,
-        "SELECT key, hlc, origin, expiry_ms FROM " + kv +
-            " WHERE expiry_ms > 0 AND expiry_ms <= ?1 ORDER BY expiry_ms, key LIMIT ?2",
-        "find expired rows"));
+    slots_[layout.slot_of(p)].partition = p;
   }
+  return Status();
+}
+
+Result<bool> Writer::tables_ready(Slot& slot) {
+  if (slot.prepared) return true;
+  if (!state_.partitions[slot.partition].has_tables.load()) return false;
+  end_read();
+  const std::string kv = kv_table(slot.partition);
+  EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(
+      &slot.select_row, "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1",
+      "read row"));
+  // The partial expiry index's predicate is spelled out so that the planner may use it.
+  EDGEKV_RETURN_IF_ERROR(
+      read_db_.prepare_into(&slot.select_expired,
+                            "SELECT key, hlc, origin, expiry_ms FROM " + kv +
+                                " WHERE expiry_ms > 0 AND tombstone = 0 AND expiry_ms <= ?1"
+                                " ORDER BY expiry_ms, key LIMIT ?2",
+                            "find expired rows"));
+  slot.prepared = true;
+  return true;
+}
+
+Status Writer::load_hint_counts() {
+  Result<std::string> counts = db_.query_text(
+      "SELECT count(*) || ' ' || coalesce(sum(length(owner) + length(key) + length(value)), 0)"
+      " FROM hints",
+      "count hints");
+  if (!counts.ok()) return counts.status();
+  const size_t space = counts->find(' ');
+  const uint64_t n = std::stoull(counts->substr(0, space));
+  state_.hints.fetch_add(n);
+  state_.hint_bytes.fetch_add(std::stoull(counts->substr(space + 1)) + n * kHintOverheadBytes);
   return Status();
 }
 
@@ -108,6 +146,7 @@ Status Writer::load_partition_state() {
   if (!logged.ok()) return logged.status();
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
+    if (!state_.partitions[slot.partition].has_tables.load()) continue;  // empty: all zero
     const std::string kv = kv_table(slot.partition);
     // Total minus tombstones: both counts walk b-tree pages only (never value overflow
     // pages), the second one only the small partial tombstone index.
@@ -219,6 +258,9 @@ void Writer::close_connection() {
   rollback_ = sql::Stmt();
   insert_stage_ = sql::Stmt();
   delete_staged_ = sql::Stmt();
+  select_hint_ = sql::Stmt();
+  upsert_hint_ = sql::Stmt();
+  delete_hint_ = sql::Stmt();
   read_begin_ = sql::Stmt();
   read_end_ = sql::Stmt();
   db_ = sql::Db();
@@ -228,6 +270,8 @@ void Writer::close_connection() {
 void Writer::answer(Task& task, const Status& status) {
   if (auto* apply = std::get_if<ApplyTask>(&task)) {
     if (apply->done) apply->done(status);
+  } else if (auto* hint = std::get_if<HintTask>(&task)) {
+    if (hint->done) hint->done(status);
   } else {
     auto& job = std::get<SweepTask>(task).job;
     if (job->done) job->done(status);
@@ -371,6 +415,8 @@ Status Writer::stage_group(std::vector<Queued>& group, const Status& put_refusal
   for (size_t i = 0; status.ok() && i < group.size(); ++i) {
     if (auto* apply = std::get_if<ApplyTask>(&group[i].task)) {
       status = stage_one(*apply, &outcomes[i], totals, put_refusal);
+    } else if (auto* hint = std::get_if<HintTask>(&group[i].task)) {
+      status = stage_hint(*hint, &outcomes[i], put_refusal);
     } else {
       status = sweep_file(*std::get<SweepTask>(group[i].task).job, &outcomes[i], totals);
     }
@@ -388,6 +434,9 @@ Status Writer::stage_group(std::vector<Queued>& group, const Status& put_refusal
     }
   }
   deleted_id_ = deleted_before;
+  state_.hint_bytes.fetch_sub(hint_bytes_reserved_);
+  hint_bytes_reserved_ = hint_bytes_freed_ = 0;
+  hint_count_delta_ = 0;
   pending_.clear();
   pending_newest_.clear();
   pending_bytes_ = 0;
@@ -415,10 +464,12 @@ void Writer::commit_group(std::vector<Queued>& group) {
   if (!status.ok() && out_of_space) {
     disk.enter_full(db_.path(), status);
     // The room the reserve gave back is for deletes and expiry: stage the group again
-    // without its puts, which get the full disk's refusal.
+    // without its puts and hints, which get the full disk's refusal.
     const bool others = std::any_of(group.begin(), group.end(), [](const Queued& q) {
+      if (std::holds_alternative<SweepTask>(q.task)) return true;
+      if (const auto* hint = std::get_if<HintTask>(&q.task)) return hint->remove;
       const auto* apply = std::get_if<ApplyTask>(&q.task);
-      return apply == nullptr || apply->record.tombstone;
+      return apply != nullptr && apply->record.tombstone;
     });
     if (put_refusal.ok() && others) {
       put_refusal = disk.refusal();
@@ -431,6 +482,10 @@ void Writer::commit_group(std::vector<Queued>& group) {
   if (status.ok()) {
     for (const StagedWrite& w : pending_) remember_written(w);
     staged_.add(pending_);
+    state_.hint_bytes.fetch_sub(hint_bytes_freed_);
+    state_.hints.fetch_add(static_cast<uint64_t>(hint_count_delta_));
+    hint_bytes_reserved_ = hint_bytes_freed_ = 0;
+    hint_count_delta_ = 0;
     pending_newest_.clear();
     pending_bytes_ = 0;
     publish(totals);
@@ -458,6 +513,8 @@ void Writer::commit_group(std::vector<Queued>& group) {
       answer(task, outcomes[i].refused);
     } else if (auto* apply = std::get_if<ApplyTask>(&task)) {
       if (apply->done) apply->done(std::move(outcomes[i].apply));
+    } else if (auto* hint = std::get_if<HintTask>(&task)) {
+      if (hint->done) hint->done(std::move(outcomes[i].apply));
     } else {
       std::shared_ptr<SweepJob>& job = std::get<SweepTask>(task).job;
       std::move(outcomes[i].events.begin(), outcomes[i].events.end(),
@@ -537,7 +594,7 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
   if (newest != nullptr) {
     // A key's staged writes share the row they found (`base`).
     state.staged = true;
-    state.exists = !newest->expire;
+    state.exists = true;
     state.tombstone = newest->tombstone;
     state.version = newest->version;
     state.base = newest->base;
@@ -557,6 +614,10 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
     state.base = it->second.row;
     return state;
   }
+  // A partition without tables has no rows: its writes are all staged (has_tables).
+  Result<bool> tables = tables_ready(slot);
+  if (!tables.ok()) return tables.status();
+  if (!*tables) return state;
   // A batch applied meanwhile left the staged writes only after it committed, and
   // fresh_read() takes a snapshot that has it, so a write is found in one place or the
   // other.
@@ -659,21 +720,24 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
   if (!key.ok()) return key.status();
   const bool live_before = key->exists && !key->tombstone;
   out->apply.current = key->version;
-  bool expired = record.expiry.ms != 0 && record.expiry <= task.now;
-  if (expired || (key->exists && !(record.version > key->version))) {
+  if (key->exists && !(record.version > key->version)) {
     ++totals->ignored;
     return Status();
   }
+  // A put that arrives already expired is newer than what is stored: it leaves the
+  // tombstone its expiry would have left, so that an older copy arriving later stays out.
+  const bool expired = !record.tombstone && record.expiry.ms != 0 && record.expiry <= task.now;
 
   touch(task.partition);
   StagedWrite& w = pending_.emplace_back();
   w.partition = task.partition;
   w.version = record.version;
-  w.tombstone = record.tombstone;
-  // A tombstone hides the key whatever its expiry, and the sweeper must not remove it
-  // before the grace period: it is stored without value and without expiry.
-  w.expiry_ms = record.tombstone ? 0 : record.expiry.ms;
-  if (record.tombstone) record.value.clear();
+  w.tombstone = record.tombstone || expired;
+  // A tombstone keeps the expiry it came with: 0 for a delete, the key's expiry for an
+  // expiry tombstone copied from another replica. Either hides the key whatever the time.
+  w.expire = w.tombstone && record.expiry.ms != 0;
+  w.expiry_ms = record.expiry.ms;
+  if (w.tombstone) record.value.clear();
   w.value = encoder_.encode(record.value, &w.codec);
   w.key = record.key;
   w.base = key->base;
@@ -685,7 +749,7 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
     return staged;
   }
   slot.live_delta += (w.tombstone ? 0 : 1) - (live_before ? 1 : 0);
-  ++(w.tombstone ? totals->deletes : totals->puts);
+  ++(w.expire ? totals->expired : w.tombstone ? totals->deletes : totals->puts);
 
   out->apply.applied = true;
   out->apply.current = w.version;
@@ -697,6 +761,91 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
   event.expiry = WallTime{w.expiry_ms};
   event.partition = task.partition;
   event.seq = w.seq;
+  return Status();
+}
+
+Status Writer::stage_hint(HintTask& task, Outcome* out, const Status& put_refusal) {
+  // A hint adds data: refused on a full disk as a put is (disk_guard.h).
+  if (!put_refusal.ok() && !task.remove) {
+    out->refused = put_refusal;
+    return Status();
+  }
+  const Record& record = task.record;
+  uint64_t old_bytes = 0;
+  bool exists = false;
+  {
+    sql::StmtScope scope(select_hint_);
+    select_hint_.bind_blob(1, task.owner);
+    select_hint_.bind_blob(2, record.key);
+    Result<bool> row = select_hint_.step();
+    if (!row.ok()) return row.status();
+    if (*row) {
+      exists = true;
+      out->apply.current = Version{select_hint_.u64_at(0), select_hint_.u64_at(1)};
+      old_bytes = select_hint_.u64_at(2) + kHintOverheadBytes;
+    }
+  }
+  if (task.remove) {
+    if (!exists || out->apply.current != record.version) return Status();
+    delete_hint_.bind_blob(1, task.owner);
+    delete_hint_.bind_blob(2, record.key);
+    EDGEKV_RETURN_IF_ERROR(delete_hint_.run());
+    hint_bytes_freed_ += old_bytes;
+    --hint_count_delta_;
+    out->apply.applied = true;
+    return Status();
+  }
+  if (exists && !(record.version > out->apply.current)) return Status();
+
+  // As apply() stores it: a put already expired at `now` is kept as its expiry tombstone.
+  const bool expired = !record.tombstone && record.expiry.ms != 0 && record.expiry <= task.now;
+  const bool tombstone = record.tombstone || expired;
+  Codec codec = Codec::kRaw;
+  std::string value =
+      tombstone ? std::string() : std::string(encoder_.encode(record.value, &codec));
+  const uint64_t new_bytes =
+      task.owner.size() + record.key.size() + value.size() + kHintOverheadBytes;
+  if (new_bytes > old_bytes) {
+    // Reserved at once, so that the writers of several files share the bound exactly.
+    const uint64_t grow = new_bytes - old_bytes;
+    const uint64_t max = state_.options.hints_max_bytes;
+    uint64_t held = state_.hint_bytes.load();
+    do {
+      if (held > max || grow > max - held) {
+        out->refused = Status::overloaded("hints hold " + std::to_string(held) +
+                                          " bytes and this one needs " + std::to_string(grow) +
+                                          " more (hints_max_bytes=" + std::to_string(max) +
+                                          "); not keeping a hint for " + task.owner);
+        return Status();
+      }
+    } while (!state_.hint_bytes.compare_exchange_weak(held, held + grow));
+    hint_bytes_reserved_ += grow;
+  } else {
+    hint_bytes_freed_ += old_bytes - new_bytes;
+  }
+
+  sql::Stmt& u = upsert_hint_;
+  u.bind_blob(1, task.owner);
+  u.bind_blob(2, record.key);
+  u.bind_u64(3, record.version.hlc);
+  u.bind_u64(4, record.version.origin);
+  u.bind_int64(5, record.expiry.ms);
+  u.bind_int64(6, tombstone ? 1 : 0);
+  u.bind_int64(7, static_cast<int64_t>(codec));
+  u.bind_blob(8, value);
+  EDGEKV_RETURN_IF_ERROR(u.run());
+  if (!exists) ++hint_count_delta_;
+
+  out->apply.applied = true;
+  out->apply.current = record.version;
+  ChangeEvent& event = out->apply.event;
+  event.op = expired || (tombstone && record.expiry.ms != 0) ? ChangeOp::kExpire
+             : tombstone                                     ? ChangeOp::kDelete
+                                                             : ChangeOp::kPut;
+  event.key = record.key;
+  event.version = record.version;
+  event.expiry = record.expiry;
+  event.partition = edgekv::partition_of(record.key, state_.layout.partitions);
   return Status();
 }
 
@@ -813,8 +962,9 @@ Status Writer::apply_left_staged() {
                                   ", which this file does not hold");
       }
       w.partition = static_cast<uint32_t>(partition);
-      w.tombstone = op == static_cast<int64_t>(ChangeOp::kDelete);
       w.expire = op == static_cast<int64_t>(ChangeOp::kExpire);
+      // Format 4 deleted an expired row; format 5 leaves its expiry tombstone either way.
+      w.tombstone = w.expire || op == static_cast<int64_t>(ChangeOp::kDelete);
       w.codec = static_cast<Codec>(codec);
       // The rows apply in staging order; a row that is not there is inserted.
       w.base = RowState{true, false, 0};
@@ -863,8 +1013,10 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
   }
   for (const Expired& e : found) staged_keys.insert(e.key);
   std::vector<std::string> rows;
-  EDGEKV_RETURN_IF_ERROR(fresh_read());
-  {
+  Result<bool> tables = tables_ready(slot);
+  if (!tables.ok()) return tables.status();
+  if (*tables) {
+    EDGEKV_RETURN_IF_ERROR(fresh_read());
     sql::Stmt& s = slot.select_expired;
     sql::StmtScope scope(s);
     s.bind_int64(1, job.now.ms);
@@ -900,6 +1052,7 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
     w.key = e.key;
     w.version = e.version;
     w.expiry_ms = e.expiry_ms;
+    w.tombstone = true;  // the expiry tombstone keeps the version and the expiry
     w.expire = true;
     w.base = e.base;
     w.base_from = e.base_from;
@@ -909,7 +1062,7 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
       pending_.pop_back();
       return staged;
     }
-    slot.live_delta -= 1;  // only live keys carry an expiry (tombstones are stored without)
+    slot.live_delta -= 1;  // only live rows are found (the expiry index leaves tombstones out)
     ++totals->expired;
 
     ChangeEvent event;

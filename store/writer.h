@@ -7,6 +7,10 @@
 // deletes stage rows once they are applied. Last-write-wins checks read the key's newest
 // staged write, else its row through a read connection to the data file.
 //
+// Hints (Store::apply_hint) are tasks of the writer too: each is upserted into the stage
+// file's hints table inside its commit group and answered after the commit, like a write;
+// they are never staged in memory nor applied to the partitions.
+//
 // A sweep is a group of its own: it stages an expiry for each expired key (row or staged
 // write), then hands everything staged to the applier, followed by the sweep's purge and
 // trim. When that is done, the sweep goes on to the next file's writer (set_next), with
@@ -61,7 +65,16 @@ class Writer {
   struct SweepTask {
     std::shared_ptr<SweepJob> job;
   };
-  using Task = std::variant<ApplyTask, SweepTask>;
+  // A hint for `owner` (Store::apply_hint): upserted into the stage file's hints table in
+  // the commit group, like a write, and acknowledged with it.
+  struct HintTask {
+    std::string owner;
+    Record record;
+    WallTime now;
+    Store::ApplyCallback done;
+    bool remove = false;  // Store::remove_hint: `record` names the key and the version
+  };
+  using Task = std::variant<ApplyTask, SweepTask, HintTask>;
 
   // Takes over `stage` (the stage file, configured as a writer), `read` (the data file,
   // configured as a reader) and `applier`, prepares the statements, applies whatever the
@@ -100,8 +113,10 @@ class Writer {
     uint64_t seq = 0;        // newest sequence number, including the open transaction
     int64_t live_delta = 0;  // change of live_rows in the open transaction
     bool touched = false;
-    sql::Stmt select_row;      // on the read connection
-    sql::Stmt select_expired;  // likewise
+    // On the read connection, prepared once the partition has tables (tables_ready).
+    bool prepared = false;
+    sql::Stmt select_row;
+    sql::Stmt select_expired;
   };
   // What one task produced inside the transaction, reported after it commits.
   struct Outcome {
@@ -123,7 +138,7 @@ class Writer {
   // (of the open group, else of the file), else its row.
   struct KeyState {
     bool staged = false;  // from a staged write, else from the row
-    bool exists = false;  // a row or a staged put or delete (an expiry leaves nothing)
+    bool exists = false;  // a row or a staged write
     bool tombstone = false;
     Version version;
     RowState base;
@@ -135,6 +150,8 @@ class Writer {
          std::unique_ptr<Applier> applier);
   Status prepare_statements();
   Status load_partition_state();
+  // Counts the hints the stage file holds into the store's totals.
+  Status load_hint_counts();
   // Applies, in one transaction, the stage rows left by a run that ended without applying
   // them (a crash), in staging order, and empties the stage table.
   Status apply_left_staged();
@@ -147,7 +164,12 @@ class Writer {
   Status stage_group(std::vector<Queued>& group, const Status& put_refusal,
                      std::vector<Outcome>& outcomes, GroupTotals* totals, bool* out_of_space);
   Status stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals, const Status& put_refusal);
+  Status stage_hint(HintTask& task, Outcome* out, const Status& put_refusal);
   Result<KeyState> key_state(Slot& slot, std::string_view key);
+  // Whether the partition has tables (the applier creates them with its first write), its
+  // statements prepared once it does. Preparing ends the open read transaction, whose
+  // snapshot may predate the tables.
+  Result<bool> tables_ready(Slot& slot);
   // Makes the read connection's transaction see every batch removed from the staged
   // writes: begins one, or begins it again when a batch was removed since it began. A
   // group's reads share one transaction (StagedWrites::removals says why that is safe).
@@ -205,6 +227,13 @@ class Writer {
   sql::Db read_db_;  // the data file, read-only
   sql::Stmt begin_, commit_, rollback_;
   sql::Stmt insert_stage_, delete_staged_;
+  sql::Stmt select_hint_, upsert_hint_, delete_hint_;
+  // Of the open group's hints: bytes added to EngineState::hint_bytes while staging them
+  // (taken back if the group fails), bytes freed by replacing hints with smaller ones and
+  // the change in the count (both published when it commits).
+  uint64_t hint_bytes_reserved_ = 0;
+  uint64_t hint_bytes_freed_ = 0;
+  int64_t hint_count_delta_ = 0;
   sql::Stmt read_begin_, read_end_;  // on read_db_
   bool reading_ = false;             // read_db_ is in a transaction
   uint64_t read_removals_ = 0;       // StagedWrites::removals when it began

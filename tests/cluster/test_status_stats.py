@@ -78,6 +78,8 @@ def test_stats_plain_and_json(daemons):
     assert (stats["store_puts_applied"], stats["store_deletes_applied"]) == (5, 1), stats
     # A few commits are far from the 8192 WAL pages that wake a checkpointer.
     assert stats["store_checkpoints"] == 0, stats
+    # A single node keeps no hints.
+    assert (stats["store_hints"], stats["store_hint_bytes"]) == (0, 0), stats
 
     with node.client() as c:
         wire = c.stats()

@@ -963,6 +963,16 @@ void compare_histories(uint64_t seed, int steps, bool format5) {
   }
   ASSERT_EQ(describe(sqlite->sweep(now, 1 << 20)), describe(memory->sweep(now, 1 << 20)));
   compare_all(steps);
+  // The history went through every kind of outcome it is there to compare.
+  const StoreStats stats = memory->store().stats(now);
+  EXPECT_GT(stats.puts_applied, 0u);
+  EXPECT_GT(stats.deletes_applied, 0u);
+  EXPECT_GT(stats.writes_ignored, 0u);
+  EXPECT_GT(stats.expired, 0u);
+  EXPECT_GT(stats.tombstones_purged, 0u);
+  for (uint32_t p = 0; p < o.partitions; ++p) {
+    EXPECT_GT(memory->store().read_changes(p, 0, 1)->front().seq, 1u) << "never trimmed";
+  }
 }
 
 // Puts, deletes, expiring puts, sweeps at an advancing `now`, late older versions of keys

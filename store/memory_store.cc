@@ -259,7 +259,6 @@ Result<ApplyResult> run_hint(State& s, const StoreOptions& options, std::string 
     replaced_bytes = it->second.bytes;
   }
   const ChangeOp op = normalize(record, now);
-  if (op == ChangeOp::kDelete) record.expiry = WallTime{0};
   const uint64_t bytes =
       owner.size() + record.key.size() + record.value.size() + kHintOverheadBytes;
   if (h.bytes - replaced_bytes + bytes > options.hints_max_bytes) {

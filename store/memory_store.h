@@ -21,8 +21,20 @@
 // makes a commit group's writes visible when the group has committed to its stage file,
 // just before their callbacks run (store/FORMAT.md, "Staging"), not when apply() is called,
 // so a read never sees a write that a process crash could still take back. The
-// refusals decided at once (INVALID_ARGUMENT, OVERLOADED, UNAVAILABLE) call `done` inside
-// the call, as the SQLite store does.
+// refusals decided at once (INVALID_ARGUMENT, OVERLOADED at write_queue_max, UNAVAILABLE)
+// call `done` inside the call, as the SQLite store does; a hint refused at hints_max_bytes
+// is refused by its commit.
+//
+// Records (format 5). A put that arrives newer than the stored row but already expired at
+// `now` is stored as an expiry tombstone (no value; version and expiry kept), logged as
+// kExpire and counted in `expired`. A tombstone that carries an expiry is an expiry
+// tombstone as read() reports it (read repair sends those): it is stored and logged the
+// same way, and only a tombstone without expiry is a delete. The sweep turns expired rows
+// into expiry tombstones; the purge removes tombstones of both kinds by their version's
+// time. Hints are stored in the same forms, outside the partitions and the change logs
+// (their ApplyResult event has seq 0); a hint's bytes are its owner, key and value plus a
+// fixed overhead. StoreStats has no disk here: bytes_on_disk, staged and the disk fields
+// stay 0, and commit_groups counts commits that ran an operation.
 //
 // Crashes. crash(kProcess) is kill -9: queued operations are lost and their callbacks never
 // run; everything committed survives. crash(kPowerCut) also loses what the SQLite store
@@ -30,10 +42,12 @@
 // nothing committed; with kNormal the committed writes no sync covered yet. Here a sync
 // covers everything committed when a sweep commits (a sweep applies everything staged to
 // the data files, fsync'd), and the oldest `stage_apply_batch` committed writes whenever
-// `stage_apply_at` of them are not yet covered (a batch applied, fsync'd); the SQLite store
-// may keep more, through checkpoints, never less. After crash() the store refuses
-// everything with UNAVAILABLE until reopen(), which starts it again from the surviving
-// state with counters at zero, as a new process opening the directory would. close()
+// `stage_apply_at` of them are not yet covered (a batch applied, fsync'd), as well as
+// everything at reopen() and close(). The SQLite store may keep more (a checkpoint of a
+// stage file syncs it too) and, while a batch is being applied, less. With kNormal the
+// store keeps a second copy of its state, the synced one, and the unsynced operations. After
+// crash() the store refuses everything with UNAVAILABLE until reopen(), which starts it again from
+// the surviving state with counters at zero, as a new process opening the directory would. close()
 // commits what is queued (running the callbacks) and refuses from then on; reopen() works
 // after it too.
 //

@@ -31,7 +31,7 @@ Status check_shape(uint64_t partitions, uint64_t replication_factor) {
   return Status::ok_status();
 }
 
-// Sorted, distinct, every id valid, within the member bound once merged with `existing`.
+// The ids sorted and distinct; INVALID_ARGUMENT naming the first that gossip would refuse.
 Result<std::vector<NodeId>> normalize(std::span<const NodeId> ids) {
   std::vector<NodeId> sorted(ids.begin(), ids.end());
   std::sort(sorted.begin(), sorted.end());
@@ -116,8 +116,8 @@ Status Placement::remove(std::span<const NodeId> ids) {
 // partition, at position p % n, so that first places (where read-modify-writes run) stay
 // spread. Beyond that, x takes one slot at a time from the most loaded node d, in a
 // partition holding d and not x, until x holds within one of the most loaded node: the
-// others then all hold within one of each other too, so every node holds floor or ceil of
-// the fair share, and only the slots x took moved. x takes d's place in the home list, and
+// others, balanced before, then all hold within one of each other too, so every node holds
+// floor or ceil of the fair share, and only the slots x took moved. x takes d's place in the home list, and
 // prefers partitions where that place is the one it holds least of.
 void Placement::join_one(const NodeId& id) {
   const uint32_t x = static_cast<uint32_t>(std::lower_bound(members_.begin(), members_.end(), id) -

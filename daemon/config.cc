@@ -395,7 +395,10 @@ constexpr OptionSpec kOptions[] = {
     {"partitions", "64",
      "Number of partitions the keys are spread over, each with its own change log and "
      "sequence numbers: a power of two from 1 to 65536. It is recorded when the data "
-     "directory is created; the daemon refuses to open that directory with another value.",
+     "directory is created; the daemon refuses to open that directory with another value. "
+     "Every node of a cluster must have the same: it travels in every gossip message, and "
+     "gossip from a node with another count is refused (logged naming both counts, counted "
+     "in gossip_dropped_partitions).",
      set_partitions, false},
     {"sync", "normal",
      "When a write is acknowledged. normal: once committed, which survives a crash of the "
@@ -821,6 +824,7 @@ Result<gossip::Options> Config::gossip_options() const {
   }
   gossip::Options options = std::move(preset).value();
   options.cluster_name = cluster_name;
+  options.partitions = partitions;
   options.seeds = seeds;
   auto millis = [](int64_t ms, gossip::Millis* out) {
     if (ms > 0) *out = gossip::Millis(ms);

@@ -11,12 +11,12 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "cluster/membership.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/completion_queue.h"
 #include "daemon/feed_server.h"
 #include "daemon/gossip_transport.h"
-#include "daemon/membership.h"
 #include "daemon/memory_release.h"
 #include "daemon/notify.h"
 #include "daemon/request.h"
@@ -62,6 +62,10 @@ constexpr size_t kJoinLogsPerWindow = 20;
 // this often; the periodic status line carries it in any case.
 constexpr milliseconds kMemberStatusMinInterval{1000};
 constexpr milliseconds kJoinLogWindow{10000};
+// Gossip from nodes with another partition count is logged at most this often (one line
+// naming both counts and how many messages were dropped since): a misconfigured node
+// retries its join for as long as it runs.
+constexpr milliseconds kPartitionsMismatchLogInterval{10000};
 
 pb::MemberState to_pb(gossip::MemberState state) {
   switch (state) {
@@ -485,7 +489,7 @@ class ServerImpl final : public Server {
     body->set_feed_endpoint(config_.feed_endpoint);
     body->set_sync(sync_name(config_.sync));
     body->set_keys(store_->stats(clock_.wall_now()).keys);
-    MembershipCounts counts = membership_->counts();
+    cluster::MembershipCounts counts = membership_->counts();
     body->set_cluster_name(config_.cluster_name);
     body->set_datacenter(config_.datacenter);
     body->set_members_alive(static_cast<uint32_t>(counts.alive));
@@ -542,7 +546,7 @@ class ServerImpl final : public Server {
 
   void handle_stats(const ReplyTo& to, const pb::Request& req) {
     store::StoreStats s = store_->stats(clock_.wall_now());
-    const MembershipCounts members = membership_->counts();
+    const cluster::MembershipCounts members = membership_->counts();
     const gossip::Counters& g = swim_->counters();
     const GossipTransportCounters& t = gossip_transport_->counters();
     const std::pair<const char*, uint64_t> rows[] = {
@@ -623,6 +627,7 @@ class ServerImpl final : public Server {
         {"gossip_peer_opens_deferred", t.peers_deferred},
         {"gossip_claims_rejected", g.claims_rejected},
         {"gossip_members_refused", g.members_refused},
+        {"gossip_dropped_partitions", g.dropped_partitions},
         {"gossip_joins_not_logged", join_log_.suppressed_total()},
     };
     pb::Response resp;
@@ -755,7 +760,7 @@ class ServerImpl final : public Server {
   std::string status_line() const {
     std::string members;
     if (membership_) {
-      MembershipCounts counts = membership_->counts();
+      cluster::MembershipCounts counts = membership_->counts();
       members = "cluster " + config_.cluster_name + ": " + std::to_string(counts.alive) + " of " +
                 std::to_string(counts.known) + " members alive" +
                 (swim_->joined() ? "" : " (joining)") + "; ";
@@ -788,7 +793,7 @@ class ServerImpl final : public Server {
     // no two runs of one node, should shuffle alike.
     const uint64_t seed = origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms);
     swim_ = std::make_unique<gossip::Swim>(std::move(self), gossip_options_, seed);
-    membership_ = std::make_unique<Membership>(config_.cluster_name, config_.node_id);
+    membership_ = std::make_unique<cluster::Membership>(config_.cluster_name, config_.node_id);
     return {};
   }
 
@@ -839,14 +844,30 @@ class ServerImpl final : public Server {
     }
     if (!joined_logged_ && swim_->joined()) {
       joined_logged_ = true;
-      MembershipCounts counts = membership_->counts();
+      cluster::MembershipCounts counts = membership_->counts();
       EDGEKV_LOG(kNotice) << "gossip: member of cluster " << config_.cluster_name << ", "
                           << counts.alive << " of " << counts.known << " members alive";
     }
     if (uint64_t more = join_log_.take_suppressed(now); more > 0) {
       EDGEKV_LOG(kNotice) << "gossip: " << more << " more members joined (not logged by name)";
     }
+    log_partitions_mismatch(now);
     gossip_transport_->maintain(now);
+  }
+
+  void log_partitions_mismatch(MonoTime now) {
+    const uint64_t dropped = swim_->counters().dropped_partitions;
+    const gossip::PartitionsMismatch* last = swim_->partitions_mismatch();
+    if (dropped == partitions_mismatch_logged_ || last == nullptr ||
+        now < next_partitions_mismatch_log_) {
+      return;
+    }
+    EDGEKV_LOG(kError) << "gossip: refusing node " << last->id << " (" << last->endpoint
+                       << "): it has " << last->partitions << " partitions, this node "
+                       << config_.partitions << "; partitions must agree cluster-wide ("
+                       << dropped - partitions_mismatch_logged_ << " messages dropped)";
+    partitions_mismatch_logged_ = dropped;
+    next_partitions_mismatch_log_ = now + kPartitionsMismatchLogInterval;
   }
 
   void on_member_event(const gossip::MemberEvent& event) {
@@ -906,10 +927,12 @@ class ServerImpl final : public Server {
   std::unique_ptr<GossipTransport> gossip_transport_;
   gossip::Options gossip_options_;
   std::unique_ptr<gossip::Swim> swim_;
-  std::unique_ptr<Membership> membership_;
+  std::unique_ptr<cluster::Membership> membership_;
   uint64_t self_incarnation_ = 0;
   bool joined_logged_ = false;
-  LogBudget join_log_{kJoinLogsPerWindow, kJoinLogWindow};
+  cluster::LogBudget join_log_{kJoinLogsPerWindow, kJoinLogWindow};
+  uint64_t partitions_mismatch_logged_ = 0;  // dropped_partitions when last logged
+  MonoTime next_partitions_mismatch_log_{};
   bool status_stale_ = false;  // the live member count changed since the last STATUS=
   MonoTime next_member_status_{};
   MonoTime leave_deadline_ = MonoTime::max();

@@ -122,6 +122,11 @@ Status Options::validate() const {
   }
   if (max_members < 2 || max_members > 65536)
     return out_of_range("max_members", "must be 2..65536");
+  // The store's and the placement's bound on Q.
+  if (partitions > 65536 || (partitions & (partitions - 1)) != 0) {
+    return out_of_range("partitions", "is " + std::to_string(partitions) +
+                                          ", must be 0 or a power of two up to 65536");
+  }
   return Status::ok_status();
 }
 

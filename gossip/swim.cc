@@ -100,6 +100,8 @@ struct Swim::Impl {
   MonoTime leave_deadline = kNever;
 
   std::vector<std::string> seeds;  // options.seeds without self
+  std::optional<PartitionsMismatch> partitions_mismatch;
+  MonoTime next_mismatch_answer_at{};  // joins stating another Q are answered this rarely
   MonoTime next_join_at = kNever;
   Millis join_backoff{0};
 
@@ -202,6 +204,25 @@ struct Swim::Impl {
     env.set_version(kProtocolVersion);
     env.set_from_id(self.id);
     env.set_from_endpoint(self.endpoints.gossip);
+    env.set_partitions(options.partitions);
+  }
+
+  // A message stating another partition count: dropped, and remembered for the driver's
+  // log. A join is answered with an empty message stating ours (at most one per protocol
+  // period, whoever asks), so the joiner drops it in turn and its driver logs both counts
+  // too. No updates ride on the answer: the joiner would drop them.
+  void refuse_partitions(const pb::Envelope& env, MonoTime now) {
+    ++counters.messages_dropped;
+    ++counters.dropped_partitions;
+    partitions_mismatch = PartitionsMismatch{env.from_id(), env.from_endpoint(), env.partitions()};
+    const bool join = env.has_push_pull() && env.push_pull().join() && !env.push_pull().reply();
+    if (!join || !started || left || now < next_mismatch_answer_at) return;
+    next_mismatch_answer_at = now + options.protocol_period;
+    pb::Envelope answer;
+    answer.mutable_gossip();
+    stamp(answer);
+    out.push_back({env.from_id(), env.from_endpoint(), answer.SerializeAsString()});
+    ++counters.messages_out;
   }
 
   // Sends `env` with as many waiting updates piggybacked as fit in max_message_bytes.
@@ -800,6 +821,11 @@ void Swim::receive(std::string_view bytes, MonoTime now) {
       ++d.counters.dropped_version;
       return;
   }
+  if (d.options.partitions != 0 && env.partitions() != 0 &&
+      env.partitions() != d.options.partitions) {
+    d.refuse_partitions(env, now);
+    return;
+  }
   ++d.counters.messages_in;  // every datagram that decodes, whether it changes anything or not
   if (!d.started || d.left) return;
   d.handle(env, now);
@@ -905,6 +931,9 @@ uint64_t Swim::incarnation() const { return impl_->incarnation; }
 bool Swim::joined() const { return impl_->joined; }
 uint32_t Swim::health_score() const { return impl_->awareness.score(); }
 const Counters& Swim::counters() const { return impl_->counters; }
+const PartitionsMismatch* Swim::partitions_mismatch() const {
+  return impl_->partitions_mismatch ? &*impl_->partitions_mismatch : nullptr;
+}
 const Options& Swim::options() const { return impl_->options; }
 
 }  // namespace edgekv::gossip

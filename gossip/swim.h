@@ -120,7 +120,13 @@ struct Outgoing {
 // reap_after is at least 30 s in every preset, so dead and left members stay visible.
 struct Options {
   std::string cluster_name = "edgekv";  // in every message; others' messages are dropped
-  std::vector<std::string> seeds;       // gossip endpoints to join through; may include self
+  // The cluster's partition count Q (cluster/placement.h), in every message: it must agree
+  // cluster-wide, so a message stating another Q is dropped and counted
+  // (Counters::dropped_partitions, Swim::partitions_mismatch()), and a join stating one is
+  // answered so that the joiner learns why it is refused. 0: this node states none and
+  // accepts any (tools, tests); a message stating none (older builds) is accepted.
+  uint32_t partitions = 0;
+  std::vector<std::string> seeds;  // gossip endpoints to join through; may include self
 
   Millis protocol_period{1000};     // one probe per period (x local health)
   Millis probe_timeout{500};        // direct ack wait before indirect probes (x local health)
@@ -180,18 +186,27 @@ struct Counters {
   uint64_t dead_declared = 0;  // members this node declared dead
   uint64_t messages_in = 0;    // datagrams that decoded (the rest: messages_dropped)
   uint64_t messages_out = 0;
-  uint64_t messages_dropped = 0;  // undecodable, wrong cluster, wrong version
+  uint64_t messages_dropped = 0;  // undecodable, wrong cluster, wrong version, other Q
   uint64_t push_pulls = 0;        // full-state exchanges this node started (joins included)
   // messages_dropped, by cause.
-  uint64_t dropped_malformed = 0;  // does not decode, or fails validation, or too large
-  uint64_t dropped_cluster = 0;    // another cluster's
-  uint64_t dropped_version = 0;    // a protocol version this node does not speak
+  uint64_t dropped_malformed = 0;   // does not decode, or fails validation, or too large
+  uint64_t dropped_cluster = 0;     // another cluster's
+  uint64_t dropped_version = 0;     // a protocol version this node does not speak
+  uint64_t dropped_partitions = 0;  // another partition count (Options::partitions)
   // Claims ignored for their incarnation: above kIncarnationMax, or more than
   // kMaxIncarnationLead above what this node holds of the member (docs/gossip.md).
   uint64_t claims_rejected = 0;
   // Alive claims about members this node has never seen, ignored because the view already
   // holds options.max_members.
   uint64_t members_refused = 0;
+};
+
+// The last message dropped for stating another partition count: its sender (valid id and
+// endpoint, as every decoded message has) and the count it stated.
+struct PartitionsMismatch {
+  std::string id;
+  std::string endpoint;
+  uint32_t partitions = 0;
 };
 
 // Incarnation bounds. Messages are not authenticated yet, so any sender can claim anything
@@ -256,6 +271,9 @@ class Swim {
   uint32_t health_score() const;
   const Counters& counters() const;
   const Options& options() const;
+  // The last message dropped for another partition count (nullptr: none yet), so the driver
+  // can log one line naming both counts; counters().dropped_partitions says whether it is new.
+  const PartitionsMismatch* partitions_mismatch() const;
 
  private:
   struct Impl;

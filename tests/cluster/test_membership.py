@@ -375,3 +375,24 @@ def test_a_gossip_endpoint_in_use_fails_naming_it(daemons):
     assert len(lines) == 1, stderr
     assert "gossip-endpoint" in lines[0] and str(port) in lines[0], lines[0]
     assert not node.data_dir.exists(), "a node that cannot bind must not create its data dir"
+
+
+def test_nodes_with_different_partition_counts_refuse_each_other(daemons, view):
+    a = daemons.new("a", args=[*PRESET, "--partitions", "64"]).start()
+    b = daemons.new("b", args=[*PRESET, "--partitions", "128",
+                               "--seeds", a.gossip_endpoint]).start()
+    view.daemons = [a, b]
+    bounds = bounds_of(a, members=2)
+    # b's joins reach a, which drops them and answers with its own count; b drops that.
+    h.wait_for(lambda: (stats_of(view, a)["gossip_dropped_partitions"] >= 1
+                        and stats_of(view, b)["gossip_dropped_partitions"] >= 1),
+               bounds.join, "a and b to drop each other's messages")
+    assert set(view.states([a])["a"]) == {"a"}
+    assert set(view.states([b])["b"]) == {"b"}
+    # Each logs one line naming the other node and both counts.
+    h.wait_for(lambda: "refusing node b" in a.stderr_text(), bounds.join, "a's log line")
+    h.wait_for(lambda: "refusing node a" in b.stderr_text(), bounds.join, "b's log line")
+    line_a = next(s for s in a.stderr_text().splitlines() if "refusing node b" in s)
+    assert "it has 128 partitions, this node 64" in line_a, line_a
+    line_b = next(s for s in b.stderr_text().splitlines() if "refusing node a" in s)
+    assert "it has 64 partitions, this node 128" in line_b, line_b

@@ -11,7 +11,7 @@ status=0
 # Clock reads and randomness in the code that must replay deterministically. Allowed in
 # the files that implement the real clock and in logging (timestamps for people only).
 hits=$(grep -rnE 'steady_clock::now|system_clock::now|high_resolution_clock|\brand\(|\bsrand\(|random_device|\btime\(nullptr\)|gettimeofday|clock_gettime' \
-         common store daemon gossip tests/sim --include='*.cc' --include='*.h' |
+         common store daemon gossip cluster tests/sim --include='*.cc' --include='*.h' |
        grep -vE '^common/clock\.cc:|^common/log\.cc:' || true)
 if [ -n "$hits" ]; then
   echo "read time through edgekv::Clock and draw randomness from edgekv::Random instead:"

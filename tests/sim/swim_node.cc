@@ -88,8 +88,15 @@ std::unique_ptr<SimNode> SwimCluster::make(size_t i, uint32_t life) {
     observations_.push_back({who, e.member.info.id, e.kind, now});
   };
   uint64_t node_seed = seed_ * 0x9e3779b97f4a7c15ULL + i * 1000003ULL + life;
-  return std::make_unique<SwimNode>(std::move(info), options_, node_seed, incarnation_[i],
-                                    observer);
+  auto it = node_options_.find(i);
+  return std::make_unique<SwimNode>(std::move(info),
+                                    it == node_options_.end() ? options_ : it->second, node_seed,
+                                    incarnation_[i], observer);
+}
+
+void SwimCluster::set_options(size_t i, gossip::Options options) {
+  options.seeds = seed_endpoints_;
+  node_options_[i] = std::move(options);
 }
 
 void SwimCluster::start_all(Millis stagger) {

@@ -67,6 +67,9 @@ class SwimCluster {
   size_t index_of(const std::string& id) const;
   size_t size() const { return sim_.size(); }
 
+  // Node i runs with other options from its next start (seeds excepted: the cluster's).
+  void set_options(size_t i, gossip::Options options);
+
   // Starts every node, `stagger` apart.
   void start_all(Millis stagger = Millis(0));
   // Crashes node i, losing its state; restart() then starts a fresh machine (incarnation
@@ -95,6 +98,7 @@ class SwimCluster {
 
   Simulation sim_;
   gossip::Options options_;
+  std::map<size_t, gossip::Options> node_options_;  // set_options()
   std::vector<std::string> seed_endpoints_;
   std::vector<uint64_t> incarnation_;  // for the next start of each node
   std::vector<std::map<std::string, gossip::MemberState>> views_;

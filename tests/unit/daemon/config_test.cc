@@ -775,6 +775,15 @@ TEST(GossipConfigTest, ThePresetIsTheBaseAndNonZeroOptionsOverrideIt) {
   EXPECT_TRUE(options->seeds.empty());
 }
 
+TEST(GossipConfigTest, ThePartitionCountTravelsInGossip) {
+  auto parsed = parse_only({"--partitions", "512"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  Result<gossip::Options> options = parsed->config.gossip_options();
+  ASSERT_TRUE(options.ok()) << options.status().to_string();
+  EXPECT_EQ(options->partitions, 512u);
+  EXPECT_EQ(parse_only({})->config.gossip_options()->partitions, parse_only({})->config.partitions);
+}
+
 TEST(GossipConfigTest, TheDefaultsAreTheLanPreset) {
   auto parsed = parse_only({});
   ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();

@@ -38,6 +38,7 @@ class Net {
   Swim& add(const std::string& id, std::vector<std::string> seeds = {}, uint64_t incarnation = 0) {
     Options o = options_;
     o.seeds = std::move(seeds);
+    if (auto it = partitions.find(id); it != partitions.end()) o.partitions = it->second;
     nodes_[id] = std::make_unique<Swim>(info(id), o, 1000 + nodes_.size());
     endpoints_[info(id).endpoints.gossip] = id;
     nodes_[id]->start(now, incarnation);
@@ -94,6 +95,8 @@ class Net {
   }
 
   MonoTime now{};
+  // Options::partitions of a node added later, where it differs from the others'.
+  std::map<std::string, uint32_t> partitions;
   std::function<bool(const std::string& from, const std::string& to, const Outgoing&)> drop;
   std::map<std::string, std::vector<MemberEvent>> events;
   std::vector<Outgoing> sent;
@@ -685,6 +688,92 @@ TEST(SwimWire, OtherClusterOtherVersionAndGarbageAreDroppedAndCounted) {
   a.receive(datagram("b", ping), net.now);
   EXPECT_EQ(a.counters().messages_in, 1u);
   EXPECT_EQ(a.take_messages().size(), 1u);  // the ack
+}
+
+TEST(SwimPartitions, ANodeWithAnotherCountIsRefusedAndBothSidesKnowWhy) {
+  Options o = test_options();
+  o.partitions = 512;
+  Net net(o);
+  net.partitions["b"] = 256;
+  Swim& a = net.add("a");
+  Swim& b = net.add("b", {info("a").endpoints.gossip});
+  net.run_for(Millis(3000));
+  EXPECT_FALSE(b.joined());
+  EXPECT_EQ(a.members().size(), 1u);
+  EXPECT_EQ(b.members().size(), 1u);
+  EXPECT_EQ(a.counters().messages_in, 0u);
+  // b's joins (at 0, 0.2, 0.6, 1.4 s and so on) reach a and are dropped; a answers at most
+  // one per protocol period, and b drops the answers in turn.
+  const uint64_t joins = a.counters().dropped_partitions;
+  EXPECT_GE(joins, 4u);
+  EXPECT_EQ(a.counters().messages_dropped, joins);
+  EXPECT_GE(b.counters().dropped_partitions, 2u);
+  EXPECT_LE(b.counters().dropped_partitions, 4u);  // 3 s of 1 s periods, plus the first
+  EXPECT_LT(b.counters().dropped_partitions, joins);
+  ASSERT_NE(a.partitions_mismatch(), nullptr);
+  EXPECT_EQ(a.partitions_mismatch()->id, "b");
+  EXPECT_EQ(a.partitions_mismatch()->endpoint, info("b").endpoints.gossip);
+  EXPECT_EQ(a.partitions_mismatch()->partitions, 256u);
+  ASSERT_NE(b.partitions_mismatch(), nullptr);
+  EXPECT_EQ(b.partitions_mismatch()->id, "a");
+  EXPECT_EQ(b.partitions_mismatch()->partitions, 512u);
+  // Every message states the sender's count.
+  for (const Outgoing& m : net.sent) {
+    const uint32_t stated = decode_ok(m.bytes).partitions();
+    EXPECT_TRUE(stated == 512 || stated == 256);
+  }
+  // A node with the same count joins as usual.
+  Swim& c = net.add("c", {info("a").endpoints.gossip});
+  net.run_for(Millis(3000));
+  EXPECT_TRUE(c.joined());
+  EXPECT_EQ(net.state_of("a", "c"), MemberState::kAlive);
+  EXPECT_EQ(c.counters().dropped_partitions, 0u);
+  EXPECT_EQ(a.partitions_mismatch()->id, "b");  // c never was one
+}
+
+TEST(SwimPartitions, MessagesStatingNoCountAreAcceptedAndNodesStatingNoneAcceptAny) {
+  Options o = test_options();
+  o.partitions = 512;
+  Net net(o);
+  net.partitions["quiet"] = 0;
+  Swim& a = net.add("a");
+  Swim& quiet = net.add("quiet");
+  auto ping = [](pb::Envelope& e) { e.mutable_ping()->set_seq(1); };
+  a.receive(datagram("b", ping), net.now);  // no partitions field: an older sender
+  EXPECT_EQ(a.counters().messages_in, 1u);
+  EXPECT_EQ(a.partitions_mismatch(), nullptr);
+  quiet.receive(datagram("b",
+                         [](pb::Envelope& e) {
+                           e.mutable_ping()->set_seq(1);
+                           e.set_partitions(64);
+                         }),
+                net.now);
+  EXPECT_EQ(quiet.counters().messages_in, 1u);
+  EXPECT_EQ(quiet.counters().dropped_partitions, 0u);
+  // A ping stating another count gets no ack: it is dropped.
+  a.take_messages();
+  a.receive(datagram("b",
+                     [](pb::Envelope& e) {
+                       e.mutable_ping()->set_seq(2);
+                       e.set_partitions(1024);
+                     }),
+            net.now);
+  EXPECT_TRUE(a.take_messages().empty());
+  EXPECT_EQ(a.counters().dropped_partitions, 1u);
+}
+
+TEST(SwimPartitions, OptionsRefuseACountThatIsNoPowerOfTwo) {
+  Options o = Options::lan();
+  o.partitions = 100;
+  Status status = o.validate();
+  EXPECT_EQ(status.code(), Code::kInvalidArgument);
+  EXPECT_NE(status.message().find("partitions"), std::string::npos) << status.message();
+  o.partitions = 131072;
+  EXPECT_FALSE(o.validate().ok());
+  o.partitions = 0;
+  EXPECT_TRUE(o.validate().ok());
+  o.partitions = 512;
+  EXPECT_TRUE(o.validate().ok());
 }
 
 TEST(SwimWire, RandomAndMutatedBytesNeverCrash) {

@@ -1,12 +1,12 @@
-// Tests of the daemon's membership view: events in, view, counts and observers out.
-#include "daemon/membership.h"
+// Tests of the membership view: events in, view, counts and observers out.
+#include "cluster/membership.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-namespace edgekv::daemon {
+namespace edgekv::cluster {
 namespace {
 
 using Kind = gossip::MemberEvent::Kind;
@@ -98,4 +98,4 @@ TEST(LogBudgetTest, LogsUpToTheBudgetThenSumsUpPerWindow) {
 }
 
 }  // namespace
-}  // namespace edgekv::daemon
+}  // namespace edgekv::cluster

@@ -1,8 +1,8 @@
-#include "daemon/membership.h"
+#include "cluster/membership.h"
 
 #include <utility>
 
-namespace edgekv::daemon {
+namespace edgekv::cluster {
 
 Membership::Membership(std::string cluster_name, std::string self_id)
     : cluster_name_(std::move(cluster_name)), self_id_(std::move(self_id)) {}
@@ -91,4 +91,4 @@ uint64_t LogBudget::take_suppressed(MonoTime now) {
   return n;
 }
 
-}  // namespace edgekv::daemon
+}  // namespace edgekv::cluster

@@ -1,14 +1,15 @@
-// The daemon's view of the cluster membership, kept from the SWIM machine's events.
+// A node's view of the cluster membership, kept from the SWIM machine's events. Pure, like
+// the rest of cluster/: the daemon's event loop (or the simulator) feeds it.
 //
 // What it owns: one entry per member the node knows of (itself included), as the gossip
-// machine last reported it, and the observers told of each change. The event loop feeds it
+// machine last reported it, and the observers told of each change. The driver feeds it
 // (reset() once the machine has started, apply() for every MemberEvent, set_self() when
 // this node's own entry changed); the rest of the daemon reads it (the members and status
-// requests, STATUS=) and the replication work to come observes it (add_observer()), e.g.
-// to move partitions when a member joins or is declared dead.
+// requests, STATUS=) and replication observes it (add_observer()): liveness for the
+// coordinator's fallbacks, joins that the placement (cluster/placement.h) still lacks.
 //
-// Thread-safety: none. The network thread owns it, like the machine it mirrors; observers
-// run on that thread, synchronously inside apply(), and must not block.
+// Thread-safety: none. The thread driving the machine owns it; observers run on that
+// thread, synchronously inside apply(), and must not block.
 #pragma once
 
 #include <chrono>
@@ -23,7 +24,7 @@
 #include "common/clock.h"
 #include "gossip/swim.h"
 
-namespace edgekv::daemon {
+namespace edgekv::cluster {
 
 struct MembershipCounts {
   size_t alive = 0;
@@ -89,4 +90,4 @@ class LogBudget {
   uint64_t suppressed_total_ = 0;
 };
 
-}  // namespace edgekv::daemon
+}  // namespace edgekv::cluster

@@ -1,0 +1,110 @@
+// An in-memory store::Store for the simulator and for tests: the SQLite store's semantics
+// (store.h), format 5 included, without files, threads or clock reads, and with storage
+// completions and crashes under the caller's control.
+//
+// What it owns: the partitions' rows (live records, delete tombstones and expiry
+// tombstones), the per-partition change logs with their gapless sequence numbers, the
+// hints, and the writes queued but not yet committed.
+//
+// Completions. apply(), apply_hint() and sweep() validate their input and queue the
+// operation; nothing of it is done inside the call. For each queued operation the store
+// hands one commit to the scheduler given at open ("run this later"); the simulator runs it
+// as an event after a seeded delay, a test at once or whenever it likes. A commit executes
+// every operation queued up to and including its own, oldest first, and runs their callbacks
+// in that order: like the SQLite store's commit groups, a commit covers the writes queued
+// before it, so writes of one store commit and complete in the order they were made,
+// whatever order the scheduler runs commits in. A commit whose operations were already
+// committed by a later one, or lost to crash(), does nothing.
+//
+// Visibility. An operation's effect (last-write-wins against the stored row, its change-log
+// seq) is decided when its commit runs, and reads see it from then on: the SQLite store
+// makes a commit group's writes visible when the group has committed to its stage file,
+// just before their callbacks run (store/FORMAT.md, "Staging"), not when apply() is called,
+// so a read never sees a write that a process crash could still take back. The
+// refusals decided at once (INVALID_ARGUMENT, OVERLOADED, UNAVAILABLE) call `done` inside
+// the call, as the SQLite store does.
+//
+// Crashes. crash(kProcess) is kill -9: queued operations are lost and their callbacks never
+// run; everything committed survives. crash(kPowerCut) also loses what the SQLite store
+// would with the same options (FORMAT.md, "Sync modes and power cuts"): with SyncMode::kFull
+// nothing committed; with kNormal the committed writes no sync covered yet. Here a sync
+// covers everything committed when a sweep commits (a sweep applies everything staged to
+// the data files, fsync'd), and the oldest `stage_apply_batch` committed writes whenever
+// `stage_apply_at` of them are not yet covered (a batch applied, fsync'd); the SQLite store
+// may keep more, through checkpoints, never less. After crash() the store refuses
+// everything with UNAVAILABLE until reopen(), which starts it again from the surviving
+// state with counters at zero, as a new process opening the directory would. close()
+// commits what is queued (running the callbacks) and refuses from then on; reopen() works
+// after it too.
+//
+// Determinism: no clock reads (time comes in as `now`), no randomness, and ordered
+// containers wherever an order shows (sweeps expire soonest expiry first, then by key;
+// hints of an owner come in the order they were stored).
+//
+// Thread-safety: none. One thread (the simulator's) makes every call, and the scheduler
+// runs the commits on that thread. A commit may outlive the store: it then does nothing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/store.h"
+
+namespace edgekv::store {
+
+class MemoryStore final : public Store {
+ public:
+  // Hands a commit to whoever decides when storage work completes.
+  using Scheduler = std::function<void(std::function<void()>)>;
+
+  enum class CrashKind {
+    kProcess,   // the process dies: uncommitted writes are lost
+    kPowerCut,  // the machine loses power: with SyncMode::kNormal, unsynced commits too
+  };
+
+  // Takes the StoreOptions the SQLite store takes and validates them alike (`dir` is not
+  // used); uses partitions, sync, write_queue_max, changelog_keep, tombstone_grace_ms,
+  // stage_apply_at, stage_apply_batch and hints_max_bytes. INVALID_ARGUMENT for the options
+  // the SQLite store refuses, and for a scheduler that is empty.
+  static Result<std::unique_ptr<MemoryStore>> open(const StoreOptions& options,
+                                                   Scheduler scheduler);
+
+  ~MemoryStore() override;
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
+
+  uint32_t partitions() const override;
+  Result<Record> get(std::string_view key, WallTime now) override;
+  void apply(Record record, WallTime now, ApplyCallback done) override;
+  Result<Record> read(std::string_view key, WallTime now) override;
+  void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done) override;
+  Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) override;
+  Result<Record> read_hint(std::string_view key, WallTime now) override;
+  void sweep(WallTime now, size_t max_rows, SweepCallback done) override;
+  Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
+                                                size_t max) override;
+  uint64_t last_seq(uint32_t partition) override;
+  StoreStats stats(WallTime now) override;
+  void close() override;
+
+  // Loses what the crash loses (above); the store is down until reopen().
+  void crash(CrashKind kind = CrashKind::kProcess);
+  // Brings a crashed or closed store back with what survived; no-op when it is up.
+  void reopen();
+
+  // Operations queued and not yet committed.
+  size_t pending() const;
+
+ private:
+  struct Core;
+  explicit MemoryStore(std::shared_ptr<Core> core);
+
+  // Shared with the commits handed to the scheduler, which hold it weakly.
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace edgekv::store

@@ -291,14 +291,14 @@ void Coordinator::admit(Op op, MonoTime now) {
   if (ops_.size() >= options_.max_requests) {
     return fail_unadmitted(
         std::move(op),
-        Status::overloaded("node coordinates " + std::to_string(ops_.size()) +
-                           " requests, max-requests is " + std::to_string(options_.max_requests)));
+        Status::overloaded("the node holds " + std::to_string(ops_.size()) +
+                           " requests, its most (coordinator max_requests)"));
   }
   if (bytes_ + bytes > options_.max_request_bytes) {
     return fail_unadmitted(
         std::move(op),
         Status::overloaded("requests in flight hold " + std::to_string(bytes_) +
-                           " bytes, this one " + std::to_string(bytes) + " more, the bound is " +
+                           " bytes, this one " + std::to_string(bytes) + " more, the most is " +
                            std::to_string(options_.max_request_bytes)));
   }
   op.id = next_op_++;

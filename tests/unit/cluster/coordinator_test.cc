@@ -158,6 +158,25 @@ class CoordinatorTest : public ::testing::Test {
   std::vector<PeerOutgoing> outbox_;
 };
 
+TEST(RequiredReplies, PerLevel) {
+  EXPECT_EQ(required_replies(Consistency::kOne, 3), 1u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 3), 2u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 4), 3u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 5), 3u);
+  EXPECT_EQ(required_replies(Consistency::kLocalQuorum, 5), 3u);
+  EXPECT_EQ(required_replies(Consistency::kAll, 5), 5u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 1), 1u);
+  EXPECT_EQ(required_replies(Consistency::kOne, 0), 0u);
+  EXPECT_EQ(required_replies(static_cast<Consistency>(9), 3), 0u);
+}
+
+TEST_F(CoordinatorTest, AnUnknownConsistencyIsRefused) {
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(static_cast<Consistency>(9)), now_, a.callback());
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kInvalidArgument);
+}
+
 // ------------------------------------------------------------------ writes
 
 TEST_F(CoordinatorTest, QuorumWriteIsAnsweredAtTwoOfThreeAcks) {
@@ -376,6 +395,42 @@ TEST_F(CoordinatorTest, MonotonicReadTimesOutWhenTheRepairIsNotAcknowledged) {
   ASSERT_EQ(a.calls, 1);
   EXPECT_EQ(a.code(), Code::kTimeout);
   EXPECT_NE(a.message().find("held by 1 of 3, 2 required"), std::string::npos) << a.message();
+}
+
+TEST_F(CoordinatorTest, ANewerLateReplyIsWhatTheReadRepairsToAndAnswers) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "v2", 200));
+  reply(to(reads, "n2"), record("k", "v1", 100));
+  auto first = sent<WriteRequest>();
+  ASSERT_EQ(first.size(), 1u);  // n2 to v2
+  reply(to(reads, "n3"), record("k", "v3", 300));
+  auto second = sent<WriteRequest>();
+  EXPECT_EQ(targets(second), (std::set<NodeId>{"n1", "n2"}));
+  for (const auto& r : second) EXPECT_EQ(r.message.record.value, "v3");
+  ack(first[0]);  // n2 now holds v2: not what the read will answer
+  EXPECT_EQ(a.calls, 0);
+  ack(second[0]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().value, "v3");
+}
+
+TEST_F(CoordinatorTest, AMonotonicReadWhoseRepairsFailIsUnavailable) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "new", 200));
+  reply(to(reads, "n2"), std::nullopt);
+  reply(to(reads, "n3"), std::nullopt);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 2u);
+  ack(repairs[0], Status::io_error("disk full"));
+  EXPECT_EQ(a.calls, 0);
+  ack(repairs[1], Status::io_error("disk full"));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kUnavailable);
+  EXPECT_NE(a.message().find("held by 1 of 3 replicas"), std::string::npos) << a.message();
 }
 
 TEST_F(CoordinatorTest, ReadTimesOutNamingHowManyAnswered) {
@@ -681,26 +736,33 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
       calls.push_back(0);
       return calls.size() - 1;
     };
+    size_t answered_ok = 0;
+    auto answered = [&](size_t i, bool ok) {
+      ++calls[i];
+      if (ok) ++answered_ok;
+    };
     std::vector<PeerOutgoing> in_flight;
+    uint64_t peer_req = 0;
+    std::map<uint64_t, int> peer_replies;
     const std::vector<std::string> keys = {"a", "b", "c"};
     for (int step = 0; step < 400; ++step) {
       const std::string& key = keys[rng.uniform(keys.size())];
       RequestOptions o = at(static_cast<Consistency>(1 + rng.uniform(4)), rng.chance(0.3));
-      switch (rng.uniform(8)) {
+      switch (rng.uniform(9)) {
         case 0: {
           size_t i = counter();
-          c_->get(key, o, now_, [&calls, i](Result<store::Record>) { ++calls[i]; });
+          c_->get(key, o, now_, [&, i](Result<store::Record> r) { answered(i, r.ok()); });
           break;
         }
         case 1: {
           size_t i = counter();
           c_->put(key, "v", WallTime{0}, o, now_,
-                  [&calls, i](Result<WriteOutcome>) { ++calls[i]; });
+                  [&, i](Result<WriteOutcome> r) { answered(i, r.ok()); });
           break;
         }
         case 2: {
           size_t i = counter();
-          c_->del(key, o, now_, [&calls, i](Result<WriteOutcome>) { ++calls[i]; });
+          c_->del(key, o, now_, [&, i](Result<WriteOutcome> r) { answered(i, r.ok()); });
           break;
         }
         case 3: {
@@ -708,7 +770,7 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
           Mutation m;
           m.kind = static_cast<Mutation::Kind>(1 + rng.uniform(4));
           m.if_absent = rng.chance(0.5);
-          c_->mutate(key, m, o, now_, [&calls, i](Result<MutationOutcome>) { ++calls[i]; });
+          c_->mutate(key, m, o, now_, [&, i](Result<MutationOutcome> r) { answered(i, r.ok()); });
           break;
         }
         case 4: {
@@ -717,9 +779,29 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
           break;
         }
         case 5: advance(milliseconds(rng.uniform(400))); break;
+        case 6: {
+          // A read-modify-write forwarded here by a peer: answered with one MutateReply.
+          MutateRequest req;
+          req.req = ++peer_req;
+          req.key = key;
+          req.mutation.kind = static_cast<Mutation::Kind>(1 + rng.uniform(4));
+          req.options = o;
+          peer_replies[req.req] = 0;
+          c_->on_message("n" + std::to_string(1 + rng.uniform(5)), req, now_);
+          break;
+        }
         default: break;
       }
-      for (PeerOutgoing& m : c_->take_messages()) in_flight.push_back(std::move(m));
+      auto take = [&] {
+        for (PeerOutgoing& m : c_->take_messages()) {
+          if (auto* reply = std::get_if<MutateReply>(&m.message)) {
+            ++peer_replies[reply->req];
+          } else {
+            in_flight.push_back(std::move(m));
+          }
+        }
+      };
+      take();
       // Answer, fail, drop or duplicate some of what is in flight, in random order.
       for (size_t n = rng.uniform(4); n > 0 && !in_flight.empty(); --n) {
         size_t pick = rng.uniform(in_flight.size());
@@ -742,10 +824,8 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
           reply.req = f->req;
           reply.status = status;
           c_->on_message(m.to, reply, now_);
-        } else if (auto* mr = std::get_if<MutateReply>(&m.message)) {
-          ADD_FAILURE() << "no MutateRequest came from a peer, yet a reply went to " << m.to
-                        << " for " << mr->req;
         }
+        take();
       }
     }
     // Past every deadline, everything is answered and forgotten.
@@ -753,9 +833,19 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
     EXPECT_EQ(c_->requests(), 0u);
     EXPECT_EQ(c_->request_bytes(), 0u);
     EXPECT_EQ(c_->next_deadline(), MonoTime::max());
+    for (PeerOutgoing& m : c_->take_messages()) {
+      if (auto* reply = std::get_if<MutateReply>(&m.message)) ++peer_replies[reply->req];
+    }
     for (size_t i = 0; i < calls.size(); ++i) {
       ASSERT_EQ(calls[i], 1) << "request " << i;
     }
+    for (const auto& [req, replies] : peer_replies) {
+      ASSERT_EQ(replies, 1) << "MutateRequest " << req;
+    }
+    EXPECT_GT(calls.size() + peer_replies.size(), 150u);
+    // Both outcomes were exercised, not only timeouts.
+    EXPECT_GT(answered_ok, calls.size() / 10);
+    EXPECT_LT(answered_ok, calls.size());
   }
 }
 

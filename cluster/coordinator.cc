@@ -1,0 +1,721 @@
+#include "cluster/coordinator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "cluster/mutation.h"
+
+namespace edgekv::cluster {
+
+namespace {
+
+// A read-modify-write reads and then writes: each round may take the request timeout.
+constexpr int kMutateTimeoutFactor = 2;
+// A forwarded one also waits for the two hops and behind the leader's earlier operations
+// on the key: one more timeout, so that the leader answers first when it can.
+constexpr int kForwardTimeoutFactor = 3;
+
+std::string counts(size_t answered, size_t contacted, size_t required, std::string_view what) {
+  return std::to_string(answered) + " of " + std::to_string(contacted) + " " + std::string(what) +
+         " answered, " + std::to_string(required) + " required";
+}
+
+}  // namespace
+
+size_t required_replies(Consistency c, size_t n) {
+  switch (c) {
+    case Consistency::kOne: return n == 0 ? 0 : 1;
+    case Consistency::kQuorum:
+    case Consistency::kLocalQuorum: return n == 0 ? 0 : n / 2 + 1;
+    case Consistency::kAll: return n;
+  }
+  return 0;
+}
+
+Coordinator::Coordinator(const ReplicaView& view, HybridClock& hlc, CoordinatorOptions options)
+    : view_(view), hlc_(hlc), options_(options), origin_(origin_of(view.self())) {}
+
+// ------------------------------------------------------------------ client operations
+
+void Coordinator::get(std::string_view key, RequestOptions options, MonoTime now, ReadDone done) {
+  ++stats_.reads;
+  Op op;
+  op.kind = OpKind::kRead;
+  op.key = std::string(key);
+  op.options = options;
+  op.read_done = std::move(done);
+  admit(std::move(op), now);
+  run_callbacks();
+}
+
+void Coordinator::put(std::string_view key, std::string value, WallTime expiry,
+                      RequestOptions options, MonoTime now, WriteDone done) {
+  ++stats_.writes;
+  Op op;
+  op.kind = OpKind::kWrite;
+  op.key = std::string(key);
+  op.options = options;
+  op.write_done = std::move(done);
+  op.record.key = op.key;
+  op.record.value = std::move(value);
+  op.record.expiry = expiry;
+  admit(std::move(op), now);
+  run_callbacks();
+}
+
+void Coordinator::del(std::string_view key, RequestOptions options, MonoTime now, WriteDone done) {
+  ++stats_.writes;
+  Op op;
+  op.kind = OpKind::kWrite;
+  op.key = std::string(key);
+  op.options = options;
+  op.write_done = std::move(done);
+  op.record.key = op.key;
+  op.record.tombstone = true;
+  admit(std::move(op), now);
+  run_callbacks();
+}
+
+void Coordinator::mutate(std::string_view key, Mutation mutation, RequestOptions options,
+                         MonoTime now, MutateDone done) {
+  Op op;
+  op.key = std::string(key);
+  op.options = options;
+  op.mutation = std::move(mutation);
+  op.mutate_done = std::move(done);
+  // The partition's leader: its first home replica that is up, the same node on every
+  // coordinator whose view agrees.
+  const uint32_t partition = view_.partition_of(key);
+  std::optional<NodeId> leader;
+  for (NodeId& h : view_.home(partition)) {
+    if (view_.is_up(h)) {
+      leader = std::move(h);
+      break;
+    }
+  }
+  if (!leader) {
+    ++stats_.mutations;
+    op.kind = OpKind::kMutate;
+    fail_unadmitted(std::move(op), Status::unavailable("no home replica of partition " +
+                                                       std::to_string(partition) + " is up"));
+  } else if (*leader == view_.self()) {
+    ++stats_.mutations;
+    op.kind = OpKind::kMutate;
+    admit(std::move(op), now);
+  } else {
+    ++stats_.forwarded;
+    op.kind = OpKind::kForward;
+    op.leader = std::move(*leader);
+    admit(std::move(op), now);
+  }
+  run_callbacks();
+}
+
+// ------------------------------------------------------------------ peer messages
+
+void Coordinator::on_message(const NodeId& from, PeerMessage message, MonoTime now) {
+  if (auto* read = std::get_if<ReadReply>(&message)) {
+    on_read_reply(from, std::move(*read), now);
+  } else if (auto* write = std::get_if<WriteReply>(&message)) {
+    on_write_reply(from, *write, now);
+  } else if (auto* reply = std::get_if<MutateReply>(&message)) {
+    on_mutate_reply(from, std::move(*reply), now);
+  } else if (auto* request = std::get_if<MutateRequest>(&message)) {
+    on_mutate_request(from, std::move(*request), now);
+  } else {
+    // Requests to replicas belong to the replica side; the driver routes them there.
+    ++stats_.replies_dropped;
+  }
+  run_callbacks();
+}
+
+void Coordinator::on_mutate_request(const NodeId& from, MutateRequest request, MonoTime now) {
+  // Run here even when this node is not the leader in its own view: views differ while
+  // membership changes, and forwarding again could loop (docs/replication.md).
+  ++stats_.mutations;
+  Op op;
+  op.kind = OpKind::kMutate;
+  op.key = std::move(request.key);
+  op.options = request.options;
+  op.mutation = std::move(request.mutation);
+  op.reply_to = from;
+  op.reply_req = request.req;
+  admit(std::move(op), now);
+}
+
+Coordinator::Op* Coordinator::lookup(uint64_t req, const NodeId& from, Purpose purpose,
+                                     size_t* target) {
+  auto it = pending_.find(req);
+  if (it == pending_.end() || it->second.purpose != purpose) {
+    ++stats_.replies_dropped;
+    return nullptr;
+  }
+  Op& op = ops_.at(it->second.op);
+  if (op.targets[it->second.target].node != from) {
+    ++stats_.replies_dropped;  // another node answering this node's request id
+    return nullptr;
+  }
+  *target = it->second.target;
+  pending_.erase(it);
+  return &op;
+}
+
+void Coordinator::on_read_reply(const NodeId& from, ReadReply reply, MonoTime now) {
+  size_t t = 0;
+  Op* op = lookup(reply.req, from, Purpose::kRead, &t);
+  if (op == nullptr) return;
+  Target& target = op->targets[t];
+  target.replied = true;
+  if (reply.status.ok() && reply.record && reply.record->key != op->key) {
+    ++stats_.replies_dropped;
+    reply.status = Status::internal("replica " + from + " answered with another key");
+  }
+  if (!reply.status.ok()) {
+    ++op->failures;
+    if (op->first_error.ok())
+      op->first_error = Status(reply.status.code(), from + ": " + reply.status.message());
+  } else {
+    target.ok = true;
+    ++op->oks;
+    if (reply.record) {
+      hlc_.observe(reply.record->version.hlc);
+      target.holds = reply.record->version;
+      if (!op->winner || reply.record->version > op->winner->version) {
+        op->winner = std::move(*reply.record);
+        set_bytes(*op, op->key.size() + op->winner->value.size());
+      }
+    }
+  }
+  advance_read(*op, now);
+}
+
+void Coordinator::on_write_reply(const NodeId& from, const WriteReply& reply, MonoTime now) {
+  auto it = pending_.find(reply.req);
+  Purpose purpose = it == pending_.end() ? Purpose::kWrite : it->second.purpose;
+  if (purpose != Purpose::kWrite && purpose != Purpose::kRepair) {
+    ++stats_.replies_dropped;
+    return;
+  }
+  size_t t = 0;
+  Op* op = lookup(reply.req, from, purpose, &t);
+  if (op == nullptr) return;
+  Target& target = op->targets[t];
+  if (reply.status.ok()) hlc_.observe(reply.current.hlc);
+  if (purpose == Purpose::kRepair) {
+    target.repair_outstanding = false;
+    if (reply.status.ok()) target.holds = std::max(target.holds, reply.current);
+    advance_read(*op, now);
+    return;
+  }
+  target.replied = true;
+  if (reply.status.ok()) {
+    target.ok = true;
+    ++op->oks;
+  } else {
+    ++op->failures;
+    if (op->first_error.ok())
+      op->first_error = Status(reply.status.code(), from + ": " + reply.status.message());
+  }
+  advance_write(*op, now);
+}
+
+void Coordinator::on_mutate_reply(const NodeId& from, MutateReply reply, MonoTime now) {
+  size_t t = 0;
+  Op* op = lookup(reply.req, from, Purpose::kForward, &t);
+  if (op == nullptr) return;
+  if (!reply.status.ok()) return fail(*op, std::move(reply.status), now);
+  hlc_.observe(reply.outcome.version.hlc);
+  answer_mutate(*op, std::move(reply.outcome), now);
+}
+
+// ------------------------------------------------------------------ timers
+
+void Coordinator::tick(MonoTime now) {
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    expire(ops_.at(timers_.begin()->second), now);
+  }
+  run_callbacks();
+}
+
+MonoTime Coordinator::next_deadline() const {
+  return timers_.empty() ? MonoTime::max() : timers_.begin()->first;
+}
+
+std::vector<PeerOutgoing> Coordinator::take_messages() {
+  std::vector<PeerOutgoing> out;
+  out.swap(outbox_);
+  return out;
+}
+
+void Coordinator::expire(Op& op, MonoTime now) {
+  const auto timeout_ms = std::to_string(options_.request_timeout.count());
+  const char* strict = op.options.strict ? " (strict)" : "";
+  switch (op.phase) {
+    case Phase::kAnswered: return erase(op.id);  // a read done repairing what it could
+    case Phase::kQueued:
+      return fail(op,
+                  Status::timeout("waited behind earlier operations on the key until the "
+                                  "deadline (request timeout " +
+                                  timeout_ms + " ms)"),
+                  now);
+    case Phase::kReading:
+      if (op.oks >= op.required && op.winner) {
+        return fail(
+            op,
+            Status::timeout("read " + op.winner->version.to_string() + " from " +
+                            std::to_string(op.oks) + " replicas; it is held by " +
+                            std::to_string(holders(op)) + " of " +
+                            std::to_string(op.targets.size()) + ", " + std::to_string(op.quorum) +
+                            " required before answering (repairs unacknowledged)"),
+            now);
+      }
+      return fail(
+          op, Status::timeout(counts(op.oks, op.targets.size(), op.required, "replicas") + strict),
+          now);
+    case Phase::kWriting:
+      return fail(
+          op, Status::timeout(counts(op.oks, op.targets.size(), op.required, "replicas") + strict),
+          now);
+    case Phase::kForwarding:
+      return fail(op,
+                  Status::timeout("the partition's leader " + op.leader +
+                                  " did not answer the read-modify-write in time"),
+                  now);
+  }
+}
+
+// ------------------------------------------------------------------ admission and ordering
+
+void Coordinator::admit(Op op, MonoTime now) {
+  uint64_t bytes = op.key.size() + op.record.value.size() + op.mutation.value.size();
+  if (ops_.size() >= options_.max_requests) {
+    return fail_unadmitted(
+        std::move(op),
+        Status::overloaded("the node holds " + std::to_string(ops_.size()) +
+                           " requests, its most (coordinator max_requests)"));
+  }
+  if (bytes_ + bytes > options_.max_request_bytes) {
+    return fail_unadmitted(
+        std::move(op),
+        Status::overloaded("requests in flight hold " + std::to_string(bytes_) +
+                           " bytes, this one " + std::to_string(bytes) + " more, the most is " +
+                           std::to_string(options_.max_request_bytes)));
+  }
+  op.id = next_op_++;
+  int factor = op.kind == OpKind::kForward  ? kForwardTimeoutFactor
+               : op.kind == OpKind::kMutate ? kMutateTimeoutFactor
+                                            : 1;
+  op.deadline = now + factor * options_.request_timeout;
+  const uint64_t id = op.id;
+  Op& held = ops_.emplace(id, std::move(op)).first->second;
+  set_bytes(held, bytes);
+  timers_.insert({held.deadline, id});
+  KeyQueue& q = keys_[held.key];
+  if (!q.draining && q.waiting.empty() && can_start(q, held.kind)) {
+    run(q, held, now);  // the common case: nothing to wait for, nothing queued
+    return;
+  }
+  q.waiting.push_back(id);
+}
+
+bool Coordinator::can_start(const KeyQueue& q, OpKind kind) const {
+  if (q.exclusive) return false;
+  switch (kind) {
+    case OpKind::kRead: return q.writes == 0;
+    case OpKind::kWrite: return q.reads == 0;
+    case OpKind::kMutate:
+    case OpKind::kForward: return q.reads == 0 && q.writes == 0;
+  }
+  return false;
+}
+
+void Coordinator::drain(std::string key, MonoTime now) {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  // References into an unordered_map survive inserts of other keys; this key's entry is
+  // erased only here, and not while this loop runs.
+  KeyQueue& q = it->second;
+  if (q.draining) return;
+  q.draining = true;
+  while (!q.waiting.empty()) {
+    Op& op = ops_.at(q.waiting.front());
+    if (!can_start(q, op.kind)) break;
+    q.waiting.pop_front();
+    run(q, op, now);
+  }
+  q.draining = false;
+  if (q.waiting.empty() && q.reads == 0 && q.writes == 0 && !q.exclusive) keys_.erase(key);
+}
+
+void Coordinator::run(KeyQueue& q, Op& op, MonoTime now) {
+  if (op.kind == OpKind::kRead) {
+    ++q.reads;
+  } else if (op.kind == OpKind::kWrite) {
+    ++q.writes;
+  } else {
+    q.exclusive = true;
+  }
+  op.running = true;
+  start(op, now);  // may answer at once, releasing the key (and forgetting its entry)
+}
+
+void Coordinator::release(Op& op, MonoTime now) {
+  auto it = keys_.find(op.key);
+  if (it == keys_.end()) return;
+  KeyQueue& q = it->second;
+  if (op.phase == Phase::kQueued) {
+    q.waiting.erase(std::find(q.waiting.begin(), q.waiting.end(), op.id));
+  } else if (op.running) {
+    if (op.kind == OpKind::kRead) {
+      --q.reads;
+    } else if (op.kind == OpKind::kWrite) {
+      --q.writes;
+    } else {
+      q.exclusive = false;
+    }
+    op.running = false;
+  }
+  drain(op.key, now);
+}
+
+void Coordinator::start(Op& op, MonoTime now) {
+  switch (op.kind) {
+    case OpKind::kRead:
+    case OpKind::kMutate:
+      op.phase = Phase::kReading;
+      fan_out(op, Purpose::kRead, now);
+      return;
+    case OpKind::kWrite:
+      op.record.version = Version{hlc_.now(), origin_};
+      op.phase = Phase::kWriting;
+      fan_out(op, Purpose::kWrite, now);
+      return;
+    case OpKind::kForward: {
+      op.phase = Phase::kForwarding;
+      op.targets.assign(1, Target{});
+      op.targets[0].node = op.leader;
+      const uint64_t req = track(op, 0, Purpose::kForward);
+      outbox_.push_back({op.leader, MutateRequest{req, op.key, op.mutation, op.options}});
+      // The request's bytes now travel in the message.
+      op.mutation.value = std::string();
+      set_bytes(op, op.key.size());
+      return;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ fan-out
+
+uint64_t Coordinator::track(Op& op, size_t target, Purpose purpose) {
+  const uint64_t req = next_req_++;
+  pending_[req] = Pending{op.id, target, purpose};
+  op.reqs.push_back(req);
+  return req;
+}
+
+void Coordinator::forget_requests(Op& op) {
+  for (uint64_t req : op.reqs) pending_.erase(req);
+  op.reqs.clear();
+}
+
+void Coordinator::fan_out(Op& op, Purpose purpose, MonoTime now) {
+  forget_requests(op);
+  const uint32_t partition = view_.partition_of(op.key);
+  std::vector<NodeId> home = view_.home(partition);
+  const size_t n = home.size();
+  op.required = required_replies(op.options.consistency, n);
+  op.quorum = required_replies(Consistency::kQuorum, n);
+  op.targets.clear();
+  op.oks = 0;
+  op.failures = 0;
+  op.first_error = Status();
+  if (n == 0) {
+    return fail(
+        op, Status::unavailable("partition " + std::to_string(partition) + " has no home replicas"),
+        now);
+  }
+  if (op.required == 0) {
+    return fail(op,
+                Status::invalid_argument("unknown consistency level " +
+                                         std::to_string(static_cast<int>(op.options.consistency))),
+                now);
+  }
+  std::vector<NodeId> down;
+  for (NodeId& h : home) {
+    if (view_.is_up(h)) {
+      Target target;
+      target.node = std::move(h);
+      op.targets.push_back(std::move(target));
+    } else {
+      down.push_back(std::move(h));
+    }
+  }
+  const size_t up_homes = op.targets.size();
+  if (!op.options.strict && !down.empty()) {
+    // Each home replica that is down is stood in for by the next fallback not used yet.
+    size_t next = 0;
+    for (NodeId& f : view_.fallbacks(partition, down.size())) {
+      if (next == down.size()) break;
+      bool used = std::any_of(op.targets.begin(), op.targets.end(),
+                              [&](const Target& t) { return t.node == f; });
+      if (used) continue;
+      Target target;
+      target.node = std::move(f);
+      target.hint_for = down[next++];
+      op.targets.push_back(std::move(target));
+    }
+  }
+  if (op.targets.size() < op.required) {
+    std::string why =
+        op.options.strict
+            ? "reached " + std::to_string(up_homes) + " of " + std::to_string(n) +
+                  " home replicas, " + std::to_string(op.required) + " required (strict)"
+            : "reached " + std::to_string(op.targets.size()) + " replicas (" +
+                  std::to_string(up_homes) + " of " + std::to_string(n) + " home replicas up, " +
+                  std::to_string(op.targets.size() - up_homes) + " fallbacks), " +
+                  std::to_string(op.required) + " required";
+    return fail(op, Status::unavailable(std::move(why)), now);
+  }
+  for (size_t t = 0; t < op.targets.size(); ++t) {
+    const Target& target = op.targets[t];
+    const uint64_t req = track(op, t, purpose);
+    if (purpose == Purpose::kRead) {
+      outbox_.push_back({target.node, ReadRequest{req, op.key, !target.hint_for.empty()}});
+      continue;
+    }
+    if (!target.hint_for.empty()) ++stats_.hints;
+    // The last message takes the record itself, so the value is held once while it waits.
+    store::Record record = t + 1 == op.targets.size() ? std::move(op.record) : op.record;
+    outbox_.push_back({target.node, WriteRequest{req, std::move(record), target.hint_for}});
+  }
+  if (purpose == Purpose::kWrite) {
+    op.record.value = std::string();
+    set_bytes(op, op.key.size());
+  }
+}
+
+// ------------------------------------------------------------------ reads
+
+size_t Coordinator::holders(const Op& op) const {
+  if (!op.winner) return op.oks;
+  return static_cast<size_t>(
+      std::count_if(op.targets.begin(), op.targets.end(),
+                    [&](const Target& t) { return t.ok && t.holds >= op.winner->version; }));
+}
+
+void Coordinator::advance_read(Op& op, MonoTime now) {
+  // Repair every replica that replied with less than the newest state seen so far, once per
+  // newer state (tombstones included: a missed delete or expiry must not come back).
+  if (op.winner) {
+    for (size_t t = 0; t < op.targets.size(); ++t) {
+      Target& target = op.targets[t];
+      if (!target.ok || target.holds >= op.winner->version) continue;
+      if (target.repaired >= op.winner->version) continue;
+      target.repaired = op.winner->version;
+      target.repair_outstanding = true;
+      ++stats_.repairs;
+      const uint64_t req = track(op, t, Purpose::kRepair);
+      outbox_.push_back({target.node, WriteRequest{req, *op.winner, target.hint_for}});
+    }
+  }
+  if (op.phase == Phase::kReading) {
+    const size_t unanswered = op.targets.size() - op.oks - op.failures;
+    if (op.oks >= op.required) {
+      // Monotonic quorum reads: what a read at QUORUM or ALL returns must be on a quorum
+      // before it answers, so that any later quorum read meets it.
+      const bool monotonic = op.options.consistency != Consistency::kOne;
+      if (!monotonic || holders(op) >= op.quorum) return read_complete(op, now);
+      const bool repairing = std::any_of(op.targets.begin(), op.targets.end(),
+                                         [](const Target& t) { return t.repair_outstanding; });
+      if (unanswered == 0 && !repairing) {
+        return fail(op,
+                    Status::unavailable("read " + op.winner->version.to_string() + ", held by " +
+                                        std::to_string(holders(op)) + " of " +
+                                        std::to_string(op.targets.size()) +
+                                        " replicas after repairs failed, " +
+                                        std::to_string(op.quorum) + " required"),
+                    now);
+      }
+    } else if (op.oks + unanswered < op.required) {
+      return fail(
+          op,
+          Status(op.first_error.code(), counts(op.oks, op.targets.size(), op.required, "replicas") +
+                                            "; " + op.first_error.message()),
+          now);
+    }
+    return;
+  }
+  if (op.phase == Phase::kAnswered) {
+    const bool outstanding = std::any_of(op.targets.begin(), op.targets.end(), [](const Target& t) {
+      return !t.replied || t.repair_outstanding;
+    });
+    if (!outstanding) erase(op.id);
+  }
+}
+
+void Coordinator::read_complete(Op& op, MonoTime now) {
+  if (op.kind == OpKind::kRead) {
+    // A tombstone (a delete, or a key that expired) or a value expired by now is no key.
+    const store::Record* w = op.winner ? &*op.winner : nullptr;
+    bool live = w != nullptr && !w->tombstone && (w->expiry.ms == 0 || is_live(*w, wall_now()));
+    Result<store::Record> result = live ? Result<store::Record>(*w)
+                                        : Result<store::Record>(Status::not_found("key not found"));
+    queue_read_done(op, std::move(result));
+    op.phase = Phase::kAnswered;
+    release(op, now);
+    advance_read(op, now);  // forgets the read once nothing more is expected
+    return;
+  }
+  // A read-modify-write: decide on what was read, at the instant of the write's version,
+  // which is newer than everything read.
+  if (op.winner) hlc_.observe(op.winner->version.hlc);
+  uint64_t hlc = hlc_.now();
+  // Should the clock decline to follow a version far ahead of it (a bound on a peer's
+  // offset), the write still follows what it decided on, or last-write-wins would drop it.
+  if (op.winner && hlc <= op.winner->version.hlc) hlc = op.winner->version.hlc + 1;
+  MutationDecision d = decide(op.mutation, op.winner, WallTime{HybridClock::physical_ms(hlc)});
+  if (!d.write) return answer_mutate(op, std::move(d.outcome), now);
+  op.outcome = std::move(d.outcome);
+  op.record = store::Record{.key = op.key,
+                            .value = std::move(d.write->value),
+                            .version = Version{hlc, origin_},
+                            .expiry = d.write->expiry,
+                            .tombstone = d.write->tombstone};
+  op.winner.reset();
+  op.mutation.value = std::string();
+  set_bytes(op, op.key.size() + op.record.value.size());
+  op.phase = Phase::kWriting;
+  fan_out(op, Purpose::kWrite, now);
+}
+
+WallTime Coordinator::wall_now() { return WallTime{HybridClock::physical_ms(hlc_.now())}; }
+
+// ------------------------------------------------------------------ writes
+
+void Coordinator::advance_write(Op& op, MonoTime now) {
+  if (op.phase != Phase::kWriting) return;
+  const size_t unanswered = op.targets.size() - op.oks - op.failures;
+  if (op.oks >= op.required) {
+    if (op.kind == OpKind::kWrite) {
+      return answer_write(op, WriteOutcome{op.record.version, op.record.expiry}, now);
+    }
+    MutationOutcome outcome = std::move(op.outcome);
+    outcome.version = op.record.version;
+    return answer_mutate(op, std::move(outcome), now);
+  }
+  if (op.oks + unanswered < op.required) {
+    fail(op,
+         Status(op.first_error.code(), counts(op.oks, op.targets.size(), op.required, "replicas") +
+                                           "; " + op.first_error.message()),
+         now);
+  }
+}
+
+// ------------------------------------------------------------------ answers
+
+void Coordinator::count(const Status& status) {
+  switch (status.code()) {
+    case Code::kTimeout: ++stats_.timeouts; break;
+    case Code::kUnavailable: ++stats_.unavailable; break;
+    case Code::kOverloaded: ++stats_.overloaded; break;
+    default: break;
+  }
+}
+
+void Coordinator::queue_read_done(Op& op, Result<store::Record> result) {
+  if (!result.ok()) count(result.status());
+  callbacks_.push_back(
+      [done = std::move(op.read_done), r = std::move(result)]() mutable { done(std::move(r)); });
+}
+
+void Coordinator::answer_write(Op& op, Result<WriteOutcome> result, MonoTime now) {
+  if (!result.ok()) count(result.status());
+  callbacks_.push_back(
+      [done = std::move(op.write_done), r = std::move(result)]() mutable { done(std::move(r)); });
+  release(op, now);
+  erase(op.id);
+}
+
+void Coordinator::answer_mutate(Op& op, Result<MutationOutcome> result, MonoTime now) {
+  if (!result.ok()) count(result.status());
+  if (!op.reply_to.empty()) {
+    MutateReply reply;
+    reply.req = op.reply_req;
+    if (result.ok()) {
+      reply.outcome = std::move(result).value();
+    } else {
+      reply.status = result.status();
+    }
+    outbox_.push_back({op.reply_to, std::move(reply)});
+  } else {
+    callbacks_.push_back([done = std::move(op.mutate_done), r = std::move(result)]() mutable {
+      done(std::move(r));
+    });
+  }
+  release(op, now);
+  erase(op.id);
+}
+
+void Coordinator::fail(Op& op, Status status, MonoTime now) {
+  switch (op.kind) {
+    case OpKind::kRead:
+      queue_read_done(op, std::move(status));
+      release(op, now);
+      return erase(op.id);
+    case OpKind::kWrite: return answer_write(op, std::move(status), now);
+    case OpKind::kMutate:
+    case OpKind::kForward: return answer_mutate(op, std::move(status), now);
+  }
+}
+
+void Coordinator::fail_unadmitted(Op op, Status status) {
+  op.id = 0;
+  count(status);
+  switch (op.kind) {
+    case OpKind::kRead:
+      callbacks_.push_back([done = std::move(op.read_done), status]() { done(status); });
+      return;
+    case OpKind::kWrite:
+      callbacks_.push_back([done = std::move(op.write_done), status]() { done(status); });
+      return;
+    case OpKind::kMutate:
+    case OpKind::kForward:
+      if (!op.reply_to.empty()) {
+        MutateReply reply;
+        reply.req = op.reply_req;
+        reply.status = std::move(status);
+        outbox_.push_back({op.reply_to, std::move(reply)});
+      } else {
+        callbacks_.push_back([done = std::move(op.mutate_done), status]() { done(status); });
+      }
+      return;
+  }
+}
+
+void Coordinator::set_bytes(Op& op, uint64_t bytes) {
+  bytes_ = bytes_ - op.bytes + bytes;
+  op.bytes = bytes;
+}
+
+void Coordinator::erase(uint64_t id) {
+  auto it = ops_.find(id);
+  if (it == ops_.end()) return;
+  Op& op = it->second;
+  timers_.erase({op.deadline, id});
+  forget_requests(op);
+  bytes_ -= op.bytes;
+  ops_.erase(it);
+}
+
+void Coordinator::run_callbacks() {
+  if (running_callbacks_) return;
+  running_callbacks_ = true;
+  while (!callbacks_.empty()) {
+    std::function<void()> fn = std::move(callbacks_.front());
+    callbacks_.pop_front();
+    fn();
+  }
+  running_callbacks_ = false;
+}
+
+}  // namespace edgekv::cluster

@@ -1,0 +1,853 @@
+// The coordinator driven by hand: a scripted view of 3 to 5 nodes, requests in, the test
+// plays the replicas (answering, failing or dropping each message) and moves time. Each test
+// checks what went out and what the client was answered.
+#include "cluster/coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/hlc.h"
+#include "common/random.h"
+
+namespace edgekv::cluster {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Nodes n1..nK in ring order; every key is in partition 0, whose home replicas are the first
+// N nodes. Fallbacks are the up nodes after them, in ring order.
+class FakeView final : public ReplicaView {
+ public:
+  FakeView(NodeId self, size_t nodes, uint32_t n) : self_(std::move(self)), n_(n) {
+    for (size_t i = 1; i <= nodes; ++i) ring_.push_back("n" + std::to_string(i));
+  }
+  const NodeId& self() const override { return self_; }
+  uint32_t replication_factor() const override { return n_; }
+  uint32_t partition_of(std::string_view) const override { return 0; }
+  std::vector<NodeId> home(uint32_t) const override {
+    return {ring_.begin(), ring_.begin() + std::min<size_t>(n_, ring_.size())};
+  }
+  bool is_up(const NodeId& node) const override { return down_.count(node) == 0; }
+  std::vector<NodeId> fallbacks(uint32_t, size_t count) const override {
+    std::vector<NodeId> out;
+    for (size_t i = n_; i < ring_.size() && out.size() < count; ++i) {
+      if (is_up(ring_[i])) out.push_back(ring_[i]);
+    }
+    return out;
+  }
+  void set_down(const NodeId& node, bool down) {
+    if (down) {
+      down_.insert(node);
+    } else {
+      down_.erase(node);
+    }
+  }
+
+ private:
+  NodeId self_;
+  uint32_t n_;
+  std::vector<NodeId> ring_;
+  std::set<NodeId> down_;
+};
+
+template <typename T>
+struct Sent {
+  NodeId to;
+  T message;
+};
+
+// What a client was answered: how often, and the last answer.
+template <typename T>
+struct Answer {
+  int calls = 0;
+  std::optional<Result<T>> result;
+  auto callback() {
+    return [this](Result<T> r) {
+      ++calls;
+      result.emplace(std::move(r));
+    };
+  }
+  bool ok() const { return calls == 1 && result->ok(); }
+  Code code() const { return result->status().code(); }
+  const std::string& message() const { return result->status().message(); }
+};
+
+store::Record record(const std::string& key, const std::string& value, uint64_t hlc,
+                     WallTime expiry = {}) {
+  store::Record r;
+  r.key = key;
+  r.value = value;
+  r.version = Version{hlc, 1};
+  r.expiry = expiry;
+  return r;
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void make(const NodeId& self = "n1", size_t nodes = 5, uint32_t n = 3) {
+    view_ = std::make_unique<FakeView>(self, nodes, n);
+    options_.request_timeout = milliseconds(1000);
+    c_ = std::make_unique<Coordinator>(*view_, hlc_, options_);
+  }
+  void SetUp() override { make(); }
+
+  // Takes what the coordinator sent, keeping the messages of type T.
+  template <typename T>
+  std::vector<Sent<T>> sent() {
+    for (PeerOutgoing& m : c_->take_messages()) outbox_.push_back(std::move(m));
+    std::vector<Sent<T>> out;
+    std::vector<PeerOutgoing> rest;
+    for (PeerOutgoing& m : outbox_) {
+      if (auto* t = std::get_if<T>(&m.message)) {
+        out.push_back({m.to, *t});
+      } else {
+        rest.push_back(std::move(m));
+      }
+    }
+    outbox_ = std::move(rest);
+    return out;
+  }
+  static std::set<NodeId> targets(const auto& msgs) {
+    std::set<NodeId> out;
+    for (const auto& m : msgs) out.insert(m.to);
+    return out;
+  }
+
+  void ack(const Sent<WriteRequest>& w, Status status = {}) {
+    c_->on_message(w.to, WriteReply{w.message.req, status, status.ok(), w.message.record.version},
+                   now_);
+  }
+  void reply(const Sent<ReadRequest>& r, std::optional<store::Record> rec) {
+    c_->on_message(r.to, ReadReply{r.message.req, Status(), std::move(rec)}, now_);
+  }
+  const Sent<ReadRequest>& to(const std::vector<Sent<ReadRequest>>& reads, const NodeId& node) {
+    for (const auto& r : reads) {
+      if (r.to == node) return r;
+    }
+    ADD_FAILURE() << "nothing sent to " << node;
+    return reads.front();
+  }
+  void advance(milliseconds d) {
+    clock_.advance(d);
+    now_ += d;
+    if (now_ >= c_->next_deadline()) c_->tick(now_);
+  }
+
+  RequestOptions at(Consistency c, bool strict = false) {
+    RequestOptions o;
+    o.consistency = c;
+    o.strict = strict;
+    return o;
+  }
+
+  ManualClock clock_;
+  HybridClock hlc_{clock_};
+  CoordinatorOptions options_;
+  std::unique_ptr<FakeView> view_;
+  std::unique_ptr<Coordinator> c_;
+  MonoTime now_ = clock_.mono_now();
+  std::vector<PeerOutgoing> outbox_;
+};
+
+TEST(RequiredReplies, PerLevel) {
+  EXPECT_EQ(required_replies(Consistency::kOne, 3), 1u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 3), 2u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 4), 3u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 5), 3u);
+  EXPECT_EQ(required_replies(Consistency::kLocalQuorum, 5), 3u);
+  EXPECT_EQ(required_replies(Consistency::kAll, 5), 5u);
+  EXPECT_EQ(required_replies(Consistency::kQuorum, 1), 1u);
+  EXPECT_EQ(required_replies(Consistency::kOne, 0), 0u);
+  EXPECT_EQ(required_replies(static_cast<Consistency>(9), 3), 0u);
+}
+
+TEST_F(CoordinatorTest, AnUnknownConsistencyIsRefused) {
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(static_cast<Consistency>(9)), now_, a.callback());
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kInvalidArgument);
+}
+
+// ------------------------------------------------------------------ writes
+
+TEST_F(CoordinatorTest, QuorumWriteIsAnsweredAtTwoOfThreeAcks) {
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);
+  EXPECT_EQ(targets(writes), (std::set<NodeId>{"n1", "n2", "n3"}));
+  const Version v = writes[0].message.record.version;
+  for (const auto& w : writes) {
+    EXPECT_TRUE(w.message.hint_for.empty());
+    EXPECT_EQ(w.message.record.version, v);
+    EXPECT_EQ(w.message.record.value, "v");
+    EXPECT_EQ(w.message.record.version.origin, origin_of("n1"));
+  }
+  ack(writes[0]);
+  EXPECT_EQ(a.calls, 0);
+  ack(writes[1]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().version, v);
+  ack(writes[2]);  // late: answered once only
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(c_->requests(), 0u);
+  EXPECT_EQ(c_->stats().writes, 1u);
+}
+
+TEST_F(CoordinatorTest, WriteLevelsNeedOneOrAll) {
+  Answer<WriteOutcome> one, all;
+  c_->put("a", "v", WallTime{0}, at(Consistency::kOne), now_, one.callback());
+  auto w1 = sent<WriteRequest>();
+  ack(w1[2]);
+  EXPECT_TRUE(one.ok());
+  c_->put("b", "v", WallTime{0}, at(Consistency::kAll), now_, all.callback());
+  auto w2 = sent<WriteRequest>();
+  ack(w2[0]);
+  ack(w2[1]);
+  EXPECT_EQ(all.calls, 0);
+  ack(w2[2]);
+  EXPECT_TRUE(all.ok());
+}
+
+TEST_F(CoordinatorTest, SloppyWriteWithAHomeDownGoesToTheNextFallbackWithAHint) {
+  view_->set_down("n2", true);
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);
+  std::map<NodeId, NodeId> hint_for;
+  for (const auto& w : writes) hint_for[w.to] = w.message.hint_for;
+  EXPECT_EQ(hint_for, (std::map<NodeId, NodeId>{{"n1", ""}, {"n3", ""}, {"n4", "n2"}}));
+  EXPECT_EQ(c_->stats().hints, 1u);
+  // The hint counts toward W.
+  for (const auto& w : writes) {
+    if (w.to == "n1" || w.to == "n4") ack(w);
+  }
+  EXPECT_TRUE(a.ok());
+}
+
+TEST_F(CoordinatorTest, SloppyWriteUsesEachFallbackOnceAndSkipsDownOnes) {
+  make("n1", 7, 3);
+  view_->set_down("n2", true);
+  view_->set_down("n3", true);
+  view_->set_down("n4", true);
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kAll), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  std::map<NodeId, NodeId> hint_for;
+  for (const auto& w : writes) hint_for[w.to] = w.message.hint_for;
+  EXPECT_EQ(hint_for, (std::map<NodeId, NodeId>{{"n1", ""}, {"n5", "n2"}, {"n6", "n3"}}));
+  for (const auto& w : writes) ack(w);
+  EXPECT_TRUE(a.ok());
+}
+
+TEST_F(CoordinatorTest, StrictWriteWithTwoHomesDownIsUnavailableAtOnce) {
+  view_->set_down("n2", true);
+  view_->set_down("n3", true);
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum, true), now_, a.callback());
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kUnavailable);
+  EXPECT_EQ(a.message(), "reached 1 of 3 home replicas, 2 required (strict)");
+  EXPECT_TRUE(sent<WriteRequest>().empty());  // nothing left on the one it could reach
+  EXPECT_EQ(c_->stats().unavailable, 1u);
+  EXPECT_EQ(c_->requests(), 0u);
+}
+
+TEST_F(CoordinatorTest, SloppyWriteWithTooFewNodesIsUnavailableNamingCounts) {
+  make("n1", 3, 3);
+  view_->set_down("n2", true);
+  view_->set_down("n3", true);
+  Answer<WriteOutcome> a;
+  c_->del("k", at(Consistency::kQuorum), now_, a.callback());
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kUnavailable);
+  EXPECT_EQ(a.message(), "reached 1 replicas (1 of 3 home replicas up, 0 fallbacks), 2 required");
+}
+
+TEST_F(CoordinatorTest, StrictWriteTimesOutNamingHowManyAnswered) {
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum, true), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  EXPECT_EQ(c_->next_deadline(), now_ + milliseconds(1000));
+  ack(writes[0]);
+  advance(milliseconds(999));
+  EXPECT_EQ(a.calls, 0);
+  advance(milliseconds(1));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kTimeout);
+  EXPECT_EQ(a.message(), "1 of 3 replicas answered, 2 required (strict)");
+  EXPECT_EQ(c_->stats().timeouts, 1u);
+  EXPECT_EQ(c_->next_deadline(), MonoTime::max());
+  ack(writes[1]);  // too late
+  EXPECT_EQ(a.calls, 1);
+}
+
+TEST_F(CoordinatorTest, WriteFailsOnceTooFewReplicasCanStillAcknowledge) {
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  ack(writes[0], Status::io_error("disk full"));
+  EXPECT_EQ(a.calls, 0);
+  ack(writes[1], Status::overloaded("queue full"));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kIoError);
+  EXPECT_NE(a.message().find("0 of 3 replicas answered, 2 required"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, ATtlIsSentAsTheAbsoluteExpiryGiven) {
+  Answer<WriteOutcome> a;
+  const WallTime at_ms{clock_.wall_now().ms + 5000};
+  c_->put("k", "v", at_ms, at(Consistency::kOne), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  for (const auto& w : writes) EXPECT_EQ(w.message.record.expiry, at_ms);
+  ack(writes[0]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().expiry, at_ms);
+}
+
+// ------------------------------------------------------------------ reads
+
+TEST_F(CoordinatorTest, ReadGoesToEveryUpHomeAndPicksTheNewest) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kAll), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  EXPECT_EQ(targets(reads), (std::set<NodeId>{"n1", "n2", "n3"}));
+  for (const auto& r : reads) EXPECT_FALSE(r.message.include_hints);
+  reply(to(reads, "n1"), record("k", "old", 100));
+  reply(to(reads, "n2"), record("k", "new", 200));
+  EXPECT_EQ(a.calls, 0);
+  reply(to(reads, "n3"), record("k", "new", 200));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().value, "new");
+  EXPECT_EQ(a.result->value().version.hlc, 200u);
+}
+
+TEST_F(CoordinatorTest, ReadRepairsTheStaleAndTheMissing) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kOne), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "new", 200));
+  ASSERT_TRUE(a.ok());  // ONE: the first reply answers
+  reply(to(reads, "n2"), record("k", "old", 100));
+  reply(to(reads, "n3"), std::nullopt);
+  reply(to(reads, "n3"), std::nullopt);  // a duplicate is dropped
+  auto repairs = sent<WriteRequest>();
+  EXPECT_EQ(targets(repairs), (std::set<NodeId>{"n2", "n3"}));
+  for (const auto& r : repairs) {
+    EXPECT_EQ(r.message.record.value, "new");
+    EXPECT_EQ(r.message.record.version.hlc, 200u);
+  }
+  EXPECT_EQ(c_->stats().repairs, 2u);
+  EXPECT_GE(c_->stats().replies_dropped, 1u);
+  for (const auto& r : repairs) ack(r);
+  EXPECT_EQ(c_->requests(), 0u);  // forgotten once its repairs are done
+  EXPECT_EQ(a.calls, 1);
+}
+
+TEST_F(CoordinatorTest, MonotonicQuorumReadWaitsForItsRepair) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "new", 200));
+  reply(to(reads, "n2"), record("k", "old", 100));
+  // R = 2 replied, but only one holds what would be answered: repair first.
+  EXPECT_EQ(a.calls, 0);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 1u);
+  EXPECT_EQ(repairs[0].to, "n2");
+  ack(repairs[0]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().value, "new");
+}
+
+TEST_F(CoordinatorTest, QuorumReadAnswersAtOnceWhenAQuorumHoldsTheNewest) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n3"), record("k", "v", 200));
+  reply(to(reads, "n1"), record("k", "v", 200));
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(sent<WriteRequest>().empty());
+  // The third replica answers stale after the answer: repaired all the same.
+  reply(to(reads, "n2"), std::nullopt);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 1u);
+  EXPECT_EQ(repairs[0].to, "n2");
+}
+
+TEST_F(CoordinatorTest, MonotonicReadTimesOutWhenTheRepairIsNotAcknowledged) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "new", 200));
+  reply(to(reads, "n2"), record("k", "old", 100));
+  advance(milliseconds(1000));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kTimeout);
+  EXPECT_NE(a.message().find("held by 1 of 3, 2 required"), std::string::npos) << a.message();
+}
+
+TEST_F(CoordinatorTest, ANewerLateReplyIsWhatTheReadRepairsToAndAnswers) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "v2", 200));
+  reply(to(reads, "n2"), record("k", "v1", 100));
+  auto first = sent<WriteRequest>();
+  ASSERT_EQ(first.size(), 1u);  // n2 to v2
+  reply(to(reads, "n3"), record("k", "v3", 300));
+  auto second = sent<WriteRequest>();
+  EXPECT_EQ(targets(second), (std::set<NodeId>{"n1", "n2"}));
+  for (const auto& r : second) EXPECT_EQ(r.message.record.value, "v3");
+  ack(first[0]);  // n2 now holds v2: not what the read will answer
+  EXPECT_EQ(a.calls, 0);
+  ack(second[0]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().value, "v3");
+}
+
+TEST_F(CoordinatorTest, AMonotonicReadWhoseRepairsFailIsUnavailable) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "new", 200));
+  reply(to(reads, "n2"), std::nullopt);
+  reply(to(reads, "n3"), std::nullopt);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 2u);
+  ack(repairs[0], Status::io_error("disk full"));
+  EXPECT_EQ(a.calls, 0);
+  ack(repairs[1], Status::io_error("disk full"));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kUnavailable);
+  EXPECT_NE(a.message().find("held by 1 of 3 replicas"), std::string::npos) << a.message();
+}
+
+TEST_F(CoordinatorTest, ReadTimesOutNamingHowManyAnswered) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kAll), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), std::nullopt);
+  advance(milliseconds(1000));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kTimeout);
+  EXPECT_EQ(a.message(), "1 of 3 replicas answered, 3 required");
+}
+
+TEST_F(CoordinatorTest, ATombstoneWinsAndIsRepairedAndAnswersNotFound) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  store::Record tomb = record("k", "", 300);
+  tomb.tombstone = true;
+  reply(to(reads, "n1"), tomb);
+  reply(to(reads, "n2"), record("k", "old", 100));
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 1u);
+  EXPECT_TRUE(repairs[0].message.record.tombstone);
+  ack(repairs[0]);
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kNotFound);
+}
+
+TEST_F(CoordinatorTest, AnExpiredWinnerAnswersNotFound) {
+  const int64_t wall = clock_.wall_now().ms;
+  Answer<store::Record> expired, tombstone, live;
+  c_->get("a", at(Consistency::kOne), now_, expired.callback());
+  reply(sent<ReadRequest>()[0], record("a", "v", 100, WallTime{wall - 1}));
+  EXPECT_EQ(expired.code(), Code::kNotFound);
+  store::Record t = record("b", "", 100, WallTime{wall - 5});
+  t.tombstone = true;
+  c_->get("b", at(Consistency::kOne), now_, tombstone.callback());
+  reply(sent<ReadRequest>()[0], t);
+  EXPECT_EQ(tombstone.code(), Code::kNotFound);
+  c_->get("c", at(Consistency::kOne), now_, live.callback());
+  reply(sent<ReadRequest>()[0], record("c", "v", 100, WallTime{wall + 1000}));
+  EXPECT_TRUE(live.ok());
+}
+
+TEST_F(CoordinatorTest, SloppyReadAsksAFallbackForItsHints) {
+  view_->set_down("n3", true);
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kAll), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  EXPECT_EQ(targets(reads), (std::set<NodeId>{"n1", "n2", "n4"}));
+  EXPECT_TRUE(to(reads, "n4").message.include_hints);
+  reply(to(reads, "n1"), record("k", "old", 100));
+  reply(to(reads, "n2"), record("k", "old", 100));
+  reply(to(reads, "n4"), record("k", "hinted", 200));
+  auto repairs = sent<WriteRequest>();
+  EXPECT_EQ(targets(repairs), (std::set<NodeId>{"n1", "n2"}));
+  for (const auto& r : repairs) ack(r);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().value, "hinted");
+}
+
+TEST_F(CoordinatorTest, AReplyForAnotherKeyOrFromAnotherNodeIsDropped) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kOne), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  // n2 answering n1's request id: not what was asked of it.
+  c_->on_message("n2", ReadReply{to(reads, "n1").message.req, Status(), record("k", "x", 900)},
+                 now_);
+  EXPECT_EQ(a.calls, 0);
+  reply(to(reads, "n1"), record("other", "x", 900));
+  EXPECT_EQ(a.calls, 0);
+  EXPECT_EQ(c_->stats().replies_dropped, 2u);
+  reply(to(reads, "n2"), record("k", "v", 100));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().value, "v");
+}
+
+// ------------------------------------------------------------------ per-key ordering
+
+TEST_F(CoordinatorTest, TwoWritesToOneKeyAreInFlightAtOnce) {
+  Answer<WriteOutcome> first, second;
+  c_->put("k", "a", WallTime{0}, at(Consistency::kQuorum), now_, first.callback());
+  c_->put("k", "b", WallTime{0}, at(Consistency::kQuorum), now_, second.callback());
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 6u);
+  EXPECT_LT(writes[0].message.record.version, writes[3].message.record.version);
+  for (size_t i = 3; i < 6; ++i) ack(writes[i]);
+  EXPECT_TRUE(second.ok());
+  EXPECT_EQ(first.calls, 0);
+  for (size_t i = 0; i < 3; ++i) ack(writes[i]);
+  EXPECT_TRUE(first.ok());
+}
+
+TEST_F(CoordinatorTest, AReadWaitsBehindAWriteInFlightAndAWriteBehindThatRead) {
+  Answer<WriteOutcome> set_a, set_b;
+  Answer<store::Record> get;
+  c_->put("k", "a", WallTime{0}, at(Consistency::kQuorum), now_, set_a.callback());
+  c_->get("k", at(Consistency::kQuorum), now_, get.callback());
+  c_->put("k", "b", WallTime{0}, at(Consistency::kQuorum), now_, set_b.callback());
+  Answer<store::Record> other;
+  c_->get("other", at(Consistency::kOne), now_, other.callback());
+  auto reads = sent<ReadRequest>();
+  ASSERT_EQ(reads.size(), 3u);  // only the other key's
+  for (const auto& r : reads) EXPECT_EQ(r.message.key, "other");
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);  // only SET a
+  ack(writes[0]);
+  ack(writes[1]);
+  ASSERT_TRUE(set_a.ok());
+  reads = sent<ReadRequest>();
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_TRUE(sent<WriteRequest>().empty());  // SET b waits for the read
+  reply(to(reads, "n1"), writes[0].message.record);
+  reply(to(reads, "n2"), writes[1].message.record);
+  ASSERT_TRUE(get.ok());
+  EXPECT_EQ(get.result->value().value, "a");
+  EXPECT_EQ(sent<WriteRequest>().size(), 3u);  // now SET b
+}
+
+TEST_F(CoordinatorTest, AQueuedRequestTimesOutAndTheNextOneRuns) {
+  Answer<WriteOutcome> set;
+  Answer<store::Record> get;
+  c_->put("k", "a", WallTime{0}, at(Consistency::kQuorum), now_, set.callback());
+  advance(milliseconds(500));
+  c_->get("k", at(Consistency::kQuorum), now_, get.callback());
+  advance(milliseconds(500));  // the write times out; the read then starts
+  EXPECT_EQ(set.code(), Code::kTimeout);
+  EXPECT_EQ(sent<ReadRequest>().size(), 3u);
+  advance(milliseconds(500));
+  EXPECT_EQ(get.code(), Code::kTimeout);
+  EXPECT_EQ(c_->requests(), 0u);
+}
+
+// ------------------------------------------------------------------ read-modify-writes
+
+TEST_F(CoordinatorTest, MutationAtTheLeaderReadsDecidesAndWritesANewerVersion) {
+  Answer<MutationOutcome> a;
+  Mutation m;
+  m.kind = Mutation::Kind::kSet;
+  m.value = "new";
+  m.return_old = true;
+  c_->mutate("k", m, at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  ASSERT_EQ(reads.size(), 3u);
+  // A version from a clock ahead of ours: the write must still be newer.
+  const uint64_t ahead = HybridClock::pack(clock_.wall_now().ms + 60'000, 0);
+  reply(to(reads, "n1"), record("k", "old", ahead));
+  reply(to(reads, "n2"), record("k", "old", ahead));
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);
+  EXPECT_GT(writes[0].message.record.version.hlc, ahead);
+  EXPECT_EQ(writes[0].message.record.value, "new");
+  ack(writes[0]);
+  ack(writes[1]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(a.result->value().applied);
+  EXPECT_TRUE(a.result->value().existed);
+  EXPECT_EQ(a.result->value().old_value, "old");
+  EXPECT_EQ(a.result->value().version, writes[0].message.record.version);
+  EXPECT_EQ(c_->stats().mutations, 1u);
+}
+
+TEST_F(CoordinatorTest, MutationsOfOneKeyRunOneAtATime) {
+  Mutation nx;
+  nx.kind = Mutation::Kind::kSet;
+  nx.value = "v";
+  nx.if_absent = true;
+  Answer<MutationOutcome> first, second;
+  c_->mutate("k", nx, at(Consistency::kQuorum), now_, first.callback());
+  c_->mutate("k", nx, at(Consistency::kQuorum), now_, second.callback());
+  auto reads = sent<ReadRequest>();
+  ASSERT_EQ(reads.size(), 3u);  // the second waits
+  reply(to(reads, "n1"), std::nullopt);
+  reply(to(reads, "n2"), std::nullopt);
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);
+  EXPECT_TRUE(sent<ReadRequest>().empty());
+  ack(writes[0]);
+  ack(writes[1]);
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(first.result->value().applied);
+  reads = sent<ReadRequest>();
+  ASSERT_EQ(reads.size(), 3u);
+  reply(to(reads, "n1"), writes[0].message.record);
+  reply(to(reads, "n2"), writes[1].message.record);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second.result->value().applied);  // NX saw the first one's write
+  EXPECT_EQ(second.result->value().version, writes[0].message.record.version);
+  EXPECT_TRUE(sent<WriteRequest>().empty());
+}
+
+TEST_F(CoordinatorTest, MutationElsewhereIsForwardedToTheFirstUpHomeReplica) {
+  make("n4");
+  view_->set_down("n1", true);
+  Answer<MutationOutcome> a;
+  Mutation m;
+  m.kind = Mutation::Kind::kPersist;
+  c_->mutate("k", m, at(Consistency::kAll, true), now_, a.callback());
+  auto fwd = sent<MutateRequest>();
+  ASSERT_EQ(fwd.size(), 1u);
+  EXPECT_EQ(fwd[0].to, "n2");
+  EXPECT_EQ(fwd[0].message.key, "k");
+  EXPECT_EQ(fwd[0].message.mutation.kind, Mutation::Kind::kPersist);
+  EXPECT_EQ(fwd[0].message.options.consistency, Consistency::kAll);
+  EXPECT_TRUE(fwd[0].message.options.strict);
+  EXPECT_TRUE(sent<ReadRequest>().empty());
+  EXPECT_EQ(c_->stats().forwarded, 1u);
+  MutateReply r;
+  r.req = fwd[0].message.req;
+  r.outcome.applied = true;
+  r.outcome.version = Version{HybridClock::pack(clock_.wall_now().ms, 9), 2};
+  c_->on_message("n3", r, now_);  // not the leader asked: dropped
+  EXPECT_EQ(a.calls, 0);
+  c_->on_message("n2", r, now_);
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(a.result->value().applied);
+  EXPECT_EQ(a.result->value().version, r.outcome.version);
+}
+
+TEST_F(CoordinatorTest, AForwardedMutationTimesOut) {
+  make("n2");
+  Answer<MutationOutcome> a;
+  c_->mutate("k", Mutation{}, at(Consistency::kQuorum), now_, a.callback());
+  ASSERT_EQ(sent<MutateRequest>().size(), 1u);
+  advance(milliseconds(2999));
+  EXPECT_EQ(a.calls, 0);
+  advance(milliseconds(1));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kTimeout);
+  EXPECT_NE(a.message().find("n1"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, AMutateRequestFromAPeerIsRunHereAndAnswered) {
+  make("n2");  // not the leader in its own view (n1 is up): runs it anyway
+  MutateRequest req;
+  req.req = 77;
+  req.key = "k";
+  req.mutation.kind = Mutation::Kind::kDelete;
+  c_->on_message("n5", req, now_);
+  auto reads = sent<ReadRequest>();
+  ASSERT_EQ(reads.size(), 3u);
+  reply(to(reads, "n1"), record("k", "v", 100));
+  reply(to(reads, "n2"), record("k", "v", 100));
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);
+  EXPECT_TRUE(writes[0].message.record.tombstone);
+  ack(writes[0]);
+  ack(writes[2]);
+  auto replies = sent<MutateReply>();
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].to, "n5");
+  EXPECT_EQ(replies[0].message.req, 77u);
+  EXPECT_TRUE(replies[0].message.status.ok());
+  EXPECT_TRUE(replies[0].message.outcome.applied);
+  EXPECT_TRUE(replies[0].message.outcome.existed);
+}
+
+TEST_F(CoordinatorTest, MutationWithEveryHomeDownIsUnavailable) {
+  for (const char* n : {"n1", "n2", "n3"}) view_->set_down(n, true);
+  Answer<MutationOutcome> a;
+  c_->mutate("k", Mutation{}, at(Consistency::kQuorum), now_, a.callback());
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kUnavailable);
+}
+
+// ------------------------------------------------------------------ bounds
+
+TEST_F(CoordinatorTest, RequestsBeyondTheBoundAreRefusedAtOnce) {
+  options_.max_requests = 2;
+  c_ = std::make_unique<Coordinator>(*view_, hlc_, options_);
+  Answer<WriteOutcome> a, b, c;
+  c_->put("a", "v", WallTime{0}, at(Consistency::kOne), now_, a.callback());
+  c_->put("b", "v", WallTime{0}, at(Consistency::kOne), now_, b.callback());
+  c_->put("c", "v", WallTime{0}, at(Consistency::kOne), now_, c.callback());
+  EXPECT_EQ(a.calls + b.calls, 0);
+  ASSERT_EQ(c.calls, 1);
+  EXPECT_EQ(c.code(), Code::kOverloaded);
+  EXPECT_EQ(c_->stats().overloaded, 1u);
+}
+
+TEST_F(CoordinatorTest, BytesInFlightAreBoundedAndHeldOncePerRequest) {
+  options_.max_request_bytes = 1000;
+  c_ = std::make_unique<Coordinator>(*view_, hlc_, options_);
+  Answer<WriteOutcome> a, b;
+  c_->put("k", std::string(600, 'x'), WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
+  // Sent to three replicas: the request itself keeps no copy of the value.
+  EXPECT_EQ(c_->request_bytes(), 1u);
+  c_->put("j", std::string(999, 'x'), WallTime{0}, at(Consistency::kQuorum), now_, b.callback());
+  ASSERT_EQ(b.calls, 1);
+  EXPECT_EQ(b.code(), Code::kOverloaded);
+}
+
+// ------------------------------------------------------------------ every request answered once
+
+TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Random rng(seed);
+    make("n" + std::to_string(1 + rng.uniform(5)));
+    std::vector<int> calls;
+    auto counter = [&calls]() {
+      calls.push_back(0);
+      return calls.size() - 1;
+    };
+    size_t answered_ok = 0;
+    auto answered = [&](size_t i, bool ok) {
+      ++calls[i];
+      if (ok) ++answered_ok;
+    };
+    std::vector<PeerOutgoing> in_flight;
+    uint64_t peer_req = 0;
+    std::map<uint64_t, int> peer_replies;
+    const std::vector<std::string> keys = {"a", "b", "c"};
+    for (int step = 0; step < 400; ++step) {
+      const std::string& key = keys[rng.uniform(keys.size())];
+      RequestOptions o = at(static_cast<Consistency>(1 + rng.uniform(4)), rng.chance(0.3));
+      switch (rng.uniform(9)) {
+        case 0: {
+          size_t i = counter();
+          c_->get(key, o, now_, [&, i](Result<store::Record> r) { answered(i, r.ok()); });
+          break;
+        }
+        case 1: {
+          size_t i = counter();
+          c_->put(key, "v", WallTime{0}, o, now_,
+                  [&, i](Result<WriteOutcome> r) { answered(i, r.ok()); });
+          break;
+        }
+        case 2: {
+          size_t i = counter();
+          c_->del(key, o, now_, [&, i](Result<WriteOutcome> r) { answered(i, r.ok()); });
+          break;
+        }
+        case 3: {
+          size_t i = counter();
+          Mutation m;
+          m.kind = static_cast<Mutation::Kind>(1 + rng.uniform(4));
+          m.if_absent = rng.chance(0.5);
+          c_->mutate(key, m, o, now_, [&, i](Result<MutationOutcome> r) { answered(i, r.ok()); });
+          break;
+        }
+        case 4: {
+          const NodeId node = "n" + std::to_string(1 + rng.uniform(5));
+          view_->set_down(node, !view_->is_up(node));
+          break;
+        }
+        case 5: advance(milliseconds(rng.uniform(400))); break;
+        case 6: {
+          // A read-modify-write forwarded here by a peer: answered with one MutateReply.
+          MutateRequest req;
+          req.req = ++peer_req;
+          req.key = key;
+          req.mutation.kind = static_cast<Mutation::Kind>(1 + rng.uniform(4));
+          req.options = o;
+          peer_replies[req.req] = 0;
+          c_->on_message("n" + std::to_string(1 + rng.uniform(5)), req, now_);
+          break;
+        }
+        default: break;
+      }
+      auto take = [&] {
+        for (PeerOutgoing& m : c_->take_messages()) {
+          if (auto* reply = std::get_if<MutateReply>(&m.message)) {
+            ++peer_replies[reply->req];
+          } else {
+            in_flight.push_back(std::move(m));
+          }
+        }
+      };
+      take();
+      // Answer, fail, drop or duplicate some of what is in flight, in random order.
+      for (size_t n = rng.uniform(4); n > 0 && !in_flight.empty(); --n) {
+        size_t pick = rng.uniform(in_flight.size());
+        PeerOutgoing m = in_flight[pick];
+        if (!rng.chance(0.2)) in_flight.erase(in_flight.begin() + static_cast<long>(pick));
+        if (rng.chance(0.15)) continue;  // lost
+        const Status status = rng.chance(0.1) ? Status::io_error("disk") : Status();
+        if (auto* w = std::get_if<WriteRequest>(&m.message)) {
+          c_->on_message(m.to, WriteReply{w->req, status, status.ok(), w->record.version}, now_);
+        } else if (auto* r = std::get_if<ReadRequest>(&m.message)) {
+          std::optional<store::Record> rec;
+          if (rng.chance(0.5)) {
+            rec = record(r->key, "v", HybridClock::pack(clock_.wall_now().ms, rng.uniform(9)),
+                         WallTime{rng.chance(0.3) ? clock_.wall_now().ms + 100 : 0});
+            rec->tombstone = rng.chance(0.2);
+          }
+          c_->on_message(m.to, ReadReply{r->req, status, rec}, now_);
+        } else if (auto* f = std::get_if<MutateRequest>(&m.message)) {
+          MutateReply reply;
+          reply.req = f->req;
+          reply.status = status;
+          c_->on_message(m.to, reply, now_);
+        }
+        take();
+      }
+    }
+    // Past every deadline, everything is answered and forgotten.
+    advance(milliseconds(3 * 1000 + 1));
+    EXPECT_EQ(c_->requests(), 0u);
+    EXPECT_EQ(c_->request_bytes(), 0u);
+    EXPECT_EQ(c_->next_deadline(), MonoTime::max());
+    for (PeerOutgoing& m : c_->take_messages()) {
+      if (auto* reply = std::get_if<MutateReply>(&m.message)) ++peer_replies[reply->req];
+    }
+    for (size_t i = 0; i < calls.size(); ++i) {
+      ASSERT_EQ(calls[i], 1) << "request " << i;
+    }
+    for (const auto& [req, replies] : peer_replies) {
+      ASSERT_EQ(replies, 1) << "MutateRequest " << req;
+    }
+    EXPECT_GT(calls.size() + peer_replies.size(), 150u);
+    // Both outcomes were exercised, not only timeouts.
+    EXPECT_GT(answered_ok, calls.size() / 10);
+    EXPECT_LT(answered_ok, calls.size());
+  }
+}
+
+}  // namespace
+}  // namespace edgekv::cluster

@@ -85,6 +85,8 @@ struct WriteRequest {
   uint64_t req = 0;
   store::Record record;
   NodeId hint_for;
+  // Sent by a read repair: the replica reports the change as ChangeSource::kRepair.
+  bool repair = false;
 };
 
 struct WriteReply {

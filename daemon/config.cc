@@ -450,6 +450,20 @@ constexpr OptionSpec kOptions[] = {
      "cannot stall the others. 256 MiB keeps a burst of large values from exhausting "
      "memory while leaving the store a deep queue.",
      set_integer<&Config::max_inflight_bytes, kMiB, 1024 * 1024 * kMiB>, false},
+    {"replica-max-inflight-writes", "4096",
+     "Most writes sent by coordinators (this node included) that this node, as a replica, "
+     "has waiting for its store at once (1..1048576). Beyond it a replica write is answered "
+     "OVERLOADED at once, so its coordinator counts this replica out of that request "
+     "instead of waiting on a queue seconds long. 4096 is four of the largest commit "
+     "groups (group-commit-max), enough to keep the store busy.",
+     set_integer<&Config::replica_max_inflight_writes, 1, 1048576>, false},
+    {"replica-max-inflight-bytes", "67108864",
+     "Most memory, in bytes, the keys and values of those replica writes may hold (1 "
+     "MiB..1 TiB); beyond it they are answered OVERLOADED at once. One write larger than "
+     "this is still taken while no other is waiting, so the largest value can always be "
+     "stored. Every client write is also a replica write on several nodes, so 64 MiB is a "
+     "quarter of max-inflight-bytes: sixteen of the largest values.",
+     set_integer<&Config::replica_max_inflight_bytes, kMiB, 1024 * 1024 * kMiB>, false},
     {"resp-client-buffer-bytes", "16777216",
      "Most memory, in bytes, one Redis-protocol connection may hold (64 KiB..4 GiB): "
      "requests read and not yet answered, the partial command, and replies not yet sent. "
@@ -813,6 +827,13 @@ store::StoreOptions Config::store_options() const {
   options.write_queue_max = write_queue_max;
   options.changelog_keep = changelog_keep;
   options.tombstone_grace_ms = tombstone_grace_ms;
+  return options;
+}
+
+cluster::ReplicaOptions Config::replica_options() const {
+  cluster::ReplicaOptions options;
+  options.max_inflight_writes = replica_max_inflight_writes;
+  options.max_inflight_bytes = replica_max_inflight_bytes;
   return options;
 }
 

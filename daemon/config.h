@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/replica.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "gossip/swim.h"
@@ -41,6 +42,9 @@ struct Config {
   size_t ttl_sweep_batch_max = 1000;
   size_t write_queue_max = 65536;
   uint64_t max_inflight_bytes = 256 * 1024 * 1024;
+  // The replica side's store writes in flight (cluster/replica.h).
+  size_t replica_max_inflight_writes = cluster::kDefaultReplicaMaxInflightWrites;
+  uint64_t replica_max_inflight_bytes = cluster::kDefaultReplicaMaxInflightBytes;
   size_t resp_client_buffer_bytes = 16 * 1024 * 1024;
   size_t read_cache_bytes = 64 * 1024 * 1024;
   size_t group_commit_max = 1024;
@@ -87,6 +91,7 @@ struct Config {
   std::filesystem::path config_path;  // the file that was read; empty if none
 
   store::StoreOptions store_options() const;
+  cluster::ReplicaOptions replica_options() const;
   // The membership protocol's options: gossip-preset, then the gossip-* overrides, the
   // seeds and the cluster name. INVALID_ARGUMENT naming the options when they do not fit
   // together (parse_args has already checked that they do).

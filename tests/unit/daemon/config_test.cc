@@ -58,6 +58,8 @@ void expect_same_settings(const Config& actual, const Config& expected) {
   EXPECT_EQ(actual.ttl_sweep_batch_max, expected.ttl_sweep_batch_max);
   EXPECT_EQ(actual.write_queue_max, expected.write_queue_max);
   EXPECT_EQ(actual.max_inflight_bytes, expected.max_inflight_bytes);
+  EXPECT_EQ(actual.replica_max_inflight_writes, expected.replica_max_inflight_writes);
+  EXPECT_EQ(actual.replica_max_inflight_bytes, expected.replica_max_inflight_bytes);
   EXPECT_EQ(actual.resp_client_buffer_bytes, expected.resp_client_buffer_bytes);
   EXPECT_EQ(actual.group_commit_max, expected.group_commit_max);
   EXPECT_EQ(actual.stage_apply_at, expected.stage_apply_at);
@@ -127,6 +129,10 @@ const std::vector<OptionCase>& every_option() {
       {"write-queue-max", "5", [](const Config& c) { return c.write_queue_max == 5; }},
       {"max-inflight-bytes", "2097152",
        [](const Config& c) { return c.max_inflight_bytes == 2097152; }},
+      {"replica-max-inflight-writes", "7",
+       [](const Config& c) { return c.replica_max_inflight_writes == 7; }},
+      {"replica-max-inflight-bytes", "3145728",
+       [](const Config& c) { return c.replica_max_inflight_bytes == 3145728; }},
       {"resp-client-buffer-bytes", "65536",
        [](const Config& c) { return c.resp_client_buffer_bytes == 65536; }},
       {"group-commit-max", "9", [](const Config& c) { return c.group_commit_max == 9; }},
@@ -375,6 +381,10 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--feed-subscriber-buffer-bytes", "1000"},
        {"--feed-subscriber-buffer-bytes", "out of range (65536..68719476736)"}},
       {{"--feed-max-connections", "0"}, {"--feed-max-connections", "out of range (1..65536)"}},
+      {{"--replica-max-inflight-writes", "0"},
+       {"--replica-max-inflight-writes", "out of range (1..1048576)"}},
+      {{"--replica-max-inflight-bytes", "1000"},
+       {"--replica-max-inflight-bytes", "out of range (1048576..1099511627776)"}},
       {{"--stage-max-bytes", "1048575"},
        {"--stage-max-bytes", "out of range (1048576..68719476736)"}},
       {{"--max-inflight-bytes", "1048575"},
@@ -561,6 +571,8 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"read-cache-bytes", "67108864"},
       {"write-queue-max", "65536"},
       {"max-inflight-bytes", "268435456"},
+      {"replica-max-inflight-writes", "4096"},
+      {"replica-max-inflight-bytes", "67108864"},
       {"resp-client-buffer-bytes", "16777216"},
       {"group-commit-max", "1024"},
       {"stage-apply-at", "8192"},
@@ -685,6 +697,18 @@ TEST_F(ConfigTest, CommittedExampleFileIsExampleConfig) {
   fs::path committed = fs::path(EDGEKV_SOURCE_DIR) / "etc" / "edgekv.conf";
   EXPECT_EQ(read_text(committed), example_config())
       << committed << " is stale: regenerate it from example_config()";
+}
+
+TEST_F(ConfigTest, ReplicaOptionsCarryTheReplicaSettings) {
+  cluster::ReplicaOptions defaults = parse({})->config.replica_options();
+  EXPECT_EQ(defaults.max_inflight_writes, cluster::kDefaultReplicaMaxInflightWrites);
+  EXPECT_EQ(defaults.max_inflight_bytes, cluster::kDefaultReplicaMaxInflightBytes);
+  Result<ParsedArgs> result =
+      parse({"--replica-max-inflight-writes=5", "--replica-max-inflight-bytes=2097152"});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  cluster::ReplicaOptions options = result->config.replica_options();
+  EXPECT_EQ(options.max_inflight_writes, 5u);
+  EXPECT_EQ(options.max_inflight_bytes, 2097152u);
 }
 
 TEST_F(ConfigTest, StoreOptionsCarryTheStoreSettings) {

@@ -1,0 +1,472 @@
+// The peer channel's codec (cluster/peer_codec.h): every message kind survives a round
+// trip; envelopes from another version or cluster, from an invalid sender or over the
+// bounds are refused whole, naming the problem; a bad message is dropped alone, with an
+// error reply when it is a request; and mutated bytes never crash the decoder or get a value
+// outside the bounds accepted.
+#include "cluster/peer_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/random.h"
+#include "proto/peer.pb.h"
+
+namespace edgekv::cluster {
+namespace {
+
+constexpr WallTime kWall{1'700'000'000'000};
+
+PeerHeader header() { return PeerHeader{"edgekv", "node-a", kWall}; }
+
+store::Record record(std::string key, std::string value, uint64_t hlc = 7) {
+  store::Record r;
+  r.key = std::move(key);
+  r.value = std::move(value);
+  r.version = Version{hlc, 42};
+  r.expiry = WallTime{kWall.ms + 5000};
+  return r;
+}
+
+// One message of every kind, every field set to something other than its default.
+std::vector<PeerMessage> every_kind() {
+  std::vector<PeerMessage> out;
+  out.push_back(WriteRequest{1, record("k1", "v1"), "node-c", true});
+  out.push_back(WriteReply{2, Status::io_error("disk full: x"), true, Version{9, 10}});
+  out.push_back(ReadRequest{3, "k3", true});
+  store::Record tomb = record("k4", "");
+  tomb.tombstone = true;
+  out.push_back(ReadReply{4, Status::ok_status(), tomb});
+  Mutation m;
+  m.kind = Mutation::Kind::kExpire;
+  m.value = "mv";
+  m.expiry = WallTime{kWall.ms + 1};
+  m.if_absent = m.if_present = m.keep_ttl = m.return_old = true;
+  m.if_no_expiry = m.if_has_expiry = m.if_greater = m.if_less = true;
+  out.push_back(MutateRequest{5, "k5", m, RequestOptions{Consistency::kAll, true}});
+  MutationOutcome o{true, true, std::string("old"), Version{11, 12}, WallTime{kWall.ms + 2}};
+  out.push_back(MutateReply{6, Status::ok_status(), o});
+  return out;
+}
+
+// The message as the wire holds it: two messages are equal exactly when these are.
+std::string wire(const PeerMessage& m) {
+  std::string batch = encode_batch(header(), std::span<const PeerMessage>(&m, 1));
+  pb::Envelope env;
+  EXPECT_TRUE(env.ParseFromString(batch));
+  EXPECT_EQ(env.messages_size(), 1);
+  return env.messages(0).SerializeAsString();
+}
+
+Result<PeerBatch> decode(const std::string& bytes, const PeerLimits& limits = {}) {
+  return decode_batch(bytes, "edgekv", limits);
+}
+
+std::string envelope_bytes(const pb::Envelope& env) { return env.SerializeAsString(); }
+
+pb::Envelope valid_envelope() {
+  pb::Envelope env;
+  std::vector<PeerMessage> one{ReadRequest{1, "k", false}};
+  EXPECT_TRUE(env.ParseFromString(encode_batch(header(), one)));
+  return env;
+}
+
+TEST(PeerCodec, EveryKindRoundTrips) {
+  std::vector<PeerMessage> sent = every_kind();
+  Result<PeerBatch> got = decode(encode_batch(header(), sent));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(got->header.cluster, "edgekv");
+  EXPECT_EQ(got->header.from, "node-a");
+  EXPECT_EQ(got->header.wall, kWall);
+  EXPECT_TRUE(got->dropped.empty());
+  ASSERT_EQ(got->messages.size(), sent.size());
+  for (size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(got->messages[i].index(), sent[i].index()) << i;
+    EXPECT_EQ(wire(got->messages[i]), wire(sent[i])) << message_kind_name(sent[i]);
+  }
+  // Spot checks that the fields are the values sent, not only equal on the wire.
+  const auto& w = std::get<WriteRequest>(got->messages[0]);
+  EXPECT_EQ(w.record.key, "k1");
+  EXPECT_EQ(w.record.value, "v1");
+  EXPECT_EQ(w.record.version, (Version{7, 42}));
+  EXPECT_EQ(w.record.expiry.ms, kWall.ms + 5000);
+  EXPECT_EQ(w.hint_for, "node-c");
+  EXPECT_TRUE(w.repair);
+  const auto& wr = std::get<WriteReply>(got->messages[1]);
+  EXPECT_EQ(wr.status, Status::io_error("disk full: x"));
+  EXPECT_TRUE(std::get<ReadReply>(got->messages[3]).record->tombstone);
+  const auto& mr = std::get<MutateRequest>(got->messages[4]);
+  EXPECT_EQ(mr.mutation.kind, Mutation::Kind::kExpire);
+  EXPECT_TRUE(mr.mutation.if_less);
+  EXPECT_EQ(mr.options.consistency, Consistency::kAll);
+  EXPECT_EQ(std::get<MutateReply>(got->messages[5]).outcome.old_value, "old");
+}
+
+TEST(PeerCodec, AbsentAndEmptyDifferOnTheWire) {
+  // A read of a key with no row and a live empty value must not look alike.
+  std::vector<PeerMessage> sent{ReadReply{1, Status::ok_status(), std::nullopt},
+                                ReadReply{2, Status::ok_status(), record("k", "")},
+                                MutateReply{3, Status::ok_status(), MutationOutcome{}},
+                                MutateReply{4, Status::ok_status(), MutationOutcome{}}};
+  std::get<MutateReply>(sent[3]).outcome.old_value = "";
+  Result<PeerBatch> got = decode(encode_batch(header(), sent));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_EQ(got->messages.size(), 4u);
+  EXPECT_FALSE(std::get<ReadReply>(got->messages[0]).record.has_value());
+  ASSERT_TRUE(std::get<ReadReply>(got->messages[1]).record.has_value());
+  EXPECT_EQ(std::get<ReadReply>(got->messages[1]).record->value, "");
+  EXPECT_FALSE(std::get<MutateReply>(got->messages[2]).outcome.old_value.has_value());
+  EXPECT_EQ(std::get<MutateReply>(got->messages[3]).outcome.old_value, "");
+}
+
+TEST(PeerCodec, EnvelopeRefusedWholeNamingTheProblem) {
+  struct Case {
+    const char* name;
+    void (*mutate)(pb::Envelope&);
+    Code code;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"version", [](pb::Envelope& e) { e.set_version(2); }, Code::kFailedPrecondition,
+       "protocol version 2"},
+      {"version zero", [](pb::Envelope& e) { e.set_version(0); }, Code::kFailedPrecondition,
+       "protocol version 0"},
+      {"cluster", [](pb::Envelope& e) { e.set_cluster("other"); }, Code::kFailedPrecondition,
+       "cluster 'other'"},
+      {"sender empty", [](pb::Envelope& e) { e.set_from_id(""); }, Code::kInvalidArgument,
+       "sender id"},
+      {"sender chars", [](pb::Envelope& e) { e.set_from_id("a b"); }, Code::kInvalidArgument,
+       "sender id"},
+      {"clock zero", [](pb::Envelope& e) { e.set_wall_ms(0); }, Code::kInvalidArgument,
+       "sender clock"},
+      {"clock negative", [](pb::Envelope& e) { e.set_wall_ms(-5); }, Code::kInvalidArgument,
+       "sender clock"},
+      {"clock past 48 bits", [](pb::Envelope& e) { e.set_wall_ms(int64_t{1} << 48); },
+       Code::kInvalidArgument, "sender clock"},
+  };
+  for (const Case& c : cases) {
+    pb::Envelope env = valid_envelope();
+    c.mutate(env);
+    Result<PeerBatch> got = decode(envelope_bytes(env));
+    ASSERT_FALSE(got.ok()) << c.name;
+    EXPECT_EQ(got.status().code(), c.code) << c.name;
+    EXPECT_NE(got.status().message().find(c.says), std::string::npos)
+        << c.name << ": " << got.status().message();
+  }
+  // The unchanged envelope is accepted: the cases fail for their change alone.
+  EXPECT_TRUE(decode(envelope_bytes(valid_envelope())).ok());
+}
+
+TEST(PeerCodec, EnvelopeBoundsAndGarbage) {
+  PeerLimits limits;
+  limits.max_batch_messages = 3;
+  std::vector<PeerMessage> four(4, PeerMessage(ReadRequest{1, "k", false}));
+  Result<PeerBatch> got = decode(encode_batch(header(), four), limits);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("4 messages, at most 3"), std::string::npos)
+      << got.status().message();
+  EXPECT_TRUE(decode(encode_batch(header(), std::span(four).first(3)), limits).ok());
+
+  std::string big = encode_batch(header(), four);
+  limits.max_batch_bytes = big.size() - 1;
+  limits.max_batch_messages = 100;
+  got = decode(big, limits);
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("at most " + std::to_string(big.size() - 1)),
+            std::string::npos)
+      << got.status().message();
+
+  got = decode(std::string("\xff\xff\xff\xff", 4));
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("does not parse"), std::string::npos);
+  // Empty bytes parse as an envelope of version 0.
+  EXPECT_EQ(decode("").status().code(), Code::kFailedPrecondition);
+}
+
+TEST(PeerCodec, BadMessageDroppedAloneWithAnErrorReplyForRequests) {
+  PeerLimits limits;
+  limits.max_key_bytes = 8;
+  limits.max_value_bytes = 16;
+  Mutation bad_mutation;
+  bad_mutation.value = std::string(17, 'v');
+  std::vector<PeerMessage> sent{
+      ReadRequest{1, "ok", false},
+      WriteRequest{2, record("k", std::string(17, 'v')), "", false},  // value over
+      ReadRequest{3, std::string(9, 'k'), false},                     // key over
+      ReadRequest{4, "", false},                                      // empty key
+      WriteRequest{5, record("k", "v", 0), "", false},                // zero version
+      WriteRequest{6, record("k", "v"), "bad name!", false},          // hint owner
+      MutateRequest{7, "k", bad_mutation, {}},
+      ReadReply{8, Status::ok_status(), record("k", std::string(17, 'v'))},  // reply: no answer
+      WriteRequest{9, record("fine", "v"), "", false},
+  };
+  Result<PeerBatch> got = decode(encode_batch(header(), sent), limits);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_EQ(got->messages.size(), 2u);
+  EXPECT_EQ(std::get<ReadRequest>(got->messages[0]).req, 1u);
+  EXPECT_EQ(std::get<WriteRequest>(got->messages[1]).req, 9u);
+
+  ASSERT_EQ(got->dropped.size(), 7u);
+  const std::vector<std::pair<size_t, std::string>> expected{
+      {1, "value is 17 bytes, max-value-bytes is 16"},
+      {2, "key is 9 bytes, max-key-bytes is 8"},
+      {3, "key is empty"},
+      {4, "hlc 0"},
+      {5, "hint owner"},
+      {6, "mutation value is 17 bytes"},
+      {7, "read reply record value is 17 bytes"}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(got->dropped[i].index, expected[i].first);
+    EXPECT_EQ(got->dropped[i].status.code(), Code::kInvalidArgument);
+    EXPECT_NE(got->dropped[i].status.message().find(expected[i].second), std::string::npos)
+        << got->dropped[i].status.message();
+  }
+
+  // Every dropped request is answered with its own id and kind; the dropped reply is not.
+  ASSERT_EQ(got->error_replies.size(), 6u);
+  const std::vector<std::pair<size_t, uint64_t>> replies{{1, 2}, {3, 3}, {3, 4}, {1, 5},
+                                                         {1, 6}, {5, 7}};  // (variant index, req)
+  for (size_t i = 0; i < replies.size(); ++i) {
+    const PeerMessage& r = got->error_replies[i];
+    EXPECT_EQ(r.index(), replies[i].first) << i;
+    std::visit(
+        [&](const auto& m) {
+          using T = std::decay_t<decltype(m)>;
+          if constexpr (std::is_same_v<T, WriteReply> || std::is_same_v<T, ReadReply> ||
+                        std::is_same_v<T, MutateReply>) {
+            EXPECT_EQ(m.req, replies[i].second);
+            EXPECT_EQ(m.status.code(), Code::kInvalidArgument);
+          } else {
+            ADD_FAILURE() << "error reply of kind " << message_kind_name(r);
+          }
+        },
+        r);
+  }
+}
+
+TEST(PeerCodec, WireOnlyProblemsDropTheMessage) {
+  pb::Envelope env = valid_envelope();
+  env.add_messages();  // no body: a kind from a newer version, or garbage
+  env.add_messages()->mutable_write_request()->set_req(11);  // no record
+  {
+    pb::MutateRequest* m = env.add_messages()->mutable_mutate_request();
+    m->set_req(12);
+    m->set_key("k");
+    m->mutable_mutation()->set_kind(pb::SET);
+    m->mutable_options()->set_consistency(static_cast<pb::Consistency>(9));
+  }
+  {
+    pb::MutateRequest* m = env.add_messages()->mutable_mutate_request();
+    m->set_req(13);
+    m->set_key("k");
+    m->mutable_mutation()->set_kind(static_cast<pb::MutationKind>(0));
+    m->mutable_options()->set_consistency(pb::QUORUM);
+  }
+  {
+    pb::WriteReply* w = env.add_messages()->mutable_write_reply();
+    w->set_req(14);
+    w->mutable_status()->set_code(static_cast<pb::Code>(42));
+  }
+  {
+    pb::ReadReply* r = env.add_messages()->mutable_read_reply();
+    r->set_req(15);
+    r->mutable_status()->set_code(pb::IO_ERROR);
+    r->mutable_status()->set_message(std::string(kMaxPeerStatusMessageBytes + 1, 'x'));
+  }
+  {
+    pb::WriteRequest* w = env.add_messages()->mutable_write_request();
+    w->set_req(16);
+    pb::Record* r = w->mutable_record();
+    r->set_key("k");
+    r->set_value("v");
+    r->set_tombstone(true);
+    r->mutable_version()->set_hlc(1);
+  }
+  {
+    pb::WriteRequest* w = env.add_messages()->mutable_write_request();
+    w->set_req(17);
+    pb::Record* r = w->mutable_record();
+    r->set_key("k");
+    r->mutable_version()->set_hlc(1);
+    r->set_expiry_ms(-1);
+  }
+  Result<PeerBatch> got = decode(envelope_bytes(env));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_EQ(got->messages.size(), 1u);  // the valid envelope's own read request
+  ASSERT_EQ(got->dropped.size(), 8u);
+  const char* says[] = {"no body",
+                        "no record",
+                        "unknown consistency 9",
+                        "unknown kind 0",
+                        "status code 42",
+                        "message is 1025 bytes",
+                        "tombstone with a value",
+                        "expiry -1"};
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_NE(got->dropped[i].status.message().find(says[i]), std::string::npos)
+        << got->dropped[i].status.message();
+  }
+  // Requests 11, 12, 13, 16, 17 are answered; the body-less message and the replies not.
+  std::vector<uint64_t> answered;
+  for (const PeerMessage& r : got->error_replies) {
+    std::visit([&](const auto& m) { answered.push_back(m.req); }, r);
+  }
+  EXPECT_EQ(answered, (std::vector<uint64_t>{11, 12, 13, 16, 17}));
+}
+
+TEST(PeerCodec, StatusMessagesArriveAsOnePrintableLine) {
+  std::vector<PeerMessage> sent{WriteReply{1, Status::io_error("bad\n\x1b[31mline\xff"), false, {}},
+                                WriteReply{2, Status::internal(std::string(5000, 'e')), false, {}}};
+  Result<PeerBatch> got = decode(encode_batch(header(), sent));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_EQ(got->messages.size(), 2u);
+  EXPECT_EQ(std::get<WriteReply>(got->messages[0]).status.message(), "bad??[31mline?");
+  // The sender cut its long message to what receivers accept instead of losing the reply.
+  EXPECT_EQ(std::get<WriteReply>(got->messages[1]).status.message().size(),
+            kMaxPeerStatusMessageBytes);
+}
+
+TEST(PeerCodec, EncodeBatchesSplitsWithinTheBoundsInOrder) {
+  PeerLimits limits;
+  limits.max_key_bytes = 64;
+  limits.max_value_bytes = 4096;
+  limits.max_batch_bytes = 4096 + 64 + kPeerMessageOverheadBytes + kPeerEnvelopeOverheadBytes;
+  limits.max_batch_messages = 5;
+  ASSERT_TRUE(limits.check().ok());
+  std::vector<PeerMessage> sent;
+  for (uint64_t i = 0; i < 40; ++i) {
+    sent.push_back(
+        WriteRequest{i, record("k" + std::to_string(i), std::string(i * 100, 'v')), "", false});
+  }
+  sent.push_back(
+      WriteRequest{99, record("k", std::string(4097, 'v')), "", false});  // over the value bound
+  size_t oversized = 0;
+  std::vector<std::string> batches = encode_batches(header(), sent, limits, &oversized);
+  EXPECT_EQ(oversized, 1u);
+  EXPECT_GT(batches.size(), 8u);  // 40 messages, at most 5 per batch
+  uint64_t next = 0;
+  for (const std::string& b : batches) {
+    EXPECT_LE(b.size(), limits.max_batch_bytes);
+    Result<PeerBatch> got = decode(b, limits);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_TRUE(got->dropped.empty());
+    EXPECT_LE(got->messages.size(), limits.max_batch_messages);
+    for (const PeerMessage& m : got->messages) EXPECT_EQ(std::get<WriteRequest>(m).req, next++);
+  }
+  EXPECT_EQ(next, 40u);
+}
+
+TEST(PeerCodec, LimitsMustHoldTheLargestMessage) {
+  PeerLimits limits;
+  EXPECT_TRUE(limits.check().ok()) << limits.check().to_string();
+  limits.max_batch_bytes = limits.max_value_bytes;
+  Status s = limits.check();
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("max-value-bytes"), std::string::npos) << s.message();
+}
+
+// What an accepted batch must satisfy, checked here independently of the codec's checks.
+void expect_within(const PeerBatch& batch, const PeerLimits& limits) {
+  auto record_ok = [&](const store::Record& r) {
+    EXPECT_FALSE(r.key.empty());
+    EXPECT_LE(r.key.size(), limits.max_key_bytes);
+    EXPECT_LE(r.value.size(), limits.max_value_bytes);
+    EXPECT_FALSE(r.version.is_zero());
+    EXPECT_GE(r.expiry.ms, 0);
+    EXPECT_FALSE(r.tombstone && !r.value.empty());
+  };
+  auto status_ok = [](const Status& s) {
+    EXPECT_LE(static_cast<int>(s.code()), static_cast<int>(Code::kFailedPrecondition));
+    EXPECT_LE(s.message().size(), kMaxPeerStatusMessageBytes);
+    for (char c : s.message()) EXPECT_TRUE(c >= 0x20 && c < 0x7f);
+  };
+  EXPECT_LE(batch.messages.size() + batch.dropped.size(), limits.max_batch_messages);
+  for (const PeerMessage& message : batch.messages) {
+    std::visit(
+        [&](const auto& m) {
+          using T = std::decay_t<decltype(m)>;
+          if constexpr (std::is_same_v<T, WriteRequest>) {
+            record_ok(m.record);
+          } else if constexpr (std::is_same_v<T, ReadRequest>) {
+            EXPECT_FALSE(m.key.empty());
+            EXPECT_LE(m.key.size(), limits.max_key_bytes);
+          } else if constexpr (std::is_same_v<T, ReadReply>) {
+            status_ok(m.status);
+            if (m.record) record_ok(*m.record);
+          } else if constexpr (std::is_same_v<T, MutateRequest>) {
+            EXPECT_LE(m.key.size(), limits.max_key_bytes);
+            EXPECT_LE(m.mutation.value.size(), limits.max_value_bytes);
+            auto kind = static_cast<int>(m.mutation.kind);
+            EXPECT_TRUE(kind >= 1 && kind <= 4) << kind;
+            auto c = static_cast<int>(m.options.consistency);
+            EXPECT_TRUE(c >= 1 && c <= 4) << c;
+          } else {
+            status_ok(m.status);
+          }
+        },
+        message);
+  }
+}
+
+TEST(PeerCodec, MutatedBytesNeverCrashNorPassOutOfRange) {
+  PeerLimits limits;
+  limits.max_key_bytes = 16;
+  limits.max_value_bytes = 64;
+  limits.max_batch_messages = 16;
+  limits.max_batch_bytes = 64 * 1024;
+  Random rng(20261202);
+  std::vector<PeerMessage> base = every_kind();
+  std::string original = encode_batch(header(), base);
+  size_t accepted = 0;
+  size_t refused = 0;
+  size_t dropped = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string bytes = original;
+    int edits = 1 + static_cast<int>(rng.next() % 4);
+    for (int e = 0; e < edits; ++e) {
+      switch (rng.next() % 4) {
+        case 0:  // flip a byte
+          bytes[rng.next() % bytes.size()] ^= static_cast<char>(1 + rng.next() % 255);
+          break;
+        case 1:  // truncate
+          bytes.resize(rng.next() % (bytes.size() + 1));
+          break;
+        case 2:  // set a byte to a boundary value
+          if (!bytes.empty()) {
+            const char values[] = {0, 1, 0x7f, static_cast<char>(0x80), static_cast<char>(0xff)};
+            bytes[rng.next() % bytes.size()] = values[rng.next() % 5];
+          }
+          break;
+        default:  // insert a byte
+          bytes.insert(bytes.begin() + static_cast<long>(rng.next() % (bytes.size() + 1)),
+                       static_cast<char>(rng.next() & 0xff));
+      }
+      if (bytes.empty()) break;
+    }
+    Result<PeerBatch> got = decode(bytes, limits);
+    if (!got.ok()) {
+      ++refused;
+      EXPECT_FALSE(got.status().message().empty());
+      continue;
+    }
+    ++accepted;
+    dropped += got->dropped.size();
+    expect_within(*got, limits);
+    // What was accepted encodes and decodes again to the same messages.
+    Result<PeerBatch> again = decode(encode_batch(got->header, got->messages), limits);
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    ASSERT_EQ(again->messages.size(), got->messages.size());
+    EXPECT_TRUE(again->dropped.empty());
+    for (size_t i = 0; i < got->messages.size(); ++i) {
+      EXPECT_EQ(wire(again->messages[i]), wire(got->messages[i]));
+    }
+  }
+  // Both outcomes, and single-message drops, were exercised.
+  EXPECT_GT(accepted, 100u);
+  EXPECT_GT(refused, 100u);
+  EXPECT_GT(dropped, 10u);
+}
+
+}  // namespace
+}  // namespace edgekv::cluster

@@ -138,8 +138,10 @@ CheckResult check(const std::vector<HistoryOp>& history, CheckOptions options) {
       for (size_t j : ops) {
         const HistoryOp& f = history[j];
         if (j == i || f.complete == kNever || f.complete >= r.invoke) continue;
-        bool source =
-            durable(f, options) || (checked_read(f, options) && f.outcome == Outcome::kOk);
+        bool source = durable(f, options) ||
+                      (checked_read(f, options) && f.outcome == Outcome::kOk) ||
+                      (r.final && options.final_reads_see_sloppy_writes &&
+                       durable(f, CheckOptions{.include_sloppy = true}));
         if (!source) continue;
         if (!floor || history[*floor].version < f.version) floor = j;
       }

@@ -93,6 +93,10 @@ struct CheckOptions {
   // Counts sloppy writes and sloppy reads as durable and checked too: what a client would
   // see if it took every QUORUM answer for a quorum of home replicas.
   bool include_sloppy = false;
+  // Holds final reads to sloppy writes too, and to nothing else sloppy: after healing,
+  // once fallbacks hand their hints to the home replicas, every write acknowledged at
+  // QUORUM is there to read, sloppy or strict.
+  bool final_reads_see_sloppy_writes = false;
 };
 
 struct CheckResult {

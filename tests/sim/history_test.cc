@@ -189,6 +189,19 @@ TEST(HistoryChecker, OneAndSloppyOperationsPromiseNothingToLaterReads) {
   EXPECT_EQ(r.violations[0].floor_op, 2u);
 }
 
+TEST(HistoryChecker, FinalReadsMayBeHeldToSloppyWrites) {
+  Builder b;
+  b.put("k", "a", 10, 0, 1);
+  b.del("k", 20, 2, 3).strict = false;
+  b.get("k", "a", 10, 4, 5);  // a sloppy delete may be in hints only: fine mid-run
+  b.get("k", "a", 10, 6, 7).final = true;
+  EXPECT_TRUE(check(b.ops()).ok());
+  CheckResult r = check(b.ops(), CheckOptions{.final_reads_see_sloppy_writes = true});
+  ASSERT_EQ(r.violations.size(), 1u) << r.describe(b.ops());
+  EXPECT_EQ(r.violations[0].property, "resurrection");
+  EXPECT_EQ(r.violations[0].op, 3u);
+}
+
 TEST(HistoryChecker, AValueNoPutWroteIsCaught) {
   Builder b;
   b.put("k", "a", 10, 0, 1);

@@ -3,7 +3,8 @@
 // skewed clocks; every run's history goes through the checker (tests/sim/history.h).
 //
 // A handful of seeds per scenario in the normal run; EDGEKV_SIM_SWEEP=1 (make sim) runs
-// EDGEKV_SIM_SWEEP_SEEDS of them (default 1000); EDGEKV_SIM_SEED replays one.
+// EDGEKV_SIM_SWEEP_SEEDS of them (default 1000); EDGEKV_SIM_SEED replays one, and
+// EDGEKV_SIM_SHOW_SLOPPY=1 prints the sloppy writes a run lost after healing.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -71,6 +72,12 @@ class Replication : public SimTest {
     figure("failed", static_cast<double>(cluster.count(Outcome::kFailed)), "requests");
     figure("unknown", static_cast<double>(cluster.count(Outcome::kUnknown)), "requests");
     figure("sloppy_surprises", static_cast<double>(sloppy.violations.size()), "reads");
+    CheckResult healed = check(history, CheckOptions{.final_reads_see_sloppy_writes = true});
+    figure("sloppy_writes_lost_after_healing",
+           static_cast<double>(healed.violations.size() - strict.violations.size()), "reads");
+    if (std::getenv("EDGEKV_SIM_SHOW_SLOPPY") != nullptr) {
+      std::printf("%s", healed.describe(history).c_str());
+    }
   }
 };
 
@@ -190,6 +197,31 @@ TEST_F(Replication, HotKeysUnderChurn) {
     }
     cluster.run_clients(seconds(1), clients);
     expect_history_holds(cluster, clients);
+  });
+}
+
+// After healing, a write acknowledged at QUORUM by fallbacks' hints is on the home
+// replicas only once the fallbacks hand their hints off, which is the next step of
+// replication (issue 13 leaves hinted handoff out). Until then, a partition that sends
+// sloppy writes to fallbacks leaves them invisible after healing, and a delete or an
+// expiring write acknowledged that way lets the older value come back. Enable this when
+// hints are handed off.
+TEST_F(Replication, DISABLED_SloppyWritesSurviveHealing) {
+  for_seeds(13200, [&](uint64_t s) {
+    ClusterSim cluster(s, ClusterOptions{.nodes = 9, .network = lossy()});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.strict_percent = 0;
+    for (int round = 0; round < 3; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      cluster.sim().partition({0, 1, 2}, {3, 4, 5, 6, 7, 8});
+      cluster.run_clients(seconds(3), clients);
+      cluster.sim().heal();
+    }
+    std::string why;
+    ASSERT_TRUE(cluster.heal_and_read(clients, &why)) << why;
+    CheckResult r = check(cluster.history(), CheckOptions{.final_reads_see_sloppy_writes = true});
+    EXPECT_TRUE(r.ok()) << r.describe(cluster.history());
   });
 }
 

@@ -92,11 +92,13 @@ TEST_F(Replication, ClientsOfAHealthyClusterLoseNothing) {
   });
 }
 
-// Seven nodes; every few seconds one of them crashes, losing what its store had not
-// committed and the requests it was coordinating, and comes back two seconds later.
+// Seven nodes with slow disks (commits up to 20 ms after the write); every few seconds one
+// of them crashes, losing what its store had not committed and the requests it was
+// coordinating, and comes back two seconds later.
 TEST_F(Replication, CrashesAndRestartsLoseNoAcknowledgedWrite) {
   for_seeds(13100, [&](uint64_t s) {
-    ClusterSim cluster(s, ClusterOptions{.nodes = 7, .network = lossy()});
+    ClusterSim cluster(
+        s, ClusterOptions{.nodes = 7, .network = lossy(), .storage_delay_max = Millis(20)});
     ASSERT_TRUE(cluster.start_all());
     Workload clients;
     for (int round = 0; round < 4; ++round) {

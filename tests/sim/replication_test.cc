@@ -202,6 +202,32 @@ TEST_F(Replication, HotKeysUnderChurn) {
   });
 }
 
+// Nodes that stop for a while (a long pause of the process) and resume with their
+// requests, their replicas' replies and their store's commits all overdue, while a slow
+// node handles every message 40 ms late.
+TEST_F(Replication, PausedAndSlowNodesCatchUp) {
+  for_seeds(13600, [&](uint64_t s) {
+    ClusterSim cluster(
+        s, ClusterOptions{
+               .nodes = 5, .network = lossy(), .max_clock_offset_ms = 100, .max_drift_ppm = 50});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.keys = 6;
+    Random& rng = cluster.sim().random();
+    cluster.sim().set_slow(4, Millis(40));
+    for (int round = 0; round < 4; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      NodeIndex paused = rng.uniform(4);
+      cluster.sim().pause(paused);
+      cluster.run_clients(Millis(300 + rng.uniform(1500)), clients);
+      cluster.sim().resume(paused);
+    }
+    cluster.sim().set_slow(4, Millis(0));
+    cluster.run_clients(seconds(1), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
 // After healing, a write acknowledged at QUORUM by fallbacks' hints is on the home
 // replicas only once the fallbacks hand their hints off, which is the next step of
 // replication (issue 13 leaves hinted handoff out). Until then, a partition that sends

@@ -71,6 +71,9 @@ class Replication : public SimTest {
     figure("ok", static_cast<double>(cluster.count(Outcome::kOk)), "requests");
     figure("failed", static_cast<double>(cluster.count(Outcome::kFailed)), "requests");
     figure("unknown", static_cast<double>(cluster.count(Outcome::kUnknown)), "requests");
+    uint64_t expired = 0;
+    for (size_t i = 0; i < cluster.size(); ++i) expired += cluster.node(i)->counters().expired;
+    figure("swept_since_last_restart", static_cast<double>(expired), "keys");
     figure("sloppy_surprises", static_cast<double>(sloppy.violations.size()), "reads");
     CheckResult healed = check(history, CheckOptions{.final_reads_see_sloppy_writes = true});
     figure("sloppy_writes_lost_after_healing",

@@ -55,6 +55,7 @@ ClusterSim::ClusterSim(uint64_t seed, ClusterOptions options)
                                            options_.storage_delay_max);
     store::StoreOptions store_options;
     store_options.partitions = options_.partitions;
+    store_options.sync = options_.sync;
     NodeDisk* d = disk.get();
     Result<std::unique_ptr<store::MemoryStore>> opened = store::MemoryStore::open(
         store_options, [d](std::function<void()> commit) { d->schedule(std::move(commit)); });
@@ -113,7 +114,7 @@ void ClusterSim::crash(size_t i) {
     if (h.client < clients_.size()) clients_[h.client].busy = false;
   }
   in_flight_[i].clear();
-  disks_[i]->store->crash(store::MemoryStore::CrashKind::kProcess);
+  disks_[i]->store->crash(options_.crash_kind);
   disks_[i]->commits.clear();
   sim_.crash(i, true);
 }

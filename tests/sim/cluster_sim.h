@@ -41,6 +41,10 @@ struct ClusterOptions {
   // ...and runs fast or slow by up to this many millionths.
   double max_drift_ppm = 0;
   Millis storage_delay_max{3};
+  // What the nodes' stores promise (sync) and what a crash() is (a killed process, or a
+  // power cut, which with SyncMode::kNormal also loses commits no sync covered yet).
+  store::SyncMode sync = store::SyncMode::kNormal;
+  store::MemoryStore::CrashKind crash_kind = store::MemoryStore::CrashKind::kProcess;
   Millis request_timeout{1000};
 };
 

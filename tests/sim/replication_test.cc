@@ -172,6 +172,30 @@ TEST_F(Replication, CrashesDuringPartitionsUnderSkew) {
   });
 }
 
+// Power cuts instead of killed processes, with stores that fsync every commit group
+// before acknowledging (sync = full): what was acknowledged survives the cut.
+TEST_F(Replication, PowerCutsWithFullSyncLoseNoAcknowledgedWrite) {
+  for_seeds(13700, [&](uint64_t s) {
+    ClusterSim cluster(s, ClusterOptions{.nodes = 5,
+                                         .network = lossy(),
+                                         .storage_delay_max = Millis(10),
+                                         .sync = store::SyncMode::kFull,
+                                         .crash_kind = store::MemoryStore::CrashKind::kPowerCut});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.keys = 6;
+    for (int round = 0; round < 4; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      size_t victim = cluster.sim().random().uniform(cluster.size());
+      cluster.crash(victim);
+      cluster.run_clients(seconds(1), clients);
+      cluster.restart(victim);
+    }
+    cluster.run_clients(seconds(1), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
 // Few keys, many clients, two nodes down at a time out of nine, a node cut off one way:
 // every key sees concurrent writes from skewed coordinators, reads repair constantly.
 // Twenty seeds in the normal run: a quorum read answering before a quorum holds what it

@@ -79,7 +79,12 @@ std::unique_ptr<SimNode> ClusterSim::make(size_t i, uint32_t life) {
   config.gossip.seeds = {ReplicaNode::gossip_address(id(0))};
   config.gossip_seed = seed_ * 0x9e3779b97f4a7c15ULL + i * 1000003ULL + life;
   config.incarnation = incarnation_[i];
-  config.placement = &placement_;
+  // Each node builds the placement itself, as a daemon does from the same members: the
+  // transitions are deterministic, so every node arrives at the same table.
+  Result<cluster::Placement> placement = cluster::Placement::create(
+      options_.partitions, options_.replication_factor, placement_.members());
+  EDGEKV_ASSERT(placement.ok() && placement->digest() == placement_.digest());
+  config.placement = std::move(placement).value();
   config.coordinator.request_timeout = options_.request_timeout;
   return std::make_unique<ReplicaNode>(std::move(config), *disks_[i]);
 }

@@ -60,7 +60,7 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
     : config_(std::move(config)),
       disk_(disk),
       swim_(node_info(config_.id), config_.gossip, config_.gossip_seed),
-      placement_view_(config_.id, *config_.placement,
+      placement_view_(config_.id, config_.placement.value(),
                       [this](const NodeId& node) { return sees_up(node); }),
       hlc_(disk_.clock),
       coordinator_(placement_view_, hlc_, config_.coordinator),

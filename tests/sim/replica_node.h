@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -85,7 +86,7 @@ struct ReplicaNodeConfig {
   gossip::Options gossip;  // seeds included
   uint64_t gossip_seed = 0;
   uint64_t incarnation = 0;
-  const cluster::Placement* placement = nullptr;  // outlives the node
+  std::optional<cluster::Placement> placement;  // required
   cluster::CoordinatorOptions coordinator;
   cluster::ReplicaOptions replica;
   cluster::PeerLimits peer_limits;

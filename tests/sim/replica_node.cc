@@ -1,0 +1,208 @@
+#include "tests/sim/replica_node.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <variant>
+
+#include "common/assert.h"
+
+namespace edgekv::sim {
+
+using cluster::NodeId;
+using cluster::PeerMessage;
+using cluster::PeerOutgoing;
+
+WallTime SkewedClock::wall_now() const {
+  double elapsed_ms =
+      std::chrono::duration<double, std::milli>(base_.mono_now().time_since_epoch()).count();
+  auto drift_ms = static_cast<int64_t>(std::floor(elapsed_ms * drift_ppm_ / 1e6));
+  return WallTime{base_.wall_now().ms + offset_ms_ + drift_ms};
+}
+
+void NodeDisk::schedule(std::function<void()> commit) {
+  auto span = static_cast<uint64_t>(storage_delay_max.count());
+  MonoTime at = clock.mono_now() + Millis(rng.uniform(span + 1));
+  commits.emplace(std::make_pair(at, next_commit_seq++), std::move(commit));
+}
+
+MonoTime NodeDisk::next_commit() const {
+  return commits.empty() ? MonoTime::max() : commits.begin()->first.first;
+}
+
+void NodeDisk::run_due(MonoTime now) {
+  while (!commits.empty() && commits.begin()->first.first <= now) {
+    std::function<void()> commit = std::move(commits.begin()->second);
+    commits.erase(commits.begin());
+    commit();
+  }
+}
+
+namespace {
+
+gossip::NodeInfo node_info(const NodeId& id) {
+  gossip::NodeInfo info;
+  info.id = id;
+  info.datacenter = "dc1";
+  info.endpoints.gossip = ReplicaNode::gossip_address(id);
+  info.endpoints.peer = ReplicaNode::peer_address(id);
+  return info;
+}
+
+bool for_replica(const PeerMessage& m) {
+  return std::holds_alternative<cluster::WriteRequest>(m) ||
+         std::holds_alternative<cluster::ReadRequest>(m);
+}
+
+}  // namespace
+
+ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
+    : config_(std::move(config)),
+      disk_(disk),
+      swim_(node_info(config_.id), config_.gossip, config_.gossip_seed),
+      placement_view_(config_.id, config_.placement.value(),
+                      [this](const NodeId& node) { return sees_up(node); }),
+      hlc_(disk_.clock),
+      coordinator_(placement_view_, hlc_, config_.coordinator),
+      replica_(
+          config_.id, *disk_.store, config_.replica,
+          [this, alive = std::weak_ptr<bool>(alive_)](std::function<void()> work) {
+            if (alive.lock()) posted_.push_back(std::move(work));
+          },
+          [this](const Version& v) {
+            hlc_.observe(v.hlc);
+            return Status{};
+          },
+          [this](const ChangeEvent&, cluster::ChangeSource source) {
+            ++counters_.changes;
+            if (source == cluster::ChangeSource::kExpiry) ++counters_.expired;
+          }) {}
+
+ReplicaNode::~ReplicaNode() = default;
+
+bool ReplicaNode::sees_up(const NodeId& node) const {
+  if (node == config_.id) return true;
+  auto it = view_.find(node);
+  return it != view_.end() &&
+         (it->second == gossip::MemberState::kAlive || it->second == gossip::MemberState::kSuspect);
+}
+
+void ReplicaNode::start(MonoTime now) {
+  swim_.start(now, config_.incarnation);
+  next_sweep_ = now + config_.sweep_every;
+  pump(now);
+}
+
+void ReplicaNode::receive(std::string_view to_address, std::string_view bytes, MonoTime now) {
+  if (to_address == gossip_address(config_.id)) {
+    swim_.receive(bytes, now);
+    pump(now);
+    return;
+  }
+  Result<cluster::PeerBatch> batch =
+      cluster::decode_batch(bytes, config_.cluster_name, config_.peer_limits);
+  if (!batch.ok()) {
+    ++counters_.batches_refused;
+    return;
+  }
+  counters_.messages_dropped += batch->dropped.size();
+  const NodeId& from = batch->header.from;
+  for (PeerMessage& reply : batch->error_replies) outgoing_[from].push_back(std::move(reply));
+  for (PeerMessage& m : batch->messages) deliver(from, std::move(m), now);
+  pump(now);
+}
+
+void ReplicaNode::deliver(const NodeId& from, PeerMessage message, MonoTime now) {
+  if (for_replica(message)) {
+    replica_.on_message(from, std::move(message), disk_.clock.wall_now());
+  } else {
+    coordinator_.on_message(from, std::move(message), now);
+  }
+}
+
+void ReplicaNode::route(std::vector<PeerOutgoing> messages, MonoTime now, bool* any) {
+  for (PeerOutgoing& m : messages) {
+    *any = true;
+    if (m.to == config_.id) {
+      deliver(config_.id, std::move(m.message), now);
+    } else {
+      outgoing_[m.to].push_back(std::move(m.message));
+    }
+  }
+}
+
+void ReplicaNode::pump(MonoTime now) {
+  for (;;) {
+    bool any = false;
+    for (const gossip::MemberEvent& e : swim_.take_events()) {
+      any = true;
+      trace_lines_.push_back(config_.id + " " + std::string(gossip::to_string(e.kind)) + " " +
+                             e.member.info.id);
+      if (e.kind == gossip::MemberEvent::Kind::kReaped) {
+        view_.erase(e.member.info.id);
+      } else {
+        view_[e.member.info.id] = e.member.state;
+      }
+    }
+    while (!posted_.empty()) {
+      any = true;
+      std::function<void()> work = std::move(posted_.front());
+      posted_.pop_front();
+      work();
+    }
+    route(coordinator_.take_messages(), now, &any);
+    route(replica_.take_messages(), now, &any);
+    if (!any) return;
+  }
+}
+
+void ReplicaNode::maybe_sweep(MonoTime now) {
+  if (sweeping_ || now < next_sweep_) return;
+  next_sweep_ = now + config_.sweep_every;
+  sweeping_ = true;
+  std::weak_ptr<bool> alive = alive_;
+  disk_.store->sweep(disk_.clock.wall_now(), config_.sweep_rows,
+                     [this, alive](Result<std::vector<ChangeEvent>> events) {
+                       if (!alive.lock()) return;
+                       sweeping_ = false;
+                       if (!events.ok()) return;
+                       counters_.changes += events->size();
+                       counters_.expired += events->size();
+                     });
+}
+
+void ReplicaNode::tick(MonoTime now) {
+  disk_.run_due(now);
+  pump(now);
+  swim_.tick(now);
+  coordinator_.tick(now);
+  maybe_sweep(now);
+  pump(now);
+}
+
+MonoTime ReplicaNode::next_deadline() const {
+  MonoTime due = std::min(
+      {swim_.next_deadline(), coordinator_.next_deadline(), disk_.next_commit(), next_sweep_});
+  return due;
+}
+
+void ReplicaNode::drain(std::vector<Datagram>& out, Trace& trace) {
+  for (gossip::Outgoing& m : swim_.take_messages()) {
+    out.push_back(Datagram{std::move(m.to_endpoint), std::move(m.bytes)});
+  }
+  for (const std::string& line : trace_lines_) trace.record(line);
+  trace_lines_.clear();
+  if (outgoing_.empty()) return;
+  cluster::PeerHeader header{config_.cluster_name, config_.id, disk_.clock.wall_now()};
+  for (auto& [to, messages] : outgoing_) {
+    size_t oversized = 0;
+    for (std::string& bytes :
+         cluster::encode_batches(header, messages, config_.peer_limits, &oversized)) {
+      out.push_back(Datagram{peer_address(to), std::move(bytes)});
+    }
+    counters_.oversized += oversized;
+  }
+  outgoing_.clear();
+}
+
+}  // namespace edgekv::sim

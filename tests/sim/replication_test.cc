@@ -1,0 +1,315 @@
+// Replication under simulation: whole nodes (gossip, coordinator, replica side, in-memory
+// store) with concurrent clients, under loss, delay, crashes, restarts, partitions and
+// skewed clocks; every run's history goes through the checker (tests/sim/history.h).
+//
+// A handful of seeds per scenario in the normal run; EDGEKV_SIM_SWEEP=1 (make sim) runs
+// EDGEKV_SIM_SWEEP_SEEDS of them (default 1000); EDGEKV_SIM_SEED replays one, and
+// EDGEKV_SIM_SHOW_SLOPPY=1 prints the sloppy writes a run lost after healing.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+#include "tests/sim/cluster_sim.h"
+#include "tests/sim/sim_util.h"
+
+namespace edgekv::sim {
+namespace {
+
+using std::chrono::seconds;
+
+// Seeds per scenario: a few in the normal run (each a fraction of a second of a CPU), many
+// in a sweep.
+int seed_count(int normal) {
+  if (std::getenv("EDGEKV_SIM_SEED") != nullptr) return 1;
+  if (!sweep_mode()) return normal;
+  const char* env = std::getenv("EDGEKV_SIM_SWEEP_SEEDS");
+  return env != nullptr ? std::atoi(env) : 1000;
+}
+
+NetworkOptions lossy() {
+  NetworkOptions n;
+  n.delay_min = Millis(1);
+  n.delay_max = Millis(8);
+  n.loss = 0.02;
+  n.duplicate = 0.01;
+  n.reorder = 0.05;
+  n.reorder_delay_max = Millis(30);
+  return n;
+}
+
+class Replication : public SimTest {
+ protected:
+  // Runs `scenario` for each seed from `base` (one seed when EDGEKV_SIM_SEED is set), stopping
+  // at the first failing one so that the replay line names it.
+  void for_seeds(uint64_t base, const std::function<void(uint64_t)>& scenario, int normal = 5) {
+    uint64_t first = seed(base);
+    for (int i = 0; i < seed_count(normal) && !HasFailure(); ++i) {
+      seed_ = first + static_cast<uint64_t>(i);
+      scenario(seed_);
+    }
+  }
+
+  // Heals, reads every key, and checks the whole history; prints what the run did.
+  void expect_history_holds(ClusterSim& cluster, const Workload& workload) {
+    std::string why;
+    ASSERT_TRUE(cluster.heal_and_read(workload, &why)) << why;
+    const auto& history = cluster.history();
+    CheckResult strict = check(history);
+    EXPECT_TRUE(strict.ok()) << strict.violations.size() << " violations:\n"
+                             << strict.describe(history);
+    EXPECT_EQ(strict.final_reads, workload.keys);
+    EXPECT_GT(strict.durable_writes, 0u);
+    EXPECT_GT(strict.checked_reads, workload.keys * 2);
+    // Sloppy writes promise nothing to reads of the home replicas until hints are handed
+    // off; how often a client taking them at their word would be surprised is a figure.
+    CheckResult sloppy = check(history, CheckOptions{.include_sloppy = true});
+    figure("ops", static_cast<double>(history.size()), "requests");
+    figure("durable_writes", static_cast<double>(strict.durable_writes), "writes");
+    figure("checked_reads", static_cast<double>(strict.checked_reads), "reads");
+    figure("ok", static_cast<double>(cluster.count(Outcome::kOk)), "requests");
+    figure("failed", static_cast<double>(cluster.count(Outcome::kFailed)), "requests");
+    figure("unknown", static_cast<double>(cluster.count(Outcome::kUnknown)), "requests");
+    uint64_t expired = 0;
+    for (size_t i = 0; i < cluster.size(); ++i) expired += cluster.node(i)->counters().expired;
+    figure("swept_since_last_restart", static_cast<double>(expired), "keys");
+    figure("sloppy_surprises", static_cast<double>(sloppy.violations.size()), "reads");
+    CheckResult healed = check(history, CheckOptions{.final_reads_see_sloppy_writes = true});
+    figure("sloppy_writes_lost_after_healing",
+           static_cast<double>(healed.violations.size() - strict.violations.size()), "reads");
+    if (std::getenv("EDGEKV_SIM_SHOW_SLOPPY") != nullptr) {
+      std::printf("%s", healed.describe(history).c_str());
+    }
+  }
+};
+
+// The quiet case: five nodes, a little loss and reordering, clients at every level.
+TEST_F(Replication, ClientsOfAHealthyClusterLoseNothing) {
+  for_seeds(13000, [&](uint64_t s) {
+    ClusterSim cluster(s, ClusterOptions{.nodes = 5, .network = lossy()});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    cluster.run_clients(seconds(8), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
+// Seven nodes with slow disks (commits up to 20 ms after the write); every few seconds one
+// of them crashes, losing what its store had not committed and the requests it was
+// coordinating, and comes back two seconds later.
+TEST_F(Replication, CrashesAndRestartsLoseNoAcknowledgedWrite) {
+  for_seeds(13100, [&](uint64_t s) {
+    ClusterSim cluster(
+        s, ClusterOptions{.nodes = 7, .network = lossy(), .storage_delay_max = Millis(20)});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    for (int round = 0; round < 4; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      size_t victim = cluster.sim().random().uniform(cluster.size());
+      cluster.crash(victim);
+      cluster.run_clients(seconds(2), clients);
+      cluster.restart(victim);
+    }
+    cluster.run_clients(seconds(1), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
+// Nine nodes with clocks up to half a second apart and drifting; a minority is cut off for
+// a few seconds at a time, clients on both sides keep writing, and short TTLs expire while
+// the sides disagree.
+TEST_F(Replication, PartitionsAndSkewedClocksBringNoKeyBack) {
+  for_seeds(13200, [&](uint64_t s) {
+    ClusterSim cluster(
+        s, ClusterOptions{
+               .nodes = 9, .network = lossy(), .max_clock_offset_ms = 500, .max_drift_ppm = 200});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.ttl_percent_of_puts = 40;
+    clients.ttl_max_ms = 1500;
+    for (int round = 0; round < 3; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      std::vector<NodeIndex> minority;
+      std::vector<NodeIndex> majority;
+      size_t cut = 1 + cluster.sim().random().uniform(4);
+      for (size_t i = 0; i < cluster.size(); ++i) {
+        (i < cut ? minority : majority).push_back((i + round * 3) % cluster.size());
+      }
+      cluster.sim().partition(minority, majority);
+      cluster.run_clients(seconds(3), clients);
+      cluster.sim().heal();
+    }
+    cluster.run_clients(seconds(1), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
+// Everything at once: crashes during partitions, under skew, with more loss.
+TEST_F(Replication, CrashesDuringPartitionsUnderSkew) {
+  for_seeds(13300, [&](uint64_t s) {
+    NetworkOptions network = lossy();
+    network.loss = 0.05;
+    ClusterSim cluster(
+        s, ClusterOptions{
+               .nodes = 6, .network = network, .max_clock_offset_ms = 300, .max_drift_ppm = 100});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.clients = 8;
+    Random& rng = cluster.sim().random();
+    for (int round = 0; round < 3; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      NodeIndex a = rng.uniform(cluster.size());
+      NodeIndex b = (a + 1 + rng.uniform(cluster.size() - 1)) % cluster.size();
+      cluster.sim().partition({a}, {(a + 2) % cluster.size(), (a + 3) % cluster.size()});
+      cluster.crash(b);
+      cluster.run_clients(seconds(2), clients);
+      cluster.restart(b);
+      cluster.sim().heal();
+    }
+    cluster.run_clients(seconds(1), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
+// Power cuts instead of killed processes, with stores that fsync every commit group
+// before acknowledging (sync = full): what was acknowledged survives the cut.
+TEST_F(Replication, PowerCutsWithFullSyncLoseNoAcknowledgedWrite) {
+  for_seeds(13700, [&](uint64_t s) {
+    ClusterSim cluster(s, ClusterOptions{.nodes = 5,
+                                         .network = lossy(),
+                                         .storage_delay_max = Millis(10),
+                                         .sync = store::SyncMode::kFull,
+                                         .crash_kind = store::MemoryStore::CrashKind::kPowerCut});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.keys = 6;
+    for (int round = 0; round < 4; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      size_t victim = cluster.sim().random().uniform(cluster.size());
+      cluster.crash(victim);
+      cluster.run_clients(seconds(1), clients);
+      cluster.restart(victim);
+    }
+    cluster.run_clients(seconds(1), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
+// Few keys, many clients, two nodes down at a time out of nine, a node cut off one way:
+// every key sees concurrent writes from skewed coordinators, reads repair constantly.
+// Twenty seeds in the normal run: a quorum read answering before a quorum holds what it
+// returns (no repair first) shows here within them (seed 13512), rarely elsewhere.
+TEST_F(Replication, HotKeysUnderChurn) {
+  for_seeds(
+      13500,
+      [&](uint64_t s) {
+        NetworkOptions network = lossy();
+        network.loss = 0.08;
+        network.reorder = 0.2;
+        ClusterSim cluster(
+            s,
+            ClusterOptions{
+                .nodes = 9, .network = network, .max_clock_offset_ms = 250, .max_drift_ppm = 200});
+        ASSERT_TRUE(cluster.start_all());
+        Workload clients;
+        clients.clients = 12;
+        clients.keys = 3;
+        clients.think_max = Millis(10);
+        clients.ttl_max_ms = 800;
+        Random& rng = cluster.sim().random();
+        for (int round = 0; round < 4; ++round) {
+          cluster.run_clients(Millis(700), clients);
+          NodeIndex a = rng.uniform(cluster.size());
+          NodeIndex b = (a + 1 + rng.uniform(cluster.size() - 1)) % cluster.size();
+          NodeIndex c = (b + 1 + rng.uniform(cluster.size() - 2)) % cluster.size();
+          cluster.crash(a);
+          cluster.crash(b);
+          cluster.sim().block(c, (c + 1) % cluster.size());
+          cluster.run_clients(Millis(1500), clients);
+          cluster.restart(a);
+          cluster.run_clients(Millis(500), clients);
+          cluster.restart(b);
+          cluster.sim().heal();
+        }
+        cluster.run_clients(seconds(1), clients);
+        expect_history_holds(cluster, clients);
+      },
+      /*normal=*/20);
+}
+
+// Nodes that stop for a while (a long pause of the process) and resume with their
+// requests, their replicas' replies and their store's commits all overdue, while a slow
+// node handles every message 40 ms late.
+TEST_F(Replication, PausedAndSlowNodesCatchUp) {
+  for_seeds(13600, [&](uint64_t s) {
+    ClusterSim cluster(
+        s, ClusterOptions{
+               .nodes = 5, .network = lossy(), .max_clock_offset_ms = 100, .max_drift_ppm = 50});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.keys = 6;
+    Random& rng = cluster.sim().random();
+    cluster.sim().set_slow(4, Millis(40));
+    for (int round = 0; round < 4; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      NodeIndex paused = rng.uniform(4);
+      cluster.sim().pause(paused);
+      cluster.run_clients(Millis(300 + rng.uniform(1500)), clients);
+      cluster.sim().resume(paused);
+    }
+    cluster.sim().set_slow(4, Millis(0));
+    cluster.run_clients(seconds(1), clients);
+    expect_history_holds(cluster, clients);
+  });
+}
+
+// After healing, a write acknowledged at QUORUM by fallbacks' hints is on the home
+// replicas only once the fallbacks hand their hints off, which is the next step of
+// replication (issue 13 leaves hinted handoff out). Until then, a partition that sends
+// sloppy writes to fallbacks leaves them invisible after healing, and a delete or an
+// expiring write acknowledged that way lets the older value come back. Enable this when
+// hints are handed off.
+TEST_F(Replication, DISABLED_SloppyWritesSurviveHealing) {
+  for_seeds(13200, [&](uint64_t s) {
+    ClusterSim cluster(s, ClusterOptions{.nodes = 9, .network = lossy()});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.strict_percent = 0;
+    for (int round = 0; round < 3; ++round) {
+      cluster.run_clients(seconds(1), clients);
+      cluster.sim().partition({0, 1, 2}, {3, 4, 5, 6, 7, 8});
+      cluster.run_clients(seconds(3), clients);
+      cluster.sim().heal();
+    }
+    std::string why;
+    ASSERT_TRUE(cluster.heal_and_read(clients, &why)) << why;
+    CheckResult r = check(cluster.history(), CheckOptions{.final_reads_see_sloppy_writes = true});
+    EXPECT_TRUE(r.ok()) << r.describe(cluster.history());
+  });
+}
+
+// The same seed gives the same run, to the last delivered byte and answered version.
+TEST_F(Replication, SameSeedSameRun) {
+  auto run = [](uint64_t s) {
+    ClusterSim cluster(
+        s, ClusterOptions{
+               .nodes = 5, .network = lossy(), .max_clock_offset_ms = 200, .max_drift_ppm = 100});
+    EXPECT_TRUE(cluster.start_all());
+    Workload clients;
+    cluster.run_clients(seconds(1), clients);
+    cluster.crash(2);
+    cluster.run_clients(seconds(1), clients);
+    cluster.restart(2);
+    cluster.run_clients(seconds(1), clients);
+    EXPECT_GT(cluster.count(Outcome::kOk), 50u);
+    return cluster.digest();
+  };
+  uint64_t s = seed(13400);
+  uint64_t first = run(s);
+  EXPECT_EQ(run(s), first);
+  EXPECT_NE(run(s + 1), first);
+}
+
+}  // namespace
+}  // namespace edgekv::sim

@@ -69,10 +69,9 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
           [this, alive = std::weak_ptr<bool>(alive_)](std::function<void()> work) {
             if (alive.lock()) posted_.push_back(std::move(work));
           },
-          [this](const Version& v) {
-            hlc_.observe(v.hlc);
-            return Status{};
-          },
+          // Bounded as in the daemon (max-clock-offset-ms): a version from a clock too far
+          // ahead is refused and its write answered with the refusal.
+          [this](const Version& v, bool) { return hlc_.observe(v.hlc); },
           [this](const ChangeEvent&, cluster::ChangeSource source) {
             ++counters_.changes;
             if (source == cluster::ChangeSource::kExpiry) ++counters_.expired;

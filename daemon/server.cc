@@ -384,6 +384,8 @@ class ServerImpl final : public Server {
       case pb::Request::kChanges: return handle_changes(to, req);
       case pb::Request::kMembers: return handle_members(to, req);
       case pb::Request::kChangesSince: return handle_changes_since(to, req);
+      case pb::Request::kRing:
+      case pb::Request::kReplicas: break;
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }

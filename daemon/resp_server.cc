@@ -60,30 +60,6 @@ std::string unknown_command(const Args& args) {
   return msg + quoted;
 }
 
-// The daemon's keyspace: its RequestPath, as it is.
-class PathKeyspace final : public RespKeyspace {
- public:
-  explicit PathKeyspace(RequestPath& path) : path_(path) {}
-  void get(std::string_view key, RequestPath::ReadDone done) override {
-    path_.get(key, std::move(done));
-  }
-  void put(std::string_view key, std::string value, WallTime expiry,
-           RequestPath::WriteDone done) override {
-    path_.put(key, std::move(value), expiry, std::move(done));
-  }
-  void del(std::string_view key, RequestPath::WriteDone done) override {
-    path_.del(key, std::move(done));
-  }
-  void read_modify_write(std::string_view key, RequestPath::ReadDone fn) override {
-    path_.read_modify_write(key, std::move(fn));
-  }
-  WallTime wall_now() const override { return path_.wall_now(); }
-  uint64_t inflight_bytes() const override { return path_.inflight_bytes(); }
-
- private:
-  RequestPath& path_;
-};
-
 struct Slot {
   bool ready = false;
   std::string data;
@@ -148,12 +124,6 @@ class RespServerImpl final : public RespServer {
     for (auto& [id, conn] : conns_) ::close(conn->fd);
     if (listen_fd_ >= 0) ::close(listen_fd_);
     ::close(epoll_fd_);
-  }
-
-  void attach(RequestPath& path, std::function<store::StoreStats()> stats,
-              uint32_t partitions) override {
-    own_keys_ = std::make_unique<PathKeyspace>(path);
-    attach(*own_keys_, std::move(stats), partitions);
   }
 
   void attach(RespKeyspace& keys, std::function<store::StoreStats()> stats,
@@ -903,44 +873,40 @@ class RespServerImpl final : public RespServer {
     if (!value_ok.ok()) return reply_error(conn, slot, value_ok.message());
 
     uint64_t id = conn.id;
-    // An absolute expiry already past (EXAT/PXAT): the key ends up absent, as in Redis. The
-    // store refuses records that are expired on arrival, so this write is a delete.
-    bool expired_on_arrival = expire_at_ms != 0 && expire_at_ms <= now.ms;
+    // An absolute expiry already past (EXAT/PXAT) is written as it is: the key ends up
+    // expired, as in Redis (the keyspace and cluster::decide() make it an expired tombstone).
     if (!nx && !xx && !get && !keep_ttl) {
-      auto done = [this, id, slot](Result<WriteOutcome> r) {
-        fill_later(id, slot, r.ok() ? "+OK\r\n" : error_text(r.status()));
-      };
-      if (expired_on_arrival) return path_->del(args[1], std::move(done));
-      path_->put(args[1], std::move(args[2]), WallTime{expire_at_ms}, std::move(done));
+      path_->put(args[1], std::move(args[2]), WallTime{expire_at_ms},
+                 [this, id, slot](Result<cluster::WriteOutcome> r) {
+                   fill_later(id, slot, r.ok() ? "+OK\r\n" : error_text(r.status()));
+                 });
       return;
     }
-    path_->read_modify_write(
-        args[1],
-        [this, id, slot, nx, xx, get, keep_ttl, expire_at_ms, expired_on_arrival, key = args[1],
-         value = std::move(args[2])](Result<store::Record> current) mutable {
-          if (!current.ok() && current.status().code() != Code::kNotFound) {
-            return fill_later(id, slot, error_text(current.status()));
-          }
-          bool exists = current.ok();
-          std::string old;  // the GET reply
-          if (get) {
-            if (exists) {
-              resp::append_bulk(old, current->value);
-            } else {
-              resp::append_null_bulk(old);
-            }
-          }
-          if ((nx && exists) || (xx && !exists)) {
-            return fill_later(id, slot, get ? old : std::string("$-1\r\n"));
-          }
-          WallTime expiry{keep_ttl && exists ? current->expiry.ms : expire_at_ms};
-          auto done = [this, id, slot, get, old = std::move(old)](Result<WriteOutcome> r) {
-            if (!r.ok()) return fill_later(id, slot, error_text(r.status()));
-            fill_later(id, slot, get ? old : std::string("+OK\r\n"));
-          };
-          if (expired_on_arrival) return path_->del(key, std::move(done));
-          path_->put(key, std::move(value), expiry, std::move(done));
-        });
+    cluster::Mutation m;
+    m.kind = cluster::Mutation::Kind::kSet;
+    m.value = std::move(args[2]);
+    m.expiry = WallTime{expire_at_ms};
+    m.if_absent = nx;
+    m.if_present = xx;
+    m.keep_ttl = keep_ttl;
+    m.return_old = get;
+    path_->mutate(args[1], std::move(m), [this, id, slot, get](Result<cluster::MutationOutcome> r) {
+      if (!r.ok()) return fill_later(id, slot, error_text(r.status()));
+      std::string out;
+      if (get) {
+        // The old value whether or not the condition held, as Redis answers.
+        if (r->old_value) {
+          resp::append_bulk(out, *r->old_value);
+        } else {
+          resp::append_null_bulk(out);
+        }
+      } else if (r->applied) {
+        out = "+OK\r\n";
+      } else {
+        resp::append_null_bulk(out);
+      }
+      fill_later(id, slot, std::move(out));
+    });
   }
 
   // Counts replies for a multi-key command and answers once all are in.
@@ -978,21 +944,16 @@ class RespServerImpl final : public RespServer {
     if (!keys_ok(conn, slot, args, 1, 1)) return;
     auto g = std::make_shared<Gather>(conn.id, slot, args.size() - 1, Gather::Reply::kCount);
     for (size_t i = 1; i < args.size(); ++i) {
-      path_->read_modify_write(args[i], [this, g, key = args[i]](Result<store::Record> r) {
+      // A delete that reports whether the key existed: DEL counts those.
+      cluster::Mutation m;
+      m.kind = cluster::Mutation::Kind::kDelete;
+      path_->mutate(args[i], std::move(m), [this, g](Result<cluster::MutationOutcome> r) {
         if (!r.ok()) {
-          if (r.status().code() != Code::kNotFound && g->error.empty()) {
-            g->error = error_text(r.status());
-          }
-          return finish_part(g);
+          if (g->error.empty()) g->error = error_text(r.status());
+        } else if (r->applied) {
+          ++g->count;
         }
-        path_->del(key, [this, g](Result<WriteOutcome> w) {
-          if (w.ok()) {
-            ++g->count;
-          } else if (g->error.empty()) {
-            g->error = error_text(w.status());
-          }
-          finish_part(g);
-        });
+        finish_part(g);
       });
     }
   }
@@ -1041,10 +1002,11 @@ class RespServerImpl final : public RespServer {
     // MSET answers OK once every pair committed.
     auto g = std::make_shared<Gather>(conn.id, slot, (args.size() - 1) / 2, Gather::Reply::kOk);
     for (size_t i = 1; i < args.size(); i += 2) {
-      path_->put(args[i], std::move(args[i + 1]), WallTime{0}, [this, g](Result<WriteOutcome> r) {
-        if (!r.ok() && g->error.empty()) g->error = error_text(r.status());
-        finish_part(g);
-      });
+      path_->put(args[i], std::move(args[i + 1]), WallTime{0},
+                 [this, g](Result<cluster::WriteOutcome> r) {
+                   if (!r.ok() && g->error.empty()) g->error = error_text(r.status());
+                   finish_part(g);
+                 });
     }
   }
 
@@ -1084,44 +1046,35 @@ class RespServerImpl final : public RespServer {
       return reply_error(conn, slot, "invalid expire time in '" + lower(args[0]) + "' command");
     }
     if (!keys_ok(conn, slot, args, 1, 1, 2)) return;
-    path_->read_modify_write(args[1], [this, id = conn.id, slot, ttl_ms, nx, xx, gt, lt,
-                                       key = args[1]](Result<store::Record> r) {
-      if (!r.ok()) {
-        return fill_later(
-            id, slot,
-            r.status().code() == Code::kNotFound ? std::string(":0\r\n") : error_text(r.status()));
-      }
-      const int64_t at_ms = path_->wall_now().ms + ttl_ms;
-      const int64_t current_ms = r->expiry.ms;  // 0: never
-      const bool refused = (nx && current_ms != 0) || (xx && current_ms == 0) ||
-                           (gt && (current_ms == 0 || at_ms <= current_ms)) ||
-                           (lt && current_ms != 0 && at_ms >= current_ms);
-      if (refused) return fill_later(id, slot, ":0\r\n");
-      auto done = [this, id, slot](Result<WriteOutcome> w) {
-        fill_later(id, slot, w.ok() ? ":1\r\n" : error_text(w.status()));
-      };
-      // A TTL of zero or less deletes the key, as in Redis.
-      if (ttl_ms <= 0) return path_->del(key, done);
-      path_->put(key, std::move(r->value), WallTime{at_ms}, done);
-    });
+    cluster::Mutation m;
+    m.kind = cluster::Mutation::Kind::kExpire;
+    // A TTL of zero or less deletes the key, as in Redis: any expiry at or before now does.
+    // Clamped to 1 so that it never reads as "no expiry" (0) nor goes negative; every NX /
+    // XX / GT / LT comparison with a live key's expiry (later than now) comes out the same.
+    m.expiry = WallTime{std::max<int64_t>(path_->wall_now().ms + ttl_ms, 1)};
+    m.if_no_expiry = nx;
+    m.if_has_expiry = xx;
+    m.if_greater = gt;
+    m.if_less = lt;
+    path_->mutate(args[1], std::move(m), reply_applied(conn.id, slot));
+  }
+
+  // Answers :1 when the mutation applied, :0 when the key was absent or its condition
+  // refused it (EXPIRE, PEXPIRE, PERSIST).
+  RespKeyspace::MutateDone reply_applied(uint64_t id, uint64_t slot) {
+    return [this, id, slot](Result<cluster::MutationOutcome> r) {
+      if (!r.ok()) return fill_later(id, slot, error_text(r.status()));
+      fill_later(id, slot, r->applied ? ":1\r\n" : ":0\r\n");
+    };
   }
   void cmd_expire_s(Conn& conn, Args& args, uint64_t slot) { cmd_expire(conn, args, slot, false); }
   void cmd_expire_ms(Conn& conn, Args& args, uint64_t slot) { cmd_expire(conn, args, slot, true); }
 
   void cmd_persist(Conn& conn, Args& args, uint64_t slot) {
     if (!keys_ok(conn, slot, args, 1, 1)) return;
-    path_->read_modify_write(args[1], [this, id = conn.id, slot,
-                                       key = args[1]](Result<store::Record> r) {
-      if (!r.ok()) {
-        return fill_later(
-            id, slot,
-            r.status().code() == Code::kNotFound ? std::string(":0\r\n") : error_text(r.status()));
-      }
-      if (r->expiry.ms == 0) return fill_later(id, slot, ":0\r\n");
-      path_->put(key, std::move(r->value), WallTime{0}, [this, id, slot](Result<WriteOutcome> w) {
-        fill_later(id, slot, w.ok() ? ":1\r\n" : error_text(w.status()));
-      });
-    });
+    cluster::Mutation m;
+    m.kind = cluster::Mutation::Kind::kPersist;
+    path_->mutate(args[1], std::move(m), reply_applied(conn.id, slot));
   }
 
   void cmd_ttl(Conn& conn, Args& args, uint64_t slot, bool millis) {
@@ -1149,7 +1102,6 @@ class RespServerImpl final : public RespServer {
   std::string endpoint_;
   RespOptions options_;
   resp::ParserLimits parser_limits_;
-  std::unique_ptr<RespKeyspace> own_keys_;  // when attached to a RequestPath
   RespKeyspace* path_ = nullptr;
   std::function<store::StoreStats()> stats_;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;

@@ -4,15 +4,18 @@
 // What it owns: the listening socket, the client connections (each with its RESP parser,
 // its ordered reply slots and its output buffer), an epoll instance over all of them, and
 // the command table that drives dispatch, arity checks and the COMMAND reply. Commands go
-// through the same RequestPath as the ZeroMQ API, so the key, value and TTL rules and the
-// per-key ordering are the same.
+// through a RespKeyspace, which the daemon serves with the same coordinator as the ZeroMQ
+// API, so the key, value and TTL rules and the per-key ordering are the same. Commands
+// that read and then write (SET with NX / XX / GET / KEEPTTL, DEL, EXPIRE, PEXPIRE,
+// PERSIST) travel as one cluster::Mutation, so that the node running the key's partition
+// decides them atomically; the listener only turns their outcomes into Redis replies.
 //
 // Replies leave in request order per connection even though writes complete later: every
 // command takes a reply slot when it is parsed, and slots are sent from the front as they
 // fill. Reading a connection pauses (backpressure) while it has pipeline_max replies
 // pending or client_buffer_max_bytes held (requests read and not answered, replies not
 // sent), and reading every connection pauses while the node holds inflight_max_bytes
-// (RequestPath::inflight_bytes() plus every connection's held bytes); each resumes as
+// (RespKeyspace::inflight_bytes() plus every connection's held bytes); each resumes as
 // those drain. So neither one client nor all of them make the server buffer without bound.
 // Held bytes include the command being parsed, as memory the parser holds (which follows
 // the bytes received, not the sizes headers announce); alone it never pauses its
@@ -32,9 +35,11 @@
 #include <string>
 #include <string_view>
 
+#include "cluster/coordinator.h"
+#include "cluster/messages.h"
+#include "common/clock.h"
 #include "common/status.h"
 #include "daemon/request.h"
-#include "daemon/request_path.h"
 #include "store/store.h"
 
 namespace edgekv::daemon {
@@ -69,20 +74,28 @@ struct RespOptions {
   uint64_t inflight_max_bytes = 256 * 1024 * 1024;
 };
 
-// What the commands need of the request path: RequestPath's calls, with its contracts
-// (per-key ordering; read callbacks may run at once, write callbacks later). The daemon
-// serves through its RequestPath; the fuzz target (tests/fuzz/resp_command_fuzz.cc) through
-// a map, so the command layer runs without a store.
+// What the commands need of the keyspace, with the coordinator's contracts (per-key
+// ordering; a callback may run before the call returns, or later). The daemon serves it
+// with its coordinator; the unit tests and the fuzz target
+// (tests/fuzz/resp_command_fuzz.cc) with a map, so the command layer runs without a store
+// or peers.
 class RespKeyspace {
  public:
+  using ReadDone = std::function<void(Result<store::Record>)>;
+  using WriteDone = std::function<void(Result<cluster::WriteOutcome>)>;
+  using MutateDone = std::function<void(Result<cluster::MutationOutcome>)>;
+
   virtual ~RespKeyspace() = default;
-  virtual void get(std::string_view key, RequestPath::ReadDone done) = 0;
-  virtual void put(std::string_view key, std::string value, WallTime expiry,
-                   RequestPath::WriteDone done) = 0;
-  virtual void del(std::string_view key, RequestPath::WriteDone done) = 0;
-  virtual void read_modify_write(std::string_view key, RequestPath::ReadDone fn) = 0;
+  // The live record of `key`: NOT_FOUND when absent, deleted or expired.
+  virtual void get(std::string_view key, ReadDone done) = 0;
+  // Writes `value` with an absolute expiry (0: none; already past: the key ends up expired).
+  virtual void put(std::string_view key, std::string value, WallTime expiry, WriteDone done) = 0;
+  // Writes a tombstone.
+  virtual void del(std::string_view key, WriteDone done) = 0;
+  // A read-modify-write, decided as cluster::decide() does on the key's state when it runs.
+  virtual void mutate(std::string_view key, cluster::Mutation m, MutateDone done) = 0;
   virtual WallTime wall_now() const = 0;
-  // Bytes held for writes submitted and not yet answered; counts towards the node's
+  // Bytes held for requests submitted and not yet answered; counts towards the node's
   // max-inflight-bytes together with the connections' own buffers.
   virtual uint64_t inflight_bytes() const = 0;
 };
@@ -95,11 +108,8 @@ class RespServer {
                                                     RespOptions options);
   virtual ~RespServer() = default;
 
-  // Starts serving requests through `path`; `stats` gives the store's figures for INFO,
-  // and `partitions` is the store's partition count.
-  virtual void attach(RequestPath& path, std::function<store::StoreStats()> stats,
-                      uint32_t partitions) = 0;
-  // The same, serving through `keys` (which must outlive the server) instead.
+  // Starts serving requests through `keys`, which must outlive the server; `stats` gives
+  // the store's figures for INFO, and `partitions` is the store's partition count.
   virtual void attach(RespKeyspace& keys, std::function<store::StoreStats()> stats,
                       uint32_t partitions) = 0;
   // The port listened on; the one the kernel chose when the endpoint's port is 0.

@@ -11,6 +11,7 @@
 
 #include "cluster/clock_guard.h"
 #include "cluster/membership.h"
+#include "cluster/mutation.h"
 #include "common/hlc.h"
 #include "common/log.h"
 #include "common/version.h"
@@ -32,6 +33,53 @@ namespace edgekv::daemon {
 namespace {
 
 using std::chrono::milliseconds;
+
+// The Redis listener's keyspace over this node's RequestPath, until the coordinator serves
+// it: a read-modify-write is decided by cluster::decide() on the path's ordered read, and
+// its write is made before the path runs the key's next operation.
+class PathKeyspace final : public RespKeyspace {
+ public:
+  explicit PathKeyspace(RequestPath& path) : path_(path) {}
+  void get(std::string_view key, ReadDone done) override { path_.get(key, std::move(done)); }
+  void put(std::string_view key, std::string value, WallTime expiry, WriteDone done) override {
+    // The store refuses records expired on arrival: such a key ends up absent.
+    if (expiry.ms != 0 && expiry <= path_.wall_now()) return path_.del(key, adapt(std::move(done)));
+    path_.put(key, std::move(value), expiry, adapt(std::move(done)));
+  }
+  void del(std::string_view key, WriteDone done) override {
+    path_.del(key, adapt(std::move(done)));
+  }
+  void mutate(std::string_view key, cluster::Mutation m, MutateDone done) override {
+    path_.read_modify_write(key, [this, key = std::string(key), m = std::move(m),
+                                  done = std::move(done)](Result<store::Record> r) mutable {
+      if (!r.ok() && r.status().code() != Code::kNotFound) return done(r.status());
+      std::optional<store::Record> current;
+      if (r.ok()) current = std::move(r).value();
+      cluster::MutationDecision d = cluster::decide(m, current, path_.wall_now());
+      if (!d.write) return done(std::move(d.outcome));
+      auto written = [outcome = std::move(d.outcome),
+                      done = std::move(done)](Result<cluster::WriteOutcome> w) mutable {
+        if (!w.ok()) return done(w.status());
+        outcome.version = w->version;
+        done(std::move(outcome));
+      };
+      if (d.write->tombstone) return del(key, std::move(written));
+      put(key, std::move(d.write->value), d.write->expiry, std::move(written));
+    });
+  }
+  WallTime wall_now() const override { return path_.wall_now(); }
+  uint64_t inflight_bytes() const override { return path_.inflight_bytes(); }
+
+ private:
+  static RequestPath::WriteDone adapt(WriteDone done) {
+    return [done = std::move(done)](Result<WriteOutcome> r) {
+      if (!r.ok()) return done(r.status());
+      done(cluster::WriteOutcome{r->version, r->expiry});
+    };
+  }
+
+  RequestPath& path_;
+};
 
 // Requests taken from the ROUTER per loop turn before completions and timers get a look
 // in: keeps acknowledgement latency bounded under a flood of reads.
@@ -178,8 +226,9 @@ class ServerImpl final : public Server {
     path_ = std::make_unique<RequestPath>(clock_, hlc_, origin_of(config_.node_id), *store_,
                                           completions_, *applied_);
     if (resp_) {
+      resp_keys_ = std::make_unique<PathKeyspace>(*path_);
       resp_->attach(
-          *path_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
+          *resp_keys_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
     }
     return {};
   }
@@ -384,6 +433,8 @@ class ServerImpl final : public Server {
       case pb::Request::kChanges: return handle_changes(to, req);
       case pb::Request::kMembers: return handle_members(to, req);
       case pb::Request::kChangesSince: return handle_changes_since(to, req);
+      case pb::Request::kRing:
+      case pb::Request::kReplicas: break;
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }
@@ -985,8 +1036,9 @@ class ServerImpl final : public Server {
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<AppliedChanges> applied_;
-  std::unique_ptr<RequestPath> path_;  // after store_ and applied_: it refers to them
-  std::unique_ptr<RespServer> resp_;   // after path_: it refers to it; null when disabled
+  std::unique_ptr<RequestPath> path_;        // after store_ and applied_: it refers to them
+  std::unique_ptr<RespServer> resp_;         // after path_: it refers to it; null when disabled
+  std::unique_ptr<RespKeyspace> resp_keys_;  // what resp_ serves through, over path_
   RequestLimits limits_;
   zmq::context_t context_;
   zmq::socket_t router_;

@@ -2,13 +2,15 @@
 // one Redis client go through the real server (parser, command table, arity checks,
 // argument parsing for SET's NX/XX/GET/EX/PX/EXAT/PXAT/KEEPTTL, EXPIRE's NX/XX/GT/LT,
 // reply slots and backpressure) over a loopback connection, down to the keyspace calls,
-// which a map answers here in place of the request path and the store. Checked on every
+// which a map answers here in place of the coordinator and the replicas, deciding
+// read-modify-writes with cluster::decide() as the coordinator does. Checked on every
 // input:
 //   - every command gets exactly one well-formed reply, and a protocol error one more;
 //     nothing after QUIT or a protocol error runs;
 //   - whatever reaches the keyspace obeys the request rules: keys and values within the
-//     limits, an expiry that is 0 or in the future and at most kMaxTtlMs ahead (the store
-//     refuses records expired on arrival);
+//     limits, an expiry that is 0 (none) or positive and at most kMaxTtlMs ahead (one
+//     already past makes the key end up expired), mutations whose options Redis accepts
+//     together;
 //   - no crash, hang, leak or sanitizer report.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -22,10 +24,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cluster/coordinator.h"
+#include "cluster/messages.h"
+#include "cluster/mutation.h"
 #include "common/assert.h"
 #include "common/limits.h"
 #include "daemon/request.h"
@@ -39,9 +45,10 @@ using edgekv::Result;
 using edgekv::Status;
 using edgekv::Version;
 using edgekv::WallTime;
+using edgekv::cluster::Mutation;
+using edgekv::cluster::WriteOutcome;
 using edgekv::daemon::RequestLimits;
-using edgekv::daemon::RequestPath;
-using edgekv::daemon::WriteOutcome;
+using edgekv::daemon::RespKeyspace;
 using edgekv::store::Record;
 
 // A fixed clock: the same input always takes the same paths.
@@ -56,29 +63,43 @@ RequestLimits fuzz_limits() {
 }
 
 // Keys and values in a map. Reads answer at once; writes take effect at once and are
-// acknowledged later, from complete_writes(), as the store's commits are. Writes to keys
+// acknowledged later, from complete_writes(), as the replicas' acknowledgements are.
+// Read-modify-writes are decided by cluster::decide() on the map's record. Writes to keys
 // starting with "fail" are refused, so the error paths run too.
-class MapKeyspace final : public edgekv::daemon::RespKeyspace {
+class MapKeyspace final : public RespKeyspace {
  public:
-  void get(std::string_view key, RequestPath::ReadDone done) override {
+  void get(std::string_view key, ReadDone done) override {
     check_key(key);
-    done(read(key));
+    auto it = records_.find(std::string(key));
+    if (it == records_.end() || !edgekv::cluster::is_live(it->second, wall_now())) {
+      return done(Status::not_found("no such key"));
+    }
+    done(it->second);
   }
-  void put(std::string_view key, std::string value, WallTime expiry,
-           RequestPath::WriteDone done) override {
+  void put(std::string_view key, std::string value, WallTime expiry, WriteDone done) override {
     check_key(key);
     EDGEKV_ASSERT(edgekv::daemon::check_value(value, limits_).ok());
-    EDGEKV_ASSERT(expiry.ms == 0 || expiry.ms > kNowMs);
-    EDGEKV_ASSERT(expiry.ms <= kNowMs + edgekv::kMaxTtlMs);
+    check_expiry(expiry);
     write(key, std::move(value), expiry, false, std::move(done));
   }
-  void del(std::string_view key, RequestPath::WriteDone done) override {
+  void del(std::string_view key, WriteDone done) override {
     check_key(key);
     write(key, "", WallTime{0}, true, std::move(done));
   }
-  void read_modify_write(std::string_view key, RequestPath::ReadDone fn) override {
+  void mutate(std::string_view key, Mutation m, MutateDone done) override {
     check_key(key);
-    fn(read(key));
+    check_mutation(m);
+    std::optional<Record> current;
+    if (auto it = records_.find(std::string(key)); it != records_.end()) current = it->second;
+    edgekv::cluster::MutationDecision d = edgekv::cluster::decide(m, current, wall_now());
+    if (!d.write) return done(std::move(d.outcome));
+    write(key, std::move(d.write->value), d.write->expiry, d.write->tombstone,
+          [outcome = std::move(d.outcome),
+           done = std::move(done)](edgekv::Result<WriteOutcome> w) mutable {
+            if (!w.ok()) return done(w.status());
+            outcome.version = w->version;
+            done(std::move(outcome));
+          });
   }
   WallTime wall_now() const override { return WallTime{kNowMs}; }
   // Writes are held here, not in a request path; the node bound is not under test.
@@ -103,13 +124,38 @@ class MapKeyspace final : public edgekv::daemon::RespKeyspace {
   void check_key(std::string_view key) const {
     EDGEKV_ASSERT(edgekv::daemon::check_key(key, limits_).ok());
   }
-  Result<Record> read(std::string_view key) const {
-    auto it = records_.find(std::string(key));
-    if (it == records_.end() || it->second.tombstone) return Status::not_found("no such key");
-    return it->second;
+  // 0 (none) or a positive time at most kMaxTtlMs ahead; one already past is allowed.
+  static void check_expiry(WallTime expiry) {
+    EDGEKV_ASSERT(expiry.ms >= 0);
+    EDGEKV_ASSERT(expiry.ms <= kNowMs + edgekv::kMaxTtlMs);
+  }
+  void check_mutation(const Mutation& m) const {
+    switch (m.kind) {
+      case Mutation::Kind::kSet:
+        EDGEKV_ASSERT(edgekv::daemon::check_value(m.value, limits_).ok());
+        check_expiry(m.expiry);
+        EDGEKV_ASSERT(!(m.if_absent && m.if_present));
+        EDGEKV_ASSERT(!(m.keep_ttl && m.expiry.ms != 0));
+        EDGEKV_ASSERT(!m.if_no_expiry && !m.if_has_expiry && !m.if_greater && !m.if_less);
+        break;
+      case Mutation::Kind::kExpire:
+        // Never 0, which would read as "no expiry" rather than "at once".
+        EDGEKV_ASSERT(m.expiry.ms > 0);
+        check_expiry(m.expiry);
+        EDGEKV_ASSERT(!(m.if_no_expiry && (m.if_has_expiry || m.if_greater || m.if_less)));
+        EDGEKV_ASSERT(!(m.if_greater && m.if_less));
+        EDGEKV_ASSERT(!m.if_absent && !m.if_present && !m.keep_ttl && !m.return_old);
+        break;
+      case Mutation::Kind::kDelete:
+      case Mutation::Kind::kPersist:
+        EDGEKV_ASSERT(m.expiry.ms == 0 && m.value.empty());
+        EDGEKV_ASSERT(!m.if_absent && !m.if_present && !m.keep_ttl && !m.return_old);
+        EDGEKV_ASSERT(!m.if_no_expiry && !m.if_has_expiry && !m.if_greater && !m.if_less);
+        break;
+    }
   }
   void write(std::string_view key, std::string value, WallTime expiry, bool tombstone,
-             RequestPath::WriteDone done) {
+             WriteDone done) {
     if (key.starts_with("fail")) {
       acks_.push_back([done = std::move(done)] { done(Status::overloaded("write queue full")); });
       return;

@@ -19,6 +19,10 @@ namespace {
 // more (a request to the own replica, its reply), but never without end; the bound turns a
 // bug into a log line instead of a wedged loop.
 constexpr int kLocalRoundsMax = 64;
+// Marks the read requests of inspections (kvcli replicas); the low bits are the
+// inspection's id times kInspectFanoutMax plus the replica's index.
+constexpr uint64_t kInspectBit = uint64_t{1} << 63;
+constexpr uint64_t kInspectFanoutMax = 64;
 
 Result<std::string> read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -186,7 +190,69 @@ void ClusterNode::on_inbox(MonoTime now) {
       options_.batches_per_turn_max);
 }
 
+void ClusterNode::inspect(const std::string& key, MonoTime now, InspectDone done) {
+  const uint64_t id = next_inspection_++;
+  PendingInspection& p = inspections_[id];
+  p.done = std::move(done);
+  p.deadline = now + options_.coordinator.request_timeout;
+  p.result.partition = view_->partition_of(key);
+  size_t down = 0;
+  for (const cluster::NodeId& node : view_->home(p.result.partition)) {
+    const bool up = is_up(node);
+    down += up ? 0 : 1;
+    p.result.replicas.push_back({node, true, up, Status::ok_status(), std::nullopt});
+  }
+  for (const cluster::NodeId& node : view_->fallbacks(p.result.partition, down)) {
+    p.result.replicas.push_back({node, false, true, Status::ok_status(), std::nullopt});
+  }
+  const size_t count = std::min<size_t>(p.result.replicas.size(), kInspectFanoutMax);
+  p.result.replicas.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    ReplicaState& r = p.result.replicas[i];
+    if (!r.up) {
+      r.status = Status::unavailable(r.node + " is down as gossip sees it from " +
+                                     options_.node_id + "; not asked");
+      continue;
+    }
+    cluster::ReadRequest read;
+    read.req = kInspectBit | (id * kInspectFanoutMax + i);
+    read.key = key;
+    read.include_hints = !r.home;
+    ++p.waiting;
+    pending_.push_back({r.node, std::move(read)});
+  }
+  if (p.waiting == 0) finish_inspection(id);
+}
+
+bool ClusterNode::handle_inspection_reply(const cluster::NodeId& from, cluster::ReadReply& reply) {
+  if ((reply.req & kInspectBit) == 0) return false;
+  const uint64_t low = reply.req & ~kInspectBit;
+  auto it = inspections_.find(low / kInspectFanoutMax);
+  if (it == inspections_.end()) return true;  // late: the inspection already answered
+  PendingInspection& p = it->second;
+  const size_t index = low % kInspectFanoutMax;
+  if (index >= p.result.replicas.size() || p.result.replicas[index].node != from) return true;
+  ReplicaState& r = p.result.replicas[index];
+  if (!r.status.ok() || r.record.has_value()) return true;  // a duplicate
+  r.status = reply.status;
+  r.record = std::move(reply.record);
+  if (r.status.ok() && !r.record.has_value()) r.status = Status::ok_status();
+  if (--p.waiting == 0) finish_inspection(it->first);
+  return true;
+}
+
+void ClusterNode::finish_inspection(uint64_t id) {
+  auto it = inspections_.find(id);
+  if (it == inspections_.end()) return;
+  PendingInspection p = std::move(it->second);
+  inspections_.erase(it);
+  p.done(std::move(p.result));
+}
+
 void ClusterNode::handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now) {
+  if (auto* read = std::get_if<cluster::ReadReply>(&message)) {
+    if (handle_inspection_reply(from, *read)) return;
+  }
   if (is_replica_request(message)) {
     replica_->on_message(from, std::move(message), clock_.wall_now());
     route(replica_->take_messages());
@@ -241,13 +307,26 @@ void ClusterNode::flush(MonoTime now) {
 }
 
 void ClusterNode::tick(MonoTime now) {
+  std::vector<uint64_t> expired;
+  for (auto& [id, p] : inspections_) {
+    if (now < p.deadline) continue;
+    for (ReplicaState& r : p.result.replicas) {
+      if (r.up && r.status.ok() && !r.record.has_value()) {
+        r.status = Status::timeout("no answer within request-timeout-ms");
+      }
+    }
+    expired.push_back(id);
+  }
+  for (uint64_t id : expired) finish_inspection(id);
   coordinator_->tick(now);
   keeper_->tick(now);
   route(keeper_->take_messages());
 }
 
 MonoTime ClusterNode::next_deadline() const {
-  return std::min(coordinator_->next_deadline(), keeper_->next_deadline());
+  MonoTime deadline = std::min(coordinator_->next_deadline(), keeper_->next_deadline());
+  for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
+  return deadline;
 }
 
 void ClusterNode::persist_placement() {

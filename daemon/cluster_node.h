@@ -19,7 +19,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -89,6 +91,23 @@ class ClusterNode {
   // ---- client operations (answers through the callbacks, on the network thread)
   cluster::Coordinator& coordinator() { return *coordinator_; }
 
+  // ---- inspection (kvcli replicas): each replica's stored state of a key, read from
+  // every home replica and the fallbacks standing in for down ones, without repairing.
+  struct ReplicaState {
+    cluster::NodeId node;
+    bool home = false;
+    bool up = false;
+    // The reply; UNAVAILABLE "no answer within ..." for a replica that did not answer.
+    Status status;
+    std::optional<store::Record> record;  // nullopt: no row
+  };
+  struct Inspection {
+    uint32_t partition = 0;
+    std::vector<ReplicaState> replicas;  // home replicas in preference order, then fallbacks
+  };
+  using InspectDone = std::function<void(Inspection)>;
+  void inspect(const std::string& key, MonoTime now, InspectDone done);
+
   // ---- gossip: every member as gossip reports it (this node's own record is ignored)
   void on_member(const gossip::Member& member, MonoTime now);
   void on_member_forgotten(const std::string& id, MonoTime now);
@@ -115,7 +134,17 @@ class ClusterNode {
  private:
   ClusterNode(ClusterNodeOptions options, const Clock& clock, HybridClock& hlc);
 
+  struct PendingInspection {
+    Inspection result;
+    std::vector<uint64_t> reqs;  // per replica, the request id
+    size_t waiting = 0;
+    MonoTime deadline;
+    InspectDone done;
+  };
+
   void handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now);
+  bool handle_inspection_reply(const cluster::NodeId& from, cluster::ReadReply& reply);
+  void finish_inspection(uint64_t id);
   void route(std::vector<cluster::PeerOutgoing> out);
   void persist_placement();
 
@@ -130,6 +159,10 @@ class ClusterNode {
   std::unique_ptr<cluster::Replica> replica_;
   // Messages waiting for the end of the turn, by destination (self included).
   std::vector<cluster::PeerOutgoing> pending_;
+  // Inspections by id; their read requests carry ids with kInspectBit set, which the
+  // coordinator's (counted from 1) never reach, so their replies are told apart.
+  std::map<uint64_t, PendingInspection> inspections_;
+  uint64_t next_inspection_ = 1;
   ClusterNodeCounters counters_;
 };
 

@@ -9,6 +9,7 @@
 // Thread-safety: push() from any thread; drain() and fd() from the network thread.
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <variant>
 #include <vector>
@@ -27,7 +28,13 @@ struct StoreSweepDone {
   Result<std::vector<store::ChangeEvent>> result = Status::internal("unset");
 };
 
-using Completion = std::variant<StoreWriteDone, StoreSweepDone>;
+// Work handed back by the replica side (cluster::Replica's post hook), run on the network
+// thread: a store write's completion, with what the replica answers.
+struct PostedWork {
+  std::function<void()> work;
+};
+
+using Completion = std::variant<StoreWriteDone, StoreSweepDone, PostedWork>;
 
 class CompletionQueue {
  public:

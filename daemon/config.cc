@@ -134,6 +134,33 @@ Status set_sync(std::string_view text, Config& config) {
   return Status::ok_status();
 }
 
+template <auto kField>
+Status set_consistency(std::string_view text, Config& config) {
+  if (text == "one") {
+    config.*kField = cluster::Consistency::kOne;
+  } else if (text == "quorum") {
+    config.*kField = cluster::Consistency::kQuorum;
+  } else if (text == "all") {
+    config.*kField = cluster::Consistency::kAll;
+  } else if (text == "local_quorum") {
+    config.*kField = cluster::Consistency::kLocalQuorum;
+  } else {
+    return invalid(single_quoted(text) + " is not one of: one, quorum, all, local_quorum");
+  }
+  return Status::ok_status();
+}
+
+Status set_strict_quorum(std::string_view text, Config& config) {
+  if (text == "true" || text == "yes" || text == "1") {
+    config.strict_quorum = true;
+  } else if (text == "false" || text == "no" || text == "0") {
+    config.strict_quorum = false;
+  } else {
+    return invalid(single_quoted(text) + " is not one of: true, false");
+  }
+  return Status::ok_status();
+}
+
 Status set_log_level(std::string_view text, Config& config) {
   if (!parse_log_level(text, &config.log_level)) {
     return invalid(single_quoted(text) + " is not one of: error, warning, notice, info, debug");
@@ -450,6 +477,36 @@ constexpr OptionSpec kOptions[] = {
      "cannot stall the others. 256 MiB keeps a burst of large values from exhausting "
      "memory while leaving the store a deep queue.",
      set_integer<&Config::max_inflight_bytes, kMiB, 1024 * 1024 * kMiB>, false},
+    {"replication-factor", "3",
+     "How many nodes hold each key (N, 1..7): the home replicas of its partition. Every node "
+     "of a cluster must have the same; the placement table records it, and a node refuses a "
+     "table (its own file or a peer's) made with another. 3 survives one node down with "
+     "quorum reads and writes still answered by home replicas alone.",
+     set_integer<&Config::replication_factor, 1, 7>, false},
+    {"read-consistency", "quorum",
+     "How many replicas must answer a read when the request does not say (one, quorum, all, "
+     "local_quorum): quorum is floor(N/2)+1, and a quorum read that returned a version is "
+     "never followed by a quorum read returning an older one. local_quorum equals quorum "
+     "until datacenters replicate to each other. The Redis listener always uses it.",
+     set_consistency<&Config::read_consistency>, false},
+    {"write-consistency", "quorum",
+     "How many replicas must acknowledge a write when the request does not say (one, "
+     "quorum, all, local_quorum). With quorum for reads and writes, a read sees every write "
+     "acknowledged before it began. The Redis listener always uses it.",
+     set_consistency<&Config::write_consistency>, false},
+    {"strict-quorum", "false",
+     "Whether writes count home replicas only when the request does not say (true, false). "
+     "false (sloppy quorum): a home replica that gossip says is down is stood in for by the "
+     "next up node in ring order, which keeps the write as a hint for it, and hints count "
+     "toward the write's consistency. true: a write that cannot reach enough home replicas "
+     "answers UNAVAILABLE naming how many it reached (what it may leave on those it did "
+     "reach is in docs/replication.md).",
+     set_strict_quorum, false},
+    {"request-timeout-ms", "2000",
+     "How long, in milliseconds, a coordinated read or write waits for its replicas "
+     "(10..600000) before it answers TIMEOUT naming how many answered. A read-modify-write "
+     "gets twice this where it runs and three times where it is forwarded from.",
+     set_integer<&Config::request_timeout_ms, 10, 600000>, false},
     {"replica-max-inflight-writes", "4096",
      "Most writes sent by coordinators (this node included) that this node, as a replica, "
      "has waiting for its store at once (1..1048576). Beyond it a replica write is answered "
@@ -577,9 +634,9 @@ constexpr OptionSpec kOptions[] = {
      "such as * or 0.0.0.0).",
      set_reachable_endpoint<&Config::gossip_endpoint>, false},
     {"peer-endpoint", "tcp://127.0.0.1:7401",
-     "Where this node will take replica traffic from other nodes: tcp://HOST:PORT or "
-     "ipc://PATH, reachable by them like gossip-endpoint. For now it is only announced to "
-     "the cluster, not served.",
+     "Where this node takes replica traffic from other nodes (the peer channel): "
+     "tcp://HOST:PORT or ipc://PATH, reachable by them like gossip-endpoint; gossip announces "
+     "it to the cluster.",
      set_reachable_endpoint<&Config::peer_endpoint>, false},
     {"gossip-preset", "lan",
      "Timing of failure detection: lan (a datacenter network: 1 s protocol period), wan "
@@ -837,6 +894,13 @@ store::StoreOptions Config::store_options() const {
   options.write_queue_max = write_queue_max;
   options.changelog_keep = changelog_keep;
   options.tombstone_grace_ms = tombstone_grace_ms;
+  return options;
+}
+
+cluster::CoordinatorOptions Config::coordinator_options() const {
+  cluster::CoordinatorOptions options;
+  options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
+  options.max_request_bytes = max_inflight_bytes;
   return options;
 }
 

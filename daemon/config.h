@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/coordinator.h"
 #include "cluster/replica.h"
 #include "common/hlc.h"
 #include "common/log.h"
@@ -43,6 +44,12 @@ struct Config {
   size_t ttl_sweep_batch_max = 1000;
   size_t write_queue_max = 65536;
   uint64_t max_inflight_bytes = 256 * 1024 * 1024;
+  // Replication (docs/replication.md).
+  uint32_t replication_factor = 3;
+  cluster::Consistency read_consistency = cluster::Consistency::kQuorum;
+  cluster::Consistency write_consistency = cluster::Consistency::kQuorum;
+  bool strict_quorum = false;
+  int64_t request_timeout_ms = 2000;
   // The replica side's store writes in flight (cluster/replica.h).
   size_t replica_max_inflight_writes = cluster::kDefaultReplicaMaxInflightWrites;
   uint64_t replica_max_inflight_bytes = cluster::kDefaultReplicaMaxInflightBytes;
@@ -69,7 +76,7 @@ struct Config {
   std::string datacenter = "dc1";
   std::string cluster_name = "edgekv";
   std::string gossip_endpoint = "tcp://127.0.0.1:7402";
-  std::string peer_endpoint = "tcp://127.0.0.1:7401";  // advertised only, for now
+  std::string peer_endpoint = "tcp://127.0.0.1:7401";
   std::string gossip_preset = "lan";
   // Overrides of the preset's timing; 0 keeps the preset's value.
   int64_t gossip_protocol_period_ms = 0;
@@ -94,6 +101,7 @@ struct Config {
 
   store::StoreOptions store_options() const;
   cluster::ReplicaOptions replica_options() const;
+  cluster::CoordinatorOptions coordinator_options() const;
   // The membership protocol's options: gossip-preset, then the gossip-* overrides, the
   // seeds and the cluster name. INVALID_ARGUMENT naming the options when they do not fit
   // together (parse_args has already checked that they do).

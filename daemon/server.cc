@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/applied.h"
+#include "daemon/cluster_node.h"
 #include "daemon/completion_queue.h"
 #include "daemon/event_loop.h"
 #include "daemon/feed_server.h"
@@ -23,7 +24,6 @@
 #include "daemon/memory_release.h"
 #include "daemon/notify.h"
 #include "daemon/request.h"
-#include "daemon/request_path.h"
 #include "daemon/resp_server.h"
 #include "gossip/swim.h"
 #include "proto/edgekv.pb.h"
@@ -33,53 +33,6 @@ namespace edgekv::daemon {
 namespace {
 
 using std::chrono::milliseconds;
-
-// The Redis listener's keyspace over this node's RequestPath, until the coordinator serves
-// it: a read-modify-write is decided by cluster::decide() on the path's ordered read, and
-// its write is made before the path runs the key's next operation.
-class PathKeyspace final : public RespKeyspace {
- public:
-  explicit PathKeyspace(RequestPath& path) : path_(path) {}
-  void get(std::string_view key, ReadDone done) override { path_.get(key, std::move(done)); }
-  void put(std::string_view key, std::string value, WallTime expiry, WriteDone done) override {
-    // The store refuses records expired on arrival: such a key ends up absent.
-    if (expiry.ms != 0 && expiry <= path_.wall_now()) return path_.del(key, adapt(std::move(done)));
-    path_.put(key, std::move(value), expiry, adapt(std::move(done)));
-  }
-  void del(std::string_view key, WriteDone done) override {
-    path_.del(key, adapt(std::move(done)));
-  }
-  void mutate(std::string_view key, cluster::Mutation m, MutateDone done) override {
-    path_.read_modify_write(key, [this, key = std::string(key), m = std::move(m),
-                                  done = std::move(done)](Result<store::Record> r) mutable {
-      if (!r.ok() && r.status().code() != Code::kNotFound) return done(r.status());
-      std::optional<store::Record> current;
-      if (r.ok()) current = std::move(r).value();
-      cluster::MutationDecision d = cluster::decide(m, current, path_.wall_now());
-      if (!d.write) return done(std::move(d.outcome));
-      auto written = [outcome = std::move(d.outcome),
-                      done = std::move(done)](Result<cluster::WriteOutcome> w) mutable {
-        if (!w.ok()) return done(w.status());
-        outcome.version = w->version;
-        done(std::move(outcome));
-      };
-      if (d.write->tombstone) return del(key, std::move(written));
-      put(key, std::move(d.write->value), d.write->expiry, std::move(written));
-    });
-  }
-  WallTime wall_now() const override { return path_.wall_now(); }
-  uint64_t inflight_bytes() const override { return path_.inflight_bytes(); }
-
- private:
-  static RequestPath::WriteDone adapt(WriteDone done) {
-    return [done = std::move(done)](Result<WriteOutcome> r) {
-      if (!r.ok()) return done(r.status());
-      done(cluster::WriteOutcome{r->version, r->expiry});
-    };
-  }
-
-  RequestPath& path_;
-};
 
 // Requests taken from the ROUTER per loop turn before completions and timers get a look
 // in: keeps acknowledgement latency bounded under a flood of reads.
@@ -112,6 +65,8 @@ constexpr size_t kJoinLogsPerWindow = 20;
 // this often; the periodic status line carries it in any case.
 constexpr milliseconds kMemberStatusMinInterval{1000};
 constexpr milliseconds kJoinLogWindow{10000};
+// The placement table (cluster/placement.h) in the data directory, written atomically.
+constexpr const char* kPlacementFile = "placement";
 // Gossip from nodes with another partition count is logged at most this often (one line
 // naming both counts and how many messages were dropped since): a misconfigured node
 // retries its join for as long as it runs.
@@ -223,14 +178,60 @@ class ServerImpl final : public Server {
     applied_ = std::make_unique<AppliedChanges>(
         config_.read_cache_bytes,
         [this](const store::ChangeEvent& event, cluster::ChangeSource) { publish(event); });
-    path_ = std::make_unique<RequestPath>(clock_, hlc_, origin_of(config_.node_id), *store_,
-                                          completions_, *applied_);
+    ClusterNodeOptions options;
+    options.node_id = config_.node_id;
+    options.cluster_name = config_.cluster_name;
+    options.partitions = store_->partitions();
+    options.replication_factor = config_.replication_factor;
+    options.placement_file = config_.data_dir / kPlacementFile;
+    options.transport.endpoint = config_.peer_endpoint;
+    options.limits.max_key_bytes = config_.max_key_bytes;
+    options.limits.max_value_bytes = config_.max_value_bytes;
+    options.transport.max_batch_bytes = static_cast<int64_t>(options.limits.max_batch_bytes);
+    options.coordinator = config_.coordinator_options();
+    options.replica = config_.replica_options();
+    const uint64_t seed =
+        origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms) ^ 0x9e3779b9;
+    auto node = ClusterNode::open(
+        context_, std::move(options), clock_, hlc_, clock_guard_, *store_,
+        [queue = &completions_](std::function<void()> work) {
+          queue->push(PostedWork{std::move(work)});
+        },
+        applied_->hook(), seed);
+    if (!node.ok()) return node.status();
+    cluster_ = std::move(node).value();
+    keyspace_ = std::make_unique<CoordinatorKeyspace>(*this);
     if (resp_) {
-      resp_keys_ = std::make_unique<PathKeyspace>(*path_);
       resp_->attach(
-          *resp_keys_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
+          *keyspace_, [this] { return store_->stats(clock_.wall_now()); }, store_->partitions());
     }
     return {};
+  }
+
+  // The defaults of the node, or what the request asked for.
+  cluster::RequestOptions read_options(const pb::Request* req = nullptr) const {
+    cluster::RequestOptions o;
+    o.consistency = config_.read_consistency;
+    if (req && req->consistency() != pb::CONSISTENCY_DEFAULT) {
+      o.consistency = static_cast<cluster::Consistency>(req->consistency());
+    }
+    return o;
+  }
+  cluster::RequestOptions write_options(const pb::Request* req = nullptr) const {
+    cluster::RequestOptions o;
+    o.consistency = config_.write_consistency;
+    o.strict = config_.strict_quorum;
+    if (req && req->consistency() != pb::CONSISTENCY_DEFAULT) {
+      o.consistency = static_cast<cluster::Consistency>(req->consistency());
+    }
+    if (req && req->strict()) o.strict = true;
+    return o;
+  }
+
+  // Client requests in flight, for the shutdown to wait on: the coordinator's and the
+  // replica side's store writes.
+  size_t requests_in_flight() const {
+    return cluster_->coordinator().requests() + cluster_->replica().inflight_writes();
   }
 
   Status bind() {
@@ -277,7 +278,7 @@ class ServerImpl final : public Server {
     if (auto wd = notifier_.watchdog_interval()) next_watchdog_ = now + *wd;
     register_with_loop();
 
-    while (!stopping_ || path_->writes_in_flight() > 0 || sweep_in_flight_ || !gossip_done()) {
+    while (!stopping_ || requests_in_flight() > 0 || sweep_in_flight_ || !gossip_done()) {
       loop_.run_once();
     }
     if (!swim_->left()) {
@@ -325,6 +326,13 @@ class ServerImpl final : public Server {
     });
     loop_.add_turn_hooks({}, [this](MonoTime now) { releaser_.on_turn(inflight_bytes(), now); });
     loop_.add_turn_hooks({}, [this](MonoTime now) { drive_gossip(now); });
+    // Registered last, so it runs first at the end of a turn: the peer messages of the turn
+    // go out, one batch per peer, and the replica writes they start join the WakeBatch.
+    loop_.add_turn_hooks({}, [this](MonoTime now) { cluster_->flush(now); });
+    loop_.add_zmq(cluster_->inbox().handle(), ZMQ_POLLIN,
+                  [this](int) { cluster_->on_inbox(clock_.mono_now()); });
+    loop_.add_deadline([this] { return cluster_->next_deadline(); },
+                       [this](MonoTime now) { cluster_->tick(now); });
 
     loop_.add_fd(completions_.fd(), POLLIN, [this](short) {
       handle_completions();
@@ -373,7 +381,7 @@ class ServerImpl final : public Server {
 
   void begin_stop() {
     stopping_ = true;
-    EDGEKV_LOG(kNotice) << "stopping: leaving the cluster, finishing " << path_->writes_in_flight()
+    EDGEKV_LOG(kNotice) << "stopping: leaving the cluster, finishing " << requests_in_flight()
                         << " requests in flight, then closing the store";
     notifier_.stopping("leaving the cluster, finishing requests in flight");
     MonoTime now = clock_.mono_now();
@@ -433,15 +441,16 @@ class ServerImpl final : public Server {
       case pb::Request::kChanges: return handle_changes(to, req);
       case pb::Request::kMembers: return handle_members(to, req);
       case pb::Request::kChangesSince: return handle_changes_since(to, req);
-      case pb::Request::kRing:
-      case pb::Request::kReplicas: break;
+      case pb::Request::kRing: return handle_ring(to, req);
+      case pb::Request::kReplicas: return handle_replicas(std::move(to), req);
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }
 
   // Bytes the node holds for client requests in flight: what max-inflight-bytes bounds.
   uint64_t inflight_bytes() const {
-    return path_->inflight_bytes() + (resp_ ? resp_->held_bytes() : 0);
+    return cluster_->coordinator().request_bytes() + cluster_->replica().inflight_bytes() +
+           (resp_ ? resp_->held_bytes() : 0);
   }
 
   // A write arriving while the node holds max-inflight-bytes is answered OVERLOADED at once
@@ -463,48 +472,107 @@ class ServerImpl final : public Server {
     ++counters_.puts;
     if (shed_write(to, req.id())) return;
     const auto& put = req.put();
-    WallTime expiry{put.ttl_ms() > 0 ? path_->wall_now().ms + put.ttl_ms() : 0};
-    path_->put(put.key(), put.value(), expiry,
-               [this, to = std::move(to), id = req.id()](Result<WriteOutcome> outcome) {
-                 if (!outcome.ok()) return reply_error(to, id, outcome.status());
-                 pb::Response resp;
-                 resp.set_id(id);
-                 set_version(resp.mutable_put()->mutable_version(), outcome->version);
-                 resp.mutable_put()->set_expiry_ms(outcome->expiry.ms);
-                 send_reply(to, resp);
-               });
+    WallTime expiry{put.ttl_ms() > 0 ? clock_.wall_now().ms + put.ttl_ms() : 0};
+    cluster_->coordinator().put(
+        put.key(), put.value(), expiry, write_options(&req), clock_.mono_now(),
+        [this, to = std::move(to), id = req.id()](Result<cluster::WriteOutcome> outcome) {
+          if (!outcome.ok()) return reply_error(to, id, outcome.status());
+          pb::Response resp;
+          resp.set_id(id);
+          set_version(resp.mutable_put()->mutable_version(), outcome->version);
+          resp.mutable_put()->set_expiry_ms(outcome->expiry.ms);
+          send_reply(to, resp);
+        });
   }
 
   void handle_del(ReplyTo to, const pb::Request& req) {
     ++counters_.deletes;
     if (shed_write(to, req.id())) return;
-    path_->del(req.del().key(),
-               [this, to = std::move(to), id = req.id()](Result<WriteOutcome> outcome) {
-                 if (!outcome.ok()) return reply_error(to, id, outcome.status());
-                 pb::Response resp;
-                 resp.set_id(id);
-                 set_version(resp.mutable_del()->mutable_version(), outcome->version);
-                 send_reply(to, resp);
-               });
+    cluster_->coordinator().del(
+        req.del().key(), write_options(&req), clock_.mono_now(),
+        [this, to = std::move(to), id = req.id()](Result<cluster::WriteOutcome> outcome) {
+          if (!outcome.ok()) return reply_error(to, id, outcome.status());
+          pb::Response resp;
+          resp.set_id(id);
+          set_version(resp.mutable_del()->mutable_version(), outcome->version);
+          send_reply(to, resp);
+        });
   }
 
   void handle_get(ReplyTo to, const pb::Request& req) {
     ++counters_.gets;
-    path_->get(req.get().key(),
-               [this, to = std::move(to), id = req.id()](Result<store::Record> record) {
-                 if (!record.ok()) {
-                   if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
-                   return reply_error(to, id, record.status());
-                 }
-                 ++counters_.get_hits;
-                 pb::Response resp;
-                 resp.set_id(id);
-                 auto* body = resp.mutable_get();
-                 body->set_value(std::move(record->value));
-                 set_version(body->mutable_version(), record->version);
-                 body->set_expiry_ms(record->expiry.ms);
-                 send_reply(to, resp);
-               });
+    cluster_->coordinator().get(
+        req.get().key(), read_options(&req), clock_.mono_now(),
+        [this, to = std::move(to), id = req.id()](Result<store::Record> record) {
+          if (!record.ok()) {
+            if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
+            return reply_error(to, id, record.status());
+          }
+          ++counters_.get_hits;
+          pb::Response resp;
+          resp.set_id(id);
+          auto* body = resp.mutable_get();
+          body->set_value(std::move(record->value));
+          set_version(body->mutable_version(), record->version);
+          body->set_expiry_ms(record->expiry.ms);
+          send_reply(to, resp);
+        });
+  }
+
+  void handle_ring(const ReplyTo& to, const pb::Request& req) {
+    const cluster::Placement& p = cluster_->placement();
+    pb::Response resp;
+    resp.set_id(req.id());
+    auto* body = resp.mutable_ring();
+    body->set_partitions(p.partitions());
+    body->set_replication_factor(p.replication_factor());
+    body->set_epoch(p.epoch());
+    body->set_digest(p.digest());
+    for (const cluster::NodeId& member : p.members()) body->add_members(member);
+    for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
+      auto* row = body->add_table();
+      row->set_partition(partition);
+      for (const cluster::NodeId& node : p.home(partition)) row->add_home(node);
+    }
+    send_reply(to, resp);
+  }
+
+  static pb::ReplicaKeyState key_state(const ClusterNode::ReplicaState& r, WallTime now) {
+    if (!r.status.ok()) return pb::REPLICA_UNREACHABLE;
+    if (!r.record) return pb::REPLICA_ABSENT;
+    if (r.record->tombstone) {
+      return r.record->expired_tombstone() ? pb::REPLICA_EXPIRED : pb::REPLICA_DELETED;
+    }
+    if (r.record->expiry.ms != 0 && r.record->expiry.ms <= now.ms) return pb::REPLICA_EXPIRED;
+    return pb::REPLICA_LIVE;
+  }
+
+  void handle_replicas(ReplyTo to, const pb::Request& req) {
+    cluster_->inspect(req.replicas().key(), clock_.mono_now(),
+                      [this, to = std::move(to), id = req.id(),
+                       key = req.replicas().key()](ClusterNode::Inspection inspection) {
+                        pb::Response resp;
+                        resp.set_id(id);
+                        auto* body = resp.mutable_replicas();
+                        body->set_key(key);
+                        body->set_partition(inspection.partition);
+                        const WallTime now = clock_.wall_now();
+                        for (const ClusterNode::ReplicaState& r : inspection.replicas) {
+                          auto* out = body->add_replicas();
+                          out->set_node_id(r.node);
+                          out->set_home(r.home);
+                          out->set_up(r.up);
+                          out->set_state(key_state(r, now));
+                          if (r.record) {
+                            set_version(out->mutable_version(), r.record->version);
+                            out->set_expiry_ms(r.record->expiry.ms);
+                            out->set_value_bytes(r.record->value.size());
+                            out->set_hinted(!r.home);
+                          }
+                          if (!r.status.ok()) out->set_error(r.status.to_string());
+                        }
+                        send_reply(to, resp);
+                      });
   }
 
   void handle_status(const ReplyTo& to, const pb::Request& req) {
@@ -581,6 +649,11 @@ class ServerImpl final : public Server {
     const cluster::MembershipCounts members = membership_->counts();
     const gossip::Counters& g = swim_->counters();
     const GossipTransportCounters& t = gossip_transport_->counters();
+    const cluster::CoordinatorStats& co = cluster_->coordinator().stats();
+    const cluster::Replica::Counters& rc = cluster_->replica().counters();
+    const PeerTransportCounters& pt = cluster_->transport().counters();
+    const ClusterNodeCounters& cn = cluster_->counters();
+    const cluster::PlacementKeeperCounters& pk = cluster_->keeper().counters();
     const std::pair<const char*, uint64_t> rows[] = {
         {"requests", counters_.requests},
         {"puts", counters_.puts},
@@ -592,7 +665,7 @@ class ServerImpl final : public Server {
         {"errors", counters_.api_errors + (resp_ ? resp_->counters().error_replies : 0)},
         {"api_errors", counters_.api_errors},
         {"resp_errors", resp_ ? resp_->counters().error_replies : 0},
-        {"writes_in_flight", path_->writes_in_flight()},
+        {"writes_in_flight", requests_in_flight()},
         {"clock_offset_rejected", clock_guard_.counters().clock_offset_rejected},
         {"feed_events", counters_.feed_events},
         {"expired_events", counters_.expired_events},
@@ -615,10 +688,39 @@ class ServerImpl final : public Server {
         {"feed_bad_subscriptions", feed_->counters().bad_subscriptions},
         {"feed_queued_bytes", feed_->queued_bytes()},
         {"keys", s.keys},
-        {"read_cache_bytes", path_->cache().bytes()},
-        {"read_cache_entries", path_->cache().entries()},
-        {"read_cache_hits", path_->cache().hits()},
-        {"read_cache_misses", path_->cache().misses()},
+        {"read_cache_bytes", applied_->cache().bytes()},
+        {"read_cache_entries", applied_->cache().entries()},
+        {"read_cache_hits", applied_->cache().hits()},
+        {"read_cache_misses", applied_->cache().misses()},
+        {"coordinator_reads", co.reads},
+        {"coordinator_writes", co.writes},
+        {"coordinator_mutations", co.mutations},
+        {"coordinator_forwarded", co.forwarded},
+        {"coordinator_timeouts", co.timeouts},
+        {"coordinator_unavailable", co.unavailable},
+        {"coordinator_overloaded", co.overloaded},
+        {"coordinator_repairs", co.repairs},
+        {"coordinator_hints", co.hints},
+        {"coordinator_replies_dropped", co.replies_dropped},
+        {"replica_writes", rc.writes},
+        {"replica_writes_applied", rc.writes_applied},
+        {"replica_hints_written", rc.hints_written},
+        {"replica_reads", rc.reads},
+        {"replica_refused_versions", rc.refused_versions},
+        {"replica_overloaded", rc.overloaded},
+        {"replica_store_errors", rc.store_errors},
+        {"peer_batches_sent", pt.batches_sent},
+        {"peer_bytes_sent", pt.bytes_sent},
+        {"peer_batches_received", pt.batches_received},
+        {"peer_bytes_received", pt.bytes_received},
+        {"peer_send_failed", pt.send_failed},
+        {"peer_batches_malformed", cn.batches_malformed},
+        {"peer_messages_dropped", cn.messages_dropped},
+        {"peer_messages_local", cn.messages_local},
+        {"placement_epoch", cluster_->placement().epoch()},
+        {"placement_members", cluster_->placement().members().size()},
+        {"placement_adopted", pk.adopted},
+        {"placement_tables_refused", pk.tables_refused},
         {"store_puts_applied", s.puts_applied},
         {"store_deletes_applied", s.deletes_applied},
         {"store_writes_ignored", s.writes_ignored},
@@ -840,10 +942,10 @@ class ServerImpl final : public Server {
 
   void handle_completions() {
     for (Completion& c : completions_.drain()) {
-      if (auto* w = std::get_if<StoreWriteDone>(&c)) {
-        path_->on_write_done(std::move(*w));
-      } else {
-        on_sweep_done(std::move(std::get<StoreSweepDone>(c)));
+      if (auto* posted = std::get_if<PostedWork>(&c)) {
+        posted->work();
+      } else if (auto* sweep = std::get_if<StoreSweepDone>(&c)) {
+        on_sweep_done(std::move(*sweep));
       }
     }
   }
@@ -882,7 +984,7 @@ class ServerImpl final : public Server {
     }
     return "serving " + config_.client_endpoint + "; " + members +
            std::to_string(counters_.requests) + " requests, " +
-           std::to_string(path_ ? path_->writes_in_flight() : 0) + " writes in flight";
+           std::to_string(cluster_ ? requests_in_flight() : 0) + " requests in flight";
   }
 
   // ------------------------------------------------------------------ gossip
@@ -915,6 +1017,7 @@ class ServerImpl final : public Server {
   void start_gossip(MonoTime now) {
     swim_->start(now, starting_incarnation(clock_));
     membership_->reset(swim_->members());
+    cluster_->start(now);
     self_incarnation_ = swim_->incarnation();
     if (config_.seeds.empty()) {
       EDGEKV_LOG(kNotice) << "gossip: starting cluster " << config_.cluster_name << " as "
@@ -1021,7 +1124,45 @@ class ServerImpl final : public Server {
         break;
     }
     membership_->apply(event);
+    // Replication follows gossip's view: who is up (fallbacks cover the rest), where each
+    // member's peer endpoint is, and who should hear of this node's placement table.
+    if (event.kind == gossip::MemberEvent::Kind::kReaped) {
+      cluster_->on_member_forgotten(m.info.id, clock_.mono_now());
+    } else {
+      cluster_->on_member(m, clock_.mono_now());
+    }
   }
+
+  // The Redis listener's keyspace: the coordinator, with the node's default consistency
+  // (RESP has no way to ask for another).
+  class CoordinatorKeyspace final : public RespKeyspace {
+   public:
+    explicit CoordinatorKeyspace(ServerImpl& server) : server_(server) {}
+    void get(std::string_view key, ReadDone done) override {
+      server_.cluster_->coordinator().get(key, server_.read_options(), server_.clock_.mono_now(),
+                                          std::move(done));
+    }
+    void put(std::string_view key, std::string value, WallTime expiry, WriteDone done) override {
+      server_.cluster_->coordinator().put(key, std::move(value), expiry, server_.write_options(),
+                                          server_.clock_.mono_now(), std::move(done));
+    }
+    void del(std::string_view key, WriteDone done) override {
+      server_.cluster_->coordinator().del(key, server_.write_options(), server_.clock_.mono_now(),
+                                          std::move(done));
+    }
+    void mutate(std::string_view key, cluster::Mutation m, MutateDone done) override {
+      server_.cluster_->coordinator().mutate(key, std::move(m), server_.write_options(),
+                                             server_.clock_.mono_now(), std::move(done));
+    }
+    WallTime wall_now() const override { return server_.clock_.wall_now(); }
+    uint64_t inflight_bytes() const override {
+      return server_.cluster_->coordinator().request_bytes() +
+             server_.cluster_->replica().inflight_bytes();
+    }
+
+   private:
+    ServerImpl& server_;
+  };
 
   // Whether the leave is done: announced, or given up on at the leave timeout.
   bool gossip_done() const { return swim_->left() || clock_.mono_now() >= leave_deadline_; }
@@ -1036,15 +1177,17 @@ class ServerImpl final : public Server {
   CompletionQueue completions_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<AppliedChanges> applied_;
-  std::unique_ptr<RequestPath> path_;        // after store_ and applied_: it refers to them
-  std::unique_ptr<RespServer> resp_;         // after path_: it refers to it; null when disabled
-  std::unique_ptr<RespKeyspace> resp_keys_;  // what resp_ serves through, over path_
+  std::unique_ptr<RespKeyspace> keyspace_;  // the Redis listener's view of cluster_
+  std::unique_ptr<RespServer> resp_;        // after keyspace_: it refers to it; may be null
   RequestLimits limits_;
   zmq::context_t context_;
   zmq::socket_t router_;
   std::unique_ptr<FeedServer> feed_;
   // After context_: the transport's sockets must be closed before the context is.
   std::unique_ptr<GossipTransport> gossip_transport_;
+  // After store_, applied_ and context_: it refers to the first two, and its sockets must
+  // be closed before the context is.
+  std::unique_ptr<ClusterNode> cluster_;
   gossip::Options gossip_options_;
   std::unique_ptr<gossip::Swim> swim_;
   std::unique_ptr<cluster::Membership> membership_;

@@ -58,6 +58,11 @@ void expect_same_settings(const Config& actual, const Config& expected) {
   EXPECT_EQ(actual.ttl_sweep_batch_max, expected.ttl_sweep_batch_max);
   EXPECT_EQ(actual.write_queue_max, expected.write_queue_max);
   EXPECT_EQ(actual.max_inflight_bytes, expected.max_inflight_bytes);
+  EXPECT_EQ(actual.replication_factor, expected.replication_factor);
+  EXPECT_EQ(actual.read_consistency, expected.read_consistency);
+  EXPECT_EQ(actual.write_consistency, expected.write_consistency);
+  EXPECT_EQ(actual.strict_quorum, expected.strict_quorum);
+  EXPECT_EQ(actual.request_timeout_ms, expected.request_timeout_ms);
   EXPECT_EQ(actual.replica_max_inflight_writes, expected.replica_max_inflight_writes);
   EXPECT_EQ(actual.replica_max_inflight_bytes, expected.replica_max_inflight_bytes);
   EXPECT_EQ(actual.resp_client_buffer_bytes, expected.resp_client_buffer_bytes);
@@ -130,6 +135,13 @@ const std::vector<OptionCase>& every_option() {
       {"write-queue-max", "5", [](const Config& c) { return c.write_queue_max == 5; }},
       {"max-inflight-bytes", "2097152",
        [](const Config& c) { return c.max_inflight_bytes == 2097152; }},
+      {"replication-factor", "5", [](const Config& c) { return c.replication_factor == 5; }},
+      {"read-consistency", "one",
+       [](const Config& c) { return c.read_consistency == cluster::Consistency::kOne; }},
+      {"write-consistency", "all",
+       [](const Config& c) { return c.write_consistency == cluster::Consistency::kAll; }},
+      {"strict-quorum", "true", [](const Config& c) { return c.strict_quorum; }},
+      {"request-timeout-ms", "750", [](const Config& c) { return c.request_timeout_ms == 750; }},
       {"replica-max-inflight-writes", "7",
        [](const Config& c) { return c.replica_max_inflight_writes == 7; }},
       {"replica-max-inflight-bytes", "3145728",
@@ -383,6 +395,14 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--feed-subscriber-buffer-bytes", "1000"},
        {"--feed-subscriber-buffer-bytes", "out of range (65536..68719476736)"}},
       {{"--feed-max-connections", "0"}, {"--feed-max-connections", "out of range (1..65536)"}},
+      {{"--replication-factor", "0"}, {"--replication-factor", "out of range (1..7)"}},
+      {{"--replication-factor", "8"}, {"--replication-factor", "out of range (1..7)"}},
+      {{"--read-consistency", "two"},
+       {"--read-consistency", "'two' is not one of: one, quorum, all, local_quorum"}},
+      {{"--write-consistency", "QUORUM"},
+       {"--write-consistency", "'QUORUM' is not one of: one, quorum, all, local_quorum"}},
+      {{"--strict-quorum", "maybe"}, {"--strict-quorum", "'maybe' is not one of: true, false"}},
+      {{"--request-timeout-ms", "5"}, {"--request-timeout-ms", "out of range (10..600000)"}},
       {{"--replica-max-inflight-writes", "0"},
        {"--replica-max-inflight-writes", "out of range (1..1048576)"}},
       {{"--replica-max-inflight-bytes", "1000"},
@@ -575,6 +595,11 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"read-cache-bytes", "67108864"},
       {"write-queue-max", "65536"},
       {"max-inflight-bytes", "268435456"},
+      {"replication-factor", "3"},
+      {"read-consistency", "quorum"},
+      {"write-consistency", "quorum"},
+      {"strict-quorum", "false"},
+      {"request-timeout-ms", "2000"},
       {"replica-max-inflight-writes", "4096"},
       {"replica-max-inflight-bytes", "67108864"},
       {"resp-client-buffer-bytes", "16777216"},
@@ -702,6 +727,14 @@ TEST_F(ConfigTest, CommittedExampleFileIsExampleConfig) {
   fs::path committed = fs::path(EDGEKV_SOURCE_DIR) / "etc" / "edgekv.conf";
   EXPECT_EQ(read_text(committed), example_config())
       << committed << " is stale: regenerate it from example_config()";
+}
+
+TEST_F(ConfigTest, CoordinatorOptionsCarryTheTimeoutAndTheMemoryBound) {
+  Result<ParsedArgs> result = parse({"--request-timeout-ms=1234", "--max-inflight-bytes=33554432"});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  cluster::CoordinatorOptions options = result->config.coordinator_options();
+  EXPECT_EQ(options.request_timeout, std::chrono::milliseconds(1234));
+  EXPECT_EQ(options.max_request_bytes, 33554432u);
 }
 
 TEST_F(ConfigTest, ReplicaOptionsCarryTheReplicaSettings) {

@@ -42,6 +42,11 @@ constexpr FlagSpec kWatchFlags[] = {
      "events are printed (at most every second, and on exit after --count)"},
 };
 
+constexpr ArgSpec kReplicasArgs[] = {kKeyArg};
+
+// The spellings of client::Consistency kvcli accepts, in its order from kOne.
+constexpr std::string_view kConsistencyNames[] = {"one", "quorum", "all", "local_quorum"};
+
 constexpr ArgSpec kHelpArgs[] = {
     {"COMMAND", true, "the command to describe"},
 };
@@ -56,7 +61,11 @@ constexpr CommandSpec kCommands[] = {
         .description =
             "Stores VALUE under KEY, replacing what was there. Prints OK and the version the "
             "node gave the write (and when it expires, with --ttl); with --json an object with "
-            "key, version and expiry_ms.",
+            "key, version and expiry_ms. --consistency and --strict choose how many replicas "
+            "must take the write; when too few can, exits 3 with the node's message saying "
+            "how many it reached.",
+        .takes_consistency = true,
+        .takes_strict = true,
     },
     {
         .id = CommandId::kGet,
@@ -67,7 +76,8 @@ constexpr CommandSpec kCommands[] = {
             "Writes the value stored under KEY to standard output exactly as stored, with no "
             "newline added. Exits 1 when KEY has no value. With --json prints an object with "
             "key, value, version and expiry_ms instead (see 'watch' for how bytes are written "
-            "in JSON).",
+            "in JSON). --consistency chooses how many replicas must answer.",
+        .takes_consistency = true,
     },
     {
         .id = CommandId::kDel,
@@ -76,7 +86,9 @@ constexpr CommandSpec kCommands[] = {
         .summary = "Delete KEY.",
         .description = "Deletes KEY. Prints OK and the version of the deletion; with --json an "
                        "object with key and version. Exits 1 when the node reports KEY not "
-                       "found.",
+                       "found. --consistency and --strict apply as for put.",
+        .takes_consistency = true,
+        .takes_strict = true,
     },
     {
         .id = CommandId::kWatch,
@@ -117,6 +129,34 @@ constexpr CommandSpec kCommands[] = {
             "the four endpoints and self.",
     },
     {
+        .id = CommandId::kRing,
+        .name = "ring",
+        .summary = "Show which nodes hold each partition.",
+        .description =
+            "Prints the placement table the node holds: a header line with the number of "
+            "partitions (Q), the replication factor (N), the table's epoch and its digest "
+            "(nodes that agree on the table show the same digest), then one line per "
+            "partition with its home replicas in preference order. With --json prints one "
+            "object with partitions, replication_factor, epoch, digest (16 hex digits), "
+            "members and table, a list of objects with partition and home.",
+    },
+    {
+        .id = CommandId::kReplicas,
+        .name = "replicas",
+        .args = kReplicasArgs,
+        .summary = "Show each replica's stored state of KEY.",
+        .description =
+            "Asks every replica of KEY, through the node, what it stores for KEY, repairing "
+            "nothing, and prints one line per replica, home replicas in preference order "
+            "then fallbacks: node id, home or fallback, up or down (as the node's gossip "
+            "sees it), state (absent, live, deleted, expired or unreachable), version, "
+            "expiry, value size in bytes, and a note ('hinted' when the fallback holds the "
+            "state as a hint, or why the replica is unreachable); '-' where there is "
+            "nothing. With --json prints one object per replica per line with key, "
+            "partition, node_id, home, up, state, version, expiry_ms, value_bytes, hinted "
+            "and error.",
+    },
+    {
         .id = CommandId::kStatus,
         .name = "status",
         .summary = "Show the node's status.",
@@ -153,6 +193,13 @@ constexpr FlagSpec kGlobalFlags[] = {
     {"--timeout", "", "MS", FlagKind::kPositiveInt, INT_MAX,
      "how long to wait for the node's answer, in milliseconds (default: 5000)"},
     {"--json", "", "", FlagKind::kSwitch, 0, "print JSON instead of text"},
+    {"--consistency", "", "LEVEL", FlagKind::kChoice, 0,
+     "for get, put and del: how many replicas must answer, one of one, quorum, all or "
+     "local_quorum (default: the node's read-consistency or write-consistency)",
+     kConsistencyNames},
+    {"--strict", "", "", FlagKind::kSwitch, 0,
+     "for put and del: count only the key's home replicas towards the quorum, leaving no "
+     "hints with fallbacks (default: the node's strict-quorum)"},
     {"--help", "-h", "", FlagKind::kSwitch, 0, "show help, for COMMAND when one is given"},
     {"--version", "", "", FlagKind::kSwitch, 0, "print kvcli's version"},
 };
@@ -162,7 +209,9 @@ constexpr ExitCodeSpec kExitCodes[] = {
     {kExitNotFound, "the key was not found"},
     {kExitUsage,
      "usage error: unknown command or flag, missing or extra arguments, bad flag value"},
-    {kExitUnavailable, "the node is unreachable, overloaded, or did not answer within --timeout"},
+    {kExitUnavailable,
+     "the node is unreachable, overloaded, did not answer within --timeout, or could not "
+     "reach enough replicas"},
     {kExitError, "any other error"},
 };
 
@@ -215,6 +264,17 @@ Status check_value(const FlagSpec& flag, std::string_view value) {
                                         std::to_string(flag.max) + ", got " + quoted(value));
       }
       return Status();
+    case FlagKind::kChoice: {
+      if (std::find(flag.choices.begin(), flag.choices.end(), value) != flag.choices.end()) {
+        return Status();
+      }
+      std::string choices;
+      for (std::string_view choice : flag.choices) {
+        choices += (choices.empty() ? "" : ", ") + std::string(choice);
+      }
+      return Status::invalid_argument(std::string(flag.name) + " " + std::string(flag.value_name) +
+                                      " must be one of " + choices + ", got " + quoted(value));
+    }
   }
   return Status();
 }
@@ -420,6 +480,25 @@ Result<Invocation> parse_args(std::span<const std::string_view> args,
     inv.timeout_ms = static_cast<int>(*parse_positive(it->second, INT_MAX));
   }
   inv.json = globals.contains("--json");
+  if (auto it = globals.find("--consistency"); it != globals.end()) {
+    if (!inv.command->takes_consistency) {
+      return Status::invalid_argument("--consistency applies to get, put and del, not to " +
+                                      std::string(inv.command->name) + "; " +
+                                      see_help(inv.command));
+    }
+    const auto* found = std::find(std::begin(kConsistencyNames), std::end(kConsistencyNames),
+                                  it->second);  // check_value accepted it
+    inv.request.consistency = static_cast<client::Consistency>(
+        static_cast<int>(client::Consistency::kOne) + (found - std::begin(kConsistencyNames)));
+  }
+  if (globals.contains("--strict")) {
+    if (!inv.command->takes_strict) {
+      return Status::invalid_argument("--strict applies to put and del, not to " +
+                                      std::string(inv.command->name) + "; " +
+                                      see_help(inv.command));
+    }
+    inv.request.strict = true;
+  }
 
   if (inv.command->id == CommandId::kHelp) {
     inv.action = Invocation::Action::kHelp;

@@ -45,6 +45,7 @@ enum class FlagKind : uint8_t {
   kText,         // any non-empty text
   kEndpoint,     // a ZeroMQ endpoint, "transport://address"
   kPositiveInt,  // a whole number from 1 to FlagSpec::max
+  kChoice,       // one of FlagSpec::choices
 };
 
 struct FlagSpec {
@@ -54,6 +55,7 @@ struct FlagSpec {
   FlagKind kind = FlagKind::kSwitch;
   int64_t max = 0;  // kPositiveInt only
   std::string_view help;
+  std::span<const std::string_view> choices = {};  // kChoice only
 };
 
 struct ArgSpec {
@@ -62,7 +64,18 @@ struct ArgSpec {
   std::string_view help;
 };
 
-enum class CommandId : uint8_t { kPut, kGet, kDel, kWatch, kMembers, kStatus, kStats, kHelp };
+enum class CommandId : uint8_t {
+  kPut,
+  kGet,
+  kDel,
+  kWatch,
+  kMembers,
+  kRing,
+  kReplicas,
+  kStatus,
+  kStats,
+  kHelp
+};
 
 struct CommandSpec {
   CommandId id = CommandId::kHelp;
@@ -71,6 +84,10 @@ struct CommandSpec {
   std::span<const FlagSpec> flags = {};
   std::string_view summary;      // one sentence, for the command list
   std::string_view description;  // a paragraph, for COMMAND --help and the man page
+  // Which of the global request flags apply: --consistency, --strict. Given with another
+  // command they are usage errors rather than silently ignored.
+  bool takes_consistency = false;
+  bool takes_strict = false;
 };
 
 std::span<const CommandSpec> commands();
@@ -91,6 +108,8 @@ struct Invocation {
   std::string endpoint = std::string(kDefaultEndpoint);
   int timeout_ms = kDefaultTimeoutMs;
   bool json = false;
+  // --consistency and --strict; defaults leave both to the node.
+  client::RequestOptions request;
   std::vector<std::string> args;  // the command's arguments, as given
   // The command's own flags that were given, by name ("--ttl"); validated per FlagSpec.
   std::map<std::string, std::string, std::less<>> flags;

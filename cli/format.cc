@@ -279,6 +279,21 @@ JsonObject& JsonObject::null(std::string_view name) {
   return *this;
 }
 
+JsonObject& JsonObject::text_list(std::string_view name, const std::vector<std::string>& items) {
+  std::string json = "[";
+  for (const std::string& item : items) {
+    if (json.size() > 1) json += ',';
+    json += json_string(item);
+  }
+  return raw(name, json + "]");
+}
+
+JsonObject& JsonObject::raw(std::string_view name, std::string_view json) {
+  start(name);
+  body_ += json;
+  return *this;
+}
+
 std::string event_text(const client::ChangeEvent& event) {
   std::string out(client::change_op_name(event.op));
   out += ' ';
@@ -438,6 +453,99 @@ std::string status_json(const client::NodeStatus& status) {
       .unsigned_number("gossip_suspicion_max_mult", status.gossip_suspicion_max_mult)
       .unsigned_number("gossip_reap_after_ms", status.gossip_reap_after_ms);
   return json.str() + "\n";
+}
+
+namespace {
+
+// 16 hex digits: a digest is compared by eye across nodes, and a JSON number would lose
+// its low bits above 2^53.
+std::string digest_hex(uint64_t digest) {
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, digest >>= 4) out[static_cast<size_t>(i)] = kHex[digest & 0xf];
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : " ") + one_line(item);
+  return out.empty() ? "-" : out;
+}
+
+// A version that names no write (an absent key, an unreachable replica) shows as '-'.
+std::string version_or_dash(const Version& version) {
+  return version.is_zero() ? "-" : version.to_string();
+}
+
+}  // namespace
+
+std::string ring_text(const client::Ring& ring) {
+  std::string out = "partitions " + std::to_string(ring.partitions) + "  replication " +
+                    std::to_string(ring.replication_factor) + "  epoch " +
+                    std::to_string(ring.epoch) + "  digest " + digest_hex(ring.digest) + "\n";
+  out += "members " + joined(ring.members) + "\n";
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(ring.table.size() + 1);
+  rows.push_back({"PARTITION", "HOME"});
+  for (const client::RingPartition& p : ring.table) {
+    rows.push_back({std::to_string(p.partition), joined(p.home)});
+  }
+  return out + aligned_columns(rows);
+}
+
+std::string ring_json(const client::Ring& ring) {
+  std::string table = "[";
+  for (const client::RingPartition& p : ring.table) {
+    if (table.size() > 1) table += ',';
+    JsonObject entry;
+    entry.unsigned_number("partition", p.partition).text_list("home", p.home);
+    table += entry.str();
+  }
+  table += "]";
+  JsonObject json;
+  json.unsigned_number("partitions", ring.partitions)
+      .unsigned_number("replication_factor", ring.replication_factor)
+      .unsigned_number("epoch", ring.epoch)
+      .text("digest", digest_hex(ring.digest))
+      .text_list("members", ring.members)
+      .raw("table", table);
+  return json.str() + "\n";
+}
+
+std::string replicas_text(const client::Replicas& replicas) {
+  std::string out = "key " + escape_bytes(replicas.key, /*escape_space=*/true) + "  partition " +
+                    std::to_string(replicas.partition) + "\n";
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(replicas.replicas.size() + 1);
+  rows.push_back({"NODE", "ROLE", "UP", "STATE", "VERSION", "EXPIRES", "SIZE", "NOTE"});
+  for (const client::ReplicaOfKey& r : replicas.replicas) {
+    std::string note = r.error.empty() ? (r.hinted ? "hinted" : "-") : one_line(r.error);
+    if (r.hinted && !r.error.empty()) note = "hinted; " + note;
+    rows.push_back({or_dash(r.node_id), r.home ? "home" : "fallback", r.up ? "up" : "down",
+                    std::string(client::replica_key_state_name(r.state)),
+                    version_or_dash(r.version), r.expiry.ms == 0 ? "-" : format_wall_time(r.expiry),
+                    std::to_string(r.value_bytes), std::move(note)});
+  }
+  return out + aligned_columns(rows);
+}
+
+std::string replicas_json(const client::Replicas& replicas) {
+  std::string out;
+  for (const client::ReplicaOfKey& r : replicas.replicas) {
+    JsonObject json;
+    json.bytes("key", replicas.key)
+        .unsigned_number("partition", replicas.partition)
+        .text("node_id", r.node_id)
+        .boolean("home", r.home)
+        .boolean("up", r.up)
+        .text("state", client::replica_key_state_name(r.state))
+        .text("version", r.version.to_string())
+        .number("expiry_ms", r.expiry.ms)
+        .unsigned_number("value_bytes", r.value_bytes)
+        .boolean("hinted", r.hinted)
+        .text("error", r.error);
+    out += json.str() + "\n";
+  }
+  return out;
 }
 
 std::string stats_text(const std::vector<client::Stat>& stats) {

@@ -45,6 +45,10 @@ class JsonObject {
   JsonObject& unsigned_number(std::string_view name, uint64_t value);
   JsonObject& boolean(std::string_view name, bool value);
   JsonObject& null(std::string_view name);
+  // A JSON array of UTF-8 strings.
+  JsonObject& text_list(std::string_view name, const std::vector<std::string>& items);
+  // `json` as given: an array or object built by the caller.
+  JsonObject& raw(std::string_view name, std::string_view json);
   std::string str() const { return body_ + "}"; }
 
  private:
@@ -71,6 +75,14 @@ std::string gossip_timing_text(const client::NodeStatus& status);
 // one object per member per line.
 std::string members_text(const client::Members& members);
 std::string members_json(const client::Members& members);
+// A header line "partitions Q  replication N  epoch E  digest HHHHHHHHHHHHHHHH", the
+// members, then a table of partition -> home replicas; JSON: one object on one line.
+std::string ring_text(const client::Ring& ring);
+std::string ring_json(const client::Ring& ring);
+// A header line with the key and its partition, then a table, one line per replica;
+// JSON: one object per replica per line.
+std::string replicas_text(const client::Replicas& replicas);
+std::string replicas_json(const client::Replicas& replicas);
 std::string stats_text(const std::vector<client::Stat>& stats);
 std::string stats_json(const std::vector<client::Stat>& stats);
 

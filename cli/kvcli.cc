@@ -59,7 +59,7 @@ int run_put(const Invocation& inv, Io io) {
   }
   const int64_t ttl_ms = inv.number_flag("--ttl").value_or(0) * 1000;
   client::Client client = make_client(inv);
-  Result<client::PutReply> reply = client.put(key, value, ttl_ms);
+  Result<client::PutReply> reply = client.put(key, value, ttl_ms, inv.request);
   if (!reply.ok()) return fail(io, reply.status());
   io.out << (inv.json ? put_json(key, *reply) : put_text(*reply));
   return finish(io);
@@ -68,7 +68,7 @@ int run_put(const Invocation& inv, Io io) {
 int run_get(const Invocation& inv, Io io) {
   const std::string& key = inv.args[0];
   client::Client client = make_client(inv);
-  Result<client::GetReply> reply = client.get(key);
+  Result<client::GetReply> reply = client.get(key, inv.request);
   if (!reply.ok()) {
     if (reply.status().code() == Code::kNotFound) return fail_not_found(io, key);
     return fail(io, reply.status());
@@ -84,7 +84,7 @@ int run_get(const Invocation& inv, Io io) {
 int run_del(const Invocation& inv, Io io) {
   const std::string& key = inv.args[0];
   client::Client client = make_client(inv);
-  Result<client::DeleteReply> reply = client.del(key);
+  Result<client::DeleteReply> reply = client.del(key, inv.request);
   if (!reply.ok()) {
     if (reply.status().code() == Code::kNotFound) return fail_not_found(io, key);
     return fail(io, reply.status());
@@ -114,6 +114,22 @@ int run_members(const Invocation& inv, Io io) {
   Result<client::Members> members = client.members();
   if (!members.ok()) return fail(io, members.status());
   io.out << (inv.json ? members_json(*members) : members_text(*members));
+  return finish(io);
+}
+
+int run_ring(const Invocation& inv, Io io) {
+  client::Client client = make_client(inv);
+  Result<client::Ring> ring = client.ring();
+  if (!ring.ok()) return fail(io, ring.status());
+  io.out << (inv.json ? ring_json(*ring) : ring_text(*ring));
+  return finish(io);
+}
+
+int run_replicas(const Invocation& inv, Io io) {
+  client::Client client = make_client(inv);
+  Result<client::Replicas> replicas = client.replicas(inv.args[0]);
+  if (!replicas.ok()) return fail(io, replicas.status());
+  io.out << (inv.json ? replicas_json(*replicas) : replicas_text(*replicas));
   return finish(io);
 }
 
@@ -237,6 +253,8 @@ int execute(const Invocation& inv, Io io) {
     case CommandId::kDel: return run_del(inv, io);
     case CommandId::kWatch: return run_watch(inv, io);
     case CommandId::kMembers: return run_members(inv, io);
+    case CommandId::kRing: return run_ring(inv, io);
+    case CommandId::kReplicas: return run_replicas(inv, io);
     case CommandId::kStatus: return run_status(inv, io);
     case CommandId::kStats: return run_stats(inv, io);
     case CommandId::kHelp: io.out << usage_text(); return finish(io);

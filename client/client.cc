@@ -32,11 +32,12 @@ struct Client::Impl {
 
   // ---- sending
 
-  RequestId submit(RequestKind kind, pb::Request& request) {
+  // `refused` not OK: the request is not sent and completes with it.
+  RequestId submit(RequestKind kind, pb::Request& request, Status refused = Status()) {
     const RequestId id = next_id_++;
     request.set_id(id);
     const MonoTime now = clock_.mono_now();
-    Status sent = send(request);
+    Status sent = refused.ok() ? send(request) : std::move(refused);
     if (!sent.ok()) {
       finish(Completion{id, kind, std::move(sent), std::monostate(), now, now});
       return id;
@@ -193,8 +194,8 @@ struct Client::Impl {
   }
 
   template <typename T>
-  Result<T> call(RequestKind kind, pb::Request& request) {
-    Completion completion = wait_for(submit(kind, request));
+  Result<T> call(RequestKind kind, pb::Request& request, Status refused = Status()) {
+    Completion completion = wait_for(submit(kind, request, std::move(refused)));
     if (!completion.status.ok()) return completion.status;
     T* reply = std::get_if<T>(&completion.reply);
     if (reply == nullptr) return Status::internal("reply of the wrong type");
@@ -216,8 +217,27 @@ struct Client::Impl {
 
 namespace {
 
-pb::Request put_request(std::string_view key, std::string_view value, int64_t ttl_ms) {
+// Values equal by design (proto/edgekv.proto's Consistency, client/types.h).
+static_assert(static_cast<int>(Consistency::kLocalQuorum) == pb::LOCAL_QUORUM);
+static_assert(static_cast<int>(Consistency::kQuorum) == pb::QUORUM);
+
+void set_options(const RequestOptions& options, pb::Request* request) {
+  request->set_consistency(static_cast<pb::Consistency>(options.consistency));
+  request->set_strict(options.strict);
+}
+
+// Strictness counts replicas a write reached; a read has nothing to apply it to.
+Status check_read_options(const RequestOptions& options) {
+  if (options.strict) {
+    return Status::invalid_argument("strict applies to put and del, not to get");
+  }
+  return Status();
+}
+
+pb::Request put_request(std::string_view key, std::string_view value, int64_t ttl_ms,
+                        const RequestOptions& options) {
   pb::Request request;
+  set_options(options, &request);
   pb::PutRequest* put = request.mutable_put();
   put->mutable_key()->assign(key.data(), key.size());
   put->mutable_value()->assign(value.data(), value.size());
@@ -225,14 +245,16 @@ pb::Request put_request(std::string_view key, std::string_view value, int64_t tt
   return request;
 }
 
-pb::Request get_request(std::string_view key) {
+pb::Request get_request(std::string_view key, const RequestOptions& options) {
   pb::Request request;
+  set_options(options, &request);
   request.mutable_get()->mutable_key()->assign(key.data(), key.size());
   return request;
 }
 
-pb::Request del_request(std::string_view key) {
+pb::Request del_request(std::string_view key, const RequestOptions& options) {
   pb::Request request;
+  set_options(options, &request);
   request.mutable_del()->mutable_key()->assign(key.data(), key.size());
   return request;
 }
@@ -244,18 +266,19 @@ Client::~Client() = default;
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
 
-Result<PutReply> Client::put(std::string_view key, std::string_view value, int64_t ttl_ms) {
-  pb::Request request = put_request(key, value, ttl_ms);
+Result<PutReply> Client::put(std::string_view key, std::string_view value, int64_t ttl_ms,
+                             const RequestOptions& options) {
+  pb::Request request = put_request(key, value, ttl_ms, options);
   return impl_->call<PutReply>(RequestKind::kPut, request);
 }
 
-Result<GetReply> Client::get(std::string_view key) {
-  pb::Request request = get_request(key);
-  return impl_->call<GetReply>(RequestKind::kGet, request);
+Result<GetReply> Client::get(std::string_view key, const RequestOptions& options) {
+  pb::Request request = get_request(key, options);
+  return impl_->call<GetReply>(RequestKind::kGet, request, check_read_options(options));
 }
 
-Result<DeleteReply> Client::del(std::string_view key) {
-  pb::Request request = del_request(key);
+Result<DeleteReply> Client::del(std::string_view key, const RequestOptions& options) {
+  pb::Request request = del_request(key, options);
   return impl_->call<DeleteReply>(RequestKind::kDelete, request);
 }
 
@@ -297,18 +320,31 @@ Result<Members> Client::members() {
   return impl_->call<Members>(RequestKind::kMembers, request);
 }
 
-RequestId Client::put_async(std::string_view key, std::string_view value, int64_t ttl_ms) {
-  pb::Request request = put_request(key, value, ttl_ms);
+Result<Ring> Client::ring() {
+  pb::Request request;
+  request.mutable_ring();
+  return impl_->call<Ring>(RequestKind::kRing, request);
+}
+
+Result<Replicas> Client::replicas(std::string_view key) {
+  pb::Request request;
+  request.mutable_replicas()->mutable_key()->assign(key.data(), key.size());
+  return impl_->call<Replicas>(RequestKind::kReplicas, request);
+}
+
+RequestId Client::put_async(std::string_view key, std::string_view value, int64_t ttl_ms,
+                            const RequestOptions& options) {
+  pb::Request request = put_request(key, value, ttl_ms, options);
   return impl_->submit(RequestKind::kPut, request);
 }
 
-RequestId Client::get_async(std::string_view key) {
-  pb::Request request = get_request(key);
-  return impl_->submit(RequestKind::kGet, request);
+RequestId Client::get_async(std::string_view key, const RequestOptions& options) {
+  pb::Request request = get_request(key, options);
+  return impl_->submit(RequestKind::kGet, request, check_read_options(options));
 }
 
-RequestId Client::del_async(std::string_view key) {
-  pb::Request request = del_request(key);
+RequestId Client::del_async(std::string_view key, const RequestOptions& options) {
+  pb::Request request = del_request(key, options);
   return impl_->submit(RequestKind::kDelete, request);
 }
 

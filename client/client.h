@@ -5,7 +5,8 @@
 // completions not yet handed to the caller.
 //
 // Two ways to call:
-//  - Synchronous: put/get/del/status/stats/changes/members send one request and wait up to
+//  - Synchronous: put/get/del/status/stats/changes/members/ring/replicas send one request
+//    and wait up to
 //    options.timeout_ms for its answer.
 //  - Pipelined: put_async/get_async/del_async send a request and return its RequestId at
 //    once; poll() hands back Completions as answers arrive, in whatever order the node sends
@@ -64,7 +65,7 @@ struct ClientOptions {
 // The answer to a pipelined request: `reply` holds the alternative for `kind` when `status`
 // is OK (PutReply for kPut, GetReply for kGet, ...), and std::monostate otherwise.
 using Reply = std::variant<std::monostate, PutReply, GetReply, DeleteReply, NodeStatus,
-                           std::vector<Stat>, Changes, Members, ChangesSince>;
+                           std::vector<Stat>, Changes, Members, ChangesSince, Ring, Replicas>;
 
 struct Completion {
   RequestId id = 0;
@@ -96,16 +97,26 @@ class Client {
   // ---- synchronous: each sends one request and waits up to timeout_ms for its answer.
 
   // ttl_ms: 0 for no expiry; the node rejects negative or too long ones (INVALID_ARGUMENT).
-  Result<PutReply> put(std::string_view key, std::string_view value, int64_t ttl_ms = 0);
-  // kNotFound when the key has no live value.
-  Result<GetReply> get(std::string_view key);
-  Result<DeleteReply> del(std::string_view key);
+  // `request` picks the consistency (and strictness) per call; the defaults leave both to
+  // the node. A write that cannot reach enough replicas fails with kUnavailable, the
+  // node's message saying how many it reached.
+  Result<PutReply> put(std::string_view key, std::string_view value, int64_t ttl_ms = 0,
+                       const RequestOptions& request = {});
+  // kNotFound when the key has no live value. kInvalidArgument, without sending anything,
+  // when request.strict is set: strictness is for writes.
+  Result<GetReply> get(std::string_view key, const RequestOptions& request = {});
+  Result<DeleteReply> del(std::string_view key, const RequestOptions& request = {});
   Result<NodeStatus> status();
   Result<std::vector<Stat>> stats();
   // Reads a partition's change log from from_seq; max_events 0 means the node's default.
   Result<Changes> changes(uint32_t partition, uint64_t from_seq, uint32_t max_events = 0);
   // The node's view of the cluster membership, itself included.
   Result<Members> members();
+  // The placement table the node holds: partition -> home replicas.
+  Result<Ring> ring();
+  // Each replica's stored state of `key`, as the node finds it by asking them (nothing is
+  // repaired on the way).
+  Result<Replicas> replicas(std::string_view key);
   // What the node's change logs hold after a cursor, across its partitions, for keys under
   // `prefixes` (none: every key): partitions in `from_seq` (partition -> first seq wanted)
   // are read from there, the others only reported. Bounded: `more` says to ask again from
@@ -118,9 +129,10 @@ class Client {
   // that cannot even be sent (bad options, send queue full) still gets an id, and its
   // failure arrives through poll() like any other completion.
 
-  RequestId put_async(std::string_view key, std::string_view value, int64_t ttl_ms = 0);
-  RequestId get_async(std::string_view key);
-  RequestId del_async(std::string_view key);
+  RequestId put_async(std::string_view key, std::string_view value, int64_t ttl_ms = 0,
+                      const RequestOptions& request = {});
+  RequestId get_async(std::string_view key, const RequestOptions& request = {});
+  RequestId del_async(std::string_view key, const RequestOptions& request = {});
 
   // Waits up to timeout_ms (0: don't wait; negative: until something completes) for at
   // least one completion, and returns every completion available, in arrival order. Every

@@ -12,6 +12,8 @@ std::string_view request_kind_name(RequestKind kind) {
     case RequestKind::kChanges: return "changes";
     case RequestKind::kMembers: return "members";
     case RequestKind::kChangesSince: return "changes_since";
+    case RequestKind::kRing: return "ring";
+    case RequestKind::kReplicas: return "replicas";
   }
   return "unknown";
 }
@@ -23,6 +25,29 @@ std::string_view member_state_name(MemberState state) {
     case MemberState::kDead: return "dead";
     case MemberState::kLeft: return "left";
     case MemberState::kUnknown: break;
+  }
+  return "unknown";
+}
+
+std::string_view consistency_name(Consistency level) {
+  switch (level) {
+    case Consistency::kDefault: return "default";
+    case Consistency::kOne: return "one";
+    case Consistency::kQuorum: return "quorum";
+    case Consistency::kAll: return "all";
+    case Consistency::kLocalQuorum: return "local_quorum";
+  }
+  return "unknown";
+}
+
+std::string_view replica_key_state_name(ReplicaKeyState state) {
+  switch (state) {
+    case ReplicaKeyState::kAbsent: return "absent";
+    case ReplicaKeyState::kLive: return "live";
+    case ReplicaKeyState::kDeleted: return "deleted";
+    case ReplicaKeyState::kExpired: return "expired";
+    case ReplicaKeyState::kUnreachable: return "unreachable";
+    case ReplicaKeyState::kUnknown: break;
   }
   return "unknown";
 }

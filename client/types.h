@@ -31,8 +31,30 @@ enum class RequestKind : uint8_t {
   kChanges,
   kMembers,
   kChangesSince,
+  kRing,
+  kReplicas,
 };
 std::string_view request_kind_name(RequestKind kind);  // "put", "get", "delete", ...
+
+// How many replicas must answer a get, put or del (docs/replication.md). kDefault leaves
+// the choice to the node (its read-consistency or write-consistency).
+enum class Consistency : uint8_t {
+  kDefault = 0,
+  kOne = 1,
+  kQuorum = 2,
+  kAll = 3,
+  kLocalQuorum = 4
+};
+std::string_view consistency_name(Consistency level);  // "default", "one", "local_quorum", ...
+
+// Per-request choices for get, put and del; the defaults leave everything to the node.
+struct RequestOptions {
+  Consistency consistency = Consistency::kDefault;
+  // put and del only: count home replicas alone towards the write quorum (no hints left
+  // with fallbacks); false takes the node's strict-quorum. A get with strict set fails
+  // with kInvalidArgument without being sent.
+  bool strict = false;
+};
 
 struct PutReply {
   Version version;  // the version the node gave the write
@@ -131,6 +153,53 @@ struct ChangesSince {
   std::vector<ChangeEvent> events;           // by partition, then seq
   std::vector<PartitionPosition> positions;  // one per partition of the node
   bool more = false;  // a bound was reached: ask again from each through_seq + 1
+};
+
+// One partition of the placement table and its home replicas, in preference order.
+struct RingPartition {
+  uint32_t partition = 0;
+  std::vector<std::string> home;
+};
+
+// What `ring` reports: the placement table the node holds.
+struct Ring {
+  uint32_t partitions = 0;          // Q
+  uint32_t replication_factor = 0;  // N
+  uint64_t epoch = 0;
+  uint64_t digest = 0;               // equal on nodes that agree on the table
+  std::vector<std::string> members;  // the table's members, sorted
+  std::vector<RingPartition> table;  // as the node sent it: every partition, ascending
+};
+
+// A replica's stored state of one key. kUnknown: a state this client does not know (from a
+// newer node); shown, not fatal.
+enum class ReplicaKeyState : uint8_t {
+  kUnknown = 0,
+  kAbsent = 1,       // no row
+  kLive = 2,         // a live value
+  kDeleted = 3,      // a delete's tombstone
+  kExpired = 4,      // an expired key's tombstone, or a live row past its expiry
+  kUnreachable = 5,  // no answer in time, or an error (ReplicaOfKey::error says which)
+};
+std::string_view replica_key_state_name(ReplicaKeyState state);  // "absent", "live", ...
+
+struct ReplicaOfKey {
+  std::string node_id;
+  bool home = false;  // a home replica; false: a fallback that may hold a hint for the key
+  bool up = false;    // up as gossip sees it from the answering node
+  ReplicaKeyState state = ReplicaKeyState::kUnknown;
+  Version version;
+  WallTime expiry;  // absolute; 0 ms: never expires
+  uint64_t value_bytes = 0;
+  bool hinted = false;  // the state is a hint the fallback holds
+  std::string error;    // why it is unreachable
+};
+
+// What `replicas` reports: each replica's state of one key, read without repairing.
+struct Replicas {
+  std::string key;
+  uint32_t partition = 0;
+  std::vector<ReplicaOfKey> replicas;  // home replicas in preference order, then fallbacks
 };
 
 }  // namespace edgekv::client

@@ -19,6 +19,8 @@ std::string_view body_name(pb::Response::BodyCase body) {
     case pb::Response::kChanges: return "changes";
     case pb::Response::kMembers: return "members";
     case pb::Response::kChangesSince: return "changes_since";
+    case pb::Response::kRing: return "ring";
+    case pb::Response::kReplicas: return "replicas";
     case pb::Response::BODY_NOT_SET: return "no";
   }
   return "an unknown";
@@ -34,6 +36,8 @@ pb::Response::BodyCase expected_body(RequestKind kind) {
     case RequestKind::kChanges: return pb::Response::kChanges;
     case RequestKind::kMembers: return pb::Response::kMembers;
     case RequestKind::kChangesSince: return pb::Response::kChangesSince;
+    case RequestKind::kRing: return pb::Response::kRing;
+    case RequestKind::kReplicas: return pb::Response::kReplicas;
   }
   return pb::Response::BODY_NOT_SET;
 }
@@ -45,6 +49,17 @@ MemberState member_state_from_pb(pb::MemberState state) {
     case pb::MEMBER_DEAD: return MemberState::kDead;
     case pb::MEMBER_LEFT: return MemberState::kLeft;
     default: return MemberState::kUnknown;  // a newer node's state: shown, not fatal
+  }
+}
+
+ReplicaKeyState replica_key_state_from_pb(pb::ReplicaKeyState state) {
+  switch (state) {
+    case pb::REPLICA_ABSENT: return ReplicaKeyState::kAbsent;
+    case pb::REPLICA_LIVE: return ReplicaKeyState::kLive;
+    case pb::REPLICA_DELETED: return ReplicaKeyState::kDeleted;
+    case pb::REPLICA_EXPIRED: return ReplicaKeyState::kExpired;
+    case pb::REPLICA_UNREACHABLE: return ReplicaKeyState::kUnreachable;
+    default: return ReplicaKeyState::kUnknown;  // a newer node's state: shown, not fatal
   }
 }
 
@@ -218,6 +233,49 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
             PartitionPosition{p.partition(), p.through_seq(), p.last_seq(), p.lost_to()});
       }
       completion->reply = std::move(since);
+      return;
+    }
+    case RequestKind::kRing: {
+      pb::RingResponse* body = response.mutable_ring();
+      Ring ring;
+      ring.partitions = body->partitions();
+      ring.replication_factor = body->replication_factor();
+      ring.epoch = body->epoch();
+      ring.digest = body->digest();
+      ring.members.reserve(static_cast<size_t>(body->members_size()));
+      for (std::string& member : *body->mutable_members())
+        ring.members.push_back(std::move(member));
+      ring.table.reserve(static_cast<size_t>(body->table_size()));
+      for (pb::RingPartition& p : *body->mutable_table()) {
+        RingPartition partition;
+        partition.partition = p.partition();
+        partition.home.reserve(static_cast<size_t>(p.home_size()));
+        for (std::string& home : *p.mutable_home()) partition.home.push_back(std::move(home));
+        ring.table.push_back(std::move(partition));
+      }
+      completion->reply = std::move(ring);
+      return;
+    }
+    case RequestKind::kReplicas: {
+      pb::ReplicasResponse* body = response.mutable_replicas();
+      Replicas replicas;
+      replicas.key = std::move(*body->mutable_key());
+      replicas.partition = body->partition();
+      replicas.replicas.reserve(static_cast<size_t>(body->replicas_size()));
+      for (pb::ReplicaOfKey& r : *body->mutable_replicas()) {
+        ReplicaOfKey replica;
+        replica.node_id = std::move(*r.mutable_node_id());
+        replica.home = r.home();
+        replica.up = r.up();
+        replica.state = replica_key_state_from_pb(r.state());
+        replica.version = version_from_pb(r.version());
+        replica.expiry = WallTime{r.expiry_ms()};
+        replica.value_bytes = r.value_bytes();
+        replica.hinted = r.hinted();
+        replica.error = std::move(*r.mutable_error());
+        replicas.replicas.push_back(std::move(replica));
+      }
+      completion->reply = std::move(replicas);
       return;
     }
   }

@@ -24,7 +24,7 @@ using edgekv::client::Completion;
 using edgekv::client::RequestKind;
 using edgekv::client::internal::Frames;
 
-constexpr int kRequestKinds = static_cast<int>(RequestKind::kChangesSince) + 1;
+constexpr int kRequestKinds = static_cast<int>(RequestKind::kReplicas) + 1;
 
 // Splits `bytes` at 0xFF into at most `wanted` frames.
 Frames split_frames(std::string_view bytes, size_t wanted) {
@@ -51,6 +51,8 @@ bool reply_matches(RequestKind kind, const edgekv::client::Reply& reply) {
     case RequestKind::kChanges: return std::holds_alternative<Changes>(reply);
     case RequestKind::kMembers: return std::holds_alternative<Members>(reply);
     case RequestKind::kChangesSince: return std::holds_alternative<ChangesSince>(reply);
+    case RequestKind::kRing: return std::holds_alternative<Ring>(reply);
+    case RequestKind::kReplicas: return std::holds_alternative<Replicas>(reply);
   }
   return false;
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tests/unit/client/fake_server.h"
@@ -404,6 +405,157 @@ TEST(ClientTest, MovedClientKeepsWorking) {
   Result<GetReply> got = second.get("k");
   ASSERT_TRUE(got.ok()) << got.status().to_string();
   EXPECT_EQ(got->value, "v");
+}
+
+// ---- consistency per request, ring and replicas
+
+TEST(ClientTest, RequestsCarryConsistencyAndStrictAsGivenAndDefaultOtherwise) {
+  std::vector<pb::Request> seen;  // written by the server thread, read after stop()
+  FakeServer server([&seen](FakeServer& s, const FakeServer::Incoming& in) {
+    if (!in.parsed) return;
+    seen.push_back(in.request);
+    pb::Response response;
+    response.set_id(in.request.id());
+    if (in.request.has_put()) response.mutable_put();
+    if (in.request.has_get()) response.mutable_get();
+    if (in.request.has_del()) response.mutable_del();
+    s.reply(in, response);
+  });
+  Client client(options_for(server.endpoint()));
+  ASSERT_TRUE(client.put("k", "v").ok());
+  ASSERT_TRUE(client.put("k", "v", 0, {Consistency::kQuorum, true}).ok());
+  ASSERT_TRUE(client.get("k", {Consistency::kOne, false}).ok());
+  ASSERT_TRUE(client.del("k", {Consistency::kAll, true}).ok());
+  ASSERT_TRUE(client.get("k").ok());
+  ASSERT_TRUE(client.del("k").ok());
+  client.put_async("k", "v", 0, {Consistency::kLocalQuorum, false});
+  client.get_async("k", {Consistency::kAll, false});
+  client.del_async("k", {Consistency::kOne, true});
+  std::vector<Completion> done = collect(client, 3);
+  ASSERT_EQ(done.size(), 3u);
+  for (const Completion& c : done) EXPECT_TRUE(c.status.ok()) << c.status.to_string();
+  server.stop();
+
+  ASSERT_EQ(seen.size(), 9u);
+  const std::vector<std::tuple<pb::Request::OpCase, pb::Consistency, bool>> want = {
+      {pb::Request::kPut, pb::CONSISTENCY_DEFAULT, false},
+      {pb::Request::kPut, pb::QUORUM, true},
+      {pb::Request::kGet, pb::ONE, false},
+      {pb::Request::kDel, pb::ALL, true},
+      {pb::Request::kGet, pb::CONSISTENCY_DEFAULT, false},
+      {pb::Request::kDel, pb::CONSISTENCY_DEFAULT, false},
+      {pb::Request::kPut, pb::LOCAL_QUORUM, false},
+      {pb::Request::kGet, pb::ALL, false},
+      {pb::Request::kDel, pb::ONE, true},
+  };
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(seen[i].op_case(), std::get<0>(want[i]));
+    EXPECT_EQ(seen[i].consistency(), std::get<1>(want[i]));
+    EXPECT_EQ(seen[i].strict(), std::get<2>(want[i]));
+  }
+}
+
+TEST(ClientTest, StrictGetFailsWithoutBeingSent) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Client client(options_for(server.endpoint()));
+  Result<GetReply> got = client.get("k", {Consistency::kQuorum, true});
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(got.status().message().find("strict"), std::string::npos) << got.status().message();
+
+  const RequestId id = client.get_async("k", {Consistency::kDefault, true});
+  std::vector<Completion> done = collect(client, 1);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, id);
+  EXPECT_EQ(done[0].status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(client.counters().sent, 0u);
+  // The connection is still good for the next request.
+  ASSERT_TRUE(client.put("k", "v").ok());
+  EXPECT_EQ(server.requests_seen(), 1);
+}
+
+TEST(ClientTest, StrictWriteThatReachesTooFewReplicasIsUnavailableWithTheNodesMessage) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Client client(options_for(server.endpoint()));
+  Result<PutReply> put = client.put("strict-short:k", "v", 0, {Consistency::kDefault, true});
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.status().code(), Code::kUnavailable);
+  EXPECT_EQ(put.status().message(),
+            "strict write reached 1 of 2 home replicas needed (3 replicas)");
+  // Without strict the same write succeeds.
+  EXPECT_TRUE(client.put("strict-short:k", "v").ok());
+}
+
+TEST(ClientTest, RingDecodes) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Client client(options_for(server.endpoint()));
+  Result<Ring> ring = client.ring();
+  ASSERT_TRUE(ring.ok()) << ring.status().to_string();
+  EXPECT_EQ(ring->partitions, 4u);
+  EXPECT_EQ(ring->replication_factor, 2u);
+  EXPECT_EQ(ring->epoch, 9u);
+  EXPECT_EQ(ring->digest, 0x00c0ffee0badf00dULL);
+  EXPECT_EQ(ring->members, (std::vector<std::string>{"node-a", "node-b", "node-c"}));
+  ASSERT_EQ(ring->table.size(), 4u);
+  EXPECT_EQ(ring->table[2].partition, 2u);
+  EXPECT_EQ(ring->table[2].home, (std::vector<std::string>{"node-c", "node-a"}));
+}
+
+TEST(ClientTest, ReplicasSendsTheKeyAndDecodesEveryField) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Client client(options_for(server.endpoint()));
+  const std::string key = "k\0\xff"s;
+  Result<Replicas> replicas = client.replicas(key);
+  ASSERT_TRUE(replicas.ok()) << replicas.status().to_string();
+  EXPECT_EQ(replicas->key, key);  // the fake echoes the key it received
+  EXPECT_EQ(replicas->partition, 3u);
+  ASSERT_EQ(replicas->replicas.size(), 4u);
+  const ReplicaOfKey& live = replicas->replicas[0];
+  EXPECT_EQ(live.node_id, "node-a");
+  EXPECT_TRUE(live.home);
+  EXPECT_TRUE(live.up);
+  EXPECT_EQ(live.state, ReplicaKeyState::kLive);
+  EXPECT_EQ(live.version, (Version{uint64_t{1'700'000'000'000} << 16 | 2, 0xabc}));
+  EXPECT_EQ(live.expiry.ms, 1'700'000'100'000);
+  EXPECT_EQ(live.value_bytes, 5u);
+  EXPECT_FALSE(live.hinted);
+  const ReplicaOfKey& down = replicas->replicas[1];
+  EXPECT_FALSE(down.up);
+  EXPECT_EQ(down.state, ReplicaKeyState::kUnreachable);
+  EXPECT_EQ(down.error, "no answer within 500 ms");
+  const ReplicaOfKey& fallback = replicas->replicas[2];
+  EXPECT_FALSE(fallback.home);
+  EXPECT_TRUE(fallback.hinted);
+  EXPECT_EQ(fallback.state, ReplicaKeyState::kDeleted);
+  // A state this client does not know is shown as unknown, not refused.
+  EXPECT_EQ(replicas->replicas[3].state, ReplicaKeyState::kUnknown);
+  EXPECT_EQ(replica_key_state_name(replicas->replicas[3].state), "unknown");
+}
+
+TEST(ClientTest, RingOrReplicasAnsweredWithAnotherBodyIsInternal) {
+  FakeServer server([](FakeServer& s, const FakeServer::Incoming& in) {
+    if (!in.parsed) return;
+    pb::Response response;
+    response.set_id(in.request.id());
+    if (in.request.has_ring()) response.mutable_replicas();
+    if (in.request.has_replicas()) response.mutable_ring();
+    s.reply(in, response);
+  });
+  Client client(options_for(server.endpoint()));
+  Result<Ring> ring = client.ring();
+  ASSERT_FALSE(ring.ok());
+  EXPECT_EQ(ring.status().code(), Code::kInternal);
+  EXPECT_NE(ring.status().message().find("answered a ring request with replicas body"),
+            std::string::npos)
+      << ring.status().message();
+  Result<Replicas> replicas = client.replicas("k");
+  ASSERT_FALSE(replicas.ok());
+  EXPECT_EQ(replicas.status().code(), Code::kInternal);
 }
 
 }  // namespace

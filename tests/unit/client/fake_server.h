@@ -106,7 +106,10 @@ class FakeServer {
 };
 
 // A handler that behaves like a one-node edgekvd with an in-memory map. Versions count up
-// from hlc 1, origin 7; expiry is 1'000'000 + ttl_ms; key "fail:N" answers code N.
+// from hlc 1, origin 7; expiry is 1'000'000 + ttl_ms; key "fail:N" answers code N. A put
+// or del with strict set and a key starting "strict-short:" answers UNAVAILABLE the way a
+// strict write that reaches too few home replicas does. ring answers a fixed table of four
+// partitions over three nodes; replicas a fixed set of four replicas of the key asked.
 class MemoryNode {
  public:
   FakeServer::Handler handler() {
@@ -119,6 +122,17 @@ class MemoryNode {
   pb::Response answer(const pb::Request& request) {
     pb::Response response;
     response.set_id(request.id());
+    last_consistency = static_cast<int>(request.consistency());
+    last_strict = request.strict() ? 1 : 0;
+    const bool strict_short =
+        request.strict() &&
+        ((request.has_put() && request.put().key().starts_with("strict-short:")) ||
+         (request.has_del() && request.del().key().starts_with("strict-short:")));
+    if (strict_short) {
+      response.set_code(pb::UNAVAILABLE);
+      response.set_message("strict write reached 1 of 2 home replicas needed (3 replicas)");
+      return response;
+    }
     switch (request.op_case()) {
       case pb::Request::kPut: {
         const pb::PutRequest& put = request.put();
@@ -239,6 +253,55 @@ class MemoryNode {
         }
         break;
       }
+      case pb::Request::kRing: {
+        pb::RingResponse* out = response.mutable_ring();
+        out->set_partitions(4);
+        out->set_replication_factor(2);
+        out->set_epoch(9);
+        out->set_digest(0x00c0ffee0badf00dULL);
+        for (const char* node : {"node-a", "node-b", "node-c"}) out->add_members(node);
+        const char* homes[4][2] = {
+            {"node-a", "node-b"}, {"node-b", "node-c"}, {"node-c", "node-a"}, {"node-a", "node-c"}};
+        for (uint32_t p = 0; p < 4; ++p) {
+          pb::RingPartition* partition = out->add_table();
+          partition->set_partition(p);
+          for (const char* home : homes[p]) partition->add_home(home);
+        }
+        break;
+      }
+      case pb::Request::kReplicas: {
+        pb::ReplicasResponse* out = response.mutable_replicas();
+        out->set_key(request.replicas().key());
+        out->set_partition(3);
+        pb::ReplicaOfKey* live = out->add_replicas();
+        live->set_node_id("node-a");
+        live->set_home(true);
+        live->set_up(true);
+        live->set_state(pb::REPLICA_LIVE);
+        live->mutable_version()->set_hlc(uint64_t{1'700'000'000'000} << 16 | 2);
+        live->mutable_version()->set_origin(0xabc);
+        live->set_expiry_ms(1'700'000'100'000);
+        live->set_value_bytes(5);
+        pb::ReplicaOfKey* down = out->add_replicas();
+        down->set_node_id("node-c");
+        down->set_home(true);
+        down->set_up(false);
+        down->set_state(pb::REPLICA_UNREACHABLE);
+        down->set_error("no answer within 500 ms");
+        pb::ReplicaOfKey* fallback = out->add_replicas();
+        fallback->set_node_id("node-b");
+        fallback->set_home(false);
+        fallback->set_up(true);
+        fallback->set_state(pb::REPLICA_DELETED);
+        fallback->mutable_version()->set_hlc(uint64_t{1'700'000'000'000} << 16 | 3);
+        fallback->mutable_version()->set_origin(0xdef);
+        fallback->set_hinted(true);
+        pb::ReplicaOfKey* newer = out->add_replicas();  // a state from a newer node
+        newer->set_node_id("node-d");
+        newer->set_up(true);
+        newer->set_state(static_cast<pb::ReplicaKeyState>(42));
+        break;
+      }
       case pb::Request::OP_NOT_SET:
         response.set_code(pb::INVALID_ARGUMENT);
         response.set_message("request has no op");
@@ -252,6 +315,9 @@ class MemoryNode {
   // the one live member), for cluster watches; else at made-up addresses.
   std::string member_client_endpoint;
   std::atomic<int64_t> last_ttl_ms{-1};
+  // The last request's consistency (a pb::Consistency value) and strict flag (0 or 1).
+  std::atomic<int> last_consistency{-1};
+  std::atomic<int> last_strict{-1};
 
  private:
   struct Entry {

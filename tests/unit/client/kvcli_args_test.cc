@@ -132,6 +132,60 @@ TEST(KvcliArgsTest, UsageErrorsAreOneLineAndSayWhatIsWrong) {
   expect_usage_error({"watch", "a", "b"}, "unexpected argument 'b'");
 }
 
+TEST(KvcliArgsTest, ConsistencyAndStrict) {
+  Result<Invocation> inv = parse({"--consistency", "quorum", "put", "k", "v", "--strict"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->request.consistency, client::Consistency::kQuorum);
+  EXPECT_TRUE(inv->request.strict);
+
+  inv = parse({"get", "k", "--consistency=local_quorum"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->request.consistency, client::Consistency::kLocalQuorum);
+  EXPECT_FALSE(inv->request.strict);
+
+  inv = parse({"del", "k", "--consistency", "all", "--strict"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->request.consistency, client::Consistency::kAll);
+  EXPECT_TRUE(inv->request.strict);
+
+  inv = parse({"--consistency", "one", "get", "k"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->request.consistency, client::Consistency::kOne);
+
+  inv = parse({"put", "k", "v"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->request.consistency, client::Consistency::kDefault);
+  EXPECT_FALSE(inv->request.strict);
+
+  inv = parse({"replicas", "k", "--json"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->command->id, CommandId::kReplicas);
+  EXPECT_EQ(inv->args, (std::vector<std::string>{"k"}));
+  inv = parse({"ring"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->command->id, CommandId::kRing);
+}
+
+TEST(KvcliArgsTest, ConsistencyAndStrictUsageErrors) {
+  expect_usage_error({"get", "k", "--strict"}, "--strict applies to put and del, not to get");
+  expect_usage_error({"--strict", "get", "k"}, "--strict applies to put and del, not to get");
+  expect_usage_error({"--strict", "status"}, "--strict applies to put and del, not to status");
+  expect_usage_error({"ring", "--consistency", "one"},
+                     "--consistency applies to get, put and del, not to ring");
+  expect_usage_error({"--consistency", "most", "get", "k"},
+                     "--consistency LEVEL must be one of one, quorum, all, local_quorum, got "
+                     "'most'");
+  expect_usage_error({"--consistency", "QUORUM", "get", "k"}, "got 'QUORUM'");
+  expect_usage_error({"--consistency", "", "get", "k"}, "got ''");
+  expect_usage_error({"--consistency", "default", "get", "k"}, "got 'default'");
+  expect_usage_error({"get", "k", "--consistency"}, "--consistency needs a value");
+  expect_usage_error({"put", "k", "v", "--strict=yes"}, "--strict takes no value");
+  expect_usage_error({"put", "k", "v", "--strict", "--strict"}, "more than once");
+  expect_usage_error({"replicas"}, "missing KEY");
+  expect_usage_error({"replicas", "a", "b"}, "unexpected argument 'b'");
+  expect_usage_error({"ring", "x"}, "unexpected argument 'x'");
+}
+
 TEST(KvcliArgsTest, HelpTextComesFromTheTable) {
   std::string usage = usage_text();
   for (const CommandSpec& command : commands()) {

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "cli/format.h"
 
@@ -224,6 +226,109 @@ TEST(KvcliFormatTest, Members) {
   EXPECT_EQ(members_text(client::Members{}),
             "NODE  DATACENTER  STATE  INCARNATION  SINCE  CLIENT  PEER  FEED  GOSSIP\n");
   EXPECT_EQ(members_json(client::Members{}), "");
+}
+
+TEST(KvcliFormatTest, Ring) {
+  client::Ring ring;
+  ring.partitions = 3;
+  ring.replication_factor = 2;
+  ring.epoch = 17;
+  ring.digest = 0xfedcba9876543210ULL;  // above 2^53: a JSON number would lose bits
+  ring.members = {"a", "b\n"};
+  ring.table = {{0, {"a", "b\n"}}, {1, {"b\n"}}, {12, {}}};
+  EXPECT_EQ(ring_text(ring),
+            "partitions 3  replication 2  epoch 17  digest fedcba9876543210\n"
+            "members a b\\n\n"
+            "PARTITION  HOME\n"
+            "0          a b\\n\n"
+            "1          b\\n\n"
+            "12         -\n");
+  EXPECT_EQ(ring_json(ring),
+            R"({"partitions":3,"replication_factor":2,"epoch":17,"digest":"fedcba9876543210",)"
+            R"("members":["a","b\n"],"table":[{"partition":0,"home":["a","b\n"]},)"
+            R"({"partition":1,"home":["b\n"]},{"partition":12,"home":[]}]})"
+            "\n");
+  client::Ring empty;
+  EXPECT_EQ(ring_text(empty),
+            "partitions 0  replication 0  epoch 0  digest 0000000000000000\n"
+            "members -\n"
+            "PARTITION  HOME\n");
+  EXPECT_EQ(ring_json(empty),
+            R"({"partitions":0,"replication_factor":0,"epoch":0,"digest":"0000000000000000",)"
+            R"("members":[],"table":[]})"
+            "\n");
+}
+
+TEST(KvcliFormatTest, Replicas) {
+  client::Replicas replicas;
+  replicas.key = "user 1\xff";
+  replicas.partition = 7;
+  client::ReplicaOfKey live;
+  live.node_id = "node-a";
+  live.home = true;
+  live.up = true;
+  live.state = client::ReplicaKeyState::kLive;
+  live.version = Version{uint64_t{1'700'000'000'000} << 16 | 3, 0xabc};
+  live.expiry = WallTime{1'700'000'100'000};
+  live.value_bytes = 1234;
+  client::ReplicaOfKey down;
+  down.node_id = "node-c";
+  down.home = true;
+  down.state = client::ReplicaKeyState::kUnreachable;
+  down.error = "no answer\nin time";
+  client::ReplicaOfKey hint;
+  hint.node_id = "node-b";
+  hint.up = true;
+  hint.state = client::ReplicaKeyState::kDeleted;
+  hint.version = Version{5, 0xdef};
+  hint.hinted = true;
+  replicas.replicas = {live, down, hint};
+  const std::string v1 = live.version.to_string();
+  const std::string v3 = hint.version.to_string();
+  std::vector<std::vector<std::string>> rows = {
+      {"NODE", "ROLE", "UP", "STATE", "VERSION", "EXPIRES", "SIZE", "NOTE"},
+      {"node-a", "home", "up", "live", v1, "2023-11-14T22:15:00.000Z", "1234", "-"},
+      {"node-c", "home", "down", "unreachable", "-", "-", "0", "no answer\\nin time"},
+      {"node-b", "fallback", "up", "deleted", v3, "-", "0", "hinted"},
+  };
+  // Every line: the columns in order, separated by at least two spaces.
+  const std::string text = replicas_text(replicas);
+  std::istringstream lines(text);
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  EXPECT_EQ(line, "key user\\x201\\xff  partition 7");
+  for (const std::vector<std::string>& row : rows) {
+    ASSERT_TRUE(std::getline(lines, line)) << text;
+    size_t at = 0;
+    for (size_t i = 0; i < row.size(); ++i) {
+      const size_t found = line.find(row[i], at);
+      ASSERT_NE(found, std::string::npos) << row[i] << " in " << line;
+      if (i > 0) {
+        EXPECT_GE(found - at, 2u) << line;
+      }
+      EXPECT_EQ(line.substr(at, found - at).find_first_not_of(' '), std::string::npos) << line;
+      at = found + row[i].size();
+    }
+    EXPECT_EQ(at, line.size()) << line;
+  }
+  EXPECT_FALSE(std::getline(lines, line)) << text;
+
+  EXPECT_EQ(replicas_json(replicas),
+            R"({"key_base64":"dXNlciAx/w==","partition":7,"node_id":"node-a","home":true,)"
+            R"("up":true,"state":"live","version":")" +
+                v1 +
+                R"(","expiry_ms":1700000100000,"value_bytes":1234,"hinted":false,"error":""})"
+                "\n"
+                R"({"key_base64":"dXNlciAx/w==","partition":7,"node_id":"node-c","home":true,)"
+                R"("up":false,"state":"unreachable","version":"0.0@0000000000000000",)"
+                R"("expiry_ms":0,"value_bytes":0,"hinted":false,"error":"no answer\nin time"})"
+                "\n"
+                R"({"key_base64":"dXNlciAx/w==","partition":7,"node_id":"node-b","home":false,)"
+                R"("up":true,"state":"deleted","version":")" +
+                v3 +
+                R"(","expiry_ms":0,"value_bytes":0,"hinted":true,"error":""})"
+                "\n");
+  EXPECT_EQ(replicas_json(client::Replicas{}), "");
 }
 
 TEST(KvcliFormatTest, Durations) {

@@ -266,6 +266,110 @@ TEST(KvcliRunTest, WatchWithoutANodeExitsThree) {
   expect_one_error_line(ran);
 }
 
+TEST(KvcliRunTest, ConsistencyAndStrictReachTheNode) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran put =
+      run({"--endpoint", server.endpoint(), "--consistency", "all", "put", "k", "v", "--strict"});
+  EXPECT_EQ(put.code, 0) << put.err;
+  EXPECT_EQ(node.last_consistency.load(), pb::ALL);
+  EXPECT_EQ(node.last_strict.load(), 1);
+  Ran get = run({"--endpoint", server.endpoint(), "get", "k", "--consistency", "one"});
+  EXPECT_EQ(get.code, 0) << get.err;
+  EXPECT_EQ(get.out, "v");
+  EXPECT_EQ(node.last_consistency.load(), pb::ONE);
+  EXPECT_EQ(node.last_strict.load(), 0);
+  Ran del = run({"--endpoint", server.endpoint(), "del", "k", "--consistency", "local_quorum"});
+  EXPECT_EQ(del.code, 0) << del.err;
+  EXPECT_EQ(node.last_consistency.load(), pb::LOCAL_QUORUM);
+  EXPECT_EQ(node.last_strict.load(), 0);
+  Ran plain = run({"--endpoint", server.endpoint(), "put", "k", "v"});
+  EXPECT_EQ(plain.code, 0) << plain.err;
+  EXPECT_EQ(node.last_consistency.load(), pb::CONSISTENCY_DEFAULT);
+  EXPECT_EQ(node.last_strict.load(), 0);
+}
+
+TEST(KvcliRunTest, StrictWithGetExitsTwoNamingItAndSendsNothing) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran ran = run({"--endpoint", server.endpoint(), "get", "k", "--strict"});
+  EXPECT_EQ(ran.code, 2);
+  EXPECT_EQ(ran.out, "");
+  expect_one_error_line(ran);
+  EXPECT_NE(ran.err.find("--strict applies to put and del, not to get"), std::string::npos)
+      << ran.err;
+  Ran bad = run({"--endpoint", server.endpoint(), "--consistency", "two", "get", "k"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("--consistency LEVEL must be one of"), std::string::npos) << bad.err;
+  EXPECT_EQ(server.requests_seen(), 0);
+}
+
+TEST(KvcliRunTest, StrictWriteShortOfReplicasExitsThreeWithTheNodesMessage) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  for (std::vector<std::string> args : {std::vector<std::string>{"put", "strict-short:k", "v"},
+                                        std::vector<std::string>{"del", "strict-short:k"}}) {
+    args.insert(args.begin(), {"--endpoint", server.endpoint(), "--strict"});
+    Ran ran = run(args);
+    EXPECT_EQ(ran.code, 3) << args[3];
+    EXPECT_EQ(ran.out, "");
+    EXPECT_EQ(ran.err, "kvcli: strict write reached 1 of 2 home replicas needed (3 replicas)\n");
+  }
+}
+
+TEST(KvcliRunTest, RingAndReplicas) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran ring = run({"--endpoint", server.endpoint(), "ring"});
+  EXPECT_EQ(ring.code, 0) << ring.err;
+  EXPECT_EQ(ring.out,
+            "partitions 4  replication 2  epoch 9  digest 00c0ffee0badf00d\n"
+            "members node-a node-b node-c\n"
+            "PARTITION  HOME\n"
+            "0          node-a node-b\n"
+            "1          node-b node-c\n"
+            "2          node-c node-a\n"
+            "3          node-a node-c\n");
+  Ran ring_json = run({"--endpoint", server.endpoint(), "ring", "--json"});
+  EXPECT_EQ(ring_json.code, 0) << ring_json.err;
+  EXPECT_EQ(
+      ring_json.out,
+      R"({"partitions":4,"replication_factor":2,"epoch":9,"digest":"00c0ffee0badf00d",)"
+      R"("members":["node-a","node-b","node-c"],"table":[)"
+      R"({"partition":0,"home":["node-a","node-b"]},{"partition":1,"home":["node-b","node-c"]},)"
+      R"({"partition":2,"home":["node-c","node-a"]},{"partition":3,"home":["node-a","node-c"]}]})"
+      "\n");
+
+  Ran replicas = run({"--endpoint", server.endpoint(), "replicas", "user:1"});
+  EXPECT_EQ(replicas.code, 0) << replicas.err;
+  const std::vector<std::string> lines = lines_of(replicas.out);
+  ASSERT_EQ(lines.size(), 6u) << replicas.out;
+  EXPECT_EQ(lines[0], "key user:1  partition 3");
+  EXPECT_EQ(lines[1].substr(0, 4), "NODE");
+  EXPECT_EQ(lines[2].substr(0, 6), "node-a");
+  EXPECT_NE(lines[2].find("  home  "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("  live  "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("2023-11-14T22:15:00.000Z"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[3].find("  down  unreachable  "), std::string::npos) << lines[3];
+  EXPECT_NE(lines[3].find("no answer within 500 ms"), std::string::npos) << lines[3];
+  EXPECT_NE(lines[4].find("  fallback  up  "), std::string::npos) << lines[4];
+  EXPECT_NE(lines[4].find("hinted"), std::string::npos) << lines[4];
+  EXPECT_NE(lines[5].find("  unknown  "), std::string::npos) << lines[5];
+
+  Ran json = run({"--endpoint", server.endpoint(), "--json", "replicas", "user:1"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  const std::vector<std::string> objects = lines_of(json.out);
+  ASSERT_EQ(objects.size(), 4u) << json.out;
+  EXPECT_EQ(objects[1],
+            R"({"key":"user:1","partition":3,"node_id":"node-c","home":true,"up":false,)"
+            R"("state":"unreachable","version":"0.0@0000000000000000","expiry_ms":0,)"
+            R"("value_bytes":0,"hinted":false,"error":"no answer within 500 ms"})");
+  EXPECT_EQ(objects[2],
+            R"({"key":"user:1","partition":3,"node_id":"node-b","home":false,"up":true,)"
+            R"("state":"deleted","version":"1700000000000.3@0000000000000def","expiry_ms":0,)"
+            R"("value_bytes":0,"hinted":true,"error":""})");
+}
+
 TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
   for (const std::vector<std::string>& args : {std::vector<std::string>{},
                                                {"nope"},
@@ -273,7 +377,11 @@ TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
                                                {"get", "a", "b"},
                                                {"put", "k", "v", "--ttl", "x"},
                                                {"--timeout", "-1", "get", "k"},
-                                               {"watch", "--count"}}) {
+                                               {"watch", "--count"},
+                                               {"replicas"},
+                                               {"ring", "--strict"},
+                                               {"get", "k", "--strict"},
+                                               {"--consistency", "x", "put", "k", "v"}}) {
     Ran ran = run(args);
     EXPECT_EQ(ran.code, 2);
     EXPECT_EQ(ran.out, "");

@@ -200,6 +200,10 @@ void Coordinator::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   Op* op = lookup(reply.req, from, purpose, &t);
   if (op == nullptr) return;
   Target& target = op->targets[t];
+  // A version of this node's own that its clock has not reached was made in an earlier life
+  // under a clock that was ahead; one it has reached is a newer write made here since.
+  const bool own_ahead = reply.status.ok() && !reply.applied && reply.current.origin == origin_ &&
+                         reply.current.hlc > hlc_.last() && reply.current > op->record.version;
   if (reply.status.ok()) static_cast<void>(hlc_.observe(reply.current.hlc));
   if (purpose == Purpose::kRepair) {
     target.repair_outstanding = false;
@@ -211,6 +215,9 @@ void Coordinator::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   if (reply.status.ok()) {
     target.ok = true;
     ++op->oks;
+    if (own_ahead && op->kind == OpKind::kWrite) {
+      op->own_newer = std::max(op->own_newer, reply.current);
+    }
   } else {
     ++op->failures;
     if (op->first_error.ok())
@@ -298,7 +305,8 @@ void Coordinator::admit(Op op, MonoTime now) {
         std::move(op),
         Status::overloaded("requests in flight hold " + std::to_string(bytes_) +
                            " bytes, this one " + std::to_string(bytes) + " more, the most is " +
-                           std::to_string(options_.max_request_bytes)));
+                           std::to_string(options_.max_request_bytes) +
+                           " (max-inflight-bytes); retry later"));
   }
   op.id = next_op_++;
   int factor = op.kind == OpKind::kForward  ? kForwardTimeoutFactor
@@ -483,11 +491,13 @@ void Coordinator::fan_out(Op& op, Purpose purpose, MonoTime now) {
       continue;
     }
     if (!target.hint_for.empty()) ++stats_.hints;
-    // The last message takes the record itself, so the value is held once while it waits.
-    store::Record record = t + 1 == op.targets.size() ? std::move(op.record) : op.record;
+    // The last message takes the record itself, so the value is held once while it waits;
+    // a plain write keeps it until answered, should it have to be made again (own_newer).
+    const bool last = t + 1 == op.targets.size() && op.kind != OpKind::kWrite;
+    store::Record record = last ? std::move(op.record) : op.record;
     outbox_.push_back({target.node, WriteRequest{req, std::move(record), target.hint_for}});
   }
-  if (purpose == Purpose::kWrite) {
+  if (purpose == Purpose::kWrite && op.kind != OpKind::kWrite) {
     op.record.value = std::string();
     set_bytes(op, op.key.size());
   }
@@ -606,6 +616,15 @@ void Coordinator::advance_write(Op& op, MonoTime now) {
   if (op.phase != Phase::kWriting) return;
   const size_t unanswered = op.targets.size() - op.oks - op.failures;
   if (op.oks >= op.required) {
+    if (op.kind == OpKind::kWrite && !op.own_newer.is_zero() && !op.restamped) {
+      // A version this node made with a clock that was ahead (before a restart) won: move
+      // the clock past it and write again, once. A newer version from another node is a
+      // newer write, and this one rightly lost to it.
+      hlc_.advance_past(op.own_newer.hlc);
+      op.restamped = true;
+      op.record.version = Version{hlc_.now(), origin_};
+      return fan_out(op, Purpose::kWrite, now);
+    }
     if (op.kind == OpKind::kWrite) {
       return answer_write(op, WriteOutcome{op.record.version, op.record.expiry}, now);
     }

@@ -189,6 +189,11 @@ class Coordinator {
     // Reads: the newest state any replica replied with (nullopt: none yet, or absent).
     std::optional<store::Record> winner;
     uint64_t bytes = 0;  // what the op counts in bytes_
+    // Writes: the newest version a replica kept over this write that this node made itself
+    // (with a clock that was ahead, before a restart); the write is made again once, past
+    // it, instead of answering with a version that lost.
+    Version own_newer;
+    bool restamped = false;
   };
 
   struct Pending {

@@ -77,6 +77,7 @@ struct Conn {
   size_t out_sent = 0;
   size_t slot_bytes = 0;       // bytes of filled slots not yet moved to `out`
   size_t request_bytes = 0;    // bytes of the commands whose slots are not filled yet
+  size_t unanswered = 0;       // slots not filled yet
   uint64_t accounted = 0;      // what this connection adds to the server's total_held_
   uint64_t accounted_own = 0;  // what it adds to the server's total_own_
   bool reading = true;         // EPOLLIN is registered
@@ -260,7 +261,8 @@ class RespServerImpl final : public RespServer {
     // taken, however large (max_command_bytes bounds it), else it could never complete.
     const size_t others = conn.held_all() - conn.parser.memory_bytes();
     const bool conn_full = conn.held_all() >= options_.client_buffer_max_bytes && others > 0;
-    return conn.slots.size() < options_.pipeline_max && !conn_full && !node_full();
+    return conn.slots.size() < options_.pipeline_max &&
+           conn.unanswered < options_.unanswered_max && !conn_full && !node_full();
   }
 
   // Whether the node holds max-inflight-bytes for requests in flight, counting every
@@ -397,6 +399,7 @@ class RespServerImpl final : public RespServer {
 
   uint64_t reserve(Conn& conn) {
     conn.slots.emplace_back();
+    ++conn.unanswered;
     return conn.first_slot + conn.slots.size() - 1;
   }
 
@@ -404,6 +407,7 @@ class RespServerImpl final : public RespServer {
     // Every reply passes here, so every error reply is counted, whoever answered it.
     if (!reply.empty() && reply[0] == '-') ++counters_.error_replies;
     Slot& s = conn.slots[slot - conn.first_slot];
+    if (!s.ready) --conn.unanswered;
     s.ready = true;
     conn.slot_bytes += reply.size();
     s.data = std::move(reply);

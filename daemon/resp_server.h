@@ -66,6 +66,11 @@ struct RespOptions {
   // Replies one connection may have pending before reading from it pauses. Deep enough for
   // redis-benchmark -P 16 and generous pipelines, shallow enough to bound per-client memory.
   size_t pipeline_max = 1024;
+  // Commands one connection may have unanswered before reading from it pauses. A read is
+  // answered when its replicas reply, so the size of its reply is unknown until then: this
+  // bounds what a client that never reads can make the node hold to this many of the
+  // largest values, while a pipeline of 16 (redis-benchmark -P 16) never waits on it.
+  size_t unanswered_max = 32;
   // Bytes one connection may hold (requests read and not yet answered, replies not yet
   // sent) before reading from it pauses: resp-client-buffer-bytes.
   size_t client_buffer_max_bytes = 16 * 1024 * 1024;

@@ -187,6 +187,11 @@ class ServerImpl final : public Server {
     options.transport.endpoint = config_.peer_endpoint;
     options.limits.max_key_bytes = config_.max_key_bytes;
     options.limits.max_value_bytes = config_.max_value_bytes;
+    // A batch holds at least one message of the largest key and value.
+    options.limits.max_batch_bytes = std::max<size_t>(
+        options.limits.max_batch_bytes, config_.max_key_bytes + config_.max_value_bytes +
+                                            cluster::kPeerMessageOverheadBytes +
+                                            cluster::kPeerEnvelopeOverheadBytes);
     options.transport.max_batch_bytes = static_cast<int64_t>(options.limits.max_batch_bytes);
     options.coordinator = config_.coordinator_options();
     options.replica = config_.replica_options();
@@ -328,7 +333,12 @@ class ServerImpl final : public Server {
     loop_.add_turn_hooks({}, [this](MonoTime now) { drive_gossip(now); });
     // Registered last, so it runs first at the end of a turn: the peer messages of the turn
     // go out, one batch per peer, and the replica writes they start join the WakeBatch.
-    loop_.add_turn_hooks({}, [this](MonoTime now) { cluster_->flush(now); });
+    loop_.add_turn_hooks({}, [this](MonoTime now) {
+      cluster_->flush(now);
+      // Requests answered by this node's own replica within the flush (self-addressed
+      // messages are handed over in process) fill RESP replies: send them this turn.
+      if (resp_) resp_->flush_dirty();
+    });
     loop_.add_zmq(cluster_->inbox().handle(), ZMQ_POLLIN,
                   [this](int) { cluster_->on_inbox(clock_.mono_now()); });
     loop_.add_deadline([this] { return cluster_->next_deadline(); },
@@ -449,7 +459,9 @@ class ServerImpl final : public Server {
 
   // Bytes the node holds for client requests in flight: what max-inflight-bytes bounds.
   uint64_t inflight_bytes() const {
-    return cluster_->coordinator().request_bytes() + cluster_->replica().inflight_bytes() +
+    // A replica's writes count twice: the replica holds each until the store answers, and
+    // the store holds its own copy.
+    return cluster_->coordinator().request_bytes() + 2 * cluster_->replica().inflight_bytes() +
            (resp_ ? resp_->held_bytes() : 0);
   }
 
@@ -679,7 +691,8 @@ class ServerImpl final : public Server {
         {"resp_clients_evicted", resp_ ? resp_->counters().clients_evicted : 0},
         {"resp_held_bytes", resp_ ? resp_->held_bytes() : 0},
         {"inflight_bytes", inflight_bytes()},
-        {"requests_shed", counters_.requests_shed},
+        // Refused at the door for max-inflight-bytes, or by the coordinator for its bounds.
+        {"requests_shed", counters_.requests_shed + co.overloaded},
         {"memory_releases", releaser_.releases()},
         {"feed_connections", feed_->connections()},
         {"feed_subscriptions", feed_->subscriptions()},
@@ -1157,7 +1170,7 @@ class ServerImpl final : public Server {
     WallTime wall_now() const override { return server_.clock_.wall_now(); }
     uint64_t inflight_bytes() const override {
       return server_.cluster_->coordinator().request_bytes() +
-             server_.cluster_->replica().inflight_bytes();
+             2 * server_.cluster_->replica().inflight_bytes();
     }
 
    private:

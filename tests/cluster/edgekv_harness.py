@@ -211,6 +211,9 @@ class Daemon:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
+        # The node's id; the name unless a test gives one (e.g. one node id across several
+        # Daemon objects that start copies of one data directory).
+        self.node_id = name
         self.args = list(args)
         self.data_dir = Path(data_dir) if data_dir else self.workdir / f"{name}-data"
         self.config_path = self.workdir / f"{name}.conf"
@@ -293,7 +296,7 @@ class Daemon:
         return [
             EDGEKVD,
             "--config", str(self.config_path),
-            "--node-id", self.name,
+            "--node-id", self.node_id,
             "--data-dir", str(self.data_dir),
             "--client-endpoint", self.client_endpoint,
             "--feed-endpoint", self.feed_endpoint,

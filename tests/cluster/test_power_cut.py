@@ -266,6 +266,8 @@ def run_rounds(daemons, tmp_path, sync, timings) -> list[Loss]:
         image = tmp_path / f"image{round_no}"
         shutil.copytree(data, image)  # everything on disk at the start is durable
         node = daemons.new(f"n{round_no}", args=args, data_dir=data)
+        # The same node after each cut: its id is in the placement table its directory keeps.
+        node.node_id = "powered"
         node.env.update(shim_env(data, image, runtimes))
         node.start()
         if round_no > 0:
@@ -280,7 +282,9 @@ def run_rounds(daemons, tmp_path, sync, timings) -> list[Loss]:
         shutil.copytree(image, data)
         problems = integrity_problems(data, tmp_path / f"check{round_no}")
         assert not problems, f"--sync {sync}, round {round_no}: corrupt after the cut: {problems}"
-    node = daemons.new("final", args=args, data_dir=data).start()
+    node = daemons.new("final", args=args, data_dir=data)
+    node.node_id = "powered"
+    node.start()
     histories, loss = verify(node, histories, cut, sync)
     losses.append(loss)
     assert not error_lines(node), f"recovery after the last cut: {error_lines(node)}"

@@ -8,10 +8,9 @@ import edgekv_harness as h
 from edgekv_harness import describe, kvcli
 
 
-def test_listens_on_client_feed_resp_and_gossip_endpoints(node):
-    # The peer endpoint is only announced for now; nothing listens there yet.
+def test_listens_on_client_feed_resp_gossip_and_peer_endpoints(node):
     assert h.listening_tcp_ports(node.pid) == {node.client_port, node.feed_port, node.resp_port,
-                                               node.gossip_port}
+                                               node.gossip_port, node.peer_port}
 
 
 def test_sigterm_with_resp_clients_connected_exits_0(node):
@@ -50,8 +49,9 @@ def test_empty_resp_endpoint_disables_the_listener(daemons):
                                            h.tcp_endpoint(feed_port)))
     assert "--resp-endpoint" in node.command() and node.resp_endpoint == ""
     node.start()
-    assert h.listening_tcp_ports(node.pid) == {client_port, feed_port, node.gossip_port}, \
-        "edgekvd listens on a port besides its client, feed and gossip endpoints"
+    assert h.listening_tcp_ports(node.pid) == {client_port, feed_port, node.gossip_port,
+                                               node.peer_port}, \
+        "edgekvd listens on a port besides its client, feed, gossip and peer endpoints"
     r = kvcli("put", "k", "v", endpoint=node.client_endpoint)
     assert r.returncode == h.EXIT_OK, describe(r)
     with node.client() as native:

@@ -207,6 +207,7 @@ def test_option_value_that_looks_like_an_option_fails_with_one_line(tmp_path):
 def test_data_dir_in_use_by_another_edgekvd_fails_with_one_line(daemons):
     first = daemons.start("node1")
     second = daemons.new("node2", data_dir=first.data_dir)
+    second.node_id = first.node_id  # the same node, started twice: its placement names it
     rc, stderr = second.run_to_exit()
     _assert_one_line_naming(rc, stderr, str(first.data_dir))
     with first.client() as c:  # the first one is unaffected

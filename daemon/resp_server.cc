@@ -261,8 +261,8 @@ class RespServerImpl final : public RespServer {
     // taken, however large (max_command_bytes bounds it), else it could never complete.
     const size_t others = conn.held_all() - conn.parser.memory_bytes();
     const bool conn_full = conn.held_all() >= options_.client_buffer_max_bytes && others > 0;
-    return conn.slots.size() < options_.pipeline_max &&
-           conn.unanswered < options_.unanswered_max && !conn_full && !node_full();
+    return conn.slots.size() < options_.pipeline_max && conn.unanswered < options_.unanswered_max &&
+           !conn_full && !node_full();
   }
 
   // Whether the node holds max-inflight-bytes for requests in flight, counting every

@@ -70,7 +70,7 @@ struct RespOptions {
   // answered when its replicas reply, so the size of its reply is unknown until then: this
   // bounds what a client that never reads can make the node hold to this many of the
   // largest values, while a pipeline of 16 (redis-benchmark -P 16) never waits on it.
-  size_t unanswered_max = 32;
+  size_t unanswered_max = 16;
   // Bytes one connection may hold (requests read and not yet answered, replies not yet
   // sent) before reading from it pauses: resp-client-buffer-bytes.
   size_t client_buffer_max_bytes = 16 * 1024 * 1024;

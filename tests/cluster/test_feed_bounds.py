@@ -8,6 +8,7 @@ worst GET latency of a client polling the node throughout, and records them (`ti
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -241,8 +242,10 @@ def test_a_subscriber_that_never_reads_is_dropped(daemons, timings):
     assert s["feed_subscribers_dropped"] == 1, s
     assert s["feed_queued_bytes"] == 0, s
     # Writing 1.5 GB through the store costs its own memory (values in flight, the staged
-    # writes, the read cache); what the feed may add is one buffer of 8 MiB.
-    assert growth_mb < 400, f"the daemon's peak memory grew by {growth_mb:.1f} MB"
+    # writes, the read cache); what the feed may add is one buffer of 8 MiB. AddressSanitizer
+    # keeps up to 256 MiB of freed memory in quarantine, which the peak counts too.
+    bound_mb = 400 + (256 if os.environ.get("EDGEKV_SANITIZE") else 0)
+    assert growth_mb < bound_mb, f"the daemon's peak memory grew by {growth_mb:.1f} MB"
     slow.close()
 
 

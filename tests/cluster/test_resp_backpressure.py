@@ -167,9 +167,10 @@ def test_reply_memory_of_a_non_reading_client_is_bounded(node):
         assert all(g == value for g in got)
         h.wait_for(lambda: native.stats()["resp_connections_paused"] == 0, 10,
                    "the node to resume reading the connection")
-    # AddressSanitizer holds freed memory in quarantine, which raises the peak by itself;
-    # without the bound the growth was about 330 MiB in a plain build.
-    bound_mib = 200 if os.environ.get("EDGEKV_SANITIZE") else 96
+    # AddressSanitizer holds up to 256 MiB of freed memory in quarantine, which raises the
+    # peak by itself (each reply is copied on its way from the replica through the
+    # coordinator); without the bound the growth was about 330 MiB in a plain build.
+    bound_mib = 96 + (256 if os.environ.get("EDGEKV_SANITIZE") else 0)
     assert grown_mib < bound_mib, (f"the node's peak memory grew by {grown_mib:.0f} MiB for "
                                    f"{count} unread replies of 1 MiB (client bound 16 MiB)")
 

@@ -62,16 +62,15 @@ def zmq_load_counted(node: h.Daemon, count: int, size: int) -> dict[str, int]:
         return codes
 
 
-def settle_rss(node: h.Daemon, seconds: float) -> int:
-    """The least VmRSS seen over `seconds` once no write is in flight."""
+def settle_rss(node: h.Daemon, releases_before: int) -> int:
+    """VmRSS once the load is over and the node has handed freed memory back: no byte in
+    flight, and a memory release (malloc_trim, run once the node is idle) since the load
+    began."""
     with node.client() as c:
-        h.wait_for(lambda: c.stats()["writes_in_flight"] == 0, 300, "writes to finish")
-    least = h.process_memory_kib(node.pid)["VmRSS"]
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        threading.Event().wait(0.1)  # the sampling period of a measurement, not a wait
-        least = min(least, h.process_memory_kib(node.pid)["VmRSS"])
-    return least
+        h.wait_for(lambda: (s := c.stats())["inflight_bytes"] == 0 and
+                   s["memory_releases"] > releases_before, 300,
+                   "the load to finish and its memory to be released")
+    return h.process_memory_kib(node.pid)["VmRSS"]
 
 
 def run(name: str, args: list[str], load) -> None:
@@ -88,11 +87,13 @@ def run(name: str, args: list[str], load) -> None:
         drainer.start()
         try:
             base = h.process_memory_kib(node.pid)["VmRSS"]
+            with node.client() as c:
+                releases_before = c.stats()["memory_releases"]
             start = time.monotonic()
             extra = load(node)
             took = time.monotonic() - start
             peak = h.process_memory_kib(node.pid)["VmHWM"]
-            after = settle_rss(node, 3.0)
+            after = settle_rss(node, releases_before)
             print(f"{name:6} baseline {mib(base):7.1f} MiB  peak {mib(peak):7.1f} MiB  "
                   f"after {mib(after):7.1f} MiB  ({took:.1f} s){'  ' + str(extra) if extra else ''}",
                   flush=True)

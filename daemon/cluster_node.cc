@@ -236,7 +236,6 @@ bool ClusterNode::handle_inspection_reply(const cluster::NodeId& from, cluster::
   if (!r.status.ok() || r.record.has_value()) return true;  // a duplicate
   r.status = reply.status;
   r.record = std::move(reply.record);
-  if (r.status.ok() && !r.record.has_value()) r.status = Status::ok_status();
   if (--p.waiting == 0) finish_inspection(it->first);
   return true;
 }

@@ -19,11 +19,6 @@
 
 namespace edgekv::daemon {
 
-struct StoreWriteDone {
-  uint64_t token = 0;  // identifies the pending request
-  Result<store::ApplyResult> result = Status::internal("unset");
-};
-
 struct StoreSweepDone {
   Result<std::vector<store::ChangeEvent>> result = Status::internal("unset");
 };
@@ -34,7 +29,7 @@ struct PostedWork {
   std::function<void()> work;
 };
 
-using Completion = std::variant<StoreWriteDone, StoreSweepDone, PostedWork>;
+using Completion = std::variant<StoreSweepDone, PostedWork>;
 
 class CompletionQueue {
  public:

@@ -459,10 +459,7 @@ class ServerImpl final : public Server {
 
   // Bytes the node holds for client requests in flight: what max-inflight-bytes bounds.
   uint64_t inflight_bytes() const {
-    // A replica's writes count twice: the replica holds each until the store answers, and
-    // the store holds its own copy.
-    return cluster_->coordinator().request_bytes() + 2 * cluster_->replica().inflight_bytes() +
-           (resp_ ? resp_->held_bytes() : 0);
+    return keyspace_->inflight_bytes() + (resp_ ? resp_->held_bytes() : 0);
   }
 
   // A write arriving while the node holds max-inflight-bytes is answered OVERLOADED at once
@@ -1168,6 +1165,8 @@ class ServerImpl final : public Server {
                                              server_.clock_.mono_now(), std::move(done));
     }
     WallTime wall_now() const override { return server_.clock_.wall_now(); }
+    // The coordinator's requests, and the replica side's writes twice: the replica holds
+    // each until the store answers, and the store holds its own copy.
     uint64_t inflight_bytes() const override {
       return server_.cluster_->coordinator().request_bytes() +
              2 * server_.cluster_->replica().inflight_bytes();

@@ -713,6 +713,34 @@ class ClusterView:
         self.clients.clear()
 
 
+def ring(client: NativeClient) -> "pb.RingResponse":
+    """The node's placement table (the `ring` request)."""
+    req = client.new_request()
+    req.ring.SetInParent()
+    resp = client.call(req)
+    assert resp.code == pb.OK, resp.message
+    return resp.ring
+
+
+def wait_agreed(view: ClusterView, nodes: Sequence[Daemon], timeout: float = 30.0):
+    """Waits until every node is alive in every node's view and all hold one placement
+    listing all of them; returns that placement."""
+    names = sorted(n.name for n in nodes)
+
+    def agreed():
+        states = view.states(nodes)
+        for n in nodes:
+            if any(states.get(n.name, {}).get(m) != "alive" for m in names):
+                return None
+        rings = [ring(view.client(n)) for n in nodes]
+        if any(list(r.members) != names for r in rings):
+            return None
+        if len({(r.epoch, r.digest) for r in rings}) != 1:
+            return None
+        return rings[0]
+    return wait_for(agreed, timeout, "membership and placement agreed", interval=0.05)
+
+
 # ---------------------------------------------------------------------------- kvcli
 
 def kvcli_env(extra: Optional[dict] = None) -> dict:

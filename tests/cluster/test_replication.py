@@ -30,38 +30,12 @@ def start_cluster(daemons, size: int = SIZE, extra=()) -> list[h.Daemon]:
     return nodes
 
 
-def ring(client: h.NativeClient) -> "pb.RingResponse":
-    req = client.new_request()
-    req.ring.SetInParent()
-    resp = client.call(req)
-    assert resp.code == pb.OK, resp.message
-    return resp.ring
-
-
 def replicas(client: h.NativeClient, key: bytes) -> "pb.ReplicasResponse":
     req = client.new_request()
     req.replicas.key = key
     resp = client.call(req)
     assert resp.code == pb.OK, resp.message
     return resp.replicas
-
-
-def wait_agreed(view: h.ClusterView, nodes: list[h.Daemon], timeout: float = 30.0):
-    """Every node is alive in every node's view and all hold one placement listing all."""
-    names = sorted(n.name for n in nodes)
-
-    def agreed():
-        states = view.states(nodes)
-        for n in nodes:
-            if any(states.get(n.name, {}).get(m) != "alive" for m in names):
-                return None
-        rings = [ring(view.client(n)) for n in nodes]
-        if any(list(r.members) != names for r in rings):
-            return None
-        if len({(r.epoch, r.digest) for r in rings}) != 1:
-            return None
-        return rings[0]
-    return h.wait_for(agreed, timeout, "membership and placement agreed", interval=0.05)
 
 
 def home_of(table: "pb.RingResponse", key: bytes, client: h.NativeClient) -> list[str]:
@@ -109,7 +83,7 @@ def wait_dead_everywhere(view, observers, member: str, timeout: float = 30.0):
 def cluster(daemons):
     nodes = start_cluster(daemons)
     view = h.ClusterView(nodes)
-    table = wait_agreed(view, nodes)
+    table = h.wait_agreed(view, nodes)
     yield nodes, view, table
     view.close()
 

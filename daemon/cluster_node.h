@@ -47,7 +47,7 @@ namespace edgekv::daemon {
 struct ClusterNodeOptions {
   std::string node_id;
   std::string cluster_name;
-  uint32_t partitions = 64;         // the store's Q
+  uint32_t partitions = 512;        // the store's Q
   uint32_t replication_factor = 3;  // N
   // Where the placement table is kept between runs (in the data directory).
   std::filesystem::path placement_file;

@@ -419,7 +419,7 @@ constexpr OptionSpec kOptions[] = {
      "libraries work: tcp://HOST:PORT. Requests take the same path as on client-endpoint, "
      "with the same limits. Empty disables it.",
      set_resp_endpoint, true},
-    {"partitions", "64",
+    {"partitions", "512",
      "Number of partitions the keys are spread over, each with its own change log and "
      "sequence numbers: a power of two from 1 to 65536. It is recorded when the data "
      "directory is created; the daemon refuses to open that directory with another value. "

@@ -35,7 +35,7 @@ struct Config {
   std::string client_endpoint = "tcp://127.0.0.1:7400";
   std::string feed_endpoint = "tcp://127.0.0.1:7403";
   std::string resp_endpoint = "tcp://127.0.0.1:7379";  // empty: no RESP listener
-  uint32_t partitions = 64;
+  uint32_t partitions = 512;
   store::SyncMode sync = store::SyncMode::kNormal;
   size_t max_key_bytes = 1024;
   size_t max_value_bytes = 4 * 1024 * 1024;

@@ -585,7 +585,7 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"client-endpoint", "tcp://127.0.0.1:7400"},
       {"feed-endpoint", "tcp://127.0.0.1:7403"},
       {"resp-endpoint", "tcp://127.0.0.1:7379"},
-      {"partitions", "64"},
+      {"partitions", "512"},
       {"sync", "normal"},
       {"max-key-bytes", "1024"},
       {"max-value-bytes", "4194304"},

@@ -17,13 +17,14 @@ WriteReply write_failed(uint64_t req, Status status) {
 
 struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
   Impl(NodeId self_in, store::Store& store_in, ReplicaOptions options_in, Post post_in,
-       ObserveVersion observe_in, ChangeHook hook_in)
+       ObserveVersion observe_in, ChangeHook hook_in, ReadStored read_in)
       : self(std::move(self_in)),
         store(store_in),
         options(options_in),
         post(std::move(post_in)),
         observe_version(std::move(observe_in)),
-        change_hook(std::move(hook_in)) {}
+        change_hook(std::move(hook_in)),
+        read_stored(std::move(read_in)) {}
 
   // What a write in flight needs when its completion comes back.
   struct Pending {
@@ -118,7 +119,8 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
       reply(from, ReadReply{request.req, status, std::nullopt});
     };
     std::optional<store::Record> record;
-    Result<store::Record> stored = store.read(request.key, now);
+    Result<store::Record> stored =
+        read_stored ? read_stored(request.key, now) : store.read(request.key, now);
     if (stored.ok()) {
       record = std::move(*stored);
     } else if (stored.status().code() != Code::kNotFound) {
@@ -144,6 +146,7 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
   const Post post;
   const ObserveVersion observe_version;
   const ChangeHook change_hook;
+  const ReadStored read_stored;
 
   std::vector<PeerOutgoing> outbox;
   size_t inflight_writes = 0;
@@ -152,9 +155,10 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
 };
 
 Replica::Replica(NodeId self, store::Store& store, ReplicaOptions options, Post post,
-                 ObserveVersion observe_version, ChangeHook change_hook)
+                 ObserveVersion observe_version, ChangeHook change_hook, ReadStored read_stored)
     : impl_(std::make_shared<Impl>(std::move(self), store, options, std::move(post),
-                                   std::move(observe_version), std::move(change_hook))) {
+                                   std::move(observe_version), std::move(change_hook),
+                                   std::move(read_stored))) {
   EDGEKV_ASSERT(impl_->post && impl_->observe_version);
 }
 

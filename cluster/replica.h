@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "cluster/change_hook.h"
@@ -71,6 +72,9 @@ class Replica {
   // old), so it tells nothing of its origin's clock; a coordinator's write, hint or not,
   // carries a version it has just made.
   using ObserveVersion = std::function<Status(const Version& version, bool relayed)>;
+  // Reads a key's stored state as Store::read does; the daemon answers from its read cache
+  // where it can (daemon/applied.h). Empty: the store's own read.
+  using ReadStored = std::function<Result<store::Record>(std::string_view key, WallTime now)>;
 
   struct Counters {
     uint64_t writes = 0;            // WriteRequests received
@@ -84,7 +88,7 @@ class Replica {
   };
 
   Replica(NodeId self, store::Store& store, ReplicaOptions options, Post post,
-          ObserveVersion observe_version, ChangeHook change_hook);
+          ObserveVersion observe_version, ChangeHook change_hook, ReadStored read_stored = {});
   ~Replica();
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;

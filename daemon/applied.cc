@@ -13,6 +13,7 @@ cluster::ChangeHook AppliedChanges::hook() {
 }
 
 void AppliedChanges::apply(ChangeEvent event, cluster::ChangeSource source) {
+  // The source matters to the feed only: the cache treats every change alike.
   feed_(event, source);
   store::Record record;
   record.key = std::move(event.key);
@@ -28,21 +29,28 @@ void AppliedChanges::apply(ChangeEvent event, cluster::ChangeSource source) {
       record.expiry = event.expiry;
       break;
   }
-  const bool may_add =
-      source == cluster::ChangeSource::kCoordinated && event.op != ChangeOp::kExpire;
-  cache_.put_if_newer(std::move(record),
-                      may_add ? ReadCache::Absent::kAdd : ReadCache::Absent::kSkip);
+  cache_.update(std::move(record));
 }
 
-void AppliedChanges::on_read(std::string_view key, const Result<store::Record>& found) {
+Result<store::Record> AppliedChanges::read(store::Store& store, std::string_view key,
+                                           WallTime now) {
+  store::Record record;
+  switch (cache_.get(key, now, &record)) {
+    case ReadCache::Lookup::kFound: return record;
+    case ReadCache::Lookup::kAbsent: return Status::not_found("no record of the key");
+    case ReadCache::Lookup::kMiss: break;
+  }
+  Result<store::Record> found = store.read(key, now);
   if (found.ok()) {
     cache_.put(*found);
   } else if (found.status().code() == Code::kNotFound) {
+    // No row: cached as a tombstone without a version, which any change replaces.
     store::Record absent;
     absent.key = std::string(key);
     absent.tombstone = true;
     cache_.put(std::move(absent));
   }
+  return found;
 }
 
 }  // namespace edgekv::daemon

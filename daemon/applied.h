@@ -4,8 +4,9 @@
 // that hook() returns (cluster/change_hook.h). For each change it keeps the read cache
 // exact and hands the event to the change feed, once.
 //
-// What it owns: the ReadCache in front of the store. The request path reads through it
-// (lookup, on_read) and nothing else writes to it, so no source can leave a stale copy.
+// What it owns: the ReadCache in front of the store. Every read of this node's own data
+// (the replica side's, for the coordinators, this node's included) goes through read(),
+// which fills the cache at a miss; the changes keep it exact; nothing else writes to it.
 //
 // Exactness, given how changes arrive: the store applies a change only when its version is
 // newer than the stored one, and one writer thread per database file reports its commits in
@@ -14,12 +15,10 @@
 //    a later write of its key;
 //  - a read of the store can see a commit before that commit's change arrives here.
 // So the cache never takes a change older than the copy it holds (at equal versions an
-// expiry's tombstone beats the live record it ended); an expiry only marks a cached key
-// absent, never adds one; and a change from another source than the request path only
-// updates a key already cached, never adds one, since a newer copy of that key may have
-// been read, cached and evicted before the change arrived. A write coordinated here adds
-// its key: the request path keeps the key busy from submit to commit, so no read of it
-// comes in between.
+// expiry's tombstone beats the live record it ended), and a change only updates a key
+// already cached, never adds one: a newer copy of that key may have been read, cached and
+// evicted before the change arrived, and a coordinator may have several writes of one key
+// in flight. Keys enter the cache through reads only.
 //
 // Thread-safety: none; the network thread.
 #pragma once
@@ -51,13 +50,10 @@ class AppliedChanges {
   // apply(), as a ChangeHook for the replica side. `this` must outlive it.
   cluster::ChangeHook hook();
 
-  // The cached state of `key` (ReadCache::get).
-  ReadCache::Lookup lookup(std::string_view key, WallTime now, store::Record* out) {
-    return cache_.get(key, now, out);
-  }
-  // What a read of the store at a cache miss found: the record, or NOT_FOUND (cached as
-  // absent); other errors cache nothing.
-  void on_read(std::string_view key, const Result<store::Record>& found);
+  // store.read(key, now) (Store::read: the stored state, tombstones included) answered
+  // from the cache where it holds the key; a miss reads the store and caches what it found
+  // (a record, a tombstone, or no row); a store error caches nothing.
+  Result<store::Record> read(store::Store& store, std::string_view key, WallTime now);
   // The key's stored state is not known here (a write failed, or lost to a newer one
   // whose change has not arrived): drop the cached copy.
   void forget(std::string_view key) { cache_.erase(key); }

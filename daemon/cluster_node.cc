@@ -88,7 +88,7 @@ ClusterNode::~ClusterNode() = default;
 Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
     zmq::context_t& context, ClusterNodeOptions options, const Clock& clock, HybridClock& hlc,
     cluster::ClockGuard& guard, store::Store& store, Post post, cluster::ChangeHook change_hook,
-    uint64_t seed) {
+    uint64_t seed, cluster::Replica::ReadStored read_stored) {
   EDGEKV_RETURN_IF_ERROR(options.limits.check());
   std::unique_ptr<ClusterNode> node(new ClusterNode(std::move(options), clock, hlc));
   const ClusterNodeOptions& o = node->options_;
@@ -136,7 +136,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
         return guard.observe(version, relayed ? cluster::ClockGuard::Stamp::kRelayed
                                               : cluster::ClockGuard::Stamp::kFresh);
       },
-      std::move(change_hook));
+      std::move(change_hook), std::move(read_stored));
   return node;
 }
 

@@ -77,11 +77,13 @@ class ClusterNode {
   // does not exist; this node joins itself when the keeper starts). UNAVAILABLE naming
   // peer-endpoint when the bind fails; FAILED_PRECONDITION naming both values when the
   // file's table has another partition count or replication factor than configured.
+  // `read_stored`: how the replica side reads its store (empty: Store::read).
   static Result<std::unique_ptr<ClusterNode>> open(zmq::context_t& context,
                                                    ClusterNodeOptions options, const Clock& clock,
                                                    HybridClock& hlc, cluster::ClockGuard& guard,
                                                    store::Store& store, Post post,
-                                                   cluster::ChangeHook change_hook, uint64_t seed);
+                                                   cluster::ChangeHook change_hook, uint64_t seed,
+                                                   cluster::Replica::ReadStored read_stored = {});
   ~ClusterNode();
   ClusterNode(const ClusterNode&) = delete;
   ClusterNode& operator=(const ClusterNode&) = delete;

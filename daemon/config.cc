@@ -456,7 +456,8 @@ constexpr OptionSpec kOptions[] = {
      "so 1000 keeps that pause short; a larger backlog is cleared by the following sweeps.",
      set_integer<&Config::ttl_sweep_batch_max, 1, 1000000>, false},
     {"read-cache-bytes", "67108864",
-     "Memory for the cache of recently read and written records in front of the store "
+     "Memory for the cache of recently read records in front of the store, kept up to date "
+     "by every write "
      "(0..64 GiB; 0 disables it). A read of a cached key costs a hash lookup instead of a "
      "database read; the cache always holds the committed state, so it changes speed, "
      "never answers. 64 MiB holds the hot set of most edge workloads.",

@@ -15,9 +15,26 @@ ReadCache::Lookup ReadCache::get(std::string_view key, WallTime now, store::Reco
   }
   ++hits_;
   lru_.splice(lru_.begin(), lru_, it->second);
-  const store::Record& r = *it->second;
-  if (r.tombstone || (r.expiry.ms != 0 && r.expiry <= now)) return Lookup::kAbsent;
-  *out = r;
+  return report(*it->second, now, out);
+}
+
+ReadCache::Lookup ReadCache::peek(std::string_view key, WallTime now, store::Record* out) const {
+  auto it = index_.find(key);
+  return it == index_.end() ? Lookup::kMiss : report(*it->second, now, out);
+}
+
+ReadCache::Lookup ReadCache::report(const store::Record& cached, WallTime now, store::Record* out) {
+  // Only a read that found no row caches a tombstone without a version.
+  if (cached.tombstone && cached.version == Version{}) return Lookup::kAbsent;
+  out->key = cached.key;
+  out->version = cached.version;
+  out->expiry = cached.expiry;
+  out->tombstone = cached.tombstone || (cached.expiry.ms != 0 && cached.expiry <= now);
+  if (out->tombstone) {
+    out->value.clear();
+  } else {
+    out->value = cached.value;
+  }
   return Lookup::kFound;
 }
 
@@ -47,15 +64,12 @@ void ReadCache::put(store::Record record) {
   evict_to(capacity_bytes_);
 }
 
-void ReadCache::put_if_newer(store::Record record, Absent absent) {
+void ReadCache::update(store::Record record) {
   auto it = index_.find(record.key);
-  if (it == index_.end()) {
-    if (absent == Absent::kSkip) return;
-  } else {
-    const store::Record& cached = *it->second;
-    if (cached.version > record.version) return;
-    if (cached.version == record.version && cached.tombstone && !record.tombstone) return;
-  }
+  if (it == index_.end()) return;
+  const store::Record& cached = *it->second;
+  if (cached.version > record.version) return;
+  if (cached.version == record.version && cached.tombstone && !record.tombstone) return;
   put(std::move(record));
 }
 

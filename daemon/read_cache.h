@@ -29,18 +29,20 @@ class ReadCache {
   explicit ReadCache(size_t capacity_bytes) : capacity_bytes_(capacity_bytes) {}
 
   enum class Lookup { kMiss, kFound, kAbsent };
-  // kFound fills `out`; kAbsent: the key is known to have no live value at `now`.
+  // The key's stored state as Store::read reports it: kFound fills `out` with the live
+  // record, or the tombstone (a delete's, or the one an expiry at `now` leaves: value
+  // empty, version and expiry kept); kAbsent: the store is known to hold no row of it.
   Lookup get(std::string_view key, WallTime now, store::Record* out);
+  // get() without counting or touching the recency order, for inspection.
+  Lookup peek(std::string_view key, WallTime now, store::Record* out) const;
   // Remembers `record` (a tombstone remembers the key as absent). Taken by value: a caller
   // done with its record moves it in, and a key already cached is updated in place, so a
   // write of a hot key costs one lookup and no allocation.
   void put(store::Record record);
-  // What put_if_newer does with a key that is not cached.
-  enum class Absent { kAdd, kSkip };
-  // Remembers `record` as put() does, unless the cached copy of its key is newer: a greater
+  // Replaces the cached copy of `record`'s key, unless that copy is newer: a greater
   // version, or the same version as a tombstone where `record` is live (an expiry keeps the
-  // version of the record it ended). A key not cached is added or skipped as `absent` says.
-  void put_if_newer(store::Record record, Absent absent);
+  // version of the record it ended). A key not cached stays out.
+  void update(store::Record record);
   void erase(std::string_view key);
 
   size_t bytes() const { return bytes_; }
@@ -52,6 +54,7 @@ class ReadCache {
   using Lru = std::list<store::Record>;  // front: most recently used
   using Index = std::unordered_map<std::string_view, Lru::iterator>;
   static size_t charge(const store::Record& r);
+  static Lookup report(const store::Record& cached, WallTime now, store::Record* out);
   void erase(Index::iterator it);
   void evict_to(size_t limit);
 

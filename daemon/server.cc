@@ -202,7 +202,8 @@ class ServerImpl final : public Server {
         [queue = &completions_](std::function<void()> work) {
           queue->push(PostedWork{std::move(work)});
         },
-        applied_->hook(), seed);
+        applied_->hook(), seed,
+        [this](std::string_view key, WallTime now) { return applied_->read(*store_, key, now); });
     if (!node.ok()) return node.status();
     cluster_ = std::move(node).value();
     keyspace_ = std::make_unique<CoordinatorKeyspace>(*this);

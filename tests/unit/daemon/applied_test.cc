@@ -66,26 +66,19 @@ class AppliedChangesTest : public ::testing::Test {
     return result->event;
   }
 
-  // A read as the request path makes it: the cache, else the store (filling the cache).
+  // A read as the replica side makes it: the cache, else the store (filling the cache).
   Result<store::Record> read(AppliedChanges& applied, const std::string& key) {
-    store::Record out;
-    switch (applied.lookup(key, clock_.wall_now(), &out)) {
-      case ReadCache::Lookup::kFound: return out;
-      case ReadCache::Lookup::kAbsent: return Status::not_found("absent");
-      case ReadCache::Lookup::kMiss: break;
-    }
-    Result<store::Record> found = store_->get(key, clock_.wall_now());
-    applied.on_read(key, found);
-    return found;
+    return applied.read(*store_, key, clock_.wall_now());
   }
 
-  // The cached state of `key`, if any, is the store's.
+  // The cached state of `key`, if any, is the store's (Store::read's: tombstones and the
+  // tombstones expiries leave included).
   void expect_cache_matches_store(AppliedChanges& applied, const std::string& key,
                                   const std::string& when) {
     store::Record cached;
-    ReadCache::Lookup lookup = applied.lookup(key, clock_.wall_now(), &cached);
+    ReadCache::Lookup lookup = applied.cache().peek(key, clock_.wall_now(), &cached);
     if (lookup == ReadCache::Lookup::kMiss) return;
-    Result<store::Record> stored = store_->get(key, clock_.wall_now());
+    Result<store::Record> stored = store_->read(key, clock_.wall_now());
     if (lookup == ReadCache::Lookup::kAbsent) {
       EXPECT_FALSE(stored.ok()) << when << ": cached absent, stored " << stored->value << " "
                                 << stored->version.to_string();
@@ -96,6 +89,7 @@ class AppliedChangesTest : public ::testing::Test {
     EXPECT_EQ(cached.value, stored->value) << when;
     EXPECT_EQ(cached.version, stored->version) << when;
     EXPECT_EQ(cached.expiry, stored->expiry) << when;
+    EXPECT_EQ(cached.tombstone, stored->tombstone) << when;
   }
 
   store::Record put(const std::string& key, const std::string& value, Version version,
@@ -140,6 +134,7 @@ TEST_F(AppliedChangesTest, AnExpiryReportedAfterALaterWriteLeavesTheWriteCached)
       write(put("k", "short", Version{HybridClock::pack(now, 0), 1}, now + 10));
   ASSERT_TRUE(ttl);
   applied->apply(*ttl, ChangeSource::kCoordinated);
+  ASSERT_EQ(read(*applied, "k")->value, "short");  // now cached
   clock_.advance(std::chrono::milliseconds(10));
   auto swept = store_->sweep_sync(clock_.wall_now(), 100);
   ASSERT_TRUE(swept.ok());
@@ -151,30 +146,58 @@ TEST_F(AppliedChangesTest, AnExpiryReportedAfterALaterWriteLeavesTheWriteCached)
   applied->apply(*again, ChangeSource::kCoordinated);
   applied->apply((*swept)[0], ChangeSource::kExpiry);
   Result<store::Record> got = read(*applied, "k");
-  ASSERT_TRUE(got.ok()) << "the late expiry hid a live key";
+  ASSERT_TRUE(got.ok() && !got->tombstone) << "the late expiry hid a live key";
   EXPECT_EQ(got->value, "back");
   EXPECT_EQ(std::get<ChangeOp>(fed_.back()), ChangeOp::kExpire);  // fed all the same
 }
 
-TEST_F(AppliedChangesTest, AnExpiryOfTheCachedVersionMarksItAbsent) {
+TEST_F(AppliedChangesTest, AnExpiryOfTheCachedVersionLeavesItsTombstone) {
   auto applied = make(1 << 20);
   const int64_t now = clock_.wall_now().ms;
-  std::optional<ChangeEvent> ttl =
-      write(put("k", "v", Version{HybridClock::pack(now, 0), 1}, now + 10));
+  const Version version{HybridClock::pack(now, 0), 1};
+  std::optional<ChangeEvent> ttl = write(put("k", "v", version, now + 10));
   ASSERT_TRUE(ttl);
   applied->apply(*ttl, ChangeSource::kCoordinated);
+  ASSERT_EQ(read(*applied, "k")->value, "v");  // now cached
   clock_.advance(std::chrono::milliseconds(10));
   auto swept = store_->sweep_sync(clock_.wall_now(), 100);
   ASSERT_TRUE(swept.ok() && swept->size() == 1u);
   applied->apply((*swept)[0], ChangeSource::kExpiry);
-  // Absent whatever the time the cache is asked at, as the store answers.
-  store::Record out;
-  EXPECT_EQ(applied->lookup("k", WallTime{now}, &out), ReadCache::Lookup::kAbsent);
+  // The expiry's tombstone, with the version and expiry of the record it ended, whatever
+  // the time the cache is asked at, as the store answers.
+  const uint64_t hits = applied->cache().hits();
+  Result<store::Record> got = applied->read(*store_, "k", WallTime{now});
+  EXPECT_EQ(applied->cache().hits(), hits + 1) << "answered from the store, not the cache";
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_TRUE(got->tombstone);
+  EXPECT_EQ(got->version, version);
+  EXPECT_EQ(got->expiry.ms, now + 10);
+  EXPECT_TRUE(got->value.empty());
+}
+
+TEST_F(AppliedChangesTest, AChangeToAKeyNotCachedLeavesItOut) {
+  auto applied = make(1 << 20);
+  const int64_t now = clock_.wall_now().ms;
+  std::optional<ChangeEvent> first = write(put("k", "one", Version{HybridClock::pack(now, 1), 1}));
+  ASSERT_TRUE(first);
+  applied->apply(*first, ChangeSource::kCoordinated);
+  EXPECT_EQ(applied->cache().entries(), 0u);
+  // A read caches it; a missing key is cached as absent, and a change then takes its place.
+  EXPECT_EQ(read(*applied, "k")->value, "one");
+  EXPECT_EQ(read(*applied, "gone").status().code(), Code::kNotFound);
+  EXPECT_EQ(applied->cache().entries(), 2u);
+  std::optional<ChangeEvent> later =
+      write(put("gone", "back", Version{HybridClock::pack(now, 2), 1}));
+  ASSERT_TRUE(later);
+  applied->apply(*later, ChangeSource::kReplica);
+  const uint64_t hits = applied->cache().hits();
+  EXPECT_EQ(read(*applied, "gone")->value, "back");
+  EXPECT_EQ(applied->cache().hits(), hits + 1);
 }
 
 // Changes from every source, committed in random order and arriving later, in the orders
 // the daemon can see them: one key's writes in commit order, the sweep's expiries whenever
-// its sweep is done, reads at any time but of a key whose coordinated write is in flight.
+// its sweep is done, reads at any time.
 // After each step the cache must hold the store's state of every key with nothing in
 // flight; a read never returns a version older than one returned before; and every
 // applied change is fed exactly once.
@@ -195,7 +218,6 @@ TEST_P(AppliedChangesRandomTest, CacheFollowsTheStoreAndEveryChangeIsFedOnce) {
   };
   std::map<std::string, std::deque<Pending>> writes;  // per key, in commit order
   std::vector<ChangeEvent> sweep_events;              // a sweep done, not yet reported
-  std::set<std::string> busy;                         // a coordinated write in flight
   std::map<std::string, Version> last_read;           // newest version a read returned
   std::vector<FedChange> expected;
   uint32_t logical = 0;
@@ -208,7 +230,6 @@ TEST_P(AppliedChangesRandomTest, CacheFollowsTheStoreAndEveryChangeIsFedOnce) {
     if (action < 40) {
       // A write from some source, sometimes older than what is stored (then ignored).
       const bool coordinated = rng.chance(0.4);
-      if (coordinated && busy.count(key) != 0) continue;
       const ChangeSource source =
           coordinated ? ChangeSource::kCoordinated : kOthers[rng.uniform(4)];
       const int64_t now = clock_.wall_now().ms;
@@ -224,7 +245,6 @@ TEST_P(AppliedChangesRandomTest, CacheFollowsTheStoreAndEveryChangeIsFedOnce) {
       if (std::optional<ChangeEvent> event = write(std::move(record))) {
         expected.push_back(fed(*event, source));
         writes[key].push_back({std::move(*event), source});
-        if (coordinated) busy.insert(key);
       }
     } else if (action < 65) {
       // The oldest change of a key arrives.
@@ -232,10 +252,8 @@ TEST_P(AppliedChangesRandomTest, CacheFollowsTheStoreAndEveryChangeIsFedOnce) {
       if (it == writes.end() || it->second.empty()) continue;
       Pending next = std::move(it->second.front());
       it->second.pop_front();
-      if (next.source == ChangeSource::kCoordinated) busy.erase(key);
       applied->apply(std::move(next.event), next.source);
     } else if (action < 85) {
-      if (busy.count(key) != 0) continue;  // the request path holds reads behind the write
       Result<store::Record> got = read(*applied, key);
       if (got.ok()) {
         auto [it, fresh] = last_read.try_emplace(key, got->version);

@@ -121,12 +121,19 @@ constexpr CommandSpec kCommands[] = {
             "Prints the cluster membership as the node knows it from gossip, itself "
             "included (marked *): one line per member with its node id, datacenter, state "
             "(alive, suspect, dead or left), incarnation, how long it has been in that "
-            "state, and its client, peer, feed and gossip endpoints ('-' when it has none). "
-            "A suspect member failed a probe and is declared dead unless it refutes the "
-            "suspicion in time; dead and departed members are listed until they are "
-            "forgotten (gossip-reap-after-ms). With --json prints one object per member per "
-            "line, with cluster_name, node_id, datacenter, state, incarnation, state_age_ms, "
-            "the four endpoints and self.",
+            "state, its clock, and its client, peer, feed and gossip endpoints ('-' when it "
+            "has none). A suspect member failed a probe and is declared dead unless it "
+            "refutes the suspicion in time; dead and departed members are listed until they "
+            "are forgotten (gossip-reap-after-ms). The clock is how far ahead (+) or behind "
+            "(-) of the node's wall clock the last version the member stamped was when it "
+            "arrived, so its clock offset less the message's delay ('-' until the node "
+            "received a write the member coordinated; for the node itself, how far its own "
+            "versions run ahead), then '(R of C refused)' when R of the C versions of the "
+            "member the node checked were more than max-clock-offset-ms ahead and refused. "
+            "With --json prints one object per member per line, with cluster_name, node_id, "
+            "datacenter, state, incarnation, state_age_ms, the four endpoints, self, "
+            "clock_known (false: clock_offset_ms means nothing), clock_offset_ms, "
+            "clock_versions_checked and clock_versions_refused.",
     },
     {
         .id = CommandId::kRing,

@@ -392,16 +392,39 @@ std::string cluster_size_text(const client::NodeStatus& status) {
   return out;
 }
 
+namespace {
+
+// Signed, so that a clock behind reads apart from one ahead; a bare '-' is an unknown
+// offset, which is not the same as 0. In milliseconds up to a minute, since the offset is
+// read against max-clock-offset-ms (500 by default); beyond, as a duration.
+std::string member_clock_text(const client::MemberInfo& m) {
+  std::string out = "-";
+  if (m.clock_known) {
+    const int64_t offset = m.clock_offset_ms;
+    const uint64_t magnitude =
+        offset < 0 ? uint64_t{0} - static_cast<uint64_t>(offset) : static_cast<uint64_t>(offset);
+    out = offset > 0 ? "+" : offset < 0 ? "-" : "";
+    out += magnitude < 60'000 ? std::to_string(magnitude) + " ms" : format_duration_ms(magnitude);
+  }
+  if (m.clock_versions_refused > 0) {
+    out += " (" + std::to_string(m.clock_versions_refused) + " of " +
+           std::to_string(m.clock_versions_checked) + " refused)";
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string members_text(const client::Members& members) {
   std::vector<std::vector<std::string>> rows;
   rows.reserve(members.members.size() + 1);
-  rows.push_back(
-      {"NODE", "DATACENTER", "STATE", "INCARNATION", "SINCE", "CLIENT", "PEER", "FEED", "GOSSIP"});
+  rows.push_back({"NODE", "DATACENTER", "STATE", "INCARNATION", "SINCE", "CLOCK", "CLIENT", "PEER",
+                  "FEED", "GOSSIP"});
   for (const client::MemberInfo& m : members.members) {
     rows.push_back({one_line(m.node_id) + (m.self ? " *" : ""), or_dash(m.datacenter),
                     std::string(client::member_state_name(m.state)), std::to_string(m.incarnation),
-                    format_duration_ms(m.state_age_ms), or_dash(m.client_endpoint),
-                    or_dash(m.peer_endpoint), or_dash(m.feed_endpoint),
+                    format_duration_ms(m.state_age_ms), member_clock_text(m),
+                    or_dash(m.client_endpoint), or_dash(m.peer_endpoint), or_dash(m.feed_endpoint),
                     or_dash(m.gossip_endpoint)});
   }
   return aligned_columns(rows);
@@ -421,7 +444,11 @@ std::string members_json(const client::Members& members) {
         .text("peer_endpoint", m.peer_endpoint)
         .text("feed_endpoint", m.feed_endpoint)
         .text("gossip_endpoint", m.gossip_endpoint)
-        .boolean("self", m.self);
+        .boolean("self", m.self)
+        .boolean("clock_known", m.clock_known)
+        .number("clock_offset_ms", m.clock_offset_ms)
+        .unsigned_number("clock_versions_checked", m.clock_versions_checked)
+        .unsigned_number("clock_versions_refused", m.clock_versions_refused);
     out += json.str() + "\n";
   }
   return out;

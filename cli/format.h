@@ -71,8 +71,10 @@ std::string status_json(const client::NodeStatus& status);
 std::string cluster_size_text(const client::NodeStatus& status);
 // "lan: protocol period 1000 ms, probe timeout 500 ms, suspicion x4 (up to x6), reap ..."
 std::string gossip_timing_text(const client::NodeStatus& status);
-// A table, a header line and one line per member (the answering node marked " *"); JSON:
-// one object per member per line.
+// A table, a header line and one line per member (the answering node marked " *"; CLOCK:
+// "+12 ms", "-3 ms", "+1h 0m 0s" past a minute, or "-" when unknown, then
+// " (R of C refused)" when the node refused any of the member's versions); JSON: one
+// object per member per line.
 std::string members_text(const client::Members& members);
 std::string members_json(const client::Members& members);
 // A header line "partitions Q  replication N  epoch E  digest HHHHHHHHHHHHHHHH", the

@@ -115,6 +115,15 @@ struct MemberInfo {
   std::string gossip_endpoint;
   uint64_t state_age_ms = 0;  // how long ago the node saw the member enter its state
   bool self = false;          // the member is the node that answered
+  // The member's clock as the node sees it: the physical part of the last version the
+  // member stamped just before sending it, minus the node's wall clock when it arrived,
+  // so its clock offset less the message's delay (negative: behind). Holds only when
+  // clock_known, false for a member none of whose writes reached the node (and from nodes
+  // older than these fields).
+  bool clock_known = false;
+  int64_t clock_offset_ms = 0;
+  uint64_t clock_versions_checked = 0;  // the member's versions the node checked
+  uint64_t clock_versions_refused = 0;  // of those, beyond the node's max-clock-offset-ms
 };
 
 // What `members` reports: the node's view of the cluster, itself included.

@@ -209,6 +209,10 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         info.gossip_endpoint = std::move(*m.mutable_gossip_endpoint());
         info.state_age_ms = m.state_age_ms();
         info.self = m.self();
+        info.clock_known = m.clock_known();
+        info.clock_offset_ms = m.clock_offset_ms();
+        info.clock_versions_checked = m.clock_versions_checked();
+        info.clock_versions_refused = m.clock_versions_refused();
         members.members.push_back(std::move(info));
       }
       completion->reply = std::move(members);

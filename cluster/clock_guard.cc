@@ -16,7 +16,10 @@ Status ClockGuard::observe(const Version& version, Stamp stamp) {
   }
   if (origin != nullptr) {
     ++origin->observed;
-    if (stamp == Stamp::kFresh) origin->offset_ms = hlc_.offset_ms(version.hlc);
+    if (stamp == Stamp::kFresh) {
+      origin->offset_ms = hlc_.offset_ms(version.hlc);
+      origin->offset_known = true;
+    }
   }
   Status folded = hlc_.observe(version.hlc);
   if (folded.ok()) return folded;

@@ -31,9 +31,12 @@ namespace edgekv::cluster {
 // What this node last saw of one origin's clock.
 struct OriginClock {
   // The physical part of the last version stamped just before it was sent, minus this
-  // node's wall clock when it arrived: the origin's clock offset plus the message's delay
+  // node's wall clock when it arrived: the origin's clock offset less the message's delay
   // (negative: behind). 0 until such a version was seen.
   int64_t offset_ms = 0;
+  // A freshly stamped version was seen, so offset_ms holds: an origin known only from
+  // relayed versions has no offset to show, and a true 0 is not "never seen".
+  bool offset_known = false;
   uint64_t observed = 0;  // versions of this origin checked
   uint64_t rejected = 0;  // of those, refused for being beyond the bound
 };

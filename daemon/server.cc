@@ -650,6 +650,15 @@ class ServerImpl final : public Server {
       auto age = std::chrono::duration_cast<milliseconds>(now - member.since).count();
       out->set_state_age_ms(age > 0 ? static_cast<uint64_t>(age) : 0);
       out->set_self(member.info.id == config_.node_id);
+      // Versions carry the xxh3 of their writer's node id, so that is where the guard
+      // filed what it saw of this member's clock.
+      const auto& origins = clock_guard_.origins();
+      if (auto seen = origins.find(origin_of(member.info.id)); seen != origins.end()) {
+        out->set_clock_known(seen->second.offset_known);
+        out->set_clock_offset_ms(seen->second.offset_ms);
+        out->set_clock_versions_checked(seen->second.observed);
+        out->set_clock_versions_refused(seen->second.rejected);
+      }
     }
     send_reply(to, resp);
   }

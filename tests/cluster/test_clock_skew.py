@@ -1,7 +1,14 @@
 """A data directory written by a node whose clock was ahead (the stored versions are in
 this node's future): new writes must still win, as the client expects, and the node's
-clock moves past the stored versions (server.cc, on_write_done's single retry)."""
+clock moves past the stored versions (the coordinator's single re-stamp).
 
+A node whose clock runs ahead, seen by its peers: such a node (made by the same data
+directory, its clock moved an hour ahead by the re-stamp) writes through a peer that
+accepts clocks a day ahead and one that keeps the default bound; `kvcli members` through
+each shows the node's offset, and through the second the versions it refused."""
+
+import json
+import re
 import sqlite3
 import time
 
@@ -9,6 +16,7 @@ import edgekv_harness as h
 from edgekv_harness import pb
 
 HOUR_MS = 3600 * 1000
+PRESET = ["--gossip-preset", "local", "--partitions", "4"]
 
 
 def _hlc(physical_ms: int, logical: int = 0) -> int:
@@ -66,3 +74,121 @@ def test_writes_win_over_versions_from_a_clock_that_was_ahead(daemons):
         assert resp.put.version.hlc > stored.hlc
         assert c.get(b"untouched").get.value == b"old untouched"
         assert c.stats()["errors"] == 0
+
+
+# ---------------------------------------------------------------------------- per member
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000  # as the daemon reads it: whole ms, no float rounding
+
+
+def _members(node) -> dict:
+    """`kvcli members --json` through `node`: node id -> member object."""
+    r = h.kvcli("members", "--json", endpoint=node.client_endpoint)
+    assert r.returncode == h.EXIT_OK, h.describe(r)
+    return {m["node_id"]: m for m in map(json.loads, r.stdout.splitlines())}
+
+
+def _clock_cell(node, member_id: str) -> str:
+    """The CLOCK column of `member_id`'s row in `kvcli members` through `node`."""
+    r = h.kvcli("members", endpoint=node.client_endpoint)
+    assert r.returncode == h.EXIT_OK, h.describe(r)
+    header, *rows = r.stdout.decode().splitlines()
+    row = next(line for line in rows if line.split()[0] == member_id)
+    return row[header.index("CLOCK"):header.index("CLIENT")].rstrip()
+
+
+def _assert_offset(member: dict, physical_ms: int, sent_ms: int, seen_ms: int) -> None:
+    """A node shows the physical part of the member's version minus its own wall clock
+    when the version arrived, which was after `sent_ms` (before the write was sent) and
+    before `seen_ms` (once the node showed it): the member's offset less the delay. Both
+    bounds are read from the clock every process here shares."""
+    assert member["clock_known"], member
+    low, high = physical_ms - seen_ms, physical_ms - sent_ms
+    assert low <= member["clock_offset_ms"] <= high, (member, low, high)
+
+
+def _clock_ahead_node(daemons) -> tuple[h.Daemon, int]:
+    """A node whose clock runs an hour ahead: its data written as by a clock an hour ahead,
+    then one write after a restart, which moves its clock past that version of its own.
+    Alone, so that the write's single re-stamp is certain. Returns it and the hour's
+    physical part."""
+    node = daemons.new("node1", args=PRESET).start()
+    with node.client() as c:
+        assert c.put(b"ahead", b"old").code == pb.OK
+    assert node.stop() == 0
+    future_ms = _wall_ms() + HOUR_MS
+    _move_versions_to_the_future(node.data_dir, [b"ahead"], future_ms)
+    node.start()
+    with node.client() as c:
+        resp = c.put(b"ahead", b"new")
+        assert resp.code == pb.OK, (h.code_name(resp.code), resp.message)
+        assert resp.put.version.hlc >> 16 == future_ms, "the clock did not move past it"
+    return node, future_ms
+
+
+def test_members_show_each_peers_clock_offset_and_the_versions_refused(daemons):
+    fast, future_ms = _clock_ahead_node(daemons)
+    # `lenient` takes versions up to a day ahead (the widest bound); `strict` keeps 500 ms.
+    lenient = daemons.new("node2", args=[*PRESET, "--max-clock-offset-ms", "86400000",
+                                         "--seeds", fast.gossip_endpoint]).start()
+    strict = daemons.new("node3", args=[*PRESET, "--seeds", fast.gossip_endpoint]).start()
+    nodes = [fast, lenient, strict]
+    view = h.ClusterView(nodes)
+    try:
+        h.wait_agreed(view, nodes)
+    finally:
+        view.close()
+
+    # Nothing stamped by `fast` has reached `lenient` yet: its clock is unknown, not 0.
+    seen = _members(lenient)["node1"]
+    assert (seen["clock_known"], seen["clock_versions_checked"]) == (False, 0), seen
+    assert _clock_cell(lenient, "node1") == "-"
+
+    # Every partition's home replicas are the three nodes, so a write through `fast` goes to
+    # all: `fast` takes its own version, `lenient` takes it too (the two make QUORUM),
+    # `strict` refuses it.
+    sent_ms = _wall_ms()
+    with fast.client() as c:
+        resp = c.put(b"skewed", b"v")
+    assert resp.code == pb.OK, (h.code_name(resp.code), resp.message)
+    physical_ms = resp.put.version.hlc >> 16
+    assert physical_ms == future_ms
+
+    def refused_at_strict():
+        member = _members(strict)["node1"]
+        return member if member["clock_versions_refused"] >= 1 else None
+    at_strict = h.wait_for(refused_at_strict, 10, "node3 to refuse node1's version")
+    seen_ms = _wall_ms()
+    at_lenient = _members(lenient)["node1"]
+    _assert_offset(at_lenient, physical_ms, sent_ms, seen_ms)
+    assert (at_lenient["clock_versions_checked"], at_lenient["clock_versions_refused"]) == (1, 0)
+    _assert_offset(at_strict, physical_ms, sent_ms, seen_ms)
+    assert at_strict["clock_versions_checked"] == at_strict["clock_versions_refused"] == 1
+    with strict.client() as c:
+        assert c.stats()["clock_offset_rejected"] == 1
+    # The node's own entry: how far its own versions run ahead of its wall clock.
+    _assert_offset(_members(fast)["node1"], physical_ms, sent_ms, seen_ms)
+
+    # The text: the offset as a duration (about an hour less the seconds since the data
+    # directory was rewritten), and how many of the member's versions were refused.
+    cell = _clock_cell(strict, "node1")
+    assert re.fullmatch(r"\+5\dm \d+s \(1 of 1 refused\)", cell), cell
+
+    # A clock that is not ahead: `strict` did not take `fast`'s version, so its versions
+    # follow its wall clock, and `lenient` shows it within the delay of 0.
+    sent_ms = _wall_ms()
+    with strict.client() as c:
+        resp = c.put(b"on-time", b"v")
+    assert resp.code == pb.OK, (h.code_name(resp.code), resp.message)
+    physical_ms = resp.put.version.hlc >> 16
+
+    def checked_at_lenient():  # QUORUM may have been `strict` and `fast`
+        member = _members(lenient)["node3"]
+        return member if member["clock_versions_checked"] >= 1 else None
+    at_lenient = h.wait_for(checked_at_lenient, 10, "node2 to check node3's version")
+    seen_ms = _wall_ms()
+    assert sent_ms <= physical_ms <= seen_ms
+    _assert_offset(at_lenient, physical_ms, sent_ms, seen_ms)
+    assert at_lenient["clock_versions_refused"] == 0

@@ -505,6 +505,35 @@ TEST(ClientTest, RingDecodes) {
   EXPECT_EQ(ring->table[2].home, (std::vector<std::string>{"node-c", "node-a"}));
 }
 
+TEST(ClientTest, MembersDecodeWithTheirClocks) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Client client(options_for(server.endpoint()));
+  Result<Members> members = client.members();
+  ASSERT_TRUE(members.ok()) << members.status().to_string();
+  EXPECT_EQ(members->cluster_name, "edgekv");
+  ASSERT_EQ(members->members.size(), 2u);
+  const MemberInfo& a = members->members[0];
+  EXPECT_EQ(a.node_id, "node-a");
+  EXPECT_EQ(a.state, MemberState::kAlive);
+  EXPECT_TRUE(a.self);
+  // A known offset of 0 stays apart from an unknown one.
+  EXPECT_TRUE(a.clock_known);
+  EXPECT_EQ(a.clock_offset_ms, 0);
+  EXPECT_EQ(a.clock_versions_checked, 40u);
+  EXPECT_EQ(a.clock_versions_refused, 0u);
+  const MemberInfo& b = members->members[1];
+  EXPECT_EQ(b.node_id, "node-b");
+  EXPECT_EQ(b.state, MemberState::kDead);
+  EXPECT_EQ(b.incarnation, 12u);
+  EXPECT_EQ(b.gossip_endpoint, "tcp://10.0.0.2:7402");
+  EXPECT_EQ(b.state_age_ms, 500u);
+  EXPECT_TRUE(b.clock_known);
+  EXPECT_EQ(b.clock_offset_ms, -1'250);
+  EXPECT_EQ(b.clock_versions_checked, 9u);
+  EXPECT_EQ(b.clock_versions_refused, 2u);
+}
+
 TEST(ClientTest, ReplicasSendsTheKeyAndDecodesEveryField) {
   MemoryNode node;
   FakeServer server(node.handler());

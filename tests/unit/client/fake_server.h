@@ -214,6 +214,8 @@ class MemoryNode {
         a->set_gossip_endpoint("tcp://10.0.0.1:7402");
         a->set_state_age_ms(61'000);
         a->set_self(true);
+        a->set_clock_known(true);
+        a->set_clock_versions_checked(40);
         pb::Member* b = out->add_members();
         b->set_node_id("node-b");
         b->set_datacenter("dc2");
@@ -221,6 +223,10 @@ class MemoryNode {
         b->set_incarnation(12);
         b->set_gossip_endpoint("tcp://10.0.0.2:7402");
         b->set_state_age_ms(500);
+        b->set_clock_known(true);
+        b->set_clock_offset_ms(-1'250);
+        b->set_clock_versions_checked(9);
+        b->set_clock_versions_refused(2);
         break;
       }
       case pb::Request::kChangesSince: {  // positions only: one partition at seq 7

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -196,6 +197,9 @@ TEST(KvcliFormatTest, Members) {
   a.feed_endpoint = "tcp://10.0.0.1:7403";
   a.gossip_endpoint = "tcp://10.0.0.1:7402";
   a.self = true;
+  a.clock_known = true;
+  a.clock_offset_ms = 0;  // shown as 0, not as unknown
+  a.clock_versions_checked = 7;
   client::MemberInfo b;
   b.node_id = "node-b\n";
   b.datacenter = "dc2";
@@ -205,27 +209,62 @@ TEST(KvcliFormatTest, Members) {
   b.gossip_endpoint = "tcp://10.0.0.2:7402";
   members.members = {a, b};
   EXPECT_EQ(members_text(members),
-            "NODE      DATACENTER  STATE    INCARNATION    SINCE  CLIENT               "
+            "NODE      DATACENTER  STATE    INCARNATION    SINCE  CLOCK  CLIENT               "
             "PEER                 FEED                 GOSSIP\n"
-            "a *       dc1         alive    1700000000000  1m 1s  tcp://10.0.0.1:7400  "
+            "a *       dc1         alive    1700000000000  1m 1s  0 ms   tcp://10.0.0.1:7400  "
             "tcp://10.0.0.1:7401  tcp://10.0.0.1:7403  tcp://10.0.0.1:7402\n"
-            "node-b\\n  dc2         suspect  3              20 ms  -                    "
+            "node-b\\n  dc2         suspect  3              20 ms  -      -                    "
             "-                    -                    tcp://10.0.0.2:7402\n");
   EXPECT_EQ(members_json(members),
             R"({"cluster_name":"edgekv","node_id":"a","datacenter":"dc1","state":"alive",)"
             R"("incarnation":1700000000000,"state_age_ms":61000,)"
             R"("client_endpoint":"tcp://10.0.0.1:7400","peer_endpoint":"tcp://10.0.0.1:7401",)"
             R"("feed_endpoint":"tcp://10.0.0.1:7403","gossip_endpoint":"tcp://10.0.0.1:7402",)"
-            R"("self":true})"
+            R"("self":true,"clock_known":true,"clock_offset_ms":0,"clock_versions_checked":7,)"
+            R"("clock_versions_refused":0})"
             "\n"
             R"({"cluster_name":"edgekv","node_id":"node-b\n","datacenter":"dc2",)"
             R"("state":"suspect","incarnation":3,"state_age_ms":20,"client_endpoint":"",)"
             R"("peer_endpoint":"","feed_endpoint":"","gossip_endpoint":"tcp://10.0.0.2:7402",)"
-            R"("self":false})"
+            R"("self":false,"clock_known":false,"clock_offset_ms":0,"clock_versions_checked":0,)"
+            R"("clock_versions_refused":0})"
             "\n");
   EXPECT_EQ(members_text(client::Members{}),
-            "NODE  DATACENTER  STATE  INCARNATION  SINCE  CLIENT  PEER  FEED  GOSSIP\n");
+            "NODE  DATACENTER  STATE  INCARNATION  SINCE  CLOCK  CLIENT  PEER  FEED  GOSSIP\n");
   EXPECT_EQ(members_json(client::Members{}), "");
+}
+
+// The CLOCK column, one member at a time: the sign tells ahead from behind, offsets over
+// a minute read as durations, refusals are counted beside the offset (or beside '-' when the member
+// was seen only through versions it did not stamp just then).
+TEST(KvcliFormatTest, MemberClock) {
+  auto clock_cell = [](bool known, int64_t offset_ms, uint64_t checked, uint64_t refused) {
+    client::Members members;
+    client::MemberInfo m;
+    m.node_id = "n";
+    m.clock_known = known;
+    m.clock_offset_ms = offset_ms;
+    m.clock_versions_checked = checked;
+    m.clock_versions_refused = refused;
+    members.members = {m};
+    const std::string text = members_text(members);
+    const std::string row = text.substr(text.find('\n') + 1);
+    const size_t start = text.find("CLOCK");
+    const size_t end = text.find("CLIENT");
+    std::string cell = row.substr(start, end - start);
+    while (!cell.empty() && cell.back() == ' ') cell.pop_back();
+    return cell;
+  };
+  EXPECT_EQ(clock_cell(true, 12, 3, 0), "+12 ms");
+  EXPECT_EQ(clock_cell(true, -3, 3, 0), "-3 ms");
+  EXPECT_EQ(clock_cell(true, 0, 1, 0), "0 ms");
+  EXPECT_EQ(clock_cell(false, 0, 0, 0), "-");
+  EXPECT_EQ(clock_cell(true, 3'600'250, 5, 2), "+1h 0m 0s (2 of 5 refused)");
+  EXPECT_EQ(clock_cell(true, -1'250, 1, 0), "-1250 ms");
+  EXPECT_EQ(clock_cell(true, 59'999, 1, 0), "+59999 ms");
+  EXPECT_EQ(clock_cell(true, -90'000, 1, 0), "-1m 30s");
+  EXPECT_EQ(clock_cell(false, 0, 4, 4), "- (4 of 4 refused)");
+  EXPECT_EQ(clock_cell(true, INT64_MIN, 1, 0).substr(0, 2), "-1");  // no overflow
 }
 
 TEST(KvcliFormatTest, Ring) {

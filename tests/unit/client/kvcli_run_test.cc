@@ -205,12 +205,18 @@ TEST(KvcliRunTest, MembersAndTheClusterInStatus) {
   EXPECT_NE(lines[1].find(" alive "), std::string::npos) << lines[1];
   EXPECT_NE(lines[2].find(" dead "), std::string::npos) << lines[2];
   EXPECT_NE(lines[2].find(" 12 "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[1].find(" 0 ms "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find(" -1250 ms (2 of 9 refused) "), std::string::npos) << lines[2];
 
   Ran json = run({"--endpoint", server.endpoint(), "members", "--json"});
   EXPECT_EQ(json.code, 0) << json.err;
   lines = lines_of(json.out);
   ASSERT_EQ(lines.size(), 2u) << json.out;
   EXPECT_NE(lines[1].find(R"("node_id":"node-b","datacenter":"dc2","state":"dead")"),
+            std::string::npos)
+      << lines[1];
+  EXPECT_NE(lines[1].find(R"("clock_known":true,"clock_offset_ms":-1250,)"
+                          R"("clock_versions_checked":9,"clock_versions_refused":2})"),
             std::string::npos)
       << lines[1];
 

@@ -37,6 +37,7 @@ TEST_F(ClockGuardTest, AVersionWithinTheBoundIsFoldedInAndItsOffsetRemembered) {
   ASSERT_EQ(guard_.origins().count(fast_), 1u);
   const OriginClock& seen = guard_.origins().at(fast_);
   EXPECT_EQ(seen.offset_ms, kBoundMs);
+  EXPECT_TRUE(seen.offset_known);
   EXPECT_EQ(seen.observed, 1u);
   EXPECT_EQ(seen.rejected, 0u);
   EXPECT_EQ(guard_.counters().clock_offset_rejected, 0u);
@@ -84,6 +85,14 @@ TEST_F(ClockGuardTest, ARelayedVersionIsCheckedButTellsNothingOfItsOriginsClock)
   // A relayed version from the future is refused all the same.
   EXPECT_FALSE(guard_.observe(stamped(10'000, slow_), ClockGuard::Stamp::kRelayed).ok());
   EXPECT_EQ(guard_.origins().at(slow_).rejected, 1u);
+
+  // An origin known only from relayed versions has no offset to show, not an offset of 0.
+  ASSERT_TRUE(guard_.observe(stamped(-60'000, fast_), ClockGuard::Stamp::kRelayed).ok());
+  EXPECT_FALSE(guard_.origins().at(fast_).offset_known);
+  EXPECT_EQ(guard_.origins().at(fast_).observed, 1u);
+  ASSERT_TRUE(guard_.observe(stamped(0, fast_), ClockGuard::Stamp::kFresh).ok());
+  EXPECT_TRUE(guard_.origins().at(fast_).offset_known);
+  EXPECT_EQ(guard_.origins().at(fast_).offset_ms, 0);
 }
 
 TEST_F(ClockGuardTest, OriginsRememberedAreBoundedAndForgettable) {

@@ -26,6 +26,12 @@ constexpr std::chrono::milliseconds kCheckInterval{100};
 // (8192 pages), so that a disk this close to full never holds WAL it could not copy back.
 constexpr uint64_t kLowSpaceBytes = uint64_t{4} * 8192 * 4096;
 
+// What a full disk leaves of the reserve (at most a quarter of it): the room the next
+// start needs to open its databases at all, their shared-memory index files (32 KiB each)
+// and first WAL frames included, once deletes and expiry have used the rest. Store::open
+// gives it back before it opens the files.
+constexpr uint64_t kRestartRoomBytes = uint64_t{1} << 20;
+
 // Bytes the file system holding `dir` has available to this process; 0 when unknown.
 uint64_t available_bytes(const std::string& dir) {
   struct statvfs fs {};
@@ -54,14 +60,14 @@ void DiskGuard::enter_full(const std::string& file, const Status& cause) {
   eager_.store(true, std::memory_order_relaxed);
   full_events_.fetch_add(1, std::memory_order_relaxed);
   const uint64_t released = reserve_held();
-  release_reserve_locked();
+  keep_restart_room_locked();
   probe_delay_ = Clock::duration::zero();
   next_probe_ = Clock::now();
   EDGEKV_LOG(kError) << "store: " << file << ": the disk holding " << dir_ << " is full ("
                      << cause.message() << "); refusing writes that add data, deleting and "
                      << "expiring keys still works"
-                     << (released > 0 ? "; gave back the " + std::to_string(released) +
-                                            "-byte reserve for them"
+                     << (released > 0 ? "; gave back " + std::to_string(released - reserve_held()) +
+                                            " bytes of the reserve for them"
                                       : std::string("; no reserve was held"));
 }
 
@@ -116,6 +122,18 @@ void DiskGuard::release_reserve_locked() {
                          << std::strerror(errno);
   }
   reserve_held_.store(0, std::memory_order_relaxed);
+}
+
+void DiskGuard::keep_restart_room_locked() {
+  const uint64_t keep = std::min(reserve_held(), std::min(reserve_bytes_ / 4, kRestartRoomBytes));
+  if (keep == 0) return release_reserve_locked();
+  // Shrinking an allocated file gives the blocks past its new end back at once.
+  if (::truncate(path_.c_str(), static_cast<off_t>(keep)) != 0) {
+    EDGEKV_LOG(kWarning) << "store: cannot shrink " << path_.string() << ": "
+                         << std::strerror(errno);
+    return release_reserve_locked();
+  }
+  reserve_held_.store(keep, std::memory_order_relaxed);
 }
 
 void DiskGuard::maintain(bool now_please) {

@@ -8,8 +8,10 @@
 //   every commit and staged writes apply at once, so that a full disk finds little WAL or
 //   staging that still needs room;
 // - when a commit fails because the disk is full, makes the store "full": the reserve goes
-//   back to the file system, and writes that add data (puts) are refused with an IO_ERROR
-//   naming the full disk, while deletes and expiry sweeps go on in the room the reserve
+//   back to the file system but for a tail kept for the next start (at most 1 MiB, a quarter
+//   of the reserve), which Store::open gives back before it opens its files, so that a node
+//   stopped on a full disk can start again; and writes that add data (puts) are refused with an
+//   IO_ERROR naming the full disk, while deletes and expiry sweeps go on in the room the reserve
 //   left, each commit followed by a checkpoint that truncates the WAL;
 // - once the data files' free pages (left by deletes and expiry; SQLite reuses them) and
 //   the free space add up to twice the reserve, lets one group of puts through per probe
@@ -77,6 +79,7 @@ class DiskGuard {
   using Clock = std::chrono::steady_clock;
   bool take_reserve_locked();
   void release_reserve_locked();
+  void keep_restart_room_locked();
 
   const std::filesystem::path path_;  // the reserve file
   const std::string dir_;

@@ -8,7 +8,10 @@
 namespace edgekv::client {
 namespace {
 
-constexpr std::string_view kCursorHeader = "edgekv-feed-cursor 1";
+constexpr std::string_view kCursorHeader = "edgekv-feed-cursor 2";
+// The first format: positions only.
+constexpr std::string_view kCursorHeaderV1 = "edgekv-feed-cursor 1";
+constexpr std::string_view kMarksLine = "marks";
 
 // What one remembered key costs beyond its bytes: the map and set nodes, the mark, and the
 // key held twice (the map and the ordered set), rounded up.
@@ -27,6 +30,46 @@ bool parse_u64(std::string_view text, uint64_t* out) {
   if (text.empty()) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
   return ec == std::errc() && end == text.data() + text.size();
+}
+
+std::string to_hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * bytes.size());
+  for (unsigned char b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+  return out;
+}
+
+bool from_hex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2 != 0) return false;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = digit(hex[i]);
+    const int lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi << 4 | lo));
+  }
+  return true;
+}
+
+// Splits `line` at single spaces.
+std::vector<std::string_view> fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    size_t space = line.find(' ', start);
+    out.push_back(line.substr(start, space - start));
+    if (space == std::string_view::npos) return out;
+    start = space + 1;
+  }
 }
 
 }  // namespace
@@ -64,6 +107,30 @@ bool FeedDeduplicator::admit(const ChangeEvent& event) {
   ++counters_.delivered;
   forget_old();
   return true;
+}
+
+std::vector<std::pair<std::string, ChangeMark>> FeedDeduplicator::newest(size_t max) const {
+  std::vector<std::pair<std::string, ChangeMark>> out;
+  for (auto it = by_mark_.rbegin(); it != by_mark_.rend() && out.size() < max; ++it) {
+    out.emplace_back(it->second, it->first);
+  }
+  return out;
+}
+
+void FeedDeduplicator::remember(std::string key, ChangeMark mark) {
+  if (mark <= low_water_) return;
+  auto it = last_.find(key);
+  if (it != last_.end()) {
+    if (mark <= it->second) return;
+    by_mark_.erase({it->second, key});
+    it->second = mark;
+  } else {
+    bytes_ += entry_bytes(key);
+    it = last_.emplace(key, mark).first;
+  }
+  by_mark_.emplace(mark, std::move(key));
+  newest_ms_ = std::max(newest_ms_, HybridClock::physical_ms(mark.version.hlc));
+  forget_old();
 }
 
 void FeedDeduplicator::forget_old() {
@@ -171,6 +238,14 @@ std::string FeedCursor::serialize() const {
       out += node + ' ' + std::to_string(partition) + ' ' + std::to_string(seq) + '\n';
     }
   }
+  if (!marks_.empty()) {
+    out += kMarksLine;
+    out += '\n';
+    for (const auto& [key, mark] : marks_) {
+      out += to_hex(key) + ' ' + std::to_string(mark.version.hlc) + ' ' +
+             std::to_string(mark.version.origin) + ' ' + std::to_string(mark.rank) + '\n';
+    }
+  }
   return out;
 }
 
@@ -178,6 +253,8 @@ Result<FeedCursor> FeedCursor::parse(std::string_view text) {
   FeedCursor cursor;
   size_t line_no = 0;
   bool header = false;
+  bool v1 = false;
+  bool in_marks = false;
   while (!text.empty()) {
     size_t nl = text.find('\n');
     std::string_view line = text.substr(0, nl);
@@ -188,14 +265,35 @@ Result<FeedCursor> FeedCursor::parse(std::string_view text) {
                                       std::string(why));
     };
     if (!header) {
-      if (line != kCursorHeader) {
+      if (line != kCursorHeader && line != kCursorHeaderV1) {
         return bad("expected '" + std::string(kCursorHeader) +
                    "', not a cursor this library wrote");
       }
       header = true;
+      v1 = line == kCursorHeaderV1;
       continue;
     }
     if (line.empty()) continue;
+    if (!v1 && !in_marks && line == kMarksLine) {
+      in_marks = true;
+      continue;
+    }
+    if (in_marks) {
+      std::vector<std::string_view> f = fields(line);
+      std::string key;
+      uint64_t hlc = 0;
+      uint64_t origin = 0;
+      uint64_t rank = 0;
+      if (f.size() != 4) return bad("expected 'HEX-KEY HLC ORIGIN RANK'");
+      if (f[0].empty() || !from_hex(f[0], &key)) return bad("key is not lowercase hex");
+      if (!parse_u64(f[1], &hlc) || !parse_u64(f[2], &origin)) {
+        return bad("version is not two 64-bit numbers");
+      }
+      if (!parse_u64(f[3], &rank) || rank > 2) return bad("rank is not 0, 1 or 2");
+      cursor.marks_.emplace_back(std::move(key),
+                                 ChangeMark{Version{hlc, origin}, static_cast<uint8_t>(rank)});
+      continue;
+    }
     size_t s1 = line.find(' ');
     size_t s2 = s1 == std::string_view::npos ? s1 : line.find(' ', s1 + 1);
     if (s2 == std::string_view::npos) return bad("expected 'NODE PARTITION SEQ'");

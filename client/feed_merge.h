@@ -63,6 +63,13 @@ class FeedDeduplicator {
   // true: deliver `event` (it is remembered as its key's newest); false: skip it.
   bool admit(const ChangeEvent& event);
 
+  // The `max` keys delivered with the newest marks, newest first: what a saved cursor
+  // carries so that a resumed subscription does not deliver them again.
+  std::vector<std::pair<std::string, ChangeMark>> newest(size_t max) const;
+  // Remembers `key` as delivered at `mark` (a resumed cursor's), unless it is remembered
+  // newer; counted nowhere. The bounds apply as for admitted changes.
+  void remember(std::string key, ChangeMark mark);
+
   const DedupCounters& counters() const { return counters_; }
   uint64_t remembered_bytes() const { return bytes_; }
   size_t remembered_keys() const { return last_.size(); }
@@ -121,8 +128,18 @@ class FeedCursor {
   // For changes_since: each known partition of the node and the first seq wanted.
   std::vector<std::pair<uint32_t, uint64_t>> from_seqs(std::string_view node_id) const;
 
-  // Text, one "node partition seq" line per entry after a header line; parse() takes what
-  // serialize() writes and refuses anything else, naming the line.
+  // The de-duplicator's newest keys, saved with the cursor (FeedDeduplicator::newest): a
+  // change delivered from one replica whose copy from another was not yet read when the
+  // cursor was saved is then not delivered again after a resume.
+  void set_marks(std::vector<std::pair<std::string, ChangeMark>> marks) {
+    marks_ = std::move(marks);
+  }
+  const std::vector<std::pair<std::string, ChangeMark>>& marks() const { return marks_; }
+
+  // Text: a header line, one "node partition seq" line per entry, then, when there are
+  // marks, a line "marks" and one "HEX-KEY HLC ORIGIN RANK" line per mark. parse() takes
+  // what serialize() writes (and the first format, without marks) and refuses anything
+  // else, naming the line.
   std::string serialize() const;
   static Result<FeedCursor> parse(std::string_view text);
 
@@ -130,6 +147,7 @@ class FeedCursor {
 
  private:
   std::map<std::string, std::map<uint32_t, uint64_t>, std::less<>> nodes_;
+  std::vector<std::pair<std::string, ChangeMark>> marks_;
 };
 
 }  // namespace edgekv::client

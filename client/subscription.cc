@@ -27,6 +27,11 @@ constexpr int kSettleMs = 500;
 // every call, so one node down does not stall the others' events behind request timeouts.
 constexpr int kRetryMs = 1000;
 
+// Keys of the de-duplicator a saved cursor carries, newest first (FeedCursor::set_marks):
+// the changes delivered last, whose copies from other replicas may still be unread when
+// the cursor is saved. Bounded so a cursor stays small (at most ~2 MiB of 1 KiB keys).
+constexpr size_t kCursorMarks = 1000;
+
 }  // namespace
 
 // One node of the cluster mode: its feed socket and monitor, and its read-back state.
@@ -117,6 +122,8 @@ struct Subscription::Impl {
       cursor_ = std::move(parsed).value();
     }
     dedup_ = FeedDeduplicator(options_.dedup);
+    for (const auto& [key, mark] : cursor_.marks()) dedup_.remember(key, mark);
+    cursor_.set_marks({});
     seed_ = make_client(options_.client_endpoint);
     Status refreshed = refresh_members();
     if (!refreshed.ok()) {
@@ -370,7 +377,10 @@ Result<ChangeEvent> Subscription::next(int timeout_ms) { return impl_->next(time
 const SubscriptionOptions& Subscription::options() const { return impl_->options_; }
 
 std::string Subscription::cursor() const {
-  return impl_->options_.client_endpoint.empty() ? std::string() : impl_->cursor_.serialize();
+  if (impl_->options_.client_endpoint.empty()) return {};
+  FeedCursor saved = impl_->cursor_;
+  saved.set_marks(impl_->dedup_.newest(kCursorMarks));
+  return saved.serialize();
 }
 
 SubscriptionCounters Subscription::counters() const {

@@ -100,8 +100,9 @@ class Subscription {
 
   // The cluster mode's cursor as text, for SubscriptionOptions::cursor: it accounts for
   // every event next() returned (and every one it skipped) so far. Empty in the one-node
-  // mode. Resuming from it may deliver again changes whose copies from other replicas
-  // were not read yet when it was taken (the de-duplicator's memory is not saved).
+  // mode. It carries the de-duplicator's 1000 newest keys, so resuming from it does not
+  // deliver again a change whose copies from other replicas were not read yet when it was
+  // taken, unless over 1000 newer changes were delivered after that one.
   std::string cursor() const;
   SubscriptionCounters counters() const;
 

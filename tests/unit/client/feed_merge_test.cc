@@ -136,6 +136,18 @@ TEST(FeedCursorTest, SerializesAndParsesBackAndRefusesGarbage) {
   Result<FeedCursor> back = FeedCursor::parse(cursor.serialize());
   ASSERT_TRUE(back.ok()) << back.status().to_string();
   EXPECT_EQ(*back, cursor);
+  // With marks: binary keys, the largest numbers, every rank.
+  cursor.set_marks({{std::string("k\0 \n\xff", 5), ChangeMark{Version{~uint64_t{0}, 7}, 2}},
+                    {"plain", ChangeMark{Version{12, ~uint64_t{0}}, 0}},
+                    {"x", ChangeMark{Version{1, 1}, 1}}});
+  back = FeedCursor::parse(cursor.serialize());
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, cursor);
+  // The first format, positions only, is still read.
+  back = FeedCursor::parse("edgekv-feed-cursor 1\nn1 3 9\n");
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->at("n1", 3), 9u);
+  EXPECT_TRUE(back->marks().empty());
 
   struct Bad {
     std::string text;
@@ -149,6 +161,13 @@ TEST(FeedCursorTest, SerializesAndParsesBackAndRefusesGarbage) {
            {"edgekv-feed-cursor 1\nn1 4294967296 5\n", "partition"},
            {"edgekv-feed-cursor 1\nn1 0 -1\n", "seq"},
            {"edgekv-feed-cursor 1\nn1 0 1\nn1 0 2\n", "twice"},
+           {"edgekv-feed-cursor 1\nmarks\n6b 1 1 0\n", "line 2"},  // no marks in format 1
+           {"edgekv-feed-cursor 2\nmarks\n6b 1 1\n", "HEX-KEY"},
+           {"edgekv-feed-cursor 2\nmarks\n6B 1 1 0\n", "hex"},
+           {"edgekv-feed-cursor 2\nmarks\n6 1 1 0\n", "hex"},
+           {"edgekv-feed-cursor 2\nmarks\n 1 1 0\n", "hex"},
+           {"edgekv-feed-cursor 2\nmarks\n6b x 1 0\n", "version"},
+           {"edgekv-feed-cursor 2\nmarks\n6b 1 1 3\n", "rank"},
        }) {
     Result<FeedCursor> parsed = FeedCursor::parse(bad.text);
     ASSERT_FALSE(parsed.ok()) << bad.text;
@@ -156,6 +175,31 @@ TEST(FeedCursorTest, SerializesAndParsesBackAndRefusesGarbage) {
     EXPECT_NE(parsed.status().message().find(bad.names), std::string::npos)
         << parsed.status().message();
   }
+}
+
+TEST(FeedDeduplicatorTest, NewestMarksCarriedOverKeepTheirChangesFromComingAgain) {
+  FeedDeduplicator first;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(first.admit(change("k" + std::to_string(i), 100 + i)));
+  ASSERT_TRUE(first.admit(change("k0", 200, ChangeOp::kDelete)));
+  std::vector<std::pair<std::string, ChangeMark>> newest = first.newest(3);
+  ASSERT_EQ(newest.size(), 3u);
+  EXPECT_EQ(newest[0].first, "k0");
+  EXPECT_EQ(newest[1].first, "k9");
+  EXPECT_EQ(newest[2].first, "k8");
+
+  FeedDeduplicator resumed;
+  for (auto& [key, mark] : newest) resumed.remember(key, mark);
+  EXPECT_EQ(resumed.counters().delivered, 0u);
+  // Another replica's copies of what the first run delivered last do not come again...
+  EXPECT_FALSE(resumed.admit(change("k0", 200, ChangeOp::kDelete)));
+  EXPECT_FALSE(resumed.admit(change("k9", 109)));
+  EXPECT_FALSE(resumed.admit(change("k0", 100)));
+  // ...while newer changes, and keys not carried over, do.
+  EXPECT_TRUE(resumed.admit(change("k8", 300)));
+  EXPECT_TRUE(resumed.admit(change("k5", 105)));
+  // A mark older than what is remembered changes nothing.
+  resumed.remember("k8", change_mark(change("k8", 108)));
+  EXPECT_FALSE(resumed.admit(change("k8", 300)));
 }
 
 // Three replicas log the same history, each with its own seqs; their feeds reach the

@@ -40,13 +40,13 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
 
   void on_write(const NodeId& from, WriteRequest request, WallTime now) {
     ++counters.writes;
-    if (Status s = observe_version(request.record.version, request.repair); !s.ok()) {
+    if (Status s = observe_version(request.record->version, request.repair); !s.ok()) {
       ++counters.refused_versions;
       reply(from, write_failed(request.req, std::move(s)));
       return;
     }
     const uint64_t bytes =
-        request.record.key.size() + request.record.value.size() + kReplicaWriteOverheadBytes;
+        request.record->key.size() + request.record->value.size() + kReplicaWriteOverheadBytes;
     // A write larger than the byte bound alone still goes through when nothing else is in
     // flight (it is bounded by max-value-bytes), or it could never be written.
     if (inflight_writes >= options.max_inflight_writes ||
@@ -86,11 +86,11 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
         }
       });
     };
+    // The store's copy is made only here, once the write is taken.
     if (hint) {
-      store.apply_hint(std::move(request.hint_for), std::move(request.record), now,
-                       std::move(done));
+      store.apply_hint(std::move(request.hint_for), take_record(request), now, std::move(done));
     } else {
-      store.apply(std::move(request.record), now, std::move(done));
+      store.apply(take_record(request), now, std::move(done));
     }
   }
 

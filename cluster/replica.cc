@@ -105,7 +105,7 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
     }
     if (result->applied) {
       ++counters.writes_applied;
-      if (!pending.hint && change_hook) change_hook(result->event, pending.source);
+      if (!pending.hint && change_hook) change_hook(std::move(result->event), pending.source);
     }
     reply(pending.from,
           WriteReply{pending.req, Status::ok_status(), result->applied, result->current});

@@ -447,7 +447,7 @@ class ServerImpl final : public Server {
       reply_error(to, decoded.id, decoded.status);
       return;
     }
-    const pb::Request& req = decoded.request;
+    pb::Request& req = decoded.request;
     switch (req.op_case()) {
       case pb::Request::kPut: return handle_put(std::move(to), req);
       case pb::Request::kGet: return handle_get(std::move(to), req);
@@ -483,13 +483,14 @@ class ServerImpl final : public Server {
     return true;
   }
 
-  void handle_put(ReplyTo to, const pb::Request& req) {
+  void handle_put(ReplyTo to, pb::Request& req) {
     ++counters_.puts;
     if (shed_write(to, req.id())) return;
-    const auto& put = req.put();
+    auto& put = *req.mutable_put();
     WallTime expiry{put.ttl_ms() > 0 ? clock_.wall_now().ms + put.ttl_ms() : 0};
+    // The value is moved, not copied, out of the decoded request.
     cluster_->coordinator().put(
-        put.key(), put.value(), expiry, write_options(&req), clock_.mono_now(),
+        put.key(), std::move(*put.mutable_value()), expiry, write_options(&req), clock_.mono_now(),
         [this, to = std::move(to), id = req.id()](Result<cluster::WriteOutcome> outcome) {
           if (!outcome.ok()) return reply_error(to, id, outcome.status());
           pb::Response resp;

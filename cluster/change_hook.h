@@ -24,6 +24,7 @@ enum class ChangeSource : uint8_t {
   kExpiry = 6,       // the expiry sweep
 };
 
-using ChangeHook = std::function<void(const ChangeEvent& event, ChangeSource source)>;
+// The event is the hook's: it may keep the value (the read cache does) without a copy.
+using ChangeHook = std::function<void(ChangeEvent event, ChangeSource source)>;
 
 }  // namespace edgekv::cluster

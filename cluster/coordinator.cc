@@ -56,9 +56,10 @@ void Coordinator::put(std::string_view key, std::string value, WallTime expiry,
   op.key = std::string(key);
   op.options = options;
   op.write_done = std::move(done);
-  op.record.key = op.key;
-  op.record.value = std::move(value);
-  op.record.expiry = expiry;
+  op.record = std::make_shared<store::Record>();
+  op.record->key = op.key;
+  op.record->value = std::move(value);
+  op.record->expiry = expiry;
   admit(std::move(op), now);
   run_callbacks();
 }
@@ -70,8 +71,9 @@ void Coordinator::del(std::string_view key, RequestOptions options, MonoTime now
   op.key = std::string(key);
   op.options = options;
   op.write_done = std::move(done);
-  op.record.key = op.key;
-  op.record.tombstone = true;
+  op.record = std::make_shared<store::Record>();
+  op.record->key = op.key;
+  op.record->tombstone = true;
   admit(std::move(op), now);
   run_callbacks();
 }
@@ -202,8 +204,9 @@ void Coordinator::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   Target& target = op->targets[t];
   // A version of this node's own that its clock has not reached was made in an earlier life
   // under a clock that was ahead; one it has reached is a newer write made here since.
-  const bool own_ahead = reply.status.ok() && !reply.applied && reply.current.origin == origin_ &&
-                         reply.current.hlc > hlc_.last() && reply.current > op->record.version;
+  const bool own_ahead = op->kind == OpKind::kWrite && reply.status.ok() && !reply.applied &&
+                         reply.current.origin == origin_ && reply.current.hlc > hlc_.last() &&
+                         reply.current > op->record->version;
   if (reply.status.ok()) static_cast<void>(hlc_.observe(reply.current.hlc));
   if (purpose == Purpose::kRepair) {
     target.repair_outstanding = false;
@@ -215,9 +218,7 @@ void Coordinator::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   if (reply.status.ok()) {
     target.ok = true;
     ++op->oks;
-    if (own_ahead && op->kind == OpKind::kWrite) {
-      op->own_newer = std::max(op->own_newer, reply.current);
-    }
+    if (own_ahead) op->own_newer = std::max(op->own_newer, reply.current);
   } else {
     ++op->failures;
     if (op->first_error.ok())
@@ -294,7 +295,8 @@ void Coordinator::expire(Op& op, MonoTime now) {
 // ------------------------------------------------------------------ admission and ordering
 
 void Coordinator::admit(Op op, MonoTime now) {
-  uint64_t bytes = op.key.size() + op.record.value.size() + op.mutation.value.size();
+  uint64_t bytes =
+      op.key.size() + (op.record ? op.record->value.size() : 0) + op.mutation.value.size();
   if (ops_.size() >= options_.max_requests) {
     return fail_unadmitted(std::move(op),
                            Status::overloaded("the node holds " + std::to_string(ops_.size()) +
@@ -393,7 +395,7 @@ void Coordinator::start(Op& op, MonoTime now) {
       fan_out(op, Purpose::kRead, now);
       return;
     case OpKind::kWrite:
-      op.record.version = Version{hlc_.now(), origin_};
+      op.record->version = Version{hlc_.now(), origin_};  // not sent yet: no message shares it
       op.phase = Phase::kWriting;
       fan_out(op, Purpose::kWrite, now);
       return;
@@ -402,10 +404,10 @@ void Coordinator::start(Op& op, MonoTime now) {
       op.targets.assign(1, Target{});
       op.targets[0].node = op.leader;
       const uint64_t req = track(op, 0, Purpose::kForward);
-      outbox_.push_back({op.leader, MutateRequest{req, op.key, op.mutation, op.options}});
-      // The request's bytes now travel in the message.
-      op.mutation.value = std::string();
-      set_bytes(op, op.key.size());
+      // The value travels in the message; the op still counts it until answered, as the
+      // message holds it until it is sent at the end of the loop's turn.
+      outbox_.push_back(
+          {op.leader, MutateRequest{req, op.key, std::move(op.mutation), op.options}});
       return;
     }
   }
@@ -491,15 +493,9 @@ void Coordinator::fan_out(Op& op, Purpose purpose, MonoTime now) {
       continue;
     }
     if (!target.hint_for.empty()) ++stats_.hints;
-    // The last message takes the record itself, so the value is held once while it waits;
-    // a plain write keeps it until answered, should it have to be made again (own_newer).
-    const bool last = t + 1 == op.targets.size() && op.kind != OpKind::kWrite;
-    store::Record record = last ? std::move(op.record) : op.record;
-    outbox_.push_back({target.node, WriteRequest{req, std::move(record), target.hint_for}});
-  }
-  if (purpose == Purpose::kWrite && op.kind != OpKind::kWrite) {
-    op.record.value = std::string();
-    set_bytes(op, op.key.size());
+    // Every message shares the op's record, which the op keeps (and counts) until answered:
+    // a plain write may have to be made again (own_newer).
+    outbox_.push_back({target.node, WriteRequest{req, op.record, target.hint_for}});
   }
 }
 
@@ -516,6 +512,7 @@ void Coordinator::advance_read(Op& op, MonoTime now) {
   // Repair every replica that replied with less than the newest state seen so far, once per
   // newer state (tombstones included: a missed delete or expiry must not come back).
   if (op.winner) {
+    std::shared_ptr<store::Record> repair;  // one copy for every repair sent now
     for (size_t t = 0; t < op.targets.size(); ++t) {
       Target& target = op.targets[t];
       if (!target.ok || target.holds >= op.winner->version) continue;
@@ -524,7 +521,8 @@ void Coordinator::advance_read(Op& op, MonoTime now) {
       target.repair_outstanding = true;
       ++stats_.repairs;
       const uint64_t req = track(op, t, Purpose::kRepair);
-      outbox_.push_back({target.node, WriteRequest{req, *op.winner, target.hint_for}});
+      if (!repair) repair = std::make_shared<store::Record>(*op.winner);
+      outbox_.push_back({target.node, WriteRequest{req, repair, target.hint_for}});
     }
   }
   if (op.phase == Phase::kReading) {
@@ -596,14 +594,14 @@ void Coordinator::read_complete(Op& op, MonoTime now) {
     hlc = hlc_.now();
   }
   op.outcome = std::move(d.outcome);
-  op.record = store::Record{.key = op.key,
-                            .value = std::move(d.write->value),
-                            .version = Version{hlc, origin_},
-                            .expiry = d.write->expiry,
-                            .tombstone = d.write->tombstone};
+  op.record = std::make_shared<store::Record>(store::Record{.key = op.key,
+                                                            .value = std::move(d.write->value),
+                                                            .version = Version{hlc, origin_},
+                                                            .expiry = d.write->expiry,
+                                                            .tombstone = d.write->tombstone});
   op.winner.reset();
   op.mutation.value = std::string();
-  set_bytes(op, op.key.size() + op.record.value.size());
+  set_bytes(op, op.key.size() + op.record->value.size());
   op.phase = Phase::kWriting;
   fan_out(op, Purpose::kWrite, now);
 }
@@ -622,14 +620,16 @@ void Coordinator::advance_write(Op& op, MonoTime now) {
       // newer write, and this one rightly lost to it.
       hlc_.advance_past(op.own_newer.hlc);
       op.restamped = true;
-      op.record.version = Version{hlc_.now(), origin_};
+      // A new record: the first round's messages may still refer to the old one.
+      op.record = std::make_shared<store::Record>(*op.record);
+      op.record->version = Version{hlc_.now(), origin_};
       return fan_out(op, Purpose::kWrite, now);
     }
     if (op.kind == OpKind::kWrite) {
-      return answer_write(op, WriteOutcome{op.record.version, op.record.expiry}, now);
+      return answer_write(op, WriteOutcome{op.record->version, op.record->expiry}, now);
     }
     MutationOutcome outcome = std::move(op.outcome);
-    outcome.version = op.record.version;
+    outcome.version = op.record->version;
     return answer_mutate(op, std::move(outcome), now);
   }
   if (op.oks + unanswered < op.required) {

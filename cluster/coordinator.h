@@ -47,6 +47,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -172,8 +173,9 @@ class Coordinator {
     // A MutateRequest from a peer: answered with a MutateReply to it.
     NodeId reply_to;
     uint64_t reply_req = 0;
-    // The record to write (kWrite: until sent), the mutation (kMutate, kForward).
-    store::Record record;
+    // The record to write, kept until answered and shared by the messages that carry it
+    // (WriteRequest); the mutation (kMutate, kForward).
+    std::shared_ptr<store::Record> record;
     Mutation mutation;
     // The phase in flight.
     std::vector<Target> targets;

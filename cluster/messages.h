@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -81,13 +82,26 @@ struct MutationOutcome {
 // Store `record` as a replica of its key. With `hint_for` set, the receiver is a fallback
 // standing in for that home replica, which was down: it keeps the record as a durable hint
 // naming the owner (store::Store::apply_hint) instead of in its partitions.
+//
+// The record is shared, not copied: a coordinator keeps a write's record until the write is
+// answered, and every message it sends for it (one per replica) refers to that one, so a value
+// is held once on a coordinator however many replicas it goes to, and what the coordinator
+// counts for the write is all its messages hold. A record is never changed once sent.
 struct WriteRequest {
   uint64_t req = 0;
-  store::Record record;
+  std::shared_ptr<store::Record> record;  // never null
   NodeId hint_for;
   // Sent by a read repair: the replica reports the change as ChangeSource::kRepair.
   bool repair = false;
 };
+
+// The record of `request` for a replica's store, which keeps a record of its own: moved out
+// when the request holds the only reference (a message decoded from a peer), copied when
+// another holder remains (this node's coordinator, until the write is answered).
+inline store::Record take_record(WriteRequest& request) {
+  if (request.record.use_count() == 1) return std::move(*request.record);
+  return *request.record;
+}
 
 struct WriteReply {
   uint64_t req = 0;

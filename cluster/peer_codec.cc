@@ -92,7 +92,7 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
         if constexpr (std::is_same_v<T, WriteRequest>) {
           pb::WriteRequest* w = out->mutable_write_request();
           w->set_req(m.req);
-          to_proto(m.record, w->mutable_record());
+          to_proto(*m.record, w->mutable_record());
           w->set_hint_for(m.hint_for);
           w->set_repair(m.repair);
         } else if constexpr (std::is_same_v<T, WriteReply>) {
@@ -237,7 +237,7 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       if (!w.has_record()) return invalid("write request has no record");
       WriteRequest out;
       out.req = w.req();
-      out.record = from_proto(w.mutable_record());
+      out.record = std::make_shared<store::Record>(from_proto(w.mutable_record()));
       out.hint_for = w.hint_for();
       out.repair = w.repair();
       return PeerMessage(std::move(out));
@@ -418,7 +418,8 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
       [&limits](const auto& m) -> Status {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, WriteRequest>) {
-          EDGEKV_RETURN_IF_ERROR(check_record(m.record, "write request record", limits));
+          if (!m.record) return invalid("write request has no record");
+          EDGEKV_RETURN_IF_ERROR(check_record(*m.record, "write request record", limits));
           if (!m.hint_for.empty()) {
             EDGEKV_RETURN_IF_ERROR(gossip::check_name(m.hint_for, "write request hint owner"));
           }

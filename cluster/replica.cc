@@ -41,13 +41,13 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
 
   void on_write(const NodeId& from, WriteRequest request, WallTime now) {
     ++counters.writes;
-    if (Status s = observe_version(request.record.version, request.repair); !s.ok()) {
+    if (Status s = observe_version(request.record->version, request.repair); !s.ok()) {
       ++counters.refused_versions;
       reply(from, write_failed(request.req, std::move(s)));
       return;
     }
     const uint64_t bytes =
-        request.record.key.size() + request.record.value.size() + kReplicaWriteOverheadBytes;
+        request.record->key.size() + request.record->value.size() + kReplicaWriteOverheadBytes;
     // A write larger than the byte bound alone still goes through when nothing else is in
     // flight (it is bounded by max-value-bytes), or it could never be written.
     if (inflight_writes >= options.max_inflight_writes ||
@@ -87,11 +87,11 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
         }
       });
     };
+    // The store's copy is made only here, once the write is taken.
     if (hint) {
-      store.apply_hint(std::move(request.hint_for), std::move(request.record), now,
-                       std::move(done));
+      store.apply_hint(std::move(request.hint_for), take_record(request), now, std::move(done));
     } else {
-      store.apply(std::move(request.record), now, std::move(done));
+      store.apply(take_record(request), now, std::move(done));
     }
   }
 
@@ -106,7 +106,7 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
     }
     if (result->applied) {
       ++counters.writes_applied;
-      if (!pending.hint && change_hook) change_hook(result->event, pending.source);
+      if (!pending.hint && change_hook) change_hook(std::move(result->event), pending.source);
     }
     reply(pending.from,
           WriteReply{pending.req, Status::ok_status(), result->applied, result->current});

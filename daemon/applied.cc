@@ -9,7 +9,8 @@ AppliedChanges::AppliedChanges(size_t read_cache_bytes, Feed feed)
     : cache_(read_cache_bytes), feed_(std::move(feed)) {}
 
 cluster::ChangeHook AppliedChanges::hook() {
-  return [this](const ChangeEvent& event, cluster::ChangeSource source) { apply(event, source); };
+  return
+      [this](ChangeEvent event, cluster::ChangeSource source) { apply(std::move(event), source); };
 }
 
 void AppliedChanges::apply(ChangeEvent event, cluster::ChangeSource source) {

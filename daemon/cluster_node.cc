@@ -9,6 +9,7 @@
 #include <map>
 #include <sstream>
 #include <system_error>
+#include <utility>
 
 #include "common/log.h"
 
@@ -183,7 +184,7 @@ void ClusterNode::on_inbox(MonoTime now) {
         counters_.messages_dropped += batch->dropped.size();
         const cluster::NodeId& from = batch->header.from;
         for (cluster::PeerMessage& reply : batch->error_replies) {
-          pending_.push_back({from, std::move(reply)});
+          queue({from, std::move(reply)});
         }
         for (cluster::PeerMessage& message : batch->messages) handle(from, std::move(message), now);
       },
@@ -219,7 +220,7 @@ void ClusterNode::inspect(const std::string& key, MonoTime now, InspectDone done
     read.key = key;
     read.include_hints = !r.home;
     ++p.waiting;
-    pending_.push_back({r.node, std::move(read)});
+    queue({r.node, std::move(read)});
   }
   if (p.waiting == 0) finish_inspection(id);
 }
@@ -265,34 +266,39 @@ void ClusterNode::handle(const cluster::NodeId& from, cluster::PeerMessage messa
   }
 }
 
-void ClusterNode::route(std::vector<cluster::PeerOutgoing> out) {
-  for (cluster::PeerOutgoing& m : out) pending_.push_back(std::move(m));
+void ClusterNode::queue(cluster::PeerOutgoing m) {
+  (m.to == options_.node_id ? local_ : pending_).push_back(std::move(m));
 }
 
-void ClusterNode::flush(MonoTime now) {
+void ClusterNode::route(std::vector<cluster::PeerOutgoing> out) {
+  for (cluster::PeerOutgoing& m : out) queue(std::move(m));
+}
+
+void ClusterNode::deliver_local(MonoTime now) {
+  // A callback of a message handed over here may make a client call, which delivers again:
+  // the loop below takes what it queues.
+  if (delivering_) return;
+  delivering_ = true;
   route(coordinator_->take_messages());
   route(replica_->take_messages());
   route(keeper_->take_messages());
-  // Self-addressed messages first, in process; what they beget joins the queue.
-  for (int round = 0; round < kLocalRoundsMax; ++round) {
-    std::vector<cluster::PeerOutgoing> local;
-    std::vector<cluster::PeerOutgoing> remote;
-    for (cluster::PeerOutgoing& m : pending_) {
-      (m.to == options_.node_id ? local : remote).push_back(std::move(m));
-    }
-    pending_ = std::move(remote);
-    if (local.empty()) break;
+  // What the messages beget joins the queues.
+  for (int round = 0; round < kLocalRoundsMax && !local_.empty(); ++round) {
+    std::vector<cluster::PeerOutgoing> local = std::exchange(local_, {});
     counters_.messages_local += local.size();
     for (cluster::PeerOutgoing& m : local) handle(options_.node_id, std::move(m.message), now);
     route(coordinator_->take_messages());
     route(replica_->take_messages());
   }
+  local_.clear();  // beyond kLocalRoundsMax: dropped, the requests time out
+  delivering_ = false;
+}
+
+void ClusterNode::flush(MonoTime now) {
+  deliver_local(now);
   if (pending_.empty()) return;
   std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> by_peer;
-  for (cluster::PeerOutgoing& m : pending_) {
-    if (m.to == options_.node_id) continue;  // beyond kLocalRoundsMax: dropped, times out
-    by_peer[m.to].push_back(std::move(m.message));
-  }
+  for (cluster::PeerOutgoing& m : pending_) by_peer[m.to].push_back(std::move(m.message));
   pending_.clear();
   cluster::PeerHeader header{options_.cluster_name, options_.node_id, clock_.wall_now()};
   for (auto& [to, messages] : by_peer) {

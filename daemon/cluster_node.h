@@ -10,7 +10,8 @@
 // on_member(); store completions come back through the `post` hook the node is given.
 //
 // Messages a machine addresses to this node itself (a coordinator's request to its own
-// replica, that replica's reply) are handed over in process, without the peer channel.
+// replica, that replica's reply) are handed over in process, without the peer channel, as
+// soon as deliver_local() runs: after every client call, and in every flush().
 //
 // Thread-safety: none. The network thread owns it.
 #pragma once
@@ -118,8 +119,14 @@ class ClusterNode {
   zmq::socket_t& inbox() { return transport_->inbox(); }
   // Reads and handles a bounded number of batches from the inbox.
   void on_inbox(MonoTime now);
-  // Hands over what the machines produced: messages to self in process, the rest batched
-  // per destination and sent. Call at the end of every loop turn and after client calls.
+  // Hands the messages the machines addressed to this node itself over in process, at once
+  // (a coordinator's requests to its own replica, and their replies). Call after every
+  // client call: a write this node's replica takes then counts as its store write before
+  // the next request is admitted, and one it refuses is answered and its value freed,
+  // instead of both waiting for the end of the turn.
+  void deliver_local(MonoTime now);
+  // deliver_local(), then the messages for peers, batched per destination, are sent. Call
+  // at the end of every loop turn.
   void flush(MonoTime now);
   void tick(MonoTime now);
   MonoTime next_deadline() const;
@@ -147,6 +154,8 @@ class ClusterNode {
   void handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now);
   bool handle_inspection_reply(const cluster::NodeId& from, cluster::ReadReply& reply);
   void finish_inspection(uint64_t id);
+  // Queues a message: for this node itself in local_, for a peer in pending_.
+  void queue(cluster::PeerOutgoing m);
   void route(std::vector<cluster::PeerOutgoing> out);
   void persist_placement();
 
@@ -159,7 +168,10 @@ class ClusterNode {
   std::unique_ptr<cluster::PlacementKeeper> keeper_;
   std::unique_ptr<cluster::Coordinator> coordinator_;
   std::unique_ptr<cluster::Replica> replica_;
-  // Messages waiting for the end of the turn, by destination (self included).
+  // Messages for this node itself, waiting for deliver_local().
+  std::vector<cluster::PeerOutgoing> local_;
+  bool delivering_ = false;  // deliver_local() is running
+  // Messages for peers, waiting for the end of the turn.
   std::vector<cluster::PeerOutgoing> pending_;
   // Inspections by id; their read requests carry ids with kInspectBit set, which the
   // coordinator's (counted from 1) never reach, so their replies are told apart.

@@ -469,14 +469,15 @@ constexpr OptionSpec kOptions[] = {
      set_integer<&Config::write_queue_max, 1, 1048576>, false},
     {"max-inflight-bytes", "268435456",
      "Most memory, in bytes, the node holds for client requests in flight (1 MiB..1 TiB): "
-     "the keys and values of writes not yet acknowledged (counted twice once submitted, as "
-     "the store holds a copy) and the Redis-protocol connections' unanswered requests, "
-     "partial commands and unsent replies. At it, the node stops reading Redis-protocol "
-     "connections and answers writes on client-endpoint OVERLOADED at once, until it "
-     "drains; and while partial commands and unsent replies hold more than half of it, "
-     "it closes the connections holding the most of them, so clients that never read "
-     "cannot stall the others. 256 MiB keeps a burst of large values from exhausting "
-     "memory while leaving the store a deep queue.",
+     "the keys and values of requests not yet answered (once, however many replicas they "
+     "go to, and twice more while this node's replica has them waiting for its store, "
+     "which holds a copy and stages another) and the Redis-protocol connections' "
+     "unanswered requests, partial commands and unsent replies. At it, the node stops "
+     "reading Redis-protocol connections and answers writes on client-endpoint "
+     "OVERLOADED at once, until it drains; and while partial commands and unsent replies "
+     "hold more than half of it, it closes the connections holding the most of them, so "
+     "clients that never read cannot stall the others. 256 MiB keeps a burst of large "
+     "values from exhausting memory while leaving the store a deep queue.",
      set_integer<&Config::max_inflight_bytes, kMiB, 1024 * 1024 * kMiB>, false},
     {"replication-factor", "3",
      "How many nodes hold each key (N, 1..7): the home replicas of its partition. Every node "

@@ -429,8 +429,14 @@ class ServerImpl final : public Server {
       for (size_t f = 1; f < frames.size(); ++f) body.push_back(frames[f].to_string_view());
       ReplyTo to{frames[0].to_string(), false};
       handle_request(std::move(to), body);
+      deliver_local();
     }
   }
+
+  // After every client call: what it sent this node's own replica is handed over at once
+  // (ClusterNode::deliver_local), so that the next request is admitted against bytes that
+  // include the replica's, and a write the replica refuses is answered and freed now.
+  void deliver_local() { cluster_->deliver_local(clock_.mono_now()); }
 
   void handle_request(ReplyTo to, std::span<const std::string_view> frames) {
     ++counters_.requests;
@@ -442,7 +448,7 @@ class ServerImpl final : public Server {
       reply_error(to, decoded.id, decoded.status);
       return;
     }
-    const pb::Request& req = decoded.request;
+    pb::Request& req = decoded.request;
     switch (req.op_case()) {
       case pb::Request::kPut: return handle_put(std::move(to), req);
       case pb::Request::kGet: return handle_get(std::move(to), req);
@@ -478,13 +484,14 @@ class ServerImpl final : public Server {
     return true;
   }
 
-  void handle_put(ReplyTo to, const pb::Request& req) {
+  void handle_put(ReplyTo to, pb::Request& req) {
     ++counters_.puts;
     if (shed_write(to, req.id())) return;
-    const auto& put = req.put();
+    auto& put = *req.mutable_put();
     WallTime expiry{put.ttl_ms() > 0 ? clock_.wall_now().ms + put.ttl_ms() : 0};
+    // The value is moved, not copied, out of the decoded request.
     cluster_->coordinator().put(
-        put.key(), put.value(), expiry, write_options(&req), clock_.mono_now(),
+        put.key(), std::move(*put.mutable_value()), expiry, write_options(&req), clock_.mono_now(),
         [this, to = std::move(to), id = req.id()](Result<cluster::WriteOutcome> outcome) {
           if (!outcome.ok()) return reply_error(to, id, outcome.status());
           pb::Response resp;
@@ -1161,22 +1168,27 @@ class ServerImpl final : public Server {
     void get(std::string_view key, ReadDone done) override {
       server_.cluster_->coordinator().get(key, server_.read_options(), server_.clock_.mono_now(),
                                           std::move(done));
+      server_.deliver_local();
     }
     void put(std::string_view key, std::string value, WallTime expiry, WriteDone done) override {
       server_.cluster_->coordinator().put(key, std::move(value), expiry, server_.write_options(),
                                           server_.clock_.mono_now(), std::move(done));
+      server_.deliver_local();
     }
     void del(std::string_view key, WriteDone done) override {
       server_.cluster_->coordinator().del(key, server_.write_options(), server_.clock_.mono_now(),
                                           std::move(done));
+      server_.deliver_local();
     }
     void mutate(std::string_view key, cluster::Mutation m, MutateDone done) override {
       server_.cluster_->coordinator().mutate(key, std::move(m), server_.write_options(),
                                              server_.clock_.mono_now(), std::move(done));
+      server_.deliver_local();
     }
     WallTime wall_now() const override { return server_.clock_.wall_now(); }
-    // The coordinator's requests, and the replica side's writes twice: the replica holds
-    // each until the store answers, and the store holds its own copy.
+    // The coordinator's requests (the messages to the replicas share their records), and the
+    // replica side's writes twice: the store's copy of each, which the replica makes when it
+    // takes the write, and the copy the store stages of a value it does not compress.
     uint64_t inflight_bytes() const override {
       return server_.cluster_->coordinator().request_bytes() +
              2 * server_.cluster_->replica().inflight_bytes();

@@ -123,7 +123,7 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   void ack(const Sent<WriteRequest>& w, Status status = {}) {
-    c_->on_message(w.to, WriteReply{w.message.req, status, status.ok(), w.message.record.version},
+    c_->on_message(w.to, WriteReply{w.message.req, status, status.ok(), w.message.record->version},
                    now_);
   }
   void reply(const Sent<ReadRequest>& r, std::optional<store::Record> rec) {
@@ -185,12 +185,12 @@ TEST_F(CoordinatorTest, QuorumWriteIsAnsweredAtTwoOfThreeAcks) {
   auto writes = sent<WriteRequest>();
   ASSERT_EQ(writes.size(), 3u);
   EXPECT_EQ(targets(writes), (std::set<NodeId>{"n1", "n2", "n3"}));
-  const Version v = writes[0].message.record.version;
+  const Version v = writes[0].message.record->version;
   for (const auto& w : writes) {
     EXPECT_TRUE(w.message.hint_for.empty());
-    EXPECT_EQ(w.message.record.version, v);
-    EXPECT_EQ(w.message.record.value, "v");
-    EXPECT_EQ(w.message.record.version.origin, origin_of("n1"));
+    EXPECT_EQ(w.message.record->version, v);
+    EXPECT_EQ(w.message.record->value, "v");
+    EXPECT_EQ(w.message.record->version.origin, origin_of("n1"));
   }
   ack(writes[0]);
   EXPECT_EQ(a.calls, 0);
@@ -309,7 +309,7 @@ TEST_F(CoordinatorTest, ATtlIsSentAsTheAbsoluteExpiryGiven) {
   const WallTime at_ms{clock_.wall_now().ms + 5000};
   c_->put("k", "v", at_ms, at(Consistency::kOne), now_, a.callback());
   auto writes = sent<WriteRequest>();
-  for (const auto& w : writes) EXPECT_EQ(w.message.record.expiry, at_ms);
+  for (const auto& w : writes) EXPECT_EQ(w.message.record->expiry, at_ms);
   ack(writes[0]);
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a.result->value().expiry, at_ms);
@@ -344,8 +344,8 @@ TEST_F(CoordinatorTest, ReadRepairsTheStaleAndTheMissing) {
   auto repairs = sent<WriteRequest>();
   EXPECT_EQ(targets(repairs), (std::set<NodeId>{"n2", "n3"}));
   for (const auto& r : repairs) {
-    EXPECT_EQ(r.message.record.value, "new");
-    EXPECT_EQ(r.message.record.version.hlc, 200u);
+    EXPECT_EQ(r.message.record->value, "new");
+    EXPECT_EQ(r.message.record->version.hlc, 200u);
   }
   EXPECT_EQ(c_->stats().repairs, 2u);
   EXPECT_GE(c_->stats().replies_dropped, 1u);
@@ -408,7 +408,7 @@ TEST_F(CoordinatorTest, ANewerLateReplyIsWhatTheReadRepairsToAndAnswers) {
   reply(to(reads, "n3"), record("k", "v3", 300));
   auto second = sent<WriteRequest>();
   EXPECT_EQ(targets(second), (std::set<NodeId>{"n1", "n2"}));
-  for (const auto& r : second) EXPECT_EQ(r.message.record.value, "v3");
+  for (const auto& r : second) EXPECT_EQ(r.message.record->value, "v3");
   ack(first[0]);  // n2 now holds v2: not what the read will answer
   EXPECT_EQ(a.calls, 0);
   ack(second[0]);
@@ -454,7 +454,7 @@ TEST_F(CoordinatorTest, ATombstoneWinsAndIsRepairedAndAnswersNotFound) {
   reply(to(reads, "n2"), record("k", "old", 100));
   auto repairs = sent<WriteRequest>();
   ASSERT_EQ(repairs.size(), 1u);
-  EXPECT_TRUE(repairs[0].message.record.tombstone);
+  EXPECT_TRUE(repairs[0].message.record->tombstone);
   ack(repairs[0]);
   ASSERT_EQ(a.calls, 1);
   EXPECT_EQ(a.code(), Code::kNotFound);
@@ -517,7 +517,7 @@ TEST_F(CoordinatorTest, TwoWritesToOneKeyAreInFlightAtOnce) {
   c_->put("k", "b", WallTime{0}, at(Consistency::kQuorum), now_, second.callback());
   auto writes = sent<WriteRequest>();
   ASSERT_EQ(writes.size(), 6u);
-  EXPECT_LT(writes[0].message.record.version, writes[3].message.record.version);
+  EXPECT_LT(writes[0].message.record->version, writes[3].message.record->version);
   for (size_t i = 3; i < 6; ++i) ack(writes[i]);
   EXPECT_TRUE(second.ok());
   EXPECT_EQ(first.calls, 0);
@@ -544,8 +544,8 @@ TEST_F(CoordinatorTest, AReadWaitsBehindAWriteInFlightAndAWriteBehindThatRead) {
   reads = sent<ReadRequest>();
   ASSERT_EQ(reads.size(), 3u);
   EXPECT_TRUE(sent<WriteRequest>().empty());  // SET b waits for the read
-  reply(to(reads, "n1"), writes[0].message.record);
-  reply(to(reads, "n2"), writes[1].message.record);
+  reply(to(reads, "n1"), *writes[0].message.record);
+  reply(to(reads, "n2"), *writes[1].message.record);
   ASSERT_TRUE(get.ok());
   EXPECT_EQ(get.result->value().value, "a");
   EXPECT_EQ(sent<WriteRequest>().size(), 3u);  // now SET b
@@ -583,15 +583,15 @@ TEST_F(CoordinatorTest, MutationAtTheLeaderReadsDecidesAndWritesANewerVersion) {
   reply(to(reads, "n2"), record("k", "old", ahead));
   auto writes = sent<WriteRequest>();
   ASSERT_EQ(writes.size(), 3u);
-  EXPECT_GT(writes[0].message.record.version.hlc, ahead);
-  EXPECT_EQ(writes[0].message.record.value, "new");
+  EXPECT_GT(writes[0].message.record->version.hlc, ahead);
+  EXPECT_EQ(writes[0].message.record->value, "new");
   ack(writes[0]);
   ack(writes[1]);
   ASSERT_TRUE(a.ok());
   EXPECT_TRUE(a.result->value().applied);
   EXPECT_TRUE(a.result->value().existed);
   EXPECT_EQ(a.result->value().old_value, "old");
-  EXPECT_EQ(a.result->value().version, writes[0].message.record.version);
+  EXPECT_EQ(a.result->value().version, writes[0].message.record->version);
   EXPECT_EQ(c_->stats().mutations, 1u);
 }
 
@@ -623,7 +623,7 @@ TEST_F(CoordinatorTest, AMutationAfterAVersionFromTooFarAheadIsRefused) {
   reply(sent<ReadRequest>()[0], own);
   auto writes = sent<WriteRequest>();
   ASSERT_EQ(writes.size(), 3u);
-  EXPECT_GT(writes[0].message.record.version.hlc, far);
+  EXPECT_GT(writes[0].message.record->version.hlc, far);
   ack(writes[0]);
   EXPECT_TRUE(mine.ok());
 }
@@ -649,11 +649,11 @@ TEST_F(CoordinatorTest, MutationsOfOneKeyRunOneAtATime) {
   EXPECT_TRUE(first.result->value().applied);
   reads = sent<ReadRequest>();
   ASSERT_EQ(reads.size(), 3u);
-  reply(to(reads, "n1"), writes[0].message.record);
-  reply(to(reads, "n2"), writes[1].message.record);
+  reply(to(reads, "n1"), *writes[0].message.record);
+  reply(to(reads, "n2"), *writes[1].message.record);
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second.result->value().applied);  // NX saw the first one's write
-  EXPECT_EQ(second.result->value().version, writes[0].message.record.version);
+  EXPECT_EQ(second.result->value().version, writes[0].message.record->version);
   EXPECT_TRUE(sent<WriteRequest>().empty());
 }
 
@@ -711,7 +711,7 @@ TEST_F(CoordinatorTest, AMutateRequestFromAPeerIsRunHereAndAnswered) {
   reply(to(reads, "n2"), record("k", "v", 100));
   auto writes = sent<WriteRequest>();
   ASSERT_EQ(writes.size(), 3u);
-  EXPECT_TRUE(writes[0].message.record.tombstone);
+  EXPECT_TRUE(writes[0].message.record->tombstone);
   ack(writes[0]);
   ack(writes[2]);
   auto replies = sent<MutateReply>();
@@ -752,7 +752,7 @@ TEST_F(CoordinatorTest, AWriteLosingToAnOwnVersionAheadOfTheClockIsMadeAgainPast
   c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
   auto out = c_->take_messages();
   ASSERT_EQ(out.size(), 3u);
-  const Version mine = std::get<WriteRequest>(out[0].message).record.version;
+  const Version mine = std::get<WriteRequest>(out[0].message).record->version;
   // Two replicas hold a version of this node's own, a minute ahead of its clock.
   const Version ahead{mine.hlc + (uint64_t{60000} << 16), mine.origin};
   for (int i = 0; i < 2; ++i) {
@@ -762,9 +762,9 @@ TEST_F(CoordinatorTest, AWriteLosingToAnOwnVersionAheadOfTheClockIsMadeAgainPast
   EXPECT_EQ(a.calls, 0);
   auto again = c_->take_messages();
   ASSERT_EQ(again.size(), 3u);
-  const Version second = std::get<WriteRequest>(again[0].message).record.version;
+  const Version second = std::get<WriteRequest>(again[0].message).record->version;
   EXPECT_GT(second, ahead);
-  EXPECT_EQ(std::get<WriteRequest>(again[0].message).record.value, "v");
+  EXPECT_EQ(std::get<WriteRequest>(again[0].message).record->value, "v");
   for (int i = 0; i < 2; ++i) {
     const auto& w = std::get<WriteRequest>(again[i].message);
     c_->on_message(again[i].to, WriteReply{w.req, Status::ok_status(), true, second}, now_);
@@ -783,7 +783,7 @@ TEST_F(CoordinatorTest, AWriteLosingToANewerOwnWriteMadeSinceIsNotMadeAgain) {
   auto second = c_->take_messages();
   ASSERT_EQ(first.size(), 3u);
   ASSERT_EQ(second.size(), 3u);
-  const Version newer = std::get<WriteRequest>(second[0].message).record.version;
+  const Version newer = std::get<WriteRequest>(second[0].message).record->version;
   for (int i = 0; i < 2; ++i) {
     const auto& w = std::get<WriteRequest>(first[i].message);
     c_->on_message(first[i].to, WriteReply{w.req, Status::ok_status(), false, newer}, now_);
@@ -801,6 +801,10 @@ TEST_F(CoordinatorTest, BytesInFlightAreBoundedAndHeldOncePerRequest) {
   // Sent to three replicas, it keeps its key and value once until answered (it may have to
   // write again past a version of this node's own from a clock that was ahead).
   EXPECT_EQ(c_->request_bytes(), 601u);
+  // That count is all the messages hold: they share the request's one record.
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 3u);
+  for (const auto& w : writes) EXPECT_EQ(w.message.record, writes[0].message.record);
   c_->put("j", std::string(999, 'x'), WallTime{0}, at(Consistency::kQuorum), now_, b.callback());
   ASSERT_EQ(b.calls, 1);
   EXPECT_EQ(b.code(), Code::kOverloaded);
@@ -892,7 +896,7 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
         if (rng.chance(0.15)) continue;  // lost
         const Status status = rng.chance(0.1) ? Status::io_error("disk") : Status();
         if (auto* w = std::get_if<WriteRequest>(&m.message)) {
-          c_->on_message(m.to, WriteReply{w->req, status, status.ok(), w->record.version}, now_);
+          c_->on_message(m.to, WriteReply{w->req, status, status.ok(), w->record->version}, now_);
         } else if (auto* r = std::get_if<ReadRequest>(&m.message)) {
           std::optional<store::Record> rec;
           if (rng.chance(0.5)) {
@@ -984,9 +988,9 @@ TEST_F(CoordinatorTest, QuorumReadsSeeAcknowledgedWritesAndAreMonotonic) {
         if (rng.chance(write ? 0.4 : 0.1)) continue;
         auto& rows = stored[m.to];
         if (auto* w = std::get_if<WriteRequest>(&m.message)) {
-          store::Record& row = rows[w->record.key];
-          bool applied = w->record.version > row.version;
-          if (applied) row = w->record;
+          store::Record& row = rows[w->record->key];
+          bool applied = w->record->version > row.version;
+          if (applied) row = *w->record;
           replies.push_back({m.to, WriteReply{w->req, Status(), applied, row.version}});
         } else if (auto* r = std::get_if<ReadRequest>(&m.message)) {
           auto it = rows.find(r->key);

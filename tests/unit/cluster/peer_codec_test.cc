@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,10 +31,15 @@ store::Record record(std::string key, std::string value, uint64_t hlc = 7) {
   return r;
 }
 
+// A write request's record, shared as a coordinator shares it with its messages.
+std::shared_ptr<store::Record> shared(store::Record r) {
+  return std::make_shared<store::Record>(std::move(r));
+}
+
 // One message of every kind, every field set to something other than its default.
 std::vector<PeerMessage> every_kind() {
   std::vector<PeerMessage> out;
-  out.push_back(WriteRequest{1, record("k1", "v1"), "node-c", true});
+  out.push_back(WriteRequest{1, shared(record("k1", "v1")), "node-c", true});
   out.push_back(WriteReply{2, Status::io_error("disk full: x"), true, Version{9, 10}});
   out.push_back(ReadRequest{3, "k3", true});
   store::Record tomb = record("k4", "");
@@ -91,10 +97,10 @@ TEST(PeerCodec, EveryKindRoundTrips) {
   }
   // Spot checks that the fields are the values sent, not only equal on the wire.
   const auto& w = std::get<WriteRequest>(got->messages[0]);
-  EXPECT_EQ(w.record.key, "k1");
-  EXPECT_EQ(w.record.value, "v1");
-  EXPECT_EQ(w.record.version, (Version{7, 42}));
-  EXPECT_EQ(w.record.expiry.ms, kWall.ms + 5000);
+  EXPECT_EQ(w.record->key, "k1");
+  EXPECT_EQ(w.record->value, "v1");
+  EXPECT_EQ(w.record->version, (Version{7, 42}));
+  EXPECT_EQ(w.record->expiry.ms, kWall.ms + 5000);
   EXPECT_EQ(w.hint_for, "node-c");
   EXPECT_TRUE(w.repair);
   const auto& wr = std::get<WriteReply>(got->messages[1]);
@@ -228,14 +234,14 @@ TEST(PeerCodec, BadMessageDroppedAloneWithAnErrorReplyForRequests) {
   bad_mutation.value = std::string(17, 'v');
   std::vector<PeerMessage> sent{
       ReadRequest{1, "ok", false},
-      WriteRequest{2, record("k", std::string(17, 'v')), "", false},  // value over
-      ReadRequest{3, std::string(9, 'k'), false},                     // key over
-      ReadRequest{4, "", false},                                      // empty key
-      WriteRequest{5, record("k", "v", 0), "", false},                // zero version
-      WriteRequest{6, record("k", "v"), "bad name!", false},          // hint owner
+      WriteRequest{2, shared(record("k", std::string(17, 'v'))), "", false},  // value over
+      ReadRequest{3, std::string(9, 'k'), false},                             // key over
+      ReadRequest{4, "", false},                                              // empty key
+      WriteRequest{5, shared(record("k", "v", 0)), "", false},                // zero version
+      WriteRequest{6, shared(record("k", "v")), "bad name!", false},          // hint owner
       MutateRequest{7, "k", bad_mutation, {}},
       ReadReply{8, Status::ok_status(), record("k", std::string(17, 'v'))},  // reply: no answer
-      WriteRequest{9, record("fine", "v"), "", false},
+      WriteRequest{9, shared(record("fine", "v")), "", false},
   };
   Result<PeerBatch> got = decode(encode_batch(header(), sent), limits);
   ASSERT_TRUE(got.ok()) << got.status().to_string();
@@ -376,11 +382,11 @@ TEST(PeerCodec, EncodeBatchesSplitsWithinTheBoundsInOrder) {
   ASSERT_TRUE(limits.check().ok());
   std::vector<PeerMessage> sent;
   for (uint64_t i = 0; i < 40; ++i) {
-    sent.push_back(
-        WriteRequest{i, record("k" + std::to_string(i), std::string(i * 100, 'v')), "", false});
+    sent.push_back(WriteRequest{
+        i, shared(record("k" + std::to_string(i), std::string(i * 100, 'v'))), "", false});
   }
-  sent.push_back(
-      WriteRequest{99, record("k", std::string(4097, 'v')), "", false});  // over the value bound
+  sent.push_back(WriteRequest{99, shared(record("k", std::string(4097, 'v'))), "",
+                              false});  // over the value bound
   size_t oversized = 0;
   std::vector<std::string> batches = encode_batches(header(), sent, limits, &oversized);
   EXPECT_EQ(oversized, 1u);
@@ -427,7 +433,8 @@ void expect_within(const PeerBatch& batch, const PeerLimits& limits) {
         [&](const auto& m) {
           using T = std::decay_t<decltype(m)>;
           if constexpr (std::is_same_v<T, WriteRequest>) {
-            record_ok(m.record);
+            ASSERT_NE(m.record, nullptr);
+            record_ok(*m.record);
           } else if constexpr (std::is_same_v<T, ReadRequest>) {
             EXPECT_FALSE(m.key.empty());
             EXPECT_LE(m.key.size(), limits.max_key_bytes);

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -47,7 +48,8 @@ store::Record tombstone(std::string key, uint64_t hlc) {
 
 WriteRequest write_request(uint64_t req, store::Record record, NodeId hint_for = "",
                            bool repair = false) {
-  return WriteRequest{req, std::move(record), std::move(hint_for), repair};
+  return WriteRequest{req, std::make_shared<store::Record>(std::move(record)), std::move(hint_for),
+                      repair};
 }
 
 ReadRequest read_request(uint64_t req, std::string key, bool include_hints = false) {
@@ -457,6 +459,34 @@ TEST(ReplicaFake, HintForAnotherNodeGoesToTheHintsWithoutTheHook) {
   EXPECT_TRUE(h.changes.empty());
   EXPECT_EQ(h.replica.counters().hints_written, 1u);
   EXPECT_EQ(h.observed.size(), 1u);  // hints are observed by the clock too
+}
+
+TEST(ReplicaFake, AWriteOfThisNodesCoordinatorLeavesItsRecordWhole) {
+  FakeStore store;
+  Harness h(store);
+  // The coordinator keeps the record it shares with its messages until answered.
+  auto kept = std::make_shared<store::Record>(put("k", std::string(100, 'v'), 100));
+  h.send(kSelf, WriteRequest{1, kept, "", false});
+  h.posted.run_posted();
+  h.collect();
+  ASSERT_EQ(h.replies.size(), 1u);
+  EXPECT_TRUE(h.write_reply(0).applied);
+  EXPECT_EQ(store.rows.at("k").value, std::string(100, 'v'));
+  EXPECT_EQ(kept->key, "k");
+  EXPECT_EQ(kept->value, std::string(100, 'v'));
+}
+
+TEST(TakeRecord, CopiesASharedRecordAndMovesOneHeldAlone) {
+  WriteRequest shared{1, std::make_shared<store::Record>(put("k", std::string(100, 'v'), 1)), "",
+                      false};
+  std::shared_ptr<store::Record> kept = shared.record;
+  EXPECT_EQ(take_record(shared).value, std::string(100, 'v'));
+  EXPECT_EQ(kept->value, std::string(100, 'v'));
+  // A message decoded from a peer holds the only reference: its value is moved, not copied.
+  WriteRequest alone{2, std::make_shared<store::Record>(put("j", std::string(100, 'w'), 1)), "",
+                     false};
+  const char* bytes = alone.record->value.data();
+  EXPECT_EQ(take_record(alone).value.data(), bytes);
 }
 
 TEST(ReplicaFake, ReadAnswersTombstonesAbsenceAndErrors) {

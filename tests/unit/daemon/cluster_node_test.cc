@@ -79,7 +79,8 @@ class ClusterNodeTest : public ::testing::Test {
     fs::remove_all(root_);
   }
 
-  TestNode& add(const std::string& id, uint32_t replication_factor = 3) {
+  TestNode& add(const std::string& id, uint32_t replication_factor = 3,
+                cluster::ReplicaOptions replica = {}) {
     auto n = std::make_unique<TestNode>(id, root_, clock_);
     fs::create_directories(n->dir);
     store::StoreOptions so;
@@ -96,6 +97,7 @@ class ClusterNodeTest : public ::testing::Test {
     o.placement_file = n->dir / "placement";
     o.transport.endpoint = "tcp://127.0.0.1:*";
     o.coordinator.request_timeout = milliseconds(2000);
+    o.replica = replica;
     o.keeper.exchange_interval = milliseconds(50);
     TestNode* raw = n.get();
     auto node = ClusterNode::open(
@@ -249,6 +251,33 @@ TEST_F(ClusterNodeTest, AWriteThroughOneNodeIsReadThroughAnotherAndStoredOnItsHo
     for (const ChangeEvent& e : n->applied) saw |= e.key == "k1";
     EXPECT_EQ(saw, is_home) << n->id;
   }
+}
+
+TEST_F(ClusterNodeTest, AWriteReachesTheOwnReplicaAtOnceAndItsRefusalIsAnsweredAtOnce) {
+  cluster::ReplicaOptions one_write;
+  one_write.max_inflight_writes = 1;
+  TestNode& a = add("a", 1, one_write);
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  std::optional<Result<cluster::WriteOutcome>> first, second;
+  const MonoTime now = clock_.mono_now();
+  a.node->coordinator().put("k1", std::string(1000, 'v'), WallTime{0}, {}, now,
+                            [&](Result<cluster::WriteOutcome> r) { first = std::move(r); });
+  a.node->deliver_local(now);
+  // Taken by the replica after the call, not at the end of the turn: the store write counts.
+  EXPECT_EQ(a.node->replica().inflight_writes(), 1u);
+  a.node->coordinator().put("k2", std::string(1000, 'w'), WallTime{0}, {}, now,
+                            [&](Result<cluster::WriteOutcome> r) { second = std::move(r); });
+  a.node->deliver_local(now);
+  // Refused by the replica (one write in flight at most) and answered at once, its value
+  // freed with the request.
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->status().code(), Code::kOverloaded) << second->status().to_string();
+  EXPECT_EQ(a.node->coordinator().requests(), 1u);
+  EXPECT_EQ(a.node->coordinator().request_bytes(), 2u + 1000u);
+  EXPECT_FALSE(first.has_value());
+  ASSERT_TRUE(run_until([&] { return first.has_value(); }));
+  EXPECT_TRUE(first->ok()) << first->status().to_string();
 }
 
 TEST_F(ClusterNodeTest, WithAHomeReplicaDownAQuorumWriteLeavesAHintWithAFallback) {

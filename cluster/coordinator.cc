@@ -522,7 +522,7 @@ void Coordinator::advance_read(Op& op, MonoTime now) {
       ++stats_.repairs;
       const uint64_t req = track(op, t, Purpose::kRepair);
       if (!repair) repair = std::make_shared<store::Record>(*op.winner);
-      outbox_.push_back({target.node, WriteRequest{req, repair, target.hint_for}});
+      outbox_.push_back({target.node, WriteRequest{req, repair, target.hint_for, /*repair=*/true}});
     }
   }
   if (op.phase == Phase::kReading) {

@@ -346,6 +346,9 @@ TEST_F(CoordinatorTest, ReadRepairsTheStaleAndTheMissing) {
   for (const auto& r : repairs) {
     EXPECT_EQ(r.message.record->value, "new");
     EXPECT_EQ(r.message.record->version.hlc, 200u);
+    // Marked, so the replica reports a repair and its clock guard takes the version as
+    // relayed (it may be old), not as one stamped just now.
+    EXPECT_TRUE(r.message.repair);
   }
   EXPECT_EQ(c_->stats().repairs, 2u);
   EXPECT_GE(c_->stats().replies_dropped, 1u);

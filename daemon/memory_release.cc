@@ -16,11 +16,19 @@ constexpr uint64_t kIdleBytes = 1 << 20;
 // Least time between two releases: malloc_trim walks every arena and takes milliseconds
 // on a large heap, so once a second costs well under 1% of the network thread.
 constexpr std::chrono::milliseconds kReleaseInterval{1000};
+// Releases after one load at most: malloc_trim reports a release whenever a heap has free
+// pages, also ones it gave back before, so "until a release finds nothing" never ended on
+// some heaps and an idle node trimmed every second. Five seconds cover the store's threads
+// freeing the last values of a load.
+constexpr int kReleasesPerLoad = 5;
 
 }  // namespace
 
 void MemoryReleaser::on_turn(uint64_t inflight_bytes, MonoTime now) {
-  if (inflight_bytes >= kLoadedBytes) loaded_ = true;
+  if (inflight_bytes >= kLoadedBytes) {
+    loaded_ = true;
+    releases_left_ = kReleasesPerLoad;
+  }
   idle_waiting_ = false;
   if (!loaded_ || inflight_bytes > kIdleBytes) return;
   if (now < next_allowed_) {
@@ -30,7 +38,7 @@ void MemoryReleaser::on_turn(uint64_t inflight_bytes, MonoTime now) {
   // The store's threads free values after their writes were acknowledged (the applier,
   // once a staged batch is applied): release again a second later until a release finds
   // nothing to return.
-  loaded_ = malloc_trim(0) != 0;
+  loaded_ = malloc_trim(0) != 0 && --releases_left_ > 0;
   next_allowed_ = now + kReleaseInterval;
   ++releases_;
 }

@@ -5,7 +5,7 @@
 // load ended. MemoryReleaser asks glibc to return the free pages of every heap
 // (malloc_trim, which also releases whole free pages in the middle of a heap) once the
 // node goes idle after holding many bytes in flight, and again at most once per
-// kReleaseInterval while idle until a release returns nothing.
+// kReleaseInterval while idle until a release returns nothing, five times at most.
 // Pinning glibc's mmap threshold instead, so that every large value is unmapped when
 // freed, was measured: it returned no more, and made pipelined 1 MiB SETs 3 times
 // slower (a mapping and its page faults per copy of each value).
@@ -31,6 +31,7 @@ class MemoryReleaser {
  private:
   bool loaded_ = false;        // held kLoadedBytes, and freed memory may be left to release
   bool idle_waiting_ = false;  // idle, but released less than kReleaseInterval ago
+  int releases_left_ = 0;      // of this load's
   MonoTime next_allowed_{};
   uint64_t releases_ = 0;
 };

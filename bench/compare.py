@@ -1068,7 +1068,7 @@ def main(argv: list[str]) -> int:
         "Redis figure of the same shape measured in the same alternation.",
         "Redis ran with `save \"\"`; cases 1, 2b, 5a without AOF (a cache), 3 with appendfsync "
         "always, 2a, 4 and 5b with appendfsync everysec (AOF rewrite at its defaults). edgekvd "
-        "ran with its defaults (sync as stated, compression above 1 KiB, 64 partitions).",
+        "ran with its defaults (sync as stated, compression above 1 KiB, 512 partitions).",
         "Servers and load generators share the machine's CPUs; load average "
         f"{load_before} before the run, {load_after()} after it (other work on the machine "
         "shows up here and in the spread of the runs). The disk under the temp dir did "

@@ -140,6 +140,8 @@ class Coordinator {
 
   const CoordinatorStats& stats() const { return stats_; }
   size_t requests() const { return ops_.size(); }
+  // Whether a request of `key` is in flight or queued here.
+  bool busy(std::string_view key) const { return keys_.find(key) != keys_.end(); }
   uint64_t request_bytes() const { return bytes_; }
 
  private:

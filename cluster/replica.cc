@@ -183,4 +183,9 @@ size_t Replica::inflight_writes() const { return impl_->inflight_writes; }
 uint64_t Replica::inflight_bytes() const { return impl_->inflight_bytes; }
 const Replica::Counters& Replica::counters() const { return impl_->counters; }
 
+Result<store::Record> Replica::read_stored(std::string_view key, WallTime now) {
+  ++impl_->counters.reads;
+  return impl_->read_stored ? impl_->read_stored(key, now) : impl_->store.read(key, now);
+}
+
 }  // namespace edgekv::cluster

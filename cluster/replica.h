@@ -104,6 +104,9 @@ class Replica {
   size_t inflight_writes() const;
   uint64_t inflight_bytes() const;
   const Counters& counters() const;
+  // The key's stored state, read as a ReadRequest from this node would read it (hints
+  // aside), at once: for a read whose only replica is this node.
+  Result<store::Record> read_stored(std::string_view key, WallTime now);
 
  private:
   struct Impl;

@@ -11,6 +11,7 @@
 #include <system_error>
 #include <utility>
 
+#include "cluster/mutation.h"
 #include "common/log.h"
 
 namespace edgekv::daemon {
@@ -139,6 +140,23 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
       },
       std::move(change_hook), std::move(read_stored));
   return node;
+}
+
+void ClusterNode::get(std::string_view key, cluster::RequestOptions options, MonoTime now,
+                      cluster::Coordinator::ReadDone done) {
+  const std::vector<cluster::NodeId> home = view_->home(view_->partition_of(key));
+  if (home.size() != 1 || home[0] != options_.node_id || coordinator_->busy(key)) {
+    coordinator_->get(key, options, now, std::move(done));
+    return;
+  }
+  ++counters_.reads_local;
+  const WallTime wall = clock_.wall_now();
+  Result<store::Record> stored = replica_->read_stored(key, wall);
+  // As the coordinator answers: a tombstone, or a value expired by now, is no key.
+  if (stored.ok() && !cluster::is_live(*stored, wall)) {
+    stored = Status::not_found("key not found");
+  }
+  done(std::move(stored));
 }
 
 void ClusterNode::start(MonoTime now) {

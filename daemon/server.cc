@@ -518,22 +518,21 @@ class ServerImpl final : public Server {
 
   void handle_get(ReplyTo to, const pb::Request& req) {
     ++counters_.gets;
-    cluster_->coordinator().get(
-        req.get().key(), read_options(&req), clock_.mono_now(),
-        [this, to = std::move(to), id = req.id()](Result<store::Record> record) {
-          if (!record.ok()) {
-            if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
-            return reply_error(to, id, record.status());
-          }
-          ++counters_.get_hits;
-          pb::Response resp;
-          resp.set_id(id);
-          auto* body = resp.mutable_get();
-          body->set_value(std::move(record->value));
-          set_version(body->mutable_version(), record->version);
-          body->set_expiry_ms(record->expiry.ms);
-          send_reply(to, resp);
-        });
+    cluster_->get(req.get().key(), read_options(&req), clock_.mono_now(),
+                  [this, to = std::move(to), id = req.id()](Result<store::Record> record) {
+                    if (!record.ok()) {
+                      if (record.status().code() == Code::kNotFound) ++counters_.get_misses;
+                      return reply_error(to, id, record.status());
+                    }
+                    ++counters_.get_hits;
+                    pb::Response resp;
+                    resp.set_id(id);
+                    auto* body = resp.mutable_get();
+                    body->set_value(std::move(record->value));
+                    set_version(body->mutable_version(), record->version);
+                    body->set_expiry_ms(record->expiry.ms);
+                    send_reply(to, resp);
+                  });
   }
 
   void handle_ring(const ReplyTo& to, const pb::Request& req) {
@@ -744,6 +743,7 @@ class ServerImpl final : public Server {
         {"peer_batches_malformed", cn.batches_malformed},
         {"peer_messages_dropped", cn.messages_dropped},
         {"peer_messages_local", cn.messages_local},
+        {"reads_local", cn.reads_local},
         {"placement_epoch", cluster_->placement().epoch()},
         {"placement_members", cluster_->placement().members().size()},
         {"placement_adopted", pk.adopted},
@@ -1166,8 +1166,8 @@ class ServerImpl final : public Server {
    public:
     explicit CoordinatorKeyspace(ServerImpl& server) : server_(server) {}
     void get(std::string_view key, ReadDone done) override {
-      server_.cluster_->coordinator().get(key, server_.read_options(), server_.clock_.mono_now(),
-                                          std::move(done));
+      server_.cluster_->get(key, server_.read_options(), server_.clock_.mono_now(),
+                            std::move(done));
       server_.deliver_local();
     }
     void put(std::string_view key, std::string value, WallTime expiry, WriteDone done) override {

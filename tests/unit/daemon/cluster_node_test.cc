@@ -280,6 +280,63 @@ TEST_F(ClusterNodeTest, AWriteReachesTheOwnReplicaAtOnceAndItsRefusalIsAnsweredA
   EXPECT_TRUE(first->ok()) << first->status().to_string();
 }
 
+TEST_F(ClusterNodeTest, AReadWhoseOnlyHomeReplicaIsThisNodeIsAnsweredAtOnceAfterItsWrites) {
+  TestNode& a = add("a", 1);
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  std::optional<Result<store::Record>> got;
+  auto read = [&](const std::string& key) {
+    got.reset();
+    a.node->get(key, {}, clock_.mono_now(), [&](Result<store::Record> r) { got = std::move(r); });
+  };
+  // Nothing of the key in flight: answered within the call, from the replica's store.
+  read("k1");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), Code::kNotFound);
+  EXPECT_EQ(a.node->counters().reads_local, 1u);
+  auto w = put(a, "k1", "v1");
+  ASSERT_TRUE(w && w->ok());
+  read("k1");
+  ASSERT_TRUE(got.has_value() && got->ok());
+  EXPECT_EQ((*got)->value, "v1");
+  EXPECT_EQ((*got)->version, (*w)->version);
+  // A write of the key in flight: the read waits behind it in the coordinator, as any read
+  // there does, and sees it.
+  std::optional<Result<cluster::WriteOutcome>> second;
+  a.node->coordinator().put("k1", "v2", WallTime{0}, {}, clock_.mono_now(),
+                            [&](Result<cluster::WriteOutcome> r) { second = std::move(r); });
+  read("k1");
+  EXPECT_FALSE(got.has_value());
+  EXPECT_EQ(a.node->counters().reads_local, 2u);
+  ASSERT_TRUE(run_until([&] { return got.has_value(); }));
+  ASSERT_TRUE(second && second->ok());
+  ASSERT_TRUE(got->ok()) << got->status().to_string();
+  EXPECT_EQ((*got)->value, "v2");
+  // A deleted key is no key.
+  std::optional<Result<cluster::WriteOutcome>> gone;
+  a.node->coordinator().del("k1", {}, clock_.mono_now(),
+                            [&](Result<cluster::WriteOutcome> r) { gone = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return gone.has_value(); }));
+  read("k1");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), Code::kNotFound);
+}
+
+TEST_F(ClusterNodeTest, AReadOfAKeyWithOtherHomeReplicasGoesThroughTheCoordinator) {
+  for (const char* id : {"a", "b", "c"}) add(id);
+  connect_all();
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  ASSERT_TRUE(put(node("a"), "k1", "v1").value().ok());
+  std::optional<Result<store::Record>> got;
+  node("a").node->get("k1", {}, clock_.mono_now(),
+                      [&](Result<store::Record> r) { got = std::move(r); });
+  node("a").node->flush(clock_.mono_now());
+  ASSERT_TRUE(run_until([&] { return got.has_value(); }));
+  ASSERT_TRUE(got->ok()) << got->status().to_string();
+  EXPECT_EQ((*got)->value, "v1");
+  EXPECT_EQ(node("a").node->counters().reads_local, 0u);
+}
+
 TEST_F(ClusterNodeTest, WithAHomeReplicaDownAQuorumWriteLeavesAHintWithAFallback) {
   for (const char* id : {"a", "b", "c", "d"}) add(id);
   connect_all();

@@ -85,28 +85,29 @@ uint64_t FeedDeduplicator::entry_bytes(std::string_view key) {
 }
 
 bool FeedDeduplicator::admit(const ChangeEvent& event) {
-  const ChangeMark mark = change_mark(event);
-  if (mark <= low_water_) {
-    ++counters_.below_window;
-    return false;
+  switch (take(event.key, change_mark(event))) {
+    case Taken::kBelowWindow: ++counters_.below_window; return false;
+    case Taken::kDuplicate: ++counters_.duplicates; return false;
+    case Taken::kNewest: ++counters_.delivered; return true;
   }
-  auto it = last_.find(event.key);
+  return false;
+}
+
+FeedDeduplicator::Taken FeedDeduplicator::take(const std::string& key, ChangeMark mark) {
+  if (mark <= low_water_) return Taken::kBelowWindow;
+  auto it = last_.find(key);
   if (it != last_.end()) {
-    if (mark <= it->second) {
-      ++counters_.duplicates;
-      return false;
-    }
-    by_mark_.erase({it->second, event.key});
+    if (mark <= it->second) return Taken::kDuplicate;
+    by_mark_.erase({it->second, it->first});
     it->second = mark;
   } else {
-    it = last_.emplace(event.key, mark).first;
-    bytes_ += entry_bytes(event.key);
+    it = last_.emplace(key, mark).first;
+    bytes_ += entry_bytes(key);
   }
-  by_mark_.emplace(mark, event.key);
-  newest_ms_ = std::max(newest_ms_, HybridClock::physical_ms(event.version.hlc));
-  ++counters_.delivered;
+  by_mark_.emplace(mark, it->first);
+  newest_ms_ = std::max(newest_ms_, HybridClock::physical_ms(mark.version.hlc));
   forget_old();
-  return true;
+  return Taken::kNewest;
 }
 
 std::vector<std::pair<std::string, ChangeMark>> FeedDeduplicator::newest(size_t max) const {
@@ -117,20 +118,8 @@ std::vector<std::pair<std::string, ChangeMark>> FeedDeduplicator::newest(size_t 
   return out;
 }
 
-void FeedDeduplicator::remember(std::string key, ChangeMark mark) {
-  if (mark <= low_water_) return;
-  auto it = last_.find(key);
-  if (it != last_.end()) {
-    if (mark <= it->second) return;
-    by_mark_.erase({it->second, key});
-    it->second = mark;
-  } else {
-    bytes_ += entry_bytes(key);
-    it = last_.emplace(key, mark).first;
-  }
-  by_mark_.emplace(mark, std::move(key));
-  newest_ms_ = std::max(newest_ms_, HybridClock::physical_ms(mark.version.hlc));
-  forget_old();
+void FeedDeduplicator::remember(const std::string& key, ChangeMark mark) {
+  static_cast<void>(take(key, mark));
 }
 
 void FeedDeduplicator::forget_old() {

@@ -68,7 +68,7 @@ class FeedDeduplicator {
   std::vector<std::pair<std::string, ChangeMark>> newest(size_t max) const;
   // Remembers `key` as delivered at `mark` (a resumed cursor's), unless it is remembered
   // newer; counted nowhere. The bounds apply as for admitted changes.
-  void remember(std::string key, ChangeMark mark);
+  void remember(const std::string& key, ChangeMark mark);
 
   const DedupCounters& counters() const { return counters_; }
   uint64_t remembered_bytes() const { return bytes_; }
@@ -76,6 +76,10 @@ class FeedDeduplicator {
   ChangeMark low_water() const { return low_water_; }
 
  private:
+  enum class Taken { kBelowWindow, kDuplicate, kNewest };
+  // Remembers `mark` as `key`'s newest unless it is at or below the low-water mark or the
+  // key's remembered one; says which.
+  Taken take(const std::string& key, ChangeMark mark);
   static uint64_t entry_bytes(std::string_view key);
   void forget_old();
 

@@ -112,6 +112,10 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
           WriteReply{pending.req, Status::ok_status(), result->applied, result->current});
   }
 
+  Result<store::Record> read(std::string_view key, WallTime now) {
+    return read_stored ? read_stored(key, now) : store.read(key, now);
+  }
+
   void on_read(const NodeId& from, const ReadRequest& request, WallTime now) {
     ++counters.reads;
     auto fail = [&](const Status& status) {
@@ -119,8 +123,7 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
       reply(from, ReadReply{request.req, status, std::nullopt});
     };
     std::optional<store::Record> record;
-    Result<store::Record> stored =
-        read_stored ? read_stored(request.key, now) : store.read(request.key, now);
+    Result<store::Record> stored = read(request.key, now);
     if (stored.ok()) {
       record = std::move(*stored);
     } else if (stored.status().code() != Code::kNotFound) {
@@ -185,7 +188,7 @@ const Replica::Counters& Replica::counters() const { return impl_->counters; }
 
 Result<store::Record> Replica::read_stored(std::string_view key, WallTime now) {
   ++impl_->counters.reads;
-  return impl_->read_stored ? impl_->read_stored(key, now) : impl_->store.read(key, now);
+  return impl_->read(key, now);
 }
 
 }  // namespace edgekv::cluster

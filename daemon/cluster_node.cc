@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -144,8 +145,11 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
 
 void ClusterNode::get(std::string_view key, cluster::RequestOptions options, MonoTime now,
                       cluster::Coordinator::ReadDone done) {
-  const std::vector<cluster::NodeId> home = view_->home(view_->partition_of(key));
-  if (home.size() != 1 || home[0] != options_.node_id || coordinator_->busy(key)) {
+  // A partition has min(members, N) home replicas: with more than one, nothing to look up.
+  const cluster::Placement& p = view_->placement();
+  const bool sole_home = std::min<size_t>(p.members().size(), p.replication_factor()) == 1 &&
+                         p.is_home(view_->partition_of(key), options_.node_id);
+  if (!sole_home || coordinator_->busy(key)) {
     coordinator_->get(key, options, now, std::move(done));
     return;
   }

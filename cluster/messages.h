@@ -93,6 +93,10 @@ struct WriteRequest {
   NodeId hint_for;
   // Sent by a read repair: the replica reports the change as ChangeSource::kRepair.
   bool repair = false;
+  // A hint handed off by the fallback that kept it (cluster/handoff.h) to the home replica
+  // it was kept for: the replica reports the change as ChangeSource::kHint. Like a repair's,
+  // its version may be old.
+  bool handoff = false;
 };
 
 // The record of `request` for a replica's store, which keeps a record of its own: moved out

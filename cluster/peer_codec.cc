@@ -95,6 +95,7 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
           to_proto(*m.record, w->mutable_record());
           w->set_hint_for(m.hint_for);
           w->set_repair(m.repair);
+          w->set_handoff(m.handoff);
         } else if constexpr (std::is_same_v<T, WriteReply>) {
           pb::WriteReply* w = out->mutable_write_reply();
           w->set_req(m.req);
@@ -240,6 +241,7 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       out.record = std::make_shared<store::Record>(from_proto(w.mutable_record()));
       out.hint_for = w.hint_for();
       out.repair = w.repair();
+      out.handoff = w.handoff();
       return PeerMessage(std::move(out));
     }
     case pb::Message::kWriteReply: {

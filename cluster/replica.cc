@@ -33,6 +33,8 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
     uint64_t bytes = 0;
     bool hint = false;
     ChangeSource source = ChangeSource::kReplica;
+    NodeId owner;     // a hint's
+    std::string key;  // a hint's
   };
 
   void reply(const NodeId& to, PeerMessage message) {
@@ -41,7 +43,8 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
 
   void on_write(const NodeId& from, WriteRequest request, WallTime now) {
     ++counters.writes;
-    if (Status s = observe_version(request.record->version, request.repair); !s.ok()) {
+    if (Status s = observe_version(request.record->version, request.repair || request.handoff);
+        !s.ok()) {
       ++counters.refused_versions;
       reply(from, write_failed(request.req, std::move(s)));
       return;
@@ -67,10 +70,24 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
     pending.req = request.req;
     pending.bytes = bytes;
     pending.hint = !request.hint_for.empty() && request.hint_for != self;
-    pending.source = request.repair ? ChangeSource::kRepair
-                     : from == self ? ChangeSource::kCoordinated
-                                    : ChangeSource::kReplica;
-    if (pending.hint) ++counters.hints_written;
+    pending.source = request.repair    ? ChangeSource::kRepair
+                     : request.handoff ? ChangeSource::kHint
+                     : from == self    ? ChangeSource::kCoordinated
+                                       : ChangeSource::kReplica;
+    if (pending.hint) {
+      // Past a hint bound (hint-window): refused, so it does not count for the write, and
+      // the gate has marked the partition for repair.
+      if (hint_gate.admit) {
+        if (Status s = hint_gate.admit(request.hint_for, request.record->key); !s.ok()) {
+          ++counters.hints_refused;
+          reply(from, write_failed(request.req, std::move(s)));
+          return;
+        }
+      }
+      ++counters.hints_written;
+      pending.owner = request.hint_for;
+      pending.key = request.record->key;
+    }
     ++inflight_writes;
     inflight_bytes += bytes;
 
@@ -101,6 +118,10 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
     inflight_bytes -= pending.bytes;
     if (!result.ok()) {
       ++counters.store_errors;
+      if (pending.hint && result.status().code() == Code::kOverloaded) {
+        ++counters.hints_refused;
+        if (hint_gate.refused) hint_gate.refused(pending.owner, pending.key, result.status());
+      }
       reply(pending.from, write_failed(pending.req, result.status()));
       return;
     }
@@ -150,6 +171,7 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
   const ObserveVersion observe_version;
   const ChangeHook change_hook;
   const ReadStored read_stored;
+  HintGate hint_gate;
 
   std::vector<PeerOutgoing> outbox;
   size_t inflight_writes = 0;
@@ -166,6 +188,8 @@ Replica::Replica(NodeId self, store::Store& store, ReplicaOptions options, Post 
 }
 
 Replica::~Replica() = default;
+
+void Replica::set_hint_gate(HintGate gate) { impl_->hint_gate = std::move(gate); }
 
 bool Replica::on_message(const NodeId& from, PeerMessage message, WallTime now) {
   if (auto* write = std::get_if<WriteRequest>(&message)) {

@@ -18,7 +18,11 @@
 //    kRepair for a write marked as a repair, kCoordinated for one this node coordinated
 //    (sent by itself), kReplica otherwise. A write with `hint_for` naming another node is
 //    kept as a hint (Store::apply_hint) and reaches no hook: a hint is not applied data
-//    until it is handed off. A hint naming this node itself is an ordinary write.
+//    until it is handed off. A hint naming this node itself is an ordinary write. A write
+//    marked `handoff` (a fallback handing a hint over) is applied as kHint.
+//  - A hint past its bounds is refused, never dropped unseen: the hint gate (hint-window)
+//    or the store (hints_max_bytes) refuses it, the write is answered with the refusal and
+//    the gate marks the partition for repair.
 //  - Store writes in flight are bounded in count and in bytes (ReplicaOptions); beyond
 //    either bound a write is answered OVERLOADED at once.
 //
@@ -80,6 +84,7 @@ class Replica {
     uint64_t writes = 0;            // WriteRequests received
     uint64_t writes_applied = 0;    // that changed the store (partitions or hints)
     uint64_t hints_written = 0;     // of the writes, those kept as hints (applied or not)
+    uint64_t hints_refused = 0;     // hints the gate or the store's hint bound refused
     uint64_t reads = 0;             // ReadRequests received
     uint64_t refused_versions = 0;  // writes observe_version refused
     uint64_t overloaded = 0;        // writes refused at the in-flight bounds
@@ -91,6 +96,16 @@ class Replica {
           ObserveVersion observe_version, ChangeHook change_hook, ReadStored read_stored = {});
   ~Replica();
   Replica(const Replica&) = delete;
+
+  // Where hints meet their bounds (cluster/handoff.h): `admit` is asked before a hint is
+  // kept and a non-OK Status refuses it (the reply to the write); `refused` is told of a
+  // hint the store refused at its hint bound (hints_max_bytes). Either leaves the partition
+  // marked for repair with the owner. Unset: every hint is offered to the store.
+  struct HintGate {
+    std::function<Status(const NodeId& owner, std::string_view key)> admit;
+    std::function<void(const NodeId& owner, std::string_view key, const Status& why)> refused;
+  };
+  void set_hint_gate(HintGate gate);
   Replica& operator=(const Replica&) = delete;
 
   // A message from `from` (this node itself for requests it coordinated). Returns false,

@@ -131,7 +131,7 @@ struct Counts {
 
 // An operation's input: enough to run it again on another copy of the state.
 struct OpInput {
-  enum class Kind : uint8_t { kApply, kHint, kSweep };
+  enum class Kind : uint8_t { kApply, kHint, kRemoveHint, kSweep };
   Kind kind = Kind::kApply;
   Record record;
   std::string owner;
@@ -290,6 +290,26 @@ Result<ApplyResult> run_hint(State& s, const StoreOptions& options, std::string 
   return result;
 }
 
+// Store::remove_hint: forgets the hint for (owner, key) if it still has the version.
+ApplyResult run_remove_hint(State& s, const std::string& owner, const Record& record) {
+  Hints& h = s.hints;
+  ApplyResult result;
+  auto it = h.by_owner_key.find({owner, record.key});
+  if (it == h.by_owner_key.end()) return result;
+  result.current = it->second.record.version;
+  if (it->second.record.version != record.version) return result;
+  auto by_owner = h.by_owner.find(owner);
+  by_owner->second.erase(it->second.order);
+  if (by_owner->second.empty()) h.by_owner.erase(by_owner);
+  auto owners = h.owners_of_key.find(record.key);
+  owners->second.erase(owner);
+  if (owners->second.empty()) h.owners_of_key.erase(owners);
+  h.bytes -= it->second.bytes;
+  h.by_owner_key.erase(it);
+  result.applied = true;
+  return result;
+}
+
 std::vector<ChangeEvent> run_sweep(State& s, const StoreOptions& options, WallTime now,
                                    size_t max_rows, Counts* counts) {
   const auto n = static_cast<uint32_t>(s.partitions.size());
@@ -364,6 +384,10 @@ OpOutcome run(State& s, const StoreOptions& options, OpInput in, Counts* counts)
     case OpInput::Kind::kHint:
       out.apply = run_hint(s, options, std::move(in.owner), std::move(in.record), in.now);
       out.changed = out.apply.ok() && out.apply->applied;
+      break;
+    case OpInput::Kind::kRemoveHint:
+      out.apply = run_remove_hint(s, in.owner, in.record);
+      out.changed = out.apply->applied;
       break;
     case OpInput::Kind::kSweep:
       out.events = run_sweep(s, options, in.now, in.max_rows, counts);
@@ -559,6 +583,63 @@ Result<std::vector<Record>> MemoryStore::read_hints(std::string_view owner, size
   for (const auto& [order, key] : owner_it->second) {
     if (out.size() >= max) break;
     out.push_back(h.by_owner_key.find({owner_it->first, key})->second.record);
+  }
+  return out;
+}
+
+void MemoryStore::remove_hint(std::string owner, std::string key, Version version,
+                              ApplyCallback done) {
+  Core& c = *core_;
+  if (!c.up) {
+    if (done) done(c.down_status());
+    return;
+  }
+  // Removing frees space: never refused at write_queue_max (as the SQLite store does not).
+  OpInput in;
+  in.kind = OpInput::Kind::kRemoveHint;
+  in.owner = std::move(owner);
+  in.record.key = std::move(key);
+  in.record.version = version;
+  c.enqueue(core_, std::move(in), std::move(done), nullptr);
+}
+
+Result<std::vector<Record>> MemoryStore::read_hints_after(std::string_view owner, Version after,
+                                                          size_t max, uint64_t max_bytes) {
+  if (!core_->up) return core_->down_status();
+  const Hints& h = core_->state.hints;
+  std::vector<Record> out;
+  auto owner_it = h.by_owner.find(owner);
+  if (owner_it == h.by_owner.end() || max == 0) return out;
+  std::vector<const Record*> after_cursor;
+  for (const auto& [order, key] : owner_it->second) {
+    const Record& r = h.by_owner_key.find({owner_it->first, key})->second.record;
+    if (r.version > after) after_cursor.push_back(&r);
+  }
+  std::sort(after_cursor.begin(), after_cursor.end(),
+            [](const Record* a, const Record* b) { return a->version < b->version; });
+  uint64_t bytes = 0;
+  for (const Record* r : after_cursor) {
+    if (out.size() >= max || (!out.empty() && bytes >= max_bytes)) break;
+    bytes += r->key.size() + r->value.size();
+    out.push_back(*r);
+  }
+  return out;
+}
+
+Result<std::vector<HintOwnerSummary>> MemoryStore::hint_owners() {
+  if (!core_->up) return core_->down_status();
+  const Hints& h = core_->state.hints;
+  std::vector<HintOwnerSummary> out;
+  for (const auto& [owner, keys] : h.by_owner) {
+    HintOwnerSummary s;
+    s.owner = owner;
+    for (const auto& [order, key] : keys) {
+      const Hint& hint = h.by_owner_key.find({owner, key})->second;
+      ++s.hints;
+      s.bytes += hint.bytes;
+      if (s.oldest == Version{} || hint.record.version < s.oldest) s.oldest = hint.record.version;
+    }
+    out.push_back(std::move(s));
   }
   return out;
 }

@@ -97,6 +97,11 @@ class MemoryStore final : public Store {
   Result<Record> read(std::string_view key, WallTime now) override;
   void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done) override;
   Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) override;
+  Result<std::vector<Record>> read_hints_after(std::string_view owner, Version after, size_t max,
+                                               uint64_t max_bytes) override;
+  Result<std::vector<HintOwnerSummary>> hint_owners() override;
+  void remove_hint(std::string owner, std::string key, Version version,
+                   ApplyCallback done) override;
   Result<Record> read_hint(std::string_view key, WallTime now) override;
   void sweep(WallTime now, size_t max_rows, SweepCallback done) override;
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,

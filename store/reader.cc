@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <string>
 
 #include "store/schema.h"
@@ -145,9 +146,22 @@ Result<Reader::HintStatements*> Reader::hint_statements(uint32_t file) {
       db->prepare(std::string(kColumns) + " WHERE key = ?1 ORDER BY hlc DESC, origin DESC LIMIT 1",
                   "read hint");
   if (!by_key.ok()) return by_key.status();
+  // Row values walk the (owner, hlc, origin) index from the cursor on.
+  Result<sql::Stmt> by_owner_after = db->prepare(
+      std::string(kColumns) +
+          " WHERE owner = ?1 AND (hlc, origin) > (?2, ?3) ORDER BY hlc, origin LIMIT ?4",
+      "read hints");
+  if (!by_owner_after.ok()) return by_owner_after.status();
+  Result<sql::Stmt> owners = db->prepare(
+      "SELECT owner, count(*), sum(length(owner) + length(key) + length(value)), min(hlc),"
+      " min(origin) FROM hints GROUP BY owner ORDER BY owner",
+      "summarize hints");
+  if (!owners.ok()) return owners.status();
   h.db = std::move(*db);
   h.by_owner = std::move(*by_owner);
+  h.by_owner_after = std::move(*by_owner_after);
   h.by_key = std::move(*by_key);
+  h.owners = std::move(*owners);
   return &h;
 }
 
@@ -188,6 +202,72 @@ Result<std::vector<Record>> Reader::read_hints(std::string_view owner, size_t ma
   std::sort(out.begin(), out.end(),
             [](const Record& a, const Record& b) { return a.version < b.version; });
   if (out.size() > max) out.resize(max);
+  return out;
+}
+
+Result<std::vector<Record>> Reader::read_hints_after(std::string_view owner, Version after,
+                                                     size_t max, uint64_t max_bytes) {
+  std::vector<Record> out;
+  if (max == 0) return out;
+  // Each file's first hints after the cursor, up to `max` of them or `max_bytes`, merged:
+  // whatever the merged page takes from a file is a prefix of what was read from it.
+  for (uint32_t f = 0; f < state_.layout.db_files; ++f) {
+    Result<HintStatements*> h = hint_statements(f);
+    if (!h.ok()) return h.status();
+    sql::Stmt& stmt = (*h)->by_owner_after;
+    sql::StmtScope scope(stmt);
+    stmt.bind_blob(1, owner);
+    stmt.bind_u64(2, after.hlc);
+    stmt.bind_u64(3, after.origin);
+    stmt.bind_int64(4, clamp_limit(max));
+    uint64_t bytes = 0;
+    while (bytes < max_bytes) {
+      Result<bool> row = stmt.step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      Result<Record> record = hint_at(stmt);
+      if (!record.ok()) return record.status();
+      bytes += record->key.size() + record->value.size();
+      out.push_back(std::move(*record));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Record& a, const Record& b) { return a.version < b.version; });
+  uint64_t bytes = 0;
+  size_t keep = 0;
+  while (keep < out.size() && keep < max && (keep == 0 || bytes < max_bytes)) {
+    bytes += out[keep].key.size() + out[keep].value.size();
+    ++keep;
+  }
+  out.resize(keep);
+  return out;
+}
+
+Result<std::vector<HintOwnerSummary>> Reader::hint_owners() {
+  std::map<std::string, HintOwnerSummary, std::less<>> merged;
+  for (uint32_t f = 0; f < state_.layout.db_files; ++f) {
+    Result<HintStatements*> h = hint_statements(f);
+    if (!h.ok()) return h.status();
+    sql::Stmt& stmt = (*h)->owners;
+    sql::StmtScope scope(stmt);
+    for (;;) {
+      Result<bool> row = stmt.step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      std::string owner(stmt.blob_at(0));
+      HintOwnerSummary& s = merged[owner];
+      s.owner = owner;
+      const uint64_t count = stmt.u64_at(1);
+      s.hints += count;
+      s.bytes += stmt.u64_at(2) + count * kHintOverheadBytes;
+      // min(hlc) and min(origin) are taken apart; the hlc dates the oldest, which is what
+      // the summary is for.
+      const Version oldest{stmt.u64_at(3), stmt.u64_at(4)};
+      if (s.oldest == Version{} || oldest < s.oldest) s.oldest = oldest;
+    }
+  }
+  std::vector<HintOwnerSummary> out;
+  for (auto& [owner, s] : merged) out.push_back(std::move(s));
   return out;
 }
 

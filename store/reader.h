@@ -38,6 +38,9 @@ class Reader {
   Result<Record> read(std::string_view key, uint32_t partition, WallTime now);
   // Store::read_hints and read_hint, from the stage files' hints tables.
   Result<std::vector<Record>> read_hints(std::string_view owner, size_t max);
+  Result<std::vector<Record>> read_hints_after(std::string_view owner, Version after, size_t max,
+                                               uint64_t max_bytes);
+  Result<std::vector<HintOwnerSummary>> hint_owners();
   Result<Record> read_hint(std::string_view key, uint32_t partition, WallTime now);
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq, size_t max);
   // Rows of `partition` that expired by `now` and that expire later (the expiry index).
@@ -52,7 +55,9 @@ class Reader {
   struct HintStatements {
     sql::Db db;  // the stage file, read-only
     sql::Stmt by_owner;
+    sql::Stmt by_owner_after;
     sql::Stmt by_key;
+    sql::Stmt owners;
   };
   explicit Reader(const EngineState& state) : state_(state) {}
   // The partition's statements, prepared on first use; nullptr while the partition has no

@@ -378,6 +378,19 @@ class StoreImpl final : public Store {
     return (*lease)->read_hints(owner, max);
   }
 
+  Result<std::vector<Record>> read_hints_after(std::string_view owner, Version after, size_t max,
+                                               uint64_t max_bytes) override {
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->read_hints_after(owner, after, max, max_bytes);
+  }
+
+  Result<std::vector<HintOwnerSummary>> hint_owners() override {
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->hint_owners();
+  }
+
   Result<Record> read_hint(std::string_view key, WallTime now) override {
     Result<ReaderPool::Lease> lease = readers_.acquire();
     if (!lease.ok()) return lease.status();
@@ -533,6 +546,14 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
 
 uint32_t Store::partition_of(std::string_view key) const {
   return edgekv::partition_of(key, partitions());
+}
+
+Result<std::vector<Record>> Store::read_hints_after(std::string_view, Version, size_t, uint64_t) {
+  return Status::failed_precondition("this store keeps no hints");
+}
+
+Result<std::vector<HintOwnerSummary>> Store::hint_owners() {
+  return Status::failed_precondition("this store keeps no hints");
 }
 
 void Store::remove_hint(std::string, std::string, Version, ApplyCallback done) {

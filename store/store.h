@@ -170,6 +170,14 @@ struct StoreStats {
   uint64_t hint_bytes = 0;          // their size, as hints_max_bytes counts it
 };
 
+// What a store holds as hints for one owner (Store::hint_owners).
+struct HintOwnerSummary {
+  std::string owner;
+  uint64_t hints = 0;
+  uint64_t bytes = 0;  // as hints_max_bytes counts them
+  Version oldest;      // the oldest hint's version (its wall-clock part dates it)
+};
+
 // Writes a thread submits while a WakeBatch it created is alive are queued at once but
 // wake their writers only when the outermost batch on that thread ends. A front-end that
 // makes many writes per turn of its event loop (one per client with a request waiting)
@@ -237,6 +245,18 @@ class Store {
   virtual void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done) = 0;
   // The hints held for `owner`, oldest first, at most `max`.
   virtual Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) = 0;
+  // A page of the hints held for `owner` in version order, for delivery: those with a
+  // version after `after` (Version{}: from the first), at most `max` of them, and no more
+  // once `max_bytes` of keys and values are taken (at least one, however large). A
+  // deliverer pages through an owner's hints with the last version of each page, without
+  // waiting for the hints it sent to be removed. Stores that keep no hints answer
+  // FAILED_PRECONDITION.
+  virtual Result<std::vector<Record>> read_hints_after(std::string_view owner, Version after,
+                                                       size_t max, uint64_t max_bytes);
+  // Per owner, what the store holds for it (kvcli hints, and the owners a node must
+  // deliver to after a restart), in owner order. A scan of the hints: for operators and
+  // start-up, not for every request.
+  virtual Result<std::vector<HintOwnerSummary>> hint_owners();
   // The newest hint held for `key`, whichever owner it is for (a sloppy read at a fallback);
   // NOT_FOUND when none.
   virtual Result<Record> read_hint(std::string_view key, WallTime now) = 0;

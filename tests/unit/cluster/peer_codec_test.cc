@@ -39,7 +39,7 @@ std::shared_ptr<store::Record> shared(store::Record r) {
 // One message of every kind, every field set to something other than its default.
 std::vector<PeerMessage> every_kind() {
   std::vector<PeerMessage> out;
-  out.push_back(WriteRequest{1, shared(record("k1", "v1")), "node-c", true});
+  out.push_back(WriteRequest{1, shared(record("k1", "v1")), "node-c", true, true});
   out.push_back(WriteReply{2, Status::io_error("disk full: x"), true, Version{9, 10}});
   out.push_back(ReadRequest{3, "k3", true});
   store::Record tomb = record("k4", "");
@@ -103,6 +103,7 @@ TEST(PeerCodec, EveryKindRoundTrips) {
   EXPECT_EQ(w.record->expiry.ms, kWall.ms + 5000);
   EXPECT_EQ(w.hint_for, "node-c");
   EXPECT_TRUE(w.repair);
+  EXPECT_TRUE(w.handoff);
   const auto& wr = std::get<WriteReply>(got->messages[1]);
   EXPECT_EQ(wr.status, Status::io_error("disk full: x"));
   EXPECT_TRUE(std::get<ReadReply>(got->messages[3]).record->tombstone);

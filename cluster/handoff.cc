@@ -1,0 +1,435 @@
+#include "cluster/handoff.h"
+
+#include <algorithm>
+#include <charconv>
+#include <sstream>
+
+#include "common/assert.h"
+
+namespace edgekv::cluster {
+namespace {
+
+constexpr std::string_view kMarksHeader = "edgekv-repair-marks 1";
+// What one mark's owner and reason may take in the file: a node id's bound and a line of
+// explanation.
+constexpr size_t kMarkOwnerMax = 256;
+constexpr size_t kMarkReasonMax = 1024;
+constexpr size_t kMarksMax = 1 << 20;
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+bool unhex(std::string_view in, std::string* out) {
+  if (in.size() % 2 != 0) return false;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  out->clear();
+  for (size_t i = 0; i < in.size(); i += 2) {
+    const int hi = digit(in[i]);
+    const int lo = digit(in[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+
+template <typename T>
+bool parse_number(std::string_view in, T* out) {
+  if (in.empty()) return false;
+  auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), *out);
+  return ec == std::errc() && end == in.data() + in.size();
+}
+
+std::vector<std::string_view> split(std::string_view line, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t at = line.find(sep, start);
+    out.push_back(
+        line.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start));
+    if (at == std::string_view::npos) return out;
+    start = at + 1;
+  }
+}
+
+std::string seconds_text(std::chrono::milliseconds d) {
+  return std::to_string(d.count() / 1000) + " s";
+}
+
+}  // namespace
+
+std::string encode_marks(const std::vector<RepairMark>& marks) {
+  std::string out(kMarksHeader);
+  out.push_back('\n');
+  for (const RepairMark& m : marks) {
+    out += std::to_string(m.partition) + ' ' + std::to_string(m.since.ms) + ' ' +
+           std::to_string(m.hints) + ' ' + hex(m.owner) + ' ' + hex(m.reason) + '\n';
+  }
+  return out;
+}
+
+Result<std::vector<RepairMark>> decode_marks(std::string_view bytes) {
+  std::vector<std::string_view> lines = split(bytes, '\n');
+  if (lines.empty() || lines[0] != kMarksHeader) {
+    return Status::invalid_argument("repair marks: the first line is not \"" +
+                                    std::string(kMarksHeader) + "\"");
+  }
+  if (lines.back().empty()) lines.pop_back();  // the last line's newline
+  if (lines.size() - 1 > kMarksMax) {
+    return Status::invalid_argument("repair marks: more than " + std::to_string(kMarksMax) +
+                                    " marks");
+  }
+  std::vector<RepairMark> out;
+  std::set<std::pair<std::string, uint32_t>> seen;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const std::string where = "repair marks: line " + std::to_string(i + 1) + ": ";
+    std::vector<std::string_view> f = split(lines[i], ' ');
+    if (f.size() != 5) {
+      return Status::invalid_argument(where + "has " + std::to_string(f.size()) +
+                                      " fields, not 5 (partition, since, hints, owner, reason)");
+    }
+    RepairMark m;
+    if (!parse_number(f[0], &m.partition)) {
+      return Status::invalid_argument(where + "partition is not a number");
+    }
+    if (!parse_number(f[1], &m.since.ms) || m.since.ms < 0) {
+      return Status::invalid_argument(where + "time is not a non-negative number");
+    }
+    if (!parse_number(f[2], &m.hints)) {
+      return Status::invalid_argument(where + "hint count is not a number");
+    }
+    if (f[3].size() > 2 * kMarkOwnerMax || !unhex(f[3], &m.owner) || m.owner.empty()) {
+      return Status::invalid_argument(where + "owner is not a node id in hex");
+    }
+    if (f[4].size() > 2 * kMarkReasonMax || !unhex(f[4], &m.reason)) {
+      return Status::invalid_argument(where + "reason is not text in hex");
+    }
+    if (!seen.emplace(m.owner, m.partition).second) {
+      return Status::invalid_argument(where + "marks partition " + std::to_string(m.partition) +
+                                      " for " + m.owner + " a second time");
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Handoff::Handoff(NodeId self, store::Store& store, const Clock& clock, HandoffOptions options,
+                 Post post, PartitionOf partition_of, Loaded loaded)
+    : self_(std::move(self)),
+      store_(store),
+      clock_(clock),
+      options_(options),
+      post_(std::move(post)),
+      partition_of_(std::move(partition_of)),
+      loaded_(std::move(loaded)) {
+  EDGEKV_ASSERT(post_ && partition_of_);
+}
+
+Handoff::~Handoff() = default;
+
+void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
+  if (id == self_) return;
+  auto [it, added] = targets_.try_emplace(id);
+  Target& t = it->second;
+  if (added) {
+    t.rate = static_cast<double>(options_.delivery_rate);
+    t.refilled = now;
+    // First seen down: the window counts from now (this node cannot know more).
+    t.down_since = now;
+  }
+  if (t.up == up && !added) return;
+  t.up = up;
+  if (!up) {
+    t.down_since = now;
+    // What was read but not sent waits for the owner's return; what is in flight times out.
+    t.queued.clear();
+    t.cursor = Version{};
+    t.exhausted = false;
+    return;
+  }
+  // Back: deliver at once, from the first hint, at the full rate.
+  t.cursor = Version{};
+  t.exhausted = false;
+  t.rescan = false;
+  t.rate = static_cast<double>(options_.delivery_rate);
+  t.backoff = std::chrono::milliseconds(0);
+  t.not_before = t.wake = now;
+}
+
+void Handoff::forget_member(const NodeId& id) {
+  auto it = targets_.find(id);
+  if (it == targets_.end()) return;
+  // Replies still in flight for it are dropped when they come (their target is gone).
+  targets_.erase(it);
+}
+
+Status Handoff::admit(const NodeId& owner, std::string_view key) {
+  auto it = targets_.find(owner);
+  if (it == targets_.end() || it->second.up) return Status::ok_status();
+  const auto down = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.mono_now() -
+                                                                          it->second.down_since);
+  if (down <= options_.hint_window) return Status::ok_status();
+  ++counters_.window_refusals;
+  const uint32_t partition = partition_of_(key);
+  std::string why = "not keeping a hint for " + owner + ": down for " + seconds_text(down) +
+                    ", past hint-window (" + seconds_text(options_.hint_window) + "); partition " +
+                    std::to_string(partition) + " is marked for repair";
+  mark(owner, key, why);
+  return Status::unavailable(std::move(why));
+}
+
+void Handoff::refused(const NodeId& owner, std::string_view key, const Status& why) {
+  ++counters_.store_refusals;
+  mark(owner, key, why.message());
+}
+
+void Handoff::mark(const NodeId& owner, std::string_view key, const std::string& reason) {
+  const uint32_t partition = partition_of_(key);
+  auto [it, added] = marks_.try_emplace({owner, partition});
+  RepairMark& m = it->second;
+  if (added) {
+    m.owner = owner;
+    m.partition = partition;
+    m.since = clock_.wall_now();
+    m.reason = reason.substr(0, kMarkReasonMax);
+    marks_changed_ = true;
+  }
+  ++m.hints;
+}
+
+std::vector<RepairMark> Handoff::marks() const {
+  std::vector<RepairMark> out;
+  out.reserve(marks_.size());
+  for (const auto& [id, m] : marks_) out.push_back(m);
+  return out;
+}
+
+void Handoff::load_marks(std::vector<RepairMark> marks) {
+  marks_.clear();
+  for (RepairMark& m : marks) {
+    auto key = std::make_pair(m.owner, m.partition);
+    marks_[key] = std::move(m);
+  }
+}
+
+void Handoff::clear_mark(const NodeId& owner, uint32_t partition) {
+  if (marks_.erase({owner, partition}) > 0) marks_changed_ = true;
+}
+
+bool Handoff::take_marks_changed() { return std::exchange(marks_changed_, false); }
+
+bool Handoff::read_page(const NodeId& owner, Target& t, MonoTime now) {
+  Result<std::vector<store::Record>> page =
+      store_.read_hints_after(owner, t.cursor, options_.page_hints, options_.page_bytes);
+  if (!page.ok()) {
+    ++counters_.read_failures;
+    t.last_error = "reading hints: " + page.status().message();
+    t.backoff = std::clamp(t.backoff * 2, options_.backoff_min, options_.backoff_max);
+    t.not_before = t.wake = now + t.backoff;
+    return false;
+  }
+  if (page->empty()) {
+    t.exhausted = true;
+    return true;
+  }
+  for (store::Record& r : *page) {
+    t.cursor = r.version;
+    if (t.busy_keys.contains(r.key)) continue;  // in flight: a later look takes a newer one
+    t.queued.push_back(std::move(r));
+  }
+  return true;
+}
+
+void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
+  if (!t.up || now < t.not_before) return;
+  if (loaded_ && loaded_()) {
+    t.not_before = t.wake = now + options_.loaded_wait;
+    return;
+  }
+  if (t.rescan) {
+    // After a failure, once what was in flight is answered: everything not yet
+    // acknowledged is read again from the first hint.
+    if (t.inflight > 0) {
+      t.wake = MonoTime::max();
+      return;
+    }
+    t.rescan = false;
+    t.cursor = Version{};
+    t.exhausted = false;
+    t.queued.clear();
+  }
+  const double burst = std::max(t.rate / 10, static_cast<double>(options_.page_bytes));
+  t.tokens =
+      std::min(burst, t.tokens + t.rate * std::chrono::duration<double>(now - t.refilled).count());
+  t.refilled = now;
+  auto room = [&] {
+    return t.inflight < options_.max_inflight &&
+           (t.inflight == 0 || t.inflight_bytes < options_.max_inflight_bytes);
+  };
+  while (t.tokens > 0 && room()) {
+    if (t.queued.empty()) {
+      if (t.exhausted) break;
+      if (!read_page(owner, t, now)) return;
+      continue;
+    }
+    store::Record record = std::move(t.queued.front());
+    t.queued.pop_front();
+    const uint64_t bytes = record.key.size() + record.value.size();
+    const uint64_t req = kRequestBit | next_req_++;
+    Sent sent{owner, record.key, record.version, bytes, now + options_.request_timeout};
+    t.busy_keys.insert(record.key);
+    ++t.inflight;
+    t.inflight_bytes += bytes;
+    t.tokens -= static_cast<double>(bytes);
+    timers_.emplace(sent.deadline, req);
+    inflight_.emplace(req, std::move(sent));
+    ++counters_.sent;
+    WriteRequest w;
+    w.req = req;
+    w.record = std::make_shared<store::Record>(std::move(record));
+    w.handoff = true;
+    outbox_.push_back(PeerOutgoing{owner, std::move(w)});
+  }
+  if (t.tokens <= 0) {
+    // Out of budget: the bucket holds enough for the next hint again at this time.
+    t.not_before = t.wake = now +
+                            std::chrono::duration_cast<MonoTime::duration>(
+                                std::chrono::duration<double>((1 - t.tokens) / t.rate)) +
+                            MonoTime::duration(1);
+  } else if (!room()) {
+    t.wake = MonoTime::max();  // a reply frees room
+  } else if (t.inflight > 0) {
+    t.wake = MonoTime::max();  // all read is sent: the replies decide what comes next
+  } else {
+    // Nothing more known: look again later, from the first hint.
+    t.exhausted = false;
+    t.cursor = Version{};
+    t.not_before = t.wake = now + options_.idle_check;
+  }
+}
+
+void Handoff::fail(Target& t, const Sent& sent, std::string why, MonoTime now) {
+  ++t.failures;
+  t.last_error = std::move(why);
+  t.busy_keys.erase(sent.key);
+  // Multiplicative decrease and a backoff; the cursor is past the hint, so the next round
+  // starts again from the first one, once what is in flight is answered.
+  t.rate = std::max(t.rate / 2, static_cast<double>(options_.min_rate));
+  t.backoff = std::clamp(t.backoff * 2, options_.backoff_min, options_.backoff_max);
+  t.not_before = now + t.backoff;
+  t.wake = t.inflight > 0 ? MonoTime::max() : t.not_before;
+  t.rescan = true;
+}
+
+bool Handoff::on_reply(const NodeId& from, const WriteReply& reply, MonoTime now) {
+  if (!is_handoff_reply(reply.req)) return false;
+  auto it = inflight_.find(reply.req);
+  if (it == inflight_.end() || it->second.owner != from) return true;  // late or misaddressed
+  Sent sent = std::move(it->second);
+  inflight_.erase(it);
+  timers_.erase({sent.deadline, reply.req});
+  auto target = targets_.find(sent.owner);
+  if (target == targets_.end()) return true;
+  Target& t = target->second;
+  --t.inflight;
+  t.inflight_bytes -= sent.bytes;
+  if (!reply.status.ok()) {
+    ++counters_.refused;
+    fail(t, sent, from + " refused a hint: " + reply.status.to_string(), now);
+    return true;
+  }
+  // The owner holds this version or a newer one: the hint has done its work.
+  ++counters_.delivered;
+  counters_.delivered_bytes += sent.bytes;
+  ++t.delivered;
+  t.rate = std::min(t.rate + static_cast<double>(options_.delivery_rate) / 32,
+                    static_cast<double>(options_.delivery_rate));
+  t.backoff = std::chrono::milliseconds(0);
+  std::weak_ptr<bool> alive = alive_;
+  store_.remove_hint(sent.owner, sent.key, sent.version,
+                     [this, alive, post = post_, owner = sent.owner,
+                      key = sent.key](Result<store::ApplyResult> result) mutable {
+                       post([this, alive, owner = std::move(owner), key = std::move(key),
+                             result = std::move(result)]() mutable {
+                         if (alive.lock()) on_removed(owner, key, std::move(result));
+                       });
+                     });
+  pump(sent.owner, t, now);
+  return true;
+}
+
+void Handoff::on_removed(const NodeId& owner, const std::string& key,
+                         Result<store::ApplyResult> result) {
+  if (result.ok()) {
+    ++counters_.removed;
+  } else {
+    // Kept: delivered again by a later round, which the owner answers as already held.
+    ++counters_.remove_failures;
+  }
+  auto it = targets_.find(owner);
+  if (it != targets_.end()) it->second.busy_keys.erase(key);
+}
+
+void Handoff::tick(MonoTime now) {
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    const uint64_t req = timers_.begin()->second;
+    timers_.erase(timers_.begin());
+    auto it = inflight_.find(req);
+    if (it == inflight_.end()) continue;
+    Sent sent = std::move(it->second);
+    inflight_.erase(it);
+    ++counters_.timeouts;
+    auto target = targets_.find(sent.owner);
+    if (target == targets_.end()) continue;
+    Target& t = target->second;
+    --t.inflight;
+    t.inflight_bytes -= sent.bytes;
+    fail(t, sent,
+         sent.owner + " did not acknowledge a hint within " +
+             std::to_string(options_.request_timeout.count()) + " ms",
+         now);
+  }
+  for (auto& [owner, t] : targets_) pump(owner, t, now);
+}
+
+MonoTime Handoff::next_deadline() const {
+  MonoTime next = MonoTime::max();
+  if (!timers_.empty()) next = timers_.begin()->first;
+  for (const auto& [owner, t] : targets_) {
+    if (t.up) next = std::min(next, t.wake);
+  }
+  return next;
+}
+
+std::vector<PeerOutgoing> Handoff::take_messages() { return std::exchange(outbox_, {}); }
+
+std::vector<Handoff::TargetStatus> Handoff::targets() const {
+  std::vector<TargetStatus> out;
+  for (const auto& [owner, t] : targets_) {
+    TargetStatus s;
+    s.owner = owner;
+    s.up = t.up;
+    s.delivering = t.up && (t.inflight > 0 || !t.queued.empty() || t.rescan);
+    s.inflight = t.inflight;
+    s.rate = static_cast<uint64_t>(t.rate);
+    s.delivered = t.delivered;
+    s.failures = t.failures;
+    s.last_error = t.last_error;
+    s.down_since = t.down_since;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace edgekv::cluster

@@ -1,0 +1,236 @@
+// Hinted handoff: how a fallback hands the hints it keeps to the home replicas they were
+// kept for, once gossip shows them up again; and the bounds past which a hint is not kept,
+// which leave a durable repair mark instead of a silent loss.
+//
+// A pure state machine like the coordinator: gossip's liveness comes in through
+// set_member(), write replies through on_reply(), the time through tick(); WriteRequests
+// (marked `handoff`, addressed to the owners) come out of take_messages(). It reads hints
+// from the store it is given (Store::read_hints_after, point reads answered at once) and
+// removes each one the owner acknowledged (Store::remove_hint, completed through `post` on
+// the owning thread, as the replica side's writes are).
+//
+// Delivery, per owner (a "target"):
+//  - Starts when the owner is up and hints are held for it: at once when gossip shows it
+//    coming back, and by a look every idle-check otherwise (a hint kept for an owner that
+//    was up, the hints found after a restart).
+//  - Pages through the owner's hints in version order with a cursor, so the next page is
+//    read while the last is in flight. A hint is removed only once the owner acknowledged it
+//    (applied, or already superseded there): a crash of either side at any point delivers
+//    it again, which last-write-wins makes harmless.
+//  - Throttled: at most `delivery_rate` bytes of keys and values per second (a token
+//    bucket), at most max_inflight hints and max_inflight_bytes in flight. An owner that
+//    answers OVERLOADED or not at all halves the target's rate (down to min_rate) and backs
+//    off; every acknowledged hint wins some of it back (additive increase, up to the
+//    configured rate). While this node is loaded (`loaded()`), no target sends.
+//
+// Bounds: a hint for an owner that gossip has shown down for longer than `hint_window` is
+// refused (admit()), and one the store refuses at hints_max_bytes is reported (refused());
+// both mark the key's partition for repair with that owner: a RepairMark, which the driver
+// keeps durably (take_marks_changed(), encode_marks()) and shows (kvcli hints), and which
+// anti-entropy clears once it has compared the partition with the owner.
+//
+// Thread-safety: none; one thread owns it. The store's callbacks only call `post`.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "cluster/messages.h"
+#include "common/clock.h"
+#include "common/status.h"
+#include "store/store.h"
+
+namespace edgekv::cluster {
+
+struct HandoffOptions {
+  // Bytes of keys and values handed to one owner per second at most (hint-delivery-rate).
+  uint64_t delivery_rate = 16 * 1024 * 1024;
+  // The floor an owner's overload halves the rate to.
+  uint64_t min_rate = 64 * 1024;
+  // How long an owner may be down before hints for it are no longer kept (hint-window).
+  std::chrono::milliseconds hint_window = std::chrono::hours(3);
+  // How long a handed-off hint waits for the owner's answer (request-timeout-ms).
+  std::chrono::milliseconds request_timeout{2000};
+  // Hints read from the store at a time, in count and bytes.
+  size_t page_hints = 256;
+  uint64_t page_bytes = 1024 * 1024;
+  // Hints in flight per owner, in count and bytes (one larger hint always goes alone).
+  size_t max_inflight = 256;
+  uint64_t max_inflight_bytes = 8 * 1024 * 1024;
+  // How often an up owner with no hints known is looked at again.
+  std::chrono::milliseconds idle_check{1000};
+  // Backoff after an owner refused or did not answer: doubles from min to max.
+  std::chrono::milliseconds backoff_min{100};
+  std::chrono::milliseconds backoff_max{5000};
+  // How long delivery waits while this node is loaded before it looks again.
+  std::chrono::milliseconds loaded_wait{50};
+};
+
+// A partition that missed writes for `owner` which no hint holds: anti-entropy with the
+// owner repairs it.
+struct RepairMark {
+  NodeId owner;
+  uint32_t partition = 0;
+  WallTime since;      // the first refusal
+  uint64_t hints = 0;  // hints refused since
+  std::string reason;  // the first refusal's
+};
+
+// The marks' file format: a header line, then one line per mark. decode_marks() refuses
+// anything else with INVALID_ARGUMENT naming the line.
+std::string encode_marks(const std::vector<RepairMark>& marks);
+Result<std::vector<RepairMark>> decode_marks(std::string_view bytes);
+
+class Handoff {
+ public:
+  using Post = std::function<void(std::function<void()> work)>;
+  using PartitionOf = std::function<uint32_t(std::string_view key)>;
+  // Whether this node is too busy to hand off now (its own clients and replica writes come
+  // first).
+  using Loaded = std::function<bool()>;
+
+  // Handed-off hints carry request ids with this bit set; the coordinator's never do.
+  static constexpr uint64_t kRequestBit = uint64_t{1} << 62;
+  static bool is_handoff_reply(uint64_t req) { return (req & kRequestBit) != 0; }
+
+  struct Counters {
+    uint64_t sent = 0;       // hints handed to owners (retries included)
+    uint64_t delivered = 0;  // acknowledged by their owners
+    uint64_t delivered_bytes = 0;
+    uint64_t refused = 0;   // answered with an error (OVERLOADED, ...)
+    uint64_t timeouts = 0;  // not answered within request_timeout
+    uint64_t removed = 0;   // removed from the store once delivered
+    uint64_t remove_failures = 0;
+    uint64_t read_failures = 0;    // pages the store could not read
+    uint64_t window_refusals = 0;  // hints refused past hint_window
+    uint64_t store_refusals = 0;   // hints the store refused at hints_max_bytes
+  };
+
+  // What kvcli hints shows of one owner's delivery.
+  struct TargetStatus {
+    NodeId owner;
+    bool up = false;
+    bool delivering = false;  // hints known and being handed over
+    size_t inflight = 0;
+    uint64_t rate = 0;  // bytes/s allowed now
+    uint64_t delivered = 0;
+    uint64_t failures = 0;
+    std::string last_error;
+    MonoTime down_since{};  // when !up
+  };
+
+  // `store` and `clock` must outlive the Handoff. The clock dates repair marks and times
+  // admit() and refused(), which the replica side calls without a time.
+  Handoff(NodeId self, store::Store& store, const Clock& clock, HandoffOptions options, Post post,
+          PartitionOf partition_of, Loaded loaded);
+  ~Handoff();
+  Handoff(const Handoff&) = delete;
+  Handoff& operator=(const Handoff&) = delete;
+
+  // A member as gossip sees it: up (alive or suspect) or down. Members never reported are
+  // not delivered to.
+  void set_member(const NodeId& id, bool up, MonoTime now);
+  void forget_member(const NodeId& id);
+
+  // The replica side's hint gate (Replica::HintGate): OK to keep a hint for `owner`, or
+  // UNAVAILABLE (naming the bound) when the owner is down past hint_window, which marks the
+  // key's partition.
+  Status admit(const NodeId& owner, std::string_view key);
+  // A hint the store refused (hints_max_bytes): marks the key's partition.
+  void refused(const NodeId& owner, std::string_view key, const Status& why);
+
+  // A WriteReply: true when it answers a hint handed off here (is_handoff_reply), which is
+  // then consumed; false for anything else.
+  bool on_reply(const NodeId& from, const WriteReply& reply, MonoTime now);
+  void tick(MonoTime now);
+  MonoTime next_deadline() const;
+  std::vector<PeerOutgoing> take_messages();
+
+  // ---- repair marks
+  std::vector<RepairMark> marks() const;
+  // Replaces the marks (from the driver's file, at start).
+  void load_marks(std::vector<RepairMark> marks);
+  // Anti-entropy compared the partition with the owner: the mark goes.
+  void clear_mark(const NodeId& owner, uint32_t partition);
+  // Whether the marks changed since the last call (the driver then writes them).
+  bool take_marks_changed();
+
+  std::vector<TargetStatus> targets() const;
+  const Counters& counters() const { return counters_; }
+  size_t inflight() const { return inflight_.size(); }
+
+ private:
+  struct Target {
+    bool up = false;
+    MonoTime down_since{};
+    Version cursor;                    // the last version read from the store
+    bool exhausted = false;            // the last page read came back empty
+    bool rescan = false;               // after a failure: read again from the first hint
+    std::deque<store::Record> queued;  // read, not yet sent
+    size_t inflight = 0;
+    uint64_t inflight_bytes = 0;
+    // Keys sent or being removed: a page read meanwhile skips them.
+    std::unordered_set<std::string> busy_keys;
+    double rate = 0;
+    double tokens = 0;
+    MonoTime refilled{};
+    // Nothing is sent before this (a backoff, an empty bucket, the idle look, this node's
+    // load); `wake` is when tick() must look next (max: a reply will).
+    MonoTime not_before{};
+    MonoTime wake{};
+    std::chrono::milliseconds backoff{0};
+    uint64_t delivered = 0;
+    uint64_t failures = 0;
+    std::string last_error;
+  };
+  struct Sent {
+    NodeId owner;
+    std::string key;
+    Version version;
+    uint64_t bytes = 0;
+    MonoTime deadline{};
+  };
+
+  // Sends what the target's bounds allow; schedules its next look.
+  void pump(const NodeId& owner, Target& t, MonoTime now);
+  // Reads the next page into t.queued; false when the store failed.
+  bool read_page(const NodeId& owner, Target& t, MonoTime now);
+  // A hint the owner refused or did not answer: slows the target down and schedules a
+  // fresh pass over its hints.
+  void fail(Target& t, const Sent& sent, std::string why, MonoTime now);
+  void on_removed(const NodeId& owner, const std::string& key, Result<store::ApplyResult> result);
+  void mark(const NodeId& owner, std::string_view key, const std::string& reason);
+
+  const NodeId self_;
+  store::Store& store_;
+  const Clock& clock_;
+  const HandoffOptions options_;
+  const Post post_;
+  const PartitionOf partition_of_;
+  const Loaded loaded_;
+  // Completions posted after the Handoff is gone find it expired.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  std::map<NodeId, Target, std::less<>> targets_;
+  std::unordered_map<uint64_t, Sent> inflight_;
+  std::set<std::pair<MonoTime, uint64_t>> timers_;
+  uint64_t next_req_ = 1;
+  std::vector<PeerOutgoing> outbox_;
+  std::map<std::pair<NodeId, uint32_t>, RepairMark> marks_;
+  bool marks_changed_ = false;
+  Counters counters_;
+};
+
+}  // namespace edgekv::cluster

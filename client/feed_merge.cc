@@ -1,9 +1,9 @@
 #include "client/feed_merge.h"
 
 #include <algorithm>
-#include <charconv>
 
 #include "common/hlc.h"
+#include "common/text.h"
 
 namespace edgekv::client {
 namespace {
@@ -24,52 +24,6 @@ uint8_t op_rank(ChangeOp op) {
     case ChangeOp::kDelete: return 2;
   }
   return 0;
-}
-
-bool parse_u64(std::string_view text, uint64_t* out) {
-  if (text.empty()) return false;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && end == text.data() + text.size();
-}
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * bytes.size());
-  for (unsigned char b : bytes) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 15];
-  }
-  return out;
-}
-
-bool from_hex(std::string_view hex, std::string* out) {
-  if (hex.size() % 2 != 0) return false;
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  out->clear();
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const int hi = digit(hex[i]);
-    const int lo = digit(hex[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi << 4 | lo));
-  }
-  return true;
-}
-
-// Splits `line` at single spaces.
-std::vector<std::string_view> fields(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    size_t space = line.find(' ', start);
-    out.push_back(line.substr(start, space - start));
-    if (space == std::string_view::npos) return out;
-    start = space + 1;
-  }
 }
 
 }  // namespace

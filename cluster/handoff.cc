@@ -1,10 +1,11 @@
 #include "cluster/handoff.h"
 
 #include <algorithm>
-#include <charconv>
+#include <cstdint>
 #include <sstream>
 
 #include "common/assert.h"
+#include "common/text.h"
 
 namespace edgekv::cluster {
 namespace {
@@ -15,53 +16,6 @@ constexpr std::string_view kMarksHeader = "edgekv-repair-marks 1";
 constexpr size_t kMarkOwnerMax = 256;
 constexpr size_t kMarkReasonMax = 1024;
 constexpr size_t kMarksMax = 1 << 20;
-
-std::string hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
-bool unhex(std::string_view in, std::string* out) {
-  if (in.size() % 2 != 0) return false;
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  out->clear();
-  for (size_t i = 0; i < in.size(); i += 2) {
-    const int hi = digit(in[i]);
-    const int lo = digit(in[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return true;
-}
-
-template <typename T>
-bool parse_number(std::string_view in, T* out) {
-  if (in.empty()) return false;
-  auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), *out);
-  return ec == std::errc() && end == in.data() + in.size();
-}
-
-std::vector<std::string_view> split(std::string_view line, char sep) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    const size_t at = line.find(sep, start);
-    out.push_back(
-        line.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start));
-    if (at == std::string_view::npos) return out;
-    start = at + 1;
-  }
-}
 
 std::string seconds_text(std::chrono::milliseconds d) {
   return std::to_string(d.count() / 1000) + " s";
@@ -74,13 +28,19 @@ std::string encode_marks(const std::vector<RepairMark>& marks) {
   out.push_back('\n');
   for (const RepairMark& m : marks) {
     out += std::to_string(m.partition) + ' ' + std::to_string(m.since.ms) + ' ' +
-           std::to_string(m.hints) + ' ' + hex(m.owner) + ' ' + hex(m.reason) + '\n';
+           std::to_string(m.hints) + ' ' + to_hex(m.owner) + ' ' + to_hex(m.reason) + '\n';
   }
   return out;
 }
 
 Result<std::vector<RepairMark>> decode_marks(std::string_view bytes) {
-  std::vector<std::string_view> lines = split(bytes, '\n');
+  std::vector<std::string_view> lines;
+  for (size_t start = 0;;) {
+    const size_t at = bytes.find('\n', start);
+    lines.push_back(bytes.substr(start, at == std::string_view::npos ? at : at - start));
+    if (at == std::string_view::npos) break;
+    start = at + 1;
+  }
   if (lines.empty() || lines[0] != kMarksHeader) {
     return Status::invalid_argument("repair marks: the first line is not \"" +
                                     std::string(kMarksHeader) + "\"");
@@ -94,25 +54,28 @@ Result<std::vector<RepairMark>> decode_marks(std::string_view bytes) {
   std::set<std::pair<std::string, uint32_t>> seen;
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string where = "repair marks: line " + std::to_string(i + 1) + ": ";
-    std::vector<std::string_view> f = split(lines[i], ' ');
+    std::vector<std::string_view> f = fields(lines[i]);
     if (f.size() != 5) {
       return Status::invalid_argument(where + "has " + std::to_string(f.size()) +
                                       " fields, not 5 (partition, since, hints, owner, reason)");
     }
     RepairMark m;
-    if (!parse_number(f[0], &m.partition)) {
+    uint64_t number = 0;
+    if (!parse_u64(f[0], &number) || number > UINT32_MAX) {
       return Status::invalid_argument(where + "partition is not a number");
     }
-    if (!parse_number(f[1], &m.since.ms) || m.since.ms < 0) {
+    m.partition = static_cast<uint32_t>(number);
+    if (!parse_u64(f[1], &number) || number > static_cast<uint64_t>(INT64_MAX)) {
       return Status::invalid_argument(where + "time is not a non-negative number");
     }
-    if (!parse_number(f[2], &m.hints)) {
+    m.since.ms = static_cast<int64_t>(number);
+    if (!parse_u64(f[2], &m.hints)) {
       return Status::invalid_argument(where + "hint count is not a number");
     }
-    if (f[3].size() > 2 * kMarkOwnerMax || !unhex(f[3], &m.owner) || m.owner.empty()) {
+    if (f[3].size() > 2 * kMarkOwnerMax || !from_hex(f[3], &m.owner) || m.owner.empty()) {
       return Status::invalid_argument(where + "owner is not a node id in hex");
     }
-    if (f[4].size() > 2 * kMarkReasonMax || !unhex(f[4], &m.reason)) {
+    if (f[4].size() > 2 * kMarkReasonMax || !from_hex(f[4], &m.reason)) {
       return Status::invalid_argument(where + "reason is not text in hex");
     }
     if (!seen.emplace(m.owner, m.partition).second) {

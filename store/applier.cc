@@ -100,7 +100,7 @@ Status Applier::ready(Slot& slot, bool create) {
       db_.prepare_into(&slot.insert_row,
                        "INSERT INTO " + kv +
                            " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value,"
-                           " value_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                           " value_id, leaf) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                            " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
                            " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
                            " value = ?8, value_id = ?9",
@@ -137,7 +137,8 @@ Status Applier::ready(Slot& slot, bool create) {
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.purge_tombstones,
                        "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
-                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
+                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)"
+                           " RETURNING key, hlc, origin, expiry_ms",
                        "purge tombstones"));
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.trim_log,
                                           "DELETE FROM " + log + " WHERE seq IN (SELECT seq FROM " +
@@ -309,6 +310,7 @@ Status Applier::write_row_of(Slot& slot, const StagedWrite& w) {
   }
   bind_row(slot.insert_row);
   bind_value_id(slot.insert_row);
+  slot.insert_row.bind_int64(10, digest_leaf(w.key));
   return slot.insert_row.run();
 }
 
@@ -409,6 +411,14 @@ Status Applier::sweep(SweepJob& job) {
   const int64_t cutoff = tombstone_cutoff(job.now, state_.options.tombstone_grace_ms);
   const uint64_t keep = std::max<uint64_t>(state_.options.changelog_keep, 1);
   uint64_t purged_total = 0;
+  // The purged tombstones, for the digests (engine.h, FileDigests).
+  struct Purged {
+    uint32_t partition;
+    std::string key;
+    Version version;
+    int64_t expiry_ms;
+  };
+  std::vector<Purged> purged_rows;
   Status status = begin_.run();
   for (uint32_t i = 0; status.ok() && i < n && job.purge_left > 0 && cutoff > 0; ++i) {
     Slot& slot = slots_[(sweep_cursor_ + i) % n];
@@ -416,11 +426,22 @@ Status Applier::sweep(SweepJob& job) {
     status = ready(slot, /*create=*/false);
     if (!status.ok()) break;
     sql::Stmt& s = slot.purge_tombstones;
+    sql::StmtScope scope(s);
     s.bind_int64(1, cutoff);
     s.bind_int64(2, clamp_budget(job.purge_left));
-    status = s.run();
+    uint64_t purged = 0;
+    for (;;) {
+      Result<bool> row = s.step();
+      if (!row.ok()) {
+        status = row.status();
+        break;
+      }
+      if (!*row) break;
+      ++purged;
+      purged_rows.push_back(Purged{slot.partition, std::string(s.blob_at(0)),
+                                   Version{s.u64_at(1), s.u64_at(2)}, s.int64_at(3)});
+    }
     if (!status.ok()) break;
-    auto purged = static_cast<uint64_t>(sqlite3_changes64(db_.handle()));
     job.purge_left -= std::min<size_t>(job.purge_left, purged);
     purged_total += purged;
   }
@@ -439,11 +460,26 @@ Status Applier::sweep(SweepJob& job) {
     job.trim_left -= std::min<size_t>(job.trim_left, trimmed);
   }
   sweep_cursor_ = (sweep_cursor_ + 1) % n;
+  // A purge commits and leaves the digests in one hold of their lock (engine.h); a sweep
+  // that purged nothing (trims only) changes no key state and commits without it.
+  FileDigests& digests = *state_.digests[file_];
+  std::unique_lock digest_lock(digests.mu, std::defer_lock);
+  if (!purged_rows.empty()) digest_lock.lock();
   if (status.ok()) status = commit_.run();
   if (!status.ok()) {
+    if (digest_lock.owns_lock()) digest_lock.unlock();
     if (sql::is_disk_full(db_.handle())) state_.disk.enter_full(db_.path(), status);
     return rollback(status);
   }
+  for (Purged& r : purged_rows) {
+    // A key with a staged write was not in the digest as this row: its staged write is.
+    StagedWrite newer;
+    if (staged_.find_state(r.key, &newer)) continue;
+    FileDigests::Partition* d = digests.by_slot[state_.layout.slot_of(r.partition)].get();
+    if (d != nullptr) d->leaves.remove(r.key, r.version, /*tombstone=*/true, r.expiry_ms);
+    digests.purged.insert(std::move(r.key));
+  }
+  if (digest_lock.owns_lock()) digest_lock.unlock();
   state_.counters.tombstones_purged.fetch_add(purged_total, std::memory_order_relaxed);
   return Status();
 }

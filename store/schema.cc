@@ -5,6 +5,8 @@
 #include <optional>
 #include <string_view>
 
+#include "store/digest.h"
+
 namespace edgekv::store {
 namespace {
 
@@ -45,6 +47,9 @@ std::string substitute(std::string text, std::string_view name, const std::strin
   return text;
 }
 
+// `leaf` is the key's digest leaf (store/digest.h, format 6), indexed so that the rows of
+// a few leaves are found without reading the partition; rows are updated without
+// changing it, so only a new key (or a purged one) writes the index.
 // Small fixed-width columns first and the value last: reading hlc or tombstone never
 // walks a large value's overflow pages. Values longer than kInlineValueMaxBytes live in
 // {val}, a rowid table, and the row holds their id and an empty value: a WITHOUT ROWID
@@ -56,9 +61,11 @@ constexpr const char* kPartitionDdl = R"sql(
 CREATE TABLE IF NOT EXISTS {kv} (
   key BLOB NOT NULL PRIMARY KEY, hlc INTEGER NOT NULL, origin INTEGER NOT NULL,
   expiry_ms INTEGER NOT NULL, tombstone INTEGER NOT NULL, seq INTEGER NOT NULL,
-  value_id INTEGER, codec INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+  leaf INTEGER NOT NULL, value_id INTEGER, codec INTEGER NOT NULL, value BLOB NOT NULL)
+  WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {kv}_expiry ON {kv} (expiry_ms) WHERE expiry_ms > 0 AND tombstone = 0;
 CREATE INDEX IF NOT EXISTS {kv}_tombstone ON {kv} (hlc) WHERE tombstone = 1;
+CREATE INDEX IF NOT EXISTS {kv}_leaf ON {kv} (leaf);
 CREATE TABLE IF NOT EXISTS {log} (
   seq INTEGER PRIMARY KEY, op INTEGER NOT NULL, hlc INTEGER NOT NULL,
   origin INTEGER NOT NULL, expiry_ms INTEGER NOT NULL, key BLOB NOT NULL);
@@ -227,6 +234,39 @@ Status migrate_4_to_5(sql::Db& data) {
                           "migrate format 4 to 5");
 }
 
+// edgekv_digest_leaf(key): digest_leaf of a blob, for the migration to format 6.
+void digest_leaf_function(sqlite3_context* ctx, int, sqlite3_value** args) {
+  const void* bytes = sqlite3_value_blob(args[0]);
+  const int size = sqlite3_value_bytes(args[0]);
+  sqlite3_result_int64(ctx, digest_leaf(std::string_view(static_cast<const char*>(bytes),
+                                                         static_cast<size_t>(size))));
+}
+
+// Version 5 to 6: each row keeps its key's digest leaf, indexed (digest_entries). Adding
+// the column rewrites nothing; setting it rewrites every row once, in this transaction.
+Status migrate_5_to_6(sql::Db& data) {
+  Result<std::vector<uint32_t>> held = partitions_with_tables(data);
+  if (!held.ok()) return held.status();
+  int rc = sqlite3_create_function_v2(data.handle(), "edgekv_digest_leaf", 1,
+                                      SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                                      digest_leaf_function, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return data.error(rc, "register edgekv_digest_leaf");
+  std::string sql;
+  for (uint32_t p : *held) {
+    const std::string kv = kv_table(p);
+    sql += "ALTER TABLE " + kv + " ADD COLUMN leaf INTEGER NOT NULL DEFAULT 0; UPDATE " + kv +
+           " SET leaf = edgekv_digest_leaf(key); CREATE INDEX " + kv + "_leaf ON " + kv +
+           " (leaf);";
+  }
+  Status status =
+      exec_transaction(data, sql + "UPDATE meta SET value = 6 WHERE name = 'format_version';",
+                       "migrate format 5 to 6");
+  // The function is the migration's only: later connections of this file never see it.
+  (void)sqlite3_create_function_v2(data.handle(), "edgekv_digest_leaf", 1, SQLITE_UTF8, nullptr,
+                                   nullptr, nullptr, nullptr, nullptr);
+  return status;
+}
+
 }  // namespace
 
 std::string partition_schema_sql(uint32_t partition) { return partition_ddl(partition); }
@@ -358,13 +398,21 @@ Status create_stage_schema(sql::Db& db, const Layout& layout, uint32_t file_inde
 }
 
 Status migrate_stage(sql::Db& stage, FileMeta* meta) {
-  if (meta->format_version >= 5) return Status();
-  // Stage files were created at format 3 and changed nothing until 5, which adds the
-  // hints; one transaction, so a crash leaves the file at 4 or at 5.
-  EDGEKV_RETURN_IF_ERROR(exec_transaction(
-      stage, std::string(kHintsDdl) + "UPDATE meta SET value = 5 WHERE name = 'format_version';",
-      "migrate stage file to format 5"));
-  meta->format_version = 5;
+  if (meta->format_version < 5) {
+    // Stage files were created at format 3 and changed nothing until 5, which adds the
+    // hints; one transaction, so a crash leaves the file at 4 or at 5.
+    EDGEKV_RETURN_IF_ERROR(exec_transaction(
+        stage, std::string(kHintsDdl) + "UPDATE meta SET value = 5 WHERE name = 'format_version';",
+        "migrate stage file to format 5"));
+    meta->format_version = 5;
+  }
+  if (meta->format_version == 5) {
+    // Format 6 changed the data files only (the digest leaf); the stage file says 6 too.
+    EDGEKV_RETURN_IF_ERROR(
+        exec_transaction(stage, "UPDATE meta SET value = 6 WHERE name = 'format_version';",
+                         "migrate stage file to format 6"));
+    meta->format_version = 6;
+  }
   return Status();
 }
 
@@ -387,6 +435,10 @@ Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta) {
   if (meta->format_version == 4) {
     EDGEKV_RETURN_IF_ERROR(migrate_4_to_5(data));
     meta->format_version = 5;
+  }
+  if (meta->format_version == 5) {
+    EDGEKV_RETURN_IF_ERROR(migrate_5_to_6(data));
+    meta->format_version = 6;
   }
   return Status();
 }

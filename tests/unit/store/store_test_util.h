@@ -279,9 +279,23 @@ class RawDb {
 
   // Turns a format 4 data file back into format 3: values moved back into their rows, no
   // value tables and their triggers, no value_id column, format_version 3.
+  // Format 5's kv tables: without the digest leaf column and its index.
+  static std::string drop_digest_leaf_sql(const std::string& kv) {
+    return "DROP INDEX " + kv + "_leaf; ALTER TABLE " + kv + " DROP COLUMN leaf;";
+  }
+
+  // What format 5 looked like, in a data file (a stage file's meta says 5 too).
+  void downgrade_to_format_5() {
+    std::string sql = "BEGIN;";
+    for (const std::string& kv : kv_tables()) sql += drop_digest_leaf_sql(kv);
+    sql += "UPDATE meta SET value = 5 WHERE name = 'format_version'; COMMIT;";
+    exec(sql);
+  }
+
   void downgrade_to_format_3() {
     std::string sql = "BEGIN;";
     for (const std::string& kv : kv_tables()) {
+      sql += drop_digest_leaf_sql(kv);
       sql += "UPDATE " + kv + " SET value = (SELECT v.value FROM " + value_table(kv) +
              " AS v WHERE v.id = value_id), value_id = NULL WHERE value_id IS NOT NULL;";
       sql += "DROP TRIGGER " + kv + "_value_update; DROP TRIGGER " + kv + "_value_delete;";

@@ -101,7 +101,7 @@ Status Applier::ready(Slot& slot, bool create) {
                        "INSERT INTO " + kv +
                            " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value,"
                            " value_id, leaf) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-                           " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
+                           " ON CONFLICT (leaf, key) DO UPDATE SET hlc = ?2, origin = ?3,"
                            " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
                            " value = ?8, value_id = ?9",
                        "insert row"));
@@ -109,19 +109,21 @@ Status Applier::ready(Slot& slot, bool create) {
       db_.prepare_into(&slot.update_row,
                        "UPDATE " + kv +
                            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                           " seq = ?6, codec = ?7, value = ?8, value_id = ?9 WHERE key = ?1",
+                           " seq = ?6, codec = ?7, value = ?8, value_id = ?9"
+                           " WHERE leaf = ?10 AND key = ?1",
                        "update row"));
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.update_inline_row,
                        "UPDATE " + kv +
                            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                           " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1 AND value_id IS NULL",
+                           " seq = ?6, codec = ?7, value = ?8 WHERE leaf = ?10 AND key = ?1"
+                           " AND value_id IS NULL",
                        "update row"));
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.update_row_keep_value,
                        "UPDATE " + kv +
                            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                           " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1"
+                           " seq = ?6, codec = ?7, value = ?8 WHERE leaf = ?10 AND key = ?1"
                            " AND value_id IS NOT NULL RETURNING value_id",
                        "update row"));
   const std::string val = val_table(p);
@@ -136,7 +138,7 @@ Status Applier::ready(Slot& slot, bool create) {
                                           "append change log"));
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.purge_tombstones,
-                       "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
+                       "DELETE FROM " + kv + " WHERE (leaf, key) IN (SELECT leaf, key FROM " + kv +
                            " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)"
                            " RETURNING key, hlc, origin, expiry_ms",
                        "purge tombstones"));
@@ -260,8 +262,10 @@ Status Applier::rollback(Status status) {
 // delete the old value; a new key (or a row gone since staging read it) is inserted.
 Status Applier::write_row_of(Slot& slot, const StagedWrite& w) {
   const bool large = w.value.size() > kInlineValueMaxBytes;
-  auto bind_row = [&w, large](sql::Stmt& s) {
+  const uint32_t leaf = digest_leaf(w.key);
+  auto bind_row = [&w, large, leaf](sql::Stmt& s) {
     s.bind_blob(1, w.key);
+    s.bind_int64(10, leaf);
     s.bind_u64(2, w.version.hlc);
     s.bind_u64(3, w.version.origin);
     s.bind_int64(4, w.expiry_ms);
@@ -310,7 +314,6 @@ Status Applier::write_row_of(Slot& slot, const StagedWrite& w) {
   }
   bind_row(slot.insert_row);
   bind_value_id(slot.insert_row);
-  slot.insert_row.bind_int64(10, digest_leaf(w.key));
   return slot.insert_row.run();
 }
 

@@ -25,6 +25,8 @@ Result<std::unique_ptr<Reader>> Reader::open(EngineState& state) {
     if (!db.ok()) return db.status();
     EDGEKV_RETURN_IF_ERROR(
         configure_connection(*db, ConnectionRole::kReader, state.options.sync, 0));
+    // The change log's join finds a put's row by the leaf of the logged key.
+    EDGEKV_RETURN_IF_ERROR(register_digest_leaf(*db));
     reader->dbs_.push_back(std::move(*db));
   }
   reader->statements_.resize(state.layout.partitions);
@@ -45,7 +47,8 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
   Result<sql::Stmt> get = db.prepare(
       "SELECT k.hlc, k.origin, k.expiry_ms, k.tombstone, k.codec, coalesce(v.value, k.value)"
       " FROM " +
-          kv + " AS k LEFT JOIN " + val + " AS v ON v.id = k.value_id WHERE k.key = ?1",
+          kv + " AS k LEFT JOIN " + val +
+          " AS v ON v.id = k.value_id WHERE k.leaf = ?2 AND k.key = ?1",
       "get");
   if (!get.ok()) return get.status();
   // A put's value is not copied into the log: it is joined from the row, and only while
@@ -54,8 +57,9 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
       "SELECT l.seq, l.op, l.hlc, l.origin, l.expiry_ms, l.key, k.seq IS NOT NULL, k.codec,"
       " coalesce(v.value, k.value) FROM " +
           log + " AS l LEFT JOIN " + kv +
-          " AS k ON l.op = 1 AND k.key = l.key AND k.seq = l.seq LEFT JOIN " + val +
-          " AS v ON v.id = k.value_id WHERE l.seq >= ?1 ORDER BY l.seq LIMIT ?2",
+          " AS k ON l.op = 1 AND k.leaf = edgekv_digest_leaf(l.key) AND k.key = l.key"
+          " AND k.seq = l.seq LEFT JOIN " +
+          val + " AS v ON v.id = k.value_id WHERE l.seq >= ?1 ORDER BY l.seq LIMIT ?2",
       "read changes");
   if (!changes.ok()) return changes.status();
   Result<sql::Stmt> expired = db.prepare(
@@ -67,7 +71,7 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
       db.prepare("SELECT key, hlc, origin, tombstone, expiry_ms FROM " + kv, "scan for digest");
   if (!digest_scan.ok()) return digest_scan.status();
   Result<sql::Stmt> leaf_rows = db.prepare("SELECT key, hlc, origin, tombstone, expiry_ms FROM " +
-                                               kv + " WHERE leaf = ?1 ORDER BY key LIMIT ?2",
+                                               kv + " WHERE leaf = ?1 ORDER BY leaf, key LIMIT ?2",
                                            "read digest leaf");
   if (!leaf_rows.ok()) return leaf_rows.status();
   s.digest_scan = std::move(*digest_scan);
@@ -103,6 +107,7 @@ Result<Record> Reader::stored(std::string_view key, uint32_t partition) {
   sql::Stmt& stmt = (*s)->get;
   sql::StmtScope scope(stmt);
   stmt.bind_blob(1, key);
+  stmt.bind_int64(2, digest_leaf(key));
   Result<bool> row = stmt.step();
   if (!row.ok()) return row.status();
   if (!*row) return Status::not_found("key not found");

@@ -57,7 +57,7 @@ class Reader {
     sql::Stmt changes;
     sql::Stmt expired;
     sql::Stmt digest_scan;  // every row's entry
-    sql::Stmt leaf_rows;    // the entries of one leaf, by key (the leaf index)
+    sql::Stmt leaf_rows;    // the entries of one leaf, by key (a range of the table)
   };
   struct HintStatements {
     sql::Db db;  // the stage file, read-only

@@ -80,6 +80,10 @@ Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
 // The DDL of one partition: its row, value and log tables, their indexes and triggers.
 std::string partition_schema_sql(uint32_t partition);
 
+// Registers edgekv_digest_leaf(key), digest_leaf of a blob, on `db`: for SQL that finds a
+// row from a key it did not bind (the change log's join) and for the migration to format 6.
+Status register_digest_leaf(sql::Db& db);
+
 // The partitions of data file `db` that have tables, by the names in its schema.
 Result<std::vector<uint32_t>> partitions_with_tables(sql::Db& db);
 
@@ -102,8 +106,8 @@ inline constexpr uint64_t kHintOverheadBytes = 64;
 // stage file) and commits them there before it drops the table from `data`, so a crash in
 // between leaves them in both, and the step, run again, copies them again (the same ids).
 // Version 4 added the value tables: existing rows keep their values inline. Version 5
-// keeps expiry tombstones: the expiry index leaves tombstones out. Version 6 keeps each
-// row's digest leaf, indexed: the step computes it for every row.
+// keeps expiry tombstones: the expiry index leaves tombstones out. Version 6 keeps rows in
+// (digest leaf, key) order: the step rebuilds every row table.
 // Does nothing for a file of the current format.
 Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta);
 

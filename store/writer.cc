@@ -115,7 +115,8 @@ Result<bool> Writer::tables_ready(Slot& slot) {
   end_read();
   const std::string kv = kv_table(slot.partition);
   EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(
-      &slot.select_row, "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1",
+      &slot.select_row,
+      "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE leaf = ?2 AND key = ?1",
       "read row"));
   // The partial expiry index's predicate is spelled out so that the planner may use it.
   EDGEKV_RETURN_IF_ERROR(
@@ -647,6 +648,7 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
   EDGEKV_RETURN_IF_ERROR(fresh_read());
   sql::StmtScope scope(slot.select_row);
   slot.select_row.bind_blob(1, key);
+  slot.select_row.bind_int64(2, digest_leaf(key));
   Result<bool> row = slot.select_row.step();
   if (!row.ok()) return row.status();
   if (*row) {

@@ -479,8 +479,9 @@ TEST(StoreDigestConcurrencyTest, ADigestBuiltDuringWritesTakesEachOfThemOnce) {
   EXPECT_GT(s.store().stats(kNow).tombstones_purged, 0u);
 }
 
-// Format 6 keeps each row's digest leaf. A format 5 directory gets it in one transaction
-// per data file, and the digest and the entries of every leaf are what they were.
+// Format 6 keeps rows in (digest leaf, key) order. A format 5 directory's row tables are
+// rebuilt so in one transaction per data file, and the digest and the entries of every
+// leaf are what they were, large values included.
 TEST(StoreDigestMigrationTest, AFormatFiveDirectoryGetsTheLeafOfEveryRow) {
   TempDir dir;
   StoreOptions options = small_options();
@@ -490,6 +491,7 @@ TEST(StoreDigestMigrationTest, AFormatFiveDirectoryGetsTheLeafOfEveryRow) {
   {
     auto store = open_or_die(options);
     for (const Record& r : history(51, 300, 800)) ASSERT_TRUE(store->apply_sync(r, kNow).ok());
+    ASSERT_TRUE(store->apply_sync(put("big", random_bytes(3000, 9), hlc_at(99998)), kNow).ok());
     for (uint32_t p = 0; p < 4; ++p) {
       before.push_back(*store->digest(p));
       entries_before.push_back(*store->digest_entries(p, all_leaves(), SIZE_MAX));
@@ -513,10 +515,14 @@ TEST(StoreDigestMigrationTest, AFormatFiveDirectoryGetsTheLeafOfEveryRow) {
                     .query_int("SELECT value FROM meta WHERE name = 'format_version'"),
                 kFormatVersion);
     }
+    // Rows in (leaf, key) order, with their indexes and value triggers made again.
     RawDb data(dir.data() / ("data-" + n + ".db"));
-    EXPECT_EQ(
-        data.query_int("SELECT count(*) FROM sqlite_schema WHERE name = 'kv_0000" + n + "_leaf'"),
-        1);
+    EXPECT_EQ(data.query_int("SELECT count(*) FROM pragma_index_info('sqlite_autoindex_kv_0000" +
+                             n + "_1') WHERE name = 'leaf' AND seqno = 0"),
+              1);
+    EXPECT_EQ(data.query_int("SELECT count(*) FROM sqlite_schema WHERE tbl_name = 'kv_0000" + n +
+                             "' AND type IN ('index', 'trigger') AND sql IS NOT NULL"),
+              4);
   }
   for (uint32_t p = 0; p < 4; ++p) {
     const PartitionDigest after = *store->digest(p);
@@ -531,8 +537,19 @@ TEST(StoreDigestMigrationTest, AFormatFiveDirectoryGetsTheLeafOfEveryRow) {
     }
     EXPECT_EQ(by_leaf, entries_before[p]) << p;
   }
+  EXPECT_EQ(store->get("big", kNow)->value, random_bytes(3000, 9));
+  // The value triggers work on the rebuilt tables: overwriting frees the old value.
+  ASSERT_TRUE(store->apply_sync(put("big", "small now", hlc_at(99999)), kNow).ok());
+  EXPECT_EQ(store->get("big", kNow)->value, "small now");
   // New rows in migrated tables get their leaf too.
   ASSERT_TRUE(store->apply_sync(put("after-migration", "a", hlc_at(99999)), kNow).ok());
+  // No value is left without its row, nor a row without its value.
+  for (int f = 0; f < 2; ++f) {
+    store.reset();
+    EXPECT_EQ(RawDb(dir.data() / ("data-" + std::to_string(f) + ".db")).value_table_mismatches(), 0)
+        << f;
+    store = open_or_die(options);
+  }
   const uint32_t p = store->partition_of("after-migration");
   store.reset();
   store = open_or_die(options);

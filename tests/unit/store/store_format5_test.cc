@@ -324,9 +324,9 @@ void downgrade_to_format_4(const TempDir& dir, const StoreOptions& options) {
     for (uint32_t p = static_cast<uint32_t>(f); p < options.partitions; p += 2) {
       sql += partition_schema_sql(p);
       const std::string kv = kv_table_of(p);
+      sql += RawDb::drop_digest_leaf_sql(kv);
       sql += "DROP INDEX " + kv + "_expiry; CREATE INDEX " + kv + "_expiry ON " + kv +
              " (expiry_ms) WHERE expiry_ms > 0;";
-      sql += RawDb::drop_digest_leaf_sql(kv);
     }
     sql += "UPDATE meta SET value = 4 WHERE name = 'format_version'; COMMIT;";
     RawDb(data_file(dir, f)).exec(sql);

@@ -50,15 +50,14 @@ std::string substitute(std::string text, std::string_view name, const std::strin
 // Rows are kept in (leaf, key) order, `leaf` being the key's digest leaf (store/digest.h,
 // format 6): the rows of a few leaves are a range of the table, found without reading the
 // partition, and no second index has to be written for each new key (an index on `leaf`
-// cost a fresh key's write about a fifth more CPU). Every lookup by key computes the leaf
-// first (digest_leaf), so it is still one descent.
-// Small fixed-width columns first and the value last: reading hlc or tombstone never
-// walks a large value's overflow pages. Values longer than kInlineValueMaxBytes live in
-// {val}, a rowid table, and the row holds their id and an empty value: a WITHOUT ROWID
-// table's rows are its b-tree's keys, so a large one spills to overflow pages that every
-// comparison of a lookup reads back, and leaves few keys per interior page. A partition's
-// tables are created by its first applied write (format 5); IF NOT EXISTS makes that safe
-// for tables an operator or a test created meanwhile.
+// cost applying a fresh key a fifth to a third more CPU; store/FORMAT.md). Every lookup by key
+// computes the leaf first (digest_leaf), so it is still one descent. Small fixed-width columns
+// first and the value last: reading hlc or tombstone never walks a large value's overflow pages.
+// Values longer than kInlineValueMaxBytes live in {val}, a rowid table, and the row holds their id
+// and an empty value: a WITHOUT ROWID table's rows are its b-tree's keys, so a large one spills to
+// overflow pages that every comparison of a lookup reads back, and leaves few keys per interior
+// page. A partition's tables are created by its first applied write (format 5); IF NOT EXISTS makes
+// that safe for tables an operator or a test created meanwhile.
 constexpr const char* kRowTableDdl = R"sql(
 CREATE TABLE IF NOT EXISTS {kv} (
   leaf INTEGER NOT NULL, key BLOB NOT NULL, hlc INTEGER NOT NULL, origin INTEGER NOT NULL,

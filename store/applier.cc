@@ -136,12 +136,15 @@ Status Applier::ready(Slot& slot, bool create) {
                                               " (seq, op, hlc, origin, expiry_ms, key)"
                                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                                           "append change log"));
+  // The purge reads the old tombstones (through the tombstone index) and then deletes them
+  // one by one: a row-value `(leaf, key) IN (...)` would scan each leaf's range.
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.purge_tombstones,
-                       "DELETE FROM " + kv + " WHERE (leaf, key) IN (SELECT leaf, key FROM " + kv +
-                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)"
-                           " RETURNING key, hlc, origin, expiry_ms",
-                       "purge tombstones"));
+                       "SELECT leaf, key, hlc, origin, expiry_ms FROM " + kv +
+                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2",
+                       "find old tombstones"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &slot.purge_row, "DELETE FROM " + kv + " WHERE leaf = ?1 AND key = ?2", "purge tombstone"));
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.trim_log,
                                           "DELETE FROM " + log + " WHERE seq IN (SELECT seq FROM " +
                                               log + " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
@@ -417,6 +420,7 @@ Status Applier::sweep(SweepJob& job) {
   // The purged tombstones, for the digests (engine.h, FileDigests).
   struct Purged {
     uint32_t partition;
+    uint32_t leaf;
     std::string key;
     Version version;
     int64_t expiry_ms;
@@ -428,23 +432,31 @@ Status Applier::sweep(SweepJob& job) {
     if (!slot.has_tables) continue;  // nothing to purge, nor to trim below
     status = ready(slot, /*create=*/false);
     if (!status.ok()) break;
-    sql::Stmt& s = slot.purge_tombstones;
-    sql::StmtScope scope(s);
-    s.bind_int64(1, cutoff);
-    s.bind_int64(2, clamp_budget(job.purge_left));
-    uint64_t purged = 0;
-    for (;;) {
-      Result<bool> row = s.step();
-      if (!row.ok()) {
-        status = row.status();
-        break;
+    const size_t first = purged_rows.size();
+    {
+      sql::Stmt& s = slot.purge_tombstones;
+      sql::StmtScope scope(s);
+      s.bind_int64(1, cutoff);
+      s.bind_int64(2, clamp_budget(job.purge_left));
+      for (;;) {
+        Result<bool> row = s.step();
+        if (!row.ok()) {
+          status = row.status();
+          break;
+        }
+        if (!*row) break;
+        purged_rows.push_back(Purged{slot.partition, static_cast<uint32_t>(s.int64_at(0)),
+                                     std::string(s.blob_at(1)), Version{s.u64_at(2), s.u64_at(3)},
+                                     s.int64_at(4)});
       }
-      if (!*row) break;
-      ++purged;
-      purged_rows.push_back(Purged{slot.partition, std::string(s.blob_at(0)),
-                                   Version{s.u64_at(1), s.u64_at(2)}, s.int64_at(3)});
+    }
+    for (size_t r = first; status.ok() && r < purged_rows.size(); ++r) {
+      slot.purge_row.bind_int64(1, purged_rows[r].leaf);
+      slot.purge_row.bind_blob(2, purged_rows[r].key);
+      status = slot.purge_row.run();
     }
     if (!status.ok()) break;
+    const uint64_t purged = purged_rows.size() - first;
     job.purge_left -= std::min<size_t>(job.purge_left, purged);
     purged_total += purged;
   }

@@ -112,7 +112,8 @@ class Applier {
     sql::Stmt insert_value;
     sql::Stmt update_value;
     sql::Stmt insert_log;
-    sql::Stmt purge_tombstones;
+    sql::Stmt purge_tombstones;  // finds them; purge_row deletes each
+    sql::Stmt purge_row;
     sql::Stmt trim_log;
   };
   using Job = std::variant<Batch, SweepTail>;

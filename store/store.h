@@ -11,9 +11,9 @@
 // tests set the time instead of sleeping. Expiry is an absolute WallTime set by whoever
 // built the record (the coordinator), so all replicas agree.
 //
-// Threads: reads (get, read_changes, stats, last_seq) may be called from any thread
-// concurrently; each read runs on a connection of its own, lent from a pool for the call
-// (at most read_connections_max; readers never wait for the writers). Writes (apply,
+// Threads: reads (get, read_changes, stats, last_seq, digest, digest_entries) may be called
+// from any thread concurrently; each read runs on a connection of its own, lent from a pool
+// for the call (at most read_connections_max; readers never wait for the writers). Writes (apply,
 // sweep) are queued to the writer thread(s), which stage concurrent writes in one
 // transaction (group commit) and then run each write's callback, on the writer thread,
 // after its transaction committed (and, with sync=full, was fsync'd). Staged writes are

@@ -471,7 +471,7 @@ TEST(StoreDigestConcurrencyTest, ADigestBuiltDuringWritesTakesEachOfThemOnce) {
   ASSERT_TRUE(eventually([&] { return written.load() >= 256; }));
   const PartitionDigest built = s.digest(0);
   EXPECT_GT(built.entries, 0u);
-  ASSERT_TRUE(eventually([&] { return written.load() >= 6000; }));
+  ASSERT_TRUE(eventually([&] { return written.load() >= 12000; }));
   stop.store(true);
   writer.join();
   sweeper.join();

@@ -7,6 +7,9 @@
 //        store_bench open KEYS [dir=/tmp]   time to reopen a store holding KEYS keys
 //        store_bench idle Q [dir=/tmp]      time to create, reopen and sweep an empty store
 //                                            of Q partitions (store/FORMAT.md, format 5)
+//        store_bench digest KEYS [dir=/tmp] time to build one partition's digest after
+//                                            reopening a store of one partition holding
+//                                            KEYS keys, to copy it, and to read one leaf
 #include <stdlib.h>
 
 #include <atomic>
@@ -99,12 +102,8 @@ Run run_once(const std::filesystem::path& base, uint32_t db_files, SyncMode sync
 
 }  // namespace
 
-// Fills a store with `keys` keys, closes it and times open() (which counts live rows).
-int time_open(uint64_t keys, const std::filesystem::path& base) {
-  std::string tmpl = (base / "edgekv-bench-XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
-  StoreOptions options;
-  options.dir = tmpl;
+// Fills the store at `options` with `keys` keys of kValueBytes and closes it.
+void fill(const StoreOptions& options, uint64_t keys) {
   {
     auto store = Store::open(options).value();
     std::counting_semaphore<1024> slots(1024);
@@ -120,6 +119,15 @@ int time_open(uint64_t keys, const std::filesystem::path& base) {
     }
     for (int w = 0; w < 1024; ++w) slots.acquire();
   }
+}
+
+// Fills a store with `keys` keys, closes it and times open() (which counts live rows).
+int time_open(uint64_t keys, const std::filesystem::path& base) {
+  std::string tmpl = (base / "edgekv-bench-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  StoreOptions options;
+  options.dir = tmpl;
+  fill(options, keys);
   for (int round = 0; round < 2; ++round) {
     auto start = std::chrono::steady_clock::now();
     auto store = Store::open(options).value();
@@ -174,7 +182,48 @@ int time_idle(uint32_t partitions, const std::filesystem::path& base) {
   return 0;
 }
 
+// Fills a store of one partition (so every key is in it) with `keys` keys, then, after
+// each reopen, times the first digest (the scan), a second (a copy of what is kept) and the
+// entries of one leaf and of 16.
+int time_digest(uint64_t keys, const std::filesystem::path& base) {
+  std::string tmpl = (base / "edgekv-bench-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  StoreOptions options;
+  options.dir = tmpl;
+  options.partitions = 1;
+  options.db_files = 1;
+  fill(options, keys);
+  for (int round = 0; round < 3; ++round) {
+    auto store = Store::open(options).value();
+    auto start = std::chrono::steady_clock::now();
+    auto built = store->digest(0);
+    const double build_ms = ms_since(start);
+    start = std::chrono::steady_clock::now();
+    auto again = store->digest(0);
+    const double copy_ms = ms_since(start);
+    start = std::chrono::steady_clock::now();
+    auto one = store->digest_entries(0, {7}, 1 << 20);
+    const double one_ms = ms_since(start);
+    std::vector<uint32_t> sixteen;
+    for (uint32_t leaf = 0; leaf < 16; ++leaf) sixteen.push_back(leaf * 64);
+    start = std::chrono::steady_clock::now();
+    auto many = store->digest_entries(0, sixteen, 1 << 20);
+    const double many_ms = ms_since(start);
+    if (!built.ok() || !again.ok() || !one.ok() || !many.ok()) std::abort();
+    std::printf(
+        "%llu entries: first digest (scan) %.1f ms, next %.3f ms; 1 leaf (%zu entries) %.3f ms, "
+        "16 leaves (%zu) %.3f ms\n",
+        (unsigned long long)built->entries, build_ms, copy_ms, one->size(), one_ms, many->size(),
+        many_ms);
+  }
+  std::filesystem::remove_all(tmpl);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "digest") {
+    return time_digest(std::stoull(argv[2]), argc > 3 ? argv[3] : "/tmp");
+  }
   if (argc > 2 && std::string(argv[1]) == "idle") {
     return time_idle(static_cast<uint32_t>(std::stoul(argv[2])), argc > 3 ? argv[3] : "/tmp");
   }

@@ -100,8 +100,8 @@ Status Applier::ready(Slot& slot, bool create) {
       db_.prepare_into(&slot.insert_row,
                        "INSERT INTO " + kv +
                            " (key, hlc, origin, expiry_ms, tombstone, seq, codec, value,"
-                           " value_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                           " ON CONFLICT (key) DO UPDATE SET hlc = ?2, origin = ?3,"
+                           " value_id, leaf) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                           " ON CONFLICT (leaf, key) DO UPDATE SET hlc = ?2, origin = ?3,"
                            " expiry_ms = ?4, tombstone = ?5, seq = ?6, codec = ?7,"
                            " value = ?8, value_id = ?9",
                        "insert row"));
@@ -109,19 +109,21 @@ Status Applier::ready(Slot& slot, bool create) {
       db_.prepare_into(&slot.update_row,
                        "UPDATE " + kv +
                            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                           " seq = ?6, codec = ?7, value = ?8, value_id = ?9 WHERE key = ?1",
+                           " seq = ?6, codec = ?7, value = ?8, value_id = ?9"
+                           " WHERE leaf = ?10 AND key = ?1",
                        "update row"));
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.update_inline_row,
                        "UPDATE " + kv +
                            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                           " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1 AND value_id IS NULL",
+                           " seq = ?6, codec = ?7, value = ?8 WHERE leaf = ?10 AND key = ?1"
+                           " AND value_id IS NULL",
                        "update row"));
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.update_row_keep_value,
                        "UPDATE " + kv +
                            " SET hlc = ?2, origin = ?3, expiry_ms = ?4, tombstone = ?5,"
-                           " seq = ?6, codec = ?7, value = ?8 WHERE key = ?1"
+                           " seq = ?6, codec = ?7, value = ?8 WHERE leaf = ?10 AND key = ?1"
                            " AND value_id IS NOT NULL RETURNING value_id",
                        "update row"));
   const std::string val = val_table(p);
@@ -134,11 +136,15 @@ Status Applier::ready(Slot& slot, bool create) {
                                               " (seq, op, hlc, origin, expiry_ms, key)"
                                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                                           "append change log"));
+  // The purge reads the old tombstones (through the tombstone index) and then deletes them
+  // one by one: a row-value `(leaf, key) IN (...)` would scan each leaf's range.
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.purge_tombstones,
-                       "DELETE FROM " + kv + " WHERE key IN (SELECT key FROM " + kv +
-                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2)",
-                       "purge tombstones"));
+                       "SELECT leaf, key, hlc, origin, expiry_ms FROM " + kv +
+                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2",
+                       "find old tombstones"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &slot.purge_row, "DELETE FROM " + kv + " WHERE leaf = ?1 AND key = ?2", "purge tombstone"));
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&slot.trim_log,
                                           "DELETE FROM " + log + " WHERE seq IN (SELECT seq FROM " +
                                               log + " WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
@@ -259,8 +265,10 @@ Status Applier::rollback(Status status) {
 // delete the old value; a new key (or a row gone since staging read it) is inserted.
 Status Applier::write_row_of(Slot& slot, const StagedWrite& w) {
   const bool large = w.value.size() > kInlineValueMaxBytes;
-  auto bind_row = [&w, large](sql::Stmt& s) {
+  const uint32_t leaf = digest_leaf(w.key);
+  auto bind_row = [&w, large, leaf](sql::Stmt& s) {
     s.bind_blob(1, w.key);
+    s.bind_int64(10, leaf);
     s.bind_u64(2, w.version.hlc);
     s.bind_u64(3, w.version.origin);
     s.bind_int64(4, w.expiry_ms);
@@ -409,18 +417,46 @@ Status Applier::sweep(SweepJob& job) {
   const int64_t cutoff = tombstone_cutoff(job.now, state_.options.tombstone_grace_ms);
   const uint64_t keep = std::max<uint64_t>(state_.options.changelog_keep, 1);
   uint64_t purged_total = 0;
+  // The purged tombstones, for the digests (engine.h, FileDigests).
+  struct Purged {
+    uint32_t partition;
+    uint32_t leaf;
+    std::string key;
+    Version version;
+    int64_t expiry_ms;
+  };
+  std::vector<Purged> purged_rows;
   Status status = begin_.run();
   for (uint32_t i = 0; status.ok() && i < n && job.purge_left > 0 && cutoff > 0; ++i) {
     Slot& slot = slots_[(sweep_cursor_ + i) % n];
     if (!slot.has_tables) continue;  // nothing to purge, nor to trim below
     status = ready(slot, /*create=*/false);
     if (!status.ok()) break;
-    sql::Stmt& s = slot.purge_tombstones;
-    s.bind_int64(1, cutoff);
-    s.bind_int64(2, clamp_budget(job.purge_left));
-    status = s.run();
+    const size_t first = purged_rows.size();
+    {
+      sql::Stmt& s = slot.purge_tombstones;
+      sql::StmtScope scope(s);
+      s.bind_int64(1, cutoff);
+      s.bind_int64(2, clamp_budget(job.purge_left));
+      for (;;) {
+        Result<bool> row = s.step();
+        if (!row.ok()) {
+          status = row.status();
+          break;
+        }
+        if (!*row) break;
+        purged_rows.push_back(Purged{slot.partition, static_cast<uint32_t>(s.int64_at(0)),
+                                     std::string(s.blob_at(1)), Version{s.u64_at(2), s.u64_at(3)},
+                                     s.int64_at(4)});
+      }
+    }
+    for (size_t r = first; status.ok() && r < purged_rows.size(); ++r) {
+      slot.purge_row.bind_int64(1, purged_rows[r].leaf);
+      slot.purge_row.bind_blob(2, purged_rows[r].key);
+      status = slot.purge_row.run();
+    }
     if (!status.ok()) break;
-    auto purged = static_cast<uint64_t>(sqlite3_changes64(db_.handle()));
+    const uint64_t purged = purged_rows.size() - first;
     job.purge_left -= std::min<size_t>(job.purge_left, purged);
     purged_total += purged;
   }
@@ -439,11 +475,26 @@ Status Applier::sweep(SweepJob& job) {
     job.trim_left -= std::min<size_t>(job.trim_left, trimmed);
   }
   sweep_cursor_ = (sweep_cursor_ + 1) % n;
+  // A purge commits and leaves the digests in one hold of their lock (engine.h); a sweep
+  // that purged nothing (trims only) changes no key state and commits without it.
+  FileDigests& digests = *state_.digests[file_];
+  std::unique_lock digest_lock(digests.mu, std::defer_lock);
+  if (!purged_rows.empty()) digest_lock.lock();
   if (status.ok()) status = commit_.run();
   if (!status.ok()) {
+    if (digest_lock.owns_lock()) digest_lock.unlock();
     if (sql::is_disk_full(db_.handle())) state_.disk.enter_full(db_.path(), status);
     return rollback(status);
   }
+  for (Purged& r : purged_rows) {
+    // A key with a staged write was not in the digest as this row: its staged write is.
+    StagedWrite newer;
+    if (staged_.find_state(r.key, &newer)) continue;
+    FileDigests::Partition* d = digests.by_slot[state_.layout.slot_of(r.partition)].get();
+    if (d != nullptr) d->leaves.remove(r.key, r.version, /*tombstone=*/true, r.expiry_ms);
+    digests.purged.insert(std::move(r.key));
+  }
+  if (digest_lock.owns_lock()) digest_lock.unlock();
   state_.counters.tombstones_purged.fetch_add(purged_total, std::memory_order_relaxed);
   return Status();
 }

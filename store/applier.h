@@ -3,7 +3,8 @@
 // change logs, one transaction per batch, each recording the newest stage id it applied
 // (kAppliedStageId) and fsync'd whatever the sync mode, so the writer may then delete
 // those rows from the stage file. It also runs the parts of a sweep that only change the
-// data file (purging old tombstones, trimming change logs). A partition's tables are
+// data file (purging old tombstones, trimming change logs), and takes the tombstones it
+// purges out of the file's digests (engine.h, FileDigests). A partition's tables are
 // created by the batch that applies its first write (format 5), and its statements are
 // prepared when first needed.
 //
@@ -111,7 +112,8 @@ class Applier {
     sql::Stmt insert_value;
     sql::Stmt update_value;
     sql::Stmt insert_log;
-    sql::Stmt purge_tombstones;
+    sql::Stmt purge_tombstones;  // finds them; purge_row deletes each
+    sql::Stmt purge_row;
     sql::Stmt trim_log;
   };
   using Job = std::variant<Batch, SweepTail>;

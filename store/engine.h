@@ -10,8 +10,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
 #include <vector>
 
+#include "store/digest.h"
 #include "store/disk_guard.h"
 #include "store/schema.h"
 #include "store/staging.h"
@@ -27,6 +31,38 @@ struct PartitionState {
   // writes leave the staged writes: a reader or writer that no longer finds a write
   // staged finds the tables too.
   std::atomic<bool> has_tables{false};
+};
+
+// One file's anti-entropy digests (store.h, Store::digest), kept in memory.
+//
+// A partition's digest exists from the first time it is asked for: created empty (the
+// partition "active"), it takes every change committed from then on, while a scan of the
+// partition as it stood when it was created is added to it once (Store::digest). The
+// writer applies a commit group's changes (`leaf ^= h(old) ^ h(new)`) and adds its writes
+// to the staged writes in one hold of `mu`, and the applier commits a purge and takes the
+// purged rows out under it, so a scan that starts under `mu` (the staged writes copied, a
+// read snapshot taken) sees each change either in what it reads or in what the digest
+// takes later, never both or neither.
+//
+// A purge and a write of the same key may cross: the writer read a tombstone for the
+// write's `old` before the applier purged it. So the applier records the keys whose
+// entries it took out in `purged`, and the writer, under `mu`, takes a key it finds there
+// as having no old entry, then clears the set: every group read its rows after the last
+// clear, so a purge that is not in the set was in what the group read.
+//
+// Thread-safety: everything under `mu` (lock order: `mu`, then the staged writes' mutex);
+// `build_mu` is held by whoever builds a digest of the file, one at a time.
+struct FileDigests {
+  explicit FileDigests(uint32_t partitions_in_file) : by_slot(partitions_in_file) {}
+
+  struct Partition {
+    DigestLeaves leaves;
+    bool built = false;  // false while the first scan runs
+  };
+  std::mutex mu;
+  std::vector<std::unique_ptr<Partition>> by_slot;  // null: not asked for since open
+  std::unordered_set<std::string> purged;           // see above; cleared at every commit group
+  std::mutex build_mu;
 };
 
 struct Counters {
@@ -51,6 +87,7 @@ struct EngineState {
     for (uint32_t f = 0; f < layout.db_files; ++f) {
       staged.push_back(
           std::make_unique<StagedWrites>(layout.db_files, layout.partitions_in_file(f)));
+      digests.push_back(std::make_unique<FileDigests>(layout.partitions_in_file(f)));
     }
   }
 
@@ -60,6 +97,8 @@ struct EngineState {
   Counters counters;
   // Per file: writes staged but not yet applied to their partitions (staging.h).
   std::vector<std::unique_ptr<StagedWrites>> staged;
+  // Per file: the digests asked for since open.
+  std::vector<std::unique_ptr<FileDigests>> digests;
   // Tasks waiting in all writer queues, against write_queue_max.
   std::atomic<size_t> queued{0};
   // Hints held in all stage files, and their bytes as hints_max_bytes counts them. A

@@ -93,6 +93,8 @@ struct Partition {
   std::set<std::pair<int64_t, std::string>> expiring;
   // Tombstones of both kinds by version: the purge's index.
   std::set<std::pair<Version, std::string>> tombstones;
+  // Every row by its digest leaf, then key: digest_entries' index.
+  std::set<std::pair<uint32_t, std::string>> by_leaf;
   std::deque<LogEntry> log;  // contiguous seqs, ending at last_seq
   uint64_t last_seq = 0;
   uint64_t live = 0;  // rows that are not tombstones, expired or not
@@ -118,6 +120,11 @@ struct State {
   Hints hints;
   uint32_t sweep_cursor = 0;  // where the next sweep's purge and trim start
 };
+
+// The digests built since open, by partition (null: not asked for yet). Kept apart from
+// State, like Counts: only the committed state's changes update them, never a replay onto
+// the synced copy.
+using Digests = std::vector<std::unique_ptr<DigestLeaves>>;
 
 // Counters since open (StoreStats), kept apart from State: replaying operations onto the
 // synced copy must not count them twice.
@@ -196,7 +203,7 @@ void index(Partition& part, const std::string& key, const Row& row) {
 
 // Logs a change to `key` and stores `row` as its state; returns the change.
 ChangeEvent write_row(Partition& part, uint32_t partition, const std::string& key, ChangeOp op,
-                      Row row) {
+                      Row row, Digests* digests) {
   row.seq = ++part.last_seq;
   part.log.push_back(LogEntry{row.seq, op, key, row.version, row.expiry_ms});
   ChangeEvent event;
@@ -207,18 +214,28 @@ ChangeEvent write_row(Partition& part, uint32_t partition, const std::string& ke
   event.expiry = WallTime{row.expiry_ms};
   event.partition = partition;
   event.seq = row.seq;
+  DigestLeaves* digest = digests != nullptr ? (*digests)[partition].get() : nullptr;
   auto it = part.rows.find(key);
   if (it != part.rows.end()) {
     unindex(part, key, it->second);
+    if (digest != nullptr) {
+      const Row& old = it->second;
+      digest->remove(key, old.version, old.tombstone, old.expiry_ms);
+    }
     it->second = std::move(row);
   } else {
     it = part.rows.emplace(key, std::move(row)).first;
+    part.by_leaf.emplace(digest_leaf(key), key);
   }
   index(part, key, it->second);
+  if (digest != nullptr) {
+    digest->add(key, it->second.version, it->second.tombstone, it->second.expiry_ms);
+  }
   return event;
 }
 
-ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now, Counts* counts) {
+ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now, Counts* counts,
+                      Digests* digests) {
   const uint32_t p = partition_of(record.key, partitions);
   Partition& part = s.partitions[p];
   ApplyResult result;
@@ -237,7 +254,7 @@ ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now
   row.tombstone = op != ChangeOp::kPut;
   result.applied = true;
   result.current = row.version;
-  result.event = write_row(part, p, record.key, op, std::move(row));
+  result.event = write_row(part, p, record.key, op, std::move(row), digests);
   switch (op) {
     case ChangeOp::kPut: ++counts->puts; break;
     case ChangeOp::kDelete: ++counts->deletes; break;
@@ -311,7 +328,7 @@ ApplyResult run_remove_hint(State& s, const std::string& owner, const Record& re
 }
 
 std::vector<ChangeEvent> run_sweep(State& s, const StoreOptions& options, WallTime now,
-                                   size_t max_rows, Counts* counts) {
+                                   size_t max_rows, Counts* counts, Digests* digests) {
   const auto n = static_cast<uint32_t>(s.partitions.size());
   // Expire: the soonest-expiring rows across partitions, then by key; within a partition
   // that is the SQLite store's order, so each partition's seqs come out alike.
@@ -335,7 +352,7 @@ std::vector<ChangeEvent> run_sweep(State& s, const StoreOptions& options, WallTi
     row.version = old.version;
     row.expiry_ms = old.expiry_ms;
     row.tombstone = true;
-    events.push_back(write_row(part, p, key, ChangeOp::kExpire, std::move(row)));
+    events.push_back(write_row(part, p, key, ChangeOp::kExpire, std::move(row), digests));
     ++counts->expired;
   }
   // Purge tombstones made before the grace period, then trim the change logs to
@@ -344,10 +361,17 @@ std::vector<ChangeEvent> run_sweep(State& s, const StoreOptions& options, WallTi
   const uint64_t cutoff = tombstone_cutoff(now, options.tombstone_grace_ms);
   size_t purge_left = max_rows;
   for (uint32_t i = 0; i < n && purge_left > 0 && cutoff > 0; ++i) {
-    Partition& part = s.partitions[(s.sweep_cursor + i) % n];
+    const uint32_t p = (s.sweep_cursor + i) % n;
+    Partition& part = s.partitions[p];
+    DigestLeaves* digest = digests != nullptr ? (*digests)[p].get() : nullptr;
     while (purge_left > 0 && !part.tombstones.empty() &&
            part.tombstones.begin()->first.hlc < cutoff) {
       auto rows_it = part.rows.find(part.tombstones.begin()->second);
+      const Row& purged = rows_it->second;
+      if (digest != nullptr) {
+        digest->remove(rows_it->first, purged.version, purged.tombstone, purged.expiry_ms);
+      }
+      part.by_leaf.erase({digest_leaf(rows_it->first), rows_it->first});
       part.tombstones.erase(part.tombstones.begin());
       part.rows.erase(rows_it);
       --purge_left;
@@ -374,11 +398,11 @@ struct OpOutcome {
   bool changed = false;  // the state changed (what a sync must cover)
 };
 
-OpOutcome run(State& s, const StoreOptions& options, OpInput in, Counts* counts) {
+OpOutcome run(State& s, const StoreOptions& options, OpInput in, Counts* counts, Digests* digests) {
   OpOutcome out;
   switch (in.kind) {
     case OpInput::Kind::kApply:
-      out.apply = run_apply(s, options.partitions, std::move(in.record), in.now, counts);
+      out.apply = run_apply(s, options.partitions, std::move(in.record), in.now, counts, digests);
       out.changed = out.apply->applied;
       break;
     case OpInput::Kind::kHint:
@@ -390,7 +414,7 @@ OpOutcome run(State& s, const StoreOptions& options, OpInput in, Counts* counts)
       out.changed = out.apply->applied;
       break;
     case OpInput::Kind::kSweep:
-      out.events = run_sweep(s, options, in.now, in.max_rows, counts);
+      out.events = run_sweep(s, options, in.now, in.max_rows, counts, digests);
       out.changed = true;  // the sweep cursor moves, whatever else
       break;
   }
@@ -418,6 +442,7 @@ struct MemoryStore::Core {
   bool up = true;
   bool crashed = false;  // down because of crash(), not close()
   Counts counts;
+  Digests digests;  // of `state`; dropped by crash() and reopen(), built again when asked
   uint64_t commit_groups = 0;
   uint64_t group_writes = 0;
 
@@ -447,7 +472,7 @@ struct MemoryStore::Core {
       if (!sweep) ++group_writes;
       OpInput replay;
       if (options.sync == SyncMode::kNormal) replay = op.input;
-      OpOutcome out = run(state, options, std::move(op.input), &counts);
+      OpOutcome out = run(state, options, std::move(op.input), &counts, &digests);
       if (options.sync == SyncMode::kNormal && out.changed) {
         unsynced.push_back(std::move(replay));
         if (sweep) {
@@ -470,7 +495,7 @@ struct MemoryStore::Core {
     Counts ignored;
     for (size_t i = 0; i < n && !unsynced.empty(); ++i) {
       const bool sweep = unsynced.front().kind == OpInput::Kind::kSweep;
-      (void)run(synced, options, std::move(unsynced.front()), &ignored);
+      (void)run(synced, options, std::move(unsynced.front()), &ignored, nullptr);
       unsynced.pop_front();
       if (!sweep) --unsynced_writes;
     }
@@ -496,6 +521,7 @@ Result<std::unique_ptr<MemoryStore>> MemoryStore::open(const StoreOptions& optio
   core->options = options;
   core->scheduler = std::move(scheduler);
   core->state.partitions.resize(options.partitions);
+  core->digests.resize(options.partitions);
   if (options.sync == SyncMode::kNormal) core->synced = core->state;
   return std::unique_ptr<MemoryStore>(new MemoryStore(std::move(core)));
 }
@@ -710,6 +736,46 @@ Result<std::vector<ChangeEvent>> MemoryStore::read_changes(uint32_t partition, u
   return events;
 }
 
+Status MemoryStore::check_partition(uint32_t partition) const {
+  if (partition >= partitions()) {
+    return Status::invalid_argument("partition " + std::to_string(partition) +
+                                    " is out of range (partitions=" + std::to_string(partitions()) +
+                                    ")");
+  }
+  return core_->up ? Status() : core_->down_status();
+}
+
+Result<PartitionDigest> MemoryStore::digest(uint32_t partition) {
+  EDGEKV_RETURN_IF_ERROR(check_partition(partition));
+  std::unique_ptr<DigestLeaves>& digest = core_->digests[partition];
+  if (digest == nullptr) {
+    // The first call since open: one scan, then kept up by every commit (write_row, the purge).
+    digest = std::make_unique<DigestLeaves>();
+    for (const auto& [key, row] : core_->state.partitions[partition].rows) {
+      digest->add(key, row.version, row.tombstone, row.expiry_ms);
+    }
+  }
+  return digest->to_digest(partition);
+}
+
+Result<std::vector<DigestEntry>> MemoryStore::digest_entries(uint32_t partition,
+                                                             const std::vector<uint32_t>& leaves,
+                                                             size_t max) {
+  EDGEKV_RETURN_IF_ERROR(check_partition(partition));
+  Result<std::vector<uint32_t>> wanted = digest_leaf_set(leaves);
+  if (!wanted.ok()) return wanted.status();
+  const Partition& part = core_->state.partitions[partition];
+  std::vector<DigestEntry> out;
+  for (uint32_t leaf : *wanted) {
+    for (auto it = part.by_leaf.lower_bound({leaf, std::string()});
+         it != part.by_leaf.end() && it->first == leaf && out.size() < max; ++it) {
+      const Row& row = part.rows.find(it->second)->second;
+      out.push_back(digest_entry(it->second, row.version, row.tombstone, row.expiry_ms));
+    }
+  }
+  return out;
+}
+
 uint64_t MemoryStore::last_seq(uint32_t partition) {
   if (partition >= partitions()) return 0;
   return core_->state.partitions[partition].last_seq;
@@ -758,6 +824,7 @@ void MemoryStore::crash(CrashKind kind) {
   }
   c.up = false;
   c.crashed = true;
+  for (auto& digest : c.digests) digest.reset();
 }
 
 void MemoryStore::reopen() {
@@ -766,6 +833,7 @@ void MemoryStore::reopen() {
   // Opening applies what the last run left staged, fsync'd (FORMAT.md, "Recover").
   c.sync(c.unsynced.size());
   c.counts = Counts{};
+  for (auto& digest : c.digests) digest.reset();  // built again by one scan, as at open
   c.commit_groups = 0;
   c.group_writes = 0;
   c.up = true;

@@ -51,6 +51,12 @@
 // commits what is queued (running the callbacks) and refuses from then on; reopen() works
 // after it too.
 //
+// Digests (store.h): a partition's is built by one scan of its rows the first time it is
+// asked for after open or reopen(), and then updated by every commit that changes a row
+// (a write, an expiry, a purge), never by the replays onto the synced copy; crash() drops
+// them, since what survives may be older. digest_entries reads an index of the rows by
+// leaf, so it costs what the leaves hold.
+//
 // Determinism: no clock reads (time comes in as `now`), no randomness, and ordered
 // containers wherever an order shows (sweeps expire soonest expiry first, then by key;
 // hints of an owner come in the order they were stored).
@@ -107,6 +113,10 @@ class MemoryStore final : public Store {
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
                                                 size_t max) override;
   uint64_t last_seq(uint32_t partition) override;
+  Result<PartitionDigest> digest(uint32_t partition) override;
+  Result<std::vector<DigestEntry>> digest_entries(uint32_t partition,
+                                                  const std::vector<uint32_t>& leaves,
+                                                  size_t max) override;
   StoreStats stats(WallTime now) override;
   void close() override;
 
@@ -121,6 +131,8 @@ class MemoryStore final : public Store {
  private:
   struct Core;
   explicit MemoryStore(std::shared_ptr<Core> core);
+  // INVALID_ARGUMENT out of range, the down status while crashed or closed.
+  Status check_partition(uint32_t partition) const;
 
   // Shared with the commits handed to the scheduler, which hold it weakly.
   std::shared_ptr<Core> core_;

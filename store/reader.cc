@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <string>
+#include <unordered_set>
+#include <utility>
 
 #include "store/schema.h"
 
@@ -16,13 +19,15 @@ int64_t clamp_limit(size_t n) {
 
 }  // namespace
 
-Result<std::unique_ptr<Reader>> Reader::open(const EngineState& state) {
+Result<std::unique_ptr<Reader>> Reader::open(EngineState& state) {
   std::unique_ptr<Reader> reader(new Reader(state));
   for (uint32_t f = 0; f < state.layout.db_files; ++f) {
     Result<sql::Db> db = sql::Db::open(state.layout.file_path(f), /*create=*/false);
     if (!db.ok()) return db.status();
     EDGEKV_RETURN_IF_ERROR(
         configure_connection(*db, ConnectionRole::kReader, state.options.sync, 0));
+    // The change log's join finds a put's row by the leaf of the logged key.
+    EDGEKV_RETURN_IF_ERROR(register_digest_leaf(*db));
     reader->dbs_.push_back(std::move(*db));
   }
   reader->statements_.resize(state.layout.partitions);
@@ -43,7 +48,8 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
   Result<sql::Stmt> get = db.prepare(
       "SELECT k.hlc, k.origin, k.expiry_ms, k.tombstone, k.codec, coalesce(v.value, k.value)"
       " FROM " +
-          kv + " AS k LEFT JOIN " + val + " AS v ON v.id = k.value_id WHERE k.key = ?1",
+          kv + " AS k LEFT JOIN " + val +
+          " AS v ON v.id = k.value_id WHERE k.leaf = ?2 AND k.key = ?1",
       "get");
   if (!get.ok()) return get.status();
   // A put's value is not copied into the log: it is joined from the row, and only while
@@ -52,8 +58,9 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
       "SELECT l.seq, l.op, l.hlc, l.origin, l.expiry_ms, l.key, k.seq IS NOT NULL, k.codec,"
       " coalesce(v.value, k.value) FROM " +
           log + " AS l LEFT JOIN " + kv +
-          " AS k ON l.op = 1 AND k.key = l.key AND k.seq = l.seq LEFT JOIN " + val +
-          " AS v ON v.id = k.value_id WHERE l.seq >= ?1 ORDER BY l.seq LIMIT ?2",
+          " AS k ON l.op = 1 AND k.leaf = edgekv_digest_leaf(l.key) AND k.key = l.key"
+          " AND k.seq = l.seq LEFT JOIN " +
+          val + " AS v ON v.id = k.value_id WHERE l.seq >= ?1 ORDER BY l.seq LIMIT ?2",
       "read changes");
   if (!changes.ok()) return changes.status();
   Result<sql::Stmt> expired = db.prepare(
@@ -61,6 +68,15 @@ Result<Reader::Statements*> Reader::statements(uint32_t partition) {
           " WHERE expiry_ms > 0 AND tombstone = 0",
       "count expiring rows");
   if (!expired.ok()) return expired.status();
+  Result<sql::Stmt> digest_scan =
+      db.prepare("SELECT key, hlc, origin, tombstone, expiry_ms FROM " + kv, "scan for digest");
+  if (!digest_scan.ok()) return digest_scan.status();
+  Result<sql::Stmt> leaf_rows = db.prepare("SELECT key, hlc, origin, tombstone, expiry_ms FROM " +
+                                               kv + " WHERE leaf = ?1 ORDER BY leaf, key LIMIT ?2",
+                                           "read digest leaf");
+  if (!leaf_rows.ok()) return leaf_rows.status();
+  s.digest_scan = std::move(*digest_scan);
+  s.leaf_rows = std::move(*leaf_rows);
   s.get = std::move(*get);
   s.changes = std::move(*changes);
   s.expired = std::move(*expired);
@@ -92,6 +108,7 @@ Result<Record> Reader::stored(std::string_view key, uint32_t partition) {
   sql::Stmt& stmt = (*s)->get;
   sql::StmtScope scope(stmt);
   stmt.bind_blob(1, key);
+  stmt.bind_int64(2, digest_leaf(key));
   Result<bool> row = stmt.step();
   if (!row.ok()) return row.status();
   if (!*row) return Status::not_found("key not found");
@@ -357,6 +374,122 @@ Result<std::vector<ChangeEvent>> Reader::read_changes(uint32_t partition, uint64
     }
   }
   return events;
+}
+
+Status Reader::scan_digest(uint32_t partition, DigestLeaves* scan) {
+  const uint32_t file = state_.layout.file_of(partition);
+  FileDigests& digests = *state_.digests[file];
+  sql::Db& db = dbs_[file];
+  std::vector<DigestEntry> staged;
+  sql::Stmt* rows = nullptr;
+  bool row_ready = false;
+  {
+    std::lock_guard lock(digests.mu);
+    auto& slot = digests.by_slot[state_.layout.slot_of(partition)];
+    if (slot == nullptr) slot = std::make_unique<FileDigests::Partition>();
+    staged = state_.staged[file]->digest_entries(partition, nullptr);
+    // Without tables the partition has nothing but staged writes: tables a batch creates
+    // from now on hold writes staged already (copied above) or changes the digest takes.
+    Result<Statements*> s = statements(partition);
+    if (!s.ok()) return s.status();
+    if (*s != nullptr) {
+      EDGEKV_RETURN_IF_ERROR(db.exec("BEGIN", "begin digest scan"));
+      rows = &(*s)->digest_scan;
+      // The first step takes the snapshot, while no change can commit unseen.
+      Result<bool> row = rows->step();
+      if (!row.ok()) {
+        rows->reset();
+        (void)db.exec("ROLLBACK", "end digest scan");
+        return row.status();
+      }
+      row_ready = *row;
+    }
+  }
+  std::unordered_set<std::string_view> staged_keys;
+  for (const DigestEntry& e : staged) {
+    staged_keys.insert(e.key);
+    scan->add(e.key, e.version, e.deleted, e.expiry.ms);
+  }
+  if (rows == nullptr) return Status();
+  Status status;
+  {
+    sql::StmtScope scope(*rows);
+    while (row_ready) {
+      const std::string_view key = rows->blob_at(0);
+      // A staged write is newer than its key's row.
+      if (staged_keys.count(key) == 0) {
+        scan->add(key, Version{rows->u64_at(1), rows->u64_at(2)}, rows->int64_at(3) != 0,
+                  rows->int64_at(4));
+      }
+      Result<bool> row = rows->step();
+      if (!row.ok()) {
+        status = row.status();
+        break;
+      }
+      row_ready = *row;
+    }
+  }
+  Status ended = db.exec("COMMIT", "end digest scan");
+  return status.ok() ? ended : status;
+}
+
+Result<std::vector<DigestEntry>> Reader::digest_entries(uint32_t partition,
+                                                        const std::vector<uint32_t>& leaves,
+                                                        size_t max) {
+  std::vector<DigestEntry> out;
+  if (max == 0 || leaves.empty()) return out;
+  std::vector<bool> wanted(kDigestLeaves, false);
+  for (uint32_t leaf : leaves) wanted[leaf] = true;
+  // Staged writes first, then the rows: a write applied in between is in both (the newer
+  // version is kept), never in neither, as for reads.
+  const uint32_t file = state_.layout.file_of(partition);
+  std::vector<DigestEntry> staged = state_.staged[file]->digest_entries(partition, &wanted);
+  std::vector<std::pair<uint32_t, DigestEntry*>> staged_order;
+  for (DigestEntry& e : staged) staged_order.emplace_back(digest_leaf(e.key), &e);
+  std::sort(staged_order.begin(), staged_order.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second->key < b.second->key;
+  });
+  Result<Statements*> s = statements(partition);
+  if (!s.ok()) return s.status();
+  size_t next_staged = 0;
+  for (uint32_t leaf : leaves) {
+    if (out.size() >= max) break;
+    // This leaf's staged entries, by key.
+    std::vector<DigestEntry*> in_leaf;
+    while (next_staged < staged_order.size() && staged_order[next_staged].first == leaf) {
+      in_leaf.push_back(staged_order[next_staged++].second);
+    }
+    std::vector<DigestEntry> rows;
+    if (*s != nullptr) {
+      sql::Stmt& stmt = (*s)->leaf_rows;
+      sql::StmtScope scope(stmt);
+      stmt.bind_int64(1, leaf);
+      stmt.bind_int64(2, clamp_limit(max - out.size()));
+      for (;;) {
+        Result<bool> row = stmt.step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        rows.push_back(digest_entry(std::string(stmt.blob_at(0)),
+                                    Version{stmt.u64_at(1), stmt.u64_at(2)}, stmt.int64_at(3) != 0,
+                                    stmt.int64_at(4)));
+      }
+    }
+    // Merged by key; a key in both takes the newer version.
+    size_t r = 0, st = 0;
+    while ((r < rows.size() || st < in_leaf.size()) && out.size() < max) {
+      if (st == in_leaf.size() || (r < rows.size() && rows[r].key < in_leaf[st]->key)) {
+        out.push_back(std::move(rows[r++]));
+      } else if (r == rows.size() || in_leaf[st]->key < rows[r].key) {
+        out.push_back(std::move(*in_leaf[st++]));
+      } else {
+        out.push_back(rows[r].version > in_leaf[st]->version ? std::move(rows[r])
+                                                             : std::move(*in_leaf[st]));
+        ++r;
+        ++st;
+      }
+    }
+  }
+  return out;
 }
 
 Result<ExpiryCounts> Reader::count_expiry(uint32_t partition, WallTime now) {

@@ -31,7 +31,7 @@ struct ExpiryCounts {
 
 class Reader {
  public:
-  static Result<std::unique_ptr<Reader>> open(const EngineState& state);
+  static Result<std::unique_ptr<Reader>> open(EngineState& state);
 
   Result<Record> get(std::string_view key, uint32_t partition, WallTime now);
   // Store::read: the stored state, tombstones included.
@@ -43,6 +43,14 @@ class Reader {
   Result<std::vector<HintOwnerSummary>> hint_owners();
   Result<Record> read_hint(std::string_view key, uint32_t partition, WallTime now);
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq, size_t max);
+  // Builds the digest of `partition` (engine.h, FileDigests): under the file's digest lock,
+  // makes the partition's digest active (empty, taking changes from then on), copies its
+  // staged writes and takes a read snapshot; then, without the lock, adds every key state
+  // of that moment to `scan`.
+  Status scan_digest(uint32_t partition, DigestLeaves* scan);
+  // Store::digest_entries, with `leaves` from digest_leaf_set.
+  Result<std::vector<DigestEntry>> digest_entries(uint32_t partition,
+                                                  const std::vector<uint32_t>& leaves, size_t max);
   // Rows of `partition` that expired by `now` and that expire later (the expiry index).
   Result<ExpiryCounts> count_expiry(uint32_t partition, WallTime now);
 
@@ -51,6 +59,8 @@ class Reader {
     sql::Stmt get;
     sql::Stmt changes;
     sql::Stmt expired;
+    sql::Stmt digest_scan;  // every row's entry
+    sql::Stmt leaf_rows;    // the entries of one leaf, by key (a range of the table)
   };
   struct HintStatements {
     sql::Db db;  // the stage file, read-only
@@ -59,7 +69,7 @@ class Reader {
     sql::Stmt by_key;
     sql::Stmt owners;
   };
-  explicit Reader(const EngineState& state) : state_(state) {}
+  explicit Reader(EngineState& state) : state_(state) {}
   // The partition's statements, prepared on first use; nullptr while the partition has no
   // tables (it then holds nothing but staged writes).
   Result<Statements*> statements(uint32_t partition);
@@ -70,7 +80,7 @@ class Reader {
   Result<HintStatements*> hint_statements(uint32_t file);
   Result<Record> hint_at(sql::Stmt& stmt);
 
-  const EngineState& state_;
+  EngineState& state_;
   std::vector<sql::Db> dbs_;            // by file
   std::vector<Statements> statements_;  // by partition
   std::vector<HintStatements> hints_;   // by file
@@ -79,7 +89,7 @@ class Reader {
 
 class ReaderPool {
  public:
-  explicit ReaderPool(const EngineState& state) : state_(state) {}
+  explicit ReaderPool(EngineState& state) : state_(state) {}
 
   class Lease {
    public:
@@ -105,7 +115,7 @@ class ReaderPool {
  private:
   void give_back(std::unique_ptr<Reader> reader);
 
-  const EngineState& state_;
+  EngineState& state_;
   std::mutex mu_;
   std::condition_variable returned_;
   std::vector<std::unique_ptr<Reader>> idle_;  // guarded by mu_

@@ -18,7 +18,7 @@
 namespace edgekv::store {
 
 // Bumped when the format changes incompatibly; an older build refuses a newer directory.
-inline constexpr int64_t kFormatVersion = 5;
+inline constexpr int64_t kFormatVersion = 6;
 // SQLite's header field for "which application's file is this": "EKV1".
 inline constexpr int64_t kApplicationId = 0x454b5631;
 
@@ -80,6 +80,10 @@ Status create_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
 // The DDL of one partition: its row, value and log tables, their indexes and triggers.
 std::string partition_schema_sql(uint32_t partition);
 
+// Registers edgekv_digest_leaf(key), digest_leaf of a blob, on `db`: for SQL that finds a
+// row from a key it did not bind (the change log's join) and for the migration to format 6.
+Status register_digest_leaf(sql::Db& db);
+
 // The partitions of data file `db` that have tables, by the names in its schema.
 Result<std::vector<uint32_t>> partitions_with_tables(sql::Db& db);
 
@@ -88,7 +92,8 @@ Result<std::vector<uint32_t>> partitions_with_tables(sql::Db& db);
 Status create_stage_schema(sql::Db& db, const Layout& layout, uint32_t file_index);
 
 // Brings stage file `stage` (whose meta is `meta`) of an older format up to
-// kFormatVersion: format 5 added the hints table. Does nothing for a current one.
+// kFormatVersion: format 5 added the hints table, format 6 changed only the version it
+// records. Does nothing for a current one.
 Status migrate_stage(sql::Db& stage, FileMeta* meta);
 
 // Hints keep this many bytes per hint on top of their owner, key and value, against
@@ -101,7 +106,8 @@ inline constexpr uint64_t kHintOverheadBytes = 64;
 // stage file) and commits them there before it drops the table from `data`, so a crash in
 // between leaves them in both, and the step, run again, copies them again (the same ids).
 // Version 4 added the value tables: existing rows keep their values inline. Version 5
-// keeps expiry tombstones: the expiry index leaves tombstones out.
+// keeps expiry tombstones: the expiry index leaves tombstones out. Version 6 keeps rows in
+// (digest leaf, key) order: the step rebuilds every row table.
 // Does nothing for a file of the current format.
 Status migrate(sql::Db& data, sql::Db& stage, FileMeta* meta);
 

@@ -162,6 +162,19 @@ StagedChanges StagedWrites::changes(uint32_t partition, uint64_t from_seq, size_
   return out;
 }
 
+std::vector<DigestEntry> StagedWrites::digest_entries(uint32_t partition,
+                                                      const std::vector<bool>* leaves) const {
+  std::vector<DigestEntry> out;
+  std::lock_guard lock(mu_);
+  for (const StagedWrite* w : by_slot_[partition / db_files_]) {
+    auto newest = newest_.find(w->key);
+    if (newest == newest_.end() || newest->second != w) continue;
+    if (leaves != nullptr && !(*leaves)[digest_leaf(w->key)]) continue;
+    out.push_back(digest_entry(w->key, w->version, w->tombstone, w->expiry_ms));
+  }
+  return out;
+}
+
 std::vector<StagedWrite> StagedWrites::expired(uint32_t partition, WallTime now) const {
   std::vector<StagedWrite> out;
   std::lock_guard lock(mu_);

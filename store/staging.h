@@ -34,6 +34,7 @@
 #include "common/clock.h"
 #include "common/version.h"
 #include "store/codec.h"
+#include "store/digest.h"
 
 namespace edgekv::store {
 
@@ -137,6 +138,11 @@ class StagedWrites {
   // `max`; and, taken at the same moment, each key staged in the partition with the seq
   // of its newest staged write (every logged put of the key older than that is superseded).
   StagedChanges changes(uint32_t partition, uint64_t from_seq, size_t max) const;
+  // Any thread. The digest entry of each key staged in `partition` (its newest staged
+  // write), only those whose digest leaf is set in `leaves` when given (kDigestLeaves
+  // flags); in no particular order. Costs the partition's staged writes.
+  std::vector<DigestEntry> digest_entries(uint32_t partition,
+                                          const std::vector<bool>* leaves) const;
   // Any thread. The newest staged writes of `partition`'s keys that are puts expired at
   // `now`, copied, in staging order.
   std::vector<StagedWrite> expired(uint32_t partition, WallTime now) const;

@@ -432,6 +432,46 @@ class StoreImpl final : public Store {
     return state_->partitions[partition].last_seq.load();
   }
 
+  Result<PartitionDigest> digest(uint32_t partition) override {
+    EDGEKV_RETURN_IF_ERROR(check_partition(partition));
+    FileDigests& digests = *state_->digests[state_->layout.file_of(partition)];
+    const uint32_t slot = state_->layout.slot_of(partition);
+    auto kept = [&]() -> std::optional<DigestLeaves> {
+      std::lock_guard lock(digests.mu);
+      const auto& d = digests.by_slot[slot];
+      if (d == nullptr || !d->built) return std::nullopt;
+      return d->leaves;
+    };
+    if (std::optional<DigestLeaves> leaves = kept()) return leaves->to_digest(partition);
+    // The first call since open: one scan, one builder per file at a time.
+    std::lock_guard building(digests.build_mu);
+    if (std::optional<DigestLeaves> leaves = kept()) return leaves->to_digest(partition);
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    auto scan = std::make_unique<DigestLeaves>();
+    Status scanned = (*lease)->scan_digest(partition, scan.get());
+    std::lock_guard lock(digests.mu);
+    auto& d = digests.by_slot[slot];
+    if (!scanned.ok()) {
+      d.reset();  // asked for again, scanned again
+      return scanned;
+    }
+    d->leaves.merge(*scan);
+    d->built = true;
+    return d->leaves.to_digest(partition);
+  }
+
+  Result<std::vector<DigestEntry>> digest_entries(uint32_t partition,
+                                                  const std::vector<uint32_t>& leaves,
+                                                  size_t max) override {
+    EDGEKV_RETURN_IF_ERROR(check_partition(partition));
+    Result<std::vector<uint32_t>> wanted = digest_leaf_set(leaves);
+    if (!wanted.ok()) return wanted.status();
+    Result<ReaderPool::Lease> lease = readers_.acquire();
+    if (!lease.ok()) return lease.status();
+    return (*lease)->digest_entries(partition, *wanted, max);
+  }
+
   StoreStats stats(WallTime now) override {
     StoreStats s;
     const Counters& c = state_->counters;
@@ -506,6 +546,17 @@ class StoreImpl final : public Store {
   }
 
  private:
+  Status check_partition(uint32_t partition) {
+    if (partition >= partitions()) {
+      return Status::invalid_argument(
+          "partition " + std::to_string(partition) +
+          " is out of range (partitions=" + std::to_string(partitions()) + ")");
+    }
+    std::lock_guard lock(close_mu_);
+    if (closed_) return Status::unavailable("store " + state_->layout.dir.string() + " is closed");
+    return Status();
+  }
+
   std::unique_ptr<EngineState> state_;
   DirLock lock_;
   ReaderPool readers_;
@@ -558,6 +609,15 @@ Result<std::vector<HintOwnerSummary>> Store::hint_owners() {
 
 void Store::remove_hint(std::string, std::string, Version, ApplyCallback done) {
   if (done) done(Status::failed_precondition("this store keeps no hints"));
+}
+
+Result<PartitionDigest> Store::digest(uint32_t) {
+  return Status::failed_precondition("this store keeps no digests");
+}
+
+Result<std::vector<DigestEntry>> Store::digest_entries(uint32_t, const std::vector<uint32_t>&,
+                                                       size_t) {
+  return Status::failed_precondition("this store keeps no digests");
 }
 
 Result<ApplyResult> Store::apply_sync(Record record, WallTime now) {

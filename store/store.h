@@ -11,9 +11,9 @@
 // tests set the time instead of sleeping. Expiry is an absolute WallTime set by whoever
 // built the record (the coordinator), so all replicas agree.
 //
-// Threads: reads (get, read_changes, stats, last_seq) may be called from any thread
-// concurrently; each read runs on a connection of its own, lent from a pool for the call
-// (at most read_connections_max; readers never wait for the writers). Writes (apply,
+// Threads: reads (get, read_changes, stats, last_seq, digest, digest_entries) may be called
+// from any thread concurrently; each read runs on a connection of its own, lent from a pool
+// for the call (at most read_connections_max; readers never wait for the writers). Writes (apply,
 // sweep) are queued to the writer thread(s), which stage concurrent writes in one
 // transaction (group commit) and then run each write's callback, on the writer thread,
 // after its transaction committed (and, with sync=full, was fsync'd). Staged writes are
@@ -25,6 +25,12 @@
 //
 // Hints for other replicas (apply_hint) are kept durably beside the partitions, bounded by
 // hints_max_bytes.
+//
+// Anti-entropy digests (digest, digest_entries; the hashing is store/digest.h) are kept in
+// memory, a partition's from the first time it is asked for after open: that call builds it
+// by one scan of the partition, and from then on every committed change of the partition
+// (puts, deletes, expiries, purges; hints are not partition data) updates it as it
+// commits. 8 KiB per partition asked for.
 //
 // On-disk format: store/FORMAT.md.
 #pragma once
@@ -43,6 +49,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "store/digest.h"
 
 namespace edgekv::store {
 
@@ -281,6 +288,25 @@ class Store {
   virtual Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
                                                         size_t max) = 0;
   virtual uint64_t last_seq(uint32_t partition) = 0;
+
+  // The anti-entropy digest of `partition` (store/digest.h): its leaves, the number of key
+  // states in it (tombstones included) and a root over the leaves. Reflects every change
+  // committed before the call (a change committing meanwhile may or may not be in it). The
+  // first call for a partition after open scans it (the caller waits for the scan; writes
+  // to the partition go on meanwhile); later calls copy what is kept. INVALID_ARGUMENT for
+  // a partition out of range; UNAVAILABLE once the store is closed.
+  virtual Result<PartitionDigest> digest(uint32_t partition);
+
+  // The entries (store/digest.h) of `partition` in the given leaves: every key state whose
+  // digest_leaf is one of `leaves`, tombstones and expired rows included, ordered by leaf
+  // then key (bytewise), at most `max` (the first ones in that order; a caller that gets
+  // `max` asks again for the rest of the last leaf with fewer leaves). Costs in proportion
+  // to the entries in those leaves (and the partition's staged writes), not to the
+  // partition. INVALID_ARGUMENT for a partition or a leaf out of range. Stores that keep no
+  // digests answer FAILED_PRECONDITION, as for digest().
+  virtual Result<std::vector<DigestEntry>> digest_entries(uint32_t partition,
+                                                          const std::vector<uint32_t>& leaves,
+                                                          size_t max);
 
   // Counters, and the live key count at `now` (rows expired by then count as gone, swept
   // or not).

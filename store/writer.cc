@@ -115,7 +115,8 @@ Result<bool> Writer::tables_ready(Slot& slot) {
   end_read();
   const std::string kv = kv_table(slot.partition);
   EDGEKV_RETURN_IF_ERROR(read_db_.prepare_into(
-      &slot.select_row, "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE key = ?1",
+      &slot.select_row,
+      "SELECT hlc, origin, tombstone, expiry_ms FROM " + kv + " WHERE leaf = ?2 AND key = ?1",
       "read row"));
   // The partial expiry index's predicate is spelled out so that the planner may use it.
   EDGEKV_RETURN_IF_ERROR(
@@ -439,6 +440,7 @@ Status Writer::stage_group(std::vector<Queued>& group, const Status& put_refusal
   hint_count_delta_ = 0;
   pending_.clear();
   pending_newest_.clear();
+  pending_old_.clear();
   pending_bytes_ = 0;
   abandon();
   // Give the staged writes back their records (stage_one moved them into the events), so
@@ -481,7 +483,7 @@ void Writer::commit_group(std::vector<Queued>& group) {
 
   if (status.ok()) {
     for (const StagedWrite& w : pending_) remember_written(w);
-    staged_.add(pending_);
+    publish_writes();
     state_.hint_bytes.fetch_sub(hint_bytes_freed_);
     state_.hints.fetch_add(static_cast<uint64_t>(hint_count_delta_));
     hint_bytes_reserved_ = hint_bytes_freed_ = 0;
@@ -525,6 +527,25 @@ void Writer::commit_group(std::vector<Queued>& group) {
           Applier::SweepTail{epoch_, job, [this, job](Status done) { finish_sweep(job, done); }});
     }
   }
+}
+
+void Writer::publish_writes() {
+  FileDigests& digests = *state_.digests[file_];
+  std::lock_guard lock(digests.mu);
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    const StagedWrite& w = pending_[i];
+    FileDigests::Partition* d = digests.by_slot[state_.layout.slot_of(w.partition)].get();
+    if (d == nullptr) continue;  // not asked for: a scan will find the write
+    const DigestOld& old = pending_old_[i];
+    // A tombstone read as `old` that the applier purged since is out of the digest already.
+    if (old.exists && (old.in_group || digests.purged.count(w.key) == 0)) {
+      d->leaves.remove(w.key, old.version, old.tombstone, old.expiry_ms);
+    }
+    d->leaves.add(w.key, w.version, w.tombstone, w.expiry_ms);
+  }
+  digests.purged.clear();
+  pending_old_.clear();
+  staged_.add(pending_);
 }
 
 void Writer::report_free_pages() {
@@ -597,6 +618,8 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
     state.exists = true;
     state.tombstone = newest->tombstone;
     state.version = newest->version;
+    state.expiry_ms = newest->expiry_ms;
+    state.in_group = newest != &staged;
     state.base = newest->base;
     if (newest == &staged) {
       state.base_from = staged.id;
@@ -611,6 +634,7 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
   if (auto it = row_cache_.find(key); it != row_cache_.end()) {
     state.exists = it->second.row.exists;
     state.version = it->second.version;
+    state.expiry_ms = it->second.row.expiry_ms;
     state.base = it->second.row;
     return state;
   }
@@ -624,13 +648,15 @@ Result<Writer::KeyState> Writer::key_state(Slot& slot, std::string_view key) {
   EDGEKV_RETURN_IF_ERROR(fresh_read());
   sql::StmtScope scope(slot.select_row);
   slot.select_row.bind_blob(1, key);
+  slot.select_row.bind_int64(2, digest_leaf(key));
   Result<bool> row = slot.select_row.step();
   if (!row.ok()) return row.status();
   if (*row) {
     state.exists = true;
     state.version = Version{slot.select_row.u64_at(0), slot.select_row.u64_at(1)};
     state.tombstone = slot.select_row.int64_at(2) != 0;
-    state.base = RowState{true, state.tombstone, slot.select_row.int64_at(3)};
+    state.expiry_ms = slot.select_row.int64_at(3);
+    state.base = RowState{true, state.tombstone, state.expiry_ms};
   }
   if (!state.tombstone) remember_row(key, state.base, state.version);
   return state;
@@ -680,7 +706,7 @@ void Writer::end_read() {
   (void)read_end_.run();
 }
 
-Status Writer::stage_write(Slot& slot, StagedWrite& w) {
+Status Writer::stage_write(Slot& slot, StagedWrite& w, const DigestOld& old) {
   w.id = next_stage_id_++;
   w.seq = slot.seq + 1;
   sql::Stmt& s = insert_stage_;
@@ -696,6 +722,7 @@ Status Writer::stage_write(Slot& slot, StagedWrite& w) {
   s.bind_blob(10, w.value);
   EDGEKV_RETURN_IF_ERROR(s.run());
   pending_newest_[w.key] = &w;
+  pending_old_.push_back(old);
   pending_bytes_ += StagedWrites::footprint(w);
   slot.seq = w.seq;
   return Status();
@@ -743,7 +770,8 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
   w.base = key->base;
   w.base_from = key->base_from;
   w.base_if_applied = key->base_if_applied;
-  Status staged = stage_write(slot, w);
+  Status staged = stage_write(
+      slot, w, DigestOld{key->exists, key->tombstone, key->in_group, key->version, key->expiry_ms});
   if (!staged.ok()) {
     pending_.pop_back();
     return staged;
@@ -1057,7 +1085,8 @@ Status Writer::expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* t
     w.base = e.base;
     w.base_from = e.base_from;
     w.base_if_applied = e.base_if_applied;
-    Status staged = stage_write(slot, w);
+    // The expired row, live until now: its entry and its tombstone's are the same.
+    Status staged = stage_write(slot, w, DigestOld{true, false, false, e.version, e.expiry_ms});
     if (!staged.ok()) {
       pending_.pop_back();
       return staged;

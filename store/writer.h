@@ -141,9 +141,19 @@ class Writer {
     bool exists = false;  // a row or a staged write
     bool tombstone = false;
     Version version;
+    int64_t expiry_ms = 0;  // the state's own (a staged write's, else the row's)
+    bool in_group = false;  // from a write of the open group
     RowState base;
     uint64_t base_from = 0;  // as in StagedWrite
     RowState base_if_applied;
+  };
+  // The key state a staged write replaces, as the digests need it (engine.h, FileDigests).
+  struct DigestOld {
+    bool exists = false;
+    bool tombstone = false;
+    bool in_group = false;  // a write of the open group: no purge can have taken it
+    Version version;
+    int64_t expiry_ms = 0;
   };
 
   Writer(EngineState& state, uint32_t file, sql::Db stage, sql::Db read,
@@ -183,8 +193,11 @@ class Writer {
   void remember_row(std::string_view key, const RowState& row, Version version);
   void remember_written(const StagedWrite& w);
   // Appends `w` (filled in but for id and seq) to the open group: the stage row, the
-  // group's index and the partition's sequence number.
-  Status stage_write(Slot& slot, StagedWrite& w);
+  // group's index, the partition's sequence number and `old`, the state it replaces.
+  Status stage_write(Slot& slot, StagedWrite& w, const DigestOld& old);
+  // After the group committed: its changes into the digests and its writes into the
+  // staged writes, in one hold of the digests' lock (engine.h, FileDigests).
+  void publish_writes();
   Status sweep_file(SweepJob& job, Outcome* out, GroupTotals* totals);
   Status expire_in(Slot& slot, SweepJob& job, Outcome* out, GroupTotals* totals);
   // Hands the applier a batch when the staged writes reach the thresholds (or the cap),
@@ -260,7 +273,8 @@ class Writer {
   // newest of them (views into pending_, whose elements never move).
   std::deque<StagedWrite> pending_;
   std::unordered_map<std::string_view, const StagedWrite*> pending_newest_;
-  uint64_t pending_bytes_ = 0;  // StagedWrites::footprint of pending_
+  std::vector<DigestOld> pending_old_;  // by position in pending_
+  uint64_t pending_bytes_ = 0;          // StagedWrites::footprint of pending_
   uint64_t next_stage_id_ = 1;
   // Batches: the epoch (Applier::Report), the newest stage id handed on, how many writes
   // are on their way, the newest id applied and the newest whose stage row is deleted.

@@ -314,7 +314,8 @@ TEST(StorePartitionTablesTest, ComeWithTheFirstWriteOfTheirPartition) {
   EXPECT_EQ(store->get("other", kNow)->value, "o");
 }
 
-// What format 4 looked like, made from a format 5 directory: every partition has tables,
+// What format 4 looked like, made from a format 6 directory: every partition has tables
+// (without the digest leaf),
 // the expiry index counts every row with an expiry, stage files have no hints table, and
 // both files' meta say 4.
 void downgrade_to_format_4(const TempDir& dir, const StoreOptions& options) {
@@ -323,6 +324,7 @@ void downgrade_to_format_4(const TempDir& dir, const StoreOptions& options) {
     for (uint32_t p = static_cast<uint32_t>(f); p < options.partitions; p += 2) {
       sql += partition_schema_sql(p);
       const std::string kv = kv_table_of(p);
+      sql += RawDb::drop_digest_leaf_sql(kv);
       sql += "DROP INDEX " + kv + "_expiry; CREATE INDEX " + kv + "_expiry ON " + kv +
              " (expiry_ms) WHERE expiry_ms > 0;";
     }

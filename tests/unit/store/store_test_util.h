@@ -279,9 +279,43 @@ class RawDb {
 
   // Turns a format 4 data file back into format 3: values moved back into their rows, no
   // value tables and their triggers, no value_id column, format_version 3.
+  // Rebuilds row table `kv` as format 5 kept it: keyed by key alone, without the digest
+  // leaf, with its indexes and value triggers.
+  static std::string drop_digest_leaf_sql(const std::string& kv) {
+    const std::string old = kv + "_v5";
+    const std::string val = value_table(kv);
+    return "CREATE TABLE " + old +
+           " (key BLOB NOT NULL PRIMARY KEY, hlc INTEGER NOT NULL, origin INTEGER NOT NULL,"
+           " expiry_ms INTEGER NOT NULL, tombstone INTEGER NOT NULL, seq INTEGER NOT NULL,"
+           " value_id INTEGER, codec INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;"
+           "INSERT INTO " +
+           old +
+           " SELECT key, hlc, origin, expiry_ms, tombstone, seq, value_id, codec, value FROM " +
+           kv + "; DROP TABLE " + kv + "; ALTER TABLE " + old + " RENAME TO " + kv +
+           "; CREATE INDEX " + kv + "_expiry ON " + kv +
+           " (expiry_ms) WHERE expiry_ms > 0 AND tombstone = 0; CREATE INDEX " + kv +
+           "_tombstone ON " + kv + " (hlc) WHERE tombstone = 1; CREATE TRIGGER " + kv +
+           "_value_update AFTER UPDATE OF value_id ON " + kv +
+           " WHEN old.value_id IS NOT NULL AND old.value_id IS NOT new.value_id"
+           " BEGIN DELETE FROM " +
+           val + " WHERE id = old.value_id; END; CREATE TRIGGER " + kv +
+           "_value_delete AFTER DELETE ON " + kv +
+           " WHEN old.value_id IS NOT NULL BEGIN DELETE FROM " + val +
+           " WHERE id = old.value_id; END;";
+  }
+
+  // What format 5 looked like, in a data file (a stage file's meta says 5 too).
+  void downgrade_to_format_5() {
+    std::string sql = "BEGIN;";
+    for (const std::string& kv : kv_tables()) sql += drop_digest_leaf_sql(kv);
+    sql += "UPDATE meta SET value = 5 WHERE name = 'format_version'; COMMIT;";
+    exec(sql);
+  }
+
   void downgrade_to_format_3() {
     std::string sql = "BEGIN;";
     for (const std::string& kv : kv_tables()) {
+      sql += drop_digest_leaf_sql(kv);
       sql += "UPDATE " + kv + " SET value = (SELECT v.value FROM " + value_table(kv) +
              " AS v WHERE v.id = value_id), value_id = NULL WHERE value_id IS NOT NULL;";
       sql += "DROP TRIGGER " + kv + "_value_update; DROP TRIGGER " + kv + "_value_delete;";

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -399,6 +400,47 @@ def heal_all(cluster: cc.ChaosCluster) -> None:
             n.start(keep_ports=True)
 
 
+def wait_versions_accepted(cluster: cc.ChaosCluster, history: History,
+                           timeout: float = 30.0) -> None:
+    """Waits until every node's versions are taken by every replica: for each node, a
+    key homed on it written at ALL through each other node answers OK. After a clock jump
+    a node's hybrid logical clock stays ahead until real time catches up, and a replica
+    whose clock was put back re-reads its offset within a second; until then replicas
+    refuse (FAILED_PRECONDITION) the versions, read repairs included, that final reads
+    would send. The probes are logged like any write."""
+    clients = {n.name: n.client(timeout=CLIENT_TIMEOUT) for n in cluster.nodes}
+    try:
+        probes = {}
+        for n in cluster.nodes:
+            for i in range(10000):
+                key = f"probe-{n.name}-{i}"
+                req = clients[n.name].new_request()
+                req.replicas.key = key.encode()
+                reps = clients[n.name].call(req).replicas.replicas
+                if any(r.home and r.node_id == n.name for r in reps):
+                    probes[n.name] = key
+                    break
+        pending = [(n.name, m.name) for n in cluster.nodes for m in cluster.nodes
+                   if m is not n]
+        seq = [0]
+
+        def all_taken():
+            for owner, via in list(pending):
+                seq[0] += 1
+                rec = perform(clients[via], "put", probes[owner], f"probe.{seq[0]}",
+                              strict=True, consistency=pb.ALL)
+                rec.update(node=via, client="probe")
+                history.op(rec)
+                if rec["outcome"] == "ok":
+                    pending.remove((owner, via))
+            return not pending
+        h.wait_for(all_taken, timeout, "every replica to take every node's versions",
+                   interval=0.2)
+    finally:
+        for c in clients.values():
+            c.close()
+
+
 # ---------------------------------------------------------------------------- reports
 
 def final_reads(cluster: cc.ChaosCluster, history: History, keys: list[str],
@@ -508,6 +550,33 @@ class FeedWatch:
 
 # ---------------------------------------------------------------------------- the run
 
+def by_fault(violations: list, faults: list[dict]) -> dict[str, int]:
+    """Violations counted by the fault holding when their read began ("after X": in the
+    gap after fault X ended, while the nodes recover; "final": the final reads)."""
+    spans = []  # (begin, end, kind)
+    open_at: dict[str, float] = {}
+    for f in faults:
+        if f["phase"] == "begin":
+            open_at[f["what"]] = f["at"]
+        else:
+            spans.append((open_at.pop(f["what"], f["at"]), f["at"], f["fault"]))
+    out: dict[str, int] = {}
+    for v in violations:
+        t = v.read["start"]
+        if v.read.get("final"):
+            what = "final"
+        else:
+            what = "before any fault"
+            for b, e, kind in spans:
+                if b <= t <= e:
+                    what = kind
+                    break
+                if e < t:
+                    what = f"after {kind}"
+        out[what] = out.get(what, 0) + 1
+    return dict(sorted(out.items()))
+
+
 @dataclass
 class Result:
     seed: int
@@ -521,6 +590,7 @@ class Result:
     anti_entropy: bool
     quorum_reads: bool
     clock_jumps: bool
+    reported_by_fault: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
@@ -543,6 +613,7 @@ class Result:
                 "checker": self.report.summary(), "unread_keys": len(self.unread),
                 "replicas": {k: v for k, v in self.replicas.items()
                              if not k.endswith("examples")},
+                "reported_by_fault": self.reported_by_fault,
                 "feed": self.feed, "client_errors": self.client_errors,
                 "anti_entropy_asserted": self.anti_entropy,
                 "quorum_reads_asserted": self.quorum_reads, "clock_jumps": self.clock_jumps,
@@ -551,6 +622,8 @@ class Result:
     def text(self) -> str:
         lines = [f"seed {self.seed}: {self.seconds:.0f} s, faults {json.dumps(self.faults)}",
                  self.report.text(),
+                 f"reported violations by the fault holding when the read began: "
+                 f"{json.dumps(self.reported_by_fault)}",
                  f"replicas after healing (asserted: {self.anti_entropy}): "
                  f"{json.dumps(self.replicas)}",
                  f"feeds (asserted: {self.anti_entropy}): {json.dumps(self.feed)}"]
@@ -616,6 +689,7 @@ def run(workdir: Path, seed: int, duration: float, anti_entropy: bool = False,
         log(f"{time.monotonic() - t0:6.1f} s  {history.count():6d} ops  healed; "
             f"waiting for gossip to agree")
         cluster.wait_agreed(AGREE_TIMEOUT)
+        wait_versions_accepted(cluster, history)
         keys_used = sorted({op["key"] for op in history.ops})
         unread = final_reads(cluster, history, keys_used)
         replicas = replica_report(cluster, keys_used)
@@ -627,7 +701,8 @@ def run(workdir: Path, seed: int, duration: float, anti_entropy: bool = False,
                                quorum_reads=quorum_reads, sloppy_writes=anti_entropy)
         result = Result(seed, report, faults_done, unread, replicas, feed, workload.errors,
                         time.monotonic() - t0, anti_entropy, quorum_reads,
-                        cluster.clock_jumps)
+                        cluster.clock_jumps,
+                        by_fault(report.reported + report.strict, history.faults))
     finally:
         if feeds is not None:
             feeds.close()
@@ -657,6 +732,8 @@ def main() -> int:
                    help="assert that reads during the faults see every acknowledged strict "
                         "write and every earlier read (also EDGEKV_CHAOS_QUORUM_READS=1)")
     args = p.parse_args()
+    # SIGTERM unwinds like ^C, so the cluster and the fabric are torn down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reason = cc.netfab.unavailable_reason()
     if reason:
         print(f"chaos: cannot run: {reason}", file=sys.stderr)

@@ -10,7 +10,8 @@ the fabric down, also after a failure half-way through start().
 Clock jumps: when Debian's libfaketime is installed, every node runs with it preloaded,
 reading its offset from a file of its own (FAKETIME_TIMESTAMP_FILE, re-read every
 second), with CLOCK_MONOTONIC left alone: set_clock_offset() moves the node's wall clock
-(what its hybrid logical clock and expiry read) while its timers run on.
+(what its hybrid logical clock and expiry read) while its timers run on. Not in sanitizer
+builds (EDGEKV_SANITIZE set), whose runtime must be the first library loaded.
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ class ChaosCluster:
         self.size = size
         self.extra_args = list(extra_args)
         self.data_dirs = data_dirs or {}
-        self.clock_jumps = clock_jumps and faketime_available()
+        # A sanitized edgekvd must load its sanitizer runtime first: no preloading there.
+        self.clock_jumps = (clock_jumps and faketime_available() and
+                            not os.environ.get("EDGEKV_SANITIZE"))
         self.fabric = netfab.Fabric(size)
         self.nodes: list[ChaosNode] = []
         self.view: Optional[h.ClusterView] = None

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -476,36 +477,51 @@ def final_reads(cluster: cc.ChaosCluster, history: History, keys: list[str],
     return unread
 
 
-_STATE = {pb.REPLICA_ABSENT: "absent", pb.REPLICA_LIVE: "live", pb.REPLICA_DELETED: "deleted",
-          pb.REPLICA_EXPIRED: "expired", pb.REPLICA_UNREACHABLE: "unreachable"}
+_VERSION = re.compile(r"^(\d+)\.(\d+)@([0-9a-fA-F]+)$")
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """kvcli's version text, PHYSICAL_MS.LOGICAL@ORIGIN_HEX, as (hlc, origin); (0, 0) for
+    none ("-" or empty)."""
+    m = _VERSION.match(text or "")
+    if not m:
+        return (0, 0)
+    return ((int(m.group(1)) << 16) | int(m.group(2)), int(m.group(3), 16))
+
+
+def replicas_of(node: cc.ChaosNode, key: str) -> Optional[list[dict]]:
+    """`kvcli replicas KEY --json` through `node`: one dict per replica, or None when
+    kvcli failed."""
+    result = h.kvcli("--json", "replicas", "--", key, endpoint=node.client_endpoint,
+                     timeout=30.0)
+    if result.returncode != 0:
+        return None
+    return [json.loads(line) for line in result.stdout.decode().splitlines() if line]
 
 
 def replica_report(cluster: cc.ChaosCluster, keys: list[str]) -> dict:
-    """Per key, each replica's stored state (the `replicas` request, as `kvcli replicas KEY
-    --json` shows it): keys whose home replicas differ, and keys whose newest state only a
-    fallback's hint holds."""
+    """Per key, each replica's stored state as `kvcli replicas KEY --json` prints it: keys
+    whose home replicas differ, and keys whose newest state only a fallback's hint
+    holds."""
     divergent, only_hinted, unreachable = [], [], []
-    with cluster.nodes[0].client(timeout=CLIENT_TIMEOUT) as c:
-        for key in keys:
-            req = c.new_request()
-            req.replicas.key = key.encode()
-            resp = c.call(req)
-            if resp.code != pb.OK:
-                unreachable.append(key)
-                continue
-            reps = resp.replicas.replicas
-            home = [(r.node_id, _STATE.get(r.state, "?"), (r.version.hlc, r.version.origin))
-                    for r in reps if r.home]
-            if any(s == "unreachable" for _, s, _ in home):
-                unreachable.append(key)
-                continue
-            if len({(s if s != "expired" else "deleted", v) for _, s, v in home}) > 1:
-                divergent.append({"key": key, "home": home})
-            newest_home = max((v for _, _, v in home), default=(0, 0))
-            hints = [(r.node_id, _STATE.get(r.state, "?"), (r.version.hlc, r.version.origin))
-                     for r in reps if not r.home and r.hinted]
-            if any(v > newest_home for _, _, v in hints):
-                only_hinted.append({"key": key, "home": home, "hints": hints})
+    for i, key in enumerate(keys):
+        reps = replicas_of(cluster.nodes[i % len(cluster.nodes)], key)
+        if reps is None:
+            unreachable.append(key)
+            continue
+        home = [(r["node_id"], r["state"], parse_version(r["version"]))
+                for r in reps if r["home"]]
+        if any(s == "unreachable" for _, s, _ in home):
+            unreachable.append(key)
+            continue
+        # An expired key's tombstone and a delete's are the same state at one version.
+        if len({(s if s != "expired" else "deleted", v) for _, s, v in home}) > 1:
+            divergent.append({"key": key, "home": home})
+        newest_home = max((v for _, _, v in home), default=(0, 0))
+        hints = [(r["node_id"], r["state"], parse_version(r["version"]))
+                 for r in reps if not r["home"] and r["hinted"]]
+        if any(v > newest_home for _, _, v in hints):
+            only_hinted.append({"key": key, "home": home, "hints": hints})
     return {"keys": len(keys), "divergent_home_replicas": len(divergent),
             "newest_only_in_a_hint": len(only_hinted), "unreachable": len(unreachable),
             "divergent_examples": divergent[:5], "hinted_examples": only_hinted[:5]}
@@ -551,15 +567,19 @@ class FeedWatch:
 # ---------------------------------------------------------------------------- the run
 
 def by_fault(violations: list, faults: list[dict]) -> dict[str, int]:
-    """Violations counted by the fault holding when their read began ("after X": in the
-    gap after fault X ended, while the nodes recover; "final": the final reads)."""
+    """Violations counted by the fault holding when their read began ("recovering from
+    X": X healed, gossip not yet agreed again; "between faults": agreed, no fault;
+    "final": the final reads)."""
     spans = []  # (begin, end, kind)
     open_at: dict[str, float] = {}
+    recovered: list[tuple[float, float, str]] = []  # (healed, agreed, kind)
     for f in faults:
         if f["phase"] == "begin":
             open_at[f["what"]] = f["at"]
-        else:
+        elif f["phase"] == "end":
             spans.append((open_at.pop(f["what"], f["at"]), f["at"], f["fault"]))
+        else:
+            recovered.append((spans[-1][1], f["at"], f["fault"]))
     out: dict[str, int] = {}
     for v in violations:
         t = v.read["start"]
@@ -572,7 +592,10 @@ def by_fault(violations: list, faults: list[dict]) -> dict[str, int]:
                     what = kind
                     break
                 if e < t:
-                    what = f"after {kind}"
+                    what = "between faults"
+            for b, e, kind in recovered:
+                if b < t <= e:
+                    what = f"recovering from {kind}"
         out[what] = out.get(what, 0) + 1
     return dict(sorted(out.items()))
 
@@ -628,7 +651,8 @@ class Result:
                  f"{json.dumps(self.replicas)}",
                  f"feeds (asserted: {self.anti_entropy}): {json.dumps(self.feed)}"]
         if not self.clock_jumps:
-            lines.append("clock jumps skipped: libfaketime is not installed")
+            lines.append("clock jumps skipped: libfaketime is not installed, or a sanitizer "
+                         "build")
         for f in self.failures():
             lines.append(f"FAILURE: {f}")
         return "\n".join(lines)
@@ -680,6 +704,12 @@ def run(workdir: Path, seed: int, duration: float, anti_entropy: bool = False,
                 heal_all(cluster)
                 history.fault({"fault": f.kind, "what": f.describe(), "phase": "end",
                                "effect_seen_after_s": seen})
+                # The next fault begins on a recovered cluster, so that what the reads see
+                # is put down to the fault that holds (or to the recovery, "after X").
+                t = time.monotonic()
+                cluster.wait_agreed(AGREE_TIMEOUT)
+                history.fault({"fault": f.kind, "what": f.describe(), "phase": "agreed",
+                               "agreed_after_s": time.monotonic() - t})
                 if seen is None:
                     log(f"         not seen in the nodes' views within {EFFECT_TIMEOUT:.0f} s")
                 faults_done[f.kind] = faults_done.get(f.kind, 0) + 1

@@ -7,7 +7,7 @@ An operation is a dict:
   kind      "put", "del" or "get"
   key, value (str; values are unique per write), ttl_ms (int, puts)
   strict    bool: counted home replicas only (docs/replication.md)
-  consistency "QUORUM" (others are logged but judged by nothing here)
+  consistency "QUORUM" or "ALL" (others, ONE, are logged but judged by nothing here)
   start, end  the harness's monotonic clock, seconds: invocation and completion
   start_wall_ms, end_wall_ms  the harness's wall clock at both
   outcome   "ok", "not_found", or why not: "unavailable", "overloaded", "invalid" (refused
@@ -219,7 +219,8 @@ def _is_strict_write(op: dict) -> bool:
 
 
 def _quorum(op: dict) -> bool:
-    return op.get("consistency") == "QUORUM"
+    """At least a quorum: QUORUM, or ALL (the harness's probes)."""
+    return op.get("consistency") in ("QUORUM", "ALL")
 
 
 def check(ops: list[dict], slack_ms: int = 1000, quorum_reads: bool = False,

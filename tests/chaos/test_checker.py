@@ -170,3 +170,13 @@ def test_load_reads_operations_and_skips_other_records(tmp_path):
     ops = checker.load(path)
     assert len(ops) == 1 and ops[0]["kind"] == "put"
     assert checker.check(ops).ok()
+
+
+def test_writes_at_all_count_as_quorum_and_one_counts_for_nothing():
+    at_all = op("put", "a", 2, 3, hlc=20, value="a2")
+    at_all["consistency"] = "ALL"
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"), at_all,
+           op("get", "a", 10, 11, hlc=10, value="a1", final=True)]
+    assert kinds(checker.check(ops).strict) == [("asserted", "lost_write", "a")]
+    at_all["consistency"] = "ONE"
+    assert checker.check(ops).ok()

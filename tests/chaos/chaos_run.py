@@ -654,7 +654,7 @@ class Result:
     def text(self) -> str:
         lines = [f"seed {self.seed}: {self.seconds:.0f} s, faults {json.dumps(self.faults)}",
                  self.report.text(),
-                 f"reported violations by the fault holding when the read began: "
+                 f"violations by the fault holding when the read began: "
                  f"{json.dumps(self.reported_by_fault)}",
                  f"replicas after healing (asserted: {self.anti_entropy}): "
                  f"{json.dumps(self.replicas)}",

@@ -623,6 +623,7 @@ class Result:
     quorum_reads: bool
     clock_jumps: bool
     reported_by_fault: dict[str, int] = field(default_factory=dict)
+    fault_log: list[dict] = field(default_factory=list)  # the history's fault records
     problems: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
@@ -741,7 +742,8 @@ def run(workdir: Path, seed: int, duration: float, anti_entropy: bool = False,
         result = Result(seed, report, faults_done, unread, replicas, feed, workload.errors,
                         time.monotonic() - t0, anti_entropy, quorum_reads,
                         cluster.clock_jumps,
-                        by_fault(report.reported + report.strict, history.faults))
+                        by_fault(report.reported + report.strict, history.faults),
+                        list(history.faults))
     finally:
         if feeds is not None:
             feeds.close()

@@ -42,6 +42,10 @@ def test_a_short_seeded_run_keeps_every_guarantee(tmp_path):
     assert sum(result.faults.values()) == len(chaos_run.FAULT_KINDS) - \
         (0 if result.clock_jumps else 1), result.faults
     assert result.report.counts["operations"] > 500, result.report.counts
+    # The faults took effect: the nodes showed each (a one-way cut need not show).
+    for f in result.fault_log:
+        if f["phase"] == "end" and f["fault"] != "one_way":
+            assert f["effect_seen_after_s"] is not None, f
     assert not result.failures(), result.text()
 
 

@@ -6,11 +6,15 @@
 #   make fuzz                      run the fuzz targets longer (FUZZ_SECONDS each)
 #   make bench                     edgekv side by side with Redis (docs/performance.md)
 #   make sim                       the simulation scenarios with more seeds and sizes (docs/gossip.md)
+#   make chaos                     the fault harness, longer: CHAOS_SECONDS of faults, CHAOS_SEED (docs/reliability.md)
 #   make deb                       the Debian packages, build/deb/{edgekv,libedgekv-dev}_<version>_<arch>.deb (docs/packaging.md)
 SANITIZE ?=
 FUZZ_SECONDS ?= 300
 BENCH_ARGS ?=
 SIM_ARGS ?=
+CHAOS_SECONDS ?= 300
+CHAOS_SEED ?=
+CHAOS_ARGS ?=
 JOBS ?= $(shell nproc)
 
 # A sanitizer build lives beside the release one, named like CMakePresets.json's presets:
@@ -40,7 +44,7 @@ endif
 
 CMAKE_FLAGS := -G Ninja -DEDGEKV_WERROR=ON -DEDGEKV_SANITIZE=$(SANITIZE)
 
-.PHONY: all deps build fuzz-build run test fuzz bench sim clean
+.PHONY: all deps build fuzz-build run test fuzz bench sim chaos clean
 
 all: build
 
@@ -68,6 +72,11 @@ bench: build
 
 sim: build
 	@EDGEKV_SIM_SWEEP=1 $(BUILD)/tests/sim/sim_tests $(SIM_ARGS)
+
+# Needs root (network namespaces, iptables, tmpfs). Logs: $(BUILD)/chaos/seed-N/.
+chaos: build
+	@/usr/bin/python3 tests/chaos/chaos_run.py --build $(BUILD) --duration $(CHAOS_SECONDS) \
+	  $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) $(CHAOS_ARGS)
 
 fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD)/tests/fuzz $(FUZZ_SECONDS)

@@ -11,6 +11,7 @@ packages=(
   python3-pytest python3-zmq python3-protobuf
   redis-tools python3-redis
   debhelper lintian mandoc man-db systemd-container debootstrap procps
+  iptables faketime
 )
 
 missing=()

@@ -1,0 +1,306 @@
+"""The fault harness's checker: judges a history of operations (the JSON lines the
+harness logs) by versions, never by which node's wall clock said what.
+
+Pure Python, no I/O but load(); unit-tested on hand-made histories (test_checker.py).
+
+An operation is a dict:
+  kind      "put", "del" or "get"
+  key, value (str; values are unique per write), ttl_ms (int, puts)
+  strict    bool: counted home replicas only (docs/replication.md)
+  consistency "QUORUM" or "ALL" (others, ONE, are logged but judged by nothing here)
+  start, end  the harness's monotonic clock, seconds: invocation and completion
+  start_wall_ms, end_wall_ms  the harness's wall clock at both
+  outcome   "ok", "not_found", or why not: "unavailable", "overloaded", "invalid" (refused
+            before anything was sent: no effect), "timeout", "error", "noreply" (unknown:
+            the write may have taken effect, now or later)
+  version   [hlc, origin] for an ok put, del or get; None otherwise
+  expiry_ms absolute expiry of an ok put or get (0: none)
+  final     bool: one of the reads after healing
+
+What is judged (docs/replication.md, "In short"), per read R of a key that answered ok or
+not_found, against R's floor: the newest version among the operations of the key that
+completed before R began and count for R (below).
+
+A read that returned version v below its floor is a violation, named after what set the
+floor: lost_write (an acknowledged put), deleted_came_back (an acknowledged delete),
+non_monotonic_read (an earlier read). A read returning not_found below a floor is fine
+when a delete or a put with a TTL that may have taken effect (acknowledged or of unknown
+outcome, invoked before R answered) at or above the floor explains it (the TTL within the
+clock slack of R's end); else it is a lost_write or non_monotonic_read. Whatever the floor:
+a read returning a value whose write had a TTL that ended (by more than the clock slack)
+before R began is expired_came_back; a value no write wrote, or that only a write refused
+before it was sent wrote, is phantom_value; a value whose write was acknowledged with
+another version is version_mismatch.
+
+Asserted (what edgekv guarantees today):
+  - every read: phantom_value, version_mismatch, expired_came_back;
+  - the final reads, made after healing with every node up and gossip agreed (so every
+    read reaches the home replicas only): floor from the acknowledged strict writes and the
+    earlier final reads. No acknowledged strict write is lost, no deleted or expired key
+    comes back, and two passes of final reads are monotonic.
+Reported (figures; asserted with the flag named):
+  - reads during the faults (`quorum_reads`): floor from the acknowledged strict writes and
+    every earlier read. The daemon's reads are sloppy (Request.strict is for put and del
+    only): a read whose replies came from fallbacks may miss a write its home replicas
+    hold, so these do not hold yet under partitions and dead nodes.
+  - final reads against acknowledged sloppy writes (`sloppy_writes`): a sloppy write's
+    acknowledgements may all be hints, which no read sees until hints are handed back.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+NO_EFFECT = {"unavailable", "overloaded", "invalid"}
+UNKNOWN = {"timeout", "error", "noreply"}
+
+STRICT_KINDS = ("lost_write", "deleted_came_back", "non_monotonic_read",
+                "expired_came_back", "phantom_value", "version_mismatch")
+
+
+def vt(op: dict) -> Optional[tuple[int, int]]:
+    v = op.get("version")
+    return (int(v[0]), int(v[1])) if v else None
+
+
+def may_have_effect(op: dict) -> bool:
+    return op["kind"] in ("put", "del") and op["outcome"] not in NO_EFFECT
+
+
+def acked(op: dict) -> bool:
+    return op["kind"] in ("put", "del") and op["outcome"] == "ok"
+
+
+@dataclass
+class Violation:
+    kind: str
+    key: str
+    read: dict            # the read judged
+    cause: Optional[dict]  # the operation that set the floor, or the write read
+    detail: str
+    tier: str = "asserted"  # or quorum_reads, sloppy_writes (see the module's comment)
+
+    def describe(self) -> str:
+        r = self.read
+        return (f"[{self.tier}] {self.kind} key={self.key!r}: read at node {r.get('node')} "
+                f"[{r['start']:.3f}, {r['end']:.3f}] returned {r['outcome']} "
+                f"{r.get('value')!r} {r.get('version')}{' (final)' if r.get('final') else ''}; "
+                f"{self.detail}")
+
+
+@dataclass
+class Report:
+    strict: list[Violation] = field(default_factory=list)    # asserted
+    reported: list[Violation] = field(default_factory=list)  # figures only
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def ok(self) -> bool:
+        return not self.strict
+
+    def by_kind(self, violations: Iterable[Violation]) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for v in violations:
+            out[f"{v.tier}:{v.kind}"] += 1
+        return dict(sorted(out.items()))
+
+    def summary(self) -> dict:
+        return {"counts": self.counts,
+                "asserted_violations": self.by_kind(self.strict),
+                "reported_violations": self.by_kind(self.reported)}
+
+    def text(self, limit: int = 10) -> str:
+        lines = [f"operations: {json.dumps(self.counts, sort_keys=True)}",
+                 f"violations asserted: {json.dumps(self.by_kind(self.strict))}"]
+        lines += ["  " + v.describe() for v in self.strict[:limit]]
+        lines.append(f"violations reported: {json.dumps(self.by_kind(self.reported))}")
+        lines += ["  " + v.describe() for v in self.reported[:limit]]
+        return "\n".join(lines)
+
+
+def _judge_key(key: str, ops: list[dict], writes_by_value: dict[str, dict],
+               judged, in_floor, slack_ms: int, value_checks: bool) -> list[Violation]:
+    """Violations of the reads `judged(op)` selects, with floors from the ops `in_floor`
+    selects (acknowledged writes and reads that returned a version)."""
+    floor_ops = [op for op in ops if in_floor(op) and
+                 (acked(op) or (op["kind"] == "get" and op["outcome"] == "ok"))]
+    floor_ops.sort(key=lambda op: op["end"])
+    explainers = [op for op in ops if may_have_effect(op) and
+                  (op["kind"] == "del" or op.get("ttl_ms", 0) > 0)]
+    explainers.sort(key=lambda op: op["start"])
+    starts = [w["start"] for w in explainers]
+    reads = [op for op in ops if op["kind"] == "get" and
+             op["outcome"] in ("ok", "not_found") and judged(op)]
+    reads.sort(key=lambda op: op["start"])
+    out = []
+    # One sweep: reads by start, the floor as the newest of the ops that ended before.
+    i, floor = 0, None
+    for r in reads:
+        while i < len(floor_ops) and floor_ops[i]["end"] < r["start"]:
+            if floor is None or vt(floor_ops[i]) > vt(floor):
+                floor = floor_ops[i]
+            i += 1
+        if r["outcome"] == "ok":
+            v = vt(r)
+            w = writes_by_value.get(r.get("value"))
+            if value_checks:
+                if w is None or w["kind"] != "put" or w["key"] != key:
+                    out.append(Violation("phantom_value", key, r, None,
+                                         "no put of this key wrote that value"))
+                    continue
+                if w["outcome"] in NO_EFFECT:
+                    out.append(Violation("phantom_value", key, r, w,
+                                         f"its put was answered {w['outcome']} (sent nowhere)"))
+                    continue
+                if acked(w) and vt(w) != v:
+                    out.append(Violation("version_mismatch", key, r, w,
+                                         f"its put was acknowledged with version {w['version']}"))
+                if w.get("ttl_ms", 0) > 0:
+                    expiry = r.get("expiry_ms") or w.get("expiry_ms") or 0
+                    if expiry and expiry + slack_ms < r["start_wall_ms"]:
+                        out.append(Violation(
+                            "expired_came_back", key, r, w,
+                            f"its put's TTL ended at {expiry} ms, "
+                            f"{r['start_wall_ms'] - expiry} ms before the read began"))
+            if floor is not None and vt(floor) > v:
+                out.append(Violation(_floor_kind(floor), key, r, floor,
+                                     f"older than {_describe_floor(floor)}"))
+        else:  # not_found
+            if floor is None or floor["kind"] == "del":
+                continue
+            if _explained(floor, explainers, starts, r, slack_ms):
+                continue
+            out.append(Violation(_floor_kind(floor), key, r, floor,
+                                 f"nothing explains not_found after {_describe_floor(floor)}"))
+    return out
+
+
+def _explained(floor: dict, explainers: list[dict], starts: list[float], r: dict,
+               slack_ms: int) -> bool:
+    fv = vt(floor)
+    # Invoked before the read answered (explainers are sorted by start), newest first.
+    n = bisect.bisect_right(starts, r["end"])
+    for w in reversed(explainers[:n]):
+        wv = vt(w)
+        if wv is not None and wv < fv:
+            continue
+        if w["kind"] == "del":
+            return True
+        expiry = w.get("expiry_ms") or (w["start_wall_ms"] + w["ttl_ms"])
+        if expiry <= r["end_wall_ms"] + slack_ms:
+            return True
+    # A floor set by a read of a TTL'd value explains itself once the TTL passed.
+    expiry = floor.get("expiry_ms") or 0
+    return bool(expiry) and expiry <= r["end_wall_ms"] + slack_ms
+
+
+def _floor_kind(floor: dict) -> str:
+    if floor["kind"] == "put":
+        return "lost_write"
+    if floor["kind"] == "del":
+        return "deleted_came_back"
+    return "non_monotonic_read"
+
+
+def _describe_floor(floor: dict) -> str:
+    what = {"put": "the acknowledged put", "del": "the acknowledged delete",
+            "get": "an earlier read"}[floor["kind"]]
+    strict = "strict" if floor.get("strict") else "sloppy"
+    return (f"{what} ({strict}, node {floor.get('node')}, [{floor['start']:.3f}, "
+            f"{floor['end']:.3f}]) of version {floor['version']}"
+            + (f" value {floor.get('value')!r}" if floor["kind"] != "del" else ""))
+
+
+def _is_strict_write(op: dict) -> bool:
+    return op["kind"] in ("put", "del") and bool(op.get("strict"))
+
+
+def _quorum(op: dict) -> bool:
+    """At least a quorum: QUORUM, or ALL (the harness's probes)."""
+    return op.get("consistency") in ("QUORUM", "ALL")
+
+
+def check(ops: list[dict], slack_ms: int = 1000, quorum_reads: bool = False,
+          sloppy_writes: bool = False) -> Report:
+    """Judges `ops` (records with a "kind"; others are ignored). `slack_ms`: how far the
+    nodes' clocks may be from the harness's (clock jumps), for TTL judgements. The flags
+    move a reported check to the asserted ones (see the module's comment)."""
+    ops = [op for op in ops if op.get("kind") in ("put", "del", "get")]
+    writes_by_value = {op["value"]: op for op in ops if op["kind"] == "put"}
+    by_key: dict[str, list[dict]] = defaultdict(list)
+    for op in ops:
+        by_key[op["key"]].append(op)
+    report = Report()
+
+    def final(op):
+        return bool(op.get("final"))
+
+    def run_read(op):
+        return _quorum(op) and not op.get("final")
+
+    for key, key_ops in sorted(by_key.items()):
+        # Asserted: final reads against strict writes and earlier final reads; the value
+        # checks on every read.
+        asserted = _judge_key(key, key_ops, writes_by_value, final,
+                              lambda op: (_quorum(op) and _is_strict_write(op)) or final(op),
+                              slack_ms, value_checks=False)
+        asserted += [v for v in _judge_key(key, key_ops, writes_by_value, lambda op: True,
+                                           lambda op: False, slack_ms, value_checks=True)]
+        # Reads during the faults, as docs/replication.md describes QUORUM reads.
+        during = _judge_key(key, key_ops, writes_by_value, run_read,
+                            lambda op: _quorum(op) and (_is_strict_write(op) or
+                                                        op["kind"] == "get"),
+                            slack_ms, value_checks=False)
+        # Final reads against every acknowledged QUORUM write, sloppy ones included.
+        seen = {id(v.read) for v in asserted}
+        sloppy = [v for v in _judge_key(key, key_ops, writes_by_value, final,
+                                        lambda op: _quorum(op) and
+                                        (op["kind"] in ("put", "del") or final(op)),
+                                        slack_ms, value_checks=False)
+                  if id(v.read) not in seen]
+        for v in during:
+            v.tier = "quorum_reads"
+        for v in sloppy:
+            v.tier = "sloppy_writes"
+        report.strict += asserted
+        (report.strict if quorum_reads else report.reported).extend(during)
+        (report.strict if sloppy_writes else report.reported).extend(sloppy)
+    c: dict[str, int] = defaultdict(int)
+    for op in ops:
+        what = op["kind"]
+        if op["kind"] != "get":
+            what += "_strict" if op.get("strict") else "_sloppy"
+        elif op.get("final"):
+            what += "_final"
+        c[f"{what}_{op['outcome']}"] += 1
+        c["operations"] += 1
+    c["reads_during_faults_stale"] = sum(1 for v in report.reported + report.strict
+                                         if v.tier == "quorum_reads")
+    c["sloppy_acked_writes_unseen_at_end"] = sum(
+        1 for v in report.reported + report.strict
+        if v.tier == "sloppy_writes" and v.kind == "lost_write")
+    report.counts = dict(sorted(c.items()))
+    return report
+
+
+def load(path) -> list[dict]:
+    """The operations of a JSON-lines history (lines of other types are skipped)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rec = json.loads(line)
+                if rec.get("type", "op") == "op":
+                    out.append(rec)
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+    rep = check(load(sys.argv[1]), slack_ms=int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
+    print(rep.text())
+    sys.exit(0 if rep.ok() else 1)

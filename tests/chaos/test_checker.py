@@ -1,0 +1,182 @@
+"""The fault harness's checker on hand-made histories: each kind of violation is found
+where it is, in the tier it belongs to, and nothing is reported where operations overlap
+or a delete, a TTL or a write of unknown outcome explains what a read saw."""
+
+from __future__ import annotations
+
+import json
+
+import checker
+
+ORIGIN = 7
+
+
+def op(kind, key, start, end, outcome="ok", hlc=None, value=None, ttl_ms=0, strict=True,
+       final=False, expiry_ms=0, node="node1"):
+    """An operation; times in seconds, the wall clock in ms at 1000x the same times."""
+    rec = {"kind": kind, "key": key, "start": start, "end": end, "outcome": outcome,
+           "start_wall_ms": int(start * 1000), "end_wall_ms": int(end * 1000),
+           "consistency": "QUORUM", "strict": strict and kind != "get", "node": node,
+           "version": [hlc, ORIGIN] if hlc is not None else None}
+    if value is not None:
+        rec["value"] = value
+    if kind == "put":
+        rec["ttl_ms"] = ttl_ms
+        if ttl_ms and outcome == "ok":
+            rec["expiry_ms"] = expiry_ms or int(start * 1000) + ttl_ms
+    if kind == "get" and expiry_ms:
+        rec["expiry_ms"] = expiry_ms
+    if final:
+        rec["final"] = True
+    return rec
+
+
+def kinds(violations):
+    return sorted((v.tier, v.kind, v.key) for v in violations)
+
+
+def test_a_clean_history_has_no_violations():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("get", "a", 2, 3, hlc=10, value="a1"),
+           op("put", "a", 4, 5, hlc=20, value="a2"),
+           op("del", "a", 6, 7, hlc=30),
+           op("get", "a", 8, 9, outcome="not_found"),
+           op("put", "b", 0, 1, hlc=11, value="b1", strict=False),
+           op("get", "b", 10, 11, hlc=11, value="b1", final=True),
+           op("get", "a", 10, 11, outcome="not_found", final=True)]
+    report = checker.check(ops)
+    assert report.ok() and not report.reported, report.text()
+    assert report.counts["operations"] == 8
+    assert report.counts["put_strict_ok"] == 2 and report.counts["get_final_ok"] == 1
+
+
+def test_a_final_read_older_than_an_acknowledged_strict_put_is_a_lost_write():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("put", "a", 2, 3, hlc=20, value="a2"),
+           op("get", "a", 10, 11, hlc=10, value="a1", final=True)]
+    report = checker.check(ops)
+    assert kinds(report.strict) == [("asserted", "lost_write", "a")]
+    assert "a2" in report.strict[0].describe()
+
+
+def test_a_final_not_found_after_an_acknowledged_put_is_lost_unless_explained():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("get", "a", 10, 11, outcome="not_found", final=True)]
+    assert kinds(checker.check(ops).strict) == [("asserted", "lost_write", "a")]
+    # A delete that timed out (its outcome unknown, its version too) explains it...
+    explained = ops + [op("del", "a", 2, 3, outcome="timeout")]
+    assert checker.check(explained).ok()
+    # ...one refused before it was sent does not...
+    refused = ops + [op("del", "a", 2, 3, outcome="unavailable")]
+    assert not checker.check(refused).ok()
+    # ...nor one acknowledged with a version older than the put's.
+    older = ops + [op("del", "a", 2, 3, hlc=5)]
+    assert not checker.check(older).ok()
+    # A TTL put at or above the floor whose TTL ended explains it.
+    ttl = ops + [op("put", "a", 2, 3, hlc=12, value="a2", ttl_ms=1000)]
+    assert checker.check(ttl).ok()
+
+
+def test_a_value_older_than_an_acknowledged_delete_is_a_deleted_key_back():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("del", "a", 2, 3, hlc=20),
+           op("get", "a", 10, 11, hlc=10, value="a1", final=True)]
+    assert kinds(checker.check(ops).strict) == [("asserted", "deleted_came_back", "a")]
+
+
+def test_a_value_read_after_its_ttl_ended_is_an_expired_key_back():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1", ttl_ms=2000),
+           op("get", "a", 1.5, 1.6, hlc=10, value="a1", expiry_ms=2000),
+           op("get", "a", 5, 5.1, hlc=10, value="a1", expiry_ms=2000)]
+    report = checker.check(ops, slack_ms=1000)
+    assert kinds(report.strict) == [("asserted", "expired_came_back", "a")]
+    assert report.strict[0].read["start"] == 5
+    # Within the clock slack it is not judged.
+    assert checker.check(ops, slack_ms=4000).ok()
+
+
+def test_two_passes_of_final_reads_must_be_monotonic():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1", strict=False),
+           op("put", "a", 0, 1, hlc=20, value="a2", strict=False),
+           op("get", "a", 10, 11, hlc=20, value="a2", final=True),
+           op("get", "a", 12, 13, hlc=10, value="a1", final=True)]
+    report = checker.check(ops)
+    assert kinds(report.strict) == [("asserted", "non_monotonic_read", "a")]
+
+
+def test_stale_reads_during_faults_are_reported_unless_asserted():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("put", "a", 2, 3, hlc=20, value="a2"),
+           op("get", "a", 4, 5, hlc=20, value="a2"),
+           op("get", "a", 6, 7, hlc=10, value="a1"),
+           op("get", "a", 10, 11, hlc=20, value="a2", final=True)]
+    report = checker.check(ops)
+    assert report.ok(), report.text()
+    assert kinds(report.reported) == [("quorum_reads", "lost_write", "a")]
+    assert report.counts["reads_during_faults_stale"] == 1
+    asserted = checker.check(ops, quorum_reads=True)
+    assert kinds(asserted.strict) == [("quorum_reads", "lost_write", "a")]
+
+
+def test_a_sloppy_write_missing_after_healing_is_counted_not_asserted():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("put", "a", 2, 3, hlc=20, value="a2", strict=False),
+           op("get", "a", 10, 11, hlc=10, value="a1", final=True)]
+    report = checker.check(ops)
+    assert report.ok(), report.text()
+    assert kinds(report.reported) == [("sloppy_writes", "lost_write", "a")]
+    assert report.counts["sloppy_acked_writes_unseen_at_end"] == 1
+    assert not checker.check(ops, sloppy_writes=True).ok()
+
+
+def test_values_nobody_wrote_or_with_another_version_are_found_on_any_read():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("put", "a", 2, 3, outcome="unavailable", value="a2"),
+           op("get", "a", 4, 5, hlc=11, value="zz"),
+           op("get", "a", 6, 7, hlc=12, value="a2"),
+           op("get", "a", 8, 9, hlc=13, value="a1")]
+    report = checker.check(ops)
+    assert kinds(report.strict) == [("asserted", "phantom_value", "a"),
+                                    ("asserted", "phantom_value", "a"),
+                                    ("asserted", "version_mismatch", "a")]
+
+
+def test_operations_that_overlap_the_read_set_no_floor():
+    # The put ends after the read began: the read may or may not see it.
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("put", "a", 5, 8, hlc=20, value="a2"),
+           op("get", "a", 6, 7, hlc=10, value="a1", final=True),
+           op("get", "a", 7.5, 9, hlc=20, value="a2", final=True)]
+    assert checker.check(ops).ok()
+
+
+def test_versions_not_wall_clocks_order_writes():
+    # A write made later in real time with an older version (a clock behind) loses to
+    # the earlier one; a read returning the earlier one is right.
+    ops = [op("put", "a", 0, 1, hlc=50, value="fast-clock"),
+           op("put", "a", 2, 3, hlc=20, value="slow-clock"),
+           op("get", "a", 10, 11, hlc=50, value="fast-clock", final=True)]
+    assert checker.check(ops).ok()
+    stale = ops[:2] + [op("get", "a", 10, 11, hlc=20, value="slow-clock", final=True)]
+    assert kinds(checker.check(stale).strict) == [("asserted", "lost_write", "a")]
+
+
+def test_load_reads_operations_and_skips_other_records(tmp_path):
+    path = tmp_path / "history.jsonl"
+    records = [{"type": "fault", "fault": "kill", "phase": "begin"},
+               {"type": "placement", "key": "a", "home": ["node1"]},
+               dict(op("put", "a", 0, 1, hlc=10, value="a1"), type="op")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    ops = checker.load(path)
+    assert len(ops) == 1 and ops[0]["kind"] == "put"
+    assert checker.check(ops).ok()
+
+
+def test_writes_at_all_count_as_quorum_and_one_counts_for_nothing():
+    at_all = op("put", "a", 2, 3, hlc=20, value="a2")
+    at_all["consistency"] = "ALL"
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"), at_all,
+           op("get", "a", 10, 11, hlc=10, value="a1", final=True)]
+    assert kinds(checker.check(ops).strict) == [("asserted", "lost_write", "a")]
+    at_all["consistency"] = "ONE"
+    assert checker.check(ops).ok()

@@ -76,6 +76,7 @@ class ClusterSim {
   // The node, or nullptr while it is down.
   ReplicaNode* node(size_t i);
   const NodeDisk& disk(size_t i) const { return *disks_[i]; }
+  const cluster::Placement& placement() const { return placement_; }
 
   // Starts every node; true once every node's gossip sees every running node up.
   bool start_all(Millis limit = Millis(30000));

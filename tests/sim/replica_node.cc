@@ -75,7 +75,24 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
           [this](const ChangeEvent&, cluster::ChangeSource source) {
             ++counters_.changes;
             if (source == cluster::ChangeSource::kExpiry) ++counters_.expired;
-          }) {}
+          }) {
+  handoff_ = std::make_unique<cluster::Handoff>(
+      config_.id, *disk_.store, disk_.clock, config_.handoff,
+      [this, alive = std::weak_ptr<bool>(alive_)](std::function<void()> work) {
+        if (alive.lock()) posted_.push_back(std::move(work));
+      },
+      [this](std::string_view key) { return placement_view_.partition_of(key); },
+      // As in the daemon: a node busy with its own clients and replica writes waits.
+      [this] {
+        return coordinator_.requests() >= config_.coordinator.max_requests / 2 ||
+               replica_.inflight_writes() >= config_.replica.max_inflight_writes / 2;
+      });
+  replica_.set_hint_gate(cluster::Replica::HintGate{
+      [this](const NodeId& owner, std::string_view key) { return handoff_->admit(owner, key); },
+      [this](const NodeId& owner, std::string_view key, const Status& why) {
+        handoff_->refused(owner, key, why);
+      }});
+}
 
 ReplicaNode::~ReplicaNode() = default;
 
@@ -114,6 +131,9 @@ void ReplicaNode::receive(std::string_view to_address, std::string_view bytes, M
 void ReplicaNode::deliver(const NodeId& from, PeerMessage message, MonoTime now) {
   if (for_replica(message)) {
     replica_.on_message(from, std::move(message), disk_.clock.wall_now());
+  } else if (const auto* reply = std::get_if<cluster::WriteReply>(&message);
+             reply != nullptr && handoff_->on_reply(from, *reply, now)) {
+    // A handed-off hint's answer.
   } else {
     coordinator_.on_message(from, std::move(message), now);
   }
@@ -137,11 +157,14 @@ void ReplicaNode::pump(MonoTime now) {
       any = true;
       trace_lines_.push_back(config_.id + " " + std::string(gossip::to_string(e.kind)) + " " +
                              e.member.info.id);
+      const NodeId& member = e.member.info.id;
       if (e.kind == gossip::MemberEvent::Kind::kReaped) {
-        view_.erase(e.member.info.id);
+        view_.erase(member);
       } else {
-        view_[e.member.info.id] = e.member.state;
+        view_[member] = e.member.state;
       }
+      // Reaped is not removed: the node is still in the placement, its hints wait.
+      handoff_->set_member(member, sees_up(member), now);
     }
     while (!posted_.empty()) {
       any = true;
@@ -151,6 +174,7 @@ void ReplicaNode::pump(MonoTime now) {
     }
     route(coordinator_.take_messages(), now, &any);
     route(replica_.take_messages(), now, &any);
+    route(handoff_->take_messages(), now, &any);
     if (!any) return;
   }
 }
@@ -175,13 +199,14 @@ void ReplicaNode::tick(MonoTime now) {
   pump(now);
   swim_.tick(now);
   coordinator_.tick(now);
+  handoff_->tick(now);
   maybe_sweep(now);
   pump(now);
 }
 
 MonoTime ReplicaNode::next_deadline() const {
-  MonoTime due = std::min(
-      {swim_.next_deadline(), coordinator_.next_deadline(), disk_.next_commit(), next_sweep_});
+  MonoTime due = std::min({swim_.next_deadline(), coordinator_.next_deadline(),
+                           handoff_->next_deadline(), disk_.next_commit(), next_sweep_});
   return due;
 }
 

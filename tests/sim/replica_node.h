@@ -6,6 +6,9 @@
 //  - a Coordinator and a Replica, exchanging peer messages as real bytes through
 //    cluster/peer_codec (one batch per destination per drain), straight to each other when
 //    a message is addressed to the node itself;
+//  - a Handoff, handing the hints its store keeps back to their owners as gossip shows them
+//    up (the replica side's hint gate asks it first), answered through the same peer
+//    messages;
 //  - a HybridClock over the node's own wall clock (SkewedClock: the simulation's time plus
 //    an offset plus drift), which also judges expiry and drives the expiry sweep;
 //  - a MemoryStore whose commits are the node's own timed events, each a seeded storage
@@ -30,6 +33,7 @@
 #include <vector>
 
 #include "cluster/coordinator.h"
+#include "cluster/handoff.h"
 #include "cluster/peer_codec.h"
 #include "cluster/placement.h"
 #include "cluster/replica.h"
@@ -90,6 +94,7 @@ struct ReplicaNodeConfig {
   cluster::CoordinatorOptions coordinator;
   cluster::ReplicaOptions replica;
   cluster::PeerLimits peer_limits;
+  cluster::HandoffOptions handoff;
   // How often the node sweeps expired keys from its store, and how many rows per sweep.
   Millis sweep_every{500};
   size_t sweep_rows = 1000;
@@ -112,6 +117,7 @@ class ReplicaNode final : public SimNode {
   const cluster::NodeId& id() const { return config_.id; }
   cluster::Coordinator& coordinator() { return coordinator_; }
   const cluster::Replica& replica() const { return replica_; }
+  const cluster::Handoff& handoff() const { return *handoff_; }
   gossip::Swim& swim() { return swim_; }
   const gossip::Swim& swim() const { return swim_; }
   store::MemoryStore& store() { return *disk_.store; }
@@ -148,6 +154,7 @@ class ReplicaNode final : public SimNode {
   cluster::Coordinator coordinator_;
   std::deque<std::function<void()>> posted_;  // store completions for the replica side
   cluster::Replica replica_;
+  std::unique_ptr<cluster::Handoff> handoff_;
   std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> outgoing_;
   std::vector<std::string> trace_lines_;
   MonoTime next_sweep_{};

@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 
+#include "common/hash.h"
 #include "tests/sim/cluster_sim.h"
 #include "tests/sim/sim_util.h"
 
@@ -270,7 +271,7 @@ TEST_F(Replication, PausedAndSlowNodesCatchUp) {
 // sloppy writes to fallbacks leaves them invisible after healing, and a delete or an
 // expiring write acknowledged that way lets the older value come back. Enable this when
 // hints are handed off.
-TEST_F(Replication, DISABLED_SloppyWritesSurviveHealing) {
+TEST_F(Replication, SloppyWritesSurviveHealing) {
   for_seeds(13200, [&](uint64_t s) {
     ClusterSim cluster(s, ClusterOptions{.nodes = 9, .network = lossy()});
     ASSERT_TRUE(cluster.start_all());
@@ -286,6 +287,75 @@ TEST_F(Replication, DISABLED_SloppyWritesSurviveHealing) {
     ASSERT_TRUE(cluster.heal_and_read(clients, &why)) << why;
     CheckResult r = check(cluster.history(), CheckOptions{.final_reads_see_sloppy_writes = true});
     EXPECT_TRUE(r.ok()) << r.describe(cluster.history());
+  });
+}
+
+// A home replica that was down while sloppy writes went to fallbacks gets them back from
+// the fallbacks' hints once gossip shows it up again, over a lossy network: every hint is
+// delivered and removed, and the returned node holds every write acknowledged for its
+// partitions while it was seen down, without a read having repaired it. (Writes made
+// before the others saw it down, and fallback writes the network lost, leave no hint:
+// those are anti-entropy's, so the writes go over a network that loses nothing.)
+TEST_F(Replication, HintsAreHandedBackToTheirOwner) {
+  for_seeds(13500, [&](uint64_t s) {
+    NetworkOptions lossless = lossy();
+    lossless.loss = 0;
+    ClusterSim cluster(s, ClusterOptions{.nodes = 5, .network = lossless});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.strict_percent = 0;
+    clients.one_percent = 0;
+    clients.all_percent = 0;
+    clients.write_percent = 90;
+    clients.ttl_percent_of_puts = 0;
+    cluster.crash(1);
+    ASSERT_TRUE(cluster.sim().run_until(
+        [&] {
+          for (size_t i = 0; i < cluster.size(); ++i) {
+            if (i != 1 && cluster.node(i)->sees_up(ClusterSim::id(1))) return false;
+          }
+          return true;
+        },
+        seconds(30)));
+    const size_t first_op = cluster.history().size();
+    cluster.run_clients(seconds(3), clients);
+    auto hints_held = [&] {
+      uint64_t held = 0;
+      for (size_t i = 0; i < cluster.size(); ++i) {
+        ReplicaNode* n = cluster.node(i);
+        if (n == nullptr) continue;
+        Result<std::vector<store::HintOwnerSummary>> owners = n->store().hint_owners();
+        EXPECT_TRUE(owners.ok()) << owners.status().to_string();
+        if (!owners.ok()) continue;
+        for (const store::HintOwnerSummary& o : *owners) held += o.hints;
+      }
+      return held;
+    };
+    ASSERT_GT(hints_held(), 0u) << "no write went to a fallback";
+    // The clients have stopped: no read repairs the returning node.
+    cluster.sim().network() = lossy();
+    cluster.restart(1);
+    ASSERT_TRUE(cluster.sim().run_until([&] { return hints_held() == 0; }, seconds(30)))
+        << hints_held() << " hints still held 30 s after the owner came back";
+    ReplicaNode* owner = cluster.node(1);
+    ASSERT_NE(owner, nullptr);
+    uint64_t delivered = 0;
+    for (size_t i = 0; i < cluster.size(); ++i) {
+      delivered += cluster.node(i)->handoff().counters().delivered;
+    }
+    EXPECT_GT(delivered, 0u);
+    size_t checked = 0;
+    for (size_t i = first_op; i < cluster.history().size(); ++i) {
+      const HistoryOp& op = cluster.history()[i];
+      if (op.type == OpType::kGet || op.outcome != Outcome::kOk) continue;
+      const uint32_t p = partition_of(op.key, cluster.placement().partitions());
+      if (!cluster.placement().is_home(p, ClusterSim::id(1))) continue;
+      Result<store::Record> held = owner->store().read(op.key, WallTime{0});
+      ASSERT_TRUE(held.ok()) << op.key << ": " << held.status().to_string();
+      EXPECT_GE(held->version, op.version) << op.key << " on the returned owner";
+      ++checked;
+    }
+    EXPECT_GT(checked, 0u);
   });
 }
 

@@ -132,7 +132,31 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
       o.node_id, *placement, [self](const cluster::NodeId& id) { return self->is_up(id); });
   node->keeper_ =
       std::make_unique<cluster::PlacementKeeper>(o.node_id, std::move(*placement), o.keeper, seed);
+  std::vector<cluster::RepairMark> marks;
+  if (!o.marks_file.empty() && std::filesystem::exists(o.marks_file, ec)) {
+    auto bytes = read_file(o.marks_file);
+    if (!bytes.ok()) return bytes.status();
+    auto decoded = cluster::decode_marks(*bytes);
+    if (!decoded.ok()) {
+      return Status::corruption("repair marks file " + o.marks_file.string() +
+                                " is damaged: " + decoded.status().message() +
+                                "; move it away to start without marks (anti-entropy compares "
+                                "every partition anyway)");
+    }
+    marks = std::move(decoded).value();
+  }
+
   node->coordinator_ = std::make_unique<cluster::Coordinator>(*node->view_, hlc, o.coordinator);
+  node->handoff_ = std::make_unique<cluster::Handoff>(
+      o.node_id, store, clock, o.handoff, post,
+      [self](std::string_view key) { return self->view_->partition_of(key); },
+      // Its own clients and the replica writes of others come first.
+      [self] {
+        const ClusterNodeOptions& opts = self->options_;
+        return self->coordinator_->requests() >= opts.coordinator.max_requests / 2 ||
+               self->replica_->inflight_writes() >= opts.replica.max_inflight_writes / 2;
+      });
+  node->handoff_->load_marks(std::move(marks));
   node->replica_ = std::make_unique<cluster::Replica>(
       o.node_id, store, o.replica, std::move(post),
       [&guard](const Version& version, bool relayed) {
@@ -140,6 +164,13 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
                                               : cluster::ClockGuard::Stamp::kFresh);
       },
       std::move(change_hook), std::move(read_stored));
+  node->replica_->set_hint_gate(cluster::Replica::HintGate{
+      [self](const cluster::NodeId& owner, std::string_view key) {
+        return self->handoff_->admit(owner, key);
+      },
+      [self](const cluster::NodeId& owner, std::string_view key, const Status& why) {
+        self->handoff_->refused(owner, key, why);
+      }});
   return node;
 }
 
@@ -186,12 +217,16 @@ void ClusterNode::on_member(const gossip::Member& member, MonoTime now) {
   }
   keeper_->set_member_up(id, up, now);
   route(keeper_->take_messages());
+  handoff_->set_member(id, up, now);
+  route(handoff_->take_messages());
 }
 
 void ClusterNode::on_member_forgotten(const std::string& id, MonoTime now) {
   up_.erase(id);
   transport_->disconnect(id);
   keeper_->set_member_up(id, false, now);
+  // Still in the placement: its hints wait for it (within hint-window).
+  handoff_->set_member(id, false, now);
 }
 
 void ClusterNode::on_inbox(MonoTime now) {
@@ -275,6 +310,12 @@ void ClusterNode::handle(const cluster::NodeId& from, cluster::PeerMessage messa
   if (auto* read = std::get_if<cluster::ReadReply>(&message)) {
     if (handle_inspection_reply(from, *read)) return;
   }
+  if (auto* write = std::get_if<cluster::WriteReply>(&message)) {
+    if (handoff_->on_reply(from, *write, now)) {
+      route(handoff_->take_messages());
+      return;
+    }
+  }
   if (is_replica_request(message)) {
     replica_->on_message(from, std::move(message), clock_.wall_now());
     route(replica_->take_messages());
@@ -304,6 +345,7 @@ void ClusterNode::deliver_local(MonoTime now) {
   route(coordinator_->take_messages());
   route(replica_->take_messages());
   route(keeper_->take_messages());
+  route(handoff_->take_messages());
   // What the messages beget joins the queues.
   for (int round = 0; round < kLocalRoundsMax && !local_.empty(); ++round) {
     std::vector<cluster::PeerOutgoing> local = std::exchange(local_, {});
@@ -318,6 +360,7 @@ void ClusterNode::deliver_local(MonoTime now) {
 
 void ClusterNode::flush(MonoTime now) {
   deliver_local(now);
+  persist_marks();
   if (pending_.empty()) return;
   std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> by_peer;
   for (cluster::PeerOutgoing& m : pending_) by_peer[m.to].push_back(std::move(m.message));
@@ -348,10 +391,14 @@ void ClusterNode::tick(MonoTime now) {
   coordinator_->tick(now);
   keeper_->tick(now);
   route(keeper_->take_messages());
+  handoff_->tick(now);
+  route(handoff_->take_messages());
+  persist_marks();
 }
 
 MonoTime ClusterNode::next_deadline() const {
-  MonoTime deadline = std::min(coordinator_->next_deadline(), keeper_->next_deadline());
+  MonoTime deadline = std::min(
+      {coordinator_->next_deadline(), keeper_->next_deadline(), handoff_->next_deadline()});
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
   return deadline;
 }
@@ -366,6 +413,24 @@ void ClusterNode::persist_placement() {
     ++counters_.placement_write_failures;
     EDGEKV_LOG(kWarning) << "placement: " << written.message()
                          << "; the table is kept in memory and written again on its next change";
+  }
+}
+
+void ClusterNode::persist_marks() {
+  if (handoff_->take_marks_changed()) marks_dirty_ = true;
+  if (!marks_dirty_ || options_.marks_file.empty()) return;
+  const MonoTime now = clock_.mono_now();
+  if (now < marks_retry_at_) return;
+  Status written =
+      write_file_atomically(options_.marks_file, cluster::encode_marks(handoff_->marks()));
+  if (written.ok()) {
+    ++counters_.marks_writes;
+    marks_dirty_ = false;
+  } else {
+    ++counters_.marks_write_failures;
+    marks_retry_at_ = now + std::chrono::seconds(1);
+    EDGEKV_LOG(kWarning) << "repair marks: " << written.message()
+                         << "; kept in memory and written again within a second";
   }
 }
 

@@ -3,8 +3,10 @@
 //
 // What it owns: the PeerTransport (a ROUTER inbox at peer-endpoint and a DEALER per peer),
 // the Coordinator (client requests), the Replica (this node's store as one of the replicas),
-// the PlacementKeeper and the PlacementView the coordinator reads placement and liveness
-// from, and the file the placement table is kept in. The event loop drives it: the inbox
+// the Handoff (this node's hints handed back to their owners, and the repair marks of hints
+// it could not keep), the PlacementKeeper and the PlacementView the coordinator reads
+// placement and liveness from, and the files the placement table and the repair marks are
+// kept in. The event loop drives it: the inbox
 // is polled, flush() runs at the end of every turn (messages are batched per destination
 // per turn), tick() at next_deadline(); gossip's member events come in through
 // on_member(); store completions come back through the `post` hook the node is given.
@@ -32,6 +34,7 @@
 #include "cluster/change_hook.h"
 #include "cluster/clock_guard.h"
 #include "cluster/coordinator.h"
+#include "cluster/handoff.h"
 #include "cluster/peer_codec.h"
 #include "cluster/placement.h"
 #include "cluster/placement_keeper.h"
@@ -57,6 +60,9 @@ struct ClusterNodeOptions {
   cluster::CoordinatorOptions coordinator;
   cluster::ReplicaOptions replica;
   cluster::PlacementKeeperOptions keeper;
+  cluster::HandoffOptions handoff;
+  // Where the repair marks are kept between runs (in the data directory; empty: not kept).
+  std::filesystem::path marks_file;
   // Peer batches handled per loop turn: bounds a turn under a flood from peers.
   size_t batches_per_turn_max = 256;
 };
@@ -69,6 +75,8 @@ struct ClusterNodeCounters {
   uint64_t reads_local = 0;        // reads answered at once (get(): sole home replica here)
   uint64_t placement_writes = 0;   // times the placement file was written
   uint64_t placement_write_failures = 0;
+  uint64_t marks_writes = 0;  // times the repair marks file was written
+  uint64_t marks_write_failures = 0;
 };
 
 class ClusterNode {
@@ -78,7 +86,8 @@ class ClusterNode {
   // Binds the peer inbox and reads the placement file (a new table holding nobody when it
   // does not exist; this node joins itself when the keeper starts). UNAVAILABLE naming
   // peer-endpoint when the bind fails; FAILED_PRECONDITION naming both values when the
-  // file's table has another partition count or replication factor than configured.
+  // file's table has another partition count or replication factor than configured;
+  // CORRUPTION naming the file when the placement or repair marks file is damaged.
   // `read_stored`: how the replica side reads its store (empty: Store::read).
   static Result<std::unique_ptr<ClusterNode>> open(zmq::context_t& context,
                                                    ClusterNodeOptions options, const Clock& clock,
@@ -142,6 +151,7 @@ class ClusterNode {
   const cluster::Placement& placement() const { return view_->placement(); }
   const cluster::PlacementView& view() const { return *view_; }
   const cluster::Replica& replica() const { return *replica_; }
+  const cluster::Handoff& handoff() const { return *handoff_; }
   const cluster::PlacementKeeper& keeper() const { return *keeper_; }
   const PeerTransport& transport() const { return *transport_; }
   const ClusterNodeCounters& counters() const { return counters_; }
@@ -166,6 +176,8 @@ class ClusterNode {
   void queue(cluster::PeerOutgoing m);
   void route(std::vector<cluster::PeerOutgoing> out);
   void persist_placement();
+  // Writes the repair marks when they changed (after a failure, again a second later).
+  void persist_marks();
 
   ClusterNodeOptions options_;
   const Clock& clock_;
@@ -176,6 +188,9 @@ class ClusterNode {
   std::unique_ptr<cluster::PlacementKeeper> keeper_;
   std::unique_ptr<cluster::Coordinator> coordinator_;
   std::unique_ptr<cluster::Replica> replica_;
+  std::unique_ptr<cluster::Handoff> handoff_;
+  bool marks_dirty_ = false;
+  MonoTime marks_retry_at_{};
   // Messages for this node itself, waiting for deliver_local().
   std::vector<cluster::PeerOutgoing> local_;
   bool delivering_ = false;  // deliver_local() is running

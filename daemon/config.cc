@@ -603,6 +603,28 @@ constexpr OptionSpec kOptions[] = {
      "from a replica that was down, from bringing the key back, so keep it longer than any "
      "outage you expect to recover from; a day by default.",
      set_integer<&Config::tombstone_grace_ms, 0, int64_t{365} * 24 * 3600 * 1000>, false},
+    {"hints-max-bytes", "1073741824",
+     "Most hints, in bytes of keys and values, this node keeps for home replicas that were "
+     "down (1 MiB..1 TiB). A write past it is refused as a hint (the coordinator counts this "
+     "node out of that write) and the key's partition is marked for repair with the owner "
+     "(kvcli hints), so nothing is dropped unseen; 1 GiB holds about an hour of 300 writes "
+     "a second of 1 KiB for each of three down owners.",
+     set_integer<&Config::hints_max_bytes, kMiB, 1024 * 1024 * kMiB>, false},
+    {"hint-window-ms", "10800000",
+     "How long, in milliseconds, an owner may be down with hints still kept for it "
+     "(1000..2592000000, 30 days). Past it, writes for it are not kept as hints: their "
+     "partitions are marked for repair with it (kvcli hints) and anti-entropy brings it up "
+     "to date when it returns, which is cheaper than replaying hours of hints one by one. "
+     "3 hours by default, as in Cassandra, where hints past the window are dropped "
+     "silently instead.",
+     set_integer<&Config::hint_window_ms, 1000, int64_t{30} * 24 * 3600 * 1000>, false},
+    {"hint-delivery-rate", "16777216",
+     "Most bytes of keys and values per second this node hands back to one returning owner "
+     "(64 KiB..16 GiB). Delivery also slows down when the owner answers OVERLOADED or not at "
+     "all (halving, down to 64 KiB/s) and pauses while this node is busy with its own "
+     "requests, so a returning node is not flooded. 16 MiB/s drains a million 1 KiB hints "
+     "in about a minute.",
+     set_integer<&Config::hint_delivery_rate, 64 * 1024, 16 * 1024 * kMiB>, false},
     {"max-clock-offset-ms", "500",
      "How far, in milliseconds, another node's clock may run ahead of this node's "
      "(1..86400000, a day) for the versions it stamps to be accepted here. A write whose "
@@ -896,6 +918,7 @@ store::StoreOptions Config::store_options() const {
   options.write_queue_max = write_queue_max;
   options.changelog_keep = changelog_keep;
   options.tombstone_grace_ms = tombstone_grace_ms;
+  options.hints_max_bytes = hints_max_bytes;
   return options;
 }
 
@@ -903,6 +926,15 @@ cluster::CoordinatorOptions Config::coordinator_options() const {
   cluster::CoordinatorOptions options;
   options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   options.max_request_bytes = max_inflight_bytes;
+  return options;
+}
+
+cluster::HandoffOptions Config::handoff_options() const {
+  cluster::HandoffOptions options;
+  options.delivery_rate = hint_delivery_rate;
+  options.min_rate = std::min<uint64_t>(options.min_rate, hint_delivery_rate);
+  options.hint_window = std::chrono::milliseconds(hint_window_ms);
+  options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   return options;
 }
 

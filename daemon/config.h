@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cluster/coordinator.h"
+#include "cluster/handoff.h"
 #include "cluster/replica.h"
 #include "common/hlc.h"
 #include "common/log.h"
@@ -68,6 +69,10 @@ struct Config {
   size_t feed_subscriber_buffer_bytes = 64 * 1024 * 1024;
   size_t feed_buffer_bytes_max = 256 * 1024 * 1024;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
+  // Hinted handoff (cluster/handoff.h) and the hints' bound in the store.
+  uint64_t hints_max_bytes = uint64_t{1} << 30;
+  int64_t hint_window_ms = 3 * 3600 * 1000;
+  uint64_t hint_delivery_rate = 16 * 1024 * 1024;
   int64_t max_clock_offset_ms = HybridClock::kDefaultMaxOffsetMs;
   LogLevel log_level = LogLevel::kInfo;
 
@@ -101,6 +106,7 @@ struct Config {
 
   store::StoreOptions store_options() const;
   cluster::ReplicaOptions replica_options() const;
+  cluster::HandoffOptions handoff_options() const;
   cluster::CoordinatorOptions coordinator_options() const;
   // The membership protocol's options: gossip-preset, then the gossip-* overrides, the
   // seeds and the cluster name. INVALID_ARGUMENT naming the options when they do not fit

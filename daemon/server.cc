@@ -67,6 +67,8 @@ constexpr milliseconds kMemberStatusMinInterval{1000};
 constexpr milliseconds kJoinLogWindow{10000};
 // The placement table (cluster/placement.h) in the data directory, written atomically.
 constexpr const char* kPlacementFile = "placement";
+// The partitions marked for repair with an owner whose hints this node could not keep.
+constexpr const char* kRepairMarksFile = "repair-marks";
 // Gossip from nodes with another partition count is logged at most this often (one line
 // naming both counts and how many messages were dropped since): a misconfigured node
 // retries its join for as long as it runs.
@@ -195,6 +197,8 @@ class ServerImpl final : public Server {
     options.transport.max_batch_bytes = static_cast<int64_t>(options.limits.max_batch_bytes);
     options.coordinator = config_.coordinator_options();
     options.replica = config_.replica_options();
+    options.handoff = config_.handoff_options();
+    options.marks_file = config_.data_dir / kRepairMarksFile;
     const uint64_t seed =
         origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms) ^ 0x9e3779b9;
     auto node = ClusterNode::open(
@@ -676,6 +680,7 @@ class ServerImpl final : public Server {
     const GossipTransportCounters& t = gossip_transport_->counters();
     const cluster::CoordinatorStats& co = cluster_->coordinator().stats();
     const cluster::Replica::Counters& rc = cluster_->replica().counters();
+    const cluster::Handoff::Counters& ho = cluster_->handoff().counters();
     const PeerTransportCounters& pt = cluster_->transport().counters();
     const ClusterNodeCounters& cn = cluster_->counters();
     const cluster::PlacementKeeperCounters& pk = cluster_->keeper().counters();
@@ -735,6 +740,19 @@ class ServerImpl final : public Server {
         {"replica_refused_versions", rc.refused_versions},
         {"replica_overloaded", rc.overloaded},
         {"replica_store_errors", rc.store_errors},
+        {"replica_hints_refused", rc.hints_refused},
+        {"handoff_sent", ho.sent},
+        {"handoff_delivered", ho.delivered},
+        {"handoff_delivered_bytes", ho.delivered_bytes},
+        {"handoff_refused", ho.refused},
+        {"handoff_timeouts", ho.timeouts},
+        {"handoff_removed", ho.removed},
+        {"handoff_remove_failures", ho.remove_failures},
+        {"handoff_read_failures", ho.read_failures},
+        {"hints_past_window", ho.window_refusals},
+        {"hints_past_max_bytes", ho.store_refusals},
+        {"repair_marks", cluster_->handoff().marks().size()},
+        {"repair_marks_write_failures", cluster_->counters().marks_write_failures},
         {"peer_batches_sent", pt.batches_sent},
         {"peer_bytes_sent", pt.bytes_sent},
         {"peer_batches_received", pt.batches_received},

@@ -215,7 +215,14 @@ bool Handoff::read_page(const NodeId& owner, Target& t, MonoTime now) {
 }
 
 void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
-  if (!t.up || now < t.not_before) return;
+  if (!t.up) return;
+  if (now < t.not_before) {
+    // Waiting out a backoff or an empty bucket. The wake may have been left at max for a
+    // reply to end (a failure while others were in flight): that reply came, so the look
+    // at not_before is due again.
+    t.wake = t.not_before;
+    return;
+  }
   if (loaded_ && loaded_()) {
     t.not_before = t.wake = now + options_.loaded_wait;
     return;

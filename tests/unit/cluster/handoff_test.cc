@@ -765,6 +765,28 @@ TEST(RepairMarksFileTest, BadLinesAreRefusedNamingTheLine) {
   }
 }
 
+// The refused hint's retry waits for the backoff, but for the other hints in flight too:
+// once the last of them is answered before the backoff ends, tick() must still come back.
+TEST_F(HandoffTest, ARefusalWhileOtherHintsAreInFlightIsRetriedOnceTheyAreAnswered) {
+  handoff_->set_member(kOwner, false, now());
+  keep(kOwner, "a", 5);
+  keep(kOwner, "b", 6);
+  come_back(kOwner);
+  tick();
+  std::vector<Out> out = sent();
+  ASSERT_EQ(keys_of(out), (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(reply(kOwner, overloaded_reply(out[0].w)));
+  advance(1ms);
+  ack(out[1]);
+  EXPECT_TRUE(sent().empty()) << "not before the backoff";
+  EXPECT_LE(handoff_->next_deadline(), now() + options_.backoff_min);
+  std::vector<Out> again;
+  run_until(now() + options_.backoff_min, [&](const Out& m) { again.push_back(m); });
+  ASSERT_EQ(keys_of(again), std::vector<std::string>{"a"});
+  ack(again[0]);
+  EXPECT_TRUE(held(kOwner).empty());
+}
+
 // Seeded: thousands of files, valid ones and ones garbled every way (bytes flipped, cut,
 // doubled, lines repeated or dropped, and plain noise). decode_marks never crashes; it
 // returns marks that encode back to themselves, or INVALID_ARGUMENT naming the line.

@@ -243,19 +243,18 @@ void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
   t.tokens =
       std::min(burst, t.tokens + t.rate * std::chrono::duration<double>(now - t.refilled).count());
   t.refilled = now;
-  auto room = [&] {
-    return t.inflight < options_.max_inflight &&
-           (t.inflight == 0 || t.inflight_bytes < options_.max_inflight_bytes);
-  };
+  auto room = [&] { return t.inflight < options_.max_inflight; };
   while (t.tokens > 0 && room()) {
     if (t.queued.empty()) {
       if (t.exhausted) break;
       if (!read_page(owner, t, now)) return;
       continue;
     }
+    const uint64_t bytes = t.queued.front().key.size() + t.queued.front().value.size();
+    // Within max_inflight_bytes with what is in flight, or alone.
+    if (t.inflight > 0 && t.inflight_bytes + bytes > options_.max_inflight_bytes) break;
     store::Record record = std::move(t.queued.front());
     t.queued.pop_front();
-    const uint64_t bytes = record.key.size() + record.value.size();
     const uint64_t req = kRequestBit | next_req_++;
     Sent sent{owner, record.key, record.version, bytes, now + options_.request_timeout};
     t.busy_keys.insert(record.key);
@@ -280,7 +279,9 @@ void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
   } else if (!room()) {
     t.wake = MonoTime::max();  // a reply frees room
   } else if (t.inflight > 0) {
-    t.wake = MonoTime::max();  // all read is sent: the replies decide what comes next
+    // All read is sent, or the next hint's bytes do not fit: the replies decide what comes
+    // next.
+    t.wake = MonoTime::max();
   } else {
     // Nothing more known: look again later, from the first hint.
     t.exhausted = false;

@@ -787,6 +787,32 @@ TEST_F(HandoffTest, ARefusalWhileOtherHintsAreInFlightIsRetriedOnceTheyAreAnswer
   EXPECT_TRUE(held(kOwner).empty());
 }
 
+// The bytes in flight stay within max_inflight_bytes; a hint larger than that goes alone.
+TEST_F(HandoffTest, MaxInflightBytesBoundsTheBytesInFlight) {
+  HandoffOptions o;
+  o.max_inflight_bytes = 1000;
+  make(o);
+  handoff_->set_member(kOwner, false, now());
+  keep(kOwner, "a", 5, 399);
+  keep(kOwner, "b", 6, 399);
+  keep(kOwner, "c", 7, 399);
+  keep(kOwner, "d", 8, 1999);
+  keep(kOwner, "e", 9, 9);
+  come_back(kOwner);
+  tick();
+  std::vector<Out> out = sent();
+  ASSERT_EQ(keys_of(out), (std::vector<std::string>{"a", "b"})) << "800 bytes; 1200 is too many";
+  ack(out[0]);
+  std::vector<Out> next = sent();
+  ASSERT_EQ(keys_of(next), std::vector<std::string>{"c"});
+  ack(out[1]);
+  ack(next[0]);
+  next = sent();
+  ASSERT_EQ(keys_of(next), std::vector<std::string>{"d"}) << "the large one alone";
+  ack(next[0]);
+  EXPECT_EQ(keys_of(sent()), std::vector<std::string>{"e"});
+}
+
 // Seeded: thousands of files, valid ones and ones garbled every way (bytes flipped, cut,
 // doubled, lines repeated or dropped, and plain noise). decode_marks never crashes; it
 // returns marks that encode back to themselves, or INVALID_ARGUMENT naming the line.

@@ -133,8 +133,18 @@ void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
 void Handoff::forget_member(const NodeId& id) {
   auto it = targets_.find(id);
   if (it == targets_.end()) return;
-  // Replies still in flight for it are dropped when they come (their target is gone).
   targets_.erase(it);
+  // Its hints in flight go with it: their replies, if they come, find no request and are
+  // dropped, and their timeouts are not counted against a target of the same id reported
+  // again later.
+  for (auto s = inflight_.begin(); s != inflight_.end();) {
+    if (s->second.owner == id) {
+      timers_.erase({s->second.deadline, s->first});
+      s = inflight_.erase(s);
+    } else {
+      ++s;
+    }
+  }
 }
 
 Status Handoff::admit(const NodeId& owner, std::string_view key) {

@@ -813,6 +813,41 @@ TEST_F(HandoffTest, MaxInflightBytesBoundsTheBytesInFlight) {
   EXPECT_EQ(keys_of(sent()), std::vector<std::string>{"e"});
 }
 
+// A member forgotten while hints were in flight to it and reported again later: the old
+// requests' answers and timeouts are not counted against its new delivery.
+TEST_F(HandoffTest, AForgottenOwnersOldRequestsDoNotCountAgainstItsReturn) {
+  HandoffOptions o;
+  o.max_inflight = 2;
+  make(o);
+  handoff_->set_member(kOwner, false, now());
+  for (int i = 0; i < 4; ++i) keep(kOwner, "k" + std::to_string(i), 10 + i);
+  come_back(kOwner);
+  tick();
+  std::vector<Out> old = sent();
+  ASSERT_EQ(old.size(), 2u);
+  handoff_->forget_member(kOwner);
+  EXPECT_TRUE(handoff_->targets().empty());
+  come_back(kOwner);
+  advance(1ms);
+  tick();
+  std::vector<Out> now_sent = sent();
+  ASSERT_EQ(keys_of(now_sent), (std::vector<std::string>{"k0", "k1"}));
+  EXPECT_TRUE(reply(kOwner, ok_reply(old[0].w)));
+  EXPECT_TRUE(reply(kOwner, overloaded_reply(old[1].w)));
+  EXPECT_EQ(target(kOwner).inflight, 2u);
+  EXPECT_EQ(target(kOwner).failures, 0u);
+  for (const Out& m : now_sent) ack(m);
+  std::vector<Out> rest;
+  run_until(now() + 10s, [&](const Out& m) {
+    rest.push_back(m);
+    ack(m);
+  });
+  EXPECT_EQ(keys_of(rest), (std::vector<std::string>{"k2", "k3"}));
+  EXPECT_TRUE(held(kOwner).empty());
+  EXPECT_EQ(handoff_->inflight(), 0u);
+  EXPECT_EQ(target(kOwner).inflight, 0u);
+}
+
 // Seeded: thousands of files, valid ones and ones garbled every way (bytes flipped, cut,
 // doubled, lines repeated or dropped, and plain noise). decode_marks never crashes; it
 // returns marks that encode back to themselves, or INVALID_ARGUMENT naming the line.

@@ -47,6 +47,19 @@ WriteReply overloaded_reply(const WriteRequest& w) {
   return WriteReply{w.req, Status::overloaded("write queue full"), false, Version{}};
 }
 
+// What a test can see of the Handoff without changing it, to compare before and after.
+auto observable(const Handoff& h) {
+  const Handoff::Counters& c = h.counters();
+  std::vector<std::tuple<NodeId, bool, bool, size_t, uint64_t, uint64_t, uint64_t, std::string>>
+      targets;
+  for (const Handoff::TargetStatus& t : h.targets()) {
+    targets.emplace_back(t.owner, t.up, t.delivering, t.inflight, t.rate, t.delivered, t.failures,
+                         t.last_error);
+  }
+  return std::make_tuple(c.sent, c.delivered, c.delivered_bytes, c.refused, c.timeouts, c.removed,
+                         c.remove_failures, c.read_failures, h.inflight(), targets);
+}
+
 class HandoffTest : public ::testing::Test {
  protected:
   HandoffTest() { make(HandoffOptions{}); }
@@ -846,6 +859,99 @@ TEST_F(HandoffTest, AForgottenOwnersOldRequestsDoNotCountAgainstItsReturn) {
   EXPECT_TRUE(held(kOwner).empty());
   EXPECT_EQ(handoff_->inflight(), 0u);
   EXPECT_EQ(target(kOwner).inflight, 0u);
+}
+
+// Seeded runs of everything at once: owners going down, coming back and being forgotten,
+// this node loaded or not, hints kept while others are delivered, and hints acknowledged,
+// refused or never answered. Throughout, a tick() before next_deadline() changes nothing
+// and the in-flight counts add up; once every owner is up and answers, every hint is
+// delivered and removed.
+TEST_F(HandoffTest, RandomRunsHonourTheDeadlineAndDeliverEverythingInTheEnd) {
+  const std::vector<NodeId> owners{"n1", "n2", "n3"};
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    HandoffOptions o;
+    o.delivery_rate = 20000;
+    o.min_rate = 2000;
+    o.request_timeout = 200ms;
+    o.page_hints = 4;
+    o.page_bytes = 200;
+    o.max_inflight = 3;
+    o.max_inflight_bytes = 150;
+    o.idle_check = 300ms;
+    o.backoff_min = 20ms;
+    o.backoff_max = 400ms;
+    o.loaded_wait = 30ms;
+    make(o);
+    loaded_ = false;
+    Random rng(seed);
+    std::vector<Out> pending;
+    uint64_t hlc = 1;
+    auto collect = [&] {
+      for (Out& m : sent()) pending.push_back(std::move(m));
+    };
+    for (int step = 0; step < 600; ++step) {
+      const NodeId& owner = owners[rng.uniform(owners.size())];
+      switch (rng.uniform(10)) {
+        case 0: handoff_->set_member(owner, rng.chance(0.7), now()); break;
+        case 1: loaded_ = rng.chance(0.2); break;
+        case 2:
+        case 3: keep(owner, "k" + std::to_string(rng.uniform(30)), hlc++, rng.uniform(80)); break;
+        case 4:
+        case 5:
+          if (!pending.empty()) {
+            const size_t i = rng.uniform(pending.size());
+            Out m = std::move(pending[i]);
+            pending.erase(pending.begin() + static_cast<ptrdiff_t>(i));
+            const uint64_t how = rng.uniform(4);
+            if (how <= 1) {
+              EXPECT_TRUE(reply(m.to, ok_reply(m.w)));
+            } else if (how == 2) {
+              EXPECT_TRUE(reply(m.to, overloaded_reply(m.w)));
+            }  // else dropped: it times out
+            collect();
+          }
+          break;
+        case 6:
+          if (rng.uniform(10) == 0) handoff_->forget_member(owner);
+          break;
+        case 7: {
+          const MonoTime next = handoff_->next_deadline();
+          if (next <= now() + 1ms) break;
+          const auto room = std::chrono::duration_cast<milliseconds>(next - now() - 1ns);
+          const auto before = observable(*handoff_);
+          advance(milliseconds(rng.uniform(std::min<uint64_t>(room.count(), 10000) + 1)));
+          ASSERT_LT(now(), next);
+          tick();
+          EXPECT_TRUE(handoff_->take_messages().empty()) << "ticked before next_deadline()";
+          EXPECT_EQ(observable(*handoff_), before) << "ticked before next_deadline()";
+          break;
+        }
+        default: {
+          const MonoTime next = handoff_->next_deadline();
+          advance_to(std::min(next, now() + milliseconds(1 + rng.uniform(500))));
+          tick();
+          collect();
+        }
+      }
+      size_t inflight = 0;
+      for (const Handoff::TargetStatus& t : handoff_->targets()) {
+        EXPECT_LE(t.inflight, o.max_inflight) << t.owner;
+        inflight += t.inflight;
+      }
+      EXPECT_EQ(inflight, handoff_->inflight());
+      if (HasFailure()) return;
+    }
+    // Everyone back and answering.
+    loaded_ = false;
+    for (const NodeId& owner : owners) handoff_->set_member(owner, true, now());
+    for (const Out& m : pending) reply(m.to, ok_reply(m.w));
+    run_until(now() + 5min, [&](const Out& m) { ack(m); });
+    EXPECT_EQ(store_->stats(clock_.wall_now()).hints, 0u);
+    EXPECT_EQ(handoff_->inflight(), 0u);
+    for (const Handoff::TargetStatus& t : handoff_->targets()) EXPECT_EQ(t.inflight, 0u);
+    if (HasFailure()) return;
+  }
 }
 
 // Seeded: thousands of files, valid ones and ones garbled every way (bytes flipped, cut,

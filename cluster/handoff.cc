@@ -30,6 +30,7 @@ std::string encode_marks(const std::vector<RepairMark>& marks) {
     out += std::to_string(m.partition) + ' ' + std::to_string(m.since.ms) + ' ' +
            std::to_string(m.hints) + ' ' + to_hex(m.owner) + ' ' + to_hex(m.reason) + '\n';
   }
+  out += "end " + std::to_string(marks.size()) + '\n';
   return out;
 }
 
@@ -45,7 +46,23 @@ Result<std::vector<RepairMark>> decode_marks(std::string_view bytes) {
     return Status::invalid_argument("repair marks: the first line is not \"" +
                                     std::string(kMarksHeader) + "\"");
   }
-  if (lines.back().empty()) lines.pop_back();  // the last line's newline
+  // A file cut short anywhere is refused: within a line, that line lacks its newline;
+  // between lines, the closing line is missing or counts other marks.
+  if (!lines.back().empty()) {
+    return Status::invalid_argument("repair marks: line " + std::to_string(lines.size()) +
+                                    ": does not end with a newline; the file is cut short");
+  }
+  lines.pop_back();  // what follows the last newline
+  const size_t marks = lines.size() >= 2 ? lines.size() - 2 : 0;
+  uint64_t closing = 0;
+  if (lines.size() < 2 || !lines.back().starts_with("end ") ||
+      !parse_u64(lines.back().substr(4), &closing) || closing != marks) {
+    return Status::invalid_argument(
+        "repair marks: line " + std::to_string(std::max<size_t>(lines.size(), 2)) +
+        ": is not \"end " + std::to_string(marks) + "\", closing the marks above it; the file " +
+        "is cut short or damaged");
+  }
+  lines.pop_back();
   if (lines.size() - 1 > kMarksMax) {
     return Status::invalid_argument("repair marks: more than " + std::to_string(kMarksMax) +
                                     " marks");

@@ -736,6 +736,7 @@ TEST(RepairMarksFileTest, EncodeAndDecodeRoundTrip) {
   };
   const std::string text = encode_marks(marks);
   EXPECT_EQ(text.rfind("edgekv-repair-marks 1\n", 0), 0u) << text;
+  EXPECT_TRUE(text.ends_with("\nend 3\n")) << text;
   auto decoded = decode_marks(text);
   ASSERT_TRUE(decoded.ok()) << decoded.status().to_string();
   EXPECT_TRUE(same(*decoded, marks));
@@ -768,6 +769,14 @@ TEST(RepairMarksFileTest, BadLinesAreRefusedNamingTheLine) {
       {header + good + good + "end 2\n", "line 3: marks partition 1 for n1 a second time"},
       {header + "\nend 1\n", "line 2: has 1 fields"},
       {header + good + "\n\nend 3\n", "line 3: has 1 fields"},
+      // Cut short, or closed wrongly.
+      {"edgekv-repair-marks 1", "line 1: does not end with a newline"},
+      {header, "line 2: is not \"end 0\""},
+      {header + good, "line 2: is not \"end 0\""},
+      {header + good + "end 1", "line 3: does not end with a newline"},
+      {header + good + "end 2\n", "line 3: is not \"end 1\""},
+      {header + good + "end  1\n", "line 3: is not \"end 1\""},
+      {header + good + "end 1\n\n", "line 4: is not \"end 2\""},
   };
   for (const Case& c : cases) {
     auto r = decode_marks(c.text);
@@ -951,6 +960,23 @@ TEST_F(HandoffTest, RandomRunsHonourTheDeadlineAndDeliverEverythingInTheEnd) {
     EXPECT_EQ(handoff_->inflight(), 0u);
     for (const Handoff::TargetStatus& t : handoff_->targets()) EXPECT_EQ(t.inflight, 0u);
     if (HasFailure()) return;
+  }
+}
+
+TEST(RepairMarksFileTest, EveryTruncationIsRefused) {
+  std::vector<RepairMark> marks{
+      {"n1", 1, WallTime{1'700'000'000'000}, 2, "past hint-window"},
+      {"n2", 2, WallTime{1'700'000'000'001}, 1, "hints reached 1024 bytes"},
+      {"n3", 30, WallTime{1'700'000'000'002}, 12, "x"},
+  };
+  const std::string text = encode_marks(marks);
+  for (size_t n = 0; n < text.size(); ++n) {
+    auto r = decode_marks(std::string_view(text).substr(0, n));
+    EXPECT_FALSE(r.ok()) << "accepted the first " << n
+                         << " bytes: " << std::string_view(text).substr(0, n);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    }
   }
 }
 

@@ -30,6 +30,7 @@ std::string encode_marks(const std::vector<RepairMark>& marks) {
     out += std::to_string(m.partition) + ' ' + std::to_string(m.since.ms) + ' ' +
            std::to_string(m.hints) + ' ' + to_hex(m.owner) + ' ' + to_hex(m.reason) + '\n';
   }
+  out += "end " + std::to_string(marks.size()) + '\n';
   return out;
 }
 
@@ -45,7 +46,23 @@ Result<std::vector<RepairMark>> decode_marks(std::string_view bytes) {
     return Status::invalid_argument("repair marks: the first line is not \"" +
                                     std::string(kMarksHeader) + "\"");
   }
-  if (lines.back().empty()) lines.pop_back();  // the last line's newline
+  // A file cut short anywhere is refused: within a line, that line lacks its newline;
+  // between lines, the closing line is missing or counts other marks.
+  if (!lines.back().empty()) {
+    return Status::invalid_argument("repair marks: line " + std::to_string(lines.size()) +
+                                    ": does not end with a newline; the file is cut short");
+  }
+  lines.pop_back();  // what follows the last newline
+  const size_t marks = lines.size() >= 2 ? lines.size() - 2 : 0;
+  uint64_t closing = 0;
+  if (lines.size() < 2 || !lines.back().starts_with("end ") ||
+      !parse_u64(lines.back().substr(4), &closing) || closing != marks) {
+    return Status::invalid_argument(
+        "repair marks: line " + std::to_string(std::max<size_t>(lines.size(), 2)) +
+        ": is not \"end " + std::to_string(marks) + "\", closing the marks above it; the file " +
+        "is cut short or damaged");
+  }
+  lines.pop_back();
   if (lines.size() - 1 > kMarksMax) {
     return Status::invalid_argument("repair marks: more than " + std::to_string(kMarksMax) +
                                     " marks");
@@ -133,8 +150,18 @@ void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
 void Handoff::forget_member(const NodeId& id) {
   auto it = targets_.find(id);
   if (it == targets_.end()) return;
-  // Replies still in flight for it are dropped when they come (their target is gone).
   targets_.erase(it);
+  // Its hints in flight go with it: their replies, if they come, find no request and are
+  // dropped, and their timeouts are not counted against a target of the same id reported
+  // again later.
+  for (auto s = inflight_.begin(); s != inflight_.end();) {
+    if (s->second.owner == id) {
+      timers_.erase({s->second.deadline, s->first});
+      s = inflight_.erase(s);
+    } else {
+      ++s;
+    }
+  }
 }
 
 Status Handoff::admit(const NodeId& owner, std::string_view key) {
@@ -215,7 +242,14 @@ bool Handoff::read_page(const NodeId& owner, Target& t, MonoTime now) {
 }
 
 void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
-  if (!t.up || now < t.not_before) return;
+  if (!t.up) return;
+  if (now < t.not_before) {
+    // Waiting out a backoff or an empty bucket. The wake may have been left at max for a
+    // reply to end (a failure while others were in flight): that reply came, so the look
+    // at not_before is due again.
+    t.wake = t.not_before;
+    return;
+  }
   if (loaded_ && loaded_()) {
     t.not_before = t.wake = now + options_.loaded_wait;
     return;
@@ -236,19 +270,18 @@ void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
   t.tokens =
       std::min(burst, t.tokens + t.rate * std::chrono::duration<double>(now - t.refilled).count());
   t.refilled = now;
-  auto room = [&] {
-    return t.inflight < options_.max_inflight &&
-           (t.inflight == 0 || t.inflight_bytes < options_.max_inflight_bytes);
-  };
+  auto room = [&] { return t.inflight < options_.max_inflight; };
   while (t.tokens > 0 && room()) {
     if (t.queued.empty()) {
       if (t.exhausted) break;
       if (!read_page(owner, t, now)) return;
       continue;
     }
+    const uint64_t bytes = t.queued.front().key.size() + t.queued.front().value.size();
+    // Within max_inflight_bytes with what is in flight, or alone.
+    if (t.inflight > 0 && t.inflight_bytes + bytes > options_.max_inflight_bytes) break;
     store::Record record = std::move(t.queued.front());
     t.queued.pop_front();
-    const uint64_t bytes = record.key.size() + record.value.size();
     const uint64_t req = kRequestBit | next_req_++;
     Sent sent{owner, record.key, record.version, bytes, now + options_.request_timeout};
     t.busy_keys.insert(record.key);
@@ -273,7 +306,9 @@ void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
   } else if (!room()) {
     t.wake = MonoTime::max();  // a reply frees room
   } else if (t.inflight > 0) {
-    t.wake = MonoTime::max();  // all read is sent: the replies decide what comes next
+    // All read is sent, or the next hint's bytes do not fit: the replies decide what comes
+    // next.
+    t.wake = MonoTime::max();
   } else {
     // Nothing more known: look again later, from the first hint.
     t.exhausted = false;

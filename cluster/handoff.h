@@ -88,8 +88,9 @@ struct RepairMark {
   std::string reason;  // the first refusal's
 };
 
-// The marks' file format: a header line, then one line per mark. decode_marks() refuses
-// anything else with INVALID_ARGUMENT naming the line.
+// The marks' file format: a header line, one line per mark, and a closing line with their
+// count, each ending in a newline. decode_marks() refuses anything else, a file cut short
+// anywhere included, with INVALID_ARGUMENT naming the line.
 std::string encode_marks(const std::vector<RepairMark>& marks);
 Result<std::vector<RepairMark>> decode_marks(std::string_view bytes);
 

@@ -76,8 +76,12 @@ constexpr CommandSpec kCommands[] = {
             "Writes the value stored under KEY to standard output exactly as stored, with no "
             "newline added. Exits 1 when KEY has no value. With --json prints an object with "
             "key, value, version and expiry_ms instead (see 'watch' for how bytes are written "
-            "in JSON). --consistency chooses how many replicas must answer.",
+            "in JSON). --consistency chooses how many replicas must answer; with --strict "
+            "only the key's home replicas count (at quorum the value is at least as new as "
+            "every acknowledged strict quorum write), and when too few home replicas are up "
+            "it exits 3 with the node's message saying how many it reached.",
         .takes_consistency = true,
+        .takes_strict = true,
     },
     {
         .id = CommandId::kDel,
@@ -205,8 +209,8 @@ constexpr FlagSpec kGlobalFlags[] = {
      "local_quorum (default: the node's read-consistency or write-consistency)",
      kConsistencyNames},
     {"--strict", "", "", FlagKind::kSwitch, 0,
-     "for put and del: count only the key's home replicas towards the quorum, leaving no "
-     "hints with fallbacks (default: the node's strict-quorum)"},
+     "for get, put and del: count only the key's home replicas towards the quorum, leaving "
+     "no hints with fallbacks and reading none (default: the node's strict-quorum)"},
     {"--help", "-h", "", FlagKind::kSwitch, 0, "show help, for COMMAND when one is given"},
     {"--version", "", "", FlagKind::kSwitch, 0, "print kvcli's version"},
 };
@@ -500,7 +504,7 @@ Result<Invocation> parse_args(std::span<const std::string_view> args,
   }
   if (globals.contains("--strict")) {
     if (!inv.command->takes_strict) {
-      return Status::invalid_argument("--strict applies to put and del, not to " +
+      return Status::invalid_argument("--strict applies to get, put and del, not to " +
                                       std::string(inv.command->name) + "; " +
                                       see_help(inv.command));
     }

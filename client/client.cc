@@ -32,12 +32,11 @@ struct Client::Impl {
 
   // ---- sending
 
-  // `refused` not OK: the request is not sent and completes with it.
-  RequestId submit(RequestKind kind, pb::Request& request, Status refused = Status()) {
+  RequestId submit(RequestKind kind, pb::Request& request) {
     const RequestId id = next_id_++;
     request.set_id(id);
     const MonoTime now = clock_.mono_now();
-    Status sent = refused.ok() ? send(request) : std::move(refused);
+    Status sent = send(request);
     if (!sent.ok()) {
       finish(Completion{id, kind, std::move(sent), std::monostate(), now, now});
       return id;
@@ -194,8 +193,8 @@ struct Client::Impl {
   }
 
   template <typename T>
-  Result<T> call(RequestKind kind, pb::Request& request, Status refused = Status()) {
-    Completion completion = wait_for(submit(kind, request, std::move(refused)));
+  Result<T> call(RequestKind kind, pb::Request& request) {
+    Completion completion = wait_for(submit(kind, request));
     if (!completion.status.ok()) return completion.status;
     T* reply = std::get_if<T>(&completion.reply);
     if (reply == nullptr) return Status::internal("reply of the wrong type");
@@ -224,14 +223,6 @@ static_assert(static_cast<int>(Consistency::kQuorum) == pb::QUORUM);
 void set_options(const RequestOptions& options, pb::Request* request) {
   request->set_consistency(static_cast<pb::Consistency>(options.consistency));
   request->set_strict(options.strict);
-}
-
-// Strictness counts replicas a write reached; a read has nothing to apply it to.
-Status check_read_options(const RequestOptions& options) {
-  if (options.strict) {
-    return Status::invalid_argument("strict applies to put and del, not to get");
-  }
-  return Status();
 }
 
 pb::Request put_request(std::string_view key, std::string_view value, int64_t ttl_ms,
@@ -274,7 +265,7 @@ Result<PutReply> Client::put(std::string_view key, std::string_view value, int64
 
 Result<GetReply> Client::get(std::string_view key, const RequestOptions& options) {
   pb::Request request = get_request(key, options);
-  return impl_->call<GetReply>(RequestKind::kGet, request, check_read_options(options));
+  return impl_->call<GetReply>(RequestKind::kGet, request);
 }
 
 Result<DeleteReply> Client::del(std::string_view key, const RequestOptions& options) {
@@ -340,7 +331,7 @@ RequestId Client::put_async(std::string_view key, std::string_view value, int64_
 
 RequestId Client::get_async(std::string_view key, const RequestOptions& options) {
   pb::Request request = get_request(key, options);
-  return impl_->submit(RequestKind::kGet, request, check_read_options(options));
+  return impl_->submit(RequestKind::kGet, request);
 }
 
 RequestId Client::del_async(std::string_view key, const RequestOptions& options) {

@@ -98,12 +98,12 @@ class Client {
 
   // ttl_ms: 0 for no expiry; the node rejects negative or too long ones (INVALID_ARGUMENT).
   // `request` picks the consistency (and strictness) per call; the defaults leave both to
-  // the node. A write that cannot reach enough replicas fails with kUnavailable, the
+  // the node. A request that cannot reach enough replicas fails with kUnavailable, the
   // node's message saying how many it reached.
   Result<PutReply> put(std::string_view key, std::string_view value, int64_t ttl_ms = 0,
                        const RequestOptions& request = {});
-  // kNotFound when the key has no live value. kInvalidArgument, without sending anything,
-  // when request.strict is set: strictness is for writes.
+  // kNotFound when the key has no live value. With request.strict only home replicas
+  // answer: kUnavailable when too few of them are up, rather than asking fallbacks.
   Result<GetReply> get(std::string_view key, const RequestOptions& request = {});
   Result<DeleteReply> del(std::string_view key, const RequestOptions& request = {});
   Result<NodeStatus> status();

@@ -50,9 +50,9 @@ std::string_view consistency_name(Consistency level);  // "default", "one", "loc
 // Per-request choices for get, put and del; the defaults leave everything to the node.
 struct RequestOptions {
   Consistency consistency = Consistency::kDefault;
-  // put and del only: count home replicas alone towards the write quorum (no hints left
-  // with fallbacks); false takes the node's strict-quorum. A get with strict set fails
-  // with kInvalidArgument without being sent.
+  // Count home replicas alone towards the quorum: a put or del leaves no hints with
+  // fallbacks, a get does not read them (at QUORUM it sees every acknowledged strict
+  // QUORUM write, or fails with kUnavailable); false takes the node's strict-quorum.
   bool strict = false;
 };
 

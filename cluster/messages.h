@@ -38,7 +38,8 @@ enum class Consistency : uint8_t {
 struct RequestOptions {
   Consistency consistency = Consistency::kQuorum;
   // Counts home replicas only: a write that cannot reach enough of them answers
-  // UNAVAILABLE instead of leaving hints with fallbacks (sloppy quorum, the default).
+  // UNAVAILABLE instead of leaving hints with fallbacks (sloppy quorum, the default), and
+  // so does a read instead of asking fallbacks for the hints they hold.
   bool strict = false;
 };
 

@@ -497,12 +497,13 @@ constexpr OptionSpec kOptions[] = {
      "acknowledged before it began. The Redis listener always uses it.",
      set_consistency<&Config::write_consistency>, false},
     {"strict-quorum", "false",
-     "Whether writes count home replicas only when the request does not say (true, false). "
-     "false (sloppy quorum): a home replica that gossip says is down is stood in for by the "
-     "next up node in ring order, which keeps the write as a hint for it, and hints count "
-     "toward the write's consistency. true: a write that cannot reach enough home replicas "
-     "answers UNAVAILABLE naming how many it reached (what it may leave on those it did "
-     "reach is in docs/replication.md).",
+     "Whether reads and writes count home replicas only when the request does not say "
+     "(true, false). false (sloppy quorum): a home replica that gossip says is down is stood "
+     "in for by the next up node in ring order, which keeps a write as a hint for it and "
+     "answers a read with its hints, and these count toward the consistency. true: a read "
+     "or write that cannot reach enough home replicas answers UNAVAILABLE naming how many it "
+     "reached (what a write may leave on those it did reach is in docs/replication.md), and "
+     "a QUORUM read sees every acknowledged strict QUORUM write.",
      set_strict_quorum, false},
     {"request-timeout-ms", "2000",
      "How long, in milliseconds, a coordinated read or write waits for its replicas "

@@ -218,13 +218,17 @@ class ServerImpl final : public Server {
     return {};
   }
 
-  // The defaults of the node, or what the request asked for.
+  // The defaults of the node, or what the request asked for. strict-quorum (or
+  // Request.strict) applies to reads as to writes: a strict read counts home replicas only,
+  // so at QUORUM it sees every acknowledged strict QUORUM write, whatever fallbacks hold.
   cluster::RequestOptions read_options(const pb::Request* req = nullptr) const {
     cluster::RequestOptions o;
     o.consistency = config_.read_consistency;
+    o.strict = config_.strict_quorum;
     if (req && req->consistency() != pb::CONSISTENCY_DEFAULT) {
       o.consistency = static_cast<cluster::Consistency>(req->consistency());
     }
+    if (req && req->strict()) o.strict = true;
     return o;
   }
   cluster::RequestOptions write_options(const pb::Request* req = nullptr) const {
@@ -1179,7 +1183,7 @@ class ServerImpl final : public Server {
   }
 
   // The Redis listener's keyspace: the coordinator, with the node's default consistency
-  // (RESP has no way to ask for another).
+  // and strict-quorum, for reads as for writes (RESP has no way to ask for others).
   class CoordinatorKeyspace final : public RespKeyspace {
    public:
     explicit CoordinatorKeyspace(ServerImpl& server) : server_(server) {}

@@ -6,7 +6,7 @@ Pure Python, no I/O but load(); unit-tested on hand-made histories (test_checker
 An operation is a dict:
   kind      "put", "del" or "get"
   key, value (str; values are unique per write), ttl_ms (int, puts)
-  strict    bool: counted home replicas only (docs/replication.md)
+  strict    bool: counted home replicas only (docs/replication.md), reads and writes
   consistency "QUORUM" or "ALL" (others, ONE, are logged but judged by nothing here)
   start, end  the harness's monotonic clock, seconds: invocation and completion
   start_wall_ms, end_wall_ms  the harness's wall clock at both
@@ -34,15 +34,16 @@ another version is version_mismatch.
 
 Asserted (what edgekv guarantees today):
   - every read: phantom_value, version_mismatch, expired_came_back;
-  - the final reads, made after healing with every node up and gossip agreed (so every
-    read reaches the home replicas only): floor from the acknowledged strict writes and the
-    earlier final reads. No acknowledged strict write is lost, no deleted or expired key
-    comes back, and two passes of final reads are monotonic.
+  - the strict QUORUM/ALL reads during the faults and the final reads (made after healing
+    with every node up and gossip agreed, so every read reaches the home replicas only):
+    floor from the acknowledged strict QUORUM/ALL writes, the earlier strict QUORUM/ALL
+    reads and the earlier final reads. No acknowledged strict write is lost, no deleted or
+    expired key comes back, and strict quorum reads are monotonic: each counts home
+    replicas only and answers once a quorum of them holds what it returns.
 Reported (figures; asserted with the flag named):
-  - reads during the faults (`quorum_reads`): floor from the acknowledged strict writes and
-    every earlier read. The daemon's reads are sloppy (Request.strict is for put and del
-    only): a read whose replies came from fallbacks may miss a write its home replicas
-    hold, so these do not hold yet under partitions and dead nodes.
+  - sloppy reads during the faults (`quorum_reads`): floor from the acknowledged strict
+    writes and every earlier read. A sloppy read whose replies came from fallbacks may miss
+    a write its home replicas hold, so these do not hold under partitions and dead nodes.
   - final reads against acknowledged sloppy writes (`sloppy_writes`): a sloppy write's
     acknowledgements may all be hints, which no read sees until hints are handed back.
 """
@@ -86,7 +87,8 @@ class Violation:
 
     def describe(self) -> str:
         r = self.read
-        return (f"[{self.tier}] {self.kind} key={self.key!r}: read at node {r.get('node')} "
+        how = "strict" if r.get("strict") else "sloppy"
+        return (f"[{self.tier}] {self.kind} key={self.key!r}: {how} read at node {r.get('node')} "
                 f"[{r['start']:.3f}, {r['end']:.3f}] returned {r['outcome']} "
                 f"{r.get('value')!r} {r.get('version')}{' (final)' if r.get('final') else ''}; "
                 f"{self.detail}")
@@ -218,6 +220,10 @@ def _is_strict_write(op: dict) -> bool:
     return op["kind"] in ("put", "del") and bool(op.get("strict"))
 
 
+def _is_strict_read(op: dict) -> bool:
+    return op["kind"] == "get" and bool(op.get("strict"))
+
+
 def _quorum(op: dict) -> bool:
     """At least a quorum: QUORUM, or ALL (the harness's probes)."""
     return op.get("consistency") in ("QUORUM", "ALL")
@@ -241,16 +247,21 @@ def check(ops: list[dict], slack_ms: int = 1000, quorum_reads: bool = False,
     def run_read(op):
         return _quorum(op) and not op.get("final")
 
+    def strict_quorum(op):
+        return _quorum(op) and (_is_strict_write(op) or _is_strict_read(op))
+
     for key, key_ops in sorted(by_key.items()):
-        # Asserted: final reads against strict writes and earlier final reads; the value
-        # checks on every read.
-        asserted = _judge_key(key, key_ops, writes_by_value, final,
-                              lambda op: (_quorum(op) and _is_strict_write(op)) or final(op),
+        # Asserted: strict reads during the faults and final reads against strict writes,
+        # earlier strict reads and earlier final reads; the value checks on every read.
+        asserted = _judge_key(key, key_ops, writes_by_value,
+                              lambda op: final(op) or (run_read(op) and _is_strict_read(op)),
+                              lambda op: strict_quorum(op) or final(op),
                               slack_ms, value_checks=False)
         asserted += [v for v in _judge_key(key, key_ops, writes_by_value, lambda op: True,
                                            lambda op: False, slack_ms, value_checks=True)]
-        # Reads during the faults, as docs/replication.md describes QUORUM reads.
-        during = _judge_key(key, key_ops, writes_by_value, run_read,
+        # Sloppy reads during the faults, as docs/replication.md describes QUORUM reads.
+        during = _judge_key(key, key_ops, writes_by_value,
+                            lambda op: run_read(op) and not _is_strict_read(op),
                             lambda op: _quorum(op) and (_is_strict_write(op) or
                                                         op["kind"] == "get"),
                             slack_ms, value_checks=False)
@@ -271,10 +282,10 @@ def check(ops: list[dict], slack_ms: int = 1000, quorum_reads: bool = False,
     c: dict[str, int] = defaultdict(int)
     for op in ops:
         what = op["kind"]
-        if op["kind"] != "get":
-            what += "_strict" if op.get("strict") else "_sloppy"
-        elif op.get("final"):
+        if op.get("final"):
             what += "_final"
+        else:
+            what += "_strict" if op.get("strict") else "_sloppy"
         c[f"{what}_{op['outcome']}"] += 1
         c["operations"] += 1
     c["reads_during_faults_stale"] = sum(1 for v in report.reported + report.strict

@@ -11,12 +11,15 @@ import checker
 ORIGIN = 7
 
 
-def op(kind, key, start, end, outcome="ok", hlc=None, value=None, ttl_ms=0, strict=True,
+def op(kind, key, start, end, outcome="ok", hlc=None, value=None, ttl_ms=0, strict=None,
        final=False, expiry_ms=0, node="node1"):
-    """An operation; times in seconds, the wall clock in ms at 1000x the same times."""
+    """An operation; times in seconds, the wall clock in ms at 1000x the same times.
+    Writes are strict and reads sloppy unless `strict` says otherwise."""
+    if strict is None:
+        strict = kind != "get"
     rec = {"kind": kind, "key": key, "start": start, "end": end, "outcome": outcome,
            "start_wall_ms": int(start * 1000), "end_wall_ms": int(end * 1000),
-           "consistency": "QUORUM", "strict": strict and kind != "get", "node": node,
+           "consistency": "QUORUM", "strict": strict, "node": node,
            "version": [hlc, ORIGIN] if hlc is not None else None}
     if value is not None:
         rec["value"] = value
@@ -116,6 +119,51 @@ def test_stale_reads_during_faults_are_reported_unless_asserted():
     assert report.counts["reads_during_faults_stale"] == 1
     asserted = checker.check(ops, quorum_reads=True)
     assert kinds(asserted.strict) == [("quorum_reads", "lost_write", "a")]
+
+
+def test_a_strict_read_during_the_faults_older_than_a_strict_write_is_asserted():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("put", "a", 2, 3, hlc=20, value="a2"),
+           op("get", "a", 4, 5, hlc=10, value="a1", strict=True)]
+    report = checker.check(ops)
+    assert kinds(report.strict) == [("asserted", "lost_write", "a")]
+    assert "strict read" in report.strict[0].describe()
+    assert report.counts["get_strict_ok"] == 1
+    assert report.counts["reads_during_faults_stale"] == 0
+
+
+def test_strict_reads_are_monotonic_and_floor_later_final_reads():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1", strict=False),
+           op("put", "a", 0, 1, hlc=20, value="a2", strict=False),
+           op("get", "a", 2, 3, hlc=20, value="a2", strict=True),
+           op("get", "a", 4, 5, hlc=10, value="a1", strict=True),
+           op("get", "a", 10, 11, hlc=10, value="a1", final=True)]
+    report = checker.check(ops)
+    assert kinds(report.strict) == [("asserted", "non_monotonic_read", "a"),
+                                    ("asserted", "non_monotonic_read", "a")]
+
+
+def test_a_strict_read_is_not_held_to_sloppy_reads_or_sloppy_writes():
+    # Fallbacks may answer a sloppy read with a hint the home replicas never got, and a
+    # sloppy write may be held only as hints: a strict read rightly misses both.
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"),
+           op("put", "a", 2, 3, hlc=20, value="a2", strict=False),
+           op("get", "a", 4, 5, hlc=20, value="a2"),
+           op("get", "a", 6, 7, hlc=10, value="a1", strict=True)]
+    report = checker.check(ops)
+    assert report.ok(), report.text()
+    assert report.reported == []
+    assert report.counts["get_sloppy_ok"] == 1 and report.counts["get_strict_ok"] == 1
+
+
+def test_a_sloppy_read_older_than_a_strict_read_is_reported_not_asserted():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1", strict=False),
+           op("put", "a", 0, 1, hlc=20, value="a2", strict=False),
+           op("get", "a", 2, 3, hlc=20, value="a2", strict=True),
+           op("get", "a", 4, 5, hlc=10, value="a1")]
+    report = checker.check(ops)
+    assert report.ok(), report.text()
+    assert kinds(report.reported) == [("quorum_reads", "non_monotonic_read", "a")]
 
 
 def test_a_sloppy_write_missing_after_healing_is_counted_not_asserted():

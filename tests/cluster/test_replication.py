@@ -2,8 +2,10 @@
 
 A write through one node is read through another at QUORUM; with a home replica killed
 (kill -9), QUORUM writes keep succeeding through a fallback that holds a hint, which
-`replicas` shows; strict writes with two of three home replicas down are refused as
-UNAVAILABLE naming how many were reached; a replica that missed a write holds it after a
+`replicas` shows; strict writes and reads with two of three home replicas down are
+refused as UNAVAILABLE naming how many were reached (libedgekv and kvcli pass strict on
+get; the node's strict-quorum makes every read strict, the Redis listener's too), while
+sloppy ones are answered by fallbacks; a replica that missed a write holds it after a
 QUORUM read of the key; the Redis protocol works through any node; a TTL'd key carries one
 absolute expiry on every replica and expires on all of them.
 """
@@ -61,9 +63,10 @@ def put(client: h.NativeClient, key: bytes, value: bytes, ttl_ms: int = 0,
 
 
 def get(client: h.NativeClient, key: bytes,
-        consistency: int = pb.CONSISTENCY_DEFAULT) -> "pb.Response":
+        consistency: int = pb.CONSISTENCY_DEFAULT, strict: bool = False) -> "pb.Response":
     req = client.get_request(key)
     req.consistency = consistency
+    req.strict = strict
     return client.call(req)
 
 
@@ -173,6 +176,62 @@ def test_strict_writes_with_two_home_replicas_down_are_unavailable(cluster):
     # Sloppy, the same write is taken: one home replica and two fallbacks.
     resp = put(view.client(nodes[0]), key, b"sloppy", consistency=pb.QUORUM)
     assert resp.code == pb.OK, resp.message
+
+
+STRICT_SHORT = "reached 1 of 3 home replicas, 2 required (strict)"
+
+
+def kill_two_home_replicas(nodes, view, home) -> list[h.Daemon]:
+    down = [by_name(nodes, home[0]), by_name(nodes, home[1])]
+    for d in down:
+        d.kill()
+    others = [n for n in nodes if n not in down]
+    for d in down:
+        wait_dead_everywhere(view, others, d.name)
+    return others
+
+
+def test_strict_reads_with_two_home_replicas_down_are_unavailable(cluster):
+    nodes, view, table = cluster
+    key, home = key_with_home(table, view.client(nodes[0]), set(), {"node1"})
+    before = put(view.client(nodes[0]), key, b"before", consistency=pb.QUORUM, strict=True)
+    assert before.code == pb.OK, before.message
+    kill_two_home_replicas(nodes, view, home)
+    coordinator = view.client(nodes[0])
+    resp = get(coordinator, key, pb.QUORUM, strict=True)
+    assert resp.code == pb.UNAVAILABLE, (h.code_name(resp.code), resp.message)
+    assert resp.message == STRICT_SHORT, resp.message
+    # kvcli passes --strict on through libedgekv, and says what the node said.
+    r = h.kvcli("get", "--strict", key.decode(), endpoint=nodes[0].client_endpoint)
+    assert r.returncode == h.EXIT_UNAVAILABLE, h.describe(r)
+    assert STRICT_SHORT.encode() in r.stderr, h.describe(r)
+    # Sloppy, the same read is answered: the one home replica up and two fallbacks.
+    resp = get(coordinator, key, pb.QUORUM)
+    assert resp.code == pb.OK, (h.code_name(resp.code), resp.message)
+    assert resp.get.value == b"before"
+    r = h.kvcli("get", key.decode(), endpoint=nodes[0].client_endpoint)
+    assert r.returncode == h.EXIT_OK, h.describe(r)
+    assert r.stdout == b"before", h.describe(r)
+
+
+def test_strict_quorum_makes_every_read_strict(daemons):
+    nodes = start_cluster(daemons, extra=["--strict-quorum", "true"])
+    view = h.ClusterView(nodes)
+    try:
+        table = h.wait_agreed(view, nodes)
+        key, home = key_with_home(table, view.client(nodes[0]), set(), {"node1"})
+        resp = put(view.client(nodes[0]), key, b"before", consistency=pb.QUORUM)
+        assert resp.code == pb.OK, resp.message
+        kill_two_home_replicas(nodes, view, home)
+        # Neither the request nor the Redis listener asks for strict: the node's default does.
+        resp = get(view.client(nodes[0]), key, pb.QUORUM)
+        assert resp.code == pb.UNAVAILABLE, (h.code_name(resp.code), resp.message)
+        assert resp.message == STRICT_SHORT, resp.message
+        with h.RespConn(int(nodes[0].resp_endpoint.rsplit(":", 1)[1])) as c:
+            reply = c.command("GET", key.decode())
+        assert isinstance(reply, h.RespError) and STRICT_SHORT in reply, reply
+    finally:
+        view.close()
 
 
 def test_a_replica_that_missed_a_write_holds_it_after_a_quorum_read(cluster):

@@ -456,37 +456,42 @@ TEST(ClientTest, RequestsCarryConsistencyAndStrictAsGivenAndDefaultOtherwise) {
   }
 }
 
-TEST(ClientTest, StrictGetFailsWithoutBeingSent) {
+TEST(ClientTest, StrictGetReachesTheNode) {
   MemoryNode node;
   FakeServer server(node.handler());
   Client client(options_for(server.endpoint()));
+  ASSERT_TRUE(client.put("k", "v").ok());
   Result<GetReply> got = client.get("k", {Consistency::kQuorum, true});
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(got.status().message().find("strict"), std::string::npos) << got.status().message();
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(got->value, "v");
+  EXPECT_EQ(node.last_consistency.load(), pb::QUORUM);
+  EXPECT_EQ(node.last_strict.load(), 1);
 
   const RequestId id = client.get_async("k", {Consistency::kDefault, true});
   std::vector<Completion> done = collect(client, 1);
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].id, id);
-  EXPECT_EQ(done[0].status.code(), Code::kInvalidArgument);
-  EXPECT_EQ(client.counters().sent, 0u);
-  // The connection is still good for the next request.
-  ASSERT_TRUE(client.put("k", "v").ok());
-  EXPECT_EQ(server.requests_seen(), 1);
+  EXPECT_TRUE(done[0].status.ok()) << done[0].status.to_string();
+  EXPECT_EQ(node.last_consistency.load(), pb::CONSISTENCY_DEFAULT);
+  EXPECT_EQ(node.last_strict.load(), 1);
+  EXPECT_EQ(server.requests_seen(), 3);
 }
 
-TEST(ClientTest, StrictWriteThatReachesTooFewReplicasIsUnavailableWithTheNodesMessage) {
+TEST(ClientTest, StrictRequestThatReachesTooFewReplicasIsUnavailableWithTheNodesMessage) {
   MemoryNode node;
   FakeServer server(node.handler());
   Client client(options_for(server.endpoint()));
   Result<PutReply> put = client.put("strict-short:k", "v", 0, {Consistency::kDefault, true});
   ASSERT_FALSE(put.ok());
   EXPECT_EQ(put.status().code(), Code::kUnavailable);
-  EXPECT_EQ(put.status().message(),
-            "strict write reached 1 of 2 home replicas needed (3 replicas)");
-  // Without strict the same write succeeds.
+  EXPECT_EQ(put.status().message(), "reached 1 of 3 home replicas, 2 required (strict)");
+  // Without strict the same write succeeds, and a sloppy read is answered.
   EXPECT_TRUE(client.put("strict-short:k", "v").ok());
+  EXPECT_TRUE(client.get("strict-short:k").ok());
+  Result<GetReply> got = client.get("strict-short:k", {Consistency::kQuorum, true});
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Code::kUnavailable);
+  EXPECT_EQ(got.status().message(), "reached 1 of 3 home replicas, 2 required (strict)");
 }
 
 TEST(ClientTest, RingDecodes) {

@@ -106,9 +106,9 @@ class FakeServer {
 };
 
 // A handler that behaves like a one-node edgekvd with an in-memory map. Versions count up
-// from hlc 1, origin 7; expiry is 1'000'000 + ttl_ms; key "fail:N" answers code N. A put
-// or del with strict set and a key starting "strict-short:" answers UNAVAILABLE the way a
-// strict write that reaches too few home replicas does. ring answers a fixed table of four
+// from hlc 1, origin 7; expiry is 1'000'000 + ttl_ms; key "fail:N" answers code N. A get,
+// put or del with strict set and a key starting "strict-short:" answers UNAVAILABLE the way
+// a strict request that reaches too few home replicas does. ring answers a fixed table of four
 // partitions over three nodes; replicas a fixed set of four replicas of the key asked.
 class MemoryNode {
  public:
@@ -127,10 +127,11 @@ class MemoryNode {
     const bool strict_short =
         request.strict() &&
         ((request.has_put() && request.put().key().starts_with("strict-short:")) ||
+         (request.has_get() && request.get().key().starts_with("strict-short:")) ||
          (request.has_del() && request.del().key().starts_with("strict-short:")));
     if (strict_short) {
       response.set_code(pb::UNAVAILABLE);
-      response.set_message("strict write reached 1 of 2 home replicas needed (3 replicas)");
+      response.set_message("reached 1 of 3 home replicas, 2 required (strict)");
       return response;
     }
     switch (request.op_case()) {

@@ -152,6 +152,15 @@ TEST(KvcliArgsTest, ConsistencyAndStrict) {
   ASSERT_TRUE(inv.ok()) << inv.status().to_string();
   EXPECT_EQ(inv->request.consistency, client::Consistency::kOne);
 
+  inv = parse({"get", "k", "--strict"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->request.consistency, client::Consistency::kDefault);
+  EXPECT_TRUE(inv->request.strict);
+  inv = parse({"--strict", "--consistency", "all", "get", "k"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->request.consistency, client::Consistency::kAll);
+  EXPECT_TRUE(inv->request.strict);
+
   inv = parse({"put", "k", "v"});
   ASSERT_TRUE(inv.ok()) << inv.status().to_string();
   EXPECT_EQ(inv->request.consistency, client::Consistency::kDefault);
@@ -167,9 +176,9 @@ TEST(KvcliArgsTest, ConsistencyAndStrict) {
 }
 
 TEST(KvcliArgsTest, ConsistencyAndStrictUsageErrors) {
-  expect_usage_error({"get", "k", "--strict"}, "--strict applies to put and del, not to get");
-  expect_usage_error({"--strict", "get", "k"}, "--strict applies to put and del, not to get");
-  expect_usage_error({"--strict", "status"}, "--strict applies to put and del, not to status");
+  expect_usage_error({"--strict", "status"}, "--strict applies to get, put and del, not to status");
+  expect_usage_error({"watch", "--strict"}, "--strict applies to get, put and del, not to watch");
+  expect_usage_error({"get", "k", "--strict", "--strict"}, "more than once");
   expect_usage_error({"ring", "--consistency", "one"},
                      "--consistency applies to get, put and del, not to ring");
   expect_usage_error({"--consistency", "most", "get", "k"},

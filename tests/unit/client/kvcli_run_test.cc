@@ -285,6 +285,11 @@ TEST(KvcliRunTest, ConsistencyAndStrictReachTheNode) {
   EXPECT_EQ(get.out, "v");
   EXPECT_EQ(node.last_consistency.load(), pb::ONE);
   EXPECT_EQ(node.last_strict.load(), 0);
+  Ran strict_get = run({"--endpoint", server.endpoint(), "--strict", "get", "k"});
+  EXPECT_EQ(strict_get.code, 0) << strict_get.err;
+  EXPECT_EQ(strict_get.out, "v");
+  EXPECT_EQ(node.last_consistency.load(), pb::CONSISTENCY_DEFAULT);
+  EXPECT_EQ(node.last_strict.load(), 1);
   Ran del = run({"--endpoint", server.endpoint(), "del", "k", "--consistency", "local_quorum"});
   EXPECT_EQ(del.code, 0) << del.err;
   EXPECT_EQ(node.last_consistency.load(), pb::LOCAL_QUORUM);
@@ -295,14 +300,14 @@ TEST(KvcliRunTest, ConsistencyAndStrictReachTheNode) {
   EXPECT_EQ(node.last_strict.load(), 0);
 }
 
-TEST(KvcliRunTest, StrictWithGetExitsTwoNamingItAndSendsNothing) {
+TEST(KvcliRunTest, StrictWithStatusExitsTwoNamingItAndSendsNothing) {
   MemoryNode node;
   FakeServer server(node.handler());
-  Ran ran = run({"--endpoint", server.endpoint(), "get", "k", "--strict"});
+  Ran ran = run({"--endpoint", server.endpoint(), "status", "--strict"});
   EXPECT_EQ(ran.code, 2);
   EXPECT_EQ(ran.out, "");
   expect_one_error_line(ran);
-  EXPECT_NE(ran.err.find("--strict applies to put and del, not to get"), std::string::npos)
+  EXPECT_NE(ran.err.find("--strict applies to get, put and del, not to status"), std::string::npos)
       << ran.err;
   Ran bad = run({"--endpoint", server.endpoint(), "--consistency", "two", "get", "k"});
   EXPECT_EQ(bad.code, 2);
@@ -310,16 +315,17 @@ TEST(KvcliRunTest, StrictWithGetExitsTwoNamingItAndSendsNothing) {
   EXPECT_EQ(server.requests_seen(), 0);
 }
 
-TEST(KvcliRunTest, StrictWriteShortOfReplicasExitsThreeWithTheNodesMessage) {
+TEST(KvcliRunTest, StrictRequestShortOfReplicasExitsThreeWithTheNodesMessage) {
   MemoryNode node;
   FakeServer server(node.handler());
   for (std::vector<std::string> args : {std::vector<std::string>{"put", "strict-short:k", "v"},
+                                        std::vector<std::string>{"get", "strict-short:k"},
                                         std::vector<std::string>{"del", "strict-short:k"}}) {
     args.insert(args.begin(), {"--endpoint", server.endpoint(), "--strict"});
     Ran ran = run(args);
     EXPECT_EQ(ran.code, 3) << args[3];
     EXPECT_EQ(ran.out, "");
-    EXPECT_EQ(ran.err, "kvcli: strict write reached 1 of 2 home replicas needed (3 replicas)\n");
+    EXPECT_EQ(ran.err, "kvcli: reached 1 of 3 home replicas, 2 required (strict)\n");
   }
 }
 
@@ -386,7 +392,7 @@ TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
                                                {"watch", "--count"},
                                                {"replicas"},
                                                {"ring", "--strict"},
-                                               {"get", "k", "--strict"},
+                                               {"members", "--strict"},
                                                {"--consistency", "x", "put", "k", "v"}}) {
     Ran ran = run(args);
     EXPECT_EQ(ran.code, 2);

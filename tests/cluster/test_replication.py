@@ -205,13 +205,16 @@ def test_strict_reads_with_two_home_replicas_down_are_unavailable(cluster):
     r = h.kvcli("get", "--strict", key.decode(), endpoint=nodes[0].client_endpoint)
     assert r.returncode == h.EXIT_UNAVAILABLE, h.describe(r)
     assert STRICT_SHORT.encode() in r.stderr, h.describe(r)
-    # Sloppy, the same read is answered: the one home replica up and two fallbacks.
+    # Sloppy, the same read is answered by the one home replica up and two fallbacks. The
+    # fallbacks hold nothing of the key, and a not-found counts toward the quorum (as Riak's
+    # notfound_ok), so the answer is the value or no key, depending on which two answer first.
     resp = get(coordinator, key, pb.QUORUM)
-    assert resp.code == pb.OK, (h.code_name(resp.code), resp.message)
-    assert resp.get.value == b"before"
+    assert resp.code in (pb.OK, pb.NOT_FOUND), (h.code_name(resp.code), resp.message)
+    if resp.code == pb.OK:
+        assert resp.get.value == b"before"
     r = h.kvcli("get", key.decode(), endpoint=nodes[0].client_endpoint)
-    assert r.returncode == h.EXIT_OK, h.describe(r)
-    assert r.stdout == b"before", h.describe(r)
+    assert r.returncode in (h.EXIT_OK, h.EXIT_NOT_FOUND), h.describe(r)
+    assert r.stdout in (b"before", b""), h.describe(r)
 
 
 def test_strict_quorum_makes_every_read_strict(daemons):

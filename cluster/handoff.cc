@@ -342,18 +342,28 @@ bool Handoff::on_reply(const NodeId& from, const WriteReply& reply, MonoTime now
   Target& t = target->second;
   --t.inflight;
   t.inflight_bytes -= sent.bytes;
-  if (!reply.status.ok()) {
+  if (!reply.status.ok() && reply.status.code() != Code::kInvalidArgument) {
     ++counters_.refused;
     fail(t, sent, from + " refused a hint: " + reply.status.to_string(), now);
     return true;
   }
-  // The owner holds this version or a newer one: the hint has done its work.
-  ++counters_.delivered;
-  counters_.delivered_bytes += sent.bytes;
-  ++t.delivered;
-  t.rate = std::min(t.rate + static_cast<double>(options_.delivery_rate) / 32,
-                    static_cast<double>(options_.delivery_rate));
-  t.backoff = std::chrono::milliseconds(0);
+  if (reply.status.ok()) {
+    // The owner holds this version or a newer one: the hint has done its work.
+    ++counters_.delivered;
+    counters_.delivered_bytes += sent.bytes;
+    ++t.delivered;
+    t.rate = std::min(t.rate + static_cast<double>(options_.delivery_rate) / 32,
+                      static_cast<double>(options_.delivery_rate));
+    t.backoff = std::chrono::milliseconds(0);
+  } else {
+    // The owner will never take it (a key or value over its limits): sending it again
+    // would only keep the owner's rate down. The hint goes, and its partition is marked
+    // for repair with the owner, which compares what each side holds.
+    ++counters_.rejected;
+    ++t.failures;
+    t.last_error = from + " rejected a hint: " + reply.status.to_string();
+    mark(sent.owner, sent.key, t.last_error);
+  }
   std::weak_ptr<bool> alive = alive_;
   store_.remove_hint(sent.owner, sent.key, sent.version,
                      [this, alive, post = post_, owner = sent.owner,

@@ -22,6 +22,8 @@
 //    answers OVERLOADED or not at all halves the target's rate (down to min_rate) and backs
 //    off; every acknowledged hint wins some of it back (additive increase, up to the
 //    configured rate). While this node is loaded (`loaded()`), no target sends.
+//  - A hint the owner answers INVALID_ARGUMENT (a key or value over its limits) will never
+//    be taken: it is removed and its partition marked for repair with the owner.
 //
 // Bounds: a hint for an owner that gossip has shown down for longer than `hint_window` is
 // refused (admit()), and one the store refuses at hints_max_bytes is reported (refused());
@@ -110,7 +112,9 @@ class Handoff {
     uint64_t sent = 0;       // hints handed to owners (retries included)
     uint64_t delivered = 0;  // acknowledged by their owners
     uint64_t delivered_bytes = 0;
-    uint64_t refused = 0;   // answered with an error (OVERLOADED, ...)
+    uint64_t refused = 0;  // answered with an error (OVERLOADED, ...): sent again later
+    // Answered INVALID_ARGUMENT (over the owner's limits): removed, the partition marked.
+    uint64_t rejected = 0;
     uint64_t timeouts = 0;  // not answered within request_timeout
     uint64_t removed = 0;   // removed from the store once delivered
     uint64_t remove_failures = 0;
@@ -165,7 +169,10 @@ class Handoff {
   void load_marks(std::vector<RepairMark> marks);
   // Anti-entropy compared the partition with the owner: the mark goes.
   void clear_mark(const NodeId& owner, uint32_t partition);
-  // Whether the marks changed since the last call (the driver then writes them).
+  // Whether a mark was added or removed since the last call (the driver then writes them).
+  // A mark's hint count going up alone does not count: it reaches the file with the next
+  // addition or removal, so a long outage past the window does not rewrite the file for
+  // every write it refuses.
   bool take_marks_changed();
 
   std::vector<TargetStatus> targets() const;

@@ -749,6 +749,7 @@ class ServerImpl final : public Server {
         {"handoff_delivered", ho.delivered},
         {"handoff_delivered_bytes", ho.delivered_bytes},
         {"handoff_refused", ho.refused},
+        {"handoff_rejected", ho.rejected},
         {"handoff_timeouts", ho.timeouts},
         {"handoff_removed", ho.removed},
         {"handoff_remove_failures", ho.remove_failures},

@@ -342,6 +342,32 @@ TEST_F(HandoffTest, AnUnacknowledgedHintStaysAndIsSentAgainAfterTheBackoff) {
   EXPECT_TRUE(held(kOwner).empty());
 }
 
+TEST_F(HandoffTest, AHintTheOwnerRejectsAsInvalidIsRemovedAndItsPartitionMarked) {
+  handoff_->set_member(kOwner, false, now());
+  keep(kOwner, "too-big", 5);
+  keep(kOwner, "fine", 6);
+  come_back(kOwner);
+  tick();
+  std::vector<Out> out = sent();
+  ASSERT_EQ(keys_of(out), (std::vector<std::string>{"too-big", "fine"}));
+  WriteReply no = ok_reply(out[0].w);
+  no.status = Status::invalid_argument("value is 2000000 bytes, over max-value-bytes");
+  EXPECT_TRUE(reply(kOwner, no));
+  ack(out[1]);
+  EXPECT_TRUE(held(kOwner).empty()) << "a hint the owner never takes is not kept";
+  EXPECT_EQ(handoff_->counters().rejected, 1u);
+  EXPECT_EQ(handoff_->counters().refused, 0u);
+  EXPECT_EQ(handoff_->counters().delivered, 1u);
+  EXPECT_EQ(target(kOwner).rate, options_.delivery_rate) << "not an overload";
+  std::vector<RepairMark> marks = handoff_->marks();
+  ASSERT_EQ(marks.size(), 1u);
+  EXPECT_EQ(marks[0].owner, kOwner);
+  EXPECT_EQ(marks[0].partition, store_->partition_of("too-big"));
+  EXPECT_NE(marks[0].reason.find("max-value-bytes"), std::string::npos) << marks[0].reason;
+  EXPECT_TRUE(handoff_->take_marks_changed());
+  run_until(now() + 10s, [&](const Out& m) { ADD_FAILURE() << "sent again: " << m.w.record->key; });
+}
+
 TEST_F(HandoffTest, BackoffDoublesUpToItsMaximumAndAnAckResetsIt) {
   HandoffOptions o;
   o.request_timeout = 100ms;

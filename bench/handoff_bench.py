@@ -319,13 +319,14 @@ def drain(cluster: Cluster, build: Path, victim: Node, up, seconds: float,
     each per poll, as the baseline does) until no hint is held and the load has ended."""
     pb = cluster.pb
     before = [cluster.client(n).stats() for n in up]
+    bytes0 = [s["handoff_delivered_bytes"] for s in before]
     writes0 = sum(s["coordinator_writes"] for s in before)
     counters0 = {c: sum(s[c] for s in before) for c in HANDOFF_COUNTERS}
     t0 = time.monotonic()
     victim.start()
     procs = start_load(build, up, seconds)
     alive_at = drained_at = load_end = first_delivery_at = None
-    writes_at_drain = writes_at_load_end = None
+    writes_at_drain = writes_at_load_end = writes_at_first = None
     samples = []  # (seconds since the restart, hints held, hints delivered)
     deadline = t0 + timeout
     while drained_at is None or load_end is None:
@@ -345,7 +346,7 @@ def drain(cluster: Cluster, build: Path, victim: Node, up, seconds: float,
         writes = sum(s["coordinator_writes"] for s in stats[:len(up)])
         samples.append((round(polled - t0, 2), held, delivered))
         if first_delivery_at is None and delivered > 0:
-            first_delivery_at = polled
+            first_delivery_at, writes_at_first = polled, writes
         if drained_at is None and alive_at is not None and held == 0:
             drained_at, writes_at_drain = polled, writes
         if load_end is None and not loads_running(procs):
@@ -365,7 +366,19 @@ def drain(cluster: Cluster, build: Path, victim: Node, up, seconds: float,
     load["alive_s_after_restart"] = alive_at - t0
     load["first_delivery_s_after_restart"] = first_delivery_at - t0
     load["transfer_s"] = drained_at - first_delivery_at
+    # Writes coordinated while hints were moving (first acknowledged until drained) and the
+    # load still ran; None when the load had ended before the first hint was acknowledged.
+    moving_end = min(drained_at, load_end)
+    if moving_end > first_delivery_at:
+        moving_writes = (writes_at_drain if drained_at <= load_end else writes_at_load_end)
+        load["transfer_writes_per_s"] = (moving_writes - writes_at_first) / (
+            moving_end - first_delivery_at)
+    else:
+        load["transfer_writes_per_s"] = None
     after = [cluster.client(n).stats() for n in up]
+    # The most one fallback handed over, which its rate limit bounds.
+    load["max_bytes_per_fallback"] = max(a["handoff_delivered_bytes"] - b
+                                         for a, b in zip(after, bytes0))
     for c in HANDOFF_COUNTERS:
         load[c] = sum(s[c] for s in after) - counters0[c]
     load["samples"] = samples if len(samples) <= 400 else samples[::len(samples) // 400 + 1]
@@ -377,7 +390,8 @@ def main() -> int:
     ap.add_argument("--build", default="build/release")
     ap.add_argument("--keys", type=int, default=100_000,
                     help="distinct keys written while the node is down")
-    ap.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
+    ap.add_argument("--seconds", type=float, default=20.0,
+                    help="length of each load run (long enough to cover the drain)")
     ap.add_argument("--rate", type=int, default=None,
                     help="--hint-delivery-rate for the nodes, bytes/s (default: theirs)")
     ap.add_argument("--rounds", type=int, default=1,
@@ -440,25 +454,36 @@ def report(args, rounds):
           f"{VALUE_BYTES} B written while one node was down; load: {NODES - 1} x edgekv_load "
           f"({LOAD_CLIENTS} clients x pipeline {LOAD_PIPELINE}, PUT {VALUE_BYTES} B) for "
           f"{args.seconds:g} s; hint-delivery-rate {rate:,} B/s per fallback per owner\n")
-    print(f"{'round':>5} {'hints':>7} {'at restart':>10} {'alive s':>8} {'drain s':>8} "
-          f"{'from alive':>10} {'1st hint':>8} {'transfer':>8} {'base ops/s':>11} {'drain ops/s':>12} {'ratio':>6} "
-          f"{'overlap w/s':>12} {'base w/s':>9} {'errors':>6}")
+    print("Drain (seconds from the restart unless said otherwise)")
+    print(f"{'round':>5} {'hints':>7} {'at restart':>10} {'alive':>6} {'drained':>8} "
+          f"{'from alive':>10} {'1st acked':>9} {'transfer':>8} {'rate bound':>10} "
+          f"{'timeouts':>8}")
+    for r in rounds:
+        d = r["drain"]
+        print(f"{r['round']:>5} {r['hints_from_keys']:>7,} {r['hints_at_restart']:>10,} "
+              f"{d['alive_s_after_restart']:>6.2f} {d['drain_s_from_restart']:>8.2f} "
+              f"{d['drain_s_from_alive']:>10.2f} {d['first_delivery_s_after_restart']:>9.2f} "
+              f"{d['transfer_s']:>8.2f} {d['max_bytes_per_fallback'] / rate:>10.2f} "
+              f"{d['handoff_timeouts']:>8,}")
+    print("\nWrite throughput (ops/s)")
+    print(f"{'round':>5} {'baseline':>9} {'drain run':>9} {'ratio':>6} {'base coord':>10} "
+          f"{'to drained':>10} {'transfer':>9} {'errors':>6}")
     for r in rounds:
         b, d = r["baseline"], r["drain"]
-        print(f"{r['round']:>5} {r['hints_from_keys']:>7,} {r['hints_at_restart']:>10,} "
-              f"{d['alive_s_after_restart']:>8.2f} {d['drain_s_from_restart']:>8.2f} "
-              f"{d['drain_s_from_alive']:>10.2f} {d['first_delivery_s_after_restart']:>8.2f} "
-              f"{d['transfer_s']:>8.2f} {b['ops_per_s']:>11,.0f} "
-              f"{d['ops_per_s']:>12,.0f} {d['ops_per_s'] / b['ops_per_s']:>6.2f} "
-              f"{d['overlap_writes_per_s']:>12,.0f} {b['coord_writes_per_s']:>9,.0f} "
-              f"{b['errors'] + d['errors']:>6}")
+        moving = d["transfer_writes_per_s"]
+        print(f"{r['round']:>5} {b['ops_per_s']:>9,.0f} {d['ops_per_s']:>9,.0f} "
+              f"{d['ops_per_s'] / b['ops_per_s']:>6.2f} {b['coord_writes_per_s']:>10,.0f} "
+              f"{d['overlap_writes_per_s']:>10,.0f} "
+              f"{'-' if moving is None else f'{moving:,.0f}':>9} {b['errors'] + d['errors']:>6}")
     print("\nhints: kept for the dead node from the keys written; at restart: also those the "
-          "baseline load left. alive s: restart until every other node's gossip shows it alive. "
-          "drain s: restart (and alive) until no node holds a hint. 1st hint: restart until "
-          "the first hint was acknowledged; transfer: from then until drained. base/drain ops/s: "
-          "edgekv_load's, whole runs. overlap w/s: writes the up nodes coordinated from the "
-          "restart until the drain or the load ended, whichever came first (base w/s: the "
-          "same counter over the baseline run).")
+          "baseline load left. alive: until every other node's gossip shows it alive. "
+          "drained: until no node holds a hint. 1st acked: until the first hint was "
+          "acknowledged; transfer: from then until drained; rate bound: the most one "
+          "fallback handed over / hint-delivery-rate. baseline, drain run: edgekv_load's "
+          "ops/s over its whole run (node down; node restarted). base coord: the up nodes' "
+          "coordinator_writes over the baseline run; to drained: the same from the restart "
+          "until drained (or the load ended, if first); transfer: the same while hints moved "
+          "(- if the load had ended before).")
     summary = {
         "bench": "handoff", "keys": args.keys, "seconds": args.seconds, "rate": rate,
         "rounds": rounds,

@@ -6,18 +6,21 @@ round: one node is killed (-9) and, once the others see it dead, --keys distinct
 (100-byte values) are written at QUORUM through the other three, so about 3/4 of them are
 kept as hints for it by fallbacks. Then the same write load (bench/edgekv_load, PUTs only,
 100-byte values, its own key space `key:%010d`, one edgekv_load per up node) runs twice:
- - baseline: for --seconds, the dead node still down, nothing draining;
+ - baseline: for --seconds, the dead node still down, nothing draining (its writes leave
+   hints too, which the drain then hands back as well);
  - drain: the dead node restarted (same data directory and ports) and the load started at
    once, while every node's `store_hints` is polled until their sum is 0.
 The drain time is reported from the restart and from the moment every other node's gossip
-shows the node alive. Throughput is reported as the load saw it (edgekv_load's ops/s) and,
-from the coordinators' `coordinator_writes` counters, over the drain interval alone (which
-matters when the drain ends before the load does). Stats are polled at the same pace in
-both runs. With --rounds above 1, baseline and drain runs alternate (round 1's baseline and
-drain, then round 2's, ...), so both see the same machine.
+shows the node alive, and split into the wait for the first acknowledged hint and the
+transfer after it. Throughput is reported as the load saw it (edgekv_load's ops/s, whole
+runs) and from the up nodes' `coordinator_writes` counters, over the baseline, until
+drained, and while hints moved; --seconds (20 by default) should cover the drain. Stats
+are polled at the same pace in both runs. With --rounds above 1, baseline and drain runs
+alternate (round 1's baseline and drain, then round 2's, ...), so both see the same
+machine.
 
 Usage: bench/handoff_bench.py [--build DIR] [--keys N] [--seconds S] [--rate BYTES/S]
-                              [--rounds R]
+                              [--rounds R] [--keep]
 """
 
 from __future__ import annotations
@@ -448,6 +451,12 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def rate_bound(sent: int, rate: int) -> float:
+    """Seconds the delivery rate alone allows for `sent` bytes to one owner: the token
+    bucket of cluster/handoff.cc starts with up to max(rate / 10, a 1 MiB page) at once."""
+    return max(0, sent - max(rate / 10, 1 << 20)) / rate
+
+
 def report(args, rounds):
     rate = args.rate or 16 * 1024 * 1024
     print(f"\nHinted handoff drain: {NODES} nodes, N=3, QUORUM; {args.keys:,} keys of "
@@ -463,7 +472,7 @@ def report(args, rounds):
         print(f"{r['round']:>5} {r['hints_from_keys']:>7,} {r['hints_at_restart']:>10,} "
               f"{d['alive_s_after_restart']:>6.2f} {d['drain_s_from_restart']:>8.2f} "
               f"{d['drain_s_from_alive']:>10.2f} {d['first_delivery_s_after_restart']:>9.2f} "
-              f"{d['transfer_s']:>8.2f} {d['max_bytes_per_fallback'] / rate:>10.2f} "
+              f"{d['transfer_s']:>8.2f} {rate_bound(d['max_bytes_per_fallback'], rate):>10.2f} "
               f"{d['handoff_timeouts']:>8,}")
     print("\nWrite throughput (ops/s)")
     print(f"{'round':>5} {'baseline':>9} {'drain run':>9} {'ratio':>6} {'base coord':>10} "
@@ -478,8 +487,8 @@ def report(args, rounds):
     print("\nhints: kept for the dead node from the keys written; at restart: also those the "
           "baseline load left. alive: until every other node's gossip shows it alive. "
           "drained: until no node holds a hint. 1st acked: until the first hint was "
-          "acknowledged; transfer: from then until drained; rate bound: the most one "
-          "fallback handed over / hint-delivery-rate. baseline, drain run: edgekv_load's "
+          "acknowledged; transfer: from then until drained; rate bound: the least time "
+          "hint-delivery-rate allows for what one fallback handed over (less its burst). baseline, drain run: edgekv_load's "
           "ops/s over its whole run (node down; node restarted). base coord: the up nodes' "
           "coordinator_writes over the baseline run; to drained: the same from the restart "
           "until drained (or the load ended, if first); transfer: the same while hints moved "

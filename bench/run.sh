@@ -7,7 +7,8 @@
 # Usage: bench/run.sh [BUILD_DIR] [compare.py options...]   e.g. bench/run.sh build/release --quick
 # BUILD_DIR (default build/release) is relative to the repository's top directory.
 # bench/compare.py --help lists the options (--quick, --cases, --reps, --seconds, ...); then
-# bench/cluster_bench.py runs the cluster case (three nodes, N=3, against one, N=1).
+# bench/cluster_bench.py runs the cluster case (three nodes, N=3, against one, N=1), and
+# bench/handoff_bench.py hinted handoff's drain.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,4 +58,6 @@ status=0
 /usr/bin/python3 "$top/bench/compare.py" --build "$build" "$@" || status=$?
 # The cluster case: three nodes with N=3 against one with N=1 (bench/cluster_bench.py).
 /usr/bin/python3 "$top/bench/cluster_bench.py" --build "$build" || status=$?
+# Hinted handoff's drain after a node missed 100 000 writes (bench/handoff_bench.py).
+/usr/bin/python3 "$top/bench/handoff_bench.py" --build "$build" || status=$?
 exit $status

@@ -138,13 +138,14 @@ void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
     t.exhausted = false;
     return;
   }
-  // Back: deliver at once, from the first hint, at the full rate.
+  // Back: deliver from the first hint, at the full rate, once the peer channel had
+  // resume_delay to connect again.
   t.cursor = Version{};
   t.exhausted = false;
   t.rescan = false;
   t.rate = static_cast<double>(options_.delivery_rate);
   t.backoff = std::chrono::milliseconds(0);
-  t.not_before = t.wake = now;
+  t.not_before = t.wake = added ? now : now + options_.resume_delay;
 }
 
 void Handoff::forget_member(const NodeId& id) {
@@ -321,11 +322,16 @@ void Handoff::fail(Target& t, const Sent& sent, std::string why, MonoTime now) {
   ++t.failures;
   t.last_error = std::move(why);
   t.busy_keys.erase(sent.key);
-  // Multiplicative decrease and a backoff; the cursor is past the hint, so the next round
-  // starts again from the first one, once what is in flight is answered.
-  t.rate = std::max(t.rate / 2, static_cast<double>(options_.min_rate));
-  t.backoff = std::clamp(t.backoff * 2, options_.backoff_min, options_.backoff_max);
-  t.not_before = now + t.backoff;
+  // Multiplicative decrease and a backoff, once per round: the hints in flight with this
+  // one were sent under the same conditions, and a lost batch times out all at once (it
+  // would otherwise take the backoff to its maximum and the rate to its floor in one go).
+  // The cursor is past the hint, so the next round starts again from the first one, once
+  // what is in flight is answered.
+  if (!t.rescan) {
+    t.rate = std::max(t.rate / 2, static_cast<double>(options_.min_rate));
+    t.backoff = std::clamp(t.backoff * 2, options_.backoff_min, options_.backoff_max);
+    t.not_before = now + t.backoff;
+  }
   t.wake = t.inflight > 0 ? MonoTime::max() : t.not_before;
   t.rescan = true;
 }

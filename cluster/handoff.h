@@ -76,6 +76,9 @@ struct HandoffOptions {
   // Backoff after an owner refused or did not answer: doubles from min to max.
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{5000};
+  // How long delivery waits after gossip shows an owner back before it sends (the peer
+  // channel reconnecting; a batch sent before is lost and waits out request_timeout).
+  std::chrono::milliseconds resume_delay{0};
   // How long delivery waits while this node is loaded before it looks again.
   std::chrono::milliseconds loaded_wait{50};
 };

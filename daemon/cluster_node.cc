@@ -210,7 +210,10 @@ void ClusterNode::on_member(const gossip::Member& member, MonoTime now) {
   const bool up =
       member.state == gossip::MemberState::kAlive || member.state == gossip::MemberState::kSuspect;
   if (up) {
-    up_.insert(id);
+    // Back from down: a fresh connection at once, rather than the old socket's next
+    // reconnect attempt (up to reconnect_max_ms away), so requests and handed-off hints
+    // sent now are not dropped for want of a connection.
+    if (up_.insert(id).second) transport_->disconnect(id);
     if (!member.info.endpoints.peer.empty()) transport_->connect(id, member.info.endpoints.peer);
   } else {
     up_.erase(id);

@@ -936,6 +936,8 @@ cluster::HandoffOptions Config::handoff_options() const {
   options.min_rate = std::min<uint64_t>(options.min_rate, hint_delivery_rate);
   options.hint_window = std::chrono::milliseconds(hint_window_ms);
   options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
+  // The peer channel connects again on loopback or a LAN within milliseconds.
+  options.resume_delay = std::chrono::milliseconds(250);
   return options;
 }
 

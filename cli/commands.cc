@@ -168,6 +168,26 @@ constexpr CommandSpec kCommands[] = {
             "and error.",
     },
     {
+        .id = CommandId::kHints,
+        .name = "hints",
+        .summary = "Show the hints the node keeps for other nodes.",
+        .description =
+            "Prints the hints the node keeps, as a fallback, for writes to nodes that were "
+            "down, and their handing back: one line per node it keeps hints for or has "
+            "handed hints to, with its node id, up or down (as the node's gossip sees it), "
+            "the number of hints and their bytes, the age of the oldest hint, the rate the "
+            "hints are handed over at now ('-' when none are being handed over), the hints "
+            "delivered and the failed hand-overs since the node started, and the last error; "
+            "'no hints' when there are none. Then 'repair marks:' and one line per partition "
+            "marked for repair with a node, whose hints were refused (past hint-window-ms or "
+            "hints-max-bytes, or by the node itself): partition, node id, since when, the "
+            "hints refused since and the first refusal's reason; 'no repair marks' when "
+            "there are none. With --json prints one object with targets, a list of objects "
+            "with node_id, up, hints, bytes, oldest_ms (0: no hints), delivering, rate, "
+            "delivered, failures and last_error, and marks, a list of objects with "
+            "partition, node_id, since_ms, hints and reason.",
+    },
+    {
         .id = CommandId::kStatus,
         .name = "status",
         .summary = "Show the node's status.",

@@ -72,6 +72,7 @@ enum class CommandId : uint8_t {
   kMembers,
   kRing,
   kReplicas,
+  kHints,
   kStatus,
   kStats,
   kHelp

@@ -575,6 +575,76 @@ std::string replicas_json(const client::Replicas& replicas) {
   return out;
 }
 
+std::string hints_text(const client::Hints& hints, WallTime now) {
+  std::string out;
+  if (hints.targets.empty()) {
+    out = "no hints\n";
+  } else {
+    std::vector<std::vector<std::string>> rows;
+    rows.reserve(hints.targets.size() + 1);
+    rows.push_back(
+        {"NODE", "UP", "HINTS", "BYTES", "OLDEST", "RATE", "DELIVERED", "FAILURES", "LAST ERROR"});
+    for (const client::HintTarget& t : hints.targets) {
+      std::string age = "-";
+      if (t.oldest.ms != 0) {
+        age = format_duration_ms(now.ms > t.oldest.ms ? static_cast<uint64_t>(now.ms - t.oldest.ms)
+                                                      : 0);
+      }
+      rows.push_back({or_dash(t.node_id), t.up ? "up" : "down", std::to_string(t.hints),
+                      std::to_string(t.bytes), std::move(age),
+                      t.delivering ? std::to_string(t.rate) + " B/s" : "-",
+                      std::to_string(t.delivered), std::to_string(t.failures),
+                      or_dash(t.last_error)});
+    }
+    out = aligned_columns(rows);
+  }
+  if (hints.marks.empty()) return out + "no repair marks\n";
+  out += "repair marks:\n";
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(hints.marks.size() + 1);
+  rows.push_back({"PARTITION", "NODE", "SINCE", "HINTS", "REASON"});
+  for (const client::RepairMarkInfo& m : hints.marks) {
+    rows.push_back({std::to_string(m.partition), or_dash(m.node_id), format_wall_time(m.since),
+                    std::to_string(m.hints), or_dash(m.reason)});
+  }
+  return out + aligned_columns(rows);
+}
+
+std::string hints_json(const client::Hints& hints) {
+  std::string targets = "[";
+  for (const client::HintTarget& t : hints.targets) {
+    if (targets.size() > 1) targets += ',';
+    JsonObject entry;
+    entry.text("node_id", t.node_id)
+        .boolean("up", t.up)
+        .unsigned_number("hints", t.hints)
+        .unsigned_number("bytes", t.bytes)
+        .number("oldest_ms", t.oldest.ms)
+        .boolean("delivering", t.delivering)
+        .unsigned_number("rate", t.rate)
+        .unsigned_number("delivered", t.delivered)
+        .unsigned_number("failures", t.failures)
+        .text("last_error", t.last_error);
+    targets += entry.str();
+  }
+  targets += "]";
+  std::string marks = "[";
+  for (const client::RepairMarkInfo& m : hints.marks) {
+    if (marks.size() > 1) marks += ',';
+    JsonObject entry;
+    entry.unsigned_number("partition", m.partition)
+        .text("node_id", m.node_id)
+        .number("since_ms", m.since.ms)
+        .unsigned_number("hints", m.hints)
+        .text("reason", m.reason);
+    marks += entry.str();
+  }
+  marks += "]";
+  JsonObject json;
+  json.raw("targets", targets).raw("marks", marks);
+  return json.str() + "\n";
+}
+
 std::string stats_text(const std::vector<client::Stat>& stats) {
   std::vector<std::pair<std::string, std::string>> rows;
   rows.reserve(stats.size());

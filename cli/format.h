@@ -85,6 +85,11 @@ std::string ring_json(const client::Ring& ring);
 // JSON: one object per replica per line.
 std::string replicas_text(const client::Replicas& replicas);
 std::string replicas_json(const client::Replicas& replicas);
+// A table, one line per node the hints are for (AGE: of the oldest hint at `now`; RATE:
+// bytes/s the handoff allows now), or 'no hints'; then 'repair marks:' and one line per
+// mark, or 'no repair marks'. JSON: one object on one line with targets and marks.
+std::string hints_text(const client::Hints& hints, WallTime now);
+std::string hints_json(const client::Hints& hints);
 std::string stats_text(const std::vector<client::Stat>& stats);
 std::string stats_json(const std::vector<client::Stat>& stats);
 

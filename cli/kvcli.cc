@@ -133,6 +133,20 @@ int run_replicas(const Invocation& inv, Io io) {
   return finish(io);
 }
 
+int run_hints(const Invocation& inv, Io io) {
+  client::Client client = make_client(inv);
+  Result<client::Hints> hints = client.hints();
+  if (!hints.ok()) return fail(io, hints.status());
+  if (inv.json) {
+    io.out << hints_json(*hints);
+  } else {
+    const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
+    const WallTime now{std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count()};
+    io.out << hints_text(*hints, now);
+  }
+  return finish(io);
+}
+
 // Replaces PATH with `text` through a file beside it, so a reader (or a crash) never sees
 // half a cursor.
 Status save_file(const std::string& path, const std::string& text) {
@@ -255,6 +269,7 @@ int execute(const Invocation& inv, Io io) {
     case CommandId::kMembers: return run_members(inv, io);
     case CommandId::kRing: return run_ring(inv, io);
     case CommandId::kReplicas: return run_replicas(inv, io);
+    case CommandId::kHints: return run_hints(inv, io);
     case CommandId::kStatus: return run_status(inv, io);
     case CommandId::kStats: return run_stats(inv, io);
     case CommandId::kHelp: io.out << usage_text(); return finish(io);

@@ -317,6 +317,12 @@ Result<Ring> Client::ring() {
   return impl_->call<Ring>(RequestKind::kRing, request);
 }
 
+Result<Hints> Client::hints() {
+  pb::Request request;
+  request.mutable_hints();
+  return impl_->call<Hints>(RequestKind::kHints, request);
+}
+
 Result<Replicas> Client::replicas(std::string_view key) {
   pb::Request request;
   request.mutable_replicas()->mutable_key()->assign(key.data(), key.size());

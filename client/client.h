@@ -5,7 +5,7 @@
 // completions not yet handed to the caller.
 //
 // Two ways to call:
-//  - Synchronous: put/get/del/status/stats/changes/members/ring/replicas send one request
+//  - Synchronous: put/get/del/status/stats/changes/members/ring/replicas/hints send one request
 //    and wait up to
 //    options.timeout_ms for its answer.
 //  - Pipelined: put_async/get_async/del_async send a request and return its RequestId at
@@ -64,8 +64,9 @@ struct ClientOptions {
 
 // The answer to a pipelined request: `reply` holds the alternative for `kind` when `status`
 // is OK (PutReply for kPut, GetReply for kGet, ...), and std::monostate otherwise.
-using Reply = std::variant<std::monostate, PutReply, GetReply, DeleteReply, NodeStatus,
-                           std::vector<Stat>, Changes, Members, ChangesSince, Ring, Replicas>;
+using Reply =
+    std::variant<std::monostate, PutReply, GetReply, DeleteReply, NodeStatus, std::vector<Stat>,
+                 Changes, Members, ChangesSince, Ring, Replicas, Hints>;
 
 struct Completion {
   RequestId id = 0;
@@ -117,6 +118,9 @@ class Client {
   // Each replica's stored state of `key`, as the node finds it by asking them (nothing is
   // repaired on the way).
   Result<Replicas> replicas(std::string_view key);
+  // The hints the node keeps for other nodes, their handing back, and the partitions it
+  // marked for repair.
+  Result<Hints> hints();
   // What the node's change logs hold after a cursor, across its partitions, for keys under
   // `prefixes` (none: every key): partitions in `from_seq` (partition -> first seq wanted)
   // are read from there, the others only reported. Bounded: `more` says to ask again from

@@ -14,6 +14,7 @@ std::string_view request_kind_name(RequestKind kind) {
     case RequestKind::kChangesSince: return "changes_since";
     case RequestKind::kRing: return "ring";
     case RequestKind::kReplicas: return "replicas";
+    case RequestKind::kHints: return "hints";
   }
   return "unknown";
 }

@@ -33,6 +33,7 @@ enum class RequestKind : uint8_t {
   kChangesSince,
   kRing,
   kReplicas,
+  kHints,
 };
 std::string_view request_kind_name(RequestKind kind);  // "put", "get", "delete", ...
 
@@ -209,6 +210,36 @@ struct Replicas {
   std::string key;
   uint32_t partition = 0;
   std::vector<ReplicaOfKey> replicas;  // home replicas in preference order, then fallbacks
+};
+
+// The hints a node keeps for one other node (their owner), and their handing back.
+struct HintTarget {
+  std::string node_id;
+  bool up = false;          // up as gossip sees it from the answering node
+  uint64_t hints = 0;       // hints kept for it now
+  uint64_t bytes = 0;       // their bytes, as hints-max-bytes counts them
+  WallTime oldest;          // the oldest hint's version's wall-clock ms; 0 ms: no hints
+  bool delivering = false;  // hints known and being handed over
+  uint64_t rate = 0;        // bytes/s the handoff allows now
+  uint64_t delivered = 0;   // handed over since the node started
+  uint64_t failures = 0;    // failed hand-overs since the node started
+  std::string last_error;
+};
+
+// A partition marked for repair with a node whose hints were refused.
+struct RepairMarkInfo {
+  uint32_t partition = 0;
+  std::string node_id;
+  WallTime since;      // the first refusal
+  uint64_t hints = 0;  // hints refused since
+  std::string reason;  // the first refusal's
+};
+
+// What `hints` reports: the hints the node keeps for others and the partitions marked for
+// repair.
+struct Hints {
+  std::vector<HintTarget> targets;    // sorted by node id
+  std::vector<RepairMarkInfo> marks;  // by partition, then node id
 };
 
 }  // namespace edgekv::client

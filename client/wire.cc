@@ -21,6 +21,7 @@ std::string_view body_name(pb::Response::BodyCase body) {
     case pb::Response::kChangesSince: return "changes_since";
     case pb::Response::kRing: return "ring";
     case pb::Response::kReplicas: return "replicas";
+    case pb::Response::kHints: return "hints";
     case pb::Response::BODY_NOT_SET: return "no";
   }
   return "an unknown";
@@ -38,6 +39,7 @@ pb::Response::BodyCase expected_body(RequestKind kind) {
     case RequestKind::kChangesSince: return pb::Response::kChangesSince;
     case RequestKind::kRing: return pb::Response::kRing;
     case RequestKind::kReplicas: return pb::Response::kReplicas;
+    case RequestKind::kHints: return pb::Response::kHints;
   }
   return pb::Response::BODY_NOT_SET;
 }
@@ -280,6 +282,37 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         replicas.replicas.push_back(std::move(replica));
       }
       completion->reply = std::move(replicas);
+      return;
+    }
+    case RequestKind::kHints: {
+      pb::HintsResponse* body = response.mutable_hints();
+      Hints hints;
+      hints.targets.reserve(static_cast<size_t>(body->targets_size()));
+      for (pb::HintTarget& t : *body->mutable_targets()) {
+        HintTarget target;
+        target.node_id = std::move(*t.mutable_node_id());
+        target.up = t.up();
+        target.hints = t.hints();
+        target.bytes = t.bytes();
+        target.oldest = WallTime{t.oldest_ms()};
+        target.delivering = t.delivering();
+        target.rate = t.rate();
+        target.delivered = t.delivered();
+        target.failures = t.failures();
+        target.last_error = std::move(*t.mutable_last_error());
+        hints.targets.push_back(std::move(target));
+      }
+      hints.marks.reserve(static_cast<size_t>(body->marks_size()));
+      for (pb::RepairMarkInfo& m : *body->mutable_marks()) {
+        RepairMarkInfo mark;
+        mark.partition = m.partition();
+        mark.node_id = std::move(*m.mutable_node_id());
+        mark.since = WallTime{m.since_ms()};
+        mark.hints = m.hints();
+        mark.reason = std::move(*m.mutable_reason());
+        hints.marks.push_back(std::move(mark));
+      }
+      completion->reply = std::move(hints);
       return;
     }
   }

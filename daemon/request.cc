@@ -45,7 +45,8 @@ Status validate_request(const pb::Request& request, const RequestLimits& limits)
         " is not one of ONE (1), QUORUM (2), ALL (3), LOCAL_QUORUM (4)");
   }
   switch (request.op_case()) {
-    case pb::Request::kRing: return {};
+    case pb::Request::kRing:
+    case pb::Request::kHints: return {};
     case pb::Request::kReplicas: return check_key(request.replicas().key(), limits);
     case pb::Request::kPut: {
       const auto& put = request.put();

@@ -1,10 +1,12 @@
 #include "daemon/server.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -468,6 +470,7 @@ class ServerImpl final : public Server {
       case pb::Request::kChangesSince: return handle_changes_since(to, req);
       case pb::Request::kRing: return handle_ring(to, req);
       case pb::Request::kReplicas: return handle_replicas(std::move(to), req);
+      case pb::Request::kHints: return handle_hints(to, req);
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }
@@ -557,6 +560,56 @@ class ServerImpl final : public Server {
       auto* row = body->add_table();
       row->set_partition(partition);
       for (const cluster::NodeId& node : p.home(partition)) row->add_home(node);
+    }
+    send_reply(to, resp);
+  }
+
+  // The store's summary of the hints kept (an index read on this thread, as handle_stats
+  // reads the store's stats), joined with the handoff's targets by owner: owners with hints
+  // and no target (not a member now) are listed, and so are targets with no hints left
+  // that have handed some over or failed to.
+  void handle_hints(const ReplyTo& to, const pb::Request& req) {
+    Result<std::vector<store::HintOwnerSummary>> owners = store_->hint_owners();
+    if (!owners.ok()) return reply_error(to, req.id(), owners.status());
+    std::map<std::string, pb::HintTarget> rows;
+    for (const store::HintOwnerSummary& o : *owners) {
+      pb::HintTarget& row = rows[o.owner];
+      row.set_node_id(o.owner);
+      row.set_up(cluster_->is_up(o.owner));
+      row.set_hints(o.hints);
+      row.set_bytes(o.bytes);
+      if (o.hints > 0) row.set_oldest_ms(HybridClock::physical_ms(o.oldest.hlc));
+    }
+    for (const cluster::Handoff::TargetStatus& t : cluster_->handoff().targets()) {
+      auto it = rows.find(t.owner);
+      if (it == rows.end()) {
+        if (t.delivered == 0 && t.failures == 0 && !t.delivering) continue;
+        it = rows.emplace(t.owner, pb::HintTarget{}).first;
+        it->second.set_node_id(t.owner);
+      }
+      pb::HintTarget& row = it->second;
+      row.set_up(t.up);
+      row.set_delivering(t.delivering);
+      row.set_rate(t.rate);
+      row.set_delivered(t.delivered);
+      row.set_failures(t.failures);
+      row.set_last_error(t.last_error);
+    }
+    pb::Response resp;
+    resp.set_id(req.id());
+    auto* body = resp.mutable_hints();
+    for (auto& [owner, row] : rows) *body->add_targets() = std::move(row);
+    std::vector<cluster::RepairMark> marks = cluster_->handoff().marks();
+    std::sort(marks.begin(), marks.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.partition, a.owner) < std::tie(b.partition, b.owner);
+    });
+    for (const cluster::RepairMark& m : marks) {
+      auto* out = body->add_marks();
+      out->set_partition(m.partition);
+      out->set_node_id(m.owner);
+      out->set_since_ms(m.since.ms);
+      out->set_hints(m.hints);
+      out->set_reason(m.reason);
     }
     send_reply(to, resp);
   }

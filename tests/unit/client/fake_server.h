@@ -276,6 +276,27 @@ class MemoryNode {
         }
         break;
       }
+      case pb::Request::kHints: {
+        pb::HintsResponse* out = response.mutable_hints();
+        pb::HintTarget* down = out->add_targets();
+        down->set_node_id("node-c");
+        down->set_hints(12);
+        down->set_bytes(3456);
+        down->set_oldest_ms(1'700'000'000'000);
+        down->set_failures(2);
+        down->set_last_error("timed out");
+        pb::HintTarget* drained = out->add_targets();
+        drained->set_node_id("node-d");
+        drained->set_up(true);
+        drained->set_delivered(40);
+        pb::RepairMarkInfo* mark = out->add_marks();
+        mark->set_partition(5);
+        mark->set_node_id("node-c");
+        mark->set_since_ms(1'700'000'100'000);
+        mark->set_hints(3);
+        mark->set_reason("past hint-window");
+        break;
+      }
       case pb::Request::kReplicas: {
         pb::ReplicasResponse* out = response.mutable_replicas();
         out->set_key(request.replicas().key());

@@ -173,6 +173,15 @@ TEST(KvcliArgsTest, ConsistencyAndStrict) {
   inv = parse({"ring"});
   ASSERT_TRUE(inv.ok()) << inv.status().to_string();
   EXPECT_EQ(inv->command->id, CommandId::kRing);
+  inv = parse({"hints"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->command->id, CommandId::kHints);
+  EXPECT_FALSE(inv->json);
+  inv = parse({"hints", "--json"});
+  ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+  EXPECT_EQ(inv->command->id, CommandId::kHints);
+  EXPECT_TRUE(inv->json);
+  EXPECT_TRUE(inv->args.empty());
 }
 
 TEST(KvcliArgsTest, ConsistencyAndStrictUsageErrors) {
@@ -193,6 +202,10 @@ TEST(KvcliArgsTest, ConsistencyAndStrictUsageErrors) {
   expect_usage_error({"replicas"}, "missing KEY");
   expect_usage_error({"replicas", "a", "b"}, "unexpected argument 'b'");
   expect_usage_error({"ring", "x"}, "unexpected argument 'x'");
+  expect_usage_error({"hints", "x"}, "unexpected argument 'x'");
+  expect_usage_error({"hints", "--consistency", "one"},
+                     "--consistency applies to get, put and del, not to hints");
+  expect_usage_error({"--strict", "hints"}, "--strict applies to get, put and del, not to hints");
 }
 
 TEST(KvcliArgsTest, HelpTextComesFromTheTable) {

@@ -298,6 +298,70 @@ TEST(KvcliFormatTest, Ring) {
             "\n");
 }
 
+TEST(KvcliFormatTest, Hints) {
+  client::Hints hints;
+  client::HintTarget down;
+  down.node_id = "node-c";
+  down.hints = 12;
+  down.bytes = 3456;
+  down.oldest = WallTime{1'700'000'000'000};
+  down.failures = 2;
+  down.last_error = "timed out\nafter 2 s";
+  client::HintTarget back;
+  back.node_id = "node-d";
+  back.up = true;
+  back.hints = 1;
+  back.bytes = 10;
+  back.oldest = WallTime{1'700'000'090'500};
+  back.delivering = true;
+  back.rate = 1048576;
+  back.delivered = 7;
+  client::HintTarget drained;
+  drained.node_id = "node-e";
+  drained.up = true;
+  drained.delivered = 40;
+  hints.targets = {down, back, drained};
+  client::RepairMarkInfo mark;
+  mark.partition = 5;
+  mark.node_id = "node-c";
+  mark.since = WallTime{1'700'000'100'000};
+  mark.hints = 3;
+  mark.reason = "past hint-window";
+  hints.marks = {mark};
+  const WallTime now{1'700'000'100'000};
+  EXPECT_EQ(hints_text(hints, now),
+            "NODE    UP    HINTS  BYTES  OLDEST  RATE         DELIVERED  FAILURES  LAST ERROR\n"
+            "node-c  down  12     3456   1m 40s  -            0          2         "
+            "timed out\\nafter 2 s\n"
+            "node-d  up    1      10     9s      1048576 B/s  7          0         -\n"
+            "node-e  up    0      0      -       -            40         0         -\n"
+            "repair marks:\n"
+            "PARTITION  NODE    SINCE                     HINTS  REASON\n"
+            "5          node-c  2023-11-14T22:15:00.000Z  3      past hint-window\n");
+  EXPECT_EQ(hints_json(hints),
+            R"({"targets":[{"node_id":"node-c","up":false,"hints":12,"bytes":3456,)"
+            R"("oldest_ms":1700000000000,"delivering":false,"rate":0,"delivered":0,"failures":2,)"
+            R"("last_error":"timed out\nafter 2 s"},)"
+            R"({"node_id":"node-d","up":true,"hints":1,"bytes":10,"oldest_ms":1700000090500,)"
+            R"("delivering":true,"rate":1048576,"delivered":7,"failures":0,"last_error":""},)"
+            R"({"node_id":"node-e","up":true,"hints":0,"bytes":0,"oldest_ms":0,)"
+            R"("delivering":false,"rate":0,"delivered":40,"failures":0,"last_error":""}],)"
+            R"("marks":[{"partition":5,"node_id":"node-c","since_ms":1700000100000,"hints":3,)"
+            R"("reason":"past hint-window"}]})"
+            "\n");
+  // An oldest hint stamped ahead of this host's clock is shown as 0 ms old, not negative.
+  client::Hints ahead;
+  client::HintTarget skewed = back;
+  skewed.oldest = WallTime{now.ms + 5000};
+  ahead.targets = {skewed};
+  EXPECT_NE(hints_text(ahead, now).find("  0 ms  "), std::string::npos) << hints_text(ahead, now);
+
+  client::Hints empty;
+  EXPECT_EQ(hints_text(empty, now), "no hints\nno repair marks\n");
+  EXPECT_EQ(hints_json(empty), R"({"targets":[],"marks":[]})"
+                               "\n");
+}
+
 TEST(KvcliFormatTest, Replicas) {
   client::Replicas replicas;
   replicas.key = "user 1\xff";

@@ -382,6 +382,38 @@ TEST(KvcliRunTest, RingAndReplicas) {
             R"("value_bytes":0,"hinted":true,"error":""})");
 }
 
+TEST(KvcliRunTest, Hints) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran text = run({"--endpoint", server.endpoint(), "hints"});
+  EXPECT_EQ(text.code, 0) << text.err;
+  EXPECT_EQ(text.err, "");
+  const std::vector<std::string> lines = lines_of(text.out);
+  ASSERT_EQ(lines.size(), 6u) << text.out;
+  EXPECT_EQ(lines[0].substr(0, 4), "NODE");
+  EXPECT_EQ(lines[1].substr(0, 6), "node-c");
+  EXPECT_NE(lines[1].find("  down  12  "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("  3456  "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("timed out"), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[2].substr(0, 6), "node-d");
+  EXPECT_NE(lines[2].find("  up  "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("  40  "), std::string::npos) << lines[2];
+  EXPECT_EQ(lines[3], "repair marks:");
+  EXPECT_EQ(lines[4].substr(0, 9), "PARTITION");
+  EXPECT_EQ(lines[5], "5          node-c  2023-11-14T22:15:00.000Z  3      past hint-window");
+
+  Ran json = run({"--endpoint", server.endpoint(), "--json", "hints"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(json.out,
+            R"({"targets":[{"node_id":"node-c","up":false,"hints":12,"bytes":3456,)"
+            R"("oldest_ms":1700000000000,"delivering":false,"rate":0,"delivered":0,"failures":2,)"
+            R"("last_error":"timed out"},{"node_id":"node-d","up":true,"hints":0,"bytes":0,)"
+            R"("oldest_ms":0,"delivering":false,"rate":0,"delivered":40,"failures":0,)"
+            R"("last_error":""}],"marks":[{"partition":5,"node_id":"node-c",)"
+            R"("since_ms":1700000100000,"hints":3,"reason":"past hint-window"}]})"
+            "\n");
+}
+
 TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
   for (const std::vector<std::string>& args : {std::vector<std::string>{},
                                                {"nope"},
@@ -392,6 +424,8 @@ TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
                                                {"watch", "--count"},
                                                {"replicas"},
                                                {"ring", "--strict"},
+                                               {"hints", "x"},
+                                               {"hints", "--consistency", "one"},
                                                {"members", "--strict"},
                                                {"--consistency", "x", "put", "k", "v"}}) {
     Ran ran = run(args);

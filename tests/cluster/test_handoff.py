@@ -9,12 +9,11 @@ no hint: the write is refused as a hint and its partition is marked for repair, 
 
 from __future__ import annotations
 
-import pytest
 
 import edgekv_harness as h
 from edgekv_harness import pb
-from test_replication import (PRESET, by_name, put, replicas, start_cluster, states_by_node,
-                              wait_dead_everywhere)
+from test_replication import (by_name, cluster, put, replicas, start_cluster,  # noqa: F401
+                              states_by_node, wait_dead_everywhere)
 
 KEYS = 200
 
@@ -38,15 +37,6 @@ def write_keys(client, prefix: bytes, count: int) -> dict[bytes, "pb.Version"]:
         assert resp.code == pb.OK, (key, resp.message)
         versions[key] = resp.put.version
     return versions
-
-
-@pytest.fixture
-def cluster(daemons):
-    nodes = start_cluster(daemons)
-    view = h.ClusterView(nodes)
-    table = h.wait_agreed(view, nodes)
-    yield nodes, view, table
-    view.close()
 
 
 def test_a_returning_replica_gets_the_hints_written_while_it_was_down(cluster):
@@ -107,19 +97,7 @@ def test_past_the_hint_window_a_partition_is_marked_for_repair_not_dropped(daemo
     try:
         table = h.wait_agreed(view, nodes)
         victim = by_name(nodes, "node4")
-        others = [n for n in nodes if n is not victim]
-        victim.kill()
-        wait_dead_everywhere(view, others, victim.name)
-        # Once every fallback's gossip has seen it down longer than the window, a write for
-        # it is refused as a hint (answered by its two other home replicas) and marked.
-        coordinator = view.client(nodes[0])
-        keys = iter(_keys_homed_at(coordinator, table, victim.name))
-
-        def refused():
-            resp = put(coordinator, next(keys), b"late", consistency=pb.QUORUM)
-            assert resp.code == pb.OK, resp.message
-            return sum(view.client(n).stats()["hints_past_window"] for n in others) or None
-        h.wait_for(refused, 30, "a write past the hint window refused as a hint", interval=0.1)
+        others = refuse_past_window(view, nodes, table, victim)
         marked = {n.name: view.client(n).stats()["repair_marks"] for n in others}
         assert sum(marked.values()) > 0, marked
         holder = next(n for n in others if marked[n.name] > 0)
@@ -135,7 +113,27 @@ def test_past_the_hint_window_a_partition_is_marked_for_repair_not_dropped(daemo
         view.close()
 
 
-def _keys_homed_at(coordinator, table, victim: str):
+def refuse_past_window(view, nodes, table, victim) -> list:
+    """Kills `victim` and writes keys it is a home replica of until a fallback refuses one
+    as a hint past the window (the nodes run with a short --hint-window-ms); returns the
+    other nodes."""
+    others = [n for n in nodes if n is not victim]
+    victim.kill()
+    wait_dead_everywhere(view, others, victim.name)
+    # Once a fallback's gossip has seen it down longer than the window, a write for it is
+    # refused as a hint (answered by its two other home replicas) and marked.
+    coordinator = view.client(nodes[0])
+    keys = iter(keys_homed_at(coordinator, table, victim.name))
+
+    def refused():
+        resp = put(coordinator, next(keys), b"late", consistency=pb.QUORUM)
+        assert resp.code == pb.OK, resp.message
+        return sum(view.client(n).stats()["hints_past_window"] for n in others) or None
+    h.wait_for(refused, 30, "a write past the hint window refused as a hint", interval=0.1)
+    return others
+
+
+def keys_homed_at(coordinator, table, victim: str):
     for i in range(100000):
         key = b"window-%d" % i
         if victim in list(table.table[replicas(coordinator, key).partition].home):

@@ -13,8 +13,8 @@ import pytest
 
 import edgekv_harness as h
 from edgekv_harness import pb
-from test_handoff import _keys_homed_at, hints_held, wait_alive_everywhere, write_keys
-from test_replication import by_name, put, start_cluster, wait_dead_everywhere
+from test_handoff import hints_held, refuse_past_window, wait_alive_everywhere, write_keys
+from test_replication import by_name, start_cluster, wait_dead_everywhere
 
 KEYS = 100
 
@@ -104,17 +104,7 @@ def test_a_partition_marked_for_repair_past_the_hint_window_is_shown(daemons):
     try:
         table = h.wait_agreed(view, nodes)
         victim = by_name(nodes, "node4")
-        others = [n for n in nodes if n is not victim]
-        victim.kill()
-        wait_dead_everywhere(view, others, victim.name)
-        coordinator = view.client(nodes[0])
-        keys = iter(_keys_homed_at(coordinator, table, victim.name))
-
-        def refused():
-            resp = put(coordinator, next(keys), b"late", consistency=pb.QUORUM)
-            assert resp.code == pb.OK, resp.message
-            return sum(view.client(n).stats()["hints_past_window"] for n in others) or None
-        h.wait_for(refused, 30, "a write past the hint window refused as a hint", interval=0.1)
+        others = refuse_past_window(view, nodes, table, victim)
         holder = next(n for n in others if view.client(n).stats()["repair_marks"] > 0)
 
         report = hints_json(holder)

@@ -149,6 +149,16 @@ class HandoffTest : public ::testing::Test {
     return keys;
   }
 
+  // `owner` goes down, the hints (key, hlc) are kept for it, it comes back a second later
+  // and the Handoff looks.
+  void return_with_hints(const NodeId& owner,
+                         std::initializer_list<std::pair<std::string, uint64_t>> hints) {
+    handoff_->set_member(owner, false, now());
+    for (const auto& [key, hlc] : hints) keep(owner, key, hlc);
+    come_back(owner);
+    tick();
+  }
+
   // Gossip shows `owner` up again a second after it went down.
   void come_back(const NodeId& owner) {
     advance(1s);
@@ -284,10 +294,7 @@ TEST_F(HandoffTest, AHintKeptForAnOwnerThatIsUpGoesAtTheNextIdleLook) {
 }
 
 TEST_F(HandoffTest, AReplyFromAnotherNodeOrForAnUnknownRequestIsConsumedAndIgnored) {
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "k", 5);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"k", 5}});
   std::vector<Out> out = sent();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(reply(kOther, ok_reply(out[0].w)));
@@ -299,10 +306,7 @@ TEST_F(HandoffTest, AReplyFromAnotherNodeOrForAnUnknownRequestIsConsumedAndIgnor
 }
 
 TEST_F(HandoffTest, AnUnacknowledgedHintStaysAndIsSentAgainAfterTheBackoff) {
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "k", 5);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"k", 5}});
   std::vector<Out> first = sent();
   ASSERT_EQ(first.size(), 1u);
 
@@ -343,11 +347,7 @@ TEST_F(HandoffTest, AnUnacknowledgedHintStaysAndIsSentAgainAfterTheBackoff) {
 }
 
 TEST_F(HandoffTest, AHintTheOwnerRejectsAsInvalidIsRemovedAndItsPartitionMarked) {
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "too-big", 5);
-  keep(kOwner, "fine", 6);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"too-big", 5}, {"fine", 6}});
   std::vector<Out> out = sent();
   ASSERT_EQ(keys_of(out), (std::vector<std::string>{"too-big", "fine"}));
   WriteReply no = ok_reply(out[0].w);
@@ -388,10 +388,7 @@ TEST_F(HandoffTest, ResumeDelayGivesTheChannelTimeToConnectBeforeTheFirstSend) {
   HandoffOptions o;
   o.resume_delay = 250ms;
   make(o);
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "k", 5);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"k", 5}});
   EXPECT_TRUE(sent().empty());
   EXPECT_EQ(handoff_->next_deadline(), now() + 250ms);
   advance(250ms);
@@ -405,10 +402,7 @@ TEST_F(HandoffTest, BackoffDoublesUpToItsMaximumAndAnAckResetsIt) {
   o.backoff_min = 10ms;
   o.backoff_max = 50ms;
   make(o);
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "k", 5);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"k", 5}});
   std::vector<milliseconds> backoffs;
   for (int round = 0; round < 5; ++round) {
     ASSERT_EQ(sent().size(), 1u) << "round " << round;
@@ -551,11 +545,7 @@ TEST_F(HandoffTest, LoadStopsWhatRepliesWouldSend) {
   HandoffOptions o;
   o.max_inflight = 1;
   make(o);
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "a", 5);
-  keep(kOwner, "b", 6);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"a", 5}, {"b", 6}});
   std::vector<Out> out = sent();
   ASSERT_EQ(out.size(), 1u);
   loaded_ = true;
@@ -615,10 +605,7 @@ TEST_F(HandoffTest, AStoreThatCannotBeReadIsRetriedAfterABackoff) {
 }
 
 TEST_F(HandoffTest, AHintThatCouldNotBeRemovedIsDeliveredAgainLater) {
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "k", 5);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"k", 5}});
   std::vector<Out> out = sent();
   ASSERT_EQ(out.size(), 1u);
   store_->crash();  // the removal is refused at once
@@ -633,10 +620,7 @@ TEST_F(HandoffTest, AHintThatCouldNotBeRemovedIsDeliveredAgainLater) {
 }
 
 TEST_F(HandoffTest, ANewerHintKeptWhileTheOlderIsInFlightStays) {
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "k", 5);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"k", 5}});
   std::vector<Out> out = sent();
   ASSERT_EQ(out.size(), 1u);
   keep(kOwner, "k", 9);  // a newer write for the owner, kept meanwhile
@@ -849,11 +833,7 @@ TEST(RepairMarksFileTest, BadLinesAreRefusedNamingTheLine) {
 // The refused hint's retry waits for the backoff, but for the other hints in flight too:
 // once the last of them is answered before the backoff ends, tick() must still come back.
 TEST_F(HandoffTest, ARefusalWhileOtherHintsAreInFlightIsRetriedOnceTheyAreAnswered) {
-  handoff_->set_member(kOwner, false, now());
-  keep(kOwner, "a", 5);
-  keep(kOwner, "b", 6);
-  come_back(kOwner);
-  tick();
+  return_with_hints(kOwner, {{"a", 5}, {"b", 6}});
   std::vector<Out> out = sent();
   ASSERT_EQ(keys_of(out), (std::vector<std::string>{"a", "b"}));
   EXPECT_TRUE(reply(kOwner, overloaded_reply(out[0].w)));

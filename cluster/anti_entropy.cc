@@ -1,0 +1,572 @@
+#include "cluster/anti_entropy.h"
+
+#include <algorithm>
+#include <type_traits>
+
+#include "common/hlc.h"
+
+namespace edgekv::cluster {
+namespace {
+
+// What one entry takes on the wire: its key, the version (16), `deleted` (1), expiry (8).
+uint64_t entry_bytes(const store::DigestEntry& e) { return e.key.size() + 25; }
+uint64_t record_bytes(const store::Record& r) { return r.key.size() + r.value.size() + 25; }
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+}  // namespace
+
+uint64_t wire_bytes(const AeMessage& message) {
+  return std::visit(
+      Overloaded{
+          [](const AeDigest&) -> uint64_t { return 28; },
+          [](const AeDigestReply& r) -> uint64_t {
+            return 9 + r.status.message().size() + 8 * r.leaves.size();
+          },
+          [](const AeEntriesRequest& q) -> uint64_t { return 12 + 4 * q.leaves.size(); },
+          [](const AeEntriesReply& r) -> uint64_t {
+            uint64_t n = 16 + r.status.message().size();
+            for (const store::DigestEntry& e : r.entries) n += entry_bytes(e);
+            return n;
+          },
+      },
+      message);
+}
+
+AntiEntropy::AntiEntropy(NodeId self, store::Store& store, const Clock& clock,
+                         AntiEntropyOptions options, Post post, Synced synced)
+    : self_(std::move(self)),
+      store_(store),
+      clock_(clock),
+      options_(options),
+      post_(std::move(post)),
+      synced_(std::move(synced)) {}
+
+AntiEntropy::~AntiEntropy() { *alive_ = false; }
+
+bool AntiEntropy::is_up(const NodeId& id) const { return up_.contains(id); }
+
+void AntiEntropy::set_member(const NodeId& id, bool up) {
+  if (up) {
+    up_.insert(id);
+  } else {
+    up_.erase(id);
+  }
+}
+
+void AntiEntropy::set_homes(const std::vector<std::vector<NodeId>>& homes, MonoTime now) {
+  homes_ = homes;
+  std::vector<Pair> pairs;
+  for (uint32_t p = 0; p < homes_.size(); ++p) {
+    const auto& h = homes_[p];
+    if (std::find(h.begin(), h.end(), self_) == h.end()) continue;
+    for (const NodeId& peer : h) {
+      if (self_ < peer) pairs.emplace_back(p, peer);
+    }
+  }
+  std::sort(pairs.begin(), pairs.end());
+  pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
+  std::map<Pair, MonoTime> due;
+  for (size_t rank = 0; rank < pairs.size(); ++rank) {
+    auto it = due_.find(pairs[rank]);
+    due[pairs[rank]] = it != due_.end() ? it->second
+                                        : now + options_.interval * static_cast<int64_t>(rank) /
+                                                    static_cast<int64_t>(pairs.size());
+  }
+  due_ = std::move(due);
+}
+
+Result<size_t> AntiEntropy::repair(uint32_t partition) {
+  if (partition >= homes_.size()) {
+    return Status::invalid_argument("repair: partition " + std::to_string(partition) +
+                                    " is out of range (the ring has " +
+                                    std::to_string(homes_.size()) + ")");
+  }
+  const auto& h = homes_[partition];
+  if (std::find(h.begin(), h.end(), self_) == h.end()) {
+    return Status::failed_precondition("repair: " + self_ + " is not a home replica of partition " +
+                                       std::to_string(partition));
+  }
+  size_t queued = 0;
+  for (const NodeId& peer : h) {
+    if (peer == self_ || !is_up(peer)) continue;
+    const Pair pair{partition, peer};
+    if (std::find(forced_.begin(), forced_.end(), pair) != forced_.end()) continue;
+    forced_.push_back(pair);
+    ++queued;
+  }
+  return queued;
+}
+
+uint64_t AntiEntropy::send(Round& round, uint64_t id, AeMessage message, MonoTime now) {
+  const uint64_t req = next_id_++ | kRequestBit;
+  std::visit([req](auto& m) { m.req = req; }, message);
+  pending_[req] = Pending{id, now + options_.request_timeout, {}};
+  round.awaiting = req;
+  round.result.bytes += wire_bytes(message);
+  outbox_.push_back(AeOutgoing{round.pair.second, std::move(message)});
+  return req;
+}
+
+void AntiEntropy::start(const Pair& pair, bool forced, MonoTime now) {
+  const uint64_t id = next_id_++;
+  Round& r = rounds_[id];
+  r.pair = pair;
+  r.forced = forced;
+  r.started_mono = now;
+  r.result.partition = pair.first;
+  r.result.peer = pair.second;
+  r.result.forced = forced;
+  r.result.started = clock_.wall_now();
+  ++counters_.rounds_started;
+  Result<store::PartitionDigest> mine = store_.digest(pair.first);
+  if (!mine.ok()) {
+    finish(id, mine.status(), now);
+    return;
+  }
+  send(r, id, AeDigest{0, pair.first, mine->root, mine->entries}, now);
+}
+
+void AntiEntropy::start_due(MonoTime now) {
+  auto running = [this](const Pair& pair) {
+    for (const auto& [id, r] : rounds_) {
+      if (r.pair == pair) return true;
+    }
+    return false;
+  };
+  while (rounds_.size() < options_.max_rounds && !forced_.empty()) {
+    const Pair pair = forced_.front();
+    forced_.pop_front();
+    if (running(pair)) continue;
+    if (!is_up(pair.second)) {
+      RoundResult result;
+      result.partition = pair.first;
+      result.peer = pair.second;
+      result.forced = true;
+      result.started = clock_.wall_now();
+      result.status = Status::unavailable("repair: " + pair.second + " is down");
+      results_.push_back(std::move(result));
+      if (results_.size() > options_.results_kept) results_.pop_front();
+      continue;
+    }
+    start(pair, true, now);
+  }
+  while (rounds_.size() < options_.max_rounds) {
+    const Pair* best = nullptr;
+    MonoTime best_due = MonoTime::max();
+    for (const auto& [pair, due] : due_) {
+      if (due <= now && due < best_due && is_up(pair.second) && !running(pair)) {
+        best = &pair;
+        best_due = due;
+      }
+    }
+    if (best == nullptr) return;
+    const Pair pair = *best;
+    // Due again an interval after this start whatever happens; finish() moves it sooner
+    // for a failure.
+    due_[pair] = now + options_.interval;
+    start(pair, false, now);
+  }
+}
+
+AeDigestReply AntiEntropy::answer_digest(const AeDigest& d) {
+  AeDigestReply reply;
+  reply.req = d.req;
+  Result<store::PartitionDigest> mine = store_.digest(d.partition);
+  if (!mine.ok()) {
+    reply.status = mine.status();
+    return reply;
+  }
+  if (mine->root == d.root && mine->entries == d.entries) {
+    reply.in_sync = true;
+    return reply;
+  }
+  reply.leaves.assign(mine->leaves.begin(), mine->leaves.end());
+  return reply;
+}
+
+AeEntriesReply AntiEntropy::answer_entries(const AeEntriesRequest& q) {
+  AeEntriesReply reply;
+  reply.req = q.req;
+  if (q.leaves.empty() || q.leaves.size() > store::kDigestLeaves ||
+      !std::is_sorted(q.leaves.begin(), q.leaves.end(), std::less_equal<>())) {
+    // less_equal as the order: is_sorted then also refuses duplicates.
+    reply.status = Status::invalid_argument(
+        "anti-entropy: an entries request must name 1 to 1024 leaves in ascending order, "
+        "without duplicates (got " +
+        std::to_string(q.leaves.size()) + ")");
+    return reply;
+  }
+  auto raw = store_.digest_entries(q.partition, q.leaves, options_.page_entries + 1);
+  if (!raw.ok()) {
+    reply.status = raw.status();
+    return reply;
+  }
+  size_t leaf_start = 0;
+  uint32_t leaf = 0;
+  uint64_t bytes = 0;
+  std::optional<uint32_t> cut;
+  for (size_t i = 0; i < raw->size(); ++i) {
+    const uint32_t l = store::digest_leaf((*raw)[i].key);
+    if (i == 0 || l != leaf) {
+      leaf = l;
+      leaf_start = i;
+    }
+    bytes += entry_bytes((*raw)[i]);
+    if (i + 1 > options_.page_entries || bytes > options_.page_bytes) {
+      cut = l;
+      break;
+    }
+  }
+  if (!cut) {
+    reply.covered = q.leaves.size();
+    reply.entries = std::move(*raw);
+    return reply;
+  }
+  if (*cut != q.leaves.front()) {
+    raw->resize(leaf_start);
+    reply.covered = static_cast<size_t>(std::lower_bound(q.leaves.begin(), q.leaves.end(), *cut) -
+                                        q.leaves.begin());
+    reply.entries = std::move(*raw);
+    return reply;
+  }
+  // The first leaf alone is over the page: it goes whole, up to kLeafEntriesMax.
+  auto alone = store_.digest_entries(q.partition, {*cut}, kLeafEntriesMax + 1);
+  if (!alone.ok()) {
+    reply.status = alone.status();
+    return reply;
+  }
+  if (alone->size() > kLeafEntriesMax) {
+    reply.status = Status::failed_precondition("anti-entropy: leaf " + std::to_string(*cut) +
+                                               " of partition " + std::to_string(q.partition) +
+                                               " holds more than " +
+                                               std::to_string(kLeafEntriesMax) + " entries");
+    return reply;
+  }
+  reply.covered = 1;
+  reply.entries = std::move(*alone);
+  return reply;
+}
+
+void AntiEntropy::on_message(const NodeId& from, const AeMessage& message, MonoTime now) {
+  last_now_ = now;
+  if (const auto* d = std::get_if<AeDigest>(&message)) {
+    ++counters_.answered;
+    outbox_.push_back(AeOutgoing{from, answer_digest(*d)});
+    return;
+  }
+  if (const auto* q = std::get_if<AeEntriesRequest>(&message)) {
+    ++counters_.answered;
+    outbox_.push_back(AeOutgoing{from, answer_entries(*q)});
+    return;
+  }
+  const uint64_t req = std::visit([](const auto& m) { return m.req; }, message);
+  auto p = pending_.find(req);
+  if (p == pending_.end()) return;  // late: its round is over
+  const uint64_t id = p->second.round;
+  auto it = rounds_.find(id);
+  if (it == rounds_.end() || it->second.pair.second != from || it->second.awaiting != req) return;
+  Round& r = it->second;
+  pending_.erase(p);
+  r.awaiting = 0;
+  r.result.bytes += wire_bytes(message);
+  if (const auto* d = std::get_if<AeDigestReply>(&message)) {
+    if (!d->status.ok()) {
+      finish(id, d->status, now);
+      return;
+    }
+    on_digest_reply(id, r, *d, now);
+    return;
+  }
+  const auto& e = std::get<AeEntriesReply>(message);
+  auto asked = asked_.find(id);
+  if (asked == asked_.end()) return;
+  const AeEntriesRequest q = std::move(asked->second);
+  asked_.erase(asked);
+  if (!e.status.ok()) {
+    finish(id, e.status, now);
+    return;
+  }
+  on_entries_reply(id, r, q, e, now);
+}
+
+void AntiEntropy::on_digest_reply(uint64_t id, Round& r, const AeDigestReply& reply, MonoTime now) {
+  if (reply.in_sync) {
+    r.result.in_sync = true;
+    finish(id, Status::ok_status(), now);
+    return;
+  }
+  if (reply.leaves.size() != store::kDigestLeaves) {
+    finish(id,
+           Status::invalid_argument("anti-entropy: " + r.pair.second + " answered " +
+                                    std::to_string(reply.leaves.size()) + " leaves, not 1024"),
+           now);
+    return;
+  }
+  Result<store::PartitionDigest> mine = store_.digest(r.pair.first);
+  if (!mine.ok()) {
+    finish(id, mine.status(), now);
+    return;
+  }
+  for (uint32_t i = 0; i < store::kDigestLeaves; ++i) {
+    if (mine->leaves[i] != reply.leaves[i]) r.leaves.push_back(i);
+  }
+  r.result.leaves_differing = r.leaves.size();
+  advance(id, r, now);
+}
+
+bool AntiEntropy::one_sided_moves(const Version& v) const {
+  const int64_t floor =
+      clock_.wall_now().ms - options_.tombstone_grace.count() + options_.clock_margin.count();
+  return HybridClock::physical_ms(v.hlc) >= floor;
+}
+
+void AntiEntropy::on_entries_reply(uint64_t id, Round& r, const AeEntriesRequest& asked,
+                                   const AeEntriesReply& reply, MonoTime now) {
+  if (reply.covered == 0 || reply.covered > asked.leaves.size()) {
+    finish(id,
+           Status::invalid_argument("anti-entropy: " + r.pair.second + " covered " +
+                                    std::to_string(reply.covered) + " of " +
+                                    std::to_string(asked.leaves.size()) + " leaves asked"),
+           now);
+    return;
+  }
+  const std::vector<uint32_t> covered(asked.leaves.begin(),
+                                      asked.leaves.begin() + static_cast<ptrdiff_t>(reply.covered));
+  // The leaves not covered are asked again first.
+  for (size_t i = asked.leaves.size(); i > reply.covered; --i) {
+    r.leaves.push_front(asked.leaves[i - 1]);
+  }
+  std::map<std::string, const store::DigestEntry*, std::less<>> theirs;
+  for (const store::DigestEntry& e : reply.entries) {
+    if (!std::binary_search(covered.begin(), covered.end(), store::digest_leaf(e.key))) {
+      finish(id,
+             Status::invalid_argument("anti-entropy: " + r.pair.second +
+                                      " answered an entry outside the leaves it covered"),
+             now);
+      return;
+    }
+    theirs[e.key] = &e;
+  }
+  auto mine = store_.digest_entries(r.pair.first, covered, kLeafEntriesMax);
+  if (!mine.ok()) {
+    finish(id, mine.status(), now);
+    return;
+  }
+  if (mine->size() >= kLeafEntriesMax) {
+    finish(id, Status::failed_precondition("anti-entropy: too many entries in one page"), now);
+    return;
+  }
+  auto decide_one_sided = [&](const store::DigestEntry& e, bool push) {
+    if (one_sided_moves(e.version)) {
+      r.transfers.push_back(Transfer{e.key, push});
+    } else {
+      ++r.result.skipped;
+    }
+  };
+  for (const store::DigestEntry& e : *mine) {
+    auto t = theirs.find(e.key);
+    if (t == theirs.end()) {
+      decide_one_sided(e, true);
+      continue;
+    }
+    const Version& v = t->second->version;
+    if (v > e.version) {
+      r.transfers.push_back(Transfer{e.key, false});
+    } else if (e.version > v) {
+      r.transfers.push_back(Transfer{e.key, true});
+    }
+    // Equal versions: the same write (an expired row and its tombstone are one entry).
+    theirs.erase(t);
+  }
+  for (const auto& [key, e] : theirs) decide_one_sided(*e, false);
+  advance(id, r, now);
+}
+
+void AntiEntropy::advance(uint64_t id, Round& r, MonoTime now) {
+  while (r.transfers_inflight < options_.max_transfers && !r.transfers.empty()) {
+    Transfer t = std::move(r.transfers.front());
+    r.transfers.pop_front();
+    const uint64_t req = next_id_++ | kRequestBit;
+    if (t.push) {
+      Result<store::Record> rec = store_.read(t.key, clock_.wall_now());
+      if (rec.status().code() == Code::kNotFound) continue;  // purged meanwhile
+      if (!rec.ok()) {
+        finish(id, rec.status(), now);
+        return;
+      }
+      r.result.bytes += 8 + record_bytes(*rec);
+      WriteRequest w;
+      w.req = req;
+      w.record = std::make_shared<store::Record>(std::move(*rec));
+      w.repair = true;
+      peer_outbox_.push_back(PeerOutgoing{r.pair.second, std::move(w)});
+    } else {
+      r.result.bytes += 8 + t.key.size();
+      peer_outbox_.push_back(PeerOutgoing{r.pair.second, ReadRequest{req, t.key, false}});
+    }
+    pending_[req] = Pending{id, now + options_.request_timeout, std::move(t.key)};
+    ++r.transfers_inflight;
+  }
+  if (r.transfers_inflight > 0 || !r.transfers.empty() || r.awaiting != 0) return;
+  if (r.leaves.empty()) {
+    finish(id, Status::ok_status(), now);
+    return;
+  }
+  AeEntriesRequest q;
+  q.partition = r.pair.first;
+  while (!r.leaves.empty() && q.leaves.size() < options_.page_leaves) {
+    q.leaves.push_back(r.leaves.front());
+    r.leaves.pop_front();
+  }
+  asked_[id] = q;
+  send(r, id, std::move(q), now);
+}
+
+bool AntiEntropy::on_read_reply(const NodeId& from, const ReadReply& reply, MonoTime now) {
+  if (!is_anti_entropy_reply(reply.req)) return false;
+  last_now_ = now;
+  auto p = pending_.find(reply.req);
+  if (p == pending_.end()) return true;
+  const uint64_t id = p->second.round;
+  auto it = rounds_.find(id);
+  if (it == rounds_.end() || it->second.pair.second != from) return true;
+  const std::string key = std::move(p->second.key);
+  pending_.erase(p);
+  Round& r = it->second;
+  r.result.bytes += 8 + (reply.record ? record_bytes(*reply.record) : 0);
+  if (!reply.status.ok()) {
+    finish(id, reply.status, now);
+    return true;
+  }
+  if (!reply.record) {  // purged there meanwhile: nothing to take
+    --r.transfers_inflight;
+    advance(id, r, now);
+    return true;
+  }
+  if (reply.record->key != key) {
+    finish(id, Status::invalid_argument("anti-entropy: " + from + " answered another key"), now);
+    return true;
+  }
+  std::weak_ptr<bool> alive = alive_;
+  store_.apply(*reply.record, clock_.wall_now(),
+               [this, alive, post = post_, id](Result<store::ApplyResult> result) mutable {
+                 post([this, alive, id, result = std::move(result)]() mutable {
+                   if (alive.lock()) on_applied(id, std::move(result), clock_.mono_now());
+                 });
+               });
+  return true;
+}
+
+void AntiEntropy::on_applied(uint64_t id, Result<store::ApplyResult> result, MonoTime now) {
+  auto it = rounds_.find(id);
+  if (it == rounds_.end()) return;
+  Round& r = it->second;
+  --r.transfers_inflight;
+  if (!result.ok()) {
+    finish(id, result.status(), now);
+    return;
+  }
+  ++r.result.pulled;
+  advance(id, r, now);
+}
+
+bool AntiEntropy::on_write_reply(const NodeId& from, const WriteReply& reply, MonoTime now) {
+  if (!is_anti_entropy_reply(reply.req)) return false;
+  last_now_ = now;
+  auto p = pending_.find(reply.req);
+  if (p == pending_.end()) return true;
+  const uint64_t id = p->second.round;
+  auto it = rounds_.find(id);
+  if (it == rounds_.end() || it->second.pair.second != from) return true;
+  pending_.erase(p);
+  Round& r = it->second;
+  r.result.bytes += 25;
+  --r.transfers_inflight;
+  if (!reply.status.ok()) {
+    finish(id, reply.status, now);
+    return true;
+  }
+  ++r.result.pushed;
+  advance(id, r, now);
+  return true;
+}
+
+void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
+  auto it = rounds_.find(id);
+  if (it == rounds_.end()) return;
+  Round& r = it->second;
+  RoundResult result = std::move(r.result);
+  result.status = std::move(status);
+  result.duration = std::chrono::duration_cast<std::chrono::milliseconds>(now - r.started_mono);
+  for (auto p = pending_.begin(); p != pending_.end();) {
+    p = p->second.round == id ? pending_.erase(p) : std::next(p);
+  }
+  asked_.erase(id);
+  counters_.bytes += result.bytes;
+  const Pair pair = r.pair;
+  rounds_.erase(it);
+  if (result.status.ok()) {
+    counters_.pushed += result.pushed;
+    counters_.pulled += result.pulled;
+    counters_.skipped += result.skipped;
+    if (result.in_sync) {
+      ++counters_.rounds_in_sync;
+    } else {
+      ++counters_.rounds_repaired;
+    }
+    if (synced_) synced_(pair.second, pair.first);
+  } else {
+    ++counters_.rounds_failed;
+    auto due = due_.find(pair);
+    if (due != due_.end()) due->second = std::min(due->second, now + options_.retry_after);
+  }
+  results_.push_back(std::move(result));
+  if (results_.size() > options_.results_kept) results_.pop_front();
+}
+
+void AntiEntropy::tick(MonoTime now) {
+  last_now_ = now;
+  while (!pending_.empty()) {
+    auto late = std::min_element(
+        pending_.begin(), pending_.end(),
+        [](const auto& a, const auto& b) { return a.second.deadline < b.second.deadline; });
+    if (late->second.deadline > now) break;
+    const uint64_t req = late->first;
+    const uint64_t id = late->second.round;
+    auto it = rounds_.find(id);
+    const NodeId peer = it != rounds_.end() ? it->second.pair.second : NodeId{};
+    finish(id,
+           Status::timeout("anti-entropy: " + peer + " did not answer within " +
+                           std::to_string(options_.request_timeout.count()) + " ms"),
+           now);
+    pending_.erase(req);  // a round already gone left it behind
+  }
+  start_due(now);
+}
+
+MonoTime AntiEntropy::next_deadline() const {
+  MonoTime next = MonoTime::max();
+  for (const auto& [req, p] : pending_) next = std::min(next, p.deadline);
+  if (rounds_.size() < options_.max_rounds) {
+    if (!forced_.empty()) next = std::min(next, last_now_);
+    for (const auto& [pair, due] : due_) {
+      bool running = false;
+      for (const auto& [id, r] : rounds_) running = running || r.pair == pair;
+      if (is_up(pair.second) && !running) next = std::min(next, due);
+    }
+  }
+  return next;
+}
+
+std::vector<AeOutgoing> AntiEntropy::take_messages() { return std::exchange(outbox_, {}); }
+std::vector<PeerOutgoing> AntiEntropy::take_peer_messages() {
+  return std::exchange(peer_outbox_, {});
+}
+
+}  // namespace edgekv::cluster

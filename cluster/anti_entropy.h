@@ -1,0 +1,279 @@
+// Anti-entropy: replicas of a partition compare their digests (store/digest.h) and exchange
+// only the keys on which they differ, so that what reads, writes and hints missed converges.
+//
+// A pure state machine like Handoff: liveness comes in through set_member(), the home
+// replicas of each partition through set_homes(), peers' messages through on_message() and
+// the replies to the reads and writes it sent through on_read_reply() / on_write_reply(),
+// the time through tick(); messages come out of take_messages(). It reads its store
+// (digest, digest_entries, read: reads callable from any thread) at once and applies
+// what it pulls with Store::apply, whose completion comes back through `post`.
+//
+// A round (this node the initiator, `peer` the responder, one partition):
+//  1. AeDigest{root, entries} ->; equal roots: the peer answers "in sync", done.
+//  2. Otherwise the peer answers its 1024 leaves; the initiator finds the leaves that
+//     differ from its own.
+//  3. It asks for the peer's entries in those leaves, a page at a time (at most
+//     page_leaves leaves, page_entries entries and page_bytes bytes of entries per
+//     answer; the peer answers how many of the asked leaves it covered, whole leaves only,
+//     and the initiator asks again from the first leaf not covered), and compares them
+//     with its own entries of the same leaves.
+//  4. Per key, last-write-wins by version decides: where the peer is newer, the record is
+//     pulled (a ReadRequest to the peer, its record applied here); where this node is
+//     newer, it is pushed (a WriteRequest marked `repair`, as read repair sends). Equal
+//     versions are the same write: nothing moves. Tombstones of both kinds are states
+//     like any other and move the same way.
+//  5. The round completes when every pull was applied and every push acknowledged.
+// So a round costs two small messages when the replicas agree, and otherwise the leaves
+// (8 KiB) plus, per differing key, its leaf's entries and its record: it grows with the
+// keys that differ, not with the partition's size.
+//
+// Never resurrect. A key present on one side only may be absent on the other because its
+// tombstone was purged there (tombstone_grace_ms after the delete): copying the live
+// record back would bring a deleted key back. A one-sided entry therefore moves only when
+// its version's wall-clock part is within `tombstone_grace` of now (less a margin for
+// clock offset): any tombstone newer than it would then be younger than the grace too,
+// hence not purged, so the absence is a missed write and not a purged delete. Older
+// one-sided entries are left alone (counted as `skipped`): a live one is a write both a
+// delete's tombstone and its purge outran, the case Dynamo-style stores leave to the
+// operator by keeping anti-entropy-interval well below the grace; an old tombstone is
+// about to be purged on its side as well. Absence never counts as "older".
+//
+// Scheduling: per (partition, peer) where this node and the peer are both home replicas of
+// the partition, the lower node id (bytewise) initiates, so each pair is compared once per
+// interval and not twice. Pairs are spread evenly over the interval (a new pair's first
+// round lands at its rank's share of it), each round is due `interval` after the last
+// one started, a failed round is retried after retry_after; at most max_rounds rounds run
+// at once, and a pair whose peer is down waits for it. repair(partition) forces rounds of
+// that partition with each other home replica that is up, from this node whichever id is
+// lower, ahead of the schedule. The results of the last rounds are kept (results()).
+//
+// Messages: AeMessage is not yet part of the peer channel's PeerMessage variant (no codec
+// or proto yet); pulls and pushes are ordinary ReadRequest / WriteRequest peer messages.
+// Request ids carry kRequestBit so a driver can route replies here.
+//
+// Thread-safety: none; one thread owns it. The store's callbacks only call `post`.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "cluster/messages.h"
+#include "common/clock.h"
+#include "common/status.h"
+#include "store/digest.h"
+#include "store/store.h"
+
+namespace edgekv::cluster {
+
+struct AntiEntropyOptions {
+  // How often each (partition, peer) pair is compared at least (anti-entropy-interval).
+  // Ten minutes: a replica that missed a write without a hint (a refused hint, a lost
+  // message) converges within that, well inside both the 3 h hint window and the 24 h
+  // tombstone grace (a missed delete is repaired ~140 times before its tombstone may be
+  // purged); and a round between replicas that agree costs two small messages and one
+  // copy of an 8 KiB digest, so 64 partitions x 2 peers cost one round every ~5 s.
+  std::chrono::milliseconds interval = std::chrono::minutes(10);
+  // Rounds in flight at once (this node initiating).
+  size_t max_rounds = 2;
+  // How long one message of a round waits for its answer before the round fails.
+  std::chrono::milliseconds request_timeout{5000};
+  // A failed round's pair is tried again after this.
+  std::chrono::milliseconds retry_after = std::chrono::seconds(30);
+  // The store's tombstone_grace_ms: one-sided entries older than it do not move.
+  std::chrono::milliseconds tombstone_grace = std::chrono::hours(24);
+  // Slack for the peers' clocks in that rule (max-clock-offset-ms and then some).
+  std::chrono::milliseconds clock_margin = std::chrono::minutes(1);
+  // An entries answer: at most this many leaves asked, entries and bytes of entries
+  // answered (one leaf holding more goes alone, up to kLeafEntriesMax).
+  size_t page_leaves = 64;
+  size_t page_entries = 1024;
+  uint64_t page_bytes = 256 * 1024;
+  // Pulls and pushes of one round in flight at once.
+  size_t max_transfers = 64;
+  // Results kept for kvcli repair.
+  size_t results_kept = 256;
+};
+
+// ---- the messages of a round (not yet on the wire: see above)
+struct AeDigest {
+  uint64_t req = 0;
+  uint32_t partition = 0;
+  uint64_t root = 0;
+  uint64_t entries = 0;
+};
+struct AeDigestReply {
+  uint64_t req = 0;
+  Status status;
+  bool in_sync = false;
+  std::vector<uint64_t> leaves;  // kDigestLeaves of them unless in_sync or an error
+};
+struct AeEntriesRequest {
+  uint64_t req = 0;
+  uint32_t partition = 0;
+  std::vector<uint32_t> leaves;  // ascending, at most page_leaves
+};
+struct AeEntriesReply {
+  uint64_t req = 0;
+  Status status;
+  size_t covered = 0;  // the first `covered` asked leaves are answered whole
+  std::vector<store::DigestEntry> entries;
+};
+using AeMessage = std::variant<AeDigest, AeDigestReply, AeEntriesRequest, AeEntriesReply>;
+
+struct AeOutgoing {
+  NodeId to;
+  AeMessage message;
+};
+
+// Bytes a message takes on the wire, roughly (fields and payload, no framing): what rounds
+// count as exchanged.
+uint64_t wire_bytes(const AeMessage& message);
+
+class AntiEntropy {
+ public:
+  using Post = std::function<void(std::function<void()> work)>;
+  // A round completed between this node and `peer` for `partition` (Handoff::clear_mark).
+  using Synced = std::function<void(const NodeId& peer, uint32_t partition)>;
+
+  static constexpr uint64_t kRequestBit = uint64_t{1} << 61;
+  static bool is_anti_entropy_reply(uint64_t req) { return (req & kRequestBit) != 0; }
+  // The most entries one leaf's answer holds: a leaf holding more cannot be compared (the
+  // round fails naming it). 1024 leaves x this is far beyond a partition's keys.
+  static constexpr size_t kLeafEntriesMax = 65536;
+
+  struct RoundResult {
+    uint32_t partition = 0;
+    NodeId peer;
+    bool forced = false;
+    Status status;  // OK: completed
+    bool in_sync = false;
+    size_t leaves_differing = 0;
+    uint64_t pushed = 0;   // keys this node was newer on, written to the peer
+    uint64_t pulled = 0;   // keys the peer was newer on, applied here
+    uint64_t skipped = 0;  // one-sided entries older than the grace, left alone
+    uint64_t bytes = 0;    // sent and received by this node for the round
+    WallTime started;
+    std::chrono::milliseconds duration{0};
+  };
+
+  struct Counters {
+    uint64_t rounds_started = 0;
+    uint64_t rounds_in_sync = 0;
+    uint64_t rounds_repaired = 0;  // completed with something moved or differing
+    uint64_t rounds_failed = 0;
+    uint64_t pushed = 0;
+    uint64_t pulled = 0;
+    uint64_t skipped = 0;
+    uint64_t bytes = 0;
+    uint64_t answered = 0;  // AeDigest and AeEntriesRequest answered as responder
+  };
+
+  // `store` and `clock` must outlive the AntiEntropy.
+  AntiEntropy(NodeId self, store::Store& store, const Clock& clock, AntiEntropyOptions options,
+              Post post, Synced synced);
+  ~AntiEntropy();
+  AntiEntropy(const AntiEntropy&) = delete;
+  AntiEntropy& operator=(const AntiEntropy&) = delete;
+
+  // The home replicas of every partition this node compares (index: partition; placement
+  // changes call it again). Pairs that remain keep their schedule.
+  void set_homes(const std::vector<std::vector<NodeId>>& homes, MonoTime now);
+  // A member as gossip sees it: up (alive or suspect) or down; never reported: down.
+  void set_member(const NodeId& id, bool up);
+
+  // Forces rounds of `partition` with each other home replica that is up, ahead of the
+  // schedule; answers how many were queued. INVALID_ARGUMENT for a partition out of range,
+  // FAILED_PRECONDITION when this node is not one of its home replicas.
+  Result<size_t> repair(uint32_t partition);
+
+  // A message of a round from `from`: requests are answered (take_messages), replies move
+  // this node's rounds on.
+  void on_message(const NodeId& from, const AeMessage& message, MonoTime now);
+  // Replies to the pulls and pushes (is_anti_entropy_reply): true when consumed.
+  bool on_read_reply(const NodeId& from, const ReadReply& reply, MonoTime now);
+  bool on_write_reply(const NodeId& from, const WriteReply& reply, MonoTime now);
+
+  void tick(MonoTime now);
+  MonoTime next_deadline() const;
+  std::vector<AeOutgoing> take_messages();
+  // The pulls (ReadRequest) and pushes (WriteRequest) to send.
+  std::vector<PeerOutgoing> take_peer_messages();
+
+  std::vector<RoundResult> results() const { return {results_.begin(), results_.end()}; }
+  const Counters& counters() const { return counters_; }
+  size_t rounds_running() const { return rounds_.size(); }
+
+ private:
+  using Pair = std::pair<uint32_t, NodeId>;  // (partition, peer)
+  struct Transfer {
+    std::string key;
+    bool push = false;
+  };
+  struct Round {
+    Pair pair;
+    bool forced = false;
+    MonoTime started_mono{};
+    RoundResult result;
+    uint64_t awaiting = 0;           // the AE request in flight (0: none)
+    std::deque<uint32_t> leaves;     // differing leaves not yet asked for
+    std::deque<Transfer> transfers;  // decided, not yet sent
+    size_t transfers_inflight = 0;   // sent (or applying), not yet finished
+  };
+  struct Pending {
+    uint64_t round = 0;  // the round's id
+    MonoTime deadline{};
+    std::string key;  // pulls and pushes
+  };
+
+  uint64_t send(Round& round, uint64_t id, AeMessage message, MonoTime now);
+  void start_due(MonoTime now);
+  void start(const Pair& pair, bool forced, MonoTime now);
+  void on_digest_reply(uint64_t id, Round& r, const AeDigestReply& reply, MonoTime now);
+  void on_entries_reply(uint64_t id, Round& r, const AeEntriesRequest& asked,
+                        const AeEntriesReply& reply, MonoTime now);
+  // Asks for the next page, sends transfers, or completes the round.
+  void advance(uint64_t id, Round& r, MonoTime now);
+  void finish(uint64_t id, Status status, MonoTime now);
+  void on_applied(uint64_t id, Result<store::ApplyResult> result, MonoTime now);
+  AeDigestReply answer_digest(const AeDigest& d);
+  AeEntriesReply answer_entries(const AeEntriesRequest& q);
+  bool one_sided_moves(const Version& v) const;
+  bool is_up(const NodeId& id) const;
+
+  const NodeId self_;
+  store::Store& store_;
+  const Clock& clock_;
+  const AntiEntropyOptions options_;
+  const Post post_;
+  const Synced synced_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  std::set<NodeId, std::less<>> up_;
+  std::vector<std::vector<NodeId>> homes_;
+  std::map<Pair, MonoTime> due_;  // the pairs this node initiates, and when next
+  std::deque<Pair> forced_;
+  std::map<uint64_t, Round> rounds_;     // by round id
+  std::map<uint64_t, Pending> pending_;  // by request id
+  // The entries request in flight per round, to know what it asked.
+  std::map<uint64_t, AeEntriesRequest> asked_;
+  MonoTime last_now_{};
+  uint64_t next_id_ = 1;
+  std::vector<AeOutgoing> outbox_;
+  std::vector<PeerOutgoing> peer_outbox_;
+  std::deque<RoundResult> results_;
+  Counters counters_;
+};
+
+}  // namespace edgekv::cluster

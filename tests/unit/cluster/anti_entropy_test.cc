@@ -1,0 +1,423 @@
+// Anti-entropy (cluster/anti_entropy.h) between replicas driven by hand: each node has a
+// real MemoryStore and an AntiEntropy; the test plays the driver and the network, handing
+// each node's messages to the other (and the pulls and pushes to the other's store, as its
+// replica side would), running the stores' commits and the posted completions, and moving
+// a ManualClock to the machines' deadlines.
+#include "cluster/anti_entropy.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "common/hlc.h"
+#include "common/random.h"
+#include "store/memory_store.h"
+
+namespace edgekv::cluster {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Node {
+  NodeId id;
+  std::unique_ptr<store::MemoryStore> store;
+  std::deque<std::function<void()>> commits;
+  std::deque<std::function<void()>> posted;
+  std::unique_ptr<AntiEntropy> ae;
+  std::vector<std::pair<NodeId, uint32_t>> synced;
+};
+
+class AntiEntropyTest : public ::testing::Test {
+ protected:
+  // Nodes named `ids`, with `partitions` partitions, each homed at `homes`(p).
+  void make(const std::vector<NodeId>& ids, uint32_t partitions,
+            const std::function<std::vector<NodeId>(uint32_t)>& homes_of,
+            AntiEntropyOptions options = {}, bool settle = true) {
+    std::vector<std::vector<NodeId>> homes;
+    for (uint32_t p = 0; p < partitions; ++p) homes.push_back(homes_of(p));
+    for (const NodeId& id : ids) {
+      auto n = std::make_unique<Node>();
+      n->id = id;
+      store::StoreOptions so;
+      so.partitions = partitions;
+      Node* raw = n.get();
+      auto opened = store::MemoryStore::open(
+          so, [raw](std::function<void()> commit) { raw->commits.push_back(std::move(commit)); });
+      EDGEKV_ASSERT(opened.ok());
+      n->store = std::move(*opened);
+      n->ae = std::make_unique<AntiEntropy>(
+          id, *n->store, clock_, options,
+          [raw](std::function<void()> work) { raw->posted.push_back(std::move(work)); },
+          [raw](const NodeId& peer, uint32_t p) { raw->synced.emplace_back(peer, p); });
+      for (const NodeId& other : ids) n->ae->set_member(other, true);
+      n->ae->set_homes(homes, clock_.mono_now());
+      nodes_[id] = std::move(n);
+    }
+    if (!settle) return;
+    // The rounds due at once (the first pair of each node) run on the empty stores, so that
+    // what a test counts afterwards is its own rounds'.
+    for (auto& [id, n] : nodes_) n->ae->tick(clock_.mono_now());
+    pump();
+    messages_.clear();
+    for (auto& [id, n] : nodes_) n->synced.clear();
+  }
+  Node& node(const NodeId& id) { return *nodes_.at(id); }
+
+  Version version_at(int64_t wall_ms, const NodeId& origin) {
+    return Version{HybridClock::pack(wall_ms, ++logical_), origin_of(origin)};
+  }
+  // A write made `age` ago by `origin`, applied to `at` only.
+  void write(const NodeId& at, const std::string& key, const std::string& value,
+             std::chrono::milliseconds age = 0ms, bool tombstone = false, int64_t expiry_ms = 0) {
+    store::Record r;
+    r.key = key;
+    r.value = tombstone ? "" : value;
+    r.version = version_at(clock_.wall_now().ms - age.count(), at);
+    r.tombstone = tombstone;
+    r.expiry = WallTime{expiry_ms};
+    write_record(at, r);
+  }
+  void write_record(const NodeId& at, const store::Record& r) {
+    bool done = false;
+    node(at).store->apply(r, clock_.wall_now(), [&](Result<store::ApplyResult> res) {
+      EXPECT_TRUE(res.ok()) << res.status().to_string();
+      done = true;
+    });
+    pump();
+    EXPECT_TRUE(done);
+  }
+
+  // Runs commits, posted work and messages until nothing moves.
+  void pump() {
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (auto& [id, n] : nodes_) {
+        while (!n->commits.empty()) {
+          auto c = std::move(n->commits.front());
+          n->commits.pop_front();
+          c();
+          moved = true;
+        }
+        while (!n->posted.empty()) {
+          auto w = std::move(n->posted.front());
+          n->posted.pop_front();
+          w();
+          moved = true;
+        }
+      }
+      for (auto& [id, n] : nodes_) {
+        for (AeOutgoing& out : n->ae->take_messages()) {
+          moved = true;
+          ++messages_[{id, out.to}];
+          if (auto* q = std::get_if<AeEntriesRequest>(&out.message))
+            asked_leaves_ += q->leaves.size();
+          if (auto* e = std::get_if<AeEntriesReply>(&out.message))
+            entries_sent_ += e->entries.size();
+          node(out.to).ae->on_message(id, out.message, clock_.mono_now());
+        }
+        for (PeerOutgoing& out : n->ae->take_peer_messages()) {
+          moved = true;
+          Node& to = node(out.to);
+          Node* from = n.get();
+          if (auto* r = std::get_if<ReadRequest>(&out.message)) {
+            ReadReply reply{r->req, Status::ok_status(), std::nullopt};
+            auto rec = to.store->read(r->key, clock_.wall_now());
+            if (rec.ok()) {
+              reply.record = std::move(*rec);
+            } else if (rec.status().code() != Code::kNotFound) {
+              reply.status = rec.status();
+            }
+            EXPECT_TRUE(from->ae->on_read_reply(to.id, reply, clock_.mono_now()));
+          } else {
+            auto& w = std::get<WriteRequest>(out.message);
+            EXPECT_TRUE(w.repair);
+            const uint64_t req = w.req;
+            const NodeId to_id = to.id;
+            to.store->apply(
+                take_record(w), clock_.wall_now(),
+                [this, from, req, to_id](Result<store::ApplyResult> res) {
+                  WriteReply reply{req, res.status(), res.ok() && res->applied,
+                                   res.ok() ? res->current : Version{}};
+                  from->posted.push_back([this, from, reply, to_id] {
+                    EXPECT_TRUE(from->ae->on_write_reply(to_id, reply, clock_.mono_now()));
+                  });
+                });
+          }
+        }
+      }
+    }
+  }
+
+  // Forces rounds of `p` from `at` and runs them to the end; the results they left.
+  std::vector<AntiEntropy::RoundResult> repair(const NodeId& at, uint32_t p) {
+    Node& n = node(at);
+    const size_t before = n.ae->results().size();
+    auto queued = n.ae->repair(p);
+    EXPECT_TRUE(queued.ok()) << queued.status().to_string();
+    n.ae->tick(clock_.mono_now());
+    pump();
+    EXPECT_EQ(n.ae->rounds_running(), 0u);
+    auto all = n.ae->results();
+    return {all.begin() + static_cast<ptrdiff_t>(before), all.end()};
+  }
+
+  uint64_t root(const NodeId& at, uint32_t p) {
+    auto d = node(at).store->digest(p);
+    EDGEKV_ASSERT(d.ok());
+    return d->root;
+  }
+
+  ManualClock clock_;
+  std::map<NodeId, std::unique_ptr<Node>> nodes_;
+  std::map<std::pair<NodeId, NodeId>, size_t> messages_;
+  size_t asked_leaves_ = 0;
+  size_t entries_sent_ = 0;
+  uint64_t logical_ = 0;
+};
+
+std::vector<NodeId> ab(uint32_t) { return {"a", "b"}; }
+
+TEST_F(AntiEntropyTest, EqualStoresExchangeOneMessageEachWay) {
+  make({"a", "b"}, 4, ab);
+  for (int i = 0; i < 200; ++i) {
+    store::Record r{"k" + std::to_string(i), "v", version_at(clock_.wall_now().ms, "a"), {}, false};
+    write_record("a", r);
+    write_record("b", r);
+  }
+  const uint32_t p = node("a").store->partition_of("k1");
+  auto results = repair("a", p);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].status.ok()) << results[0].status.to_string();
+  EXPECT_TRUE(results[0].in_sync);
+  EXPECT_EQ(results[0].pushed + results[0].pulled, 0u);
+  EXPECT_EQ((messages_[{"a", "b"}]), 1u);
+  EXPECT_EQ((messages_[{"b", "a"}]), 1u);
+  EXPECT_EQ(node("a").synced, (std::vector<std::pair<NodeId, uint32_t>>{{"b", p}}));
+}
+
+TEST_F(AntiEntropyTest, OneDifferingKeyExchangesOnlyItsLeafAndConverges) {
+  make({"a", "b"}, 1, ab);
+  for (int i = 0; i < 5000; ++i) {
+    store::Record r{"k" + std::to_string(i), "v", version_at(clock_.wall_now().ms, "a"), {}, false};
+    write_record("a", r);
+    write_record("b", r);
+  }
+  write("b", "k42", "newer on b");
+  write("a", "k77", "newer on a");
+  auto results = repair("a", 0);
+  ASSERT_EQ(results.size(), 1u);
+  const auto& r = results[0];
+  EXPECT_TRUE(r.status.ok()) << r.status.to_string();
+  EXPECT_EQ(r.pulled, 1u);
+  EXPECT_EQ(r.pushed, 1u);
+  const bool same_leaf = store::digest_leaf("k42") == store::digest_leaf("k77");
+  EXPECT_EQ(r.leaves_differing, same_leaf ? 1u : 2u);
+  EXPECT_EQ(asked_leaves_, r.leaves_differing);
+  // Only those leaves' entries were sent: a handful of the 5000.
+  auto in_leaves = node("b").store->digest_entries(
+      0, *store::digest_leaf_set({store::digest_leaf("k42"), store::digest_leaf("k77")}), 100000);
+  ASSERT_TRUE(in_leaves.ok());
+  EXPECT_EQ(entries_sent_, in_leaves->size());
+  EXPECT_LT(entries_sent_, 50u);
+  EXPECT_EQ(root("a", 0), root("b", 0));
+  EXPECT_EQ(node("a").store->get("k42", clock_.wall_now())->value, "newer on b");
+  EXPECT_EQ(node("b").store->get("k77", clock_.wall_now())->value, "newer on a");
+  // A second round finds them in sync.
+  auto again = repair("a", 0);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_TRUE(again[0].in_sync);
+}
+
+TEST_F(AntiEntropyTest, DeletesAndExpiryConvergeAndNeverResurrect) {
+  make({"a", "b"}, 1, ab);
+  const int64_t now = clock_.wall_now().ms;
+  // Deleted on a after the write both have: b must take the tombstone.
+  store::Record live{"deleted", "v", version_at(now - 1000, "a"), {}, false};
+  write_record("a", live);
+  write_record("b", live);
+  write("a", "deleted", "", 0ms, /*tombstone=*/true);
+  // An expiry set on b later: a takes it; once past, the key is gone on both.
+  store::Record ttl{"ttl", "v", version_at(now - 1000, "a"), {}, false};
+  write_record("a", ttl);
+  write_record("b", ttl);
+  write("b", "ttl", "v", 0ms, false, now + 500);
+  // b's live copy is older than a's tombstone for "gone", which a purged (past the grace):
+  // b keeps it, a does not get it back.
+  write("b", "gone", "old", 30h);
+  // A recent write only b has moves.
+  write("b", "fresh", "new");
+
+  auto r = repair("a", 0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.to_string();
+  EXPECT_EQ(r[0].skipped, 1u);
+  auto d = node("b").store->read("deleted", clock_.wall_now());
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->tombstone);
+  EXPECT_EQ(node("b").store->get("deleted", clock_.wall_now()).status().code(), Code::kNotFound);
+  EXPECT_EQ(node("a").store->read("ttl", clock_.wall_now())->expiry.ms, now + 500);
+  EXPECT_EQ(node("a").store->get("fresh", clock_.wall_now())->value, "new");
+  EXPECT_EQ(node("a").store->read("gone", clock_.wall_now()).status().code(), Code::kNotFound);
+
+  clock_.advance(1000ms);
+  for (const char* id : {"a", "b"}) {
+    EXPECT_EQ(node(id).store->get("ttl", clock_.wall_now()).status().code(), Code::kNotFound);
+  }
+  // An old tombstone on one side only is not pushed either, and the older live copy on the
+  // other side stays as it is rather than coming back where it was deleted.
+  write("a", "old-del", "", 30h, true);
+  auto r2 = repair("a", 0);
+  ASSERT_EQ(r2.size(), 1u);
+  EXPECT_EQ(r2[0].skipped, 2u);  // "gone" and "old-del"
+  EXPECT_EQ(node("b").store->read("old-del", clock_.wall_now()).status().code(), Code::kNotFound);
+}
+
+TEST_F(AntiEntropyTest, RandomDivergentWritesConverge) {
+  constexpr uint32_t kPartitions = 8;
+  make({"a", "b"}, kPartitions, ab);
+  Random rng(20261203);
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = "key" + std::to_string(rng.uniform(400));
+    const NodeId at = rng.chance(0.5) ? "a" : "b";
+    const uint64_t op = rng.uniform(10);
+    const auto age = std::chrono::milliseconds(rng.uniform(3'600'000));
+    if (op < 2) {
+      write(at, key, "", age, true);
+    } else if (op < 4) {
+      write(at, key, "v" + std::to_string(i), age, false,
+            clock_.wall_now().ms + static_cast<int64_t>(rng.uniform(20000)) - 10000);
+    } else {
+      write(at, key, "v" + std::to_string(i), age);
+    }
+    if (rng.chance(0.3)) {  // both got it
+      auto rec = node(at).store->read(key, clock_.wall_now());
+      ASSERT_TRUE(rec.ok());
+      write_record(at == "a" ? "b" : "a", *rec);
+    }
+  }
+  size_t differing = 0;
+  for (uint32_t p = 0; p < kPartitions; ++p) differing += root("a", p) != root("b", p);
+  EXPECT_EQ(differing, kPartitions);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    auto r = repair(p % 2 ? "a" : "b", p);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_TRUE(r[0].status.ok()) << r[0].status.to_string();
+    EXPECT_EQ(r[0].skipped, 0u);
+  }
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(root("a", p), root("b", p)) << "partition " << p;
+  }
+  for (int i = 0; i < 400; ++i) {
+    const std::string key = "key" + std::to_string(i);
+    auto x = node("a").store->read(key, clock_.wall_now());
+    auto y = node("b").store->read(key, clock_.wall_now());
+    ASSERT_EQ(x.ok(), y.ok()) << key;
+    if (x.ok()) {
+      EXPECT_EQ(x->version, y->version) << key;
+      EXPECT_EQ(x->value, y->value) << key;
+      EXPECT_EQ(x->tombstone, y->tombstone) << key;
+    }
+  }
+}
+
+TEST_F(AntiEntropyTest, ScheduleComparesEveryPairOnceWithinTheInterval) {
+  AntiEntropyOptions options;
+  options.interval = 60s;
+  // Partition p is homed on two or three of the nodes, in varying order.
+  const std::vector<std::vector<NodeId>> homes = {{"a", "b", "c"}, {"b", "c"},      {"c", "a"},
+                                                  {"a", "b"},      {"c", "b", "a"}, {"b", "a"}};
+  make(
+      {"a", "b", "c"}, 8, [&](uint32_t p) { return homes[p % homes.size()]; }, options,
+      /*settle=*/false);
+  write("a", "x", "1");
+  const MonoTime start = clock_.mono_now();
+  std::vector<std::pair<MonoTime, NodeId>> starts;
+  for (;;) {
+    MonoTime next = MonoTime::max();
+    for (auto& [id, n] : nodes_) next = std::min(next, n->ae->next_deadline());
+    if (next >= start + options.interval) break;
+    if (next > clock_.mono_now()) {
+      clock_.advance(
+          std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_.mono_now()));
+    }
+    for (auto& [id, n] : nodes_) n->ae->tick(clock_.mono_now());
+    pump();
+  }
+  std::multiset<std::tuple<uint32_t, NodeId, NodeId>> compared;
+  std::vector<WallTime> started;
+  for (auto& [id, n] : nodes_) {
+    for (const auto& r : n->ae->results()) {
+      EXPECT_TRUE(r.status.ok()) << r.status.to_string();
+      EXPECT_LT(id, r.peer);  // the lower id initiates
+      compared.emplace(r.partition, id, r.peer);
+      started.push_back(r.started);
+    }
+  }
+  std::multiset<std::tuple<uint32_t, NodeId, NodeId>> expected;
+  for (uint32_t p = 0; p < 8; ++p) {
+    const auto& h = homes[p % homes.size()];
+    for (const NodeId& x : h) {
+      for (const NodeId& y : h) {
+        if (x < y) expected.emplace(p, x, y);
+      }
+    }
+  }
+  EXPECT_EQ(compared, expected);
+  // Spread: no more than a node's pairs start in the same instant.
+  std::sort(started.begin(), started.end());
+  const auto first_half = std::count_if(started.begin(), started.end(), [&](WallTime w) {
+    return w.ms < started.front().ms + 30'000;
+  });
+  EXPECT_GE(first_half, static_cast<long>(started.size() / 4));
+  EXPECT_LE(first_half, static_cast<long>(started.size() * 3 / 4));
+}
+
+TEST_F(AntiEntropyTest, BytesGrowWithDifferingKeysNotData) {
+  make({"a", "b"}, 1, ab);
+  for (int i = 0; i < 20000; ++i) {
+    store::Record r{"key-" + std::to_string(i),
+                    std::string(100, 'v'),
+                    version_at(clock_.wall_now().ms, "a"),
+                    {},
+                    false};
+    write_record("a", r);
+    write_record("b", r);
+  }
+  auto diverge_and_repair = [&](int keys) {
+    for (int i = 0; i < keys; ++i) {
+      write("b", "key-" + std::to_string(i * 97 % 20000), std::string(100, 'w'));
+    }
+    auto r = repair("a", 0);
+    EXPECT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].pulled, static_cast<uint64_t>(keys));
+    EXPECT_EQ(root("a", 0), root("b", 0));
+    return r[0].bytes;
+  };
+  const uint64_t none = diverge_and_repair(0);
+  const uint64_t tenth = diverge_and_repair(20);  // 0.1 %
+  const uint64_t one = diverge_and_repair(200);   // 1 %
+  std::printf("bytes: 0%%: %llu, 0.1%%: %llu, 1%%: %llu\n", static_cast<unsigned long long>(none),
+              static_cast<unsigned long long>(tenth), static_cast<unsigned long long>(one));
+  EXPECT_LT(none, 200u);
+  // A round that differs pays the leaves once (8 KiB), then per differing key its leaf's
+  // entries and its record: the per-key cost is the same at 0.1 % and at 1 %.
+  const uint64_t leaves = 8 * store::kDigestLeaves;
+  const double per_key_tenth = static_cast<double>(tenth - leaves) / 20;
+  const double per_key_one = static_cast<double>(one - leaves) / 200;
+  EXPECT_GT(per_key_one / per_key_tenth, 0.7);
+  EXPECT_LT(per_key_one / per_key_tenth, 1.4);
+  // ...and far less than the data: 20 000 keys of 100 bytes.
+  EXPECT_LT(one, 20000u * 100 / 4);
+}
+
+}  // namespace
+}  // namespace edgekv::cluster

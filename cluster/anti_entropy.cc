@@ -432,12 +432,10 @@ bool AntiEntropy::on_read_reply(const NodeId& from, const ReadReply& reply, Mono
   if (!is_anti_entropy_reply(reply.req)) return false;
   last_now_ = now;
   auto p = pending_.find(reply.req);
-  if (p == pending_.end()) return true;
+  if (p == pending_.end() || p->second.applying) return true;  // late, or a duplicate
   const uint64_t id = p->second.round;
   auto it = rounds_.find(id);
   if (it == rounds_.end() || it->second.pair.second != from) return true;
-  const std::string key = std::move(p->second.key);
-  pending_.erase(p);
   Round& r = it->second;
   r.result.bytes += 8 + (reply.record ? record_bytes(*reply.record) : 0);
   if (!reply.status.ok()) {
@@ -445,25 +443,34 @@ bool AntiEntropy::on_read_reply(const NodeId& from, const ReadReply& reply, Mono
     return true;
   }
   if (!reply.record) {  // purged there meanwhile: nothing to take
+    pending_.erase(p);
     --r.transfers_inflight;
     advance(id, r, now);
     return true;
   }
-  if (reply.record->key != key) {
+  if (reply.record->key != p->second.key) {
     finish(id, Status::invalid_argument("anti-entropy: " + from + " answered another key"), now);
     return true;
   }
+  // The pull stays pending while the store applies it, under the same timeout, so that a
+  // store that never completes fails the round instead of holding its slot.
+  p->second.applying = true;
+  p->second.deadline = now + options_.request_timeout;
   std::weak_ptr<bool> alive = alive_;
   store_.apply(*reply.record, clock_.wall_now(),
-               [this, alive, post = post_, id](Result<store::ApplyResult> result) mutable {
-                 post([this, alive, id, result = std::move(result)]() mutable {
-                   if (alive.lock()) on_applied(id, std::move(result), clock_.mono_now());
+               [this, alive, post = post_, req = reply.req](Result<store::ApplyResult> result) {
+                 post([this, alive, req, result = std::move(result)]() mutable {
+                   if (alive.lock()) on_applied(req, std::move(result), clock_.mono_now());
                  });
                });
   return true;
 }
 
-void AntiEntropy::on_applied(uint64_t id, Result<store::ApplyResult> result, MonoTime now) {
+void AntiEntropy::on_applied(uint64_t req, Result<store::ApplyResult> result, MonoTime now) {
+  auto p = pending_.find(req);
+  if (p == pending_.end()) return;  // its round is over
+  const uint64_t id = p->second.round;
+  pending_.erase(p);
   auto it = rounds_.find(id);
   if (it == rounds_.end()) return;
   Round& r = it->second;

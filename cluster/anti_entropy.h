@@ -234,7 +234,8 @@ class AntiEntropy {
   struct Pending {
     uint64_t round = 0;  // the round's id
     MonoTime deadline{};
-    std::string key;  // pulls and pushes
+    std::string key;        // pulls and pushes
+    bool applying = false;  // a pull being applied to the store
   };
 
   uint64_t send(Round& round, uint64_t id, AeMessage message, MonoTime now);
@@ -246,7 +247,7 @@ class AntiEntropy {
   // Asks for the next page, sends transfers, or completes the round.
   void advance(uint64_t id, Round& r, MonoTime now);
   void finish(uint64_t id, Status status, MonoTime now);
-  void on_applied(uint64_t id, Result<store::ApplyResult> result, MonoTime now);
+  void on_applied(uint64_t req, Result<store::ApplyResult> result, MonoTime now);
   AeDigestReply answer_digest(const AeDigest& d);
   AeEntriesReply answer_entries(const AeEntriesRequest& q);
   bool one_sided_moves(const Version& v) const;

@@ -117,6 +117,7 @@ class AntiEntropyTest : public ::testing::Test {
       for (auto& [id, n] : nodes_) {
         for (AeOutgoing& out : n->ae->take_messages()) {
           moved = true;
+          if (silent_.contains(id)) continue;
           ++messages_[{id, out.to}];
           if (auto* q = std::get_if<AeEntriesRequest>(&out.message))
             asked_leaves_ += q->leaves.size();
@@ -181,6 +182,8 @@ class AntiEntropyTest : public ::testing::Test {
   std::map<std::pair<NodeId, NodeId>, size_t> messages_;
   size_t asked_leaves_ = 0;
   size_t entries_sent_ = 0;
+  size_t max_page_ = 0;
+  std::set<NodeId> silent_;  // nodes whose anti-entropy answers are lost
   uint64_t logical_ = 0;
 };
 
@@ -417,6 +420,122 @@ TEST_F(AntiEntropyTest, BytesGrowWithDifferingKeysNotData) {
   EXPECT_LT(per_key_one / per_key_tenth, 1.4);
   // ...and far less than the data: 20 000 keys of 100 bytes.
   EXPECT_LT(one, 20000u * 100 / 4);
+}
+
+TEST_F(AntiEntropyTest, PagesOverLeavesWithinTheirBounds) {
+  AntiEntropyOptions options;
+  options.page_leaves = 4;
+  options.page_entries = 8;
+  make({"a", "b"}, 1, ab, options);
+  for (int i = 0; i < 3000; ++i) {
+    store::Record r{"k" + std::to_string(i), "v", version_at(clock_.wall_now().ms, "a"), {}, false};
+    write_record("a", r);
+    write_record("b", r);
+  }
+  for (int i = 0; i < 300; ++i) write(i % 2 ? "a" : "b", "k" + std::to_string(i * 7), "new");
+  auto r = repair("a", 0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.to_string();
+  EXPECT_EQ(r[0].pushed, 150u);
+  EXPECT_EQ(r[0].pulled, 150u);
+  EXPECT_EQ(root("a", 0), root("b", 0));
+  // A leaf holds about 3 of the 3000 keys: pages of 8 entries hold whole leaves, at most 4.
+  EXPECT_LE(max_page_, 8u);
+  EXPECT_GT((messages_[{"a", "b"}]), r[0].leaves_differing / 4);
+}
+
+TEST_F(AntiEntropyTest, APeerThatDoesNotAnswerFailsTheRoundWhichIsRetried) {
+  AntiEntropyOptions options;
+  options.interval = 600s;
+  options.request_timeout = 2s;
+  options.retry_after = 30s;
+  make({"a", "b"}, 1, ab, options, /*settle=*/false);
+  write("a", "x", "1");
+  silent_.insert("b");
+  AntiEntropy& ae = *node("a").ae;
+  ae.tick(clock_.mono_now());
+  pump();
+  ASSERT_EQ(ae.rounds_running(), 1u);
+  EXPECT_EQ(ae.next_deadline(), clock_.mono_now() + 2s);
+  clock_.advance(2s);
+  ae.tick(clock_.mono_now());
+  EXPECT_EQ(ae.rounds_running(), 0u);
+  ASSERT_EQ(ae.results().size(), 1u);
+  EXPECT_EQ(ae.results()[0].status.code(), Code::kTimeout);
+  EXPECT_EQ(ae.counters().rounds_failed, 1u);
+  EXPECT_TRUE(node("a").synced.empty());
+  // Retried after retry_after, not a whole interval later; b answers this time.
+  EXPECT_EQ(ae.next_deadline(), clock_.mono_now() + 30s);
+  silent_.clear();
+  clock_.advance(30s);
+  ae.tick(clock_.mono_now());
+  pump();
+  ASSERT_EQ(ae.results().size(), 2u);
+  EXPECT_TRUE(ae.results()[1].status.ok());
+  EXPECT_EQ(ae.results()[1].pushed, 1u);
+  EXPECT_EQ(node("a").synced, (std::vector<std::pair<NodeId, uint32_t>>{{"b", 0}}));
+  // The reply to the first round, arriving now, changes nothing.
+  EXPECT_EQ(ae.rounds_running(), 0u);
+}
+
+TEST_F(AntiEntropyTest, AtMostMaxRoundsRunAtOnce) {
+  AntiEntropyOptions options;
+  options.max_rounds = 2;
+  make({"a", "b"}, 16, ab, options);
+  silent_.insert("b");
+  AntiEntropy& ae = *node("a").ae;
+  for (uint32_t p = 0; p < 16; ++p) ASSERT_EQ(*ae.repair(p), 1u);
+  ae.tick(clock_.mono_now());
+  pump();
+  EXPECT_EQ(ae.rounds_running(), 2u);
+  EXPECT_EQ((messages_[{"a", "b"}]), 2u);
+  silent_.clear();
+  // Each timeout frees a slot for the next forced round, which b now answers.
+  auto forced_done = [&] {
+    size_t n = 0;
+    for (const auto& r : ae.results()) n += r.forced;
+    return n;
+  };
+  for (int i = 0; i < 40 && forced_done() < 16; ++i) {
+    if (ae.next_deadline() > clock_.mono_now()) {
+      clock_.advance(std::chrono::duration_cast<std::chrono::milliseconds>(ae.next_deadline() -
+                                                                           clock_.mono_now()));
+    }
+    ae.tick(clock_.mono_now());
+    EXPECT_LE(ae.rounds_running(), 2u);
+    pump();
+  }
+  size_t ok = 0;
+  for (const auto& r : ae.results()) ok += r.status.ok() && r.forced;
+  EXPECT_EQ(ok, 14u);
+}
+
+TEST_F(AntiEntropyTest, BadRequestsAreRefusedNamingTheProblem) {
+  make({"a", "b", "c"}, 4, [](uint32_t p) -> std::vector<NodeId> {
+    return p == 3 ? std::vector<NodeId>{"b", "c"} : std::vector<NodeId>{"a", "b"};
+  });
+  AntiEntropy& ae = *node("a").ae;
+  const uint64_t in_sync = ae.counters().rounds_in_sync;
+  EXPECT_EQ(ae.repair(9).status().code(), Code::kInvalidArgument);
+  EXPECT_NE(ae.repair(9).status().message().find("partition 9"), std::string::npos);
+  EXPECT_EQ(ae.repair(3).status().code(), Code::kFailedPrecondition);
+  ae.on_message("b", AeEntriesRequest{7, 0, {5, 3}}, clock_.mono_now());
+  ae.on_message("b", AeEntriesRequest{8, 0, {}}, clock_.mono_now());
+  ae.on_message("b", AeEntriesRequest{9, 0, {2000}}, clock_.mono_now());
+  auto out = ae.take_messages();
+  ASSERT_EQ(out.size(), 3u);
+  for (const AeOutgoing& o : out) {
+    const auto& reply = std::get<AeEntriesReply>(o.message);
+    EXPECT_EQ(o.to, "b");
+    EXPECT_EQ(reply.status.code(), Code::kInvalidArgument) << reply.req;
+    EXPECT_TRUE(reply.entries.empty());
+  }
+  // A reply from a node that was not asked is ignored.
+  ae.on_message("c", AeDigestReply{AntiEntropy::kRequestBit | 1, Status::ok_status(), true, {}},
+                clock_.mono_now());
+  EXPECT_FALSE(
+      ae.on_read_reply("c", ReadReply{5, Status::ok_status(), std::nullopt}, clock_.mono_now()));
+  EXPECT_EQ(ae.counters().rounds_in_sync, in_sync);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "cluster/handoff.h"
 #include "common/hlc.h"
 #include "common/random.h"
 #include "store/memory_store.h"
@@ -101,7 +102,7 @@ class AntiEntropyTest : public ::testing::Test {
     for (bool moved = true; moved;) {
       moved = false;
       for (auto& [id, n] : nodes_) {
-        while (!n->commits.empty()) {
+        while (!n->commits.empty() && !held_.contains(id)) {
           auto c = std::move(n->commits.front());
           n->commits.pop_front();
           c();
@@ -184,6 +185,7 @@ class AntiEntropyTest : public ::testing::Test {
   size_t entries_sent_ = 0;
   size_t max_page_ = 0;
   std::set<NodeId> silent_;  // nodes whose anti-entropy answers are lost
+  std::set<NodeId> held_;    // nodes whose store commits wait
   uint64_t logical_ = 0;
 };
 
@@ -536,6 +538,43 @@ TEST_F(AntiEntropyTest, BadRequestsAreRefusedNamingTheProblem) {
   EXPECT_FALSE(
       ae.on_read_reply("c", ReadReply{5, Status::ok_status(), std::nullopt}, clock_.mono_now()));
   EXPECT_EQ(ae.counters().rounds_in_sync, in_sync);
+}
+
+TEST_F(AntiEntropyTest, APullTheStoreNeverCompletesTimesOut) {
+  AntiEntropyOptions options;
+  options.request_timeout = 2s;
+  make({"a", "b"}, 1, ab, options);
+  write("b", "x", "1");
+  held_.insert("a");
+  AntiEntropy& ae = *node("a").ae;
+  ASSERT_EQ(*ae.repair(0), 1u);
+  ae.tick(clock_.mono_now());
+  pump();
+  ASSERT_EQ(ae.rounds_running(), 1u);  // the pull is being applied
+  clock_.advance(2s);
+  ae.tick(clock_.mono_now());
+  EXPECT_EQ(ae.rounds_running(), 0u);
+  EXPECT_EQ(ae.results().back().status.code(), Code::kTimeout);
+  // The commit, when it comes, changes nothing of the finished round.
+  held_.clear();
+  pump();
+  EXPECT_EQ(ae.results().back().pulled, 0u);
+  EXPECT_EQ(node("a").store->get("x", clock_.wall_now())->value, "1");
+}
+
+TEST_F(AntiEntropyTest, ACompletedRoundClearsTheHandoffMark) {
+  make({"a", "b"}, 2, ab);
+  Node& a = node("a");
+  Handoff handoff(
+      "a", *a.store, clock_, HandoffOptions{}, [](std::function<void()>) {},
+      [](std::string_view) { return uint32_t{0}; }, [] { return false; });
+  handoff.load_marks({RepairMark{"b", 1, clock_.wall_now(), 3, "past the hint window"}});
+  write("a", "k", "v");
+  repair("a", 1);
+  ASSERT_EQ(a.synced, (std::vector<std::pair<NodeId, uint32_t>>{{"b", 1}}));
+  for (const auto& [peer, p] : a.synced) handoff.clear_mark(peer, p);
+  EXPECT_TRUE(handoff.marks().empty());
+  EXPECT_TRUE(handoff.take_marks_changed());
 }
 
 }  // namespace

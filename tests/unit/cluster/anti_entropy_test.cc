@@ -118,7 +118,7 @@ class AntiEntropyTest : public ::testing::Test {
       for (auto& [id, n] : nodes_) {
         for (AeOutgoing& out : n->ae->take_messages()) {
           moved = true;
-          if (silent_.contains(id)) continue;
+          if (silent_.contains(id) || lost()) continue;
           ++messages_[{id, out.to}];
           if (auto* q = std::get_if<AeEntriesRequest>(&out.message))
             asked_leaves_ += q->leaves.size();
@@ -128,6 +128,7 @@ class AntiEntropyTest : public ::testing::Test {
         }
         for (PeerOutgoing& out : n->ae->take_peer_messages()) {
           moved = true;
+          if (lost()) continue;
           Node& to = node(out.to);
           Node* from = n.get();
           if (auto* r = std::get_if<ReadRequest>(&out.message)) {
@@ -186,6 +187,25 @@ class AntiEntropyTest : public ::testing::Test {
   size_t max_page_ = 0;
   std::set<NodeId> silent_;  // nodes whose anti-entropy answers are lost
   std::set<NodeId> held_;    // nodes whose store commits wait
+  // Messages lost at random, from a seed.
+  double loss_ = 0;
+  Random loss_rng_{7};
+  bool lost() { return loss_ > 0 && loss_rng_.chance(loss_); }
+
+  // Ticks every node at the earliest deadline until `until`.
+  void run_until(MonoTime until) {
+    for (;;) {
+      MonoTime next = MonoTime::max();
+      for (auto& [id, n] : nodes_) next = std::min(next, n->ae->next_deadline());
+      if (next >= until) break;
+      if (next > clock_.mono_now()) {
+        clock_.advance(
+            std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_.mono_now()));
+      }
+      for (auto& [id, n] : nodes_) n->ae->tick(clock_.mono_now());
+      pump();
+    }
+  }
   uint64_t logical_ = 0;
 };
 
@@ -575,6 +595,39 @@ TEST_F(AntiEntropyTest, ACompletedRoundClearsTheHandoffMark) {
   for (const auto& [peer, p] : a.synced) handoff.clear_mark(peer, p);
   EXPECT_TRUE(handoff.marks().empty());
   EXPECT_TRUE(handoff.take_marks_changed());
+}
+
+TEST_F(AntiEntropyTest, ThreeReplicasConvergeOnTheScheduleDespiteLostMessages) {
+  AntiEntropyOptions options;
+  options.interval = 60s;
+  options.request_timeout = 1s;
+  options.retry_after = 5s;
+  constexpr uint32_t kPartitions = 4;
+  make(
+      {"a", "b", "c"}, kPartitions,
+      [](uint32_t) {
+        return std::vector<NodeId>{"a", "b", "c"};
+      },
+      options);
+  Random rng(42);
+  const std::vector<NodeId> ids = {"a", "b", "c"};
+  for (int i = 0; i < 600; ++i) {
+    const std::string key = "key" + std::to_string(rng.uniform(150));
+    const NodeId& at = ids[rng.uniform(3)];
+    write(at, key, "v" + std::to_string(i), std::chrono::milliseconds(rng.uniform(60'000)),
+          rng.chance(0.2));
+  }
+  loss_ = 0.05;
+  run_until(clock_.mono_now() + 3 * options.interval);
+  size_t failed = 0;
+  for (auto& [id, n] : nodes_) failed += n->ae->counters().rounds_failed;
+  EXPECT_GT(failed, 0u);  // the losses did hit rounds
+  loss_ = 0;
+  run_until(clock_.mono_now() + options.interval);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(root("a", p), root("b", p)) << "partition " << p;
+    EXPECT_EQ(root("a", p), root("c", p)) << "partition " << p;
+  }
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 // be called from any thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -73,6 +74,16 @@ class DiskGuard {
   void maintain(bool now_please = false);
 
   uint64_t reserve_held() const { return reserve_held_.load(std::memory_order_relaxed); }
+  // While eager(), the most bytes of staged writes one file's writer lets wait for its
+  // applier before it takes another commit group: a quarter of the reserve, shared by the
+  // files. Applying a staged write needs room twice (its pages in the WAL, then in the data
+  // file), so what is staged when the disk fills takes at most half of the reserve given
+  // back, and the deletes and expiry that come after it still find room. No bound without
+  // a reserve.
+  uint64_t low_space_stage_bytes() const {
+    return reserve_bytes_ == 0 ? UINT64_MAX
+                               : std::max<uint64_t>(reserve_bytes_ / (4 * uint64_t{files_}), 1);
+  }
   uint64_t full_events() const { return full_events_.load(std::memory_order_relaxed); }
 
  private:

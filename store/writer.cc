@@ -918,7 +918,12 @@ void Writer::post_if_due() {
 }
 
 bool Writer::throttled() const {
-  return !apply_failing_ && in_flight_ > 0 && staged_.bytes() >= state_.options.stage_max_bytes;
+  if (apply_failing_ || in_flight_ == 0) return false;
+  const uint64_t bytes = staged_.bytes();
+  // Nearly out of space, little may wait to be applied: it needs room when the disk fills
+  // (disk_guard.h, low_space_stage_bytes).
+  return bytes >= state_.options.stage_max_bytes ||
+         (state_.disk.eager() && bytes >= state_.disk.low_space_stage_bytes());
 }
 
 bool Writer::at_cap() const {

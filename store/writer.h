@@ -213,8 +213,9 @@ class Writer {
   // With nothing staged: gives the stage file's free pages back to the file system when
   // they are many.
   void shrink_stage_file();
-  // Whether the writer must wait for a batch before it takes another group: the file is at
-  // the cap with a batch on its way.
+  // Whether the writer must wait for a batch before it takes another group: a batch is on
+  // its way and the file is at the cap, or the disk is nearly full and more than
+  // DiskGuard::low_space_stage_bytes is staged.
   bool throttled() const;
   // Whether the next write must be refused: the staged writes (with the open group's)
   // reached stage_max_bytes and the last batch failed.

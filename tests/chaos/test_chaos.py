@@ -34,6 +34,10 @@ def machine_can_run():
         pytest.skip(reason)
 
 
+# Under the sanitizers the nodes run several times slower: a fault's window can pass
+# before it takes effect, so the run's count of effective faults says nothing there.
+@pytest.mark.skipif(bool(os.environ.get("EDGEKV_SANITIZE")),
+                    reason="timings of the fault schedule need an unsanitized build")
 def test_a_short_seeded_run_keeps_every_guarantee(tmp_path):
     result = chaos_run.run(tmp_path / "run", SEED, duration=0,
                            anti_entropy=bool(os.environ.get("EDGEKV_CHAOS_ANTI_ENTROPY")),

@@ -162,12 +162,7 @@ def test_quorum_writes_go_on_through_a_fallback_with_a_home_replica_killed(clust
 def test_strict_writes_with_two_home_replicas_down_are_unavailable(cluster):
     nodes, view, table = cluster
     key, home = key_with_home(table, view.client(nodes[0]), set(), {"node1"})
-    down = [by_name(nodes, home[0]), by_name(nodes, home[1])]
-    for d in down:
-        d.kill()
-    others = [n for n in nodes if n not in down]
-    for d in down:
-        wait_dead_everywhere(view, others, d.name)
+    kill_two_home_replicas(nodes, view, home)
     resp = put(view.client(nodes[0]), key, b"strict", consistency=pb.QUORUM, strict=True)
     assert resp.code == pb.UNAVAILABLE, (h.code_name(resp.code), resp.message)
     assert "1 of 3 home replicas" in resp.message, resp.message

@@ -38,16 +38,27 @@ uint64_t wire_bytes(const AeMessage& message) {
       message);
 }
 
+PeerMessage to_peer_message(AeMessage message) {
+  return std::visit([](auto& body) { return PeerMessage(std::move(body)); }, message);
+}
+
+std::optional<AeMessage> take_anti_entropy_message(PeerMessage& m) {
+  if (auto* d = std::get_if<AeDigest>(&m)) return AeMessage(std::move(*d));
+  if (auto* r = std::get_if<AeDigestReply>(&m)) return AeMessage(std::move(*r));
+  if (auto* q = std::get_if<AeEntriesRequest>(&m)) return AeMessage(std::move(*q));
+  if (auto* e = std::get_if<AeEntriesReply>(&m)) return AeMessage(std::move(*e));
+  return std::nullopt;
+}
+
 AntiEntropy::AntiEntropy(NodeId self, store::Store& store, const Clock& clock,
-                         AntiEntropyOptions options, Post post, Synced synced)
+                         AntiEntropyOptions options, Synced synced)
     : self_(std::move(self)),
       store_(store),
       clock_(clock),
       options_(options),
-      post_(std::move(post)),
       synced_(std::move(synced)) {}
 
-AntiEntropy::~AntiEntropy() { *alive_ = false; }
+AntiEntropy::~AntiEntropy() = default;
 
 bool AntiEntropy::is_up(const NodeId& id) const { return up_.contains(id); }
 
@@ -452,35 +463,19 @@ bool AntiEntropy::on_read_reply(const NodeId& from, const ReadReply& reply, Mono
     finish(id, Status::invalid_argument("anti-entropy: " + from + " answered another key"), now);
     return true;
   }
-  // The pull stays pending while the store applies it, under the same timeout, so that a
-  // store that never completes fails the round instead of holding its slot.
+  // The pulled record is applied through this node's own replica side, as a repair write
+  // to itself, so that it goes where every applied change goes (the clock guard, the read
+  // cache, the change feed). The pull stays pending under the same timeout while it is
+  // applied, so that a store that never completes fails the round instead of holding its
+  // slot.
   p->second.applying = true;
   p->second.deadline = now + options_.request_timeout;
-  std::weak_ptr<bool> alive = alive_;
-  store_.apply(*reply.record, clock_.wall_now(),
-               [this, alive, post = post_, req = reply.req](Result<store::ApplyResult> result) {
-                 post([this, alive, req, result = std::move(result)]() mutable {
-                   if (alive.lock()) on_applied(req, std::move(result), clock_.mono_now());
-                 });
-               });
+  WriteRequest w;
+  w.req = reply.req;
+  w.record = std::make_shared<store::Record>(*reply.record);
+  w.repair = true;
+  peer_outbox_.push_back(PeerOutgoing{self_, std::move(w)});
   return true;
-}
-
-void AntiEntropy::on_applied(uint64_t req, Result<store::ApplyResult> result, MonoTime now) {
-  auto p = pending_.find(req);
-  if (p == pending_.end()) return;  // its round is over
-  const uint64_t id = p->second.round;
-  pending_.erase(p);
-  auto it = rounds_.find(id);
-  if (it == rounds_.end()) return;
-  Round& r = it->second;
-  --r.transfers_inflight;
-  if (!result.ok()) {
-    finish(id, result.status(), now);
-    return;
-  }
-  ++r.result.pulled;
-  advance(id, r, now);
 }
 
 bool AntiEntropy::on_write_reply(const NodeId& from, const WriteReply& reply, MonoTime now) {
@@ -490,16 +485,19 @@ bool AntiEntropy::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   if (p == pending_.end()) return true;
   const uint64_t id = p->second.round;
   auto it = rounds_.find(id);
-  if (it == rounds_.end() || it->second.pair.second != from) return true;
+  if (it == rounds_.end()) return true;
+  const bool pulled = p->second.applying;
+  // A push is answered by the peer, a pull's apply by this node's own replica side.
+  if (from != (pulled ? self_ : it->second.pair.second)) return true;
   pending_.erase(p);
   Round& r = it->second;
-  r.result.bytes += 25;
+  if (!pulled) r.result.bytes += 25;
   --r.transfers_inflight;
   if (!reply.status.ok()) {
     finish(id, reply.status, now);
     return true;
   }
-  ++r.result.pushed;
+  ++(pulled ? r.result.pulled : r.result.pushed);
   advance(id, r, now);
   return true;
 }

@@ -4,9 +4,11 @@
 // A pure state machine like Handoff: liveness comes in through set_member(), the home
 // replicas of each partition through set_homes(), peers' messages through on_message() and
 // the replies to the reads and writes it sent through on_read_reply() / on_write_reply(),
-// the time through tick(); messages come out of take_messages(). It reads its store
-// (digest, digest_entries, read: reads callable from any thread) at once and applies
-// what it pulls with Store::apply, whose completion comes back through `post`.
+// the time through tick(); messages come out of take_messages() and take_peer_messages().
+// It reads its store (digest, digest_entries: reads callable from any thread) at once; what
+// it pulls it applies as a repair WriteRequest to this node itself, which the driver hands
+// to its own replica side (so that the clock guard, the read cache and the change feed see
+// it as they see any applied change), and whose WriteReply comes back like a push's.
 //
 // A round (this node the initiator, `peer` the responder, one partition):
 //  1. AeDigest{root, entries} ->; equal roots: the peer answers "in sync", done.
@@ -47,11 +49,12 @@
 // that partition with each other home replica that is up, from this node whichever id is
 // lower, ahead of the schedule. The results of the last rounds are kept (results()).
 //
-// Messages: AeMessage is not yet part of the peer channel's PeerMessage variant (no codec
-// or proto yet); pulls and pushes are ordinary ReadRequest / WriteRequest peer messages.
+// Messages: the round's own (AeDigest, AeDigestReply, AeEntriesRequest, AeEntriesReply,
+// cluster/messages.h) are peer messages like the others; pulls and pushes are ordinary
+// ReadRequest / WriteRequest peer messages.
 // Request ids carry kRequestBit so a driver can route replies here.
 //
-// Thread-safety: none; one thread owns it. The store's callbacks only call `post`.
+// Thread-safety: none; one thread owns it.
 #pragma once
 
 #include <array>
@@ -106,30 +109,6 @@ struct AntiEntropyOptions {
   size_t results_kept = 256;
 };
 
-// ---- the messages of a round (not yet on the wire: see above)
-struct AeDigest {
-  uint64_t req = 0;
-  uint32_t partition = 0;
-  uint64_t root = 0;
-  uint64_t entries = 0;
-};
-struct AeDigestReply {
-  uint64_t req = 0;
-  Status status;
-  bool in_sync = false;
-  std::vector<uint64_t> leaves;  // kDigestLeaves of them unless in_sync or an error
-};
-struct AeEntriesRequest {
-  uint64_t req = 0;
-  uint32_t partition = 0;
-  std::vector<uint32_t> leaves;  // ascending, at most page_leaves
-};
-struct AeEntriesReply {
-  uint64_t req = 0;
-  Status status;
-  size_t covered = 0;  // the first `covered` asked leaves are answered whole
-  std::vector<store::DigestEntry> entries;
-};
 using AeMessage = std::variant<AeDigest, AeDigestReply, AeEntriesRequest, AeEntriesReply>;
 
 struct AeOutgoing {
@@ -137,13 +116,17 @@ struct AeOutgoing {
   AeMessage message;
 };
 
+// The peer message of a round's message, and back: the message of a round if `m` is one
+// (moved out of it), nullopt otherwise. For drivers, which route both kinds.
+PeerMessage to_peer_message(AeMessage message);
+std::optional<AeMessage> take_anti_entropy_message(PeerMessage& m);
+
 // Bytes a message takes on the wire, roughly (fields and payload, no framing): what rounds
 // count as exchanged.
 uint64_t wire_bytes(const AeMessage& message);
 
 class AntiEntropy {
  public:
-  using Post = std::function<void(std::function<void()> work)>;
   // A round completed between this node and `peer` for `partition` (Handoff::clear_mark).
   using Synced = std::function<void(const NodeId& peer, uint32_t partition)>;
 
@@ -182,7 +165,7 @@ class AntiEntropy {
 
   // `store` and `clock` must outlive the AntiEntropy.
   AntiEntropy(NodeId self, store::Store& store, const Clock& clock, AntiEntropyOptions options,
-              Post post, Synced synced);
+              Synced synced);
   ~AntiEntropy();
   AntiEntropy(const AntiEntropy&) = delete;
   AntiEntropy& operator=(const AntiEntropy&) = delete;
@@ -247,7 +230,6 @@ class AntiEntropy {
   // Asks for the next page, sends transfers, or completes the round.
   void advance(uint64_t id, Round& r, MonoTime now);
   void finish(uint64_t id, Status status, MonoTime now);
-  void on_applied(uint64_t req, Result<store::ApplyResult> result, MonoTime now);
   AeDigestReply answer_digest(const AeDigest& d);
   AeEntriesReply answer_entries(const AeEntriesRequest& q);
   bool one_sided_moves(const Version& v) const;
@@ -257,9 +239,7 @@ class AntiEntropy {
   store::Store& store_;
   const Clock& clock_;
   const AntiEntropyOptions options_;
-  const Post post_;
   const Synced synced_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   std::set<NodeId, std::less<>> up_;
   std::vector<std::vector<NodeId>> homes_;

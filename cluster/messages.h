@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "store/digest.h"
 #include "store/store.h"
 
 namespace edgekv::cluster {
@@ -156,8 +157,36 @@ struct PlacementTable {
   std::string encoded;  // Placement::encode(); the receiver decodes and validates it
 };
 
-using PeerMessage = std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest,
-                                 MutateReply, PlacementDigest, PlacementFetch, PlacementTable>;
+// Anti-entropy (cluster/anti_entropy.h): an initiator sends its digest of a partition; the
+// responder answers whether it is in sync, or its kDigestLeaves leaves; the initiator asks
+// for the entries of the leaves that differ, a page at a time.
+struct AeDigest {
+  uint64_t req = 0;
+  uint32_t partition = 0;
+  uint64_t root = 0;
+  uint64_t entries = 0;
+};
+struct AeDigestReply {
+  uint64_t req = 0;
+  Status status;
+  bool in_sync = false;
+  std::vector<uint64_t> leaves;  // kDigestLeaves of them unless in_sync or an error
+};
+struct AeEntriesRequest {
+  uint64_t req = 0;
+  uint32_t partition = 0;
+  std::vector<uint32_t> leaves;  // ascending, at most page_leaves
+};
+struct AeEntriesReply {
+  uint64_t req = 0;
+  Status status;
+  size_t covered = 0;  // the first `covered` asked leaves are answered whole
+  std::vector<store::DigestEntry> entries;
+};
+using PeerMessage =
+    std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest, MutateReply,
+                 PlacementDigest, PlacementFetch, PlacementTable, AeDigest, AeDigestReply,
+                 AeEntriesRequest, AeEntriesReply>;
 
 // A message to send. `to` may be the sending node itself: the driver then hands it to the
 // node's own replica side without a network hop.

@@ -129,9 +129,39 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
           d->set_digest(m.digest);
         } else if constexpr (std::is_same_v<T, PlacementFetch>) {
           out->mutable_placement_fetch();
-        } else {
-          static_assert(std::is_same_v<T, PlacementTable>);
+        } else if constexpr (std::is_same_v<T, PlacementTable>) {
           out->mutable_placement_table()->set_encoded(m.encoded);
+        } else if constexpr (std::is_same_v<T, AeDigest>) {
+          pb::AeDigest* d = out->mutable_ae_digest();
+          d->set_req(m.req);
+          d->set_partition(m.partition);
+          d->set_root(m.root);
+          d->set_entries(m.entries);
+        } else if constexpr (std::is_same_v<T, AeDigestReply>) {
+          pb::AeDigestReply* r = out->mutable_ae_digest_reply();
+          r->set_req(m.req);
+          to_proto(m.status, r->mutable_status());
+          r->set_in_sync(m.in_sync);
+          r->mutable_leaves()->Add(m.leaves.begin(), m.leaves.end());
+        } else if constexpr (std::is_same_v<T, AeEntriesRequest>) {
+          pb::AeEntriesRequest* r = out->mutable_ae_entries_request();
+          r->set_req(m.req);
+          r->set_partition(m.partition);
+          r->mutable_leaves()->Add(m.leaves.begin(), m.leaves.end());
+        } else {
+          static_assert(std::is_same_v<T, AeEntriesReply>);
+          pb::AeEntriesReply* r = out->mutable_ae_entries_reply();
+          r->set_req(m.req);
+          to_proto(m.status, r->mutable_status());
+          r->set_covered(static_cast<uint32_t>(m.covered));
+          r->mutable_entries()->Reserve(static_cast<int>(m.entries.size()));
+          for (const store::DigestEntry& e : m.entries) {
+            pb::AeEntry* pe = r->add_entries();
+            pe->set_key(e.key);
+            to_proto(e.version, pe->mutable_version());
+            pe->set_deleted(e.deleted);
+            pe->set_expiry_ms(e.expiry.ms);
+          }
         }
       },
       message);
@@ -311,6 +341,45 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       return PeerMessage(
           PlacementTable{std::move(*mutable_m->mutable_placement_table()->mutable_encoded())});
     }
+    case pb::Message::kAeDigest: {
+      const pb::AeDigest& d = m.ae_digest();
+      return PeerMessage(AeDigest{d.req(), d.partition(), d.root(), d.entries()});
+    }
+    case pb::Message::kAeDigestReply: {
+      const pb::AeDigestReply& r = m.ae_digest_reply();
+      Status status;
+      EDGEKV_RETURN_IF_ERROR(from_proto(r.status(), "anti-entropy digest reply status", &status));
+      AeDigestReply out;
+      out.req = r.req();
+      out.status = std::move(status);
+      out.in_sync = r.in_sync();
+      out.leaves.assign(r.leaves().begin(), r.leaves().end());
+      return PeerMessage(std::move(out));
+    }
+    case pb::Message::kAeEntriesRequest: {
+      const pb::AeEntriesRequest& r = m.ae_entries_request();
+      AeEntriesRequest out;
+      out.req = r.req();
+      out.partition = r.partition();
+      out.leaves.assign(r.leaves().begin(), r.leaves().end());
+      return PeerMessage(std::move(out));
+    }
+    case pb::Message::kAeEntriesReply: {
+      pb::AeEntriesReply& r = *mutable_m->mutable_ae_entries_reply();
+      Status status;
+      EDGEKV_RETURN_IF_ERROR(from_proto(r.status(), "anti-entropy entries reply status", &status));
+      AeEntriesReply out;
+      out.req = r.req();
+      out.status = std::move(status);
+      out.covered = r.covered();
+      out.entries.reserve(static_cast<size_t>(r.entries_size()));
+      for (pb::AeEntry& e : *r.mutable_entries()) {
+        out.entries.push_back(store::DigestEntry{std::move(*e.mutable_key()),
+                                                 from_proto(e.version()), e.deleted(),
+                                                 WallTime{e.expiry_ms()}});
+      }
+      return PeerMessage(std::move(out));
+    }
     case pb::Message::BODY_NOT_SET: break;
   }
   return invalid("message has no body, or a kind this node does not know");
@@ -325,6 +394,10 @@ std::optional<PeerMessage> error_reply(const pb::Message& m, const Status& statu
       return PeerMessage(ReadReply{m.read_request().req(), status, std::nullopt});
     case pb::Message::kMutateRequest:
       return PeerMessage(MutateReply{m.mutate_request().req(), status, MutationOutcome{}});
+    case pb::Message::kAeDigest:
+      return PeerMessage(AeDigestReply{m.ae_digest().req(), status, false, {}});
+    case pb::Message::kAeEntriesRequest:
+      return PeerMessage(AeEntriesReply{m.ae_entries_request().req(), status, 0, {}});
     default: return std::nullopt;  // replies are not answered, unknown kinds cannot be
   }
 }
@@ -450,8 +523,46 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
             return invalid("placement table of " + std::to_string(m.encoded.size()) +
                            " bytes, over " + std::to_string(kMaxPlacementBytes));
           }
+        } else if constexpr (std::is_same_v<T, AeDigestReply>) {
+          EDGEKV_RETURN_IF_ERROR(check_status(m.status, "anti-entropy digest reply status"));
+          if (!m.leaves.empty() && m.leaves.size() != store::kDigestLeaves) {
+            return invalid("anti-entropy digest reply has " + std::to_string(m.leaves.size()) +
+                           " leaves, not " + std::to_string(store::kDigestLeaves));
+          }
+          if (m.in_sync && !m.leaves.empty()) {
+            return invalid("anti-entropy digest reply is in sync and has leaves");
+          }
+        } else if constexpr (std::is_same_v<T, AeEntriesRequest>) {
+          if (m.leaves.empty()) return invalid("anti-entropy entries request asks for no leaf");
+          for (size_t i = 0; i < m.leaves.size(); ++i) {
+            if (m.leaves[i] >= store::kDigestLeaves) {
+              return invalid("anti-entropy entries request asks for leaf " +
+                             std::to_string(m.leaves[i]) + ", of " +
+                             std::to_string(store::kDigestLeaves));
+            }
+            if (i > 0 && m.leaves[i] <= m.leaves[i - 1]) {
+              return invalid("anti-entropy entries request leaves are not ascending");
+            }
+          }
+        } else if constexpr (std::is_same_v<T, AeEntriesReply>) {
+          EDGEKV_RETURN_IF_ERROR(check_status(m.status, "anti-entropy entries reply status"));
+          if (m.covered > store::kDigestLeaves) {
+            return invalid("anti-entropy entries reply covers " + std::to_string(m.covered) +
+                           " leaves, of " + std::to_string(store::kDigestLeaves));
+          }
+          for (const store::DigestEntry& e : m.entries) {
+            EDGEKV_RETURN_IF_ERROR(check_key(e.key, "anti-entropy entry key", limits));
+            if (e.version.hlc == 0) {
+              return invalid("anti-entropy entry has version hlc 0, which no write has");
+            }
+            EDGEKV_RETURN_IF_ERROR(check_wall(e.expiry, "anti-entropy entry expiry"));
+            if (e.deleted && e.expiry.ms != 0) {
+              return invalid("anti-entropy entry is a delete with an expiry");
+            }
+          }
         } else {
-          static_assert(std::is_same_v<T, PlacementDigest> || std::is_same_v<T, PlacementFetch>);
+          static_assert(std::is_same_v<T, PlacementDigest> || std::is_same_v<T, PlacementFetch> ||
+                        std::is_same_v<T, AeDigest>);
         }
         return Status::ok_status();
       },
@@ -461,7 +572,8 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
 std::string_view message_kind_name(const PeerMessage& message) {
   static constexpr std::string_view kNames[] = {
       "write_request", "write_reply",      "read_request",    "read_reply",     "mutate_request",
-      "mutate_reply",  "placement_digest", "placement_fetch", "placement_table"};
+      "mutate_reply",  "placement_digest", "placement_fetch", "placement_table", "ae_digest",
+      "ae_digest_reply", "ae_entries_request", "ae_entries_reply"};
   static_assert(std::size(kNames) == std::variant_size_v<PeerMessage>);
   return kNames[message.index()];
 }

@@ -157,6 +157,13 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
                self->replica_->inflight_writes() >= opts.replica.max_inflight_writes / 2;
       });
   node->handoff_->load_marks(std::move(marks));
+  node->anti_entropy_ = std::make_unique<cluster::AntiEntropy>(
+      o.node_id, store, clock, o.anti_entropy,
+      // A round compared the partition with the peer: a mark of hints it could not keep
+      // for that peer there is settled.
+      [self](const cluster::NodeId& peer, uint32_t partition) {
+        self->handoff_->clear_mark(peer, partition);
+      });
   node->replica_ = std::make_unique<cluster::Replica>(
       o.node_id, store, o.replica, std::move(post),
       [&guard](const Version& version, bool relayed) {
@@ -198,6 +205,41 @@ void ClusterNode::start(MonoTime now) {
   keeper_->start(now);
   if (keeper_->take_changed()) persist_placement();
   route(keeper_->take_messages());
+  update_homes(now);
+}
+
+void ClusterNode::update_homes(MonoTime now) {
+  if (options_.anti_entropy.interval.count() == 0) return;  // no scheduled rounds
+  const cluster::Placement& p = view_->placement();
+  std::vector<std::vector<cluster::NodeId>> homes(p.partitions());
+  for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
+    homes[partition] = view_->home(partition);
+  }
+  anti_entropy_->set_homes(homes, now);
+  route_anti_entropy();
+}
+
+Result<size_t> ClusterNode::repair(uint32_t partition, MonoTime now) {
+  if (options_.anti_entropy.interval.count() == 0) {
+    // Without a schedule the machine has no homes yet: give it this partition's.
+    const cluster::Placement& p = view_->placement();
+    if (partition < p.partitions()) {
+      std::vector<std::vector<cluster::NodeId>> homes(p.partitions());
+      homes[partition] = view_->home(partition);
+      anti_entropy_->set_homes(homes, now);
+    }
+  }
+  Result<size_t> queued = anti_entropy_->repair(partition);
+  anti_entropy_->tick(now);
+  route_anti_entropy();
+  return queued;
+}
+
+void ClusterNode::route_anti_entropy() {
+  for (cluster::AeOutgoing& m : anti_entropy_->take_messages()) {
+    queue({std::move(m.to), cluster::to_peer_message(std::move(m.message))});
+  }
+  route(anti_entropy_->take_peer_messages());
 }
 
 bool ClusterNode::is_up(const std::string& id) const {
@@ -222,6 +264,7 @@ void ClusterNode::on_member(const gossip::Member& member, MonoTime now) {
   route(keeper_->take_messages());
   handoff_->set_member(id, up, now);
   route(handoff_->take_messages());
+  anti_entropy_->set_member(id, up);
 }
 
 void ClusterNode::on_member_forgotten(const std::string& id, MonoTime now) {
@@ -230,6 +273,7 @@ void ClusterNode::on_member_forgotten(const std::string& id, MonoTime now) {
   keeper_->set_member_up(id, false, now);
   // Still in the placement: its hints wait for it (within hint-window).
   handoff_->set_member(id, false, now);
+  anti_entropy_->set_member(id, false);
 }
 
 void ClusterNode::on_inbox(MonoTime now) {
@@ -312,8 +356,21 @@ void ClusterNode::finish_inspection(uint64_t id) {
 void ClusterNode::handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now) {
   if (auto* read = std::get_if<cluster::ReadReply>(&message)) {
     if (handle_inspection_reply(from, *read)) return;
+    if (anti_entropy_->on_read_reply(from, *read, now)) {
+      route_anti_entropy();
+      return;
+    }
+  }
+  if (std::optional<cluster::AeMessage> ae = cluster::take_anti_entropy_message(message)) {
+    anti_entropy_->on_message(from, *ae, now);
+    route_anti_entropy();
+    return;
   }
   if (auto* write = std::get_if<cluster::WriteReply>(&message)) {
+    if (anti_entropy_->on_write_reply(from, *write, now)) {
+      route_anti_entropy();
+      return;
+    }
     if (handoff_->on_reply(from, *write, now)) {
       route(handoff_->take_messages());
       return;
@@ -349,6 +406,7 @@ void ClusterNode::deliver_local(MonoTime now) {
   route(replica_->take_messages());
   route(keeper_->take_messages());
   route(handoff_->take_messages());
+  route_anti_entropy();
   // What the messages beget joins the queues.
   for (int round = 0; round < kLocalRoundsMax && !local_.empty(); ++round) {
     std::vector<cluster::PeerOutgoing> local = std::exchange(local_, {});
@@ -396,18 +454,22 @@ void ClusterNode::tick(MonoTime now) {
   route(keeper_->take_messages());
   handoff_->tick(now);
   route(handoff_->take_messages());
+  anti_entropy_->tick(now);
+  route_anti_entropy();
   persist_marks();
 }
 
 MonoTime ClusterNode::next_deadline() const {
   MonoTime deadline = std::min(
-      {coordinator_->next_deadline(), keeper_->next_deadline(), handoff_->next_deadline()});
+      {coordinator_->next_deadline(), keeper_->next_deadline(), handoff_->next_deadline(),
+       anti_entropy_->next_deadline()});
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
   return deadline;
 }
 
 void ClusterNode::persist_placement() {
   view_->set_placement(keeper_->placement());
+  update_homes(clock_.mono_now());
   if (options_.placement_file.empty()) return;
   Status written = write_file_atomically(options_.placement_file, keeper_->placement().encode());
   if (written.ok()) {

@@ -4,7 +4,8 @@
 // What it owns: the PeerTransport (a ROUTER inbox at peer-endpoint and a DEALER per peer),
 // the Coordinator (client requests), the Replica (this node's store as one of the replicas),
 // the Handoff (this node's hints handed back to their owners, and the repair marks of hints
-// it could not keep), the PlacementKeeper and the PlacementView the coordinator reads
+// it could not keep), the AntiEntropy (digest rounds with the other home replicas of the
+// partitions this node is a home replica of), the PlacementKeeper and the PlacementView the coordinator reads
 // placement and liveness from, and the files the placement table and the repair marks are
 // kept in. The event loop drives it: the inbox
 // is polled, flush() runs at the end of every turn (messages are batched per destination
@@ -31,6 +32,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "cluster/anti_entropy.h"
 #include "cluster/change_hook.h"
 #include "cluster/clock_guard.h"
 #include "cluster/coordinator.h"
@@ -61,6 +63,9 @@ struct ClusterNodeOptions {
   cluster::ReplicaOptions replica;
   cluster::PlacementKeeperOptions keeper;
   cluster::HandoffOptions handoff;
+  // interval 0: no scheduled rounds (this node still answers its peers' rounds, and
+  // repair() still forces them).
+  cluster::AntiEntropyOptions anti_entropy;
   // Where the repair marks are kept between runs (in the data directory; empty: not kept).
   std::filesystem::path marks_file;
   // Peer batches handled per loop turn: bounds a turn under a flood from peers.
@@ -152,6 +157,9 @@ class ClusterNode {
   const cluster::PlacementView& view() const { return *view_; }
   const cluster::Replica& replica() const { return *replica_; }
   const cluster::Handoff& handoff() const { return *handoff_; }
+  const cluster::AntiEntropy& anti_entropy() const { return *anti_entropy_; }
+  // Forces anti-entropy rounds of `partition` now (AntiEntropy::repair).
+  Result<size_t> repair(uint32_t partition, MonoTime now);
   const cluster::PlacementKeeper& keeper() const { return *keeper_; }
   const PeerTransport& transport() const { return *transport_; }
   const ClusterNodeCounters& counters() const { return counters_; }
@@ -175,6 +183,11 @@ class ClusterNode {
   // Queues a message: for this node itself in local_, for a peer in pending_.
   void queue(cluster::PeerOutgoing m);
   void route(std::vector<cluster::PeerOutgoing> out);
+  // Queues what anti-entropy has to send.
+  void route_anti_entropy();
+  // Hands anti-entropy the home replicas of every partition (at start and when the
+  // placement changes).
+  void update_homes(MonoTime now);
   void persist_placement();
   // Writes the repair marks when they changed (after a failure, again a second later).
   void persist_marks();
@@ -189,6 +202,7 @@ class ClusterNode {
   std::unique_ptr<cluster::Coordinator> coordinator_;
   std::unique_ptr<cluster::Replica> replica_;
   std::unique_ptr<cluster::Handoff> handoff_;
+  std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
   bool marks_dirty_ = false;
   MonoTime marks_retry_at_{};
   // Messages for this node itself, waiting for deliver_local().

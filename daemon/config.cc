@@ -111,6 +111,20 @@ Status set_integer(std::string_view text, Config& config) {
   return Status::ok_status();
 }
 
+// 0 (off), or kMin..kMax.
+template <auto kField, int64_t kMin, int64_t kMax>
+Status set_interval_or_off(std::string_view text, Config& config) {
+  if (text == "0") {
+    config.*kField = 0;
+    return Status::ok_status();
+  }
+  int64_t value = 0;
+  Status parsed = parse_integer(text, kMin, kMax, &value);
+  if (!parsed.ok()) return invalid(parsed.message() + "; 0 turns it off");
+  config.*kField = value;
+  return Status::ok_status();
+}
+
 Status set_partitions(std::string_view text, Config& config) {
   constexpr int64_t kMax = 65536;
   int64_t value = 0;
@@ -626,6 +640,17 @@ constexpr OptionSpec kOptions[] = {
      "requests, so a returning node is not flooded. 16 MiB/s drains a million 1 KiB hints "
      "in about a minute.",
      set_integer<&Config::hint_delivery_rate, 64 * 1024, 16 * 1024 * kMiB>, false},
+    {"anti-entropy-interval-ms", "600000",
+     "How often, in milliseconds, this node compares each partition it is a home replica of "
+     "with each other home replica (0 or 1000..86400000, a day; 0: never on a schedule, "
+     "kvcli repair still does). Replicas that agree exchange two small messages per "
+     "partition; where they differ, only the keys that differ move, newest version winning. "
+     "This repairs what hints could not (past hint-window-ms or hints-max-bytes, a message "
+     "lost while a node was seen up), so keep it well below tombstone-grace-ms: a delete "
+     "that reaches a replica only through anti-entropy must do so before its tombstone is "
+     "purged elsewhere. 10 minutes by default.",
+     set_interval_or_off<&Config::anti_entropy_interval_ms, 1000, int64_t{24} * 3600 * 1000>,
+     false},
     {"max-clock-offset-ms", "500",
      "How far, in milliseconds, another node's clock may run ahead of this node's "
      "(1..86400000, a day) for the versions it stamps to be accepted here. A write whose "
@@ -938,6 +963,17 @@ cluster::HandoffOptions Config::handoff_options() const {
   options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   // The peer channel connects again on loopback or a LAN within milliseconds.
   options.resume_delay = std::chrono::milliseconds(250);
+  return options;
+}
+
+cluster::AntiEntropyOptions Config::anti_entropy_options() const {
+  cluster::AntiEntropyOptions options;
+  options.interval = std::chrono::milliseconds(anti_entropy_interval_ms);
+  options.tombstone_grace = std::chrono::milliseconds(tombstone_grace_ms);
+  options.clock_margin =
+      std::max<std::chrono::milliseconds>(std::chrono::minutes(1),
+                                          std::chrono::milliseconds(2 * max_clock_offset_ms));
+  options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   return options;
 }
 

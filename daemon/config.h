@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/anti_entropy.h"
 #include "cluster/coordinator.h"
 #include "cluster/handoff.h"
 #include "cluster/replica.h"
@@ -73,6 +74,8 @@ struct Config {
   uint64_t hints_max_bytes = uint64_t{1} << 30;
   int64_t hint_window_ms = 3 * 3600 * 1000;
   uint64_t hint_delivery_rate = 16 * 1024 * 1024;
+  // Anti-entropy (cluster/anti_entropy.h); 0: no scheduled rounds.
+  int64_t anti_entropy_interval_ms = 10 * 60 * 1000;
   int64_t max_clock_offset_ms = HybridClock::kDefaultMaxOffsetMs;
   LogLevel log_level = LogLevel::kInfo;
 
@@ -107,6 +110,7 @@ struct Config {
   store::StoreOptions store_options() const;
   cluster::ReplicaOptions replica_options() const;
   cluster::HandoffOptions handoff_options() const;
+  cluster::AntiEntropyOptions anti_entropy_options() const;
   cluster::CoordinatorOptions coordinator_options() const;
   // The membership protocol's options: gossip-preset, then the gossip-* overrides, the
   // seeds and the cluster name. INVALID_ARGUMENT naming the options when they do not fit

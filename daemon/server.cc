@@ -200,6 +200,7 @@ class ServerImpl final : public Server {
     options.coordinator = config_.coordinator_options();
     options.replica = config_.replica_options();
     options.handoff = config_.handoff_options();
+    options.anti_entropy = config_.anti_entropy_options();
     options.marks_file = config_.data_dir / kRepairMarksFile;
     const uint64_t seed =
         origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms) ^ 0x9e3779b9;
@@ -738,6 +739,7 @@ class ServerImpl final : public Server {
     const cluster::CoordinatorStats& co = cluster_->coordinator().stats();
     const cluster::Replica::Counters& rc = cluster_->replica().counters();
     const cluster::Handoff::Counters& ho = cluster_->handoff().counters();
+    const cluster::AntiEntropy::Counters& ae = cluster_->anti_entropy().counters();
     const PeerTransportCounters& pt = cluster_->transport().counters();
     const ClusterNodeCounters& cn = cluster_->counters();
     const cluster::PlacementKeeperCounters& pk = cluster_->keeper().counters();
@@ -810,6 +812,15 @@ class ServerImpl final : public Server {
         {"hints_past_window", ho.window_refusals},
         {"hints_past_max_bytes", ho.store_refusals},
         {"repair_marks", cluster_->handoff().marks().size()},
+        {"anti_entropy_rounds", ae.rounds_started},
+        {"anti_entropy_rounds_in_sync", ae.rounds_in_sync},
+        {"anti_entropy_rounds_repaired", ae.rounds_repaired},
+        {"anti_entropy_rounds_failed", ae.rounds_failed},
+        {"anti_entropy_pulled", ae.pulled},
+        {"anti_entropy_pushed", ae.pushed},
+        {"anti_entropy_skipped", ae.skipped},
+        {"anti_entropy_bytes", ae.bytes},
+        {"anti_entropy_answered", ae.answered},
         {"repair_marks_write_failures", cluster_->counters().marks_write_failures},
         {"peer_batches_sent", pt.batches_sent},
         {"peer_bytes_sent", pt.bytes_sent},

@@ -86,6 +86,8 @@ std::unique_ptr<SimNode> ClusterSim::make(size_t i, uint32_t life) {
   EDGEKV_ASSERT(placement.ok() && placement->digest() == placement_.digest());
   config.placement = std::move(placement).value();
   config.coordinator.request_timeout = options_.request_timeout;
+  if (options_.handoff.has_value()) config.handoff = *options_.handoff;
+  config.anti_entropy = options_.anti_entropy;
   return std::make_unique<ReplicaNode>(std::move(config), *disks_[i]);
 }
 

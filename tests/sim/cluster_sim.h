@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,6 +47,10 @@ struct ClusterOptions {
   store::SyncMode sync = store::SyncMode::kNormal;
   store::MemoryStore::CrashKind crash_kind = store::MemoryStore::CrashKind::kProcess;
   Millis request_timeout{1000};
+  // Every node's handoff (default options when not given) and scheduled anti-entropy
+  // (none when not given).
+  std::optional<cluster::HandoffOptions> handoff = std::nullopt;
+  std::optional<cluster::AntiEntropyOptions> anti_entropy = std::nullopt;
 };
 
 struct Workload {

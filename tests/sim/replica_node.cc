@@ -92,6 +92,10 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
       [this](const NodeId& owner, std::string_view key, const Status& why) {
         handoff_->refused(owner, key, why);
       }});
+  anti_entropy_ = std::make_unique<cluster::AntiEntropy>(
+      config_.id, *disk_.store, disk_.clock,
+      config_.anti_entropy.value_or(cluster::AntiEntropyOptions{}),
+      [this](const NodeId& peer, uint32_t partition) { handoff_->clear_mark(peer, partition); });
 }
 
 ReplicaNode::~ReplicaNode() = default;
@@ -106,6 +110,11 @@ bool ReplicaNode::sees_up(const NodeId& node) const {
 void ReplicaNode::start(MonoTime now) {
   swim_.start(now, config_.incarnation);
   next_sweep_ = now + config_.sweep_every;
+  if (config_.anti_entropy.has_value()) {
+    std::vector<std::vector<NodeId>> homes(placement_view_.placement().partitions());
+    for (uint32_t p = 0; p < homes.size(); ++p) homes[p] = placement_view_.home(p);
+    anti_entropy_->set_homes(homes, now);
+  }
   pump(now);
 }
 
@@ -129,6 +138,18 @@ void ReplicaNode::receive(std::string_view to_address, std::string_view bytes, M
 }
 
 void ReplicaNode::deliver(const NodeId& from, PeerMessage message, MonoTime now) {
+  if (std::optional<cluster::AeMessage> ae = cluster::take_anti_entropy_message(message)) {
+    anti_entropy_->on_message(from, *ae, now);
+    return;
+  }
+  if (const auto* read = std::get_if<cluster::ReadReply>(&message);
+      read != nullptr && anti_entropy_->on_read_reply(from, *read, now)) {
+    return;
+  }
+  if (const auto* write = std::get_if<cluster::WriteReply>(&message);
+      write != nullptr && anti_entropy_->on_write_reply(from, *write, now)) {
+    return;
+  }
   if (for_replica(message)) {
     replica_.on_message(from, std::move(message), disk_.clock.wall_now());
   } else if (const auto* reply = std::get_if<cluster::WriteReply>(&message);
@@ -165,6 +186,7 @@ void ReplicaNode::pump(MonoTime now) {
       }
       // Reaped is not removed: the node is still in the placement, its hints wait.
       handoff_->set_member(member, sees_up(member), now);
+      anti_entropy_->set_member(member, sees_up(member));
     }
     while (!posted_.empty()) {
       any = true;
@@ -175,6 +197,12 @@ void ReplicaNode::pump(MonoTime now) {
     route(coordinator_.take_messages(), now, &any);
     route(replica_.take_messages(), now, &any);
     route(handoff_->take_messages(), now, &any);
+    std::vector<PeerOutgoing> ae;
+    for (cluster::AeOutgoing& m : anti_entropy_->take_messages()) {
+      ae.push_back(PeerOutgoing{std::move(m.to), cluster::to_peer_message(std::move(m.message))});
+    }
+    route(std::move(ae), now, &any);
+    route(anti_entropy_->take_peer_messages(), now, &any);
     if (!any) return;
   }
 }
@@ -200,13 +228,15 @@ void ReplicaNode::tick(MonoTime now) {
   swim_.tick(now);
   coordinator_.tick(now);
   handoff_->tick(now);
+  anti_entropy_->tick(now);
   maybe_sweep(now);
   pump(now);
 }
 
 MonoTime ReplicaNode::next_deadline() const {
   MonoTime due = std::min({swim_.next_deadline(), coordinator_.next_deadline(),
-                           handoff_->next_deadline(), disk_.next_commit(), next_sweep_});
+                           handoff_->next_deadline(), anti_entropy_->next_deadline(),
+                           disk_.next_commit(), next_sweep_});
   return due;
 }
 

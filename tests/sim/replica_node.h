@@ -6,6 +6,9 @@
 //  - a Coordinator and a Replica, exchanging peer messages as real bytes through
 //    cluster/peer_codec (one batch per destination per drain), straight to each other when
 //    a message is addressed to the node itself;
+//  - an AntiEntropy when the config asks for one, comparing the partitions the node is a
+//    home replica of with the other home replicas on its schedule, over the same peer
+//    messages, its pulls applied through the node's own replica side;
 //  - a Handoff, handing the hints its store keeps back to their owners as gossip shows them
 //    up (the replica side's hint gate asks it first), answered through the same peer
 //    messages;
@@ -32,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/anti_entropy.h"
 #include "cluster/coordinator.h"
 #include "cluster/handoff.h"
 #include "cluster/peer_codec.h"
@@ -95,6 +99,8 @@ struct ReplicaNodeConfig {
   cluster::ReplicaOptions replica;
   cluster::PeerLimits peer_limits;
   cluster::HandoffOptions handoff;
+  // Scheduled anti-entropy rounds; nullopt: none (the node still answers peers' rounds).
+  std::optional<cluster::AntiEntropyOptions> anti_entropy;
   // How often the node sweeps expired keys from its store, and how many rows per sweep.
   Millis sweep_every{500};
   size_t sweep_rows = 1000;
@@ -118,6 +124,7 @@ class ReplicaNode final : public SimNode {
   cluster::Coordinator& coordinator() { return coordinator_; }
   const cluster::Replica& replica() const { return replica_; }
   const cluster::Handoff& handoff() const { return *handoff_; }
+  const cluster::AntiEntropy& anti_entropy() const { return *anti_entropy_; }
   gossip::Swim& swim() { return swim_; }
   const gossip::Swim& swim() const { return swim_; }
   store::MemoryStore& store() { return *disk_.store; }
@@ -155,6 +162,7 @@ class ReplicaNode final : public SimNode {
   std::deque<std::function<void()>> posted_;  // store completions for the replica side
   cluster::Replica replica_;
   std::unique_ptr<cluster::Handoff> handoff_;
+  std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
   std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> outgoing_;
   std::vector<std::string> trace_lines_;
   MonoTime next_sweep_{};

@@ -57,7 +57,6 @@ class AntiEntropyTest : public ::testing::Test {
       n->store = std::move(*opened);
       n->ae = std::make_unique<AntiEntropy>(
           id, *n->store, clock_, options,
-          [raw](std::function<void()> work) { raw->posted.push_back(std::move(work)); },
           [raw](const NodeId& peer, uint32_t p) { raw->synced.emplace_back(peer, p); });
       for (const NodeId& other : ids) n->ae->set_member(other, true);
       n->ae->set_homes(homes, clock_.mono_now());

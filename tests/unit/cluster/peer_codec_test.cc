@@ -57,6 +57,14 @@ std::vector<PeerMessage> every_kind() {
   out.push_back(PlacementDigest{7, 0xfedcba9876543210ULL});
   out.push_back(PlacementFetch{});
   out.push_back(PlacementTable{std::string("\x08\x01table bytes", 13)});
+  out.push_back(AeDigest{13, 511, 0x0123456789abcdefULL, 20000});
+  std::vector<uint64_t> leaves(store::kDigestLeaves);
+  for (uint32_t i = 0; i < store::kDigestLeaves; ++i) leaves[i] = 0x9e3779b97f4a7c15ULL * (i + 1);
+  out.push_back(AeDigestReply{14, Status::ok_status(), false, leaves});
+  out.push_back(AeEntriesRequest{15, 7, {0, 3, 1023}});
+  out.push_back(AeEntriesReply{16, Status::ok_status(), 3,
+                               {store::DigestEntry{"e1", Version{21, 22}, false, kWall},
+                                store::DigestEntry{"e2", Version{23, 24}, true, WallTime{}}}});
   return out;
 }
 
@@ -116,6 +124,46 @@ TEST(PeerCodec, EveryKindRoundTrips) {
   EXPECT_EQ(std::get<PlacementDigest>(got->messages[6]).epoch, 7u);
   EXPECT_EQ(std::get<PlacementTable>(got->messages[8]).encoded,
             std::string("\x08\x01table bytes", 13));
+  const auto& d = std::get<AeDigest>(got->messages[9]);
+  EXPECT_EQ(d.partition, 511u);
+  EXPECT_EQ(d.root, 0x0123456789abcdefULL);
+  EXPECT_EQ(d.entries, 20000u);
+  const auto& dr = std::get<AeDigestReply>(got->messages[10]);
+  EXPECT_EQ(dr.leaves, std::get<AeDigestReply>(sent[10]).leaves);
+  EXPECT_EQ(std::get<AeEntriesRequest>(got->messages[11]).leaves,
+            (std::vector<uint32_t>{0, 3, 1023}));
+  const auto& er = std::get<AeEntriesReply>(got->messages[12]);
+  EXPECT_EQ(er.covered, 3u);
+  EXPECT_EQ(er.entries, std::get<AeEntriesReply>(sent[12]).entries);
+}
+
+TEST(PeerCodec, MalformedAntiEntropyMessagesAreDroppedAndRequestsAnswered) {
+  std::vector<PeerMessage> sent{
+      AeEntriesRequest{1, 0, {5, 5}},                              // not ascending
+      AeEntriesRequest{2, 0, {store::kDigestLeaves}},              // leaf out of range
+      AeEntriesRequest{3, 0, {}},                                  // no leaf
+      AeDigestReply{4, Status::ok_status(), false, {1, 2, 3}},     // not 1024 leaves
+      AeEntriesReply{5, Status::ok_status(), store::kDigestLeaves + 1, {}},
+      AeEntriesReply{6, Status::ok_status(), 1, {store::DigestEntry{"k", Version{}, false, {}}}},
+      AeEntriesReply{7, Status::ok_status(), 1, {store::DigestEntry{"", Version{1, 1}, false, {}}}},
+      AeEntriesReply{8, Status::ok_status(), 1,
+                     {store::DigestEntry{"k", Version{1, 1}, true, WallTime{5}}}},
+      AeEntriesRequest{9, 0, {1, 2}},  // the one good message
+  };
+  Result<PeerBatch> got = decode(encode_batch(header(), sent));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(got->dropped.size(), 8u);
+  // The good request stays; each dropped request whose id was read is answered.
+  ASSERT_EQ(got->messages.size(), 1u);
+  EXPECT_EQ(std::get<AeEntriesRequest>(got->messages[0]).req, 9u);
+  std::vector<uint64_t> answered;
+  for (const PeerMessage& m : got->error_replies) {
+    const auto& r = std::get<AeEntriesReply>(m);
+    EXPECT_EQ(r.status.code(), Code::kInvalidArgument) << r.status.to_string();
+    answered.push_back(r.req);
+  }
+  EXPECT_EQ(answered, (std::vector<uint64_t>{1, 2, 3}));
+  for (const DroppedPeerMessage& d : got->dropped) EXPECT_FALSE(d.status.message().empty());
 }
 
 TEST(PeerCodec, AnOversizedPlacementTableIsDropped) {
@@ -451,6 +499,26 @@ void expect_within(const PeerBatch& batch, const PeerLimits& limits) {
             EXPECT_TRUE(c >= 1 && c <= 4) << c;
           } else if constexpr (std::is_same_v<T, PlacementTable>) {
             EXPECT_LE(m.encoded.size(), kMaxPlacementBytes);
+          } else if constexpr (std::is_same_v<T, AeDigestReply>) {
+            status_ok(m.status);
+            EXPECT_TRUE(m.leaves.empty() || m.leaves.size() == store::kDigestLeaves);
+          } else if constexpr (std::is_same_v<T, AeEntriesRequest>) {
+            EXPECT_FALSE(m.leaves.empty());
+            for (size_t i = 0; i < m.leaves.size(); ++i) {
+              EXPECT_LT(m.leaves[i], store::kDigestLeaves);
+              if (i > 0) {
+                EXPECT_LT(m.leaves[i - 1], m.leaves[i]);
+              }
+            }
+          } else if constexpr (std::is_same_v<T, AeEntriesReply>) {
+            status_ok(m.status);
+            EXPECT_LE(m.covered, store::kDigestLeaves);
+            for (const store::DigestEntry& e : m.entries) {
+              EXPECT_FALSE(e.key.empty());
+              EXPECT_LE(e.key.size(), limits.max_key_bytes);
+              EXPECT_FALSE(e.version.is_zero());
+              EXPECT_GE(e.expiry.ms, 0);
+            }
           } else if constexpr (requires { m.status; }) {
             status_ok(m.status);
           }

@@ -169,6 +169,8 @@ const std::vector<OptionCase>& every_option() {
       {"hint-window-ms", "60000", [](const Config& c) { return c.hint_window_ms == 60000; }},
       {"hint-delivery-rate", "1048576",
        [](const Config& c) { return c.hint_delivery_rate == 1048576; }},
+      {"anti-entropy-interval-ms", "5000",
+       [](const Config& c) { return c.anti_entropy_interval_ms == 5000; }},
       {"max-clock-offset-ms", "250", [](const Config& c) { return c.max_clock_offset_ms == 250; }},
       {"log-level", "debug", [](const Config& c) { return c.log_level == LogLevel::kDebug; }},
       {"cluster-name", "prod.eu-1", [](const Config& c) { return c.cluster_name == "prod.eu-1"; }},
@@ -336,6 +338,17 @@ TEST_F(ConfigTest, EveryOptionTakesEffectFromEitherFlagSpellingAndFromTheFile) {
   }
 }
 
+TEST_F(ConfigTest, AntiEntropyIntervalZeroTurnsTheScheduleOff) {
+  Result<ParsedArgs> result = parse({"--anti-entropy-interval-ms", "0"});
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  EXPECT_EQ(result->config.anti_entropy_interval_ms, 0);
+  EXPECT_EQ(result->config.anti_entropy_options().interval.count(), 0);
+  result = parse({"--anti-entropy-interval-ms", "999"});
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("0 turns it off"), std::string::npos)
+      << result.status().message();
+}
+
 TEST_F(ConfigTest, FileAcceptsCommentsBlankLinesAndLooseSpacing) {
   fs::path file = write_file("a.conf",
                              "# a comment\n"
@@ -401,6 +414,8 @@ TEST_F(ConfigTest, CommandLineErrorsNameTheOptionAndTheProblem) {
       {{"--feed-max-connections", "0"}, {"--feed-max-connections", "out of range (1..65536)"}},
       {{"--hint-window-ms", "10"}, {"--hint-window-ms", "out of range (1000..2592000000)"}},
       {{"--hint-delivery-rate", "1k"}, {"--hint-delivery-rate", "1k"}},
+      {{"--anti-entropy-interval-ms", "10"},
+       {"--anti-entropy-interval-ms", "out of range (1000..86400000); 0 turns it off"}},
       {{"--replication-factor", "0"}, {"--replication-factor", "out of range (1..7)"}},
       {{"--replication-factor", "8"}, {"--replication-factor", "out of range (1..7)"}},
       {{"--read-consistency", "two"},
@@ -624,6 +639,7 @@ TEST_F(ConfigTest, HelpListsEveryOptionWithItsDefault) {
       {"hints-max-bytes", "1073741824"},
       {"hint-window-ms", "10800000"},
       {"hint-delivery-rate", "16777216"},
+      {"anti-entropy-interval-ms", "600000"},
       {"max-clock-offset-ms", "500"},
       {"log-level", "info"},
       {"cluster-name", "edgekv"},

@@ -183,10 +183,9 @@ struct AeEntriesReply {
   size_t covered = 0;  // the first `covered` asked leaves are answered whole
   std::vector<store::DigestEntry> entries;
 };
-using PeerMessage =
-    std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest, MutateReply,
-                 PlacementDigest, PlacementFetch, PlacementTable, AeDigest, AeDigestReply,
-                 AeEntriesRequest, AeEntriesReply>;
+using PeerMessage = std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest,
+                                 MutateReply, PlacementDigest, PlacementFetch, PlacementTable,
+                                 AeDigest, AeDigestReply, AeEntriesRequest, AeEntriesReply>;
 
 // A message to send. `to` may be the sending node itself: the driver then hands it to the
 // node's own replica side without a network hop.

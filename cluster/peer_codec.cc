@@ -571,9 +571,10 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
 
 std::string_view message_kind_name(const PeerMessage& message) {
   static constexpr std::string_view kNames[] = {
-      "write_request", "write_reply",      "read_request",    "read_reply",     "mutate_request",
-      "mutate_reply",  "placement_digest", "placement_fetch", "placement_table", "ae_digest",
-      "ae_digest_reply", "ae_entries_request", "ae_entries_reply"};
+      "write_request",   "write_reply",  "read_request",     "read_reply",
+      "mutate_request",  "mutate_reply", "placement_digest", "placement_fetch",
+      "placement_table", "ae_digest",    "ae_digest_reply",  "ae_entries_request",
+      "ae_entries_reply"};
   static_assert(std::size(kNames) == std::variant_size_v<PeerMessage>);
   return kNames[message.index()];
 }

@@ -460,9 +460,8 @@ void ClusterNode::tick(MonoTime now) {
 }
 
 MonoTime ClusterNode::next_deadline() const {
-  MonoTime deadline = std::min(
-      {coordinator_->next_deadline(), keeper_->next_deadline(), handoff_->next_deadline(),
-       anti_entropy_->next_deadline()});
+  MonoTime deadline = std::min({coordinator_->next_deadline(), keeper_->next_deadline(),
+                                handoff_->next_deadline(), anti_entropy_->next_deadline()});
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
   return deadline;
 }

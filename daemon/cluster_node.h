@@ -5,12 +5,12 @@
 // the Coordinator (client requests), the Replica (this node's store as one of the replicas),
 // the Handoff (this node's hints handed back to their owners, and the repair marks of hints
 // it could not keep), the AntiEntropy (digest rounds with the other home replicas of the
-// partitions this node is a home replica of), the PlacementKeeper and the PlacementView the coordinator reads
-// placement and liveness from, and the files the placement table and the repair marks are
-// kept in. The event loop drives it: the inbox
-// is polled, flush() runs at the end of every turn (messages are batched per destination
-// per turn), tick() at next_deadline(); gossip's member events come in through
-// on_member(); store completions come back through the `post` hook the node is given.
+// partitions this node is a home replica of), the PlacementKeeper and the PlacementView the
+// coordinator reads placement and liveness from, and the files the placement table and the repair
+// marks are kept in. The event loop drives it: the inbox is polled, flush() runs at the end of
+// every turn (messages are batched per destination per turn), tick() at next_deadline(); gossip's
+// member events come in through on_member(); store completions come back through the `post` hook
+// the node is given.
 //
 // Messages a machine addresses to this node itself (a coordinator's request to its own
 // replica, that replica's reply) are handed over in process, without the peer channel, as

@@ -970,9 +970,8 @@ cluster::AntiEntropyOptions Config::anti_entropy_options() const {
   cluster::AntiEntropyOptions options;
   options.interval = std::chrono::milliseconds(anti_entropy_interval_ms);
   options.tombstone_grace = std::chrono::milliseconds(tombstone_grace_ms);
-  options.clock_margin =
-      std::max<std::chrono::milliseconds>(std::chrono::minutes(1),
-                                          std::chrono::milliseconds(2 * max_clock_offset_ms));
+  options.clock_margin = std::max<std::chrono::milliseconds>(
+      std::chrono::minutes(1), std::chrono::milliseconds(2 * max_clock_offset_ms));
   options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   return options;
 }

@@ -234,9 +234,9 @@ void ReplicaNode::tick(MonoTime now) {
 }
 
 MonoTime ReplicaNode::next_deadline() const {
-  MonoTime due = std::min({swim_.next_deadline(), coordinator_.next_deadline(),
-                           handoff_->next_deadline(), anti_entropy_->next_deadline(),
-                           disk_.next_commit(), next_sweep_});
+  MonoTime due =
+      std::min({swim_.next_deadline(), coordinator_.next_deadline(), handoff_->next_deadline(),
+                anti_entropy_->next_deadline(), disk_.next_commit(), next_sweep_});
   return due;
 }
 

@@ -373,10 +373,8 @@ TEST_F(Replication, AntiEntropyConvergesEveryReplica) {
     ae.interval = seconds(2);
     ae.retry_after = seconds(1);
     ae.request_timeout = Millis(500);
-    ClusterSim cluster(s, ClusterOptions{.nodes = 5,
-                                         .network = lossy(),
-                                         .handoff = no_hints,
-                                         .anti_entropy = ae});
+    ClusterSim cluster(
+        s, ClusterOptions{.nodes = 5, .network = lossy(), .handoff = no_hints, .anti_entropy = ae});
     ASSERT_TRUE(cluster.start_all());
     Workload clients;
     clients.strict_percent = 0;

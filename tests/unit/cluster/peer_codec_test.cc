@@ -62,7 +62,9 @@ std::vector<PeerMessage> every_kind() {
   for (uint32_t i = 0; i < store::kDigestLeaves; ++i) leaves[i] = 0x9e3779b97f4a7c15ULL * (i + 1);
   out.push_back(AeDigestReply{14, Status::ok_status(), false, leaves});
   out.push_back(AeEntriesRequest{15, 7, {0, 3, 1023}});
-  out.push_back(AeEntriesReply{16, Status::ok_status(), 3,
+  out.push_back(AeEntriesReply{16,
+                               Status::ok_status(),
+                               3,
                                {store::DigestEntry{"e1", Version{21, 22}, false, kWall},
                                 store::DigestEntry{"e2", Version{23, 24}, true, WallTime{}}}});
   return out;
@@ -139,15 +141,15 @@ TEST(PeerCodec, EveryKindRoundTrips) {
 
 TEST(PeerCodec, MalformedAntiEntropyMessagesAreDroppedAndRequestsAnswered) {
   std::vector<PeerMessage> sent{
-      AeEntriesRequest{1, 0, {5, 5}},                              // not ascending
-      AeEntriesRequest{2, 0, {store::kDigestLeaves}},              // leaf out of range
-      AeEntriesRequest{3, 0, {}},                                  // no leaf
-      AeDigestReply{4, Status::ok_status(), false, {1, 2, 3}},     // not 1024 leaves
+      AeEntriesRequest{1, 0, {5, 5}},                           // not ascending
+      AeEntriesRequest{2, 0, {store::kDigestLeaves}},           // leaf out of range
+      AeEntriesRequest{3, 0, {}},                               // no leaf
+      AeDigestReply{4, Status::ok_status(), false, {1, 2, 3}},  // not 1024 leaves
       AeEntriesReply{5, Status::ok_status(), store::kDigestLeaves + 1, {}},
       AeEntriesReply{6, Status::ok_status(), 1, {store::DigestEntry{"k", Version{}, false, {}}}},
       AeEntriesReply{7, Status::ok_status(), 1, {store::DigestEntry{"", Version{1, 1}, false, {}}}},
-      AeEntriesReply{8, Status::ok_status(), 1,
-                     {store::DigestEntry{"k", Version{1, 1}, true, WallTime{5}}}},
+      AeEntriesReply{
+          8, Status::ok_status(), 1, {store::DigestEntry{"k", Version{1, 1}, true, WallTime{5}}}},
       AeEntriesRequest{9, 0, {1, 2}},  // the one good message
   };
   Result<PeerBatch> got = decode(encode_batch(header(), sent));

@@ -44,6 +44,16 @@ constexpr FlagSpec kWatchFlags[] = {
 
 constexpr ArgSpec kReplicasArgs[] = {kKeyArg};
 
+constexpr ArgSpec kRepairArgs[] = {
+    {"PARTITION", true,
+     "only this partition (default: every partition the node is a home replica of)"},
+};
+constexpr FlagSpec kRepairFlags[] = {
+    {"--wait", "", "SECONDS", FlagKind::kPositiveInt, 3600,
+     "how long the node waits for the rounds before it answers with those that finished "
+     "(default 60; at most 3600)"},
+};
+
 // The spellings of client::Consistency kvcli accepts, in its order from kOne.
 constexpr std::string_view kConsistencyNames[] = {"one", "quorum", "all", "local_quorum"};
 
@@ -186,6 +196,28 @@ constexpr CommandSpec kCommands[] = {
             "with node_id, up, hints, bytes, oldest_ms (0: no hints), delivering, rate, "
             "delivered, failures and last_error, and marks, a list of objects with "
             "partition, node_id, since_ms, hints and reason.",
+    },
+    {
+        .id = CommandId::kRepair,
+        .name = "repair",
+        .args = kRepairArgs,
+        .flags = kRepairFlags,
+        .summary = "Repair partitions now by anti-entropy.",
+        .description =
+            "Forces anti-entropy rounds on the node, ahead of anti-entropy-interval-ms: for "
+            "PARTITION, or for every partition the node is a home replica of, the node "
+            "compares its digest with each other home replica that is up and exchanges "
+            "the keys that differ, the newest version winning. Waits for the rounds (up to "
+            "--wait), then prints one line per round: partition, the other node, the "
+            "result ('in sync', 'repaired', or the error, 'timeout' for a round that goes on "
+            "past --wait), the digest leaves that differed, the keys pulled to the node and "
+            "pushed from it, the keys skipped (present on one side only and older than "
+            "tombstone-grace-ms, left alone so that a purged delete is not undone), the bytes "
+            "exchanged and the time taken; then a summary line. A partition the node is not "
+            "a home replica of is an error naming the partition (kvcli ring shows its home "
+            "replicas). Exits 3 when a round failed. With --json prints one object with "
+            "rounds, a list of objects with partition, node_id, error, in_sync, "
+            "leaves_differing, pulled, pushed, skipped, bytes and duration_ms.",
     },
     {
         .id = CommandId::kStatus,

@@ -73,6 +73,7 @@ enum class CommandId : uint8_t {
   kRing,
   kReplicas,
   kHints,
+  kRepair,
   kStatus,
   kStats,
   kHelp

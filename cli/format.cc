@@ -610,6 +610,66 @@ std::string hints_text(const client::Hints& hints, WallTime now) {
   return out + aligned_columns(rows);
 }
 
+std::string repair_text(const client::Repair& repair) {
+  if (repair.rounds.empty()) {
+    return "no rounds: no other home replica of the partitions asked for is up\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(repair.rounds.size() + 1);
+  rows.push_back(
+      {"PARTITION", "NODE", "RESULT", "LEAVES", "PULLED", "PUSHED", "SKIPPED", "BYTES", "TIME"});
+  size_t in_sync = 0;
+  size_t repaired = 0;
+  size_t failed = 0;
+  uint64_t pulled = 0;
+  uint64_t pushed = 0;
+  for (const client::RepairRound& r : repair.rounds) {
+    std::string result;
+    if (!r.error.empty()) {
+      result = r.error;
+      ++failed;
+    } else if (r.in_sync) {
+      result = "in sync";
+      ++in_sync;
+    } else {
+      result = "repaired";
+      ++repaired;
+    }
+    pulled += r.pulled;
+    pushed += r.pushed;
+    rows.push_back({std::to_string(r.partition), or_dash(r.node_id), std::move(result),
+                    std::to_string(r.leaves_differing), std::to_string(r.pulled),
+                    std::to_string(r.pushed), std::to_string(r.skipped), std::to_string(r.bytes),
+                    format_duration_ms(static_cast<uint64_t>(r.duration.count()))});
+  }
+  return aligned_columns(rows) + std::to_string(repair.rounds.size()) +
+         " rounds: " + std::to_string(in_sync) + " in sync, " + std::to_string(repaired) +
+         " repaired, " + std::to_string(failed) + " failed; " + std::to_string(pulled) +
+         " keys pulled, " + std::to_string(pushed) + " pushed\n";
+}
+
+std::string repair_json(const client::Repair& repair) {
+  std::string rounds = "[";
+  for (const client::RepairRound& r : repair.rounds) {
+    if (rounds.size() > 1) rounds += ',';
+    JsonObject entry;
+    entry.unsigned_number("partition", r.partition)
+        .text("node_id", r.node_id)
+        .text("error", r.error)
+        .boolean("in_sync", r.in_sync)
+        .unsigned_number("leaves_differing", r.leaves_differing)
+        .unsigned_number("pulled", r.pulled)
+        .unsigned_number("pushed", r.pushed)
+        .unsigned_number("skipped", r.skipped)
+        .unsigned_number("bytes", r.bytes)
+        .unsigned_number("duration_ms", static_cast<uint64_t>(r.duration.count()));
+    rounds += entry.str();
+  }
+  JsonObject json;
+  json.raw("rounds", rounds + "]");
+  return json.str() + "\n";
+}
+
 std::string hints_json(const client::Hints& hints) {
   std::string targets = "[";
   for (const client::HintTarget& t : hints.targets) {

@@ -90,6 +90,10 @@ std::string replicas_json(const client::Replicas& replicas);
 // mark, or 'no repair marks'. JSON: one object on one line with targets and marks.
 std::string hints_text(const client::Hints& hints, WallTime now);
 std::string hints_json(const client::Hints& hints);
+// A table, one line per round (RESULT: in sync, repaired, or the error), then a summary
+// line; JSON: one object on one line with rounds.
+std::string repair_text(const client::Repair& repair);
+std::string repair_json(const client::Repair& repair);
 std::string stats_text(const std::vector<client::Stat>& stats);
 std::string stats_json(const std::vector<client::Stat>& stats);
 

@@ -1,6 +1,8 @@
 #include "cli/kvcli.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -147,6 +149,36 @@ int run_hints(const Invocation& inv, Io io) {
   return finish(io);
 }
 
+int run_repair(const Invocation& inv, Io io) {
+  std::optional<uint32_t> partition;
+  if (!inv.args.empty()) {
+    uint32_t p = 0;
+    const std::string& text = inv.args[0];
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), p);
+    if (error != std::errc() || end != text.data() + text.size()) {
+      (void)fail(io, Status::invalid_argument(
+                         "repair: PARTITION must be a partition number (0 up to the ring's "
+                         "partitions, kvcli ring), got '" +
+                         escape_bytes(text) + "'"));
+      return kExitUsage;  // a malformed argument, as the parser reports its own
+    }
+    partition = p;
+  }
+  const std::chrono::seconds wait(inv.number_flag("--wait").value_or(60));
+  // The node answers after `wait` at the latest: the client waits a little longer.
+  Invocation longer = inv;
+  longer.timeout_ms = static_cast<int>(std::max<int64_t>(
+      inv.timeout_ms, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count() + 5000));
+  client::Client client = make_client(longer);
+  Result<client::Repair> repair = client.repair(partition, wait);
+  if (!repair.ok()) return fail(io, repair.status());
+  io.out << (inv.json ? repair_json(*repair) : repair_text(*repair));
+  const bool failed = std::any_of(repair->rounds.begin(), repair->rounds.end(),
+                                  [](const client::RepairRound& r) { return !r.error.empty(); });
+  const int code = finish(io);
+  return code == kExitOk && failed ? kExitUnavailable : code;
+}
+
 // Replaces PATH with `text` through a file beside it, so a reader (or a crash) never sees
 // half a cursor.
 Status save_file(const std::string& path, const std::string& text) {
@@ -269,6 +301,7 @@ int execute(const Invocation& inv, Io io) {
     case CommandId::kMembers: return run_members(inv, io);
     case CommandId::kRing: return run_ring(inv, io);
     case CommandId::kReplicas: return run_replicas(inv, io);
+    case CommandId::kRepair: return run_repair(inv, io);
     case CommandId::kHints: return run_hints(inv, io);
     case CommandId::kStatus: return run_status(inv, io);
     case CommandId::kStats: return run_stats(inv, io);

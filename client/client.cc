@@ -323,6 +323,15 @@ Result<Hints> Client::hints() {
   return impl_->call<Hints>(RequestKind::kHints, request);
 }
 
+Result<Repair> Client::repair(std::optional<uint32_t> partition, std::chrono::milliseconds wait) {
+  pb::Request request;
+  pb::RepairRequest* r = request.mutable_repair();
+  r->set_all(!partition.has_value());
+  r->set_partition(partition.value_or(0));
+  r->set_timeout_ms(static_cast<uint64_t>(wait.count()));
+  return impl_->call<Repair>(RequestKind::kRepair, request);
+}
+
 Result<Replicas> Client::replicas(std::string_view key) {
   pb::Request request;
   request.mutable_replicas()->mutable_key()->assign(key.data(), key.size());

@@ -66,7 +66,7 @@ struct ClientOptions {
 // is OK (PutReply for kPut, GetReply for kGet, ...), and std::monostate otherwise.
 using Reply =
     std::variant<std::monostate, PutReply, GetReply, DeleteReply, NodeStatus, std::vector<Stat>,
-                 Changes, Members, ChangesSince, Ring, Replicas, Hints>;
+                 Changes, Members, ChangesSince, Ring, Replicas, Hints, Repair>;
 
 struct Completion {
   RequestId id = 0;
@@ -121,6 +121,11 @@ class Client {
   // The hints the node keeps for other nodes, their handing back, and the partitions it
   // marked for repair.
   Result<Hints> hints();
+  // Forces anti-entropy rounds of `partition` (nullopt: of every partition the node is a
+  // home replica of) with each other home replica that is up, and waits for them: the
+  // node answers once they finished or after `wait` with a TIMEOUT round for each still
+  // running (give the client's timeout_ms more than `wait`).
+  Result<Repair> repair(std::optional<uint32_t> partition, std::chrono::milliseconds wait);
   // What the node's change logs hold after a cursor, across its partitions, for keys under
   // `prefixes` (none: every key): partitions in `from_seq` (partition -> first seq wanted)
   // are read from there, the others only reported. Bounded: `more` says to ask again from

@@ -15,6 +15,7 @@ std::string_view request_kind_name(RequestKind kind) {
     case RequestKind::kRing: return "ring";
     case RequestKind::kReplicas: return "replicas";
     case RequestKind::kHints: return "hints";
+    case RequestKind::kRepair: return "repair";
   }
   return "unknown";
 }

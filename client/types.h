@@ -34,6 +34,7 @@ enum class RequestKind : uint8_t {
   kRing,
   kReplicas,
   kHints,
+  kRepair,
 };
 std::string_view request_kind_name(RequestKind kind);  // "put", "get", "delete", ...
 
@@ -240,6 +241,26 @@ struct RepairMarkInfo {
 struct Hints {
   std::vector<HintTarget> targets;    // sorted by node id
   std::vector<RepairMarkInfo> marks;  // by partition, then node id
+};
+
+// One anti-entropy round a repair forced: the answering node compared `partition` with
+// `node_id`.
+struct RepairRound {
+  uint32_t partition = 0;
+  std::string node_id;
+  std::string error;  // empty: the round completed
+  bool in_sync = false;
+  uint32_t leaves_differing = 0;
+  uint64_t pulled = 0;   // keys the other node had newer, applied on the answering node
+  uint64_t pushed = 0;   // keys the answering node had newer, written to the other
+  uint64_t skipped = 0;  // one-sided keys older than the tombstone grace, left alone
+  uint64_t bytes = 0;
+  std::chrono::milliseconds duration{0};
+};
+
+// What `repair` reports: its rounds, by partition then node id.
+struct Repair {
+  std::vector<RepairRound> rounds;
 };
 
 }  // namespace edgekv::client

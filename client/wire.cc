@@ -22,6 +22,7 @@ std::string_view body_name(pb::Response::BodyCase body) {
     case pb::Response::kRing: return "ring";
     case pb::Response::kReplicas: return "replicas";
     case pb::Response::kHints: return "hints";
+    case pb::Response::kRepair: return "repair";
     case pb::Response::BODY_NOT_SET: return "no";
   }
   return "an unknown";
@@ -40,6 +41,7 @@ pb::Response::BodyCase expected_body(RequestKind kind) {
     case RequestKind::kRing: return pb::Response::kRing;
     case RequestKind::kReplicas: return pb::Response::kReplicas;
     case RequestKind::kHints: return pb::Response::kHints;
+    case RequestKind::kRepair: return pb::Response::kRepair;
   }
   return pb::Response::BODY_NOT_SET;
 }
@@ -313,6 +315,26 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         hints.marks.push_back(std::move(mark));
       }
       completion->reply = std::move(hints);
+      return;
+    }
+    case RequestKind::kRepair: {
+      Repair repair;
+      repair.rounds.reserve(static_cast<size_t>(response.repair().rounds_size()));
+      for (pb::RepairRound& r : *response.mutable_repair()->mutable_rounds()) {
+        RepairRound round;
+        round.partition = r.partition();
+        round.node_id = std::move(*r.mutable_node_id());
+        round.error = std::move(*r.mutable_error());
+        round.in_sync = r.in_sync();
+        round.leaves_differing = r.leaves_differing();
+        round.pulled = r.pulled();
+        round.pushed = r.pushed();
+        round.skipped = r.skipped();
+        round.bytes = r.bytes();
+        round.duration = std::chrono::milliseconds(r.duration_ms());
+        repair.rounds.push_back(std::move(round));
+      }
+      completion->reply = std::move(repair);
       return;
     }
   }

@@ -143,17 +143,30 @@ void AntiEntropy::start(const Pair& pair, bool forced, MonoTime now) {
   send(r, id, AeDigest{0, pair.first, mine->root, mine->entries}, now);
 }
 
+void AntiEntropy::keep(RoundResult result) {
+  if (result.forced) forced_results_.push_back(result);
+  results_.push_back(std::move(result));
+  if (results_.size() > options_.results_kept) results_.pop_front();
+}
+
+std::vector<AntiEntropy::RoundResult> AntiEntropy::take_forced_results() {
+  return std::exchange(forced_results_, {});
+}
+
 void AntiEntropy::start_due(MonoTime now) {
-  auto running = [this](const Pair& pair) {
-    for (const auto& [id, r] : rounds_) {
-      if (r.pair == pair) return true;
+  auto running = [this](const Pair& pair) -> Round* {
+    for (auto& [id, r] : rounds_) {
+      if (r.pair == pair) return &r;
     }
-    return false;
+    return nullptr;
   };
   while (rounds_.size() < options_.max_rounds && !forced_.empty()) {
     const Pair pair = forced_.front();
     forced_.pop_front();
-    if (running(pair)) continue;
+    if (Round* r = running(pair)) {  // the scheduled round running now answers the repair
+      r->forced = r->result.forced = true;
+      continue;
+    }
     if (!is_up(pair.second)) {
       RoundResult result;
       result.partition = pair.first;
@@ -161,8 +174,7 @@ void AntiEntropy::start_due(MonoTime now) {
       result.forced = true;
       result.started = clock_.wall_now();
       result.status = Status::unavailable("repair: " + pair.second + " is down");
-      results_.push_back(std::move(result));
-      if (results_.size() > options_.results_kept) results_.pop_front();
+      keep(std::move(result));
       continue;
     }
     start(pair, true, now);
@@ -531,8 +543,7 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
     auto due = due_.find(pair);
     if (due != due_.end()) due->second = std::min(due->second, now + options_.retry_after);
   }
-  results_.push_back(std::move(result));
-  if (results_.size() > options_.results_kept) results_.pop_front();
+  keep(std::move(result));
 }
 
 void AntiEntropy::tick(MonoTime now) {

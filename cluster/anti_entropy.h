@@ -195,6 +195,10 @@ class AntiEntropy {
   std::vector<PeerOutgoing> take_peer_messages();
 
   std::vector<RoundResult> results() const { return {results_.begin(), results_.end()}; }
+  // The results of forced rounds (repair()) finished since the last call, for the driver
+  // to answer the repairs it was asked for. A forced pair whose scheduled round was running
+  // is answered by that round.
+  std::vector<RoundResult> take_forced_results();
   const Counters& counters() const { return counters_; }
   size_t rounds_running() const { return rounds_.size(); }
 
@@ -233,6 +237,8 @@ class AntiEntropy {
   AeDigestReply answer_digest(const AeDigest& d);
   AeEntriesReply answer_entries(const AeEntriesRequest& q);
   bool one_sided_moves(const Version& v) const;
+  // Keeps a finished round's result (and a forced one's for take_forced_results).
+  void keep(RoundResult result);
   bool is_up(const NodeId& id) const;
 
   const NodeId self_;
@@ -243,7 +249,8 @@ class AntiEntropy {
 
   std::set<NodeId, std::less<>> up_;
   std::vector<std::vector<NodeId>> homes_;
-  std::map<Pair, MonoTime> due_;  // the pairs this node initiates, and when next
+  std::vector<RoundResult> forced_results_;  // not yet taken
+  std::map<Pair, MonoTime> due_;             // the pairs this node initiates, and when next
   std::deque<Pair> forced_;
   std::map<uint64_t, Round> rounds_;     // by round id
   std::map<uint64_t, Pending> pending_;  // by request id

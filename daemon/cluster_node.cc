@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 #include <system_error>
+#include <tuple>
 #include <utility>
 
 #include "cluster/mutation.h"
@@ -219,20 +220,86 @@ void ClusterNode::update_homes(MonoTime now) {
   route_anti_entropy();
 }
 
-Result<size_t> ClusterNode::repair(uint32_t partition, MonoTime now) {
-  if (options_.anti_entropy.interval.count() == 0) {
-    // Without a schedule the machine has no homes yet: give it this partition's.
-    const cluster::Placement& p = view_->placement();
-    if (partition < p.partitions()) {
-      std::vector<std::vector<cluster::NodeId>> homes(p.partitions());
-      homes[partition] = view_->home(partition);
-      anti_entropy_->set_homes(homes, now);
+void ClusterNode::repair(std::optional<uint32_t> partition, MonoTime now, MonoTime deadline,
+                         RepairDone done) {
+  // Each one holds its pairs until they finished: a bound on what clients can pile up.
+  constexpr size_t kMaxPendingRepairs = 16;
+  if (repairs_.size() >= kMaxPendingRepairs) {
+    return done(Status::overloaded(std::to_string(repairs_.size()) +
+                                   " repairs are running on this node; try again when they "
+                                   "finished"));
+  }
+  const cluster::Placement& p = view_->placement();
+  std::vector<uint32_t> partitions;
+  if (partition.has_value()) {
+    if (*partition >= p.partitions()) {
+      return done(Status::invalid_argument("partition " + std::to_string(*partition) +
+                                           " is out of range (the ring has " +
+                                           std::to_string(p.partitions()) + ")"));
+    }
+    if (!p.is_home(*partition, options_.node_id)) {
+      return done(Status::failed_precondition(
+          options_.node_id + " is not a home replica of partition " + std::to_string(*partition) +
+          "; ask one of its home replicas (kvcli ring)"));
+    }
+    partitions.push_back(*partition);
+  } else {
+    for (uint32_t q = 0; q < p.partitions(); ++q) {
+      if (p.is_home(q, options_.node_id)) partitions.push_back(q);
     }
   }
-  Result<size_t> queued = anti_entropy_->repair(partition);
+  if (options_.anti_entropy.interval.count() == 0) {
+    // Without a schedule the machine was given no homes: give it the ones repaired.
+    std::vector<std::vector<cluster::NodeId>> homes(p.partitions());
+    for (uint32_t q : partitions) homes[q] = view_->home(q);
+    anti_entropy_->set_homes(homes, now);
+  }
+  PendingRepair pending;
+  pending.deadline = deadline;
+  pending.done = std::move(done);
+  for (uint32_t q : partitions) {
+    Result<size_t> queued = anti_entropy_->repair(q);
+    if (!queued.ok()) continue;  // checked above; placement cannot change in between
+    for (const cluster::NodeId& peer : view_->home(q)) {
+      if (peer != options_.node_id && is_up(peer)) pending.waiting.emplace(q, peer);
+    }
+  }
+  const uint64_t id = next_repair_++;
+  repairs_.emplace(id, std::move(pending));
   anti_entropy_->tick(now);
   route_anti_entropy();
-  return queued;
+  settle_repairs(std::nullopt);
+}
+
+void ClusterNode::settle_repairs(std::optional<MonoTime> now) {
+  for (cluster::AntiEntropy::RoundResult& r : anti_entropy_->take_forced_results()) {
+    for (auto& [id, pending] : repairs_) {
+      if (pending.waiting.erase({r.partition, r.peer}) > 0) pending.results.push_back(r);
+    }
+  }
+  for (auto it = repairs_.begin(); it != repairs_.end();) {
+    PendingRepair& pending = it->second;
+    const bool late = now.has_value() && *now >= pending.deadline;
+    if (!pending.waiting.empty() && !late) {
+      ++it;
+      continue;
+    }
+    for (const auto& [partition, peer] : pending.waiting) {
+      cluster::AntiEntropy::RoundResult r;
+      r.partition = partition;
+      r.peer = peer;
+      r.forced = true;
+      r.status = Status::timeout("the round did not finish in time; it goes on");
+      pending.results.push_back(std::move(r));
+    }
+    std::sort(pending.results.begin(), pending.results.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.partition, a.peer) < std::tie(b.partition, b.peer);
+    });
+    RepairDone done = std::move(pending.done);
+    std::vector<cluster::AntiEntropy::RoundResult> results = std::move(pending.results);
+    it = repairs_.erase(it);
+    done(std::move(results));
+  }
 }
 
 void ClusterNode::route_anti_entropy() {
@@ -240,6 +307,7 @@ void ClusterNode::route_anti_entropy() {
     queue({std::move(m.to), cluster::to_peer_message(std::move(m.message))});
   }
   route(anti_entropy_->take_peer_messages());
+  if (!repairs_.empty()) settle_repairs(std::nullopt);
 }
 
 bool ClusterNode::is_up(const std::string& id) const {
@@ -456,6 +524,7 @@ void ClusterNode::tick(MonoTime now) {
   route(handoff_->take_messages());
   anti_entropy_->tick(now);
   route_anti_entropy();
+  settle_repairs(now);
   persist_marks();
 }
 
@@ -463,6 +532,7 @@ MonoTime ClusterNode::next_deadline() const {
   MonoTime deadline = std::min({coordinator_->next_deadline(), keeper_->next_deadline(),
                                 handoff_->next_deadline(), anti_entropy_->next_deadline()});
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
+  for (const auto& [id, r] : repairs_) deadline = std::min(deadline, r.deadline);
   return deadline;
 }
 

@@ -158,8 +158,14 @@ class ClusterNode {
   const cluster::Replica& replica() const { return *replica_; }
   const cluster::Handoff& handoff() const { return *handoff_; }
   const cluster::AntiEntropy& anti_entropy() const { return *anti_entropy_; }
-  // Forces anti-entropy rounds of `partition` now (AntiEntropy::repair).
-  Result<size_t> repair(uint32_t partition, MonoTime now);
+  // ---- kvcli repair: forces anti-entropy rounds of `partitions` (all: every partition
+  // this node is a home replica of) with each other home replica that is up, and answers
+  // with their results once they all finished, or at `deadline` with those that did (a
+  // round still running then is reported as TIMEOUT). INVALID_ARGUMENT for a partition out
+  // of range, FAILED_PRECONDITION when this node is not one of its home replicas; both at
+  // once, without anything forced.
+  using RepairDone = std::function<void(Result<std::vector<cluster::AntiEntropy::RoundResult>>)>;
+  void repair(std::optional<uint32_t> partition, MonoTime now, MonoTime deadline, RepairDone done);
   const cluster::PlacementKeeper& keeper() const { return *keeper_; }
   const PeerTransport& transport() const { return *transport_; }
   const ClusterNodeCounters& counters() const { return counters_; }
@@ -176,6 +182,16 @@ class ClusterNode {
     MonoTime deadline;
     InspectDone done;
   };
+
+  struct PendingRepair {
+    std::set<std::pair<uint32_t, cluster::NodeId>> waiting;  // (partition, peer)
+    std::vector<cluster::AntiEntropy::RoundResult> results;
+    MonoTime deadline;
+    RepairDone done;
+  };
+  // Hands forced rounds' results to the repairs waiting for them; answers those complete
+  // (or, with `now`, past their deadline).
+  void settle_repairs(std::optional<MonoTime> now);
 
   void handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now);
   bool handle_inspection_reply(const cluster::NodeId& from, cluster::ReadReply& reply);
@@ -203,6 +219,8 @@ class ClusterNode {
   std::unique_ptr<cluster::Replica> replica_;
   std::unique_ptr<cluster::Handoff> handoff_;
   std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
+  std::map<uint64_t, PendingRepair> repairs_;
+  uint64_t next_repair_ = 1;
   bool marks_dirty_ = false;
   MonoTime marks_retry_at_{};
   // Messages for this node itself, waiting for deliver_local().

@@ -47,6 +47,15 @@ Status validate_request(const pb::Request& request, const RequestLimits& limits)
   switch (request.op_case()) {
     case pb::Request::kRing:
     case pb::Request::kHints: return {};
+    case pb::Request::kRepair: {
+      constexpr uint64_t kMaxRepairTimeoutMs = 3600 * 1000;
+      if (request.repair().timeout_ms() > kMaxRepairTimeoutMs) {
+        return Status::invalid_argument(
+            "repair timeout_ms " + std::to_string(request.repair().timeout_ms()) +
+            " is over an hour (" + std::to_string(kMaxRepairTimeoutMs) + ")");
+      }
+      return {};
+    }
     case pb::Request::kReplicas: return check_key(request.replicas().key(), limits);
     case pb::Request::kPut: {
       const auto& put = request.put();

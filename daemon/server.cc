@@ -472,6 +472,7 @@ class ServerImpl final : public Server {
       case pb::Request::kRing: return handle_ring(to, req);
       case pb::Request::kReplicas: return handle_replicas(std::move(to), req);
       case pb::Request::kHints: return handle_hints(to, req);
+      case pb::Request::kRepair: return handle_repair(std::move(to), req);
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }
@@ -623,6 +624,38 @@ class ServerImpl final : public Server {
     }
     if (r.record->expiry.ms != 0 && r.record->expiry.ms <= now.ms) return pb::REPLICA_EXPIRED;
     return pb::REPLICA_LIVE;
+  }
+
+  // Forces anti-entropy rounds and answers with their results once they finished (or at
+  // the request's timeout with those that did).
+  void handle_repair(ReplyTo to, const pb::Request& req) {
+    const pb::RepairRequest& r = req.repair();
+    const milliseconds timeout(r.timeout_ms() == 0 ? 60000 : r.timeout_ms());
+    const MonoTime now = clock_.mono_now();
+    std::optional<uint32_t> partition;
+    if (!r.all()) partition = r.partition();
+    cluster_->repair(partition, now, now + timeout,
+                     [this, to = std::move(to), id = req.id()](
+                         Result<std::vector<cluster::AntiEntropy::RoundResult>> results) {
+                       if (!results.ok()) return reply_error(to, id, results.status());
+                       pb::Response resp;
+                       resp.set_id(id);
+                       auto* body = resp.mutable_repair();
+                       for (const cluster::AntiEntropy::RoundResult& round : *results) {
+                         auto* out = body->add_rounds();
+                         out->set_partition(round.partition);
+                         out->set_node_id(round.peer);
+                         if (!round.status.ok()) out->set_error(round.status.to_string());
+                         out->set_in_sync(round.in_sync);
+                         out->set_leaves_differing(static_cast<uint32_t>(round.leaves_differing));
+                         out->set_pulled(round.pulled);
+                         out->set_pushed(round.pushed);
+                         out->set_skipped(round.skipped);
+                         out->set_bytes(round.bytes);
+                         out->set_duration_ms(static_cast<uint64_t>(round.duration.count()));
+                       }
+                       send_reply(to, resp);
+                     });
   }
 
   void handle_replicas(ReplyTo to, const pb::Request& req) {

@@ -297,6 +297,37 @@ class MemoryNode {
         mark->set_reason("past hint-window");
         break;
       }
+      case pb::Request::kRepair: {
+        // Partition 9 is not this node's; partition 7's second round runs past the wait.
+        const pb::RepairRequest& r = request.repair();
+        last_repair_wait_ms = r.timeout_ms();
+        if (!r.all() && r.partition() == 9) {
+          response.set_code(pb::FAILED_PRECONDITION);
+          response.set_message("node-a is not a home replica of partition 9");
+          break;
+        }
+        pb::RepairResponse* out = response.mutable_repair();
+        const uint32_t p = r.all() ? 3 : r.partition();
+        pb::RepairRound* same = out->add_rounds();
+        same->set_partition(p);
+        same->set_node_id("node-b");
+        same->set_in_sync(true);
+        same->set_bytes(40);
+        pb::RepairRound* fixed = out->add_rounds();
+        fixed->set_partition(p);
+        fixed->set_node_id("node-c");
+        if (p == 7) {
+          fixed->set_error("TIMEOUT: the round did not finish in time; it goes on");
+        } else {
+          fixed->set_leaves_differing(2);
+          fixed->set_pulled(4);
+          fixed->set_pushed(1);
+          fixed->set_skipped(1);
+          fixed->set_bytes(9000);
+          fixed->set_duration_ms(1500);
+        }
+        break;
+      }
       case pb::Request::kReplicas: {
         pb::ReplicasResponse* out = response.mutable_replicas();
         out->set_key(request.replicas().key());
@@ -346,6 +377,7 @@ class MemoryNode {
   // The last request's consistency (a pb::Consistency value) and strict flag (0 or 1).
   std::atomic<int> last_consistency{-1};
   std::atomic<int> last_strict{-1};
+  std::atomic<uint64_t> last_repair_wait_ms{0};
 
  private:
   struct Entry {

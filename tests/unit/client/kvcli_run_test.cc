@@ -414,6 +414,41 @@ TEST(KvcliRunTest, Hints) {
             "\n");
 }
 
+TEST(KvcliRunTest, Repair) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran text = run({"--endpoint", server.endpoint(), "repair", "5", "--wait", "30"});
+  EXPECT_EQ(text.code, 0) << text.err;
+  EXPECT_EQ(text.err, "");
+  EXPECT_EQ(node.last_repair_wait_ms, 30000u);
+  EXPECT_EQ(text.out,
+            "PARTITION  NODE    RESULT    LEAVES  PULLED  PUSHED  SKIPPED  BYTES  TIME\n"
+            "5          node-b  in sync   0       0       0       0        40     0 ms\n"
+            "5          node-c  repaired  2       4       1       1        9000   1s\n"
+            "2 rounds: 1 in sync, 1 repaired, 0 failed; 4 keys pulled, 1 pushed\n");
+
+  // Every partition of the node, by default; a round that failed exits 3.
+  Ran all = run({"--endpoint", server.endpoint(), "--json", "repair"});
+  EXPECT_EQ(all.code, 0) << all.err;
+  EXPECT_EQ(node.last_repair_wait_ms, 60000u);
+  EXPECT_NE(all.out.find(R"({"rounds":[{"partition":3,"node_id":"node-b","error":"",)"),
+            std::string::npos)
+      << all.out;
+  Ran late = run({"--endpoint", server.endpoint(), "repair", "7"});
+  EXPECT_EQ(late.code, 3) << late.err;
+  EXPECT_NE(late.out.find("TIMEOUT: the round did not finish in time"), std::string::npos)
+      << late.out;
+  EXPECT_NE(late.out.find("1 failed"), std::string::npos) << late.out;
+
+  Ran other = run({"--endpoint", server.endpoint(), "repair", "9"});
+  EXPECT_NE(other.code, 0);
+  EXPECT_EQ(other.out, "");
+  EXPECT_EQ(other.err, "kvcli: node-a is not a home replica of partition 9\n");
+  Ran bad = run({"--endpoint", server.endpoint(), "repair", "x1"});
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("PARTITION must be a partition number"), std::string::npos) << bad.err;
+}
+
 TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
   for (const std::vector<std::string>& args : {std::vector<std::string>{},
                                                {"nope"},
@@ -425,6 +460,9 @@ TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {
                                                {"replicas"},
                                                {"ring", "--strict"},
                                                {"hints", "x"},
+                                               {"repair", "1", "2"},
+                                               {"repair", "--wait", "0"},
+                                               {"repair", "--strict"},
                                                {"hints", "--consistency", "one"},
                                                {"members", "--strict"},
                                                {"--consistency", "x", "put", "k", "v"}}) {

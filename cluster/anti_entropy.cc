@@ -107,9 +107,15 @@ Result<size_t> AntiEntropy::repair(uint32_t partition) {
   for (const NodeId& peer : h) {
     if (peer == self_ || !is_up(peer)) continue;
     const Pair pair{partition, peer};
-    if (std::find(forced_.begin(), forced_.end(), pair) != forced_.end()) continue;
-    forced_.push_back(pair);
     ++queued;
+    // A round of the pair running now answers the repair.
+    auto running = std::find_if(rounds_.begin(), rounds_.end(),
+                                [&pair](const auto& entry) { return entry.second.pair == pair; });
+    if (running != rounds_.end()) {
+      running->second.forced = running->second.result.forced = true;
+      continue;
+    }
+    if (std::find(forced_.begin(), forced_.end(), pair) == forced_.end()) forced_.push_back(pair);
   }
   return queued;
 }

@@ -177,7 +177,9 @@ class AntiEntropy {
   void set_member(const NodeId& id, bool up);
 
   // Forces rounds of `partition` with each other home replica that is up, ahead of the
-  // schedule; answers how many were queued. INVALID_ARGUMENT for a partition out of range,
+  // schedule (a round of the pair running now, or one already forced, counts as the forced
+  // one); answers how many rounds will report to take_forced_results(). INVALID_ARGUMENT
+  // for a partition out of range,
   // FAILED_PRECONDITION when this node is not one of its home replicas.
   Result<size_t> repair(uint32_t partition);
 

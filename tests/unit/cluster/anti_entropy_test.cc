@@ -581,6 +581,43 @@ TEST_F(AntiEntropyTest, APullTheStoreNeverCompletesTimesOut) {
   EXPECT_EQ(node("a").store->get("x", clock_.wall_now())->value, "1");
 }
 
+TEST_F(AntiEntropyTest, ForcedRoundsAreReportedOnceEachAndARunningRoundAnswersARepair) {
+  make({"a", "b"}, 2, ab);
+  write("b", "x", "1");
+  AntiEntropy& ae = *node("a").ae;
+  EXPECT_TRUE(ae.take_forced_results().empty());  // the settling rounds were scheduled
+  repair("a", 0);
+  repair("a", 1);
+  std::vector<AntiEntropy::RoundResult> forced = ae.take_forced_results();
+  ASSERT_EQ(forced.size(), 2u);
+  EXPECT_EQ(forced[0].partition, 0u);
+  EXPECT_EQ(forced[1].partition, 1u);
+  EXPECT_EQ(forced[0].pulled + forced[1].pulled, 1u);
+  EXPECT_TRUE(ae.take_forced_results().empty());
+  // A repair asked while the pair's scheduled round runs is answered by that round.
+  write("b", "y", "2");
+  silent_.insert("b");  // b's answers are lost: a's scheduled rounds stay running
+  clock_.advance(std::chrono::minutes(10));
+  ae.tick(clock_.mono_now());
+  pump();
+  ASSERT_GT(ae.rounds_running(), 0u);
+  const size_t running = ae.rounds_running();
+  for (uint32_t p = 0; p < 2; ++p) ASSERT_TRUE(ae.repair(p).ok());
+  ae.tick(clock_.mono_now());
+  pump();
+  EXPECT_EQ(ae.rounds_running(), running);  // no second round of a running pair
+  EXPECT_TRUE(ae.take_forced_results().empty());
+  // They time out: each is reported as the answer to the repair, once.
+  clock_.advance(std::chrono::minutes(1));
+  ae.tick(clock_.mono_now());
+  forced = ae.take_forced_results();
+  EXPECT_EQ(forced.size(), running);
+  for (const AntiEntropy::RoundResult& r : forced) {
+    EXPECT_TRUE(r.forced);
+    EXPECT_EQ(r.status.code(), Code::kTimeout) << r.status.to_string();
+  }
+}
+
 TEST_F(AntiEntropyTest, ACompletedRoundClearsTheHandoffMark) {
   make({"a", "b"}, 2, ab);
   Node& a = node("a");

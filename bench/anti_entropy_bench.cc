@@ -6,7 +6,7 @@
 // "a" pulls them) and half on "a" only (so "a" pushes them), and a full pass runs: "a", the
 // lower id and so the initiator, is asked to repair every partition, and the pass ends
 // when no round is running. Each pass repairs what it found, so each level starts from
-// converged stores. The figures are docs/anti-entropy-draft.md's "Measured".
+// converged stores. The figures are docs/replication.md's "Anti-entropy", Measured.
 //
 // The bench plays the driver and the network, as ClusterNode does, in one thread: it hands
 // each node's round messages to the other, answers pulls (ReadRequest) from the peer's

@@ -64,7 +64,7 @@ run: build
 
 test: build fuzz-build
 	@cd $(BUILD) && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp history_size=7" \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_LABELS)
 
 bench: build

@@ -82,6 +82,10 @@ void AntiEntropy::set_homes(const std::vector<std::vector<NodeId>>& homes, MonoT
   }
   std::sort(pairs.begin(), pairs.end());
   pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
+  if (options_.interval.count() == 0) {  // no schedule: repair() alone starts rounds
+    due_.clear();
+    return;
+  }
   std::map<Pair, MonoTime> due;
   for (size_t rank = 0; rank < pairs.size(); ++rank) {
     auto it = due_.find(pairs[rank]);

@@ -81,7 +81,8 @@
 namespace edgekv::cluster {
 
 struct AntiEntropyOptions {
-  // How often each (partition, peer) pair is compared at least (anti-entropy-interval).
+  // How often each (partition, peer) pair is compared at least (anti-entropy-interval);
+  // 0: never on a schedule, only repair() starts rounds.
   // Ten minutes: a replica that missed a write without a hint (a refused hint, a lost
   // message) converges within that, well inside both the 3 h hint window and the 24 h
   // tombstone grace (a missed delete is repaired ~140 times before its tombstone may be

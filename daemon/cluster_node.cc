@@ -210,7 +210,6 @@ void ClusterNode::start(MonoTime now) {
 }
 
 void ClusterNode::update_homes(MonoTime now) {
-  if (options_.anti_entropy.interval.count() == 0) return;  // no scheduled rounds
   const cluster::Placement& p = view_->placement();
   std::vector<std::vector<cluster::NodeId>> homes(p.partitions());
   for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
@@ -247,12 +246,6 @@ void ClusterNode::repair(std::optional<uint32_t> partition, MonoTime now, MonoTi
     for (uint32_t q = 0; q < p.partitions(); ++q) {
       if (p.is_home(q, options_.node_id)) partitions.push_back(q);
     }
-  }
-  if (options_.anti_entropy.interval.count() == 0) {
-    // Without a schedule the machine was given no homes: give it the ones repaired.
-    std::vector<std::vector<cluster::NodeId>> homes(p.partitions());
-    for (uint32_t q : partitions) homes[q] = view_->home(q);
-    anti_entropy_->set_homes(homes, now);
   }
   PendingRepair pending;
   pending.deadline = deadline;

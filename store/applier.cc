@@ -1,6 +1,7 @@
 #include "store/applier.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -52,13 +53,45 @@ Result<std::unique_ptr<Applier>> Applier::open(EngineState& state, uint32_t file
   Result<std::vector<uint64_t>> logged = applier->last_logged();
   if (!logged.ok()) return logged.status();
   for (size_t i = 0; i < logged->size(); ++i) applier->slots_[i].logged_seq = (*logged)[i];
+  EDGEKV_RETURN_IF_ERROR(applier->load_purge_floors());
   return applier;
+}
+
+// The purge floors kept in meta (`purge_floor.P`, the hlc bound of P's last purge by
+// horizon): the horizon each partition starts from, so that writes below it stay out.
+Status Applier::load_purge_floors() {
+  Result<sql::Stmt> stmt = db_.prepare(
+      "SELECT name, value FROM meta WHERE name LIKE 'purge_floor.%'", "read purge floors");
+  if (!stmt.ok()) return stmt.status();
+  sql::StmtScope scope(*stmt);
+  const Layout& layout = state_.layout;
+  for (;;) {
+    Result<bool> row = stmt->step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    const std::string name(stmt->blob_at(0));
+    const int64_t value = stmt->int64_at(1);
+    char* end = nullptr;
+    const unsigned long p = std::strtoul(name.c_str() + 12, &end, 10);
+    if (end == name.c_str() + 12 || *end != '\0' || p >= layout.partitions ||
+        layout.file_of(static_cast<uint32_t>(p)) != file_ || value < 0) {
+      return Status::corruption(db_.path() + ": meta row '" + name + "' (" +
+                                std::to_string(value) + ") is not a purge floor of this file");
+    }
+    const auto partition = static_cast<uint32_t>(p);
+    slots_[layout.slot_of(partition)].floor_kept = static_cast<uint64_t>(value);
+    raise_to(state_.partitions[partition].horizon_hlc, static_cast<uint64_t>(value));
+  }
+  return Status();
 }
 
 Status Applier::prepare_statements() {
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&begin_, "BEGIN IMMEDIATE", "begin"));
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&commit_, "COMMIT", "commit"));
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&rollback_, "ROLLBACK", "rollback"));
+  EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
+      &set_floor_, "INSERT OR REPLACE INTO meta (name, value) VALUES ('purge_floor.' || ?1, ?2)",
+      "record purge floor"));
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(&set_applied_,
                                           "INSERT OR REPLACE INTO meta (name, value) VALUES ('" +
                                               std::string(kAppliedStageId) + "', ?1)",
@@ -141,7 +174,8 @@ Status Applier::ready(Slot& slot, bool create) {
   EDGEKV_RETURN_IF_ERROR(
       db_.prepare_into(&slot.purge_tombstones,
                        "SELECT leaf, key, hlc, origin, expiry_ms FROM " + kv +
-                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 LIMIT ?2",
+                           " WHERE tombstone = 1 AND hlc >= 0 AND hlc < ?1 AND seq <= ?3"
+                           " LIMIT ?2",
                        "find old tombstones"));
   EDGEKV_RETURN_IF_ERROR(db_.prepare_into(
       &slot.purge_row, "DELETE FROM " + kv + " WHERE leaf = ?1 AND key = ?2", "purge tombstone"));
@@ -414,7 +448,8 @@ Status Applier::apply_now(const std::deque<StagedWrite>& writes) {
 Status Applier::sweep(SweepJob& job) {
   const uint32_t n = static_cast<uint32_t>(slots_.size());
   if (n == 0) return Status();
-  const int64_t cutoff = tombstone_cutoff(job.now, state_.options.tombstone_grace_ms);
+  const bool by_horizon = state_.options.tombstone_purge == TombstonePurge::kByHorizon;
+  const int64_t age_cutoff = tombstone_cutoff(job.now, state_.options.tombstone_grace_ms);
   const uint64_t keep = std::max<uint64_t>(state_.options.changelog_keep, 1);
   uint64_t purged_total = 0;
   // The purged tombstones, for the digests (engine.h, FileDigests).
@@ -426,10 +461,23 @@ Status Applier::sweep(SweepJob& job) {
     int64_t expiry_ms;
   };
   std::vector<Purged> purged_rows;
+  std::vector<std::pair<Slot*, uint64_t>> floors_raised;  // kept once the sweep commits
   Status status = begin_.run();
-  for (uint32_t i = 0; status.ok() && i < n && job.purge_left > 0 && cutoff > 0; ++i) {
+  for (uint32_t i = 0; status.ok() && i < n && job.purge_left > 0; ++i) {
     Slot& slot = slots_[(sweep_cursor_ + i) % n];
     if (!slot.has_tables) continue;  // nothing to purge, nor to trim below
+    // By age: older than the grace, whatever the seq. By horizon: below both bounds, read
+    // once here; the writer holds writes to the hlc bound, which only goes up.
+    int64_t cutoff = age_cutoff;
+    int64_t seq_through = std::numeric_limits<int64_t>::max();
+    if (by_horizon) {
+      const PartitionState& ps = state_.partitions[slot.partition];
+      cutoff = static_cast<int64_t>(
+          std::min<uint64_t>(ps.horizon_hlc.load(), std::numeric_limits<int64_t>::max()));
+      seq_through = static_cast<int64_t>(
+          std::min<uint64_t>(ps.horizon_seq.load(), std::numeric_limits<int64_t>::max()));
+    }
+    if (cutoff <= 0) continue;
     status = ready(slot, /*create=*/false);
     if (!status.ok()) break;
     const size_t first = purged_rows.size();
@@ -438,6 +486,7 @@ Status Applier::sweep(SweepJob& job) {
       sql::StmtScope scope(s);
       s.bind_int64(1, cutoff);
       s.bind_int64(2, clamp_budget(job.purge_left));
+      s.bind_int64(3, seq_through);
       for (;;) {
         Result<bool> row = s.step();
         if (!row.ok()) {
@@ -457,6 +506,13 @@ Status Applier::sweep(SweepJob& job) {
     }
     if (!status.ok()) break;
     const uint64_t purged = purged_rows.size() - first;
+    if (by_horizon && purged > 0 && static_cast<uint64_t>(cutoff) > slot.floor_kept) {
+      set_floor_.bind_int64(1, slot.partition);
+      set_floor_.bind_int64(2, cutoff);
+      status = set_floor_.run();
+      if (!status.ok()) break;
+      floors_raised.emplace_back(&slot, static_cast<uint64_t>(cutoff));
+    }
     job.purge_left -= std::min<size_t>(job.purge_left, purged);
     purged_total += purged;
   }
@@ -495,6 +551,7 @@ Status Applier::sweep(SweepJob& job) {
     digests.purged.insert(std::move(r.key));
   }
   if (digest_lock.owns_lock()) digest_lock.unlock();
+  for (auto& [slot, floor] : floors_raised) slot->floor_kept = floor;
   state_.counters.tombstones_purged.fetch_add(purged_total, std::memory_order_relaxed);
   return Status();
 }

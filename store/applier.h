@@ -115,11 +115,14 @@ class Applier {
     sql::Stmt purge_tombstones;  // finds them; purge_row deletes each
     sql::Stmt purge_row;
     sql::Stmt trim_log;
+    // The hlc bound of the last purge kept in meta (`purge_floor.P`; kByHorizon).
+    uint64_t floor_kept = 0;
   };
   using Job = std::variant<Batch, SweepTail>;
 
   Applier(EngineState& state, uint32_t file, sql::Db db);
   Status prepare_statements();
+  Status load_purge_floors();
   // The slot's statements, prepared; with `create`, its tables are created first if the
   // partition has none, inside the open transaction (rollback() forgets them again).
   // Without, a slot without tables stays unprepared.
@@ -137,7 +140,7 @@ class Applier {
   EngineState& state_;
   const uint32_t file_;
   sql::Db db_;
-  sql::Stmt begin_, commit_, rollback_, set_applied_;
+  sql::Stmt begin_, commit_, rollback_, set_applied_, set_floor_;
   std::vector<Slot> slots_;        // by Layout::slot_of(partition)
   std::vector<uint32_t> created_;  // slots whose tables the open transaction created
   StagedWrites& staged_;

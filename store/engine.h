@@ -31,7 +31,20 @@ struct PartitionState {
   // writes leave the staged writes: a reader or writer that no longer finds a write
   // staged finds the tables too.
   std::atomic<bool> has_tables{false};
+  // The purge horizon (Store::set_purge_horizon; TombstonePurge::kByHorizon), each bound
+  // only raised. At open, horizon_hlc is the hlc bound of the partition's last purge, which
+  // the applier keeps in the data file's meta with the purge (`purge_floor.P`), so writes
+  // below it to keys with no row stay ignored across restarts.
+  std::atomic<uint64_t> horizon_hlc{0};
+  std::atomic<uint64_t> horizon_seq{0};
 };
+
+// Raises `a` to `v` if it is lower.
+inline void raise_to(std::atomic<uint64_t>& a, uint64_t v) {
+  uint64_t cur = a.load();
+  while (cur < v && !a.compare_exchange_weak(cur, v)) {
+  }
+}
 
 // One file's anti-entropy digests (store.h, Store::digest), kept in memory.
 //
@@ -69,6 +82,7 @@ struct Counters {
   std::atomic<uint64_t> puts_applied{0};
   std::atomic<uint64_t> deletes_applied{0};
   std::atomic<uint64_t> writes_ignored{0};
+  std::atomic<uint64_t> writes_below_horizon{0};
   std::atomic<uint64_t> expired{0};
   std::atomic<uint64_t> tombstones_purged{0};
   std::atomic<uint64_t> commit_groups{0};

@@ -97,6 +97,9 @@ struct Partition {
   std::set<std::pair<uint32_t, std::string>> by_leaf;
   std::deque<LogEntry> log;  // contiguous seqs, ending at last_seq
   uint64_t last_seq = 0;
+  // The hlc bound of the last purge by horizon: writes below it to keys with no row stay
+  // out after a crash too, as the SQLite store keeps it in meta with the purge.
+  uint64_t purge_floor = 0;
   uint64_t live = 0;  // rows that are not tombstones, expired or not
 };
 
@@ -134,6 +137,7 @@ struct Counts {
   uint64_t ignored = 0;
   uint64_t expired = 0;
   uint64_t purged = 0;
+  uint64_t below_horizon = 0;
 };
 
 // An operation's input: enough to run it again on another copy of the state.
@@ -144,6 +148,10 @@ struct OpInput {
   std::string owner;
   WallTime now;
   size_t max_rows = 0;
+  // TombstonePurge::kByHorizon, taken when the operation first runs, so that a replay onto
+  // the synced copy decides alike: a write's horizon (hlc), a sweep's horizons.
+  uint64_t horizon_hlc = 0;
+  std::vector<PurgeHorizon> horizons;
 };
 
 // A live record that expired at `now` reads as the tombstone its expiry leaves.
@@ -234,8 +242,8 @@ ChangeEvent write_row(Partition& part, uint32_t partition, const std::string& ke
   return event;
 }
 
-ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now, Counts* counts,
-                      Digests* digests) {
+ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now,
+                      uint64_t horizon_hlc, Counts* counts, Digests* digests) {
   const uint32_t p = partition_of(record.key, partitions);
   Partition& part = s.partitions[p];
   ApplyResult result;
@@ -245,6 +253,11 @@ ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now
       ++counts->ignored;
       return result;
     }
+  } else if (record.version.hlc < std::max(horizon_hlc, part.purge_floor)) {
+    // A purged tombstone may have superseded it (Store::set_purge_horizon).
+    ++counts->ignored;
+    ++counts->below_horizon;
+    return result;
   }
   const ChangeOp op = normalize(record, now);
   Row row;
@@ -328,7 +341,8 @@ ApplyResult run_remove_hint(State& s, const std::string& owner, const Record& re
 }
 
 std::vector<ChangeEvent> run_sweep(State& s, const StoreOptions& options, WallTime now,
-                                   size_t max_rows, Counts* counts, Digests* digests) {
+                                   size_t max_rows, const std::vector<PurgeHorizon>& horizons,
+                                   Counts* counts, Digests* digests) {
   const auto n = static_cast<uint32_t>(s.partitions.size());
   // Expire: the soonest-expiring rows across partitions, then by key; within a partition
   // that is the SQLite store's order, so each partition's seqs come out alike.
@@ -358,25 +372,40 @@ std::vector<ChangeEvent> run_sweep(State& s, const StoreOptions& options, WallTi
   // Purge tombstones made before the grace period, then trim the change logs to
   // changelog_keep entries (at least the newest, as the SQLite store keeps it for last_seq),
   // each bounded by max_rows, from a partition that moves on with every sweep.
-  const uint64_t cutoff = tombstone_cutoff(now, options.tombstone_grace_ms);
+  const bool by_horizon = options.tombstone_purge == TombstonePurge::kByHorizon;
+  const uint64_t age_cutoff = tombstone_cutoff(now, options.tombstone_grace_ms);
   size_t purge_left = max_rows;
-  for (uint32_t i = 0; i < n && purge_left > 0 && cutoff > 0; ++i) {
+  for (uint32_t i = 0; i < n && purge_left > 0; ++i) {
     const uint32_t p = (s.sweep_cursor + i) % n;
     Partition& part = s.partitions[p];
+    // By age: older than the grace. By horizon: below both of the partition's bounds.
+    uint64_t cutoff = age_cutoff;
+    uint64_t seq_through = std::numeric_limits<uint64_t>::max();
+    if (by_horizon) {
+      cutoff = p < horizons.size() ? horizons[p].hlc_below : 0;
+      seq_through = p < horizons.size() ? horizons[p].seq_through : 0;
+    }
     DigestLeaves* digest = digests != nullptr ? (*digests)[p].get() : nullptr;
-    while (purge_left > 0 && !part.tombstones.empty() &&
-           part.tombstones.begin()->first.hlc < cutoff) {
-      auto rows_it = part.rows.find(part.tombstones.begin()->second);
+    bool purged_any = false;
+    for (auto t = part.tombstones.begin();
+         purge_left > 0 && t != part.tombstones.end() && t->first.hlc < cutoff;) {
+      auto rows_it = part.rows.find(t->second);
       const Row& purged = rows_it->second;
+      if (purged.seq > seq_through) {
+        ++t;  // arrived after what the other replicas are known to hold
+        continue;
+      }
       if (digest != nullptr) {
         digest->remove(rows_it->first, purged.version, purged.tombstone, purged.expiry_ms);
       }
       part.by_leaf.erase({digest_leaf(rows_it->first), rows_it->first});
-      part.tombstones.erase(part.tombstones.begin());
+      t = part.tombstones.erase(t);
       part.rows.erase(rows_it);
       --purge_left;
       ++counts->purged;
+      purged_any = true;
     }
+    if (by_horizon && purged_any) part.purge_floor = std::max(part.purge_floor, cutoff);
   }
   const uint64_t keep = std::max<uint64_t>(options.changelog_keep, 1);
   size_t trim_left = max_rows;
@@ -402,7 +431,8 @@ OpOutcome run(State& s, const StoreOptions& options, OpInput in, Counts* counts,
   OpOutcome out;
   switch (in.kind) {
     case OpInput::Kind::kApply:
-      out.apply = run_apply(s, options.partitions, std::move(in.record), in.now, counts, digests);
+      out.apply = run_apply(s, options.partitions, std::move(in.record), in.now, in.horizon_hlc,
+                            counts, digests);
       out.changed = out.apply->applied;
       break;
     case OpInput::Kind::kHint:
@@ -414,7 +444,7 @@ OpOutcome run(State& s, const StoreOptions& options, OpInput in, Counts* counts,
       out.changed = out.apply->applied;
       break;
     case OpInput::Kind::kSweep:
-      out.events = run_sweep(s, options, in.now, in.max_rows, counts, digests);
+      out.events = run_sweep(s, options, in.now, in.max_rows, in.horizons, counts, digests);
       out.changed = true;  // the sweep cursor moves, whatever else
       break;
   }
@@ -442,6 +472,9 @@ struct MemoryStore::Core {
   bool up = true;
   bool crashed = false;  // down because of crash(), not close()
   Counts counts;
+  // TombstonePurge::kByHorizon: what set_purge_horizon() raised; back to the purge floors
+  // after a crash (reopen).
+  std::vector<PurgeHorizon> horizons;
   Digests digests;  // of `state`; dropped by crash() and reopen(), built again when asked
   uint64_t commit_groups = 0;
   uint64_t group_writes = 0;
@@ -470,6 +503,14 @@ struct MemoryStore::Core {
       any = true;
       const bool sweep = op.input.kind == OpInput::Kind::kSweep;
       if (!sweep) ++group_writes;
+      if (options.tombstone_purge == TombstonePurge::kByHorizon) {
+        if (sweep) {
+          op.input.horizons = horizons;
+        } else if (op.input.kind == OpInput::Kind::kApply) {
+          op.input.horizon_hlc =
+              horizons[edgekv::partition_of(op.input.record.key, options.partitions)].hlc_below;
+        }
+      }
       OpInput replay;
       if (options.sync == SyncMode::kNormal) replay = op.input;
       OpOutcome out = run(state, options, std::move(op.input), &counts, &digests);
@@ -521,6 +562,7 @@ Result<std::unique_ptr<MemoryStore>> MemoryStore::open(const StoreOptions& optio
   core->options = options;
   core->scheduler = std::move(scheduler);
   core->state.partitions.resize(options.partitions);
+  core->horizons.resize(options.partitions);
   core->digests.resize(options.partitions);
   if (options.sync == SyncMode::kNormal) core->synced = core->state;
   return std::unique_ptr<MemoryStore>(new MemoryStore(std::move(core)));
@@ -781,12 +823,26 @@ uint64_t MemoryStore::last_seq(uint32_t partition) {
   return core_->state.partitions[partition].last_seq;
 }
 
+void MemoryStore::set_purge_horizon(uint32_t partition, PurgeHorizon horizon) {
+  if (core_->options.tombstone_purge != TombstonePurge::kByHorizon) return;
+  if (partition >= partitions()) return;
+  PurgeHorizon& h = core_->horizons[partition];
+  h.hlc_below = std::max(h.hlc_below, horizon.hlc_below);
+  h.seq_through = std::max(h.seq_through, horizon.seq_through);
+}
+
+PurgeHorizon MemoryStore::purge_horizon(uint32_t partition) const {
+  if (partition >= core_->horizons.size()) return PurgeHorizon{};
+  return core_->horizons[partition];
+}
+
 StoreStats MemoryStore::stats(WallTime now) {
   const Core& c = *core_;
   StoreStats s;
   s.puts_applied = c.counts.puts;
   s.deletes_applied = c.counts.deletes;
   s.writes_ignored = c.counts.ignored;
+  s.writes_below_horizon = c.counts.below_horizon;
   s.expired = c.counts.expired;
   s.tombstones_purged = c.counts.purged;
   s.commit_groups = c.commit_groups;
@@ -833,6 +889,9 @@ void MemoryStore::reopen() {
   // Opening applies what the last run left staged, fsync'd (FORMAT.md, "Recover").
   c.sync(c.unsynced.size());
   c.counts = Counts{};
+  for (uint32_t p = 0; p < c.horizons.size(); ++p) {
+    c.horizons[p] = PurgeHorizon{c.state.partitions[p].purge_floor, 0};
+  }
   for (auto& digest : c.digests) digest.reset();  // built again by one scan, as at open
   c.commit_groups = 0;
   c.group_writes = 0;

@@ -87,7 +87,7 @@ class MemoryStore final : public Store {
   };
 
   // Takes the StoreOptions the SQLite store takes and validates them alike (`dir` is not
-  // used); uses partitions, sync, write_queue_max, changelog_keep, tombstone_grace_ms,
+  // used); uses partitions, sync, write_queue_max, changelog_keep, tombstone_purge, tombstone_grace_ms,
   // stage_apply_at, stage_apply_batch and hints_max_bytes. INVALID_ARGUMENT for the options
   // the SQLite store refuses, and for a scheduler that is empty.
   static Result<std::unique_ptr<MemoryStore>> open(const StoreOptions& options,
@@ -113,6 +113,8 @@ class MemoryStore final : public Store {
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
                                                 size_t max) override;
   uint64_t last_seq(uint32_t partition) override;
+  void set_purge_horizon(uint32_t partition, PurgeHorizon horizon) override;
+  PurgeHorizon purge_horizon(uint32_t partition) const override;
   Result<PartitionDigest> digest(uint32_t partition) override;
   Result<std::vector<DigestEntry>> digest_entries(uint32_t partition,
                                                   const std::vector<uint32_t>& leaves,

@@ -432,6 +432,20 @@ class StoreImpl final : public Store {
     return state_->partitions[partition].last_seq.load();
   }
 
+  void set_purge_horizon(uint32_t partition, PurgeHorizon horizon) override {
+    if (state_->options.tombstone_purge != TombstonePurge::kByHorizon) return;
+    if (partition >= partitions()) return;
+    PartitionState& ps = state_->partitions[partition];
+    raise_to(ps.horizon_hlc, horizon.hlc_below);
+    raise_to(ps.horizon_seq, horizon.seq_through);
+  }
+
+  PurgeHorizon purge_horizon(uint32_t partition) const override {
+    if (partition >= state_->layout.partitions) return PurgeHorizon{};
+    const PartitionState& ps = state_->partitions[partition];
+    return PurgeHorizon{ps.horizon_hlc.load(), ps.horizon_seq.load()};
+  }
+
   Result<PartitionDigest> digest(uint32_t partition) override {
     EDGEKV_RETURN_IF_ERROR(check_partition(partition));
     FileDigests& digests = *state_->digests[state_->layout.file_of(partition)];
@@ -478,6 +492,7 @@ class StoreImpl final : public Store {
     s.puts_applied = c.puts_applied.load(std::memory_order_relaxed);
     s.deletes_applied = c.deletes_applied.load(std::memory_order_relaxed);
     s.writes_ignored = c.writes_ignored.load(std::memory_order_relaxed);
+    s.writes_below_horizon = c.writes_below_horizon.load(std::memory_order_relaxed);
     s.expired = c.expired.load(std::memory_order_relaxed);
     s.tombstones_purged = c.tombstones_purged.load(std::memory_order_relaxed);
     s.commit_groups = c.commit_groups.load(std::memory_order_relaxed);
@@ -610,6 +625,10 @@ Result<std::vector<HintOwnerSummary>> Store::hint_owners() {
 void Store::remove_hint(std::string, std::string, Version, ApplyCallback done) {
   if (done) done(Status::failed_precondition("this store keeps no hints"));
 }
+
+void Store::set_purge_horizon(uint32_t, PurgeHorizon) {}
+
+PurgeHorizon Store::purge_horizon(uint32_t) const { return PurgeHorizon{}; }
 
 Result<PartitionDigest> Store::digest(uint32_t) {
   return Status::failed_precondition("this store keeps no digests");

@@ -58,6 +58,20 @@ enum class SyncMode {
   kFull,    // also survives a power cut: each commit group is fsync'd before acks
 };
 
+// How sweep() decides that a tombstone may go (StoreOptions::tombstone_purge).
+enum class TombstonePurge : uint8_t { kByAge, kByHorizon };
+
+// A partition's purge horizon (TombstonePurge::kByHorizon): a tombstone of the partition
+// may be purged once its version's hlc is below `hlc_below` and the change that left it is
+// at or below `seq_through` in the partition's change log. The second bound is what the
+// replication layer knows other replicas hold (every change up to a seq this node had when
+// a comparison with them began); the first keeps the purge on the tombstone index's range
+// and is what writes are held to once tombstones went (Store::set_purge_horizon).
+struct PurgeHorizon {
+  uint64_t hlc_below = 0;
+  uint64_t seq_through = 0;
+};
+
 struct StoreOptions {
   std::filesystem::path dir;
   uint32_t partitions = 64;  // a power of two, 1..65536; must match an existing directory
@@ -71,7 +85,11 @@ struct StoreOptions {
   // Change-log entries kept per partition; older ones are trimmed by sweep(). A subscriber
   // further behind than this must re-read the keys it cares about.
   uint64_t changelog_keep = 100000;
-  // Tombstones older than this (by their version's wall-clock part) are purged by sweep().
+  // Which tombstones sweep() purges (TombstonePurge). kByAge: those older than
+  // tombstone_grace_ms by their version's wall-clock part. kByHorizon: those below the
+  // partition's purge horizon (set_purge_horizon), which whoever knows the other replicas
+  // sets; none until it does.
+  TombstonePurge tombstone_purge = TombstonePurge::kByAge;
   int64_t tombstone_grace_ms = 24 * 3600 * 1000;
   // Most read connections (sets: one connection per database file) open at once; a read
   // beyond that waits for one to be free. Bounds file handles and page-cache memory.
@@ -160,7 +178,10 @@ struct StoreStats {
   uint64_t keys_with_expiry = 0;  // of those, the ones with a TTL
   uint64_t puts_applied = 0;
   uint64_t deletes_applied = 0;
-  uint64_t writes_ignored = 0;  // not newer than the stored version
+  uint64_t writes_ignored = 0;  // not newer than the stored version, or below the purge floor
+  // Of those, writes to a key with no row whose version is below the partition's purge
+  // horizon (TombstonePurge::kByHorizon): a purged tombstone may have superseded them.
+  uint64_t writes_below_horizon = 0;
   uint64_t expired = 0;
   uint64_t tombstones_purged = 0;
   uint64_t commit_groups = 0;
@@ -281,6 +302,18 @@ class Store {
   // database files the sweep is one transaction per file, visited in turn; if one fails,
   // `done` gets its error, and the files swept before it keep their (logged) kExpire entries.
   virtual void sweep(WallTime now, size_t max_rows, SweepCallback done) = 0;
+
+  // TombstonePurge::kByHorizon: raises the purge horizon of `partition` (each bound only
+  // goes up; a lower value is ignored). From then on sweep() purges the partition's
+  // tombstones below it, and a write whose version's hlc is below `hlc_below` to a key that
+  // has no row is ignored (answered not applied, counted in writes_below_horizon): its key
+  // may have been deleted by a tombstone purged since, and applying it would bring the key
+  // back. The hlc bound a purge used is kept in the data files with the purge, so the
+  // store holds writes to it after a restart as well. Does nothing under kByAge or for a
+  // partition out of range.
+  virtual void set_purge_horizon(uint32_t partition, PurgeHorizon horizon);
+  // The horizon in force (after a restart: the hlc bound of the last purge, seq 0).
+  virtual PurgeHorizon purge_horizon(uint32_t partition) const;
 
   // Change-log entries of `partition` with seq >= from_seq, oldest first, at most `max`.
   // A kPut whose key has since been overwritten is returned with an empty value: a later

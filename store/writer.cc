@@ -587,6 +587,7 @@ void Writer::publish(const GroupTotals& totals) {
   c.puts_applied.fetch_add(totals.puts, std::memory_order_relaxed);
   c.deletes_applied.fetch_add(totals.deletes, std::memory_order_relaxed);
   c.writes_ignored.fetch_add(totals.ignored, std::memory_order_relaxed);
+  c.writes_below_horizon.fetch_add(totals.below_horizon, std::memory_order_relaxed);
   c.expired.fetch_add(totals.expired, std::memory_order_relaxed);
   c.group_writes.fetch_add(totals.writes, std::memory_order_relaxed);
   c.commit_groups.fetch_add(1, std::memory_order_relaxed);
@@ -749,6 +750,14 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
   out->apply.current = key->version;
   if (key->exists && !(record.version > key->version)) {
     ++totals->ignored;
+    return Status();
+  }
+  // A key with no row may have had a tombstone the purge took: a write older than the
+  // purge horizon could be one it superseded (Store::set_purge_horizon).
+  if (!key->exists && state_.options.tombstone_purge == TombstonePurge::kByHorizon &&
+      record.version.hlc < state_.partitions[task.partition].horizon_hlc.load()) {
+    ++totals->ignored;
+    ++totals->below_horizon;
     return Status();
   }
   // A put that arrives already expired is newer than what is stored: it leaves the

@@ -125,7 +125,7 @@ class Writer {
     std::vector<ChangeEvent> events;  // a sweep's
   };
   struct GroupTotals {
-    uint64_t puts = 0, deletes = 0, ignored = 0, expired = 0, writes = 0;
+    uint64_t puts = 0, deletes = 0, ignored = 0, below_horizon = 0, expired = 0, writes = 0;
   };
   // An applier's report on a batch (Applier::Report).
   struct Report {

@@ -482,6 +482,84 @@ TEST_P(StoreConformance, SweepPurgesDeleteTombstonesAfterTheGracePeriod) {
   EXPECT_EQ(s->store().get("k", kNow)->value, "older");
 }
 
+// TombstonePurge::kByHorizon: nothing goes on age; a tombstone goes once below both of
+// its partition's bounds; writes below the hlc bound to keys with no row stay out, across
+// a restart too; the bounds only go up.
+TEST_P(StoreConformance, PurgeByHorizonNeedsBothBoundsAndHoldsOlderWritesOut) {
+  StoreOptions o = options();
+  o.tombstone_purge = TombstonePurge::kByHorizon;
+  o.tombstone_grace_ms = 1000;
+  auto s = open(o);
+  Store& st = s->store();
+  const uint32_t p = st.partition_of("gone");
+  // Another key of the same partition, for the seq bound.
+  std::string late;
+  for (int i = 0; late.empty(); ++i) {
+    if (st.partition_of("late-" + std::to_string(i)) == p) late = "late-" + std::to_string(i);
+  }
+  ASSERT_TRUE(s->apply(put("gone", "v", hlc_at(-20)))->applied);
+  ASSERT_TRUE(s->apply(tombstone("gone", hlc_at(-10)))->applied);
+  // Far past the grace: by age it would go; by horizon nothing is set yet.
+  ASSERT_TRUE(s->sweep(WallTime{kNow.ms + 100'000}, 100).ok());
+  EXPECT_EQ(st.stats(kNow).tombstones_purged, 0u);
+  const uint64_t seq_gone = st.last_seq(p);
+
+  // A tombstone older by version but made here later (a late delete): above the seq bound.
+  ASSERT_TRUE(s->apply(put(late, "v", hlc_at(-30)))->applied);
+  ASSERT_TRUE(s->apply(tombstone(late, hlc_at(-15)))->applied);
+  st.set_purge_horizon(p, PurgeHorizon{hlc_at(0), seq_gone});
+  EXPECT_EQ(st.purge_horizon(p).hlc_below, hlc_at(0));
+  EXPECT_EQ(st.purge_horizon(p).seq_through, seq_gone);
+  ASSERT_TRUE(s->sweep(kNow, 100).ok());
+  EXPECT_EQ(st.stats(kNow).tombstones_purged, 1u);
+  EXPECT_EQ(st.read("gone", kNow).status().code(), Code::kNotFound);
+  EXPECT_TRUE(st.read(late, kNow)->tombstone);
+
+  // Older writes to the purged key stay out, newer ones go in; a key with a row still
+  // decides by last-write-wins alone.
+  Result<ApplyResult> old_write = s->apply(put("gone", "back", hlc_at(-20)));
+  ASSERT_TRUE(old_write.ok());
+  EXPECT_FALSE(old_write->applied);
+  EXPECT_EQ(st.stats(kNow).writes_below_horizon, 1u);
+  EXPECT_EQ(st.read("gone", kNow).status().code(), Code::kNotFound);
+
+  // Lowering is ignored; raising the seq bound lets the late tombstone go.
+  st.set_purge_horizon(p, PurgeHorizon{hlc_at(-100), 0});
+  EXPECT_EQ(st.purge_horizon(p).hlc_below, hlc_at(0));
+  st.set_purge_horizon(p, PurgeHorizon{hlc_at(0), st.last_seq(p)});
+  ASSERT_TRUE(s->sweep(kNow, 100).ok());
+  EXPECT_EQ(st.stats(kNow).tombstones_purged, 2u);
+  EXPECT_EQ(st.read(late, kNow).status().code(), Code::kNotFound);
+
+  // The hlc bound of the purges outlives the store: an older write is still held out.
+  s->reopen();
+  EXPECT_EQ(s->store().purge_horizon(p).hlc_below, hlc_at(0));
+  EXPECT_EQ(s->store().purge_horizon(p).seq_through, 0u);
+  EXPECT_FALSE(s->apply(put("gone", "back", hlc_at(-20)))->applied);
+  EXPECT_FALSE(s->apply(tombstone(late, hlc_at(-1)))->applied);
+  EXPECT_TRUE(s->apply(put("gone", "new", hlc_at(1)))->applied);
+  EXPECT_EQ(s->store().get("gone", kNow)->value, "new");
+  // Other partitions were never purged: their writes are not held.
+  for (int i = 0; i < 64; ++i) {
+    const std::string k = "other-" + std::to_string(i);
+    if (s->store().partition_of(k) == p) continue;
+    EXPECT_TRUE(s->apply(put(k, "v", hlc_at(-50)))->applied) << k;
+  }
+}
+
+TEST_P(StoreConformance, PurgeByAgeIgnoresHorizons) {
+  StoreOptions o = options();
+  o.tombstone_grace_ms = 1000;
+  auto s = open(o);
+  const uint32_t p = s->store().partition_of("k");
+  s->store().set_purge_horizon(p, PurgeHorizon{hlc_at(100'000), 1'000'000});
+  EXPECT_EQ(s->store().purge_horizon(p).hlc_below, 0u);
+  ASSERT_TRUE(s->apply(tombstone("k", hlc_at(0)))->applied);
+  ASSERT_TRUE(s->sweep(WallTime{kNow.ms + 999}, 100).ok());
+  EXPECT_EQ(s->store().stats(kNow).tombstones_purged, 0u);
+  EXPECT_TRUE(s->apply(put("j", "v", hlc_at(-5)))->applied);
+}
+
 TEST_P(StoreConformance, Format5SweepPurgesExpiryTombstonesByVersionTime) {
   StoreOptions o = options();
   o.tombstone_grace_ms = 1000;

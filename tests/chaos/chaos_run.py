@@ -796,6 +796,7 @@ class Result:
     report: checker.Report
     faults: dict[str, int]
     unread: list[str]
+    replicas_before_round: dict  # hints handed back, before the forced round (a figure)
     replicas: dict              # before the final reads, after the forced round
     replicas_after_reads: dict  # after them (read repair may have hidden a divergence)
     hints: dict                 # wait_hints_drained()
@@ -840,6 +841,7 @@ class Result:
         return {"seed": self.seed, "seconds": round(self.seconds, 1), "faults": self.faults,
                 "checker": self.report.summary(), "unread_keys": len(self.unread),
                 "hints": self.hints, "forced_repair": self.repair,
+                "replicas_before_round": brief(self.replicas_before_round),
                 "replicas": brief(self.replicas),
                 "replicas_after_reads": brief(self.replicas_after_reads),
                 "reported_by_fault": self.reported_by_fault,
@@ -857,6 +859,7 @@ class Result:
                  f"asserted (hints, forced repair, replicas, feeds, sloppy writes): "
                  f"{self.anti_entropy}",
                  f"hints after healing: {json.dumps(self.hints)}",
+                 f"replicas before the forced round: {json.dumps(self.replicas_before_round)}",
                  f"forced anti-entropy pass: {json.dumps(rep)}",
                  f"replicas before the final reads: {json.dumps(self.replicas)}",
                  f"replicas after the final reads: {json.dumps(self.replicas_after_reads)}",
@@ -939,12 +942,13 @@ def run(workdir: Path, seed: int, duration: float, anti_entropy: bool = True,
         hints = wait_hints_drained(cluster)
         log(f"{time.monotonic() - t0:6.1f} s  hints handed back after "
             f"{hints['drained_after_s']} s; forcing an anti-entropy round on every node")
+        keys_used = sorted({op["key"] for op in history.ops})
+        replicas_before_round = replica_report(cluster, keys_used)  # what the round is for
         repair = forced_repair(cluster)
         log(f"{time.monotonic() - t0:6.1f} s  {repair['rounds']} rounds in "
             f"{repair['seconds']} s: {repair['in_sync']} in sync, {repair['repaired']} "
             f"repaired ({repair['pulled']} pulled, {repair['pushed']} pushed), "
             f"{repair['failed_first']} failed ({repair['failed']} again when forced anew)")
-        keys_used = sorted({op["key"] for op in history.ops})
         replicas = replica_report(cluster, keys_used)
         unread = final_reads(cluster, history, keys_used)
         replicas_after = replica_report(cluster, keys_used)
@@ -955,9 +959,9 @@ def run(workdir: Path, seed: int, duration: float, anti_entropy: bool = True,
         report = checker.check(history.ops,
                                slack_ms=int(max(abs(o) for o in CLOCK_OFFSETS_S) * 1000) + 1000,
                                quorum_reads=quorum_reads, sloppy_writes=anti_entropy)
-        result = Result(seed, report, faults_done, unread, replicas, replicas_after, hints,
-                        repair, feed, workload.errors, time.monotonic() - t0, anti_entropy,
-                        quorum_reads, cluster.clock_jumps,
+        result = Result(seed, report, faults_done, unread, replicas_before_round, replicas,
+                        replicas_after, hints, repair, feed, workload.errors,
+                        time.monotonic() - t0, anti_entropy, quorum_reads, cluster.clock_jumps,
                         by_fault(report.reported + report.strict, history.faults),
                         list(history.faults))
     finally:

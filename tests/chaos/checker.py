@@ -349,8 +349,9 @@ def check_feeds(received: dict[str, list[FeedEvent]], baseline: dict[str, dict[i
     a (key, version, op) received twice, which nothing legitimately does, since a store
     applies a change only when it is newer than what it holds. Also: the acknowledged
     strict writes no feed published (a figure: a replica holding a newer version
-    acknowledges a write without applying it) and the versions the final reads returned
-    that no feed published (those were applied somewhere)."""
+    acknowledges a write without applying it), how many of them no newer write of the key
+    begun before they were acknowledged explains (a figure), and the versions the final
+    reads returned that no feed published (those were applied somewhere)."""
     missed = at_restart = dup_seq = dup_change = 0
     missed_examples: list[dict] = []
     dup_examples: list[dict] = []
@@ -394,15 +395,30 @@ def check_feeds(received: dict[str, list[FeedEvent]], baseline: dict[str, dict[i
     acked_writes = [op for op in ops if op["kind"] in ("put", "del") and acked(op)
                     and op.get("strict")]
     unpublished = [op for op in acked_writes if (op["key"], vt(op)) not in seen]
+    # Superseded: a write of the key with a newer version, acknowledged or of unknown
+    # outcome, began before this one was acknowledged, so a replica may have held it.
+    by_key: dict[str, list[dict]] = defaultdict(list)
+    for op in ops:
+        if op["kind"] in ("put", "del") and may_have_effect(op) and not op.get("final"):
+            by_key[op["key"]].append(op)
+
+    def superseded(w: dict) -> bool:
+        return any(x is not w and x["start"] < w["end"] and
+                   (vt(x) is None or vt(x) > vt(w)) for x in by_key[w["key"]])
+    unexplained = [w for w in unpublished if not superseded(w)]
     finals = {(op["key"], vt(op)) for op in ops if op.get("final") and op["outcome"] == "ok"}
     return {"events": sum(len(evs) for evs in received.values()),
             "missed_events": missed, "missed_at_a_restart": at_restart,
             "duplicated_seqs": dup_seq, "duplicated_changes": dup_change,
             "acked_strict_writes": len(acked_writes),
             "acked_strict_writes_never_published": len(unpublished),
+            "of_them_not_superseded": len(unexplained),
             "final_versions": len(finals),
             "final_versions_never_published": len(finals - seen),
-            "missed_examples": missed_examples, "duplicated_examples": dup_examples}
+            "missed_examples": missed_examples, "duplicated_examples": dup_examples,
+            "not_superseded_examples": [
+                {k: w.get(k) for k in ("key", "kind", "value", "version", "node", "start",
+                                       "end", "ttl_ms")} for w in unexplained[:10]]}
 
 
 def load(path) -> list[dict]:

@@ -297,3 +297,12 @@ def test_feeds_final_versions_must_have_been_published_acked_writes_need_not():
     assert rep["final_versions_never_published"] == 0
     rep = feeds([ev(2, 1, hlc=10)], 1, ops=ops)
     assert rep["final_versions_never_published"] == 1
+
+
+def test_feeds_an_unpublished_write_no_newer_one_explains_is_counted():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"), op("put", "a", 0.5, 2, hlc=20, value="a2"),
+           op("put", "b", 3, 4, hlc=30, value="b1")]
+    rep = feeds([ev(2, 1, hlc=20)], 1, ops=ops)
+    assert rep["acked_strict_writes_never_published"] == 2  # a1 and b1
+    assert rep["of_them_not_superseded"] == 1, rep  # a2 began before a1 was acknowledged
+    assert rep["not_superseded_examples"][0]["key"] == "b"

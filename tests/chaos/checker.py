@@ -46,6 +46,10 @@ Reported (figures; asserted with the flag named):
     a write its home replicas hold, so these do not hold under partitions and dead nodes.
   - final reads against acknowledged sloppy writes (`sloppy_writes`): a sloppy write's
     acknowledgements may all be hints, which no read sees until hints are handed back.
+
+check_feeds() judges what subscribers received from the nodes' change feeds: numbers of
+a node's change log never received (missed) or received twice, and a change received
+twice.
 """
 
 from __future__ import annotations
@@ -295,6 +299,126 @@ def check(ops: list[dict], slack_ms: int = 1000, quorum_reads: bool = False,
         if v.tier == "sloppy_writes" and v.kind == "lost_write")
     report.counts = dict(sorted(c.items()))
     return report
+
+
+# ---------------------------------------------------------------------------- feeds
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One change-feed event as a subscriber received it."""
+    at: float         # the harness's monotonic clock when it was received
+    partition: int
+    seq: int          # the node's change number in its partition, gapless
+    key: str
+    version: tuple[int, int]
+    op: int           # ChangeOp: 1 put, 2 delete, 3 expire
+
+
+def kills_of(faults: list[dict], now: float) -> list[tuple[str, float, float]]:
+    """(node, killed at, gossip agreed again at) of every kill in a history's fault
+    records (a kill never agreed again lasts until `now`)."""
+    out, began = [], {}
+    for f in faults:
+        if f.get("fault") != "kill":
+            continue
+        if f["phase"] == "begin":
+            began[f["what"]] = (f["at"], f.get("nodes", []))
+        elif f["phase"] == "agreed" and f["what"] in began:
+            at, nodes = began.pop(f["what"])
+            out += [(n, at, f["at"]) for n in nodes]
+    for at, nodes in began.values():
+        out += [(n, at, now) for n in nodes]
+    return out
+
+
+def check_feeds(received: dict[str, list[FeedEvent]], baseline: dict[str, dict[int, int]],
+                positions: dict[str, dict[int, int]], synced_at: float, now: float,
+                kills: list[tuple[str, float, float]], ops: list[dict]) -> dict:
+    """Judges what one subscriber per node received from that node's feed.
+
+    received   node -> events in the order received
+    baseline   node -> partition -> the node's newest change number when the
+               subscription was known live (at synced_at); what came before is not judged
+    positions  node -> partition -> the node's newest change number at the end
+    kills      kills_of(): a subscriber reconnects to a restarted node some time after
+               it publishes again, and loses what was queued for it at the kill
+
+    missed: numbers in (baseline, position] never received, but for runs of them between
+    two received events (or synced_at and now) around which the node was killed
+    (missed_at_a_restart). duplicated_seqs: a number received twice; duplicated_changes:
+    a (key, version, op) received twice, which nothing legitimately does, since a store
+    applies a change only when it is newer than what it holds. Also: the acknowledged
+    strict writes no feed published (a figure: a replica holding a newer version
+    acknowledges a write without applying it), how many of them no newer write of the key
+    begun before they were acknowledged explains (a figure), and the versions the final
+    reads returned that no feed published (those were applied somewhere)."""
+    missed = at_restart = dup_seq = dup_change = 0
+    missed_examples: list[dict] = []
+    dup_examples: list[dict] = []
+    for name, evs in received.items():
+        base = baseline.get(name, {})
+        by_partition: dict[int, list[FeedEvent]] = defaultdict(list)
+        first: dict[tuple, FeedEvent] = {}
+        for e in evs:
+            if e.seq <= base.get(e.partition, 0):
+                continue
+            by_partition[e.partition].append(e)
+            change = (e.key, e.version, e.op)
+            if change in first:
+                dup_change += 1
+                if len(dup_examples) < 10:
+                    dup_examples.append({"node": name, "key": e.key,
+                                         "version": list(e.version), "op": e.op,
+                                         "partition": e.partition,
+                                         "seqs": [first[change].seq, e.seq]})
+            else:
+                first[change] = e
+        for p in set(positions.get(name, {})) | set(by_partition):
+            last = positions.get(name, {}).get(p, 0)
+            got = sorted(by_partition.get(p, []), key=lambda e: (e.seq, e.at))
+            dup_seq += len(got) - len({e.seq for e in got})
+            prev_at, expect = synced_at, base.get(p, 0) + 1
+            for seq, at in [(e.seq, e.at) for e in got] + [(last + 1, now)]:
+                if seq > expect:
+                    gap = seq - expect
+                    if any(n == name and prev_at <= agreed and at >= killed
+                           for n, killed, agreed in kills):
+                        at_restart += gap
+                    else:
+                        missed += gap
+                        if len(missed_examples) < 10:
+                            missed_examples.append({"node": name, "partition": p,
+                                                    "seqs": [expect, seq - 1]})
+                expect = max(expect, seq + 1)
+                prev_at = at
+    seen = {(e.key, e.version) for evs in received.values() for e in evs}
+    acked_writes = [op for op in ops if op["kind"] in ("put", "del") and acked(op)
+                    and op.get("strict")]
+    unpublished = [op for op in acked_writes if (op["key"], vt(op)) not in seen]
+    # Superseded: a write of the key with a newer version, acknowledged or of unknown
+    # outcome, began before this one was acknowledged, so a replica may have held it.
+    by_key: dict[str, list[dict]] = defaultdict(list)
+    for op in ops:
+        if op["kind"] in ("put", "del") and may_have_effect(op) and not op.get("final"):
+            by_key[op["key"]].append(op)
+
+    def superseded(w: dict) -> bool:
+        return any(x is not w and x["start"] < w["end"] and
+                   (vt(x) is None or vt(x) > vt(w)) for x in by_key[w["key"]])
+    unexplained = [w for w in unpublished if not superseded(w)]
+    finals = {(op["key"], vt(op)) for op in ops if op.get("final") and op["outcome"] == "ok"}
+    return {"events": sum(len(evs) for evs in received.values()),
+            "missed_events": missed, "missed_at_a_restart": at_restart,
+            "duplicated_seqs": dup_seq, "duplicated_changes": dup_change,
+            "acked_strict_writes": len(acked_writes),
+            "acked_strict_writes_never_published": len(unpublished),
+            "of_them_not_superseded": len(unexplained),
+            "final_versions": len(finals),
+            "final_versions_never_published": len(finals - seen),
+            "missed_examples": missed_examples, "duplicated_examples": dup_examples,
+            "not_superseded_examples": [
+                {k: w.get(k) for k in ("key", "kind", "value", "version", "node", "start",
+                                       "end", "ttl_ms")} for w in unexplained[:10]]}
 
 
 def load(path) -> list[dict]:

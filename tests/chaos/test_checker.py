@@ -228,3 +228,81 @@ def test_writes_at_all_count_as_quorum_and_one_counts_for_nothing():
     assert kinds(checker.check(ops).strict) == [("asserted", "lost_write", "a")]
     at_all["consistency"] = "ONE"
     assert checker.check(ops).ok()
+
+
+# ---------------------------------------------------------------------------- feeds
+
+def ev(at, seq, key="a", hlc=10, op_=1, partition=3):
+    return checker.FeedEvent(at, partition, seq, key, (hlc, ORIGIN), op_)
+
+
+def feeds(received, last, baseline=0, kills=(), ops=(), synced_at=1.0, now=100.0):
+    return checker.check_feeds({"node1": received}, {"node1": {3: baseline}},
+                               {"node1": {3: last}}, synced_at, now, list(kills), list(ops))
+
+
+def test_feeds_every_number_received_once_is_clean():
+    rep = feeds([ev(2, 5, hlc=10), ev(3, 6, hlc=11), ev(4, 7, "b", hlc=11)], 7, baseline=4)
+    assert (rep["missed_events"], rep["duplicated_seqs"], rep["duplicated_changes"]) == \
+        (0, 0, 0), rep
+    assert rep["events"] == 3
+
+
+def test_feeds_numbers_never_received_are_missed_in_the_middle_and_at_the_end():
+    rep = feeds([ev(2, 1, hlc=10), ev(3, 4, hlc=11)], 6)
+    assert rep["missed_events"] == 4, rep  # 2, 3, then 5, 6 never arrived
+    assert rep["missed_examples"] == [{"node": "node1", "partition": 3, "seqs": [2, 3]},
+                                      {"node": "node1", "partition": 3, "seqs": [5, 6]}]
+
+
+def test_feeds_what_came_before_the_subscription_is_not_judged():
+    rep = feeds([ev(0.5, 2), ev(2, 4, hlc=11)], 4, baseline=3)
+    assert rep["missed_events"] == 0 and rep["events"] == 2, rep
+
+
+def test_feeds_a_gap_around_a_kill_of_the_node_is_put_down_to_the_restart():
+    kills = checker.kills_of(
+        [{"fault": "kill", "what": "kill node1", "phase": "begin", "at": 5.0,
+          "nodes": ["node1"]},
+         {"fault": "kill", "what": "kill node1", "phase": "end", "at": 8.0},
+         {"fault": "kill", "what": "kill node1", "phase": "agreed", "at": 9.0}], now=100.0)
+    assert kills == [("node1", 5.0, 9.0)]
+    received = [ev(4, 1, hlc=10), ev(10, 4, hlc=11)]
+    rep = feeds(received, 4, kills=kills)
+    assert (rep["missed_events"], rep["missed_at_a_restart"]) == (0, 2), rep
+    # The same gap while another node was killed, or well after the restart, is missed.
+    assert feeds(received, 4, kills=[("node2", 5.0, 9.0)])["missed_events"] == 2
+    late = [ev(4, 1, hlc=10), ev(10, 2, hlc=11), ev(12, 5, hlc=12)]
+    rep = feeds(late, 5, kills=kills)
+    assert (rep["missed_events"], rep["missed_at_a_restart"]) == (2, 0), rep
+
+
+def test_feeds_a_number_or_a_change_received_twice_is_a_duplicate():
+    rep = feeds([ev(2, 1, hlc=10), ev(3, 1, hlc=10)], 1)
+    assert (rep["duplicated_seqs"], rep["duplicated_changes"]) == (1, 1), rep
+    # The same change published again under a new number.
+    rep = feeds([ev(2, 1, hlc=10), ev(3, 2, hlc=10)], 2)
+    assert (rep["duplicated_seqs"], rep["duplicated_changes"]) == (0, 1), rep
+    assert rep["duplicated_examples"][0]["seqs"] == [1, 2]
+    # A put and the expiry that ended it share a version: two changes.
+    rep = feeds([ev(2, 1, hlc=10, op_=1), ev(3, 2, hlc=10, op_=3)], 2)
+    assert rep["duplicated_changes"] == 0, rep
+
+
+def test_feeds_final_versions_must_have_been_published_acked_writes_need_not():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"), op("put", "a", 2, 3, hlc=20, value="a2"),
+           op("get", "a", 5, 6, hlc=20, value="a2", strict=True, final=True)]
+    rep = feeds([ev(2, 1, hlc=20)], 1, ops=ops)
+    assert rep["acked_strict_writes_never_published"] == 1  # a1, superseded
+    assert rep["final_versions_never_published"] == 0
+    rep = feeds([ev(2, 1, hlc=10)], 1, ops=ops)
+    assert rep["final_versions_never_published"] == 1
+
+
+def test_feeds_an_unpublished_write_no_newer_one_explains_is_counted():
+    ops = [op("put", "a", 0, 1, hlc=10, value="a1"), op("put", "a", 0.5, 2, hlc=20, value="a2"),
+           op("put", "b", 3, 4, hlc=30, value="b1")]
+    rep = feeds([ev(2, 1, hlc=20)], 1, ops=ops)
+    assert rep["acked_strict_writes_never_published"] == 2  # a1 and b1
+    assert rep["of_them_not_superseded"] == 1, rep  # a2 began before a1 was acknowledged
+    assert rep["not_superseded_examples"][0]["key"] == "b"

@@ -1,6 +1,7 @@
 #include "cluster/anti_entropy.h"
 
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 
 #include "common/hlc.h"
@@ -73,13 +74,23 @@ void AntiEntropy::set_member(const NodeId& id, bool up) {
 void AntiEntropy::set_homes(const std::vector<std::vector<NodeId>>& homes, MonoTime now) {
   homes_ = homes;
   std::vector<Pair> pairs;
+  std::map<Pair, WallTime> known;
+  const WallTime wall = clock_.wall_now();
   for (uint32_t p = 0; p < homes_.size(); ++p) {
     const auto& h = homes_[p];
     if (std::find(h.begin(), h.end(), self_) == h.end()) continue;
     for (const NodeId& peer : h) {
       if (self_ < peer) pairs.emplace_back(p, peer);
+      if (peer == self_) continue;
+      auto it = known_since_.find(Pair{p, peer});
+      known.emplace(Pair{p, peer}, it != known_since_.end() ? it->second : wall);
     }
   }
+  known_since_ = std::move(known);
+  // Sync points of pairs no longer homed together go with them.
+  std::erase_if(sync_points_, [this](const auto& e) { return !known_since_.contains(e.first); });
+  std::erase_if(answered_, [this](const auto& e) { return !known_since_.contains(e.first); });
+  std::erase_if(completed_req_, [this](const auto& e) { return !known_since_.contains(e.first); });
   std::sort(pairs.begin(), pairs.end());
   pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
   if (options_.interval.count() == 0) {  // no schedule: repair() alone starts rounds
@@ -145,12 +156,62 @@ void AntiEntropy::start(const Pair& pair, bool forced, MonoTime now) {
   r.result.forced = forced;
   r.result.started = clock_.wall_now();
   ++counters_.rounds_started;
+  // Taken before the digest: every change logged up to this seq is in it.
+  r.start_point = SyncPoint{store_.last_seq(pair.first), r.result.started};
   Result<store::PartitionDigest> mine = store_.digest(pair.first);
   if (!mine.ok()) {
     finish(id, mine.status(), now);
     return;
   }
-  send(r, id, AeDigest{0, pair.first, mine->root, mine->entries}, now);
+  auto completed = completed_req_.find(pair);
+  AeDigest d{0,
+             pair.first,
+             mine->root,
+             mine->entries,
+             completed != completed_req_.end() ? completed->second : 0,
+             store_.purge_horizon(pair.first).hlc_below};
+  r.digest_req = send(r, id, std::move(d), now);
+}
+
+void AntiEntropy::record_sync(const Pair& pair, SyncPoint point) {
+  if (!known_since_.contains(pair)) return;  // not home replicas of it together (any more)
+  SyncPoint& sp = sync_points_[pair];
+  if (point.seq < sp.seq) return;
+  sp.seq = point.seq;
+  sp.at = std::max(sp.at, point.at);
+  update_horizon(pair.first);
+}
+
+std::optional<store::PurgeHorizon> AntiEntropy::purge_horizon(uint32_t partition,
+                                                              WallTime now) const {
+  if (partition >= homes_.size()) return std::nullopt;
+  const auto& h = homes_[partition];
+  if (std::find(h.begin(), h.end(), self_) == h.end()) return std::nullopt;
+  const int64_t margin = options_.horizon_margin.count();
+  const int64_t gone_before = now.ms - options_.tombstone_grace.count();
+  int64_t hlc_ms = now.ms - margin;
+  uint64_t seq = std::numeric_limits<uint64_t>::max();
+  for (const NodeId& peer : h) {
+    if (peer == self_) continue;
+    const Pair pair{partition, peer};
+    auto sp = sync_points_.find(pair);
+    if (sp != sync_points_.end() && sp->second.at.ms > gone_before) {
+      hlc_ms = std::min(hlc_ms, sp->second.at.ms - margin);
+      seq = std::min(seq, sp->second.seq);
+      continue;
+    }
+    auto known = known_since_.find(pair);
+    if (known == known_since_.end() || known->second.ms > gone_before) return std::nullopt;
+    hlc_ms = std::min(hlc_ms, gone_before);  // gone for good: the grace is the limit
+  }
+  if (hlc_ms <= 0) return std::nullopt;
+  return store::PurgeHorizon{HybridClock::pack(hlc_ms, 0), seq};
+}
+
+void AntiEntropy::update_horizon(uint32_t partition) {
+  if (auto h = purge_horizon(partition, clock_.wall_now())) {
+    store_.set_purge_horizon(partition, *h);
+  }
 }
 
 void AntiEntropy::keep(RoundResult result) {
@@ -207,18 +268,31 @@ void AntiEntropy::start_due(MonoTime now) {
   }
 }
 
-AeDigestReply AntiEntropy::answer_digest(const AeDigest& d) {
+AeDigestReply AntiEntropy::answer_digest(const NodeId& from, const AeDigest& d) {
   AeDigestReply reply;
   reply.req = d.req;
+  const Pair pair{d.partition, from};
+  // The round this node answered last for the pair completed: what it held then is held
+  // by the initiator now.
+  auto answered = answered_.find(pair);
+  if (answered != answered_.end() && d.completed != 0 && answered->second.req == d.completed) {
+    const SyncPoint point = answered->second.point;
+    answered_.erase(answered);
+    record_sync(pair, point);
+  }
+  const SyncPoint point{store_.last_seq(d.partition), clock_.wall_now()};  // before the digest
   Result<store::PartitionDigest> mine = store_.digest(d.partition);
   if (!mine.ok()) {
     reply.status = mine.status();
     return reply;
   }
+  reply.horizon = store_.purge_horizon(d.partition).hlc_below;
   if (mine->root == d.root && mine->entries == d.entries) {
     reply.in_sync = true;
+    record_sync(pair, point);
     return reply;
   }
+  if (known_since_.contains(pair)) answered_[pair] = Answered{d.req, point};
   reply.leaves.assign(mine->leaves.begin(), mine->leaves.end());
   return reply;
 }
@@ -290,7 +364,7 @@ void AntiEntropy::on_message(const NodeId& from, const AeMessage& message, MonoT
   last_now_ = now;
   if (const auto* d = std::get_if<AeDigest>(&message)) {
     ++counters_.answered;
-    outbox_.push_back(AeOutgoing{from, answer_digest(*d)});
+    outbox_.push_back(AeOutgoing{from, answer_digest(from, *d)});
     return;
   }
   if (const auto* q = std::get_if<AeEntriesRequest>(&message)) {
@@ -329,6 +403,7 @@ void AntiEntropy::on_message(const NodeId& from, const AeMessage& message, MonoT
 }
 
 void AntiEntropy::on_digest_reply(uint64_t id, Round& r, const AeDigestReply& reply, MonoTime now) {
+  r.peer_horizon = reply.horizon;
   if (reply.in_sync) {
     r.result.in_sync = true;
     finish(id, Status::ok_status(), now);
@@ -395,8 +470,16 @@ void AntiEntropy::on_entries_reply(uint64_t id, Round& r, const AeEntriesRequest
     finish(id, Status::failed_precondition("anti-entropy: too many entries in one page"), now);
     return;
   }
+  // A tombstone below the purge horizon of the side that lacks it does not move: that side
+  // purged it (or never had the key, which is as good: it holds relayed writes below the
+  // horizon out, and home replicas hold nothing such a tombstone superseded).
+  const uint64_t my_horizon = store_.purge_horizon(r.pair.first).hlc_below;
+  const WallTime wall = clock_.wall_now();
   auto decide_one_sided = [&](const store::DigestEntry& e, bool push) {
-    if (one_sided_moves(e.version)) {
+    const bool tombstone = e.deleted || (e.expiry.ms != 0 && e.expiry <= wall);
+    if (tombstone && e.version.hlc < (push ? r.peer_horizon : my_horizon)) {
+      ++r.result.skipped;
+    } else if (one_sided_moves(e.version)) {
       r.transfers.push_back(Transfer{e.key, push});
     } else {
       ++r.result.skipped;
@@ -537,6 +620,8 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
   asked_.erase(id);
   counters_.bytes += result.bytes;
   const Pair pair = r.pair;
+  const SyncPoint start_point = r.start_point;
+  const uint64_t digest_req = r.digest_req;
   rounds_.erase(it);
   if (result.status.ok()) {
     counters_.pushed += result.pushed;
@@ -547,6 +632,8 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
     } else {
       ++counters_.rounds_repaired;
     }
+    completed_req_[pair] = digest_req;
+    record_sync(pair, start_point);
     if (synced_) synced_(pair.second, pair.first);
   } else {
     ++counters_.rounds_failed;
@@ -558,6 +645,10 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
 
 void AntiEntropy::tick(MonoTime now) {
   last_now_ = now;
+  if (now >= next_refresh_) {
+    next_refresh_ = now + options_.horizon_refresh;
+    for (uint32_t p = 0; p < homes_.size(); ++p) update_horizon(p);
+  }
   while (!pending_.empty()) {
     auto late = std::min_element(
         pending_.begin(), pending_.end(),
@@ -577,7 +668,7 @@ void AntiEntropy::tick(MonoTime now) {
 }
 
 MonoTime AntiEntropy::next_deadline() const {
-  MonoTime next = MonoTime::max();
+  MonoTime next = next_refresh_;
   for (const auto& [req, p] : pending_) next = std::min(next, p.deadline);
   if (rounds_.size() < options_.max_rounds) {
     if (!forced_.empty()) next = std::min(next, last_now_);

@@ -40,6 +40,22 @@
 // operator by keeping anti-entropy-interval well below the grace; an old tombstone is
 // about to be purged on its side as well. Absence never counts as "older".
 //
+// Tombstone purge (docs/replication.md, "Tombstones"). A completed round tells each side
+// that the other now holds every key state it held when the round began, or a newer one.
+// So per (partition, other home replica) this node keeps a sync point: its change log's
+// last seq and its wall time when the pair's last completed round began. The initiator
+// records it when its round completes; the responder when it answers "in sync", or when
+// the initiator's next AeDigest names the round it answered as completed (one interval
+// later). A tombstone this node logged at or below the sync point of every other home
+// replica is held by all of them, and may go: the partition's purge horizon is the lowest
+// of those seqs, and an hlc bound of the oldest sync point's time less the clock margin,
+// (horizon_margin), to which the store also holds relayed writes (Store::set_purge_horizon). A home
+// replica with no sync point for longer than tombstone_grace (gone for good, or never compared
+// since this node learnt of it) no longer holds purges back past that age; one not yet synced and
+// not gone holds them back entirely. The horizon is handed to the store whenever a sync
+// point moves and every horizon_refresh. Entries below the horizon of the side lacking
+// them do not move: the store there would ignore them.
+//
 // Scheduling: per (partition, peer) where this node and the peer are both home replicas of
 // the partition, the lower node id (bytewise) initiates, so each pair is compared once per
 // interval and not twice. Pairs are spread evenly over the interval (a new pair's first
@@ -108,6 +124,13 @@ struct AntiEntropyOptions {
   size_t max_transfers = 64;
   // Results kept for kvcli repair.
   size_t results_kept = 256;
+  // What the purge horizon's hlc bound stays below a sync point's time: the peers' clock
+  // offsets (twice max-clock-offset-ms). The seq bound is what makes a purge safe; this only
+  // keeps versions stamped by clocks ahead of this node's out of it.
+  std::chrono::milliseconds horizon_margin{1000};
+  // How often every partition's purge horizon is computed again (besides whenever a sync
+  // point moves): what moves it then is time alone (a replica passing tombstone_grace).
+  std::chrono::milliseconds horizon_refresh = std::chrono::minutes(1);
 };
 
 using AeMessage = std::variant<AeDigest, AeDigestReply, AeEntriesRequest, AeEntriesReply>;
@@ -197,6 +220,11 @@ class AntiEntropy {
   // The pulls (ReadRequest) and pushes (WriteRequest) to send.
   std::vector<PeerOutgoing> take_peer_messages();
 
+  // The purge horizon of `partition` as of `now` (see the top of this file): nullopt when
+  // this node is not a home replica of it, or another home replica was neither compared
+  // with nor gone long enough.
+  std::optional<store::PurgeHorizon> purge_horizon(uint32_t partition, WallTime now) const;
+
   std::vector<RoundResult> results() const { return {results_.begin(), results_.end()}; }
   // The results of forced rounds (repair()) finished since the last call, for the driver
   // to answer the repairs it was asked for. A forced pair whose scheduled round was running
@@ -211,9 +239,21 @@ class AntiEntropy {
     std::string key;
     bool push = false;
   };
+  // This node's change log and clock when a round began (see the top of this file).
+  struct SyncPoint {
+    uint64_t seq = 0;
+    WallTime at;
+  };
+  struct Answered {  // the responder's side of a pair's last round not known complete
+    uint64_t req = 0;
+    SyncPoint point;
+  };
   struct Round {
     Pair pair;
     bool forced = false;
+    SyncPoint start_point;
+    uint64_t digest_req = 0;    // the AeDigest's req: the round's name for the peer
+    uint64_t peer_horizon = 0;  // the peer's purge horizon hlc
     MonoTime started_mono{};
     RoundResult result;
     uint64_t awaiting = 0;           // the AE request in flight (0: none)
@@ -237,7 +277,11 @@ class AntiEntropy {
   // Asks for the next page, sends transfers, or completes the round.
   void advance(uint64_t id, Round& r, MonoTime now);
   void finish(uint64_t id, Status status, MonoTime now);
-  AeDigestReply answer_digest(const AeDigest& d);
+  AeDigestReply answer_digest(const NodeId& from, const AeDigest& d);
+  // A pair's round that began at `point` completed: the sync point moves (only forward)
+  // and the partition's horizon goes to the store.
+  void record_sync(const Pair& pair, SyncPoint point);
+  void update_horizon(uint32_t partition);
   AeEntriesReply answer_entries(const AeEntriesRequest& q);
   bool one_sided_moves(const Version& v) const;
   // Keeps a finished round's result (and a forced one's for take_forced_results).
@@ -252,6 +296,13 @@ class AntiEntropy {
 
   std::set<NodeId, std::less<>> up_;
   std::vector<std::vector<NodeId>> homes_;
+  // Every (partition, other home replica) of the partitions this node is a home replica
+  // of, with when this node first knew the pair: the purge horizon's inputs.
+  std::map<Pair, WallTime> known_since_;
+  std::map<Pair, SyncPoint> sync_points_;
+  std::map<Pair, Answered> answered_;
+  std::map<Pair, uint64_t> completed_req_;  // the digest req of the pair's last completed round
+  MonoTime next_refresh_{};
   std::vector<RoundResult> forced_results_;  // not yet taken
   std::map<Pair, MonoTime> due_;             // the pairs this node initiates, and when next
   std::deque<Pair> forced_;

@@ -165,12 +165,15 @@ struct AeDigest {
   uint32_t partition = 0;
   uint64_t root = 0;
   uint64_t entries = 0;
+  uint64_t completed = 0;  // req of the pair's last completed round (0: none)
+  uint64_t horizon = 0;    // the sender's purge horizon hlc (0: none)
 };
 struct AeDigestReply {
   uint64_t req = 0;
   Status status;
   bool in_sync = false;
   std::vector<uint64_t> leaves;  // kDigestLeaves of them unless in_sync or an error
+  uint64_t horizon = 0;          // the responder's purge horizon hlc (0: none)
 };
 struct AeEntriesRequest {
   uint64_t req = 0;

@@ -137,12 +137,15 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
           d->set_partition(m.partition);
           d->set_root(m.root);
           d->set_entries(m.entries);
+          d->set_completed(m.completed);
+          d->set_horizon(m.horizon);
         } else if constexpr (std::is_same_v<T, AeDigestReply>) {
           pb::AeDigestReply* r = out->mutable_ae_digest_reply();
           r->set_req(m.req);
           to_proto(m.status, r->mutable_status());
           r->set_in_sync(m.in_sync);
           r->mutable_leaves()->Add(m.leaves.begin(), m.leaves.end());
+          r->set_horizon(m.horizon);
         } else if constexpr (std::is_same_v<T, AeEntriesRequest>) {
           pb::AeEntriesRequest* r = out->mutable_ae_entries_request();
           r->set_req(m.req);
@@ -343,7 +346,8 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
     }
     case pb::Message::kAeDigest: {
       const pb::AeDigest& d = m.ae_digest();
-      return PeerMessage(AeDigest{d.req(), d.partition(), d.root(), d.entries()});
+      return PeerMessage(
+          AeDigest{d.req(), d.partition(), d.root(), d.entries(), d.completed(), d.horizon()});
     }
     case pb::Message::kAeDigestReply: {
       const pb::AeDigestReply& r = m.ae_digest_reply();
@@ -354,6 +358,7 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       out.status = std::move(status);
       out.in_sync = r.in_sync();
       out.leaves.assign(r.leaves().begin(), r.leaves().end());
+      out.horizon = r.horizon();
       return PeerMessage(std::move(out));
     }
     case pb::Message::kAeEntriesRequest: {

@@ -107,6 +107,9 @@ struct Replica::Impl : std::enable_shared_from_this<Replica::Impl> {
     // The store's copy is made only here, once the write is taken.
     if (hint) {
       store.apply_hint(std::move(request.hint_for), take_record(request), now, std::move(done));
+    } else if (request.handoff) {
+      // Late by nature: held to the purge horizon (store.h, apply_relayed).
+      store.apply_relayed(take_record(request), now, std::move(done));
     } else {
       store.apply(take_record(request), now, std::move(done));
     }

@@ -37,7 +37,15 @@ Result<store::Record> AppliedChanges::read(store::Store& store, std::string_view
                                            WallTime now) {
   store::Record record;
   switch (cache_.get(key, now, &record)) {
-    case ReadCache::Lookup::kFound: return record;
+    case ReadCache::Lookup::kFound:
+      // The store purges tombstones silently (no change arrives): one below the purge
+      // horizon may be gone, so the store says.
+      if (!record.tombstone ||
+          record.version.hlc >= store.purge_horizon(store.partition_of(key)).hlc_below) {
+        return record;
+      }
+      cache_.erase(key);
+      break;
     case ReadCache::Lookup::kAbsent: return Status::not_found("no record of the key");
     case ReadCache::Lookup::kMiss: break;
   }

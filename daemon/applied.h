@@ -18,7 +18,9 @@
 // expiry's tombstone beats the live record it ended), and a change only updates a key
 // already cached, never adds one: a newer copy of that key may have been read, cached and
 // evicted before the change arrived, and a coordinator may have several writes of one key
-// in flight. Keys enter the cache through reads only.
+// in flight. Keys enter the cache through reads only. The store purges tombstones without
+// a change (store.h, set_purge_horizon), so a cached tombstone below its partition's purge
+// horizon is read from the store again.
 //
 // Thread-safety: none; the network thread.
 #pragma once

@@ -613,10 +613,13 @@ constexpr OptionSpec kOptions[] = {
      "256 MiB is four subscribers at the default feed-subscriber-buffer-bytes.",
      set_integer<&Config::feed_buffer_bytes_max, kMiB, 64 * 1024 * kMiB>, false},
     {"tombstone-grace-ms", "86400000",
-     "How long, in milliseconds, a deleted key's tombstone is kept before it is purged "
-     "(0..31536000000, a year). The tombstone stops an older write that arrives late, e.g. "
-     "from a replica that was down, from bringing the key back, so keep it longer than any "
-     "outage you expect to recover from; a day by default.",
+     "How long, in milliseconds, a home replica may go without being compared with this "
+     "node before it no longer holds the purge of tombstones back (0..31536000000, a year). "
+     "A tombstone (a delete or an expiry) is purged once every home replica of its "
+     "partition is known to hold it, from completed anti-entropy rounds, never on age "
+     "alone; a replica that is down holds it back for this long, so that it gets the "
+     "tombstone when it returns, and is then taken as gone for good. Keep it longer than "
+     "any outage you expect a node to come back from; a day by default.",
      set_integer<&Config::tombstone_grace_ms, 0, int64_t{365} * 24 * 3600 * 1000>, false},
     {"hints-max-bytes", "1073741824",
      "Most hints, in bytes of keys and values, this node keeps for home replicas that were "
@@ -646,9 +649,9 @@ constexpr OptionSpec kOptions[] = {
      "kvcli repair still does). Replicas that agree exchange two small messages per "
      "partition; where they differ, only the keys that differ move, newest version winning. "
      "This repairs what hints could not (past hint-window-ms or hints-max-bytes, a message "
-     "lost while a node was seen up), so keep it well below tombstone-grace-ms: a delete "
-     "that reaches a replica only through anti-entropy must do so before its tombstone is "
-     "purged elsewhere. 10 minutes by default.",
+     "lost while a node was seen up), and completed rounds are what lets tombstones be "
+     "purged: with 0, they stay until tombstone-grace-ms passes (or kvcli repair runs). "
+     "10 minutes by default.",
      set_interval_or_off<&Config::anti_entropy_interval_ms, 1000, int64_t{24} * 3600 * 1000>,
      false},
     {"max-clock-offset-ms", "500",
@@ -943,6 +946,8 @@ store::StoreOptions Config::store_options() const {
   options.disk_reserve_bytes = disk_reserve_bytes;
   options.write_queue_max = write_queue_max;
   options.changelog_keep = changelog_keep;
+  // Anti-entropy sets each partition's purge horizon (cluster/anti_entropy.h).
+  options.tombstone_purge = store::TombstonePurge::kByHorizon;
   options.tombstone_grace_ms = tombstone_grace_ms;
   options.hints_max_bytes = hints_max_bytes;
   return options;
@@ -972,6 +977,8 @@ cluster::AntiEntropyOptions Config::anti_entropy_options() const {
   options.tombstone_grace = std::chrono::milliseconds(tombstone_grace_ms);
   options.clock_margin = std::max<std::chrono::milliseconds>(
       std::chrono::minutes(1), std::chrono::milliseconds(2 * max_clock_offset_ms));
+  options.horizon_margin = std::max<std::chrono::milliseconds>(
+      std::chrono::seconds(1), std::chrono::milliseconds(2 * max_clock_offset_ms));
   options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   return options;
 }

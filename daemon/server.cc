@@ -873,6 +873,7 @@ class ServerImpl final : public Server {
         {"store_writes_ignored", s.writes_ignored},
         {"store_expired", s.expired},
         {"store_tombstones_purged", s.tombstones_purged},
+        {"store_writes_below_horizon", s.writes_below_horizon},
         {"store_commit_groups", s.commit_groups},
         {"store_group_writes", s.group_writes},
         {"store_staged_writes", s.staged},

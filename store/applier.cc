@@ -75,8 +75,8 @@ Status Applier::load_purge_floors() {
     const unsigned long p = std::strtoul(name.c_str() + 12, &end, 10);
     if (end == name.c_str() + 12 || *end != '\0' || p >= layout.partitions ||
         layout.file_of(static_cast<uint32_t>(p)) != file_ || value < 0) {
-      return Status::corruption(db_.path() + ": meta row '" + name + "' (" +
-                                std::to_string(value) + ") is not a purge floor of this file");
+      return Status::corruption(db_.path() + ": meta row '" + name + "' (" + std::to_string(value) +
+                                ") is not a purge floor of this file");
     }
     const auto partition = static_cast<uint32_t>(p);
     slots_[layout.slot_of(partition)].floor_kept = static_cast<uint64_t>(value);

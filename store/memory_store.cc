@@ -148,8 +148,10 @@ struct OpInput {
   std::string owner;
   WallTime now;
   size_t max_rows = 0;
+  bool relayed = false;  // apply_relayed()
   // TombstonePurge::kByHorizon, taken when the operation first runs, so that a replay onto
-  // the synced copy decides alike: a write's horizon (hlc), a sweep's horizons.
+  // the synced copy decides alike: what a relayed write is held to (an hlc; 0: nothing),
+  // a sweep's horizons.
   uint64_t horizon_hlc = 0;
   std::vector<PurgeHorizon> horizons;
 };
@@ -253,7 +255,7 @@ ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now
       ++counts->ignored;
       return result;
     }
-  } else if (record.version.hlc < std::max(horizon_hlc, part.purge_floor)) {
+  } else if (record.version.hlc < horizon_hlc) {
     // A purged tombstone may have superseded it (Store::set_purge_horizon).
     ++counts->ignored;
     ++counts->below_horizon;
@@ -506,9 +508,9 @@ struct MemoryStore::Core {
       if (options.tombstone_purge == TombstonePurge::kByHorizon) {
         if (sweep) {
           op.input.horizons = horizons;
-        } else if (op.input.kind == OpInput::Kind::kApply) {
-          op.input.horizon_hlc =
-              horizons[edgekv::partition_of(op.input.record.key, options.partitions)].hlc_below;
+        } else if (op.input.kind == OpInput::Kind::kApply && op.input.relayed) {
+          const uint32_t p = edgekv::partition_of(op.input.record.key, options.partitions);
+          op.input.horizon_hlc = std::max(horizons[p].hlc_below, state.partitions[p].purge_floor);
         }
       }
       OpInput replay;
@@ -588,6 +590,14 @@ Result<Record> MemoryStore::get(std::string_view key, WallTime now) {
 }
 
 void MemoryStore::apply(Record record, WallTime now, ApplyCallback done) {
+  submit(std::move(record), now, std::move(done), /*relayed=*/false);
+}
+
+void MemoryStore::apply_relayed(Record record, WallTime now, ApplyCallback done) {
+  submit(std::move(record), now, std::move(done), /*relayed=*/true);
+}
+
+void MemoryStore::submit(Record record, WallTime now, ApplyCallback done, bool relayed) {
   Core& c = *core_;
   Status refused;
   if (!c.up) {
@@ -606,6 +616,7 @@ void MemoryStore::apply(Record record, WallTime now, ApplyCallback done) {
   in.kind = OpInput::Kind::kApply;
   in.record = std::move(record);
   in.now = now;
+  in.relayed = relayed;
   c.enqueue(core_, std::move(in), std::move(done), nullptr);
 }
 

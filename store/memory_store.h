@@ -87,9 +87,9 @@ class MemoryStore final : public Store {
   };
 
   // Takes the StoreOptions the SQLite store takes and validates them alike (`dir` is not
-  // used); uses partitions, sync, write_queue_max, changelog_keep, tombstone_purge, tombstone_grace_ms,
-  // stage_apply_at, stage_apply_batch and hints_max_bytes. INVALID_ARGUMENT for the options
-  // the SQLite store refuses, and for a scheduler that is empty.
+  // used); uses partitions, sync, write_queue_max, changelog_keep, tombstone_purge,
+  // tombstone_grace_ms, stage_apply_at, stage_apply_batch and hints_max_bytes. INVALID_ARGUMENT for
+  // the options the SQLite store refuses, and for a scheduler that is empty.
   static Result<std::unique_ptr<MemoryStore>> open(const StoreOptions& options,
                                                    Scheduler scheduler);
 
@@ -100,6 +100,7 @@ class MemoryStore final : public Store {
   uint32_t partitions() const override;
   Result<Record> get(std::string_view key, WallTime now) override;
   void apply(Record record, WallTime now, ApplyCallback done) override;
+  void apply_relayed(Record record, WallTime now, ApplyCallback done) override;
   Result<Record> read(std::string_view key, WallTime now) override;
   void apply_hint(std::string owner, Record record, WallTime now, ApplyCallback done) override;
   Result<std::vector<Record>> read_hints(std::string_view owner, size_t max) override;
@@ -131,6 +132,7 @@ class MemoryStore final : public Store {
   size_t pending() const;
 
  private:
+  void submit(Record record, WallTime now, ApplyCallback done, bool relayed);
   struct Core;
   explicit MemoryStore(std::shared_ptr<Core> core);
   // INVALID_ARGUMENT out of range, the down status while crashed or closed.

@@ -398,13 +398,21 @@ class StoreImpl final : public Store {
   }
 
   void apply(Record record, WallTime now, ApplyCallback done) override {
+    submit(std::move(record), now, std::move(done), /*relayed=*/false);
+  }
+
+  void apply_relayed(Record record, WallTime now, ApplyCallback done) override {
+    submit(std::move(record), now, std::move(done), /*relayed=*/true);
+  }
+
+  void submit(Record record, WallTime now, ApplyCallback done, bool relayed) {
     if (Status bad = check_record(record); !bad.ok()) {
       if (done) done(std::move(bad));
       return;
     }
     const uint32_t partition = partition_of(record.key);
     Writer& writer = *writers_[state_->layout.file_of(partition)];
-    writer.submit(Writer::ApplyTask{std::move(record), now, partition, std::move(done)});
+    writer.submit(Writer::ApplyTask{std::move(record), now, partition, std::move(done), relayed});
   }
 
   void sweep(WallTime now, size_t max_rows, SweepCallback done) override {
@@ -624,6 +632,10 @@ Result<std::vector<HintOwnerSummary>> Store::hint_owners() {
 
 void Store::remove_hint(std::string, std::string, Version, ApplyCallback done) {
   if (done) done(Status::failed_precondition("this store keeps no hints"));
+}
+
+void Store::apply_relayed(Record record, WallTime now, ApplyCallback done) {
+  apply(std::move(record), now, std::move(done));
 }
 
 void Store::set_purge_horizon(uint32_t, PurgeHorizon) {}

@@ -179,8 +179,8 @@ struct StoreStats {
   uint64_t puts_applied = 0;
   uint64_t deletes_applied = 0;
   uint64_t writes_ignored = 0;  // not newer than the stored version, or below the purge floor
-  // Of those, writes to a key with no row whose version is below the partition's purge
-  // horizon (TombstonePurge::kByHorizon): a purged tombstone may have superseded them.
+  // Of those, relayed writes (apply_relayed) to a key with no row whose version is below
+  // the partition's purge horizon: a purged tombstone may have superseded them.
   uint64_t writes_below_horizon = 0;
   uint64_t expired = 0;
   uint64_t tombstones_purged = 0;
@@ -258,6 +258,14 @@ class Store {
   // tombstone copied from another replica, logged as kExpire): it hides the key until
   // purged.
   virtual void apply(Record record, WallTime now, ApplyCallback done) = 0;
+  // As apply(), for a write that comes late from outside the key's home replicas (a hint
+  // handed over by a fallback): under TombstonePurge::kByHorizon, when its key has no row
+  // and its version's hlc is below the partition's purge horizon, it is ignored (answered
+  // not applied, counted in writes_below_horizon), since a tombstone purged meanwhile may
+  // have superseded it and applying it would bring a deleted key back. Writes copied from
+  // another home replica (repair) need no such check: a home replica never holds what a
+  // tombstone every home replica held superseded. The default is apply().
+  virtual void apply_relayed(Record record, WallTime now, ApplyCallback done);
 
   // The key's stored state, tombstones included, for replication (read repair, LWW between
   // replicas): NOT_FOUND only when there is no row (never written, or its tombstone was
@@ -305,12 +313,10 @@ class Store {
 
   // TombstonePurge::kByHorizon: raises the purge horizon of `partition` (each bound only
   // goes up; a lower value is ignored). From then on sweep() purges the partition's
-  // tombstones below it, and a write whose version's hlc is below `hlc_below` to a key that
-  // has no row is ignored (answered not applied, counted in writes_below_horizon): its key
-  // may have been deleted by a tombstone purged since, and applying it would bring the key
-  // back. The hlc bound a purge used is kept in the data files with the purge, so the
-  // store holds writes to it after a restart as well. Does nothing under kByAge or for a
-  // partition out of range.
+  // tombstones below it, and apply_relayed() ignores a write whose version's hlc is below
+  // `hlc_below` to a key that has no row. The hlc bound a purge used is kept in the data
+  // files with the purge, so that holds after a restart as well. Does nothing under
+  // kByAge or for a partition out of range.
   virtual void set_purge_horizon(uint32_t partition, PurgeHorizon horizon);
   // The horizon in force (after a restart: the hlc bound of the last purge, seq 0).
   virtual PurgeHorizon purge_horizon(uint32_t partition) const;

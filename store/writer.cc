@@ -754,7 +754,8 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
   }
   // A key with no row may have had a tombstone the purge took: a write older than the
   // purge horizon could be one it superseded (Store::set_purge_horizon).
-  if (!key->exists && state_.options.tombstone_purge == TombstonePurge::kByHorizon &&
+  if (task.relayed && !key->exists &&
+      state_.options.tombstone_purge == TombstonePurge::kByHorizon &&
       record.version.hlc < state_.partitions[task.partition].horizon_hlc.load()) {
     ++totals->ignored;
     ++totals->below_horizon;

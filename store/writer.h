@@ -61,6 +61,7 @@ class Writer {
     WallTime now;
     uint32_t partition = 0;
     Store::ApplyCallback done;
+    bool relayed = false;  // Store::apply_relayed: held to the purge horizon
   };
   struct SweepTask {
     std::shared_ptr<SweepJob> job;

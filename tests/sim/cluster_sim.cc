@@ -56,6 +56,8 @@ ClusterSim::ClusterSim(uint64_t seed, ClusterOptions options)
     store::StoreOptions store_options;
     store_options.partitions = options_.partitions;
     store_options.sync = options_.sync;
+    // As the daemon runs them: tombstones go by the horizon anti-entropy sets.
+    store_options.tombstone_purge = store::TombstonePurge::kByHorizon;
     NodeDisk* d = disk.get();
     Result<std::unique_ptr<store::MemoryStore>> opened = store::MemoryStore::open(
         store_options, [d](std::function<void()> commit) { d->schedule(std::move(commit)); });

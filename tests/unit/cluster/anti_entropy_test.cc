@@ -50,6 +50,7 @@ class AntiEntropyTest : public ::testing::Test {
       n->id = id;
       store::StoreOptions so;
       so.partitions = partitions;
+      so.tombstone_purge = purge_;
       Node* raw = n.get();
       auto opened = store::MemoryStore::open(
           so, [raw](std::function<void()> commit) { raw->commits.push_back(std::move(commit)); });
@@ -172,6 +173,22 @@ class AntiEntropyTest : public ::testing::Test {
     return {all.begin() + static_cast<ptrdiff_t>(before), all.end()};
   }
 
+  // One sweep of `at`'s store at the clock's time: how many tombstones it purged.
+  uint64_t sweep(const NodeId& at) {
+    const uint64_t before = node(at).store->stats(clock_.wall_now()).tombstones_purged;
+    bool done = false;
+    node(at).store->sweep(clock_.wall_now(), 100000, [&](auto events) {
+      EXPECT_TRUE(events.ok());
+      done = true;
+    });
+    pump();
+    EXPECT_TRUE(done);
+    return node(at).store->stats(clock_.wall_now()).tombstones_purged - before;
+  }
+  bool absent(const NodeId& at, const std::string& key) {
+    return node(at).store->read(key, clock_.wall_now()).status().code() == Code::kNotFound;
+  }
+
   uint64_t root(const NodeId& at, uint32_t p) {
     auto d = node(at).store->digest(p);
     EDGEKV_ASSERT(d.ok());
@@ -206,9 +223,11 @@ class AntiEntropyTest : public ::testing::Test {
     }
   }
   uint64_t logical_ = 0;
+  store::TombstonePurge purge_ = store::TombstonePurge::kByAge;
 };
 
 std::vector<NodeId> ab(uint32_t) { return {"a", "b"}; }
+std::vector<NodeId> abc(uint32_t) { return {"a", "b", "c"}; }
 
 TEST_F(AntiEntropyTest, EqualStoresExchangeOneMessageEachWay) {
   make({"a", "b"}, 4, ab);
@@ -664,6 +683,117 @@ TEST_F(AntiEntropyTest, ThreeReplicasConvergeOnTheScheduleDespiteLostMessages) {
     EXPECT_EQ(root("a", p), root("b", p)) << "partition " << p;
     EXPECT_EQ(root("a", p), root("c", p)) << "partition " << p;
   }
+}
+
+}  // namespace
+}  // namespace edgekv::cluster
+
+namespace edgekv::cluster {
+namespace {
+
+// A tombstone goes on a replica only once every other home replica is known to hold it:
+// rounds that began after it was logged completed with each. Until then no sweep takes it,
+// however old; afterwards an older write of its key stays out everywhere.
+TEST_F(AntiEntropyTest, TombstonesGoOnceEveryHomeReplicaHoldsThem) {
+  purge_ = store::TombstonePurge::kByHorizon;
+  make({"a", "b", "c"}, 1, abc);
+  const int64_t now = clock_.wall_now().ms;
+  store::Record live{"k", "v", version_at(now - 600'000, "a"), {}, false};
+  for (const char* id : {"a", "b", "c"}) write_record(id, live);
+  write("a", "k", "", 5min, /*tombstone=*/true);  // older than the clock margin
+  EXPECT_EQ(sweep("a"), 0u);                      // b and c do not hold it yet
+  EXPECT_FALSE(absent("a", "k"));
+
+  // a compares with b and c: both take the tombstone, and a's sync points now cover it.
+  clock_.advance(1s);
+  auto r = repair("a", 0);
+  ASSERT_EQ(r.size(), 2u);
+  for (const auto& one : r) EXPECT_TRUE(one.status.ok()) << one.status.to_string();
+  for (const char* id : {"b", "c"})
+    EXPECT_TRUE(node(id).store->read("k", clock_.wall_now())->tombstone);
+  EXPECT_EQ(sweep("a"), 1u);
+  EXPECT_TRUE(absent("a", "k"));
+  // b and c took it during rounds that began before: they keep it.
+  EXPECT_EQ(sweep("b"), 0u);
+  EXPECT_EQ(sweep("c"), 0u);
+
+  // The rounds go on: b and c learn from a's next digests that the rounds they answered
+  // completed, and b compares with c. Their one-sided tombstone is below a's horizon, so it
+  // is not pushed back to a (skipped).
+  for (int i = 0; i < 2; ++i) {
+    clock_.advance(1s);
+    auto again = repair("a", 0);
+    for (const auto& one : again) {
+      EXPECT_TRUE(one.status.ok()) << one.status.to_string();
+      EXPECT_EQ(one.pushed + one.pulled, 0u);
+    }
+    auto bc = repair("b", 0);
+    for (const auto& one : bc) EXPECT_TRUE(one.status.ok()) << one.status.to_string();
+  }
+  EXPECT_TRUE(absent("a", "k"));
+  EXPECT_EQ(sweep("b"), 1u);
+  EXPECT_EQ(sweep("c"), 1u);
+  for (const char* id : {"a", "b", "c"}) {
+    EXPECT_TRUE(absent(id, "k")) << id;
+    // The write the tombstone deleted, arriving late as a hint, stays out.
+    bool done = false;
+    node(id).store->apply_relayed(live, clock_.wall_now(), [&](Result<store::ApplyResult> res) {
+      EXPECT_TRUE(res.ok() && !res->applied);
+      done = true;
+    });
+    pump();
+    EXPECT_TRUE(done);
+    EXPECT_TRUE(absent(id, "k")) << id;
+    EXPECT_EQ(node(id).store->stats(clock_.wall_now()).writes_below_horizon, 1u) << id;
+  }
+  EXPECT_EQ(root("a", 0), root("b", 0));
+  EXPECT_EQ(root("b", 0), root("c", 0));
+  // Nothing brings it back: the replicas agree.
+  auto last = repair("a", 0);
+  for (const auto& one : last) EXPECT_TRUE(one.in_sync);
+}
+
+// A home replica that is down holds every purge back, so that it gets the tombstones when
+// it returns, for as long as tombstone_grace; past that it counts as gone for good and
+// tombstones older than the grace go without it.
+TEST_F(AntiEntropyTest, ADownReplicaHoldsPurgesBackForTheGraceOnly) {
+  purge_ = store::TombstonePurge::kByHorizon;
+  AntiEntropyOptions o;
+  o.interval = 0ms;  // rounds by repair() only
+  o.tombstone_grace = 2h;
+  make({"a", "b", "c"}, 1, abc, o);
+  const int64_t now = clock_.wall_now().ms;
+  store::Record live{"k", "v", version_at(now - 600'000, "a"), {}, false};
+  for (const char* id : {"a", "b", "c"}) write_record(id, live);
+  for (const char* id : {"a", "b"}) node(id).ae->set_member("c", false);
+  write("a", "k", "", 5min, /*tombstone=*/true);
+  clock_.advance(1h);
+  for (int i = 0; i < 3; ++i) {
+    repair("a", 0);
+    clock_.advance(1s);
+  }
+  EXPECT_TRUE(node("b").store->read("k", clock_.wall_now())->tombstone);
+  EXPECT_EQ(sweep("a"), 0u);
+  EXPECT_EQ(sweep("b"), 0u);
+
+  // c returns within the grace: it still holds the live copy, and takes the tombstone.
+  for (const char* id : {"a", "b"}) node(id).ae->set_member("c", true);
+  auto r = repair("a", 0);
+  for (const auto& one : r) EXPECT_TRUE(one.status.ok()) << one.status.to_string();
+  EXPECT_TRUE(node("c").store->read("k", clock_.wall_now())->tombstone);
+  EXPECT_EQ(sweep("a"), 1u);
+
+  // Another tombstone while c is down again, for longer than the grace: it goes without c.
+  store::Record live2{"j", "v", version_at(clock_.wall_now().ms - 600'000, "a"), {}, false};
+  for (const char* id : {"a", "b", "c"}) write_record(id, live2);
+  for (const char* id : {"a", "b"}) node(id).ae->set_member("c", false);
+  write("a", "j", "", 5min, /*tombstone=*/true);
+  repair("a", 0);
+  EXPECT_EQ(sweep("a"), 0u);
+  clock_.advance(3h);
+  for (auto& [id, n] : nodes_) n->ae->tick(clock_.mono_now());
+  EXPECT_EQ(sweep("a"), 1u);
+  EXPECT_TRUE(absent("a", "j"));
 }
 
 }  // namespace

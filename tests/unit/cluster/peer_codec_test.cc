@@ -57,10 +57,11 @@ std::vector<PeerMessage> every_kind() {
   out.push_back(PlacementDigest{7, 0xfedcba9876543210ULL});
   out.push_back(PlacementFetch{});
   out.push_back(PlacementTable{std::string("\x08\x01table bytes", 13)});
-  out.push_back(AeDigest{13, 511, 0x0123456789abcdefULL, 20000});
+  out.push_back(AeDigest{13, 511, 0x0123456789abcdefULL, 20000, 0x2000000000000007ULL,
+                         0x0199aabbccddeeffULL});
   std::vector<uint64_t> leaves(store::kDigestLeaves);
   for (uint32_t i = 0; i < store::kDigestLeaves; ++i) leaves[i] = 0x9e3779b97f4a7c15ULL * (i + 1);
-  out.push_back(AeDigestReply{14, Status::ok_status(), false, leaves});
+  out.push_back(AeDigestReply{14, Status::ok_status(), false, leaves, 0x0188aabbccddeeffULL});
   out.push_back(AeEntriesRequest{15, 7, {0, 3, 1023}});
   out.push_back(AeEntriesReply{16,
                                Status::ok_status(),
@@ -130,8 +131,11 @@ TEST(PeerCodec, EveryKindRoundTrips) {
   EXPECT_EQ(d.partition, 511u);
   EXPECT_EQ(d.root, 0x0123456789abcdefULL);
   EXPECT_EQ(d.entries, 20000u);
+  EXPECT_EQ(d.completed, 0x2000000000000007ULL);
+  EXPECT_EQ(d.horizon, 0x0199aabbccddeeffULL);
   const auto& dr = std::get<AeDigestReply>(got->messages[10]);
   EXPECT_EQ(dr.leaves, std::get<AeDigestReply>(sent[10]).leaves);
+  EXPECT_EQ(dr.horizon, 0x0188aabbccddeeffULL);
   EXPECT_EQ(std::get<AeEntriesRequest>(got->messages[11]).leaves,
             (std::vector<uint32_t>{0, 3, 1023}));
   const auto& er = std::get<AeEntriesReply>(got->messages[12]);

@@ -85,6 +85,12 @@ class Subject {
     drain();
     return out.wait();
   }
+  Result<ApplyResult> apply_relayed(Record record, WallTime now = kNow) {
+    Outcome<Result<ApplyResult>> out;
+    store_->apply_relayed(std::move(record), now, out.callback());
+    drain();
+    return out.wait();
+  }
   Result<ApplyResult> hint(std::string owner, Record record, WallTime now = kNow) {
     Outcome<Result<ApplyResult>> out;
     store_->apply_hint(std::move(owner), std::move(record), now, out.callback());
@@ -483,8 +489,8 @@ TEST_P(StoreConformance, SweepPurgesDeleteTombstonesAfterTheGracePeriod) {
 }
 
 // TombstonePurge::kByHorizon: nothing goes on age; a tombstone goes once below both of
-// its partition's bounds; writes below the hlc bound to keys with no row stay out, across
-// a restart too; the bounds only go up.
+// its partition's bounds; relayed writes below the hlc bound to keys with no row stay out,
+// across a restart too; the bounds only go up.
 TEST_P(StoreConformance, PurgeByHorizonNeedsBothBoundsAndHoldsOlderWritesOut) {
   StoreOptions o = options();
   o.tombstone_purge = TombstonePurge::kByHorizon;
@@ -515,13 +521,15 @@ TEST_P(StoreConformance, PurgeByHorizonNeedsBothBoundsAndHoldsOlderWritesOut) {
   EXPECT_EQ(st.read("gone", kNow).status().code(), Code::kNotFound);
   EXPECT_TRUE(st.read(late, kNow)->tombstone);
 
-  // Older writes to the purged key stay out, newer ones go in; a key with a row still
-  // decides by last-write-wins alone.
-  Result<ApplyResult> old_write = s->apply(put("gone", "back", hlc_at(-20)));
+  // Older relayed writes to the purged key stay out; a key with a row still decides by
+  // last-write-wins alone.
+  Result<ApplyResult> old_write = s->apply_relayed(put("gone", "back", hlc_at(-20)));
   ASSERT_TRUE(old_write.ok());
   EXPECT_FALSE(old_write->applied);
   EXPECT_EQ(st.stats(kNow).writes_below_horizon, 1u);
   EXPECT_EQ(st.read("gone", kNow).status().code(), Code::kNotFound);
+  EXPECT_FALSE(s->apply_relayed(put(late, "older", hlc_at(-20)))->applied);
+  EXPECT_EQ(st.stats(kNow).writes_below_horizon, 1u);  // it has a row: last-write-wins
 
   // Lowering is ignored; raising the seq bound lets the late tombstone go.
   st.set_purge_horizon(p, PurgeHorizon{hlc_at(-100), 0});
@@ -535,16 +543,18 @@ TEST_P(StoreConformance, PurgeByHorizonNeedsBothBoundsAndHoldsOlderWritesOut) {
   s->reopen();
   EXPECT_EQ(s->store().purge_horizon(p).hlc_below, hlc_at(0));
   EXPECT_EQ(s->store().purge_horizon(p).seq_through, 0u);
-  EXPECT_FALSE(s->apply(put("gone", "back", hlc_at(-20)))->applied);
-  EXPECT_FALSE(s->apply(tombstone(late, hlc_at(-1)))->applied);
-  EXPECT_TRUE(s->apply(put("gone", "new", hlc_at(1)))->applied);
+  EXPECT_FALSE(s->apply_relayed(put("gone", "back", hlc_at(-20)))->applied);
+  EXPECT_FALSE(s->apply_relayed(tombstone(late, hlc_at(-1)))->applied);
+  EXPECT_TRUE(s->apply_relayed(put("gone", "new", hlc_at(1)))->applied);
   EXPECT_EQ(s->store().get("gone", kNow)->value, "new");
   // Other partitions were never purged: their writes are not held.
   for (int i = 0; i < 64; ++i) {
     const std::string k = "other-" + std::to_string(i);
     if (s->store().partition_of(k) == p) continue;
-    EXPECT_TRUE(s->apply(put(k, "v", hlc_at(-50)))->applied) << k;
+    EXPECT_TRUE(s->apply_relayed(put(k, "v", hlc_at(-50)))->applied) << k;
   }
+  // A write that is not relayed (a repair from another home replica) is not held.
+  EXPECT_TRUE(s->apply(put(late, "repaired", hlc_at(-20)))->applied);
 }
 
 TEST_P(StoreConformance, PurgeByAgeIgnoresHorizons) {
@@ -557,7 +567,7 @@ TEST_P(StoreConformance, PurgeByAgeIgnoresHorizons) {
   ASSERT_TRUE(s->apply(tombstone("k", hlc_at(0)))->applied);
   ASSERT_TRUE(s->sweep(WallTime{kNow.ms + 999}, 100).ok());
   EXPECT_EQ(s->store().stats(kNow).tombstones_purged, 0u);
-  EXPECT_TRUE(s->apply(put("j", "v", hlc_at(-5)))->applied);
+  EXPECT_TRUE(s->apply_relayed(put("j", "v", hlc_at(-5)))->applied);
 }
 
 TEST_P(StoreConformance, Format5SweepPurgesExpiryTombstonesByVersionTime) {

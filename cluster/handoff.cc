@@ -255,6 +255,7 @@ void Handoff::fail_ask(Ask& a, MonoTime now) {
 
 void Handoff::ask_repairs(MonoTime now) {
   ask_wake_ = MonoTime::max();
+  if (!options_.repair_asks) return;
   const auto wait = std::clamp<int64_t>(options_.repair_ask_wait.count(), 1, kMaxRepairAskWaitMs);
   for (const auto& [key, m] : marks_) {
     auto t = targets_.find(key.first);

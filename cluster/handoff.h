@@ -47,7 +47,7 @@
 //    after a backoff doubling from repair_ask_backoff_min to repair_ask_backoff_max.
 // At most one ask per mark and max_repair_asks asks in all are in flight; an owner that
 // goes down drops its asks (asked again when it is back). Marks of an owner down or never
-// reported are not asked.
+// reported are not asked, and none when options.repair_asks is false.
 //
 // Thread-safety: none; one thread owns it. The store's callbacks only call `post`.
 #pragma once
@@ -108,6 +108,8 @@ struct HandoffOptions {
   std::chrono::milliseconds repair_ask_backoff_max{60000};
   // Asks in flight at once (each for a different mark).
   size_t max_repair_asks = 4;
+  // false: no asks (marks stay until anti-entropy clears them or the file is removed).
+  bool repair_asks = true;
 };
 
 // A partition that missed writes for `owner` which no hint holds: anti-entropy with the

@@ -962,6 +962,17 @@ TEST_F(HandoffTest, HintsRefusedWhileTheOwnerRepairedAreAskedAgain) {
   EXPECT_TRUE(handoff_->marks().empty());
 }
 
+TEST_F(HandoffTest, NoAsksWhenTheyAreTurnedOff) {
+  options_.repair_asks = false;
+  make(options_);
+  handoff_->set_member(kOwner, true, now());
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});
+  run_until(now() + 60s, [](const Out&) {});
+  EXPECT_TRUE(asks().empty());
+  EXPECT_EQ(handoff_->counters().repair_asks_sent, 0u);
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+}
+
 TEST_F(HandoffTest, AMarkAntiEntropyClearsForgetsItsAskAndFreesItsRoom) {
   options_.max_repair_asks = 1;
   make(options_);

@@ -134,8 +134,9 @@ void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
   for (auto a = asks_.lower_bound({id, 0}); a != asks_.end() && a->first.first == id; ++a) {
     drop_ask(a->second);
     a->second.backoff = std::chrono::milliseconds(0);
-    a->second.not_before = added ? now : now + options_.resume_delay;
+    a->second.not_before = MonoTime{};
   }
+  t.asks_after = added ? now : now + options_.resume_delay;
   ask_wake_ = MonoTime{};
   if (!up) {
     t.down_since = now;
@@ -262,8 +263,9 @@ void Handoff::ask_repairs(MonoTime now) {
     if (t == targets_.end() || !t->second.up) continue;  // looked at again when it is
     Ask& a = asks_[key];
     if (a.req != 0) continue;
-    if (now < a.not_before) {
-      ask_wake_ = std::min(ask_wake_, a.not_before);
+    const MonoTime due = std::max(a.not_before, t->second.asks_after);
+    if (now < due) {
+      ask_wake_ = std::min(ask_wake_, due);
       continue;
     }
     if (ask_reqs_.size() >= options_.max_repair_asks) {

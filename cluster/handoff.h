@@ -239,6 +239,8 @@ class Handoff {
     MonoTime not_before{};
     MonoTime wake{};
     std::chrono::milliseconds backoff{0};
+    // Repair asks wait for this after the owner came back (resume_delay).
+    MonoTime asks_after{};
     uint64_t delivered = 0;
     uint64_t failures = 0;
     std::string last_error;

@@ -271,6 +271,12 @@ void ClusterNode::answer_repair_ask(const cluster::NodeId& from, const cluster::
   };
   const uint32_t partition = ask.partition;
   const cluster::Placement& p = view_->placement();
+  if (!p.is_member(from)) {
+    // A table that does not hold the asker is not the cluster's yet (this node's data
+    // directory was new): its homes say nothing, whatever they say.
+    return answer(Status::unavailable("the placement of " + options_.node_id + " does not hold " +
+                                      from + " yet"));
+  }
   if (partition < p.partitions() && p.is_home(partition, options_.node_id)) {
     const std::vector<cluster::NodeId> homes = view_->home(partition);
     if (std::all_of(homes.begin(), homes.end(),

@@ -934,6 +934,19 @@ TEST_F(HandoffTest, AnOwnerGoingDownDropsItsAsksAndIsAskedAgainWhenBack) {
   EXPECT_TRUE(handoff_->marks().empty());
 }
 
+TEST_F(HandoffTest, MarksOfAnOwnerNeverAskedWaitResumeDelayAfterItCameBack) {
+  options_.resume_delay = 250ms;
+  make(options_);
+  handoff_->set_member(kOwner, true, now());
+  handoff_->set_member(kOwner, false, now());
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});
+  tick();
+  come_back(kOwner);
+  std::vector<std::pair<NodeId, RepairAsk>> out = asked_after(250ms);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].second.partition, 3u);
+}
+
 TEST_F(HandoffTest, AnOwnerNoLongerAHomeReplicaClearsTheMark) {
   handoff_->set_member(kOwner, true, now());
   handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});

@@ -128,7 +128,8 @@ def test_kvcli_repair_fixes_a_partition_at_once_and_reports_it(daemons):
 def test_a_fallbacks_repair_marks_are_cleared_by_asking_the_owner(daemons):
     # A fallback is no home replica of the partitions it marks, so no round of its own
     # clears them: it asks the owner, once back, to repair each with the other home
-    # replicas. The schedule is a day long so the rounds that move the keys are those asked.
+    # replicas. The schedule is a day long (its first rounds still start at once for a few
+    # pairs); whatever else runs, only an answered ask takes a fallback's mark away.
     nodes = start(daemons, 86400000)
     view = h.ClusterView(nodes)
     try:

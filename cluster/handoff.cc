@@ -130,6 +130,14 @@ void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
   }
   if (t.up == up && !added) return;
   t.up = up;
+  // The owner's marks: asked again from resume_delay after it is back, not while it is down.
+  for (auto a = asks_.lower_bound({id, 0}); a != asks_.end() && a->first.first == id; ++a) {
+    drop_ask(a->second);
+    a->second.backoff = std::chrono::milliseconds(0);
+    a->second.not_before = MonoTime{};
+  }
+  t.asks_after = added ? now : now + options_.resume_delay;
+  ask_wake_ = MonoTime{};
   if (!up) {
     t.down_since = now;
     // What was read but not sent waits for the owner's return; what is in flight times out.
@@ -152,6 +160,9 @@ void Handoff::forget_member(const NodeId& id) {
   auto it = targets_.find(id);
   if (it == targets_.end()) return;
   targets_.erase(it);
+  for (auto a = asks_.lower_bound({id, 0}); a != asks_.end() && a->first.first == id; ++a) {
+    drop_ask(a->second);
+  }
   // Its hints in flight go with it: their replies, if they come, find no request and are
   // dropped, and their timeouts are not counted against a target of the same id reported
   // again later.
@@ -195,6 +206,7 @@ void Handoff::mark(const NodeId& owner, std::string_view key, const std::string&
     m.since = clock_.wall_now();
     m.reason = reason.substr(0, kMarkReasonMax);
     marks_changed_ = true;
+    ask_wake_ = MonoTime{};
   }
   ++m.hints;
 }
@@ -208,6 +220,10 @@ std::vector<RepairMark> Handoff::marks() const {
 
 void Handoff::load_marks(std::vector<RepairMark> marks) {
   marks_.clear();
+  asks_.clear();
+  ask_reqs_.clear();
+  ask_timers_.clear();
+  ask_wake_ = MonoTime{};
   for (RepairMark& m : marks) {
     auto key = std::make_pair(m.owner, m.partition);
     marks_[key] = std::move(m);
@@ -216,6 +232,77 @@ void Handoff::load_marks(std::vector<RepairMark> marks) {
 
 void Handoff::clear_mark(const NodeId& owner, uint32_t partition) {
   if (marks_.erase({owner, partition}) > 0) marks_changed_ = true;
+  auto a = asks_.find({owner, partition});
+  if (a != asks_.end()) {
+    drop_ask(a->second);
+    asks_.erase(a);
+    ask_wake_ = MonoTime{};  // room for another ask
+  }
+}
+
+void Handoff::drop_ask(Ask& a) {
+  if (a.req == 0) return;
+  ask_reqs_.erase(a.req);
+  ask_timers_.erase({a.deadline, a.req});
+  a.req = 0;
+}
+
+void Handoff::fail_ask(Ask& a, MonoTime now) {
+  ++counters_.repair_asks_failed;
+  a.backoff =
+      std::clamp(a.backoff * 2, options_.repair_ask_backoff_min, options_.repair_ask_backoff_max);
+  a.not_before = now + a.backoff;
+}
+
+void Handoff::ask_repairs(MonoTime now) {
+  ask_wake_ = MonoTime::max();
+  if (!options_.repair_asks) return;
+  const auto wait = std::clamp<int64_t>(options_.repair_ask_wait.count(), 1, kMaxRepairAskWaitMs);
+  for (const auto& [key, m] : marks_) {
+    auto t = targets_.find(key.first);
+    if (t == targets_.end() || !t->second.up) continue;  // looked at again when it is
+    Ask& a = asks_[key];
+    if (a.req != 0) continue;
+    const MonoTime due = std::max(a.not_before, t->second.asks_after);
+    if (now < due) {
+      ask_wake_ = std::min(ask_wake_, due);
+      continue;
+    }
+    if (ask_reqs_.size() >= options_.max_repair_asks) {
+      ask_wake_ = MonoTime::max();  // an answer or a timeout frees room and looks again
+      break;
+    }
+    a.req = kRequestBit | next_req_++;
+    a.deadline = now + std::chrono::milliseconds(wait) + options_.request_timeout;
+    a.hints = m.hints;
+    ask_reqs_.emplace(a.req, key);
+    ask_timers_.emplace(a.deadline, a.req);
+    ++counters_.repair_asks_sent;
+    outbox_.push_back(
+        PeerOutgoing{key.first, RepairAsk{a.req, key.second, static_cast<uint32_t>(wait)}});
+  }
+}
+
+bool Handoff::on_repair_reply(const NodeId& from, const RepairAskReply& reply, MonoTime now) {
+  if (!is_handoff_reply(reply.req)) return false;
+  auto it = ask_reqs_.find(reply.req);
+  if (it == ask_reqs_.end() || it->second.first != from) return true;  // late or misaddressed
+  const MarkKey key = it->second;
+  Ask& a = asks_[key];
+  drop_ask(a);
+  auto m = marks_.find(key);
+  const Code code = reply.status.code();
+  if (m != marks_.end() && code == Code::kOk && m->second.hints != a.hints) {
+    // Refused more hints while the owner repaired: those may have come after its rounds.
+    a.not_before = now;
+  } else if (code == Code::kOk || code == Code::kFailedPrecondition) {
+    ++counters_.repair_asks_cleared;
+    clear_mark(key.first, key.second);
+  } else {
+    fail_ask(a, now);
+  }
+  ask_repairs(now);
+  return true;
 }
 
 bool Handoff::take_marks_changed() { return std::exchange(marks_changed_, false); }
@@ -415,11 +502,26 @@ void Handoff::tick(MonoTime now) {
          now);
   }
   for (auto& [owner, t] : targets_) pump(owner, t, now);
+  while (!ask_timers_.empty() && ask_timers_.begin()->first <= now) {
+    const uint64_t req = ask_timers_.begin()->second;
+    auto it = ask_reqs_.find(req);
+    if (it == ask_reqs_.end()) {
+      ask_timers_.erase(ask_timers_.begin());
+      continue;
+    }
+    Ask& a = asks_[it->second];
+    drop_ask(a);
+    fail_ask(a, now);
+    ask_wake_ = MonoTime{};
+  }
+  if (now >= ask_wake_) ask_repairs(now);
 }
 
 MonoTime Handoff::next_deadline() const {
   MonoTime next = MonoTime::max();
   if (!timers_.empty()) next = timers_.begin()->first;
+  if (!ask_timers_.empty()) next = std::min(next, ask_timers_.begin()->first);
+  if (!marks_.empty()) next = std::min(next, ask_wake_);
   for (const auto& [owner, t] : targets_) {
     if (t.up) next = std::min(next, t.wake);
   }

@@ -31,6 +31,24 @@
 // keeps durably (take_marks_changed(), encode_marks()) and shows (kvcli hints), and which
 // anti-entropy clears once it has compared the partition with the owner.
 //
+// Repair asks: a fallback holding a mark is usually no home replica of the partition, so it
+// runs no anti-entropy round with the owner that would clear it. Instead, while gossip shows
+// the owner up (from resume_delay after it came back), it sends the owner a RepairAsk for
+// the mark's partition: the owner runs rounds of the partition with every other home
+// replica that is up (as kvcli repair does there) and answers once they finished. Then:
+//  - OK: the owner holds what the other home replicas hold, which is what the refused
+//    hints were kept for: the mark goes (unless more hints were refused for it while the
+//    ask ran: it is asked again at once).
+//  - FAILED_PRECONDITION: the owner is no home replica of the partition any more (the
+//    placement changed); what it missed there is no longer its to hold, and the partition's
+//    current home replicas converge among themselves: the mark goes too.
+//  - Anything else (OVERLOADED, a round's TIMEOUT, UNAVAILABLE when no other home replica is
+//    up, an error), or no answer within repair_ask_wait + request_timeout: asked again
+//    after a backoff doubling from repair_ask_backoff_min to repair_ask_backoff_max.
+// At most one ask per mark and max_repair_asks asks in all are in flight; an owner that
+// goes down drops its asks (asked again when it is back). Marks of an owner down or never
+// reported are not asked, and none when options.repair_asks is false.
+//
 // Thread-safety: none; one thread owns it. The store's callbacks only call `post`.
 #pragma once
 
@@ -81,6 +99,17 @@ struct HandoffOptions {
   std::chrono::milliseconds resume_delay{0};
   // How long delivery waits while this node is loaded before it looks again.
   std::chrono::milliseconds loaded_wait{50};
+  // Repair asks: how long the owner may take to run a mark's rounds (sent in the ask; it
+  // answers TIMEOUT for a round still running then). The ask waits that plus
+  // request_timeout for the answer.
+  std::chrono::milliseconds repair_ask_wait{30000};
+  // Backoff after a failed ask, per mark: doubles from min to max.
+  std::chrono::milliseconds repair_ask_backoff_min{1000};
+  std::chrono::milliseconds repair_ask_backoff_max{60000};
+  // Asks in flight at once (each for a different mark).
+  size_t max_repair_asks = 4;
+  // false: no asks (marks stay until anti-entropy clears them or the file is removed).
+  bool repair_asks = true;
 };
 
 // A partition that missed writes for `owner` which no hint holds: anti-entropy with the
@@ -124,6 +153,9 @@ class Handoff {
     uint64_t read_failures = 0;    // pages the store could not read
     uint64_t window_refusals = 0;  // hints refused past hint_window
     uint64_t store_refusals = 0;   // hints the store refused at hints_max_bytes
+    uint64_t repair_asks_sent = 0;
+    uint64_t repair_asks_cleared = 0;  // answered OK or FAILED_PRECONDITION: the mark went
+    uint64_t repair_asks_failed = 0;   // answered otherwise, or not within the wait: retried
   };
 
   // What kvcli hints shows of one owner's delivery.
@@ -162,6 +194,9 @@ class Handoff {
   // A WriteReply: true when it answers a hint handed off here (is_handoff_reply), which is
   // then consumed; false for anything else.
   bool on_reply(const NodeId& from, const WriteReply& reply, MonoTime now);
+  // A RepairAskReply: true when it answers a repair ask sent here (consumed, whether still
+  // awaited or late); false for anything else.
+  bool on_repair_reply(const NodeId& from, const RepairAskReply& reply, MonoTime now);
   void tick(MonoTime now);
   MonoTime next_deadline() const;
   std::vector<PeerOutgoing> take_messages();
@@ -170,7 +205,8 @@ class Handoff {
   std::vector<RepairMark> marks() const;
   // Replaces the marks (from the driver's file, at start).
   void load_marks(std::vector<RepairMark> marks);
-  // Anti-entropy compared the partition with the owner: the mark goes.
+  // Anti-entropy compared the partition with the owner: the mark goes (an ask in flight
+  // for it is forgotten; its answer is then ignored).
   void clear_mark(const NodeId& owner, uint32_t partition);
   // Whether a mark was added or removed since the last call (the driver then writes them).
   // A mark's hint count going up alone does not count: it reaches the file with the next
@@ -181,6 +217,7 @@ class Handoff {
   std::vector<TargetStatus> targets() const;
   const Counters& counters() const { return counters_; }
   size_t inflight() const { return inflight_.size(); }
+  size_t repair_asks_inflight() const { return ask_reqs_.size(); }
 
  private:
   struct Target {
@@ -202,6 +239,8 @@ class Handoff {
     MonoTime not_before{};
     MonoTime wake{};
     std::chrono::milliseconds backoff{0};
+    // Repair asks wait for this after the owner came back (resume_delay).
+    MonoTime asks_after{};
     uint64_t delivered = 0;
     uint64_t failures = 0;
     std::string last_error;
@@ -224,6 +263,21 @@ class Handoff {
   void on_removed(const NodeId& owner, const std::string& key, Result<store::ApplyResult> result);
   void mark(const NodeId& owner, std::string_view key, const std::string& reason);
 
+  using MarkKey = std::pair<NodeId, uint32_t>;  // (owner, partition)
+  // A mark's repair asks.
+  struct Ask {
+    MonoTime not_before{};
+    std::chrono::milliseconds backoff{0};
+    uint64_t req = 0;  // the ask in flight (0: none)
+    MonoTime deadline{};
+    uint64_t hints = 0;  // the mark's hint count when it was asked
+  };
+  // Sends the asks due, within max_repair_asks; sets ask_wake_.
+  void ask_repairs(MonoTime now);
+  // Forgets the ask in flight for the mark, if any.
+  void drop_ask(Ask& a);
+  void fail_ask(Ask& a, MonoTime now);
+
   const NodeId self_;
   store::Store& store_;
   const Clock& clock_;
@@ -239,8 +293,14 @@ class Handoff {
   std::set<std::pair<MonoTime, uint64_t>> timers_;
   uint64_t next_req_ = 1;
   std::vector<PeerOutgoing> outbox_;
-  std::map<std::pair<NodeId, uint32_t>, RepairMark> marks_;
+  std::map<MarkKey, RepairMark> marks_;
   bool marks_changed_ = false;
+  std::map<MarkKey, Ask> asks_;  // of marks only; made when a mark is first looked at
+  std::unordered_map<uint64_t, MarkKey> ask_reqs_;
+  std::set<std::pair<MonoTime, uint64_t>> ask_timers_;
+  // When ask_repairs() must look next: MonoTime{} (now) after anything that can make an
+  // ask due, max when nothing can until an answer.
+  MonoTime ask_wake_{};
   Counters counters_;
 };
 

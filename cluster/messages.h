@@ -186,9 +186,29 @@ struct AeEntriesReply {
   size_t covered = 0;  // the first `covered` asked leaves are answered whole
   std::vector<store::DigestEntry> entries;
 };
-using PeerMessage = std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest,
-                                 MutateReply, PlacementDigest, PlacementFetch, PlacementTable,
-                                 AeDigest, AeDigestReply, AeEntriesRequest, AeEntriesReply>;
+
+// A repair ask (cluster/handoff.h): a fallback holding a repair mark for (the receiver,
+// `partition`) asks the receiver to run anti-entropy rounds of the partition with every other
+// home replica that is up, and to answer once they finished, within `wait_ms`.
+struct RepairAsk {
+  uint64_t req = 0;
+  uint32_t partition = 0;
+  uint32_t wait_ms = 0;  // 1..kMaxRepairAskWaitMs
+};
+// OK: every round completed (at least one ran, or the receiver is the partition's only home
+// replica); FAILED_PRECONDITION: the receiver is not a home replica of the partition;
+// OVERLOADED: too many repairs running there, ask later; else the first round's error.
+struct RepairAskReply {
+  uint64_t req = 0;
+  Status status;
+};
+// How long an asker may let the owner take over a repair ask: ten minutes.
+inline constexpr uint32_t kMaxRepairAskWaitMs = 10 * 60 * 1000;
+
+using PeerMessage =
+    std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest, MutateReply,
+                 PlacementDigest, PlacementFetch, PlacementTable, AeDigest, AeDigestReply,
+                 AeEntriesRequest, AeEntriesReply, RepairAsk, RepairAskReply>;
 
 // A message to send. `to` may be the sending node itself: the driver then hands it to the
 // node's own replica side without a network hop.

@@ -151,6 +151,15 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
           r->set_req(m.req);
           r->set_partition(m.partition);
           r->mutable_leaves()->Add(m.leaves.begin(), m.leaves.end());
+        } else if constexpr (std::is_same_v<T, RepairAsk>) {
+          pb::RepairAsk* r = out->mutable_repair_ask();
+          r->set_req(m.req);
+          r->set_partition(m.partition);
+          r->set_wait_ms(m.wait_ms);
+        } else if constexpr (std::is_same_v<T, RepairAskReply>) {
+          pb::RepairAskReply* r = out->mutable_repair_ask_reply();
+          r->set_req(m.req);
+          to_proto(m.status, r->mutable_status());
         } else {
           static_assert(std::is_same_v<T, AeEntriesReply>);
           pb::AeEntriesReply* r = out->mutable_ae_entries_reply();
@@ -385,6 +394,16 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       }
       return PeerMessage(std::move(out));
     }
+    case pb::Message::kRepairAsk: {
+      const pb::RepairAsk& r = m.repair_ask();
+      return PeerMessage(RepairAsk{r.req(), r.partition(), r.wait_ms()});
+    }
+    case pb::Message::kRepairAskReply: {
+      const pb::RepairAskReply& r = m.repair_ask_reply();
+      Status status;
+      EDGEKV_RETURN_IF_ERROR(from_proto(r.status(), "repair ask reply status", &status));
+      return PeerMessage(RepairAskReply{r.req(), std::move(status)});
+    }
     case pb::Message::BODY_NOT_SET: break;
   }
   return invalid("message has no body, or a kind this node does not know");
@@ -403,6 +422,7 @@ std::optional<PeerMessage> error_reply(const pb::Message& m, const Status& statu
       return PeerMessage(AeDigestReply{m.ae_digest().req(), status, false, {}});
     case pb::Message::kAeEntriesRequest:
       return PeerMessage(AeEntriesReply{m.ae_entries_request().req(), status, 0, {}});
+    case pb::Message::kRepairAsk: return PeerMessage(RepairAskReply{m.repair_ask().req(), status});
     default: return std::nullopt;  // replies are not answered, unknown kinds cannot be
   }
 }
@@ -565,6 +585,13 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
               return invalid("anti-entropy entry is a delete with an expiry");
             }
           }
+        } else if constexpr (std::is_same_v<T, RepairAsk>) {
+          if (m.wait_ms == 0 || m.wait_ms > kMaxRepairAskWaitMs) {
+            return invalid("repair ask waits " + std::to_string(m.wait_ms) + " ms, outside 1.." +
+                           std::to_string(kMaxRepairAskWaitMs));
+          }
+        } else if constexpr (std::is_same_v<T, RepairAskReply>) {
+          EDGEKV_RETURN_IF_ERROR(check_status(m.status, "repair ask reply status"));
         } else {
           static_assert(std::is_same_v<T, PlacementDigest> || std::is_same_v<T, PlacementFetch> ||
                         std::is_same_v<T, AeDigest>);
@@ -576,10 +603,10 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
 
 std::string_view message_kind_name(const PeerMessage& message) {
   static constexpr std::string_view kNames[] = {
-      "write_request",   "write_reply",  "read_request",     "read_reply",
-      "mutate_request",  "mutate_reply", "placement_digest", "placement_fetch",
-      "placement_table", "ae_digest",    "ae_digest_reply",  "ae_entries_request",
-      "ae_entries_reply"};
+      "write_request",    "write_reply",  "read_request",     "read_reply",
+      "mutate_request",   "mutate_reply", "placement_digest", "placement_fetch",
+      "placement_table",  "ae_digest",    "ae_digest_reply",  "ae_entries_request",
+      "ae_entries_reply", "repair_ask",   "repair_ask_reply"};
   static_assert(std::size(kNames) == std::variant_size_v<PeerMessage>);
   return kNames[message.index()];
 }

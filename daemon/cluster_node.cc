@@ -264,6 +264,47 @@ void ClusterNode::repair(std::optional<uint32_t> partition, MonoTime now, MonoTi
   settle_repairs(std::nullopt);
 }
 
+void ClusterNode::answer_repair_ask(const cluster::NodeId& from, const cluster::RepairAsk& ask,
+                                    MonoTime now) {
+  auto answer = [this, from, req = ask.req](Status status) {
+    queue({from, cluster::RepairAskReply{req, std::move(status)}});
+  };
+  const uint32_t partition = ask.partition;
+  const cluster::Placement& p = view_->placement();
+  if (!p.is_member(from)) {
+    // A table that does not hold the asker is not the cluster's yet (this node's data
+    // directory was new): its homes say nothing, whatever they say.
+    return answer(Status::unavailable("the placement of " + options_.node_id + " does not hold " +
+                                      from + " yet"));
+  }
+  if (partition < p.partitions() && p.is_home(partition, options_.node_id)) {
+    const std::vector<cluster::NodeId> homes = view_->home(partition);
+    if (std::all_of(homes.begin(), homes.end(),
+                    [this](const cluster::NodeId& h) { return h == options_.node_id; })) {
+      // No other replica to compare with: nothing any round could bring.
+      return answer(Status::ok_status());
+    }
+  }
+  repair(partition, now, now + std::chrono::milliseconds(ask.wait_ms),
+         [answer, partition,
+          self = options_.node_id](Result<std::vector<cluster::AntiEntropy::RoundResult>> results) {
+           if (!results.ok()) return answer(results.status());
+           if (results->empty()) {
+             return answer(Status::unavailable("no other home replica of partition " +
+                                               std::to_string(partition) + " is up as " + self +
+                                               " sees it"));
+           }
+           for (const cluster::AntiEntropy::RoundResult& r : *results) {
+             if (!r.status.ok()) {
+               return answer(Status(r.status.code(), "the round of partition " +
+                                                         std::to_string(partition) + " with " +
+                                                         r.peer + ": " + r.status.message()));
+             }
+           }
+           answer(Status::ok_status());
+         });
+}
+
 void ClusterNode::settle_repairs(std::optional<MonoTime> now) {
   for (cluster::AntiEntropy::RoundResult& r : anti_entropy_->take_forced_results()) {
     for (auto& [id, pending] : repairs_) {
@@ -425,6 +466,15 @@ void ClusterNode::handle(const cluster::NodeId& from, cluster::PeerMessage messa
   if (std::optional<cluster::AeMessage> ae = cluster::take_anti_entropy_message(message)) {
     anti_entropy_->on_message(from, *ae, now);
     route_anti_entropy();
+    return;
+  }
+  if (const auto* ask = std::get_if<cluster::RepairAsk>(&message)) {
+    answer_repair_ask(from, *ask, now);
+    return;
+  }
+  if (const auto* reply = std::get_if<cluster::RepairAskReply>(&message)) {
+    handoff_->on_repair_reply(from, *reply, now);
+    route(handoff_->take_messages());
     return;
   }
   if (auto* write = std::get_if<cluster::WriteReply>(&message)) {

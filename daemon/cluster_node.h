@@ -163,7 +163,8 @@ class ClusterNode {
   // with their results once they all finished, or at `deadline` with those that did (a
   // round still running then is reported as TIMEOUT). INVALID_ARGUMENT for a partition out
   // of range, FAILED_PRECONDITION when this node is not one of its home replicas; both at
-  // once, without anything forced.
+  // once, without anything forced. OVERLOADED at once while 16 repairs wait (fallbacks'
+  // repair asks run through here too and count).
   using RepairDone = std::function<void(Result<std::vector<cluster::AntiEntropy::RoundResult>>)>;
   void repair(std::optional<uint32_t> partition, MonoTime now, MonoTime deadline, RepairDone done);
   const cluster::PlacementKeeper& keeper() const { return *keeper_; }
@@ -194,6 +195,9 @@ class ClusterNode {
   void settle_repairs(std::optional<MonoTime> now);
 
   void handle(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now);
+  // A fallback's repair ask (cluster/handoff.h): forced rounds as repair() runs them, within
+  // the ask's wait, answered with OK when every round completed, else the first error.
+  void answer_repair_ask(const cluster::NodeId& from, const cluster::RepairAsk& ask, MonoTime now);
   bool handle_inspection_reply(const cluster::NodeId& from, cluster::ReadReply& reply);
   void finish_inspection(uint64_t id);
   // Queues a message: for this node itself in local_, for a peer in pending_.

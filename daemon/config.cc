@@ -646,7 +646,8 @@ constexpr OptionSpec kOptions[] = {
     {"anti-entropy-interval-ms", "600000",
      "How often, in milliseconds, this node compares each partition it is a home replica of "
      "with each other home replica (0 or 1000..86400000, a day; 0: never on a schedule, "
-     "kvcli repair still does). Replicas that agree exchange two small messages per "
+     "and this node asks no owner of its repair marks to repair; kvcli repair still does). "
+     "Replicas that agree exchange two small messages per "
      "partition; where they differ, only the keys that differ move, newest version winning. "
      "This repairs what hints could not (past hint-window-ms or hints-max-bytes, a message "
      "lost while a node was seen up), and completed rounds are what lets tombstones be "
@@ -968,6 +969,8 @@ cluster::HandoffOptions Config::handoff_options() const {
   options.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   // The peer channel connects again on loopback or a LAN within milliseconds.
   options.resume_delay = std::chrono::milliseconds(250);
+  // Anti-entropy off: no rounds this node starts on its own, asked ones included.
+  options.repair_asks = anti_entropy_interval_ms != 0;
   return options;
 }
 

@@ -13,6 +13,7 @@ import json
 import edgekv_harness as h
 from edgekv_harness import pb
 from test_handoff import refuse_past_window, wait_alive_everywhere
+from test_kvcli_hints import hints_json, hints_text
 from test_replication import by_name, put, replicas, states_by_node
 
 BASE = ["--gossip-preset", "local", "--request-timeout-ms", "1000", "--partitions", "64",
@@ -120,5 +121,66 @@ def test_kvcli_repair_fixes_a_partition_at_once_and_reports_it(daemons):
         assert ran.returncode != 0 and ran.stdout == b"", h.describe(ran)
         assert f"not a home replica of partition {foreign}".encode() in ran.stderr, \
             h.describe(ran)
+    finally:
+        view.close()
+
+
+def test_a_fallbacks_repair_marks_are_cleared_by_asking_the_owner(daemons):
+    # A fallback is no home replica of the partitions it marks, so no round of its own
+    # clears them: it asks the owner, once back, to repair each with the other home
+    # replicas. The schedule is a day long (its first rounds still start at once for a few
+    # pairs); whatever else runs, only an answered ask takes a fallback's mark away.
+    nodes = start(daemons, 86400000)
+    view = h.ClusterView(nodes)
+    try:
+        table = h.wait_agreed(view, nodes)
+        victim = by_name(nodes, "node4")
+        others = refuse_past_window(view, nodes, table, victim)
+        coordinator = view.client(nodes[0])
+
+        def refused_as_hints():
+            return sum(view.client(n).stats()["hints_past_window"] for n in others)
+        before = refused_as_hints()
+        written = {}
+        for i in range(100000):
+            if len(written) == KEYS:
+                break
+            key = b"ask-%d" % i
+            if victim.name not in list(table.table[replicas(coordinator, key).partition].home):
+                continue
+            resp = put(coordinator, key, b"missed-" + key, consistency=pb.QUORUM)
+            assert resp.code == pb.OK, (key, resp.message)
+            written[key] = resp.put.version
+        assert refused_as_hints() - before >= KEYS, (before, refused_as_hints())
+
+        # `kvcli hints` on each fallback shows its marks for the victim.
+        marked = {}
+        for n in others:
+            marks = hints_json(n)["marks"]
+            assert all(m["node_id"] == victim.name for m in marks), marks
+            if marks:
+                marked[n.name] = {m["partition"] for m in marks}
+                for p in marked[n.name]:
+                    assert n.name not in list(table.table[p].home), (n.name, p)
+                assert "repair marks:" in hints_text(n)
+        assert marked, "no fallback holds a mark"
+        holders = [n for n in others if n.name in marked]
+        partitions = {replicas(coordinator, k).partition for k in written}
+        assert partitions <= set().union(*marked.values()), (partitions, marked)
+        assert len(missing_on(view, coordinator, victim, written)) == KEYS
+
+        victim.start(keep_ports=True)
+        wait_alive_everywhere(view, nodes, victim.name)
+        h.wait_for(lambda: all(hints_json(n)["marks"] == [] for n in holders) or None, 60,
+                   "every fallback's marks for the returned node cleared", interval=0.1)
+        for n in holders:
+            assert hints_text(n)[-1] == "no repair marks"
+            stats = view.client(n).stats()
+            assert stats["repair_marks"] == 0, stats
+            assert stats["repair_asks_cleared"] >= len(marked[n.name]), stats
+            assert stats["repair_asks_sent"] >= stats["repair_asks_cleared"], stats
+        # The owner holds every key its home replicas held, read from its own store.
+        assert missing_on(view, coordinator, victim, written) == []
+        assert view.client(victim).stats()["anti_entropy_pulled"] >= KEYS
     finally:
         view.close()

@@ -92,9 +92,10 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
       [this](const NodeId& owner, std::string_view key, const Status& why) {
         handoff_->refused(owner, key, why);
       }});
+  cluster::AntiEntropyOptions no_schedule;
+  no_schedule.interval = Millis(0);
   anti_entropy_ = std::make_unique<cluster::AntiEntropy>(
-      config_.id, *disk_.store, disk_.clock,
-      config_.anti_entropy.value_or(cluster::AntiEntropyOptions{}),
+      config_.id, *disk_.store, disk_.clock, config_.anti_entropy.value_or(no_schedule),
       [this](const NodeId& peer, uint32_t partition) { handoff_->clear_mark(peer, partition); });
 }
 
@@ -110,11 +111,10 @@ bool ReplicaNode::sees_up(const NodeId& node) const {
 void ReplicaNode::start(MonoTime now) {
   swim_.start(now, config_.incarnation);
   next_sweep_ = now + config_.sweep_every;
-  if (config_.anti_entropy.has_value()) {
-    std::vector<std::vector<NodeId>> homes(placement_view_.placement().partitions());
-    for (uint32_t p = 0; p < homes.size(); ++p) homes[p] = placement_view_.home(p);
-    anti_entropy_->set_homes(homes, now);
-  }
+  // Without a schedule too: a repair ask forces rounds.
+  std::vector<std::vector<NodeId>> homes(placement_view_.placement().partitions());
+  for (uint32_t p = 0; p < homes.size(); ++p) homes[p] = placement_view_.home(p);
+  anti_entropy_->set_homes(homes, now);
   pump(now);
 }
 
@@ -142,6 +142,14 @@ void ReplicaNode::deliver(const NodeId& from, PeerMessage message, MonoTime now)
     anti_entropy_->on_message(from, *ae, now);
     return;
   }
+  if (const auto* ask = std::get_if<cluster::RepairAsk>(&message)) {
+    answer_repair_ask(from, *ask, now);
+    return;
+  }
+  if (const auto* reply = std::get_if<cluster::RepairAskReply>(&message)) {
+    handoff_->on_repair_reply(from, *reply, now);
+    return;
+  }
   if (const auto* read = std::get_if<cluster::ReadReply>(&message);
       read != nullptr && anti_entropy_->on_read_reply(from, *read, now)) {
     return;
@@ -158,6 +166,46 @@ void ReplicaNode::deliver(const NodeId& from, PeerMessage message, MonoTime now)
   } else {
     coordinator_.on_message(from, std::move(message), now);
   }
+}
+
+void ReplicaNode::answer_repair_ask(const NodeId& from, const cluster::RepairAsk& ask,
+                                    MonoTime now) {
+  auto answer = [&](Status status) {
+    outgoing_[from].push_back(cluster::RepairAskReply{ask.req, std::move(status)});
+  };
+  constexpr size_t kMaxPendingAsks = 16;  // edgekvd's bound on repairs waiting
+  if (asks_.size() >= kMaxPendingAsks) return answer(Status::overloaded("repairs are running"));
+  Result<size_t> queued = anti_entropy_->repair(ask.partition);
+  if (!queued.ok()) return answer(queued.status());
+  const std::vector<NodeId> homes = placement_view_.home(ask.partition);
+  PendingAsk pending{
+      from, ask.req, ask.partition, {}, Status::ok_status(), now + Millis(ask.wait_ms)};
+  for (const NodeId& peer : homes) {
+    if (peer != config_.id && sees_up(peer)) pending.waiting.insert(peer);
+  }
+  if (pending.waiting.empty()) {
+    const bool alone = std::all_of(homes.begin(), homes.end(),
+                                   [this](const NodeId& h) { return h == config_.id; });
+    return answer(alone ? Status::ok_status() : Status::unavailable("no other home replica is up"));
+  }
+  asks_.push_back(std::move(pending));
+}
+
+void ReplicaNode::settle_asks(std::optional<MonoTime> now) {
+  for (const cluster::AntiEntropy::RoundResult& r : anti_entropy_->take_forced_results()) {
+    for (PendingAsk& a : asks_) {
+      if (a.partition != r.partition || a.waiting.erase(r.peer) == 0) continue;
+      if (a.first_error.ok() && !r.status.ok()) a.first_error = r.status;
+    }
+  }
+  std::erase_if(asks_, [&](PendingAsk& a) {
+    const bool late = now.has_value() && *now >= a.deadline;
+    if (!a.waiting.empty() && !late) return false;
+    Status status = std::move(a.first_error);
+    if (status.ok() && !a.waiting.empty()) status = Status::timeout("a round is still running");
+    outgoing_[a.from].push_back(cluster::RepairAskReply{a.req, std::move(status)});
+    return true;
+  });
 }
 
 void ReplicaNode::route(std::vector<PeerOutgoing> messages, MonoTime now, bool* any) {
@@ -203,6 +251,7 @@ void ReplicaNode::pump(MonoTime now) {
     }
     route(std::move(ae), now, &any);
     route(anti_entropy_->take_peer_messages(), now, &any);
+    settle_asks(std::nullopt);
     if (!any) return;
   }
 }
@@ -229,6 +278,7 @@ void ReplicaNode::tick(MonoTime now) {
   coordinator_.tick(now);
   handoff_->tick(now);
   anti_entropy_->tick(now);
+  settle_asks(now);
   maybe_sweep(now);
   pump(now);
 }
@@ -237,6 +287,7 @@ MonoTime ReplicaNode::next_deadline() const {
   MonoTime due =
       std::min({swim_.next_deadline(), coordinator_.next_deadline(), handoff_->next_deadline(),
                 anti_entropy_->next_deadline(), disk_.next_commit(), next_sweep_});
+  for (const PendingAsk& a : asks_) due = std::min(due, a.deadline);
   return due;
 }
 

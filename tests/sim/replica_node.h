@@ -11,7 +11,9 @@
 //    messages, its pulls applied through the node's own replica side;
 //  - a Handoff, handing the hints its store keeps back to their owners as gossip shows them
 //    up (the replica side's hint gate asks it first), answered through the same peer
-//    messages;
+//    messages, and asking the owners of its repair marks to repair those partitions; a
+//    node asked so forces anti-entropy rounds (AntiEntropy::repair) and answers when they
+//    finished, as edgekvd does (at most 16 asks waiting, OVERLOADED beyond);
 //  - a HybridClock over the node's own wall clock (SkewedClock: the simulation's time plus
 //    an offset plus drift), which also judges expiry and drives the expiry sweep;
 //  - a MemoryStore whose commits are the node's own timed events, each a seeded storage
@@ -30,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -99,7 +102,8 @@ struct ReplicaNodeConfig {
   cluster::ReplicaOptions replica;
   cluster::PeerLimits peer_limits;
   cluster::HandoffOptions handoff;
-  // Scheduled anti-entropy rounds; nullopt: none (the node still answers peers' rounds).
+  // Scheduled anti-entropy rounds; nullopt: none (the node still answers peers' rounds and
+  // runs the rounds a repair ask forces).
   std::optional<cluster::AntiEntropyOptions> anti_entropy;
   // How often the node sweeps expired keys from its store, and how many rows per sweep.
   Millis sweep_every{500};
@@ -148,6 +152,20 @@ class ReplicaNode final : public SimNode {
   void deliver(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now);
   void route(std::vector<cluster::PeerOutgoing> messages, MonoTime now, bool* any);
   void maybe_sweep(MonoTime now);
+  void answer_repair_ask(const cluster::NodeId& from, const cluster::RepairAsk& ask, MonoTime now);
+  // Hands forced rounds' results to the asks waiting for them; answers those complete (or,
+  // with `now`, past their deadline).
+  void settle_asks(std::optional<MonoTime> now);
+
+  // A repair ask being run here.
+  struct PendingAsk {
+    cluster::NodeId from;
+    uint64_t req = 0;
+    uint32_t partition = 0;
+    std::set<cluster::NodeId> waiting;  // peers whose forced round has not finished
+    Status first_error;
+    MonoTime deadline{};
+  };
 
   // Expires with the node: completions that still arrive find nothing to do. First, as the
   // replica's post hook holds it weakly.
@@ -163,6 +181,7 @@ class ReplicaNode final : public SimNode {
   cluster::Replica replica_;
   std::unique_ptr<cluster::Handoff> handoff_;
   std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
+  std::vector<PendingAsk> asks_;
   std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> outgoing_;
   std::vector<std::string> trace_lines_;
   MonoTime next_sweep_{};

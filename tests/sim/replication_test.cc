@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <functional>
+#include <set>
 #include <string>
 
 #include "common/hash.h"
@@ -477,6 +478,71 @@ TEST_F(Replication, TombstonesPurgedByHorizonBringNoKeyBack) {
     EXPECT_GT(purged, 0u) << "no tombstone was purged: the test shows nothing";
     figure("tombstones_purged", static_cast<double>(purged), "tombstones");
     expect_history_holds(cluster, clients);
+  });
+}
+
+// A fallback refuses hints for an owner down past the hint window and marks the partitions
+// instead; it is no home replica of them, so it runs no anti-entropy round that would
+// clear them. Once the owner is back, the fallback asks it to repair each marked partition
+// with the other home replicas: the marks go, and the owner holds every acknowledged write
+// of those partitions, with no anti-entropy schedule and no reads.
+TEST_F(Replication, AFallbacksRepairMarksAreClearedThroughTheOwner) {
+  for_seeds(13800, [&](uint64_t s) {
+    cluster::HandoffOptions no_hints;
+    no_hints.hint_window = Millis(1);
+    no_hints.repair_ask_wait = seconds(2);
+    no_hints.repair_ask_backoff_min = Millis(200);
+    no_hints.repair_ask_backoff_max = seconds(2);
+    ClusterSim cluster(s, ClusterOptions{.nodes = 5, .network = {}, .handoff = no_hints});
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    clients.strict_percent = 0;
+    clients.write_percent = 100;
+    clients.ttl_percent_of_puts = 0;
+    cluster.run_clients(seconds(1), clients);
+    cluster.crash(1);
+    cluster.run_clients(seconds(3), clients);
+    const cluster::Placement& placement = cluster.placement();
+    const cluster::NodeId owner = ClusterSim::id(1);
+    std::set<uint32_t> marked;
+    for (size_t i = 0; i < cluster.size(); ++i) {
+      if (cluster.node(i) == nullptr) continue;
+      for (const cluster::RepairMark& m : cluster.node(i)->handoff().marks()) {
+        ASSERT_EQ(m.owner, owner);
+        EXPECT_FALSE(placement.is_home(m.partition, cluster.node(i)->id()))
+            << "a mark is held by a fallback";
+        marked.insert(m.partition);
+      }
+    }
+    ASSERT_FALSE(marked.empty()) << "no fallback refused a hint: the test shows nothing";
+    cluster.restart(1);
+    auto no_marks = [&] {
+      for (size_t i = 0; i < cluster.size(); ++i) {
+        if (cluster.node(i) != nullptr && !cluster.node(i)->handoff().marks().empty()) {
+          return false;
+        }
+      }
+      return true;
+    };
+    ASSERT_TRUE(cluster.sim().run_until(no_marks, seconds(30)))
+        << "repair marks still held 30 s after the owner came back";
+    uint64_t cleared = 0;
+    for (size_t i = 0; i < cluster.size(); ++i) {
+      cleared += cluster.node(i)->handoff().counters().repair_asks_cleared;
+    }
+    EXPECT_GE(cleared, marked.size());
+    EXPECT_GT(cluster.node(1)->anti_entropy().counters().pulled, 0u);
+    size_t checked = 0;
+    for (const HistoryOp& op : cluster.history()) {
+      if (op.type == OpType::kGet || op.outcome != Outcome::kOk) continue;
+      const uint32_t p = partition_of(op.key, placement.partitions());
+      if (!marked.contains(p)) continue;
+      Result<store::Record> held = cluster.node(1)->store().read(op.key, WallTime{0});
+      ASSERT_TRUE(held.ok()) << op.key << " on " << owner << ": " << held.status().to_string();
+      EXPECT_GE(held->version, op.version) << op.key << " on " << owner;
+      ++checked;
+    }
+    EXPECT_GT(checked, 0u);
   });
 }
 

@@ -137,8 +137,12 @@ class HandoffTest : public ::testing::Test {
   std::vector<Out> sent() {
     std::vector<Out> out;
     for (PeerOutgoing& m : handoff_->take_messages()) {
+      if (auto* ask = std::get_if<RepairAsk>(&m.message)) {
+        asks_out_.emplace_back(m.to, *ask);
+        continue;
+      }
       auto* w = std::get_if<WriteRequest>(&m.message);
-      EXPECT_NE(w, nullptr) << "the Handoff sends WriteRequests only";
+      EXPECT_NE(w, nullptr) << "the Handoff sends WriteRequests and RepairAsks only";
       if (w != nullptr) out.push_back(Out{m.to, std::move(*w)});
     }
     return out;
@@ -205,8 +209,27 @@ class HandoffTest : public ::testing::Test {
     return kNone;
   }
 
+  // The RepairAsks the Handoff sent since the last call, with their destination.
+  std::vector<std::pair<NodeId, RepairAsk>> asks() {
+    sent();
+    return std::exchange(asks_out_, {});
+  }
+  // The asks sent `d` from now, after checking that none went 1 ms before.
+  std::vector<std::pair<NodeId, RepairAsk>> asked_after(std::chrono::milliseconds d) {
+    advance(d - 1ms);
+    tick();
+    EXPECT_TRUE(asks().empty()) << "asked before " << d.count() << " ms";
+    advance(1ms);
+    tick();
+    return asks();
+  }
+  bool answer(const NodeId& from, const RepairAsk& ask, Status status) {
+    return handoff_->on_repair_reply(from, RepairAskReply{ask.req, std::move(status)}, now());
+  }
+
   ManualClock clock_{kStart};
   HandoffOptions options_;
+  std::vector<std::pair<NodeId, RepairAsk>> asks_out_;
   std::deque<std::function<void()>> commits_;
   std::deque<std::function<void()>> posted_;
   std::unique_ptr<store::MemoryStore> store_;
@@ -755,6 +778,233 @@ TEST_F(HandoffTest, LoadedMarksReplaceTheMarksWithoutCountingAsAChange) {
   EXPECT_EQ(marks[1].reason, "from the file");
   handoff_->clear_mark(kOther, 3);
   EXPECT_TRUE(handoff_->take_marks_changed());
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+}
+
+// ---- repair asks
+
+TEST_F(HandoffTest, AMarkIsAskedOfItsOwnerWhileItIsUpAndGoesWhenTheOwnerAnswersOk) {
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 2, "past the window"}});
+  // Never reported, then down: not asked.
+  tick();
+  EXPECT_TRUE(asks().empty());
+  handoff_->set_member(kOwner, false, now());
+  advance(10s);
+  tick();
+  EXPECT_TRUE(asks().empty());
+  EXPECT_EQ(handoff_->next_deadline(), MonoTime::max()) << "nothing to do while it is down";
+
+  come_back(kOwner);
+  EXPECT_LE(handoff_->next_deadline(), now());
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].first, kOwner);
+  EXPECT_EQ(out[0].second.partition, 3u);
+  EXPECT_EQ(out[0].second.wait_ms, 30000u);
+  EXPECT_EQ(handoff_->repair_asks_inflight(), 1u);
+  // One ask at a time per mark; the mark stays until answered.
+  advance(5s);
+  tick();
+  EXPECT_TRUE(asks().empty());
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+  EXPECT_FALSE(handoff_->take_marks_changed());
+
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_TRUE(handoff_->marks().empty());
+  EXPECT_TRUE(handoff_->take_marks_changed());
+  EXPECT_EQ(handoff_->repair_asks_inflight(), 0u);
+  EXPECT_EQ(handoff_->counters().repair_asks_sent, 1u);
+  EXPECT_EQ(handoff_->counters().repair_asks_cleared, 1u);
+  EXPECT_EQ(handoff_->counters().repair_asks_failed, 0u);
+  // A second answer to the same ask is consumed and changes nothing.
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_EQ(handoff_->counters().repair_asks_cleared, 1u);
+  // Other replies are not the asks'.
+  EXPECT_FALSE(handoff_->on_repair_reply(kOwner, RepairAskReply{5, Status::ok_status()}, now()));
+}
+
+TEST_F(HandoffTest, AFailedOrUnansweredAskIsRetriedAfterABackoff) {
+  handoff_->set_member(kOwner, true, now());
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  // From another node: consumed, ignored.
+  EXPECT_TRUE(answer(kOther, out[0].second, Status::ok_status()));
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+  EXPECT_EQ(handoff_->repair_asks_inflight(), 1u);
+
+  // Too many repairs there: retried after repair_ask_backoff_min.
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::overloaded("16 repairs are running")));
+  EXPECT_EQ(handoff_->counters().repair_asks_failed, 1u);
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+  out = asked_after(1s);
+  ASSERT_EQ(out.size(), 1u);
+
+  // Not answered within the wait and request_timeout: failed, retried after twice the
+  // backoff.
+  advance(32s - 1ms);
+  tick();
+  EXPECT_EQ(handoff_->counters().repair_asks_failed, 1u);
+  advance(1ms);
+  tick();
+  EXPECT_EQ(handoff_->counters().repair_asks_failed, 2u);
+  EXPECT_EQ(handoff_->repair_asks_inflight(), 0u);
+  EXPECT_TRUE(asks().empty());
+  // Its late answer is ignored.
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+  std::chrono::milliseconds backoff = 2s;
+
+  // A round's error doubles it again, up to repair_ask_backoff_max.
+  for (int i = 0; i < 8; ++i) {
+    out = asked_after(backoff);
+    ASSERT_EQ(out.size(), 1u) << i;
+    EXPECT_TRUE(answer(kOwner, out[0].second, Status::timeout("the round did not finish")));
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 60s);
+  }
+  EXPECT_EQ(backoff, 60s);
+  advance(backoff);
+  tick();
+  out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_TRUE(handoff_->marks().empty());
+  EXPECT_EQ(handoff_->counters().repair_asks_sent, 11u);
+  EXPECT_EQ(handoff_->counters().repair_asks_failed, 10u);
+  EXPECT_EQ(handoff_->counters().repair_asks_cleared, 1u);
+}
+
+TEST_F(HandoffTest, AtMostMaxRepairAsksAreInFlight) {
+  handoff_->set_member(kOwner, true, now());
+  handoff_->set_member(kOther, true, now());
+  std::vector<RepairMark> marks;
+  for (uint32_t p = 0; p < 5; ++p) {
+    marks.push_back(RepairMark{kOwner, p, WallTime{5}, 1, ""});
+    marks.push_back(RepairMark{kOther, p, WallTime{5}, 1, ""});
+  }
+  handoff_->load_marks(marks);
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> out = asks();
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(handoff_->repair_asks_inflight(), 4u);
+  advance(1s);
+  tick();
+  EXPECT_TRUE(asks().empty());
+  // Each answer makes room for one more, at once.
+  size_t cleared = 0;
+  std::set<std::pair<NodeId, uint32_t>> asked;
+  while (!out.empty()) {
+    auto [to, ask] = out.back();
+    out.pop_back();
+    EXPECT_TRUE(asked.emplace(to, ask.partition).second) << "asked twice";
+    EXPECT_TRUE(answer(to, ask, Status::ok_status()));
+    ++cleared;
+    EXPECT_LE(handoff_->repair_asks_inflight(), 4u);
+    for (auto& more : asks()) out.push_back(more);
+  }
+  EXPECT_EQ(cleared, 10u);
+  EXPECT_TRUE(handoff_->marks().empty());
+}
+
+TEST_F(HandoffTest, AnOwnerGoingDownDropsItsAsksAndIsAskedAgainWhenBack) {
+  options_.resume_delay = 250ms;
+  make(options_);
+  handoff_->set_member(kOwner, true, now());
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  handoff_->set_member(kOwner, false, now());
+  EXPECT_EQ(handoff_->repair_asks_inflight(), 0u);
+  // The answer of the dropped ask is ignored: the owner may have answered before it died,
+  // but nothing says it did.
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+  EXPECT_EQ(handoff_->counters().repair_asks_failed, 0u);
+  come_back(kOwner);
+  tick();
+  EXPECT_TRUE(asks().empty()) << "waits resume_delay";
+  advance(250ms);
+  tick();
+  out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_TRUE(handoff_->marks().empty());
+}
+
+TEST_F(HandoffTest, MarksOfAnOwnerNeverAskedWaitResumeDelayAfterItCameBack) {
+  options_.resume_delay = 250ms;
+  make(options_);
+  handoff_->set_member(kOwner, true, now());
+  handoff_->set_member(kOwner, false, now());
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});
+  tick();
+  come_back(kOwner);
+  std::vector<std::pair<NodeId, RepairAsk>> out = asked_after(250ms);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].second.partition, 3u);
+}
+
+TEST_F(HandoffTest, AnOwnerNoLongerAHomeReplicaClearsTheMark) {
+  handoff_->set_member(kOwner, true, now());
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(answer(kOwner, out[0].second,
+                     Status::failed_precondition("n1 is not a home replica of partition 3")));
+  EXPECT_TRUE(handoff_->marks().empty());
+  EXPECT_EQ(handoff_->counters().repair_asks_cleared, 1u);
+}
+
+TEST_F(HandoffTest, HintsRefusedWhileTheOwnerRepairedAreAskedAgain) {
+  handoff_->set_member(kOwner, true, now());
+  handoff_->refused(kOwner, "k", Status::overloaded("hints-max-bytes"));
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].second.partition, store_->partition_of("k"));
+  handoff_->refused(kOwner, "k", Status::overloaded("hints-max-bytes"));
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_EQ(handoff_->marks().size(), 1u) << "the second refusal may follow the rounds";
+  out = asks();
+  ASSERT_EQ(out.size(), 1u) << "asked again at once";
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));
+  EXPECT_TRUE(handoff_->marks().empty());
+}
+
+TEST_F(HandoffTest, NoAsksWhenTheyAreTurnedOff) {
+  options_.repair_asks = false;
+  make(options_);
+  handoff_->set_member(kOwner, true, now());
+  handoff_->load_marks({RepairMark{kOwner, 3, WallTime{5}, 1, ""}});
+  run_until(now() + 60s, [](const Out&) {});
+  EXPECT_TRUE(asks().empty());
+  EXPECT_EQ(handoff_->counters().repair_asks_sent, 0u);
+  EXPECT_EQ(handoff_->marks().size(), 1u);
+}
+
+TEST_F(HandoffTest, AMarkAntiEntropyClearsForgetsItsAskAndFreesItsRoom) {
+  options_.max_repair_asks = 1;
+  make(options_);
+  handoff_->set_member(kOwner, true, now());
+  handoff_->load_marks(
+      {RepairMark{kOwner, 3, WallTime{5}, 1, ""}, RepairMark{kOwner, 4, WallTime{5}, 1, ""}});
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> out = asks();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].second.partition, 3u);
+  handoff_->clear_mark(kOwner, 3);
+  EXPECT_EQ(handoff_->repair_asks_inflight(), 0u);
+  EXPECT_LE(handoff_->next_deadline(), now());
+  tick();
+  std::vector<std::pair<NodeId, RepairAsk>> next = asks();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].second.partition, 4u);
+  EXPECT_TRUE(answer(kOwner, out[0].second, Status::ok_status()));  // late: ignored
+  EXPECT_EQ(handoff_->counters().repair_asks_cleared, 0u);
   EXPECT_EQ(handoff_->marks().size(), 1u);
 }
 

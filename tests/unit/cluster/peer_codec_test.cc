@@ -68,6 +68,8 @@ std::vector<PeerMessage> every_kind() {
                                3,
                                {store::DigestEntry{"e1", Version{21, 22}, false, kWall},
                                 store::DigestEntry{"e2", Version{23, 24}, true, WallTime{}}}});
+  out.push_back(RepairAsk{17, 509, 20000});
+  out.push_back(RepairAskReply{18, Status::failed_precondition("not a home replica")});
   return out;
 }
 
@@ -141,6 +143,49 @@ TEST(PeerCodec, EveryKindRoundTrips) {
   const auto& er = std::get<AeEntriesReply>(got->messages[12]);
   EXPECT_EQ(er.covered, 3u);
   EXPECT_EQ(er.entries, std::get<AeEntriesReply>(sent[12]).entries);
+  const auto& ask = std::get<RepairAsk>(got->messages[13]);
+  EXPECT_EQ(ask.req, 17u);
+  EXPECT_EQ(ask.partition, 509u);
+  EXPECT_EQ(ask.wait_ms, 20000u);
+  const auto& ask_reply = std::get<RepairAskReply>(got->messages[14]);
+  EXPECT_EQ(ask_reply.req, 18u);
+  EXPECT_EQ(ask_reply.status, Status::failed_precondition("not a home replica"));
+}
+
+TEST(PeerCodec, MalformedRepairAsksAreDroppedAndAnswered) {
+  std::vector<PeerMessage> sent{
+      RepairAsk{1, 3, 0},                        // no time to wait
+      RepairAsk{2, 3, kMaxRepairAskWaitMs + 1},  // longer than allowed
+      RepairAsk{3, 3, kMaxRepairAskWaitMs},      // good
+      RepairAskReply{4, Status::ok_status()},    // good
+  };
+  Result<PeerBatch> got = decode(encode_batch(header(), sent));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_EQ(got->dropped.size(), 2u);
+  EXPECT_NE(got->dropped[0].status.message().find("repair ask waits 0 ms"), std::string::npos)
+      << got->dropped[0].status.to_string();
+  ASSERT_EQ(got->messages.size(), 2u);
+  EXPECT_EQ(std::get<RepairAsk>(got->messages[0]).req, 3u);
+  EXPECT_EQ(std::get<RepairAskReply>(got->messages[1]).req, 4u);
+  std::vector<uint64_t> answered;
+  for (const PeerMessage& m : got->error_replies) {
+    const auto& r = std::get<RepairAskReply>(m);
+    EXPECT_EQ(r.status.code(), Code::kInvalidArgument) << r.status.to_string();
+    answered.push_back(r.req);
+  }
+  EXPECT_EQ(answered, (std::vector<uint64_t>{1, 2}));
+
+  // A reply whose status code is unknown is dropped, not answered.
+  pb::Envelope env;
+  ASSERT_TRUE(env.ParseFromString(
+      encode_batch(header(), std::vector<PeerMessage>{RepairAskReply{5, Status::ok_status()}})));
+  env.mutable_messages(0)->mutable_repair_ask_reply()->mutable_status()->set_code(
+      static_cast<pb::Code>(99));
+  got = decode(env.SerializeAsString());
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_TRUE(got->messages.empty());
+  ASSERT_EQ(got->dropped.size(), 1u);
+  EXPECT_TRUE(got->error_replies.empty());
 }
 
 TEST(PeerCodec, MalformedAntiEntropyMessagesAreDroppedAndRequestsAnswered) {
@@ -525,6 +570,9 @@ void expect_within(const PeerBatch& batch, const PeerLimits& limits) {
               EXPECT_FALSE(e.version.is_zero());
               EXPECT_GE(e.expiry.ms, 0);
             }
+          } else if constexpr (std::is_same_v<T, RepairAsk>) {
+            EXPECT_GE(m.wait_ms, 1u);
+            EXPECT_LE(m.wait_ms, kMaxRepairAskWaitMs);
           } else if constexpr (requires { m.status; }) {
             status_ok(m.status);
           }

@@ -8,7 +8,9 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -80,9 +82,12 @@ class ClusterNodeTest : public ::testing::Test {
   }
 
   TestNode& add(const std::string& id, uint32_t replication_factor = 3,
-                cluster::ReplicaOptions replica = {}) {
+                cluster::ReplicaOptions replica = {}, std::vector<cluster::RepairMark> marks = {}) {
     auto n = std::make_unique<TestNode>(id, root_, clock_);
     fs::create_directories(n->dir);
+    if (!marks.empty()) {
+      std::ofstream(n->dir / "repair-marks", std::ios::binary) << cluster::encode_marks(marks);
+    }
     store::StoreOptions so;
     so.dir = n->dir / "data";
     so.partitions = kQ;
@@ -95,10 +100,13 @@ class ClusterNodeTest : public ::testing::Test {
     o.partitions = kQ;
     o.replication_factor = replication_factor;
     o.placement_file = n->dir / "placement";
+    o.marks_file = n->dir / "repair-marks";
     o.transport.endpoint = "tcp://127.0.0.1:*";
     o.coordinator.request_timeout = milliseconds(2000);
     o.replica = replica;
     o.keeper.exchange_interval = milliseconds(50);
+    // As edgekvd: a peer seen back gets its fresh connection before anything is sent to it.
+    o.handoff.resume_delay = milliseconds(250);
     TestNode* raw = n.get();
     auto node = ClusterNode::open(
         context_, o, clock_, n->hlc, n->guard, *n->store,
@@ -399,6 +407,46 @@ TEST_F(ClusterNodeTest, AReadRepairsAReplicaThatMissedAWrite) {
     auto got = node("c").store->get("r", clock_.wall_now());
     return got.ok() && got->value == "new";
   }));
+}
+
+TEST_F(ClusterNodeTest, AFallbacksMarksAreClearedByAskingTheOwnerToRepair) {
+  // Partition numbers are only known once the placement is agreed: d marks every partition
+  // for a, and, kept from seeing a up until then, asks a about each once it is. a repairs
+  // those it is a home replica of (OK) and refuses the rest (FAILED_PRECONDITION): every
+  // mark goes, each through its own ask.
+  std::vector<cluster::RepairMark> marks;
+  for (uint32_t p = 0; p < kQ; ++p) marks.push_back({"a", p, WallTime{5}, 1, "past the window"});
+  for (const std::string id : {"a", "b", "c"}) add(id);
+  add("d", 3, {}, marks);
+  connect_all();
+  mark("d", "a", gossip::MemberState::kDead);
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  EXPECT_EQ(node("d").node->handoff().marks().size(), kQ);
+  EXPECT_EQ(node("d").node->handoff().counters().repair_asks_sent, 0u);
+  mark("d", "a", gossip::MemberState::kAlive);
+  const bool cleared = run_until([&] { return node("d").node->handoff().marks().empty(); });
+  const cluster::Handoff::Counters& c = node("d").node->handoff().counters();
+  ASSERT_TRUE(cleared) << node("d").node->handoff().marks().size() << " marks left; asks sent "
+                       << c.repair_asks_sent << ", cleared " << c.repair_asks_cleared << ", failed "
+                       << c.repair_asks_failed << "; rounds of a "
+                       << node("a").node->anti_entropy().counters().rounds_started << ", failed "
+                       << node("a").node->anti_entropy().counters().rounds_failed;
+  EXPECT_EQ(c.repair_asks_cleared, kQ);
+  EXPECT_EQ(c.repair_asks_sent, kQ);
+  EXPECT_EQ(c.repair_asks_failed, 0u);
+  // a forced a round with each other home replica of each partition it is one of.
+  const cluster::Placement& placement = node("a").node->placement();
+  uint64_t homes = 0;
+  for (uint32_t p = 0; p < kQ; ++p) homes += placement.is_home(p, "a") ? 1 : 0;
+  EXPECT_GT(homes, 0u);
+  EXPECT_LT(homes, kQ);
+  EXPECT_GE(node("a").node->anti_entropy().counters().rounds_started, 2 * homes);
+  // The file follows.
+  std::ifstream in(node("d").dir / "repair-marks", std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Result<std::vector<cluster::RepairMark>> left = cluster::decode_marks(text);
+  ASSERT_TRUE(left.ok()) << left.status().to_string();
+  EXPECT_TRUE(left->empty());
 }
 
 TEST_F(ClusterNodeTest, APlacementFileOfAnotherShapeIsRefusedNamingBoth) {

@@ -79,8 +79,13 @@ TEST(PeerTransport, SendingToAPeerThatIsDownFailsAtOnce) {
   auto a = open_on_free_port(context);
   std::string endpoint;
   {
-    auto b = open_on_free_port(context);
+    // A context of its own: closing a socket hands it to the context's I/O thread, which
+    // stops listening a moment later; terminating the context waits until it has, so a
+    // connect below cannot reach a listener still closing.
+    zmq::context_t b_context(1);
+    auto b = open_on_free_port(b_context);
     endpoint = b->endpoint();
+    b.reset();
   }  // b is gone: nothing listens on its port
   a->connect("b", endpoint);
   EXPECT_FALSE(a->send("b", "request"));

@@ -28,9 +28,10 @@ def start(daemons, interval_ms: int) -> list[h.Daemon]:
                      .start() for i in range(2, 6)]
 
 
-def miss_writes(view, nodes, table, victim) -> dict[bytes, "pb.Version"]:
-    """Kills `victim`, writes KEYS keys it is a home replica of once the fallbacks refuse
-    hints for it, restarts it; returns the keys and their versions."""
+def write_while_down(view, nodes, table, victim, prefix: bytes
+                     ) -> tuple[dict[bytes, "pb.Version"], list[h.Daemon]]:
+    """Kills `victim` and writes KEYS keys it is a home replica of once the fallbacks
+    refuse hints for it; returns the keys with their versions, and the other nodes."""
     others = refuse_past_window(view, nodes, table, victim)
     coordinator = view.client(nodes[0])
 
@@ -41,14 +42,20 @@ def miss_writes(view, nodes, table, victim) -> dict[bytes, "pb.Version"]:
     for i in range(100000):
         if len(written) == KEYS:
             break
-        key = b"ae-%d" % i
+        key = prefix + b"%d" % i
         if victim.name not in list(table.table[replicas(coordinator, key).partition].home):
             continue
         resp = put(coordinator, key, b"missed-" + key, consistency=pb.QUORUM)
         assert resp.code == pb.OK, (key, resp.message)
         written[key] = resp.put.version
-#No fallback kept one of them as a hint for the victim.
+    # No fallback kept one of them as a hint for the victim.
     assert refused_as_hints() - before >= KEYS, (before, refused_as_hints())
+    return written, others
+
+
+def miss_writes(view, nodes, table, victim) -> dict[bytes, "pb.Version"]:
+    """write_while_down(), then restarts `victim`; returns the keys and their versions."""
+    written, _ = write_while_down(view, nodes, table, victim, b"ae-")
     victim.start(keep_ports=True)
     wait_alive_everywhere(view, nodes, victim.name)
     return written
@@ -83,7 +90,7 @@ def test_a_replica_no_hint_reached_is_brought_up_to_date_by_anti_entropy(daemons
 
 
 def test_kvcli_repair_fixes_a_partition_at_once_and_reports_it(daemons):
-#No schedule : only kvcli repair compares replicas.
+    # No schedule: only kvcli repair compares replicas.
     nodes = start(daemons, 0)
     view = h.ClusterView(nodes)
     try:
@@ -106,7 +113,7 @@ def test_kvcli_repair_fixes_a_partition_at_once_and_reports_it(daemons):
         assert sum(r["pulled"] for r in rounds) >= len(in_partition), rounds
         assert not set(missing_on(view, coordinator, victim, written)) & in_partition
 
-#Every partition of the node : the rest is fixed, then all is in sync.
+        # Every partition of the node: the rest is fixed, then all is in sync.
         ran = h.kvcli("repair", endpoint=victim.client_endpoint)
         assert ran.returncode == 0, h.describe(ran)
         assert missing_on(view, coordinator, victim, written) == []
@@ -115,7 +122,7 @@ def test_kvcli_repair_fixes_a_partition_at_once_and_reports_it(daemons):
         summary = ran.stdout.decode().splitlines()[-1]
         assert " 0 repaired, 0 failed; 0 keys pulled, 0 pushed" in summary, summary
 
-#A partition the node does not hold is refused, naming it.
+        # A partition the node does not hold is refused, naming it.
         foreign = next(p for p, row in enumerate(table.table) if victim.name not in row.home)
         ran = h.kvcli("repair", str(foreign), endpoint=victim.client_endpoint)
         assert ran.returncode != 0 and ran.stdout == b"", h.describe(ran)
@@ -135,23 +142,8 @@ def test_a_fallbacks_repair_marks_are_cleared_by_asking_the_owner(daemons):
     try:
         table = h.wait_agreed(view, nodes)
         victim = by_name(nodes, "node4")
-        others = refuse_past_window(view, nodes, table, victim)
+        written, others = write_while_down(view, nodes, table, victim, b"ask-")
         coordinator = view.client(nodes[0])
-
-        def refused_as_hints():
-            return sum(view.client(n).stats()["hints_past_window"] for n in others)
-        before = refused_as_hints()
-        written = {}
-        for i in range(100000):
-            if len(written) == KEYS:
-                break
-            key = b"ask-%d" % i
-            if victim.name not in list(table.table[replicas(coordinator, key).partition].home):
-                continue
-            resp = put(coordinator, key, b"missed-" + key, consistency=pb.QUORUM)
-            assert resp.code == pb.OK, (key, resp.message)
-            written[key] = resp.put.version
-        assert refused_as_hints() - before >= KEYS, (before, refused_as_hints())
 
         # `kvcli hints` on each fallback shows its marks for the victim.
         marked = {}

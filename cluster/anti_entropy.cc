@@ -57,7 +57,8 @@ AntiEntropy::AntiEntropy(NodeId self, store::Store& store, const Clock& clock,
       store_(store),
       clock_(clock),
       options_(options),
-      synced_(std::move(synced)) {}
+      synced_(std::move(synced)),
+      tokens_(static_cast<double>(options.rate_bytes)) {}
 
 AntiEntropy::~AntiEntropy() = default;
 
@@ -140,7 +141,7 @@ uint64_t AntiEntropy::send(Round& round, uint64_t id, AeMessage message, MonoTim
   std::visit([req](auto& m) { m.req = req; }, message);
   pending_[req] = Pending{id, now + options_.request_timeout, {}};
   round.awaiting = req;
-  round.result.bytes += wire_bytes(message);
+  charge(round, wire_bytes(message));
   outbox_.push_back(AeOutgoing{round.pair.second, std::move(message)});
   return req;
 }
@@ -381,7 +382,7 @@ void AntiEntropy::on_message(const NodeId& from, const AeMessage& message, MonoT
   Round& r = it->second;
   pending_.erase(p);
   r.awaiting = 0;
-  r.result.bytes += wire_bytes(message);
+  charge(r, wire_bytes(message));
   if (const auto* d = std::get_if<AeDigestReply>(&message)) {
     if (!d->status.ok()) {
       finish(id, d->status, now);
@@ -504,8 +505,28 @@ void AntiEntropy::on_entries_reply(uint64_t id, Round& r, const AeEntriesRequest
   advance(id, r, now);
 }
 
+void AntiEntropy::charge(Round& r, uint64_t bytes) {
+  r.result.bytes += bytes;
+  if (options_.rate_bytes > 0) tokens_ -= static_cast<double>(bytes);
+}
+
+bool AntiEntropy::tokens_left(MonoTime now) {
+  if (options_.rate_bytes == 0) return true;
+  const auto rate = static_cast<double>(options_.rate_bytes);
+  if (now > tokens_at_) {
+    const double seconds = std::chrono::duration<double>(now - tokens_at_).count();
+    tokens_ = std::min(rate, tokens_ + rate * seconds);  // a second's worth at most
+  }
+  tokens_at_ = std::max(tokens_at_, now);
+  return tokens_ > 0;
+}
+
 void AntiEntropy::advance(uint64_t id, Round& r, MonoTime now) {
   while (r.transfers_inflight < options_.max_transfers && !r.transfers.empty()) {
+    if (!tokens_left(now)) {  // tick() goes on once the bucket has refilled
+      throttled_.insert(id);
+      return;
+    }
     Transfer t = std::move(r.transfers.front());
     r.transfers.pop_front();
     const uint64_t req = next_id_++ | kRequestBit;
@@ -516,14 +537,14 @@ void AntiEntropy::advance(uint64_t id, Round& r, MonoTime now) {
         finish(id, rec.status(), now);
         return;
       }
-      r.result.bytes += 8 + record_bytes(*rec);
+      charge(r, 8 + record_bytes(*rec));
       WriteRequest w;
       w.req = req;
       w.record = std::make_shared<store::Record>(std::move(*rec));
       w.repair = true;
       peer_outbox_.push_back(PeerOutgoing{r.pair.second, std::move(w)});
     } else {
-      r.result.bytes += 8 + t.key.size();
+      charge(r, 8 + t.key.size());
       peer_outbox_.push_back(PeerOutgoing{r.pair.second, ReadRequest{req, t.key, false}});
     }
     pending_[req] = Pending{id, now + options_.request_timeout, std::move(t.key)};
@@ -532,6 +553,10 @@ void AntiEntropy::advance(uint64_t id, Round& r, MonoTime now) {
   if (r.transfers_inflight > 0 || !r.transfers.empty() || r.awaiting != 0) return;
   if (r.leaves.empty()) {
     finish(id, Status::ok_status(), now);
+    return;
+  }
+  if (!tokens_left(now)) {
+    throttled_.insert(id);
     return;
   }
   AeEntriesRequest q;
@@ -553,7 +578,7 @@ bool AntiEntropy::on_read_reply(const NodeId& from, const ReadReply& reply, Mono
   auto it = rounds_.find(id);
   if (it == rounds_.end() || it->second.pair.second != from) return true;
   Round& r = it->second;
-  r.result.bytes += 8 + (reply.record ? record_bytes(*reply.record) : 0);
+  charge(r, 8 + (reply.record ? record_bytes(*reply.record) : 0));
   if (!reply.status.ok()) {
     finish(id, reply.status, now);
     return true;
@@ -596,7 +621,7 @@ bool AntiEntropy::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   if (from != (pulled ? self_ : it->second.pair.second)) return true;
   pending_.erase(p);
   Round& r = it->second;
-  if (!pulled) r.result.bytes += 25;
+  if (!pulled) charge(r, 25);
   --r.transfers_inflight;
   if (!reply.status.ok()) {
     finish(id, reply.status, now);
@@ -645,6 +670,12 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
 
 void AntiEntropy::tick(MonoTime now) {
   last_now_ = now;
+  if (!throttled_.empty() && tokens_left(now)) {
+    for (uint64_t id : std::exchange(throttled_, {})) {
+      auto it = rounds_.find(id);
+      if (it != rounds_.end()) advance(id, it->second, now);
+    }
+  }
   if (now >= next_refresh_) {
     next_refresh_ = now + options_.horizon_refresh;
     for (uint32_t p = 0; p < homes_.size(); ++p) update_horizon(p);
@@ -669,6 +700,13 @@ void AntiEntropy::tick(MonoTime now) {
 
 MonoTime AntiEntropy::next_deadline() const {
   MonoTime next = next_refresh_;
+  if (!throttled_.empty()) {
+    // When the bucket is above zero again.
+    const double wait_s =
+        tokens_ > 0 ? 0.0 : (1.0 - tokens_) / static_cast<double>(options_.rate_bytes);
+    next = std::min(next, tokens_at_ + std::chrono::duration_cast<MonoTime::duration>(
+                                           std::chrono::duration<double>(wait_s)));
+  }
   for (const auto& [req, p] : pending_) next = std::min(next, p.deadline);
   if (rounds_.size() < options_.max_rounds) {
     if (!forced_.empty()) next = std::min(next, last_now_);

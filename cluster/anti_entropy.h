@@ -122,6 +122,11 @@ struct AntiEntropyOptions {
   uint64_t page_bytes = 256 * 1024;
   // Pulls and pushes of one round in flight at once.
   size_t max_transfers = 64;
+  // Bytes per second the rounds this node starts exchange, both ways, at most
+  // (anti-entropy-rate; 0: no limit): a token bucket holding a second's worth. A round
+  // out of tokens waits before its next entries request or transfer, so a node far out of
+  // sync is brought back at this pace rather than at the network's.
+  uint64_t rate_bytes = 0;
   // Results kept for kvcli repair.
   size_t results_kept = 256;
   // What the purge horizon's hlc bound stays below a sync point's time: the peers' clock
@@ -276,6 +281,10 @@ class AntiEntropy {
                         const AeEntriesReply& reply, MonoTime now);
   // Asks for the next page, sends transfers, or completes the round.
   void advance(uint64_t id, Round& r, MonoTime now);
+  // Counts bytes of a round (its result, and the token bucket).
+  void charge(Round& r, uint64_t bytes);
+  // Refills the bucket to `now`; whether a round may send.
+  bool tokens_left(MonoTime now);
   void finish(uint64_t id, Status status, MonoTime now);
   AeDigestReply answer_digest(const NodeId& from, const AeDigest& d);
   // A pair's round that began at `point` completed: the sync point moves (only forward)
@@ -303,6 +312,10 @@ class AntiEntropy {
   std::map<Pair, Answered> answered_;
   std::map<Pair, uint64_t> completed_req_;  // the digest req of the pair's last completed round
   MonoTime next_refresh_{};
+  // The rate limit's bucket (rate_bytes), and the rounds waiting for it.
+  double tokens_ = 0;
+  MonoTime tokens_at_{};
+  std::set<uint64_t> throttled_;
   std::vector<RoundResult> forced_results_;  // not yet taken
   std::map<Pair, MonoTime> due_;             // the pairs this node initiates, and when next
   std::deque<Pair> forced_;

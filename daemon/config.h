@@ -76,6 +76,7 @@ struct Config {
   uint64_t hint_delivery_rate = 16 * 1024 * 1024;
   // Anti-entropy (cluster/anti_entropy.h); 0: no scheduled rounds.
   int64_t anti_entropy_interval_ms = 10 * 60 * 1000;
+  uint64_t anti_entropy_rate = 8 * 1024 * 1024;
   int64_t max_clock_offset_ms = HybridClock::kDefaultMaxOffsetMs;
   LogLevel log_level = LogLevel::kInfo;
 

@@ -798,3 +798,52 @@ TEST_F(AntiEntropyTest, ADownReplicaHoldsPurgesBackForTheGraceOnly) {
 
 }  // namespace
 }  // namespace edgekv::cluster
+
+namespace edgekv::cluster {
+namespace {
+
+// anti-entropy-rate: a round that moves many keys exchanges its bytes at that pace (a
+// second's worth may go at once), and converges all the same; without a limit the same
+// round takes no time on the test's clock.
+TEST_F(AntiEntropyTest, RoundsExchangeBytesAtTheRateAtMost) {
+  for (uint64_t rate : {uint64_t{0}, uint64_t{64 * 1024}}) {
+    nodes_.clear();
+    AntiEntropyOptions o;
+    o.interval = 0ms;
+    o.rate_bytes = rate;
+    make({"a", "b"}, 1, ab, o);
+    for (int i = 0; i < 2000; ++i) write("b", "key-" + std::to_string(i), std::string(100, 'v'));
+    const MonoTime began = clock_.mono_now();
+    ASSERT_TRUE(node("a").ae->repair(0).ok());
+    node("a").ae->tick(clock_.mono_now());
+    pump();
+    while (node("a").ae->rounds_running() > 0 && clock_.mono_now() < began + 60s) {
+      const MonoTime next = node("a").ae->next_deadline();
+      if (next > clock_.mono_now()) {
+        clock_.advance(
+            std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_.mono_now()) + 1ms);
+      }
+      node("a").ae->tick(clock_.mono_now());
+      pump();
+    }
+    auto results = node("a").ae->take_forced_results();
+    ASSERT_EQ(results.size(), 1u) << rate;
+    const auto& r = results[0];
+    EXPECT_TRUE(r.status.ok()) << r.status.to_string();
+    EXPECT_EQ(r.pulled, 2000u);
+    EXPECT_EQ(root("a", 0), root("b", 0));
+    const double took = std::chrono::duration<double>(clock_.mono_now() - began).count();
+    if (rate == 0) {
+      EXPECT_EQ(took, 0.0);
+    } else {
+      const double bytes = static_cast<double>(r.bytes);
+      EXPECT_GT(bytes, 4.0 * static_cast<double>(rate)) << "too few bytes to show the rate";
+      // A second's worth at once, the rest at the rate (the last charge may overdraw).
+      EXPECT_GE(took, (bytes - static_cast<double>(rate)) / static_cast<double>(rate) - 0.5);
+      EXPECT_LE(took, bytes / static_cast<double>(rate) + 1.0);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace edgekv::cluster

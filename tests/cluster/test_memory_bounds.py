@@ -105,7 +105,9 @@ def warmed_up_baseline(node: h.Daemon, size: int) -> int:
         got = c.get_many(keys, window=4)
         assert all(got[key].code == pb.OK for key in keys)
         big = keys[:4]
-        c.put_many(((key, bytes([i]) * size) for i, key in enumerate(big)), window=4)
+        # One at a time: a value is counted more than once in flight, and 4 of 4 MiB together
+        # would pass max-inflight-bytes.
+        c.put_many(((key, bytes([i]) * size) for i, key in enumerate(big)), window=1)
         got = c.get_many(big, window=4)
         assert all(got[key].code == pb.OK for key in big)
         h.wait_for(lambda: c.stats()["inflight_bytes"] == 0, 60, "the warm-up to finish")
@@ -153,10 +155,14 @@ def pipeline_sets(node: h.Daemon, conns: int, count: int, size: int) -> None:
     each key stored. A key takes one write at a time, so writes pile up in the node."""
     socks = [h.RespConn(node.resp_port, timeout=120) for _ in range(conns)]
     try:
+        # Encoded before the stage files are locked: on a loaded machine, building hundreds
+        # of MiB took longer than the wait for the node to pause below.
+        payloads = [b"".join(h.resp_encode("SET", f"c{n}:k{i % HOT_KEYS}", value_of(n, i, size))
+                             for i in range(count))
+                    for n in range(conns)]
+
         def send(n: int) -> None:
-            socks[n].send(b"".join(h.resp_encode("SET", f"c{n}:k{i % HOT_KEYS}",
-                                                 value_of(n, i, size))
-                                   for i in range(count)))
+            socks[n].send(payloads[n])
 
         senders = [threading.Thread(target=send, args=(n,)) for n in range(conns)]
         # A store as fast as the clients would never make the node pause: it takes no

@@ -621,8 +621,7 @@ def replica_report(cluster: cc.ChaosCluster, keys: list[str]) -> dict:
         if any(s == "unreachable" for _, s, _ in home):
             unreachable.append(key)
             continue
-        # An expired key's tombstone and a delete's are the same state at one version.
-        if len({(s if s != "expired" else "deleted", v) for _, s, v in home}) > 1:
+        if checker.home_replicas_differ(home):
             divergent.append({"key": key, "home": home})
         newest_home = max((v for _, _, v in home), default=(0, 0))
         hints = [(r["node_id"], r["state"], parse_version(r["version"]))

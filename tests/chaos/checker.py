@@ -434,6 +434,19 @@ def load(path) -> list[dict]:
     return out
 
 
+def home_replicas_differ(home: list[tuple[str, str, tuple[int, int]]]) -> bool:
+    """Whether home replicas' (node, state, version) differ. An expired key's tombstone and
+    a delete's are the same state at one version. A replica with no row agrees with
+    tombstones: tombstones are purged once every home replica holds them, each replica in
+    its own sweep, so for a moment some hold the tombstone and some nothing, and nothing
+    can bring the key back on either. It does not agree with a live value."""
+    states = {(s if s != "expired" else "deleted", v) for _, s, v in home}
+    if any(s == "absent" for s, _ in states) and all(s in ("absent", "deleted")
+                                                     for s, _ in states):
+        states = {(s, v) for s, v in states if s != "absent"}
+    return len(states) > 1
+
+
 if __name__ == "__main__":
     import sys
     rep = check(load(sys.argv[1]), slack_ms=int(sys.argv[2]) if len(sys.argv) > 2 else 1000)

@@ -306,3 +306,22 @@ def test_feeds_an_unpublished_write_no_newer_one_explains_is_counted():
     assert rep["acked_strict_writes_never_published"] == 2  # a1 and b1
     assert rep["of_them_not_superseded"] == 1, rep  # a2 began before a1 was acknowledged
     assert rep["not_superseded_examples"][0]["key"] == "b"
+
+
+def test_home_replicas_differ_only_where_a_key_could_read_differently():
+    live = ("n1", "live", (5, 1))
+    assert not checker.home_replicas_differ([live, ("n2", "live", (5, 1))])
+    assert checker.home_replicas_differ([live, ("n2", "live", (4, 1))])
+    # An expiry's tombstone and a delete's at one version are one state.
+    assert not checker.home_replicas_differ([("n1", "expired", (5, 1)),
+                                             ("n2", "deleted", (5, 1))])
+    # Purged on one replica, not yet on another: the same, whatever the tombstone's version.
+    assert not checker.home_replicas_differ([("n1", "absent", (0, 0)),
+                                             ("n2", "deleted", (5, 1)),
+                                             ("n3", "absent", (0, 0))])
+    assert not checker.home_replicas_differ([("n1", "absent", (0, 0)),
+                                             ("n2", "absent", (0, 0))])
+    # But not against a live value, nor two tombstones of different versions.
+    assert checker.home_replicas_differ([("n1", "absent", (0, 0)), live])
+    assert checker.home_replicas_differ([("n1", "absent", (0, 0)), ("n2", "deleted", (5, 1)),
+                                         ("n3", "deleted", (4, 1))])

@@ -150,7 +150,8 @@ struct OpInput {
   size_t max_rows = 0;
   bool relayed = false;  // apply_relayed()
   // TombstonePurge::kByHorizon, taken when the operation first runs, so that a replay onto
-  // the synced copy decides alike: what a relayed write is held to (an hlc; 0: nothing),
+  // the synced copy decides alike: what a relayed write or a tombstone is held to (an hlc;
+  // 0: nothing),
   // a sweep's horizons.
   uint64_t horizon_hlc = 0;
   std::vector<PurgeHorizon> horizons;
@@ -256,9 +257,12 @@ ApplyResult run_apply(State& s, uint32_t partitions, Record record, WallTime now
       return result;
     }
   } else if (record.version.hlc < horizon_hlc) {
-    // A purged tombstone may have superseded it (Store::set_purge_horizon).
+    // A purged tombstone may have superseded it, or it is a tombstone the key's absence
+    // already stands for (Store::set_purge_horizon).
     ++counts->ignored;
-    ++counts->below_horizon;
+    const bool leaves_tombstone =
+        record.tombstone || (record.expiry.ms != 0 && record.expiry <= now);
+    if (!leaves_tombstone) ++counts->below_horizon;
     return result;
   }
   const ChangeOp op = normalize(record, now);
@@ -508,7 +512,9 @@ struct MemoryStore::Core {
       if (options.tombstone_purge == TombstonePurge::kByHorizon) {
         if (sweep) {
           op.input.horizons = horizons;
-        } else if (op.input.kind == OpInput::Kind::kApply && op.input.relayed) {
+        } else if (op.input.kind == OpInput::Kind::kApply &&
+                   (op.input.relayed || op.input.record.tombstone ||
+                    (op.input.record.expiry.ms != 0 && op.input.record.expiry <= op.input.now))) {
           const uint32_t p = edgekv::partition_of(op.input.record.key, options.partitions);
           op.input.horizon_hlc = std::max(horizons[p].hlc_below, state.partitions[p].purge_floor);
         }

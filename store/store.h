@@ -314,9 +314,11 @@ class Store {
   // TombstonePurge::kByHorizon: raises the purge horizon of `partition` (each bound only
   // goes up; a lower value is ignored). From then on sweep() purges the partition's
   // tombstones below it, and apply_relayed() ignores a write whose version's hlc is below
-  // `hlc_below` to a key that has no row. The hlc bound a purge used is kept in the data
-  // files with the purge, so that holds after a restart as well. Does nothing under
-  // kByAge or for a partition out of range.
+  // `hlc_below` to a key that has no row; so do both apply()s for a tombstone (or a put
+  // already expired) below it to such a key: the absence stands for it, and taking it
+  // again after its purge would log the same delete twice. The hlc bound a purge used is kept in
+  // the data files with the purge, so that holds after a restart as well. Does nothing under kByAge
+  // or for a partition out of range.
   virtual void set_purge_horizon(uint32_t partition, PurgeHorizon horizon);
   // The horizon in force (after a restart: the hlc bound of the last purge, seq 0).
   virtual PurgeHorizon purge_horizon(uint32_t partition) const;

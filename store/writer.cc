@@ -754,11 +754,16 @@ Status Writer::stage_one(ApplyTask& task, Outcome* out, GroupTotals* totals,
   }
   // A key with no row may have had a tombstone the purge took: a write older than the
   // purge horizon could be one it superseded (Store::set_purge_horizon).
-  if (task.relayed && !key->exists &&
+  // A tombstone below it to a key with no row adds nothing: the key's absence already
+  // holds older writes out, and taking it again after its purge would log the same delete
+  // twice (a repair from a replica that has not purged it yet).
+  const bool leaves_tombstone =
+      record.tombstone || (record.expiry.ms != 0 && record.expiry <= task.now);
+  if ((task.relayed || leaves_tombstone) && !key->exists &&
       state_.options.tombstone_purge == TombstonePurge::kByHorizon &&
       record.version.hlc < state_.partitions[task.partition].horizon_hlc.load()) {
     ++totals->ignored;
-    ++totals->below_horizon;
+    if (task.relayed && !leaves_tombstone) ++totals->below_horizon;
     return Status();
   }
   // A put that arrives already expired is newer than what is stored: it leaves the

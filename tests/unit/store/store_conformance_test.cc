@@ -553,8 +553,15 @@ TEST_P(StoreConformance, PurgeByHorizonNeedsBothBoundsAndHoldsOlderWritesOut) {
     if (s->store().partition_of(k) == p) continue;
     EXPECT_TRUE(s->apply_relayed(put(k, "v", hlc_at(-50)))->applied) << k;
   }
-  // A write that is not relayed (a repair from another home replica) is not held.
+  // A write that is not relayed (a repair from another home replica) is not held, but a
+  // tombstone below the horizon is: the key's absence stands for it, and a purged delete
+  // is not logged a second time.
+  const uint64_t seq = s->store().last_seq(p);
+  EXPECT_FALSE(s->apply(tombstone(late, hlc_at(-15)))->applied);
+  EXPECT_EQ(s->store().last_seq(p), seq);
+  EXPECT_EQ(s->store().read(late, kNow).status().code(), Code::kNotFound);
   EXPECT_TRUE(s->apply(put(late, "repaired", hlc_at(-20)))->applied);
+  EXPECT_TRUE(s->apply(tombstone(late, hlc_at(-10)))->applied);  // a row: last-write-wins
 }
 
 TEST_P(StoreConformance, PurgeByAgeIgnoresHorizons) {

@@ -60,6 +60,27 @@ struct PlacementKeeperCounters {
   uint64_t tables_sent = 0;
 };
 
+// A hand-over in progress: the pending table this node knows of, next to its current one
+// (docs/replication.md, "Hand-over").
+struct HandOverProgress {
+  NodeId node;              // a node taking over slots
+  uint32_t partitions = 0;  // partitions it takes over
+  uint32_t streamed = 0;    // of those, the ones it holds everything of (as last heard)
+  bool ready = false;       // all of them: it declared itself ready
+};
+
+struct HandOverStatus {
+  uint64_t from_epoch = 0;  // the current table's
+  uint64_t to_epoch = 0;    // the pending table's
+  uint64_t to_digest = 0;
+  std::vector<NodeId> joining;  // members of the pending table only
+  std::vector<NodeId> leaving;  // members of the current table only
+  // Members that must still adopt the pending table before streaming begins.
+  std::vector<NodeId> not_seen;
+  std::vector<HandOverProgress> takers;  // by node id
+  uint64_t moved_slots = 0;              // slots whose node changes
+};
+
 class PlacementKeeper {
  public:
   // `placement`: the table this node held when it stopped (read back from its data
@@ -82,6 +103,8 @@ class PlacementKeeper {
   const Placement& placement() const { return placement_; }
   // Removes nodes from the table (one epoch step), e.g. a node gone for good.
   Status remove(const std::vector<NodeId>& ids, MonoTime now);
+  // The hand-over in progress, if any.
+  std::optional<HandOverStatus> hand_over() const { return std::nullopt; }
   const PlacementKeeperCounters& counters() const { return counters_; }
   // Why the last refused table was refused, for the log; empty when none was.
   const std::string& last_refusal() const { return last_refusal_; }

@@ -579,6 +579,19 @@ MonoTime ClusterNode::next_deadline() const {
   return deadline;
 }
 
+Status ClusterNode::remove(const std::vector<cluster::NodeId>& ids, MonoTime now) {
+  const cluster::Placement& p = keeper_->placement();
+  for (const cluster::NodeId& id : ids) {
+    if (!p.is_member(id)) {
+      return Status::invalid_argument(id + " is not a member of the placement (kvcli ring)");
+    }
+  }
+  Status s = keeper_->remove(ids, now);
+  if (keeper_->take_changed()) persist_placement();
+  route(keeper_->take_messages());
+  return s;
+}
+
 void ClusterNode::persist_placement() {
   view_->set_placement(keeper_->placement());
   update_homes(clock_.mono_now());

@@ -168,6 +168,21 @@ class ClusterNode {
   using RepairDone = std::function<void(Result<std::vector<cluster::AntiEntropy::RoundResult>>)>;
   void repair(std::optional<uint32_t> partition, MonoTime now, MonoTime deadline, RepairDone done);
   const cluster::PlacementKeeper& keeper() const { return *keeper_; }
+  // ---- kvcli remove: removes nodes from the placement for good (a hand-over: their
+  // partitions are streamed to their new home replicas first; docs/replication.md).
+  // INVALID_ARGUMENT naming an id that is not a member; FAILED_PRECONDITION while another
+  // hand-over is in progress.
+  Status remove(const std::vector<cluster::NodeId>& ids, MonoTime now);
+  // This node's own share of a hand-over in progress: what it streams in.
+  struct Streaming {
+    uint32_t partitions = 0;  // partitions this node takes over
+    uint32_t streamed = 0;    // of those, streamed
+    uint64_t keys = 0;        // keys pulled so far
+    uint64_t bytes = 0;       // bytes exchanged so far
+    MonoTime started{};       // when streaming began (0: not yet)
+  };
+  std::optional<cluster::HandOverStatus> hand_over() const { return keeper_->hand_over(); }
+  Streaming streaming() const { return streaming_; }
   const PeerTransport& transport() const { return *transport_; }
   const ClusterNodeCounters& counters() const { return counters_; }
   const std::string& peer_endpoint() const { return transport_->endpoint(); }
@@ -175,6 +190,8 @@ class ClusterNode {
 
  private:
   ClusterNode(ClusterNodeOptions options, const Clock& clock, HybridClock& hlc);
+
+  Streaming streaming_;
 
   struct PendingInspection {
     Inspection result;

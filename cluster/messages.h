@@ -146,15 +146,25 @@ struct MutateReply {
 
 // Placement agreement (cluster/placement_keeper.h): a node tells a peer which table it
 // holds; whichever of the two holds the older one fetches the newer.
+// While a hand-over is in progress the node also names its pending table and a hash of what
+// it knows of the hand-over (who has seen it, who streamed what), so that those differ too.
 struct PlacementDigest {
   uint64_t epoch = 0;
   uint64_t digest = 0;
+  uint64_t pending_epoch = 0;  // 0: no hand-over in progress
+  uint64_t pending_digest = 0;
+  uint64_t hand_over_state = 0;  // PlacementKeeper's hash of `seen` and `streamed`
 };
 
 struct PlacementFetch {};
 
 struct PlacementTable {
   std::string encoded;  // Placement::encode(); the receiver decodes and validates it
+  std::string pending = {};  // the pending table, encoded the same way; empty: none
+  // Members that adopted the pending table (and finished what they began before it).
+  std::vector<NodeId> seen = {};
+  // Per node taking over slots: how many of the partitions it takes over it streamed.
+  std::vector<std::pair<NodeId, uint32_t>> streamed = {};
 };
 
 // Anti-entropy (cluster/anti_entropy.h): an initiator sends its digest of a partition; the

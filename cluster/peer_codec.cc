@@ -127,10 +127,21 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
           pb::PlacementDigest* d = out->mutable_placement_digest();
           d->set_epoch(m.epoch);
           d->set_digest(m.digest);
+          d->set_pending_epoch(m.pending_epoch);
+          d->set_pending_digest(m.pending_digest);
+          d->set_hand_over_state(m.hand_over_state);
         } else if constexpr (std::is_same_v<T, PlacementFetch>) {
           out->mutable_placement_fetch();
         } else if constexpr (std::is_same_v<T, PlacementTable>) {
-          out->mutable_placement_table()->set_encoded(m.encoded);
+          pb::PlacementTable* t = out->mutable_placement_table();
+          t->set_encoded(m.encoded);
+          t->set_pending(m.pending);
+          for (const NodeId& id : m.seen) t->add_seen(id);
+          for (const auto& [id, count] : m.streamed) {
+            pb::HandOverStreamed* e = t->add_streamed();
+            e->set_node_id(id);
+            e->set_partitions(count);
+          }
         } else if constexpr (std::is_same_v<T, AeDigest>) {
           pb::AeDigest* d = out->mutable_ae_digest();
           d->set_req(m.req);
@@ -340,18 +351,34 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       out.outcome = from_proto(r.mutable_outcome());
       return PeerMessage(std::move(out));
     }
-    case pb::Message::kPlacementDigest:
-      return PeerMessage(
-          PlacementDigest{m.placement_digest().epoch(), m.placement_digest().digest()});
+    case pb::Message::kPlacementDigest: {
+      const pb::PlacementDigest& d = m.placement_digest();
+      return PeerMessage(PlacementDigest{d.epoch(), d.digest(), d.pending_epoch(),
+                                         d.pending_digest(), d.hand_over_state()});
+    }
     case pb::Message::kPlacementFetch: return PeerMessage(PlacementFetch{});
     case pb::Message::kPlacementTable: {
-      if (m.placement_table().encoded().size() > kMaxPlacementBytes) {
+      pb::PlacementTable& t = *mutable_m->mutable_placement_table();
+      if (t.encoded().size() > kMaxPlacementBytes || t.pending().size() > kMaxPlacementBytes) {
         return invalid("placement table of " +
-                       std::to_string(m.placement_table().encoded().size()) + " bytes, over " +
-                       std::to_string(kMaxPlacementBytes));
+                       std::to_string(std::max(t.encoded().size(), t.pending().size())) +
+                       " bytes, over " + std::to_string(kMaxPlacementBytes));
       }
-      return PeerMessage(
-          PlacementTable{std::move(*mutable_m->mutable_placement_table()->mutable_encoded())});
+      if (static_cast<size_t>(t.seen_size()) > kMaxPlacementMembers ||
+          static_cast<size_t>(t.streamed_size()) > kMaxPlacementMembers) {
+        return invalid("placement table's hand-over names more than " +
+                       std::to_string(kMaxPlacementMembers) + " nodes");
+      }
+      PlacementTable out;
+      out.encoded = std::move(*t.mutable_encoded());
+      out.pending = std::move(*t.mutable_pending());
+      out.seen.reserve(static_cast<size_t>(t.seen_size()));
+      for (std::string& id : *t.mutable_seen()) out.seen.push_back(std::move(id));
+      out.streamed.reserve(static_cast<size_t>(t.streamed_size()));
+      for (pb::HandOverStreamed& e : *t.mutable_streamed()) {
+        out.streamed.emplace_back(std::move(*e.mutable_node_id()), e.partitions());
+      }
+      return PeerMessage(std::move(out));
     }
     case pb::Message::kAeDigest: {
       const pb::AeDigest& d = m.ae_digest();
@@ -544,9 +571,14 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
           EDGEKV_RETURN_IF_ERROR(check_wall(m.outcome.expiry, "mutation outcome expiry"));
         } else if constexpr (std::is_same_v<T, PlacementTable>) {
           // The table itself is validated by Placement::decode where it is used.
-          if (m.encoded.size() > kMaxPlacementBytes) {
-            return invalid("placement table of " + std::to_string(m.encoded.size()) +
+          if (m.encoded.size() > kMaxPlacementBytes || m.pending.size() > kMaxPlacementBytes) {
+            return invalid("placement table of " +
+                           std::to_string(std::max(m.encoded.size(), m.pending.size())) +
                            " bytes, over " + std::to_string(kMaxPlacementBytes));
+          }
+          if (m.seen.size() > kMaxPlacementMembers || m.streamed.size() > kMaxPlacementMembers) {
+            return invalid("placement table's hand-over names more than " +
+                           std::to_string(kMaxPlacementMembers) + " nodes");
           }
         } else if constexpr (std::is_same_v<T, AeDigestReply>) {
           EDGEKV_RETURN_IF_ERROR(check_status(m.status, "anti-entropy digest reply status"));

@@ -457,6 +457,23 @@ bool Placement::newer(const Placement& a, const Placement& b) {
   return std::tie(a.epoch_, a.digest_) > std::tie(b.epoch_, b.digest_);
 }
 
+std::vector<uint32_t> taken_over(const Placement& from, const Placement& to, std::string_view id) {
+  std::vector<uint32_t> out;
+  if (!to.is_member(id) || from.partitions() != to.partitions()) return out;
+  for (uint32_t p = 0; p < to.partitions(); ++p) {
+    if (to.is_home(p, id) && !from.is_home(p, id)) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<NodeId> takers(const Placement& from, const Placement& to) {
+  std::vector<NodeId> out;
+  for (const NodeId& id : to.members()) {
+    if (!taken_over(from, to, id).empty()) out.push_back(id);
+  }
+  return out;
+}
+
 bool Placement::operator==(const Placement& other) const {
   return partitions_ == other.partitions_ && replication_factor_ == other.replication_factor_ &&
          epoch_ == other.epoch_ && members_ == other.members_ && slots_ == other.slots_;

@@ -133,6 +133,12 @@ class Placement {
   std::vector<uint32_t> slots_;
 };
 
+// The partitions `id` is a home replica of in `to` but not in `from`: what it takes over in
+// a hand-over from `from` to `to` (same Q). Ascending.
+std::vector<uint32_t> taken_over(const Placement& from, const Placement& to, std::string_view id);
+// The nodes that take over at least one partition from `from` to `to`, sorted.
+std::vector<NodeId> takers(const Placement& from, const Placement& to);
+
 // cluster::ReplicaView over a placement and gossip's liveness (the predicate), for the
 // coordinator.
 class PlacementView final : public ReplicaView {

@@ -2,29 +2,236 @@
 
 #include <algorithm>
 #include <iterator>
+#include <tuple>
 #include <utility>
 
+#include "common/hash.h"
+#include "gossip/swim.h"
+
 namespace edgekv::cluster {
+namespace {
+
+// Pending tables of one current table remembered after a higher one replaced them: two or
+// three joins proposed at once are the common case, more is a storm of proposals that the
+// bound keeps from growing the coordinator's fan-out without end.
+constexpr size_t kSupersededMax = 8;
+
+// (epoch, digest) of an optional table, none lowest.
+std::pair<uint64_t, uint64_t> rank(const std::optional<Placement>& p) {
+  if (!p.has_value()) return {0, 0};
+  return {p->epoch(), p->digest()};
+}
+
+}  // namespace
 
 PlacementKeeper::PlacementKeeper(NodeId self, Placement placement, PlacementKeeperOptions options,
-                                 uint64_t seed)
-    : self_(std::move(self)), placement_(std::move(placement)), options_(options), random_(seed) {}
+                                 uint64_t seed, std::optional<Placement> pending)
+    : self_(std::move(self)), placement_(std::move(placement)), options_(options), random_(seed) {
+  if (pending.has_value() && pending->epoch() == placement_.epoch() + 1 &&
+      pending->partitions() == placement_.partitions() &&
+      pending->replication_factor() == placement_.replication_factor()) {
+    pending_ = std::move(pending);
+    // Held across a restart: nothing this run began predates it.
+    seen_.insert(self_);
+  }
+  recompute();
+}
 
 void PlacementKeeper::start(MonoTime now) {
   started_ = true;
   next_exchange_ = now + options_.exchange_interval;
-  join_self_if_missing();
+  propose(now);
+  maybe_commit(now);
   if (changed_) changed(now);
 }
 
-void PlacementKeeper::join_self_if_missing() {
-  if (placement_.is_member(self_)) return;
-  const NodeId ids[] = {self_};
-  // The id passed gossip's validation at start, so the join cannot fail.
-  if (placement_.join(ids).ok()) {
-    ++counters_.self_joins;
-    changed_ = true;
+void PlacementKeeper::propose(MonoTime now) {
+  if (pending_.has_value()) return;
+  if (!placement_.is_member(self_)) {
+    if (left_) return;
+    const NodeId ids[] = {self_};
+    if (placement_.members().empty()) {
+      // The first node: nobody holds anything to hand over.
+      if (placement_.join(ids).ok()) {
+        ++counters_.self_joins;
+        changed_ = true;
+        recompute();
+      }
+      return;
+    }
+    Placement next = placement_;
+    // The id passed gossip's validation at start, so the join cannot fail.
+    if (next.join(ids).ok()) {
+      ++counters_.self_joins;
+      ++counters_.hand_overs_proposed;
+      set_pending(std::move(next), now);
+    }
+    return;
   }
+  std::vector<NodeId> again;
+  for (auto it = removed_.begin(); it != removed_.end();) {
+    if (now >= it->second) {
+      it = removed_.erase(it);
+      continue;
+    }
+    if (placement_.is_member(it->first)) again.push_back(it->first);
+    ++it;
+  }
+  if (again.empty() || placement_.members().size() < 2) return;
+  // One node per hand-over: a step that shrinks a partition's home replicas by two could
+  // leave no replica common to a write quorum of one table and a read quorum of the other.
+  again.resize(1);
+  Placement next = placement_;
+  if (next.remove(again).ok()) {  // members of a decoded table: valid ids
+    ++counters_.hand_overs_proposed;
+    set_pending(std::move(next), now);
+  }
+}
+
+void PlacementKeeper::set_pending(std::optional<Placement> pending, MonoTime now) {
+  pending_ = std::move(pending);
+  seen_.clear();
+  streamed_.clear();
+  adopted_at_.reset();
+  if (pending_.has_value()) {
+    adopted_at_ = now;
+    // This node is being removed: once that commits it stays out.
+    if (placement_.is_member(self_) && !pending_->is_member(self_)) left_ = true;
+  }
+  changed_ = true;
+  recompute();
+}
+
+void PlacementKeeper::recompute() {
+  joining_.clear();
+  taking_over_.clear();
+  taken_.clear();
+  if (!pending_.has_value() && superseded_.empty()) return;
+  joining_.resize(placement_.partitions());
+  auto add = [&](const Placement& next) {
+    for (uint32_t p = 0; p < placement_.partitions(); ++p) {
+      std::vector<NodeId>& j = joining_[p];
+      for (NodeId& id : next.home(p)) {
+        if (placement_.is_home(p, id)) continue;
+        if (std::find(j.begin(), j.end(), id) == j.end()) j.push_back(std::move(id));
+      }
+    }
+  };
+  if (pending_.has_value()) add(*pending_);
+  for (const Placement& old : superseded_) add(old);
+  if (pending_.has_value()) {
+    for (const NodeId& id : takers(placement_, *pending_)) {
+      taken_[id] = static_cast<uint32_t>(taken_over(placement_, *pending_, id).size());
+    }
+    taking_over_ = taken_over(placement_, *pending_, self_);
+  }
+}
+
+std::optional<MonoTime> PlacementKeeper::awaiting_seen() const {
+  if (!pending_.has_value() || seen_.contains(self_)) return std::nullopt;
+  return adopted_at_;
+}
+
+void PlacementKeeper::mark_seen(MonoTime now) {
+  if (!pending_.has_value() || !seen_.insert(self_).second) return;
+  changed(now);
+  maybe_commit(now);
+}
+
+std::vector<NodeId> PlacementKeeper::must_see() const {
+  std::vector<NodeId> out;
+  if (!pending_.has_value()) return out;
+  std::set_union(placement_.members().begin(), placement_.members().end(),
+                 pending_->members().begin(), pending_->members().end(), std::back_inserter(out));
+  std::erase_if(out, [&](const NodeId& id) {
+    const bool leaving = !pending_->is_member(id);
+    return leaving && id != self_ && !up_.contains(id);
+  });
+  return out;
+}
+
+bool PlacementKeeper::streaming_may_begin() const {
+  if (!pending_.has_value()) return false;
+  for (const NodeId& id : must_see()) {
+    if (!seen_.contains(id)) return false;
+  }
+  return true;
+}
+
+void PlacementKeeper::set_streamed(uint32_t count, MonoTime now) {
+  if (!pending_.has_value()) return;
+  auto t = taken_.find(self_);
+  if (t == taken_.end()) return;
+  count = std::min(count, t->second);
+  uint32_t& mine = streamed_[self_];
+  if (count <= mine) return;
+  mine = count;
+  changed(now);
+  maybe_commit(now);
+}
+
+void PlacementKeeper::maybe_commit(MonoTime now) {
+  if (!streaming_may_begin()) return;
+  for (const auto& [id, count] : taken_) {
+    auto s = streamed_.find(id);
+    if (s == streamed_.end() || s->second < count) return;
+  }
+  placement_ = std::move(*pending_);
+  pending_.reset();
+  seen_.clear();
+  streamed_.clear();
+  superseded_.clear();
+  adopted_at_.reset();
+  ++counters_.hand_overs_committed;
+  changed_ = true;
+  recompute();
+  propose(now);
+  changed(now);
+}
+
+std::optional<HandOverStatus> PlacementKeeper::hand_over() const {
+  if (!pending_.has_value()) return std::nullopt;
+  HandOverStatus out;
+  out.from_epoch = placement_.epoch();
+  out.to_epoch = pending_->epoch();
+  out.to_digest = pending_->digest();
+  for (const NodeId& id : pending_->members()) {
+    if (!placement_.is_member(id)) out.joining.push_back(id);
+  }
+  for (const NodeId& id : placement_.members()) {
+    if (!pending_->is_member(id)) out.leaving.push_back(id);
+  }
+  for (const NodeId& id : must_see()) {
+    if (!seen_.contains(id)) out.not_seen.push_back(id);
+  }
+  for (const auto& [id, count] : taken_) {
+    HandOverProgress p;
+    p.node = id;
+    p.partitions = count;
+    auto s = streamed_.find(id);
+    p.streamed = s == streamed_.end() ? 0 : s->second;
+    p.ready = p.streamed >= count;
+    out.moved_slots += count;
+    out.takers.push_back(std::move(p));
+  }
+  return out;
+}
+
+uint64_t PlacementKeeper::state_hash() const {
+  if (!pending_.has_value()) return 0;
+  std::string bytes;
+  for (const NodeId& id : seen_) {
+    bytes += id;
+    bytes.push_back('\0');
+  }
+  bytes.push_back('\1');
+  for (const auto& [id, count] : streamed_) {
+    bytes += id;
+    bytes.push_back('\0');
+    bytes += std::to_string(count);
+    bytes.push_back('\0');
+  }
+  return hash64(bytes);
 }
 
 void PlacementKeeper::changed(MonoTime now) {
@@ -48,9 +255,9 @@ void PlacementKeeper::set_member_up(const NodeId& id, bool up, MonoTime now) {
     // then learns the cluster's table within a round trip.
     if (up_.insert(id).second && started_) send_digest(id);
   } else {
-    up_.erase(id);
+    // A leaving member going down no longer has to see the pending table.
+    if (up_.erase(id) > 0 && started_) maybe_commit(now);
   }
-  (void)now;
 }
 
 const NodeId* PlacementKeeper::random_up_member() {
@@ -62,68 +269,142 @@ const NodeId* PlacementKeeper::random_up_member() {
 
 void PlacementKeeper::send_digest(const NodeId& to) {
   ++counters_.exchanges;
-  out_.push_back({to, PlacementDigest{placement_.epoch(), placement_.digest()}});
+  const auto [pending_epoch, pending_digest] = rank(pending_);
+  out_.push_back({to, PlacementDigest{placement_.epoch(), placement_.digest(), pending_epoch,
+                                      pending_digest, state_hash()}});
+}
+
+void PlacementKeeper::send_table(const NodeId& to) {
+  ++counters_.tables_sent;
+  PlacementTable t;
+  t.encoded = placement_.encode();
+  if (pending_.has_value()) {
+    t.pending = pending_->encode();
+    t.seen.assign(seen_.begin(), seen_.end());
+    t.streamed.assign(streamed_.begin(), streamed_.end());
+  }
+  out_.push_back({to, std::move(t)});
 }
 
 void PlacementKeeper::on_message(const NodeId& from, const PeerMessage& message, MonoTime now) {
-  if (const auto* digest = std::get_if<PlacementDigest>(&message)) {
-    const bool theirs_newer =
-        digest->epoch > placement_.epoch() ||
-        (digest->epoch == placement_.epoch() && digest->digest > placement_.digest());
-    const bool same = digest->epoch == placement_.epoch() && digest->digest == placement_.digest();
-    if (same) return;
-    if (theirs_newer) {
+  if (const auto* d = std::get_if<PlacementDigest>(&message)) {
+    const auto mine = std::make_tuple(placement_.epoch(), placement_.digest());
+    const auto theirs = std::make_tuple(d->epoch, d->digest);
+    if (theirs != mine) {
+      if (theirs > mine) {
+        out_.push_back({from, PlacementFetch{}});
+      } else {
+        send_table(from);
+      }
+      return;
+    }
+    const auto my_pending = rank(pending_);
+    const auto their_pending = std::make_pair(d->pending_epoch, d->pending_digest);
+    if (their_pending > my_pending) {
       out_.push_back({from, PlacementFetch{}});
-    } else {
-      ++counters_.tables_sent;
-      out_.push_back({from, PlacementTable{placement_.encode()}});
+    } else if (their_pending < my_pending) {
+      send_table(from);
+    } else if (d->hand_over_state != state_hash()) {
+      // The same hand-over, known differently: each side merges the other's.
+      send_table(from);
+      out_.push_back({from, PlacementFetch{}});
     }
     return;
   }
   if (std::holds_alternative<PlacementFetch>(message)) {
-    ++counters_.tables_sent;
-    out_.push_back({from, PlacementTable{placement_.encode()}});
+    send_table(from);
     return;
   }
-  const auto* table = std::get_if<PlacementTable>(&message);
-  if (table == nullptr) return;
-  Result<Placement> decoded = Placement::decode(table->encoded);
-  if (!decoded.ok()) {
+  if (const auto* table = std::get_if<PlacementTable>(&message)) on_table(from, *table, now);
+}
+
+void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, MonoTime now) {
+  auto refuse = [&](const std::string& why) {
     ++counters_.tables_refused;
-    last_refusal_ = "placement table from " + from + " refused: " + decoded.status().message();
-    return;
-  }
-  if (decoded->partitions() != placement_.partitions() ||
-      decoded->replication_factor() != placement_.replication_factor()) {
-    ++counters_.tables_refused;
-    last_refusal_ = "placement table from " + from + " refused: it has " +
-                    std::to_string(decoded->partitions()) + " partitions and replication factor " +
-                    std::to_string(decoded->replication_factor()) + ", this node " +
-                    std::to_string(placement_.partitions()) + " and " +
-                    std::to_string(placement_.replication_factor());
-    return;
-  }
-  if (!Placement::newer(*decoded, placement_)) return;
-  placement_ = std::move(decoded).value();
-  ++counters_.adopted;
-  changed_ = true;
-  std::vector<NodeId> again;
-  for (auto it = removed_.begin(); it != removed_.end();) {
-    if (now >= it->second) {
-      it = removed_.erase(it);
-      continue;
+    last_refusal_ = "placement table from " + from + " refused: " + why;
+  };
+  auto check_shape = [&](const Placement& p) {
+    if (p.partitions() == placement_.partitions() &&
+        p.replication_factor() == placement_.replication_factor()) {
+      return true;
     }
-    if (placement_.is_member(it->first)) again.push_back(it->first);
-    ++it;
+    refuse("it has " + std::to_string(p.partitions()) + " partitions and replication factor " +
+           std::to_string(p.replication_factor()) + ", this node " +
+           std::to_string(placement_.partitions()) + " and " +
+           std::to_string(placement_.replication_factor()));
+    return false;
+  };
+  Result<Placement> decoded = Placement::decode(table.encoded);
+  if (!decoded.ok()) return refuse(decoded.status().message());
+  if (!check_shape(*decoded)) return;
+  std::optional<Placement> pending;
+  if (!table.pending.empty()) {
+    Result<Placement> p = Placement::decode(table.pending);
+    if (!p.ok()) return refuse("its pending table: " + p.status().message());
+    if (!check_shape(*p)) return;
+    if (p->epoch() != decoded->epoch() + 1) {
+      return refuse("its pending table's epoch " + std::to_string(p->epoch()) +
+                    " does not follow its table's " + std::to_string(decoded->epoch()));
+    }
+    pending = std::move(p).value();
   }
-  if (!again.empty()) (void)placement_.remove(again);  // members of a decoded table: valid ids
-  join_self_if_missing();
-  changed(now);
+  // What the sender knows of its hand-over, kept to the nodes it concerns.
+  auto merge_known = [&]() {
+    bool grew = false;
+    for (const NodeId& id : table.seen) {
+      if (placement_.is_member(id) || pending_->is_member(id)) grew |= seen_.insert(id).second;
+    }
+    for (const auto& [id, count] : table.streamed) {
+      auto t = taken_.find(id);
+      if (t == taken_.end()) continue;
+      uint32_t& known = streamed_[id];
+      const uint32_t c = std::min(count, t->second);
+      if (c > known) {
+        known = c;
+        grew = true;
+      }
+    }
+    return grew;
+  };
+
+  if (Placement::newer(*decoded, placement_)) {
+    placement_ = std::move(decoded).value();
+    superseded_.clear();
+    ++counters_.adopted;
+    set_pending(std::move(pending), now);
+    if (pending_.has_value()) merge_known();
+    propose(now);
+    maybe_commit(now);
+    changed(now);
+    return;
+  }
+  if (!(*decoded == placement_) || !pending.has_value()) return;
+  if (rank(pending) > rank(pending_)) {
+    if (pending_.has_value()) {
+      ++counters_.pendings_superseded;
+      superseded_.push_back(std::move(*pending_));
+      if (superseded_.size() > kSupersededMax) superseded_.erase(superseded_.begin());
+    }
+    ++counters_.adopted;
+    set_pending(std::move(pending), now);
+    merge_known();
+    // Seen by this node only once it says so (mark_seen), whatever the sender believed.
+    if (adopted_at_.has_value()) seen_.erase(self_);
+    maybe_commit(now);
+    changed(now);
+    return;
+  }
+  if (rank(pending) == rank(pending_) && merge_known()) {
+    maybe_commit(now);
+    changed(now);
+  }
 }
 
 void PlacementKeeper::tick(MonoTime now) {
   if (!started_ || now < next_exchange_) return;
   next_exchange_ = now + options_.exchange_interval;
+  // A removal asked here and lost to a concurrent proposal is proposed again.
+  propose(now);
   if (const NodeId* to = random_up_member()) send_digest(*to);
 }
 
@@ -132,12 +413,37 @@ std::vector<PeerOutgoing> PlacementKeeper::take_messages() { return std::exchang
 bool PlacementKeeper::take_changed() { return std::exchange(changed_, false); }
 
 Status PlacementKeeper::remove(const std::vector<NodeId>& ids, MonoTime now) {
-  const uint64_t before = placement_.epoch();
-  if (Status s = placement_.remove(ids); !s.ok()) return s;
+  std::vector<NodeId> members;
   for (const NodeId& id : ids) {
-    if (id != self_) removed_[id] = now + options_.removal_memory;
+    if (placement_.is_member(id)) members.push_back(id);
   }
-  if (placement_.epoch() != before) changed(now);
+  if (members.empty()) return {};
+  if (pending_.has_value()) {
+    if (std::none_of(members.begin(), members.end(),
+                     [&](const NodeId& id) { return pending_->is_member(id); })) {
+      return {};  // the pending table already leaves them out
+    }
+    return Status::failed_precondition(
+        "a hand-over from epoch " + std::to_string(placement_.epoch()) + " to " +
+        std::to_string(pending_->epoch()) +
+        " is in progress; remove again once it completed (kvcli ring)");
+  }
+  std::sort(members.begin(), members.end());
+  members.erase(std::unique(members.begin(), members.end()), members.end());
+  if (members.size() >= placement_.members().size()) {
+    return Status::invalid_argument("removing " + std::to_string(members.size()) + " of " +
+                                    std::to_string(placement_.members().size()) +
+                                    " members would leave nobody to hold the data");
+  }
+  for (const NodeId& id : members) {
+    if (Status s = gossip::check_name(id, "member id"); !s.ok()) return s;
+  }
+  // One node per hand-over (see propose()): the others follow, each once the one before
+  // committed, remembered like a removal lost to a concurrent proposal.
+  for (const NodeId& id : members) removed_[id] = now + options_.removal_memory;
+  propose(now);
+  maybe_commit(now);
+  changed(now);
   return {};
 }
 

@@ -1,21 +1,45 @@
-// Keeps this node's placement table (cluster/placement.h) and agrees on it with the peers.
+// Keeps this node's placement table (cluster/placement.h) and agrees on it with the peers,
+// and moves the cluster from one table to the next by hand-overs.
 //
-// Agreement: every exchange_interval the node sends the (epoch, digest) of its table to one
-// random member that gossip says is up, and to a few at once whenever its table changed.
-// A node that hears of a newer table (Placement::newer: higher epoch, then higher digest)
-// fetches it from the one that has it; a node that hears of an older one sends its own.
-// So the newest table spreads like a rumour, and every node ends at the same one.
+// Agreement: every exchange_interval the node sends a digest of what it holds to one random
+// member that gossip says is up, and to a few at once whenever that changed. A node that
+// hears of a newer state fetches it from the one that has it; a node that hears of an older
+// one sends its own. So the newest state spreads like a rumour, and every node ends at the
+// same one. A state is the current table, and during a hand-over a pending table (epoch + 1)
+// with what the nodes know of the hand-over: who has seen the pending table, and how far each
+// node taking over slots has streamed them. States order by the current table's (epoch,
+// digest) (Placement::newer), then by the pending table's (none lowest); equal tables merge
+// what they know of the hand-over (a union of `seen`, the highest `streamed` per node).
 //
-// Transitions: a node joins only itself. When the table it holds (its own at start, or one
-// adopted from a peer) does not list it, it applies Placement::join(self), one epoch step.
-// Two nodes joining at once make two tables of the same epoch; the one with the higher
-// digest wins everywhere, and the node missing from it joins again on top of it. A node is
-// never added by others, so a member gossip still shows as alive but that runs with another
-// partition count, or an old version, never enters the table, and a dead member is never
-// dropped: it stays until it is removed (remove(), the operator's decision), its partitions
-// covered by fallbacks meanwhile. A removal made here is re-applied on top of any table
-// adopted within removal_memory that still lists the removed node, so that a join made
-// concurrently elsewhere does not bring it back.
+// Hand-over (docs/replication.md, "Hand-over"). A transition never takes effect at once: a
+// join or a removal makes a pending table next to the current one, and while it is pending:
+//  1. every member adopts it and, once nothing it began under the current table alone is
+//     still running (the driver's call: mark_seen()), adds itself to `seen`: from then on
+//     its reads and writes of a partition also go to the nodes taking over slots of it
+//     (joining(): the coordinator asks one more answer per such node);
+//  2. once every member has seen it (a leaving member gossip shows down excepted),
+//     streaming may begin (streaming_may_begin()): each node taking over slots (a taker)
+//     copies the partitions it takes over from their current home replicas (the driver's
+//     work, reported through set_streamed());
+//  3. when every taker streamed all it takes over, the node that sees it first commits:
+//     the pending table becomes the current one, a deterministic step every node takes
+//     the same way. The commit spreads like any newer table.
+// One hand-over at a time: a removal asked while one is pending is refused, a join waits.
+// Two pending tables made at once elsewhere (two joins) order like tables: every node ends
+// at the higher; a node that adopted the lower first keeps sending to its takers as well
+// (superseded), so the lower one, if it commits, still has its quorums.
+//
+// Transitions: a node joins only itself. When the table it holds does not list it and no
+// hand-over is pending, it proposes Placement::join(self) as the pending table; a node whose
+// table holds nobody (the first node) joins at once. A node is never added by others, so a
+// member gossip still shows as alive but that runs with another partition count, or an old
+// version, never enters the table, and a dead member is never dropped: it stays until it is
+// removed (remove(), the operator's decision), its partitions covered by fallbacks meanwhile.
+// A removed node does not join itself again while it runs (left()); restarted, it joins like
+// a new node.
+// A removal asked here is proposed again, within removal_memory, on top of any table adopted
+// that still lists the removed node, so that a join made concurrently elsewhere does not
+// bring it back.
 //
 // A table from a peer whose partition count or replication factor differs from this node's
 // is refused and counted: the cluster must agree on both (gossip refuses a node whose Q
@@ -58,6 +82,9 @@ struct PlacementKeeperCounters {
   uint64_t self_joins = 0;      // times this node joined itself into the table
   uint64_t tables_refused = 0;  // tables that did not decode or did not match Q or N
   uint64_t tables_sent = 0;
+  uint64_t hand_overs_proposed = 0;   // pending tables made here
+  uint64_t hand_overs_committed = 0;  // pending tables committed here
+  uint64_t pendings_superseded = 0;   // pending tables replaced by a higher one
 };
 
 // A hand-over in progress: the pending table this node knows of, next to its current one
@@ -84,8 +111,10 @@ struct HandOverStatus {
 class PlacementKeeper {
  public:
   // `placement`: the table this node held when it stopped (read back from its data
-  // directory), or a new one holding only this node.
-  PlacementKeeper(NodeId self, Placement placement, PlacementKeeperOptions options, uint64_t seed);
+  // directory), or a new one holding only this node; `pending`: the pending table it held
+  // then, if any (ignored unless its epoch follows the table's), which this node has seen.
+  PlacementKeeper(NodeId self, Placement placement, PlacementKeeperOptions options, uint64_t seed,
+                  std::optional<Placement> pending = std::nullopt);
 
   // Starts the exchanges and joins this node into its table if it is not in it.
   void start(MonoTime now);
@@ -97,31 +126,81 @@ class PlacementKeeper {
   MonoTime next_deadline() const { return next_exchange_; }
   std::vector<PeerOutgoing> take_messages();
 
-  // True once after each change of placement(): the driver persists the new table and
-  // hands it to its view.
+  // True once after each change of placement() or pending(): the driver persists them and
+  // hands them to its view.
   bool take_changed();
   const Placement& placement() const { return placement_; }
-  // Removes nodes from the table (one epoch step), e.g. a node gone for good.
+  const std::optional<Placement>& pending() const { return pending_; }
+  // Per partition, the nodes a coordinator also reads from and writes to while a hand-over
+  // is pending (the pending tables' home replicas that are not current ones); empty
+  // vectors, or an empty vector, when none is.
+  const std::vector<std::vector<NodeId>>& joining() const { return joining_; }
+
+  // Proposes the removal of nodes for good (a hand-over to a table without them).
+  // INVALID_ARGUMENT for an invalid id or for removing every member; FAILED_PRECONDITION
+  // while another hand-over is pending. Ids that are not members are skipped; nothing to
+  // remove changes nothing.
   Status remove(const std::vector<NodeId>& ids, MonoTime now);
+
+  // When this node adopted the pending table it has not yet declared seen: the driver
+  // calls mark_seen() once nothing it began before that time is running. nullopt: nothing
+  // to declare.
+  std::optional<MonoTime> awaiting_seen() const;
+  void mark_seen(MonoTime now);
+  // Every member has seen the pending table: takers may stream.
+  bool streaming_may_begin() const;
+  // The partitions this node takes over in the pending hand-over (ascending; empty: none).
+  const std::vector<uint32_t>& taking_over() const { return taking_over_; }
+  // This node streamed `count` of them (counts only grow within one pending table).
+  void set_streamed(uint32_t count, MonoTime now);
+
   // The hand-over in progress, if any.
-  std::optional<HandOverStatus> hand_over() const { return std::nullopt; }
+  std::optional<HandOverStatus> hand_over() const;
+  // This node took part in its own removal (it adopted a pending table without it): once
+  // removed it stays out until it restarts. A node that was down meanwhile and learns of
+  // the table without it later joins itself again, as any node does.
+  bool left() const { return left_; }
   const PlacementKeeperCounters& counters() const { return counters_; }
   // Why the last refused table was refused, for the log; empty when none was.
   const std::string& last_refusal() const { return last_refusal_; }
 
  private:
-  void join_self_if_missing();
+  // Proposes what this node wants while no hand-over is pending: its own join, removals
+  // asked here.
+  void propose(MonoTime now);
+  void set_pending(std::optional<Placement> pending, MonoTime now);
+  // Commits the pending table when every taker streamed all it takes over.
+  void maybe_commit(MonoTime now);
+  // Members that must see the pending table (leaving members gossip shows down excepted).
+  std::vector<NodeId> must_see() const;
+  void recompute();
+  uint64_t state_hash() const;
   void changed(MonoTime now);
   void send_digest(const NodeId& to);
+  void send_table(const NodeId& to);
   const NodeId* random_up_member();
+  void on_table(const NodeId& from, const PlacementTable& table, MonoTime now);
 
   NodeId self_;
   Placement placement_;
+  std::optional<Placement> pending_;
+  std::set<NodeId> seen_;
+  std::map<NodeId, uint32_t> streamed_;
+  // Pending tables of the current one this node adopted before a higher one replaced them.
+  std::vector<Placement> superseded_;
+  std::optional<MonoTime> adopted_at_;
+  // Derived from the above (recompute()).
+  std::vector<std::vector<NodeId>> joining_;
+  std::vector<uint32_t> taking_over_;
+  std::map<NodeId, uint32_t> taken_;  // per taker, how many partitions it takes over
   PlacementKeeperOptions options_;
   Random random_;
   std::set<NodeId> up_;
-  std::map<NodeId, MonoTime> removed_;  // removals made here, until when they are re-applied
+  std::map<NodeId, MonoTime> removed_;  // removals asked here, until when they are re-proposed
   MonoTime next_exchange_ = MonoTime::max();
+  // This node adopted a pending table that removes it: it does not join itself again until
+  // it restarts.
+  bool left_ = false;
   bool started_ = false;
   bool changed_ = false;
   std::vector<PeerOutgoing> out_;

@@ -70,6 +70,9 @@ std::vector<PeerMessage> every_kind() {
                                 store::DigestEntry{"e2", Version{23, 24}, true, WallTime{}}}});
   out.push_back(RepairAsk{17, 509, 20000});
   out.push_back(RepairAskReply{18, Status::failed_precondition("not a home replica")});
+  out.push_back(PlacementDigest{7, 0xfedcba9876543210ULL, 8, 0x0123456789abcdefULL, 99});
+  out.push_back(PlacementTable{std::string("current"), std::string("pending"), {"n1", "n2"},
+                               {{"n3", 12}, {"n4", 0}}});
   return out;
 }
 
@@ -150,6 +153,14 @@ TEST(PeerCodec, EveryKindRoundTrips) {
   const auto& ask_reply = std::get<RepairAskReply>(got->messages[14]);
   EXPECT_EQ(ask_reply.req, 18u);
   EXPECT_EQ(ask_reply.status, Status::failed_precondition("not a home replica"));
+  const auto& pd = std::get<PlacementDigest>(got->messages[15]);
+  EXPECT_EQ(pd.pending_epoch, 8u);
+  EXPECT_EQ(pd.pending_digest, 0x0123456789abcdefULL);
+  EXPECT_EQ(pd.hand_over_state, 99u);
+  const auto& pt = std::get<PlacementTable>(got->messages[16]);
+  EXPECT_EQ(pt.pending, "pending");
+  EXPECT_EQ(pt.seen, (std::vector<NodeId>{"n1", "n2"}));
+  EXPECT_EQ(pt.streamed, (std::vector<std::pair<NodeId, uint32_t>>{{"n3", 12}, {"n4", 0}}));
 }
 
 TEST(PeerCodec, MalformedRepairAsksAreDroppedAndAnswered) {
@@ -585,7 +596,7 @@ TEST(PeerCodec, MutatedBytesNeverCrashNorPassOutOfRange) {
   PeerLimits limits;
   limits.max_key_bytes = 16;
   limits.max_value_bytes = 64;
-  limits.max_batch_messages = 16;
+  limits.max_batch_messages = 32;  // every_kind() and then some
   limits.max_batch_bytes = 64 * 1024;
   Random rng(20261202);
   std::vector<PeerMessage> base = every_kind();

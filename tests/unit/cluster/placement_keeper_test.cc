@@ -5,6 +5,8 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,15 +65,28 @@ struct Cluster {
         queue.push_back({m.to, std::move(reply)});
       }
     }
+    drive();
     MonoTime next = MonoTime::max();
     for (auto& [id, k] : keepers) next = std::min(next, k->next_deadline());
     if (next != MonoTime::max()) now = std::max(now, next);
     for (auto& [id, k] : keepers) k->tick(now);
   }
+  // What a node's driver does (daemon/cluster_node.cc): it declares a pending table seen
+  // (no requests of its own in flight here) and streams what it takes over at once, unless
+  // the test holds it back.
+  void drive() {
+    for (auto& [id, k] : keepers) {
+      if (k->awaiting_seen().has_value() && !holds_seen.contains(id)) k->mark_seen(now);
+      if (k->streaming_may_begin() && !k->taking_over().empty() && !holds_stream.contains(id)) {
+        k->set_streamed(static_cast<uint32_t>(k->taking_over().size()), now);
+      }
+    }
+  }
   bool agreed() const {
     const Placement& first = keepers.begin()->second->placement();
     for (auto& [id, k] : keepers) {
       if (!(k->placement() == first) || !k->placement().is_member(id)) return false;
+      if (k->pending().has_value()) return false;
     }
     return first.members().size() == keepers.size();
   }
@@ -89,6 +104,8 @@ struct Cluster {
   Random random;
   MonoTime now{};
   double loss = 0;
+  std::set<NodeId> holds_seen;    // nodes that do not declare a pending table seen
+  std::set<NodeId> holds_stream;  // takers that do not stream
   std::map<NodeId, std::unique_ptr<PlacementKeeper>> keepers;
   std::deque<std::pair<NodeId, PeerOutgoing>> queue;
 };
@@ -129,9 +146,21 @@ TEST(PlacementKeeper, TheOlderSideFetchesAndJoinsItself) {
   old_side.on_message("a", PlacementTable{big.encode()}, MonoTime{});
   EXPECT_EQ(old_side.counters().adopted, 1u);
   EXPECT_TRUE(old_side.take_changed());
-  // It adopted a, c, d and joined itself on top: one epoch above the table it fetched.
-  EXPECT_EQ(old_side.placement().members(), (std::vector<NodeId>{"a", "b", "c", "d"}));
-  EXPECT_EQ(old_side.placement().epoch(), big.epoch() + 1);
+  // It adopted a, c, d and proposed its own join on top, as a hand-over: the table stays
+  // the fetched one, the pending one (one epoch above) lists b too.
+  EXPECT_TRUE(old_side.placement() == big);
+  ASSERT_TRUE(old_side.pending().has_value());
+  EXPECT_EQ(old_side.pending()->members(), (std::vector<NodeId>{"a", "b", "c", "d"}));
+  EXPECT_EQ(old_side.pending()->epoch(), big.epoch() + 1);
+  EXPECT_EQ(old_side.counters().hand_overs_proposed, 1u);
+  // It has not declared it seen, and the others have not seen it: nothing streams yet.
+  EXPECT_TRUE(old_side.awaiting_seen().has_value());
+  EXPECT_FALSE(old_side.streaming_may_begin());
+  EXPECT_FALSE(old_side.taking_over().empty());
+  // Its reads and writes go to b as well for the partitions b takes over.
+  for (uint32_t p : old_side.taking_over()) {
+    EXPECT_EQ(old_side.joining()[p], (std::vector<NodeId>{"b"})) << p;
+  }
 }
 
 TEST(PlacementKeeper, TheNewerSideSendsItsTable) {
@@ -245,20 +274,235 @@ TEST(PlacementKeeper, ARemovalSurvivesAConcurrentJoinElsewhere) {
   for (const char* id : {"a", "b", "c", "d"}) c.add(id, empty());
   c.start_all();
   ASSERT_TRUE(c.run_until_agreed(200));
-  // a removes d while e joins through b, before either heard of the other's change.
+  // a removes d while a table with e joined spreads from b, before either heard of the
+  // other's change.
   c.keepers.erase("d");
   for (auto& [id, k] : c.keepers) k->set_member_up("d", false, c.now);
   ASSERT_TRUE(c.keepers["a"]->remove({"d"}, c.now).ok());
   c.keepers["a"]->take_messages();  // the news of the removal is lost
+  ASSERT_TRUE(c.keepers["a"]->pending().has_value());
   Placement with_e = c.keepers["b"]->placement();
   const NodeId e[] = {"e"};
   ASSERT_TRUE(with_e.join(e).ok());
-  ASSERT_EQ(with_e.epoch(), c.keepers["a"]->placement().epoch());
-  // Whichever of the two same-epoch tables wins, d stays out once a hears of e's table.
+  ASSERT_EQ(with_e.epoch(), c.keepers["a"]->pending()->epoch());
+  // a adopts the newer table, which still lists d: it proposes the removal again on top.
   c.keepers["a"]->on_message("b", PlacementTable{with_e.encode()}, c.now);
+  EXPECT_TRUE(c.keepers["a"]->placement() == with_e);
+  ASSERT_TRUE(c.keepers["a"]->pending().has_value());
+  EXPECT_FALSE(c.keepers["a"]->pending()->is_member("d"));
+  EXPECT_TRUE(c.keepers["a"]->pending()->is_member("e"));
+}
+
+// Steps until `done` holds, at most `max_steps`.
+template <typename Done>
+bool run_until(Cluster& c, int max_steps, Done done) {
+  for (int i = 0; i < max_steps; ++i) {
+    c.step();
+    if (done()) return true;
+  }
+  return false;
+}
+
+TEST(PlacementKeeper, AJoinCommitsOnlyOnceEveryMemberSawItAndItsTakerStreamed) {
+  Cluster c(21);
+  for (const char* id : {"a", "b", "c"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  const Placement before = c.keepers["a"]->placement();
+  c.holds_seen.insert("b");
+  PlacementKeeper& d = c.add("d", empty());
+  for (auto& [id, k] : c.keepers) {
+    k->set_member_up("d", true, c.now);
+    d.set_member_up(id, true, c.now);
+  }
+  d.start(c.now);
+  // Every node learns of the pending table; b has not declared it seen.
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    for (auto& [id, k] : c.keepers) {
+      if (!k->pending().has_value() || k->hand_over()->not_seen != std::vector<NodeId>{"b"}) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  for (int i = 0; i < 20; ++i) c.step();
+  EXPECT_FALSE(d.streaming_may_begin());
+  EXPECT_TRUE(c.keepers["a"]->placement() == before);
+  // Meanwhile every node sends the partitions d takes over to d as well.
+  const std::vector<uint32_t> taken = d.taking_over();
+  ASSERT_FALSE(taken.empty());
+  for (auto& [id, k] : c.keepers) {
+    for (uint32_t p : taken) EXPECT_EQ(k->joining()[p], (std::vector<NodeId>{"d"})) << id << p;
+  }
+  // b sees it; d may stream, but has not streamed yet: still pending.
+  c.holds_seen.erase("b");
+  c.holds_stream.insert("d");
+  ASSERT_TRUE(run_until(c, 200, [&] { return d.streaming_may_begin(); }));
+  for (int i = 0; i < 20; ++i) c.step();
+  EXPECT_TRUE(c.keepers["a"]->pending().has_value());
+  d.set_streamed(static_cast<uint32_t>(taken.size() - 1), c.now);
+  for (int i = 0; i < 20; ++i) c.step();
+  std::optional<HandOverStatus> status = c.keepers["b"]->hand_over();
+  ASSERT_TRUE(status.has_value());
+  ASSERT_EQ(status->takers.size(), 1u);
+  EXPECT_EQ(status->takers[0].node, "d");
+  EXPECT_EQ(status->takers[0].streamed, taken.size() - 1);
+  EXPECT_FALSE(status->takers[0].ready);
+  EXPECT_EQ(status->joining, (std::vector<NodeId>{"d"}));
+  // The last partition: the table commits everywhere.
+  c.holds_stream.clear();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  EXPECT_EQ(c.keepers["a"]->placement().epoch(), before.epoch() + 1);
+  EXPECT_EQ(c.keepers["a"]->placement().slots_of("d"), taken.size());
+  for (auto& [id, k] : c.keepers) EXPECT_TRUE(k->joining().empty()) << id;
+}
+
+TEST(PlacementKeeper, RemovingADownNodeDoesNotWaitForIt) {
+  Cluster c(23);
+  for (const char* id : {"a", "b", "c", "d"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  c.keepers.erase("d");
+  for (auto& [id, k] : c.keepers) k->set_member_up("d", false, c.now);
+  const uint64_t proposed_a = c.keepers["a"]->counters().hand_overs_proposed;
+  const uint64_t proposed_c = c.keepers["c"]->counters().hand_overs_proposed;
+  ASSERT_TRUE(c.keepers["a"]->remove({"d"}, c.now).ok());
+  ASSERT_TRUE(c.run_until_agreed(200));
+  EXPECT_FALSE(c.keepers["c"]->placement().is_member("d"));
+  EXPECT_EQ(c.keepers["c"]->counters().hand_overs_proposed, proposed_c);
+  EXPECT_EQ(c.keepers["a"]->counters().hand_overs_proposed, proposed_a + 1);
+}
+
+TEST(PlacementKeeper, ALiveLeavingNodeMustSeeItsRemovalAndThenStaysOut) {
+  Cluster c(25);
+  for (const char* id : {"a", "b", "c", "d"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  c.holds_seen.insert("d");
+  ASSERT_TRUE(c.keepers["a"]->remove({"d"}, c.now).ok());
+  for (int i = 0; i < 50; ++i) c.step();
+  EXPECT_TRUE(c.keepers["a"]->placement().is_member("d"));
+  EXPECT_EQ(c.keepers["a"]->hand_over()->not_seen, (std::vector<NodeId>{"d"}));
+  EXPECT_EQ(c.keepers["a"]->hand_over()->leaving, (std::vector<NodeId>{"d"}));
+  c.holds_seen.clear();
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    for (auto& [id, k] : c.keepers) {
+      if (k->placement().is_member("d") || k->pending().has_value()) return false;
+    }
+    return true;
+  }));
+  // d does not join itself back while it runs.
+  for (int i = 0; i < 50; ++i) c.step();
+  EXPECT_TRUE(c.keepers["d"]->left());
   EXPECT_FALSE(c.keepers["a"]->placement().is_member("d"));
-  EXPECT_TRUE(c.keepers["a"]->placement().is_member("e") ||
-              !Placement::newer(with_e, c.keepers["a"]->placement()));
+  EXPECT_FALSE(c.keepers["d"]->pending().has_value());
+}
+
+TEST(PlacementKeeper, OneHandOverAtATime) {
+  Cluster c(27);
+  for (const char* id : {"a", "b", "c", "d", "e"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(300));
+  c.holds_stream.insert("a");
+  c.holds_stream.insert("b");
+  c.holds_stream.insert("c");
+  ASSERT_TRUE(c.keepers["a"]->remove({"e"}, c.now).ok());
+  const Status again = c.keepers["a"]->remove({"d"}, c.now);
+  EXPECT_EQ(again.code(), Code::kFailedPrecondition) << again.to_string();
+  EXPECT_NE(again.message().find("in progress"), std::string::npos) << again.to_string();
+  // Asking the same removal again is no error.
+  EXPECT_TRUE(c.keepers["a"]->remove({"e"}, c.now).ok());
+  // Nor is removing two at once: they go one after the other.
+  c.holds_stream.clear();
+  ASSERT_TRUE(run_until(c, 300, [&] { return !c.keepers["a"]->pending().has_value(); }));
+  ASSERT_TRUE(c.keepers["b"]->remove({"c", "d"}, c.now).ok());
+  ASSERT_TRUE(c.keepers["b"]->pending().has_value());
+  EXPECT_EQ(c.keepers["b"]->pending()->members().size(), 3u);
+  ASSERT_TRUE(run_until(c, 600, [&] {
+    return c.keepers["b"]->placement().members() == std::vector<NodeId>{"a", "b"} &&
+           !c.keepers["b"]->pending().has_value();
+  }));
+  EXPECT_EQ(c.keepers["a"]->remove({"a", "b"}, c.now).code(), Code::kInvalidArgument);
+}
+
+TEST(PlacementKeeper, JoinsProposedAtOnceEndInOneTableHoldingAll) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    Cluster c(100 + seed);
+    for (const char* id : {"a", "b", "c"}) c.add(id, empty());
+    c.start_all();
+    ASSERT_TRUE(c.run_until_agreed(200));
+    for (const char* id : {"x", "y", "z"}) {
+      PlacementKeeper& k = c.add(id, c.keepers["a"]->placement());
+      for (auto& [other, o] : c.keepers) {
+        o->set_member_up(id, true, c.now);
+        k.set_member_up(other, true, c.now);
+      }
+    }
+    for (const char* id : {"x", "y", "z"}) c.keepers[id]->start(c.now);
+    ASSERT_TRUE(c.run_until_agreed(2000)) << "seed " << seed;
+    EXPECT_EQ(c.keepers["a"]->placement().members().size(), 6u);
+  }
+}
+
+TEST(PlacementKeeper, ANodeThatAdoptsAHigherPendingTableStillWritesToTheLowersTakers) {
+  Placement base = solo("a");
+  const NodeId bc[] = {"b", "c"};
+  ASSERT_TRUE(base.join(bc).ok());
+  Placement with_x = base;
+  const NodeId x[] = {"x"};
+  ASSERT_TRUE(with_x.join(x).ok());
+  Placement with_y = base;
+  const NodeId y[] = {"y"};
+  ASSERT_TRUE(with_y.join(y).ok());
+  const bool y_higher = Placement::newer(with_y, with_x);
+  const Placement& lower = y_higher ? with_x : with_y;
+  const Placement& higher = y_higher ? with_y : with_x;
+  const NodeId low_taker = y_higher ? "x" : "y";
+  const NodeId high_taker = y_higher ? "y" : "x";
+
+  PlacementKeeper a("a", base, {}, 5);
+  a.start(MonoTime{});
+  a.on_message("b", PlacementTable{base.encode(), lower.encode(), {}, {}}, MonoTime{});
+  ASSERT_TRUE(a.pending().has_value());
+  EXPECT_TRUE(*a.pending() == lower);
+  a.on_message("c", PlacementTable{base.encode(), higher.encode(), {}, {}}, MonoTime{});
+  EXPECT_TRUE(*a.pending() == higher);
+  EXPECT_EQ(a.counters().pendings_superseded, 1u);
+  // Both takers get the reads and writes of what they take over.
+  for (uint32_t p : taken_over(base, lower, low_taker)) {
+    const auto& j = a.joining()[p];
+    EXPECT_NE(std::find(j.begin(), j.end(), low_taker), j.end()) << p;
+  }
+  for (uint32_t p : taken_over(base, higher, high_taker)) {
+    const auto& j = a.joining()[p];
+    EXPECT_NE(std::find(j.begin(), j.end(), high_taker), j.end()) << p;
+  }
+  // The lower one is no longer adopted back.
+  a.on_message("b", PlacementTable{base.encode(), lower.encode(), {}, {}}, MonoTime{});
+  EXPECT_TRUE(*a.pending() == higher);
+}
+
+TEST(PlacementKeeper, APendingTableHeldAcrossARestartIsSeenAndAnOddOneIgnored) {
+  Placement base = solo("a");
+  const NodeId bc[] = {"b", "c"};
+  ASSERT_TRUE(base.join(bc).ok());
+  Placement next = base;
+  const NodeId d[] = {"d"};
+  ASSERT_TRUE(next.join(d).ok());
+  PlacementKeeper a("a", base, {}, 7, next);
+  ASSERT_TRUE(a.pending().has_value());
+  EXPECT_FALSE(a.awaiting_seen().has_value());
+  // A pending table whose epoch does not follow the table's is not one.
+  Placement far = next;
+  const NodeId e[] = {"e"};
+  ASSERT_TRUE(far.join(e).ok());
+  PlacementKeeper b("b", base, {}, 7, far);
+  EXPECT_FALSE(b.pending().has_value());
+  // Nor is one from a peer.
+  b.on_message("c", PlacementTable{base.encode(), far.encode(), {}, {}}, MonoTime{});
+  EXPECT_FALSE(b.pending().has_value());
+  EXPECT_EQ(b.counters().tables_refused, 1u);
+  EXPECT_NE(b.last_refusal().find("does not follow"), std::string::npos) << b.last_refusal();
 }
 
 }  // namespace

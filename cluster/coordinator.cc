@@ -15,9 +15,9 @@ constexpr int kMutateTimeoutFactor = 2;
 // on the key: one more timeout, so that the leader answers first when it can.
 constexpr int kForwardTimeoutFactor = 3;
 
-std::string counts(size_t answered, size_t contacted, size_t required, std::string_view what) {
-  return std::to_string(answered) + " of " + std::to_string(contacted) + " " + std::string(what) +
-         " answered, " + std::to_string(required) + " required";
+// " (with 2 joining)" after a count that includes the joining nodes; nothing without any.
+std::string with_joining(size_t joining) {
+  return joining == 0 ? std::string() : " (with " + std::to_string(joining) + " joining)";
 }
 
 }  // namespace
@@ -268,22 +268,17 @@ void Coordinator::expire(Op& op, MonoTime now) {
                   now);
     case Phase::kReading:
       if (op.oks >= op.required && op.winner) {
-        return fail(
-            op,
-            Status::timeout("read " + op.winner->version.to_string() + " from " +
-                            std::to_string(op.oks) + " replicas; it is held by " +
-                            std::to_string(holders(op)) + " of " +
-                            std::to_string(op.targets.size()) + ", " + std::to_string(op.quorum) +
-                            " required before answering (repairs unacknowledged)"),
-            now);
+        return fail(op,
+                    Status::timeout("read " + op.winner->version.to_string() + " from " +
+                                    std::to_string(op.oks) + " replicas; it is held by " +
+                                    std::to_string(holders(op)) + " of " +
+                                    std::to_string(op.targets.size()) + ", " +
+                                    std::to_string(op.quorum) + " required before answering" +
+                                    with_joining(op.joining) + " (repairs unacknowledged)"),
+                    now);
       }
-      return fail(
-          op, Status::timeout(counts(op.oks, op.targets.size(), op.required, "replicas") + strict),
-          now);
-    case Phase::kWriting:
-      return fail(
-          op, Status::timeout(counts(op.oks, op.targets.size(), op.required, "replicas") + strict),
-          now);
+      return fail(op, Status::timeout(answered(op) + strict), now);
+    case Phase::kWriting: return fail(op, Status::timeout(answered(op) + strict), now);
     case Phase::kForwarding:
       return fail(op,
                   Status::timeout("the partition's leader " + op.leader +
@@ -315,10 +310,12 @@ void Coordinator::admit(Op op, MonoTime now) {
                : op.kind == OpKind::kMutate ? kMutateTimeoutFactor
                                             : 1;
   op.deadline = now + factor * options_.request_timeout;
+  op.began = now;
   const uint64_t id = op.id;
   Op& held = ops_.emplace(id, std::move(op)).first->second;
   set_bytes(held, bytes);
   timers_.insert({held.deadline, id});
+  begun_.insert({held.began, id});
   KeyQueue& q = keys_[held.key];
   if (!q.draining && q.waiting.empty() && can_start(q, held.kind)) {
     run(q, held, now);  // the common case: nothing to wait for, nothing queued
@@ -427,13 +424,46 @@ void Coordinator::forget_requests(Op& op) {
   op.reqs.clear();
 }
 
+std::string Coordinator::answered(const Op& op) {
+  std::string out =
+      std::to_string(op.oks) + " of " + std::to_string(op.targets.size()) + " replicas answered";
+  if (op.joining != 0) {
+    size_t joining_oks = 0;
+    size_t joining_targets = 0;
+    for (const Target& t : op.targets) {
+      if (!t.joining) continue;
+      ++joining_targets;
+      if (t.ok) ++joining_oks;
+    }
+    out += " (" + std::to_string(op.oks - joining_oks) + " of " +
+           std::to_string(op.targets.size() - joining_targets) + " for home replicas, " +
+           std::to_string(joining_oks) + " of " + std::to_string(joining_targets) +
+           " for joining ones)";
+  }
+  return out + ", " + std::to_string(op.required) + " required";
+}
+
 void Coordinator::fan_out(Op& op, Purpose purpose, MonoTime now) {
   forget_requests(op);
   const uint32_t partition = view_.partition_of(op.key);
   std::vector<NodeId> home = view_.home(partition);
+  // The view promises joining nodes are no home replicas; one that is (or is named twice)
+  // would count twice toward the replies required, so it is dropped.
+  std::vector<NodeId> joining;
+  for (NodeId& j : view_.joining(partition)) {
+    if (std::find(home.begin(), home.end(), j) == home.end() &&
+        std::find(joining.begin(), joining.end(), j) == joining.end()) {
+      joining.push_back(std::move(j));
+    }
+  }
   const size_t n = home.size();
+  const size_t k = joining.size();
+  // k more than the level asks of the home replicas, whatever the level (coordinator.h says
+  // why that makes quorums meet those of the current and of the pending table).
   op.required = required_replies(op.options.consistency, n);
-  op.quorum = required_replies(Consistency::kQuorum, n);
+  if (op.required != 0) op.required += k;
+  op.quorum = required_replies(Consistency::kQuorum, n) + (n == 0 ? 0 : k);
+  op.joining = k;
   op.targets.clear();
   op.oks = 0;
   op.failures = 0;
@@ -449,40 +479,56 @@ void Coordinator::fan_out(Op& op, Purpose purpose, MonoTime now) {
                                          std::to_string(static_cast<int>(op.options.consistency))),
                 now);
   }
-  std::vector<NodeId> down;
-  for (NodeId& h : home) {
-    if (view_.is_up(h)) {
-      Target target;
-      target.node = std::move(h);
-      op.targets.push_back(std::move(target));
-    } else {
-      down.push_back(std::move(h));
+  struct Down {
+    NodeId node;
+    bool joining;
+  };
+  std::vector<Down> down;
+  size_t up_homes = 0;
+  size_t up_joining = 0;
+  auto add = [&](NodeId& node, bool is_joining) {
+    if (!view_.is_up(node)) {
+      down.push_back({std::move(node), is_joining});
+      return;
     }
-  }
-  const size_t up_homes = op.targets.size();
+    ++(is_joining ? up_joining : up_homes);
+    Target target;
+    target.node = std::move(node);
+    target.joining = is_joining;
+    op.targets.push_back(std::move(target));
+  };
+  for (NodeId& h : home) add(h, false);
+  for (NodeId& j : joining) add(j, true);
   if (!op.options.strict && !down.empty()) {
-    // Each home replica that is down is stood in for by the next fallback not used yet.
+    // Each replica that is down is stood in for by the next fallback not used yet. A
+    // joining node is no home replica, so it may be among the fallbacks: ask for as many
+    // more as there are joining nodes up, and skip them.
     size_t next = 0;
-    for (NodeId& f : view_.fallbacks(partition, down.size())) {
+    for (NodeId& f : view_.fallbacks(partition, down.size() + up_joining)) {
       if (next == down.size()) break;
       bool used = std::any_of(op.targets.begin(), op.targets.end(),
                               [&](const Target& t) { return t.node == f; });
       if (used) continue;
       Target target;
       target.node = std::move(f);
-      target.hint_for = down[next++];
+      target.hint_for = down[next].node;
+      target.joining = down[next].joining;
+      ++next;
       op.targets.push_back(std::move(target));
     }
   }
   if (op.targets.size() < op.required) {
+    const std::string homes =
+        std::to_string(up_homes) + " of " + std::to_string(n) + " home replicas" +
+        (k == 0 ? std::string()
+                : " and " + std::to_string(up_joining) + " of " + std::to_string(k) + " joining");
+    const size_t fallbacks = op.targets.size() - up_homes - up_joining;
     std::string why =
         op.options.strict
-            ? "reached " + std::to_string(up_homes) + " of " + std::to_string(n) +
-                  " home replicas, " + std::to_string(op.required) + " required (strict)"
-            : "reached " + std::to_string(op.targets.size()) + " replicas (" +
-                  std::to_string(up_homes) + " of " + std::to_string(n) + " home replicas up, " +
-                  std::to_string(op.targets.size() - up_homes) + " fallbacks), " +
-                  std::to_string(op.required) + " required";
+            ? "reached " + homes + ", " + std::to_string(op.required) + " required (strict)"
+            : "reached " + std::to_string(op.targets.size()) + " replicas (" + homes + " up, " +
+                  std::to_string(fallbacks) + " fallbacks), " + std::to_string(op.required) +
+                  " required";
     return fail(op, Status::unavailable(std::move(why)), now);
   }
   for (size_t t = 0; t < op.targets.size(); ++t) {
@@ -536,19 +582,16 @@ void Coordinator::advance_read(Op& op, MonoTime now) {
                                          [](const Target& t) { return t.repair_outstanding; });
       if (unanswered == 0 && !repairing) {
         return fail(op,
-                    Status::unavailable("read " + op.winner->version.to_string() + ", held by " +
-                                        std::to_string(holders(op)) + " of " +
-                                        std::to_string(op.targets.size()) +
-                                        " replicas after repairs failed, " +
-                                        std::to_string(op.quorum) + " required"),
+                    Status::unavailable(
+                        "read " + op.winner->version.to_string() + ", held by " +
+                        std::to_string(holders(op)) + " of " + std::to_string(op.targets.size()) +
+                        " replicas after repairs failed, " + std::to_string(op.quorum) +
+                        " required" + with_joining(op.joining)),
                     now);
       }
     } else if (op.oks + unanswered < op.required) {
-      return fail(
-          op,
-          Status(op.first_error.code(), counts(op.oks, op.targets.size(), op.required, "replicas") +
-                                            "; " + op.first_error.message()),
-          now);
+      return fail(op, Status(op.first_error.code(), answered(op) + "; " + op.first_error.message()),
+                  now);
     }
     return;
   }
@@ -633,10 +676,7 @@ void Coordinator::advance_write(Op& op, MonoTime now) {
     return answer_mutate(op, std::move(outcome), now);
   }
   if (op.oks + unanswered < op.required) {
-    fail(op,
-         Status(op.first_error.code(), counts(op.oks, op.targets.size(), op.required, "replicas") +
-                                           "; " + op.first_error.message()),
-         now);
+    fail(op, Status(op.first_error.code(), answered(op) + "; " + op.first_error.message()), now);
   }
 }
 
@@ -731,6 +771,7 @@ void Coordinator::erase(uint64_t id) {
   if (it == ops_.end()) return;
   Op& op = it->second;
   timers_.erase({op.deadline, id});
+  begun_.erase({op.began, id});
   forget_requests(op);
   bytes_ -= op.bytes;
   ops_.erase(it);

@@ -27,6 +27,20 @@
 //  - Read-modify-writes run at the first home replica that is up (the partition's
 //    leader); elsewhere they are forwarded there. The leader reads at the request's
 //    consistency, decides with cluster/mutation.h and writes with a newer version.
+//  - While a hand-over is in progress, the k joining nodes of a partition (view.joining:
+//    home replicas in the pending table, not in the current one) are replicas like its home
+//    ones for every phase above: contacted, stood in for by a fallback when down and not
+//    strict, read-repaired; and every level requires k more replies (ONE: 1 + k, QUORUM and
+//    LOCAL_QUORUM: n/2 + 1 + k, ALL: n + k), monotonic reads k more holders. Why that is
+//    enough, with H the n current home replicas, P the pending ones, J = P \ H (k nodes)
+//    and U = H + J (n + k): of W + k acknowledgements in U at most k are outside H, so at
+//    least W are in H and meet any R of H (W + R > n); U \ P = H \ P has n + k - |P|
+//    nodes, so at least W + |P| - n are in P, which meet any R' of P's own levels when
+//    W + R' > n: always when |P| >= n (the usual case, |P| = n, or a join growing a
+//    partition that had fewer than N home replicas: then H is in P and U is P); when a
+//    removal shrinks it by one node (k = 0), too (W + R' is n/2 + 1 + (n-1)/2 + 1 > n);
+//    by two or more at once, not. A read of R + k of U meets any W of either table alike,
+//    and a monotonic read's Q + k holders include a quorum of each.
 //
 // Per-key ordering: the operations of one key run in arrival order in runs: consecutive
 // writes are in flight together (each has a newer version; last-write-wins orders them),
@@ -143,6 +157,12 @@ class Coordinator {
   // Whether a request of `key` is in flight or queued here.
   bool busy(std::string_view key) const { return keys_.find(key) != keys_.end(); }
   uint64_t request_bytes() const { return bytes_; }
+  // Whether a request this coordinator took in at or before `t` is still held: queued,
+  // running, or answered and still repairing. A node that adopts a pending table at `t`
+  // tells the others it has seen it once this is false, when nothing it began under the old
+  // table can still write or repair by it. Inclusive, so that a request taken in at the
+  // same instant as the adoption (in the same turn, just before it) counts. O(1).
+  bool running_begun_by(MonoTime t) const { return !begun_.empty() && begun_.begin()->first <= t; }
 
  private:
   enum class OpKind : uint8_t { kRead, kWrite, kMutate, kForward };
@@ -152,7 +172,8 @@ class Coordinator {
   // One replica a phase of a request contacts.
   struct Target {
     NodeId node;
-    NodeId hint_for;  // a fallback standing in for this home replica; empty for a home one
+    NodeId hint_for;       // a fallback standing in for this replica; empty for the replica itself
+    bool joining = false;  // a joining node, or a fallback standing in for one
     bool replied = false;
     bool ok = false;
     // Reads: the newest version the replica is known to hold (a repair it acknowledged
@@ -198,6 +219,8 @@ class Coordinator {
     // it, instead of answering with a version that lost.
     Version own_newer;
     bool restamped = false;
+    MonoTime began{};    // when it was taken in (admit)
+    size_t joining = 0;  // the partition's joining nodes in the phase in flight (k)
   };
 
   struct Pending {
@@ -233,10 +256,13 @@ class Coordinator {
   // Releases the op's hold on its key (when it answers) and starts what waited behind it.
   void release(Op& op, MonoTime now);
 
-  // Sends the phase's requests to the key's replicas: up home replicas, and fallbacks for
-  // the ones down unless strict. Answers the op UNAVAILABLE when fewer than required are
-  // reachable.
+  // Sends the phase's requests to the key's replicas: up home replicas and joining nodes,
+  // and fallbacks for the ones down unless strict. Answers the op UNAVAILABLE when fewer
+  // than required are reachable.
   void fan_out(Op& op, Purpose purpose, MonoTime now);
+  // "2 of 4 replicas answered (2 of 3 for home replicas, 0 of 1 for joining ones), 3
+  // required": how far the phase in flight got, for its errors.
+  static std::string answered(const Op& op);
   // A new peer request id for `target` of the op.
   uint64_t track(Op& op, size_t target, Purpose purpose);
   void forget_requests(Op& op);
@@ -288,6 +314,7 @@ class Coordinator {
   std::unordered_map<uint64_t, Op> ops_;
   std::unordered_map<uint64_t, Pending> pending_;  // peer request id -> who waits for it
   std::set<std::pair<MonoTime, uint64_t>> timers_;
+  std::set<std::pair<MonoTime, uint64_t>> begun_;  // (Op::began, id) of every op held
   KeyMap keys_;
   std::vector<PeerOutgoing> outbox_;
   std::deque<std::function<void()>> callbacks_;

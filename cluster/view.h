@@ -31,6 +31,16 @@ class ReplicaView {
   // Up to `count` up nodes that are not home replicas of the partition, in ring order
   // from it: where sloppy quorum sends the writes of home replicas that are down.
   virtual std::vector<NodeId> fallbacks(uint32_t partition, size_t count) const = 0;
+  // While a hand-over is in progress: the nodes that are home replicas of the partition in
+  // the pending table but not in the current one, down ones included; never among
+  // home(partition). Empty when no table is pending (the default). The coordinator sends
+  // every read and write of the partition to them as well as to the home replicas and
+  // requires k more replies, k the number of joining nodes, so that its quorums meet those
+  // of both tables (cluster/coordinator.h).
+  virtual std::vector<NodeId> joining(uint32_t partition) const {
+    static_cast<void>(partition);
+    return {};
+  }
 };
 
 }  // namespace edgekv::cluster

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,7 +26,9 @@ namespace {
 using std::chrono::milliseconds;
 
 // Nodes n1..nK in ring order; every key is in partition 0, whose home replicas are the first
-// N nodes. Fallbacks are the up nodes after them, in ring order.
+// N nodes (unless set by hand). Fallbacks are the up nodes after the first N, in ring order
+// (joining ones included, as a placement that knows nothing of the pending table would).
+// Joining nodes are set by hand.
 class FakeView final : public ReplicaView {
  public:
   FakeView(NodeId self, size_t nodes, uint32_t n) : self_(std::move(self)), n_(n) {
@@ -34,6 +38,7 @@ class FakeView final : public ReplicaView {
   uint32_t replication_factor() const override { return n_; }
   uint32_t partition_of(std::string_view) const override { return 0; }
   std::vector<NodeId> home(uint32_t) const override {
+    if (!home_.empty()) return home_;
     return {ring_.begin(), ring_.begin() + std::min<size_t>(n_, ring_.size())};
   }
   bool is_up(const NodeId& node) const override { return down_.count(node) == 0; }
@@ -44,6 +49,11 @@ class FakeView final : public ReplicaView {
     }
     return out;
   }
+  std::vector<NodeId> joining(uint32_t) const override { return joining_; }
+  // A hand-over in progress: these nodes are home replicas in the pending table only.
+  void set_joining(std::vector<NodeId> nodes) { joining_ = std::move(nodes); }
+  // Home replicas other than the first N (the pending table's, after a hand-over).
+  void set_home(std::vector<NodeId> nodes) { home_ = std::move(nodes); }
   void set_down(const NodeId& node, bool down) {
     if (down) {
       down_.insert(node);
@@ -57,6 +67,8 @@ class FakeView final : public ReplicaView {
   uint32_t n_;
   std::vector<NodeId> ring_;
   std::set<NodeId> down_;
+  std::vector<NodeId> joining_;
+  std::vector<NodeId> home_;
 };
 
 template <typename T>
@@ -938,6 +950,268 @@ TEST_F(CoordinatorTest, EveryRequestIsAnsweredExactlyOnce) {
   }
 }
 
+// ------------------------------------------------------------------ joining nodes
+
+TEST_F(CoordinatorTest, AWriteWithAJoiningNodeGoesToItAndNeedsOneMoreAck) {
+  view_->set_joining({"n4"});
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  EXPECT_EQ(targets(writes), (std::set<NodeId>{"n1", "n2", "n3", "n4"}));
+  for (const auto& w : writes) EXPECT_TRUE(w.message.hint_for.empty()) << w.to;
+  EXPECT_EQ(c_->stats().hints, 0u);
+  ack(writes[0]);
+  ack(writes[1]);
+  EXPECT_EQ(a.calls, 0);  // a quorum of the home replicas, but 3 of the 4 are required
+  ack(writes[2]);
+  ASSERT_TRUE(a.ok());
+  ack(writes[3]);
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(c_->requests(), 0u);
+}
+
+TEST_F(CoordinatorTest, EveryLevelNeedsAsManyMoreAcksAsJoiningNodes) {
+  make("n1", 6, 3);
+  view_->set_joining({"n4", "n5"});
+  // ONE: 1 + 2, QUORUM and LOCAL_QUORUM: 2 + 2, ALL: 3 + 2, of the 5.
+  const std::pair<Consistency, size_t> levels[] = {{Consistency::kOne, 3},
+                                                   {Consistency::kQuorum, 4},
+                                                   {Consistency::kLocalQuorum, 4},
+                                                   {Consistency::kAll, 5}};
+  for (const auto& [level, required] : levels) {
+    SCOPED_TRACE(static_cast<int>(level));
+    Answer<WriteOutcome> a;
+    c_->put("k", "v", WallTime{0}, at(level), now_, a.callback());
+    auto writes = sent<WriteRequest>();
+    ASSERT_EQ(targets(writes), (std::set<NodeId>{"n1", "n2", "n3", "n4", "n5"}));
+    for (size_t i = 0; i + 1 < required; ++i) ack(writes[i]);
+    EXPECT_EQ(a.calls, 0);
+    ack(writes[required - 1]);
+    EXPECT_TRUE(a.ok());
+    for (size_t i = required; i < writes.size(); ++i) ack(writes[i]);
+    EXPECT_EQ(c_->requests(), 0u);
+  }
+}
+
+TEST_F(CoordinatorTest, AReadWithAJoiningNodeNeedsOneMoreReplyAndTheNewestWins) {
+  view_->set_joining({"n4"});
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  EXPECT_EQ(targets(reads), (std::set<NodeId>{"n1", "n2", "n3", "n4"}));
+  for (const auto& r : reads) EXPECT_FALSE(r.message.include_hints);
+  // The joining node has not been handed the key yet: its NOT_FOUND hides nothing.
+  reply(to(reads, "n4"), std::nullopt);
+  reply(to(reads, "n1"), record("k", "v", 200));
+  EXPECT_EQ(a.calls, 0);  // 2 of the 3 replies required
+  auto first = sent<WriteRequest>();
+  ASSERT_EQ(first.size(), 1u);  // read repair reaches the joining node
+  EXPECT_EQ(first[0].to, "n4");
+  EXPECT_TRUE(first[0].message.repair);
+  EXPECT_TRUE(first[0].message.hint_for.empty());
+  EXPECT_EQ(first[0].message.record->value, "v");
+  reply(to(reads, "n2"), record("k", "v", 200));
+  // R + 1 replied and 2 hold v: a quorum of the home replicas, not 3 of the 4 yet.
+  EXPECT_EQ(a.calls, 0);
+  ack(first[0]);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.result->value().value, "v");
+  reply(to(reads, "n3"), record("k", "v", 200));
+  EXPECT_EQ(c_->requests(), 0u);
+}
+
+TEST_F(CoordinatorTest, AMonotonicReadWithAJoiningNodeTimesOutNamingTheQuorumWithIt) {
+  view_->set_joining({"n4"});
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "v", 200));
+  reply(to(reads, "n2"), record("k", "v", 200));
+  reply(to(reads, "n4"), std::nullopt);
+  advance(milliseconds(1000));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kTimeout);
+  EXPECT_NE(a.message().find("held by 2 of 4, 3 required before answering (with 1 joining)"),
+            std::string::npos)
+      << a.message();
+}
+
+TEST_F(CoordinatorTest, ADownJoiningNodeIsStoodInForByAFallbackWithAHint) {
+  view_->set_joining({"n4"});
+  view_->set_down("n4", true);
+  Answer<WriteOutcome> w;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, w.callback());
+  auto writes = sent<WriteRequest>();
+  std::map<NodeId, NodeId> hint_for;
+  for (const auto& m : writes) hint_for[m.to] = m.message.hint_for;
+  EXPECT_EQ(hint_for, (std::map<NodeId, NodeId>{{"n1", ""}, {"n2", ""}, {"n3", ""}, {"n5", "n4"}}));
+  EXPECT_EQ(c_->stats().hints, 1u);
+  for (const auto& m : writes) {
+    if (m.to != "n3") ack(m);  // the hint counts toward W + 1
+  }
+  EXPECT_TRUE(w.ok());
+
+  Answer<store::Record> r;
+  c_->get("k", at(Consistency::kQuorum), now_, r.callback());
+  auto reads = sent<ReadRequest>();
+  EXPECT_EQ(targets(reads), (std::set<NodeId>{"n1", "n2", "n3", "n5"}));
+  EXPECT_TRUE(to(reads, "n5").message.include_hints);
+  EXPECT_FALSE(to(reads, "n1").message.include_hints);
+}
+
+TEST_F(CoordinatorTest, AJoiningNodeIsNoFallbackForADownHomeReplica) {
+  // The view's fallbacks know nothing of the pending table: n4 comes first, but it is
+  // contacted for itself already.
+  view_->set_joining({"n4"});
+  view_->set_down("n2", true);
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kAll), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  std::map<NodeId, NodeId> hint_for;
+  for (const auto& m : writes) hint_for[m.to] = m.message.hint_for;
+  EXPECT_EQ(hint_for, (std::map<NodeId, NodeId>{{"n1", ""}, {"n3", ""}, {"n4", ""}, {"n5", "n2"}}));
+  for (const auto& m : writes) ack(m);
+  EXPECT_TRUE(a.ok());
+}
+
+TEST_F(CoordinatorTest, AStrictRequestWithTheJoiningNodeDownIsUnavailableNamingIt) {
+  view_->set_joining({"n4"});
+  view_->set_down("n4", true);
+  view_->set_down("n2", true);
+  Answer<WriteOutcome> strict;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum, true), now_, strict.callback());
+  ASSERT_EQ(strict.calls, 1);
+  EXPECT_EQ(strict.code(), Code::kUnavailable);
+  EXPECT_EQ(strict.message(),
+            "reached 2 of 3 home replicas and 0 of 1 joining, 3 required (strict)");
+  EXPECT_TRUE(sent<WriteRequest>().empty());
+
+  // Strict with only the joining node down: the home replicas make W + 1 on their own.
+  view_->set_down("n2", false);
+  Answer<WriteOutcome> ok;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum, true), now_, ok.callback());
+  auto writes = sent<WriteRequest>();
+  EXPECT_EQ(targets(writes), (std::set<NodeId>{"n1", "n2", "n3"}));
+  ack(writes[0]);
+  ack(writes[1]);
+  EXPECT_EQ(ok.calls, 0);
+  ack(writes[2]);
+  EXPECT_TRUE(ok.ok());
+
+  // Sloppy, with no node left to stand in.
+  make("n1", 4, 3);
+  view_->set_joining({"n4"});
+  view_->set_down("n4", true);
+  view_->set_down("n2", true);
+  Answer<store::Record> sloppy;
+  c_->get("k", at(Consistency::kQuorum), now_, sloppy.callback());
+  ASSERT_EQ(sloppy.calls, 1);
+  EXPECT_EQ(sloppy.code(), Code::kUnavailable);
+  EXPECT_EQ(sloppy.message(),
+            "reached 2 replicas (2 of 3 home replicas and 0 of 1 joining up, 0 fallbacks), 3 "
+            "required");
+}
+
+TEST_F(CoordinatorTest, ATimeoutWithAJoiningNodeNamesWhoAnswered) {
+  view_->set_joining({"n4"});
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  for (const auto& m : writes) {
+    if (m.to == "n1" || m.to == "n2") ack(m);
+  }
+  advance(milliseconds(1000));
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kTimeout);
+  EXPECT_EQ(a.message(),
+            "2 of 4 replicas answered (2 of 3 for home replicas, 0 of 1 for joining ones), 3 "
+            "required");
+}
+
+TEST_F(CoordinatorTest, AMutationWithAJoiningNodeReadsAndWritesItToo) {
+  view_->set_joining({"n4"});
+  Answer<MutationOutcome> a;
+  Mutation m;
+  m.kind = Mutation::Kind::kSet;
+  m.value = "new";
+  c_->mutate("k", m, at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  EXPECT_EQ(targets(reads), (std::set<NodeId>{"n1", "n2", "n3", "n4"}));
+  reply(to(reads, "n1"), record("k", "old", 100));
+  reply(to(reads, "n4"), std::nullopt);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 1u);  // of n4; nothing decided on 1 of the 3 replies required
+  EXPECT_TRUE(repairs[0].message.repair);
+  reply(to(reads, "n2"), record("k", "old", 100));
+  // "old" is on 2 of the 4, 3 required before deciding: no write yet.
+  EXPECT_TRUE(sent<WriteRequest>().empty());
+  ack(repairs[0]);
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(targets(writes), (std::set<NodeId>{"n1", "n2", "n3", "n4"}));
+  ack(writes[0]);
+  ack(writes[1]);
+  EXPECT_EQ(a.calls, 0);
+  ack(writes[2]);
+  ASSERT_TRUE(a.ok());
+}
+
+TEST_F(CoordinatorTest, AJoiningNodeThatIsAHomeReplicaIsCountedOnce) {
+  view_->set_joining({"n3", "n4", "n4"});
+  Answer<WriteOutcome> a;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, a.callback());
+  auto writes = sent<WriteRequest>();
+  ASSERT_EQ(writes.size(), 4u);
+  ack(writes[0]);
+  ack(writes[1]);
+  EXPECT_EQ(a.calls, 0);
+  ack(writes[2]);
+  EXPECT_TRUE(a.ok());
+}
+
+TEST_F(CoordinatorTest, RunningBegunByTellsWhetherAnEarlierRequestIsStillHeld) {
+  const MonoTime t0 = now_;
+  EXPECT_FALSE(c_->running_begun_by(t0));
+  Answer<WriteOutcome> w;
+  c_->put("k", "v", WallTime{0}, at(Consistency::kQuorum), now_, w.callback());
+  auto writes = sent<WriteRequest>();
+  EXPECT_TRUE(c_->running_begun_by(t0));  // at the same instant: counted
+  EXPECT_TRUE(c_->running_begun_by(t0 + milliseconds(5)));
+  EXPECT_FALSE(c_->running_begun_by(t0 - milliseconds(1)));
+  advance(milliseconds(10));
+  // Begun after t1: not what t1 waits for.
+  const MonoTime t1 = now_ - milliseconds(1);
+  Answer<store::Record> r;
+  c_->get("other", at(Consistency::kOne), now_, r.callback());
+  auto reads = sent<ReadRequest>();
+  ack(writes[0]);
+  ack(writes[1]);
+  ASSERT_TRUE(w.ok());
+  EXPECT_FALSE(c_->running_begun_by(t1));
+  EXPECT_TRUE(c_->running_begun_by(now_));
+  // A read that answered is held while it repairs.
+  reply(to(reads, "n1"), record("other", "v", 100));
+  ASSERT_TRUE(r.ok());
+  reply(to(reads, "n2"), std::nullopt);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 1u);
+  reply(to(reads, "n3"), record("other", "v", 100));
+  EXPECT_TRUE(c_->running_begun_by(now_));
+  ack(repairs[0]);
+  EXPECT_EQ(c_->requests(), 0u);
+  EXPECT_FALSE(c_->running_begun_by(now_));
+  // Queued behind its key counts too, and so does one that times out only at its deadline.
+  Answer<WriteOutcome> first, second;
+  Answer<store::Record> queued;
+  c_->put("q", "v", WallTime{0}, at(Consistency::kAll), now_, first.callback());
+  c_->get("q", at(Consistency::kOne), now_, queued.callback());
+  EXPECT_TRUE(c_->busy("q"));
+  EXPECT_TRUE(c_->running_begun_by(now_));
+  advance(milliseconds(1000));
+  EXPECT_EQ(first.code(), Code::kTimeout);
+  EXPECT_EQ(queued.code(), Code::kTimeout);
+  EXPECT_FALSE(c_->running_begun_by(now_));
+}
+
 // Replicas that store by last-write-wins, and a network that loses, reorders and delays
 // both requests and replies, under a stable membership: a QUORUM read returns every write
 // acknowledged at QUORUM before it began, and what any QUORUM read that answered before it
@@ -1009,6 +1283,122 @@ TEST_F(CoordinatorTest, QuorumReadsSeeAcknowledgedWritesAndAreMonotonic) {
         replies.erase(replies.begin() + static_cast<long>(pick));
         if (rng.chance(0.1)) continue;
         c_->on_message(from, std::move(reply), now_);
+      }
+    }
+    EXPECT_GT(reads_checked, 20u);
+  }
+}
+
+// A hand-over in progress, with coordinators in each of its three views at once: the
+// current table (old), the current one with the pending one's joining nodes (transit), and
+// the pending table (new). Replicas store by last-write-wins; the network loses, reorders
+// and delays. A QUORUM read sees every QUORUM write acknowledged before it began, and what
+// every QUORUM read that answered before it returned, when made in the same view or in
+// neighbouring ones (old and transit, transit and new). Old and new need not meet: a node
+// moves to new only once every node is past old, and the hand-over copies what old wrote.
+TEST_F(CoordinatorTest, QuorumsInTransitMeetThoseOfBothTables) {
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Random rng(seed);
+    // One node replaced (n3 by n4), or two (n2 and n3 by n4 and n5).
+    const bool two = seed % 2 == 0;
+    const std::vector<NodeId> old_home = {"n1", "n2", "n3"};
+    const std::vector<NodeId> new_home =
+        two ? std::vector<NodeId>{"n1", "n4", "n5"} : std::vector<NodeId>{"n1", "n2", "n4"};
+    const std::vector<NodeId> joining =
+        two ? std::vector<NodeId>{"n4", "n5"} : std::vector<NodeId>{"n4"};
+    std::vector<std::unique_ptr<FakeView>> views;
+    std::vector<std::unique_ptr<Coordinator>> coordinators;
+    for (int kind = 0; kind < 3; ++kind) {
+      // Each view's coordinator runs on another node, so that their versions differ in
+      // origin; they share the clock as the nodes' clocks would be close.
+      auto view = std::make_unique<FakeView>("n" + std::to_string(kind + 1), 6, 3);
+      view->set_home(kind == 2 ? new_home : old_home);
+      if (kind == 1) view->set_joining(joining);
+      coordinators.push_back(std::make_unique<Coordinator>(*view, hlc_, options_));
+      views.push_back(std::move(view));
+    }
+    std::map<NodeId, std::map<std::string, store::Record>> stored;
+    struct InFlight {
+      int kind;  // the coordinator that sent it, or that the reply goes to
+      NodeId peer;
+      PeerMessage message;
+    };
+    std::vector<InFlight> requests, replies;
+    // Per key and view: the newest version acknowledged, or answered by a read, so far.
+    std::map<std::string, std::array<Version, 3>> floor;
+    size_t reads_checked = 0;
+    const RequestOptions quorum = at(Consistency::kQuorum);
+    for (int step = 0; step < 800; ++step) {
+      const std::string key = rng.chance(0.5) ? "a" : "b";
+      const int kind = static_cast<int>(rng.uniform(3));
+      Coordinator& c = *coordinators[static_cast<size_t>(kind)];
+      switch (rng.uniform(4)) {
+        case 0:
+          c.put(key, "v" + std::to_string(step), WallTime{0}, quorum, now_,
+                [&floor, key, kind](Result<WriteOutcome> r) {
+                  Version& f = floor[key][static_cast<size_t>(kind)];
+                  if (r.ok()) f = std::max(f, r->version);
+                });
+          break;
+        case 1: {
+          Version at_start;
+          for (int other = 0; other < 3; ++other) {
+            if (std::abs(other - kind) <= 1) {
+              at_start = std::max(at_start, floor[key][static_cast<size_t>(other)]);
+            }
+          }
+          c.get(key, quorum, now_,
+                [&floor, &reads_checked, key, kind, at_start](Result<store::Record> r) {
+                  if (!r.ok()) return;
+                  ++reads_checked;
+                  EXPECT_GE(r->version, at_start) << "key " << key << " view " << kind;
+                  Version& f = floor[key][static_cast<size_t>(kind)];
+                  f = std::max(f, r->version);
+                });
+          break;
+        }
+        case 2: {
+          const milliseconds d(rng.uniform(300));
+          clock_.advance(d);
+          now_ += d;
+          for (auto& co : coordinators) {
+            if (now_ >= co->next_deadline()) co->tick(now_);
+          }
+          break;
+        }
+        default: break;
+      }
+      for (int k = 0; k < 3; ++k) {
+        for (PeerOutgoing& m : coordinators[static_cast<size_t>(k)]->take_messages()) {
+          requests.push_back({k, std::move(m.to), std::move(m.message)});
+        }
+      }
+      for (size_t n = rng.uniform(8); n > 0 && !requests.empty(); --n) {
+        size_t pick = rng.uniform(requests.size());
+        InFlight m = std::move(requests[pick]);
+        requests.erase(requests.begin() + static_cast<long>(pick));
+        const bool write = std::holds_alternative<WriteRequest>(m.message);
+        if (rng.chance(write ? 0.4 : 0.1)) continue;
+        auto& rows = stored[m.peer];
+        if (auto* w = std::get_if<WriteRequest>(&m.message)) {
+          store::Record& row = rows[w->record->key];
+          bool applied = w->record->version > row.version;
+          if (applied) row = *w->record;
+          replies.push_back({m.kind, m.peer, WriteReply{w->req, Status(), applied, row.version}});
+        } else if (auto* r = std::get_if<ReadRequest>(&m.message)) {
+          auto it = rows.find(r->key);
+          std::optional<store::Record> rec;
+          if (it != rows.end()) rec = it->second;
+          replies.push_back({m.kind, m.peer, ReadReply{r->req, Status(), rec}});
+        }
+      }
+      for (size_t n = rng.uniform(8); n > 0 && !replies.empty(); --n) {
+        size_t pick = rng.uniform(replies.size());
+        InFlight m = std::move(replies[pick]);
+        replies.erase(replies.begin() + static_cast<long>(pick));
+        if (rng.chance(0.1)) continue;
+        coordinators[static_cast<size_t>(m.kind)]->on_message(m.peer, std::move(m.message), now_);
       }
     }
     EXPECT_GT(reads_checked, 20u);

@@ -54,6 +54,10 @@ constexpr FlagSpec kRepairFlags[] = {
      "(default 60; at most 3600)"},
 };
 
+constexpr ArgSpec kRemoveArgs[] = {
+    {"NODE", false, "the node id of a member to remove (kvcli ring lists the members)", true},
+};
+
 // The spellings of client::Consistency kvcli accepts, in its order from kOne.
 constexpr std::string_view kConsistencyNames[] = {"one", "quorum", "all", "local_quorum"};
 
@@ -156,10 +160,20 @@ constexpr CommandSpec kCommands[] = {
         .description =
             "Prints the placement table the node holds: a header line with the number of "
             "partitions (Q), the replication factor (N), the table's epoch and its digest "
-            "(nodes that agree on the table show the same digest), then one line per "
-            "partition with its home replicas in preference order. With --json prints one "
-            "object with partitions, replication_factor, epoch, digest (16 hex digits), "
-            "members and table, a list of objects with partition and home.",
+            "(nodes that agree on the table show the same digest), a line with its members, "
+            "then one line per partition with its home replicas in preference order. While a "
+            "hand-over is in progress (kvcli remove), the lines before the table show it: the "
+            "epochs and the pending table's digest, the slots that move, the nodes joining "
+            "and leaving, the members that have not seen the pending table yet, one line per "
+            "node taking partitions over with the partitions it streamed of those it takes "
+            "and whether it is ready, and, when the node itself takes partitions over, its "
+            "keys and bytes streamed so far, the rate and an estimate of the time left. With "
+            "--json prints one object with partitions, replication_factor, epoch, digest (16 "
+            "hex digits), members, table, a list of objects with partition and home, and "
+            "hand_over, null or an object with from_epoch, to_epoch, to_digest, joining, "
+            "leaving, not_seen, moved_slots, takers (node_id, partitions, streamed, ready) "
+            "and streaming (partitions, streamed, keys, bytes, started, elapsed_ms, rate in "
+            "bytes/s, eta_ms or null).",
     },
     {
         .id = CommandId::kReplicas,
@@ -218,6 +232,23 @@ constexpr CommandSpec kCommands[] = {
             "replicas). Exits 3 when a round failed. With --json prints one object with "
             "rounds, a list of objects with partition, node_id, error, in_sync, "
             "leaves_differing, pulled, pushed, skipped, bytes and duration_ms.",
+    },
+    {
+        .id = CommandId::kRemove,
+        .name = "remove",
+        .args = kRemoveArgs,
+        .summary = "Remove nodes from the cluster for good.",
+        .description =
+            "Removes each NODE from the placement table for good, through the node: the "
+            "partitions they are home replicas of are first streamed to their new home "
+            "replicas (a hand-over), then every node takes the table without them. Only for "
+            "nodes that will not come back: a node that is only down (a restart, a crash, a "
+            "network partition) must not be removed, as fallbacks cover it meanwhile and it "
+            "catches up when it returns. Prints OK and the epoch of the table without the "
+            "nodes; follow the hand-over with 'kvcli ring'. A NODE that is not a member is "
+            "an error naming it, and nothing is removed; so is a removal while another "
+            "hand-over is in progress. With --json prints an object with node_ids, epoch "
+            "and handing_over.",
     },
     {
         .id = CommandId::kStatus,
@@ -525,7 +556,8 @@ Result<Invocation> parse_args(std::span<const std::string_view> args,
     return Status::invalid_argument(std::string(inv.command->name) + ": missing " + missing +
                                     " (usage: kvcli " + synopsis(*inv.command) + ")");
   }
-  if (inv.args.size() > inv.command->args.size()) {
+  const bool repeats = !inv.command->args.empty() && inv.command->args.back().repeated;
+  if (!repeats && inv.args.size() > inv.command->args.size()) {
     return Status::invalid_argument(std::string(inv.command->name) + ": unexpected argument " +
                                     quoted(inv.args[inv.command->args.size()]) + " (usage: kvcli " +
                                     synopsis(*inv.command) + ")");
@@ -581,6 +613,7 @@ std::string synopsis(const CommandSpec& command) {
   std::string out(command.name);
   for (const ArgSpec& arg : command.args) {
     out += arg.optional ? " [" + std::string(arg.name) + "]" : " " + std::string(arg.name);
+    if (arg.repeated) out += " [" + std::string(arg.name) + "...]";
   }
   for (const FlagSpec& flag : command.flags) {
     out += " [" + std::string(flag.name);
@@ -593,8 +626,8 @@ std::string synopsis(const CommandSpec& command) {
 std::string usage_text() {
   std::string out = "Usage: kvcli [FLAGS] COMMAND [ARGS]\n\n";
   out += wrap(
-      "Reads, writes, deletes and watches keys on an edgekv node, and shows the node's "
-      "status, counters and view of the cluster.",
+      "Reads, writes, deletes and watches keys on an edgekv node, shows the node's status, "
+      "counters and view of the cluster, and removes nodes from the cluster for good.",
       0);
   out += "\nCommands:\n";
   std::vector<std::pair<std::string, std::string_view>> rows;

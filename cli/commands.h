@@ -62,6 +62,8 @@ struct ArgSpec {
   std::string_view name;  // "KEY"
   bool optional = false;  // optional arguments come last
   std::string_view help;
+  // The last argument only: may be given more than once ("NODE [NODE...]").
+  bool repeated = false;
 };
 
 enum class CommandId : uint8_t {
@@ -74,6 +76,7 @@ enum class CommandId : uint8_t {
   kReplicas,
   kHints,
   kRepair,
+  kRemove,
   kStatus,
   kStats,
   kHelp
@@ -127,7 +130,7 @@ struct Invocation {
 Result<Invocation> parse_args(std::span<const std::string_view> args,
                               std::string_view env_endpoint);
 
-// "put KEY VALUE [--ttl SECONDS]"
+// "put KEY VALUE [--ttl SECONDS]", "remove NODE [NODE...]"
 std::string synopsis(const CommandSpec& command);
 // The text of `kvcli --help`.
 std::string usage_text();

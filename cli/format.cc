@@ -1,8 +1,10 @@
 #include "cli/format.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <utility>
 
 namespace edgekv::cli {
@@ -505,11 +507,132 @@ std::string version_or_dash(const Version& version) {
 
 }  // namespace
 
+namespace {
+
+// The node's own rate and ETA; nullopt where there is nothing to go by yet.
+std::optional<uint64_t> streaming_rate(const client::HandOverStreaming& s) {
+  if (!s.started || s.elapsed_ms == 0) return std::nullopt;
+  const long double rate = static_cast<long double>(s.bytes) * 1000 / s.elapsed_ms;
+  if (rate >= static_cast<long double>(UINT64_MAX / 2)) return UINT64_MAX / 2;
+  return static_cast<uint64_t>(rate);
+}
+
+// Partitions left at the pace partitions were streamed so far: keys and bytes to come are
+// not known ahead, partitions are.
+std::optional<uint64_t> streaming_eta_ms(const client::HandOverStreaming& s) {
+  if (!s.started || s.partitions == 0) return std::nullopt;
+  if (s.streamed >= s.partitions) return 0;
+  if (s.streamed == 0) return std::nullopt;
+  const long double eta =
+      static_cast<long double>(s.elapsed_ms) * (s.partitions - s.streamed) / s.streamed;
+  if (eta >= static_cast<long double>(UINT64_MAX / 2)) return std::nullopt;
+  return static_cast<uint64_t>(eta);
+}
+
+std::string streaming_text(const client::HandOver& h) {
+  const client::HandOverStreaming& s = h.streaming;
+  std::string out = "this node: " + std::to_string(s.streamed) + "/" +
+                    std::to_string(s.partitions) + " partitions streamed";
+  if (!s.started) {
+    return out + "; starts once every member has seen epoch " + std::to_string(h.to_epoch) + "\n";
+  }
+  const std::optional<uint64_t> rate = streaming_rate(s);
+  const std::optional<uint64_t> eta = streaming_eta_ms(s);
+  out += ", " + std::to_string(s.keys) + " keys, " + std::to_string(s.bytes) + " bytes in " +
+         format_duration_ms(s.elapsed_ms) + ", " + (rate ? std::to_string(*rate) : "-") +
+         " B/s, ETA " + (eta ? format_duration_ms(*eta) : "-");
+  return out + "\n";
+}
+
+}  // namespace
+
+std::string hand_over_text(const client::HandOver& h) {
+  std::string out = "hand-over epoch " + std::to_string(h.from_epoch) + " -> " +
+                    std::to_string(h.to_epoch) + "  digest " + digest_hex(h.to_digest) + "  " +
+                    std::to_string(h.moved_slots) + " slots move\n";
+  out += "joining " + joined(h.joining) + "\n";
+  out += "leaving " + joined(h.leaving) + "\n";
+  out += h.not_seen.empty() ? std::string("seen by every member\n")
+                            : "not seen by " + joined(h.not_seen) + "\n";
+  if (!h.takers.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    rows.reserve(h.takers.size() + 1);
+    rows.push_back({"TAKER", "STREAMED", "READY"});
+    for (const client::HandOverTaker& t : h.takers) {
+      rows.push_back({or_dash(t.node_id),
+                      std::to_string(t.streamed) + "/" + std::to_string(t.partitions),
+                      t.ready ? "yes" : "no"});
+    }
+    out += aligned_columns(rows);
+  }
+  if (h.streaming.partitions > 0) out += streaming_text(h);
+  return out;
+}
+
+std::string hand_over_json(const client::HandOver& h) {
+  std::string takers = "[";
+  for (const client::HandOverTaker& t : h.takers) {
+    if (takers.size() > 1) takers += ',';
+    JsonObject entry;
+    entry.text("node_id", t.node_id)
+        .unsigned_number("partitions", t.partitions)
+        .unsigned_number("streamed", t.streamed)
+        .boolean("ready", t.ready);
+    takers += entry.str();
+  }
+  takers += "]";
+  const client::HandOverStreaming& s = h.streaming;
+  JsonObject streaming;
+  streaming.unsigned_number("partitions", s.partitions)
+      .unsigned_number("streamed", s.streamed)
+      .unsigned_number("keys", s.keys)
+      .unsigned_number("bytes", s.bytes)
+      .boolean("started", s.started)
+      .unsigned_number("elapsed_ms", s.elapsed_ms)
+      .unsigned_number("rate", streaming_rate(s).value_or(0));
+  if (std::optional<uint64_t> eta = streaming_eta_ms(s)) {
+    streaming.unsigned_number("eta_ms", *eta);
+  } else {
+    streaming.null("eta_ms");
+  }
+  JsonObject json;
+  json.unsigned_number("from_epoch", h.from_epoch)
+      .unsigned_number("to_epoch", h.to_epoch)
+      .text("to_digest", digest_hex(h.to_digest))
+      .text_list("joining", h.joining)
+      .text_list("leaving", h.leaving)
+      .text_list("not_seen", h.not_seen)
+      .unsigned_number("moved_slots", h.moved_slots)
+      .raw("takers", takers)
+      .raw("streaming", streaming.str());
+  return json.str();
+}
+
+std::string remove_text(const std::vector<std::string>& node_ids,
+                        const client::RemoveReply& reply) {
+  if (reply.handing_over) {
+    return "OK removing " + joined(node_ids) + ": hand-over to epoch " +
+           std::to_string(reply.epoch) + " started; follow it with 'kvcli ring'\n";
+  }
+  return "OK removed " + joined(node_ids) + ": placement epoch " + std::to_string(reply.epoch) +
+         "\n";
+}
+
+std::string remove_json(const std::vector<std::string>& node_ids,
+                        const client::RemoveReply& reply) {
+  JsonObject json;
+  json.text_list("node_ids", node_ids)
+      .unsigned_number("epoch", reply.epoch)
+      .boolean("handing_over", reply.handing_over);
+  return json.str() + "\n";
+}
+
 std::string ring_text(const client::Ring& ring) {
   std::string out = "partitions " + std::to_string(ring.partitions) + "  replication " +
                     std::to_string(ring.replication_factor) + "  epoch " +
                     std::to_string(ring.epoch) + "  digest " + digest_hex(ring.digest) + "\n";
   out += "members " + joined(ring.members) + "\n";
+  if (ring.hand_over) out += hand_over_text(*ring.hand_over);
   std::vector<std::vector<std::string>> rows;
   rows.reserve(ring.table.size() + 1);
   rows.push_back({"PARTITION", "HOME"});
@@ -535,6 +658,11 @@ std::string ring_json(const client::Ring& ring) {
       .text("digest", digest_hex(ring.digest))
       .text_list("members", ring.members)
       .raw("table", table);
+  if (ring.hand_over) {
+    json.raw("hand_over", hand_over_json(*ring.hand_over));
+  } else {
+    json.null("hand_over");
+  }
   return json.str() + "\n";
 }
 

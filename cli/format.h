@@ -78,9 +78,25 @@ std::string gossip_timing_text(const client::NodeStatus& status);
 std::string members_text(const client::Members& members);
 std::string members_json(const client::Members& members);
 // A header line "partitions Q  replication N  epoch E  digest HHHHHHHHHHHHHHHH", the
-// members, then a table of partition -> home replicas; JSON: one object on one line.
+// members, the hand-over in progress if any (hand_over_text), then a table of partition ->
+// home replicas; JSON: one object on one line, hand_over null when none is in progress.
 std::string ring_text(const client::Ring& ring);
 std::string ring_json(const client::Ring& ring);
+// A hand-over in progress: "hand-over epoch F -> T  digest H  S slots move", the nodes
+// joining and leaving, the members that have not seen the pending table yet, a table of
+// the takers (STREAMED: partitions streamed/taken over; READY), and when the node takes
+// partitions over, a line with its own share: partitions streamed, keys, bytes, time,
+// rate and ETA (from the partitions left at the rate partitions were streamed so far).
+std::string hand_over_text(const client::HandOver& hand_over);
+// One JSON object, no newline: from_epoch, to_epoch, to_digest (16 hex digits), joining,
+// leaving, not_seen, moved_slots, takers (node_id, partitions, streamed, ready) and
+// streaming, the node's own share: partitions, streamed, keys, bytes, started, elapsed_ms,
+// rate (bytes/s; 0 until known) and eta_ms (null when unknown).
+std::string hand_over_json(const client::HandOver& hand_over);
+// "OK removed N1 N2: placement epoch E" (at once), or "OK removing N1 N2: hand-over to
+// epoch E started; follow it with 'kvcli ring'"; JSON: node_ids, epoch and handing_over.
+std::string remove_text(const std::vector<std::string>& node_ids, const client::RemoveReply& reply);
+std::string remove_json(const std::vector<std::string>& node_ids, const client::RemoveReply& reply);
 // A header line with the key and its partition, then a table, one line per replica;
 // JSON: one object per replica per line.
 std::string replicas_text(const client::Replicas& replicas);

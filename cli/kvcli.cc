@@ -179,6 +179,14 @@ int run_repair(const Invocation& inv, Io io) {
   return code == kExitOk && failed ? kExitUnavailable : code;
 }
 
+int run_remove(const Invocation& inv, Io io) {
+  client::Client client = make_client(inv);
+  Result<client::RemoveReply> removed = client.remove(inv.args);
+  if (!removed.ok()) return fail(io, removed.status());
+  io.out << (inv.json ? remove_json(inv.args, *removed) : remove_text(inv.args, *removed));
+  return finish(io);
+}
+
 // Replaces PATH with `text` through a file beside it, so a reader (or a crash) never sees
 // half a cursor.
 Status save_file(const std::string& path, const std::string& text) {
@@ -302,6 +310,7 @@ int execute(const Invocation& inv, Io io) {
     case CommandId::kRing: return run_ring(inv, io);
     case CommandId::kReplicas: return run_replicas(inv, io);
     case CommandId::kRepair: return run_repair(inv, io);
+    case CommandId::kRemove: return run_remove(inv, io);
     case CommandId::kHints: return run_hints(inv, io);
     case CommandId::kStatus: return run_status(inv, io);
     case CommandId::kStats: return run_stats(inv, io);

@@ -332,6 +332,13 @@ Result<Repair> Client::repair(std::optional<uint32_t> partition, std::chrono::mi
   return impl_->call<Repair>(RequestKind::kRepair, request);
 }
 
+Result<RemoveReply> Client::remove(const std::vector<std::string>& node_ids) {
+  pb::Request request;
+  pb::RemoveRequest* r = request.mutable_remove();
+  for (const std::string& id : node_ids) r->add_node_ids(id);
+  return impl_->call<RemoveReply>(RequestKind::kRemove, request);
+}
+
 Result<Replicas> Client::replicas(std::string_view key) {
   pb::Request request;
   request.mutable_replicas()->mutable_key()->assign(key.data(), key.size());

@@ -5,9 +5,8 @@
 // completions not yet handed to the caller.
 //
 // Two ways to call:
-//  - Synchronous: put/get/del/status/stats/changes/members/ring/replicas/hints send one request
-//    and wait up to
-//    options.timeout_ms for its answer.
+//  - Synchronous: put/get/del/status/stats/changes/members/ring/replicas/hints/repair/remove
+//    send one request and wait up to options.timeout_ms for its answer.
 //  - Pipelined: put_async/get_async/del_async send a request and return its RequestId at
 //    once; poll() hands back Completions as answers arrive, in whatever order the node sends
 //    them. Any number of requests may be in flight on the one connection; a synchronous
@@ -66,7 +65,7 @@ struct ClientOptions {
 // is OK (PutReply for kPut, GetReply for kGet, ...), and std::monostate otherwise.
 using Reply =
     std::variant<std::monostate, PutReply, GetReply, DeleteReply, NodeStatus, std::vector<Stat>,
-                 Changes, Members, ChangesSince, Ring, Replicas, Hints, Repair>;
+                 Changes, Members, ChangesSince, Ring, Replicas, Hints, Repair, RemoveReply>;
 
 struct Completion {
   RequestId id = 0;
@@ -126,6 +125,12 @@ class Client {
   // node answers once they finished or after `wait` with a TIMEOUT round for each still
   // running (give the client's timeout_ms more than `wait`).
   Result<Repair> repair(std::optional<uint32_t> partition, std::chrono::milliseconds wait);
+  // Removes nodes from the placement table for good: their partitions are streamed to their
+  // new home replicas first (a hand-over, which ring() follows), then every node takes the
+  // table without them. For nodes gone for good, never for one that is only down.
+  // kInvalidArgument naming an id that is not a member; kFailedPrecondition while another
+  // hand-over is in progress.
+  Result<RemoveReply> remove(const std::vector<std::string>& node_ids);
   // What the node's change logs hold after a cursor, across its partitions, for keys under
   // `prefixes` (none: every key): partitions in `from_seq` (partition -> first seq wanted)
   // are read from there, the others only reported. Bounded: `more` says to ask again from

@@ -16,6 +16,7 @@ std::string_view request_kind_name(RequestKind kind) {
     case RequestKind::kReplicas: return "replicas";
     case RequestKind::kHints: return "hints";
     case RequestKind::kRepair: return "repair";
+    case RequestKind::kRemove: return "remove";
   }
   return "unknown";
 }

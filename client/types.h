@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,6 +36,7 @@ enum class RequestKind : uint8_t {
   kReplicas,
   kHints,
   kRepair,
+  kRemove,
 };
 std::string_view request_kind_name(RequestKind kind);  // "put", "get", "delete", ...
 
@@ -172,14 +174,55 @@ struct RingPartition {
   std::vector<std::string> home;
 };
 
+// A node taking over slots in a hand-over.
+struct HandOverTaker {
+  std::string node_id;
+  uint32_t partitions = 0;  // partitions it takes over
+  uint32_t streamed = 0;    // of those, the ones it holds everything of (as last heard)
+  bool ready = false;       // all of them: it declared itself ready
+};
+
+// The answering node's own share of a hand-over: what it streams in.
+struct HandOverStreaming {
+  uint32_t partitions = 0;  // partitions it takes over; 0: none
+  uint32_t streamed = 0;    // of those, streamed
+  uint64_t keys = 0;        // keys pulled so far
+  uint64_t bytes = 0;       // bytes exchanged so far
+  bool started = false;     // streaming began (every member saw the pending table)
+  uint64_t elapsed_ms = 0;  // since it began
+};
+
+// A hand-over in progress: the pending table the node knows of, next to the one it holds
+// (Ring::epoch and digest).
+struct HandOver {
+  uint64_t from_epoch = 0;  // the current table's
+  uint64_t to_epoch = 0;    // the pending table's
+  uint64_t to_digest = 0;
+  std::vector<std::string> joining;   // members of the pending table only
+  std::vector<std::string> leaving;   // members of the current table only
+  std::vector<std::string> not_seen;  // members that must still adopt the pending table
+  std::vector<HandOverTaker> takers;  // by node id
+  uint64_t moved_slots = 0;           // slots whose node changes
+  HandOverStreaming streaming;
+};
+
 // What `ring` reports: the placement table the node holds.
 struct Ring {
   uint32_t partitions = 0;          // Q
   uint32_t replication_factor = 0;  // N
   uint64_t epoch = 0;
-  uint64_t digest = 0;               // equal on nodes that agree on the table
-  std::vector<std::string> members;  // the table's members, sorted
-  std::vector<RingPartition> table;  // as the node sent it: every partition, ascending
+  uint64_t digest = 0;                // equal on nodes that agree on the table
+  std::vector<std::string> members;   // the table's members, sorted
+  std::vector<RingPartition> table;   // as the node sent it: every partition, ascending
+  std::optional<HandOver> hand_over;  // nullopt: none in progress
+};
+
+// What `remove` reports.
+struct RemoveReply {
+  // The epoch of the table without the nodes: the pending table's while the hand-over runs
+  // (handing_over), else the one the node holds now (the removal took effect at once).
+  uint64_t epoch = 0;
+  bool handing_over = false;
 };
 
 // A replica's stored state of one key. kUnknown: a state this client does not know (from a

@@ -23,6 +23,7 @@ std::string_view body_name(pb::Response::BodyCase body) {
     case pb::Response::kReplicas: return "replicas";
     case pb::Response::kHints: return "hints";
     case pb::Response::kRepair: return "repair";
+    case pb::Response::kRemove: return "remove";
     case pb::Response::BODY_NOT_SET: return "no";
   }
   return "an unknown";
@@ -42,8 +43,36 @@ pb::Response::BodyCase expected_body(RequestKind kind) {
     case RequestKind::kReplicas: return pb::Response::kReplicas;
     case RequestKind::kHints: return pb::Response::kHints;
     case RequestKind::kRepair: return pb::Response::kRepair;
+    case RequestKind::kRemove: return pb::Response::kRemove;
   }
   return pb::Response::BODY_NOT_SET;
+}
+
+std::vector<std::string> strings_from_pb(google::protobuf::RepeatedPtrField<std::string>& in) {
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(in.size()));
+  for (std::string& s : in) out.push_back(std::move(s));
+  return out;
+}
+
+HandOver hand_over_from_pb(pb::HandOver& h) {
+  HandOver out;
+  out.from_epoch = h.from_epoch();
+  out.to_epoch = h.to_epoch();
+  out.to_digest = h.to_digest();
+  out.joining = strings_from_pb(*h.mutable_joining());
+  out.leaving = strings_from_pb(*h.mutable_leaving());
+  out.not_seen = strings_from_pb(*h.mutable_not_seen());
+  out.takers.reserve(static_cast<size_t>(h.takers_size()));
+  for (pb::HandOverTaker& t : *h.mutable_takers()) {
+    out.takers.push_back(
+        HandOverTaker{std::move(*t.mutable_node_id()), t.partitions(), t.streamed(), t.ready()});
+  }
+  out.moved_slots = h.moved_slots();
+  const pb::HandOverStreaming& s = h.streaming();
+  out.streaming = HandOverStreaming{s.partitions(), s.streamed(), s.keys(),
+                                    s.bytes(),      s.started(),  s.elapsed_ms()};
+  return out;
 }
 
 MemberState member_state_from_pb(pb::MemberState state) {
@@ -261,6 +290,7 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         for (std::string& home : *p.mutable_home()) partition.home.push_back(std::move(home));
         ring.table.push_back(std::move(partition));
       }
+      if (body->has_hand_over()) ring.hand_over = hand_over_from_pb(*body->mutable_hand_over());
       completion->reply = std::move(ring);
       return;
     }
@@ -337,6 +367,9 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
       completion->reply = std::move(repair);
       return;
     }
+    case RequestKind::kRemove:
+      completion->reply = RemoveReply{response.remove().epoch(), response.remove().handing_over()};
+      return;
   }
   completion->status = Status::internal("request of unknown kind");
 }

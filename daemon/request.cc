@@ -1,8 +1,10 @@
 #include "daemon/request.h"
 
+#include <set>
 #include <string>
 
 #include "common/limits.h"
+#include "gossip/swim.h"
 
 namespace edgekv::daemon {
 Status check_key(std::string_view key, const RequestLimits& limits) {
@@ -53,6 +55,23 @@ Status validate_request(const pb::Request& request, const RequestLimits& limits)
         return Status::invalid_argument(
             "repair timeout_ms " + std::to_string(request.repair().timeout_ms()) +
             " is over an hour (" + std::to_string(kMaxRepairTimeoutMs) + ")");
+      }
+      return {};
+    }
+    case pb::Request::kRemove: {
+      const auto& ids = request.remove().node_ids();
+      if (ids.empty()) return Status::invalid_argument("remove: no node id given");
+      if (static_cast<size_t>(ids.size()) > kRemoveMaxNodes) {
+        return Status::invalid_argument("remove: " + std::to_string(ids.size()) +
+                                        " node ids; at most " + std::to_string(kRemoveMaxNodes) +
+                                        " are taken");
+      }
+      std::set<std::string_view> seen;
+      for (const std::string& id : ids) {
+        EDGEKV_RETURN_IF_ERROR(gossip::check_name(id, "node id to remove"));
+        if (!seen.insert(id).second) {
+          return Status::invalid_argument("remove: node id " + id + " is given twice");
+        }
       }
       return {};
     }

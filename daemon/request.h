@@ -24,6 +24,9 @@ namespace edgekv::daemon {
 // feed itself takes up to feed-max-subscriptions-per-connection (default 64) of; each is
 // matched against every entry read, so the count bounds the work per entry.
 inline constexpr size_t kChangesSinceMaxPrefixes = 64;
+// Most node ids one RemoveRequest may carry: a removal is an operator's decision about a
+// few nodes, and each id is checked against the placement.
+inline constexpr size_t kRemoveMaxNodes = 64;
 
 struct RequestLimits {
   size_t max_key_bytes = 1024;

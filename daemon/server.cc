@@ -473,6 +473,7 @@ class ServerImpl final : public Server {
       case pb::Request::kReplicas: return handle_replicas(std::move(to), req);
       case pb::Request::kHints: return handle_hints(to, req);
       case pb::Request::kRepair: return handle_repair(std::move(to), req);
+      case pb::Request::kRemove: return handle_remove(to, req);
       case pb::Request::OP_NOT_SET: break;  // validate_request rejected it
     }
   }
@@ -563,7 +564,71 @@ class ServerImpl final : public Server {
       row->set_partition(partition);
       for (const cluster::NodeId& node : p.home(partition)) row->add_home(node);
     }
+    if (std::optional<cluster::HandOverStatus> h = cluster_->hand_over()) {
+      fill_hand_over(*h, cluster_->streaming(), body->mutable_hand_over());
+    }
     send_reply(to, resp);
+  }
+
+  void fill_hand_over(const cluster::HandOverStatus& h, const ClusterNode::Streaming& mine,
+                      pb::HandOver* out) const {
+    out->set_from_epoch(h.from_epoch);
+    out->set_to_epoch(h.to_epoch);
+    out->set_to_digest(h.to_digest);
+    for (const cluster::NodeId& id : h.joining) out->add_joining(id);
+    for (const cluster::NodeId& id : h.leaving) out->add_leaving(id);
+    for (const cluster::NodeId& id : h.not_seen) out->add_not_seen(id);
+    for (const cluster::HandOverProgress& t : h.takers) {
+      pb::HandOverTaker* taker = out->add_takers();
+      taker->set_node_id(t.node);
+      taker->set_partitions(t.partitions);
+      taker->set_streamed(t.streamed);
+      taker->set_ready(t.ready);
+    }
+    out->set_moved_slots(h.moved_slots);
+    pb::HandOverStreaming* streaming = out->mutable_streaming();
+    streaming->set_partitions(mine.partitions);
+    streaming->set_streamed(mine.streamed);
+    streaming->set_keys(mine.keys);
+    streaming->set_bytes(mine.bytes);
+    if (mine.started != MonoTime{}) {
+      streaming->set_started(true);
+      const MonoTime now = clock_.mono_now();
+      streaming->set_elapsed_ms(
+          now > mine.started
+              ? static_cast<uint64_t>(
+                    std::chrono::duration_cast<milliseconds>(now - mine.started).count())
+              : 0);
+    }
+  }
+
+  // Removes nodes from the placement for good: at once today, through a hand-over once it
+  // exists (ClusterNode::remove). Answers with the epoch of the table without them.
+  void handle_remove(const ReplyTo& to, const pb::Request& req) {
+    const auto& given = req.remove().node_ids();
+    std::vector<cluster::NodeId> ids(given.begin(), given.end());
+    if (Status s = cluster_->remove(ids, clock_.mono_now()); !s.ok()) {
+      return reply_error(to, req.id(), s);
+    }
+    pb::Response resp;
+    resp.set_id(req.id());
+    auto* body = resp.mutable_remove();
+    if (std::optional<cluster::HandOverStatus> h = cluster_->hand_over()) {
+      body->set_epoch(h->to_epoch);
+      body->set_handing_over(true);
+    } else {
+      body->set_epoch(cluster_->placement().epoch());
+    }
+    EDGEKV_LOG(kNotice) << "remove " << joined_ids(ids) << ": "
+                        << (body->handing_over() ? "hand-over to epoch " : "placement epoch ")
+                        << body->epoch();
+    send_reply(to, resp);
+  }
+
+  static std::string joined_ids(const std::vector<cluster::NodeId>& ids) {
+    std::string out;
+    for (const cluster::NodeId& id : ids) out += (out.empty() ? "" : " ") + id;
+    return out;
   }
 
   // The store's summary of the hints kept (an index read on this thread, as handle_stats

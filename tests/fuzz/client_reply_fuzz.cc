@@ -24,7 +24,7 @@ using edgekv::client::Completion;
 using edgekv::client::RequestKind;
 using edgekv::client::internal::Frames;
 
-constexpr int kRequestKinds = static_cast<int>(RequestKind::kRepair) + 1;
+constexpr int kRequestKinds = static_cast<int>(RequestKind::kRemove) + 1;
 
 // Splits `bytes` at 0xFF into at most `wanted` frames.
 Frames split_frames(std::string_view bytes, size_t wanted) {
@@ -55,6 +55,7 @@ bool reply_matches(RequestKind kind, const edgekv::client::Reply& reply) {
     case RequestKind::kReplicas: return std::holds_alternative<Replicas>(reply);
     case RequestKind::kHints: return std::holds_alternative<Hints>(reply);
     case RequestKind::kRepair: return std::holds_alternative<Repair>(reply);
+    case RequestKind::kRemove: return std::holds_alternative<RemoveReply>(reply);
   }
   return false;
 }

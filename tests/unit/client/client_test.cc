@@ -510,6 +510,49 @@ TEST(ClientTest, RingDecodes) {
   EXPECT_EQ(ring->table[2].home, (std::vector<std::string>{"node-c", "node-a"}));
 }
 
+TEST(ClientTest, RemoveSendsTheIdsAndRingThenDecodesTheHandOver) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Client client(options_for(server.endpoint()));
+  Result<Ring> before = client.ring();
+  ASSERT_TRUE(before.ok()) << before.status().to_string();
+  EXPECT_FALSE(before->hand_over.has_value());
+
+  Result<RemoveReply> stranger = client.remove({"node-b", "node-z"});
+  ASSERT_FALSE(stranger.ok());
+  EXPECT_EQ(stranger.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(stranger.status().message(), "node-z is not a member of the placement (kvcli ring)");
+
+  Result<RemoveReply> removed = client.remove({"node-b", "node-c"});
+  ASSERT_TRUE(removed.ok()) << removed.status().to_string();
+  EXPECT_EQ(removed->epoch, 10u);
+  EXPECT_TRUE(removed->handing_over);
+
+  Result<Ring> ring = client.ring();
+  ASSERT_TRUE(ring.ok()) << ring.status().to_string();
+  ASSERT_TRUE(ring->hand_over.has_value());
+  const HandOver& h = *ring->hand_over;
+  EXPECT_EQ(h.from_epoch, 9u);
+  EXPECT_EQ(h.to_epoch, 10u);
+  EXPECT_EQ(h.to_digest, 0x1122334455667788ULL);
+  EXPECT_TRUE(h.joining.empty());
+  EXPECT_EQ(h.leaving, (std::vector<std::string>{"node-b", "node-c"}));
+  EXPECT_EQ(h.not_seen, (std::vector<std::string>{"node-b"}));
+  ASSERT_EQ(h.takers.size(), 2u);
+  EXPECT_EQ(h.takers[0].node_id, "node-a");
+  EXPECT_EQ(h.takers[0].partitions, 2u);
+  EXPECT_EQ(h.takers[0].streamed, 1u);
+  EXPECT_FALSE(h.takers[0].ready);
+  EXPECT_TRUE(h.takers[1].ready);
+  EXPECT_EQ(h.moved_slots, 3u);
+  EXPECT_EQ(h.streaming.partitions, 2u);
+  EXPECT_EQ(h.streaming.streamed, 1u);
+  EXPECT_EQ(h.streaming.keys, 1200u);
+  EXPECT_EQ(h.streaming.bytes, 3'000'000u);
+  EXPECT_TRUE(h.streaming.started);
+  EXPECT_EQ(h.streaming.elapsed_ms, 12'000u);
+}
+
 TEST(ClientTest, MembersDecodeWithTheirClocks) {
   MemoryNode node;
   FakeServer server(node.handler());

@@ -109,7 +109,9 @@ class FakeServer {
 // from hlc 1, origin 7; expiry is 1'000'000 + ttl_ms; key "fail:N" answers code N. A get,
 // put or del with strict set and a key starting "strict-short:" answers UNAVAILABLE the way
 // a strict request that reaches too few home replicas does. ring answers a fixed table of four
-// partitions over three nodes; replicas a fixed set of four replicas of the key asked.
+// partitions over three nodes; replicas a fixed set of four replicas of the key asked. remove
+// of members node-a..node-c starts a hand-over (to epoch 10) that ring shows from then on;
+// another id is INVALID_ARGUMENT naming it, a second remove FAILED_PRECONDITION.
 class MemoryNode {
  public:
   FakeServer::Handler handler() {
@@ -274,6 +276,51 @@ class MemoryNode {
           partition->set_partition(p);
           for (const char* home : homes[p]) partition->add_home(home);
         }
+        if (!removing_.empty()) {
+          // The hand-over the last remove started, half-way through.
+          pb::HandOver* h = out->mutable_hand_over();
+          h->set_from_epoch(9);
+          h->set_to_epoch(10);
+          h->set_to_digest(0x1122334455667788ULL);
+          for (const std::string& id : removing_) h->add_leaving(id);
+          h->add_not_seen("node-b");
+          pb::HandOverTaker* a = h->add_takers();
+          a->set_node_id("node-a");
+          a->set_partitions(2);
+          a->set_streamed(1);
+          pb::HandOverTaker* b = h->add_takers();
+          b->set_node_id("node-b");
+          b->set_partitions(1);
+          b->set_streamed(1);
+          b->set_ready(true);
+          h->set_moved_slots(3);
+          pb::HandOverStreaming* mine = h->mutable_streaming();
+          mine->set_partitions(2);
+          mine->set_streamed(1);
+          mine->set_keys(1200);
+          mine->set_bytes(3'000'000);
+          mine->set_started(true);
+          mine->set_elapsed_ms(12'000);
+        }
+        break;
+      }
+      case pb::Request::kRemove: {
+        // Members node-a..node-c; a remove starts a hand-over that ring then shows.
+        for (const std::string& id : request.remove().node_ids()) {
+          if (id != "node-a" && id != "node-b" && id != "node-c") {
+            response.set_code(pb::INVALID_ARGUMENT);
+            response.set_message(id + " is not a member of the placement (kvcli ring)");
+            return response;
+          }
+        }
+        if (!removing_.empty()) {
+          response.set_code(pb::FAILED_PRECONDITION);
+          response.set_message("a hand-over to epoch 10 is in progress");
+          return response;
+        }
+        removing_.assign(request.remove().node_ids().begin(), request.remove().node_ids().end());
+        response.mutable_remove()->set_epoch(10);
+        response.mutable_remove()->set_handing_over(true);
         break;
       }
       case pb::Request::kHints: {
@@ -387,6 +434,7 @@ class MemoryNode {
   };
   std::map<std::string, Entry> data_;
   uint64_t hlc_ = 0;
+  std::vector<std::string> removing_;  // the nodes the hand-over in progress removes
 };
 
 // A stand-in change feed.

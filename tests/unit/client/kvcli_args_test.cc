@@ -130,6 +130,24 @@ TEST(KvcliArgsTest, UsageErrorsAreOneLineAndSayWhatIsWrong) {
   expect_usage_error({"--endpoint", "localhost:7400", "get", "k"}, "tcp://");
   expect_usage_error({"watch", "--count", "0"}, "--count");
   expect_usage_error({"watch", "a", "b"}, "unexpected argument 'b'");
+  expect_usage_error({"remove"}, "remove: missing NODE (usage: kvcli remove NODE [NODE...])");
+  expect_usage_error({"remove", "n1", "--consistency", "all"},
+                     "--consistency applies to get, put and del, not to remove");
+}
+
+TEST(KvcliArgsTest, RemoveTakesOneNodeOrMore) {
+  EXPECT_EQ(synopsis(*find_command("remove")), "remove NODE [NODE...]");
+  for (const std::vector<std::string>& nodes :
+       {std::vector<std::string>{"n1"}, {"n1", "n2", "n3"}}) {
+    std::vector<std::string_view> args{"remove"};
+    args.insert(args.end(), nodes.begin(), nodes.end());
+    args.push_back("--json");
+    Result<Invocation> inv = parse_args(args, "");
+    ASSERT_TRUE(inv.ok()) << inv.status().to_string();
+    EXPECT_EQ(inv->command->id, CommandId::kRemove);
+    EXPECT_EQ(inv->args, nodes);
+    EXPECT_TRUE(inv->json);
+  }
 }
 
 TEST(KvcliArgsTest, ConsistencyAndStrict) {
@@ -263,6 +281,8 @@ TEST(KvcliArgsTest, CommandAndFlagNamesAreUnique) {
     }
     bool optional_seen = false;
     for (const ArgSpec& arg : command.args) {
+      EXPECT_TRUE(!arg.repeated || &arg == &command.args.back())
+          << "repeated argument not last in " << command.name;
       EXPECT_FALSE(optional_seen && !arg.optional) << "required after optional in " << command.name;
       optional_seen = optional_seen || arg.optional;
     }

@@ -285,7 +285,7 @@ TEST(KvcliFormatTest, Ring) {
   EXPECT_EQ(ring_json(ring),
             R"({"partitions":3,"replication_factor":2,"epoch":17,"digest":"fedcba9876543210",)"
             R"("members":["a","b\n"],"table":[{"partition":0,"home":["a","b\n"]},)"
-            R"({"partition":1,"home":["b\n"]},{"partition":12,"home":[]}]})"
+            R"({"partition":1,"home":["b\n"]},{"partition":12,"home":[]}],"hand_over":null})"
             "\n");
   client::Ring empty;
   EXPECT_EQ(ring_text(empty),
@@ -294,7 +294,110 @@ TEST(KvcliFormatTest, Ring) {
             "PARTITION  HOME\n");
   EXPECT_EQ(ring_json(empty),
             R"({"partitions":0,"replication_factor":0,"epoch":0,"digest":"0000000000000000",)"
-            R"("members":[],"table":[]})"
+            R"("members":[],"table":[],"hand_over":null})"
+            "\n");
+}
+
+client::HandOver half_way_hand_over() {
+  client::HandOver h;
+  h.from_epoch = 17;
+  h.to_epoch = 18;
+  h.to_digest = 0x0123456789abcdefULL;
+  h.leaving = {"c"};
+  h.not_seen = {"b", "d\n"};
+  h.takers = {{"a", 40, 12, false}, {"b", 3, 3, true}, {"d\n", 0, 0, false}};
+  h.moved_slots = 43;
+  h.streaming = {40, 10, 123456, 9'000'000, true, 30'000};
+  return h;
+}
+
+TEST(KvcliFormatTest, RingWithAHandOver) {
+  client::Ring ring;
+  ring.partitions = 2;
+  ring.replication_factor = 1;
+  ring.epoch = 17;
+  ring.digest = 0xfedcba9876543210ULL;
+  ring.members = {"a", "b", "c"};
+  ring.table = {{0, {"a"}}, {1, {"c"}}};
+  ring.hand_over = half_way_hand_over();
+  // Rate: 9'000'000 bytes in 30 s; ETA: 30 more partitions at 10 per 30 s.
+  EXPECT_EQ(ring_text(ring),
+            "partitions 2  replication 1  epoch 17  digest fedcba9876543210\n"
+            "members a b c\n"
+            "hand-over epoch 17 -> 18  digest 0123456789abcdef  43 slots move\n"
+            "joining -\n"
+            "leaving c\n"
+            "not seen by b d\\n\n"
+            "TAKER  STREAMED  READY\n"
+            "a      12/40     no\n"
+            "b      3/3       yes\n"
+            "d\\n    0/0       no\n"
+            "this node: 10/40 partitions streamed, 123456 keys, 9000000 bytes in 30s, "
+            "300000 B/s, ETA 1m 30s\n"
+            "PARTITION  HOME\n"
+            "0          a\n"
+            "1          c\n");
+  EXPECT_EQ(ring_json(ring),
+            R"({"partitions":2,"replication_factor":1,"epoch":17,"digest":"fedcba9876543210",)"
+            R"("members":["a","b","c"],"table":[{"partition":0,"home":["a"]},)"
+            R"({"partition":1,"home":["c"]}],"hand_over":{"from_epoch":17,"to_epoch":18,)"
+            R"("to_digest":"0123456789abcdef","joining":[],"leaving":["c"],)"
+            R"("not_seen":["b","d\n"],"moved_slots":43,"takers":[)"
+            R"({"node_id":"a","partitions":40,"streamed":12,"ready":false},)"
+            R"({"node_id":"b","partitions":3,"streamed":3,"ready":true},)"
+            R"({"node_id":"d\n","partitions":0,"streamed":0,"ready":false}],)"
+            R"("streaming":{"partitions":40,"streamed":10,"keys":123456,"bytes":9000000,)"
+            R"("started":true,"elapsed_ms":30000,"rate":300000,"eta_ms":90000}}})"
+            "\n");
+}
+
+// The node's own line: before streaming starts, before a partition is done (no ETA yet),
+// when done, and when the node takes nothing over (no line).
+TEST(KvcliFormatTest, HandOverStreamingLine) {
+  auto last_line = [](const client::HandOver& h) {
+    const std::string text = hand_over_text(h);
+    const size_t start = text.rfind('\n', text.size() - 2);
+    return text.substr(start + 1);
+  };
+  client::HandOver h = half_way_hand_over();
+  h.streaming = {40, 0, 0, 0, false, 0};
+  EXPECT_EQ(last_line(h),
+            "this node: 0/40 partitions streamed; starts once every member has seen epoch 18\n");
+  EXPECT_NE(hand_over_json(h).find(R"("started":false,"elapsed_ms":0,"rate":0,"eta_ms":null})"),
+            std::string::npos)
+      << hand_over_json(h);
+  h.streaming = {40, 0, 50, 4096, true, 0};
+  EXPECT_EQ(last_line(h),
+            "this node: 0/40 partitions streamed, 50 keys, 4096 bytes in 0 ms, - B/s, ETA -\n");
+  h.streaming = {40, 40, 5000, 2'000'000, true, 4'000};
+  EXPECT_EQ(last_line(h),
+            "this node: 40/40 partitions streamed, 5000 keys, 2000000 bytes in 4s, "
+            "500000 B/s, ETA 0 ms\n");
+  EXPECT_NE(hand_over_json(h).find(R"("rate":500000,"eta_ms":0})"), std::string::npos)
+      << hand_over_json(h);
+  // Figures from a broken node do not overflow.
+  h.streaming = {65536, 1, UINT64_MAX, UINT64_MAX, true, UINT64_MAX};
+  EXPECT_NE(last_line(h).find("ETA -"), std::string::npos) << last_line(h);
+  h.streaming = {2, 1, 1, UINT64_MAX, true, 1};
+  EXPECT_NE(last_line(h).find(std::to_string(UINT64_MAX / 2) + " B/s"), std::string::npos)
+      << last_line(h);
+  h.streaming = {};
+  EXPECT_EQ(last_line(h), "d\\n    0/0       no\n");
+  h.takers.clear();
+  h.not_seen.clear();
+  EXPECT_EQ(hand_over_text(h),
+            "hand-over epoch 17 -> 18  digest 0123456789abcdef  43 slots move\n"
+            "joining -\n"
+            "leaving c\n"
+            "seen by every member\n");
+}
+
+TEST(KvcliFormatTest, Remove) {
+  EXPECT_EQ(remove_text({"c", "d"}, {18, true}),
+            "OK removing c d: hand-over to epoch 18 started; follow it with 'kvcli ring'\n");
+  EXPECT_EQ(remove_text({"c"}, {18, false}), "OK removed c: placement epoch 18\n");
+  EXPECT_EQ(remove_json({"c", "d"}, {18, true}),
+            R"({"node_ids":["c","d"],"epoch":18,"handing_over":true})"
             "\n");
 }
 

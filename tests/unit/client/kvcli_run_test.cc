@@ -349,7 +349,8 @@ TEST(KvcliRunTest, RingAndReplicas) {
       R"({"partitions":4,"replication_factor":2,"epoch":9,"digest":"00c0ffee0badf00d",)"
       R"("members":["node-a","node-b","node-c"],"table":[)"
       R"({"partition":0,"home":["node-a","node-b"]},{"partition":1,"home":["node-b","node-c"]},)"
-      R"({"partition":2,"home":["node-c","node-a"]},{"partition":3,"home":["node-a","node-c"]}]})"
+      R"({"partition":2,"home":["node-c","node-a"]},{"partition":3,"home":["node-a","node-c"]}],)"
+      R"("hand_over":null})"
       "\n");
 
   Ran replicas = run({"--endpoint", server.endpoint(), "replicas", "user:1"});
@@ -447,6 +448,67 @@ TEST(KvcliRunTest, Repair) {
   Ran bad = run({"--endpoint", server.endpoint(), "repair", "x1"});
   EXPECT_EQ(bad.code, 2) << bad.err;
   EXPECT_NE(bad.err.find("PARTITION must be a partition number"), std::string::npos) << bad.err;
+}
+
+TEST(KvcliRunTest, RemoveThenRingShowsTheHandOver) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  // A node that is not a member: exit 4 naming it, and nothing removed.
+  Ran stranger = run({"--endpoint", server.endpoint(), "remove", "node-c", "node-x"});
+  EXPECT_EQ(stranger.code, 4) << stranger.err;
+  EXPECT_EQ(stranger.out, "");
+  EXPECT_EQ(stranger.err, "kvcli: node-x is not a member of the placement (kvcli ring)\n");
+  Ran before = run({"--endpoint", server.endpoint(), "ring"});
+  EXPECT_EQ(before.out.find("hand-over"), std::string::npos) << before.out;
+
+  Ran removed = run({"--endpoint", server.endpoint(), "remove", "node-c"});
+  EXPECT_EQ(removed.code, 0) << removed.err;
+  EXPECT_EQ(removed.err, "");
+  EXPECT_EQ(removed.out,
+            "OK removing node-c: hand-over to epoch 10 started; follow it with 'kvcli ring'\n");
+
+  Ran ring = run({"--endpoint", server.endpoint(), "ring"});
+  EXPECT_EQ(ring.code, 0) << ring.err;
+  const std::vector<std::string> lines = lines_of(ring.out);
+  ASSERT_EQ(lines.size(), 15u) << ring.out;
+  EXPECT_EQ(lines[0], "partitions 4  replication 2  epoch 9  digest 00c0ffee0badf00d");
+  EXPECT_EQ(lines[2], "hand-over epoch 9 -> 10  digest 1122334455667788  3 slots move");
+  EXPECT_EQ(lines[3], "joining -");
+  EXPECT_EQ(lines[4], "leaving node-c");
+  EXPECT_EQ(lines[5], "not seen by node-b");
+  EXPECT_EQ(lines[6], "TAKER   STREAMED  READY");
+  EXPECT_EQ(lines[7], "node-a  1/2       no");
+  EXPECT_EQ(lines[8], "node-b  1/1       yes");
+  EXPECT_EQ(lines[9],
+            "this node: 1/2 partitions streamed, 1200 keys, 3000000 bytes in 12s, 250000 B/s, "
+            "ETA 12s");
+  EXPECT_EQ(lines[10], "PARTITION  HOME");
+
+  Ran json = run({"--endpoint", server.endpoint(), "--json", "ring"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_NE(json.out.find(R"("hand_over":{"from_epoch":9,"to_epoch":10,)"
+                          R"("to_digest":"1122334455667788","joining":[],"leaving":["node-c"],)"
+                          R"("not_seen":["node-b"],"moved_slots":3,)"),
+            std::string::npos)
+      << json.out;
+  EXPECT_NE(json.out.find(R"("rate":250000,"eta_ms":12000}}})"), std::string::npos) << json.out;
+
+  // One hand-over at a time: the node's refusal, as it gave it.
+  Ran again = run({"--endpoint", server.endpoint(), "--json", "remove", "node-a", "node-b"});
+  EXPECT_EQ(again.code, 4) << again.err;
+  EXPECT_EQ(again.out, "");
+  EXPECT_EQ(again.err, "kvcli: a hand-over to epoch 10 is in progress\n");
+}
+
+TEST(KvcliRunTest, RemoveAsJsonWithSeveralNodes) {
+  MemoryNode node;
+  FakeServer server(node.handler());
+  Ran removed = run({"--endpoint", server.endpoint(), "remove", "node-b", "node-c", "--json"});
+  EXPECT_EQ(removed.code, 0) << removed.err;
+  EXPECT_EQ(removed.out, R"({"node_ids":["node-b","node-c"],"epoch":10,"handing_over":true})"
+                         "\n");
+  Ran ring = run({"--endpoint", server.endpoint(), "ring"});
+  EXPECT_NE(ring.out.find("\nleaving node-b node-c\n"), std::string::npos) << ring.out;
 }
 
 TEST(KvcliRunTest, UsageErrorsExitTwoWithOneLineAndNoOutput) {

@@ -37,7 +37,12 @@ TEST(RequestDecodeTest, ValidRequestsDecodeWithTheirId) {
   pb::Request get;
   get.set_id(7);
   get.mutable_get()->set_key("k");
-  for (const pb::Request& req : {put("k", "v", 1000), get}) {
+  pb::Request remove;
+  remove.set_id(8);
+  for (size_t i = 0; i < kRemoveMaxNodes; ++i) {
+    remove.mutable_remove()->add_node_ids("node-" + std::to_string(i) + ".dc_1");
+  }
+  for (const pb::Request& req : {put("k", "v", 1000), get, remove}) {
     DecodedRequest d = decode_one(req.SerializeAsString());
     EXPECT_TRUE(d.status.ok()) << d.status.to_string();
     EXPECT_EQ(d.id, req.id());
@@ -78,6 +83,18 @@ TEST(RequestDecodeTest, InvalidRequestsNameTheProblem) {
   bad_partition.mutable_changes()->set_partition(4);
   pb::Request too_many_events;
   too_many_events.mutable_changes()->set_max_events(1'000'000);
+  pb::Request remove_nobody;
+  remove_nobody.mutable_remove();
+  pb::Request remove_bad_id;
+  remove_bad_id.mutable_remove()->add_node_ids("node 1");
+  pb::Request remove_empty_id;
+  remove_empty_id.mutable_remove()->add_node_ids("");
+  pb::Request remove_twice;
+  for (const char* id : {"n1", "n2", "n1"}) remove_twice.mutable_remove()->add_node_ids(id);
+  pb::Request remove_too_many;
+  for (size_t i = 0; i <= kRemoveMaxNodes; ++i) {
+    remove_too_many.mutable_remove()->add_node_ids("n" + std::to_string(i));
+  }
   const BadCase cases[] = {
       {"empty key", put("", "v"), "key is empty"},
       {"long key", put("123456789", "v"), "max-key-bytes is 8"},
@@ -90,6 +107,11 @@ TEST(RequestDecodeTest, InvalidRequestsNameTheProblem) {
       {"del without key", empty_del, "key is empty"},
       {"partition out of range", bad_partition, "does not exist"},
       {"too many events", too_many_events, "max_events"},
+      {"remove without ids", remove_nobody, "remove: no node id given"},
+      {"remove of a bad id", remove_bad_id, "node id to remove 'node 1' may hold only"},
+      {"remove of an empty id", remove_empty_id, "node id to remove '' must be 1..64 bytes"},
+      {"remove of an id twice", remove_twice, "remove: node id n1 is given twice"},
+      {"remove of too many", remove_too_many, "remove: 65 node ids; at most 64 are taken"},
   };
   for (const BadCase& c : cases) {
     DecodedRequest d = decode_one(c.request.SerializeAsString());

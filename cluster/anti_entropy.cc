@@ -88,6 +88,20 @@ void AntiEntropy::set_homes(const std::vector<std::vector<NodeId>>& homes, MonoT
     }
   }
   known_since_ = std::move(known);
+  // Streams of pairs no longer home replicas together end here.
+  std::erase_if(streams_, [&](const Pair& pair) {
+    if (known_since_.contains(pair)) return false;
+    RoundResult result;
+    result.partition = pair.first;
+    result.peer = pair.second;
+    result.forced = result.stream = true;
+    result.started = wall;
+    result.status = Status::failed_precondition("stream: " + self_ + " and " + pair.second +
+                                                " are no longer home replicas of partition " +
+                                                std::to_string(pair.first) + " together");
+    keep(std::move(result));
+    return true;
+  });
   // Sync points of pairs no longer homed together go with them.
   std::erase_if(sync_points_, [this](const auto& e) { return !known_since_.contains(e.first); });
   std::erase_if(answered_, [this](const auto& e) { return !known_since_.contains(e.first); });
@@ -136,6 +150,37 @@ Result<size_t> AntiEntropy::repair(uint32_t partition) {
   return queued;
 }
 
+void AntiEntropy::set_joining(const std::vector<std::vector<NodeId>>& joining) {
+  joining_ = joining;
+}
+
+bool AntiEntropy::is_joining(uint32_t partition, const NodeId& id) const {
+  if (partition >= joining_.size()) return false;
+  const auto& j = joining_[partition];
+  return std::find(j.begin(), j.end(), id) != j.end();
+}
+
+Result<size_t> AntiEntropy::stream(uint32_t partition, const std::vector<NodeId>& peers) {
+  if (partition >= homes_.size()) {
+    return Status::invalid_argument("stream: partition " + std::to_string(partition) +
+                                    " is out of range (the ring has " +
+                                    std::to_string(homes_.size()) + ")");
+  }
+  const auto& h = homes_[partition];
+  if (std::find(h.begin(), h.end(), self_) == h.end()) {
+    return Status::failed_precondition("stream: " + self_ + " is not a home replica of partition " +
+                                       std::to_string(partition));
+  }
+  for (const NodeId& peer : peers) {
+    if (peer == self_ || std::find(h.begin(), h.end(), peer) == h.end()) {
+      return Status::invalid_argument("stream: " + peer + " is not another home replica of " +
+                                      "partition " + std::to_string(partition));
+    }
+  }
+  for (const NodeId& peer : peers) streams_.emplace_back(partition, peer);
+  return peers.size();
+}
+
 uint64_t AntiEntropy::send(Round& round, uint64_t id, AeMessage message, MonoTime now) {
   const uint64_t req = next_id_++ | kRequestBit;
   std::visit([req](auto& m) { m.req = req; }, message);
@@ -146,11 +191,12 @@ uint64_t AntiEntropy::send(Round& round, uint64_t id, AeMessage message, MonoTim
   return req;
 }
 
-void AntiEntropy::start(const Pair& pair, bool forced, MonoTime now) {
+void AntiEntropy::start(const Pair& pair, bool forced, MonoTime now, bool stream) {
   const uint64_t id = next_id_++;
   Round& r = rounds_[id];
   r.pair = pair;
   r.forced = forced;
+  r.stream = r.result.stream = stream;
   r.started_mono = now;
   r.result.partition = pair.first;
   r.result.peer = pair.second;
@@ -250,6 +296,26 @@ void AntiEntropy::start_due(MonoTime now) {
       continue;
     }
     start(pair, true, now);
+  }
+  // Streams wait for a round of their pair running now to end, then start their own.
+  for (size_t n = streams_.size(); n > 0 && rounds_.size() < options_.max_rounds; --n) {
+    const Pair pair = streams_.front();
+    streams_.pop_front();
+    if (running(pair) != nullptr) {
+      streams_.push_back(pair);
+      continue;
+    }
+    if (!is_up(pair.second)) {
+      RoundResult result;
+      result.partition = pair.first;
+      result.peer = pair.second;
+      result.forced = result.stream = true;
+      result.started = clock_.wall_now();
+      result.status = Status::unavailable("stream: " + pair.second + " is down");
+      keep(std::move(result));
+      continue;
+    }
+    start(pair, true, now, true);
   }
   while (rounds_.size() < options_.max_rounds) {
     const Pair* best = nullptr;
@@ -478,9 +544,11 @@ void AntiEntropy::on_entries_reply(uint64_t id, Round& r, const AeEntriesRequest
   const WallTime wall = clock_.wall_now();
   auto decide_one_sided = [&](const store::DigestEntry& e, bool push) {
     const bool tombstone = e.deleted || (e.expiry.ms != 0 && e.expiry <= wall);
+    // A taker of the partition lacks what it never held: it moves to it whatever its age.
+    const bool to_taker = is_joining(r.pair.first, push ? r.pair.second : self_);
     if (tombstone && e.version.hlc < (push ? r.peer_horizon : my_horizon)) {
       ++r.result.skipped;
-    } else if (one_sided_moves(e.version)) {
+    } else if (to_taker || one_sided_moves(e.version)) {
       r.transfers.push_back(Transfer{e.key, push});
     } else {
       ++r.result.skipped;
@@ -709,7 +777,13 @@ MonoTime AntiEntropy::next_deadline() const {
   }
   for (const auto& [req, p] : pending_) next = std::min(next, p.deadline);
   if (rounds_.size() < options_.max_rounds) {
-    if (!forced_.empty()) next = std::min(next, last_now_);
+    bool stream_ready = false;
+    for (const Pair& pair : streams_) {
+      bool running = false;
+      for (const auto& [id, r] : rounds_) running = running || r.pair == pair;
+      stream_ready = stream_ready || !running;
+    }
+    if (!forced_.empty() || stream_ready) next = std::min(next, last_now_);
     for (const auto& [pair, due] : due_) {
       bool running = false;
       for (const auto& [id, r] : rounds_) running = running || r.pair == pair;

@@ -169,7 +169,8 @@ class AntiEntropy {
     uint32_t partition = 0;
     NodeId peer;
     bool forced = false;
-    Status status;  // OK: completed
+    bool stream = false;  // one of stream()'s
+    Status status;        // OK: completed
     bool in_sync = false;
     size_t leaves_differing = 0;
     uint64_t pushed = 0;   // keys this node was newer on, written to the peer
@@ -202,6 +203,12 @@ class AntiEntropy {
   // The home replicas of every partition this node compares (index: partition; placement
   // changes call it again). Pairs that remain keep their schedule.
   void set_homes(const std::vector<std::vector<NodeId>>& homes, MonoTime now);
+  // Per partition, the nodes taking it over in a hand-over in progress (cluster/
+  // placement_keeper.h), who are among set_homes()'s too: a taker never held the partition
+  // (what it held of it before was dropped when it lost it), so its absences are missed
+  // writes, never purged deletes, and one-sided entries move to it whatever their age.
+  // Empty: none.
+  void set_joining(const std::vector<std::vector<NodeId>>& joining);
   // A member as gossip sees it: up (alive or suspect) or down; never reported: down.
   void set_member(const NodeId& id, bool up);
 
@@ -211,6 +218,12 @@ class AntiEntropy {
   // for a partition out of range,
   // FAILED_PRECONDITION when this node is not one of its home replicas.
   Result<size_t> repair(uint32_t partition);
+
+  // A hand-over's streaming: rounds of `partition` with each of `peers` that start after
+  // this call (a round of the pair running now does not count: it may have begun before
+  // writes reached this node), whose results come out of take_forced_results() marked
+  // `stream`. Errors as repair(); INVALID_ARGUMENT for a peer that is not a home replica.
+  Result<size_t> stream(uint32_t partition, const std::vector<NodeId>& peers);
 
   // A message of a round from `from`: requests are answered (take_messages), replies move
   // this node's rounds on.
@@ -256,6 +269,7 @@ class AntiEntropy {
   struct Round {
     Pair pair;
     bool forced = false;
+    bool stream = false;
     SyncPoint start_point;
     uint64_t digest_req = 0;    // the AeDigest's req: the round's name for the peer
     uint64_t peer_horizon = 0;  // the peer's purge horizon hlc
@@ -275,7 +289,8 @@ class AntiEntropy {
 
   uint64_t send(Round& round, uint64_t id, AeMessage message, MonoTime now);
   void start_due(MonoTime now);
-  void start(const Pair& pair, bool forced, MonoTime now);
+  void start(const Pair& pair, bool forced, MonoTime now, bool stream = false);
+  bool is_joining(uint32_t partition, const NodeId& id) const;
   void on_digest_reply(uint64_t id, Round& r, const AeDigestReply& reply, MonoTime now);
   void on_entries_reply(uint64_t id, Round& r, const AeEntriesRequest& asked,
                         const AeEntriesReply& reply, MonoTime now);
@@ -319,6 +334,8 @@ class AntiEntropy {
   std::vector<RoundResult> forced_results_;  // not yet taken
   std::map<Pair, MonoTime> due_;             // the pairs this node initiates, and when next
   std::deque<Pair> forced_;
+  std::deque<Pair> streams_;  // stream() rounds not started yet
+  std::vector<std::vector<NodeId>> joining_;
   std::map<uint64_t, Round> rounds_;     // by round id
   std::map<uint64_t, Pending> pending_;  // by request id
   // The entries request in flight per round, to know what it asked.

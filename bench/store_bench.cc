@@ -10,12 +10,16 @@
 //        store_bench digest KEYS [dir=/tmp] time to build one partition's digest after
 //                                            reopening a store of one partition holding
 //                                            KEYS keys, to copy it, and to read one leaf
+//        store_bench drop KEYS [dir=/tmp]   time to drop a partition holding about KEYS/2
+//                                            keys, and how long a write of the other one,
+//                                            queued behind the drop, waits
 #include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <semaphore>
 #include <string>
 #include <thread>
@@ -220,7 +224,60 @@ int time_digest(uint64_t keys, const std::filesystem::path& base) {
   return 0;
 }
 
+// Fills a store of two partitions in one file with `keys` keys (about half each), reopens
+// it and times the drop of partition 0 (Store::drop_partition), a write of partition 1
+// submitted right after it (it waits for the drop), and the file's size before and after.
+int time_drop(uint64_t keys, const std::filesystem::path& base) {
+  std::string tmpl = (base / "edgekv-bench-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  StoreOptions options;
+  options.dir = tmpl;
+  options.partitions = 2;
+  options.db_files = 1;
+  fill(options, keys);
+  auto store = Store::open(options).value();
+  std::string other;
+  for (int i = 0; other.empty(); ++i) {
+    if (store->partition_of("other-" + std::to_string(i)) == 1)
+      other = "other-" + std::to_string(i);
+  }
+  const auto before = store->stats(WallTime{0});
+  double drop_ms = 0;
+  double write_ms = 0;
+  auto start = std::chrono::steady_clock::now();
+  std::promise<void> dropped;
+  store->drop_partition(0, WallTime{1}, [&](edgekv::Status status) {
+    if (!status.ok()) std::abort();
+    drop_ms = ms_since(start);
+    dropped.set_value();
+  });
+  Record r;
+  r.key = other;
+  r.value = "v";
+  r.version = Version{keys + 1, 1};
+  std::promise<void> applied;
+  store->apply(std::move(r), WallTime{1}, [&](edgekv::Result<edgekv::store::ApplyResult> result) {
+    if (!result.ok()) std::abort();
+    write_ms = ms_since(start);
+    applied.set_value();
+  });
+  dropped.get_future().wait();
+  applied.get_future().wait();
+  const auto after = store->stats(WallTime{0});
+  std::printf(
+      "drop of partition 0 (%llu of %llu keys): %.1f ms; a write of partition 1 queued behind "
+      "it answered after %.1f ms; %llu bytes on disk before, %llu after\n",
+      (unsigned long long)(before.keys - after.keys + 1), (unsigned long long)before.keys, drop_ms,
+      write_ms, (unsigned long long)before.bytes_on_disk, (unsigned long long)after.bytes_on_disk);
+  store.reset();
+  std::filesystem::remove_all(tmpl);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "drop") {
+    return time_drop(std::stoull(argv[2]), argc > 3 ? argv[3] : "/tmp");
+  }
   if (argc > 2 && std::string(argv[1]) == "digest") {
     return time_digest(std::stoull(argv[2]), argc > 3 ? argv[3] : "/tmp");
   }

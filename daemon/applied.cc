@@ -33,8 +33,19 @@ void AppliedChanges::apply(ChangeEvent event, cluster::ChangeSource source) {
   cache_.update(std::move(record));
 }
 
+void AppliedChanges::forget_if_dropped(store::Store& store, std::string_view key) {
+  const uint32_t partition = store.partition_of(key);
+  if (drops_seen_.size() != store.partitions()) drops_seen_.assign(store.partitions(), 0);
+  const uint64_t drops = store.drops(partition);
+  if (drops == drops_seen_[partition]) return;
+  drops_seen_[partition] = drops;
+  cache_.erase_if([&](std::string_view cached) { return store.partition_of(cached) == partition; });
+}
+
 Result<store::Record> AppliedChanges::read(store::Store& store, std::string_view key,
                                            WallTime now) {
+  // Before the lookup: a drop committed since the last read of the partition.
+  forget_if_dropped(store, key);
   store::Record record;
   switch (cache_.get(key, now, &record)) {
     case ReadCache::Lookup::kFound:

@@ -20,7 +20,11 @@
 // evicted before the change arrived, and a coordinator may have several writes of one key
 // in flight. Keys enter the cache through reads only. The store purges tombstones without
 // a change (store.h, set_purge_horizon), so a cached tombstone below its partition's purge
-// horizon is read from the store again.
+// horizon is read from the store again. It drops whole partitions without a change too
+// (Store::drop_partition, on hand-over), so a read first compares the count of drops of its
+// key's partition (Store::drops) with the one it last saw, and when it moved forgets every
+// cached key of the partition: a copy cached before the drop could otherwise be answered,
+// or keep a later, older-versioned change out, after the store let go of the key.
 //
 // Thread-safety: none; the network thread.
 #pragma once
@@ -28,6 +32,7 @@
 #include <cstddef>
 #include <functional>
 #include <string_view>
+#include <vector>
 
 #include "cluster/change_hook.h"
 #include "common/change.h"
@@ -63,8 +68,12 @@ class AppliedChanges {
   const ReadCache& cache() const { return cache_; }
 
  private:
+  // Forgets the cached keys of `key`'s partition if the store dropped it since last seen.
+  void forget_if_dropped(store::Store& store, std::string_view key);
+
   ReadCache cache_;
   Feed feed_;
+  std::vector<uint64_t> drops_seen_;  // Store::drops by partition, as last seen by a read
 };
 
 }  // namespace edgekv::daemon

@@ -78,6 +78,19 @@ void ReadCache::erase(std::string_view key) {
   if (it != index_.end()) erase(it);
 }
 
+size_t ReadCache::erase_if(const std::function<bool(std::string_view key)>& pred) {
+  size_t erased = 0;
+  for (auto node = lru_.begin(); node != lru_.end();) {
+    const auto next = std::next(node);
+    if (pred(node->key)) {
+      erase(index_.find(node->key));
+      ++erased;
+    }
+    node = next;
+  }
+  return erased;
+}
+
 void ReadCache::erase(Index::iterator it) {
   Lru::iterator node = it->second;
   index_.erase(it);  // before the node: the index key views the node's string

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <list>
 #include <optional>
 #include <string>
@@ -44,6 +45,9 @@ class ReadCache {
   // version of the record it ended). A key not cached stays out.
   void update(store::Record record);
   void erase(std::string_view key);
+  // Erases every key for which `pred(key)` holds; returns how many. A walk of the cache:
+  // for rare events (a partition dropped), not for every request.
+  size_t erase_if(const std::function<bool(std::string_view key)>& pred);
 
   size_t bytes() const { return bytes_; }
   size_t entries() const { return index_.size(); }

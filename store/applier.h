@@ -4,7 +4,8 @@
 // (kAppliedStageId) and fsync'd whatever the sync mode, so the writer may then delete
 // those rows from the stage file. It also runs the parts of a sweep that only change the
 // data file (purging old tombstones, trimming change logs), and takes the tombstones it
-// purges out of the file's digests (engine.h, FileDigests). A partition's tables are
+// purges out of the file's digests (engine.h, FileDigests), and drops partitions
+// (Store::drop_partition) in the writes' order. A partition's tables are
 // created by the batch that applies its first write (format 5), and its statements are
 // prepared when first needed.
 //
@@ -63,6 +64,18 @@ class Applier {
     std::shared_ptr<SweepJob> job;
     std::function<void(Status)> done;
   };
+  // A drop of `partition` (Store::drop_partition), queued after the batches holding every
+  // write staged before it: in one transaction, its row and value tables are dropped and
+  // made again empty (DROP TABLE frees their pages without reading a row into memory or
+  // running the value trigger per row), its change log is kept (last_seq stays), its purge
+  // floor leaves meta; its digest becomes an empty partition's as the transaction
+  // commits. Then `done` with the outcome (on the applier thread); a failed batch before it
+  // fails it too, as for a sweep.
+  struct DropTail {
+    uint64_t epoch = 0;
+    uint32_t partition = 0;
+    std::function<void(const Status&)> done;
+  };
   // How a batch went, reported to the writer (on the applier thread) in posting order.
   // Jobs carry the writer's epoch. When a batch fails, every later job of its epoch fails
   // with the same status without running (a batch applies only after the ones before it);
@@ -88,6 +101,7 @@ class Applier {
   void start(Report report);
   void post(Batch batch);
   void post(SweepTail tail);
+  void post(DropTail tail);
   // Runs what is queued, then stops the thread and closes the connection (which
   // checkpoints the WAL into the file).
   void stop();
@@ -118,7 +132,7 @@ class Applier {
     // The hlc bound of the last purge kept in meta (`purge_floor.P`; kByHorizon).
     uint64_t floor_kept = 0;
   };
-  using Job = std::variant<Batch, SweepTail>;
+  using Job = std::variant<Batch, SweepTail, DropTail>;
 
   Applier(EngineState& state, uint32_t file, sql::Db db);
   Status prepare_statements();
@@ -135,12 +149,13 @@ class Applier {
   Status write_row_of(Slot& slot, const StagedWrite& w);
   Status write_one(const StagedWrite& w, bool write_row);
   Status sweep(SweepJob& job);
+  Status drop(uint32_t partition);
   Status rollback(Status status);
 
   EngineState& state_;
   const uint32_t file_;
   sql::Db db_;
-  sql::Stmt begin_, commit_, rollback_, set_applied_, set_floor_;
+  sql::Stmt begin_, commit_, rollback_, set_applied_, set_floor_, drop_floor_;
   std::vector<Slot> slots_;        // by Layout::slot_of(partition)
   std::vector<uint32_t> created_;  // slots whose tables the open transaction created
   StagedWrites& staged_;

@@ -37,6 +37,9 @@ struct PartitionState {
   // below it to keys with no row stay ignored across restarts.
   std::atomic<uint64_t> horizon_hlc{0};
   std::atomic<uint64_t> horizon_seq{0};
+  // Drops of the partition committed since open (Store::drops), raised by the file's
+  // writer after the drop committed.
+  std::atomic<uint64_t> drops{0};
 };
 
 // Raises `a` to `v` if it is lower.

@@ -142,13 +142,14 @@ struct Counts {
 
 // An operation's input: enough to run it again on another copy of the state.
 struct OpInput {
-  enum class Kind : uint8_t { kApply, kHint, kRemoveHint, kSweep };
+  enum class Kind : uint8_t { kApply, kHint, kRemoveHint, kSweep, kDrop };
   Kind kind = Kind::kApply;
   Record record;
   std::string owner;
   WallTime now;
   size_t max_rows = 0;
-  bool relayed = false;  // apply_relayed()
+  uint32_t partition = 0;  // drop_partition()'s
+  bool relayed = false;    // apply_relayed()
   // TombstonePurge::kByHorizon, taken when the operation first runs, so that a replay onto
   // the synced copy decides alike: what a relayed write or a tombstone is held to (an hlc;
   // 0: nothing),
@@ -426,6 +427,22 @@ std::vector<ChangeEvent> run_sweep(State& s, const StoreOptions& options, WallTi
   return events;
 }
 
+// Store::drop_partition: the partition's rows and their indexes go, its change log and
+// last_seq stay, its purge floor goes back to none. The digest, when built, becomes an
+// empty partition's.
+void run_drop(State& s, uint32_t partition, Digests* digests) {
+  Partition& part = s.partitions[partition];
+  part.rows.clear();
+  part.expiring.clear();
+  part.tombstones.clear();
+  part.by_leaf.clear();
+  part.purge_floor = 0;
+  part.live = 0;
+  if (digests != nullptr && (*digests)[partition] != nullptr) {
+    *(*digests)[partition] = DigestLeaves{};
+  }
+}
+
 // Runs `in` on `s` and returns what the operation's callback gets.
 struct OpOutcome {
   Result<ApplyResult> apply = ApplyResult{};
@@ -453,6 +470,10 @@ OpOutcome run(State& s, const StoreOptions& options, OpInput in, Counts* counts,
       out.events = run_sweep(s, options, in.now, in.max_rows, in.horizons, counts, digests);
       out.changed = true;  // the sweep cursor moves, whatever else
       break;
+    case OpInput::Kind::kDrop:
+      run_drop(s, in.partition, digests);
+      out.changed = true;
+      break;
   }
   return out;
 }
@@ -465,6 +486,7 @@ struct MemoryStore::Core {
     OpInput input;
     ApplyCallback apply_done;
     SweepCallback sweep_done;
+    DropCallback drop_done;
   };
 
   StoreOptions options;
@@ -482,6 +504,7 @@ struct MemoryStore::Core {
   // after a crash (reopen).
   std::vector<PurgeHorizon> horizons;
   Digests digests;  // of `state`; dropped by crash() and reopen(), built again when asked
+  std::vector<uint64_t> drops;  // Store::drops, by partition; since open (or reopen())
   uint64_t commit_groups = 0;
   uint64_t group_writes = 0;
 
@@ -490,9 +513,10 @@ struct MemoryStore::Core {
   }
 
   void enqueue(std::weak_ptr<Core> self, OpInput input, ApplyCallback apply_done,
-               SweepCallback sweep_done) {
+               SweepCallback sweep_done, DropCallback drop_done = nullptr) {
     const uint64_t id = next_id++;
-    queue.push_back(Op{id, std::move(input), std::move(apply_done), std::move(sweep_done)});
+    queue.push_back(Op{id, std::move(input), std::move(apply_done), std::move(sweep_done),
+                       std::move(drop_done)});
     scheduler([self = std::move(self), id] {
       if (std::shared_ptr<Core> core = self.lock()) core->commit_through(id);
     });
@@ -508,7 +532,10 @@ struct MemoryStore::Core {
       if (!any) ++commit_groups;
       any = true;
       const bool sweep = op.input.kind == OpInput::Kind::kSweep;
-      if (!sweep) ++group_writes;
+      // A drop applies everything staged before it to the data file, fsync'd, as a sweep.
+      const bool drop = op.input.kind == OpInput::Kind::kDrop;
+      if (!sweep && !drop) ++group_writes;
+      if (drop) horizons[op.input.partition] = PurgeHorizon{};
       if (options.tombstone_purge == TombstonePurge::kByHorizon) {
         if (sweep) {
           op.input.horizons = horizons;
@@ -524,14 +551,17 @@ struct MemoryStore::Core {
       OpOutcome out = run(state, options, std::move(op.input), &counts, &digests);
       if (options.sync == SyncMode::kNormal && out.changed) {
         unsynced.push_back(std::move(replay));
-        if (sweep) {
+        if (sweep || drop) {
           sync(unsynced.size());
         } else {
           ++unsynced_writes;
           sync_batches();
         }
       }
-      if (sweep) {
+      if (drop) {
+        ++drops[op.input.partition];
+        if (op.drop_done) op.drop_done(Status());
+      } else if (sweep) {
         if (op.sweep_done) op.sweep_done(std::move(out.events));
       } else if (op.apply_done) {
         op.apply_done(std::move(out.apply));
@@ -543,10 +573,10 @@ struct MemoryStore::Core {
   void sync(size_t n) {
     Counts ignored;
     for (size_t i = 0; i < n && !unsynced.empty(); ++i) {
-      const bool sweep = unsynced.front().kind == OpInput::Kind::kSweep;
+      const OpInput::Kind kind = unsynced.front().kind;
       (void)run(synced, options, std::move(unsynced.front()), &ignored, nullptr);
       unsynced.pop_front();
-      if (!sweep) --unsynced_writes;
+      if (kind != OpInput::Kind::kSweep && kind != OpInput::Kind::kDrop) --unsynced_writes;
     }
   }
 
@@ -572,6 +602,7 @@ Result<std::unique_ptr<MemoryStore>> MemoryStore::open(const StoreOptions& optio
   core->state.partitions.resize(options.partitions);
   core->horizons.resize(options.partitions);
   core->digests.resize(options.partitions);
+  core->drops.resize(options.partitions);
   if (options.sync == SyncMode::kNormal) core->synced = core->state;
   return std::unique_ptr<MemoryStore>(new MemoryStore(std::move(core)));
 }
@@ -764,6 +795,28 @@ void MemoryStore::sweep(WallTime now, size_t max_rows, SweepCallback done) {
   c.enqueue(core_, std::move(in), nullptr, std::move(done));
 }
 
+void MemoryStore::drop_partition(uint32_t partition, WallTime now, DropCallback done) {
+  Core& c = *core_;
+  Status refused = check_partition(partition);
+  if (refused.ok() && c.queue.size() >= c.options.write_queue_max) {
+    refused = Status::overloaded("store write queue is full (write_queue_max=" +
+                                 std::to_string(c.options.write_queue_max) + ")");
+  }
+  if (!refused.ok()) {
+    if (done) done(std::move(refused));
+    return;
+  }
+  OpInput in;
+  in.kind = OpInput::Kind::kDrop;
+  in.partition = partition;
+  in.now = now;
+  c.enqueue(core_, std::move(in), nullptr, nullptr, std::move(done));
+}
+
+uint64_t MemoryStore::drops(uint32_t partition) const {
+  return partition < core_->drops.size() ? core_->drops[partition] : 0;
+}
+
 Result<std::vector<ChangeEvent>> MemoryStore::read_changes(uint32_t partition, uint64_t from_seq,
                                                            size_t max) {
   if (partition >= partitions()) {
@@ -912,6 +965,7 @@ void MemoryStore::reopen() {
   for (auto& digest : c.digests) digest.reset();  // built again by one scan, as at open
   c.commit_groups = 0;
   c.group_writes = 0;
+  c.drops.assign(c.drops.size(), 0);
   c.up = true;
   c.crashed = false;
 }

@@ -6,15 +6,15 @@
 // tombstones), the per-partition change logs with their gapless sequence numbers, the
 // hints, and the writes queued but not yet committed.
 //
-// Completions. apply(), apply_hint() and sweep() validate their input and queue the
-// operation; nothing of it is done inside the call. For each queued operation the store
-// hands one commit to the scheduler given at open ("run this later"); the simulator runs it
-// as an event after a seeded delay, a test at once or whenever it likes. A commit executes
-// every operation queued up to and including its own, oldest first, and runs their callbacks
-// in that order: like the SQLite store's commit groups, a commit covers the writes queued
-// before it, so writes of one store commit and complete in the order they were made,
-// whatever order the scheduler runs commits in. A commit whose operations were already
-// committed by a later one, or lost to crash(), does nothing.
+// Completions. apply(), apply_hint(), sweep() and drop_partition() validate their input
+// and queue the operation; nothing of it is done inside the call. For each queued operation
+// the store hands one commit to the scheduler given at open ("run this later"); the
+// simulator runs it as an event after a seeded delay, a test at once or whenever it likes.
+// A commit executes every operation queued up to and including its own, oldest first, and
+// runs their callbacks in that order: like the SQLite store's commit groups, a commit
+// covers the writes queued before it, so writes of one store commit and complete in the
+// order they were made, whatever order the scheduler runs commits in. A commit whose
+// operations were already committed by a later one, or lost to crash(), does nothing.
 //
 // Visibility. An operation's effect (last-write-wins against the stored row, its change-log
 // seq) is decided when its commit runs, and reads see it from then on: the SQLite store
@@ -40,8 +40,8 @@
 // run; everything committed survives. crash(kPowerCut) also loses what the SQLite store
 // would with the same options (FORMAT.md, "Sync modes and power cuts"): with SyncMode::kFull
 // nothing committed; with kNormal the committed writes no sync covered yet. Here a sync
-// covers everything committed when a sweep commits (a sweep applies everything staged to
-// the data files, fsync'd), and the oldest `stage_apply_batch` committed writes whenever
+// covers everything committed when a sweep or a drop commits (each applies everything
+// staged to the data files, fsync'd), and the oldest `stage_apply_batch` committed writes whenever
 // `stage_apply_at` of them are not yet covered (a batch applied, fsync'd), as well as
 // everything at reopen() and close(). The SQLite store may keep more (a checkpoint of a
 // stage file syncs it too) and, while a batch is being applied, less. With kNormal the
@@ -53,7 +53,7 @@
 //
 // Digests (store.h): a partition's is built by one scan of its rows the first time it is
 // asked for after open or reopen(), and then updated by every commit that changes a row
-// (a write, an expiry, a purge), never by the replays onto the synced copy; crash() drops
+// (a write, an expiry, a purge, a drop), never by the replays onto the synced copy; crash() drops
 // them, since what survives may be older. digest_entries reads an index of the rows by
 // leaf, so it costs what the leaves hold.
 //
@@ -111,6 +111,8 @@ class MemoryStore final : public Store {
                    ApplyCallback done) override;
   Result<Record> read_hint(std::string_view key, WallTime now) override;
   void sweep(WallTime now, size_t max_rows, SweepCallback done) override;
+  void drop_partition(uint32_t partition, WallTime now, DropCallback done) override;
+  uint64_t drops(uint32_t partition) const override;
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
                                                 size_t max) override;
   uint64_t last_seq(uint32_t partition) override;

@@ -423,6 +423,24 @@ class StoreImpl final : public Store {
     writers_.front()->submit(Writer::SweepTask{std::move(job)});
   }
 
+  void drop_partition(uint32_t partition, WallTime now, DropCallback done) override {
+    if (partition >= partitions()) {
+      if (done) {
+        done(Status::invalid_argument(
+            "partition " + std::to_string(partition) +
+            " is out of range (partitions=" + std::to_string(partitions()) + ")"));
+      }
+      return;
+    }
+    Writer& writer = *writers_[state_->layout.file_of(partition)];
+    writer.submit(Writer::DropTask{partition, now, std::move(done)});
+  }
+
+  uint64_t drops(uint32_t partition) const override {
+    if (partition >= state_->layout.partitions) return 0;
+    return state_->partitions[partition].drops.load();
+  }
+
   Result<std::vector<ChangeEvent>> read_changes(uint32_t partition, uint64_t from_seq,
                                                 size_t max) override {
     if (partition >= partitions()) {
@@ -642,6 +660,12 @@ void Store::set_purge_horizon(uint32_t, PurgeHorizon) {}
 
 PurgeHorizon Store::purge_horizon(uint32_t) const { return PurgeHorizon{}; }
 
+void Store::drop_partition(uint32_t, WallTime, DropCallback done) {
+  if (done) done(Status::failed_precondition("this store keeps no partitions to drop"));
+}
+
+uint64_t Store::drops(uint32_t) const { return 0; }
+
 Result<PartitionDigest> Store::digest(uint32_t) {
   return Status::failed_precondition("this store keeps no digests");
 }
@@ -657,6 +681,15 @@ Result<ApplyResult> Store::apply_sync(Record record, WallTime now) {
   apply(std::move(record), now,
         [&promise](Result<ApplyResult> result) { promise.set_value(std::move(result)); });
   WakeBatch::wake_deferred();  // waiting for a writer this thread has not woken yet
+  return future.get();
+}
+
+Status Store::drop_partition_sync(uint32_t partition, WallTime now) {
+  std::promise<Status> promise;
+  std::future<Status> future = promise.get_future();
+  drop_partition(partition, now,
+                 [&promise](Status status) { promise.set_value(std::move(status)); });
+  WakeBatch::wake_deferred();
   return future.get();
 }
 

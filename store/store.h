@@ -14,7 +14,7 @@
 // Threads: reads (get, read_changes, stats, last_seq, digest, digest_entries) may be called
 // from any thread concurrently; each read runs on a connection of its own, lent from a pool
 // for the call (at most read_connections_max; readers never wait for the writers). Writes (apply,
-// sweep) are queued to the writer thread(s), which stage concurrent writes in one
+// sweep, drop_partition) are queued to the writer thread(s), which stage concurrent writes in one
 // transaction (group commit) and then run each write's callback, on the writer thread,
 // after its transaction committed (and, with sync=full, was fsync'd). Staged writes are
 // applied to their partitions' tables later, in batches, by an applier thread per file
@@ -29,7 +29,7 @@
 // Anti-entropy digests (digest, digest_entries; the hashing is store/digest.h) are kept in
 // memory, a partition's from the first time it is asked for after open: that call builds it
 // by one scan of the partition, and from then on every committed change of the partition
-// (puts, deletes, expiries, purges; hints are not partition data) updates it as it
+// (puts, deletes, expiries, purges, drops; hints are not partition data) updates it as it
 // commits. 8 KiB per partition asked for.
 //
 // On-disk format: store/FORMAT.md.
@@ -228,6 +228,7 @@ class Store {
  public:
   using ApplyCallback = std::function<void(Result<ApplyResult>)>;
   using SweepCallback = std::function<void(Result<std::vector<ChangeEvent>>)>;
+  using DropCallback = std::function<void(Status)>;
 
   // Opens (creating if absent) the data directory. Fails with FAILED_PRECONDITION naming
   // both values when the directory was created with another partition count, IO_ERROR
@@ -330,6 +331,28 @@ class Store {
                                                         size_t max) = 0;
   virtual uint64_t last_seq(uint32_t partition) = 0;
 
+  // Drops what this node holds of `partition`, for a node that stops being one of its home
+  // replicas for good (hand-over): every row of it, live values and tombstones of both
+  // kinds, so that a later return as a home replica cannot bring back keys whose deletes
+  // the other replicas purged meanwhile. Afterwards the partition reads as one never
+  // written: no rows, digest() equal to an empty partition's, no digest_entries, purge
+  // horizon PurgeHorizon{} (its persisted purge floor removed). Not a delete: no change
+  // event is made, and the change log is kept as it is, so last_seq(partition) never goes
+  // back (store/FORMAT.md, "Dropping a partition"). Hints, other partitions and their
+  // horizons are left alone.
+  //
+  // Ordered like a write: writes queued before it are committed first and dropped with
+  // the partition; writes queued after it find the partition empty, and a write
+  // acknowledged after `done` is kept. `done` runs once the drop committed (durable: one
+  // transaction per file, so a crash leaves the partition whole or empty); an error
+  // changes nothing. INVALID_ARGUMENT (at once) for a partition out of range, UNAVAILABLE
+  // once close() began. Stores that keep no partitions of their own answer
+  // FAILED_PRECONDITION. `now` is the caller's time, as for every write.
+  virtual void drop_partition(uint32_t partition, WallTime now, DropCallback done);
+  // How many drops of `partition` committed since open: a cache in front of the store
+  // (daemon/applied.h) forgets the partition's keys when it changes. 0 out of range.
+  virtual uint64_t drops(uint32_t partition) const;
+
   // The anti-entropy digest of `partition` (store/digest.h): its leaves, the number of key
   // states in it (tombstones included) and a root over the leaves. Reflects every change
   // committed before the call (a change committing meanwhile may or may not be in it). The
@@ -360,6 +383,7 @@ class Store {
   // Conveniences for tests and tools: apply/sweep and wait for the callback.
   Result<ApplyResult> apply_sync(Record record, WallTime now);
   Result<std::vector<ChangeEvent>> sweep_sync(WallTime now, size_t max_rows);
+  Status drop_partition_sync(uint32_t partition, WallTime now);
 };
 
 }  // namespace edgekv::store

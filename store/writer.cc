@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <string>
 #include <unordered_set>
 
@@ -273,6 +274,8 @@ void Writer::answer(Task& task, const Status& status) {
     if (apply->done) apply->done(status);
   } else if (auto* hint = std::get_if<HintTask>(&task)) {
     if (hint->done) hint->done(status);
+  } else if (auto* drop = std::get_if<DropTask>(&task)) {
+    if (drop->done) drop->done(status);
   } else {
     auto& job = std::get<SweepTask>(task).job;
     if (job->done) job->done(status);
@@ -300,15 +303,16 @@ void Writer::run() {
       reports.swap(reports_);
       stop = queue_.empty() && stopping_;  // everything queued is committed
       // A sweep is a group of its own, so that its expiries are the only writes of the
-      // group and it hands on everything staged before it.
+      // group and it hands on everything staged before it; so is a drop.
       const size_t n =
           throttled() && !stopping_ ? 0 : std::min(queue_.size(), state_.options.group_commit_max);
       for (size_t i = 0; i < n; ++i) {
-        bool sweep = std::holds_alternative<SweepTask>(queue_.front().task);
-        if (sweep && !group.empty()) break;
+        const bool solo = std::holds_alternative<SweepTask>(queue_.front().task) ||
+                          std::holds_alternative<DropTask>(queue_.front().task);
+        if (solo && !group.empty()) break;
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
-        if (sweep) break;
+        if (solo) break;
       }
     }
     take_reports(reports);
@@ -320,7 +324,11 @@ void Writer::run() {
       size_t counted =
           std::count_if(group.begin(), group.end(), [](const Queued& q) { return q.counted; });
       state_.queued.fetch_sub(counted);
-      commit_group(group);
+      if (auto* drop = std::get_if<DropTask>(&group.front().task)) {
+        drop_partition(*drop);
+      } else {
+        commit_group(group);
+      }
       group.clear();
       may_retry = true;
     } else if (applied_id_ > deleted_id_) {
@@ -552,6 +560,42 @@ void Writer::report_free_pages() {
   // Outside a transaction: the newest snapshot, with the batches applied so far.
   Result<std::string> pages = read_db_.query_text("PRAGMA freelist_count", "count free pages");
   if (pages.ok()) state_.disk.set_free_pages(file_, std::stoull(*pages) * kPageBytes);
+}
+
+void Writer::drop_partition(DropTask& task) {
+  // The applier runs its jobs in order: the batches handed on here (every write staged
+  // before the drop, of any partition of the file) apply first, and the drop fails with
+  // their error if one fails, changing nothing.
+  post_all();
+  std::promise<Status> dropped;
+  std::future<Status> result = dropped.get_future();
+  applier_->post(Applier::DropTail{
+      epoch_, task.partition, [&dropped](const Status& status) { dropped.set_value(status); }});
+  Status status = result.get();
+  // The next group's reads see the partition without its rows.
+  end_read();
+  if (status.ok()) {
+    // Nothing of the partition is staged any more (it all applied before the drop), so
+    // its row count is 0 and its keys have no rows to remember.
+    for (auto it = row_cache_.begin(); it != row_cache_.end();) {
+      if (edgekv::partition_of(it->first, state_.layout.partitions) == task.partition) {
+        it = row_cache_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    PartitionState& ps = state_.partitions[task.partition];
+    ps.live_rows.store(0);
+    ps.horizon_hlc.store(0);
+    ps.horizon_seq.store(0);
+    ps.drops.fetch_add(1);
+    EDGEKV_LOG(kNotice) << "store: dropped partition " << task.partition << " (its change log "
+                        << "stays, through seq " << ps.last_seq.load() << ")";
+  } else {
+    EDGEKV_LOG(kError) << "store: dropping partition " << task.partition
+                       << " failed, it stays whole: " << status.to_string();
+  }
+  if (task.done) task.done(status);
 }
 
 void Writer::finish_sweep(std::shared_ptr<SweepJob> job, const Status& status) {

@@ -11,6 +11,8 @@
 // file's hints table inside its commit group and answered after the commit, like a write;
 // they are never staged in memory nor applied to the partitions.
 //
+// A drop (Store::drop_partition) is a group of its own too (DropTask).
+//
 // A sweep is a group of its own: it stages an expiry for each expired key (row or staged
 // write), then hands everything staged to the applier, followed by the sweep's purge and
 // trim. When that is done, the sweep goes on to the next file's writer (set_next), with
@@ -75,7 +77,17 @@ class Writer {
     Store::ApplyCallback done;
     bool remove = false;  // Store::remove_hint: `record` names the key and the version
   };
-  using Task = std::variant<ApplyTask, SweepTask, HintTask>;
+  // Store::drop_partition: a group of its own. Everything staged before it is handed to the
+  // applier, which applies it and then drops the partition in one transaction of the data
+  // file; the writer waits for that before it takes its next group, so the writes queued
+  // after the drop find the partition empty (their last-write-wins reads, the row cache
+  // and the read snapshot all come after the drop).
+  struct DropTask {
+    uint32_t partition = 0;
+    WallTime now;
+    Store::DropCallback done;
+  };
+  using Task = std::variant<ApplyTask, SweepTask, HintTask, DropTask>;
 
   // Takes over `stage` (the stage file, configured as a writer), `read` (the data file,
   // configured as a reader) and `applier`, prepares the statements, applies whatever the
@@ -232,6 +244,8 @@ class Writer {
   void hand_on(std::shared_ptr<SweepJob> job);
   // Tells the disk guard how many bytes of free pages the data file has (out of space).
   void report_free_pages();
+  // Runs a drop (DropTask) and answers it; the writer waits for the applier meanwhile.
+  void drop_partition(DropTask& task);
   // Ends a sweep in this file: on to the next writer, or its callback.
   void finish_sweep(std::shared_ptr<SweepJob> job, const Status& status);
   static void answer(Task& task, const Status& status);

@@ -195,6 +195,33 @@ TEST_F(AppliedChangesTest, AChangeToAKeyNotCachedLeavesItOut) {
   EXPECT_EQ(applied->cache().hits(), hits + 1);
 }
 
+TEST_F(AppliedChangesTest, ADroppedPartitionIsReadFromTheStoreAgain) {
+  auto applied = make(1 << 20);
+  const int64_t now = clock_.wall_now().ms;
+  const uint32_t p = store_->partition_of("k");
+  std::string other;
+  for (int i = 0; other.empty(); ++i) {
+    const std::string key = "other-" + std::to_string(i);
+    if (store_->partition_of(key) != p) other = key;
+  }
+  ASSERT_TRUE(write(put("k", "v", Version{HybridClock::pack(now, 5), 1})));
+  ASSERT_TRUE(write(put(other, "o", Version{HybridClock::pack(now, 5), 1})));
+  ASSERT_EQ(read(*applied, "k")->value, "v");  // both cached now
+  ASSERT_EQ(read(*applied, other)->value, "o");
+  ASSERT_TRUE(store_->drop_partition_sync(p, clock_.wall_now()).ok());
+  // No change arrives for a drop; the next read of the partition asks the store.
+  EXPECT_EQ(read(*applied, "k").status().code(), Code::kNotFound);
+  const uint64_t hits = applied->cache().hits();
+  EXPECT_EQ(read(*applied, other)->value, "o");
+  EXPECT_EQ(applied->cache().hits(), hits + 1) << "another partition's key was forgotten too";
+  // A write older than the dropped copy lands, and its change is what a read sees.
+  std::optional<ChangeEvent> older =
+      write(put("k", "older", Version{HybridClock::pack(now, 1), 1}));
+  ASSERT_TRUE(older);
+  applied->apply(*older, ChangeSource::kReplica);
+  EXPECT_EQ(read(*applied, "k")->value, "older");
+}
+
 // Changes from every source, committed in random order and arriving later, in the orders
 // the daemon can see them: one key's writes in commit order, the sweep's expiries whenever
 // its sweep is done, reads at any time.

@@ -203,6 +203,35 @@ TEST(MemoryStoreTest, APowerCutWithSyncNormalLosesWhatNoSyncCovered) {
   EXPECT_TRUE(store->get("k6", kNow).ok());
 }
 
+TEST(MemoryStoreTest, ADropSyncsEverythingBeforeItAsASweepDoes) {
+  Held held;
+  StoreOptions options;
+  options.sync = SyncMode::kNormal;
+  options.partitions = 2;
+  options.stage_apply_at = 100;
+  auto store = open_memory(options, held);
+  std::vector<std::string> keys;  // of partition 0
+  for (int i = 0; keys.size() < 4; ++i) {
+    if (store->partition_of("k" + std::to_string(i)) == 0) keys.push_back("k" + std::to_string(i));
+  }
+  for (const std::string& k : keys) store->apply(put(k, "v", hlc_at(0)), kNow, {});
+  std::optional<Status> dropped;
+  store->drop_partition(0, kNow, [&](Status s) { dropped = s; });
+  store->apply(put(keys[0], "after", hlc_at(-1)), kNow, {});
+  held.run_all();
+  ASSERT_TRUE(dropped.has_value() && dropped->ok());
+  EXPECT_EQ(store->drops(0), 1u);
+  // A power cut keeps the drop (and the writes it took), loses the write after it.
+  store->crash(MemoryStore::CrashKind::kPowerCut);
+  store->reopen();
+  EXPECT_EQ(store->last_seq(0), 4u);
+  for (const std::string& k : keys) {
+    EXPECT_EQ(store->read(k, kNow).status().code(), Code::kNotFound) << k;
+  }
+  EXPECT_EQ(store->digest(0)->entries, 0u);
+  EXPECT_EQ(store->drops(0), 0u);  // counted since open
+}
+
 TEST(MemoryStoreTest, CloseCommitsWhatIsQueuedAndThenRefuses) {
   Held held;
   auto store = open_memory(StoreOptions{}, held);

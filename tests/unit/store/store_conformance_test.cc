@@ -110,6 +110,16 @@ class Subject {
     return out.wait();
   }
 
+  Status drop(uint32_t partition, WallTime now = kNow) {
+    Outcome<Status> out;
+    store_->drop_partition(partition, now, out.callback());
+    drain();
+    return out.wait();
+  }
+
+  // Runs the commits a held MemoryStore was handed (nothing for the others).
+  void settle() { drain(); }
+
   // Closes the store and opens it again on what it committed.
   void reopen() {
     store_->close();
@@ -962,6 +972,166 @@ TEST_P(StoreConformance, Format5ExpiryTombstonesSurviveAReopen) {
     EXPECT_TRUE(r->expired_tombstone()) << key;
     EXPECT_FALSE(s->apply(put(key, "older", hlc_at(-1)))->applied) << key;
   }
+}
+
+// Keys of partition `p` of `st`, `n` of them, named after `prefix`.
+std::vector<std::string> keys_of(Store& st, uint32_t p, const std::string& prefix, size_t n) {
+  std::vector<std::string> out;
+  for (int i = 0; out.size() < n; ++i) {
+    std::string k = prefix + std::to_string(i);
+    if (st.partition_of(k) == p) out.push_back(std::move(k));
+  }
+  return out;
+}
+
+std::vector<uint32_t> all_leaves() {
+  std::vector<uint32_t> leaves(kDigestLeaves);
+  for (uint32_t i = 0; i < kDigestLeaves; ++i) leaves[i] = i;
+  return leaves;
+}
+
+TEST_P(StoreConformance, DropPartitionLeavesItEmptyAndTheRestAlone) {
+  StoreOptions o = options();
+  o.tombstone_purge = TombstonePurge::kByHorizon;
+  auto s = open(o);
+  Store& st = s->store();
+  const uint32_t p = st.partition_of("dropped");
+  const uint32_t q = (p + 1) % st.partitions();
+  const std::vector<std::string> mine = keys_of(st, p, "mine-", 40);
+  const std::vector<std::string> theirs = keys_of(st, q, "theirs-", 10);
+  // Every kind of row: small and large values (a large one lives in the value table), delete
+  // tombstones, an expiry tombstone, a live row with a TTL; and in the other partition too.
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const std::string value = i % 3 == 0 ? random_bytes(3000, i) : "v" + std::to_string(i);
+    ASSERT_TRUE(s->apply(put(mine[i], value, hlc_at(-100)))->applied);
+  }
+  for (size_t i = 0; i < 10; ++i) ASSERT_TRUE(s->apply(tombstone(mine[i], hlc_at(-50)))->applied);
+  ASSERT_TRUE(s->apply(expiring(mine[10], "e", hlc_at(-40), WallTime{kNow.ms - 1}))->applied);
+  ASSERT_TRUE(s->apply(expiring(mine[11], "t", hlc_at(-40), WallTime{kNow.ms + 1000}))->applied);
+  for (const std::string& k : theirs) ASSERT_TRUE(s->apply(put(k, "q", hlc_at(-100)))->applied);
+  ASSERT_TRUE(s->apply(tombstone(theirs[0], hlc_at(-60)))->applied);
+  ASSERT_TRUE(s->apply(tombstone(theirs[1], hlc_at(-60)))->applied);
+  // Purges by horizon in both partitions, so that both have a purge floor.
+  st.set_purge_horizon(p, PurgeHorizon{hlc_at(-45), st.last_seq(p)});
+  st.set_purge_horizon(q, PurgeHorizon{hlc_at(-55), st.last_seq(q)});
+  ASSERT_TRUE(s->sweep(kNow, 1000).ok());
+  ASSERT_EQ(st.stats(kNow).tombstones_purged, 12u);
+  // Hints are not partition data, whatever their key's partition.
+  ASSERT_TRUE(s->hint("node-b", put(mine[20], "hinted", hlc_at(-10)))->applied);
+  ASSERT_TRUE(s->hint("node-b", put(theirs[5], "hinted", hlc_at(-10)))->applied);
+  ASSERT_TRUE(s->apply(put(mine[12], "queued", hlc_at(-5))).ok());
+
+  const Result<PartitionDigest> digest_q = st.digest(q);
+  ASSERT_TRUE(digest_q.ok());
+  ASSERT_TRUE(st.digest(p).ok());  // built before the drop, so the drop must reset it
+  const PurgeHorizon horizon_q = st.purge_horizon(q);
+  const uint64_t seq_p = st.last_seq(p);
+  const uint64_t seq_q = st.last_seq(q);
+  const uint64_t keys_q = st.stats(kNow).keys - (mine.size() - 11);
+  ASSERT_EQ(st.drops(p), 0u);
+
+  ASSERT_TRUE(s->drop(p).ok());
+
+  const PartitionDigest empty = DigestLeaves{}.to_digest(p);
+  for (const std::string& k : mine) {
+    EXPECT_EQ(st.get(k, kNow).status().code(), Code::kNotFound) << k;
+    EXPECT_EQ(st.read(k, kNow).status().code(), Code::kNotFound) << k;
+  }
+  Result<PartitionDigest> digest_p = st.digest(p);
+  ASSERT_TRUE(digest_p.ok());
+  EXPECT_EQ(digest_p->leaves, empty.leaves);
+  EXPECT_EQ(digest_p->entries, 0u);
+  EXPECT_EQ(digest_p->root, empty.root);
+  EXPECT_TRUE(st.digest_entries(p, all_leaves(), 1000)->empty());
+  // No change made: the log ends where it ended, and nothing new is in it.
+  EXPECT_GE(st.last_seq(p), seq_p);
+  EXPECT_TRUE(st.read_changes(p, seq_p + 1, 100)->empty());
+  EXPECT_EQ(st.purge_horizon(p).hlc_below, 0u);
+  EXPECT_EQ(st.purge_horizon(p).seq_through, 0u);
+  EXPECT_EQ(st.drops(p), 1u);
+  EXPECT_EQ(st.drops(q), 0u);
+  // The other partition, its horizon and the hints are as they were.
+  EXPECT_EQ(st.stats(kNow).keys, keys_q);
+  EXPECT_EQ(st.last_seq(q), seq_q);
+  EXPECT_EQ(st.purge_horizon(q).hlc_below, horizon_q.hlc_below);
+  EXPECT_EQ(st.purge_horizon(q).seq_through, horizon_q.seq_through);
+  EXPECT_EQ(st.digest(q)->root, digest_q->root);
+  EXPECT_EQ(st.get(theirs[3], kNow)->value, "q");
+  EXPECT_TRUE(st.read(theirs[2], kNow).ok());
+  EXPECT_EQ(st.read_hint(mine[20], kNow)->value, "hinted");
+  EXPECT_EQ(st.read_hints("node-b", 10)->size(), 2u);
+  EXPECT_EQ(st.stats(kNow).hints, 2u);
+
+  // The partition takes writes as a never-written one: an older version than the dropped
+  // rows' (no row, no horizon to hold it to) is applied, logged after the kept log.
+  Result<ApplyResult> again = s->apply(put(mine[1], "again", hlc_at(-200)));
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_TRUE(again->applied);
+  EXPECT_EQ(again->event.seq, st.last_seq(p));
+  EXPECT_GT(again->event.seq, seq_p);
+  EXPECT_EQ(st.get(mine[1], kNow)->value, "again");
+  EXPECT_TRUE(s->apply_relayed(put(mine[2], "relayed", hlc_at(-200)))->applied);
+  EXPECT_EQ(st.stats(kNow).keys, keys_q + 2);
+  PartitionDigest two = empty;
+  {
+    DigestLeaves leaves;
+    leaves.add(mine[1], Version{hlc_at(-200), 1}, false, 0);
+    leaves.add(mine[2], Version{hlc_at(-200), 1}, false, 0);
+    two = leaves.to_digest(p);
+  }
+  EXPECT_EQ(st.digest(p)->root, two.root);
+  const uint64_t seq_after = st.last_seq(p);
+
+  // All of it holds after a reopen: rows, log end, horizons (the purge floor went).
+  s->reopen();
+  Store& re = s->store();
+  for (size_t i = 3; i < mine.size(); ++i) {
+    EXPECT_EQ(re.read(mine[i], kNow).status().code(), Code::kNotFound) << mine[i];
+  }
+  EXPECT_EQ(re.get(mine[1], kNow)->value, "again");
+  EXPECT_EQ(re.last_seq(p), seq_after);
+  EXPECT_EQ(re.purge_horizon(p).hlc_below, 0u);
+  EXPECT_EQ(re.purge_horizon(q).hlc_below, horizon_q.hlc_below);
+  EXPECT_EQ(re.digest(p)->root, two.root);
+  EXPECT_EQ(re.digest(q)->root, digest_q->root);
+  EXPECT_EQ(re.stats(kNow).keys, keys_q + 2);
+  EXPECT_EQ(re.read_hints("node-b", 10)->size(), 2u);
+  EXPECT_EQ(re.drops(p), 0u);  // since open
+}
+
+TEST_P(StoreConformance, DropPartitionTakesWritesQueuedBeforeItAndKeepsThoseAfter) {
+  auto s = open();
+  Store& st = s->store();
+  const uint32_t p = st.partition_of("order");
+  const std::vector<std::string> keys = keys_of(st, p, "order-", 4);
+  ASSERT_TRUE(s->apply(put(keys[0], "old", hlc_at(0)))->applied);
+  // Queued together, in this order, none waited for: the drop commits the write before it
+  // and drops it; the writes after it find the partition empty.
+  Outcome<Result<ApplyResult>> before, newer_after, older_after;
+  Outcome<Status> dropped;
+  st.apply(put(keys[1], "before", hlc_at(0)), kNow, before.callback());
+  st.drop_partition(p, kNow, dropped.callback());
+  st.apply(put(keys[0], "older-after", hlc_at(-10)), kNow, older_after.callback());
+  st.apply(put(keys[2], "after", hlc_at(0)), kNow, newer_after.callback());
+  s->settle();
+  WakeBatch::wake_deferred();
+  ASSERT_TRUE(before.wait().ok());
+  ASSERT_TRUE(dropped.wait().ok());
+  Result<ApplyResult> older = older_after.wait();
+  ASSERT_TRUE(older.ok()) << older.status().to_string();
+  EXPECT_TRUE(older->applied);  // the row it would have lost to went with the drop
+  ASSERT_TRUE(newer_after.wait().ok());
+  EXPECT_EQ(st.get(keys[0], kNow)->value, "older-after");
+  EXPECT_EQ(st.get(keys[1], kNow).status().code(), Code::kNotFound);
+  EXPECT_EQ(st.get(keys[2], kNow)->value, "after");
+  EXPECT_EQ(st.digest(p)->entries, 2u);
+  EXPECT_EQ(st.stats(kNow).keys, 2u);
+  // A drop of an empty or never-written partition is a no-op that succeeds; out of range
+  // is refused.
+  const uint32_t never = (p + 1) % st.partitions();
+  EXPECT_TRUE(s->drop(never).ok());
+  EXPECT_EQ(st.last_seq(never), 0u);
+  EXPECT_EQ(s->drop(st.partitions()).code(), Code::kInvalidArgument);
 }
 
 std::string param_name(const ::testing::TestParamInfo<Kind>& param) {

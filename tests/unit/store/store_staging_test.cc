@@ -1043,5 +1043,91 @@ TEST(StoreStagingTest, TheStageFileShrinksOnceABurstIsApplied) {
   EXPECT_EQ(store->get("k7", kNow)->value, big_value(7));
 }
 
+// A drop is one transaction of the data file: made to fail after its tables were dropped
+// (a trigger refuses the removal of the purge floor, its last statement), it leaves the
+// partition whole, on disk and in memory, after a reopen too; once the fault is gone it
+// goes through and stays.
+TEST(StoreStagingTest, ADropThatFailsLeavesThePartitionWhole) {
+  TempDir dir;
+  StoreOptions options = options_for(dir);
+  options.partitions = 4;
+  options.db_files = 1;
+  options.tombstone_purge = TombstonePurge::kByHorizon;
+  auto store = open_or_die(options);
+  const uint32_t p = store->partition_of("whole");
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 60; ++i) {
+    std::string k = "whole-" + std::to_string(i);
+    if (store->partition_of(k) == p) keys.push_back(std::move(k));
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::string value = i % 2 == 0 ? random_bytes(2000, i) : "small";
+    ASSERT_TRUE(store->apply_sync(put(keys[i], value, hlc_at(-100)), kNow)->applied);
+  }
+  for (size_t i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store->apply_sync(tombstone(keys[i], hlc_at(-50)), kNow)->applied);
+  }
+  store->set_purge_horizon(p, PurgeHorizon{hlc_at(-40), store->last_seq(p)});
+  ASSERT_TRUE(store->sweep_sync(kNow, 100).ok());
+  ASSERT_EQ(store->stats(kNow).tombstones_purged, 5u);
+  ASSERT_TRUE(store->apply_sync(tombstone(keys[5], hlc_at(-30)), kNow)->applied);
+  const Result<PartitionDigest> before = store->digest(p);
+  ASSERT_TRUE(before.ok());
+  const uint64_t seq = store->last_seq(p);
+  const std::filesystem::path data = dir.data() / "data-0.db";
+  const std::string floor_row =
+      "SELECT count(*) FROM meta WHERE name = 'purge_floor." + std::to_string(p) + "'";
+  ASSERT_EQ(count_rows(data, floor_row), 1);
+
+  auto expect_whole = [&](Store& s, const std::string& when) {
+    for (size_t i = 6; i < keys.size(); ++i) {
+      Result<Record> got = s.get(keys[i], kNow);
+      ASSERT_TRUE(got.ok()) << when << ": " << keys[i] << ": " << got.status().to_string();
+      EXPECT_EQ(got->value, i % 2 == 0 ? random_bytes(2000, i) : "small") << when;
+    }
+    EXPECT_TRUE(s.read(keys[5], kNow)->tombstone) << when;
+    EXPECT_EQ(s.digest(p)->root, before->root) << when;
+    EXPECT_EQ(s.purge_horizon(p).hlc_below, hlc_at(-40)) << when;
+    EXPECT_EQ(s.last_seq(p), seq) << when;
+    // The purge floor holds: a tombstone below it to a purged key is not taken again.
+    EXPECT_FALSE(s.apply_sync(tombstone(keys[0], hlc_at(-60)), kNow)->applied) << when;
+  };
+
+  exec_sql(data,
+           "CREATE TRIGGER fail_drop BEFORE DELETE ON meta"
+           " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  Status failed = store->drop_partition_sync(p, kNow);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("injected"), std::string::npos) << failed.to_string();
+  EXPECT_EQ(store->drops(p), 0u);
+  expect_whole(*store, "after the failed drop");
+  // Writes go on: the writer is not stuck behind the failed drop.
+  ASSERT_TRUE(store->apply_sync(put("other", "v", hlc_at(0)), kNow).ok());
+  store->close();
+  store.reset();
+  EXPECT_EQ(count_rows(data, "SELECT count(*) FROM " + kv_table_of(p)), 55);
+  EXPECT_EQ(count_rows(data, floor_row), 1);
+  store = open_or_die(options);
+  expect_whole(*store, "reopened");
+
+  exec_sql(data, "DROP TRIGGER fail_drop");
+  ASSERT_TRUE(store->drop_partition_sync(p, kNow).ok());
+  EXPECT_EQ(store->digest(p)->entries, 0u);
+  store->close();
+  store.reset();
+  EXPECT_EQ(count_rows(data, "SELECT count(*) FROM " + kv_table_of(p)), 0);
+  EXPECT_EQ(count_rows(data, "SELECT count(*) FROM val_" + kv_table_of(p).substr(3)), 0);
+  EXPECT_EQ(count_rows(data, floor_row), 0);
+  // The log stays: the seqs go on from it.
+  EXPECT_EQ(count_rows(data, "SELECT max(seq) FROM log_" + kv_table_of(p).substr(3)),
+            static_cast<int64_t>(seq));
+  store = open_or_die(options);
+  EXPECT_EQ(store->last_seq(p), seq);
+  EXPECT_EQ(store->read(keys[10], kNow).status().code(), Code::kNotFound);
+  EXPECT_EQ(store->get("other", kNow)->value, "v");
+  EXPECT_EQ(store->purge_horizon(p).hlc_below, 0u);
+  EXPECT_TRUE(store->apply_sync(tombstone(keys[0], hlc_at(-60)), kNow)->applied);
+}
+
 }  // namespace
 }  // namespace edgekv::store

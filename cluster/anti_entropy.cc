@@ -197,6 +197,7 @@ void AntiEntropy::start(const Pair& pair, bool forced, MonoTime now, bool stream
   r.pair = pair;
   r.forced = forced;
   r.stream = r.result.stream = stream;
+  if (stream) ++stream_rounds_;
   r.started_mono = now;
   r.result.partition = pair.first;
   r.result.peer = pair.second;
@@ -278,7 +279,7 @@ void AntiEntropy::start_due(MonoTime now) {
     }
     return nullptr;
   };
-  while (rounds_.size() < options_.max_rounds && !forced_.empty()) {
+  while (rounds_.size() - stream_rounds_ < options_.max_rounds && !forced_.empty()) {
     const Pair pair = forced_.front();
     forced_.pop_front();
     if (Round* r = running(pair)) {  // the scheduled round running now answers the repair
@@ -298,7 +299,7 @@ void AntiEntropy::start_due(MonoTime now) {
     start(pair, true, now);
   }
   // Streams wait for a round of their pair running now to end, then start their own.
-  for (size_t n = streams_.size(); n > 0 && rounds_.size() < options_.max_rounds; --n) {
+  for (size_t n = streams_.size(); n > 0 && stream_rounds_ < options_.max_stream_rounds; --n) {
     const Pair pair = streams_.front();
     streams_.pop_front();
     if (running(pair) != nullptr) {
@@ -317,7 +318,7 @@ void AntiEntropy::start_due(MonoTime now) {
     }
     start(pair, true, now, true);
   }
-  while (rounds_.size() < options_.max_rounds) {
+  while (rounds_.size() - stream_rounds_ < options_.max_rounds) {
     const Pair* best = nullptr;
     MonoTime best_due = MonoTime::max();
     for (const auto& [pair, due] : due_) {
@@ -715,6 +716,7 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
   const Pair pair = r.pair;
   const SyncPoint start_point = r.start_point;
   const uint64_t digest_req = r.digest_req;
+  if (r.stream) --stream_rounds_;
   rounds_.erase(it);
   if (result.status.ok()) {
     counters_.pushed += result.pushed;
@@ -776,14 +778,15 @@ MonoTime AntiEntropy::next_deadline() const {
                                            std::chrono::duration<double>(wait_s)));
   }
   for (const auto& [req, p] : pending_) next = std::min(next, p.deadline);
-  if (rounds_.size() < options_.max_rounds) {
-    bool stream_ready = false;
+  if (stream_rounds_ < options_.max_stream_rounds) {
     for (const Pair& pair : streams_) {
       bool running = false;
       for (const auto& [id, r] : rounds_) running = running || r.pair == pair;
-      stream_ready = stream_ready || !running;
+      if (!running) next = std::min(next, last_now_);
     }
-    if (!forced_.empty() || stream_ready) next = std::min(next, last_now_);
+  }
+  if (rounds_.size() - stream_rounds_ < options_.max_rounds) {
+    if (!forced_.empty()) next = std::min(next, last_now_);
     for (const auto& [pair, due] : due_) {
       bool running = false;
       for (const auto& [id, r] : rounds_) running = running || r.pair == pair;

@@ -107,6 +107,9 @@ struct AntiEntropyOptions {
   std::chrono::milliseconds interval = std::chrono::minutes(10);
   // Rounds in flight at once (this node initiating).
   size_t max_rounds = 2;
+  // stream() rounds in flight at once, besides max_rounds: a hand-over compares every
+  // partition a taker takes over, most of them agreeing or small.
+  size_t max_stream_rounds = 16;
   // How long one message of a round waits for its answer before the round fails.
   std::chrono::milliseconds request_timeout{5000};
   // A failed round's pair is tried again after this.
@@ -335,6 +338,7 @@ class AntiEntropy {
   std::map<Pair, MonoTime> due_;             // the pairs this node initiates, and when next
   std::deque<Pair> forced_;
   std::deque<Pair> streams_;  // stream() rounds not started yet
+  size_t stream_rounds_ = 0;  // of rounds_, the stream() ones
   std::vector<std::vector<NodeId>> joining_;
   std::map<uint64_t, Round> rounds_;     // by round id
   std::map<uint64_t, Pending> pending_;  // by request id

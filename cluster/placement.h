@@ -149,6 +149,9 @@ class PlacementView final : public ReplicaView {
 
   // A newer table (adopted from a peer, or after a transition).
   void set_placement(Placement placement) { placement_ = std::move(placement); }
+  // The joining nodes per partition while a hand-over is pending (PlacementKeeper::
+  // joining()); empty: none.
+  void set_joining(std::vector<std::vector<NodeId>> joining) { joining_ = std::move(joining); }
   const Placement& placement() const { return placement_; }
 
   const NodeId& self() const override { return self_; }
@@ -157,10 +160,14 @@ class PlacementView final : public ReplicaView {
   std::vector<NodeId> home(uint32_t partition) const override;
   bool is_up(const NodeId& node) const override;
   std::vector<NodeId> fallbacks(uint32_t partition, size_t count) const override;
+  std::vector<NodeId> joining(uint32_t partition) const override {
+    return partition < joining_.size() ? joining_[partition] : std::vector<NodeId>{};
+  }
 
  private:
   NodeId self_;
   Placement placement_;
+  std::vector<std::vector<NodeId>> joining_;
   IsUp is_up_;
 };
 

@@ -40,6 +40,9 @@ PlacementKeeper::PlacementKeeper(NodeId self, Placement placement, PlacementKeep
 void PlacementKeeper::start(MonoTime now) {
   started_ = true;
   next_exchange_ = now + options_.exchange_interval;
+  if (placement_.members().empty() && options_.bootstrap_wait.count() > 0) {
+    bootstrap_at_ = now + options_.bootstrap_wait;
+  }
   propose(now);
   maybe_commit(now);
   if (changed_) changed(now);
@@ -51,6 +54,8 @@ void PlacementKeeper::propose(MonoTime now) {
     if (left_) return;
     const NodeId ids[] = {self_};
     if (placement_.members().empty()) {
+      if (now < bootstrap_at_ && bootstrap_at_ != MonoTime::max()) return;  // a peer may answer
+      bootstrap_at_ = MonoTime::max();
       // The first node: nobody holds anything to hand over.
       if (placement_.join(ids).ok()) {
         ++counters_.self_joins;
@@ -166,7 +171,8 @@ void PlacementKeeper::set_streamed(uint32_t count, MonoTime now) {
   uint32_t& mine = streamed_[self_];
   if (count <= mine) return;
   mine = count;
-  changed(now);
+  // Progress spreads with the periodic exchanges; being done, at once.
+  if (count == t->second) changed(now);
   maybe_commit(now);
 }
 
@@ -349,10 +355,15 @@ void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, 
     pending = std::move(p).value();
   }
   // What the sender knows of its hand-over, kept to the nodes it concerns.
+  // Whether what it learnt matters at once (someone saw the table, a taker finished), so
+  // that it is told on rather than left to the periodic exchanges.
+  enum class Grew { kNothing, kProgress, kNews };
   auto merge_known = [&]() {
-    bool grew = false;
+    Grew grew = Grew::kNothing;
     for (const NodeId& id : table.seen) {
-      if (placement_.is_member(id) || pending_->is_member(id)) grew |= seen_.insert(id).second;
+      if ((placement_.is_member(id) || pending_->is_member(id)) && seen_.insert(id).second) {
+        grew = Grew::kNews;
+      }
     }
     for (const auto& [id, count] : table.streamed) {
       auto t = taken_.find(id);
@@ -361,7 +372,8 @@ void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, 
       const uint32_t c = std::min(count, t->second);
       if (c > known) {
         known = c;
-        grew = true;
+        if (grew == Grew::kNothing) grew = Grew::kProgress;
+        if (c == t->second) grew = Grew::kNews;
       }
     }
     return grew;
@@ -369,6 +381,7 @@ void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, 
 
   if (Placement::newer(*decoded, placement_)) {
     placement_ = std::move(decoded).value();
+    bootstrap_at_ = MonoTime::max();
     superseded_.clear();
     ++counters_.adopted;
     set_pending(std::move(pending), now);
@@ -394,14 +407,21 @@ void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, 
     changed(now);
     return;
   }
-  if (rank(pending) == rank(pending_) && merge_known()) {
+  if (rank(pending) == rank(pending_)) {
+    const Grew grew = merge_known();
+    if (grew == Grew::kNothing) return;
     maybe_commit(now);
-    changed(now);
+    if (grew == Grew::kNews) changed(now);
   }
 }
 
 void PlacementKeeper::tick(MonoTime now) {
-  if (!started_ || now < next_exchange_) return;
+  if (!started_) return;
+  if (now >= bootstrap_at_) {
+    propose(now);
+    if (changed_) changed(now);
+  }
+  if (now < next_exchange_) return;
   next_exchange_ = now + options_.exchange_interval;
   // A removal asked here and lost to a concurrent proposal is proposed again.
   propose(now);

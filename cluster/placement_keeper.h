@@ -31,7 +31,8 @@
 //
 // Transitions: a node joins only itself. When the table it holds does not list it and no
 // hand-over is pending, it proposes Placement::join(self) as the pending table; a node whose
-// table holds nobody (the first node) joins at once. A node is never added by others, so a
+// table holds nobody (the first node) joins at once, or after bootstrap_wait when it expects
+// to find a cluster. A node is never added by others, so a
 // member gossip still shows as alive but that runs with another partition count, or an old
 // version, never enters the table, and a dead member is never dropped: it stays until it is
 // removed (remove(), the operator's decision), its partitions covered by fallbacks meanwhile.
@@ -74,6 +75,11 @@ struct PlacementKeeperOptions {
   // list the removed node (made concurrently, before they heard of the removal). After it,
   // a removed node that comes back and joins itself is a member again.
   std::chrono::milliseconds removal_memory{60000};
+  // A node whose table holds nobody (a new data directory) that expects a cluster (it was
+  // given seeds) waits this long for a peer's table before it starts a cluster of its own,
+  // so that joining an existing cluster never makes a rival table; hearing one ends the
+  // wait. 0: it starts one at once.
+  std::chrono::milliseconds bootstrap_wait{0};
 };
 
 struct PlacementKeeperCounters {
@@ -123,7 +129,7 @@ class PlacementKeeper {
   // A placement message from a peer; other messages are ignored.
   void on_message(const NodeId& from, const PeerMessage& message, MonoTime now);
   void tick(MonoTime now);
-  MonoTime next_deadline() const { return next_exchange_; }
+  MonoTime next_deadline() const { return std::min(next_exchange_, bootstrap_at_); }
   std::vector<PeerOutgoing> take_messages();
 
   // True once after each change of placement() or pending(): the driver persists them and
@@ -198,6 +204,7 @@ class PlacementKeeper {
   std::set<NodeId> up_;
   std::map<NodeId, MonoTime> removed_;  // removals asked here, until when they are re-proposed
   MonoTime next_exchange_ = MonoTime::max();
+  MonoTime bootstrap_at_ = MonoTime::max();  // while waiting to start a cluster alone
   // This node adopted a pending table that removes it: it does not join itself again until
   // it restarts.
   bool left_ = false;

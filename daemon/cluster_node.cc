@@ -127,12 +127,24 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
     if (!fresh.ok()) return fresh.status();
     placement = std::move(fresh).value();
   }
+  // The pending table of a hand-over in progress when the node stopped, if any.
+  std::optional<cluster::Placement> pending;
+  const std::filesystem::path pending_file = o.placement_file.string() + ".pending";
+  if (!o.placement_file.empty() && std::filesystem::exists(pending_file, ec)) {
+    auto bytes = read_file(pending_file);
+    if (!bytes.ok()) return bytes.status();
+    auto decoded = cluster::Placement::decode(*bytes);
+    // A damaged or stale one is no loss: the peers hold the hand-over too.
+    if (decoded.ok()) pending = std::move(decoded).value();
+  }
 
   ClusterNode* self = node.get();
   node->view_ = std::make_unique<cluster::PlacementView>(
       o.node_id, *placement, [self](const cluster::NodeId& id) { return self->is_up(id); });
-  node->keeper_ =
-      std::make_unique<cluster::PlacementKeeper>(o.node_id, std::move(*placement), o.keeper, seed);
+  node->keeper_ = std::make_unique<cluster::PlacementKeeper>(o.node_id, std::move(*placement),
+                                                             o.keeper, seed, std::move(pending));
+  node->view_->set_joining(node->keeper_->joining());
+  node->store_ = &store;
   std::vector<cluster::RepairMark> marks;
   if (!o.marks_file.empty() && std::filesystem::exists(o.marks_file, ec)) {
     auto bytes = read_file(o.marks_file);
@@ -186,8 +198,10 @@ void ClusterNode::get(std::string_view key, cluster::RequestOptions options, Mon
                       cluster::Coordinator::ReadDone done) {
   // A partition has min(members, N) home replicas: with more than one, nothing to look up.
   const cluster::Placement& p = view_->placement();
+  const uint32_t partition = view_->partition_of(key);
   const bool sole_home = std::min<size_t>(p.members().size(), p.replication_factor()) == 1 &&
-                         p.is_home(view_->partition_of(key), options_.node_id);
+                         p.is_home(partition, options_.node_id) &&
+                         view_->joining(partition).empty();
   if (!sole_home || coordinator_->busy(key)) {
     coordinator_->get(key, options, now, std::move(done));
     return;
@@ -210,11 +224,15 @@ void ClusterNode::start(MonoTime now) {
 }
 
 void ClusterNode::update_homes(MonoTime now) {
+  // During a hand-over the partitions' takers compare with their home replicas too: that
+  // is how they stream, and their tombstone horizons hold purges back until they synced.
   const cluster::Placement& p = view_->placement();
   std::vector<std::vector<cluster::NodeId>> homes(p.partitions());
   for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
     homes[partition] = view_->home(partition);
+    for (cluster::NodeId& j : view_->joining(partition)) homes[partition].push_back(std::move(j));
   }
+  anti_entropy_->set_joining(keeper_->joining());
   anti_entropy_->set_homes(homes, now);
   route_anti_entropy();
 }
@@ -307,6 +325,10 @@ void ClusterNode::answer_repair_ask(const cluster::NodeId& from, const cluster::
 
 void ClusterNode::settle_repairs(std::optional<MonoTime> now) {
   for (cluster::AntiEntropy::RoundResult& r : anti_entropy_->take_forced_results()) {
+    if (r.stream) {
+      on_stream_result(r, now.value_or(clock_.mono_now()));
+      continue;
+    }
     for (auto& [id, pending] : repairs_) {
       if (pending.waiting.erase({r.partition, r.peer}) > 0) pending.results.push_back(r);
     }
@@ -341,7 +363,7 @@ void ClusterNode::route_anti_entropy() {
     queue({std::move(m.to), cluster::to_peer_message(std::move(m.message))});
   }
   route(anti_entropy_->take_peer_messages());
-  if (!repairs_.empty()) settle_repairs(std::nullopt);
+  settle_repairs(std::nullopt);  // forced and stream rounds that finished
 }
 
 bool ClusterNode::is_up(const std::string& id) const {
@@ -531,6 +553,7 @@ void ClusterNode::deliver_local(MonoTime now) {
 }
 
 void ClusterNode::flush(MonoTime now) {
+  drive_hand_over(now);
   deliver_local(now);
   persist_marks();
   if (pending_.empty()) return;
@@ -568,6 +591,7 @@ void ClusterNode::tick(MonoTime now) {
   anti_entropy_->tick(now);
   route_anti_entropy();
   settle_repairs(now);
+  drive_hand_over(now);
   persist_marks();
 }
 
@@ -576,6 +600,7 @@ MonoTime ClusterNode::next_deadline() const {
                                 handoff_->next_deadline(), anti_entropy_->next_deadline()});
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
   for (const auto& [id, r] : repairs_) deadline = std::min(deadline, r.deadline);
+  for (const auto& [partition, at] : stream_.retry_at) deadline = std::min(deadline, at);
   return deadline;
 }
 
@@ -592,11 +617,132 @@ Status ClusterNode::remove(const std::vector<cluster::NodeId>& ids, MonoTime now
   return s;
 }
 
+namespace {
+
+// A partition's current home replicas a taker streams it from: enough that every write
+// quorum of the current table (n / 2 + 1 of n) holds one of them.
+size_t sources_needed(size_t homes) { return homes - homes / 2; }
+
+}  // namespace
+
+void ClusterNode::drive_hand_over(MonoTime now) {
+  if (std::optional<MonoTime> adopted = keeper_->awaiting_seen();
+      adopted.has_value() && !coordinator_->running_begun_by(*adopted)) {
+    keeper_->mark_seen(now);
+  }
+  const std::optional<cluster::Placement>& pending = keeper_->pending();
+  if (!pending.has_value()) {
+    if (stream_.digest != 0) {
+      stream_ = StreamState{};
+      streaming_ = Streaming{};
+    }
+  } else {
+    const std::vector<uint32_t>& taking = keeper_->taking_over();
+    if (stream_.digest != pending->digest()) {
+      stream_ = StreamState{};
+      stream_.digest = pending->digest();
+      streaming_ = Streaming{};
+      streaming_.partitions = static_cast<uint32_t>(taking.size());
+    }
+    // A few partitions at a time: each round of them is queued in anti-entropy at once.
+    constexpr size_t kPartitionsAtOnce = 16;
+    if (keeper_->streaming_may_begin() && !taking.empty()) {
+      if (streaming_.started == MonoTime{}) {
+        streaming_.started = now;
+        stream_.began = clock_.wall_now();
+        EDGEKV_LOG(kInfo) << "hand-over to epoch " << pending->epoch() << ": streaming "
+                          << taking.size() << " partitions in";
+      }
+      const cluster::Placement& current = keeper_->placement();
+      for (uint32_t p : taking) {
+        if (stream_.asked.size() >= kPartitionsAtOnce) break;
+        if (stream_.streamed.contains(p) || stream_.asked.contains(p)) continue;
+        auto retry = stream_.retry_at.find(p);
+        if (retry != stream_.retry_at.end()) {
+          if (now < retry->second) continue;
+          stream_.retry_at.erase(retry);
+        }
+        const std::vector<cluster::NodeId> homes = current.home(p);
+        const std::set<cluster::NodeId>& done = stream_.done[p];
+        std::vector<cluster::NodeId> ask;
+        for (const cluster::NodeId& h : homes) {
+          if (h != options_.node_id && is_up(h) && !done.contains(h)) ask.push_back(h);
+        }
+        Result<size_t> queued = Status::unavailable("too few sources up");
+        if (done.size() + ask.size() >= sources_needed(homes.size())) {
+          queued = anti_entropy_->stream(p, ask);
+        }
+        if (!queued.ok() || *queued == 0) {
+          stream_.retry_at[p] = now + std::chrono::seconds(1);
+          continue;
+        }
+        stream_.asked[p] = *queued;
+      }
+    }
+  }
+  if (keeper_->take_changed()) persist_placement();
+  route(keeper_->take_messages());
+  route_anti_entropy();
+}
+
+void ClusterNode::on_stream_result(const cluster::AntiEntropy::RoundResult& r, MonoTime now) {
+  auto asked = stream_.asked.find(r.partition);
+  if (asked == stream_.asked.end() || r.started < stream_.began) return;  // an older one's
+  streaming_.keys += r.pulled;
+  streaming_.bytes += r.bytes;
+  if (r.status.ok()) {
+    stream_.done[r.partition].insert(r.peer);
+  } else {
+    EDGEKV_LOG(kDebug) << "hand-over: streaming partition " << r.partition << " from " << r.peer
+                       << ": " << r.status.message();
+  }
+  if (--asked->second > 0) return;
+  stream_.asked.erase(asked);
+  const size_t homes = keeper_->placement().home(r.partition).size();
+  if (stream_.done[r.partition].size() >= sources_needed(homes)) {
+    stream_.streamed.insert(r.partition);
+    streaming_.streamed = static_cast<uint32_t>(stream_.streamed.size());
+    keeper_->set_streamed(streaming_.streamed, now);
+  } else {
+    stream_.retry_at[r.partition] = now + std::chrono::seconds(1);
+  }
+}
+
+void ClusterNode::drop_lost(const cluster::Placement& before, const cluster::Placement& after) {
+  if (store_ == nullptr || before.partitions() != after.partitions()) return;
+  const std::optional<cluster::Placement>& pending = keeper_->pending();
+  const cluster::NodeId& self = options_.node_id;
+  for (uint32_t p = 0; p < before.partitions(); ++p) {
+    if (!before.is_home(p, self) || after.is_home(p, self)) continue;
+    if (pending.has_value() && pending->is_home(p, self)) continue;
+    ++counters_.partitions_dropped;
+    store_->drop_partition(p, clock_.wall_now(), [p](Status s) {
+      if (!s.ok()) {
+        EDGEKV_LOG(kWarning) << "placement: dropping partition " << p
+                             << " this node no longer holds failed: " << s.message();
+      }
+    });
+  }
+}
+
 void ClusterNode::persist_placement() {
+  const cluster::Placement before = view_->placement();
   view_->set_placement(keeper_->placement());
+  view_->set_joining(keeper_->joining());
   update_homes(clock_.mono_now());
+  if (cluster::Placement::newer(keeper_->placement(), before))
+    drop_lost(before, keeper_->placement());
   if (options_.placement_file.empty()) return;
   Status written = write_file_atomically(options_.placement_file, keeper_->placement().encode());
+  const std::filesystem::path pending_file = options_.placement_file.string() + ".pending";
+  if (written.ok()) {
+    if (keeper_->pending().has_value()) {
+      written = write_file_atomically(pending_file, keeper_->pending()->encode());
+    } else {
+      std::error_code ec;
+      std::filesystem::remove(pending_file, ec);
+    }
+  }
   if (written.ok()) {
     ++counters_.placement_writes;
   } else {

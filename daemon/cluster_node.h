@@ -82,6 +82,7 @@ struct ClusterNodeCounters {
   uint64_t placement_write_failures = 0;
   uint64_t marks_writes = 0;  // times the repair marks file was written
   uint64_t marks_write_failures = 0;
+  uint64_t partitions_dropped = 0;  // partitions this node stopped holding, dropped from its store
 };
 
 class ClusterNode {
@@ -147,6 +148,13 @@ class ClusterNode {
   // the next request is admitted, and one it refuses is answered and its value freed,
   // instead of both waiting for the end of the turn.
   void deliver_local(MonoTime now);
+  // The hand-over's driver: declares a pending table seen once nothing the coordinator began
+  // before adopting it is running, and, when this node takes partitions over, streams them
+  // from their current home replicas (anti-entropy stream rounds with enough of them that
+  // every write quorum of the current table is covered: ceil(n / 2) of n), a few partitions
+  // at a time, retrying failed ones, and reports how many are done to the keeper. Runs in
+  // flush() and tick().
+  void drive_hand_over(MonoTime now);
   // deliver_local(), then the messages for peers, batched per destination, are sent. Call
   // at the end of every loop turn.
   void flush(MonoTime now);
@@ -192,6 +200,22 @@ class ClusterNode {
   ClusterNode(ClusterNodeOptions options, const Clock& clock, HybridClock& hlc);
 
   Streaming streaming_;
+  // The streaming of the pending table `digest` (drive_hand_over()).
+  struct StreamState {
+    uint64_t digest = 0;
+    WallTime began{};                                    // rounds started before are not its
+    std::map<uint32_t, std::set<cluster::NodeId>> done;  // sources streamed, per partition
+    std::map<uint32_t, size_t> asked;                    // rounds out, per partition
+    std::set<uint32_t> streamed;
+    std::map<uint32_t, MonoTime> retry_at;
+  };
+  StreamState stream_;
+  void on_stream_result(const cluster::AntiEntropy::RoundResult& r, MonoTime now);
+  // Drops what this node held of the partitions `before` had it hold and `after` (and the
+  // pending table) do not: when it holds one again it streams it afresh, and stale rows
+  // could bring purged deletes back.
+  void drop_lost(const cluster::Placement& before, const cluster::Placement& after);
+  store::Store* store_ = nullptr;
 
   struct PendingInspection {
     Inspection result;

@@ -201,6 +201,9 @@ class ServerImpl final : public Server {
     options.replica = config_.replica_options();
     options.handoff = config_.handoff_options();
     options.anti_entropy = config_.anti_entropy_options();
+    // A node given seeds expects a cluster: it waits a few gossip rounds for the cluster's
+    // table rather than start a rival one (cluster/placement_keeper.h).
+    if (!config_.seeds.empty()) options.keeper.bootstrap_wait = std::chrono::seconds(5);
     options.marks_file = config_.data_dir / kRepairMarksFile;
     const uint64_t seed =
         origin_of(config_.node_id) ^ static_cast<uint64_t>(clock_.wall_now().ms) ^ 0x9e3779b9;

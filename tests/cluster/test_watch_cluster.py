@@ -311,6 +311,10 @@ def test_watch_follows_a_joining_node_after_the_node_it_was_given_died(daemons, 
     # A node joins through node2 while node1, the one the watch was given, is down: the
     # members are re-read from the others, and the newcomer's changes come through.
     node4 = daemons.new("node4", args=[*PRESET, "--seeds", node2.gossip_endpoint]).start()
+    # A new node serves once it holds the cluster's placement (it does not start one of its
+    # own while it expects to find one).
+    with node4.client() as c4:
+        h.wait_for(lambda: "node2" in h.ring(c4).members or None, 30, "node4 holds the placement")
     with node4.client() as c:
         watch.sync(c, b"j:from-node4", timeout=60)
     assert Counter(e["key"] for e in watch.json_lines())[b"j:from-node2".decode()] == 1

@@ -505,5 +505,31 @@ TEST(PlacementKeeper, APendingTableHeldAcrossARestartIsSeenAndAnOddOneIgnored) {
   EXPECT_NE(b.last_refusal().find("does not follow"), std::string::npos) << b.last_refusal();
 }
 
+TEST(PlacementKeeper, ANodeExpectingAClusterWaitsForItsTableBeforeStartingOne) {
+  PlacementKeeperOptions options;
+  options.bootstrap_wait = milliseconds(5000);
+  PlacementKeeper alone("a", empty(), options, 1);
+  alone.start(MonoTime{});
+  EXPECT_TRUE(alone.placement().members().empty());
+  EXPECT_EQ(alone.next_deadline(), MonoTime{} + milliseconds(1000));
+  alone.tick(MonoTime{} + milliseconds(4999));
+  EXPECT_TRUE(alone.placement().members().empty());
+  alone.tick(MonoTime{} + milliseconds(5000));
+  EXPECT_TRUE(alone.placement().is_member("a"));
+
+  // Hearing a cluster's table first: it joins that one, by a hand-over.
+  PlacementKeeper joiner("d", empty(), options, 2);
+  joiner.start(MonoTime{});
+  Placement cluster = solo("a");
+  const NodeId bc[] = {"b", "c"};
+  ASSERT_TRUE(cluster.join(bc).ok());
+  joiner.on_message("a", PlacementTable{cluster.encode()}, MonoTime{} + milliseconds(100));
+  EXPECT_TRUE(joiner.placement() == cluster);
+  ASSERT_TRUE(joiner.pending().has_value());
+  EXPECT_TRUE(joiner.pending()->is_member("d"));
+  joiner.tick(MonoTime{} + milliseconds(6000));
+  EXPECT_TRUE(joiner.placement() == cluster);
+}
+
 }  // namespace
 }  // namespace edgekv::cluster

@@ -469,11 +469,11 @@ void Coordinator::fan_out(Op& op, Purpose purpose, MonoTime now) {
   op.failures = 0;
   op.first_error = Status();
   if (n == 0) {
-    return fail(
-        op, Status::unavailable("partition " + std::to_string(partition) +
-                                " has no home replicas: this node has not learnt the "
-                                "cluster's placement yet (kvcli ring)"),
-        now);
+    return fail(op,
+                Status::unavailable("partition " + std::to_string(partition) +
+                                    " has no home replicas: this node has not learnt the "
+                                    "cluster's placement yet (kvcli ring)"),
+                now);
   }
   if (op.required == 0) {
     return fail(op,

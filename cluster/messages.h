@@ -159,7 +159,7 @@ struct PlacementDigest {
 struct PlacementFetch {};
 
 struct PlacementTable {
-  std::string encoded;  // Placement::encode(); the receiver decodes and validates it
+  std::string encoded;       // Placement::encode(); the receiver decodes and validates it
   std::string pending = {};  // the pending table, encoded the same way; empty: none
   // Members that adopted the pending table (and finished what they began before it).
   std::vector<NodeId> seen = {};

@@ -71,8 +71,8 @@ std::vector<PeerMessage> every_kind() {
   out.push_back(RepairAsk{17, 509, 20000});
   out.push_back(RepairAskReply{18, Status::failed_precondition("not a home replica")});
   out.push_back(PlacementDigest{7, 0xfedcba9876543210ULL, 8, 0x0123456789abcdefULL, 99});
-  out.push_back(PlacementTable{std::string("current"), std::string("pending"), {"n1", "n2"},
-                               {{"n3", 12}, {"n4", 0}}});
+  out.push_back(PlacementTable{
+      std::string("current"), std::string("pending"), {"n1", "n2"}, {{"n3", 12}, {"n4", 0}}});
   return out;
 }
 

@@ -177,6 +177,10 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
       [self](const cluster::NodeId& peer, uint32_t partition) {
         self->handoff_->clear_mark(peer, partition);
       });
+  node->hand_over_ = std::make_unique<cluster::HandOver>(
+      o.node_id, *node->keeper_, *node->anti_entropy_, clock,
+      [self](const cluster::NodeId& id) { return self->is_up(id); },
+      [self](MonoTime t) { return self->coordinator_->running_begun_by(t); });
   node->replica_ = std::make_unique<cluster::Replica>(
       o.node_id, store, o.replica, std::move(post),
       [&guard](const Version& version, bool relayed) {
@@ -326,7 +330,7 @@ void ClusterNode::answer_repair_ask(const cluster::NodeId& from, const cluster::
 void ClusterNode::settle_repairs(std::optional<MonoTime> now) {
   for (cluster::AntiEntropy::RoundResult& r : anti_entropy_->take_forced_results()) {
     if (r.stream) {
-      on_stream_result(r, now.value_or(clock_.mono_now()));
+      hand_over_->on_result(r, now.value_or(clock_.mono_now()));
       continue;
     }
     for (auto& [id, pending] : repairs_) {
@@ -600,7 +604,7 @@ MonoTime ClusterNode::next_deadline() const {
                                 handoff_->next_deadline(), anti_entropy_->next_deadline()});
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
   for (const auto& [id, r] : repairs_) deadline = std::min(deadline, r.deadline);
-  for (const auto& [partition, at] : stream_.retry_at) deadline = std::min(deadline, at);
+  deadline = std::min(deadline, hand_over_->next_deadline());
   return deadline;
 }
 
@@ -617,95 +621,22 @@ Status ClusterNode::remove(const std::vector<cluster::NodeId>& ids, MonoTime now
   return s;
 }
 
-namespace {
-
-// A partition's current home replicas a taker streams it from: enough that every write
-// quorum of the current table (n / 2 + 1 of n) holds one of them.
-size_t sources_needed(size_t homes) { return homes - homes / 2; }
-
-}  // namespace
-
 void ClusterNode::drive_hand_over(MonoTime now) {
-  if (std::optional<MonoTime> adopted = keeper_->awaiting_seen();
-      adopted.has_value() && !coordinator_->running_begun_by(*adopted)) {
-    keeper_->mark_seen(now);
+  hand_over_->drive(now);
+  const cluster::StreamProgress& progress = hand_over_->progress();
+  if (progress.started != MonoTime{} && progress.started != streaming_logged_) {
+    streaming_logged_ = progress.started;
+    EDGEKV_LOG(kInfo) << "hand-over to epoch " << keeper_->placement().epoch() + 1 << ": streaming "
+                      << progress.partitions << " partitions in";
   }
-  const std::optional<cluster::Placement>& pending = keeper_->pending();
-  if (!pending.has_value()) {
-    if (stream_.digest != 0) {
-      stream_ = StreamState{};
-      streaming_ = Streaming{};
-    }
-  } else {
-    const std::vector<uint32_t>& taking = keeper_->taking_over();
-    if (stream_.digest != pending->digest()) {
-      stream_ = StreamState{};
-      stream_.digest = pending->digest();
-      streaming_ = Streaming{};
-      streaming_.partitions = static_cast<uint32_t>(taking.size());
-    }
-    // A few partitions at a time: each round of them is queued in anti-entropy at once.
-    constexpr size_t kPartitionsAtOnce = 16;
-    if (keeper_->streaming_may_begin() && !taking.empty()) {
-      if (streaming_.started == MonoTime{}) {
-        streaming_.started = now;
-        stream_.began = clock_.wall_now();
-        EDGEKV_LOG(kInfo) << "hand-over to epoch " << pending->epoch() << ": streaming "
-                          << taking.size() << " partitions in";
-      }
-      const cluster::Placement& current = keeper_->placement();
-      for (uint32_t p : taking) {
-        if (stream_.asked.size() >= kPartitionsAtOnce) break;
-        if (stream_.streamed.contains(p) || stream_.asked.contains(p)) continue;
-        auto retry = stream_.retry_at.find(p);
-        if (retry != stream_.retry_at.end()) {
-          if (now < retry->second) continue;
-          stream_.retry_at.erase(retry);
-        }
-        const std::vector<cluster::NodeId> homes = current.home(p);
-        const std::set<cluster::NodeId>& done = stream_.done[p];
-        std::vector<cluster::NodeId> ask;
-        for (const cluster::NodeId& h : homes) {
-          if (h != options_.node_id && is_up(h) && !done.contains(h)) ask.push_back(h);
-        }
-        Result<size_t> queued = Status::unavailable("too few sources up");
-        if (done.size() + ask.size() >= sources_needed(homes.size())) {
-          queued = anti_entropy_->stream(p, ask);
-        }
-        if (!queued.ok() || *queued == 0) {
-          stream_.retry_at[p] = now + std::chrono::seconds(1);
-          continue;
-        }
-        stream_.asked[p] = *queued;
-      }
-    }
+  if (progress.rounds_failed > failures_logged_) {
+    failures_logged_ = progress.rounds_failed;
+    EDGEKV_LOG(kDebug) << "hand-over: a stream round failed (" << progress.last_failure
+                       << "); tried again";
   }
   if (keeper_->take_changed()) persist_placement();
   route(keeper_->take_messages());
   route_anti_entropy();
-}
-
-void ClusterNode::on_stream_result(const cluster::AntiEntropy::RoundResult& r, MonoTime now) {
-  auto asked = stream_.asked.find(r.partition);
-  if (asked == stream_.asked.end() || r.started < stream_.began) return;  // an older one's
-  streaming_.keys += r.pulled;
-  streaming_.bytes += r.bytes;
-  if (r.status.ok()) {
-    stream_.done[r.partition].insert(r.peer);
-  } else {
-    EDGEKV_LOG(kDebug) << "hand-over: streaming partition " << r.partition << " from " << r.peer
-                       << ": " << r.status.message();
-  }
-  if (--asked->second > 0) return;
-  stream_.asked.erase(asked);
-  const size_t homes = keeper_->placement().home(r.partition).size();
-  if (stream_.done[r.partition].size() >= sources_needed(homes)) {
-    stream_.streamed.insert(r.partition);
-    streaming_.streamed = static_cast<uint32_t>(stream_.streamed.size());
-    keeper_->set_streamed(streaming_.streamed, now);
-  } else {
-    stream_.retry_at[r.partition] = now + std::chrono::seconds(1);
-  }
 }
 
 void ClusterNode::drop_lost(const cluster::Placement& before, const cluster::Placement& after) {

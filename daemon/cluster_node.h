@@ -36,6 +36,7 @@
 #include "cluster/change_hook.h"
 #include "cluster/clock_guard.h"
 #include "cluster/coordinator.h"
+#include "cluster/hand_over.h"
 #include "cluster/handoff.h"
 #include "cluster/peer_codec.h"
 #include "cluster/placement.h"
@@ -148,12 +149,8 @@ class ClusterNode {
   // the next request is admitted, and one it refuses is answered and its value freed,
   // instead of both waiting for the end of the turn.
   void deliver_local(MonoTime now);
-  // The hand-over's driver: declares a pending table seen once nothing the coordinator began
-  // before adopting it is running, and, when this node takes partitions over, streams them
-  // from their current home replicas (anti-entropy stream rounds with enough of them that
-  // every write quorum of the current table is covered: ceil(n / 2) of n), a few partitions
-  // at a time, retrying failed ones, and reports how many are done to the keeper. Runs in
-  // flush() and tick().
+  // Moves this node's part in a hand-over on (cluster/hand_over.h), and applies what the
+  // keeper changed. Runs in flush() and tick().
   void drive_hand_over(MonoTime now);
   // deliver_local(), then the messages for peers, batched per destination, are sent. Call
   // at the end of every loop turn.
@@ -182,15 +179,9 @@ class ClusterNode {
   // hand-over is in progress.
   Status remove(const std::vector<cluster::NodeId>& ids, MonoTime now);
   // This node's own share of a hand-over in progress: what it streams in.
-  struct Streaming {
-    uint32_t partitions = 0;  // partitions this node takes over
-    uint32_t streamed = 0;    // of those, streamed
-    uint64_t keys = 0;        // keys pulled so far
-    uint64_t bytes = 0;       // bytes exchanged so far
-    MonoTime started{};       // when streaming began (0: not yet)
-  };
+  using Streaming = cluster::StreamProgress;
   std::optional<cluster::HandOverStatus> hand_over() const { return keeper_->hand_over(); }
-  Streaming streaming() const { return streaming_; }
+  const Streaming& streaming() const { return hand_over_->progress(); }
   const PeerTransport& transport() const { return *transport_; }
   const ClusterNodeCounters& counters() const { return counters_; }
   const std::string& peer_endpoint() const { return transport_->endpoint(); }
@@ -199,23 +190,14 @@ class ClusterNode {
  private:
   ClusterNode(ClusterNodeOptions options, const Clock& clock, HybridClock& hlc);
 
-  Streaming streaming_;
-  // The streaming of the pending table `digest` (drive_hand_over()).
-  struct StreamState {
-    uint64_t digest = 0;
-    WallTime began{};                                    // rounds started before are not its
-    std::map<uint32_t, std::set<cluster::NodeId>> done;  // sources streamed, per partition
-    std::map<uint32_t, size_t> asked;                    // rounds out, per partition
-    std::set<uint32_t> streamed;
-    std::map<uint32_t, MonoTime> retry_at;
-  };
-  StreamState stream_;
-  void on_stream_result(const cluster::AntiEntropy::RoundResult& r, MonoTime now);
   // Drops what this node held of the partitions `before` had it hold and `after` (and the
   // pending table) do not: when it holds one again it streams it afresh, and stale rows
   // could bring purged deletes back.
   void drop_lost(const cluster::Placement& before, const cluster::Placement& after);
   store::Store* store_ = nullptr;
+  std::unique_ptr<cluster::HandOver> hand_over_;
+  MonoTime streaming_logged_{};
+  uint64_t failures_logged_ = 0;
 
   struct PendingInspection {
     Inspection result;

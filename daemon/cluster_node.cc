@@ -656,13 +656,28 @@ void ClusterNode::drop_lost(const cluster::Placement& before, const cluster::Pla
   }
 }
 
+void ClusterNode::clear_marks_of_non_members() {
+  const cluster::Placement& current = keeper_->placement();
+  const std::optional<cluster::Placement>& pending = keeper_->pending();
+  // A mark says its owner missed writes of the partition; an owner removed for good holds
+  // nothing any more, and whoever took its slots streamed them from the home replicas.
+  for (const cluster::RepairMark& m : handoff_->marks()) {
+    if (current.members().empty() || current.is_member(m.owner)) continue;
+    if (pending.has_value() && pending->is_member(m.owner)) continue;
+    handoff_->clear_mark(m.owner, m.partition);
+    ++counters_.marks_of_removed_cleared;
+  }
+}
+
 void ClusterNode::persist_placement() {
   const cluster::Placement before = view_->placement();
   view_->set_placement(keeper_->placement());
   view_->set_joining(keeper_->joining());
   update_homes(clock_.mono_now());
-  if (cluster::Placement::newer(keeper_->placement(), before))
+  if (cluster::Placement::newer(keeper_->placement(), before)) {
     drop_lost(before, keeper_->placement());
+    clear_marks_of_non_members();
+  }
   if (options_.placement_file.empty()) return;
   Status written = write_file_atomically(options_.placement_file, keeper_->placement().encode());
   const std::filesystem::path pending_file = options_.placement_file.string() + ".pending";

@@ -83,6 +83,7 @@ struct ClusterNodeCounters {
   uint64_t placement_write_failures = 0;
   uint64_t marks_writes = 0;  // times the repair marks file was written
   uint64_t marks_write_failures = 0;
+  uint64_t marks_of_removed_cleared = 0;  // repair marks of removed owners cleared
   uint64_t partitions_dropped = 0;  // partitions this node stopped holding, dropped from its store
 };
 
@@ -194,6 +195,8 @@ class ClusterNode {
   // pending table) do not: when it holds one again it streams it afresh, and stale rows
   // could bring purged deletes back.
   void drop_lost(const cluster::Placement& before, const cluster::Placement& after);
+  // Clears the repair marks of owners that are members of neither table (removed).
+  void clear_marks_of_non_members();
   store::Store* store_ = nullptr;
   std::unique_ptr<cluster::HandOver> hand_over_;
   MonoTime streaming_logged_{};

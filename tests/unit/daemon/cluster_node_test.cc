@@ -449,6 +449,65 @@ TEST_F(ClusterNodeTest, AFallbacksMarksAreClearedByAskingTheOwnerToRepair) {
   EXPECT_TRUE(left->empty());
 }
 
+TEST_F(ClusterNodeTest, ARemovalStreamsTheLeavingNodesPartitionsAndItDropsThem) {
+  // b holds repair marks for d from before; d is removed (alive, and seen dead by b only,
+  // so that b never asks it): its partitions are streamed to their new home replicas, it
+  // drops them, and b's marks for it go.
+  std::vector<cluster::RepairMark> marks;
+  for (uint32_t p = 0; p < 3; ++p) marks.push_back({"d", p, WallTime{5}, 1, "past the window"});
+  add("a");
+  add("b", 3, {}, marks);
+  add("c");
+  add("d");
+  connect_all();
+  mark("b", "d", gossip::MemberState::kDead);
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  std::vector<std::string> keys;
+  for (int i = 0; i < 40; ++i) {
+    keys.push_back("key" + std::to_string(i));
+    auto w = put(node("a"), keys.back(), "v" + std::to_string(i));
+    ASSERT_TRUE(w.has_value() && w->ok());
+  }
+  const cluster::Placement before = node("a").node->placement();
+  ASSERT_GT(before.slots_of("d"), 0u);
+  // (Nodes started without seeds each made a table of their own first, and dropped what
+  // they lost when the tables met.)
+  const uint64_t dropped = node("d").node->counters().partitions_dropped;
+  ASSERT_TRUE(node("a").node->remove({"d"}, clock_.mono_now()).ok());
+  const WallTime now = clock_.wall_now();
+  auto d_holds_none = [&] {
+    for (const std::string& key : keys) {
+      if (node("d").store->get(key, now).status().code() != Code::kNotFound) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(run_until([&] {
+    for (const char* id : {"a", "b", "c", "d"}) {
+      const ClusterNode& n = *node(id).node;
+      if (n.placement().is_member("d") || n.keeper().pending().has_value()) return false;
+    }
+    return d_holds_none();
+  })) << "epoch "
+      << node("a").node->placement().epoch();
+  const cluster::Placement& after = node("a").node->placement();
+  EXPECT_EQ(after.epoch(), before.epoch() + 1);
+  EXPECT_EQ(node("d").node->counters().partitions_dropped - dropped,
+            before.partitions_of("d").size());
+  EXPECT_TRUE(node("d").node->keeper().left());
+  // Every key is on each of its new home replicas, before anything read it.
+  for (const std::string& key : keys) {
+    const uint32_t p = node("a").node->view().partition_of(key);
+    for (const cluster::NodeId& h : after.home(p)) {
+      Result<store::Record> held = node(h).store->get(key, now);
+      EXPECT_TRUE(held.ok()) << key << " on " << h << ": " << held.status().to_string();
+    }
+  }
+  EXPECT_TRUE(node("b").node->handoff().marks().empty());
+  EXPECT_EQ(node("b").node->counters().marks_of_removed_cleared, marks.size());
+  const cluster::StreamProgress& streamed = node("a").node->streaming();
+  EXPECT_EQ(streamed.partitions, 0u);  // the hand-over is over: nothing streams
+}
+
 TEST_F(ClusterNodeTest, APlacementFileOfAnotherShapeIsRefusedNamingBoth) {
   add("a");
   connect_all();

@@ -656,13 +656,14 @@ void ClusterNode::drop_lost(const cluster::Placement& before, const cluster::Pla
   }
 }
 
-void ClusterNode::clear_marks_of_non_members() {
+void ClusterNode::clear_marks_of_removed(const cluster::Placement& before) {
   const cluster::Placement& current = keeper_->placement();
   const std::optional<cluster::Placement>& pending = keeper_->pending();
   // A mark says its owner missed writes of the partition; an owner removed for good holds
-  // nothing any more, and whoever took its slots streamed them from the home replicas.
+  // nothing any more, and whoever took its slots streamed them from the home replicas. (An
+  // owner the tables never listed is left alone: a new node's first table lists only it.)
   for (const cluster::RepairMark& m : handoff_->marks()) {
-    if (current.members().empty() || current.is_member(m.owner)) continue;
+    if (!before.is_member(m.owner) || current.is_member(m.owner)) continue;
     if (pending.has_value() && pending->is_member(m.owner)) continue;
     handoff_->clear_mark(m.owner, m.partition);
     ++counters_.marks_of_removed_cleared;
@@ -676,7 +677,7 @@ void ClusterNode::persist_placement() {
   update_homes(clock_.mono_now());
   if (cluster::Placement::newer(keeper_->placement(), before)) {
     drop_lost(before, keeper_->placement());
-    clear_marks_of_non_members();
+    clear_marks_of_removed(before);
   }
   if (options_.placement_file.empty()) return;
   Status written = write_file_atomically(options_.placement_file, keeper_->placement().encode());

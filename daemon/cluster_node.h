@@ -195,8 +195,8 @@ class ClusterNode {
   // pending table) do not: when it holds one again it streams it afresh, and stale rows
   // could bring purged deletes back.
   void drop_lost(const cluster::Placement& before, const cluster::Placement& after);
-  // Clears the repair marks of owners that are members of neither table (removed).
-  void clear_marks_of_non_members();
+  // Clears the repair marks of owners `before` listed and neither table lists now (removed).
+  void clear_marks_of_removed(const cluster::Placement& before);
   store::Store* store_ = nullptr;
   std::unique_ptr<cluster::HandOver> hand_over_;
   MonoTime streaming_logged_{};

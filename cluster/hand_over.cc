@@ -1,5 +1,6 @@
 #include "cluster/hand_over.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -59,7 +60,12 @@ void HandOver::drive(MonoTime now) {
       if (h != self_ && is_up_(h) && !done.contains(h)) ask.push_back(h);
     }
     Result<size_t> queued = Status::unavailable("too few sources up");
-    if (done.size() + ask.size() >= sources_needed(p)) queued = anti_entropy_.stream(p, ask);
+    const size_t needed = sources_needed(p);
+    if (done.size() + ask.size() >= needed) {
+      // Just enough of them: a round with each source pulls what it holds that differs.
+      ask.resize(needed - std::min(needed, done.size()));
+      queued = anti_entropy_.stream(p, ask);
+    }
     if (!queued.ok() || *queued == 0) {
       retry_at_[p] = now + options_.retry_after;
       continue;

@@ -110,9 +110,16 @@ def assert_held_by_homes(view: h.ClusterView, through: h.Daemon, table, keys, no
     """Every key of `keys` whose home replicas include `node` is stored there already."""
     checked = 0
     for key in keys:
+        # An inspection reads without repairing; one that timed out (a loaded machine) is
+        # asked again.
+        def answered():
+            rs = replicas(view.client(through), key)
+            held = {r.node_id: r for r in rs.replicas}
+            return None if held[node].state == pb.REPLICA_UNREACHABLE else rs
         rs = replicas(view.client(through), key)
         if node not in table.table[rs.partition].home:
             continue
+        rs = h.wait_for(answered, 30, f"{node} answering for {key!r}", interval=0.1)
         held = {r.node_id: r for r in rs.replicas}
         assert held[node].state == pb.REPLICA_LIVE, (key, held[node])
         checked += 1

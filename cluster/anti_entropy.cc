@@ -692,6 +692,14 @@ bool AntiEntropy::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   Round& r = it->second;
   if (!pulled) charge(r, 25);
   --r.transfers_inflight;
+  if (pulled && reply.status.code() == Code::kFailedPrecondition) {
+    // This node's clock guard refused the record's version (too far ahead of its clock):
+    // it never takes it, so retrying cannot help. The round goes on, and completes without
+    // a sync point (this node does not hold what the peer held).
+    ++r.result.refused;
+    advance(id, r, now);
+    return true;
+  }
   if (!reply.status.ok()) {
     finish(id, reply.status, now);
     return true;
@@ -727,9 +735,11 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
     } else {
       ++counters_.rounds_repaired;
     }
-    completed_req_[pair] = digest_req;
-    record_sync(pair, start_point);
-    if (synced_) synced_(pair.second, pair.first);
+    if (result.refused == 0) {
+      completed_req_[pair] = digest_req;
+      record_sync(pair, start_point);
+      if (synced_) synced_(pair.second, pair.first);
+    }
   } else {
     ++counters_.rounds_failed;
     auto due = due_.find(pair);

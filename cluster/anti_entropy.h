@@ -24,7 +24,10 @@
 //     newer, it is pushed (a WriteRequest marked `repair`, as read repair sends). Equal
 //     versions are the same write: nothing moves. Tombstones of both kinds are states
 //     like any other and move the same way.
-//  5. The round completes when every pull was applied and every push acknowledged.
+//  5. The round completes when every pull was applied and every push acknowledged. A pull
+//     this node's clock guard refuses (a version too far ahead of its clock) does not fail
+//     the round, which it would every time: it is counted `refused`, and the round completes
+//     without recording a sync point.
 // So a round costs two small messages when the replicas agree, and otherwise the leaves
 // (8 KiB) plus, per differing key, its leaf's entries and its record: it grows with the
 // keys that differ, not with the partition's size.
@@ -179,7 +182,10 @@ class AntiEntropy {
     uint64_t pushed = 0;   // keys this node was newer on, written to the peer
     uint64_t pulled = 0;   // keys the peer was newer on, applied here
     uint64_t skipped = 0;  // one-sided entries older than the grace, left alone
-    uint64_t bytes = 0;    // sent and received by this node for the round
+    // Pulled records this node's clock guard refused (versions too far ahead of its clock):
+    // the round completes without them, and without a sync point.
+    uint64_t refused = 0;
+    uint64_t bytes = 0;  // sent and received by this node for the round
     WallTime started;
     std::chrono::milliseconds duration{0};
   };

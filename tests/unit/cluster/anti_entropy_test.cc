@@ -145,6 +145,15 @@ class AntiEntropyTest : public ::testing::Test {
             EXPECT_TRUE(w.repair);
             const uint64_t req = w.req;
             const NodeId to_id = to.id;
+            if (to_id == id && refused_.contains(w.record->key)) {
+              // As a clock guard refuses a version too far ahead of this node's clock.
+              WriteReply reply{req, Status::failed_precondition("version ahead of the clock"),
+                               false, Version{}};
+              from->posted.push_back([this, from, reply, to_id] {
+                EXPECT_TRUE(from->ae->on_write_reply(to_id, reply, clock_.mono_now()));
+              });
+              continue;
+            }
             to.store->apply(
                 take_record(w), clock_.wall_now(),
                 [this, from, req, to_id](Result<store::ApplyResult> res) {
@@ -196,6 +205,7 @@ class AntiEntropyTest : public ::testing::Test {
   }
 
   ManualClock clock_;
+  std::set<std::string> refused_;  // keys whose pulls the puller's replica refuses
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::map<std::pair<NodeId, NodeId>, size_t> messages_;
   size_t asked_leaves_ = 0;
@@ -805,6 +815,68 @@ namespace {
 // anti-entropy-rate: a round that moves many keys exchanges its bytes at that pace (a
 // second's worth may go at once), and converges all the same; without a limit the same
 // round takes no time on the test's clock.
+TEST_F(AntiEntropyTest, StreamRoundsStartAfterTheCallAndMoveOldEntriesToATaker) {
+  // b takes partition 0 over from a (a hand-over): its absences are missed writes, so even
+  // entries older than the grace move to it. A repair round without that leaves them.
+  AntiEntropyOptions o;
+  o.interval = 0ms;
+  o.tombstone_grace = 1h;
+  make(
+      {"a", "b"}, 1,
+      [](uint32_t) {
+        return std::vector<NodeId>{"a", "b"};
+      },
+      o);
+  write("a", "old", "v", 3h);
+  write("a", "young", "v");
+  std::vector<AntiEntropy::RoundResult> plain = repair("b", 0);
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_EQ(plain[0].pulled, 1u);
+  EXPECT_EQ(plain[0].skipped, 1u);
+  EXPECT_TRUE(absent("b", "old"));
+
+  node("b").ae->set_joining({{"b"}});
+  EXPECT_EQ(node("b").ae->stream(0, {"c"}).status().code(), Code::kInvalidArgument);
+  auto queued = node("b").ae->stream(0, {"a"});
+  ASSERT_TRUE(queued.ok()) << queued.status().to_string();
+  EXPECT_EQ(*queued, 1u);
+  node("b").ae->tick(clock_.mono_now());
+  pump();
+  std::vector<AntiEntropy::RoundResult> results = node("b").ae->take_forced_results();
+  std::erase_if(results, [](const AntiEntropy::RoundResult& r) { return !r.stream; });
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].status.ok()) << results[0].status.to_string();
+  EXPECT_EQ(results[0].pulled, 1u);
+  EXPECT_EQ(results[0].skipped, 0u);
+  EXPECT_FALSE(absent("b", "old"));
+  EXPECT_EQ(root("a", 0), root("b", 0));
+}
+
+TEST_F(AntiEntropyTest, APullTheClockGuardRefusesDoesNotFailTheRoundNorSyncIt) {
+  AntiEntropyOptions o;
+  o.interval = 0ms;
+  make(
+      {"a", "b"}, 1,
+      [](uint32_t) {
+        return std::vector<NodeId>{"a", "b"};
+      },
+      o);
+  write("a", "ahead", "v");
+  write("a", "fine", "v");
+  refused_.insert("ahead");
+  node("b").synced.clear();
+  std::vector<AntiEntropy::RoundResult> r = repair("b", 0);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(r[0].status.ok()) << r[0].status.to_string();
+  EXPECT_EQ(r[0].pulled, 1u);
+  EXPECT_EQ(r[0].refused, 1u);
+  EXPECT_TRUE(absent("b", "ahead"));
+  EXPECT_FALSE(absent("b", "fine"));
+  // b does not hold what a held: no sync point, so no purge horizon and no cleared mark.
+  EXPECT_TRUE(node("b").synced.empty());
+  EXPECT_FALSE(node("b").ae->purge_horizon(0, clock_.wall_now()).has_value());
+}
+
 TEST_F(AntiEntropyTest, RoundsExchangeBytesAtTheRateAtMost) {
   for (uint64_t rate : {uint64_t{0}, uint64_t{64 * 1024}}) {
     nodes_.clear();

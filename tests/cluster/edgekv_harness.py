@@ -828,6 +828,10 @@ class Watch:
         while True:
             n += 1
             resp = client.put(marker_key, b"marker-%d" % n)
+            if resp.code in (pb.TIMEOUT, pb.UNAVAILABLE) and time.monotonic() < deadline:
+                # A node that just joined or came back, whose peers' connections to it are
+                # not up yet: the marker is written again (extra marker events are fine).
+                continue
             assert resp.code == pb.OK, f"marker put: {code_name(resp.code)} {resp.message}"
             try:
                 self.wait_line(lambda line: marker_key in line, 0.1, "the marker key")

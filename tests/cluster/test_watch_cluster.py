@@ -162,6 +162,10 @@ def test_a_node_killed_and_restarted_is_followed_again_without_loss_or_repeat(da
     # (its members refresh): the writes below start before it has, most of the time.
     wait_agreed(nodes)
     with node2.client() as c:
+        # Serving again once the others' connections to it are back: a probe outside the
+        # watched prefix, so that no event of it is expected.
+        h.wait_for(lambda: c.put(b"probe", b"p").code == h.pb.OK or None, 30,
+                   "node2 serving writes again", interval=0.05)
         for i in range(20):
             assert c.put(f"k:after-{i}".encode(), b"a").code == h.pb.OK
             expected.append(("put", f"k:after-{i}", "a"))

@@ -20,6 +20,9 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -249,20 +252,33 @@ struct Harness {
   // Sends `input` on a new connection, half-closes it and returns everything the server
   // sent until it closed the connection.
   std::string session(std::string_view input) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    EDGEKV_ASSERT(fd >= 0);
-    // Each session comes from the next of 65536 loopback addresses: the client closes first,
-    // so its end of each connection stays in TIME_WAIT for a minute, and one address's
-    // ephemeral ports would run out after some 28000 sessions.
-    sockaddr_in local{};
-    local.sin_family = AF_INET;
-    local.sin_addr.s_addr = htonl(0x7f010000u | (sessions++ & 0xffffu));  // 127.1.x.y
-    EDGEKV_ASSERT(::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) == 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(server->port());
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EDGEKV_ASSERT(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    // Each session comes from the next of 65536 loopback addresses: the client closes first,
+    // so its end of each connection stays in TIME_WAIT for a minute, and one address's
+    // ephemeral ports would run out after some 28000 sessions. An address whose ports are
+    // busy all the same (a loaded machine) is skipped for the next.
+    int fd = -1;
+    for (int attempt = 0; fd < 0; ++attempt) {
+      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      EDGEKV_ASSERT(fd >= 0);
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      local.sin_addr.s_addr = htonl(0x7f010000u | (sessions++ & 0xffffu));  // 127.1.x.y
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) == 0 &&
+          ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        break;
+      }
+      const int err = errno;
+      ::close(fd);
+      fd = -1;
+      if (attempt == 16) {
+        std::fprintf(stderr, "resp_command_fuzz: cannot connect: %s\n", std::strerror(err));
+        std::abort();
+      }
+    }
     std::string replies;
     size_t sent = 0;
     bool shut = false;

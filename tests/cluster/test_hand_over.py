@@ -19,28 +19,17 @@ import threading
 import edgekv_harness as h
 from edgekv_harness import pb
 
-PRESET = ["--gossip-preset", "local", "--request-timeout-ms", "1000",
-          "--anti-entropy-interval-ms", "0"]
+# The replication tests' cluster: anti-entropy's schedule off, one-second request timeouts.
+from test_replication import PRESET, replicas, start_cluster
+import test_replication as rt
 
 
 def put(client: h.NativeClient, key: bytes, value: bytes) -> "pb.Response":
-    req = client.put_request(key, value, 0)
-    req.consistency = pb.QUORUM
-    return client.call(req)
+    return rt.put(client, key, value, consistency=pb.QUORUM)
 
 
 def get(client: h.NativeClient, key: bytes) -> "pb.Response":
-    req = client.get_request(key)
-    req.consistency = pb.QUORUM
-    return client.call(req)
-
-
-def replicas(client: h.NativeClient, key: bytes) -> "pb.ReplicasResponse":
-    req = client.new_request()
-    req.replicas.key = key
-    resp = client.call(req)
-    assert resp.code == pb.OK, resp.message
-    return resp.replicas
+    return rt.get(client, key, pb.QUORUM)
 
 
 class Writer:
@@ -72,15 +61,6 @@ class Writer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
-
-
-def start_cluster(daemons, size: int, extra=()) -> list[h.Daemon]:
-    seed = daemons.new("node1", args=[*PRESET, *extra]).start()
-    nodes = [seed]
-    for i in range(2, size + 1):
-        nodes.append(daemons.new(f"node{i}",
-                                 args=[*PRESET, *extra, "--seeds", seed.gossip_endpoint]).start())
-    return nodes
 
 
 def fill(daemon: h.Daemon, prefix: str, count: int, value: bytes) -> list[bytes]:

@@ -7,6 +7,7 @@
 // EDGEKV_SIM_SHOW_SLOPPY=1 prints the sloppy writes a run lost after healing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -654,7 +655,7 @@ struct HandOverChecks {
   }
 
   // Each running node's tables and hand-over, for a failure message.
-  static std::string describe(ClusterSim& cluster) {
+  static std::string describe_nodes(ClusterSim& cluster) {
     std::string out;
     for (size_t i = 0; i < cluster.size(); ++i) {
       ReplicaNode* n = cluster.node(i);
@@ -681,10 +682,60 @@ struct HandOverChecks {
     return out;
   }
 
+  // Every node taking slots over from `before` to `after` holds, in each partition it took
+  // over, every durable write (strict, QUORUM or ALL) acknowledged before `t0` (the
+  // hand-over's start): its version or a newer one, or nothing where a delete or an
+  // expiry (acknowledged at or above it, or of unknown outcome) was purged since. What the
+  // streams must have brought, before any read repaired it; how many were checked.
+  static size_t expect_takers_hold(ClusterSim& cluster, const cluster::Placement& before,
+                                   const cluster::Placement& after, MonoTime t0) {
+    const std::vector<HistoryOp>& history = cluster.history();
+    auto absence_explained = [&](const HistoryOp& write) {
+      for (const HistoryOp& o : history) {
+        if (o.key != write.key || o.type == OpType::kGet) continue;
+        const bool ends = o.type == OpType::kDel || o.ttl_ms > 0;
+        if (!ends) continue;
+        if (o.outcome != Outcome::kOk || o.version >= write.version) return true;
+      }
+      return false;
+    };
+    size_t checked = 0;
+    for (const cluster::NodeId& taker : cluster::takers(before, after)) {
+      ReplicaNode* n = cluster.node(ClusterSim::index_of(taker));
+      if (n == nullptr) {
+        ADD_FAILURE() << "taker " << taker << " is down";
+        continue;
+      }
+      const std::vector<uint32_t> taken = cluster::taken_over(before, after, taker);
+      const std::set<uint32_t> partitions(taken.begin(), taken.end());
+      for (const HistoryOp& op : history) {
+        if (op.type == OpType::kGet || op.outcome != Outcome::kOk || !op.strict ||
+            op.consistency == cluster::Consistency::kOne || op.complete_time >= t0) {
+          continue;
+        }
+        if (!partitions.contains(partition_of(op.key, before.partitions()))) continue;
+        Result<store::Record> held = n->store().read(op.key, WallTime{0});
+        ++checked;
+        if (!held.ok() && held.status().code() == Code::kNotFound && absence_explained(op)) {
+          continue;
+        }
+        EXPECT_TRUE(held.ok()) << op.key << " ("
+                               << sim::describe(history, static_cast<size_t>(&op - history.data()))
+                               << ") on taker " << taker << ": " << held.status().to_string();
+        if (held.ok()) {
+          EXPECT_GE(held->version, op.version)
+              << op.key << " (" << sim::describe(history, static_cast<size_t>(&op - history.data()))
+              << ") on taker " << taker;
+        }
+      }
+    }
+    return checked;
+  }
+
   static Workload load() {
     Workload w;
     w.clients = 8;
-    w.keys = 40;
+    w.keys = 200;
     w.delete_percent_of_writes = 25;
     w.ttl_percent_of_puts = 15;
     return w;
@@ -692,8 +743,9 @@ struct HandOverChecks {
 };
 
 // A fifth node joins four that hold data, while clients write, overwrite, delete and read
-// over a lossy network; in a third of the seeds the joining node (the taker) crashes while
-// it streams and comes back, in another third one of the nodes it streams from does. The
+// over a lossy network; in a quarter of the seeds the joining node (the taker) crashes while
+// it streams and comes back, in another one of the nodes it streams from does, in another
+// the home replicas keeping a partition the joiner takes are cut off for a while. The
 // hand-over commits on every node within a bound, the history checker finds no
 // acknowledged write lost and no quorum read older than a write completed before it, and
 // the new table's home replicas of every key converge.
@@ -710,27 +762,54 @@ TEST_F(Replication, AJoinUnderLoadLosesNothing) {
     const MonoTime joined_at = cluster.sim().now();
     const size_t joiner = cluster.add_node();
     const cluster::NodeId joiner_id = ClusterSim::id(joiner);
-    const int fault = static_cast<int>(s % 3);
+    const int fault = static_cast<int>(s % 4);
     if (fault != 0) {
       ASSERT_TRUE(H::run_until_streaming(cluster, joiner, clients, seconds(30)))
           << "the joining node never began streaming";
-      size_t victim = joiner;
-      if (fault == 2) {
-        // A source: a current home replica of a partition the joiner takes over.
-        const cluster::PlacementKeeper& k = cluster.node(joiner)->keeper();
-        ASSERT_FALSE(k.taking_over().empty());
-        const std::vector<cluster::NodeId> homes = k.placement().home(k.taking_over().front());
-        victim = ClusterSim::index_of(homes[cluster.sim().random().uniform(homes.size())]);
+      // A partition the joiner takes over and its current home replicas (the join is
+      // deterministic: the pending table is this one).
+      cluster::Placement next = cluster.placement();
+      const cluster::NodeId ids[] = {joiner_id};
+      ASSERT_TRUE(next.join(ids).ok());
+      const std::vector<uint32_t> taken = cluster::taken_over(cluster.placement(), next, joiner_id);
+      ASSERT_FALSE(taken.empty());
+      const uint32_t moved = taken[cluster.sim().random().uniform(taken.size())];
+      const std::vector<cluster::NodeId> homes = cluster.placement().home(moved);
+      const Millis outage(500 + cluster.sim().random().uniform(1500));
+      if (fault == 3) {
+        // The home replicas that keep the partition are cut off from the one handing it
+        // over, the joiner and the rest: writes on that side reach the leaving replica
+        // and the joiner only.
+        std::vector<NodeIndex> keeping;
+        std::vector<NodeIndex> others;
+        for (size_t i = 0; i < cluster.size(); ++i) {
+          const cluster::NodeId node = ClusterSim::id(i);
+          const bool keeps = next.is_home(moved, node) &&
+                             std::find(homes.begin(), homes.end(), node) != homes.end();
+          (keeps ? keeping : others).push_back(i);
+        }
+        cluster.sim().partition(keeping, others);
+        cluster.run_clients(outage, clients);
+        cluster.sim().heal();
+      } else {
+        // The taker, or a source: a current home replica of that partition.
+        const size_t victim =
+            fault == 1 ? joiner
+                       : ClusterSim::index_of(homes[cluster.sim().random().uniform(homes.size())]);
+        cluster.crash(victim);
+        cluster.run_clients(outage, clients);
+        cluster.restart(victim);
       }
-      cluster.crash(victim);
-      cluster.run_clients(Millis(500 + cluster.sim().random().uniform(1500)), clients);
-      cluster.restart(victim);
     }
     std::optional<cluster::Placement> done =
         H::run_until_committed(cluster, clients, seconds(60),
                                [&](const cluster::Placement& p) { return p.is_member(joiner_id); });
     ASSERT_TRUE(done.has_value()) << "the join did not commit on every node within 60 s";
     figure("join_committed_after", sim::seconds(cluster.sim().now() - joined_at), "s");
+    figure(
+        "taken_over_writes_checked",
+        static_cast<double>(H::expect_takers_hold(cluster, cluster.placement(), *done, joined_at)),
+        "writes");
     EXPECT_EQ(done->members().size(), 5u);
     EXPECT_GT(done->slots_of(joiner_id), 0u);
     cluster.run_clients(seconds(1), clients);
@@ -747,7 +826,8 @@ TEST_F(Replication, AJoinUnderLoadLosesNothing) {
 
 // One of five nodes is removed under the same load: alive in half the seeds (it takes
 // part in its own removal), crashed for good before the removal in the others; in some
-// seeds a node taking its slots over crashes while it streams and comes back. The same
+// seeds a node taking its slots over crashes while it streams and comes back, in others the
+// home replicas keeping a partition that moves are cut off for a while. The same
 // checks, and the removed node is in no node's table at the end.
 TEST_F(Replication, ARemovalUnderLoadLosesNothing) {
   using H = HandOverChecks;
@@ -771,24 +851,51 @@ TEST_F(Replication, ARemovalUnderLoadLosesNothing) {
     const MonoTime asked_at = cluster.sim().now();
     Status asked = cluster.remove(target, at);
     ASSERT_TRUE(asked.ok()) << asked.to_string();
-    if (s % 4 >= 2) {
-      // A taker: a node the pending table gives slots it did not hold.
+    const int fault = static_cast<int>((s / 2) % 3);
+    if (fault != 0) {
+      // A partition moving to a taker: a node the pending table gives slots it did not
+      // hold.
       const cluster::PlacementKeeper& k = cluster.node(at)->keeper();
       ASSERT_TRUE(k.pending().has_value());
-      const std::vector<cluster::NodeId> takers = cluster::takers(k.placement(), *k.pending());
+      const cluster::Placement current = k.placement();
+      const cluster::Placement next = *k.pending();
+      const std::vector<cluster::NodeId> takers = cluster::takers(current, next);
       ASSERT_FALSE(takers.empty());
-      const size_t taker = ClusterSim::index_of(takers[rng.uniform(takers.size())]);
+      const cluster::NodeId taker_id = takers[rng.uniform(takers.size())];
+      const size_t taker = ClusterSim::index_of(taker_id);
+      const std::vector<uint32_t> taken = cluster::taken_over(current, next, taker_id);
+      const uint32_t moved = taken[rng.uniform(taken.size())];
       ASSERT_TRUE(H::run_until_streaming(cluster, taker, clients, seconds(30)))
-          << ClusterSim::id(taker) << " never began streaming: " << H::describe(cluster);
-      cluster.crash(taker);
-      cluster.run_clients(Millis(500 + rng.uniform(1500)), clients);
-      cluster.restart(taker);
+          << taker_id << " never began streaming: " << H::describe_nodes(cluster);
+      const Millis outage(500 + rng.uniform(1500));
+      if (fault == 1) {
+        cluster.crash(taker);
+        cluster.run_clients(outage, clients);
+        cluster.restart(taker);
+      } else {
+        // The home replicas that keep that partition are cut off from the rest: writes on
+        // the other side reach the removed node (when it runs) and the taker only.
+        std::vector<NodeIndex> keeping;
+        std::vector<NodeIndex> others;
+        for (size_t i = 0; i < cluster.size(); ++i) {
+          const cluster::NodeId node = ClusterSim::id(i);
+          const bool keeps = current.is_home(moved, node) && next.is_home(moved, node);
+          (keeps ? keeping : others).push_back(i);
+        }
+        cluster.sim().partition(keeping, others);
+        cluster.run_clients(outage, clients);
+        cluster.sim().heal();
+      }
     }
     std::optional<cluster::Placement> done = H::run_until_committed(
         cluster, clients, seconds(60),
         [&](const cluster::Placement& p) { return !p.is_member(target_id); });
     ASSERT_TRUE(done.has_value()) << "the removal did not commit on every node within 60 s";
     figure("removal_committed_after", sim::seconds(cluster.sim().now() - asked_at), "s");
+    figure(
+        "taken_over_writes_checked",
+        static_cast<double>(H::expect_takers_hold(cluster, cluster.placement(), *done, asked_at)),
+        "writes");
     EXPECT_EQ(done->members().size(), 4u);
     cluster.run_clients(seconds(1), clients);
     expect_history_holds(cluster, clients);

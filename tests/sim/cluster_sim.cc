@@ -19,8 +19,12 @@ namespace {
 constexpr uint32_t kHealingClient = 1u << 30;
 
 // How many times heal_and_read() tries a key's read before giving up: each try that fails
-// (a timeout while a node is still catching up) is retried at another node.
+// (a timeout while a node is still catching up) is retried at another node, half a second
+// later, since some failures answer at once: a quorum read whose newest state is a
+// tombstone the other home replicas already purged fails (UNAVAILABLE, its repairs
+// ignored) until the last holder purges it too.
 constexpr int kHealingReadTries = 10;
+constexpr Millis kHealingReadRetry{500};
 
 }  // namespace
 
@@ -364,6 +368,8 @@ bool ClusterSim::heal_and_read(const Workload& w, std::string* why) {
                        options_.request_timeout * 3);
         Outcome o = history_[index].outcome;
         answered = o == Outcome::kOk || o == Outcome::kNotFound;
+        if (!answered) sim_.run_for(kHealingReadRetry);
+        if (!answered) sim_.run_for(Millis(500));
       }
       if (!answered) {
         *why = "no QUORUM read of " + key_name(k) + " answered after healing";

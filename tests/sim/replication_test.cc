@@ -71,6 +71,12 @@ class Replication : public SimTest {
     }
   }
 
+  // The hand-over scenarios (below): a join, a removal, under load; with
+  // `skew_and_purges`, also under skewed clocks, more loss, and tombstones purged by
+  // anti-entropy rounds every second.
+  void join_under_load(uint64_t s, bool skew_and_purges);
+  void removal_under_load(uint64_t s, bool skew_and_purges);
+
   // Heals, reads every key, and checks the whole history; prints what the run did.
   void expect_history_holds(ClusterSim& cluster, const Workload& workload) {
     std::string why;
@@ -557,12 +563,27 @@ TEST_F(Replication, AFallbacksRepairMarksAreClearedThroughTheOwner) {
 // For the hand-over scenarios: a join or a removal while clients write, overwrite, delete
 // and read, over a lossy network, and what a run must show once the hand-over committed.
 struct HandOverChecks {
-  static cluster::AntiEntropyOptions streaming_only() {
+  // No schedule (only streams and repairs move data), or, with `purges`, rounds every
+  // second that purge tombstones soon after every home replica holds them.
+  static cluster::AntiEntropyOptions anti_entropy(bool purges) {
     cluster::AntiEntropyOptions ae;
-    ae.interval = Millis(0);  // no schedule: only streams and repairs move data
+    ae.interval = purges ? seconds(1) : Millis(0);
     ae.request_timeout = Millis(500);
     ae.retry_after = Millis(500);
+    ae.horizon_margin = Millis(200);
+    ae.horizon_refresh = Millis(500);
     return ae;
+  }
+
+  static ClusterOptions options(size_t nodes, bool skew_and_purges) {
+    NetworkOptions network = lossy();
+    if (skew_and_purges) network.loss = 0.05;
+    return ClusterOptions{.nodes = nodes,
+                          .network = network,
+                          .max_clock_offset_ms = skew_and_purges ? 300 : 0,
+                          .max_drift_ppm = skew_and_purges ? 100.0 : 0.0,
+                          .storage_delay_max = Millis(5),
+                          .anti_entropy = anti_entropy(skew_and_purges)};
   }
 
   // Runs the clients until every running node holds the same table, no pending one, and
@@ -732,12 +753,13 @@ struct HandOverChecks {
     return checked;
   }
 
-  static Workload load() {
+  static Workload load(bool skew_and_purges) {
     Workload w;
     w.clients = 8;
     w.keys = 200;
-    w.delete_percent_of_writes = 25;
-    w.ttl_percent_of_puts = 15;
+    w.delete_percent_of_writes = skew_and_purges ? 40 : 25;
+    w.ttl_percent_of_puts = skew_and_purges ? 40 : 15;
+    if (skew_and_purges) w.ttl_max_ms = 1500;
     return w;
   }
 };
@@ -749,79 +771,73 @@ struct HandOverChecks {
 // hand-over commits on every node within a bound, the history checker finds no
 // acknowledged write lost and no quorum read older than a write completed before it, and
 // the new table's home replicas of every key converge.
-TEST_F(Replication, AJoinUnderLoadLosesNothing) {
+void Replication::join_under_load(uint64_t s, bool skew_and_purges) {
   using H = HandOverChecks;
-  for_seeds(13900, [&](uint64_t s) {
-    ClusterSim cluster(s, ClusterOptions{.nodes = 4,
-                                         .network = lossy(),
-                                         .storage_delay_max = Millis(5),
-                                         .anti_entropy = H::streaming_only()});
-    ASSERT_TRUE(cluster.start_all());
-    const Workload clients = H::load();
-    cluster.run_clients(seconds(2), clients);
-    const MonoTime joined_at = cluster.sim().now();
-    const size_t joiner = cluster.add_node();
-    const cluster::NodeId joiner_id = ClusterSim::id(joiner);
-    const int fault = static_cast<int>(s % 4);
-    if (fault != 0) {
-      ASSERT_TRUE(H::run_until_streaming(cluster, joiner, clients, seconds(30)))
-          << "the joining node never began streaming";
-      // A partition the joiner takes over and its current home replicas (the join is
-      // deterministic: the pending table is this one).
-      cluster::Placement next = cluster.placement();
-      const cluster::NodeId ids[] = {joiner_id};
-      ASSERT_TRUE(next.join(ids).ok());
-      const std::vector<uint32_t> taken = cluster::taken_over(cluster.placement(), next, joiner_id);
-      ASSERT_FALSE(taken.empty());
-      const uint32_t moved = taken[cluster.sim().random().uniform(taken.size())];
-      const std::vector<cluster::NodeId> homes = cluster.placement().home(moved);
-      const Millis outage(500 + cluster.sim().random().uniform(1500));
-      if (fault == 3) {
-        // The home replicas that keep the partition are cut off from the one handing it
-        // over, the joiner and the rest: writes on that side reach the leaving replica
-        // and the joiner only.
-        std::vector<NodeIndex> keeping;
-        std::vector<NodeIndex> others;
-        for (size_t i = 0; i < cluster.size(); ++i) {
-          const cluster::NodeId node = ClusterSim::id(i);
-          const bool keeps = next.is_home(moved, node) &&
-                             std::find(homes.begin(), homes.end(), node) != homes.end();
-          (keeps ? keeping : others).push_back(i);
-        }
-        cluster.sim().partition(keeping, others);
-        cluster.run_clients(outage, clients);
-        cluster.sim().heal();
-      } else {
-        // The taker, or a source: a current home replica of that partition.
-        const size_t victim =
-            fault == 1 ? joiner
-                       : ClusterSim::index_of(homes[cluster.sim().random().uniform(homes.size())]);
-        cluster.crash(victim);
-        cluster.run_clients(outage, clients);
-        cluster.restart(victim);
+  ClusterSim cluster(s, H::options(4, skew_and_purges));
+  ASSERT_TRUE(cluster.start_all());
+  const Workload clients = H::load(skew_and_purges);
+  cluster.run_clients(seconds(2), clients);
+  const MonoTime joined_at = cluster.sim().now();
+  const size_t joiner = cluster.add_node();
+  const cluster::NodeId joiner_id = ClusterSim::id(joiner);
+  const int fault = static_cast<int>(s % 4);
+  if (fault != 0) {
+    ASSERT_TRUE(H::run_until_streaming(cluster, joiner, clients, seconds(30)))
+        << "the joining node never began streaming";
+    // A partition the joiner takes over and its current home replicas (the join is
+    // deterministic: the pending table is this one).
+    cluster::Placement next = cluster.placement();
+    const cluster::NodeId ids[] = {joiner_id};
+    ASSERT_TRUE(next.join(ids).ok());
+    const std::vector<uint32_t> taken = cluster::taken_over(cluster.placement(), next, joiner_id);
+    ASSERT_FALSE(taken.empty());
+    const uint32_t moved = taken[cluster.sim().random().uniform(taken.size())];
+    const std::vector<cluster::NodeId> homes = cluster.placement().home(moved);
+    const Millis outage(500 + cluster.sim().random().uniform(1500));
+    if (fault == 3) {
+      // The home replicas that keep the partition are cut off from the one handing it
+      // over, the joiner and the rest: writes on that side reach the leaving replica
+      // and the joiner only.
+      std::vector<NodeIndex> keeping;
+      std::vector<NodeIndex> others;
+      for (size_t i = 0; i < cluster.size(); ++i) {
+        const cluster::NodeId node = ClusterSim::id(i);
+        const bool keeps =
+            next.is_home(moved, node) && std::find(homes.begin(), homes.end(), node) != homes.end();
+        (keeps ? keeping : others).push_back(i);
       }
+      cluster.sim().partition(keeping, others);
+      cluster.run_clients(outage, clients);
+      cluster.sim().heal();
+    } else {
+      // The taker, or a source: a current home replica of that partition.
+      const size_t victim =
+          fault == 1 ? joiner
+                     : ClusterSim::index_of(homes[cluster.sim().random().uniform(homes.size())]);
+      cluster.crash(victim);
+      cluster.run_clients(outage, clients);
+      cluster.restart(victim);
     }
-    std::optional<cluster::Placement> done =
-        H::run_until_committed(cluster, clients, seconds(60),
-                               [&](const cluster::Placement& p) { return p.is_member(joiner_id); });
-    ASSERT_TRUE(done.has_value()) << "the join did not commit on every node within 60 s";
-    figure("join_committed_after", sim::seconds(cluster.sim().now() - joined_at), "s");
-    figure(
-        "taken_over_writes_checked",
-        static_cast<double>(H::expect_takers_hold(cluster, cluster.placement(), *done, joined_at)),
-        "writes");
-    EXPECT_EQ(done->members().size(), 5u);
-    EXPECT_GT(done->slots_of(joiner_id), 0u);
-    cluster.run_clients(seconds(1), clients);
-    expect_history_holds(cluster, clients);
-    H::expect_replicas_converge(cluster, *done, clients);
-    uint64_t dropped = 0;
-    for (size_t i = 0; i < cluster.size(); ++i) {
-      dropped += cluster.node(i)->counters().partitions_dropped;
-    }
-    figure("partitions_dropped", static_cast<double>(dropped), "partitions");
-    EXPECT_GT(dropped, 0u) << "no node dropped a partition it handed over";
-  });
+  }
+  std::optional<cluster::Placement> done =
+      H::run_until_committed(cluster, clients, seconds(60),
+                             [&](const cluster::Placement& p) { return p.is_member(joiner_id); });
+  ASSERT_TRUE(done.has_value()) << "the join did not commit on every node within 60 s";
+  figure("join_committed_after", sim::seconds(cluster.sim().now() - joined_at), "s");
+  figure("taken_over_writes_checked",
+         static_cast<double>(H::expect_takers_hold(cluster, cluster.placement(), *done, joined_at)),
+         "writes");
+  EXPECT_EQ(done->members().size(), 5u);
+  EXPECT_GT(done->slots_of(joiner_id), 0u);
+  cluster.run_clients(seconds(1), clients);
+  expect_history_holds(cluster, clients);
+  H::expect_replicas_converge(cluster, *done, clients);
+  uint64_t dropped = 0;
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    dropped += cluster.node(i)->counters().partitions_dropped;
+  }
+  figure("partitions_dropped", static_cast<double>(dropped), "partitions");
+  EXPECT_GT(dropped, 0u) << "no node dropped a partition it handed over";
 }
 
 // One of five nodes is removed under the same load: alive in half the seeds (it takes
@@ -829,88 +845,102 @@ TEST_F(Replication, AJoinUnderLoadLosesNothing) {
 // seeds a node taking its slots over crashes while it streams and comes back, in others the
 // home replicas keeping a partition that moves are cut off for a while. The same
 // checks, and the removed node is in no node's table at the end.
-TEST_F(Replication, ARemovalUnderLoadLosesNothing) {
+void Replication::removal_under_load(uint64_t s, bool skew_and_purges) {
   using H = HandOverChecks;
-  for_seeds(14000, [&](uint64_t s) {
-    ClusterSim cluster(s, ClusterOptions{.nodes = 5,
-                                         .network = lossy(),
-                                         .storage_delay_max = Millis(5),
-                                         .anti_entropy = H::streaming_only()});
-    ASSERT_TRUE(cluster.start_all());
-    const Workload clients = H::load();
-    cluster.run_clients(seconds(2), clients);
-    Random& rng = cluster.sim().random();
-    const size_t target = rng.uniform(cluster.size());
-    const size_t at = (target + 1 + rng.uniform(cluster.size() - 1)) % cluster.size();
-    const cluster::NodeId target_id = ClusterSim::id(target);
-    const bool crashed = s % 2 == 1;
-    if (crashed) {
-      cluster.crash_for_good(target);
-      cluster.run_clients(seconds(1), clients);
-    }
-    const MonoTime asked_at = cluster.sim().now();
-    Status asked = cluster.remove(target, at);
-    ASSERT_TRUE(asked.ok()) << asked.to_string();
-    const int fault = static_cast<int>((s / 2) % 3);
-    if (fault != 0) {
-      // A partition moving to a taker: a node the pending table gives slots it did not
-      // hold.
-      const cluster::PlacementKeeper& k = cluster.node(at)->keeper();
-      ASSERT_TRUE(k.pending().has_value());
-      const cluster::Placement current = k.placement();
-      const cluster::Placement next = *k.pending();
-      const std::vector<cluster::NodeId> takers = cluster::takers(current, next);
-      ASSERT_FALSE(takers.empty());
-      const cluster::NodeId taker_id = takers[rng.uniform(takers.size())];
-      const size_t taker = ClusterSim::index_of(taker_id);
-      const std::vector<uint32_t> taken = cluster::taken_over(current, next, taker_id);
-      const uint32_t moved = taken[rng.uniform(taken.size())];
-      ASSERT_TRUE(H::run_until_streaming(cluster, taker, clients, seconds(30)))
-          << taker_id << " never began streaming: " << H::describe_nodes(cluster);
-      const Millis outage(500 + rng.uniform(1500));
-      if (fault == 1) {
-        cluster.crash(taker);
-        cluster.run_clients(outage, clients);
-        cluster.restart(taker);
-      } else {
-        // The home replicas that keep that partition are cut off from the rest: writes on
-        // the other side reach the removed node (when it runs) and the taker only.
-        std::vector<NodeIndex> keeping;
-        std::vector<NodeIndex> others;
-        for (size_t i = 0; i < cluster.size(); ++i) {
-          const cluster::NodeId node = ClusterSim::id(i);
-          const bool keeps = current.is_home(moved, node) && next.is_home(moved, node);
-          (keeps ? keeping : others).push_back(i);
-        }
-        cluster.sim().partition(keeping, others);
-        cluster.run_clients(outage, clients);
-        cluster.sim().heal();
-      }
-    }
-    std::optional<cluster::Placement> done = H::run_until_committed(
-        cluster, clients, seconds(60),
-        [&](const cluster::Placement& p) { return !p.is_member(target_id); });
-    ASSERT_TRUE(done.has_value()) << "the removal did not commit on every node within 60 s";
-    figure("removal_committed_after", sim::seconds(cluster.sim().now() - asked_at), "s");
-    figure(
-        "taken_over_writes_checked",
-        static_cast<double>(H::expect_takers_hold(cluster, cluster.placement(), *done, asked_at)),
-        "writes");
-    EXPECT_EQ(done->members().size(), 4u);
+  ClusterSim cluster(s, H::options(5, skew_and_purges));
+  ASSERT_TRUE(cluster.start_all());
+  const Workload clients = H::load(skew_and_purges);
+  cluster.run_clients(seconds(2), clients);
+  Random& rng = cluster.sim().random();
+  const size_t target = rng.uniform(cluster.size());
+  const size_t at = (target + 1 + rng.uniform(cluster.size() - 1)) % cluster.size();
+  const cluster::NodeId target_id = ClusterSim::id(target);
+  const bool crashed = s % 2 == 1;
+  if (crashed) {
+    cluster.crash_for_good(target);
     cluster.run_clients(seconds(1), clients);
-    expect_history_holds(cluster, clients);
-    H::expect_replicas_converge(cluster, *done, clients);
-    for (size_t i = 0; i < cluster.size(); ++i) {
-      ReplicaNode* n = cluster.node(i);
-      if (n == nullptr) continue;
-      EXPECT_FALSE(n->keeper().placement().is_member(target_id)) << "in the table of " << n->id();
-      EXPECT_FALSE(n->keeper().pending().has_value()) << "a table pending on " << n->id();
+  }
+  const MonoTime asked_at = cluster.sim().now();
+  Status asked = cluster.remove(target, at);
+  ASSERT_TRUE(asked.ok()) << asked.to_string();
+  const int fault = static_cast<int>((s / 2) % 3);
+  if (fault != 0) {
+    // A partition moving to a taker: a node the pending table gives slots it did not
+    // hold.
+    const cluster::PlacementKeeper& k = cluster.node(at)->keeper();
+    ASSERT_TRUE(k.pending().has_value());
+    const cluster::Placement current = k.placement();
+    const cluster::Placement next = *k.pending();
+    const std::vector<cluster::NodeId> takers = cluster::takers(current, next);
+    ASSERT_FALSE(takers.empty());
+    const cluster::NodeId taker_id = takers[rng.uniform(takers.size())];
+    const size_t taker = ClusterSim::index_of(taker_id);
+    const std::vector<uint32_t> taken = cluster::taken_over(current, next, taker_id);
+    const uint32_t moved = taken[rng.uniform(taken.size())];
+    ASSERT_TRUE(H::run_until_streaming(cluster, taker, clients, seconds(30)))
+        << taker_id << " never began streaming: " << H::describe_nodes(cluster);
+    const Millis outage(500 + rng.uniform(1500));
+    if (fault == 1) {
+      cluster.crash(taker);
+      cluster.run_clients(outage, clients);
+      cluster.restart(taker);
+    } else {
+      // The home replicas that keep that partition are cut off from the rest: writes on
+      // the other side reach the removed node (when it runs) and the taker only.
+      std::vector<NodeIndex> keeping;
+      std::vector<NodeIndex> others;
+      for (size_t i = 0; i < cluster.size(); ++i) {
+        const cluster::NodeId node = ClusterSim::id(i);
+        const bool keeps = current.is_home(moved, node) && next.is_home(moved, node);
+        (keeps ? keeping : others).push_back(i);
+      }
+      cluster.sim().partition(keeping, others);
+      cluster.run_clients(outage, clients);
+      cluster.sim().heal();
     }
-    if (!crashed) {
-      EXPECT_TRUE(cluster.node(target)->keeper().left());
-      EXPECT_GT(cluster.node(target)->counters().partitions_dropped, 0u);
-    }
-  });
+  }
+  std::optional<cluster::Placement> done =
+      H::run_until_committed(cluster, clients, seconds(60),
+                             [&](const cluster::Placement& p) { return !p.is_member(target_id); });
+  ASSERT_TRUE(done.has_value()) << "the removal did not commit on every node within 60 s";
+  figure("removal_committed_after", sim::seconds(cluster.sim().now() - asked_at), "s");
+  figure("taken_over_writes_checked",
+         static_cast<double>(H::expect_takers_hold(cluster, cluster.placement(), *done, asked_at)),
+         "writes");
+  EXPECT_EQ(done->members().size(), 4u);
+  cluster.run_clients(seconds(1), clients);
+  expect_history_holds(cluster, clients);
+  H::expect_replicas_converge(cluster, *done, clients);
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    ReplicaNode* n = cluster.node(i);
+    if (n == nullptr) continue;
+    EXPECT_FALSE(n->keeper().placement().is_member(target_id)) << "in the table of " << n->id();
+    EXPECT_FALSE(n->keeper().pending().has_value()) << "a table pending on " << n->id();
+  }
+  if (!crashed) {
+    EXPECT_TRUE(cluster.node(target)->keeper().left());
+    EXPECT_GT(cluster.node(target)->counters().partitions_dropped, 0u);
+  }
+}
+
+TEST_F(Replication, AJoinUnderLoadLosesNothing) {
+  for_seeds(13900, [&](uint64_t s) { join_under_load(s, /*skew_and_purges=*/false); });
+}
+
+TEST_F(Replication, ARemovalUnderLoadLosesNothing) {
+  for_seeds(14000, [&](uint64_t s) { removal_under_load(s, /*skew_and_purges=*/false); });
+}
+
+// The same under clocks up to 300 ms apart and drifting, 5% loss, more deletes and short
+// TTLs, and anti-entropy rounds every second purging tombstones as soon as every home
+// replica (a taker included) holds them: a taker's streams and the purge horizons bring
+// no deleted or expired key back and lose no write.
+TEST_F(Replication, AJoinUnderSkewAndPurgesLosesNothing) {
+  for_seeds(14100, [&](uint64_t s) { join_under_load(s, /*skew_and_purges=*/true); });
+}
+
+TEST_F(Replication, ARemovalUnderSkewAndPurgesLosesNothing) {
+  for_seeds(14200, [&](uint64_t s) { removal_under_load(s, /*skew_and_purges=*/true); });
 }
 
 // The same seed gives the same run, to the last delivered byte and answered version.

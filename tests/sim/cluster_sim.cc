@@ -38,14 +38,7 @@ ClusterSim::ClusterSim(uint64_t seed, ClusterOptions options)
     : options_(std::move(options)),
       seed_(seed),
       sim_(seed, options_.network),
-      placement_([&] {
-        std::vector<NodeId> members;
-        for (size_t i = 0; i < options_.nodes; ++i) members.push_back(id(i));
-        Result<cluster::Placement> p =
-            cluster::Placement::create(options_.partitions, options_.replication_factor, members);
-        EDGEKV_ASSERT(p.ok());
-        return std::move(p).value();
-      }()),
+      placement_(first_table(options_)),
       disk_rng_(seed ^ 0x636c6f636b73ULL) {
   for (size_t i = 0; i < options_.nodes; ++i) add_disk_and_slot(i);
   incarnation_.assign(options_.nodes, 0);
@@ -53,6 +46,19 @@ ClusterSim::ClusterSim(uint64_t seed, ClusterOptions options)
 }
 
 ClusterSim::~ClusterSim() = default;
+
+cluster::Placement ClusterSim::first_table(const ClusterOptions& options) {
+  // As a cluster of edgekvd builds it: from an empty table (epoch 0, what a new node
+  // holds), the members join, one epoch on. A table made by Placement::create with its
+  // members would be epoch 0 too, and a new node's empty table, at the same epoch, could
+  // order above it by digest.
+  std::vector<NodeId> members;
+  for (size_t i = 0; i < options.nodes; ++i) members.push_back(id(i));
+  Result<cluster::Placement> p =
+      cluster::Placement::create(options.partitions, options.replication_factor, {});
+  EDGEKV_ASSERT(p.ok() && p->join(members).ok());
+  return std::move(p).value();
+}
 
 size_t ClusterSim::index_of(const NodeId& id) {
   return static_cast<size_t>(std::stoul(id.substr(1)));
@@ -144,10 +150,9 @@ std::unique_ptr<SimNode> ClusterSim::make(size_t i, uint32_t life) {
   } else {
     // Each node builds the placement itself, as a daemon does from the same members: the
     // transitions are deterministic, so every node arrives at the same table.
-    Result<cluster::Placement> placement = cluster::Placement::create(
-        options_.partitions, options_.replication_factor, placement_.members());
-    EDGEKV_ASSERT(placement.ok() && placement->digest() == placement_.digest());
-    config.placement = std::move(placement).value();
+    cluster::Placement placement = first_table(options_);
+    EDGEKV_ASSERT(placement.digest() == placement_.digest());
+    config.placement = std::move(placement);
   }
   config.coordinator.request_timeout = options_.request_timeout;
   if (options_.handoff.has_value()) config.handoff = *options_.handoff;

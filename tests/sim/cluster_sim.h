@@ -136,6 +136,8 @@ class ClusterSim {
     MonoTime next_at{};
   };
 
+  // The table every node built at the start holds: its members joined to an empty table.
+  static cluster::Placement first_table(const ClusterOptions& options);
   std::unique_ptr<SimNode> make(size_t i, uint32_t life);
   // A new node's disk (clock, store) and its slot in the simulation.
   void add_disk_and_slot(size_t i);

@@ -210,7 +210,20 @@ void Coordinator::on_write_reply(const NodeId& from, const WriteReply& reply, Mo
   if (reply.status.ok()) static_cast<void>(hlc_.observe(reply.current.hlc));
   if (purpose == Purpose::kRepair) {
     target.repair_outstanding = false;
-    if (reply.status.ok()) target.holds = std::max(target.holds, reply.current);
+    if (reply.status.ok()) {
+      target.holds = std::max(target.holds, reply.current);
+      // A tombstone taken without being applied, with no row in its place (nothing at or
+      // above it): the replica has no row of the key and the tombstone is below its purge
+      // horizon, where the key's absence stands for the delete (Store::set_purge_horizon).
+      // It holds what the read answers: the tombstone's holders are left alone once the
+      // others purged it (a home replica that was no stream source of a hand-over's taker
+      // keeps one until its own round with it), so counting only rows would fail every
+      // quorum read of the key until then.
+      if (!reply.applied && reply.current == Version{} && op->winner && op->winner->tombstone &&
+          op->winner->version == target.repaired) {
+        target.holds = std::max(target.holds, target.repaired);
+      }
+    }
     advance_read(*op, now);
     return;
   }

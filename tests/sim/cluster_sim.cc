@@ -19,8 +19,12 @@ namespace {
 constexpr uint32_t kHealingClient = 1u << 30;
 
 // How many times heal_and_read() tries a key's read before giving up: each try that fails
-// (a timeout while a node is still catching up) is retried at another node.
+// (a timeout while a node is still catching up) is retried at another node, half a second
+// later, since some failures answer at once: a quorum read whose newest state is a
+// tombstone the other home replicas already purged fails (UNAVAILABLE, its repairs
+// ignored) until the last holder purges it too.
 constexpr int kHealingReadTries = 10;
+constexpr Millis kHealingReadRetry{500};
 
 }  // namespace
 
@@ -31,47 +35,103 @@ std::string ClusterSim::id(size_t i) {
 }
 
 ClusterSim::ClusterSim(uint64_t seed, ClusterOptions options)
-    : options_(std::move(options)), seed_(seed), sim_(seed, options_.network), placement_([&] {
-        std::vector<NodeId> members;
-        for (size_t i = 0; i < options_.nodes; ++i) members.push_back(id(i));
-        Result<cluster::Placement> p =
-            cluster::Placement::create(options_.partitions, options_.replication_factor, members);
-        EDGEKV_ASSERT(p.ok());
-        return std::move(p).value();
-      }()) {
-  Random rng(seed ^ 0x636c6f636b73ULL);  // clocks and storage delays, apart from the network
-  for (size_t i = 0; i < options_.nodes; ++i) {
-    int64_t offset = 0;
-    if (options_.max_clock_offset_ms > 0) {
-      offset = static_cast<int64_t>(
-                   rng.uniform(static_cast<uint64_t>(2 * options_.max_clock_offset_ms + 1))) -
-               options_.max_clock_offset_ms;
-    }
-    double drift = 0;
-    if (options_.max_drift_ppm > 0) {
-      drift = (static_cast<double>(rng.uniform(2001)) / 1000.0 - 1.0) * options_.max_drift_ppm;
-    }
-    auto disk = std::make_unique<NodeDisk>(sim_.clock(), offset, drift, rng.next(),
-                                           options_.storage_delay_max);
-    store::StoreOptions store_options;
-    store_options.partitions = options_.partitions;
-    store_options.sync = options_.sync;
-    // As the daemon runs them: tombstones go by the horizon anti-entropy sets.
-    store_options.tombstone_purge = store::TombstonePurge::kByHorizon;
-    NodeDisk* d = disk.get();
-    Result<std::unique_ptr<store::MemoryStore>> opened = store::MemoryStore::open(
-        store_options, [d](std::function<void()> commit) { d->schedule(std::move(commit)); });
-    EDGEKV_ASSERT(opened.ok());
-    disk->store = std::move(opened).value();
-    disks_.push_back(std::move(disk));
-    sim_.add_node({ReplicaNode::gossip_address(id(i)), ReplicaNode::peer_address(id(i))},
-                  [this, i](uint32_t life) { return make(i, life); });
-  }
+    : options_(std::move(options)),
+      seed_(seed),
+      sim_(seed, options_.network),
+      placement_(first_table(options_)),
+      disk_rng_(seed ^ 0x636c6f636b73ULL) {
+  for (size_t i = 0; i < options_.nodes; ++i) add_disk_and_slot(i);
   incarnation_.assign(options_.nodes, 0);
   in_flight_.resize(options_.nodes);
 }
 
 ClusterSim::~ClusterSim() = default;
+
+cluster::Placement ClusterSim::first_table(const ClusterOptions& options) {
+  // As a cluster of edgekvd builds it: from an empty table (epoch 0, what a new node
+  // holds), the members join, one epoch on. A table made by Placement::create with its
+  // members would be epoch 0 too, and a new node's empty table, at the same epoch, could
+  // order above it by digest.
+  std::vector<NodeId> members;
+  for (size_t i = 0; i < options.nodes; ++i) members.push_back(id(i));
+  Result<cluster::Placement> p =
+      cluster::Placement::create(options.partitions, options.replication_factor, {});
+  EDGEKV_ASSERT(p.ok() && p->join(members).ok());
+  return std::move(p).value();
+}
+
+size_t ClusterSim::index_of(const NodeId& id) {
+  return static_cast<size_t>(std::stoul(id.substr(1)));
+}
+
+void ClusterSim::add_disk_and_slot(size_t i) {
+  Random& rng = disk_rng_;
+  int64_t offset = 0;
+  if (options_.max_clock_offset_ms > 0) {
+    offset = static_cast<int64_t>(
+                 rng.uniform(static_cast<uint64_t>(2 * options_.max_clock_offset_ms + 1))) -
+             options_.max_clock_offset_ms;
+  }
+  double drift = 0;
+  if (options_.max_drift_ppm > 0) {
+    drift = (static_cast<double>(rng.uniform(2001)) / 1000.0 - 1.0) * options_.max_drift_ppm;
+  }
+  auto disk = std::make_unique<NodeDisk>(sim_.clock(), offset, drift, rng.next(),
+                                         options_.storage_delay_max);
+  store::StoreOptions store_options;
+  store_options.partitions = options_.partitions;
+  store_options.sync = options_.sync;
+  // As the daemon runs them: tombstones go by the horizon anti-entropy sets.
+  store_options.tombstone_purge = store::TombstonePurge::kByHorizon;
+  NodeDisk* d = disk.get();
+  Result<std::unique_ptr<store::MemoryStore>> opened = store::MemoryStore::open(
+      store_options, [d](std::function<void()> commit) { d->schedule(std::move(commit)); });
+  EDGEKV_ASSERT(opened.ok());
+  disk->store = std::move(opened).value();
+  disks_.push_back(std::move(disk));
+  sim_.add_node({ReplicaNode::gossip_address(id(i)), ReplicaNode::peer_address(id(i))},
+                [this, i](uint32_t life) { return make(i, life); });
+}
+
+size_t ClusterSim::add_node(Millis bootstrap_wait) {
+  const size_t i = size();
+  add_disk_and_slot(i);
+  incarnation_.push_back(0);
+  in_flight_.emplace_back();
+  added_[i] = bootstrap_wait;
+  sim_.start(i);
+  return i;
+}
+
+Status ClusterSim::remove(size_t target, size_t at) {
+  ReplicaNode* n = node(at);
+  if (n == nullptr) return Status::unavailable(id(at) + " is down");
+  Status s = n->remove({id(target)}, sim_.now());
+  sim_.poke(at);
+  return s;
+}
+
+void ClusterSim::crash_for_good(size_t i) {
+  crash(i);
+  retired_.insert(i);
+}
+
+bool ClusterSim::placements_agree(cluster::Placement* agreed) {
+  const cluster::Placement* first = nullptr;
+  for (size_t i = 0; i < size(); ++i) {
+    if (!sim_.is_running(i)) continue;
+    const cluster::PlacementKeeper& k = sim_.node_as<ReplicaNode>(i).keeper();
+    if (k.pending().has_value()) return false;
+    if (first == nullptr) {
+      first = &k.placement();
+    } else if (!(k.placement() == *first)) {
+      return false;
+    }
+  }
+  if (first == nullptr) return false;
+  if (agreed != nullptr) *agreed = *first;
+  return true;
+}
 
 std::unique_ptr<SimNode> ClusterSim::make(size_t i, uint32_t life) {
   ReplicaNodeConfig config;
@@ -81,12 +141,19 @@ std::unique_ptr<SimNode> ClusterSim::make(size_t i, uint32_t life) {
   config.gossip.seeds = {ReplicaNode::gossip_address(id(0))};
   config.gossip_seed = seed_ * 0x9e3779b97f4a7c15ULL + i * 1000003ULL + life;
   config.incarnation = incarnation_[i];
-  // Each node builds the placement itself, as a daemon does from the same members: the
-  // transitions are deterministic, so every node arrives at the same table.
-  Result<cluster::Placement> placement = cluster::Placement::create(
-      options_.partitions, options_.replication_factor, placement_.members());
-  EDGEKV_ASSERT(placement.ok() && placement->digest() == placement_.digest());
-  config.placement = std::move(placement).value();
+  config.partitions = options_.partitions;
+  config.replication_factor = options_.replication_factor;
+  config.keeper_seed = config.gossip_seed ^ 0x706c6163656d6e74ULL;
+  if (auto added = added_.find(i); added != added_.end()) {
+    // A new data directory expecting a cluster (edgekvd given seeds): an empty table.
+    config.keeper.bootstrap_wait = added->second;
+  } else {
+    // Each node builds the placement itself, as a daemon does from the same members: the
+    // transitions are deterministic, so every node arrives at the same table.
+    cluster::Placement placement = first_table(options_);
+    EDGEKV_ASSERT(placement.digest() == placement_.digest());
+    config.placement = std::move(placement);
+  }
   config.coordinator.request_timeout = options_.request_timeout;
   if (options_.handoff.has_value()) config.handoff = *options_.handoff;
   config.anti_entropy = options_.anti_entropy;
@@ -272,7 +339,9 @@ void ClusterSim::run_clients(Millis duration, const Workload& w) {
 bool ClusterSim::heal_and_read(const Workload& w, std::string* why) {
   sim_.heal();
   sim_.network() = NetworkOptions{};
-  for (size_t i = 0; i < size(); ++i) restart(i);
+  for (size_t i = 0; i < size(); ++i) {
+    if (!retired_.contains(i)) restart(i);
+  }
   for (Client& c : clients_) c.busy = true;  // the workload is over
   if (!sim_.run_until([&] { return converged(); }, Millis(60000))) {
     *why = "gossip did not converge within 60 s of healing";
@@ -304,6 +373,8 @@ bool ClusterSim::heal_and_read(const Workload& w, std::string* why) {
                        options_.request_timeout * 3);
         Outcome o = history_[index].outcome;
         answered = o == Outcome::kOk || o == Outcome::kNotFound;
+        if (!answered) sim_.run_for(kHealingReadRetry);
+        if (!answered) sim_.run_for(Millis(500));
       }
       if (!answered) {
         *why = "no QUORUM read of " + key_name(k) + " answered after healing";

@@ -11,6 +11,12 @@
 // crash()/restart(): a crash loses the store's uncommitted writes and the node's machines;
 // the requests that node was coordinating are recorded as "unknown outcome".
 //
+// Membership changes are hand-overs, as in edgekvd (cluster/placement_keeper.h): each node
+// keeps its own placement table. add_node() starts a new node with an empty table that
+// joins itself into the running cluster (it expects one: it waits bootstrap_wait for a
+// peer's table); remove() asks one node to remove another for good, as `kvcli remove`
+// does; crash_for_good() crashes a node that heal_and_read() does not bring back.
+//
 // heal_and_read() ends a run the way the properties need: heal the network, restart every
 // node, wait for gossip to see everyone, repair every key with a QUORUM read, then make a
 // final QUORUM read of every key. check() judges the history.
@@ -20,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -78,10 +85,25 @@ class ClusterSim {
   Simulation& sim() { return sim_; }
   size_t size() const { return sim_.size(); }
   static std::string id(size_t i);
+  // The index of a node id made by id().
+  static size_t index_of(const cluster::NodeId& id);
   // The node, or nullptr while it is down.
   ReplicaNode* node(size_t i);
   const NodeDisk& disk(size_t i) const { return *disks_[i]; }
+  // The table every node built at the start held (the cluster's first agreed table).
   const cluster::Placement& placement() const { return placement_; }
+
+  // Adds a node to the running cluster and starts it: a new data directory, gossip seeded
+  // with n000, an empty placement table; it joins itself once it heard the cluster's
+  // table (or after `bootstrap_wait` alone). Its index.
+  size_t add_node(Millis bootstrap_wait = Millis(3000));
+  // Asks node `at` to remove node `target` for good (PlacementKeeper::remove, as `kvcli
+  // remove` does).
+  Status remove(size_t target, size_t at);
+  // Crashes the node and keeps it down: heal_and_read() does not restart it.
+  void crash_for_good(size_t i);
+  // Every running node holds the same table and no pending one; that table, in `*agreed`.
+  bool placements_agree(cluster::Placement* agreed = nullptr);
 
   // Starts every node; true once every node's gossip sees every running node up.
   bool start_all(Millis limit = Millis(30000));
@@ -114,7 +136,11 @@ class ClusterSim {
     MonoTime next_at{};
   };
 
+  // The table every node built at the start holds: its members joined to an empty table.
+  static cluster::Placement first_table(const ClusterOptions& options);
   std::unique_ptr<SimNode> make(size_t i, uint32_t life);
+  // A new node's disk (clock, store) and its slot in the simulation.
+  void add_disk_and_slot(size_t i);
   // Issues the client's next request against node `at`.
   void issue(uint32_t client, size_t at, const Workload& workload);
   // Records and sends one request; returns its index in the history.
@@ -129,7 +155,12 @@ class ClusterSim {
   uint64_t seed_;
   Simulation sim_;
   cluster::Placement placement_;
+  Random disk_rng_;  // clocks and storage delays, apart from the network
   std::vector<std::unique_ptr<NodeDisk>> disks_;
+  // Nodes added to the running cluster (they start from an empty table), with their
+  // bootstrap_wait; nodes crashed for good.
+  std::map<size_t, Millis> added_;
+  std::set<size_t> retired_;
   std::vector<uint64_t> incarnation_;        // for each node's next start
   std::vector<std::set<size_t>> in_flight_;  // per node: history ops it coordinates
   std::vector<Client> clients_;

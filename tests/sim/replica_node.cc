@@ -49,6 +49,23 @@ gossip::NodeInfo node_info(const NodeId& id) {
   return info;
 }
 
+bool is_placement(const PeerMessage& m) {
+  return std::holds_alternative<cluster::PlacementDigest>(m) ||
+         std::holds_alternative<cluster::PlacementFetch>(m) ||
+         std::holds_alternative<cluster::PlacementTable>(m);
+}
+
+// The table a node starts from: what its disk holds, else the cluster's table it was built
+// with, else an empty one (a new data directory).
+cluster::Placement initial_placement(const ReplicaNodeConfig& config, const NodeDisk& disk) {
+  if (disk.placement.has_value()) return *disk.placement;
+  if (config.placement.has_value()) return *config.placement;
+  Result<cluster::Placement> empty =
+      cluster::Placement::create(config.partitions, config.replication_factor, {});
+  EDGEKV_ASSERT(empty.ok());
+  return std::move(empty).value();
+}
+
 bool for_replica(const PeerMessage& m) {
   return std::holds_alternative<cluster::WriteRequest>(m) ||
          std::holds_alternative<cluster::ReadRequest>(m);
@@ -60,7 +77,10 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
     : config_(std::move(config)),
       disk_(disk),
       swim_(node_info(config_.id), config_.gossip, config_.gossip_seed),
-      placement_view_(config_.id, config_.placement.value(),
+      keeper_(std::make_unique<cluster::PlacementKeeper>(
+          config_.id, initial_placement(config_, disk), config_.keeper, config_.keeper_seed,
+          disk.pending)),
+      placement_view_(config_.id, keeper_->placement(),
                       [this](const NodeId& node) { return sees_up(node); }),
       hlc_(disk_.clock),
       coordinator_(placement_view_, hlc_, config_.coordinator),
@@ -97,6 +117,11 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
   anti_entropy_ = std::make_unique<cluster::AntiEntropy>(
       config_.id, *disk_.store, disk_.clock, config_.anti_entropy.value_or(no_schedule),
       [this](const NodeId& peer, uint32_t partition) { handoff_->clear_mark(peer, partition); });
+  placement_view_.set_joining(keeper_->joining());
+  hand_over_ = std::make_unique<cluster::HandOver>(
+      config_.id, *keeper_, *anti_entropy_, disk_.clock,
+      [this](const NodeId& node) { return sees_up(node); },
+      [this](MonoTime t) { return coordinator_.running_begun_by(t); });
 }
 
 ReplicaNode::~ReplicaNode() = default;
@@ -111,11 +136,66 @@ bool ReplicaNode::sees_up(const NodeId& node) const {
 void ReplicaNode::start(MonoTime now) {
   swim_.start(now, config_.incarnation);
   next_sweep_ = now + config_.sweep_every;
+  keeper_->start(now);
   // Without a schedule too: a repair ask forces rounds.
-  std::vector<std::vector<NodeId>> homes(placement_view_.placement().partitions());
-  for (uint32_t p = 0; p < homes.size(); ++p) homes[p] = placement_view_.home(p);
-  anti_entropy_->set_homes(homes, now);
+  placement_changed(now);
   pump(now);
+}
+
+void ReplicaNode::placement_changed(MonoTime now) {
+  keeper_->take_changed();
+  const cluster::Placement before = placement_view_.placement();
+  placement_view_.set_placement(keeper_->placement());
+  placement_view_.set_joining(keeper_->joining());
+  // As edgekvd: a partition's takers compare with its home replicas too (that is how they
+  // stream).
+  const cluster::Placement& p = keeper_->placement();
+  std::vector<std::vector<NodeId>> homes(p.partitions());
+  for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
+    homes[partition] = placement_view_.home(partition);
+    for (NodeId& j : placement_view_.joining(partition)) homes[partition].push_back(std::move(j));
+  }
+  anti_entropy_->set_joining(keeper_->joining());
+  anti_entropy_->set_homes(homes, now);
+  // The partitions this node held and holds no more, in neither table: dropped for good.
+  const std::optional<cluster::Placement>& pending = keeper_->pending();
+  if (cluster::Placement::newer(p, before) && before.partitions() == p.partitions()) {
+    for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
+      if (!before.is_home(partition, config_.id) || p.is_home(partition, config_.id)) continue;
+      if (pending.has_value() && pending->is_home(partition, config_.id)) continue;
+      ++counters_.partitions_dropped;
+      // A drop that fails leaves rows no read asks for (edgekvd logs it).
+      disk_.store->drop_partition(partition, disk_.clock.wall_now(), [](Status) {});
+    }
+  }
+  // The placement files, as the daemon writes them on every change.
+  disk_.placement = p;
+  disk_.pending = pending;
+}
+
+void ReplicaNode::drive_hand_over(MonoTime now) {
+  hand_over_->drive(now);
+  if (keeper_->take_changed()) placement_changed(now);
+}
+
+Status ReplicaNode::remove(const std::vector<NodeId>& ids, MonoTime now) {
+  Status s = keeper_->remove(ids, now);
+  if (keeper_->take_changed()) placement_changed(now);
+  pump(now);
+  return s;
+}
+
+size_t ReplicaNode::repair_all(MonoTime now) {
+  size_t queued = 0;
+  const cluster::Placement& p = keeper_->placement();
+  for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
+    if (!p.is_home(partition, config_.id)) continue;
+    Result<size_t> n = anti_entropy_->repair(partition);
+    if (n.ok()) queued += *n;
+  }
+  anti_entropy_->tick(now);
+  pump(now);
+  return queued;
 }
 
 void ReplicaNode::receive(std::string_view to_address, std::string_view bytes, MonoTime now) {
@@ -158,7 +238,10 @@ void ReplicaNode::deliver(const NodeId& from, PeerMessage message, MonoTime now)
       write != nullptr && anti_entropy_->on_write_reply(from, *write, now)) {
     return;
   }
-  if (for_replica(message)) {
+  if (is_placement(message)) {
+    keeper_->on_message(from, message, now);
+    if (keeper_->take_changed()) placement_changed(now);
+  } else if (for_replica(message)) {
     replica_.on_message(from, std::move(message), disk_.clock.wall_now());
   } else if (const auto* reply = std::get_if<cluster::WriteReply>(&message);
              reply != nullptr && handoff_->on_reply(from, *reply, now)) {
@@ -193,6 +276,10 @@ void ReplicaNode::answer_repair_ask(const NodeId& from, const cluster::RepairAsk
 
 void ReplicaNode::settle_asks(std::optional<MonoTime> now) {
   for (const cluster::AntiEntropy::RoundResult& r : anti_entropy_->take_forced_results()) {
+    if (r.stream) {  // a hand-over's, as edgekvd routes them
+      hand_over_->on_result(r, now.value_or(disk_.clock.mono_now()));
+      continue;
+    }
     for (PendingAsk& a : asks_) {
       if (a.partition != r.partition || a.waiting.erase(r.peer) == 0) continue;
       if (a.first_error.ok() && !r.status.ok()) a.first_error = r.status;
@@ -235,6 +322,8 @@ void ReplicaNode::pump(MonoTime now) {
       // Reaped is not removed: the node is still in the placement, its hints wait.
       handoff_->set_member(member, sees_up(member), now);
       anti_entropy_->set_member(member, sees_up(member));
+      keeper_->set_member_up(member, sees_up(member), now);
+      if (keeper_->take_changed()) placement_changed(now);
     }
     while (!posted_.empty()) {
       any = true;
@@ -252,6 +341,9 @@ void ReplicaNode::pump(MonoTime now) {
     route(std::move(ae), now, &any);
     route(anti_entropy_->take_peer_messages(), now, &any);
     settle_asks(std::nullopt);
+    // As edgekvd after each turn: declare seen, start and retry streams.
+    drive_hand_over(now);
+    route(keeper_->take_messages(), now, &any);
     if (!any) return;
   }
 }
@@ -276,9 +368,12 @@ void ReplicaNode::tick(MonoTime now) {
   pump(now);
   swim_.tick(now);
   coordinator_.tick(now);
+  keeper_->tick(now);
+  if (keeper_->take_changed()) placement_changed(now);
   handoff_->tick(now);
   anti_entropy_->tick(now);
   settle_asks(now);
+  drive_hand_over(now);
   maybe_sweep(now);
   pump(now);
 }
@@ -286,7 +381,8 @@ void ReplicaNode::tick(MonoTime now) {
 MonoTime ReplicaNode::next_deadline() const {
   MonoTime due =
       std::min({swim_.next_deadline(), coordinator_.next_deadline(), handoff_->next_deadline(),
-                anti_entropy_->next_deadline(), disk_.next_commit(), next_sweep_});
+                anti_entropy_->next_deadline(), disk_.next_commit(), next_sweep_,
+                keeper_->next_deadline(), hand_over_->next_deadline()});
   for (const PendingAsk& a : asks_) due = std::min(due, a.deadline);
   return due;
 }

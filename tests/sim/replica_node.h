@@ -2,7 +2,15 @@
 //
 // ReplicaNode adapts to SimNode, at two addresses (gossip and peer):
 //  - a gossip::Swim, whose view (alive or suspect) says which nodes are up;
-//  - a PlacementView over the cluster's Placement (every node joined at the start);
+//  - a PlacementKeeper holding the node's own placement table, agreed with the peers
+//    through placement peer messages as edgekvd does (a node built with the cluster's
+//    table starts from it; one built without starts from an empty table and joins itself,
+//    after bootstrap_wait), and a PlacementView fed from it (the table and the joining
+//    nodes of a hand-over in progress) on every change;
+//  - a HandOver driven as edgekvd's ClusterNode drives it: after the node handled
+//    messages and in tick(), its stream rounds' results handed to it; anti-entropy
+//    compares each partition with its home replicas and its joining nodes, and a
+//    partition the node stops holding for good is dropped from its store;
 //  - a Coordinator and a Replica, exchanging peer messages as real bytes through
 //    cluster/peer_codec (one batch per destination per drain), straight to each other when
 //    a message is addressed to the node itself;
@@ -20,7 +28,8 @@
 //    delay after the write: next_deadline() covers them and tick() runs the due ones.
 //
 // What survives a crash lives in NodeDisk, outside the node: the store (which loses on
-// crash what was not committed), the node's wall clock and its storage schedule. The
+// crash what was not committed), the node's wall clock and its storage schedule, and the
+// placement table and pending table as the daemon keeps them in files. The
 // machines themselves are rebuilt by the simulation's factory.
 //
 // Thread-safety: none, like the simulation.
@@ -40,9 +49,11 @@
 
 #include "cluster/anti_entropy.h"
 #include "cluster/coordinator.h"
+#include "cluster/hand_over.h"
 #include "cluster/handoff.h"
 #include "cluster/peer_codec.h"
 #include "cluster/placement.h"
+#include "cluster/placement_keeper.h"
 #include "cluster/replica.h"
 #include "common/hlc.h"
 #include "common/random.h"
@@ -87,6 +98,10 @@ struct NodeDisk {
   Random rng;
   Millis storage_delay_max;
   std::unique_ptr<store::MemoryStore> store;
+  // The placement files: the table the node last held and its pending table (written on
+  // every change, as edgekvd writes them); nullopt: never written.
+  std::optional<cluster::Placement> placement;
+  std::optional<cluster::Placement> pending;
   std::map<std::pair<MonoTime, uint64_t>, std::function<void()>> commits;
   uint64_t next_commit_seq = 0;
 };
@@ -97,7 +112,14 @@ struct ReplicaNodeConfig {
   gossip::Options gossip;  // seeds included
   uint64_t gossip_seed = 0;
   uint64_t incarnation = 0;
-  std::optional<cluster::Placement> placement;  // required
+  // The table the node starts from when its disk holds none: the cluster's agreed table
+  // for a node built with the cluster; nullopt for a node added later, which starts from
+  // an empty table and joins itself.
+  std::optional<cluster::Placement> placement;
+  uint32_t partitions = 16;  // Q and N of the empty table when `placement` is nullopt
+  uint32_t replication_factor = 3;
+  cluster::PlacementKeeperOptions keeper;
+  uint64_t keeper_seed = 0;
   cluster::CoordinatorOptions coordinator;
   cluster::ReplicaOptions replica;
   cluster::PeerLimits peer_limits;
@@ -129,6 +151,15 @@ class ReplicaNode final : public SimNode {
   const cluster::Replica& replica() const { return replica_; }
   const cluster::Handoff& handoff() const { return *handoff_; }
   const cluster::AntiEntropy& anti_entropy() const { return *anti_entropy_; }
+  const cluster::PlacementKeeper& keeper() const { return *keeper_; }
+  const cluster::HandOver& hand_over() const { return *hand_over_; }
+  const cluster::PlacementView& view() const { return placement_view_; }
+  // Proposes the removal of nodes for good, as `kvcli remove` asks edgekvd
+  // (PlacementKeeper::remove).
+  Status remove(const std::vector<cluster::NodeId>& ids, MonoTime now);
+  // Forces anti-entropy rounds of every partition this node is a home replica of with the
+  // other home replicas that are up (as `kvcli repair` does); how many were queued.
+  size_t repair_all(MonoTime now);
   gossip::Swim& swim() { return swim_; }
   const gossip::Swim& swim() const { return swim_; }
   store::MemoryStore& store() { return *disk_.store; }
@@ -140,11 +171,12 @@ class ReplicaNode final : public SimNode {
   void pump(MonoTime now);
 
   struct Counters {
-    uint64_t batches_refused = 0;   // envelopes decode_batch refused
-    uint64_t messages_dropped = 0;  // messages it dropped from accepted envelopes
-    uint64_t changes = 0;           // changes the change hook saw
-    uint64_t expired = 0;           // of those, from the expiry sweep
-    uint64_t oversized = 0;         // messages encode_batches could not send
+    uint64_t batches_refused = 0;     // envelopes decode_batch refused
+    uint64_t messages_dropped = 0;    // messages it dropped from accepted envelopes
+    uint64_t changes = 0;             // changes the change hook saw
+    uint64_t expired = 0;             // of those, from the expiry sweep
+    uint64_t oversized = 0;           // messages encode_batches could not send
+    uint64_t partitions_dropped = 0;  // partitions dropped after a hand-over
   };
   const Counters& counters() const { return counters_; }
 
@@ -152,6 +184,10 @@ class ReplicaNode final : public SimNode {
   void deliver(const cluster::NodeId& from, cluster::PeerMessage message, MonoTime now);
   void route(std::vector<cluster::PeerOutgoing> messages, MonoTime now, bool* any);
   void maybe_sweep(MonoTime now);
+  // After the keeper's table or pending table changed: the view, anti-entropy's homes, the
+  // partitions lost, and the disk.
+  void placement_changed(MonoTime now);
+  void drive_hand_over(MonoTime now);
   void answer_repair_ask(const cluster::NodeId& from, const cluster::RepairAsk& ask, MonoTime now);
   // Hands forced rounds' results to the asks waiting for them; answers those complete (or,
   // with `now`, past their deadline).
@@ -174,6 +210,7 @@ class ReplicaNode final : public SimNode {
   NodeDisk& disk_;
   gossip::Swim swim_;
   std::map<cluster::NodeId, gossip::MemberState> view_;
+  std::unique_ptr<cluster::PlacementKeeper> keeper_;
   cluster::PlacementView placement_view_;
   HybridClock hlc_;
   cluster::Coordinator coordinator_;
@@ -181,6 +218,7 @@ class ReplicaNode final : public SimNode {
   cluster::Replica replica_;
   std::unique_ptr<cluster::Handoff> handoff_;
   std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
+  std::unique_ptr<cluster::HandOver> hand_over_;
   std::vector<PendingAsk> asks_;
   std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> outgoing_;
   std::vector<std::string> trace_lines_;

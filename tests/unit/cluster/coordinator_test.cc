@@ -431,6 +431,45 @@ TEST_F(CoordinatorTest, ANewerLateReplyIsWhatTheReadRepairsToAndAnswers) {
   EXPECT_EQ(a.result->value().value, "v3");
 }
 
+// A replica whose purge horizon is above a tombstone and that holds no row of its key takes
+// the tombstone's repair without applying it: its absence stands for the delete, so it
+// counts as holding what the read answers (NOT_FOUND), instead of the read failing until
+// the last holder of the tombstone purges it too.
+TEST_F(CoordinatorTest, ATombstoneRepairIgnoredBelowTheHorizonCountsAsHeld) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  store::Record deleted = record("k", "", 200);
+  deleted.tombstone = true;
+  reply(to(reads, "n1"), deleted);
+  reply(to(reads, "n2"), std::nullopt);
+  reply(to(reads, "n3"), std::nullopt);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 2u);
+  const auto& ignored = repairs[0];
+  c_->on_message(ignored.to, WriteReply{ignored.message.req, Status(), false, Version{}}, now_);
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kNotFound);
+}
+
+// A live record's repair ignored the same way is no holder: the absence may stand for a
+// newer delete, never for the record.
+TEST_F(CoordinatorTest, ALiveRecordsIgnoredRepairIsNoHolder) {
+  Answer<store::Record> a;
+  c_->get("k", at(Consistency::kQuorum), now_, a.callback());
+  auto reads = sent<ReadRequest>();
+  reply(to(reads, "n1"), record("k", "v", 200));
+  reply(to(reads, "n2"), std::nullopt);
+  reply(to(reads, "n3"), std::nullopt);
+  auto repairs = sent<WriteRequest>();
+  ASSERT_EQ(repairs.size(), 2u);
+  for (const auto& r : repairs) {
+    c_->on_message(r.to, WriteReply{r.message.req, Status(), false, Version{}}, now_);
+  }
+  ASSERT_EQ(a.calls, 1);
+  EXPECT_EQ(a.code(), Code::kUnavailable);
+}
+
 TEST_F(CoordinatorTest, AMonotonicReadWhoseRepairsFailIsUnavailable) {
   Answer<store::Record> a;
   c_->get("k", at(Consistency::kQuorum), now_, a.callback());

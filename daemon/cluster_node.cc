@@ -71,6 +71,11 @@ Status write_file_atomically(const std::filesystem::path& path, const std::strin
   return {};
 }
 
+// Where a hand-over's pending table is kept, next to the placement file.
+std::filesystem::path pending_file_of(const std::filesystem::path& placement_file) {
+  return placement_file.string() + ".pending";
+}
+
 bool is_replica_request(const cluster::PeerMessage& m) {
   return std::holds_alternative<cluster::WriteRequest>(m) ||
          std::holds_alternative<cluster::ReadRequest>(m);
@@ -129,7 +134,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
   }
   // The pending table of a hand-over in progress when the node stopped, if any.
   std::optional<cluster::Placement> pending;
-  const std::filesystem::path pending_file = o.placement_file.string() + ".pending";
+  const std::filesystem::path pending_file = pending_file_of(o.placement_file);
   if (!o.placement_file.empty() && std::filesystem::exists(pending_file, ec)) {
     auto bytes = read_file(pending_file);
     if (!bytes.ok()) return bytes.status();
@@ -634,9 +639,9 @@ void ClusterNode::drive_hand_over(MonoTime now) {
     EDGEKV_LOG(kDebug) << "hand-over: a stream round failed (" << progress.last_failure
                        << "); tried again";
   }
+  // (Streams it queued start on anti-entropy's next tick; their messages go out then.)
   if (keeper_->take_changed()) persist_placement();
   route(keeper_->take_messages());
-  route_anti_entropy();
 }
 
 void ClusterNode::drop_lost(const cluster::Placement& before, const cluster::Placement& after) {
@@ -681,7 +686,7 @@ void ClusterNode::persist_placement() {
   }
   if (options_.placement_file.empty()) return;
   Status written = write_file_atomically(options_.placement_file, keeper_->placement().encode());
-  const std::filesystem::path pending_file = options_.placement_file.string() + ".pending";
+  const std::filesystem::path pending_file = pending_file_of(options_.placement_file);
   if (written.ok()) {
     if (keeper_->pending().has_value()) {
       written = write_file_atomically(pending_file, keeper_->pending()->encode());

@@ -511,6 +511,11 @@ struct MemoryStore::Core {
   Status down_status() const {
     return Status::unavailable(crashed ? "store crashed and was not reopened" : "store is closed");
   }
+  bool queue_full() const { return queue.size() >= options.write_queue_max; }
+  Status queue_full_status() const {
+    return Status::overloaded("store write queue is full (write_queue_max=" +
+                              std::to_string(options.write_queue_max) + ")");
+  }
 
   void enqueue(std::weak_ptr<Core> self, OpInput input, ApplyCallback apply_done,
                SweepCallback sweep_done, DropCallback drop_done = nullptr) {
@@ -641,9 +646,8 @@ void MemoryStore::submit(Record record, WallTime now, ApplyCallback done, bool r
     refused = c.down_status();
   } else if (Status bad = check_record(record); !bad.ok()) {
     refused = std::move(bad);
-  } else if (c.queue.size() >= c.options.write_queue_max) {
-    refused = Status::overloaded("store write queue is full (write_queue_max=" +
-                                 std::to_string(c.options.write_queue_max) + ")");
+  } else if (c.queue_full()) {
+    refused = c.queue_full_status();
   }
   if (!refused.ok()) {
     if (done) done(std::move(refused));
@@ -674,9 +678,8 @@ void MemoryStore::apply_hint(std::string owner, Record record, WallTime now, App
     refused = std::move(bad);
   } else if (owner.empty()) {
     refused = Status::invalid_argument("hint owner is empty; a hint names the replica it is for");
-  } else if (c.queue.size() >= c.options.write_queue_max) {
-    refused = Status::overloaded("store write queue is full (write_queue_max=" +
-                                 std::to_string(c.options.write_queue_max) + ")");
+  } else if (c.queue_full()) {
+    refused = c.queue_full_status();
   }
   if (!refused.ok()) {
     if (done) done(std::move(refused));
@@ -780,9 +783,8 @@ void MemoryStore::sweep(WallTime now, size_t max_rows, SweepCallback done) {
   Status refused;
   if (!c.up) {
     refused = c.down_status();
-  } else if (c.queue.size() >= c.options.write_queue_max) {
-    refused = Status::overloaded("store write queue is full (write_queue_max=" +
-                                 std::to_string(c.options.write_queue_max) + ")");
+  } else if (c.queue_full()) {
+    refused = c.queue_full_status();
   }
   if (!refused.ok()) {
     if (done) done(std::move(refused));
@@ -798,9 +800,8 @@ void MemoryStore::sweep(WallTime now, size_t max_rows, SweepCallback done) {
 void MemoryStore::drop_partition(uint32_t partition, WallTime now, DropCallback done) {
   Core& c = *core_;
   Status refused = check_partition(partition);
-  if (refused.ok() && c.queue.size() >= c.options.write_queue_max) {
-    refused = Status::overloaded("store write queue is full (write_queue_max=" +
-                                 std::to_string(c.options.write_queue_max) + ")");
+  if (refused.ok() && c.queue_full()) {
+    refused = c.queue_full_status();
   }
   if (!refused.ok()) {
     if (done) done(std::move(refused));

@@ -270,7 +270,11 @@ class Daemon:
     def _pick_ports(self) -> None:
         ports: set[int] = set()
         while len(ports) < 5:
-            ports.add(free_port())
+            port = free_port()
+            # A pinned gossip port is not listened on until the node starts: the system may
+            # hand it out again, and two endpoints on one port are refused.
+            if port != self.pinned_gossip_port:
+                ports.add(port)
         (self.client_port, self.feed_port, self.resp_port, self.gossip_port,
          self.peer_port) = sorted(ports)
         if self.pinned_gossip_port:

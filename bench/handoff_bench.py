@@ -283,6 +283,7 @@ def start_load(build: Path, up, seconds: float):
 
 def finish_load(procs) -> dict:
     ops, ops_s, errors, p99 = 0, 0.0, 0, 0
+    first_errors = []
     for p in procs:
         out, err = p.communicate(timeout=600)
         try:
@@ -294,7 +295,12 @@ def finish_load(procs) -> dict:
         ops_s += r["ops_per_s"]
         errors += r["errors"]
         p99 = max(p99, r["p99_us"])
-    return {"ops": ops, "ops_per_s": ops_s, "errors": errors, "p99_us_max": p99}
+        first_errors += [line for line in err.decode(errors="replace").splitlines()
+                         if "errors, first:" in line]
+    load = {"ops": ops, "ops_per_s": ops_s, "errors": errors, "p99_us_max": p99}
+    if first_errors:
+        load["first_errors"] = first_errors
+    return load
 
 
 def loads_running(procs) -> bool:

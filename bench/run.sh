@@ -8,8 +8,9 @@
 # BUILD_DIR (default build/release) is relative to the repository's top directory.
 # bench/compare.py --help lists the options (--quick, --cases, --reps, --seconds, ...); then
 # bench/cluster_bench.py runs the cluster case (three nodes, N=3, against one, N=1),
-# bench/handoff_bench.py hinted handoff's drain, and anti_entropy_bench (built here) what
-# anti-entropy exchanges between two replicas of 1 M keys at 0 %, 0.1 % and 1 % divergence.
+# bench/handoff_bench.py hinted handoff's drain, bench/hand_over_bench.py a join and a
+# removal under a write load, and anti_entropy_bench (built here) what anti-entropy
+# exchanges between two replicas of 1 M keys at 0 %, 0.1 % and 1 % divergence.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,6 +62,9 @@ status=0
 /usr/bin/python3 "$top/bench/cluster_bench.py" --build "$build" || status=$?
 # Hinted handoff's drain after a node missed 100 000 writes (bench/handoff_bench.py).
 /usr/bin/python3 "$top/bench/handoff_bench.py" --build "$build" || status=$?
+# A join and a removal under a write load, against the same load with none
+# (bench/hand_over_bench.py).
+/usr/bin/python3 "$top/bench/hand_over_bench.py" --build "$build" || status=$?
 # Anti-entropy's bytes and time on two replicas of 1 M keys (bench/anti_entropy_bench.cc).
 if cmake --build "$build" --target anti_entropy_bench; then
   "$build/bench/anti_entropy_bench" || status=$?

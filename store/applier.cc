@@ -280,7 +280,7 @@ void Applier::run() {
       }
       report_(batch->epoch, batch->writes.size(), last_id, status);
     } else if (auto* drop_tail = std::get_if<DropTail>(&job)) {
-      drop_tail->done(drop_tail->epoch > failed_epoch_ ? drop(drop_tail->partition) : failed_);
+      drop_tail->done(drop_tail->epoch > failed_epoch_ ? drop(drop_tail->partitions) : failed_);
     } else {
       SweepTail& tail = std::get<SweepTail>(job);
       tail.done(tail.epoch > failed_epoch_ ? sweep(*tail.job) : failed_);
@@ -570,33 +570,36 @@ Status Applier::sweep(SweepJob& job) {
   return Status();
 }
 
-Status Applier::drop(uint32_t partition) {
-  Slot& slot = slots_[state_.layout.slot_of(partition)];
+Status Applier::drop(const std::vector<uint32_t>& partitions) {
   FileDigests& digests = *state_.digests[file_];
   // No digest of the file is built meanwhile: a scan whose snapshot predates the drop
   // would add the dropped rows back to the emptied digest. (Lock order: build_mu, then mu,
   // as Store::digest takes them; a scan never waits for this thread.)
   std::lock_guard building(digests.build_mu);
   Status status = begin_.run();
-  if (status.ok() && slot.has_tables) {
-    // The slot's statements name the old tables: finalized, and prepared again on the
-    // new ones when next used.
-    Slot fresh;
-    fresh.partition = slot.partition;
-    fresh.logged_seq = slot.logged_seq;
-    fresh.has_tables = true;
-    fresh.floor_kept = slot.floor_kept;
-    slot = std::move(fresh);
-    // Dropping a table frees its pages (its indexes and triggers go with it); the row and
-    // value tables, their indexes and triggers are made again as a first write makes
-    // them, and the log, which exists, stays.
-    status = db_.exec("DROP TABLE " + kv_table(partition) + "; DROP TABLE " + val_table(partition) +
-                          ";" + partition_schema_sql(partition),
-                      "drop partition " + std::to_string(partition));
-  }
-  if (status.ok()) {
-    drop_floor_.bind_int64(1, partition);
-    status = drop_floor_.run();
+  for (uint32_t partition : partitions) {
+    if (!status.ok()) break;
+    Slot& slot = slots_[state_.layout.slot_of(partition)];
+    if (slot.has_tables) {
+      // The slot's statements name the old tables: finalized, and prepared again on the
+      // new ones when next used.
+      Slot fresh;
+      fresh.partition = slot.partition;
+      fresh.logged_seq = slot.logged_seq;
+      fresh.has_tables = true;
+      fresh.floor_kept = slot.floor_kept;
+      slot = std::move(fresh);
+      // Dropping a table frees its pages (its indexes and triggers go with it); the row
+      // and value tables, their indexes and triggers are made again as a first write
+      // makes them, and the log, which exists, stays.
+      status = db_.exec("DROP TABLE " + kv_table(partition) + "; DROP TABLE " +
+                            val_table(partition) + ";" + partition_schema_sql(partition),
+                        "drop partition " + std::to_string(partition));
+    }
+    if (status.ok()) {
+      drop_floor_.bind_int64(1, partition);
+      status = drop_floor_.run();
+    }
   }
   // The commit and the digest's reset in one hold of the digests' lock, as for a purge.
   std::unique_lock digest_lock(digests.mu);
@@ -606,11 +609,13 @@ Status Applier::drop(uint32_t partition) {
     if (sql::is_disk_full(db_.handle())) state_.disk.enter_full(db_.path(), status);
     return rollback(status);
   }
-  if (auto& d = digests.by_slot[state_.layout.slot_of(partition)]; d != nullptr) {
-    d->leaves = DigestLeaves{};
+  for (uint32_t partition : partitions) {
+    if (auto& d = digests.by_slot[state_.layout.slot_of(partition)]; d != nullptr) {
+      d->leaves = DigestLeaves{};
+    }
   }
   digest_lock.unlock();
-  slot.floor_kept = 0;
+  for (uint32_t partition : partitions) slots_[state_.layout.slot_of(partition)].floor_kept = 0;
   return Status();
 }
 

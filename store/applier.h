@@ -64,16 +64,20 @@ class Applier {
     std::shared_ptr<SweepJob> job;
     std::function<void(Status)> done;
   };
-  // A drop of `partition` (Store::drop_partition), queued after the batches holding every
-  // write staged before it: in one transaction, its row and value tables are dropped and
-  // made again empty (DROP TABLE frees their pages without reading a row into memory or
-  // running the value trigger per row), its change log is kept (last_seq stays), its purge
-  // floor leaves meta; its digest becomes an empty partition's as the transaction
-  // commits. Then `done` with the outcome (on the applier thread); a failed batch before it
-  // fails it too, as for a sweep.
+  // A drop of `partitions` (Store::drop_partition, the drops queued one after another),
+  // queued after the batches holding every write staged before it: in one transaction,
+  // each one's row and value tables are dropped and made again empty (DROP TABLE frees
+  // their pages without reading a row into memory or running the value trigger per row),
+  // its change log is kept (last_seq stays), its purge floor leaves meta; their digests
+  // become empty partitions' as the transaction commits. Then `done` with the outcome (on
+  // the applier thread); a failed batch before it fails it too, as for a sweep. One
+  // transaction for them all, because each commit that changes the schema makes every
+  // other connection of the file read the whole schema again and prepare its statements
+  // again: a hand-over drops a quarter of a node's partitions at once, and dropping them
+  // one transaction at a time held the node's reads up for seconds.
   struct DropTail {
     uint64_t epoch = 0;
-    uint32_t partition = 0;
+    std::vector<uint32_t> partitions;
     std::function<void(const Status&)> done;
   };
   // How a batch went, reported to the writer (on the applier thread) in posting order.
@@ -149,7 +153,7 @@ class Applier {
   Status write_row_of(Slot& slot, const StagedWrite& w);
   Status write_one(const StagedWrite& w, bool write_row);
   Status sweep(SweepJob& job);
-  Status drop(uint32_t partition);
+  Status drop(const std::vector<uint32_t>& partitions);
   Status rollback(Status status);
 
   EngineState& state_;

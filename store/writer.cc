@@ -303,16 +303,18 @@ void Writer::run() {
       reports.swap(reports_);
       stop = queue_.empty() && stopping_;  // everything queued is committed
       // A sweep is a group of its own, so that its expiries are the only writes of the
-      // group and it hands on everything staged before it; so is a drop.
+      // group and it hands on everything staged before it; so are drops, the ones queued
+      // one after another together (one transaction: see Applier::DropTail).
       const size_t n =
           throttled() && !stopping_ ? 0 : std::min(queue_.size(), state_.options.group_commit_max);
       for (size_t i = 0; i < n; ++i) {
-        const bool solo = std::holds_alternative<SweepTask>(queue_.front().task) ||
-                          std::holds_alternative<DropTask>(queue_.front().task);
-        if (solo && !group.empty()) break;
+        const bool sweep = std::holds_alternative<SweepTask>(queue_.front().task);
+        const bool drop = std::holds_alternative<DropTask>(queue_.front().task);
+        const bool drops = !group.empty() && std::holds_alternative<DropTask>(group.front().task);
+        if (!group.empty() && (sweep || drop != drops)) break;
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
-        if (solo) break;
+        if (sweep) break;
       }
     }
     take_reports(reports);
@@ -324,8 +326,8 @@ void Writer::run() {
       size_t counted =
           std::count_if(group.begin(), group.end(), [](const Queued& q) { return q.counted; });
       state_.queued.fetch_sub(counted);
-      if (auto* drop = std::get_if<DropTask>(&group.front().task)) {
-        drop_partition(*drop);
+      if (std::holds_alternative<DropTask>(group.front().task)) {
+        drop_partitions(group);
       } else {
         commit_group(group);
       }
@@ -562,28 +564,42 @@ void Writer::report_free_pages() {
   if (pages.ok()) state_.disk.set_free_pages(file_, std::stoull(*pages) * kPageBytes);
 }
 
-void Writer::drop_partition(DropTask& task) {
+void Writer::drop_partitions(std::vector<Queued>& group) {
   // The applier runs its jobs in order: the batches handed on here (every write staged
-  // before the drop, of any partition of the file) apply first, and the drop fails with
+  // before the drops, of any partition of the file) apply first, and the drops fail with
   // their error if one fails, changing nothing.
   post_all();
+  std::vector<uint32_t> partitions;
+  partitions.reserve(group.size());
+  for (Queued& q : group) partitions.push_back(std::get<DropTask>(q.task).partition);
   std::promise<Status> dropped;
   std::future<Status> result = dropped.get_future();
   applier_->post(Applier::DropTail{
-      epoch_, task.partition, [&dropped](const Status& status) { dropped.set_value(status); }});
-  Status status = result.get();
-  // The next group's reads see the partition without its rows.
+      epoch_, partitions, [&dropped](const Status& status) { dropped.set_value(status); }});
+  const Status status = result.get();
+  // The next group's reads see the partitions without their rows.
   end_read();
   if (status.ok()) {
-    // Nothing of the partition is staged any more (it all applied before the drop), so
-    // its row count is 0 and its keys have no rows to remember.
+    // Nothing of the partitions is staged any more (it all applied before the drops), so
+    // their keys have no rows to remember: one pass over the row cache for them all (it
+    // holds up to row_cache_entries keys; a pass per partition held the writer for
+    // seconds when a hand-over dropped a quarter of the partitions).
+    std::vector<bool> gone(state_.layout.partitions, false);
+    for (uint32_t p : partitions) gone[p] = true;
     for (auto it = row_cache_.begin(); it != row_cache_.end();) {
-      if (edgekv::partition_of(it->first, state_.layout.partitions) == task.partition) {
+      if (gone[edgekv::partition_of(it->first, state_.layout.partitions)]) {
         it = row_cache_.erase(it);
       } else {
         ++it;
       }
     }
+  }
+  for (Queued& q : group) dropped_partition(std::get<DropTask>(q.task), status);
+}
+
+void Writer::dropped_partition(DropTask& task, const Status& status) {
+  if (status.ok()) {
+    // Its row count is 0 (the row cache forgot its keys already).
     PartitionState& ps = state_.partitions[task.partition];
     ps.live_rows.store(0);
     ps.horizon_hlc.store(0);

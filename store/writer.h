@@ -11,7 +11,8 @@
 // file's hints table inside its commit group and answered after the commit, like a write;
 // they are never staged in memory nor applied to the partitions.
 //
-// A drop (Store::drop_partition) is a group of its own too (DropTask).
+// Drops (Store::drop_partition) are groups of their own too (DropTask): the drops queued one
+// after another go together, in one transaction of the data file.
 //
 // A sweep is a group of its own: it stages an expiry for each expired key (row or staged
 // write), then hands everything staged to the applier, followed by the sweep's purge and
@@ -244,8 +245,11 @@ class Writer {
   void hand_on(std::shared_ptr<SweepJob> job);
   // Tells the disk guard how many bytes of free pages the data file has (out of space).
   void report_free_pages();
-  // Runs a drop (DropTask) and answers it; the writer waits for the applier meanwhile.
-  void drop_partition(DropTask& task);
+  // Runs a group of drops (DropTasks queued one after another) in one transaction of the
+  // data file and answers each; the writer waits for the applier meanwhile.
+  void drop_partitions(std::vector<Queued>& group);
+  // Forgets what the writer knew of a dropped partition (dropped: status OK) and answers.
+  void dropped_partition(DropTask& task, const Status& status);
   // Ends a sweep in this file: on to the next writer, or its callback.
   void finish_sweep(std::shared_ptr<SweepJob> job, const Status& status);
   static void answer(Task& task, const Status& status);

@@ -1134,6 +1134,62 @@ TEST_P(StoreConformance, DropPartitionTakesWritesQueuedBeforeItAndKeepsThoseAfte
   EXPECT_EQ(s->drop(st.partitions()).code(), Code::kInvalidArgument);
 }
 
+// A hand-over drops many partitions at once: drops queued one after another (the SQLite
+// store runs them in one transaction per file) each take their own partition, whatever the
+// order, a partition dropped twice included, and a write queued between them stays.
+TEST_P(StoreConformance, DropsQueuedTogetherEachTakeTheirPartitionAndLeaveTheRest) {
+  auto s = open();
+  Store& st = s->store();
+  const uint32_t q = st.partitions();
+  std::vector<std::vector<std::string>> keys(q);
+  for (uint32_t p = 0; p < q; ++p) {
+    keys[p] = keys_of(st, p, "many-" + std::to_string(p) + "-", 3);
+    for (const std::string& k : keys[p]) {
+      ASSERT_TRUE(s->apply(put(k, "v", hlc_at(0)))->applied);
+    }
+  }
+  // Every third partition goes; the first of them is dropped twice, with a write to it in
+  // between.
+  std::vector<uint32_t> dropped;
+  for (uint32_t p = 0; p < q; p += 3) dropped.push_back(p);
+  ASSERT_GE(dropped.size(), 2u);
+  const uint32_t twice = dropped.front();
+  std::vector<Outcome<Status>> drops(dropped.size() + 1);
+  Outcome<Result<ApplyResult>> between, after;
+  st.drop_partition(twice, kNow, drops[0].callback());
+  st.apply(put(keys[twice][0], "between", hlc_at(-5)), kNow, between.callback());
+  for (size_t i = 1; i < dropped.size(); ++i) {
+    st.drop_partition(dropped[i], kNow, drops[i].callback());
+  }
+  st.drop_partition(twice, kNow, drops.back().callback());
+  st.apply(put(keys[twice][1], "after", hlc_at(-5)), kNow, after.callback());
+  s->settle();
+  WakeBatch::wake_deferred();
+  for (Outcome<Status>& d : drops) {
+    Status status = d.wait();
+    ASSERT_TRUE(status.ok()) << status.to_string();
+  }
+  ASSERT_TRUE(between.wait().ok());
+  ASSERT_TRUE(after.wait().ok());
+  for (uint32_t p = 0; p < q; ++p) {
+    const bool gone = p % 3 == 0;
+    for (size_t i = 0; i < keys[p].size(); ++i) {
+      Result<Record> got = st.get(keys[p][i], kNow);
+      if (p == twice && i == 1) {
+        ASSERT_TRUE(got.ok()) << got.status().to_string();
+        EXPECT_EQ(got->value, "after");
+      } else if (gone) {
+        EXPECT_EQ(got.status().code(), Code::kNotFound) << keys[p][i] << " of partition " << p;
+      } else {
+        ASSERT_TRUE(got.ok()) << keys[p][i] << ": " << got.status().to_string();
+        EXPECT_EQ(got->value, "v");
+      }
+    }
+    EXPECT_EQ(st.digest(p)->entries, p == twice ? 1u : gone ? 0u : 3u) << "partition " << p;
+  }
+  EXPECT_EQ(st.stats(kNow).keys, (q - dropped.size()) * 3 + 1);
+}
+
 std::string param_name(const ::testing::TestParamInfo<Kind>& param) {
   return kind_name(param.param);
 }

@@ -580,7 +580,15 @@ Status Applier::drop(const std::vector<uint32_t>& partitions) {
   for (uint32_t partition : partitions) {
     if (!status.ok()) break;
     Slot& slot = slots_[state_.layout.slot_of(partition)];
-    if (slot.has_tables) {
+    const int64_t rows = state_.partitions[partition].live_rows.load();
+    if (slot.has_tables && rows >= 0 &&
+        static_cast<uint64_t>(rows) <= state_.options.drop_by_delete_rows) {
+      // Few rows: deleted, values first (the row trigger then finds none to delete). No
+      // schema change, so no other connection reads the schema again.
+      status = db_.exec(
+          "DELETE FROM " + val_table(partition) + "; DELETE FROM " + kv_table(partition) + ";",
+          "drop partition " + std::to_string(partition));
+    } else if (slot.has_tables) {
       // The slot's statements name the old tables: finalized, and prepared again on the
       // new ones when next used.
       Slot fresh;

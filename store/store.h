@@ -132,6 +132,11 @@ struct StoreOptions {
   // key skips reading its row for last-write-wins (0: none). Each costs about 100 bytes
   // plus its key; when full, a random one makes room.
   size_t row_cache_entries = 65536;
+  // drop_partition of a partition with at most this many live rows deletes its rows; of a
+  // larger one, drops its tables and makes them again (store/FORMAT.md, "Dropping a
+  // partition"): deleting costs a few microseconds per row, dropping a few milliseconds per
+  // partition plus a schema reload on every other connection of the file.
+  uint64_t drop_by_delete_rows = 16384;
   // Bytes of disk the store holds in a file of its own (`reserve` in the directory) and
   // gives back when the disk fills, so that deletes, expiry, applying staged writes and
   // checkpoints still have room while writes that add data are refused (disk_guard.h,

@@ -205,28 +205,43 @@ int rows_left(Store& store, uint32_t partition) {
   return left;
 }
 
+// Both ways a drop goes: tables dropped (a large partition) and rows deleted (a small one).
+constexpr uint64_t kDropWays[] = {0, uint64_t{1} << 30};
+
+const char* drop_way(uint64_t drop_by_delete_rows) {
+  return drop_by_delete_rows == 0 ? "tables dropped" : "rows deleted";
+}
+
 TEST(StoreCrashTest, AnAcknowledgedDropSurvivesSigkill) {
-  TempDir dir;
-  StoreOptions options = options_for(dir);
-  options.partitions = 8;
-  const uint64_t seq = run_drop_child_until(options, 'D');
-  auto store = open_or_die(options);
-  EXPECT_EQ(rows_left(*store, kDropPartition), 0);
-  EXPECT_EQ(rows_left(*store, kDropPartition + 1), kDropKeys);
-  EXPECT_GE(store->last_seq(kDropPartition), seq);
-  EXPECT_TRUE(store->digest_entries(kDropPartition, {0, 1, 2, 3}, 100)->empty());
+  for (uint64_t way : kDropWays) {
+    SCOPED_TRACE(drop_way(way));
+    TempDir dir;
+    StoreOptions options = options_for(dir);
+    options.partitions = 8;
+    options.drop_by_delete_rows = way;
+    const uint64_t seq = run_drop_child_until(options, 'D');
+    auto store = open_or_die(options);
+    EXPECT_EQ(rows_left(*store, kDropPartition), 0);
+    EXPECT_EQ(rows_left(*store, kDropPartition + 1), kDropKeys);
+    EXPECT_GE(store->last_seq(kDropPartition), seq);
+    EXPECT_TRUE(store->digest_entries(kDropPartition, {0, 1, 2, 3}, 100)->empty());
+  }
 }
 
 TEST(StoreCrashTest, ADropCutShortBySigkillLeavesThePartitionWholeOrEmpty) {
-  TempDir dir;
-  StoreOptions options = options_for(dir);
-  options.partitions = 8;
-  const uint64_t seq = run_drop_child_until(options, 'F');
-  auto store = open_or_die(options);
-  const int left = rows_left(*store, kDropPartition);
-  EXPECT_TRUE(left == 0 || left == kDropKeys) << left << " rows left of " << kDropKeys;
-  EXPECT_EQ(rows_left(*store, kDropPartition + 1), kDropKeys);
-  EXPECT_EQ(store->last_seq(kDropPartition), seq);
+  for (uint64_t way : kDropWays) {
+    SCOPED_TRACE(drop_way(way));
+    TempDir dir;
+    StoreOptions options = options_for(dir);
+    options.partitions = 8;
+    options.drop_by_delete_rows = way;
+    const uint64_t seq = run_drop_child_until(options, 'F');
+    auto store = open_or_die(options);
+    const int left = rows_left(*store, kDropPartition);
+    EXPECT_TRUE(left == 0 || left == kDropKeys) << left << " rows left of " << kDropKeys;
+    EXPECT_EQ(rows_left(*store, kDropPartition + 1), kDropKeys);
+    EXPECT_EQ(store->last_seq(kDropPartition), seq);
+  }
 }
 
 }  // namespace

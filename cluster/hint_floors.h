@@ -20,8 +20,8 @@
 // timeout). Each node keeps the latest report (highest as_of) of every member, and its hold
 // is the lowest, over the other members, of min(oldest, as_of - margin): below the version
 // of every hint any member holds or will take for it. The driver caps every partition's
-// purge horizon with it (AntiEntropy::set_purge_hold), so the store never purged a
-// tombstone at or above a held hint's version, and never refuses that hint.
+// purge horizon with it (AntiEntropy::set_purge_hold), so the store purges no tombstone
+// at or above a held hint's version, and never refuses that hint.
 //
 //  - A member with no report since this node started (or since it joined the members)
 //    holds every purge back: hold() is 0.
@@ -33,6 +33,10 @@
 //  - Members are the placement's (and a hand-over's pending table's), not gossip's: a
 //    node that restarted while a fallback was down still waits for that fallback.
 //  - Reports from nodes that are no members are ignored (memory: one report per member).
+//  - A read repair sent to a fallback is kept as a hint with the version it repairs, which
+//    may be older than the promise allows; but it is never the only copy: the replica the
+//    read found it on holds it (and reports it, if that is a fallback's hint) until the
+//    owner has it.
 //
 // A pure state machine: members through set_members() and set_member(), reports through
 // on_report(), time through tick(); reports come out of take_messages(). It reads the store

@@ -253,7 +253,12 @@ std::optional<store::PurgeHorizon> AntiEntropy::purge_horizon(uint32_t partition
     hlc_ms = std::min(hlc_ms, gone_before);  // gone for good: the grace is the limit
   }
   if (hlc_ms <= 0) return std::nullopt;
-  return store::PurgeHorizon{HybridClock::pack(hlc_ms, 0), seq};
+  uint64_t hlc = HybridClock::pack(hlc_ms, 0);
+  if (hold_.has_value()) {
+    if (*hold_ == 0) return std::nullopt;  // a member's hints hold every purge back
+    hlc = std::min(hlc, *hold_);
+  }
+  return store::PurgeHorizon{hlc, seq};
 }
 
 void AntiEntropy::update_horizon(uint32_t partition) {

@@ -55,7 +55,9 @@
 // (horizon_margin), to which the store also holds relayed writes (Store::set_purge_horizon). A home
 // replica with no sync point for longer than tombstone_grace (gone for good, or never compared
 // since this node learnt of it) no longer holds purges back past that age; one not yet synced and
-// not gone holds them back entirely. The horizon is handed to the store whenever a sync
+// not gone holds them back entirely. The horizon's hlc bound is also capped by the purge
+// hold the driver sets (set_purge_hold: the hints other nodes still hold for this one,
+// cluster/hint_floors.h). The horizon is handed to the store whenever a sync
 // point moves and every horizon_refresh. Entries below the horizon of the side lacking
 // them do not move: the store there would ignore them.
 //
@@ -249,8 +251,13 @@ class AntiEntropy {
 
   // The purge horizon of `partition` as of `now` (see the top of this file): nullopt when
   // this node is not a home replica of it, or another home replica was neither compared
-  // with nor gone long enough.
+  // with nor gone long enough, or the purge hold is 0.
   std::optional<store::PurgeHorizon> purge_horizon(uint32_t partition, WallTime now) const;
+  // Caps every partition's purge horizon hlc at `hlc` from now on (cluster/hint_floors.h:
+  // below every hint another node holds for this one, so that the store never refuses one
+  // as below the horizon); 0: no purge at all. Never called: no cap. The cap reaches the
+  // store with the next horizon handed to it (a sync point moving, horizon_refresh).
+  void set_purge_hold(uint64_t hlc) { hold_ = hlc; }
 
   std::vector<RoundResult> results() const { return {results_.begin(), results_.end()}; }
   // The results of forced rounds (repair()) finished since the last call, for the driver
@@ -335,6 +342,7 @@ class AntiEntropy {
   std::map<Pair, SyncPoint> sync_points_;
   std::map<Pair, Answered> answered_;
   std::map<Pair, uint64_t> completed_req_;  // the digest req of the pair's last completed round
+  std::optional<uint64_t> hold_;            // set_purge_hold's cap (nullopt: none)
   MonoTime next_refresh_{};
   // The rate limit's bucket (rate_bytes), and the rounds waiting for it.
   double tokens_ = 0;

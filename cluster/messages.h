@@ -215,10 +215,18 @@ struct RepairAskReply {
 // How long an asker may let the owner take over a repair ask: ten minutes.
 inline constexpr uint32_t kMaxRepairAskWaitMs = 10 * 60 * 1000;
 
+// A hint floor report (cluster/hint_floors.h): the sender's hybrid clock when it sent it,
+// and the hlc of the oldest hint it holds for the receiver (0: none). The receiver's
+// tombstone purges stay below both (less a margin for as_of).
+struct HintFloorReport {
+  uint64_t as_of = 0;   // an hlc; never 0
+  uint64_t oldest = 0;  // an hlc; 0: no hint held
+};
+
 using PeerMessage =
     std::variant<WriteRequest, WriteReply, ReadRequest, ReadReply, MutateRequest, MutateReply,
                  PlacementDigest, PlacementFetch, PlacementTable, AeDigest, AeDigestReply,
-                 AeEntriesRequest, AeEntriesReply, RepairAsk, RepairAskReply>;
+                 AeEntriesRequest, AeEntriesReply, RepairAsk, RepairAskReply, HintFloorReport>;
 
 // A message to send. `to` may be the sending node itself: the driver then hands it to the
 // node's own replica side without a network hop.

@@ -171,6 +171,10 @@ void to_proto(const PeerMessage& message, pb::Message* out) {
           pb::RepairAskReply* r = out->mutable_repair_ask_reply();
           r->set_req(m.req);
           to_proto(m.status, r->mutable_status());
+        } else if constexpr (std::is_same_v<T, HintFloorReport>) {
+          pb::HintFloorReport* r = out->mutable_hint_floor_report();
+          r->set_as_of(m.as_of);
+          r->set_oldest(m.oldest);
         } else {
           static_assert(std::is_same_v<T, AeEntriesReply>);
           pb::AeEntriesReply* r = out->mutable_ae_entries_reply();
@@ -431,6 +435,10 @@ Result<PeerMessage> from_proto(pb::Message* mutable_m) {
       EDGEKV_RETURN_IF_ERROR(from_proto(r.status(), "repair ask reply status", &status));
       return PeerMessage(RepairAskReply{r.req(), std::move(status)});
     }
+    case pb::Message::kHintFloorReport: {
+      const pb::HintFloorReport& r = m.hint_floor_report();
+      return PeerMessage(HintFloorReport{r.as_of(), r.oldest()});
+    }
     case pb::Message::BODY_NOT_SET: break;
   }
   return invalid("message has no body, or a kind this node does not know");
@@ -624,6 +632,8 @@ Status check_message(const PeerMessage& message, const PeerLimits& limits) {
           }
         } else if constexpr (std::is_same_v<T, RepairAskReply>) {
           EDGEKV_RETURN_IF_ERROR(check_status(m.status, "repair ask reply status"));
+        } else if constexpr (std::is_same_v<T, HintFloorReport>) {
+          if (m.as_of == 0) return invalid("hint floor report has as_of 0, which no clock reads");
         } else {
           static_assert(std::is_same_v<T, PlacementDigest> || std::is_same_v<T, PlacementFetch> ||
                         std::is_same_v<T, AeDigest>);
@@ -638,7 +648,7 @@ std::string_view message_kind_name(const PeerMessage& message) {
       "write_request",    "write_reply",  "read_request",     "read_reply",
       "mutate_request",   "mutate_reply", "placement_digest", "placement_fetch",
       "placement_table",  "ae_digest",    "ae_digest_reply",  "ae_entries_request",
-      "ae_entries_reply", "repair_ask",   "repair_ask_reply"};
+      "ae_entries_reply", "repair_ask",   "repair_ask_reply", "hint_floor_report"};
   static_assert(std::size(kNames) == std::variant_size_v<PeerMessage>);
   return kNames[message.index()];
 }

@@ -182,6 +182,20 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
       [self](const cluster::NodeId& peer, uint32_t partition) {
         self->handoff_->clear_mark(peer, partition);
       });
+  // Reports each second (cluster/hint_floors.h says why); a hint taken after a report was
+  // stamped at most the request timeout and the clocks' offset before it.
+  cluster::HintFloorOptions floors;
+  floors.margin = o.anti_entropy.horizon_margin + o.coordinator.request_timeout;
+  floors.tombstone_grace = o.anti_entropy.tombstone_grace;
+  node->floors_ = std::make_unique<cluster::HintFloors>(
+      o.node_id, clock, floors,
+      [&store](const cluster::NodeId& owner) -> Result<Version> {
+        // An indexed lookup: the owner's first hint in version order.
+        Result<std::vector<store::Record>> first = store.read_hints_after(owner, Version{}, 1, 1);
+        if (!first.ok()) return first.status();
+        return first->empty() ? Version{} : first->front().version;
+      },
+      [&hlc] { return hlc.now(); });
   node->hand_over_ = std::make_unique<cluster::HandOver>(
       o.node_id, *node->keeper_, *node->anti_entropy_, clock,
       [self](const cluster::NodeId& id) { return self->is_up(id); },
@@ -243,8 +257,16 @@ void ClusterNode::update_homes(MonoTime now) {
   }
   anti_entropy_->set_joining(keeper_->joining());
   anti_entropy_->set_homes(homes, now);
+  std::vector<cluster::NodeId> members = p.members();
+  if (keeper_->pending().has_value()) {
+    for (const cluster::NodeId& m : keeper_->pending()->members()) members.push_back(m);
+  }
+  floors_->set_members(members, now);
+  update_hold(now);
   route_anti_entropy();
 }
+
+void ClusterNode::update_hold(MonoTime now) { anti_entropy_->set_purge_hold(floors_->hold(now)); }
 
 void ClusterNode::repair(std::optional<uint32_t> partition, MonoTime now, MonoTime deadline,
                          RepairDone done) {
@@ -398,6 +420,7 @@ void ClusterNode::on_member(const gossip::Member& member, MonoTime now) {
   handoff_->set_member(id, up, now);
   route(handoff_->take_messages());
   anti_entropy_->set_member(id, up);
+  floors_->set_member(id, up, now);
 }
 
 void ClusterNode::on_member_forgotten(const std::string& id, MonoTime now) {
@@ -407,6 +430,7 @@ void ClusterNode::on_member_forgotten(const std::string& id, MonoTime now) {
   // Still in the placement: its hints wait for it (within hint-window).
   handoff_->set_member(id, false, now);
   anti_entropy_->set_member(id, false);
+  floors_->set_member(id, false, now);
 }
 
 void ClusterNode::on_inbox(MonoTime now) {
@@ -508,6 +532,11 @@ void ClusterNode::handle(const cluster::NodeId& from, cluster::PeerMessage messa
     route(handoff_->take_messages());
     return;
   }
+  if (const auto* report = std::get_if<cluster::HintFloorReport>(&message)) {
+    floors_->on_report(from, *report, now);
+    update_hold(now);
+    return;
+  }
   if (auto* write = std::get_if<cluster::WriteReply>(&message)) {
     if (anti_entropy_->on_write_reply(from, *write, now)) {
       route_anti_entropy();
@@ -597,6 +626,9 @@ void ClusterNode::tick(MonoTime now) {
   route(keeper_->take_messages());
   handoff_->tick(now);
   route(handoff_->take_messages());
+  floors_->tick(now);
+  route(floors_->take_messages());
+  update_hold(now);
   anti_entropy_->tick(now);
   route_anti_entropy();
   settle_repairs(now);
@@ -605,8 +637,9 @@ void ClusterNode::tick(MonoTime now) {
 }
 
 MonoTime ClusterNode::next_deadline() const {
-  MonoTime deadline = std::min({coordinator_->next_deadline(), keeper_->next_deadline(),
-                                handoff_->next_deadline(), anti_entropy_->next_deadline()});
+  MonoTime deadline =
+      std::min({coordinator_->next_deadline(), keeper_->next_deadline(), handoff_->next_deadline(),
+                anti_entropy_->next_deadline(), floors_->next_deadline()});
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
   for (const auto& [id, r] : repairs_) deadline = std::min(deadline, r.deadline);
   deadline = std::min(deadline, hand_over_->next_deadline());

@@ -5,7 +5,9 @@
 // the Coordinator (client requests), the Replica (this node's store as one of the replicas),
 // the Handoff (this node's hints handed back to their owners, and the repair marks of hints
 // it could not keep), the AntiEntropy (digest rounds with the other home replicas of the
-// partitions this node is a home replica of), the PlacementKeeper and the PlacementView the
+// partitions this node is a home replica of), the HintFloors (reports of the oldest hint this
+// node holds for each member, and the hold the others' reports put on this node's purge
+// horizons), the PlacementKeeper and the PlacementView the
 // coordinator reads placement and liveness from, and the files the placement table and the repair
 // marks are kept in. The event loop drives it: the inbox is polled, flush() runs at the end of
 // every turn (messages are batched per destination per turn), tick() at next_deadline(); gossip's
@@ -38,6 +40,7 @@
 #include "cluster/coordinator.h"
 #include "cluster/hand_over.h"
 #include "cluster/handoff.h"
+#include "cluster/hint_floors.h"
 #include "cluster/peer_codec.h"
 #include "cluster/placement.h"
 #include "cluster/placement_keeper.h"
@@ -164,6 +167,7 @@ class ClusterNode {
   const cluster::Replica& replica() const { return *replica_; }
   const cluster::Handoff& handoff() const { return *handoff_; }
   const cluster::AntiEntropy& anti_entropy() const { return *anti_entropy_; }
+  const cluster::HintFloors& hint_floors() const { return *floors_; }
   // ---- kvcli repair: forces anti-entropy rounds of `partitions` (all: every partition
   // this node is a home replica of) with each other home replica that is up, and answers
   // with their results once they all finished, or at `deadline` with those that did (a
@@ -231,9 +235,11 @@ class ClusterNode {
   void route(std::vector<cluster::PeerOutgoing> out);
   // Queues what anti-entropy has to send.
   void route_anti_entropy();
-  // Hands anti-entropy the home replicas of every partition (at start and when the
-  // placement changes).
+  // Hands anti-entropy the home replicas of every partition, and the hint floors the
+  // members (at start and when the placement changes).
   void update_homes(MonoTime now);
+  // Hands the hint floors' hold to anti-entropy.
+  void update_hold(MonoTime now);
   void persist_placement();
   // Writes the repair marks when they changed (after a failure, again a second later).
   void persist_marks();
@@ -249,6 +255,7 @@ class ClusterNode {
   std::unique_ptr<cluster::Replica> replica_;
   std::unique_ptr<cluster::Handoff> handoff_;
   std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
+  std::unique_ptr<cluster::HintFloors> floors_;
   std::map<uint64_t, PendingRepair> repairs_;
   uint64_t next_repair_ = 1;
   bool marks_dirty_ = false;

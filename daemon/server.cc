@@ -841,6 +841,7 @@ class ServerImpl final : public Server {
     const cluster::Replica::Counters& rc = cluster_->replica().counters();
     const cluster::Handoff::Counters& ho = cluster_->handoff().counters();
     const cluster::AntiEntropy::Counters& ae = cluster_->anti_entropy().counters();
+    const cluster::HintFloors::Counters& hf = cluster_->hint_floors().counters();
     const PeerTransportCounters& pt = cluster_->transport().counters();
     const ClusterNodeCounters& cn = cluster_->counters();
     const cluster::PlacementKeeperCounters& pk = cluster_->keeper().counters();
@@ -925,6 +926,10 @@ class ServerImpl final : public Server {
         {"anti_entropy_skipped", ae.skipped},
         {"anti_entropy_bytes", ae.bytes},
         {"anti_entropy_answered", ae.answered},
+        {"hint_floor_reports_sent", hf.reports_sent},
+        {"hint_floor_reports_received", hf.reports_received},
+        // 1 while a member that never reported since this node started holds every purge back.
+        {"purges_held", cluster_->hint_floors().hold(clock_.mono_now()) == 0 ? 1u : 0u},
         {"repair_marks_write_failures", cluster_->counters().marks_write_failures},
         {"peer_batches_sent", pt.batches_sent},
         {"peer_bytes_sent", pt.bytes_sent},

@@ -54,6 +54,9 @@ def test_a_tombstone_goes_from_every_replica_once_all_hold_it(daemons):
                    or None, 60, "the tombstone purged from every replica")
         for n in nodes:
             assert stat(view, n, "store_tombstones_purged") >= 1, n.name
+            # Purges wait for every member's hint floor report (cluster/hint_floors.h).
+            assert stat(view, n, "hint_floor_reports_received") >= 2, n.name
+            assert stat(view, n, "purges_held") == 0, n.name
         assert get(c, b"gone", consistency=pb.ALL).code == pb.NOT_FOUND
     finally:
         view.close()

@@ -201,10 +201,13 @@ void ClusterSim::restart(size_t i) {
   sim_.restart(i);
 }
 
-size_t ClusterSim::random_running() {
+size_t ClusterSim::random_running(const std::vector<size_t>& among) {
   std::vector<size_t> running;
   for (size_t i = 0; i < size(); ++i) {
-    if (sim_.is_running(i)) running.push_back(i);
+    if (!sim_.is_running(i)) continue;
+    if (among.empty() || std::find(among.begin(), among.end(), i) != among.end()) {
+      running.push_back(i);
+    }
   }
   if (running.empty()) return size();
   return running[sim_.random().uniform(running.size())];
@@ -322,7 +325,7 @@ void ClusterSim::run_clients(Millis duration, const Workload& w) {
             now + Millis(sim_.random().uniform(static_cast<uint64_t>(w.think_max.count()) + 1));
       }
       if (client.next_at <= now) {
-        size_t at = random_running();
+        size_t at = random_running(w.at);
         client.next_at = MonoTime{};
         if (at < size()) {
           issue(c, at, w);

@@ -73,6 +73,8 @@ struct Workload {
   int one_percent = 10;     // ONE
   int all_percent = 10;     // ALL; the rest QUORUM
   int strict_percent = 50;  // of requests, strict
+  // The nodes clients send to (those of them running); empty: any running node.
+  std::vector<size_t> at = {};
 };
 
 class ClusterSim {
@@ -148,8 +150,8 @@ class ClusterSim {
   void complete(size_t op, Outcome outcome, const Version& version, WallTime expiry,
                 std::string value);
   std::string key_name(size_t k) const { return "k" + std::to_string(k); }
-  // A random running node; size() when none runs.
-  size_t random_running();
+  // A random running node (of `among`, when not empty); size() when none runs.
+  size_t random_running(const std::vector<size_t>& among = {});
 
   ClusterOptions options_;
   uint64_t seed_;

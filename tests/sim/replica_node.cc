@@ -117,6 +117,21 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
   anti_entropy_ = std::make_unique<cluster::AntiEntropy>(
       config_.id, *disk_.store, disk_.clock, config_.anti_entropy.value_or(no_schedule),
       [this](const NodeId& peer, uint32_t partition) { handoff_->clear_mark(peer, partition); });
+  // As edgekvd: reports each second; a hint taken after a report was stamped at most the
+  // request timeout (and the clocks' offset) before it.
+  const cluster::AntiEntropyOptions ae = config_.anti_entropy.value_or(no_schedule);
+  cluster::HintFloorOptions floors;
+  floors.margin = ae.horizon_margin + config_.coordinator.request_timeout;
+  floors.tombstone_grace = ae.tombstone_grace;
+  floors_ = std::make_unique<cluster::HintFloors>(
+      config_.id, disk_.clock, floors,
+      [this](const NodeId& owner) -> Result<Version> {
+        Result<std::vector<store::Record>> first =
+            disk_.store->read_hints_after(owner, Version{}, 1, 1);
+        if (!first.ok()) return first.status();
+        return first->empty() ? Version{} : first->front().version;
+      },
+      [this] { return hlc_.now(); });
   placement_view_.set_joining(keeper_->joining());
   hand_over_ = std::make_unique<cluster::HandOver>(
       config_.id, *keeper_, *anti_entropy_, disk_.clock,
@@ -168,9 +183,19 @@ void ReplicaNode::placement_changed(MonoTime now) {
       disk_.store->drop_partition(partition, disk_.clock.wall_now(), [](Status) {});
     }
   }
+  std::vector<NodeId> members = p.members();
+  if (pending.has_value()) {
+    for (const NodeId& m : pending->members()) members.push_back(m);
+  }
+  floors_->set_members(members, now);
+  update_hold(now);
   // The placement files, as the daemon writes them on every change.
   disk_.placement = p;
   disk_.pending = pending;
+}
+
+void ReplicaNode::update_hold(MonoTime now) {
+  if (config_.hint_floors) anti_entropy_->set_purge_hold(floors_->hold(now));
 }
 
 void ReplicaNode::drive_hand_over(MonoTime now) {
@@ -224,6 +249,11 @@ void ReplicaNode::deliver(const NodeId& from, PeerMessage message, MonoTime now)
   }
   if (const auto* ask = std::get_if<cluster::RepairAsk>(&message)) {
     answer_repair_ask(from, *ask, now);
+    return;
+  }
+  if (const auto* report = std::get_if<cluster::HintFloorReport>(&message)) {
+    floors_->on_report(from, *report, now);
+    update_hold(now);
     return;
   }
   if (const auto* reply = std::get_if<cluster::RepairAskReply>(&message)) {
@@ -322,6 +352,7 @@ void ReplicaNode::pump(MonoTime now) {
       // Reaped is not removed: the node is still in the placement, its hints wait.
       handoff_->set_member(member, sees_up(member), now);
       anti_entropy_->set_member(member, sees_up(member));
+      floors_->set_member(member, sees_up(member), now);
       keeper_->set_member_up(member, sees_up(member), now);
       if (keeper_->take_changed()) placement_changed(now);
     }
@@ -334,6 +365,7 @@ void ReplicaNode::pump(MonoTime now) {
     route(coordinator_.take_messages(), now, &any);
     route(replica_.take_messages(), now, &any);
     route(handoff_->take_messages(), now, &any);
+    route(floors_->take_messages(), now, &any);
     std::vector<PeerOutgoing> ae;
     for (cluster::AeOutgoing& m : anti_entropy_->take_messages()) {
       ae.push_back(PeerOutgoing{std::move(m.to), cluster::to_peer_message(std::move(m.message))});
@@ -371,6 +403,8 @@ void ReplicaNode::tick(MonoTime now) {
   keeper_->tick(now);
   if (keeper_->take_changed()) placement_changed(now);
   handoff_->tick(now);
+  floors_->tick(now);
+  update_hold(now);
   anti_entropy_->tick(now);
   settle_asks(now);
   drive_hand_over(now);
@@ -382,7 +416,7 @@ MonoTime ReplicaNode::next_deadline() const {
   MonoTime due =
       std::min({swim_.next_deadline(), coordinator_.next_deadline(), handoff_->next_deadline(),
                 anti_entropy_->next_deadline(), disk_.next_commit(), next_sweep_,
-                keeper_->next_deadline(), hand_over_->next_deadline()});
+                keeper_->next_deadline(), hand_over_->next_deadline(), floors_->next_deadline()});
   for (const PendingAsk& a : asks_) due = std::min(due, a.deadline);
   return due;
 }

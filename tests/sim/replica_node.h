@@ -22,6 +22,9 @@
 //    messages, and asking the owners of its repair marks to repair those partitions; a
 //    node asked so forces anti-entropy rounds (AntiEntropy::repair) and answers when they
 //    finished, as edgekvd does (at most 16 asks waiting, OVERLOADED beyond);
+//  - a HintFloors, reporting to every member of the table the oldest hint this node holds
+//    for it each second, and keeping the others' reports: its hold caps the node's purge
+//    horizons (AntiEntropy::set_purge_hold), as edgekvd does;
 //  - a HybridClock over the node's own wall clock (SkewedClock: the simulation's time plus
 //    an offset plus drift), which also judges expiry and drives the expiry sweep;
 //  - a MemoryStore whose commits are the node's own timed events, each a seeded storage
@@ -51,6 +54,7 @@
 #include "cluster/coordinator.h"
 #include "cluster/hand_over.h"
 #include "cluster/handoff.h"
+#include "cluster/hint_floors.h"
 #include "cluster/peer_codec.h"
 #include "cluster/placement.h"
 #include "cluster/placement_keeper.h"
@@ -127,6 +131,8 @@ struct ReplicaNodeConfig {
   // Scheduled anti-entropy rounds; nullopt: none (the node still answers peers' rounds and
   // runs the rounds a repair ask forces).
   std::optional<cluster::AntiEntropyOptions> anti_entropy;
+  // false: no hint floors (purge horizons not held back by other nodes' hints).
+  bool hint_floors = true;
   // How often the node sweeps expired keys from its store, and how many rows per sweep.
   Millis sweep_every{500};
   size_t sweep_rows = 1000;
@@ -151,6 +157,7 @@ class ReplicaNode final : public SimNode {
   const cluster::Replica& replica() const { return replica_; }
   const cluster::Handoff& handoff() const { return *handoff_; }
   const cluster::AntiEntropy& anti_entropy() const { return *anti_entropy_; }
+  const cluster::HintFloors& hint_floors() const { return *floors_; }
   const cluster::PlacementKeeper& keeper() const { return *keeper_; }
   const cluster::HandOver& hand_over() const { return *hand_over_; }
   const cluster::PlacementView& view() const { return placement_view_; }
@@ -189,6 +196,8 @@ class ReplicaNode final : public SimNode {
   void placement_changed(MonoTime now);
   void drive_hand_over(MonoTime now);
   void answer_repair_ask(const cluster::NodeId& from, const cluster::RepairAsk& ask, MonoTime now);
+  // Hands the hint floors' hold to anti-entropy.
+  void update_hold(MonoTime now);
   // Hands forced rounds' results to the asks waiting for them; answers those complete (or,
   // with `now`, past their deadline).
   void settle_asks(std::optional<MonoTime> now);
@@ -218,6 +227,7 @@ class ReplicaNode final : public SimNode {
   cluster::Replica replica_;
   std::unique_ptr<cluster::Handoff> handoff_;
   std::unique_ptr<cluster::AntiEntropy> anti_entropy_;
+  std::unique_ptr<cluster::HintFloors> floors_;
   std::unique_ptr<cluster::HandOver> hand_over_;
   std::vector<PendingAsk> asks_;
   std::map<cluster::NodeId, std::vector<cluster::PeerMessage>> outgoing_;

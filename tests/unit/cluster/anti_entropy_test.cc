@@ -10,6 +10,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -761,6 +762,49 @@ TEST_F(AntiEntropyTest, TombstonesGoOnceEveryHomeReplicaHoldsThem) {
   // Nothing brings it back: the replicas agree.
   auto last = repair("a", 0);
   for (const auto& one : last) EXPECT_TRUE(one.in_sync);
+}
+
+// The purge hold (the hints other nodes keep for this one, cluster/hint_floors.h) caps the
+// horizon: at 0 nothing goes; below a tombstone's version it stays, however synced; and a
+// hint at or above the hold, handed back after the purges, is applied, not refused.
+TEST_F(AntiEntropyTest, APurgeHoldKeepsTheHorizonBelowHeldHints) {
+  purge_ = store::TombstonePurge::kByHorizon;
+  make({"a", "b", "c"}, 1, abc);
+  const int64_t now = clock_.wall_now().ms;
+  store::Record live{"k", "v", version_at(now - 600'000, "a"), {}, false};
+  for (const char* id : {"a", "b", "c"}) write_record(id, live);
+  write("a", "k", "", 5min, /*tombstone=*/true);
+  AntiEntropy& ae = *node("a").ae;
+  ae.set_purge_hold(0);
+  clock_.advance(1s);
+  for (const auto& one : repair("a", 0)) EXPECT_TRUE(one.status.ok()) << one.status.to_string();
+  EXPECT_FALSE(ae.purge_horizon(0, clock_.wall_now()).has_value());
+  EXPECT_EQ(sweep("a"), 0u);
+  // A hint held elsewhere for a, older than the tombstone: the horizon stops below it.
+  const uint64_t held = HybridClock::pack(now - 400'000, 0);
+  ae.set_purge_hold(held);
+  clock_.advance(1s);
+  repair("a", 0);
+  ASSERT_TRUE(ae.purge_horizon(0, clock_.wall_now()).has_value());
+  EXPECT_EQ(ae.purge_horizon(0, clock_.wall_now())->hlc_below, held);
+  EXPECT_EQ(sweep("a"), 0u);
+  EXPECT_FALSE(absent("a", "k"));
+  // That hint comes: a fresh key's write at the hold is applied (no tombstone was purged
+  // that could have superseded it).
+  store::Record hint{"h", "v", Version{held, 99}, {}, false};
+  bool done = false;
+  node("a").store->apply_relayed(hint, clock_.wall_now(), [&](Result<store::ApplyResult> res) {
+    EXPECT_TRUE(res.ok() && res->applied);
+    done = true;
+  });
+  pump();
+  EXPECT_TRUE(done);
+  // Released: the tombstone goes with the next horizon.
+  ae.set_purge_hold(std::numeric_limits<uint64_t>::max());
+  clock_.advance(1s);
+  repair("a", 0);
+  EXPECT_EQ(sweep("a"), 1u);
+  EXPECT_TRUE(absent("a", "k"));
 }
 
 // A home replica that is down holds every purge back, so that it gets the tombstones when

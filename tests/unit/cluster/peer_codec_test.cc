@@ -73,6 +73,7 @@ std::vector<PeerMessage> every_kind() {
   out.push_back(PlacementDigest{7, 0xfedcba9876543210ULL, 8, 0x0123456789abcdefULL, 99});
   out.push_back(PlacementTable{
       std::string("current"), std::string("pending"), {"n1", "n2"}, {{"n3", 12}, {"n4", 0}}});
+  out.push_back(HintFloorReport{0x0199aabbccdd0001ULL, 0x0188aabbccdd0002ULL});
   return out;
 }
 
@@ -161,6 +162,25 @@ TEST(PeerCodec, EveryKindRoundTrips) {
   EXPECT_EQ(pt.pending, "pending");
   EXPECT_EQ(pt.seen, (std::vector<NodeId>{"n1", "n2"}));
   EXPECT_EQ(pt.streamed, (std::vector<std::pair<NodeId, uint32_t>>{{"n3", 12}, {"n4", 0}}));
+  const auto& floor = std::get<HintFloorReport>(got->messages[17]);
+  EXPECT_EQ(floor.as_of, 0x0199aabbccdd0001ULL);
+  EXPECT_EQ(floor.oldest, 0x0188aabbccdd0002ULL);
+}
+
+TEST(PeerCodec, AHintFloorReportWithoutAClockIsDropped) {
+  std::vector<PeerMessage> sent{
+      HintFloorReport{0, 5},  // no clock reads 0
+      HintFloorReport{7, 0},  // good: no hint held
+  };
+  Result<PeerBatch> got = decode(encode_batch(header(), sent));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_EQ(got->dropped.size(), 1u);
+  EXPECT_EQ(got->dropped[0].index, 0u);
+  EXPECT_NE(got->dropped[0].status.message().find("as_of 0"), std::string::npos)
+      << got->dropped[0].status.to_string();
+  EXPECT_TRUE(got->error_replies.empty());  // a report is no request
+  ASSERT_EQ(got->messages.size(), 1u);
+  EXPECT_EQ(std::get<HintFloorReport>(got->messages[0]).as_of, 7u);
 }
 
 TEST(PeerCodec, MalformedRepairAsksAreDroppedAndAnswered) {
@@ -584,6 +604,8 @@ void expect_within(const PeerBatch& batch, const PeerLimits& limits) {
           } else if constexpr (std::is_same_v<T, RepairAsk>) {
             EXPECT_GE(m.wait_ms, 1u);
             EXPECT_LE(m.wait_ms, kMaxRepairAskWaitMs);
+          } else if constexpr (std::is_same_v<T, HintFloorReport>) {
+            EXPECT_NE(m.as_of, 0u);
           } else if constexpr (requires { m.status; }) {
             status_ok(m.status);
           }

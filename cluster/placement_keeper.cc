@@ -151,6 +151,11 @@ void PlacementKeeper::took_table(const Placement& before) {
   if (restored) {
     ++counters_.hand_overs_cancelled;
     for (const NodeId& id : placement_.members()) removed_.erase(id);
+    // Its own join, which this run took part in, cancelled: it stays out until it restarts.
+    if (pending_.has_value() && adopted_at_.has_value() && pending_->is_member(self_) &&
+        !placement_.is_member(self_)) {
+      left_ = true;
+    }
   }
   if (restore_.has_value() && placement_.epoch() >= restore_->epoch()) restore_.reset();
 }

@@ -761,5 +761,42 @@ TEST(PlacementKeeper, AnAbortRacingTheCancelledTablesCommitEndsInOneTableWithQuo
   EXPECT_EQ(c.keepers["b"]->counters().hand_overs_cancelled, 1u);
 }
 
+// The joining node finishes streaming while cut off: it may not commit on its own word (it
+// would write to the new table's replicas while the others, cancelling, commit the old).
+TEST(PlacementKeeper, AJoiningNodeCutOffAsItFinishesDoesNotCommitWhileTheJoinIsCancelled) {
+  DeadJoiner j(41);
+  Cluster& c = j.c;
+  // d is back, cut off: it streams everything it takes over.
+  c.keepers["d"] = std::move(j.gone);
+  PlacementKeeper& d = *c.keepers["d"];
+  c.cut.insert("d");
+  d.set_streamed(static_cast<uint32_t>(d.taking_over().size()), c.now);
+  EXPECT_TRUE(d.pending().has_value());
+  EXPECT_FALSE(d.placement().is_member("d"));
+  ASSERT_TRUE(c.keepers["a"]->abort(c.now).ok());
+  std::string why;
+  bool met = true;
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    if (met && !quorums_meet(c, &why)) met = false;
+    for (const char* id : {"a", "b", "c"}) {
+      if (c.keepers[id]->pending().has_value() ||
+          !c.keepers[id]->placement().same_assignments(j.before)) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  EXPECT_TRUE(met) << why;
+  EXPECT_FALSE(d.placement().is_member("d"));
+  c.cut.clear();
+  for (const char* id : {"a", "b", "c"}) c.keepers[id]->set_member_up("d", true, c.now);
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    if (met && !quorums_meet(c, &why)) met = false;
+    return d.placement() == c.keepers["a"]->placement() && !d.pending().has_value();
+  }));
+  EXPECT_TRUE(met) << why;
+  EXPECT_TRUE(d.left());  // its join was cancelled while it ran: it stays out
+}
+
 }  // namespace
 }  // namespace edgekv::cluster

@@ -55,7 +55,15 @@ constexpr FlagSpec kRepairFlags[] = {
 };
 
 constexpr ArgSpec kRemoveArgs[] = {
-    {"NODE", false, "the node id of a member to remove (kvcli ring lists the members)", true},
+    {"NODE", true,
+     "the node id of a member to remove (kvcli ring lists the members), or of a node joining "
+     "in the hand-over in progress, which cancels its join; at least one unless --abort",
+     true},
+};
+constexpr FlagSpec kRemoveFlags[] = {
+    {"--abort", "", "", FlagKind::kSwitch, 0,
+     "cancel the hand-over in progress instead (a join or a removal; no NODE): the cluster "
+     "returns to the table it had before it"},
 };
 
 // The spellings of client::Consistency kvcli accepts, in its order from kOne.
@@ -166,12 +174,14 @@ constexpr CommandSpec kCommands[] = {
             "epochs and the pending table's digest, the slots that move, the nodes joining "
             "and leaving, the members that have not seen the pending table yet, one line per "
             "node taking partitions over with the partitions it streamed of those it takes "
-            "and whether it is ready, and, when the node itself takes partitions over, its "
+            "and whether it is ready (a cancel, kvcli remove --abort, shows a line 'cancelling "
+            "epoch N'), and, when the node itself takes partitions over, its "
             "keys and bytes streamed so far, the rate and an estimate of the time left. With "
             "--json prints one object with partitions, replication_factor, epoch, digest (16 "
             "hex digits), members, table, a list of objects with partition and home, and "
             "hand_over, null or an object with from_epoch, to_epoch, to_digest, joining, "
-            "leaving, not_seen, moved_slots, takers (node_id, partitions, streamed, ready) "
+            "leaving, not_seen, moved_slots, cancels, cancelled_epoch, takers (node_id, "
+            "partitions, streamed, ready) "
             "and streaming (partitions, streamed, keys, bytes, started, elapsed_ms, rate in "
             "bytes/s, eta_ms or null).",
     },
@@ -237,6 +247,7 @@ constexpr CommandSpec kCommands[] = {
         .id = CommandId::kRemove,
         .name = "remove",
         .args = kRemoveArgs,
+        .flags = kRemoveFlags,
         .summary = "Remove nodes from the cluster for good.",
         .description =
             "Removes each NODE from the placement table for good, through the node: the "
@@ -247,8 +258,16 @@ constexpr CommandSpec kCommands[] = {
             "catches up when it returns. Prints OK and the epoch of the table without the "
             "nodes; follow the hand-over with 'kvcli ring'. A NODE that is not a member is "
             "an error naming it, and nothing is removed; so is a removal while another "
-            "hand-over is in progress. With --json prints an object with node_ids, epoch "
-            "and handing_over.",
+            "hand-over is in progress. A NODE that only the hand-over in progress lists (a "
+            "new node that died while joining) cancels that join, as --abort does. With "
+            "--abort, cancels the hand-over in progress, join or removal: every node returns "
+            "to the table it had before it (a removed node stays a member and serves, a "
+            "joining node's partitions are dropped), through a table restoring it two epochs "
+            "on, which commits once every member has seen it; a joining node that is down is "
+            "not waited for. Prints OK and the epoch of the restoring table; 'kvcli ring' "
+            "shows 'cancelling epoch N' until it commits. With no hand-over in progress, "
+            "--abort is an error ('no hand-over is pending'). With --json prints an object "
+            "with node_ids, epoch, handing_over, cancelling and cancelled_epoch.",
     },
     {
         .id = CommandId::kStatus,
@@ -555,6 +574,17 @@ Result<Invocation> parse_args(std::span<const std::string_view> args,
     }
     return Status::invalid_argument(std::string(inv.command->name) + ": missing " + missing +
                                     " (usage: kvcli " + synopsis(*inv.command) + ")");
+  }
+  if (inv.command->id == CommandId::kRemove) {
+    if (inv.flags.contains("--abort") && !inv.args.empty()) {
+      return Status::invalid_argument(
+          "remove: --abort takes no NODE (it cancels the "
+          "hand-over in progress, whatever it is)");
+    }
+    if (!inv.flags.contains("--abort") && inv.args.empty()) {
+      return Status::invalid_argument("remove: missing NODE (usage: kvcli " +
+                                      synopsis(*inv.command) + ")");
+    }
   }
   const bool repeats = !inv.command->args.empty() && inv.command->args.back().repeated;
   if (!repeats && inv.args.size() > inv.command->args.size()) {

@@ -550,6 +550,13 @@ std::string hand_over_text(const client::HandOver& h) {
   std::string out = "hand-over epoch " + std::to_string(h.from_epoch) + " -> " +
                     std::to_string(h.to_epoch) + "  digest " + digest_hex(h.to_digest) + "  " +
                     std::to_string(h.moved_slots) + " slots move\n";
+  if (h.cancels) {
+    out += "cancelling epoch " + std::to_string(h.cancelled_epoch) +
+           (h.cancelled_epoch == h.from_epoch
+                ? std::string(" (it committed: its slots are handed back)\n")
+                : std::string(" (epoch " + std::to_string(h.to_epoch) + " restores epoch " +
+                              std::to_string(h.from_epoch) + "'s slots)\n"));
+  }
   out += "joining " + joined(h.joining) + "\n";
   out += "leaving " + joined(h.leaving) + "\n";
   out += h.not_seen.empty() ? std::string("seen by every member\n")
@@ -603,6 +610,8 @@ std::string hand_over_json(const client::HandOver& h) {
       .text_list("leaving", h.leaving)
       .text_list("not_seen", h.not_seen)
       .unsigned_number("moved_slots", h.moved_slots)
+      .boolean("cancels", h.cancels)
+      .unsigned_number("cancelled_epoch", h.cancelled_epoch)
       .raw("takers", takers)
       .raw("streaming", streaming.str());
   return json.str();
@@ -610,6 +619,15 @@ std::string hand_over_json(const client::HandOver& h) {
 
 std::string remove_text(const std::vector<std::string>& node_ids,
                         const client::RemoveReply& reply) {
+  if (reply.cancelling) {
+    return "OK cancelling the hand-over to epoch " + std::to_string(reply.cancelled_epoch) +
+           (node_ids.empty() ? std::string() : " (" + joined(node_ids) + " joining)") + ": epoch " +
+           std::to_string(reply.epoch) +
+           " restores the table before it; follow it with 'kvcli ring'\n";
+  }
+  if (node_ids.empty()) {  // --abort, and the restoring table committed at once
+    return "OK hand-over cancelled: placement epoch " + std::to_string(reply.epoch) + "\n";
+  }
   if (reply.handing_over) {
     return "OK removing " + joined(node_ids) + ": hand-over to epoch " +
            std::to_string(reply.epoch) + " started; follow it with 'kvcli ring'\n";
@@ -623,7 +641,9 @@ std::string remove_json(const std::vector<std::string>& node_ids,
   JsonObject json;
   json.text_list("node_ids", node_ids)
       .unsigned_number("epoch", reply.epoch)
-      .boolean("handing_over", reply.handing_over);
+      .boolean("handing_over", reply.handing_over)
+      .boolean("cancelling", reply.cancelling)
+      .unsigned_number("cancelled_epoch", reply.cancelled_epoch);
   return json.str() + "\n";
 }
 

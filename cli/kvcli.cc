@@ -181,7 +181,8 @@ int run_repair(const Invocation& inv, Io io) {
 
 int run_remove(const Invocation& inv, Io io) {
   client::Client client = make_client(inv);
-  Result<client::RemoveReply> removed = client.remove(inv.args);
+  Result<client::RemoveReply> removed =
+      inv.flag("--abort") != nullptr ? client.abort_hand_over() : client.remove(inv.args);
   if (!removed.ok()) return fail(io, removed.status());
   io.out << (inv.json ? remove_json(inv.args, *removed) : remove_text(inv.args, *removed));
   return finish(io);

@@ -339,6 +339,12 @@ Result<RemoveReply> Client::remove(const std::vector<std::string>& node_ids) {
   return impl_->call<RemoveReply>(RequestKind::kRemove, request);
 }
 
+Result<RemoveReply> Client::abort_hand_over() {
+  pb::Request request;
+  request.mutable_remove()->set_abort(true);
+  return impl_->call<RemoveReply>(RequestKind::kRemove, request);
+}
+
 Result<Replicas> Client::replicas(std::string_view key) {
   pb::Request request;
   request.mutable_replicas()->mutable_key()->assign(key.data(), key.size());

@@ -130,7 +130,14 @@ class Client {
   // table without them. For nodes gone for good, never for one that is only down.
   // kInvalidArgument naming an id that is not a member; kFailedPrecondition while another
   // hand-over is in progress.
+  // An id only the pending table lists (a joining node that died mid-join) cancels that
+  // join, as abort_hand_over() does.
   Result<RemoveReply> remove(const std::vector<std::string>& node_ids);
+  // Cancels the hand-over in progress (kvcli remove --abort; docs/replication.md,
+  // "Cancelling"): the cluster returns to the table it had before it, and the reply's
+  // epoch is the restoring table's. kFailedPrecondition "no hand-over is pending" when
+  // none is; asking again while the cancel runs is no error.
+  Result<RemoveReply> abort_hand_over();
   // What the node's change logs hold after a cursor, across its partitions, for keys under
   // `prefixes` (none: every key): partitions in `from_seq` (partition -> first seq wanted)
   // are read from there, the others only reported. Bounded: `more` says to ask again from

@@ -204,6 +204,9 @@ struct HandOver {
   std::vector<HandOverTaker> takers;  // by node id
   uint64_t moved_slots = 0;           // slots whose node changes
   HandOverStreaming streaming;
+  // The pending table cancels the hand-over to cancelled_epoch (Client::abort_hand_over).
+  bool cancels = false;
+  uint64_t cancelled_epoch = 0;
 };
 
 // What `ring` reports: the placement table the node holds.
@@ -223,6 +226,9 @@ struct RemoveReply {
   // (handing_over), else the one the node holds now (the removal took effect at once).
   uint64_t epoch = 0;
   bool handing_over = false;
+  // The hand-over running cancels the one to cancelled_epoch (abort_hand_over).
+  bool cancelling = false;
+  uint64_t cancelled_epoch = 0;
 };
 
 // A replica's stored state of one key. kUnknown: a state this client does not know (from a

@@ -69,6 +69,8 @@ HandOver hand_over_from_pb(pb::HandOver& h) {
         HandOverTaker{std::move(*t.mutable_node_id()), t.partitions(), t.streamed(), t.ready()});
   }
   out.moved_slots = h.moved_slots();
+  out.cancels = h.cancels();
+  out.cancelled_epoch = h.cancelled_epoch();
   const pb::HandOverStreaming& s = h.streaming();
   out.streaming = HandOverStreaming{s.partitions(), s.streamed(), s.keys(),
                                     s.bytes(),      s.started(),  s.elapsed_ms()};
@@ -368,7 +370,9 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
       return;
     }
     case RequestKind::kRemove:
-      completion->reply = RemoveReply{response.remove().epoch(), response.remove().handing_over()};
+      completion->reply =
+          RemoveReply{response.remove().epoch(), response.remove().handing_over(),
+                      response.remove().cancelling(), response.remove().cancelled_epoch()};
       return;
   }
   completion->status = Status::internal("request of unknown kind");

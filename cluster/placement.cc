@@ -457,6 +457,18 @@ bool Placement::newer(const Placement& a, const Placement& b) {
   return std::tie(a.epoch_, a.digest_) > std::tie(b.epoch_, b.digest_);
 }
 
+Placement Placement::restamped(uint64_t epoch) const {
+  Placement out = *this;
+  out.epoch_ = epoch;
+  out.digest_ = out.compute_digest();
+  return out;
+}
+
+bool Placement::same_assignments(const Placement& other) const {
+  return partitions_ == other.partitions_ && replication_factor_ == other.replication_factor_ &&
+         members_ == other.members_ && slots_ == other.slots_;
+}
+
 std::vector<uint32_t> taken_over(const Placement& from, const Placement& to, std::string_view id) {
   std::vector<uint32_t> out;
   if (!to.is_member(id) || from.partitions() != to.partitions()) return out;

@@ -105,6 +105,12 @@ class Placement {
   // True when (epoch, digest) of `a` is above that of `b`: the table nodes adopt.
   static bool newer(const Placement& a, const Placement& b);
 
+  // The same members and slots at another epoch (digest recomputed): how a cancelled
+  // hand-over's table is restored above the epochs it cancels (PlacementKeeper::abort).
+  Placement restamped(uint64_t epoch) const;
+  // Same Q, N, members and slots, whatever the epochs.
+  bool same_assignments(const Placement& other) const;
+
   bool operator==(const Placement& other) const;
 
  private:

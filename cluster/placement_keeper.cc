@@ -22,14 +22,25 @@ std::pair<uint64_t, uint64_t> rank(const std::optional<Placement>& p) {
   return {p->epoch(), p->digest()};
 }
 
+// A restore (PlacementKeeper::abort): `pending` holds `current`'s slots two epochs on.
+bool restores(const Placement& current, const Placement& pending) {
+  return pending.epoch() == current.epoch() + 2 && pending.same_assignments(current);
+}
+
+// Whether `pending` may be pending over `current`: a transition of it (the next epoch) or a
+// restore of it.
+bool follows(const Placement& current, const Placement& pending) {
+  return pending.partitions() == current.partitions() &&
+         pending.replication_factor() == current.replication_factor() &&
+         (pending.epoch() == current.epoch() + 1 || restores(current, pending));
+}
+
 }  // namespace
 
 PlacementKeeper::PlacementKeeper(NodeId self, Placement placement, PlacementKeeperOptions options,
                                  uint64_t seed, std::optional<Placement> pending)
     : self_(std::move(self)), placement_(std::move(placement)), options_(options), random_(seed) {
-  if (pending.has_value() && pending->epoch() == placement_.epoch() + 1 &&
-      pending->partitions() == placement_.partitions() &&
-      pending->replication_factor() == placement_.replication_factor()) {
+  if (pending.has_value() && follows(placement_, *pending)) {
     pending_ = std::move(pending);
     // Held across a restart: nothing this run began predates it.
     seen_.insert(self_);
@@ -50,6 +61,12 @@ void PlacementKeeper::start(MonoTime now) {
 
 void PlacementKeeper::propose(MonoTime now) {
   if (pending_.has_value()) return;
+  if (restore_.has_value() && restore_->epoch() == placement_.epoch() + 1) {
+    // The cancelled table committed before every member saw the restore: hand back.
+    ++counters_.hand_overs_proposed;
+    set_pending(*restore_, now);
+    return;
+  }
   if (!placement_.is_member(self_)) {
     if (left_) return;
     const NodeId ids[] = {self_};
@@ -94,17 +111,53 @@ void PlacementKeeper::propose(MonoTime now) {
 }
 
 void PlacementKeeper::set_pending(std::optional<Placement> pending, MonoTime now) {
+  // This run took part in a pending table that would have added this node.
+  const bool was_joining = pending_.has_value() && adopted_at_.has_value() &&
+                           pending_->is_member(self_) && !placement_.is_member(self_);
   pending_ = std::move(pending);
   seen_.clear();
   streamed_.clear();
   adopted_at_.reset();
   if (pending_.has_value()) {
     adopted_at_ = now;
-    // This node is being removed: once that commits it stays out.
-    if (placement_.is_member(self_) && !pending_->is_member(self_)) left_ = true;
+    if (placement_.is_member(self_) && !pending_->is_member(self_)) {
+      // This node is being removed: once that commits it stays out.
+      left_ = true;
+    } else if (pending_->is_member(self_)) {
+      // Listed again (its removal cancelled, or handed back): it may serve.
+      left_ = false;
+    }
+    const bool restore = restores(placement_, *pending_);
+    // A cancel of this node's own join while it ran: it stays out until it restarts.
+    if (restore && was_joining) left_ = true;
+    // Removals asked here that a cancel undoes, or that a table adding the node back
+    // overrides, are not proposed again.
+    for (const NodeId& id : pending_->members()) {
+      if (restore || !placement_.is_member(id)) removed_.erase(id);
+    }
   }
   changed_ = true;
   recompute();
+}
+
+bool PlacementKeeper::restoring() const {
+  return pending_.has_value() && restores(placement_, *pending_);
+}
+
+void PlacementKeeper::took_table(const Placement& before) {
+  const bool restored =
+      restores(before, placement_) ||
+      (restore_.has_value() && placement_ == *restore_ && placement_.epoch() == before.epoch() + 1);
+  if (restored) {
+    ++counters_.hand_overs_cancelled;
+    for (const NodeId& id : placement_.members()) removed_.erase(id);
+    // Its own join, which this run took part in, cancelled: it stays out until it restarts.
+    if (pending_.has_value() && adopted_at_.has_value() && pending_->is_member(self_) &&
+        !placement_.is_member(self_)) {
+      left_ = true;
+    }
+  }
+  if (restore_.has_value() && placement_.epoch() >= restore_->epoch()) restore_.reset();
 }
 
 void PlacementKeeper::recompute() {
@@ -148,9 +201,14 @@ std::vector<NodeId> PlacementKeeper::must_see() const {
   if (!pending_.has_value()) return out;
   std::set_union(placement_.members().begin(), placement_.members().end(),
                  pending_->members().begin(), pending_->members().end(), std::back_inserter(out));
+  const bool restore = restoring();
   std::erase_if(out, [&](const NodeId& id) {
-    const bool leaving = !pending_->is_member(id);
-    return leaving && id != self_ && !up_.contains(id);
+    if (id == self_ || up_.contains(id)) return false;
+    if (!pending_->is_member(id)) return true;  // leaving
+    // A restore does not wait for a down node the table it cancels would have removed: it
+    // cannot have committed that table (only members of both tables commit).
+    return restore && std::any_of(superseded_.begin(), superseded_.end(),
+                                  [&](const Placement& p) { return !p.is_member(id); });
   });
   return out;
 }
@@ -172,16 +230,38 @@ void PlacementKeeper::set_streamed(uint32_t count, MonoTime now) {
   if (count <= mine) return;
   mine = count;
   // Progress spreads with the periodic exchanges; being done, at once.
-  if (count == t->second) changed(now);
+  if (count == t->second) {
+    changed(now);
+    // A taker that may not commit itself tells members that may.
+    if (!placement_.is_member(self_) || !pending_->is_member(self_)) tell_committers();
+  }
   maybe_commit(now);
 }
 
+void PlacementKeeper::tell_committers() {
+  std::vector<NodeId> may;
+  for (const NodeId& id : up_) {
+    if (placement_.is_member(id) && pending_->is_member(id)) may.push_back(id);
+  }
+  for (uint32_t i = 0; i < options_.change_fanout && !may.empty(); ++i) {
+    const size_t at = random_.uniform(may.size());
+    send_digest(may[at]);
+    may.erase(may.begin() + static_cast<std::ptrdiff_t>(at));
+  }
+}
+
 void PlacementKeeper::maybe_commit(MonoTime now) {
-  if (!streaming_may_begin()) return;
+  // Only a member of both tables commits; a joining or leaving node hears of the commit. A
+  // member that has seen a restore no longer holds the table it cancels, so a cancelled
+  // table and its restore never both commit (see the top of placement_keeper.h).
+  if (!streaming_may_begin() || !placement_.is_member(self_) || !pending_->is_member(self_)) {
+    return;
+  }
   for (const auto& [id, count] : taken_) {
     auto s = streamed_.find(id);
     if (s == streamed_.end() || s->second < count) return;
   }
+  const Placement before = std::move(placement_);
   placement_ = std::move(*pending_);
   pending_.reset();
   seen_.clear();
@@ -189,6 +269,7 @@ void PlacementKeeper::maybe_commit(MonoTime now) {
   superseded_.clear();
   adopted_at_.reset();
   ++counters_.hand_overs_committed;
+  took_table(before);
   changed_ = true;
   recompute();
   propose(now);
@@ -219,6 +300,13 @@ std::optional<HandOverStatus> PlacementKeeper::hand_over() const {
     p.ready = p.streamed >= count;
     out.moved_slots += count;
     out.takers.push_back(std::move(p));
+  }
+  if (restoring()) {
+    out.cancels = true;
+    out.cancelled_epoch = placement_.epoch() + 1;
+  } else if (restore_.has_value() && *pending_ == *restore_) {
+    out.cancels = true;  // handing back from the cancelled table, which committed
+    out.cancelled_epoch = placement_.epoch();
   }
   return out;
 }
@@ -348,9 +436,10 @@ void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, 
     Result<Placement> p = Placement::decode(table.pending);
     if (!p.ok()) return refuse("its pending table: " + p.status().message());
     if (!check_shape(*p)) return;
-    if (p->epoch() != decoded->epoch() + 1) {
+    if (!follows(*decoded, *p)) {
       return refuse("its pending table's epoch " + std::to_string(p->epoch()) +
-                    " does not follow its table's " + std::to_string(decoded->epoch()));
+                    " does not follow its table's " + std::to_string(decoded->epoch()) +
+                    " (next, or two on with the same slots: a cancel)");
     }
     pending = std::move(p).value();
   }
@@ -380,10 +469,12 @@ void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, 
   };
 
   if (Placement::newer(*decoded, placement_)) {
+    const Placement before = std::move(placement_);
     placement_ = std::move(decoded).value();
     bootstrap_at_ = MonoTime::max();
     superseded_.clear();
     ++counters_.adopted;
+    took_table(before);
     set_pending(std::move(pending), now);
     if (pending_.has_value()) merge_known();
     propose(now);
@@ -395,7 +486,7 @@ void PlacementKeeper::on_table(const NodeId& from, const PlacementTable& table, 
   if (rank(pending) > rank(pending_)) {
     if (pending_.has_value()) {
       ++counters_.pendings_superseded;
-      superseded_.push_back(std::move(*pending_));
+      superseded_.push_back(*pending_);  // copied: set_pending() looks at the one it replaces
       if (superseded_.size() > kSupersededMax) superseded_.erase(superseded_.begin());
     }
     ++counters_.adopted;
@@ -437,6 +528,20 @@ Status PlacementKeeper::remove(const std::vector<NodeId>& ids, MonoTime now) {
   for (const NodeId& id : ids) {
     if (placement_.is_member(id)) members.push_back(id);
   }
+  // A node only a pending join lists (a new node that died mid-join): its join is cancelled.
+  auto joining = [&](const NodeId& id) {
+    if (placement_.is_member(id)) return false;
+    if (pending_.has_value() && pending_->is_member(id)) return true;
+    return std::any_of(superseded_.begin(), superseded_.end(),
+                       [&](const Placement& p) { return p.is_member(id); });
+  };
+  if (std::any_of(ids.begin(), ids.end(), joining)) {
+    if (!members.empty()) {
+      return Status::failed_precondition(
+          "give members to remove, or a joining node alone (which cancels its join), not both");
+    }
+    return abort(now);
+  }
   if (members.empty()) return {};
   if (pending_.has_value()) {
     if (std::none_of(members.begin(), members.end(),
@@ -462,6 +567,26 @@ Status PlacementKeeper::remove(const std::vector<NodeId>& ids, MonoTime now) {
   // committed, remembered like a removal lost to a concurrent proposal.
   for (const NodeId& id : members) removed_[id] = now + options_.removal_memory;
   propose(now);
+  maybe_commit(now);
+  changed(now);
+  return {};
+}
+
+Status PlacementKeeper::abort(MonoTime now) {
+  if (!pending_.has_value()) {
+    return Status::failed_precondition("no hand-over is pending (placement epoch " +
+                                       std::to_string(placement_.epoch()) + ")");
+  }
+  if (restoring() || (restore_.has_value() && *pending_ == *restore_)) return {};  // under way
+  // Above every pending table of the current one, so it supersedes them all.
+  Placement restore = placement_.restamped(placement_.epoch() + 2);
+  removed_.clear();
+  restore_ = restore;
+  ++counters_.hand_overs_proposed;
+  ++counters_.pendings_superseded;
+  superseded_.push_back(*pending_);
+  if (superseded_.size() > kSupersededMax) superseded_.erase(superseded_.begin());
+  set_pending(std::move(restore), now);
   maybe_commit(now);
   changed(now);
   return {};

@@ -21,13 +21,30 @@
 //     streaming may begin (streaming_may_begin()): each node taking over slots (a taker)
 //     copies the partitions it takes over from their current home replicas (the driver's
 //     work, reported through set_streamed());
-//  3. when every taker streamed all it takes over, the node that sees it first commits:
+//  3. when every taker streamed all it takes over, the member of both tables that sees it
+//     first commits:
 //     the pending table becomes the current one, a deterministic step every node takes
 //     the same way. The commit spreads like any newer table.
 // One hand-over at a time: a removal asked while one is pending is refused, a join waits.
 // Two pending tables made at once elsewhere (two joins) order like tables: every node ends
 // at the higher; a node that adopted the lower first keeps sending to its takers as well
 // (superseded), so the lower one, if it commits, still has its quorums.
+//
+// Cancelling (abort(), kvcli remove --abort): the pending table is replaced by a *restore*:
+// the current table's members and slots at the current epoch + 2, so above every pending
+// table of the current one (epoch + 1), which it supersedes everywhere it spreads. Relative
+// to the current table it moves nothing, so it has no takers and commits once every member
+// has seen it; a joining node is no member of it, so a dead one is never waited for, nor is
+// a leaving member of the cancelled table that gossip shows down. Two rules keep a
+// cancelled table that commits concurrently from losing writes: only a member of both the
+// current and the pending table commits (a joining or leaving node waits to hear it), and
+// a member that has seen the restore no longer holds the cancelled table, so it cannot
+// commit it; a member that committed it first never sees the restore, which then cannot
+// commit. Its commit spreads instead, and the node that cancelled proposes the same
+// restored table on top of it (epoch + 1 of it): a hand-over back, streamed like any.
+// Removals asked before the cancel are forgotten (a restore, or a pending table listing a
+// node again, clears them), a removed node that took part in its removal may serve again,
+// and a joining node whose join it cancelled while it ran stays out until it restarts.
 //
 // Transitions: a node joins only itself. When the table it holds does not list it and no
 // hand-over is pending, it proposes Placement::join(self) as the pending table; a node whose
@@ -91,6 +108,7 @@ struct PlacementKeeperCounters {
   uint64_t hand_overs_proposed = 0;   // pending tables made here
   uint64_t hand_overs_committed = 0;  // pending tables committed here
   uint64_t pendings_superseded = 0;   // pending tables replaced by a higher one
+  uint64_t hand_overs_cancelled = 0;  // cancelled hand-overs whose restore took effect here
 };
 
 // A hand-over in progress: the pending table this node knows of, next to its current one
@@ -112,6 +130,11 @@ struct HandOverStatus {
   std::vector<NodeId> not_seen;
   std::vector<HandOverProgress> takers;  // by node id
   uint64_t moved_slots = 0;              // slots whose node changes
+  // The pending table cancels the hand-over to `cancelled_epoch` (PlacementKeeper::abort):
+  // a restore of the current table's slots, or, on the node that cancelled, the hand-over
+  // back from a cancelled table that committed.
+  bool cancels = false;
+  uint64_t cancelled_epoch = 0;
 };
 
 class PlacementKeeper {
@@ -145,8 +168,13 @@ class PlacementKeeper {
   // Proposes the removal of nodes for good (a hand-over to a table without them).
   // INVALID_ARGUMENT for an invalid id or for removing every member; FAILED_PRECONDITION
   // while another hand-over is pending. Ids that are not members are skipped; nothing to
-  // remove changes nothing.
+  // remove changes nothing. Removing a node that only a pending join lists (a new node
+  // that died mid-join) cancels that join (abort()); FAILED_PRECONDITION when members are
+  // given with it.
   Status remove(const std::vector<NodeId>& ids, MonoTime now);
+  // Cancels the hand-over in progress (see the top of this file). FAILED_PRECONDITION "no
+  // hand-over is pending" when none is; asking again while the cancel runs changes nothing.
+  Status abort(MonoTime now);
 
   // When this node adopted the pending table it has not yet declared seen: the driver
   // calls mark_seen() once nothing it began before that time is running. nullopt: nothing
@@ -175,8 +203,15 @@ class PlacementKeeper {
   // asked here.
   void propose(MonoTime now);
   void set_pending(std::optional<Placement> pending, MonoTime now);
+  // After placement_ changed from `before`: counts a cancel that took effect, forgets what
+  // it undid.
+  void took_table(const Placement& before);
+  // The pending table restores the current one's slots (a cancel).
+  bool restoring() const;
   // Commits the pending table when every taker streamed all it takes over.
   void maybe_commit(MonoTime now);
+  // Sends this node's digest to a few up members of both tables (those that commit).
+  void tell_committers();
   // Members that must see the pending table (leaving members gossip shows down excepted).
   std::vector<NodeId> must_see() const;
   void recompute();
@@ -203,6 +238,9 @@ class PlacementKeeper {
   Random random_;
   std::set<NodeId> up_;
   std::map<NodeId, MonoTime> removed_;  // removals asked here, until when they are re-proposed
+  // A cancel asked here, until the cluster holds a table at or above the restore's epoch:
+  // should a cancelled table commit, the restore is proposed on top of it.
+  std::optional<Placement> restore_;
   MonoTime next_exchange_ = MonoTime::max();
   MonoTime bootstrap_at_ = MonoTime::max();  // while waiting to start a cluster alone
   // This node adopted a pending table that removes it: it does not join itself again until

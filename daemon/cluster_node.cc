@@ -149,6 +149,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
   node->keeper_ = std::make_unique<cluster::PlacementKeeper>(o.node_id, std::move(*placement),
                                                              o.keeper, seed, std::move(pending));
   node->view_->set_joining(node->keeper_->joining());
+  node->note_pending_homes();
   node->store_ = &store;
   std::vector<cluster::RepairMark> marks;
   if (!o.marks_file.empty() && std::filesystem::exists(o.marks_file, ec)) {
@@ -648,12 +649,21 @@ MonoTime ClusterNode::next_deadline() const {
 
 Status ClusterNode::remove(const std::vector<cluster::NodeId>& ids, MonoTime now) {
   const cluster::Placement& p = keeper_->placement();
+  const std::optional<cluster::Placement>& pending = keeper_->pending();
   for (const cluster::NodeId& id : ids) {
-    if (!p.is_member(id)) {
+    // A node only the pending table lists is joining: removing it cancels its join.
+    if (!p.is_member(id) && !(pending.has_value() && pending->is_member(id))) {
       return Status::invalid_argument(id + " is not a member of the placement (kvcli ring)");
     }
   }
   Status s = keeper_->remove(ids, now);
+  if (keeper_->take_changed()) persist_placement();
+  route(keeper_->take_messages());
+  return s;
+}
+
+Status ClusterNode::abort_hand_over(MonoTime now) {
+  Status s = keeper_->abort(now);
   if (keeper_->take_changed()) persist_placement();
   route(keeper_->take_messages());
   return s;
@@ -682,7 +692,10 @@ void ClusterNode::drop_lost(const cluster::Placement& before, const cluster::Pla
   const std::optional<cluster::Placement>& pending = keeper_->pending();
   const cluster::NodeId& self = options_.node_id;
   for (uint32_t p = 0; p < before.partitions(); ++p) {
-    if (!before.is_home(p, self) || after.is_home(p, self)) continue;
+    // Also the partitions a pending table since `before` had it take over (a cancelled
+    // join's): it may have streamed them.
+    const bool held = before.is_home(p, self) || pending_homes_.contains(p);
+    if (!held || after.is_home(p, self)) continue;
     if (pending.has_value() && pending->is_home(p, self)) continue;
     ++counters_.partitions_dropped;
     store_->drop_partition(p, clock_.wall_now(), [p](Status s) {
@@ -692,6 +705,12 @@ void ClusterNode::drop_lost(const cluster::Placement& before, const cluster::Pla
       }
     });
   }
+}
+
+void ClusterNode::note_pending_homes() {
+  const std::optional<cluster::Placement>& pending = keeper_->pending();
+  if (!pending.has_value()) return;
+  for (uint32_t p : pending->partitions_of(options_.node_id)) pending_homes_.insert(p);
 }
 
 void ClusterNode::clear_marks_of_removed(const cluster::Placement& before) {
@@ -716,7 +735,9 @@ void ClusterNode::persist_placement() {
   if (cluster::Placement::newer(keeper_->placement(), before)) {
     drop_lost(before, keeper_->placement());
     clear_marks_of_removed(before);
+    pending_homes_.clear();
   }
+  note_pending_homes();
   if (options_.placement_file.empty()) return;
   Status written = write_file_atomically(options_.placement_file, keeper_->placement().encode());
   const std::filesystem::path pending_file = pending_file_of(options_.placement_file);

@@ -181,8 +181,11 @@ class ClusterNode {
   // ---- kvcli remove: removes nodes from the placement for good (a hand-over: their
   // partitions are streamed to their new home replicas first; docs/replication.md).
   // INVALID_ARGUMENT naming an id that is not a member; FAILED_PRECONDITION while another
-  // hand-over is in progress.
+  // hand-over is in progress. An id only the pending table lists (a joining node) cancels
+  // that join (PlacementKeeper::remove).
   Status remove(const std::vector<cluster::NodeId>& ids, MonoTime now);
+  // ---- kvcli remove --abort: cancels the hand-over in progress (PlacementKeeper::abort).
+  Status abort_hand_over(MonoTime now);
   // This node's own share of a hand-over in progress: what it streams in.
   using Streaming = cluster::StreamProgress;
   std::optional<cluster::HandOverStatus> hand_over() const { return keeper_->hand_over(); }
@@ -201,6 +204,11 @@ class ClusterNode {
   void drop_lost(const cluster::Placement& before, const cluster::Placement& after);
   // Clears the repair marks of owners `before` listed and neither table lists now (removed).
   void clear_marks_of_removed(const cluster::Placement& before);
+  // Adds the partitions the pending table has this node hold to pending_homes_.
+  void note_pending_homes();
+  // Partitions a pending table had this node hold since the current table changed: what
+  // it may have streamed, dropped with the rest once the table it commits does not.
+  std::set<uint32_t> pending_homes_;
   store::Store* store_ = nullptr;
   std::unique_ptr<cluster::HandOver> hand_over_;
   MonoTime streaming_logged_{};

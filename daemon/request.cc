@@ -60,6 +60,14 @@ Status validate_request(const pb::Request& request, const RequestLimits& limits)
     }
     case pb::Request::kRemove: {
       const auto& ids = request.remove().node_ids();
+      if (request.remove().abort()) {
+        if (!ids.empty()) {
+          return Status::invalid_argument(
+              "remove: abort takes no node id (it cancels the "
+              "hand-over in progress, whatever it is)");
+        }
+        return {};
+      }
       if (ids.empty()) return Status::invalid_argument("remove: no node id given");
       if (static_cast<size_t>(ids.size()) > kRemoveMaxNodes) {
         return Status::invalid_argument("remove: " + std::to_string(ids.size()) +

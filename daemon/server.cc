@@ -589,6 +589,8 @@ class ServerImpl final : public Server {
       taker->set_ready(t.ready);
     }
     out->set_moved_slots(h.moved_slots);
+    out->set_cancels(h.cancels);
+    out->set_cancelled_epoch(h.cancelled_epoch);
     pb::HandOverStreaming* streaming = out->mutable_streaming();
     streaming->set_partitions(mine.partitions);
     streaming->set_streamed(mine.streamed);
@@ -610,7 +612,10 @@ class ServerImpl final : public Server {
   void handle_remove(const ReplyTo& to, const pb::Request& req) {
     const auto& given = req.remove().node_ids();
     std::vector<cluster::NodeId> ids(given.begin(), given.end());
-    if (Status s = cluster_->remove(ids, clock_.mono_now()); !s.ok()) {
+    const bool abort = req.remove().abort();
+    if (Status s = abort ? cluster_->abort_hand_over(clock_.mono_now())
+                         : cluster_->remove(ids, clock_.mono_now());
+        !s.ok()) {
       return reply_error(to, req.id(), s);
     }
     pb::Response resp;
@@ -619,12 +624,17 @@ class ServerImpl final : public Server {
     if (std::optional<cluster::HandOverStatus> h = cluster_->hand_over()) {
       body->set_epoch(h->to_epoch);
       body->set_handing_over(true);
+      body->set_cancelling(h->cancels);
+      body->set_cancelled_epoch(h->cancelled_epoch);
     } else {
       body->set_epoch(cluster_->placement().epoch());
     }
-    EDGEKV_LOG(kNotice) << "remove " << joined_ids(ids) << ": "
+    EDGEKV_LOG(kNotice) << "remove " << (abort ? std::string("--abort") : joined_ids(ids)) << ": "
                         << (body->handing_over() ? "hand-over to epoch " : "placement epoch ")
-                        << body->epoch();
+                        << body->epoch()
+                        << (body->cancelling()
+                                ? ", cancelling epoch " + std::to_string(body->cancelled_epoch())
+                                : std::string());
     send_reply(to, resp);
   }
 
@@ -946,6 +956,7 @@ class ServerImpl final : public Server {
         {"placement_tables_refused", pk.tables_refused},
         {"hand_overs_proposed", pk.hand_overs_proposed},
         {"hand_overs_committed", pk.hand_overs_committed},
+        {"hand_overs_cancelled", pk.hand_overs_cancelled},
         {"hand_over_pending", cluster_->keeper().pending().has_value() ? 1u : 0u},
         {"partitions_dropped", cn.partitions_dropped},
         {"store_puts_applied", s.puts_applied},

@@ -6,7 +6,10 @@ acknowledged at QUORUM before and during the hand-over is read back at QUORUM th
 new node, and the new node holds its partitions' keys before anything read them. `kvcli
 remove` of a live node streams its partitions to their new home replicas while writes go
 on, and the node leaves the table. A taker killed with kill -9 mid-stream resumes when it
-is back, and a source killed mid-stream is replaced by the others.
+is back, and a source killed mid-stream is replaced by the others. A join whose new node is
+killed with kill -9 mid-stream is cancelled (`kvcli remove --abort`, or `kvcli remove` of
+the joining node): every node returns to the table before it and every acknowledged key
+reads back at QUORUM; a removal cancelled leaves the node a member that serves.
 
 Anti-entropy's schedule is off: streaming is the only thing that may move data to a taker
 (reads are made after its checks).
@@ -15,6 +18,8 @@ Anti-entropy's schedule is off: streaming is the only thing that may move data t
 from __future__ import annotations
 
 import threading
+
+import pytest
 
 import edgekv_harness as h
 from edgekv_harness import pb
@@ -197,5 +202,108 @@ def test_a_taker_killed_mid_stream_resumes_and_a_killed_source_is_replaced(daemo
         for key in keys:
             resp = get(view.client(node4), key)
             assert resp.code == pb.OK, (key, resp.message)
+    finally:
+        view.close()
+
+
+def taker_streaming(view: h.ClusterView, observer: h.Daemon, node: str, least: int = 1):
+    """`node` streamed at least `least` partitions of the hand-over `observer` shows, not
+    all of them."""
+    def check():
+        r = h.ring(view.client(observer))
+        if not r.HasField("hand_over"):
+            return None
+        t = {t.node_id: t for t in r.hand_over.takers}.get(node)
+        return t if t is not None and least <= t.streamed < t.partitions else None
+    return check
+
+
+def homes(table) -> list[list[str]]:
+    return [list(row.home) for row in table.table]
+
+
+@pytest.mark.parametrize("how", [["--abort"], ["node4"]], ids=["abort", "remove-the-joiner"])
+def test_a_join_whose_node_died_mid_stream_is_cancelled(daemons, how):
+    slow = ["--anti-entropy-rate", "1048576"]
+    nodes = start_cluster(daemons, 3, slow)
+    view = h.ClusterView(nodes)
+    try:
+        before = h.wait_agreed(view, nodes)
+        keys = fill(nodes[0], "big:", 600, b"x" * 2000)
+        writer = Writer(nodes[1], "during:", b"w" * 200).start()
+        node4 = daemons.new("node4",
+                            args=[*PRESET, *slow, "--seeds", nodes[0].gossip_endpoint]).start()
+        h.wait_for(taker_streaming(view, nodes[1], "node4"), 60, "node4 streaming",
+                   interval=0.1)
+        node4.kill()
+        # Gone for good: only a cancel ends the hand-over.
+        shown = h.ring(view.client(nodes[0]))
+        assert shown.HasField("hand_over") and list(shown.hand_over.joining) == ["node4"]
+        r = h.kvcli("remove", *how, endpoint=nodes[0].client_endpoint)
+        assert r.returncode == 0, h.describe(r)
+        assert f"OK cancelling the hand-over to epoch {before.epoch + 1}" in r.stdout.decode(), \
+            h.describe(r)
+        names = [n.name for n in nodes]
+        table = h.wait_for(settled(view, nodes, names), 60, "the join cancelled on every node",
+                           interval=0.1)
+        writer.stop()
+        assert len(writer.acked) > 0
+        assert table.epoch == before.epoch + 2
+        assert homes(table) == homes(before)
+        text = h.kvcli("ring", endpoint=nodes[2].client_endpoint)
+        assert text.returncode == 0, h.describe(text)
+        lines = text.stdout.decode().splitlines()
+        assert lines[1] == "members node1 node2 node3", h.describe(text)
+        assert not any(line.startswith("hand-over") for line in lines), h.describe(text)
+        for n in nodes:
+            assert view.client(n).stats()["hand_overs_cancelled"] == 1, n.name
+        for key in keys + writer.acked:
+            resp = get(view.client(nodes[2]), key)
+            assert resp.code == pb.OK, (key, resp.message)
+        # Nothing is left to cancel.
+        again = h.kvcli("remove", "--abort", endpoint=nodes[1].client_endpoint)
+        assert again.returncode == 4, h.describe(again)
+        assert "no hand-over is pending" in again.stderr.decode(), h.describe(again)
+    finally:
+        view.close()
+
+
+def test_kvcli_remove_abort_cancels_a_removal_and_the_node_serves(daemons):
+    slow = ["--anti-entropy-rate", "262144"]
+    nodes = start_cluster(daemons, 4, slow)
+    view = h.ClusterView(nodes)
+    try:
+        before = h.wait_agreed(view, nodes)
+        keys = fill(nodes[0], "big:", 600, b"x" * 2000)
+        r = h.kvcli("remove", "node4", endpoint=nodes[0].client_endpoint)
+        assert r.returncode == 0, h.describe(r)
+
+        def removing():
+            ring = h.ring(view.client(nodes[1]))
+            if not ring.HasField("hand_over") or list(ring.hand_over.leaving) != ["node4"]:
+                return None
+            return ring
+        h.wait_for(removing, 30, "node4's removal under way", interval=0.05)
+        # Cancelled through another node than the one asked.
+        r = h.kvcli("remove", "--abort", "--json", endpoint=nodes[1].client_endpoint)
+        assert r.returncode == 0, h.describe(r)
+        assert '"cancelling":true' in r.stdout.decode(), h.describe(r)
+        names = [n.name for n in nodes]
+        table = h.wait_for(settled(view, nodes, names), 60, "the removal cancelled everywhere",
+                           interval=0.1)
+        assert table.epoch == before.epoch + 2
+        assert homes(table) == homes(before)
+        # node4 is a member and serves: reads and writes through it at QUORUM.
+        node4 = nodes[3]
+        with node4.client() as c:
+            for key in keys:
+                resp = get(c, key)
+                assert resp.code == pb.OK, (key, resp.message)
+            for i in range(50):
+                resp = put(c, f"after:{i}".encode(), b"a")
+                assert resp.code == pb.OK, resp.message
+        for i in range(50):
+            resp = get(view.client(nodes[0]), f"after:{i}".encode())
+            assert resp.code == pb.OK, resp.message
     finally:
         view.close()

@@ -111,6 +111,14 @@ Status ClusterSim::remove(size_t target, size_t at) {
   return s;
 }
 
+Status ClusterSim::abort_hand_over(size_t at) {
+  ReplicaNode* n = node(at);
+  if (n == nullptr) return Status::unavailable(id(at) + " is down");
+  Status s = n->abort_hand_over(sim_.now());
+  sim_.poke(at);
+  return s;
+}
+
 void ClusterSim::crash_for_good(size_t i) {
   crash(i);
   retired_.insert(i);

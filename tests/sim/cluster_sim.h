@@ -102,6 +102,9 @@ class ClusterSim {
   // Asks node `at` to remove node `target` for good (PlacementKeeper::remove, as `kvcli
   // remove` does).
   Status remove(size_t target, size_t at);
+  // Asks node `at` to cancel the hand-over in progress (PlacementKeeper::abort, as `kvcli
+  // remove --abort` does).
+  Status abort_hand_over(size_t at);
   // Crashes the node and keeps it down: heal_and_read() does not restart it.
   void crash_for_good(size_t i);
   // Every running node holds the same table and no pending one; that table, in `*agreed`.

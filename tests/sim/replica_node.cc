@@ -174,14 +174,20 @@ void ReplicaNode::placement_changed(MonoTime now) {
   anti_entropy_->set_homes(homes, now);
   // The partitions this node held and holds no more, in neither table: dropped for good.
   const std::optional<cluster::Placement>& pending = keeper_->pending();
+  // As edgekvd, the partitions a pending table had it hold since (a cancelled join's) too.
   if (cluster::Placement::newer(p, before) && before.partitions() == p.partitions()) {
     for (uint32_t partition = 0; partition < p.partitions(); ++partition) {
-      if (!before.is_home(partition, config_.id) || p.is_home(partition, config_.id)) continue;
+      const bool held = before.is_home(partition, config_.id) || pending_homes_.contains(partition);
+      if (!held || p.is_home(partition, config_.id)) continue;
       if (pending.has_value() && pending->is_home(partition, config_.id)) continue;
       ++counters_.partitions_dropped;
       // A drop that fails leaves rows no read asks for (edgekvd logs it).
       disk_.store->drop_partition(partition, disk_.clock.wall_now(), [](Status) {});
     }
+  }
+  if (cluster::Placement::newer(p, before)) pending_homes_.clear();
+  if (pending.has_value()) {
+    for (uint32_t partition : pending->partitions_of(config_.id)) pending_homes_.insert(partition);
   }
   std::vector<NodeId> members = p.members();
   if (pending.has_value()) {
@@ -205,6 +211,13 @@ void ReplicaNode::drive_hand_over(MonoTime now) {
 
 Status ReplicaNode::remove(const std::vector<NodeId>& ids, MonoTime now) {
   Status s = keeper_->remove(ids, now);
+  if (keeper_->take_changed()) placement_changed(now);
+  pump(now);
+  return s;
+}
+
+Status ReplicaNode::abort_hand_over(MonoTime now) {
+  Status s = keeper_->abort(now);
   if (keeper_->take_changed()) placement_changed(now);
   pump(now);
   return s;

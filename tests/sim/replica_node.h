@@ -164,6 +164,9 @@ class ReplicaNode final : public SimNode {
   // Proposes the removal of nodes for good, as `kvcli remove` asks edgekvd
   // (PlacementKeeper::remove).
   Status remove(const std::vector<cluster::NodeId>& ids, MonoTime now);
+  // Cancels the hand-over in progress, as `kvcli remove --abort` asks edgekvd
+  // (PlacementKeeper::abort).
+  Status abort_hand_over(MonoTime now);
   // Forces anti-entropy rounds of every partition this node is a home replica of with the
   // other home replicas that are up (as `kvcli repair` does); how many were queued.
   size_t repair_all(MonoTime now);
@@ -194,6 +197,8 @@ class ReplicaNode final : public SimNode {
   // After the keeper's table or pending table changed: the view, anti-entropy's homes, the
   // partitions lost, and the disk.
   void placement_changed(MonoTime now);
+  // As edgekvd: partitions a pending table had this node hold since its table changed.
+  std::set<uint32_t> pending_homes_;
   void drive_hand_over(MonoTime now);
   void answer_repair_ask(const cluster::NodeId& from, const cluster::RepairAsk& ask, MonoTime now);
   // Hands the hint floors' hold to anti-entropy.

@@ -130,13 +130,20 @@ TEST(KvcliArgsTest, UsageErrorsAreOneLineAndSayWhatIsWrong) {
   expect_usage_error({"--endpoint", "localhost:7400", "get", "k"}, "tcp://");
   expect_usage_error({"watch", "--count", "0"}, "--count");
   expect_usage_error({"watch", "a", "b"}, "unexpected argument 'b'");
-  expect_usage_error({"remove"}, "remove: missing NODE (usage: kvcli remove NODE [NODE...])");
+  expect_usage_error({"remove"},
+                     "remove: missing NODE (usage: kvcli remove [NODE] [NODE...] [--abort])");
+  expect_usage_error({"remove", "n1", "--abort"}, "remove: --abort takes no NODE");
+  expect_usage_error({"remove", "--abort=yes"}, "--abort takes no value");
   expect_usage_error({"remove", "n1", "--consistency", "all"},
                      "--consistency applies to get, put and del, not to remove");
 }
 
 TEST(KvcliArgsTest, RemoveTakesOneNodeOrMore) {
-  EXPECT_EQ(synopsis(*find_command("remove")), "remove NODE [NODE...]");
+  EXPECT_EQ(synopsis(*find_command("remove")), "remove [NODE] [NODE...] [--abort]");
+  Result<Invocation> abort = parse_args(std::vector<std::string_view>{"remove", "--abort"}, "");
+  ASSERT_TRUE(abort.ok()) << abort.status().to_string();
+  EXPECT_TRUE(abort->args.empty());
+  EXPECT_NE(abort->flag("--abort"), nullptr);
   for (const std::vector<std::string>& nodes :
        {std::vector<std::string>{"n1"}, {"n1", "n2", "n3"}}) {
     std::vector<std::string_view> args{"remove"};

@@ -342,7 +342,8 @@ TEST(KvcliFormatTest, RingWithAHandOver) {
             R"("members":["a","b","c"],"table":[{"partition":0,"home":["a"]},)"
             R"({"partition":1,"home":["c"]}],"hand_over":{"from_epoch":17,"to_epoch":18,)"
             R"("to_digest":"0123456789abcdef","joining":[],"leaving":["c"],)"
-            R"("not_seen":["b","d\n"],"moved_slots":43,"takers":[)"
+            R"("not_seen":["b","d\n"],"moved_slots":43,"cancels":false,"cancelled_epoch":0,)"
+            R"("takers":[)"
             R"({"node_id":"a","partitions":40,"streamed":12,"ready":false},)"
             R"({"node_id":"b","partitions":3,"streamed":3,"ready":true},)"
             R"({"node_id":"d\n","partitions":0,"streamed":0,"ready":false}],)"
@@ -397,8 +398,48 @@ TEST(KvcliFormatTest, Remove) {
             "OK removing c d: hand-over to epoch 18 started; follow it with 'kvcli ring'\n");
   EXPECT_EQ(remove_text({"c"}, {18, false}), "OK removed c: placement epoch 18\n");
   EXPECT_EQ(remove_json({"c", "d"}, {18, true}),
-            R"({"node_ids":["c","d"],"epoch":18,"handing_over":true})"
+            R"({"node_ids":["c","d"],"epoch":18,"handing_over":true,"cancelling":false,)"
+            R"("cancelled_epoch":0})"
             "\n");
+  // kvcli remove --abort, and a joining node removed (its join cancelled).
+  EXPECT_EQ(remove_text({}, {19, true, true, 18}),
+            "OK cancelling the hand-over to epoch 18: epoch 19 restores the table before it; "
+            "follow it with 'kvcli ring'\n");
+  EXPECT_EQ(remove_text({"d"}, {19, true, true, 18}),
+            "OK cancelling the hand-over to epoch 18 (d joining): epoch 19 restores the table "
+            "before it; follow it with 'kvcli ring'\n");
+  EXPECT_EQ(remove_text({}, {19, false}), "OK hand-over cancelled: placement epoch 19\n");
+  EXPECT_EQ(remove_json({}, {19, true, true, 18}),
+            R"({"node_ids":[],"epoch":19,"handing_over":true,"cancelling":true,)"
+            R"("cancelled_epoch":18})"
+            "\n");
+}
+
+// kvcli ring during a cancel: a restore of the table before the cancelled one, or, on the
+// node that cancelled, a hand-over back from a cancelled table that committed.
+TEST(KvcliFormatTest, HandOverCancelling) {
+  client::HandOver h;
+  h.from_epoch = 17;
+  h.to_epoch = 19;
+  h.to_digest = 0x0123456789abcdef;
+  h.cancels = true;
+  h.cancelled_epoch = 18;
+  EXPECT_EQ(hand_over_text(h),
+            "hand-over epoch 17 -> 19  digest 0123456789abcdef  0 slots move\n"
+            "cancelling epoch 18 (epoch 19 restores epoch 17's slots)\n"
+            "joining -\n"
+            "leaving -\n"
+            "seen by every member\n");
+  EXPECT_NE(hand_over_json(h).find(R"("cancels":true,"cancelled_epoch":18)"), std::string::npos)
+      << hand_over_json(h);
+  h.from_epoch = 18;
+  h.to_epoch = 19;
+  h.moved_slots = 40;
+  h.leaving = {"d"};
+  EXPECT_NE(
+      hand_over_text(h).find("cancelling epoch 18 (it committed: its slots are handed back)\n"),
+      std::string::npos)
+      << hand_over_text(h);
 }
 
 TEST(KvcliFormatTest, Hints) {

@@ -505,8 +505,10 @@ TEST(KvcliRunTest, RemoveAsJsonWithSeveralNodes) {
   FakeServer server(node.handler());
   Ran removed = run({"--endpoint", server.endpoint(), "remove", "node-b", "node-c", "--json"});
   EXPECT_EQ(removed.code, 0) << removed.err;
-  EXPECT_EQ(removed.out, R"({"node_ids":["node-b","node-c"],"epoch":10,"handing_over":true})"
-                         "\n");
+  EXPECT_EQ(removed.out,
+            R"({"node_ids":["node-b","node-c"],"epoch":10,"handing_over":true,"cancelling":false,)"
+            R"("cancelled_epoch":0})"
+            "\n");
   Ran ring = run({"--endpoint", server.endpoint(), "ring"});
   EXPECT_NE(ring.out.find("\nleaving node-b node-c\n"), std::string::npos) << ring.out;
 }

@@ -58,6 +58,7 @@ struct Cluster {
       auto [from, m] = std::move(queue.front());
       queue.pop_front();
       if (loss > 0 && random.chance(loss)) continue;
+      if (cut.contains(from) || cut.contains(m.to)) continue;
       auto it = keepers.find(m.to);
       if (it == keepers.end()) continue;
       it->second->on_message(from, m.message, now);
@@ -106,6 +107,7 @@ struct Cluster {
   double loss = 0;
   std::set<NodeId> holds_seen;    // nodes that do not declare a pending table seen
   std::set<NodeId> holds_stream;  // takers that do not stream
+  std::set<NodeId> cut;           // nodes whose messages, both ways, are lost
   std::map<NodeId, std::unique_ptr<PlacementKeeper>> keepers;
   std::deque<std::pair<NodeId, PeerOutgoing>> queue;
 };
@@ -529,6 +531,271 @@ TEST(PlacementKeeper, ANodeExpectingAClusterWaitsForItsTableBeforeStartingOne) {
   EXPECT_TRUE(joiner.pending()->is_member("d"));
   joiner.tick(MonoTime{} + milliseconds(6000));
   EXPECT_TRUE(joiner.placement() == cluster);
+}
+
+// ---- Cancelling a hand-over (abort()).
+
+// a, b, c agreed; d joins and has streamed nothing yet when it dies for good.
+struct DeadJoiner {
+  explicit DeadJoiner(uint64_t seed) : c(seed) {
+    for (const char* id : {"a", "b", "c"}) c.add(id, empty());
+    c.start_all();
+    EXPECT_TRUE(c.run_until_agreed(200));
+    before = c.keepers["a"]->placement();
+    c.holds_stream.insert("d");
+    PlacementKeeper& d = c.add("d", empty());
+    for (auto& [id, k] : c.keepers) {
+      k->set_member_up("d", true, c.now);
+      d.set_member_up(id, true, c.now);
+    }
+    d.start(c.now);
+    EXPECT_TRUE(run_until(c, 200, [&] {
+      for (auto& [id, k] : c.keepers) {
+        if (!k->pending().has_value() || !k->streaming_may_begin()) return false;
+      }
+      return true;
+    }));
+    cancelled = *c.keepers["a"]->pending();
+    gone = std::move(c.keepers["d"]);
+    c.keepers.erase("d");
+    for (auto& [id, k] : c.keepers) k->set_member_up("d", false, c.now);
+  }
+  // Every node holds the table before the join, two epochs on, and nothing pending.
+  bool restored() {
+    for (auto& [id, k] : c.keepers) {
+      if (k->pending().has_value() || !k->placement().same_assignments(before) ||
+          k->placement().epoch() != before.epoch() + 2) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  Cluster c;
+  Placement before = empty();
+  Placement cancelled = empty();
+  std::unique_ptr<PlacementKeeper> gone;
+};
+
+TEST(PlacementKeeper, AnAbortOfAJoinWhoseTakerIsDeadCommitsTheOldAssignmentsEverywhere) {
+  DeadJoiner j(31);
+  Cluster& c = j.c;
+  // Without a cancel the dead taker holds the hand-over.
+  for (int i = 0; i < 50; ++i) c.step();
+  ASSERT_TRUE(c.keepers["a"]->pending().has_value());
+  ASSERT_TRUE(c.keepers["b"]->abort(c.now).ok());
+  std::optional<HandOverStatus> status = c.keepers["b"]->hand_over();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->cancels);
+  EXPECT_EQ(status->cancelled_epoch, j.before.epoch() + 1);
+  EXPECT_EQ(status->to_epoch, j.before.epoch() + 2);
+  EXPECT_TRUE(status->takers.empty());
+  // Until it commits, the dead taker still gets what it would have taken over.
+  for (uint32_t p : taken_over(j.before, j.cancelled, "d")) {
+    EXPECT_EQ(c.keepers["b"]->joining()[p], (std::vector<NodeId>{"d"})) << p;
+  }
+  // Asking again while it runs changes nothing.
+  EXPECT_TRUE(c.keepers["b"]->abort(c.now).ok());
+  ASSERT_TRUE(run_until(c, 200, [&] { return j.restored(); }));
+  for (auto& [id, k] : c.keepers) {
+    EXPECT_TRUE(k->joining().empty()) << id;
+    EXPECT_EQ(k->counters().hand_overs_cancelled, 1u) << id;
+  }
+  EXPECT_FALSE(c.keepers["a"]->placement().is_member("d"));
+  // Nothing more is pending, so a second cancel names the problem.
+  const Status again = c.keepers["a"]->abort(c.now);
+  EXPECT_EQ(again.code(), Code::kFailedPrecondition) << again.to_string();
+
+  // The joining node comes back later (restarted with the tables it kept): it learns the
+  // restored table and simply joins again.
+  c.keepers["d"] =
+      std::make_unique<PlacementKeeper>("d", j.before, PlacementKeeperOptions{}, 77, j.cancelled);
+  PlacementKeeper& d = *c.keepers["d"];
+  for (auto& [id, k] : c.keepers) {
+    k->set_member_up("d", true, c.now);
+    d.set_member_up(id, true, c.now);
+  }
+  d.start(c.now);
+  c.holds_stream.clear();
+  ASSERT_TRUE(c.run_until_agreed(300));
+  EXPECT_TRUE(c.keepers["a"]->placement().is_member("d"));
+  EXPECT_EQ(c.keepers["a"]->placement().epoch(), j.before.epoch() + 3);
+}
+
+TEST(PlacementKeeper, RemovingANodeOnlyAPendingJoinListsCancelsTheJoin) {
+  DeadJoiner j(33);
+  Cluster& c = j.c;
+  ASSERT_TRUE(c.keepers["c"]->remove({"d"}, c.now).ok());
+  ASSERT_TRUE(c.keepers["c"]->hand_over()->cancels);
+  // A member given with it is refused: one or the other.
+  EXPECT_EQ(c.keepers["a"]->remove({"b", "d"}, c.now).code(), Code::kFailedPrecondition);
+  ASSERT_TRUE(run_until(c, 200, [&] { return j.restored(); }));
+}
+
+TEST(PlacementKeeper, AnAbortWithNothingPendingIsRefused) {
+  Cluster c(35);
+  for (const char* id : {"a", "b", "c"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  const Placement before = c.keepers["a"]->placement();
+  const Status s = c.keepers["a"]->abort(c.now);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition) << s.to_string();
+  EXPECT_NE(s.message().find("no hand-over is pending"), std::string::npos) << s.to_string();
+  EXPECT_TRUE(c.keepers["a"]->placement() == before);
+  EXPECT_FALSE(c.keepers["a"]->pending().has_value());
+}
+
+TEST(PlacementKeeper, AnAbortOfARemovalKeepsTheNodeAMember) {
+  Cluster c(37);
+  for (const char* id : {"a", "b", "c", "d"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  const Placement before = c.keepers["a"]->placement();
+  for (const char* id : {"a", "b", "c"}) c.holds_stream.insert(id);
+  ASSERT_TRUE(c.keepers["a"]->remove({"d"}, c.now).ok());
+  // d took part in its removal.
+  ASSERT_TRUE(run_until(
+      c, 200, [&] { return c.keepers["d"]->left() && c.keepers["a"]->streaming_may_begin(); }));
+  // Cancelled elsewhere than where the removal was asked.
+  ASSERT_TRUE(c.keepers["b"]->abort(c.now).ok());
+  EXPECT_EQ(c.keepers["b"]->hand_over()->leaving, std::vector<NodeId>{});
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    for (auto& [id, k] : c.keepers) {
+      if (k->pending().has_value() || !k->placement().same_assignments(before)) return false;
+    }
+    return true;
+  }));
+  EXPECT_FALSE(c.keepers["d"]->left());
+  // The node that asked the removal does not propose it again (its memory would for a
+  // minute): the cancel cleared it.
+  c.holds_stream.clear();
+  for (int i = 0; i < 40; ++i) c.step();
+  for (auto& [id, k] : c.keepers) {
+    EXPECT_TRUE(k->placement().is_member("d")) << id;
+    EXPECT_FALSE(k->pending().has_value()) << id;
+    EXPECT_EQ(k->placement().epoch(), before.epoch() + 2) << id;
+  }
+}
+
+// Whether every write quorum one node's view asks for meets every read quorum another's asks
+// for, in every partition: the coordinator asks W + k (R + k) of the current home replicas
+// and the k takers (joining()).
+bool quorums_meet(Cluster& c, std::string* why) {
+  const uint32_t q = kN / 2 + 1;
+  for (auto& [u, ku] : c.keepers) {
+    for (auto& [v, kv] : c.keepers) {
+      for (uint32_t p = 0; p < kQ; ++p) {
+        auto replicas = [p](PlacementKeeper& k) {
+          std::set<NodeId> out;
+          for (const NodeId& id : k.placement().home(p)) out.insert(id);
+          const size_t k_extra = k.joining().empty() ? 0 : k.joining()[p].size();
+          if (k_extra > 0) out.insert(k.joining()[p].begin(), k.joining()[p].end());
+          return std::make_pair(out, q + k_extra);
+        };
+        auto [su, wu] = replicas(*ku);
+        auto [sv, rv] = replicas(*kv);
+        size_t only_u = 0, only_v = 0, both = 0;
+        for (const NodeId& id : su) (sv.contains(id) ? both : only_u)++;
+        for (const NodeId& id : sv) only_v += su.contains(id) ? 0 : 1;
+        const size_t in_u = wu > only_u ? wu - only_u : 0;
+        const size_t in_v = rv > only_v ? rv - only_v : 0;
+        if (in_u + in_v <= both) {
+          *why = "partition " + std::to_string(p) + ": " + u + " writes to " + std::to_string(wu) +
+                 " of " + std::to_string(su.size()) + ", " + v + " reads " + std::to_string(rv) +
+                 " of " + std::to_string(sv.size()) + ", " + std::to_string(both) + " in common";
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+TEST(PlacementKeeper, AnAbortRacingTheCancelledTablesCommitEndsInOneTableWithQuorumsMeeting) {
+  Cluster c(39);
+  for (const char* id : {"a", "b", "c"}) c.add(id, empty());
+  c.start_all();
+  ASSERT_TRUE(c.run_until_agreed(200));
+  const Placement before = c.keepers["a"]->placement();
+  c.holds_stream.insert("d");
+  PlacementKeeper& d = c.add("d", empty());
+  for (auto& [id, k] : c.keepers) {
+    k->set_member_up("d", true, c.now);
+    d.set_member_up(id, true, c.now);
+  }
+  d.start(c.now);
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    for (auto& [id, k] : c.keepers) {
+      if (!k->pending().has_value() || !k->streaming_may_begin()) return false;
+    }
+    return true;
+  }));
+  // b is cut off; d streams and the join commits on the others.
+  c.cut.insert("b");
+  c.holds_stream.clear();
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    return c.keepers["a"]->placement().epoch() == before.epoch() + 1 &&
+           !c.keepers["a"]->pending().has_value();
+  }));
+  // b, not knowing, cancels it: it restores the table before the join, over that table.
+  ASSERT_TRUE(c.keepers["b"]->abort(c.now).ok());
+  ASSERT_EQ(c.keepers["b"]->placement().epoch(), before.epoch());
+  std::string why;
+  ASSERT_TRUE(quorums_meet(c, &why)) << why;
+  c.cut.clear();
+  bool met = true;
+  ASSERT_TRUE(run_until(c, 400, [&] {
+    if (met && !quorums_meet(c, &why)) met = false;
+    const Placement& first = c.keepers["a"]->placement();
+    for (auto& [id, k] : c.keepers) {
+      if (k->pending().has_value() || !(k->placement() == first)) return false;
+    }
+    return true;
+  }));
+  EXPECT_TRUE(met) << why;
+  // The join had committed: the cancel became a hand-over back, to the slots before it.
+  const Placement& final_table = c.keepers["a"]->placement();
+  EXPECT_TRUE(final_table.same_assignments(before));
+  EXPECT_EQ(final_table.epoch(), before.epoch() + 2);
+  EXPECT_FALSE(final_table.is_member("d"));
+  EXPECT_EQ(c.keepers["b"]->counters().hand_overs_cancelled, 1u);
+}
+
+// The joining node finishes streaming while cut off: it may not commit on its own word (it
+// would write to the new table's replicas while the others, cancelling, commit the old).
+TEST(PlacementKeeper, AJoiningNodeCutOffAsItFinishesDoesNotCommitWhileTheJoinIsCancelled) {
+  DeadJoiner j(41);
+  Cluster& c = j.c;
+  // d is back, cut off: it streams everything it takes over.
+  c.keepers["d"] = std::move(j.gone);
+  PlacementKeeper& d = *c.keepers["d"];
+  c.cut.insert("d");
+  d.set_streamed(static_cast<uint32_t>(d.taking_over().size()), c.now);
+  EXPECT_TRUE(d.pending().has_value());
+  EXPECT_FALSE(d.placement().is_member("d"));
+  ASSERT_TRUE(c.keepers["a"]->abort(c.now).ok());
+  std::string why;
+  bool met = true;
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    if (met && !quorums_meet(c, &why)) met = false;
+    for (const char* id : {"a", "b", "c"}) {
+      if (c.keepers[id]->pending().has_value() ||
+          !c.keepers[id]->placement().same_assignments(j.before)) {
+        return false;
+      }
+    }
+    return true;
+  }));
+  EXPECT_TRUE(met) << why;
+  EXPECT_FALSE(d.placement().is_member("d"));
+  c.cut.clear();
+  for (const char* id : {"a", "b", "c"}) c.keepers[id]->set_member_up("d", true, c.now);
+  ASSERT_TRUE(run_until(c, 200, [&] {
+    if (met && !quorums_meet(c, &why)) met = false;
+    return d.placement() == c.keepers["a"]->placement() && !d.pending().has_value();
+  }));
+  EXPECT_TRUE(met) << why;
+  EXPECT_TRUE(d.left());  // its join was cancelled while it ran: it stays out
 }
 
 }  // namespace

@@ -85,6 +85,9 @@ TEST(RequestDecodeTest, InvalidRequestsNameTheProblem) {
   too_many_events.mutable_changes()->set_max_events(1'000'000);
   pb::Request remove_nobody;
   remove_nobody.mutable_remove();
+  pb::Request abort_with_ids;
+  abort_with_ids.mutable_remove()->set_abort(true);
+  abort_with_ids.mutable_remove()->add_node_ids("n1");
   pb::Request remove_bad_id;
   remove_bad_id.mutable_remove()->add_node_ids("node 1");
   pb::Request remove_empty_id;
@@ -108,6 +111,7 @@ TEST(RequestDecodeTest, InvalidRequestsNameTheProblem) {
       {"partition out of range", bad_partition, "does not exist"},
       {"too many events", too_many_events, "max_events"},
       {"remove without ids", remove_nobody, "remove: no node id given"},
+      {"abort with ids", abort_with_ids, "remove: abort takes no node id"},
       {"remove of a bad id", remove_bad_id, "node id to remove 'node 1' may hold only"},
       {"remove of an empty id", remove_empty_id, "node id to remove '' must be 1..64 bytes"},
       {"remove of an id twice", remove_twice, "remove: node id n1 is given twice"},

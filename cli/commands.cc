@@ -226,12 +226,14 @@ constexpr CommandSpec kCommands[] = {
             "result ('in sync', 'repaired', or the error, 'timeout' for a round that goes on "
             "past --wait), the digest leaves that differed, the keys pulled to the node and "
             "pushed from it, the keys skipped (present on one side only and older than "
-            "tombstone-grace-ms, left alone so that a purged delete is not undone), the bytes "
-            "exchanged and the time taken; then a summary line. A partition the node is not "
+            "tombstone-grace-ms, left alone so that a purged delete is not undone), the keys "
+            "refused (newer on the other node, but with versions too far ahead of the node's "
+            "clock for its clock guard: not applied), the bytes exchanged and the time taken; "
+            "then a summary line. A partition the node is not "
             "a home replica of is an error naming the partition (kvcli ring shows its home "
             "replicas). Exits 3 when a round failed. With --json prints one object with "
             "rounds, a list of objects with partition, node_id, error, in_sync, "
-            "leaves_differing, pulled, pushed, skipped, bytes and duration_ms.",
+            "leaves_differing, pulled, pushed, skipped, refused, bytes and duration_ms.",
     },
     {
         .id = CommandId::kRemove,

@@ -297,6 +297,9 @@ struct RepairRound {
   uint64_t pulled = 0;   // keys the other node had newer, applied on the answering node
   uint64_t pushed = 0;   // keys the answering node had newer, written to the other
   uint64_t skipped = 0;  // one-sided keys older than the tombstone grace, left alone
+  // Keys the other node had newer that the answering node's clock guard refused (versions
+  // too far ahead of its clock): not applied.
+  uint64_t refused = 0;
   uint64_t bytes = 0;
   std::chrono::milliseconds duration{0};
 };

@@ -360,6 +360,7 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         round.pulled = r.pulled();
         round.pushed = r.pushed();
         round.skipped = r.skipped();
+        round.refused = r.refused();
         round.bytes = r.bytes();
         round.duration = std::chrono::milliseconds(r.duration_ms());
         repair.rounds.push_back(std::move(round));

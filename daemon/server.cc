@@ -719,6 +719,7 @@ class ServerImpl final : public Server {
                          out->set_pulled(round.pulled);
                          out->set_pushed(round.pushed);
                          out->set_skipped(round.skipped);
+                         out->set_refused(round.refused);
                          out->set_bytes(round.bytes);
                          out->set_duration_ms(static_cast<uint64_t>(round.duration.count()));
                        }

@@ -370,6 +370,7 @@ class MemoryNode {
           fixed->set_pulled(4);
           fixed->set_pushed(1);
           fixed->set_skipped(1);
+          fixed->set_refused(3);
           fixed->set_bytes(9000);
           fixed->set_duration_ms(1500);
         }

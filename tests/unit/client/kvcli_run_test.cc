@@ -423,10 +423,11 @@ TEST(KvcliRunTest, Repair) {
   EXPECT_EQ(text.err, "");
   EXPECT_EQ(node.last_repair_wait_ms, 30000u);
   EXPECT_EQ(text.out,
-            "PARTITION  NODE    RESULT    LEAVES  PULLED  PUSHED  SKIPPED  BYTES  TIME\n"
-            "5          node-b  in sync   0       0       0       0        40     0 ms\n"
-            "5          node-c  repaired  2       4       1       1        9000   1s\n"
-            "2 rounds: 1 in sync, 1 repaired, 0 failed; 4 keys pulled, 1 pushed\n");
+            "PARTITION  NODE    RESULT    LEAVES  PULLED  PUSHED  SKIPPED  REFUSED  BYTES  TIME\n"
+            "5          node-b  in sync   0       0       0       0        0        40     0 ms\n"
+            "5          node-c  repaired  2       4       1       1        3        9000   1s\n"
+            "2 rounds: 1 in sync, 1 repaired, 0 failed; 4 keys pulled, 1 pushed, 3 refused by "
+            "the clock guard\n");
 
   // Every partition of the node, by default; a round that failed exits 3.
   Ran all = run({"--endpoint", server.endpoint(), "--json", "repair"});
@@ -434,6 +435,8 @@ TEST(KvcliRunTest, Repair) {
   EXPECT_EQ(node.last_repair_wait_ms, 60000u);
   EXPECT_NE(all.out.find(R"({"rounds":[{"partition":3,"node_id":"node-b","error":"",)"),
             std::string::npos)
+      << all.out;
+  EXPECT_NE(all.out.find(R"("pushed":1,"skipped":1,"refused":3,"bytes":9000,)"), std::string::npos)
       << all.out;
   Ran late = run({"--endpoint", server.endpoint(), "repair", "7"});
   EXPECT_EQ(late.code, 3) << late.err;

@@ -718,8 +718,11 @@ std::string hints_text(const client::Hints& hints, WallTime now) {
         age = format_duration_ms(now.ms > t.oldest.ms ? static_cast<uint64_t>(now.ms - t.oldest.ms)
                                                       : 0);
       }
-      rows.push_back({or_dash(t.node_id), t.up ? "up" : "down", std::to_string(t.hints),
-                      std::to_string(t.bytes), std::move(age),
+      rows.push_back({or_dash(t.node_id),
+                      t.rehomed ? "removed"
+                      : t.up    ? "up"
+                                : "down",
+                      std::to_string(t.hints), std::to_string(t.bytes), std::move(age),
                       t.delivering ? std::to_string(t.rate) + " B/s" : "-",
                       std::to_string(t.delivered), std::to_string(t.failures),
                       or_dash(t.last_error)});
@@ -817,7 +820,8 @@ std::string hints_json(const client::Hints& hints) {
         .unsigned_number("rate", t.rate)
         .unsigned_number("delivered", t.delivered)
         .unsigned_number("failures", t.failures)
-        .text("last_error", t.last_error);
+        .text("last_error", t.last_error)
+        .boolean("rehomed", t.rehomed);
     targets += entry.str();
   }
   targets += "]";

@@ -268,6 +268,9 @@ struct HintTarget {
   uint64_t delivered = 0;   // handed over since the node started
   uint64_t failures = 0;    // failed hand-overs since the node started
   std::string last_error;
+  // No placement table lists it any more (removed): its hints go to the current home
+  // replicas of their partitions, `delivered` counting those all of them acknowledged.
+  bool rehomed = false;
 };
 
 // A partition marked for repair with a node whose hints were refused.

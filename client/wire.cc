@@ -332,6 +332,7 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         target.delivered = t.delivered();
         target.failures = t.failures();
         target.last_error = std::move(*t.mutable_last_error());
+        target.rehomed = t.rehomed();
         hints.targets.push_back(std::move(target));
       }
       hints.marks.reserve(static_cast<size_t>(body->marks_size()));

@@ -393,11 +393,11 @@ TEST(KvcliRunTest, Hints) {
   ASSERT_EQ(lines.size(), 6u) << text.out;
   EXPECT_EQ(lines[0].substr(0, 4), "NODE");
   EXPECT_EQ(lines[1].substr(0, 6), "node-c");
-  EXPECT_NE(lines[1].find("  down  12  "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("  down     12     "), std::string::npos) << lines[1];
   EXPECT_NE(lines[1].find("  3456  "), std::string::npos) << lines[1];
   EXPECT_NE(lines[1].find("timed out"), std::string::npos) << lines[1];
   EXPECT_EQ(lines[2].substr(0, 6), "node-d");
-  EXPECT_NE(lines[2].find("  up  "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("  removed  "), std::string::npos) << lines[2];
   EXPECT_NE(lines[2].find("  40  "), std::string::npos) << lines[2];
   EXPECT_EQ(lines[3], "repair marks:");
   EXPECT_EQ(lines[4].substr(0, 9), "PARTITION");
@@ -408,9 +408,9 @@ TEST(KvcliRunTest, Hints) {
   EXPECT_EQ(json.out,
             R"({"targets":[{"node_id":"node-c","up":false,"hints":12,"bytes":3456,)"
             R"("oldest_ms":1700000000000,"delivering":false,"rate":0,"delivered":0,"failures":2,)"
-            R"("last_error":"timed out"},{"node_id":"node-d","up":true,"hints":0,"bytes":0,)"
-            R"("oldest_ms":0,"delivering":false,"rate":0,"delivered":40,"failures":0,)"
-            R"("last_error":""}],"marks":[{"partition":5,"node_id":"node-c",)"
+            R"("last_error":"timed out","rehomed":false},{"node_id":"node-d","up":true,"hints":0,)"
+            R"("bytes":0,"oldest_ms":0,"delivering":false,"rate":0,"delivered":40,"failures":0,)"
+            R"("last_error":"","rehomed":true}],"marks":[{"partition":5,"node_id":"node-c",)"
             R"("since_ms":1700000100000,"hints":3,"reason":"past hint-window"}]})"
             "\n");
 }

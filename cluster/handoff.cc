@@ -350,7 +350,17 @@ Status Handoff::admit(const NodeId& owner, std::string_view key) {
 
 void Handoff::refused(const NodeId& owner, std::string_view key, const Status& why) {
   ++counters_.store_refusals;
-  mark(owner, key, why.message());
+  if (!unlisted(owner)) {
+    mark(owner, key, why.message());
+    return;
+  }
+  // A removed owner is never asked: the partition's current home replicas are, each
+  // comparing it with the others.
+  const uint32_t partition = partition_of_(key);
+  if (partition >= current_->partitions()) return;
+  for (const NodeId& home : current_->home(partition)) {
+    if (home != self_) mark(home, key, why.message() + " (a hint for " + owner + ", removed)");
+  }
 }
 
 void Handoff::mark(const NodeId& owner, std::string_view key, const std::string& reason) {

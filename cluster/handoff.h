@@ -41,6 +41,8 @@
 //    than hint_window: then the hint goes to the others, and once they all acknowledged,
 //    the partition is marked for repair with that home replica (a RepairMark, asked as
 //    any) and the hint removed; never before at least one home replica holds it;
+//  - a hint for it the store refuses (refused()) marks the partition with each current
+//    home replica but this node instead of with the owner, which no one would ask;
 //  - an answer other than OK (or none within request_timeout) from any of them fails the
 //    target as for an owner (slower, backed off, read again from the first hint);
 //    INVALID_ARGUMENT marks the partition for repair with that home replica instead.
@@ -227,7 +229,8 @@ class Handoff {
   // UNAVAILABLE (naming the bound) when the owner is down past hint_window, which marks the
   // key's partition.
   Status admit(const NodeId& owner, std::string_view key);
-  // A hint the store refused (hints_max_bytes): marks the key's partition.
+  // A hint the store refused (hints_max_bytes): marks the key's partition (for an owner no
+  // table lists, with each of the partition's current home replicas but this node).
   void refused(const NodeId& owner, std::string_view key, const Status& why);
 
   // A WriteReply: true when it answers a hint handed off here (is_handoff_reply), which is

@@ -1568,6 +1568,21 @@ TEST_F(RehomeTest, AHintKeptAfterTheRemovalIsAdmittedAndReHomed) {
   EXPECT_TRUE(held(kOwner).empty());
 }
 
+TEST_F(RehomeTest, AHintForARemovedOwnerTheStoreRefusedMarksThePartitionsHomes) {
+  handoff_->set_placement(after_, std::nullopt, now());
+  const std::string key = keys()[0];
+  handoff_->refused(kOwner, key, Status::overloaded("hints reached 1024 bytes"));
+  std::set<NodeId> expected = homes(key);
+  expected.erase(kSelf);
+  std::set<NodeId> marked;
+  for (const RepairMark& m : handoff_->marks()) {
+    EXPECT_EQ(m.partition, store_->partition_of(key));
+    EXPECT_NE(m.reason.find("hints reached 1024 bytes"), std::string::npos) << m.reason;
+    marked.insert(m.owner);
+  }
+  EXPECT_EQ(marked, expected) << "not the removed owner, whom no one asks";
+}
+
 TEST_F(RehomeTest, AnOwnerStillInAPendingTableOrANewDirectorysTableIsNotReHomed) {
   keep(kOwner, keys()[0], 10);
   // The removal pending: the owner is still in the committed table.

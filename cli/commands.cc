@@ -208,7 +208,10 @@ constexpr CommandSpec kCommands[] = {
         .description =
             "Prints the hints the node keeps, as a fallback, for writes to nodes that were "
             "down, and their handing back: one line per node it keeps hints for or has "
-            "handed hints to, with its node id, up or down (as the node's gossip sees it), "
+            "handed hints to, with its node id, up or down (as the node's gossip sees it; "
+            "'removed' when no placement table lists it any more: its hints go to the "
+            "current home replicas of their partitions, and are delivered once all of them "
+            "took them), "
             "the number of hints and their bytes, the age of the oldest hint, the rate the "
             "hints are handed over at now ('-' when none are being handed over), the hints "
             "delivered and the failed hand-overs since the node started, and the last error; "
@@ -218,7 +221,7 @@ constexpr CommandSpec kCommands[] = {
             "hints refused since and the first refusal's reason; 'no repair marks' when "
             "there are none. With --json prints one object with targets, a list of objects "
             "with node_id, up, hints, bytes, oldest_ms (0: no hints), delivering, rate, "
-            "delivered, failures and last_error, and marks, a list of objects with "
+            "delivered, failures, last_error and rehomed, and marks, a list of objects with "
             "partition, node_id, since_ms, hints and reason.",
     },
     {
@@ -236,12 +239,14 @@ constexpr CommandSpec kCommands[] = {
             "result ('in sync', 'repaired', or the error, 'timeout' for a round that goes on "
             "past --wait), the digest leaves that differed, the keys pulled to the node and "
             "pushed from it, the keys skipped (present on one side only and older than "
-            "tombstone-grace-ms, left alone so that a purged delete is not undone), the bytes "
-            "exchanged and the time taken; then a summary line. A partition the node is not "
+            "tombstone-grace-ms, left alone so that a purged delete is not undone), the keys "
+            "refused (newer on the other node, but with versions too far ahead of the node's "
+            "clock for its clock guard: not applied), the bytes exchanged and the time taken; "
+            "then a summary line. A partition the node is not "
             "a home replica of is an error naming the partition (kvcli ring shows its home "
             "replicas). Exits 3 when a round failed. With --json prints one object with "
             "rounds, a list of objects with partition, node_id, error, in_sync, "
-            "leaves_differing, pulled, pushed, skipped, bytes and duration_ms.",
+            "leaves_differing, pulled, pushed, skipped, refused, bytes and duration_ms.",
     },
     {
         .id = CommandId::kRemove,

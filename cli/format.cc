@@ -738,8 +738,11 @@ std::string hints_text(const client::Hints& hints, WallTime now) {
         age = format_duration_ms(now.ms > t.oldest.ms ? static_cast<uint64_t>(now.ms - t.oldest.ms)
                                                       : 0);
       }
-      rows.push_back({or_dash(t.node_id), t.up ? "up" : "down", std::to_string(t.hints),
-                      std::to_string(t.bytes), std::move(age),
+      rows.push_back({or_dash(t.node_id),
+                      t.rehomed ? "removed"
+                      : t.up    ? "up"
+                                : "down",
+                      std::to_string(t.hints), std::to_string(t.bytes), std::move(age),
                       t.delivering ? std::to_string(t.rate) + " B/s" : "-",
                       std::to_string(t.delivered), std::to_string(t.failures),
                       or_dash(t.last_error)});
@@ -764,13 +767,14 @@ std::string repair_text(const client::Repair& repair) {
   }
   std::vector<std::vector<std::string>> rows;
   rows.reserve(repair.rounds.size() + 1);
-  rows.push_back(
-      {"PARTITION", "NODE", "RESULT", "LEAVES", "PULLED", "PUSHED", "SKIPPED", "BYTES", "TIME"});
+  rows.push_back({"PARTITION", "NODE", "RESULT", "LEAVES", "PULLED", "PUSHED", "SKIPPED", "REFUSED",
+                  "BYTES", "TIME"});
   size_t in_sync = 0;
   size_t repaired = 0;
   size_t failed = 0;
   uint64_t pulled = 0;
   uint64_t pushed = 0;
+  uint64_t refused = 0;
   for (const client::RepairRound& r : repair.rounds) {
     std::string result;
     if (!r.error.empty()) {
@@ -785,15 +789,18 @@ std::string repair_text(const client::Repair& repair) {
     }
     pulled += r.pulled;
     pushed += r.pushed;
+    refused += r.refused;
     rows.push_back({std::to_string(r.partition), or_dash(r.node_id), std::move(result),
                     std::to_string(r.leaves_differing), std::to_string(r.pulled),
-                    std::to_string(r.pushed), std::to_string(r.skipped), std::to_string(r.bytes),
+                    std::to_string(r.pushed), std::to_string(r.skipped), std::to_string(r.refused),
+                    std::to_string(r.bytes),
                     format_duration_ms(static_cast<uint64_t>(r.duration.count()))});
   }
   return aligned_columns(rows) + std::to_string(repair.rounds.size()) +
          " rounds: " + std::to_string(in_sync) + " in sync, " + std::to_string(repaired) +
          " repaired, " + std::to_string(failed) + " failed; " + std::to_string(pulled) +
-         " keys pulled, " + std::to_string(pushed) + " pushed\n";
+         " keys pulled, " + std::to_string(pushed) + " pushed, " + std::to_string(refused) +
+         " refused by the clock guard\n";
 }
 
 std::string repair_json(const client::Repair& repair) {
@@ -809,6 +816,7 @@ std::string repair_json(const client::Repair& repair) {
         .unsigned_number("pulled", r.pulled)
         .unsigned_number("pushed", r.pushed)
         .unsigned_number("skipped", r.skipped)
+        .unsigned_number("refused", r.refused)
         .unsigned_number("bytes", r.bytes)
         .unsigned_number("duration_ms", static_cast<uint64_t>(r.duration.count()));
     rounds += entry.str();
@@ -832,7 +840,8 @@ std::string hints_json(const client::Hints& hints) {
         .unsigned_number("rate", t.rate)
         .unsigned_number("delivered", t.delivered)
         .unsigned_number("failures", t.failures)
-        .text("last_error", t.last_error);
+        .text("last_error", t.last_error)
+        .boolean("rehomed", t.rehomed);
     targets += entry.str();
   }
   targets += "]";

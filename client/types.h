@@ -274,6 +274,9 @@ struct HintTarget {
   uint64_t delivered = 0;   // handed over since the node started
   uint64_t failures = 0;    // failed hand-overs since the node started
   std::string last_error;
+  // No placement table lists it any more (removed): its hints go to the current home
+  // replicas of their partitions, `delivered` counting those all of them acknowledged.
+  bool rehomed = false;
 };
 
 // A partition marked for repair with a node whose hints were refused.
@@ -303,6 +306,9 @@ struct RepairRound {
   uint64_t pulled = 0;   // keys the other node had newer, applied on the answering node
   uint64_t pushed = 0;   // keys the answering node had newer, written to the other
   uint64_t skipped = 0;  // one-sided keys older than the tombstone grace, left alone
+  // Keys the other node had newer that the answering node's clock guard refused (versions
+  // too far ahead of its clock): not applied.
+  uint64_t refused = 0;
   uint64_t bytes = 0;
   std::chrono::milliseconds duration{0};
 };

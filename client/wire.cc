@@ -334,6 +334,7 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         target.delivered = t.delivered();
         target.failures = t.failures();
         target.last_error = std::move(*t.mutable_last_error());
+        target.rehomed = t.rehomed();
         hints.targets.push_back(std::move(target));
       }
       hints.marks.reserve(static_cast<size_t>(body->marks_size()));
@@ -362,6 +363,7 @@ void complete_from_response(pb::Response& response, std::string_view endpoint,
         round.pulled = r.pulled();
         round.pushed = r.pushed();
         round.skipped = r.skipped();
+        round.refused = r.refused();
         round.bytes = r.bytes();
         round.duration = std::chrono::milliseconds(r.duration_ms());
         repair.rounds.push_back(std::move(round));

@@ -138,8 +138,10 @@ void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
   }
   t.asks_after = added ? now : now + options_.resume_delay;
   ask_wake_ = MonoTime{};
+  if (!up) t.down_since = now;
+  // A re-homed owner's hints go to the partitions' home replicas, whatever its liveness.
+  if (t.rehomed) return;
   if (!up) {
-    t.down_since = now;
     // What was read but not sent waits for the owner's return; what is in flight times out.
     t.queued.clear();
     t.cursor = Version{};
@@ -159,6 +161,11 @@ void Handoff::set_member(const NodeId& id, bool up, MonoTime now) {
 void Handoff::forget_member(const NodeId& id) {
   auto it = targets_.find(id);
   if (it == targets_.end()) return;
+  if (it->second.rehomed) {
+    // Its hints still go to the homes, whatever gossip knows of it.
+    it->second.up = false;
+    return;
+  }
   targets_.erase(it);
   for (auto a = asks_.lower_bound({id, 0}); a != asks_.end() && a->first.first == id; ++a) {
     drop_ask(a->second);
@@ -169,6 +176,7 @@ void Handoff::forget_member(const NodeId& id) {
   for (auto s = inflight_.begin(); s != inflight_.end();) {
     if (s->second.owner == id) {
       timers_.erase({s->second.deadline, s->first});
+      if (s->second.group != 0) groups_.erase(s->second.group);
       s = inflight_.erase(s);
     } else {
       ++s;
@@ -176,7 +184,156 @@ void Handoff::forget_member(const NodeId& id) {
   }
 }
 
+void Handoff::set_placement(const Placement& current, const std::optional<Placement>& pending,
+                            MonoTime now) {
+  auto members = [this] {
+    std::set<NodeId> out;
+    if (current_.has_value()) out.insert(current_->members().begin(), current_->members().end());
+    if (pending_.has_value()) out.insert(pending_->members().begin(), pending_->members().end());
+    return out;
+  };
+  const bool first = !current_.has_value();
+  const std::set<NodeId> before = members();
+  current_ = current;
+  pending_ = pending;
+  const bool changed = first || members() != before;
+  for (auto& [owner, t] : targets_) {
+    if (!t.rehomed || unlisted(owner)) continue;
+    // Listed again (it joined anew): its hints go to it, as an owner's.
+    t.rehomed = false;
+    t.queued.clear();
+    t.cursor = Version{};
+    t.exhausted = false;
+    t.rescan = t.inflight > 0;
+    t.not_before = t.wake = now;
+  }
+  if (changed) find_unlisted(now);
+}
+
+bool Handoff::unlisted(const NodeId& owner) const {
+  if (!current_.has_value() || owner == self_) return false;
+  if (current_->is_member(owner) || (pending_.has_value() && pending_->is_member(owner))) {
+    return false;
+  }
+  // A new data directory's own table knows no cluster yet: it says nothing of the owners.
+  const std::vector<NodeId>& m = current_->members();
+  return !(current_->epoch() <= 1 &&
+           std::all_of(m.begin(), m.end(), [this](const NodeId& id) { return id == self_; }));
+}
+
+void Handoff::find_unlisted(MonoTime now) {
+  owners_look_ = MonoTime::max();
+  Result<std::vector<store::HintOwnerSummary>> owners = store_.hint_owners();
+  if (!owners.ok()) {
+    if (owners.status().code() == Code::kFailedPrecondition) return;  // a store keeping none
+    ++counters_.read_failures;
+    owners_look_ = now + options_.idle_check;
+    return;
+  }
+  for (const store::HintOwnerSummary& o : *owners) {
+    if (o.hints > 0 && unlisted(o.owner)) rehome(o.owner, now);
+  }
+}
+
+void Handoff::rehome(const NodeId& owner, MonoTime now) {
+  auto [it, added] = targets_.try_emplace(owner);
+  Target& t = it->second;
+  if (added) {
+    t.refilled = now;
+    t.down_since = now;
+  }
+  if (t.rehomed) return;
+  t.rehomed = true;
+  t.rehomed_since = now;
+  t.queued.clear();
+  t.cursor = Version{};
+  t.exhausted = false;
+  // Hints in flight to the owner itself are answered (or time out) first.
+  t.rescan = t.inflight > 0;
+  t.rate = static_cast<double>(options_.delivery_rate);
+  t.backoff = std::chrono::milliseconds(0);
+  t.not_before = t.wake = now;
+}
+
+Handoff::Homes Handoff::homes_of(uint32_t partition, const Target& t, MonoTime now) const {
+  Homes out;
+  if (!current_.has_value() || partition >= current_->partitions()) {
+    out.hold = true;
+    return out;
+  }
+  std::vector<NodeId> homes = current_->home(partition);
+  if (pending_.has_value() && partition < pending_->partitions()) {
+    for (NodeId& taker : pending_->home(partition)) {
+      if (std::find(homes.begin(), homes.end(), taker) == homes.end()) {
+        homes.push_back(std::move(taker));
+      }
+    }
+  }
+  for (NodeId& home : homes) {
+    auto it = targets_.find(home);
+    if (home == self_ || (it != targets_.end() && it->second.up)) {
+      out.send.push_back(std::move(home));
+      continue;
+    }
+    // Never reported by gossip: down, as far as this node knows, since the re-homing began.
+    const MonoTime since = it != targets_.end() ? it->second.down_since : t.rehomed_since;
+    if (now - since > options_.hint_window) {
+      out.lapsed.push_back(std::move(home));
+    } else {
+      out.hold = true;
+    }
+  }
+  if (out.send.empty()) out.hold = true;  // nobody would hold it yet
+  return out;
+}
+
+bool Handoff::send_rehomed(const NodeId& owner, Target& t, MonoTime now) {
+  const store::Record& front = t.queued.front();
+  const uint64_t bytes = front.key.size() + front.value.size();
+  Homes homes = homes_of(partition_of_(front.key), t, now);
+  if (homes.hold) {
+    // Stays in the store, looked at again by the next pass. Looking costs what sending
+    // would, so that passes over many held hints stay within the rate.
+    ++counters_.rehome_held;
+    t.tokens -= static_cast<double>(bytes);
+    t.queued.pop_front();
+    return true;
+  }
+  const size_t copies = homes.send.size();
+  if (t.inflight > 0 && (t.inflight + copies > options_.max_inflight ||
+                         t.inflight_bytes + bytes * copies > options_.max_inflight_bytes)) {
+    return false;
+  }
+  auto record = std::make_shared<store::Record>(std::move(t.queued.front()));
+  t.queued.pop_front();
+  const uint64_t group = next_group_++;
+  groups_.emplace(group, Group{copies, false, std::move(homes.lapsed)});
+  t.busy_keys.insert(record->key);
+  for (NodeId& to : homes.send) {
+    const uint64_t req = kRequestBit | next_req_++;
+    Sent sent{
+        owner, to, group, record->key, record->version, bytes, now + options_.request_timeout};
+    ++t.inflight;
+    t.inflight_bytes += bytes;
+    timers_.emplace(sent.deadline, req);
+    inflight_.emplace(req, std::move(sent));
+    ++counters_.rehome_sent;
+    WriteRequest w;
+    w.req = req;
+    w.record = record;
+    w.handoff = true;
+    outbox_.push_back(PeerOutgoing{std::move(to), std::move(w)});
+  }
+  t.tokens -= static_cast<double>(bytes * copies);
+  return true;
+}
+
 Status Handoff::admit(const NodeId& owner, std::string_view key) {
+  if (unlisted(owner)) {
+    // A coordinator on an older table still writes for it: the hint goes to the homes.
+    rehome(owner, clock_.mono_now());
+    return Status::ok_status();
+  }
   auto it = targets_.find(owner);
   if (it == targets_.end() || it->second.up) return Status::ok_status();
   const auto down = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.mono_now() -
@@ -193,7 +350,17 @@ Status Handoff::admit(const NodeId& owner, std::string_view key) {
 
 void Handoff::refused(const NodeId& owner, std::string_view key, const Status& why) {
   ++counters_.store_refusals;
-  mark(owner, key, why.message());
+  if (!unlisted(owner)) {
+    mark(owner, key, why.message());
+    return;
+  }
+  // A removed owner is never asked: the partition's current home replicas are, each
+  // comparing it with the others.
+  const uint32_t partition = partition_of_(key);
+  if (partition >= current_->partitions()) return;
+  for (const NodeId& home : current_->home(partition)) {
+    if (home != self_) mark(home, key, why.message() + " (a hint for " + owner + ", removed)");
+  }
 }
 
 void Handoff::mark(const NodeId& owner, std::string_view key, const std::string& reason) {
@@ -330,7 +497,7 @@ bool Handoff::read_page(const NodeId& owner, Target& t, MonoTime now) {
 }
 
 void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
-  if (!t.up) return;
+  if (!t.up && !t.rehomed) return;
   if (now < t.not_before) {
     // Waiting out a backoff or an empty bucket. The wake may have been left at max for a
     // reply to end (a failure while others were in flight): that reply came, so the look
@@ -359,10 +526,15 @@ void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
       std::min(burst, t.tokens + t.rate * std::chrono::duration<double>(now - t.refilled).count());
   t.refilled = now;
   auto room = [&] { return t.inflight < options_.max_inflight; };
+  // (A re-homed hint's copies may take it past max_inflight by N - 1: they go together.)
   while (t.tokens > 0 && room()) {
     if (t.queued.empty()) {
       if (t.exhausted) break;
       if (!read_page(owner, t, now)) return;
+      continue;
+    }
+    if (t.rehomed) {
+      if (!send_rehomed(owner, t, now)) break;
       continue;
     }
     const uint64_t bytes = t.queued.front().key.size() + t.queued.front().value.size();
@@ -371,7 +543,7 @@ void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
     store::Record record = std::move(t.queued.front());
     t.queued.pop_front();
     const uint64_t req = kRequestBit | next_req_++;
-    Sent sent{owner, record.key, record.version, bytes, now + options_.request_timeout};
+    Sent sent{owner, owner, 0, record.key, record.version, bytes, now + options_.request_timeout};
     t.busy_keys.insert(record.key);
     ++t.inflight;
     t.inflight_bytes += bytes;
@@ -426,7 +598,7 @@ void Handoff::fail(Target& t, const Sent& sent, std::string why, MonoTime now) {
 bool Handoff::on_reply(const NodeId& from, const WriteReply& reply, MonoTime now) {
   if (!is_handoff_reply(reply.req)) return false;
   auto it = inflight_.find(reply.req);
-  if (it == inflight_.end() || it->second.owner != from) return true;  // late or misaddressed
+  if (it == inflight_.end() || it->second.to != from) return true;  // late or misaddressed
   Sent sent = std::move(it->second);
   inflight_.erase(it);
   timers_.erase({sent.deadline, reply.req});
@@ -435,6 +607,11 @@ bool Handoff::on_reply(const NodeId& from, const WriteReply& reply, MonoTime now
   Target& t = target->second;
   --t.inflight;
   t.inflight_bytes -= sent.bytes;
+  if (sent.group != 0) {
+    on_copy(t, std::move(sent), from, reply.status, now);
+    pump(target->first, t, now);
+    return true;
+  }
   if (!reply.status.ok() && reply.status.code() != Code::kInvalidArgument) {
     ++counters_.refused;
     fail(t, sent, from + " refused a hint: " + reply.status.to_string(), now);
@@ -457,6 +634,12 @@ bool Handoff::on_reply(const NodeId& from, const WriteReply& reply, MonoTime now
     t.last_error = from + " rejected a hint: " + reply.status.to_string();
     mark(sent.owner, sent.key, t.last_error);
   }
+  remove(sent);
+  pump(sent.owner, t, now);
+  return true;
+}
+
+void Handoff::remove(const Sent& sent) {
   std::weak_ptr<bool> alive = alive_;
   store_.remove_hint(sent.owner, sent.key, sent.version,
                      [this, alive, post = post_, owner = sent.owner,
@@ -466,8 +649,51 @@ bool Handoff::on_reply(const NodeId& from, const WriteReply& reply, MonoTime now
                          if (alive.lock()) on_removed(owner, key, std::move(result));
                        });
                      });
-  pump(sent.owner, t, now);
-  return true;
+}
+
+void Handoff::on_copy(Target& t, Sent sent, const NodeId& from, std::optional<Status> status,
+                      MonoTime now) {
+  auto g = groups_.find(sent.group);
+  if (g == groups_.end()) return;
+  Group& group = g->second;
+  --group.waiting;
+  if (!status.has_value()) {
+    group.failed = true;
+    fail(t, sent,
+         from + " did not acknowledge a re-homed hint of " + sent.owner + " within " +
+             std::to_string(options_.request_timeout.count()) + " ms",
+         now);
+  } else if (status->code() == Code::kInvalidArgument) {
+    // That home replica will never take it: it compares the partition with the others.
+    ++counters_.rejected;
+    ++t.failures;
+    t.last_error = from + " rejected a re-homed hint: " + status->to_string();
+    mark(from, sent.key, t.last_error);
+  } else if (!status->ok()) {
+    ++counters_.refused;
+    group.failed = true;
+    fail(t, sent, from + " refused a re-homed hint of " + sent.owner + ": " + status->to_string(),
+         now);
+  }
+  if (group.waiting > 0) return;
+  const Group done = std::move(group);
+  groups_.erase(g);
+  // Failed: kept, and sent to every home again by the next pass (last-write-wins makes the
+  // copies already taken harmless).
+  if (done.failed) return;
+  for (const NodeId& lapsed : done.lapsed) {
+    mark(lapsed, sent.key,
+         "a hint kept for " + sent.owner + " (no longer a member) went to partition " +
+             std::to_string(partition_of_(sent.key)) + "'s other home replicas; " + lapsed +
+             " was down past hint-window (" + seconds_text(options_.hint_window) + ")");
+  }
+  ++counters_.rehomed;
+  counters_.delivered_bytes += sent.bytes;
+  ++t.delivered;
+  t.rate = std::min(t.rate + static_cast<double>(options_.delivery_rate) / 32,
+                    static_cast<double>(options_.delivery_rate));
+  t.backoff = std::chrono::milliseconds(0);
+  remove(sent);
 }
 
 void Handoff::on_removed(const NodeId& owner, const std::string& key,
@@ -496,11 +722,17 @@ void Handoff::tick(MonoTime now) {
     Target& t = target->second;
     --t.inflight;
     t.inflight_bytes -= sent.bytes;
+    if (sent.group != 0) {
+      const NodeId to = sent.to;
+      on_copy(t, std::move(sent), to, std::nullopt, now);
+      continue;
+    }
     fail(t, sent,
          sent.owner + " did not acknowledge a hint within " +
              std::to_string(options_.request_timeout.count()) + " ms",
          now);
   }
+  if (now >= owners_look_) find_unlisted(now);
   for (auto& [owner, t] : targets_) pump(owner, t, now);
   while (!ask_timers_.empty() && ask_timers_.begin()->first <= now) {
     const uint64_t req = ask_timers_.begin()->second;
@@ -522,8 +754,9 @@ MonoTime Handoff::next_deadline() const {
   if (!timers_.empty()) next = timers_.begin()->first;
   if (!ask_timers_.empty()) next = std::min(next, ask_timers_.begin()->first);
   if (!marks_.empty()) next = std::min(next, ask_wake_);
+  next = std::min(next, owners_look_);
   for (const auto& [owner, t] : targets_) {
-    if (t.up) next = std::min(next, t.wake);
+    if (t.up || t.rehomed) next = std::min(next, t.wake);
   }
   return next;
 }
@@ -536,7 +769,8 @@ std::vector<Handoff::TargetStatus> Handoff::targets() const {
     TargetStatus s;
     s.owner = owner;
     s.up = t.up;
-    s.delivering = t.up && (t.inflight > 0 || !t.queued.empty() || t.rescan);
+    s.rehomed = t.rehomed;
+    s.delivering = (t.up || t.rehomed) && (t.inflight > 0 || !t.queued.empty() || t.rescan);
     s.inflight = t.inflight;
     s.rate = static_cast<uint64_t>(t.rate);
     s.delivered = t.delivered;

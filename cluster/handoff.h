@@ -25,6 +25,32 @@
 //  - A hint the owner answers INVALID_ARGUMENT (a key or value over its limits) will never
 //    be taken: it is removed and its partition marked for repair with the owner.
 //
+// Re-homing: hints kept for an owner that neither the committed placement nor a pending
+// one lists (set_placement(): removed for good, or unknown to this node's tables after a
+// restart) can never be handed to it, and may be a write's only copies (sloppy quorum:
+// every home replica missed it, fallbacks took it). Its target is then "re-homed": each of
+// its hints goes to every current home replica of the hint's partition (and to the
+// partition's takers while a hand-over is pending), this node included when it is one (a
+// write to its own replica, through the same channel), and is removed once all of them
+// acknowledged it. All of them, not only the nodes that took the removed owner's slots:
+// every home replica missed the write (that is why it is a hint), and the takers streamed
+// from home replicas that lacked it, so the write is held by a quorum again only once all
+// have it. Per hint:
+//  - a home replica that gossip shows down holds the hint back (it stays, and is looked
+//    at again every idle-check) until it is up again, or until it has been down longer
+//    than hint_window: then the hint goes to the others, and once they all acknowledged,
+//    the partition is marked for repair with that home replica (a RepairMark, asked as
+//    any) and the hint removed; never before at least one home replica holds it;
+//  - a hint for it the store refuses (refused()) marks the partition with each current
+//    home replica but this node instead of with the owner, which no one would ask;
+//  - an answer other than OK (or none within request_timeout) from any of them fails the
+//    target as for an owner (slower, backed off, read again from the first hint);
+//    INVALID_ARGUMENT marks the partition for repair with that home replica instead.
+// Throttled like delivery to an owner (each copy counts against the target's rate and
+// in-flight bounds), and resumable: the hints stay in the store until acknowledged, and
+// set_placement() after a restart finds their owners again (Store::hint_owners). A new
+// data directory's own table (only this node, at the first epoch) re-homes nothing.
+//
 // Bounds: a hint for an owner that gossip has shown down for longer than `hint_window` is
 // refused (admit()), and one the store refuses at hints_max_bytes is reported (refused());
 // both mark the key's partition for repair with that owner: a RepairMark, which the driver
@@ -59,6 +85,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -68,6 +95,7 @@
 #include <vector>
 
 #include "cluster/messages.h"
+#include "cluster/placement.h"
 #include "common/clock.h"
 #include "common/status.h"
 #include "store/store.h"
@@ -156,6 +184,12 @@ class Handoff {
     uint64_t repair_asks_sent = 0;
     uint64_t repair_asks_cleared = 0;  // answered OK or FAILED_PRECONDITION: the mark went
     uint64_t repair_asks_failed = 0;   // answered otherwise, or not within the wait: retried
+    // Re-homing: copies of hints of removed owners sent to current home replicas (retries
+    // included), and hints removed once every one of them acknowledged.
+    uint64_t rehome_sent = 0;
+    uint64_t rehomed = 0;
+    // Re-homed hints held back because a home replica was down (within hint_window).
+    uint64_t rehome_held = 0;
   };
 
   // What kvcli hints shows of one owner's delivery.
@@ -163,6 +197,7 @@ class Handoff {
     NodeId owner;
     bool up = false;
     bool delivering = false;  // hints known and being handed over
+    bool rehomed = false;     // no table lists the owner: its hints go to the new homes
     size_t inflight = 0;
     uint64_t rate = 0;  // bytes/s allowed now
     uint64_t delivered = 0;
@@ -184,11 +219,18 @@ class Handoff {
   void set_member(const NodeId& id, bool up, MonoTime now);
   void forget_member(const NodeId& id);
 
+  // The committed placement and the pending one, if any (at start and on every change).
+  // Owners of hints held that neither lists are re-homed (the store's hint owners are read
+  // when the tables' members changed, and at the first call).
+  void set_placement(const Placement& current, const std::optional<Placement>& pending,
+                     MonoTime now);
+
   // The replica side's hint gate (Replica::HintGate): OK to keep a hint for `owner`, or
   // UNAVAILABLE (naming the bound) when the owner is down past hint_window, which marks the
   // key's partition.
   Status admit(const NodeId& owner, std::string_view key);
-  // A hint the store refused (hints_max_bytes): marks the key's partition.
+  // A hint the store refused (hints_max_bytes): marks the key's partition (for an owner no
+  // table lists, with each of the partition's current home replicas but this node).
   void refused(const NodeId& owner, std::string_view key, const Status& why);
 
   // A WriteReply: true when it answers a hint handed off here (is_handoff_reply), which is
@@ -222,6 +264,9 @@ class Handoff {
  private:
   struct Target {
     bool up = false;
+    // Re-homed (no table lists the owner): `up` says nothing; the homes' liveness counts.
+    bool rehomed = false;
+    MonoTime rehomed_since{};
     MonoTime down_since{};
     Version cursor;                    // the last version read from the store
     bool exhausted = false;            // the last page read came back empty
@@ -246,12 +291,40 @@ class Handoff {
     std::string last_error;
   };
   struct Sent {
-    NodeId owner;
+    NodeId owner;        // the target
+    NodeId to;           // the owner, or a home replica the owner's hint was re-homed to
+    uint64_t group = 0;  // a re-homed hint's copies share one (0: a hint to its owner)
     std::string key;
     Version version;
     uint64_t bytes = 0;
     MonoTime deadline{};
   };
+
+  // A re-homed hint's copies in flight.
+  struct Group {
+    size_t waiting = 0;  // copies not answered yet
+    bool failed = false;
+    // Home replicas down past hint_window: marked once the others all acknowledged.
+    std::vector<NodeId> lapsed;
+  };
+  // Where a re-homed hint of `partition` goes now.
+  struct Homes {
+    std::vector<NodeId> send;    // up (this node included)
+    std::vector<NodeId> lapsed;  // down past hint_window
+    bool hold = false;           // one is down within hint_window
+  };
+  Homes homes_of(uint32_t partition, const Target& t, MonoTime now) const;
+  // Whether no table lists `owner` (and the tables are the cluster's, not a new one's).
+  bool unlisted(const NodeId& owner) const;
+  void rehome(const NodeId& owner, MonoTime now);
+  // Reads the store's hint owners and re-homes those no table lists.
+  void find_unlisted(MonoTime now);
+  // Sends a re-homed hint to its homes, within the target's bounds; false when it does not
+  // fit now (left queued).
+  bool send_rehomed(const NodeId& owner, Target& t, MonoTime now);
+  // A copy of a re-homed hint answered (`status`) or timed out (nullopt).
+  void on_copy(Target& t, Sent sent, const NodeId& from, std::optional<Status> status,
+               MonoTime now);
 
   // Sends what the target's bounds allow; schedules its next look.
   void pump(const NodeId& owner, Target& t, MonoTime now);
@@ -260,6 +333,8 @@ class Handoff {
   // A hint the owner refused or did not answer: slows the target down and schedules a
   // fresh pass over its hints.
   void fail(Target& t, const Sent& sent, std::string why, MonoTime now);
+  // Removes the hint sent once it did its work (that version only).
+  void remove(const Sent& sent);
   void on_removed(const NodeId& owner, const std::string& key, Result<store::ApplyResult> result);
   void mark(const NodeId& owner, std::string_view key, const std::string& reason);
 
@@ -290,6 +365,12 @@ class Handoff {
 
   std::map<NodeId, Target, std::less<>> targets_;
   std::unordered_map<uint64_t, Sent> inflight_;
+  std::unordered_map<uint64_t, Group> groups_;
+  uint64_t next_group_ = 1;
+  std::optional<Placement> current_;
+  std::optional<Placement> pending_;
+  // When the store's hint owners must be read again (max: not until the tables change).
+  MonoTime owners_look_{MonoTime::max()};
   std::set<std::pair<MonoTime, uint64_t>> timers_;
   uint64_t next_req_ = 1;
   std::vector<PeerOutgoing> outbox_;

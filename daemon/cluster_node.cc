@@ -243,6 +243,9 @@ void ClusterNode::get(std::string_view key, cluster::RequestOptions options, Mon
 void ClusterNode::start(MonoTime now) {
   keeper_->start(now);
   if (keeper_->take_changed()) persist_placement();
+  // Hints kept for owners no table lists (removed while this node was down, or before it
+  // re-homed them) go to their partitions' home replicas.
+  handoff_->set_placement(keeper_->placement(), keeper_->pending(), now);
   route(keeper_->take_messages());
   update_homes(now);
 }
@@ -732,6 +735,7 @@ void ClusterNode::persist_placement() {
   view_->set_placement(keeper_->placement());
   view_->set_joining(keeper_->joining());
   update_homes(clock_.mono_now());
+  handoff_->set_placement(keeper_->placement(), keeper_->pending(), clock_.mono_now());
   if (cluster::Placement::newer(keeper_->placement(), before)) {
     drop_lost(before, keeper_->placement());
     clear_marks_of_removed(before);

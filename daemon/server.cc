@@ -669,6 +669,7 @@ class ServerImpl final : public Server {
       }
       pb::HintTarget& row = it->second;
       row.set_up(t.up);
+      row.set_rehomed(t.rehomed);
       row.set_delivering(t.delivering);
       row.set_rate(t.rate);
       row.set_delivered(t.delivered);
@@ -729,6 +730,7 @@ class ServerImpl final : public Server {
                          out->set_pulled(round.pulled);
                          out->set_pushed(round.pushed);
                          out->set_skipped(round.skipped);
+                         out->set_refused(round.refused);
                          out->set_bytes(round.bytes);
                          out->set_duration_ms(static_cast<uint64_t>(round.duration.count()));
                        }
@@ -927,6 +929,9 @@ class ServerImpl final : public Server {
         {"repair_asks_sent", ho.repair_asks_sent},
         {"repair_asks_cleared", ho.repair_asks_cleared},
         {"repair_asks_failed", ho.repair_asks_failed},
+        {"hints_rehomed", ho.rehomed},
+        {"hints_rehome_sent", ho.rehome_sent},
+        {"hints_rehome_held", ho.rehome_held},
         {"anti_entropy_rounds", ae.rounds_started},
         {"anti_entropy_rounds_in_sync", ae.rounds_in_sync},
         {"anti_entropy_rounds_repaired", ae.rounds_repaired},

@@ -3,17 +3,19 @@
 While a home replica is down (kill -9), QUORUM writes for its partitions go to fallbacks,
 which keep them as hints. When it comes back, the fallbacks hand the hints to it and remove
 each one it acknowledged, without any read having repaired it; hints survive a kill -9 of
-the fallbacks that hold them. With a hint window shorter than the outage, a fallback keeps
+the fallbacks that hold them. When the down replica is removed instead, its hints go to
+the current home replicas of their partitions once the removal committed. With a hint window shorter than the outage, a fallback keeps
 no hint: the write is refused as a hint and its partition is marked for repair, durably.
 """
 
 from __future__ import annotations
 
+import json
 
 import edgekv_harness as h
 from edgekv_harness import pb
-from test_replication import (by_name, cluster, put, replicas, start_cluster,  # noqa: F401
-                              states_by_node, wait_dead_everywhere)
+from test_replication import (by_name, cluster, home_of, put, replicas,  # noqa: F401
+                              start_cluster, states_by_node, wait_dead_everywhere)
 
 KEYS = 200
 
@@ -138,3 +140,64 @@ def keys_homed_at(coordinator, table, victim: str):
         key = b"window-%d" % i
         if victim in list(table.table[replicas(coordinator, key).partition].home):
             yield key
+
+
+def hints_for(nodes, owner: str) -> int:
+    """The hints every node of `nodes` holds for `owner`, as `kvcli hints --json` shows."""
+    held = 0
+    for n in nodes:
+        ran = h.kvcli("hints", "--json", endpoint=n.client_endpoint)
+        assert ran.returncode == 0, h.describe(ran)
+        for t in json.loads(ran.stdout.decode())["targets"]:
+            if t["node_id"] == owner:
+                held += t["hints"]
+    return held
+
+
+def test_hints_for_a_removed_node_go_to_its_partitions_home_replicas(cluster):
+    nodes, view, table = cluster
+    victim = by_name(nodes, "node4")
+    others = [n for n in nodes if n is not victim]
+    victim.kill()
+    wait_dead_everywhere(view, others, victim.name)
+    entry = by_name(nodes, "node1")
+    coordinator = view.client(entry)
+    versions = write_keys(coordinator, b"rehome-", KEYS)
+    mine = [k for k in versions if victim.name in home_of(table, k, coordinator)]
+    assert len(mine) > KEYS // 10, len(mine)
+    assert hints_for(others, victim.name) >= len(mine)
+
+    removed = h.kvcli("remove", victim.name, endpoint=entry.client_endpoint)
+    assert removed.returncode == 0, h.describe(removed)
+
+    def committed():
+        for n in others:
+            ran = h.kvcli("ring", "--json", endpoint=n.client_endpoint)
+            assert ran.returncode == 0, h.describe(ran)
+            ring = json.loads(ran.stdout.decode())
+            if ring["hand_over"] is not None or victim.name in ring["members"]:
+                return None
+        return True
+    h.wait_for(committed, 60, f"the removal of {victim.name} committed", interval=0.1)
+
+    # No node holds a hint for it any more: each went to its partition's home replicas.
+    h.wait_for(lambda: hints_for(others, victim.name) == 0 or None, 60,
+               f"no hint left for {victim.name}", interval=0.1)
+    for n in others:
+        ran = h.kvcli("hints", endpoint=n.client_endpoint)
+        assert ran.returncode == 0, h.describe(ran)
+        rows = [line for line in ran.stdout.decode().splitlines()
+                if line.startswith(victim.name + " ")]
+        assert all(row.split()[1] == "removed" and row.split()[2] == "0" for row in rows), rows
+    rehomed = sum(view.client(n).stats()["hints_rehomed"] for n in others)
+    assert rehomed >= len(mine), rehomed
+
+    # Every acknowledged write is on every current home replica of its key, and no table
+    # lists the removed node.
+    for key, version in versions.items():
+        rs = replicas(coordinator, key)
+        homes = [r for r in rs.replicas if r.home]
+        assert len(homes) == 3 and victim.name not in [r.node_id for r in homes], rs
+        for r in homes:
+            assert r.state == pb.REPLICA_LIVE, (key, r)
+            assert (r.version.hlc, r.version.origin) >= (version.hlc, version.origin), (key, r)

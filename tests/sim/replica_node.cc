@@ -172,6 +172,7 @@ void ReplicaNode::placement_changed(MonoTime now) {
   }
   anti_entropy_->set_joining(keeper_->joining());
   anti_entropy_->set_homes(homes, now);
+  handoff_->set_placement(p, keeper_->pending(), now);
   // The partitions this node held and holds no more, in neither table: dropped for good.
   const std::optional<cluster::Placement>& pending = keeper_->pending();
   // As edgekvd, the partitions a pending table had it hold since (a cancelled join's) too.

@@ -1043,6 +1043,94 @@ TEST_F(Replication, ARemovalUnderSkewAndPurgesLosesNothing) {
   for_seeds(14200, [&](uint64_t s) { removal_under_load(s, /*skew_and_purges=*/true); });
 }
 
+// The hints the running nodes hold, for `owner` (every owner when empty).
+uint64_t hints_held(ClusterSim& cluster, const cluster::NodeId& owner = {}) {
+  uint64_t held = 0;
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    ReplicaNode* n = cluster.node(i);
+    if (n == nullptr) continue;
+    Result<std::vector<store::HintOwnerSummary>> owners = n->store().hint_owners();
+    EXPECT_TRUE(owners.ok()) << owners.status().to_string();
+    if (!owners.ok()) continue;
+    for (const store::HintOwnerSummary& o : *owners) {
+      if (owner.empty() || o.owner == owner) held += o.hints;
+    }
+  }
+  return held;
+}
+
+// A node is down for good while clients write at QUORUM: writes of its partitions leave
+// hints for it on fallbacks. It is removed; once the removal committed, no node holds a
+// hint for it (each went to its partition's home replicas in the new table, which all
+// acknowledged it), every acknowledged write is on every home replica of its key in the
+// new table, and the history holds. Without re-homing the hints stay for good.
+TEST_F(Replication, ARemovedNodesHintsReachItsPartitionsHomes) {
+  for_seeds(14500, [&](uint64_t s) {
+    using H = HandOverChecks;
+    ClusterSim cluster(s, H::options(6, /*skew_and_purges=*/false));
+    ASSERT_TRUE(cluster.start_all());
+    Workload clients;
+    Random& rng = cluster.sim().random();
+    const size_t target = rng.uniform(cluster.size());
+    const size_t at = (target + 1 + rng.uniform(cluster.size() - 1)) % cluster.size();
+    const cluster::NodeId target_id = ClusterSim::id(target);
+    cluster.run_clients(seconds(1), clients);
+    cluster.crash_for_good(target);
+    ASSERT_TRUE(cluster.sim().run_until(
+        [&] {
+          for (size_t i = 0; i < cluster.size(); ++i) {
+            if (i != target && cluster.node(i)->sees_up(target_id)) return false;
+          }
+          return true;
+        },
+        seconds(30)));
+    const size_t first_op = cluster.history().size();
+    cluster.run_clients(seconds(3), clients);
+    auto hints_for_target = [&] { return hints_held(cluster, target_id); };
+    ASSERT_GT(hints_for_target(), 0u) << "no write went to a fallback";
+    ASSERT_TRUE(cluster.remove(target, at).ok());
+    std::optional<cluster::Placement> done = H::run_until_committed(
+        cluster, clients, seconds(60),
+        [&](const cluster::Placement& p) { return !p.is_member(target_id); });
+    ASSERT_TRUE(done.has_value()) << "the removal did not commit on every node within 60 s";
+    cluster.run_clients(seconds(1), clients);
+    ASSERT_TRUE(cluster.sim().run_until([&] { return hints_for_target() == 0; }, seconds(30)))
+        << hints_for_target() << " hints for " << target_id << " still held 30 s after";
+    // The hints for the other nodes, handed to them (they are all up).
+    ASSERT_TRUE(cluster.sim().run_until([&] { return hints_held(cluster) == 0; }, seconds(30)))
+        << hints_held(cluster) << " hints still held 30 s after";
+    uint64_t rehomed = 0;
+    for (size_t i = 0; i < cluster.size(); ++i) {
+      if (cluster.node(i) != nullptr) rehomed += cluster.node(i)->handoff().counters().rehomed;
+    }
+    EXPECT_GT(rehomed, 0u);
+    figure("hints_rehomed", static_cast<double>(rehomed), "hints");
+    // Every write acknowledged at QUORUM or ALL is on a quorum of its home replicas in the
+    // new table (its version or a newer one), from stores alone: no read repaired them.
+    size_t checked = 0;
+    for (size_t i = first_op; i < cluster.history().size(); ++i) {
+      const HistoryOp& op = cluster.history()[i];
+      if (op.type == OpType::kGet || op.outcome != Outcome::kOk) continue;
+      if (op.consistency == cluster::Consistency::kOne) continue;
+      const std::vector<cluster::NodeId> homes =
+          done->home(partition_of(op.key, done->partitions()));
+      size_t holding = 0;
+      std::string states;
+      for (const cluster::NodeId& home : homes) {
+        ReplicaNode* n = cluster.node(ClusterSim::index_of(home));
+        ASSERT_NE(n, nullptr) << home;
+        Result<store::Record> held = n->store().read(op.key, WallTime{0});
+        if (held.ok() && held->version >= op.version) ++holding;
+        states += " " + home + (held.ok() && held->version >= op.version ? ":held" : ":missing");
+      }
+      EXPECT_GE(holding, homes.size() / 2 + 1) << op.key << " (" << i << "):" << states;
+      ++checked;
+    }
+    EXPECT_GT(checked, 0u);
+    expect_history_holds(cluster, clients);
+  });
+}
+
 // Two nodes join three at once under the same load: each proposes its own join, the
 // higher pending table wins everywhere, and the other joins once it committed. Both end
 // in every node's table, and nothing acknowledged is lost. No anti-entropy schedule: a home

@@ -336,6 +336,7 @@ class MemoryNode {
         drained->set_node_id("node-d");
         drained->set_up(true);
         drained->set_delivered(40);
+        drained->set_rehomed(true);  // removed: its hints went to the new home replicas
         pb::RepairMarkInfo* mark = out->add_marks();
         mark->set_partition(5);
         mark->set_node_id("node-c");
@@ -370,6 +371,7 @@ class MemoryNode {
           fixed->set_pulled(4);
           fixed->set_pushed(1);
           fixed->set_skipped(1);
+          fixed->set_refused(3);
           fixed->set_bytes(9000);
           fixed->set_duration_ms(1500);
         }

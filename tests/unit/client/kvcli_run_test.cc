@@ -393,11 +393,11 @@ TEST(KvcliRunTest, Hints) {
   ASSERT_EQ(lines.size(), 6u) << text.out;
   EXPECT_EQ(lines[0].substr(0, 4), "NODE");
   EXPECT_EQ(lines[1].substr(0, 6), "node-c");
-  EXPECT_NE(lines[1].find("  down  12  "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("  down     12     "), std::string::npos) << lines[1];
   EXPECT_NE(lines[1].find("  3456  "), std::string::npos) << lines[1];
   EXPECT_NE(lines[1].find("timed out"), std::string::npos) << lines[1];
   EXPECT_EQ(lines[2].substr(0, 6), "node-d");
-  EXPECT_NE(lines[2].find("  up  "), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("  removed  "), std::string::npos) << lines[2];
   EXPECT_NE(lines[2].find("  40  "), std::string::npos) << lines[2];
   EXPECT_EQ(lines[3], "repair marks:");
   EXPECT_EQ(lines[4].substr(0, 9), "PARTITION");
@@ -408,9 +408,9 @@ TEST(KvcliRunTest, Hints) {
   EXPECT_EQ(json.out,
             R"({"targets":[{"node_id":"node-c","up":false,"hints":12,"bytes":3456,)"
             R"("oldest_ms":1700000000000,"delivering":false,"rate":0,"delivered":0,"failures":2,)"
-            R"("last_error":"timed out"},{"node_id":"node-d","up":true,"hints":0,"bytes":0,)"
-            R"("oldest_ms":0,"delivering":false,"rate":0,"delivered":40,"failures":0,)"
-            R"("last_error":""}],"marks":[{"partition":5,"node_id":"node-c",)"
+            R"("last_error":"timed out","rehomed":false},{"node_id":"node-d","up":true,"hints":0,)"
+            R"("bytes":0,"oldest_ms":0,"delivering":false,"rate":0,"delivered":40,"failures":0,)"
+            R"("last_error":"","rehomed":true}],"marks":[{"partition":5,"node_id":"node-c",)"
             R"("since_ms":1700000100000,"hints":3,"reason":"past hint-window"}]})"
             "\n");
 }
@@ -423,10 +423,11 @@ TEST(KvcliRunTest, Repair) {
   EXPECT_EQ(text.err, "");
   EXPECT_EQ(node.last_repair_wait_ms, 30000u);
   EXPECT_EQ(text.out,
-            "PARTITION  NODE    RESULT    LEAVES  PULLED  PUSHED  SKIPPED  BYTES  TIME\n"
-            "5          node-b  in sync   0       0       0       0        40     0 ms\n"
-            "5          node-c  repaired  2       4       1       1        9000   1s\n"
-            "2 rounds: 1 in sync, 1 repaired, 0 failed; 4 keys pulled, 1 pushed\n");
+            "PARTITION  NODE    RESULT    LEAVES  PULLED  PUSHED  SKIPPED  REFUSED  BYTES  TIME\n"
+            "5          node-b  in sync   0       0       0       0        0        40     0 ms\n"
+            "5          node-c  repaired  2       4       1       1        3        9000   1s\n"
+            "2 rounds: 1 in sync, 1 repaired, 0 failed; 4 keys pulled, 1 pushed, 3 refused by "
+            "the clock guard\n");
 
   // Every partition of the node, by default; a round that failed exits 3.
   Ran all = run({"--endpoint", server.endpoint(), "--json", "repair"});
@@ -434,6 +435,8 @@ TEST(KvcliRunTest, Repair) {
   EXPECT_EQ(node.last_repair_wait_ms, 60000u);
   EXPECT_NE(all.out.find(R"({"rounds":[{"partition":3,"node_id":"node-b","error":"",)"),
             std::string::npos)
+      << all.out;
+  EXPECT_NE(all.out.find(R"("pushed":1,"skipped":1,"refused":3,"bytes":9000,)"), std::string::npos)
       << all.out;
   Ran late = run({"--endpoint", server.endpoint(), "repair", "7"});
   EXPECT_EQ(late.code, 3) << late.err;

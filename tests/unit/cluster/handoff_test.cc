@@ -10,6 +10,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -1349,6 +1350,259 @@ TEST(RepairMarksFileTest, RandomAndMutatedFilesDecodeOrAreRefusedNamingTheLine) 
     (decode_marks(mutated).ok() ? accepted : refused) += 1;
   }
   EXPECT_GT(refused, 1000u) << "the mutations garble";
+}
+
+// ---- re-homing: hints of an owner no placement table lists any more
+
+class RehomeTest : public HandoffTest {
+ protected:
+  // Five members, three home replicas each partition: n1 goes down and is removed.
+  RehomeTest() { introduce(); }
+
+  static Placement five() {
+    const std::vector<NodeId> members{kSelf, kOwner, kOther, "n3", "n4"};
+    Result<Placement> p = Placement::create(16, 3, members);
+    EDGEKV_ASSERT(p.ok());
+    return *p;
+  }
+  static Placement without_owner() {
+    Placement p = five();
+    const std::vector<NodeId> removed{kOwner};
+    EDGEKV_ASSERT(p.remove(removed).ok());
+    return p;
+  }
+
+  // What the driver tells a new Handoff: the members as gossip sees them, the table.
+  void introduce() {
+    for (const NodeId& id : {kOther, NodeId("n3"), NodeId("n4")}) {
+      handoff_->set_member(id, true, now());
+    }
+    handoff_->set_member(kOwner, false, now());
+    handoff_->set_placement(before_, std::nullopt, now());
+  }
+
+  // A new Handoff on the same store, as after a crash.
+  void restart() {
+    handoff_.reset();
+    posted_.clear();
+    handoff_ = std::make_unique<Handoff>(
+        kSelf, *store_, clock_, options_,
+        [this](std::function<void()> work) { posted_.push_back(std::move(work)); },
+        [this](std::string_view key) { return store_->partition_of(key); },
+        [this] { return loaded_; });
+  }
+
+  // The nodes a re-homed hint of `key` must reach: its partition's home replicas now.
+  std::set<NodeId> homes(const std::string& key) {
+    std::vector<NodeId> h = after_.home(store_->partition_of(key));
+    return {h.begin(), h.end()};
+  }
+  // The destinations of the copies sent of each key.
+  static std::map<std::string, std::set<NodeId>> by_key(const std::vector<Out>& out) {
+    std::map<std::string, std::set<NodeId>> m;
+    for (const Out& o : out) {
+      EXPECT_TRUE(o.w.handoff) << o.w.record->key;
+      EXPECT_TRUE(o.w.hint_for.empty()) << o.w.record->key;
+      EXPECT_TRUE(m[o.w.record->key].insert(o.to).second) << "twice to " << o.to;
+    }
+    return m;
+  }
+  // Keys spread over partitions where this node is a home replica and where it is not.
+  std::vector<std::string> keys() {
+    std::vector<std::string> out;
+    bool self_home = false;
+    bool self_not = false;
+    for (int i = 0; out.size() < 8 || !self_home || !self_not; ++i) {
+      std::string key = "k" + std::to_string(i);
+      const bool home = homes(key).contains(kSelf);
+      self_home |= home;
+      self_not |= !home;
+      out.push_back(std::move(key));
+    }
+    return out;
+  }
+
+  Placement before_ = five();
+  Placement after_ = without_owner();
+};
+
+TEST_F(RehomeTest, HintsOfARemovedOwnerGoToEveryCurrentHomeAndGoOnceAllAcknowledged) {
+  const std::vector<std::string> ks = keys();
+  for (size_t i = 0; i < ks.size(); ++i) keep(kOwner, ks[i], 10 + i);
+  tick();
+  EXPECT_TRUE(sent().empty()) << "the owner is down and still a member";
+  run_until(now() + 5s, [](const Out& m) { ADD_FAILURE() << "sent " << m.w.record->key; });
+
+  handoff_->set_placement(after_, std::nullopt, now());
+  EXPECT_TRUE(target(kOwner).rehomed);
+  tick();
+  std::vector<Out> out = sent();
+  const auto dest = by_key(out);
+  ASSERT_EQ(dest.size(), ks.size());
+  for (const std::string& k : ks) {
+    EXPECT_EQ(dest.at(k), homes(k)) << k << ": every current home, this node included when "
+                                    << "it is one, and nothing else";
+  }
+  EXPECT_EQ(handoff_->counters().rehome_sent, out.size());
+
+  // Every copy but one acknowledged: that hint stays, the others go.
+  const Out* last = nullptr;
+  for (const Out& o : out) {
+    if (o.w.record->key == ks[0] && last == nullptr) {
+      last = &o;
+      continue;
+    }
+    ack(o);
+  }
+  std::vector<std::string> left = held(kOwner);
+  EXPECT_EQ(left, std::vector<std::string>{ks[0]}) << "not before all its homes acknowledged";
+  EXPECT_EQ(handoff_->counters().rehomed, ks.size() - 1);
+  ack(*last);
+  EXPECT_TRUE(held(kOwner).empty());
+  EXPECT_EQ(handoff_->counters().rehomed, ks.size());
+  EXPECT_EQ(target(kOwner).delivered, ks.size());
+  EXPECT_TRUE(handoff_->marks().empty());
+  run_until(now() + 5s, [](const Out& m) { ADD_FAILURE() << "sent again " << m.w.record->key; });
+}
+
+TEST_F(RehomeTest, ARestartResumesAndReHomesWhatIsLeft) {
+  const std::vector<std::string> ks = keys();
+  for (size_t i = 0; i < ks.size(); ++i) keep(kOwner, ks[i], 10 + i);
+  handoff_->set_placement(after_, std::nullopt, now());
+  advance(1s);
+  tick();
+  std::vector<Out> out = sent();
+  // The first key's copies are all acknowledged; the others only in part, then the crash.
+  std::set<std::string> half;
+  for (const Out& o : out) {
+    if (o.w.record->key == ks[0] || half.insert(o.w.record->key).second) ack(o);
+  }
+  EXPECT_EQ(held(kOwner).size(), ks.size() - 1);
+
+  restart();
+  // The driver at start: gossip's members, then the committed table, which no longer lists
+  // the owner; nothing else tells the new Handoff about it.
+  for (const NodeId& id : {kOther, NodeId("n3"), NodeId("n4")}) {
+    handoff_->set_member(id, true, now());
+  }
+  handoff_->set_placement(after_, std::nullopt, now());
+  advance(1s);
+  tick();
+  out = sent();
+  const auto dest = by_key(out);
+  ASSERT_EQ(dest.size(), ks.size() - 1);
+  for (const auto& [k, to] : dest) EXPECT_EQ(to, homes(k)) << k;
+  for (const Out& o : out) ack(o);
+  EXPECT_TRUE(held(kOwner).empty());
+  EXPECT_EQ(handoff_->counters().rehomed, ks.size() - 1);
+}
+
+TEST_F(RehomeTest, AHomeDownHoldsTheHintBackAndOneDownPastTheWindowIsMarkedOnceOthersHaveIt) {
+  options_.hint_window = 60s;
+  restart();
+  introduce();
+  // A key of a partition n3 is a home replica of, n3 down.
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    if (homes(k).contains("n3")) key = k;
+  }
+  handoff_->set_member("n3", false, now());
+  keep(kOwner, key, 10);
+  handoff_->set_placement(after_, std::nullopt, now());
+  run_until(now() + 30s, [](const Out& m) { ADD_FAILURE() << "sent " << m.w.record->key; });
+  EXPECT_GT(handoff_->counters().rehome_held, 0u);
+  EXPECT_EQ(held(kOwner), std::vector<std::string>{key});
+
+  // Past the window: the others take it, and n3 is marked for the partition.
+  advance(31s);
+  tick();
+  std::vector<Out> out = sent();
+  std::set<NodeId> expected = homes(key);
+  expected.erase("n3");
+  EXPECT_EQ(by_key(out)[key], expected);
+  EXPECT_TRUE(handoff_->marks().empty()) << "not before the others hold it";
+  for (const Out& o : out) ack(o);
+  EXPECT_TRUE(held(kOwner).empty());
+  std::vector<RepairMark> marks = handoff_->marks();
+  ASSERT_EQ(marks.size(), 1u);
+  EXPECT_EQ(marks[0].owner, "n3");
+  EXPECT_EQ(marks[0].partition, store_->partition_of(key));
+  EXPECT_NE(marks[0].reason.find(kOwner), std::string::npos) << marks[0].reason;
+}
+
+TEST_F(RehomeTest, ACopyRefusedKeepsTheHintAndAllItsHomesGetItAgain) {
+  const std::string key = keys()[0];
+  keep(kOwner, key, 10);
+  handoff_->set_placement(after_, std::nullopt, now());
+  advance(1s);
+  tick();
+  std::vector<Out> out = sent();
+  ASSERT_EQ(out.size(), homes(key).size());
+  EXPECT_TRUE(reply(out[0].to, overloaded_reply(out[0].w)));
+  for (size_t i = 1; i < out.size(); ++i) ack(out[i]);
+  EXPECT_EQ(held(kOwner), std::vector<std::string>{key});
+  EXPECT_EQ(handoff_->counters().rehomed, 0u);
+  std::vector<Out> again;
+  run_until(now() + 10s, [&](const Out& m) {
+    again.push_back(m);
+    ack(m);
+  });
+  EXPECT_EQ(by_key(again)[key], homes(key));
+  EXPECT_TRUE(held(kOwner).empty());
+  EXPECT_EQ(handoff_->counters().rehomed, 1u);
+}
+
+TEST_F(RehomeTest, AHintKeptAfterTheRemovalIsAdmittedAndReHomed) {
+  handoff_->set_placement(after_, std::nullopt, now());
+  const std::string key = keys()[0];
+  // A coordinator still on the older table writes a hint for the removed owner.
+  EXPECT_TRUE(handoff_->admit(kOwner, key).ok());
+  keep(kOwner, key, 10);
+  std::vector<Out> out;
+  run_until(now() + 2s, [&](const Out& m) {
+    out.push_back(m);
+    ack(m);
+  });
+  EXPECT_EQ(by_key(out)[key], homes(key));
+  EXPECT_TRUE(held(kOwner).empty());
+}
+
+TEST_F(RehomeTest, AHintForARemovedOwnerTheStoreRefusedMarksThePartitionsHomes) {
+  handoff_->set_placement(after_, std::nullopt, now());
+  const std::string key = keys()[0];
+  handoff_->refused(kOwner, key, Status::overloaded("hints reached 1024 bytes"));
+  std::set<NodeId> expected = homes(key);
+  expected.erase(kSelf);
+  std::set<NodeId> marked;
+  for (const RepairMark& m : handoff_->marks()) {
+    EXPECT_EQ(m.partition, store_->partition_of(key));
+    EXPECT_NE(m.reason.find("hints reached 1024 bytes"), std::string::npos) << m.reason;
+    marked.insert(m.owner);
+  }
+  EXPECT_EQ(marked, expected) << "not the removed owner, whom no one asks";
+}
+
+TEST_F(RehomeTest, AnOwnerStillInAPendingTableOrANewDirectorysTableIsNotReHomed) {
+  keep(kOwner, keys()[0], 10);
+  // The removal pending: the owner is still in the committed table.
+  handoff_->set_placement(before_, after_, now());
+  // A joining node listed only by a pending table keeps its hints too.
+  Placement joined = after_;
+  const std::vector<NodeId> joining{"n9"};
+  ASSERT_TRUE(joined.join(joining).ok());
+  keep("n9", keys()[1], 11);
+  handoff_->set_placement(after_, joined, now());
+  EXPECT_TRUE(target(kOwner).rehomed);
+  for (const auto& t : handoff_->targets()) EXPECT_FALSE(t.owner == "n9" && t.rehomed);
+
+  // A new data directory's table lists only this node: it says nothing of other owners.
+  restart();
+  Result<Placement> fresh = Placement::create(16, 3, std::vector<NodeId>{kSelf});
+  ASSERT_TRUE(fresh.ok());
+  handoff_->set_placement(*fresh, std::nullopt, now());
+  for (const auto& t : handoff_->targets()) EXPECT_FALSE(t.rehomed) << t.owner;
+  run_until(now() + 5s, [](const Out& m) { ADD_FAILURE() << "sent " << m.w.record->key; });
 }
 
 }  // namespace

@@ -763,6 +763,14 @@ MonoTime Handoff::next_deadline() const {
 
 std::vector<PeerOutgoing> Handoff::take_messages() { return std::exchange(outbox_, {}); }
 
+std::vector<NodeId> Handoff::rehomed_owners() const {
+  std::vector<NodeId> owners;
+  for (const auto& [owner, t] : targets_) {
+    if (t.rehomed) owners.push_back(owner);
+  }
+  return owners;
+}
+
 std::vector<Handoff::TargetStatus> Handoff::targets() const {
   std::vector<TargetStatus> out;
   for (const auto& [owner, t] : targets_) {

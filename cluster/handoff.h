@@ -257,6 +257,8 @@ class Handoff {
   bool take_marks_changed();
 
   std::vector<TargetStatus> targets() const;
+  // The owners whose hints are re-homed (no table lists them), in id order.
+  std::vector<NodeId> rehomed_owners() const;
   const Counters& counters() const { return counters_; }
   size_t inflight() const { return inflight_.size(); }
   size_t repair_asks_inflight() const { return ask_reqs_.size(); }

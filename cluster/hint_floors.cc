@@ -8,6 +8,27 @@
 
 namespace edgekv::cluster {
 
+Result<Version> oldest_hint(store::Store& store, const NodeId& owner,
+                            const std::vector<NodeId>& rehomed, const Placement& current,
+                            const std::optional<Placement>& pending) {
+  std::vector<NodeId> owners{owner};
+  owners.insert(owners.end(), rehomed.begin(), rehomed.end());
+  if (pending.has_value()) {
+    for (const NodeId& m : current.members()) {
+      if (!pending->is_member(m)) owners.push_back(m);
+    }
+  }
+  Version oldest{};
+  for (const NodeId& o : owners) {
+    Result<std::vector<store::Record>> first = store.read_hints_after(o, Version{}, 1, 1);
+    if (!first.ok()) return first.status();
+    if (!first->empty() && (oldest == Version{} || first->front().version < oldest)) {
+      oldest = first->front().version;
+    }
+  }
+  return oldest;
+}
+
 HintFloors::HintFloors(NodeId self, const Clock& clock, HintFloorOptions options, Oldest oldest,
                        HlcNow hlc_now)
     : self_(std::move(self)),

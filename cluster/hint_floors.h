@@ -55,9 +55,11 @@
 #include <vector>
 
 #include "cluster/messages.h"
+#include "cluster/placement.h"
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "store/store.h"
 
 namespace edgekv::cluster {
 
@@ -74,6 +76,16 @@ struct HintFloorOptions {
   // (tombstone-grace-ms).
   std::chrono::milliseconds tombstone_grace = std::chrono::hours(24);
 };
+
+// HintFloors' lookup as the drivers make it: the oldest hint `store` holds for `owner`, or
+// for an owner whose hints go to other nodes than itself — `rehomed` (no table lists it:
+// Handoff::rehomed_owners()) or a member of `current` that `pending` removes — since `owner`
+// may be one of the nodes they go to, which would answer such a hint "not applied" below
+// its horizon. Version{} when none. Indexed lookups (each owner's first hint in version
+// order), one per owner.
+Result<Version> oldest_hint(store::Store& store, const NodeId& owner,
+                            const std::vector<NodeId>& rehomed, const Placement& current,
+                            const std::optional<Placement>& pending);
 
 class HintFloors {
  public:

@@ -190,12 +190,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(
   floors.tombstone_grace = o.anti_entropy.tombstone_grace;
   node->floors_ = std::make_unique<cluster::HintFloors>(
       o.node_id, clock, floors,
-      [&store](const cluster::NodeId& owner) -> Result<Version> {
-        // An indexed lookup: the owner's first hint in version order.
-        Result<std::vector<store::Record>> first = store.read_hints_after(owner, Version{}, 1, 1);
-        if (!first.ok()) return first.status();
-        return first->empty() ? Version{} : first->front().version;
-      },
+      [self](const cluster::NodeId& owner) { return self->oldest_hint_for(owner); },
       [&hlc] { return hlc.now(); });
   node->hand_over_ = std::make_unique<cluster::HandOver>(
       o.node_id, *node->keeper_, *node->anti_entropy_, clock,
@@ -268,6 +263,11 @@ void ClusterNode::update_homes(MonoTime now) {
   floors_->set_members(members, now);
   update_hold(now);
   route_anti_entropy();
+}
+
+Result<Version> ClusterNode::oldest_hint_for(const cluster::NodeId& owner) {
+  return cluster::oldest_hint(*store_, owner, handoff_->rehomed_owners(), keeper_->placement(),
+                              keeper_->pending());
 }
 
 void ClusterNode::update_hold(MonoTime now) { anti_entropy_->set_purge_hold(floors_->hold(now)); }

@@ -248,6 +248,8 @@ class ClusterNode {
   void update_homes(MonoTime now);
   // Hands the hint floors' hold to anti-entropy.
   void update_hold(MonoTime now);
+  // HintFloors' lookup (cluster::oldest_hint).
+  Result<Version> oldest_hint_for(const cluster::NodeId& owner);
   void persist_placement();
   // Writes the repair marks when they changed (after a failure, again a second later).
   void persist_marks();

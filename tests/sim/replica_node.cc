@@ -125,11 +125,9 @@ ReplicaNode::ReplicaNode(ReplicaNodeConfig config, NodeDisk& disk)
   floors.tombstone_grace = ae.tombstone_grace;
   floors_ = std::make_unique<cluster::HintFloors>(
       config_.id, disk_.clock, floors,
-      [this](const NodeId& owner) -> Result<Version> {
-        Result<std::vector<store::Record>> first =
-            disk_.store->read_hints_after(owner, Version{}, 1, 1);
-        if (!first.ok()) return first.status();
-        return first->empty() ? Version{} : first->front().version;
+      [this](const NodeId& owner) {
+        return cluster::oldest_hint(*disk_.store, owner, handoff_->rehomed_owners(),
+                                    keeper_->placement(), keeper_->pending());
       },
       [this] { return hlc_.now(); });
   placement_view_.set_joining(keeper_->joining());

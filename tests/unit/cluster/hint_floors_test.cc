@@ -6,12 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/hlc.h"
+#include "store/memory_store.h"
 
 namespace edgekv::cluster {
 namespace {
@@ -172,6 +176,58 @@ TEST_F(HintFloorsTest, MembersComeFromTheTableAndARestartForgetsEveryReport) {
   report("b", wall());
   report("c", wall(), hlc_at(wall() - 100'000));
   EXPECT_EQ(floors_->hold(now()), hlc_at(wall() - 100'000));
+}
+
+// The drivers' lookup: a member's floor also counts the hints held for owners whose hints go
+// elsewhere (re-homed, or removed by the pending table), since the member may be where they go.
+TEST(OldestHint, CountsHintsOfOwnersWhoseHintsGoElsewhere) {
+  std::deque<std::function<void()>> commits;
+  auto opened = store::MemoryStore::open(
+      store::StoreOptions{}, [&](std::function<void()> commit) { commits.push_back(commit); });
+  ASSERT_TRUE(opened.ok());
+  store::Store& st = **opened;
+  auto keep = [&](const NodeId& owner, const std::string& key, int64_t ms) {
+    store::Record r;
+    r.key = key;
+    r.value = "v";
+    r.version = Version{hlc_at(ms), 7};
+    std::optional<Status> status;
+    st.apply_hint(owner, r, WallTime{ms},
+                  [&](Result<store::ApplyResult> got) { status = got.status(); });
+    while (!commits.empty()) {
+      auto commit = std::move(commits.front());
+      commits.pop_front();
+      commit();
+    }
+    ASSERT_TRUE(status.has_value() && status->ok());
+  };
+  keep("b", "kb", 5000);
+  keep("x", "kx", 1000);  // x: no table lists it (re-homed)
+  keep("r", "kr", 2000);  // r: the pending table removes it
+  keep("c", "kc", 500);   // c: a member, its hints go to c only
+  const std::vector<NodeId> members = {"a", "b", "c", "r"};
+  Result<Placement> current = Placement::create(16, 3, members);
+  ASSERT_TRUE(current.ok());
+  Placement next = *current;
+  const NodeId removed[] = {"r"};
+  ASSERT_TRUE(next.remove(removed).ok());
+
+  auto oldest = [&](const NodeId& owner, std::vector<NodeId> rehomed,
+                    const std::optional<Placement>& pending) {
+    Result<Version> v = oldest_hint(st, owner, rehomed, *current, pending);
+    EXPECT_TRUE(v.ok());
+    return v.ok() ? v->hlc : 0;
+  };
+  // Only b's own hints, when nothing goes elsewhere.
+  EXPECT_EQ(oldest("b", {}, std::nullopt), hlc_at(5000));
+  // Re-homed x's hint may go to b: it counts.
+  EXPECT_EQ(oldest("b", {"x"}, std::nullopt), hlc_at(1000));
+  // r's hints count while a pending table removes r.
+  EXPECT_EQ(oldest("b", {}, next), hlc_at(2000));
+  EXPECT_EQ(oldest("b", {"x"}, next), hlc_at(1000));
+  // A member with no hints of its own: Version{} unless some go elsewhere.
+  EXPECT_EQ(oldest("a", {}, std::nullopt), 0u);
+  EXPECT_EQ(oldest("a", {}, next), hlc_at(2000));
 }
 
 }  // namespace

@@ -464,7 +464,16 @@ TEST(KvcliFormatTest, Hints) {
   drained.node_id = "node-e";
   drained.up = true;
   drained.delivered = 40;
-  hints.targets = {down, back, drained};
+  client::HintTarget gone;  // removed: its hints go to its partitions' home replicas
+  gone.node_id = "node-f";
+  gone.rehomed = true;
+  gone.hints = 2;
+  gone.bytes = 20;
+  gone.oldest = WallTime{1'700'000'099'000};
+  gone.delivering = true;
+  gone.rate = 1048576;
+  gone.delivered = 5;
+  hints.targets = {down, back, drained, gone};
   client::RepairMarkInfo mark;
   mark.partition = 5;
   mark.node_id = "node-c";
@@ -474,22 +483,28 @@ TEST(KvcliFormatTest, Hints) {
   hints.marks = {mark};
   const WallTime now{1'700'000'100'000};
   EXPECT_EQ(hints_text(hints, now),
-            "NODE    UP    HINTS  BYTES  OLDEST  RATE         DELIVERED  FAILURES  LAST ERROR\n"
-            "node-c  down  12     3456   1m 40s  -            0          2         "
+            "NODE    UP       HINTS  BYTES  OLDEST  RATE         DELIVERED  FAILURES  LAST ERROR\n"
+            "node-c  down     12     3456   1m 40s  -            0          2         "
             "timed out\\nafter 2 s\n"
-            "node-d  up    1      10     9s      1048576 B/s  7          0         -\n"
-            "node-e  up    0      0      -       -            40         0         -\n"
+            "node-d  up       1      10     9s      1048576 B/s  7          0         -\n"
+            "node-e  up       0      0      -       -            40         0         -\n"
+            "node-f  removed  2      20     1s      1048576 B/s  5          0         -\n"
             "repair marks:\n"
             "PARTITION  NODE    SINCE                     HINTS  REASON\n"
             "5          node-c  2023-11-14T22:15:00.000Z  3      past hint-window\n");
   EXPECT_EQ(hints_json(hints),
             R"({"targets":[{"node_id":"node-c","up":false,"hints":12,"bytes":3456,)"
             R"("oldest_ms":1700000000000,"delivering":false,"rate":0,"delivered":0,"failures":2,)"
-            R"("last_error":"timed out\nafter 2 s"},)"
+            R"("last_error":"timed out\nafter 2 s","rehomed":false},)"
             R"({"node_id":"node-d","up":true,"hints":1,"bytes":10,"oldest_ms":1700000090500,)"
-            R"("delivering":true,"rate":1048576,"delivered":7,"failures":0,"last_error":""},)"
+            R"("delivering":true,"rate":1048576,"delivered":7,"failures":0,"last_error":"",)"
+            R"("rehomed":false},)"
             R"({"node_id":"node-e","up":true,"hints":0,"bytes":0,"oldest_ms":0,)"
-            R"("delivering":false,"rate":0,"delivered":40,"failures":0,"last_error":""}],)"
+            R"("delivering":false,"rate":0,"delivered":40,"failures":0,"last_error":"",)"
+            R"("rehomed":false},)"
+            R"({"node_id":"node-f","up":false,"hints":2,"bytes":20,"oldest_ms":1700000099000,)"
+            R"("delivering":true,"rate":1048576,"delivered":5,"failures":0,"last_error":"",)"
+            R"("rehomed":true}],)"
             R"("marks":[{"partition":5,"node_id":"node-c","since_ms":1700000100000,"hints":3,)"
             R"("reason":"past hint-window"}]})"
             "\n");

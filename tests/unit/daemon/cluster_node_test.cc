@@ -135,6 +135,17 @@ class ClusterNodeTest : public ::testing::Test {
     for (auto& n : nodes_) n->node->start(clock_.mono_now());
   }
 
+  // A node added after the others started: it and they learn of each other as alive, and
+  // it starts.
+  void connect(const std::string& id) {
+    for (auto& other : nodes_) {
+      if (other->id == id) continue;
+      mark(id, other->id, gossip::MemberState::kAlive);
+      mark(other->id, id, gossip::MemberState::kAlive);
+    }
+    node(id).node->start(clock_.mono_now());
+  }
+
   void mark(const std::string& observer, const std::string& member, gossip::MemberState state) {
     for (auto& a : nodes_) {
       if (a->id != observer) continue;
@@ -413,13 +424,17 @@ TEST_F(ClusterNodeTest, AFallbacksMarksAreClearedByAskingTheOwnerToRepair) {
   // Partition numbers are only known once the placement is agreed: d marks every partition
   // for a, and, kept from seeing a up until then, asks a about each once it is. a repairs
   // those it is a home replica of (OK) and refuses the rest (FAILED_PRECONDITION): every
-  // mark goes, each through its own ask.
+  // mark goes, each through its own ask. d joins once a, b and c agree: its join streams
+  // from two of their home replicas that it sees up (b and c); had it joined a table of a
+  // alone, it would wait for a to come up.
   std::vector<cluster::RepairMark> marks;
   for (uint32_t p = 0; p < kQ; ++p) marks.push_back({"a", p, WallTime{5}, 1, "past the window"});
   for (const std::string id : {"a", "b", "c"}) add(id);
-  add("d", 3, {}, marks);
   connect_all();
-  mark("d", "a", gossip::MemberState::kDead);
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  add("d", 3, {}, marks);
+  connect("d");
+  mark("d", "a", gossip::MemberState::kDead);  // before any turn: d never sees a up
   ASSERT_TRUE(run_until([&] { return placements_agree(); }));
   EXPECT_EQ(node("d").node->handoff().marks().size(), kQ);
   EXPECT_EQ(node("d").node->handoff().counters().repair_asks_sent, 0u);
@@ -455,12 +470,16 @@ TEST_F(ClusterNodeTest, ARemovalStreamsTheLeavingNodesPartitionsAndItDropsThem) 
   // drops them, and b's marks for it go.
   std::vector<cluster::RepairMark> marks;
   for (uint32_t p = 0; p < 3; ++p) marks.push_back({"d", p, WallTime{5}, 1, "past the window"});
+  // b joins a, c and d once they agree, streaming from the two of them it sees up (joining
+  // a table of d alone, it would wait for d).
   add("a");
-  add("b", 3, {}, marks);
   add("c");
   add("d");
   connect_all();
-  mark("b", "d", gossip::MemberState::kDead);
+  ASSERT_TRUE(run_until([&] { return placements_agree(); }));
+  add("b", 3, {}, marks);
+  connect("b");
+  mark("b", "d", gossip::MemberState::kDead);  // before any turn: b never sees d up
   ASSERT_TRUE(run_until([&] { return placements_agree(); }));
   std::vector<std::string> keys;
   for (int i = 0; i < 40; ++i) {

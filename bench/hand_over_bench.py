@@ -16,7 +16,10 @@ Throughput is reported as the load saw it (edgekv_load's ops/s, whole runs) and 
 three nodes' `coordinator_writes` counters while the hand-over ran, against the baseline
 before it. The nodes' stats are polled at the same pace in every run.
 
-Usage: bench/hand_over_bench.py [--build DIR] [--keys N] [--seconds S] [--keep]
+--rate sets the nodes' anti-entropy-rate (bytes/s per node, which streaming is held to): a
+lower one takes longer and costs clients less.
+
+Usage: bench/hand_over_bench.py [--build DIR] [--keys N] [--seconds S] [--rate BYTES/S] [--keep]
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=100_000, help="keys held before the join")
     ap.add_argument("--seconds", type=float, default=20.0,
                     help="length of each load run (long enough to cover a hand-over)")
+    ap.add_argument("--rate", type=int, default=None,
+                    help="--anti-entropy-rate for the nodes, bytes/s (default: theirs)")
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directory (data and logs) and say where")
@@ -119,19 +124,21 @@ def main() -> int:
     hb.NODES = 3
     try:
         pb = hb.load_pb(build, root)
-        cluster = hb.Cluster(build, root, None, pb)
+        extra = ["--anti-entropy-rate", str(args.rate)] if args.rate else []
+        cluster = hb.Cluster(build, root, None, pb, extra)
         three = list(cluster.nodes)
         names3 = {n.name for n in three}
         hb.wait_for(cluster.agreed, 60, "the cluster to agree on its members and placement")
         wrote_s = hb.write_keys(cluster, three, "hand-over:", args.keys)
-        report = {"keys": args.keys, "preload_s": round(wrote_s, 2)}
+        report = {"keys": args.keys, "anti_entropy_rate": args.rate,
+                  "preload_s": round(wrote_s, 2)}
 
         report["baseline_3"] = baseline(cluster, build, three, args.seconds)
 
         fourth = {}
 
         def join():
-            node = hb.Node(build, root, "n4", three[0].gossip, None)
+            node = hb.Node(build, root, "n4", three[0].gossip, None, extra)
             cluster.nodes.append(node)
             cluster.clients[node.name] = hb.Client(cluster.ctx, pb, node.client)
             fourth["node"] = node

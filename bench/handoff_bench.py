@@ -137,7 +137,8 @@ class Client:
 
 
 class Node:
-    def __init__(self, build: Path, root: Path, name: str, seed: str | None, rate: int | None):
+    def __init__(self, build: Path, root: Path, name: str, seed: str | None, rate: int | None,
+                 extra: list[str] | None = None):
         self.name = name
         self.build = build
         self.ports = {k: free_port() for k in ("client", "feed", "resp", "gossip", "peer")}
@@ -152,6 +153,7 @@ class Node:
             self.cmd += ["--seeds", seed]
         if rate:
             self.cmd += ["--hint-delivery-rate", str(rate)]
+        self.cmd += extra or []
         self.log = open(root / f"{name}.log", "ab")
         self.proc: subprocess.Popen | None = None
         self.start()
@@ -200,11 +202,12 @@ def wait_for(cond, timeout: float, what: str):
 
 
 class Cluster:
-    def __init__(self, build: Path, root: Path, rate: int | None, pb):
+    def __init__(self, build: Path, root: Path, rate: int | None, pb,
+                 extra: list[str] | None = None):
         self.pb = pb
         self.ctx = zmq.Context()
-        first = Node(build, root, "n1", None, rate)
-        self.nodes = [first] + [Node(build, root, f"n{i}", first.gossip, rate)
+        first = Node(build, root, "n1", None, rate, extra)
+        self.nodes = [first] + [Node(build, root, f"n{i}", first.gossip, rate, extra)
                                 for i in range(2, NODES + 1)]
         self.clients = {n.name: Client(self.ctx, pb, n.client) for n in self.nodes}
 

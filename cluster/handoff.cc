@@ -577,6 +577,14 @@ void Handoff::pump(const NodeId& owner, Target& t, MonoTime now) {
   }
 }
 
+void Handoff::acknowledged(Target& t, const Sent& sent) {
+  counters_.delivered_bytes += sent.bytes;
+  ++t.delivered;
+  t.rate = std::min(t.rate + static_cast<double>(options_.delivery_rate) / 32,
+                    static_cast<double>(options_.delivery_rate));
+  t.backoff = std::chrono::milliseconds(0);
+}
+
 void Handoff::fail(Target& t, const Sent& sent, std::string why, MonoTime now) {
   ++t.failures;
   t.last_error = std::move(why);
@@ -620,11 +628,7 @@ bool Handoff::on_reply(const NodeId& from, const WriteReply& reply, MonoTime now
   if (reply.status.ok()) {
     // The owner holds this version or a newer one: the hint has done its work.
     ++counters_.delivered;
-    counters_.delivered_bytes += sent.bytes;
-    ++t.delivered;
-    t.rate = std::min(t.rate + static_cast<double>(options_.delivery_rate) / 32,
-                      static_cast<double>(options_.delivery_rate));
-    t.backoff = std::chrono::milliseconds(0);
+    acknowledged(t, sent);
   } else {
     // The owner will never take it (a key or value over its limits): sending it again
     // would only keep the owner's rate down. The hint goes, and its partition is marked
@@ -688,11 +692,7 @@ void Handoff::on_copy(Target& t, Sent sent, const NodeId& from, std::optional<St
              " was down past hint-window (" + seconds_text(options_.hint_window) + ")");
   }
   ++counters_.rehomed;
-  counters_.delivered_bytes += sent.bytes;
-  ++t.delivered;
-  t.rate = std::min(t.rate + static_cast<double>(options_.delivery_rate) / 32,
-                    static_cast<double>(options_.delivery_rate));
-  t.backoff = std::chrono::milliseconds(0);
+  acknowledged(t, sent);
   remove(sent);
 }
 

@@ -335,6 +335,9 @@ class Handoff {
   // A hint the owner refused or did not answer: slows the target down and schedules a
   // fresh pass over its hints.
   void fail(Target& t, const Sent& sent, std::string why, MonoTime now);
+  // A hint `t`'s owner (or every home it was re-homed to) acknowledged: counted, and the
+  // target wins back some rate (additive increase) and loses its backoff.
+  void acknowledged(Target& t, const Sent& sent);
   // Removes the hint sent once it did its work (that version only).
   void remove(const Sent& sent);
   void on_removed(const NodeId& owner, const std::string& key, Result<store::ApplyResult> result);

@@ -42,6 +42,17 @@ struct Cluster {
                                                     PlacementKeeperOptions{}, random.next());
     return *keepers[id];
   }
+  // A node added to running ones: it and they see each other up, and it starts.
+  PlacementKeeper& start_new(const NodeId& id) {
+    PlacementKeeper& n = *keepers[id];
+    for (auto& [other, k] : keepers) {
+      if (other == id) continue;
+      k->set_member_up(id, true, now);
+      n.set_member_up(other, true, now);
+    }
+    n.start(now);
+    return n;
+  }
   void start_all() {
     for (auto& [id, k] : keepers) {
       for (auto& [other, unused] : keepers) k->set_member_up(other, true, now);
@@ -243,12 +254,8 @@ TEST(PlacementKeeper, ANewNodeJoinsAnAgreedCluster) {
   c.start_all();
   ASSERT_TRUE(c.run_until_agreed(200));
   const Placement before = c.keepers["a"]->placement();
-  PlacementKeeper& e = c.add("e", empty());
-  for (auto& [id, k] : c.keepers) {
-    k->set_member_up("e", true, c.now);
-    e.set_member_up(id, true, c.now);
-  }
-  e.start(c.now);
+  c.add("e", empty());
+  c.start_new("e");
   ASSERT_TRUE(c.run_until_agreed(200));
   const Placement& after = c.keepers["a"]->placement();
   EXPECT_GT(after.epoch(), before.epoch());
@@ -312,12 +319,8 @@ TEST(PlacementKeeper, AJoinCommitsOnlyOnceEveryMemberSawItAndItsTakerStreamed) {
   ASSERT_TRUE(c.run_until_agreed(200));
   const Placement before = c.keepers["a"]->placement();
   c.holds_seen.insert("b");
-  PlacementKeeper& d = c.add("d", empty());
-  for (auto& [id, k] : c.keepers) {
-    k->set_member_up("d", true, c.now);
-    d.set_member_up(id, true, c.now);
-  }
-  d.start(c.now);
+  c.add("d", empty());
+  PlacementKeeper& d = c.start_new("d");
   // Every node learns of the pending table; b has not declared it seen.
   ASSERT_TRUE(run_until(c, 200, [&] {
     for (auto& [id, k] : c.keepers) {
@@ -543,12 +546,8 @@ struct DeadJoiner {
     EXPECT_TRUE(c.run_until_agreed(200));
     before = c.keepers["a"]->placement();
     c.holds_stream.insert("d");
-    PlacementKeeper& d = c.add("d", empty());
-    for (auto& [id, k] : c.keepers) {
-      k->set_member_up("d", true, c.now);
-      d.set_member_up(id, true, c.now);
-    }
-    d.start(c.now);
+    c.add("d", empty());
+    c.start_new("d");
     EXPECT_TRUE(run_until(c, 200, [&] {
       for (auto& [id, k] : c.keepers) {
         if (!k->pending().has_value() || !k->streaming_may_begin()) return false;
@@ -610,12 +609,7 @@ TEST(PlacementKeeper, AnAbortOfAJoinWhoseTakerIsDeadCommitsTheOldAssignmentsEver
   // restored table and simply joins again.
   c.keepers["d"] =
       std::make_unique<PlacementKeeper>("d", j.before, PlacementKeeperOptions{}, 77, j.cancelled);
-  PlacementKeeper& d = *c.keepers["d"];
-  for (auto& [id, k] : c.keepers) {
-    k->set_member_up("d", true, c.now);
-    d.set_member_up(id, true, c.now);
-  }
-  d.start(c.now);
+  c.start_new("d");
   c.holds_stream.clear();
   ASSERT_TRUE(c.run_until_agreed(300));
   EXPECT_TRUE(c.keepers["a"]->placement().is_member("d"));
@@ -718,12 +712,8 @@ TEST(PlacementKeeper, AnAbortRacingTheCancelledTablesCommitEndsInOneTableWithQuo
   ASSERT_TRUE(c.run_until_agreed(200));
   const Placement before = c.keepers["a"]->placement();
   c.holds_stream.insert("d");
-  PlacementKeeper& d = c.add("d", empty());
-  for (auto& [id, k] : c.keepers) {
-    k->set_member_up("d", true, c.now);
-    d.set_member_up(id, true, c.now);
-  }
-  d.start(c.now);
+  c.add("d", empty());
+  c.start_new("d");
   ASSERT_TRUE(run_until(c, 200, [&] {
     for (auto& [id, k] : c.keepers) {
       if (!k->pending().has_value() || !k->streaming_may_begin()) return false;

@@ -456,6 +456,18 @@ TEST_F(Replication, AntiEntropyConvergesEveryReplica) {
   });
 }
 
+// Anti-entropy rounds every second, timeouts and retries of half a second, a 200 ms clock
+// margin: tombstones go within seconds of the last home replica taking them.
+cluster::AntiEntropyOptions rounds_every_second() {
+  cluster::AntiEntropyOptions ae;
+  ae.interval = seconds(1);
+  ae.retry_after = Millis(500);
+  ae.request_timeout = Millis(500);
+  ae.horizon_margin = Millis(200);
+  ae.horizon_refresh = Millis(500);
+  return ae;
+}
+
 // Tombstones are purged as soon as every home replica holds them (anti-entropy rounds
 // every second, a 200 ms clock margin), while writes, deletes and TTLs go on over a lossy
 // network, nodes crash and come back, and a minority is cut off: no deleted or expired key
@@ -463,12 +475,7 @@ TEST_F(Replication, AntiEntropyConvergesEveryReplica) {
 // acknowledged write survives (the history checker). Tombstones are purged in the run.
 TEST_F(Replication, TombstonesPurgedByHorizonBringNoKeyBack) {
   for_seeds(13700, [&](uint64_t s) {
-    cluster::AntiEntropyOptions ae;
-    ae.interval = seconds(1);
-    ae.retry_after = Millis(500);
-    ae.request_timeout = Millis(500);
-    ae.horizon_margin = Millis(200);
-    ae.horizon_refresh = Millis(500);
+    const cluster::AntiEntropyOptions ae = rounds_every_second();
     ClusterSim cluster(s, ClusterOptions{.nodes = 5, .network = lossy(), .anti_entropy = ae});
     ASSERT_TRUE(cluster.start_all());
     Workload clients;
@@ -511,12 +518,7 @@ TEST_F(Replication, TombstonesPurgedByHorizonBringNoKeyBack) {
 // writes gone.
 TEST_F(Replication, HintsKeptAwayPastTheHorizonAreNotRefused) {
   for_seeds(14600, [&](uint64_t s) {
-    cluster::AntiEntropyOptions ae;
-    ae.interval = seconds(1);
-    ae.retry_after = Millis(500);
-    ae.request_timeout = Millis(500);
-    ae.horizon_margin = Millis(200);
-    ae.horizon_refresh = Millis(500);
+    const cluster::AntiEntropyOptions ae = rounds_every_second();
     ClusterSim cluster(s, ClusterOptions{.nodes = 7, .network = lossy(), .anti_entropy = ae});
     ASSERT_TRUE(cluster.start_all());
     const cluster::Placement& placement = cluster.placement();
@@ -666,12 +668,8 @@ struct HandOverChecks {
   // No schedule (only streams and repairs move data), or, with `purges`, rounds every
   // second that purge tombstones soon after every home replica holds them.
   static cluster::AntiEntropyOptions anti_entropy(bool purges) {
-    cluster::AntiEntropyOptions ae;
-    ae.interval = purges ? seconds(1) : Millis(0);
-    ae.request_timeout = Millis(500);
-    ae.retry_after = Millis(500);
-    ae.horizon_margin = Millis(200);
-    ae.horizon_refresh = Millis(500);
+    cluster::AntiEntropyOptions ae = rounds_every_second();
+    if (!purges) ae.interval = Millis(0);
     return ae;
   }
 

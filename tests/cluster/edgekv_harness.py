@@ -15,8 +15,10 @@ Rules the suite follows:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import random
 import select
 import signal
 import socket
@@ -81,11 +83,60 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: fl
 
 # ---------------------------------------------------------------------------- ports
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+# Daemons' ports come from below the system's ephemeral range, so that no outgoing
+# connection (this test's or a parallel one's) takes the port of a stopped daemon that will
+# bind it again when it restarts. Each port is reserved for the life of this process by a
+# one-byte lock at its offset in a file every harness process shares: parallel tests never
+# pick the same one, and the system drops the locks when the process ends, however it ends.
+_PORT_LOCKS = Path(tempfile.gettempdir()) / f"edgekv-test-ports-{os.getuid()}.lock"
+_PORTS_FROM = 10000
+_port_locks_fd: Optional[int] = None
+_reserved_ports: set[int] = set()
+_port_rng = random.Random()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon binds
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, outside the ephemeral range, and
+    reserved for this process: no parallel test is given it while this process runs."""
+    global _port_locks_fd
+    high = _ephemeral_low()
+    if high - _PORTS_FROM < 4096:  # an unusual system: fall back to what the system hands out
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    if _port_locks_fd is None:
+        _port_locks_fd = os.open(_PORT_LOCKS, os.O_RDWR | os.O_CREAT, 0o666)
+    for _ in range(4096):
+        port = _port_rng.randrange(_PORTS_FROM, high)
+        if port in _reserved_ports:
+            continue
+        try:
+            fcntl.lockf(_port_locks_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+        except OSError:
+            continue  # a parallel test holds it
+        if not _bindable(port):  # something outside the harness listens there
+            fcntl.lockf(_port_locks_fd, fcntl.LOCK_UN, 1, port)
+            continue
+        _reserved_ports.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORTS_FROM}-{high - 1} after 4096 tries")
 
 
 def tcp_endpoint(port: int) -> str:

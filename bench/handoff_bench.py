@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,10 +57,30 @@ class BenchError(Exception):
     pass
 
 
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port below the ephemeral range, so that no outgoing connection takes it while a
+    node that the bench kills is down: the node binds it again when it restarts."""
+    try:
+        high = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        high = 32768
+    rng = random.Random()
+    for _ in range(4096):
+        port = rng.randrange(10000, max(high, 10001))
+        if port in _given_ports:
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    raise BenchError("no free port below the ephemeral range")
 
 
 def load_pb(build: Path, root: Path):

@@ -112,14 +112,14 @@ void AntiEntropy::set_homes(const std::vector<std::vector<NodeId>>& homes, MonoT
     due_.clear();
     return;
   }
-  std::map<Pair, MonoTime> due;
+  // Pairs kept keep their due time; new ones spread over one interval by rank.
+  due_.retain(
+      [&](const Pair& pair) { return std::binary_search(pairs.begin(), pairs.end(), pair); });
   for (size_t rank = 0; rank < pairs.size(); ++rank) {
-    auto it = due_.find(pairs[rank]);
-    due[pairs[rank]] = it != due_.end() ? it->second
-                                        : now + options_.interval * static_cast<int64_t>(rank) /
-                                                    static_cast<int64_t>(pairs.size());
+    if (due_.find(pairs[rank])) continue;
+    due_.set(pairs[rank], now + options_.interval * static_cast<int64_t>(rank) /
+                                    static_cast<int64_t>(pairs.size()));
   }
-  due_ = std::move(due);
 }
 
 Result<size_t> AntiEntropy::repair(uint32_t partition) {
@@ -324,19 +324,14 @@ void AntiEntropy::start_due(MonoTime now) {
     start(pair, true, now, true);
   }
   while (rounds_.size() - stream_rounds_ < options_.max_rounds) {
-    const Pair* best = nullptr;
-    MonoTime best_due = MonoTime::max();
-    for (const auto& [pair, due] : due_) {
-      if (due <= now && due < best_due && is_up(pair.second) && !running(pair)) {
-        best = &pair;
-        best_due = due;
-      }
-    }
-    if (best == nullptr) return;
-    const Pair pair = *best;
+    const std::optional<DueSchedule::Due> best =
+        due_.earliest([this](const NodeId& peer) { return is_up(peer); },
+                      [&](const Pair& pair) { return running(pair) != nullptr; });
+    if (!best || best->at > now) return;
+    const Pair pair = best->pair;
     // Due again an interval after this start whatever happens; finish() moves it sooner
     // for a failure.
-    due_[pair] = now + options_.interval;
+    due_.set(pair, now + options_.interval);
     start(pair, false, now);
   }
 }
@@ -747,8 +742,9 @@ void AntiEntropy::finish(uint64_t id, Status status, MonoTime now) {
     }
   } else {
     ++counters_.rounds_failed;
-    auto due = due_.find(pair);
-    if (due != due_.end()) due->second = std::min(due->second, now + options_.retry_after);
+    if (const std::optional<MonoTime> due = due_.find(pair)) {
+      due_.set(pair, std::min(*due, now + options_.retry_after));
+    }
   }
   keep(std::move(result));
 }
@@ -793,20 +789,24 @@ MonoTime AntiEntropy::next_deadline() const {
                                            std::chrono::duration<double>(wait_s)));
   }
   for (const auto& [req, p] : pending_) next = std::min(next, p.deadline);
+  auto running = [this](const Pair& pair) {
+    for (const auto& [id, r] : rounds_) {
+      if (r.pair == pair) return true;
+    }
+    return false;
+  };
   if (stream_rounds_ < options_.max_stream_rounds) {
     for (const Pair& pair : streams_) {
-      bool running = false;
-      for (const auto& [id, r] : rounds_) running = running || r.pair == pair;
-      if (!running) next = std::min(next, last_now_);
+      if (running(pair)) continue;
+      next = std::min(next, last_now_);
+      break;
     }
   }
   if (rounds_.size() - stream_rounds_ < options_.max_rounds) {
     if (!forced_.empty()) next = std::min(next, last_now_);
-    for (const auto& [pair, due] : due_) {
-      bool running = false;
-      for (const auto& [id, r] : rounds_) running = running || r.pair == pair;
-      if (is_up(pair.second) && !running) next = std::min(next, due);
-    }
+    const std::optional<DueSchedule::Due> due =
+        due_.earliest([this](const NodeId& peer) { return is_up(peer); }, running);
+    if (due) next = std::min(next, due->at);
   }
   return next;
 }

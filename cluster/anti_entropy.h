@@ -93,6 +93,7 @@
 #include <variant>
 #include <vector>
 
+#include "cluster/due_schedule.h"
 #include "cluster/messages.h"
 #include "common/clock.h"
 #include "common/status.h"
@@ -349,7 +350,7 @@ class AntiEntropy {
   MonoTime tokens_at_{};
   std::set<uint64_t> throttled_;
   std::vector<RoundResult> forced_results_;  // not yet taken
-  std::map<Pair, MonoTime> due_;             // the pairs this node initiates, and when next
+  DueSchedule due_;                          // the pairs this node initiates, and when next
   std::deque<Pair> forced_;
   std::deque<Pair> streams_;  // stream() rounds not started yet
   size_t stream_rounds_ = 0;  // of rounds_, the stream() ones

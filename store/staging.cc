@@ -46,7 +46,13 @@ void StagedWrites::add(std::deque<StagedWrite>& writes) {
     const uint64_t oldest = writes_.empty() ? UINT64_MAX : writes_.front().id;
     for (StagedWrite& w : writes) {
       EDGEKV_ASSERT(writes_.empty() || w.id > writes_.back().id);
-      if (w.base_from != 0 && w.base_from < oldest) {
+      if (auto newest = newest_.find(w.key); newest != newest_.end()) {
+        // The key's newest staged write is the one this one was staged on (the writer
+        // alone adds): they share its row, as it stands now. An applied batch may have
+        // moved it (remove_applied) since this one copied it.
+        w.base = newest->second->base;
+        w.base_from = 0;
+      } else if (w.base_from != 0 && w.base_from < oldest) {
         // Its key's newest write was applied while this one was being staged; it wrote
         // the row (it was handed on while it was the newest), which this one now finds.
         w.base = w.base_if_applied;

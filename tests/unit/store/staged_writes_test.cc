@@ -41,6 +41,16 @@ void add(StagedWrites& staged, StagedWrite w) {
   staged.add(one);
 }
 
+// What the writer hands the applier: the oldest `max` staged writes, and whether each is
+// its key's newest (then its row is written).
+std::vector<bool> hand_on(const StagedWrites& staged, size_t max) {
+  std::vector<const StagedWrite*> batch;
+  std::vector<bool> write_row;
+  staged.collect(0, max, &batch, &write_row);
+  EXPECT_EQ(batch.size(), write_row.size());
+  return write_row;
+}
+
 constexpr WallTime kNow{1000};
 
 TEST(StagedWritesTest, AWriteCopiedBeforeABatchMovedItsKeysRowStandsOnTheMovedRow) {
@@ -51,11 +61,8 @@ TEST(StagedWritesTest, AWriteCopiedBeforeABatchMovedItsKeysRowStandsOnTheMovedRo
   // (absent) row W2 found.
   StagedWrites staged(1, 1);
   add(staged, write_of(1, "k", 500));
-  std::vector<const StagedWrite*> batch;
-  std::vector<bool> write_row;
-  staged.collect(0, 16, &batch, &write_row);
-  ASSERT_EQ(batch.size(), 1u);
-  ASSERT_TRUE(write_row[0]);
+  const std::vector<bool> write_row = hand_on(staged, 16);
+  ASSERT_EQ(write_row, std::vector<bool>{true});
   add(staged, staged_on(staged, 2, "k", 0));
   StagedWrite w3 = staged_on(staged, 3, "k", 0);
   staged.remove_applied(1, write_row);
@@ -76,9 +83,7 @@ TEST(StagedWritesTest, AWriteCopiedBeforeItsBasisWasAppliedFindsTheRowItWrote) {
   // joins: W2 stands on W1's row.
   StagedWrites staged(1, 1);
   add(staged, write_of(1, "k", 2000));
-  std::vector<const StagedWrite*> batch;
-  std::vector<bool> write_row;
-  staged.collect(0, 16, &batch, &write_row);
+  const std::vector<bool> write_row = hand_on(staged, 16);
   StagedWrite w2 = staged_on(staged, 2, "k", 0);
   staged.remove_applied(1, write_row);
   add(staged, std::move(w2));
@@ -97,11 +102,8 @@ TEST(StagedWritesTest, AWriteNotItsKeysNewestWhenHandedOnLeavesTheRowAlone) {
   StagedWrites staged(1, 1);
   add(staged, write_of(1, "k", 500));
   add(staged, staged_on(staged, 2, "k", 0));
-  std::vector<const StagedWrite*> batch;
-  std::vector<bool> write_row;
-  staged.collect(0, 1, &batch, &write_row);
-  ASSERT_EQ(batch.size(), 1u);
-  EXPECT_FALSE(write_row[0]);
+  const std::vector<bool> write_row = hand_on(staged, 1);
+  ASSERT_EQ(write_row, std::vector<bool>{false});
   staged.remove_applied(1, write_row);
   StagedWrite newest;
   ASSERT_TRUE(staged.find_state("k", &newest));

@@ -605,15 +605,17 @@ void ClusterNode::flush(MonoTime now) {
   cluster::PeerHeader header{options_.cluster_name, options_.node_id, clock_.wall_now()};
   for (auto& [to, messages] : by_peer) {
     counters_.messages_out += messages.size();
-    // A batch the transport cannot take is lost like one lost on the way: the requests in
-    // it time out, and the transport counts it.
+    // A batch for a peer with no completed connection yet waits for one, briefly; one the
+    // transport cannot take is lost like one lost on the way: the requests in it time out,
+    // and the transport counts it.
     for (const std::string& batch : cluster::encode_batches(header, messages, options_.limits)) {
-      transport_->send(to, batch);
+      transport_->send_or_hold(to, batch, now);
     }
   }
 }
 
 void ClusterNode::tick(MonoTime now) {
+  if (now >= transport_->held_retry_at()) transport_->retry_held(now);
   std::vector<uint64_t> expired;
   for (auto& [id, p] : inspections_) {
     if (now < p.deadline) continue;
@@ -647,6 +649,7 @@ MonoTime ClusterNode::next_deadline() const {
   for (const auto& [id, p] : inspections_) deadline = std::min(deadline, p.deadline);
   for (const auto& [id, r] : repairs_) deadline = std::min(deadline, r.deadline);
   deadline = std::min(deadline, hand_over_->next_deadline());
+  deadline = std::min(deadline, transport_->held_retry_at());
   return deadline;
 }
 

@@ -64,11 +64,14 @@ void PeerTransport::disconnect(std::string_view node) {
 }
 
 bool PeerTransport::send(std::string_view node, std::string_view batch) {
+  if (try_send(node, batch)) return true;
+  ++counters_.send_failed;
+  return false;
+}
+
+bool PeerTransport::try_send(std::string_view node, std::string_view batch) {
   auto it = peers_.find(node);
-  if (it == peers_.end()) {
-    ++counters_.send_failed;
-    return false;
-  }
+  if (it == peers_.end()) return false;
   zmq::send_result_t sent;
   try {
     sent = it->second.socket->send(zmq::buffer(batch), zmq::send_flags::dontwait);
@@ -76,13 +79,63 @@ bool PeerTransport::send(std::string_view node, std::string_view batch) {
     EDGEKV_LOG(kDebug) << "peer channel: send to " << node << " failed: " << e.what();
     sent.reset();
   }
-  if (!sent) {
-    ++counters_.send_failed;
-    return false;
-  }
+  if (!sent) return false;
   ++counters_.batches_sent;
   counters_.bytes_sent += batch.size();
   return true;
+}
+
+bool PeerTransport::send_or_hold(std::string_view node, std::string_view batch, MonoTime now) {
+  auto held = held_.find(node);
+  if (held != held_.end()) {
+    drain(held->first, held->second, now);
+    if (held->second.batches.empty()) {
+      held_.erase(held);
+      held = held_.end();
+    }
+  }
+  if (held == held_.end() && try_send(node, batch)) return true;
+  const uint64_t node_bytes = held != held_.end() ? held->second.bytes : 0;
+  const bool fits =
+      node_bytes + batch.size() <= static_cast<uint64_t>(options_.hold_bytes) &&
+      held_bytes_ + batch.size() <= static_cast<uint64_t>(options_.hold_bytes_total) &&
+      (held != held_.end() || held_.size() < options_.hold_nodes_max);
+  if (!fits) {
+    ++counters_.send_failed;
+    return false;
+  }
+  if (held == held_.end()) held = held_.emplace(std::string(node), HeldQueue{}).first;
+  held->second.batches.push_back(Held{now, std::string(batch)});
+  held->second.bytes += batch.size();
+  held_bytes_ += batch.size();
+  ++counters_.batches_held;
+  next_retry_ = now + kHoldRetry;
+  return true;
+}
+
+void PeerTransport::drain(const std::string& node, HeldQueue& queue, MonoTime now) {
+  while (!queue.batches.empty()) {
+    Held& front = queue.batches.front();
+    if (now - front.at > options_.hold_max_age) {
+      ++counters_.held_dropped;
+      ++counters_.send_failed;
+    } else if (try_send(node, front.batch)) {
+      ++counters_.held_sent;
+    } else {
+      return;  // no completed connection yet: the rest wait behind it
+    }
+    queue.bytes -= front.batch.size();
+    held_bytes_ -= front.batch.size();
+    queue.batches.pop_front();
+  }
+}
+
+void PeerTransport::retry_held(MonoTime now) {
+  for (auto it = held_.begin(); it != held_.end();) {
+    drain(it->first, it->second, now);
+    it = it->second.batches.empty() ? held_.erase(it) : std::next(it);
+  }
+  next_retry_ = now + kHoldRetry;
 }
 
 size_t PeerTransport::receive(const Deliver& deliver, size_t receive_max) {

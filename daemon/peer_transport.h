@@ -14,6 +14,14 @@
 // connection (ZMQ_IMMEDIATE), so a request to a peer that is down fails at once and is
 // counted instead of queueing for a peer that may return minutes later with stale requests.
 //
+// Held batches (send_or_hold): a node that just started answers requests from peers its
+// membership has not named yet, and a connection opened when a peer came back up takes a
+// moment to complete; a batch sent then would be lost and its requests would wait for
+// their timeout. Such a batch waits instead, in order, for at most hold_max_age, and is
+// retried every few milliseconds (retry_held, at held_retry_at()) until the node has a
+// completed connection. What waits is bounded in bytes, per node and in all, and in nodes;
+// past a bound, or too old, a batch is dropped and counted as before.
+//
 // Bounds: a batch received larger than max_batch_bytes is refused by ZeroMQ before it is
 // read (the connection is dropped); each DEALER queues at most send_hwm batches and each
 // inbound connection receive_hwm. What those queues hold belongs to requests in flight,
@@ -22,8 +30,10 @@
 // Thread-safety: none. The network thread owns the transport and its sockets.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -32,6 +42,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/clock.h"
 #include "common/status.h"
 
 namespace edgekv::daemon {
@@ -48,6 +59,12 @@ struct PeerTransportOptions {
   int receive_hwm = 256;
   // How soon a lost connection is retried, at most.
   int reconnect_max_ms = 1000;
+  // Held batches (see the top of this file): how long one waits at most (well inside
+  // request-timeout-ms), and how many bytes wait per node and in all, for how many nodes.
+  std::chrono::milliseconds hold_max_age{500};
+  int64_t hold_bytes = 4 << 20;
+  int64_t hold_bytes_total = 16 << 20;
+  size_t hold_nodes_max = 64;
 };
 
 struct PeerTransportCounters {
@@ -56,6 +73,9 @@ struct PeerTransportCounters {
   uint64_t batches_received = 0;
   uint64_t bytes_received = 0;
   uint64_t send_failed = 0;         // no connection to the peer, or its queue was full
+  uint64_t batches_held = 0;        // send_or_hold: waited for a connection
+  uint64_t held_sent = 0;           // of those, sent once it was up
+  uint64_t held_dropped = 0;        // of those, dropped: too old (also counted in send_failed)
   uint64_t receive_malformed = 0;   // inbox messages that were not [identity][batch]
   uint64_t peers_connected = 0;     // DEALER sockets opened
   uint64_t peers_disconnected = 0;  // closed
@@ -88,6 +108,16 @@ class PeerTransport {
   // no completed connection, or its queue is full: the batch is dropped and the requests
   // in it time out, as if it had been lost on the way.
   bool send(std::string_view node, std::string_view batch);
+  // Sends one batch to `node` now, or holds it until the node has a completed connection
+  // (behind any batch already held for it). False (and counted in send_failed) only when
+  // it could not be held either: past a bound, it is dropped as send() drops it.
+  bool send_or_hold(std::string_view node, std::string_view batch, MonoTime now);
+  // Sends what is held to nodes whose connection is up now, in order, and drops what is
+  // older than hold_max_age.
+  void retry_held(MonoTime now);
+  // When retry_held should run next (MonoTime::max() when nothing is held).
+  MonoTime held_retry_at() const { return held_.empty() ? MonoTime::max() : next_retry_; }
+  uint64_t held_bytes() const { return held_bytes_; }
 
   // Hands at most `receive_max` batches from the inbox to `deliver`; returns how many.
   size_t receive(const Deliver& deliver, size_t receive_max);
@@ -101,13 +131,31 @@ class PeerTransport {
     std::unique_ptr<zmq::socket_t> socket;
   };
 
+  struct Held {
+    MonoTime at;
+    std::string batch;
+  };
+  struct HeldQueue {
+    std::deque<Held> batches;  // oldest first
+    uint64_t bytes = 0;
+  };
+  // How often held batches are tried again.
+  static constexpr std::chrono::milliseconds kHoldRetry{5};
+
   PeerTransport(zmq::context_t& context, PeerTransportOptions options);
+  // Sends without counting a failure.
+  bool try_send(std::string_view node, std::string_view batch);
+  // Sends what `queue` holds for `node` until a send fails; drops what is too old.
+  void drain(const std::string& node, HeldQueue& queue, MonoTime now);
 
   zmq::context_t& context_;
   PeerTransportOptions options_;
   zmq::socket_t inbox_;
   std::string bound_endpoint_;
-  std::map<std::string, Peer, std::less<>> peers_;  // by node id
+  std::map<std::string, Peer, std::less<>> peers_;      // by node id
+  std::map<std::string, HeldQueue, std::less<>> held_;  // by node id
+  uint64_t held_bytes_ = 0;
+  MonoTime next_retry_{};
   PeerTransportCounters counters_;
 };
 

@@ -126,6 +126,74 @@ TEST(PeerTransport, ReconnectingToAnotherEndpointReplacesTheSocket) {
   EXPECT_EQ(a->peers(), 0u);
 }
 
+// Retries what `from` holds until `want` batches reached `to` or the deadline passed,
+// waiting on the receiver's inbox between tries (no sleeps).
+std::vector<std::string> held_arrive(PeerTransport& from, PeerTransport& to, size_t want) {
+  std::vector<std::string> got;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (got.size() < want && Clock::now() < deadline) {
+    from.retry_held(Clock::now());
+    for (std::string& arrived : receive_within(to, 20, want - got.size())) {
+      got.push_back(std::move(arrived));
+    }
+  }
+  return got;
+}
+
+TEST(PeerTransport, ABatchForANodeNotConnectedYetWaitsAndGoesInOrderOnceItIs) {
+  // A node that just started answers a peer its membership has not named yet: the answers
+  // wait, in order, until the peer is connected, instead of being lost.
+  zmq::context_t context(1);
+  PeerTransportOptions options;
+  options.endpoint = "tcp://127.0.0.1:*";
+  options.hold_max_age = std::chrono::seconds(30);  // however slow the machine
+  auto a = std::move(PeerTransport::open(context, options)).value();
+  auto b = open_on_free_port(context);
+  const auto now = Clock::now();
+  EXPECT_EQ(a->held_retry_at(), MonoTime::max());
+  ASSERT_TRUE(a->send_or_hold("b", "first", now));
+  ASSERT_TRUE(a->send_or_hold("b", "second", now));
+  EXPECT_EQ(a->counters().batches_held, 2u);
+  EXPECT_EQ(a->counters().send_failed, 0u);
+  EXPECT_EQ(a->held_bytes(), 11u);
+  EXPECT_LE(a->held_retry_at(), now + std::chrono::milliseconds(50));
+  a->connect("b", b->endpoint());
+  // A batch sent meanwhile goes behind the held ones.
+  ASSERT_TRUE(a->send_or_hold("b", "third", Clock::now()));
+  auto got = held_arrive(*a, *b, 3);
+  ASSERT_EQ(got, (std::vector<std::string>{"first", "second", "third"}));
+  EXPECT_EQ(a->counters().held_sent, 3u);
+  EXPECT_EQ(a->counters().held_dropped, 0u);
+  EXPECT_EQ(a->held_bytes(), 0u);
+  EXPECT_EQ(a->held_retry_at(), MonoTime::max());
+}
+
+TEST(PeerTransport, HeldBatchesAreBoundedInBytesAndAge) {
+  zmq::context_t context(1);
+  PeerTransportOptions options;
+  options.endpoint = "tcp://127.0.0.1:*";
+  options.hold_bytes = 10;
+  options.hold_bytes_total = 15;
+  options.hold_nodes_max = 2;
+  options.hold_max_age = std::chrono::milliseconds(100);
+  auto a = std::move(PeerTransport::open(context, options)).value();
+  const auto now = Clock::now();
+  EXPECT_TRUE(a->send_or_hold("b", "12345678", now));
+  EXPECT_FALSE(a->send_or_hold("b", "123", now));  // over the node's 10 bytes
+  EXPECT_TRUE(a->send_or_hold("c", "1234567", now));
+  EXPECT_FALSE(a->send_or_hold("c", "1", now));  // over 15 in all
+  EXPECT_FALSE(a->send_or_hold("d", "", now));   // a third node
+  EXPECT_EQ(a->counters().batches_held, 2u);
+  EXPECT_EQ(a->counters().send_failed, 3u);
+  EXPECT_EQ(a->held_bytes(), 15u);
+  // Too old: dropped, and counted as failed sends.
+  a->retry_held(now + std::chrono::milliseconds(101));
+  EXPECT_EQ(a->counters().held_dropped, 2u);
+  EXPECT_EQ(a->counters().send_failed, 5u);
+  EXPECT_EQ(a->held_bytes(), 0u);
+  EXPECT_EQ(a->held_retry_at(), MonoTime::max());
+}
+
 TEST(PeerTransport, BindFailureNamesTheOption) {
   zmq::context_t context(1);
   auto a = open_on_free_port(context);

@@ -158,12 +158,15 @@ TEST(PeerTransport, ABatchForANodeNotConnectedYetWaitsAndGoesInOrderOnceItIs) {
   EXPECT_EQ(a->held_bytes(), 11u);
   EXPECT_LE(a->held_retry_at(), now + std::chrono::milliseconds(50));
   a->connect("b", b->endpoint());
-  // A batch sent meanwhile goes behind the held ones.
+  // A batch sent meanwhile goes behind the held ones (held too, unless the connection is up
+  // already and they went first).
   ASSERT_TRUE(a->send_or_hold("b", "third", Clock::now()));
   auto got = held_arrive(*a, *b, 3);
   ASSERT_EQ(got, (std::vector<std::string>{"first", "second", "third"}));
-  EXPECT_EQ(a->counters().held_sent, 3u);
+  EXPECT_GE(a->counters().batches_held, 2u);
+  EXPECT_EQ(a->counters().held_sent, a->counters().batches_held);
   EXPECT_EQ(a->counters().held_dropped, 0u);
+  EXPECT_EQ(a->counters().send_failed, 0u);
   EXPECT_EQ(a->held_bytes(), 0u);
   EXPECT_EQ(a->held_retry_at(), MonoTime::max());
 }

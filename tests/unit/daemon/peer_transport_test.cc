@@ -11,14 +11,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::unique_ptr<PeerTransport> open_on_free_port(zmq::context_t& context,
-                                                 int64_t max_batch_bytes = 1 << 20) {
-  PeerTransportOptions options;
+// A transport with `options` on a free loopback port.
+std::unique_ptr<PeerTransport> open_with(zmq::context_t& context, PeerTransportOptions options) {
   options.endpoint = "tcp://127.0.0.1:*";
-  options.max_batch_bytes = max_batch_bytes;
   auto transport = PeerTransport::open(context, options);
   EXPECT_TRUE(transport.ok()) << transport.status().to_string();
   return std::move(transport).value();
+}
+
+std::unique_ptr<PeerTransport> open_on_free_port(zmq::context_t& context,
+                                                 int64_t max_batch_bytes = 1 << 20) {
+  PeerTransportOptions options;
+  options.max_batch_bytes = max_batch_bytes;
+  return open_with(context, options);
 }
 
 // Waits up to `deadline_ms` for the inbox to deliver a batch, polling it (no sleeps).
@@ -145,9 +150,8 @@ TEST(PeerTransport, ABatchForANodeNotConnectedYetWaitsAndGoesInOrderOnceItIs) {
   // wait, in order, until the peer is connected, instead of being lost.
   zmq::context_t context(1);
   PeerTransportOptions options;
-  options.endpoint = "tcp://127.0.0.1:*";
   options.hold_max_age = std::chrono::seconds(30);  // however slow the machine
-  auto a = std::move(PeerTransport::open(context, options)).value();
+  auto a = open_with(context, options);
   auto b = open_on_free_port(context);
   const auto now = Clock::now();
   EXPECT_EQ(a->held_retry_at(), MonoTime::max());
@@ -174,12 +178,11 @@ TEST(PeerTransport, ABatchForANodeNotConnectedYetWaitsAndGoesInOrderOnceItIs) {
 TEST(PeerTransport, HeldBatchesAreBoundedInBytesAndAge) {
   zmq::context_t context(1);
   PeerTransportOptions options;
-  options.endpoint = "tcp://127.0.0.1:*";
   options.hold_bytes = 10;
   options.hold_bytes_total = 15;
   options.hold_nodes_max = 2;
   options.hold_max_age = std::chrono::milliseconds(100);
-  auto a = std::move(PeerTransport::open(context, options)).value();
+  auto a = open_with(context, options);
   const auto now = Clock::now();
   EXPECT_TRUE(a->send_or_hold("b", "12345678", now));
   EXPECT_FALSE(a->send_or_hold("b", "123", now));  // over the node's 10 bytes
